@@ -1,0 +1,40 @@
+# opencomms: `make demo` runs the platform, `make test` runs the whole suite. Both bootstrap from nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: deps system-deps test lint typecheck unit demo bench serve clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+system-deps:
+	@bash scripts/ensure-system-deps.sh
+
+deps: system-deps $(STAMP)
+
+lint: deps
+	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff format --check src tests bench examples
+
+typecheck: deps
+	$(BIN)/mypy
+
+unit: deps
+	$(BIN)/pytest -q tests/unit
+
+test: lint typecheck
+	$(BIN)/pytest -q -p no:cacheprovider
+
+demo: deps
+	$(BIN)/python -m opencomms.demo
+
+bench: deps
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

@@ -1,0 +1,7 @@
+"""opencomms: a self-hosted cloud communications platform for calling and meeting bots.
+
+The REST API and callbacks follow Microsoft Graph v1.0 (cloud communications); see docs/architecture.md.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["__version__"]

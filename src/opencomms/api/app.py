@@ -1,0 +1,166 @@
+"""The ASGI application: request ids, header checks, routing, auth, throttling, body limits, error mapping.
+
+Pure ASGI (no framework), so that the same app runs under uvicorn, in tests, or in any ASGI server.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from opencomms.api.errors import OAuthError, error_response
+from opencomms.api.http import Receive, Request, Response, Scope, Send, read_body
+from opencomms.api.routing import Kind, Router
+from opencomms.api.throttle import Throttle
+from opencomms.auth.tokens import TokenError, TokenService
+from opencomms.calling.service import Caller, CallService
+from opencomms.directory import Directory
+from opencomms.domain.errors import BadRequest, Throttled, Unauthenticated
+from opencomms.domain.ids import is_guid, new_id
+from opencomms.logs import request_context
+
+log = logging.getLogger("opencomms.api")
+
+_GUID_HEADERS = ("client-request-id", "scenario-id")
+
+
+@dataclass
+class ApiContext:
+    """Everything handlers need; built by the composition root (server.py)."""
+
+    directory: Directory
+    calls: CallService
+    tokens: TokenService
+    throttle: Throttle
+    public_url: str
+    max_body_bytes: int = 1 << 20
+    clock: Callable[[], float] = time.time
+    health: Callable[[], dict[str, Any]] = field(default=lambda: {"status": "ok"})
+
+
+def build_app(ctx: ApiContext) -> GraphApp:
+    from opencomms.api.routes import all_routes
+
+    return GraphApp(ctx, Router(all_routes()))
+
+
+class GraphApp:
+    def __init__(self, ctx: ApiContext, router: Router) -> None:
+        self.ctx = ctx
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        request_id = new_id()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        crid = headers.get("client-request-id")
+        method = scope["method"]
+        path = scope["path"]
+        try:
+            with request_context(request_id):
+                response = await self._handle(scope, receive, headers, request_id, crid)
+        except OAuthError as exc:
+            response = Response(exc.status, exc.body(request_id, crid))
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            status, body, extra = error_response(exc, request_id, crid)
+            response = Response(status, body, extra)
+        if response.status >= 500 or log.isEnabledFor(logging.DEBUG):
+            log.info("%s %s -> %d", method, _safe_path(path), response.status, extra={"request_id": request_id})
+        await self._send(send, response, request_id, crid if crid and is_guid(crid) else None)
+
+    async def _handle(
+        self, scope: Scope, receive: Receive, headers: dict[str, str], request_id: str, crid: str | None
+    ) -> Response:
+        for name in _GUID_HEADERS:
+            value = headers.get(name)
+            if value is not None and not is_guid(value):
+                raise BadRequest(f"The '{name}' header must be a GUID; nothing personal may go into it.")
+        route, params, version = self.router.match(scope["method"], scope["path"])
+        caller = None
+        if route.kind is Kind.GRAPH:
+            caller = self._authenticate(headers)
+            wait = self.ctx.throttle.check(caller.app_id, self.ctx.clock())
+            if wait is not None:
+                raise Throttled("Too many requests from this application; retry later.", wait)
+        body = await read_body(receive, self.ctx.max_body_bytes)
+        request = Request(
+            method=scope["method"],
+            path=scope["path"],
+            params=params,
+            headers=headers,
+            query=scope.get("query_string", b"").decode("latin-1"),
+            body=body,
+            request_id=request_id,
+            client_request_id=crid,
+            version=version or "v1.0",
+            caller=caller,
+        )
+        result = route.handler(self.ctx, request)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    def _authenticate(self, headers: dict[str, str]) -> Caller:
+        auth = headers.get("authorization", "")
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("Access token is empty: send 'Authorization: Bearer <token>'.")
+        try:
+            claims = self.ctx.tokens.validate_access_token(token.strip(), self.ctx.clock())
+        except TokenError as exc:
+            raise Unauthenticated(f"Access token validation failure: {exc}") from None
+        app = self.ctx.directory.get_app(claims.app_id)
+        if app is None or app.tenant_id != claims.tenant_id:
+            raise Unauthenticated("The application of this token no longer exists.")
+        return Caller(tenant_id=claims.tenant_id, app_id=claims.app_id, roles=claims.roles)
+
+    @staticmethod
+    async def _send(send: Send, response: Response, request_id: str, crid: str | None) -> None:
+        payload = response.encode()
+        headers = [
+            (b"request-id", request_id.encode()),
+            (b"content-length", str(len(payload)).encode()),
+            (b"cache-control", b"no-store"),
+            *response.headers,
+        ]
+        if payload:
+            headers.append((b"content-type", response.content_type))
+        if crid:
+            headers.append((b"client-request-id", crid.encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+
+def json_response(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
+    return Response(status, body, headers or [])
+
+
+def raw_json(status: int, data: bytes) -> Response:
+    return Response(status, raw=data)
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+def _safe_path(path: str) -> str:
+    return path[:200]
+
+
+__all__ = ["ApiContext", "GraphApp", "build_app", "json_response", "raw_json"]

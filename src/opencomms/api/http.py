@@ -1,0 +1,81 @@
+"""Request and response values for the ASGI app, and the body reader with its size limit."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from opencomms.calling.service import Caller
+from opencomms.domain.errors import BadRequest, PayloadTooLarge
+
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Scope = dict[str, Any]
+
+
+@dataclass(slots=True)
+class Request:
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    query: str
+    body: bytes
+    request_id: str
+    client_request_id: str | None
+    version: str = "v1.0"
+    caller: Caller | None = None
+
+    def json(self) -> Any:
+        """The body as JSON; None when empty. Malformed JSON is a 400, never a 500."""
+        if not self.body.strip():
+            return None
+        ctype = self.headers.get("content-type", "application/json").split(";")[0].strip().lower()
+        if ctype not in ("application/json", "text/json", "") and not ctype.endswith("+json"):
+            raise BadRequest(f"Content-Type {ctype!r} is not supported: send application/json.")
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"The body is not valid JSON ({exc.args[0].split(':')[0]}).") from None
+
+    @property
+    def who(self) -> Caller:
+        assert self.caller is not None, "route declared auth but no caller was set"
+        return self.caller
+
+
+@dataclass(slots=True)
+class Response:
+    status: int
+    body: Any = None
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    raw: bytes | None = None
+    content_type: bytes = b"application/json"
+
+    def encode(self) -> bytes:
+        if self.raw is not None:
+            return self.raw
+        if self.body is None:
+            return b""
+        return orjson.dumps(self.body)
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """Read the whole request body, refusing more than `limit` bytes with 413."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"The request body is larger than {limit} bytes.")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)

@@ -1,0 +1,10 @@
+"""All HTTP routes of the node, one module per resource family."""
+
+from __future__ import annotations
+
+from opencomms.api.routes import calls, identity, meta
+from opencomms.api.routing import Route
+
+
+def all_routes() -> list[Route]:
+    return [*calls.ROUTES, *identity.ROUTES, *meta.ROUTES]

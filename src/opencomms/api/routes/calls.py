@@ -1,0 +1,165 @@
+"""Graph call-control routes: /communications/calls and its participants and operations."""
+
+from __future__ import annotations
+
+from opencomms.api.app import ApiContext
+from opencomms.api.http import Request, Response
+from opencomms.api.routing import Kind, Route
+from opencomms.domain.errors import NotFound
+from opencomms.wire import calls as wire
+
+CALLS = "communications/calls"
+
+
+def _base(ctx: ApiContext, req: Request) -> str:
+    return f"{ctx.public_url}/{req.version}"
+
+
+def create_call(ctx: ApiContext, req: Request) -> Response:
+    body = wire.create_call(req.json())
+    call = ctx.calls.create(req.who, body)
+    base = _base(ctx, req)
+    call = {"@odata.context": f"{base}/$metadata#communications/calls/$entity", **call}
+    return Response(201, call, [(b"location", f"{base}/{CALLS}/{call['id']}".encode())])
+
+
+def get_call(ctx: ApiContext, req: Request) -> Response:
+    call = ctx.calls.get(req.who, req.params["id"])
+    body = {"@odata.context": f"{_base(ctx, req)}/$metadata#communications/calls/$entity", **call.to_wire()}
+    return Response(200, body)
+
+
+def delete_call(ctx: ApiContext, req: Request) -> Response:
+    ctx.calls.hang_up(req.who, req.params["id"])
+    return Response(204)
+
+
+def answer(ctx: ApiContext, req: Request) -> Response:
+    ctx.calls.answer(req.who, req.params["id"], wire.answer(req.json()))
+    return Response(202)
+
+
+def reject(ctx: ApiContext, req: Request) -> Response:
+    ctx.calls.reject(req.who, req.params["id"], wire.reject(req.json() or {}))
+    return Response(202)
+
+
+def redirect(ctx: ApiContext, req: Request) -> Response:
+    ctx.calls.redirect(req.who, req.params["id"], wire.redirect(req.json()))
+    return Response(202)
+
+
+def transfer(ctx: ApiContext, req: Request) -> Response:
+    ctx.calls.transfer(req.who, req.params["id"], wire.transfer(req.json()))
+    return Response(202)
+
+
+def keep_alive(ctx: ApiContext, req: Request) -> Response:
+    wire.empty_or_object(req.json())
+    ctx.calls.keep_alive(req.who, req.params["id"])
+    return Response(200)
+
+
+def list_participants(ctx: ApiContext, req: Request) -> Response:
+    items = ctx.calls.participants(req.who, req.params["id"])
+    context = f"{_base(ctx, req)}/$metadata#communications/calls('{req.params['id']}')/participants"
+    return Response(200, {"@odata.context": context, "value": items})
+
+
+def get_participant(ctx: ApiContext, req: Request) -> Response:
+    item = ctx.calls.participant(req.who, req.params["id"], req.params["pid"])
+    context = f"{_base(ctx, req)}/$metadata#communications/calls('{req.params['id']}')/participants/$entity"
+    return Response(200, {"@odata.context": context, **item})
+
+
+def get_operation(ctx: ApiContext, req: Request) -> Response:
+    op = ctx.calls.operation(req.who, req.params["id"], req.params["opId"])
+    if op is None:
+        raise NotFound(f"No operation {req.params['opId']!r} in this call.")
+    return Response(200, op)
+
+
+ROUTES = [
+    Route(
+        "POST",
+        CALLS,
+        create_call,
+        Kind.GRAPH,
+        "Create a call (peer-to-peer, bot-to-bot or group)",
+        permission="Calls.Initiate.All | Calls.InitiateGroupCall.All (+Calls.AccessMedia.All for app-hosted media)",
+        request_schema="call",
+        response_status=201,
+        response_schema="call",
+    ),
+    Route("GET", f"{CALLS}/{{id}}", get_call, Kind.GRAPH, "Get a call", response_schema="call"),
+    Route("DELETE", f"{CALLS}/{{id}}", delete_call, Kind.GRAPH, "Hang up a call", response_status=204),
+    Route(
+        "POST",
+        f"{CALLS}/{{id}}/answer",
+        answer,
+        Kind.GRAPH,
+        "Answer an incoming call",
+        request_schema="answer",
+        response_status=202,
+    ),
+    Route(
+        "POST",
+        f"{CALLS}/{{id}}/reject",
+        reject,
+        Kind.GRAPH,
+        "Reject an incoming call",
+        request_schema="reject",
+        response_status=202,
+    ),
+    Route(
+        "POST",
+        f"{CALLS}/{{id}}/redirect",
+        redirect,
+        Kind.GRAPH,
+        "Redirect an incoming call",
+        permission="Calls.Initiate.All",
+        request_schema="redirect",
+        response_status=202,
+    ),
+    Route(
+        "POST",
+        f"{CALLS}/{{id}}/transfer",
+        transfer,
+        Kind.GRAPH,
+        "Transfer an established call",
+        permission="Calls.Initiate.All",
+        request_schema="transfer",
+        response_status=202,
+    ),
+    Route(
+        "POST",
+        f"{CALLS}/{{id}}/keepAlive",
+        keep_alive,
+        Kind.GRAPH,
+        "Keep a call alive (at least every 45 min)",
+    ),
+    Route(
+        "GET",
+        f"{CALLS}/{{id}}/participants",
+        list_participants,
+        Kind.GRAPH,
+        "List participants",
+        response_schema="participantCollection",
+    ),
+    Route(
+        "GET",
+        f"{CALLS}/{{id}}/participants/{{pid}}",
+        get_participant,
+        Kind.GRAPH,
+        "Get a participant",
+        response_schema="participant",
+    ),
+    Route(
+        "GET",
+        f"{CALLS}/{{id}}/operations/{{opId}}",
+        get_operation,
+        Kind.GRAPH,
+        "Get an operation",
+        response_schema="commsOperation",
+    ),
+]

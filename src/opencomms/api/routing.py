@@ -1,0 +1,76 @@
+"""Route table and matcher: literal segments match case-insensitively, `{name}` segments capture ids.
+
+Graph routes live under /v1.0 and /beta; `/app/calls` is served as an alias of `/communications/calls`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from opencomms.api.http import Request, Response
+from opencomms.domain.errors import MethodNotAllowed, NotFound
+
+Handler = Callable[[Any, Request], "Response | Awaitable[Response]"]
+VERSIONS = ("v1.0", "beta")
+
+
+class Kind(StrEnum):
+    GRAPH = "graph"
+    """Graph API under /v1.0 and /beta: bearer token required, throttled, Graph error bodies."""
+    PUBLIC = "public"
+    """Identity platform and operational endpoints at the root: no token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    template: str
+    handler: Handler
+    kind: Kind
+    summary: str
+    permission: str | None = None
+    """Documented permission, for the OpenAPI document (the service enforces it)."""
+    request_schema: str | None = None
+    response_status: int = 200
+    response_schema: str | None = None
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return tuple(s for s in self.template.split("/") if s)
+
+
+class Router:
+    def __init__(self, routes: list[Route]) -> None:
+        self.routes = routes
+        self._by_len: dict[tuple[Kind, int], list[tuple[Route, tuple[str, ...]]]] = {}
+        for route in routes:
+            segs = tuple(s if s.startswith("{") else s.lower() for s in route.segments)
+            self._by_len.setdefault((route.kind, len(segs)), []).append((route, segs))
+
+    def match(self, method: str, path: str) -> tuple[Route, dict[str, str], str]:
+        """(route, params, version). Raises NotFound or MethodNotAllowed."""
+        parts = [p for p in path.split("/") if p]
+        kind, version = Kind.PUBLIC, ""
+        if parts and parts[0].lower() in VERSIONS:
+            kind, version = Kind.GRAPH, parts[0].lower()
+            parts = parts[1:]
+            if len(parts) >= 2 and parts[0].lower() == "app" and parts[1].lower() == "calls":
+                parts = ["communications", *parts[1:]]
+        allowed: list[str] = []
+        for route, segs in self._by_len.get((kind, len(parts)), ()):
+            params: dict[str, str] = {}
+            for seg, part in zip(segs, parts, strict=True):
+                if seg.startswith("{"):
+                    params[seg[1:-1]] = part
+                elif seg != part.lower():
+                    break
+            else:
+                if route.method == method:
+                    return route, params, version
+                allowed.append(route.method)
+        if allowed:
+            raise MethodNotAllowed(f"{method} is not supported on this resource; use {', '.join(sorted(allowed))}.")
+        raise NotFound(f"No resource at {path!r}." if kind is Kind.PUBLIC else "Resource not found for the segment.")

@@ -1,0 +1,596 @@
+"""CallService: applies bots' REST actions and timer expiries to call legs and conversations.
+
+Every public method is one unit of work: validate first, then mutate, persist and queue notifications in one
+store transaction. It never does network I/O; the notification sink (the dispatcher) delivers later.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+
+from opencomms.calling import notifications as notes
+from opencomms.calling.model import LIVE_STATES, Call, Conversation, JsonObj, Transfer
+from opencomms.calling.routing import Router
+from opencomms.directory import Directory
+from opencomms.domain import results
+from opencomms.domain.calls import CallDirection, CallEvent, CallState, next_state
+from opencomms.domain.errors import AccessDenied, BadRequest, InvalidState, NotFound
+from opencomms.domain.ids import new_id, normalize_id
+from opencomms.domain.results import ResultInfo
+from opencomms.store.base import Store
+from opencomms.wire import calls as wire
+from opencomms.wire.calls import is_app_hosted
+
+log = logging.getLogger("opencomms.calls")
+
+INITIATE = "Calls.Initiate.All"
+INITIATE_GROUP = "Calls.InitiateGroupCall.All"
+ACCESS_MEDIA = "Calls.AccessMedia.All"
+ANSWERED_ELSEWHERE = ResultInfo(200, 0, "The call was answered by another target.")
+
+
+class NotificationSink(Protocol):
+    def submit(self, *, order_key: str, app_id: str, tenant_id: str, url: str, body: bytes) -> object: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling the REST API, from a validated access token."""
+
+    tenant_id: str
+    app_id: str
+    roles: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class CallTimeouts:
+    answer: float = 15.0
+    """Seconds an incoming call rings before it is dropped (Graph: 15 s)."""
+    keepalive: float = 2700.0
+    """Seconds without keepAlive after which a call ends with 408/8537 (Graph: 45 min)."""
+    redirect_single: float = 55.0
+    """Default ring time of a redirect to one target (Graph: 55 s)."""
+    redirect_multiple: float = 60.0
+    """Default ring time of a redirect to several targets (simultaneous ring; Graph: 60 s)."""
+
+
+class CallService:
+    def __init__(
+        self,
+        store: Store,
+        directory: Directory,
+        sink: NotificationSink,
+        *,
+        timeouts: CallTimeouts = CallTimeouts(),
+        clock: Callable[[], float] = time.time,
+        on_deadline: Callable[[float], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.router = Router(directory)
+        self.sink = sink
+        self.timeouts = timeouts
+        self.clock = clock
+        self.on_deadline = on_deadline
+        self.calls: dict[str, Call] = {}
+        self.convs: dict[str, Conversation] = {}
+        self._timers: list[tuple[float, str]] = []
+        self._dirty_calls: set[str] = set()
+        self._dirty_convs: set[str] = set()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """Restore calls and conversations from the store (after a restart) and re-arm their timers."""
+        for _, doc in self.store.scan("conversation"):
+            conv = Conversation.from_doc(doc)
+            self.convs[conv.id] = conv
+        for _, doc in self.store.scan("call"):
+            call = Call.from_doc(doc)
+            self.calls[call.id] = call
+            for deadline in (call.answer_deadline, call.keepalive_deadline):
+                if deadline is not None:
+                    self._push_timer(deadline, call.id)
+
+    @property
+    def active_calls(self) -> int:
+        return len(self.calls)
+
+    # -- queries -----------------------------------------------------------------------------------------
+    def get(self, caller: Caller, call_id: str) -> Call:
+        return self._own(caller, call_id)
+
+    def participants(self, caller: Caller, call_id: str) -> list[JsonObj]:
+        call = self._own(caller, call_id)
+        conv = self.convs[call.conversation_id]
+        legs = [self.calls[c] for c in conv.legs if c in self.calls]
+        return [leg.participant() for leg in legs if leg.id == call.id or leg.state in LIVE_STATES]
+
+    def participant(self, caller: Caller, call_id: str, participant_id: str) -> JsonObj:
+        wanted = normalize_id(participant_id)
+        for p in self.participants(caller, call_id):
+            if p["id"] == wanted:
+                return p
+        raise NotFound(f"No participant {participant_id!r} in this call.")
+
+    def operation(self, caller: Caller, call_id: str, operation_id: str) -> JsonObj | None:
+        """A commsOperation of this call, as last reported (None if unknown)."""
+        call = self._own(caller, call_id)
+        return self.store.get("operation", f"{call.id}/{normalize_id(operation_id)}")
+
+    # -- actions -----------------------------------------------------------------------------------------
+    def create(self, caller: Caller, req: wire.CreateCall) -> JsonObj:
+        """POST /communications/calls. Returns the new call as the 201 body shows it."""
+        group = len(req.targets) > 1
+        needed = INITIATE_GROUP if group else INITIATE
+        self._require(caller, needed)
+        if is_app_hosted(req.media_config):
+            self._require(caller, ACCESS_MEDIA)
+        if req.tenant_id and normalize_id(req.tenant_id) != caller.tenant_id:
+            raise AccessDenied("'tenantId' must be the application's own tenant.")
+        app = self.directory.require_app(caller.app_id)
+        callback = req.callback_uri or app.callback_url
+        if not callback:
+            raise BadRequest("'callbackUri' is required: the application has no registered calling webhook.")
+        own_identity = {
+            "@odata.type": "#microsoft.graph.identitySet",
+            "application": {
+                "@odata.type": "#microsoft.graph.identity",
+                "id": app.id,
+                "displayName": app.display_name,
+            },
+        }
+        source = req.source or {"@odata.type": "#microsoft.graph.participantInfo", "identity": own_identity}
+        self._check_source(caller, source)
+        now = self.clock()
+        conv = Conversation(id=new_id(), tenant_id=caller.tenant_id, group=group)
+        call = Call(
+            id=new_id(),
+            tenant_id=caller.tenant_id,
+            app_id=app.id,
+            direction=CallDirection.OUTGOING,
+            state=CallState.ESTABLISHING,
+            conversation_id=conv.id,
+            my_participant_id=new_id(),
+            source_id=self._new_source_id(),
+            identity=source["identity"],
+            source=dict(source),
+            targets=req.targets,
+            requested_modalities=req.requested_modalities,
+            created_at=now,
+            callback_uri=callback,
+            media_config=req.media_config,
+            call_options=req.call_options,
+            subject=req.subject,
+            extra=req.extra,
+            keepalive_deadline=now + self.timeouts.keepalive,
+        )
+        call.source["participantId"] = call.my_participant_id
+        with self._unit():
+            self._add(conv, call)
+            self._push_timer(call.keepalive_deadline, call.id)  # type: ignore[arg-type]
+            snapshot = call.to_wire()
+            self._notify(call, notes.call_updated(call))
+            for target in req.targets:
+                route = self.router.resolve(caller.tenant_id, target)
+                if route.app is None:
+                    conv.failure = route.failure
+                    continue
+                self._ring(conv, route.app, route.identity, source=call.source, targets=[target])
+            self._settle(conv)
+        log.info("call created", extra={"call_id": call.id, "app_id": app.id, "targets": len(req.targets)})
+        return snapshot
+
+    def answer(self, caller: Caller, call_id: str, req: wire.Answer) -> None:
+        call = self._own(caller, call_id)
+        if is_app_hosted(req.media_config):
+            self._require(caller, ACCESS_MEDIA)
+        state = next_state(call.state, CallEvent.ANSWER)
+        now = self.clock()
+        with self._unit():
+            call.state = state
+            call.media_config = req.media_config
+            call.call_options = req.call_options
+            call.callback_uri = req.callback_uri or call.callback_uri
+            call.answer_deadline = None
+            call.keepalive_deadline = now + self.timeouts.keepalive
+            self._push_timer(call.keepalive_deadline, call.id)
+            self._touch(call)
+            self._notify(call, notes.call_updated(call))
+            conv = self.convs[call.conversation_id]
+            if call.ring_group is not None:
+                group, call.ring_group = call.ring_group, None
+                for sibling in self._legs(conv):
+                    if sibling.ring_group == group and sibling.state is CallState.INCOMING:
+                        self._end(sibling, ANSWERED_ELSEWHERE)
+            transfer = conv.transfer
+            if transfer is not None and transfer.target == call.id:
+                conv.transfer = None
+                transferor = self.calls.get(transfer.transferor)
+                self._connect(conv)
+                if transferor is not None and transferor.state in LIVE_STATES:
+                    self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
+                    self._notify(transferor, notes.call_updated(transferor))
+                    self._end(transferor, results.TRANSFER_COMPLETED)
+            else:
+                self._connect(conv)
+        log.info("call answered", extra={"call_id": call.id, "app_id": call.app_id})
+
+    def reject(self, caller: Caller, call_id: str, req: wire.Reject) -> None:
+        call = self._own(caller, call_id)
+        next_state(call.state, CallEvent.REJECT)
+        with self._unit():
+            call.callback_uri = req.callback_uri or call.callback_uri
+            conv = self.convs[call.conversation_id]
+            conv.failure = results.REJECT_REASONS.get(req.reason, results.DECLINED)
+            self._end(call, results.REJECTED_BY_BOT, event=CallEvent.REJECT)
+        log.info("call rejected", extra={"call_id": call.id, "reason": req.reason})
+
+    def redirect(self, caller: Caller, call_id: str, req: wire.Redirect) -> None:
+        call = self._own(caller, call_id)
+        self._require(caller, INITIATE)
+        next_state(call.state, CallEvent.REDIRECT)
+        several = len(req.targets) > 1
+        default = self.timeouts.redirect_multiple if several else self.timeouts.redirect_single
+        timeout = float(req.timeout) if req.timeout is not None else default
+        with self._unit():
+            call.callback_uri = req.callback_uri or call.callback_uri
+            self._transition(call, CallEvent.REDIRECT)
+            conv = self.convs[call.conversation_id]
+            ring_group = new_id() if several else None
+            for target in req.targets:
+                route = self.router.resolve(call.tenant_id, target)
+                if route.app is None:
+                    conv.failure = route.failure
+                    continue
+                self._ring(
+                    conv,
+                    route.app,
+                    route.identity,
+                    source=call.source,
+                    targets=[target],
+                    timeout=timeout,
+                    ring_group=ring_group,
+                )
+                for leg in self._legs(conv):
+                    if leg.state in LIVE_STATES and not several:
+                        leg.call_routes = [
+                            {
+                                "@odata.type": "#microsoft.graph.callRoute",
+                                "original": call.identity,
+                                "final": route.identity,
+                                "routingType": "forwarded",
+                            }
+                        ]
+                        self._touch(leg)
+                        self._notify(leg, notes.call_updated(leg, callRoutes=leg.call_routes))
+            self._end(call, results.REDIRECTED)
+        log.info("call redirected", extra={"call_id": call.id, "targets": len(req.targets)})
+
+    def transfer(self, caller: Caller, call_id: str, req: wire.Transfer) -> None:
+        call = self._own(caller, call_id)
+        self._require(caller, INITIATE)
+        next_state(call.state, CallEvent.TRANSFER)
+        conv = self.convs[call.conversation_id]
+        if conv.transfer is not None:
+            raise InvalidState("Another transfer is in progress in this call.")
+        others = [leg for leg in self._legs(conv) if leg.id != call.id and leg.state in LIVE_STATES]
+        if req.transferee is not None and req.transferee.get("participantId"):
+            wanted = normalize_id(str(req.transferee["participantId"]))
+            transferee = next((leg for leg in others if leg.my_participant_id == wanted), None)
+            if transferee is None:
+                raise BadRequest("'transferee.participantId' is not a participant of this call.")
+        elif len(others) == 1:
+            transferee = others[0]
+        else:
+            raise BadRequest("'transferee' with a participantId is required to transfer out of a group call.")
+        with self._unit():
+            self._transition(call, CallEvent.TRANSFER)
+            self._notify(call, notes.call_updated(call))
+            route = self.router.resolve(call.tenant_id, req.transfer_target)
+            target = None
+            if route.app is not None:
+                target = self._ring(
+                    conv,
+                    route.app,
+                    route.identity,
+                    source={
+                        "@odata.type": "#microsoft.graph.participantInfo",
+                        "identity": transferee.identity,
+                        "participantId": transferee.my_participant_id,
+                    },
+                    targets=[req.transfer_target],
+                    incoming_context={
+                        "@odata.type": "#microsoft.graph.incomingContext",
+                        "sourceParticipantId": transferee.my_participant_id,
+                        "transferor": call.identity,
+                    },
+                )
+            if target is None:
+                self._fail_transfer(call, route.failure or results.TRANSFER_TARGET_UNREACHABLE)
+            else:
+                conv.transfer = Transfer(transferor=call.id, transferee=transferee.id, target=target.id)
+                self._dirty_convs.add(conv.id)
+        log.info("call transfer started", extra={"call_id": call.id})
+
+    def hang_up(self, caller: Caller, call_id: str) -> None:
+        call = self._own(caller, call_id)
+        if call.state is CallState.INCOMING:
+            raise InvalidState("An incoming call that was not answered is ended with 'reject', not DELETE.")
+        next_state(call.state, CallEvent.HANG_UP)
+        with self._unit():
+            self._transition(call, CallEvent.HANG_UP)
+            self._notify(call, notes.call_updated(call))
+            self._end(call, results.ENDED_BY_DELETE)
+        log.info("call hung up", extra={"call_id": call.id})
+
+    def keep_alive(self, caller: Caller, call_id: str) -> None:
+        call = self._own(caller, call_id)
+        next_state(call.state, CallEvent.KEEP_ALIVE)
+        with self._unit():
+            call.keepalive_deadline = self.clock() + self.timeouts.keepalive
+            self._push_timer(call.keepalive_deadline, call.id)
+            self._dirty_calls.add(call.id)
+
+    def move_callback(self, call_id: str, url: str) -> None:
+        """The bot answered a notification with 302/307: later notifications of this call go to `url`."""
+        call = self.calls.get(call_id)
+        if call is not None:
+            with self._unit():
+                call.callback_uri = url
+                self._dirty_calls.add(call.id)
+
+    # -- timers ------------------------------------------------------------------------------------------
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def fire_due(self, now: float) -> None:
+        """End every call whose answer window or keepAlive deadline has passed."""
+        while self._timers and self._timers[0][0] <= now:
+            _, call_id = heapq.heappop(self._timers)
+            call = self.calls.get(call_id)
+            if call is None:
+                continue
+            with self._unit():
+                if (
+                    call.state is CallState.INCOMING
+                    and call.answer_deadline is not None
+                    and call.answer_deadline <= now
+                ):
+                    conv = self.convs[call.conversation_id]
+                    conv.failure = results.NO_ANSWER
+                    self._end(call, results.ANSWER_TIMEOUT)
+                elif (
+                    call.keepalive_deadline is not None and call.keepalive_deadline <= now and call.state in LIVE_STATES
+                ):
+                    self._end(call, results.KEEPALIVE_LAPSED)
+        if len(self._timers) > 64 and len(self._timers) > 4 * len(self.calls):
+            self._compact_timers()
+
+    # -- internals ---------------------------------------------------------------------------------------
+    def _own(self, caller: Caller, call_id: str) -> Call:
+        call = self.calls.get(normalize_id(call_id))
+        if call is None or call.app_id != caller.app_id or call.tenant_id != caller.tenant_id:
+            raise NotFound(f"No call with id {call_id!r}.")
+        return call
+
+    @staticmethod
+    def _require(caller: Caller, permission: str) -> None:
+        if permission not in caller.roles:
+            raise AccessDenied(f"The application needs the '{permission}' application permission for this action.")
+
+    def _check_source(self, caller: Caller, source: JsonObj) -> None:
+        inst_ref = source["identity"].get("applicationInstance")
+        if inst_ref is not None:
+            inst = self.directory.get_instance(str(inst_ref.get("id") or ""))
+            if inst is None or inst.app_id != caller.app_id:
+                raise AccessDenied("'source.identity.applicationInstance' is not an instance of this application.")
+        app_ref = source["identity"].get("application")
+        if app_ref is not None and normalize_id(str(app_ref.get("id") or "")) != caller.app_id:
+            raise AccessDenied("'source.identity.application' must be the calling application itself.")
+
+    @staticmethod
+    def _new_source_id() -> str:
+        import secrets
+
+        return str(secrets.randbelow(2**31 - 2) + 1)
+
+    @contextmanager
+    def _unit(self) -> Iterator[None]:
+        with self.store.transaction():
+            yield
+            self._flush()
+
+    def _flush(self) -> None:
+        for call_id in self._dirty_calls:
+            call = self.calls.get(call_id)
+            if call is None:
+                self.store.delete("call", call_id)
+            else:
+                self.store.put("call", call_id, call.to_doc())
+        for conv_id in self._dirty_convs:
+            conv = self.convs.get(conv_id)
+            if conv is None:
+                self.store.delete("conversation", conv_id)
+            else:
+                self.store.put("conversation", conv_id, conv.to_doc())
+        self._dirty_calls.clear()
+        self._dirty_convs.clear()
+
+    def _add(self, conv: Conversation, call: Call) -> None:
+        self.convs[conv.id] = conv
+        self.calls[call.id] = call
+        conv.legs.append(call.id)
+        self._dirty_calls.add(call.id)
+        self._dirty_convs.add(conv.id)
+
+    def _legs(self, conv: Conversation) -> list[Call]:
+        return [self.calls[c] for c in conv.legs if c in self.calls]
+
+    def _touch(self, call: Call) -> None:
+        call.version += 1
+        self._dirty_calls.add(call.id)
+
+    def _transition(self, call: Call, event: CallEvent) -> None:
+        call.state = next_state(call.state, event)
+        self._touch(call)
+
+    def _notify(self, call: Call, body: dict[str, Any]) -> None:
+        url = call.callback_uri
+        if not url:
+            app = self.directory.get_app(call.app_id)
+            url = None if app is None else app.callback_url
+        if not url:
+            log.warning("notification dropped: no callback URL", extra={"call_id": call.id})
+            return
+        self.sink.submit(
+            order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=orjson.dumps(body)
+        )
+
+    def _push_timer(self, deadline: float, call_id: str) -> None:
+        first = self.next_deadline()
+        heapq.heappush(self._timers, (deadline, call_id))
+        if self.on_deadline is not None and (first is None or deadline < first):
+            self.on_deadline(deadline)
+
+    def _compact_timers(self) -> None:
+        live = []
+        for call in self.calls.values():
+            for deadline in (call.answer_deadline, call.keepalive_deadline):
+                if deadline is not None:
+                    live.append((deadline, call.id))
+        heapq.heapify(live)
+        self._timers = live
+
+    def _ring(
+        self,
+        conv: Conversation,
+        app: Any,
+        identity: JsonObj,
+        *,
+        source: JsonObj,
+        targets: list[JsonObj],
+        timeout: float | None = None,
+        ring_group: str | None = None,
+        incoming_context: JsonObj | None = None,
+    ) -> Call | None:
+        """Create an incoming leg for bot `app` and send it the incoming-call notification."""
+        if not app.callback_url:
+            conv.failure = results.NO_CALLEE_ENDPOINTS
+            return None
+        now = self.clock()
+        leg = Call(
+            id=new_id(),
+            tenant_id=conv.tenant_id,
+            app_id=app.id,
+            direction=CallDirection.INCOMING,
+            state=CallState.INCOMING,
+            conversation_id=conv.id,
+            my_participant_id=new_id(),
+            source_id=self._new_source_id(),
+            identity=identity,
+            source=source,
+            targets=targets,
+            requested_modalities=["audio"],
+            created_at=now,
+            callback_uri=app.callback_url,
+            incoming_context=incoming_context,
+            answer_deadline=now + (timeout if timeout is not None else self.timeouts.answer),
+            ring_group=ring_group,
+        )
+        self._add(conv, leg)
+        self._push_timer(leg.answer_deadline, leg.id)  # type: ignore[arg-type]
+        self._notify(leg, notes.call_created(leg))
+        return leg
+
+    def _connect(self, conv: Conversation) -> None:
+        """Every establishing leg of a conversation with two or more live legs becomes established."""
+        live = [leg for leg in self._legs(conv) if leg.state in LIVE_STATES]
+        if len(live) < 2:
+            return
+        joined = False
+        for leg in live:
+            if leg.state is CallState.ESTABLISHING:
+                self._transition(leg, CallEvent.CONNECTED)
+                leg.connected = True
+                joined = True
+                self._notify(leg, notes.call_updated(leg, mediaState=leg.media_state()))
+        if joined and conv.group:
+            self._send_rosters(conv)
+
+    def _send_rosters(self, conv: Conversation) -> None:
+        live = [leg for leg in self._legs(conv) if leg.state in LIVE_STATES]
+        roster = [leg.participant() for leg in live]
+        for leg in live:
+            self._notify(leg, notes.roster_updated(leg, roster))
+
+    def _fail_transfer(self, transferor: Call, reason: ResultInfo) -> None:
+        if transferor.state in (CallState.TRANSFERRING, CallState.TRANSFER_ACCEPTED):
+            self._transition(transferor, CallEvent.TRANSFER_FAILED)
+            transferor.result_info = reason
+            self._notify(transferor, notes.call_updated(transferor, resultInfo=reason.to_wire()))
+            transferor.result_info = None
+
+    def _end(self, call: Call, reason: ResultInfo, *, event: CallEvent = CallEvent.END) -> None:
+        """Terminate one leg: final notification, removal, and the consequences for the rest."""
+        self._transition(call, event)
+        call.result_info = reason
+        self._notify(call, notes.call_deleted(call))
+        del self.calls[call.id]
+        self._dirty_calls.add(call.id)
+        conv = self.convs[call.conversation_id]
+        conv.legs.remove(call.id)
+        self._dirty_convs.add(conv.id)
+        self._after_leg_gone(conv, call)
+
+    def _after_leg_gone(self, conv: Conversation, gone: Call) -> None:
+        transfer = conv.transfer
+        if transfer is not None:
+            if gone.id == transfer.target:
+                conv.transfer = None
+                transferor = self.calls.get(transfer.transferor)
+                if transferor is not None:
+                    unreachable = gone.result_info is not None and gone.result_info.code == 480
+                    reason = results.TRANSFER_TARGET_UNREACHABLE if unreachable else results.TRANSFER_FAILED
+                    self._fail_transfer(transferor, reason)
+            elif gone.id == transfer.transferee:
+                conv.transfer = None
+                target = self.calls.get(transfer.target)
+                if target is not None and target.state is CallState.INCOMING:
+                    self._end(target, results.REMOTE_HUNG_UP)
+                    return
+            elif gone.id == transfer.transferor:
+                conv.transfer = None  # blind transfer: the target keeps ringing
+        if gone.connected and conv.group:
+            self._send_rosters(conv)
+        self._settle(conv)
+
+    def _settle(self, conv: Conversation) -> None:
+        """A leg left alone ends: the call is over, or never connected."""
+        if conv.id not in self.convs:
+            return
+        legs = self._legs(conv)
+        if not legs:
+            del self.convs[conv.id]
+            self._dirty_convs.add(conv.id)
+            return
+        live = [leg for leg in legs if leg.state in LIVE_STATES]
+        pending = [leg for leg in legs if leg.state is CallState.INCOMING]
+        candidates = live + pending
+        if len(candidates) != 1:
+            return
+        lone = candidates[0]
+        if lone.state is CallState.INCOMING:
+            self._end(lone, results.REMOTE_HUNG_UP)
+        elif lone.state in LIVE_STATES:
+            if lone.connected:
+                self._end(lone, results.EVERYONE_LEFT if conv.group else results.REMOTE_HUNG_UP)
+            else:
+                self._end(lone, conv.failure or results.NO_ANSWER)

@@ -1,0 +1,151 @@
+"""Typed node configuration: frozen dataclasses with a docstring per field, loaded from a TOML file and
+from OPENCOMMS_* environment variables (`OPENCOMMS_PORT`, `OPENCOMMS_CALLS__ANSWER_TIMEOUT`, …).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class CallsConfig:
+    answer_timeout: float = 15.0
+    """Seconds an incoming call rings before it is dropped (Graph: 15 s)."""
+    keepalive_timeout: float = 2700.0
+    """Seconds without keepAlive before a call ends with 408/8537 (Graph: 45 min)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    timeout: float = 5.0
+    """Seconds to wait for a bot to answer one notification POST before retrying."""
+    max_in_flight: int = 256
+    """Notifications being delivered at once, across all calls (one per call at a time)."""
+    initial_retry_delay: float = 0.5
+    """First retry delay in seconds; doubles each attempt up to max_retry_delay."""
+    max_retry_delay: float = 60.0
+    """Longest wait between two attempts, in seconds."""
+    max_attempts: int = 12
+    """Attempts before a notification is given up (and logged)."""
+    max_age: float = 3600.0
+    """Seconds after which an undelivered notification is given up."""
+
+
+@dataclass(frozen=True, slots=True)
+class TokensConfig:
+    access_token_lifetime: float = 3600.0
+    """Lifetime of access tokens, in seconds."""
+    callback_token_lifetime: float = 3600.0
+    """Lifetime of the tokens that sign notifications to bots, in seconds."""
+    callback_issuer: str = "https://api.botframework.com"
+    """`iss` of callback tokens. Microsoft's value, so existing bot validators only change the metadata URL."""
+    key_rotation_interval: float = 30 * 86400.0
+    """Seconds between automatic signing-key rotations (retired keys stay published until their tokens expire)."""
+    audiences: tuple[str, ...] = ("https://graph.microsoft.com",)
+    """Token audiences accepted besides the node's own public URL (scope `<audience>/.default`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThrottleSettings:
+    rate: float = 3333.0
+    """Requests per second per application (Graph: 50 000 per 15 s)."""
+    burst: float = 5000.0
+    """Requests an idle application may send at once."""
+    enabled: bool = True
+    """Set false to disable throttling."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    host: str = "127.0.0.1"
+    """Address the HTTP(S) server binds to."""
+    port: int = 8080
+    """TCP port of the HTTP(S) server (0 picks a free one)."""
+    public_url: str = ""
+    """Base URL clients use to reach the node (default: derived from host, port and TLS)."""
+    tls_cert: str = ""
+    """PEM certificate (chain) file: when set with tls_key the node serves HTTPS."""
+    tls_key: str = ""
+    """PEM private key file for tls_cert."""
+    store_url: str = "sqlite:///var/opencomms.db"
+    """memory:// or sqlite:///path.db (relative to the working directory)."""
+    max_body_bytes: int = 1 << 20
+    """Largest accepted request body, in bytes (larger: 413)."""
+    log_level: str = "info"
+    """debug, info, warning or error."""
+    log_format: str = "json"
+    """json (one object per line) or text."""
+    calls: CallsConfig = field(default_factory=CallsConfig)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
+    tokens: TokensConfig = field(default_factory=TokensConfig)
+    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+    def base_url(self, bound_port: int | None = None) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        scheme = "https" if self.tls else "http"
+        host = "localhost" if self.tls and self.host in ("127.0.0.1", "0.0.0.0") else self.host
+        return f"{scheme}://{host}:{bound_port or self.port}"
+
+
+def _coerce(kind: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else list(value)
+        return tuple(str(i).strip() for i in items if str(i).strip())
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        return str(value).strip().lower() in ("1", "true", "yes", "on")
+    if kind in (int, float, str):
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"configuration {name}: {value!r} is not a valid {kind.__name__}") from None
+    if isinstance(kind, types.UnionType):
+        return value
+    return value
+
+
+def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        env_name = f"{prefix}{f.name.upper()}"
+        if dataclasses.is_dataclass(kind):
+            section = data.get(f.name, {})
+            if not isinstance(section, dict):
+                raise ValueError(f"configuration [{f.name}] must be a table")
+            kwargs[f.name] = _build(kind, section, env, f"{env_name}__")
+            continue
+        if env_name in env:
+            kwargs[f.name] = _coerce(kind, env[env_name], env_name)
+        elif f.name in data:
+            kwargs[f.name] = _coerce(kind, data[f.name], f.name)
+    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:
+    """File < environment < explicit overrides (CLI flags). Unknown keys are an error, not silently ignored."""
+    data: dict[str, Any] = {}
+    if path:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    config: NodeConfig = _build(NodeConfig, data, dict(os.environ if env is None else env), "OPENCOMMS_")
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return dataclasses.replace(config, **changes) if changes else config

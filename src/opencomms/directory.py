@@ -1,0 +1,211 @@
+"""Directory repository over the store: tenants, users, applications and application instances.
+
+Used by the CLI and the node. Creates ids, hashes secrets (plain secrets are returned once, never stored).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+
+from opencomms.auth.permissions import parse_permission
+from opencomms.auth.secrets import generate_secret, hash_secret, verify_secret
+from opencomms.domain.directory import Application, ApplicationInstance, Tenant, User
+from opencomms.domain.errors import BadRequest, Conflict, NotFound
+from opencomms.domain.ids import is_guid, new_id, normalize_id
+from opencomms.store.base import Store
+
+_E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+_SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s]+$", re.IGNORECASE)
+
+
+class Directory:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    # -- tenants -----------------------------------------------------------------------------------------
+    def create_tenant(self, name: str, domain: str | None = None, tenant_id: str | None = None) -> Tenant:
+        if not name.strip():
+            raise BadRequest("A tenant needs a name.")
+        if domain and self.find_tenant(domain):
+            raise Conflict(f"A tenant with domain {domain!r} exists already.")
+        tenant = Tenant(id=tenant_id or new_id(), name=name, domain=domain, created_at=self.clock())
+        self.store.put("tenant", tenant.id, tenant.to_doc())
+        return tenant
+
+    def get_tenant(self, tenant_id: str) -> Tenant | None:
+        doc = self.store.get("tenant", normalize_id(tenant_id))
+        return None if doc is None else Tenant.from_doc(doc)
+
+    def find_tenant(self, id_or_domain: str) -> Tenant | None:
+        """By id, or by domain (case-insensitive), as Microsoft's authority URLs allow either."""
+        if is_guid(id_or_domain):
+            return self.get_tenant(id_or_domain)
+        wanted = id_or_domain.lower()
+        return next((t for t in self.list_tenants() if (t.domain or "").lower() == wanted), None)
+
+    def list_tenants(self) -> list[Tenant]:
+        return [Tenant.from_doc(d) for _, d in self.store.scan("tenant")]
+
+    def delete_tenant(self, tenant_id: str) -> None:
+        """Delete a tenant and everything in it."""
+        tenant = self.require_tenant(tenant_id)
+        with self.store.transaction():
+            for app in self.list_apps(tenant.id):
+                self.delete_app(app.id)
+            for user in self.list_users(tenant.id):
+                self.store.delete("user", user.id)
+            self.store.delete("tenant", tenant.id)
+
+    def require_tenant(self, id_or_domain: str) -> Tenant:
+        tenant = self.find_tenant(id_or_domain)
+        if tenant is None:
+            raise NotFound(f"No tenant {id_or_domain!r}.")
+        return tenant
+
+    # -- applications ------------------------------------------------------------------------------------
+    def create_app(
+        self,
+        tenant_id: str,
+        display_name: str,
+        *,
+        permissions: Iterable[str] = (),
+        callback_url: str | None = None,
+        app_id: str | None = None,
+    ) -> tuple[Application, str]:
+        """Register a bot. Returns the app and its client secret, which is not stored and shown only now."""
+        tenant = self.require_tenant(tenant_id)
+        try:
+            perms = tuple(sorted({parse_permission(p).value for p in permissions}))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+        secret = generate_secret()
+        app = Application(
+            id=app_id or new_id(),
+            tenant_id=tenant.id,
+            display_name=display_name,
+            secret_hashes=(hash_secret(secret),),
+            permissions=perms,
+            callback_url=callback_url,
+            created_at=self.clock(),
+        )
+        self.store.put("app", app.id, app.to_doc())
+        return app, secret
+
+    def get_app(self, app_id: str) -> Application | None:
+        doc = self.store.get("app", normalize_id(app_id))
+        return None if doc is None else Application.from_doc(doc)
+
+    def require_app(self, app_id: str) -> Application:
+        app = self.get_app(app_id)
+        if app is None:
+            raise NotFound(f"No application {app_id!r}.")
+        return app
+
+    def list_apps(self, tenant_id: str | None = None) -> list[Application]:
+        apps = [Application.from_doc(d) for _, d in self.store.scan("app")]
+        return [a for a in apps if tenant_id is None or a.tenant_id == tenant_id]
+
+    def update_app(self, app: Application) -> None:
+        self.store.put("app", app.id, app.to_doc())
+
+    def add_secret(self, app_id: str) -> str:
+        """A new client secret next to the existing ones (rotate without downtime, then remove the old)."""
+        app = self.require_app(app_id)
+        secret = generate_secret()
+        self.update_app(_replace_app(app, secret_hashes=(*app.secret_hashes, hash_secret(secret))))
+        return secret
+
+    def check_secret(self, app: Application, secret: str) -> bool:
+        return any(verify_secret(secret, h) for h in app.secret_hashes)
+
+    def delete_app(self, app_id: str) -> None:
+        app = self.require_app(app_id)
+        with self.store.transaction():
+            for inst in self.list_instances(app.id):
+                self.delete_instance(inst.id)
+            self.store.delete("app", app.id)
+
+    # -- users -------------------------------------------------------------------------------------------
+    def create_user(self, tenant_id: str, display_name: str, user_id: str | None = None) -> User:
+        tenant = self.require_tenant(tenant_id)
+        user = User(id=user_id or new_id(), tenant_id=tenant.id, display_name=display_name, created_at=self.clock())
+        self.store.put("user", user.id, user.to_doc())
+        return user
+
+    def get_user(self, user_id: str) -> User | None:
+        doc = self.store.get("user", normalize_id(user_id))
+        return None if doc is None else User.from_doc(doc)
+
+    def list_users(self, tenant_id: str | None = None) -> list[User]:
+        users = [User.from_doc(d) for _, d in self.store.scan("user")]
+        return [u for u in users if tenant_id is None or u.tenant_id == tenant_id]
+
+    def delete_user(self, user_id: str) -> None:
+        if not self.store.delete("user", normalize_id(user_id)):
+            raise NotFound(f"No user {user_id!r}.")
+
+    # -- application instances ---------------------------------------------------------------------------
+    def create_instance(
+        self,
+        app_id: str,
+        display_name: str,
+        *,
+        phone_number: str | None = None,
+        sip_uri: str | None = None,
+    ) -> ApplicationInstance:
+        app = self.require_app(app_id)
+        if not phone_number and not sip_uri:
+            raise BadRequest("An application instance needs a phone number (E.164) or a SIP URI.")
+        if phone_number and not _E164.match(phone_number):
+            raise BadRequest("The phone number must be in E.164 form, e.g. +14255550100.")
+        if sip_uri and not _SIP_URI.match(sip_uri):
+            raise BadRequest("The SIP URI must look like sip:user@host.")
+        for address in filter(None, (phone_number, (sip_uri or "").lower() or None)):
+            if self.store.get("address", address):
+                raise Conflict("That number or SIP URI belongs to another application instance already.")
+        inst = ApplicationInstance(
+            id=new_id(),
+            tenant_id=app.tenant_id,
+            app_id=app.id,
+            display_name=display_name,
+            phone_number=phone_number,
+            sip_uri=sip_uri,
+            created_at=self.clock(),
+        )
+        with self.store.transaction():
+            self.store.put("instance", inst.id, inst.to_doc())
+            for address in filter(None, (phone_number, (sip_uri or "").lower() or None)):
+                self.store.put("address", address, {"instance_id": inst.id})
+        return inst
+
+    def get_instance(self, instance_id: str) -> ApplicationInstance | None:
+        doc = self.store.get("instance", normalize_id(instance_id))
+        return None if doc is None else ApplicationInstance.from_doc(doc)
+
+    def find_instance_by_address(self, address: str) -> ApplicationInstance | None:
+        """The instance that owns a phone number or SIP URI (exact E.164, case-insensitive SIP URI)."""
+        key = address if address.startswith("+") else address.lower()
+        ref = self.store.get("address", key)
+        return None if ref is None else self.get_instance(ref["instance_id"])
+
+    def list_instances(self, app_id: str | None = None) -> list[ApplicationInstance]:
+        items = [ApplicationInstance.from_doc(d) for _, d in self.store.scan("instance")]
+        return [i for i in items if app_id is None or i.app_id == app_id]
+
+    def delete_instance(self, instance_id: str) -> None:
+        inst = self.get_instance(instance_id)
+        if inst is None:
+            raise NotFound(f"No application instance {instance_id!r}.")
+        with self.store.transaction():
+            for address in filter(None, (inst.phone_number, (inst.sip_uri or "").lower() or None)):
+                self.store.delete("address", address)
+            self.store.delete("instance", inst.id)
+
+
+def _replace_app(app: Application, **changes: object) -> Application:
+    from dataclasses import replace
+
+    return replace(app, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,51 @@
+"""Graph `resultInfo` values the platform reports, in one table, so every code has one meaning.
+
+Codes follow Graph's published list where one exists; the rest are documented in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class ResultInfo:
+    code: int
+    subcode: int
+    message: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "@odata.type": "#microsoft.graph.resultInfo",
+            "code": self.code,
+            "subcode": self.subcode,
+            "message": self.message,
+        }
+
+
+# Normal endings
+ENDED_BY_DELETE = ResultInfo(200, 5001, "The conversation has ended.")
+REMOTE_HUNG_UP = ResultInfo(200, 4097, "The remote participant hung up.")
+EVERYONE_LEFT = ResultInfo(200, 5002, "Everyone else left the call.")
+TRANSFER_COMPLETED = ResultInfo(0, 7015, "GracefulTransferCompleted")
+REDIRECTED = ResultInfo(200, 0, "The call was redirected.")
+REJECTED_BY_BOT = ResultInfo(200, 0, "The call was rejected.")
+
+# Failures reported to the caller's leg
+DECLINED = ResultInfo(603, 0, "The callee declined the call.")
+BUSY = ResultInfo(486, 0, "The callee is busy.")
+FORBIDDEN = ResultInfo(403, 0, "The callee refused the call.")
+NO_ANSWER = ResultInfo(408, 10057, "The callee did not answer.")
+NO_CALLEE_ENDPOINTS = ResultInfo(480, 10037, "The callee has no reachable endpoint.")
+CANNOT_ROUTE = ResultInfo(480, 10134, "The call could not be routed.")
+
+# Timers and housekeeping
+ANSWER_TIMEOUT = ResultInfo(408, 1106, "The call was not answered in time.")
+KEEPALIVE_LAPSED = ResultInfo(408, 8537, "The call was cleaned up because keepAlive was not called in time.")
+
+# Transfer failures (the call stays established)
+TRANSFER_FAILED = ResultInfo(500, 7000, "The transfer failed: the target did not accept the call.")
+TRANSFER_TARGET_UNREACHABLE = ResultInfo(500, 7700, "The transfer failed: the target could not be reached.")
+
+REJECT_REASONS = {"none": DECLINED, "busy": BUSY, "forbidden": FORBIDDEN}

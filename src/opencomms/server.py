@@ -1,0 +1,229 @@
+"""Composition root: `Node` wires store, directory, tokens, calls, notifications and the HTTP server,
+and owns every background task. Nothing else in the package imports this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+import uvicorn
+
+from opencomms import __version__
+from opencomms.api import ApiContext, build_app
+from opencomms.api.throttle import Throttle, ThrottleConfig
+from opencomms.auth.keystore import load_keyring, rotate_if_due
+from opencomms.auth.tokens import TokenService
+from opencomms.calling.service import CallService, CallTimeouts
+from opencomms.config import NodeConfig
+from opencomms.directory import Directory
+from opencomms.notify.dispatcher import Dispatcher
+from opencomms.notify.retry import RetryPolicy
+from opencomms.store import Store, open_store
+
+log = logging.getLogger("opencomms.node")
+
+KEY_MAINTENANCE_INTERVAL = 30.0
+"""Seconds between keyring reloads (picks up `opencomms keys rotate`) and rotation checks."""
+
+
+class Node:
+    """One opencomms node. `async with Node(config) as node: await node.serve()`."""
+
+    def __init__(self, config: NodeConfig, *, store: Store | None = None, clock: Callable[[], float] = time.time):
+        self.config = config
+        self.clock = clock
+        self.store = store if store is not None else open_store(config.store_url)
+        self.directory = Directory(self.store, clock)
+        self._sock: socket.socket | None = None
+        self.port = config.port
+        if config.port == 0 or not config.public_url:
+            self._sock = self._bind()
+            self.port = self._sock.getsockname()[1]
+        self.public_url = config.base_url(self.port)
+        self.keyring = load_keyring(self.store, clock())
+        tc = config.tokens
+        self.tokens = TokenService(
+            self.keyring,
+            issuer_base=self.public_url,
+            audiences=[self.public_url, *tc.audiences],
+            access_token_lifetime=tc.access_token_lifetime,
+            callback_issuer=tc.callback_issuer,
+            callback_token_lifetime=tc.callback_token_lifetime,
+        )
+        nc = config.notify
+        self.dispatcher = Dispatcher(
+            self.store,
+            sign=lambda app_id, tenant_id: self.tokens.callback_token(app_id=app_id, tenant_id=tenant_id, now=clock()),
+            policy=RetryPolicy(
+                initial_delay=nc.initial_retry_delay,
+                max_delay=nc.max_retry_delay,
+                max_attempts=nc.max_attempts,
+                max_age=nc.max_age,
+            ),
+            timeout=nc.timeout,
+            max_in_flight=nc.max_in_flight,
+            on_redirect=self._on_redirect,
+            clock=clock,
+            user_agent=f"opencomms/{__version__}",
+        )
+        self.calls = CallService(
+            self.store,
+            self.directory,
+            self.dispatcher,
+            timeouts=CallTimeouts(answer=config.calls.answer_timeout, keepalive=config.calls.keepalive_timeout),
+            clock=clock,
+            on_deadline=self._arm_timer,
+        )
+        th = config.throttle
+        self.api = ApiContext(
+            directory=self.directory,
+            calls=self.calls,
+            tokens=self.tokens,
+            throttle=Throttle(ThrottleConfig(rate=th.rate, burst=th.burst, enabled=th.enabled)),
+            public_url=self.public_url,
+            max_body_bytes=config.max_body_bytes,
+            clock=clock,
+            health=self.health,
+        )
+        self.app = build_app(self.api)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: asyncio.TaskGroup | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._server: uvicorn.Server | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Node:
+        self.calls.load()
+        await self._stack.enter_async_context(self.dispatcher)
+        self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
+        self._tasks.create_task(self._key_maintenance(), name="opencomms-keys")
+        self._stack.callback(self._cancel_timer)
+        deadline = self.calls.next_deadline()
+        if deadline is not None:
+            self._arm_timer(deadline)
+        log.info("node started", extra={"url": self.public_url, "calls": self.calls.active_calls})
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        for task in list(getattr(self._tasks, "_tasks", ())):
+            task.cancel()
+        await self._stack.aclose()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        self.store.close()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "version": __version__,
+            "calls": self.calls.active_calls,
+            "notifications": dataclasses.asdict(self.dispatcher.stats),
+        }
+
+    # -- HTTP server -------------------------------------------------------------------------------------
+    def _bind(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        sock.set_inheritable(True)
+        return sock
+
+    async def serve(self, ready: Callable[[Node], None] | None = None) -> None:
+        """Serve HTTP(S) until stopped (SIGINT/SIGTERM when run from the CLI, or `stop()`)."""
+        cfg = uvicorn.Config(
+            self.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            http="httptools",
+            loop="none",
+            ssl_certfile=self.config.tls_cert or None,
+            ssl_keyfile=self.config.tls_key or None,
+            timeout_keep_alive=30,
+            backlog=2048,
+        )
+        self._server = _Server(cfg, lambda: ready(self) if ready is not None else None)
+        sock = self._sock or self._bind()
+        self._sock = sock
+        await self._server.serve(sockets=[sock])
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+
+    # -- timers and maintenance --------------------------------------------------------------------------
+    def _arm_timer(self, deadline: float) -> None:
+        if self._timer_at is not None and self._timer_at <= deadline and self._timer is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not started yet: __aenter__ arms the earliest deadline
+        self._cancel_timer()
+        self._timer_at = deadline
+        self._timer = loop.call_at(loop.time() + max(0.0, deadline - self.clock()), self._on_timer)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = None
+        self._timer_at = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.calls.fire_due(self.clock())
+        except Exception:
+            log.exception("timer processing failed")
+        deadline = self.calls.next_deadline()
+        if deadline is not None:
+            self._arm_timer(deadline)
+
+    def _on_redirect(self, call_id: str, url: str) -> None:
+        self.calls.move_callback(call_id, url)
+
+    async def _key_maintenance(self) -> None:
+        tc = self.config.tokens
+        while True:
+            await asyncio.sleep(KEY_MAINTENANCE_INTERVAL)
+            try:
+                fresh = load_keyring(self.store, self.clock())
+                self.keyring.replace_keys(fresh.keys)
+                rotate_if_due(
+                    self.store,
+                    self.keyring,
+                    self.clock(),
+                    tc.key_rotation_interval,
+                    self.tokens.max_token_lifetime,
+                )
+            except Exception:
+                log.exception("key maintenance failed")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, telling us when it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()

@@ -1,0 +1,83 @@
+"""A real node on loopback with three registered bots, each a real webhook HTTP server, and their clients."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from opencomms.config import CallsConfig, NodeConfig, ThrottleSettings
+from opencomms.server import Node
+from opencomms.testing import GraphClient, RecordingBot, running_node
+
+ALL_CALL_PERMISSIONS = ["Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All"]
+
+
+@dataclass
+class BotHandle:
+    app_id: str
+    secret: str
+    bot: RecordingBot
+    client: GraphClient
+
+
+@dataclass
+class Platform:
+    node: Node
+    tenant_id: str
+    bots: dict[str, BotHandle]
+
+    def __getitem__(self, name: str) -> BotHandle:
+        return self.bots[name]
+
+
+@asynccontextmanager
+async def make_platform(
+    config: NodeConfig,
+    names: tuple[str, ...] = ("alice", "bob", "carol"),
+    perms: dict[str, list[str]] | None = None,
+) -> AsyncIterator[Platform]:
+    async with running_node(config) as node:
+        tenant = node.directory.create_tenant("Contoso", "contoso.example")
+        bots: dict[str, BotHandle] = {}
+        try:
+            for name in names:
+                bot = RecordingBot(app_id="", jwks_url=f"{node.public_url}/common/discovery/v2.0/keys")
+                await bot.start(f"/{name}/calls")
+                app, secret = node.directory.create_app(
+                    tenant.id,
+                    f"{name.title()} Bot",
+                    permissions=(perms or {}).get(name, ALL_CALL_PERMISSIONS),
+                    callback_url=bot.url,
+                )
+                bot.app_id = app.id
+                client = GraphClient(node.public_url, tenant.id, app.id, secret)
+                await client.__aenter__()
+                bots[name] = BotHandle(app.id, secret, bot, client)
+            yield Platform(node, tenant.id, bots)
+        finally:
+            for handle in bots.values():
+                await handle.client.__aexit__(None, None, None)
+                await handle.bot.stop()
+
+
+def node_config(**changes: Any) -> NodeConfig:
+    base = NodeConfig(
+        host="127.0.0.1",
+        port=0,
+        store_url="memory://",
+        log_format="text",
+        calls=CallsConfig(answer_timeout=15.0),
+        throttle=ThrottleSettings(),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[Platform]:
+    async with make_platform(node_config()) as p:
+        yield p
