@@ -155,6 +155,7 @@ class Node:
             ssl_certfile=self.config.tls_cert or None,
             ssl_keyfile=self.config.tls_key or None,
             timeout_keep_alive=30,
+            timeout_graceful_shutdown=5,
             backlog=2048,
         )
         self._server = _Server(cfg, lambda: ready(self) if ready is not None else None)

@@ -10,7 +10,7 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -39,6 +39,10 @@ ANSWERED_ELSEWHERE = ResultInfo(200, 0, "The call was answered by another target
 
 class NotificationSink(Protocol):
     def submit(self, *, order_key: str, app_id: str, tenant_id: str, url: str, body: bytes) -> object: ...
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A store transaction whose notifications are released only if it commits."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,7 +408,7 @@ class CallService:
 
     @contextmanager
     def _unit(self) -> Iterator[None]:
-        with self.store.transaction():
+        with self.sink.transaction():
             yield
             self._flush()
 

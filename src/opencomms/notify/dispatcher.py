@@ -1,0 +1,547 @@
+"""Notification dispatcher: drains the store's outbox by POSTing each entry to its bot's callback URL.
+
+Owns the HTTP client session, one FIFO lane per order key (call), retry timers and a fixed pool of workers.
+It must not build notification bodies, mint tokens or touch call state: it gets bytes, a signer and a policy.
+
+Design notes
+------------
+* **submit and transactions.** `submit()` is synchronous: it appends the entry to the store (inside the
+  caller's store transaction, if any) and *stages* it in memory. Staged entries reach the lanes on a later
+  loop iteration (`loop.call_soon`), i.e. after the caller's synchronous code, including any enclosing
+  `with store.transaction():`, has finished, so nothing is sent before its state change commits.
+  A plain `store.transaction()` that rolls back cannot be observed by the dispatcher (the Store interface
+  has no per-entry lookup), so the notification of a rolled-back change would still be sent once.
+  Blocks that can roll back should therefore use `Dispatcher.transaction()`: it wraps `store.transaction()`
+  and keeps the entries submitted inside it back until the outermost block commits, discarding them on
+  rollback. Like the store, it is connection-wide: never `await` inside a transaction.
+* **Task model.** `max_in_flight` worker tasks, owned by the dispatcher's TaskGroup, take order keys from
+  one ready queue. A key is in that queue at most once and only while its head entry is due and not in
+  flight, which gives strict per-key order with no per-key locks; a failing head blocks only its own key.
+  Retry deadlines are loop timers (`call_later`) that put the key back in the queue; nothing polls.
+* **Redirects.** 301/302/307/308 re-POST the same body and headers (the bearer token included, as Graph
+  does) to the resolved Location, up to `max_redirects` hops. When the chain ends somewhere else, the
+  head entry and every later entry of that key still aimed at the old URL move to the new one (persisted),
+  and `on_redirect(order_key, new_url)` is called once so the owner can update the call's callbackUri.
+* **Delivery guarantee.** At least once: an entry leaves the store only after a final outcome (2xx, drop or
+  give-up). An attempt cut short by `aclose()` or a crash is repeated later with the same
+  `opencomms-delivery-id`, which bots use to drop duplicates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from types import TracebackType
+
+import aiohttp
+from yarl import URL
+
+from opencomms.domain.ids import new_id
+from opencomms.notify.retry import Outcome, RetryPolicy, classify, parse_retry_after
+from opencomms.store.base import OutboxEntry, Store
+
+__all__ = ["DispatchStats", "Dispatcher"]
+
+log = logging.getLogger("opencomms.notify")
+
+_DEFAULT_POLICY = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchStats:
+    """A snapshot of the dispatcher's counters since it started."""
+
+    delivered: int
+    """Entries a bot acknowledged with a 2xx."""
+    retried: int
+    """Failed attempts that were rescheduled."""
+    dropped: int
+    """Entries removed without delivery because the answer ruled out a retry (4xx, bad redirect)."""
+    redirected: int
+    """Redirect hops followed."""
+    given_up: int
+    """Entries removed after exhausting the retry policy."""
+    pending: int
+    """Entries accepted but not finished yet (staged, queued, waiting for a retry or in flight)."""
+
+
+class _LaneState(enum.Enum):
+    IDLE = enum.auto()
+    """Nothing scheduled; a lane with entries never stays idle."""
+    READY = enum.auto()
+    """The key sits in the ready queue."""
+    SENDING = enum.auto()
+    """A worker is attempting the head entry."""
+    WAITING = enum.auto()
+    """A retry timer is armed for the head entry."""
+
+
+class _Lane:
+    """The pending entries of one order key, in seq order; the head is the only one ever attempted."""
+
+    __slots__ = ("entries", "state", "timer")
+
+    def __init__(self) -> None:
+        self.entries: collections.deque[OutboxEntry] = collections.deque()
+        self.state = _LaneState.IDLE
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class _RunState(enum.Enum):
+    NEW = enum.auto()
+    RUNNING = enum.auto()
+    CLOSED = enum.auto()
+
+
+class _Unsendable(Exception):
+    """The URL cannot be requested at all (malformed, not http/https)."""
+
+
+class Dispatcher:
+    """Delivers outbox entries over HTTP: in order per order key, retried, redirected, bounded."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        sign: Callable[[str, str], str],
+        policy: RetryPolicy = _DEFAULT_POLICY,
+        timeout: float = 5.0,
+        max_in_flight: int = 256,
+        max_redirects: int = 5,
+        on_redirect: Callable[[str, str], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        session_factory: Callable[[], aiohttp.ClientSession] | None = None,
+        user_agent: str = "opencomms/0.1",
+    ) -> None:
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be >= 1")
+        if max_redirects < 0:
+            raise ValueError("max_redirects must be >= 0")
+        self._store = store
+        self._sign = sign
+        self._policy = policy
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._max_in_flight = max_in_flight
+        self._max_redirects = max_redirects
+        self._on_redirect = on_redirect
+        self._clock = clock
+        self._session_factory = session_factory
+        self._user_agent = user_agent
+        self._rand = random.Random()
+
+        self._run = _RunState.NEW
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._stack = contextlib.AsyncExitStack()
+        self._workers: list[asyncio.Task[None]] = []
+        self._ready: asyncio.Queue[str] = asyncio.Queue()
+        self._lanes: dict[str, _Lane] = {}
+        self._staged: list[OutboxEntry] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._tx_depth = 0
+        self._tx_staged: list[OutboxEntry] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+        self._pending = 0
+        self._delivered = 0
+        self._retried = 0
+        self._dropped = 0
+        self._redirected = 0
+        self._given_up = 0
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def __aenter__(self) -> Dispatcher:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._shutdown(exc_type, exc, tb)
+
+    async def start(self) -> None:
+        """Open the HTTP session, load every pending entry from the store and start the workers.
+
+        Call `start()` and `aclose()` from the same task (or use `async with`): the worker TaskGroup
+        belongs to it. A storage error inside a worker is not swallowed: it fails the TaskGroup, which
+        cancels that task, and surfaces from `aclose()`/`__aexit__`.
+        """
+        if self._run is not _RunState.NEW:
+            raise RuntimeError("a Dispatcher can be started once")
+        self._loop = asyncio.get_running_loop()
+        try:
+            self._session = self._session_factory() if self._session_factory else self._default_session()
+            self._stack.push_async_callback(self._session.close)
+            group = await self._stack.enter_async_context(asyncio.TaskGroup())
+            # No await between loading and RUNNING: a submit() either precedes the load (store only)
+            # or follows it (staged), never both.
+            for entry in self._store.outbox_load():
+                self._pending += 1
+                self._enqueue(entry)
+            if self._pending:
+                self._idle.clear()
+            self._run = _RunState.RUNNING
+            self._workers = [
+                group.create_task(self._work(), name=f"notify-worker-{i}") for i in range(self._max_in_flight)
+            ]
+        except BaseException:
+            self._run = _RunState.CLOSED
+            self._forget()
+            await self._stack.aclose()
+            raise
+
+    async def aclose(self) -> None:
+        """Cancel in-flight attempts (their entries stay in the store) and close the session. Idempotent."""
+        await self._shutdown(None, None, None)
+
+    async def _shutdown(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._run is _RunState.CLOSED:
+            return
+        self._run = _RunState.CLOSED
+        self._forget()
+        for worker in self._workers:
+            worker.cancel()
+        self._workers = []
+        try:
+            await self._stack.__aexit__(exc_type, exc, tb)
+        finally:
+            self._idle.set()  # wake wait_idle() callers; they see the closed state
+
+    def _forget(self) -> None:
+        """Drop all in-memory scheduling state; the store keeps every unfinished entry."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        for lane in self._lanes.values():
+            if lane.timer is not None:
+                lane.timer.cancel()
+        self._lanes.clear()
+        self._staged.clear()
+        self._tx_staged.clear()
+        self._ready = asyncio.Queue()
+        self._pending = 0
+
+    def _default_session(self) -> aiohttp.ClientSession:
+        connector = aiohttp.TCPConnector(limit=self._max_in_flight, limit_per_host=0)
+        return aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            auto_decompress=False,
+        )
+
+    # -- public API --------------------------------------------------------------------------------------
+    def submit(self, *, order_key: str, app_id: str, tenant_id: str, url: str, body: bytes) -> OutboxEntry:
+        """Persist a new delivery and schedule it (on a later loop iteration; see the module notes).
+
+        Synchronous, so that it can run inside the caller's store transaction. Before `start()` or after
+        `aclose()` the entry is only persisted; the next dispatcher to start on the store delivers it.
+        Not thread-safe: call it on the dispatcher's loop (the store has the same rule).
+        """
+        now = self._clock()
+        entry = self._store.outbox_append(
+            OutboxEntry(
+                id=new_id(),
+                order_key=order_key,
+                app_id=app_id,
+                tenant_id=tenant_id,
+                url=url,
+                body=body,
+                created_at=now,
+                next_attempt_at=now,
+            )
+        )
+        if self._run is _RunState.RUNNING:
+            self._pending += 1
+            self._idle.clear()
+            if self._tx_depth:
+                self._tx_staged.append(entry)
+            else:
+                self._stage(entry)
+        return entry
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """`store.transaction()` that also holds back the entries submitted inside it until the commit.
+
+        On rollback those entries are forgotten (the store has rolled them back too). Nestable like the
+        store's: only the outermost block decides. Use it as the outermost transaction.
+        """
+        outermost = self._tx_depth == 0
+        self._tx_depth += 1
+        try:
+            with self._store.transaction():
+                yield
+        except BaseException:
+            if outermost and self._tx_staged:
+                self._pending -= len(self._tx_staged)
+                self._tx_staged.clear()
+                if self._pending == 0:
+                    self._idle.set()
+            raise
+        else:
+            if outermost and self._tx_staged:
+                committed, self._tx_staged = self._tx_staged, []
+                if self._run is _RunState.RUNNING:
+                    for entry in committed:
+                        self._stage(entry)
+        finally:
+            self._tx_depth -= 1
+
+    async def wait_idle(self) -> None:
+        """Return once no entry is pending (all delivered, dropped or given up). Raises if closed first."""
+        if self._run is _RunState.NEW:
+            raise RuntimeError("dispatcher not started")
+        while True:
+            await self._idle.wait()
+            if self._run is _RunState.CLOSED:
+                raise RuntimeError("dispatcher closed")
+            if self._pending == 0:
+                return
+            self._idle.clear()  # pragma: no cover - defensive, the event tracks _pending
+
+    @property
+    def stats(self) -> DispatchStats:
+        return DispatchStats(
+            delivered=self._delivered,
+            retried=self._retried,
+            dropped=self._dropped,
+            redirected=self._redirected,
+            given_up=self._given_up,
+            pending=self._pending,
+        )
+
+    # -- scheduling --------------------------------------------------------------------------------------
+    def _stage(self, entry: OutboxEntry) -> None:
+        self._staged.append(entry)
+        if self._flush_handle is None:
+            assert self._loop is not None  # set by start(); submit only stages while running
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        staged, self._staged = self._staged, []
+        for entry in staged:
+            self._enqueue(entry)
+
+    def _enqueue(self, entry: OutboxEntry) -> None:
+        lane = self._lanes.get(entry.order_key)
+        if lane is None:
+            lane = self._lanes[entry.order_key] = _Lane()
+        lane.entries.append(entry)
+        if lane.state is _LaneState.IDLE:
+            self._arm(entry.order_key, lane)
+
+    def _arm(self, key: str, lane: _Lane) -> None:
+        """Schedule the lane's head: into the ready queue if due, else on a timer."""
+        delay = lane.entries[0].next_attempt_at - self._clock()
+        if delay <= 0:
+            lane.state = _LaneState.READY
+            self._ready.put_nowait(key)
+        else:
+            assert self._loop is not None
+            lane.state = _LaneState.WAITING
+            lane.timer = self._loop.call_later(delay, self._wake, key)
+
+    def _wake(self, key: str) -> None:
+        lane = self._lanes.get(key)
+        if lane is not None and lane.state is _LaneState.WAITING:
+            lane.timer = None
+            lane.state = _LaneState.READY
+            self._ready.put_nowait(key)
+
+    def _finish_head(self, key: str, lane: _Lane) -> None:
+        lane.entries.popleft()
+        self._pending -= 1
+        if lane.entries:
+            self._arm(key, lane)
+        else:
+            lane.state = _LaneState.IDLE
+            del self._lanes[key]
+            if self._pending == 0:
+                self._idle.set()
+
+    # -- delivery ----------------------------------------------------------------------------------------
+    async def _work(self) -> None:
+        while True:
+            key = await self._ready.get()
+            lane = self._lanes.get(key)
+            if lane is None or lane.state is not _LaneState.READY:
+                continue  # pragma: no cover - defensive
+            lane.state = _LaneState.SENDING
+            await self._attempt(key, lane)
+
+    async def _attempt(self, key: str, lane: _Lane) -> None:
+        """Attempt the head of a lane (following redirects) and apply the outcome."""
+        entry = lane.entries[0]
+        origin = url = entry.url
+        status: int | None = None
+        retry_after: str | None = None
+        reason = ""
+        hops = 0
+        while True:
+            try:
+                status, location, retry_after = await self._post(url, entry)
+            except _Unsendable as exc:
+                outcome, reason = Outcome.DROP, str(exc)
+                break
+            outcome = classify(status, location is not None)
+            if outcome is not Outcome.REDIRECT:
+                break
+            assert location is not None
+            target = _resolve(url, location)
+            if target is None:
+                outcome, reason = Outcome.DROP, "unusable redirect Location"
+                break
+            if hops >= self._max_redirects:
+                outcome, reason = Outcome.DROP, f"more than {self._max_redirects} redirects"
+                break
+            hops += 1
+            self._redirected += 1
+            url = target
+
+        if url != origin and reason == "":
+            self._moved(key, lane, origin, url)
+
+        if outcome is Outcome.DELIVERED:
+            self._store.outbox_remove(entry.id)
+            self._delivered += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("notification delivered", extra=_extra(entry, status, url))
+            self._finish_head(key, lane)
+        elif outcome is Outcome.DROP:
+            self._store.outbox_remove(entry.id)
+            self._dropped += 1
+            log.warning(
+                "notification dropped (status %s%s) for %s",
+                status,
+                f", {reason}" if reason else "",
+                _loggable(url),
+                extra=_extra(entry, status, url),
+            )
+            self._finish_head(key, lane)
+        else:
+            self._retry(key, lane, entry, url, status, retry_after)
+
+    def _retry(
+        self, key: str, lane: _Lane, entry: OutboxEntry, url: str, status: int | None, retry_after: str | None
+    ) -> None:
+        now = self._clock()
+        attempts = entry.attempts + 1
+        if self._policy.should_give_up(attempts, entry.created_at, now):
+            self._store.outbox_remove(entry.id)
+            self._given_up += 1
+            log.warning(
+                "notification given up after %d attempts over %.1f s (last status %s) for %s",
+                attempts,
+                now - entry.created_at,
+                status,
+                _loggable(url),
+                extra=_extra(entry, status, url),
+            )
+            self._finish_head(key, lane)
+            return
+        delay = self._policy.next_delay(
+            attempts, retry_after=parse_retry_after(retry_after, now), rand=self._rand.random()
+        )
+        updated = entry.with_attempt(now + delay)
+        if updated.url != url:
+            updated = replace(updated, url=url)
+        self._store.outbox_update(updated)
+        lane.entries[0] = updated
+        self._retried += 1
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "notification attempt %d failed (status %s), retrying in %.2f s",
+                attempts,
+                status,
+                delay,
+                extra=_extra(entry, status, url),
+            )
+        assert self._loop is not None
+        lane.state = _LaneState.WAITING
+        lane.timer = self._loop.call_later(delay, self._wake, key)
+
+    def _moved(self, key: str, lane: _Lane, old: str, new: str) -> None:
+        """The bot moved this key's callback: point its later entries at `new` and tell the owner."""
+        with self._store.transaction():
+            for i in range(1, len(lane.entries)):
+                queued = lane.entries[i]
+                if queued.url == old:
+                    lane.entries[i] = replace(queued, url=new)
+                    self._store.outbox_update(lane.entries[i])
+            for staged in (self._staged, self._tx_staged):
+                for i, queued in enumerate(staged):
+                    if queued.order_key == key and queued.url == old:
+                        staged[i] = replace(queued, url=new)
+                        self._store.outbox_update(staged[i])
+        log.info("callback moved to %s", _loggable(new), extra={"call_id": key})
+        if self._on_redirect is not None:
+            try:
+                self._on_redirect(key, new)
+            except Exception:
+                log.exception("on_redirect callback failed", extra={"call_id": key})
+
+    async def _post(self, url: str, entry: OutboxEntry) -> tuple[int | None, str | None, str | None]:
+        """One HTTP POST. Returns (status or None on network error/timeout, Location, Retry-After)."""
+        session = self._session
+        assert session is not None
+        try:
+            token = self._sign(entry.app_id, entry.tenant_id)
+        except Exception:
+            log.exception("signing the callback token failed", extra=_extra(entry, None, url))
+            return None, None, None
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": "Bearer " + token,
+            "opencomms-delivery-id": entry.id,
+            "User-Agent": self._user_agent,
+        }
+        try:
+            async with session.post(
+                url, data=entry.body, headers=headers, timeout=self._timeout, allow_redirects=False
+            ) as resp:
+                await resp.read()  # drain, so that the connection goes back to the pool
+                return resp.status, resp.headers.get("Location"), resp.headers.get("Retry-After")
+        except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+            raise _Unsendable("invalid callback URL") from exc
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if log.isEnabledFor(logging.INFO):
+                log.info("notification attempt failed: %s", type(exc).__name__, extra=_extra(entry, None, url))
+            return None, None, None
+
+
+def _resolve(base: str, location: str) -> str | None:
+    """Absolute http(s) URL of a Location header relative to the request URL, or None if unusable."""
+    try:
+        target = URL(base).join(URL(location))
+    except (ValueError, TypeError):
+        return None
+    if target.scheme not in ("http", "https") or not target.host:
+        return None
+    return str(target)
+
+
+def _loggable(url: str) -> str:
+    """The URL without credentials, query or fragment (these may carry secrets)."""
+    try:
+        return str(URL(url).with_user(None).with_query(None).with_fragment(None))
+    except (ValueError, TypeError):
+        return "<invalid url>"
+
+
+def _extra(entry: OutboxEntry, status: int | None, url: str) -> dict[str, object]:
+    return {"delivery_id": entry.id, "call_id": entry.order_key, "status": status, "url": _loggable(url)}
