@@ -1,0 +1,129 @@
+"""`make bench`: run every benchmark and rewrite bench/RESULTS.md with the figures, commands, date and machine.
+
+Each benchmark is a standalone script; run one alone with the command shown in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def run(cmd: list[str]) -> str:
+    print("$", " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=HERE.parent)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{out.stderr[-4000:]}")
+    print(out.stdout[-2000:], flush=True)
+    return out.stdout
+
+
+def bot_to_bot(date: str, where: str) -> list[str]:
+    cmd = [PY, "bench/bot_to_bot.py", "--rate", "100", "--seconds", "10", "--workers", "48"]
+    result = json.loads(run(cmd).strip().splitlines()[-1])
+    paced, top = result["paced"], result["max"]
+    shown = "python bench/bot_to_bot.py --rate 100 --seconds 10 --workers 48"
+    lost = paced["expected_notifications"] - paced["notifications"]
+    rows = [
+        ("max bot-to-bot cycles/s (48 concurrent)", f"{top['cycles_per_s']}", ">= 100", f"{top['failed']} failed"),
+        ("REST p50 / p99 at 100 cycles/s", f"{paced['rest_p50_ms']} / {paced['rest_p99_ms']} ms", "p99 < 10 ms", ""),
+        (
+            "notification delivery p50 / p99 at 100 cycles/s",
+            f"{paced['delivery_p50_ms']} / {paced['delivery_p99_ms']} ms",
+            "p99 < 20 ms",
+            "from the REST request that caused it to the bot's receipt",
+        ),
+        (
+            "notifications lost / duplicated at 100 cycles/s",
+            f"{lost} / {paced['duplicates']}",
+            "0 / 0",
+            f"{paced['notifications']} of {paced['expected_notifications']} delivered; {paced['failed']} cycles failed",
+        ),
+        (
+            "REST p99 / delivery p99 at max rate",
+            f"{top['rest_p99_ms']} / {top['delivery_p99_ms']} ms",
+            "-",
+            "saturated node: queueing shows here",
+        ),
+    ]
+    lines = [
+        "## Platform foundation: bot-to-bot call cycles against one node",
+        "",
+        "A cycle: create -> incoming notification -> answer -> established to both -> DELETE -> terminated to both.",
+        "The node is `opencomms serve` on its embedded SQLite store (one process); both bots are real aiohttp",
+        "webhook servers validating every callback JWT, in a second process. Both share the same 2 cores.",
+        "",
+        "| figure | value | target | notes | command | date | machine |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {f} | {v} | {t} | {n} | `{shown}` | {date} | {where} |" for f, v, t, n in rows]
+    return lines
+
+
+def notify_dispatch(date: str, where: str) -> list[str]:
+    cmd = [PY, "bench/notify_dispatch.py", "--rate", "1000", "--seconds", "5", "--calls", "200"]
+    out = run(cmd)
+    return [
+        "## Notification dispatcher alone (component figure)",
+        "",
+        f"`python bench/notify_dispatch.py --rate 1000 --seconds 5 --calls 200` — {date} — {where}",
+        "",
+        "```",
+        out.strip(),
+        "```",
+    ]
+
+
+def main() -> None:
+    date = datetime.now(UTC).strftime("%Y-%m-%d")
+    where = machine()
+    sections = [bot_to_bot(date, where), notify_dispatch(date, where)]
+    extra = HERE / "dsp_micro.py"
+    if extra.exists():
+        out = run([PY, "bench/dsp_micro.py"])
+        sections.append(
+            [
+                "## Media DSP micro-benchmark (groundwork for the media engine)",
+                "",
+                f"`python bench/dsp_micro.py` — {date} — {where}",
+                "",
+                "```",
+                out.strip(),
+                "```",
+            ]
+        )
+    text = [
+        "# Benchmark results",
+        "",
+        "Written by `make bench` (bench/run.py). Every figure comes from the command",
+        "next to it; the machine is shared and noisy, so compare figures from the same run.",
+        "",
+    ]
+    for section in sections:
+        text += [*section, ""]
+    (HERE / "RESULTS.md").write_text("\n".join(text))
+    print("wrote bench/RESULTS.md")
+
+
+if __name__ == "__main__":
+    main()
