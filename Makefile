@@ -18,8 +18,8 @@ system-deps:
 deps: system-deps $(STAMP)
 
 lint: deps
-	$(BIN)/ruff check src tests bench examples
-	$(BIN)/ruff format --check src tests bench examples
+	$(BIN)/ruff check src tests bench $(wildcard examples)
+	$(BIN)/ruff format --check src tests bench $(wildcard examples)
 
 typecheck: deps
 	$(BIN)/mypy

@@ -207,7 +207,7 @@ class Bench:
                 "bob",
                 "POST",
                 f"/communications/calls/{cycle.b_id}/answer",
-                {  # noqa
+                {
                     "callbackUri": self.urls["bob"],
                     "acceptedModalities": ["audio"],
                     "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
@@ -328,6 +328,7 @@ def main() -> None:
         port = s.getsockname()[1]
     ready = tmp / "ready"
     env = {**os.environ, "OPENCOMMS_LOG_LEVEL": "warning"}
+    node_log = (tmp / "node.log").open("wb")
     node = subprocess.Popen(
         [
             sys.executable,
@@ -342,8 +343,8 @@ def main() -> None:
             str(ready),
         ],
         env=env,
-        stderr=open(tmp / "node.log", "wb"),
-    )  # noqa: SIM115
+        stderr=node_log,
+    )
     try:
         while not ready.exists():
             if node.poll() is not None:
@@ -359,6 +360,7 @@ def main() -> None:
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(10)
+        node_log.close()
     print(json.dumps({"bench": "bot_to_bot", **result}))
 
 

@@ -56,10 +56,12 @@ class Timeline:
             print(f"  {1000 * (t - self.t0):8.1f} ms  {line}")
 
 
+def fresh_database(db: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+
+
 async def demo(serve: bool, db: Path) -> None:
-    if db.exists():
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
     cfg = NodeConfig(
         host="127.0.0.1", port=_port(8080), store_url=f"sqlite:///{db}", log_level="warning", log_format="text"
     )
@@ -139,6 +141,7 @@ def main() -> None:
     parser.add_argument("--db", default=os.environ.get("OPENCOMMS_DEMO_DB", "var/demo.db"), help="SQLite file")
     args = parser.parse_args()
     try:
+        fresh_database(Path(args.db))
         asyncio.run(demo(args.serve, Path(args.db)))
     except KeyboardInterrupt:
         pass

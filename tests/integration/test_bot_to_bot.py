@@ -151,7 +151,7 @@ async def test_transfer_rejected_keeps_call(platform: Platform) -> None:
 
 async def test_group_call_roster(platform: Platform) -> None:
     p = platform
-    status, call = await p["alice"].client.create_call(
+    status, _ = await p["alice"].client.create_call(
         p["alice"].bot.url, [app_target(p["bob"].app_id), app_target(p["carol"].app_id)]
     )
     assert status == 201
@@ -212,3 +212,18 @@ async def test_call_to_unknown_targets_fails(platform: Platform) -> None:
         480,
         10037,
     )
+
+
+async def test_group_call_hung_up_before_answer_stops_ringing(platform: Platform) -> None:
+    p = platform
+    status, call = await p["alice"].client.create_call(
+        p["alice"].bot.url, [app_target(p["bob"].app_id), app_target(p["carol"].app_id)]
+    )
+    assert status == 201
+    b_in = await p["bob"].bot.incoming()
+    c_in = await p["carol"].bot.incoming()
+    assert await p["alice"].client.hang_up(call["id"]) == 204
+    await p["bob"].bot.wait_for(lambda n: n.call_id == b_in.call_id and n.change_type == "deleted")
+    await p["carol"].bot.wait_for(lambda n: n.call_id == c_in.call_id and n.change_type == "deleted")
+    assert await p["bob"].client.answer(b_in.call_id) == 404
+    assert p.node.calls.active_calls == 0

@@ -62,21 +62,25 @@ class GraphApp:
         request_id = new_id()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         crid = headers.get("client-request-id")
+        echo = crid if crid and is_guid(crid) else None  # never echo a non-GUID (possibly personal) value
         method = scope["method"]
         path = scope["path"]
         try:
             with request_context(request_id):
                 response = await self._handle(scope, receive, headers, request_id, crid)
+            payload = response.encode()
         except OAuthError as exc:
-            response = Response(exc.status, exc.body(request_id, crid))
+            response = Response(exc.status, exc.body(request_id, echo))
+            payload = response.encode()
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
-            status, body, extra = error_response(exc, request_id, crid)
+            status, body, extra = error_response(exc, request_id, echo)
             response = Response(status, body, extra)
+            payload = response.encode()
         if response.status >= 500 or log.isEnabledFor(logging.DEBUG):
             log.info("%s %s -> %d", method, _safe_path(path), response.status, extra={"request_id": request_id})
-        await self._send(send, response, request_id, crid if crid and is_guid(crid) else None)
+        await self._send(send, response, payload, request_id, echo)
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[str, str], request_id: str, crid: str | None
@@ -125,8 +129,7 @@ class GraphApp:
         return Caller(tenant_id=claims.tenant_id, app_id=claims.app_id, roles=claims.roles)
 
     @staticmethod
-    async def _send(send: Send, response: Response, request_id: str, crid: str | None) -> None:
-        payload = response.encode()
+    async def _send(send: Send, response: Response, payload: bytes, request_id: str, crid: str | None) -> None:
         headers = [
             (b"request-id", request_id.encode()),
             (b"content-length", str(len(payload)).encode()),

@@ -15,6 +15,10 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Scope = dict[str, Any]
 
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted in a request body. Graph bodies nest about six levels; open types echo unknown
+members back in responses and notifications, whose encoder refuses more than 254 levels."""
+
 
 @dataclass(slots=True)
 class Request:
@@ -37,9 +41,12 @@ class Request:
         if ctype not in ("application/json", "text/json", "") and not ctype.endswith("+json"):
             raise BadRequest(f"Content-Type {ctype!r} is not supported: send application/json.")
         try:
-            return orjson.loads(self.body)
+            value = orjson.loads(self.body)
         except orjson.JSONDecodeError as exc:
             raise BadRequest(f"The body is not valid JSON ({exc.args[0].split(':')[0]}).") from None
+        if _too_deep(value, MAX_JSON_DEPTH):
+            raise BadRequest(f"The body nests objects and arrays more than {MAX_JSON_DEPTH} levels deep.")
+        return value
 
     @property
     def who(self) -> Caller:
@@ -79,3 +86,20 @@ async def read_body(receive: Receive, limit: int) -> bytes:
         if not message.get("more_body", False):
             break
     return b"".join(chunks)
+
+
+def _too_deep(value: Any, limit: int) -> bool:
+    """True if `value` has containers nested more than `limit` levels deep (iterative: no recursion limit)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False

@@ -14,6 +14,12 @@ class ThrottleConfig:
     """Bucket size: how many requests an idle app may send at once."""
     enabled: bool = True
 
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError("throttle rate must be a positive number of requests per second")
+        if not self.burst >= 1:
+            raise ValueError("throttle burst must allow at least one request")
+
 
 class Throttle:
     def __init__(self, config: ThrottleConfig) -> None:
@@ -25,7 +31,8 @@ class Throttle:
         if not self.config.enabled:
             return None
         tokens, last = self._buckets.get(key, (self.config.burst, now))
-        tokens = min(self.config.burst, tokens + (now - last) * self.config.rate)
+        elapsed = max(0.0, now - last)  # a wall clock stepping back must not drain the bucket
+        tokens = min(self.config.burst, tokens + elapsed * self.config.rate)
         if tokens >= 1.0:
             self._buckets[key] = (tokens - 1.0, now)
             return None

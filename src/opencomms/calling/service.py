@@ -408,9 +408,31 @@ class CallService:
 
     @contextmanager
     def _unit(self) -> Iterator[None]:
-        with self.sink.transaction():
-            yield
-            self._flush()
+        """One atomic change. On an exception the store rolls back and so does the in-memory state."""
+        try:
+            with self.sink.transaction():
+                yield
+                self._flush()
+        except BaseException:
+            self._restore_dirty()
+            raise
+
+    def _restore_dirty(self) -> None:
+        """Reload what the failed unit touched from the (rolled back) store."""
+        for call_id in self._dirty_calls:
+            doc = self.store.get("call", call_id)
+            if doc is None:
+                self.calls.pop(call_id, None)
+            else:
+                self.calls[call_id] = Call.from_doc(doc)
+        for conv_id in self._dirty_convs:
+            doc = self.store.get("conversation", conv_id)
+            if doc is None:
+                self.convs.pop(conv_id, None)
+            else:
+                self.convs[conv_id] = Conversation.from_doc(doc)
+        self._dirty_calls.clear()
+        self._dirty_convs.clear()
 
     def _flush(self) -> None:
         for call_id in self._dirty_calls:
@@ -587,6 +609,12 @@ class CallService:
             return
         live = [leg for leg in legs if leg.state in LIVE_STATES]
         pending = [leg for leg in legs if leg.state is CallState.INCOMING]
+        if not live and len(pending) > 1:
+            # the caller left before anyone answered: stop ringing every invitation
+            for leg in pending:
+                if leg.id in self.calls:
+                    self._end(leg, results.REMOTE_HUNG_UP)
+            return
         candidates = live + pending
         if len(candidates) != 1:
             return

@@ -5,6 +5,7 @@ Tolerant where Graph's own material is inconsistent (enum case, `@odata.type` pr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -13,14 +14,22 @@ from opencomms.domain.errors import BadRequest
 
 JsonObj = dict[str, Any]
 
+_INT_STRING = re.compile(r"\s*-?[0-9]{1,18}\s*")
+"""A number sent as a string: ASCII digits only, and short enough that int() is cheap and cannot fail."""
+
 
 def _where(path: str) -> str:
     return f"'{path}'" if path else "the body"
 
 
+def _quote(value: str, limit: int = 64) -> str:
+    """A client's value for an error message: quoted, and cut short so a huge value is not reflected back."""
+    return repr(value) if len(value) <= limit else repr(value[:limit]) + "…"
+
+
 def as_object(value: Any, path: str) -> JsonObj:
     if not isinstance(value, dict):
-        raise BadRequest(f"{_where(path)} must be a JSON object.")
+        raise BadRequest(f"'{path}' must be a JSON object." if path else "The body must be a JSON object.")
     return value
 
 
@@ -33,7 +42,7 @@ def odata_type(obj: Mapping[str, Any], path: str, allowed: Iterable[str]) -> str
     if raw is None:
         return None
     if not isinstance(raw, str):
-        raise BadRequest(f"'{path}@odata.type' must be a string.")
+        raise BadRequest(f"'{path + '.' if path else ''}@odata.type' must be a string.")
     short = raw.lstrip("#")
     if short.lower().startswith("microsoft.graph."):
         short = short[len("microsoft.graph.") :]
@@ -41,7 +50,7 @@ def odata_type(obj: Mapping[str, Any], path: str, allowed: Iterable[str]) -> str
         if name.lower() == short.lower():
             return f"#microsoft.graph.{name}"
     names = ", ".join(f"#microsoft.graph.{n}" for n in allowed)
-    raise BadRequest(f"Unknown @odata.type {raw!r} at {_where(path)}; expected one of: {names}.")
+    raise BadRequest(f"Unknown @odata.type {_quote(raw)} at {_where(path)}; expected one of: {names}.")
 
 
 def string(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False, max_len: int = 4096) -> str | None:
@@ -72,7 +81,7 @@ def integer(obj: Mapping[str, Any], key: str, path: str, *, lo: int | None = Non
     value = obj.get(key)
     if value is None:
         return None
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+    if isinstance(value, str) and _INT_STRING.fullmatch(value):
         value = int(value)  # Graph examples sometimes send numbers as strings
     if not isinstance(value, int) or isinstance(value, bool):
         raise BadRequest(f"'{path}{key}' must be an integer.")
@@ -111,14 +120,18 @@ def enum_value(value: Any, path: str, members: Iterable[str]) -> str:
     for member in members:
         if member.lower() == value.lower():
             return member
-    raise BadRequest(f"'{path}' has unknown value {value!r}; expected one of: {', '.join(members)}.")
+    raise BadRequest(f"'{path}' has unknown value {_quote(value)}; expected one of: {', '.join(members)}.")
 
 
 def url(obj: Mapping[str, Any], key: str, path: str, *, required: bool = False) -> str | None:
     value = string(obj, key, path, required=required, max_len=2048)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(value)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unclosed IPv6 bracket, or characters that NFKC-normalise into delimiters
+        raise BadRequest(f"'{path}{key}' must be an absolute http(s) URL.") from None
+    if parts.scheme not in ("http", "https") or not hostname:
         raise BadRequest(f"'{path}{key}' must be an absolute http(s) URL.")
     return value

@@ -40,7 +40,8 @@ def answer(ctx: ApiContext, req: Request) -> Response:
 
 
 def reject(ctx: ApiContext, req: Request) -> Response:
-    ctx.calls.reject(req.who, req.params["id"], wire.reject(req.json() or {}))
+    body = req.json()  # no body means "reason: none"; `[]`, `0` or `""` are still refused by the reader
+    ctx.calls.reject(req.who, req.params["id"], wire.reject({} if body is None else body))
     return Response(202)
 
 
