@@ -722,3 +722,26 @@ async def test_another_tenant_cannot_ring_our_bots_or_claim_our_tenant(clean: En
     )
     assert (status, data["error"]["code"]) == (403, "accessDenied")
     assert env.p.node.calls.active_calls == 0
+
+
+async def test_token_endpoint_is_throttled_per_client() -> None:
+    from opencomms.config import ThrottleSettings
+    from tests.integration.conftest import make_platform, node_config
+
+    async with make_platform(node_config(throttle=ThrottleSettings(rate=1, burst=2)), names=("alice",)) as p:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": p["alice"].app_id,
+            "client_secret": "wrong",
+            "scope": f"{p.node.public_url}/.default",
+        }
+        url = f"{p.node.public_url}/{p.tenant_id}/oauth2/v2.0/token"
+        statuses = []
+        async with aiohttp.ClientSession() as s:
+            for _ in range(4):
+                async with s.post(url, data=form) as resp:
+                    statuses.append(resp.status)
+                    if resp.status == 429:
+                        body = await resp.json()
+                        assert body["error"] == "temporarily_unavailable" and int(resp.headers["Retry-After"]) >= 1
+        assert 429 in statuses and statuses[0] == 401

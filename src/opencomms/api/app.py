@@ -70,7 +70,8 @@ class GraphApp:
                 response = await self._handle(scope, receive, headers, request_id, crid)
             payload = response.encode()
         except OAuthError as exc:
-            response = Response(exc.status, exc.body(request_id, echo))
+            extra = [] if exc.retry_after is None else [(b"retry-after", str(exc.retry_after).encode())]
+            response = Response(exc.status, exc.body(request_id, echo), extra)
             payload = response.encode()
         except BaseException as exc:
             if not isinstance(exc, Exception):

@@ -47,8 +47,9 @@ def error_response(
 class OAuthError(Exception):
     """An OAuth 2.0 token endpoint error (RFC 6749 §5.2), answered in Microsoft identity platform shape."""
 
-    def __init__(self, status: int, error: str, description: str, code: int) -> None:
+    def __init__(self, status: int, error: str, description: str, code: int, retry_after: int | None = None) -> None:
         super().__init__(description)
+        self.retry_after = retry_after
         self.status = status
         self.error = error
         self.description = description

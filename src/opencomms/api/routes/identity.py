@@ -61,6 +61,9 @@ async def token(ctx: ApiContext, req: Request) -> Response:
     if resource is None:
         accepted = " or ".join(f"{a}/.default" for a in audiences)
         raise OAuthError(400, "invalid_scope", f"The scope must be {accepted}.", 70011)
+    wait = ctx.throttle.check(f"token:{client_id[:64]}", ctx.clock())
+    if wait is not None:
+        raise OAuthError(429, "temporarily_unavailable", "Too many token requests; retry later.", 50196, wait)
     app = ctx.directory.get_app(client_id) if len(client_id) <= 64 else None
     if app is None or app.tenant_id != tenant.id:
         raise OAuthError(
