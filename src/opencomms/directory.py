@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from opencomms.auth.permissions import parse_permission
 from opencomms.auth.secrets import generate_secret, hash_secret, verify_secret
@@ -115,7 +116,7 @@ class Directory:
         """A new client secret next to the existing ones (rotate without downtime, then remove the old)."""
         app = self.require_app(app_id)
         secret = generate_secret()
-        self.update_app(_replace_app(app, secret_hashes=(*app.secret_hashes, hash_secret(secret))))
+        self.update_app(replace(app, secret_hashes=(*app.secret_hashes, hash_secret(secret))))
         return secret
 
     def check_secret(self, app: Application, secret: str) -> bool:
@@ -203,9 +204,3 @@ class Directory:
             for address in filter(None, (inst.phone_number, (inst.sip_uri or "").lower() or None)):
                 self.store.delete("address", address)
             self.store.delete("instance", inst.id)
-
-
-def _replace_app(app: Application, **changes: object) -> Application:
-    from dataclasses import replace
-
-    return replace(app, **changes)  # type: ignore[arg-type]

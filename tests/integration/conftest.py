@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import pytest
 
 from opencomms.config import CallsConfig, NodeConfig, ThrottleSettings
@@ -63,6 +64,23 @@ async def make_platform(
             for handle in bots.values():
                 await handle.client.__aexit__(None, None, None)
                 await handle.bot.stop()
+
+
+@dataclass
+class HttpEnv:
+    """A platform plus a raw HTTP session, for tests that craft requests byte by byte."""
+
+    p: Platform
+    http: aiohttp.ClientSession
+
+    @property
+    def url(self) -> str:
+        return self.p.node.public_url
+
+    def token(self, name: str) -> str:
+        token = self.p[name].client.token
+        assert token is not None
+        return token
 
 
 def node_config(**changes: Any) -> NodeConfig:

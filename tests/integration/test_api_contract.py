@@ -25,7 +25,7 @@ import pytest_asyncio
 
 from opencomms.config import CallsConfig, ThrottleSettings
 from opencomms.testing.harness import app_target
-from tests.integration.conftest import Platform, make_platform, node_config
+from tests.integration.conftest import HttpEnv, make_platform, node_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -128,20 +128,9 @@ PERMS = {
 
 
 @dataclass
-class Env:
-    p: Platform
-    http: aiohttp.ClientSession
+class Env(HttpEnv):
     parked: tuple[str, str] = ("", "")
     """A call alice placed to bob and nobody answers: (alice's establishing leg, bob's incoming leg)."""
-
-    @property
-    def url(self) -> str:
-        return self.p.node.public_url
-
-    def token(self, name: str) -> str:
-        token = self.p[name].client.token
-        assert token is not None
-        return token
 
     async def graph(self, method: str, path: str, who: str = "alice", version: str = "v1.0", **kw: Any) -> Reply:
         return await send(self.http, method, f"{self.url}/{version}{path}", token=self.token(who), **kw)

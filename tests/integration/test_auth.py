@@ -31,7 +31,7 @@ from jwt.api_jws import PyJWS
 from opencomms.config import CallsConfig
 from opencomms.testing import GraphClient, RecordingBot
 from opencomms.testing.harness import app_target
-from tests.integration.conftest import Platform, make_platform, node_config
+from tests.integration.conftest import HttpEnv, make_platform, node_config
 from tests.integration.test_api_contract import CALLS, UNKNOWN, Reply, assert_graph_error, send
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -50,22 +50,11 @@ OAUTH_KEYS = {"error", "error_description", "error_codes", "timestamp", "trace_i
 
 
 @dataclass
-class Env:
-    p: Platform
-    http: aiohttp.ClientSession
+class Env(HttpEnv):
     foreign: rsa.RSAPrivateKey
     tenant2: str
     mallory: GraphClient
     mallory_bot: RecordingBot
-
-    @property
-    def url(self) -> str:
-        return self.p.node.public_url
-
-    def token(self, name: str) -> str:
-        token = self.p[name].client.token
-        assert token is not None
-        return token
 
     def claims(self, name: str = "alice", **changes: Any) -> dict[str, Any]:
         """Claims of a valid access token for one of the module's apps, with `changes` (None removes)."""

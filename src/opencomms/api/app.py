@@ -145,14 +145,6 @@ class GraphApp:
         await send({"type": "http.response.body", "body": payload})
 
 
-def json_response(status: int, body: Any, headers: list[tuple[bytes, bytes]] | None = None) -> Response:
-    return Response(status, body, headers or [])
-
-
-def raw_json(status: int, data: bytes) -> Response:
-    return Response(status, raw=data)
-
-
 async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
@@ -167,4 +159,4 @@ def _safe_path(path: str) -> str:
     return path[:200]
 
 
-__all__ = ["ApiContext", "GraphApp", "build_app", "json_response", "raw_json"]
+__all__ = ["ApiContext", "GraphApp", "build_app"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import heapq
 import logging
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -402,8 +403,6 @@ class CallService:
 
     @staticmethod
     def _new_source_id() -> str:
-        import secrets
-
         return str(secrets.randbelow(2**31 - 2) + 1)
 
     @contextmanager
