@@ -96,6 +96,7 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: asyncio.TaskGroup | None = None
+        self._keys_task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._server: uvicorn.Server | None = None
 
@@ -104,7 +105,7 @@ class Node:
         self.calls.load()
         await self._stack.enter_async_context(self.dispatcher)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
-        self._tasks.create_task(self._key_maintenance(), name="opencomms-keys")
+        self._keys_task = self._tasks.create_task(self._key_maintenance(), name="opencomms-keys")
         self._stack.callback(self._cancel_timer)
         deadline = self.calls.next_deadline()
         if deadline is not None:
@@ -118,8 +119,8 @@ class Node:
     async def aclose(self) -> None:
         if self._server is not None:
             self._server.should_exit = True
-        for task in list(getattr(self._tasks, "_tasks", ())):
-            task.cancel()
+        if self._keys_task is not None:
+            self._keys_task.cancel()
         await self._stack.aclose()
         if self._sock is not None:
             self._sock.close()

@@ -9,6 +9,7 @@ from typing import Any
 
 from opencomms import __version__
 from opencomms.api.routing import VERSIONS, Kind, Route
+from opencomms.domain.calls import CallState
 
 _ID = {"type": "string", "description": "GUID"}
 _IDENTITY = {"type": "object", "properties": {"id": _ID, "displayName": {"type": "string"}}}
@@ -42,17 +43,7 @@ _PARTICIPANT_INFO = {
         "participantId": {"type": "string"},
     },
 }
-_CALL_STATES = [
-    "incoming",
-    "establishing",
-    "established",
-    "hold",
-    "transferring",
-    "transferAccepted",
-    "redirecting",
-    "terminating",
-    "terminated",
-]
+_CALL_STATES = [state.value for state in CallState]
 
 SCHEMAS: dict[str, Any] = {
     "identity": _IDENTITY,

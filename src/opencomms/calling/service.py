@@ -23,6 +23,7 @@ from opencomms.calling.routing import Router
 from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.calls import CallDirection, CallEvent, CallState, next_state
+from opencomms.domain.directory import Application
 from opencomms.domain.errors import AccessDenied, BadRequest, InvalidState, NotFound
 from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.results import ResultInfo
@@ -497,7 +498,7 @@ class CallService:
     def _ring(
         self,
         conv: Conversation,
-        app: Any,
+        app: Application,
         identity: JsonObj,
         *,
         source: JsonObj,
