@@ -112,6 +112,7 @@ def main() -> None:
                 "```",
             ]
         )
+    sections.append(__import__("media_engine").results_section(date, where))  # bench/media_engine.py
     text = [
         "# Benchmark results",
         "",

@@ -63,6 +63,33 @@ class ThrottleSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class MediaConfig:
+    max_legs: int = 4096
+    """Call legs the media engine serves at once; further legs get no media (their media operations fail 503)."""
+    fetch_timeout: float = 10.0
+    """Seconds allowed to fetch one prompt (connect, redirects and body)."""
+    fetch_max_bytes: int = 8 << 20
+    """Largest prompt file accepted, in bytes."""
+    fetch_allow_private: tuple[str, ...] = ()
+    """Hosts or CIDRs that prompts may be fetched from even though private or loopback (development, tests).
+    Everything private, loopback, link-local or reserved is refused otherwise (server-side request forgery)."""
+    max_prompt_seconds: float = 300.0
+    """Longest prompt accepted, in seconds of audio."""
+    prompt_cache_mb: int = 256
+    """Decoded prompt audio kept in memory (LRU), in MiB."""
+    tts_executable: str = "espeak-ng"
+    """Text-to-speech engine for #opencomms.textPrompt."""
+    recordings_dir: str = "var/recordings"
+    """Where recordResponse files are written (relative to the working directory)."""
+    recording_token_lifetime: float = 3600.0
+    """Seconds a recordingAccessToken stays valid."""
+    recording_retention: float = 3600.0
+    """Seconds a recording is kept after its call ends."""
+    recording_max_age: float = 86400.0
+    """Seconds after which a recording is deleted even if its call is still going on."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -86,6 +113,7 @@ class NodeConfig:
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    media: MediaConfig = field(default_factory=MediaConfig)
 
     @property
     def tls(self) -> bool:

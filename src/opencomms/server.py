@@ -20,9 +20,16 @@ from opencomms.api import ApiContext, build_app
 from opencomms.api.throttle import Throttle, ThrottleConfig
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.tokens import TokenService
+from opencomms.calling.media import MediaService
+from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService, CallTimeouts
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
+from opencomms.media.clock import EngineThread
+from opencomms.media.engine import MediaEngine, MediaEvent
+from opencomms.media.fetch import FetchPolicy, SafeFetcher
+from opencomms.media.prompts import PromptLibrary
+from opencomms.media.tts import Tts
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
 from opencomms.store import Store, open_store
@@ -81,6 +88,34 @@ class Node:
             clock=clock,
             on_deadline=self._arm_timer,
         )
+        mc = config.media
+        self.engine = EngineThread(MediaEngine(capacity=mc.max_legs), on_events=self._on_media_events)
+        self.prompts = PromptLibrary(
+            SafeFetcher(
+                FetchPolicy(
+                    max_bytes=mc.fetch_max_bytes,
+                    timeout_seconds=mc.fetch_timeout,
+                    allow_private=mc.fetch_allow_private,
+                )
+            ),
+            Tts(executable=mc.tts_executable),
+            max_prompt_seconds=mc.max_prompt_seconds,
+            max_cache_bytes=mc.prompt_cache_mb << 20,
+        )
+        self.recordings = RecordingStore(
+            mc.recordings_dir,
+            self.store,
+            policy=RecordingPolicy(
+                token_seconds=mc.recording_token_lifetime,
+                retention_seconds=mc.recording_retention,
+                max_age_seconds=mc.recording_max_age,
+            ),
+            clock=clock,
+        )
+        self.media = MediaService(
+            self.calls, _EnginePort(self.engine, mc.max_legs), self.prompts, self.recordings, public_url=self.public_url
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
             directory=self.directory,
@@ -88,6 +123,8 @@ class Node:
             tokens=self.tokens,
             throttle=Throttle(ThrottleConfig(rate=th.rate, burst=th.burst, enabled=th.enabled)),
             public_url=self.public_url,
+            media=self.media,
+            recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,
             clock=clock,
             health=self.health,
@@ -102,10 +139,16 @@ class Node:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
+        self._loop = asyncio.get_running_loop()
+        self.engine.start()
+        self._stack.callback(self.engine.stop)
+        self._stack.push_async_callback(self.prompts.close)
         self.calls.load()
         await self._stack.enter_async_context(self.dispatcher)
+        with self.store.transaction():
+            self.media.load()
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
-        self._keys_task = self._tasks.create_task(self._key_maintenance(), name="opencomms-keys")
+        self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)
         deadline = self.calls.next_deadline()
         if deadline is not None:
@@ -133,6 +176,7 @@ class Node:
             "version": __version__,
             "calls": self.calls.active_calls,
             "notifications": dataclasses.asdict(self.dispatcher.stats),
+            "media": {**self.media.stats, **self.engine.stats()},
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------
@@ -200,10 +244,22 @@ class Node:
     def _on_redirect(self, call_id: str, url: str) -> None:
         self.calls.move_callback(call_id, url)
 
-    async def _key_maintenance(self) -> None:
+    def _on_media_events(self, events: list[MediaEvent]) -> None:
+        """Called on the engine thread: hand the events to the media service on the event loop."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop closed between the check and the call
+                loop.call_soon_threadsafe(self.media.on_events, events)
+
+    async def _maintenance(self) -> None:
         tc = self.config.tokens
         while True:
             await asyncio.sleep(KEY_MAINTENANCE_INTERVAL)
+            try:
+                with self.store.transaction():
+                    self.recordings.purge_due(live_calls=set(self.calls.calls))
+            except Exception:
+                log.exception("recording clean-up failed")
             try:
                 fresh = load_keyring(self.store, self.clock())
                 self.keyring.replace_keys(fresh.keys)
@@ -216,6 +272,17 @@ class Node:
                 )
             except Exception:
                 log.exception("key maintenance failed")
+
+
+class _EnginePort:
+    """The media service's view of the engine thread: its capacity, and commands run on its thread."""
+
+    def __init__(self, thread: EngineThread, capacity: int) -> None:
+        self._thread = thread
+        self.capacity = capacity
+
+    def call(self, fn: Callable[[MediaEngine], None]) -> None:
+        self._thread.call(fn)
 
 
 class _Server(uvicorn.Server):

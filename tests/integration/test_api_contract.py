@@ -960,6 +960,40 @@ async def test_fuzz_post_endpoints_never_500_and_leak_nothing(clean: Env) -> Non
             },
         ),
         ("alice", f"{CALLS}/{a_id}/keepAlive", {}, {}),
+        (
+            "alice",
+            f"{CALLS}/{a_id}/playPrompt",
+            {
+                "prompts": [{"mediaInfo": {"uri": "https://x.example/a.wav", "resourceId": "r"}}, {"text": "hi"}],
+                "clientContext": "c",
+            },
+            {
+                ("prompts",): "list",
+                ("prompts", 0): "dict",
+                ("prompts", 0, "mediaInfo"): "dict",
+                ("prompts", 0, "mediaInfo", "uri"): "str",
+                ("prompts", 1, "text"): "str",
+                ("clientContext",): "str",
+            },
+        ),
+        (
+            "alice",
+            f"{CALLS}/{a_id}/recordResponse",
+            {"bargeInAllowed": True, "maxRecordDurationInSeconds": 5, "stopTones": ["#"], "playBeep": False},
+            {
+                ("bargeInAllowed",): "bool",
+                ("maxRecordDurationInSeconds",): "intlike",
+                ("stopTones",): "list",
+                ("stopTones", 0): "str",
+                ("playBeep",): "bool",
+            },
+        ),
+        (
+            "alice",
+            f"{CALLS}/{a_id}/sendDtmfTones",
+            {"tones": ["tone1", "pound"], "delayBetweenTonesMs": 100},
+            {("tones",): "list", ("tones", 0): "str", ("delayBetweenTonesMs",): "intlike"},
+        ),
     ]
     statuses: dict[int, int] = {}
     created: list[str] = []

@@ -17,6 +17,8 @@ from opencomms.api.http import Receive, Request, Response, Scope, Send, read_bod
 from opencomms.api.routing import Kind, Router
 from opencomms.api.throttle import Throttle
 from opencomms.auth.tokens import TokenError, TokenService
+from opencomms.calling.media import MediaService
+from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
 from opencomms.directory import Directory
 from opencomms.domain.errors import BadRequest, Throttled, Unauthenticated
@@ -37,6 +39,8 @@ class ApiContext:
     tokens: TokenService
     throttle: Throttle
     public_url: str
+    media: MediaService | None = None
+    recordings: RecordingStore | None = None
     max_body_bytes: int = 1 << 20
     clock: Callable[[], float] = time.time
     health: Callable[[], dict[str, Any]] = field(default=lambda: {"status": "ok"})

@@ -119,6 +119,60 @@ SCHEMAS: dict[str, Any] = {
         "type": "object",
         "properties": {"value": {"type": "array", "items": {"$ref": "#/components/schemas/participant"}}},
     },
+    "prompt": {
+        "type": "object",
+        "description": "#microsoft.graph.mediaPrompt {mediaInfo: {uri, resourceId}} or, as an opencomms extension, "
+        "#opencomms.textPrompt {text, voice, language} spoken by the node's text-to-speech engine",
+        "properties": {
+            "@odata.type": {"type": "string", "enum": ["#microsoft.graph.mediaPrompt", "#opencomms.textPrompt"]},
+            "mediaInfo": {
+                "type": "object",
+                "properties": {"uri": {"type": "string", "format": "uri"}, "resourceId": {"type": "string"}},
+            },
+            "text": {"type": "string", "maxLength": 2000},
+            "voice": {"type": "string"},
+            "language": {"type": "string"},
+        },
+    },
+    "playPrompt": {
+        "type": "object",
+        "required": ["prompts"],
+        "properties": {
+            "prompts": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": 20,
+                "items": {"$ref": "#/components/schemas/prompt"},
+            },
+            "clientContext": {"type": "string", "maxLength": 256},
+        },
+    },
+    "recordResponse": {
+        "type": "object",
+        "properties": {
+            "prompts": {"type": "array", "maxItems": 1, "items": {"$ref": "#/components/schemas/prompt"}},
+            "bargeInAllowed": {"type": "boolean"},
+            "initialSilenceTimeoutInSeconds": {"type": "integer", "minimum": 1, "maximum": 120},
+            "maxSilenceTimeoutInSeconds": {"type": "integer", "minimum": 1, "maximum": 120},
+            "maxRecordDurationInSeconds": {"type": "integer", "minimum": 1, "maximum": 120},
+            "playBeep": {"type": "boolean"},
+            "stopTones": {"type": "array", "items": {"type": "string"}},
+            "clientContext": {"type": "string", "maxLength": 256},
+        },
+    },
+    "sendDtmfTones": {
+        "type": "object",
+        "required": ["tones"],
+        "properties": {
+            "tones": {"type": "array", "items": {"type": "string"}},
+            "delayBetweenTonesMs": {"type": "integer"},
+            "clientContext": {"type": "string", "maxLength": 256},
+        },
+    },
+    "clientContext": {
+        "type": "object",
+        "properties": {"clientContext": {"type": "string", "maxLength": 256}},
+    },
     "commsOperation": {
         "type": "object",
         "properties": {
@@ -126,6 +180,9 @@ SCHEMAS: dict[str, Any] = {
             "status": {"type": "string"},
             "clientContext": {"type": "string"},
             "resultInfo": {"$ref": "#/components/schemas/resultInfo"},
+            "recordingLocation": {"type": "string"},
+            "recordingAccessToken": {"type": "string"},
+            "completionReason": {"type": "string"},
         },
     },
     "error": {

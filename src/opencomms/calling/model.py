@@ -59,6 +59,8 @@ class Call:
     """Incoming legs rung together (a redirect to several targets): the first to answer wins."""
     connected: bool = False
     """True once the leg has reached established at least once."""
+    muted: bool = False
+    """The bot muted itself (mute/unmute): its audio is not sent to the conversation."""
 
     @property
     def url(self) -> str:
@@ -136,7 +138,7 @@ class Call:
                     "serverMuted": False,
                 }
             ],
-            "isMuted": False,
+            "isMuted": self.muted,
             "isInLobby": False,
         }
 

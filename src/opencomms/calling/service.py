@@ -47,6 +47,32 @@ class NotificationSink(Protocol):
         ...
 
 
+class MediaHooks(Protocol):
+    """What the media side must hear about a leg's life (calling.media.MediaService implements it)."""
+
+    def configured(self, call: Call) -> None:
+        """The leg's mediaConfig was set (create or answer): prefetch its prompts."""
+
+    def connected(self, call: Call) -> None:
+        """The leg became established: its media joins the conversation."""
+
+    def ending(self, call: Call) -> None:
+        """The leg is about to end (its final notification follows): finish its operations, free its media."""
+
+
+class NoMedia:
+    """MediaHooks that do nothing (a CallService without a media engine, as in some unit tests)."""
+
+    def configured(self, call: Call) -> None:
+        pass
+
+    def connected(self, call: Call) -> None:
+        pass
+
+    def ending(self, call: Call) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who is calling the REST API, from a validated access token."""
@@ -86,6 +112,8 @@ class CallService:
         self.timeouts = timeouts
         self.clock = clock
         self.on_deadline = on_deadline
+        self.media: MediaHooks = NoMedia()
+        """Set by the composition root once the media service exists (it needs this service too)."""
         self.calls: dict[str, Call] = {}
         self.convs: dict[str, Conversation] = {}
         self._timers: list[tuple[float, str]] = []
@@ -111,10 +139,10 @@ class CallService:
 
     # -- queries -----------------------------------------------------------------------------------------
     def get(self, caller: Caller, call_id: str) -> Call:
-        return self._own(caller, call_id)
+        return self.own(caller, call_id)
 
     def participants(self, caller: Caller, call_id: str) -> list[JsonObj]:
-        call = self._own(caller, call_id)
+        call = self.own(caller, call_id)
         conv = self.convs[call.conversation_id]
         legs = [self.calls[c] for c in conv.legs if c in self.calls]
         return [leg.participant() for leg in legs if leg.id == call.id or leg.state in LIVE_STATES]
@@ -128,7 +156,7 @@ class CallService:
 
     def operation(self, caller: Caller, call_id: str, operation_id: str) -> JsonObj | None:
         """A commsOperation of this call, as last reported (None if unknown)."""
-        call = self._own(caller, call_id)
+        call = self.own(caller, call_id)
         return self.store.get("operation", f"{call.id}/{normalize_id(operation_id)}")
 
     # -- actions -----------------------------------------------------------------------------------------
@@ -136,9 +164,9 @@ class CallService:
         """POST /communications/calls. Returns the new call as the 201 body shows it."""
         group = len(req.targets) > 1
         needed = INITIATE_GROUP if group else INITIATE
-        self._require(caller, needed)
+        self.require(caller, needed)
         if is_app_hosted(req.media_config):
-            self._require(caller, ACCESS_MEDIA)
+            self.require(caller, ACCESS_MEDIA)
         if req.tenant_id and normalize_id(req.tenant_id) != caller.tenant_id:
             raise AccessDenied("'tenantId' must be the application's own tenant.")
         app = self.directory.require_app(caller.app_id)
@@ -179,11 +207,12 @@ class CallService:
             keepalive_deadline=now + self.timeouts.keepalive,
         )
         call.source["participantId"] = call.my_participant_id
-        with self._unit():
+        with self.unit():
             self._add(conv, call)
+            self.media.configured(call)
             self._push_timer(call.keepalive_deadline, call.id)  # type: ignore[arg-type]
             snapshot = call.to_wire()
-            self._notify(call, notes.call_updated(call))
+            self.notify(call, notes.call_updated(call))
             for target in req.targets:
                 route = self.router.resolve(caller.tenant_id, target)
                 if route.app is None:
@@ -195,21 +224,22 @@ class CallService:
         return snapshot
 
     def answer(self, caller: Caller, call_id: str, req: wire.Answer) -> None:
-        call = self._own(caller, call_id)
+        call = self.own(caller, call_id)
         if is_app_hosted(req.media_config):
-            self._require(caller, ACCESS_MEDIA)
+            self.require(caller, ACCESS_MEDIA)
         state = next_state(call.state, CallEvent.ANSWER)
         now = self.clock()
-        with self._unit():
+        with self.unit():
             call.state = state
             call.media_config = req.media_config
             call.call_options = req.call_options
             call.callback_uri = req.callback_uri or call.callback_uri
             call.answer_deadline = None
+            self.media.configured(call)
             call.keepalive_deadline = now + self.timeouts.keepalive
             self._push_timer(call.keepalive_deadline, call.id)
-            self._touch(call)
-            self._notify(call, notes.call_updated(call))
+            self.touch(call)
+            self.notify(call, notes.call_updated(call))
             conv = self.convs[call.conversation_id]
             if call.ring_group is not None:
                 group, call.ring_group = call.ring_group, None
@@ -223,16 +253,16 @@ class CallService:
                 self._connect(conv)
                 if transferor is not None and transferor.state in LIVE_STATES:
                     self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
-                    self._notify(transferor, notes.call_updated(transferor))
+                    self.notify(transferor, notes.call_updated(transferor))
                     self._end(transferor, results.TRANSFER_COMPLETED)
             else:
                 self._connect(conv)
         log.info("call answered", extra={"call_id": call.id, "app_id": call.app_id})
 
     def reject(self, caller: Caller, call_id: str, req: wire.Reject) -> None:
-        call = self._own(caller, call_id)
+        call = self.own(caller, call_id)
         next_state(call.state, CallEvent.REJECT)
-        with self._unit():
+        with self.unit():
             call.callback_uri = req.callback_uri or call.callback_uri
             conv = self.convs[call.conversation_id]
             conv.failure = results.REJECT_REASONS.get(req.reason, results.DECLINED)
@@ -240,13 +270,13 @@ class CallService:
         log.info("call rejected", extra={"call_id": call.id, "reason": req.reason})
 
     def redirect(self, caller: Caller, call_id: str, req: wire.Redirect) -> None:
-        call = self._own(caller, call_id)
-        self._require(caller, INITIATE)
+        call = self.own(caller, call_id)
+        self.require(caller, INITIATE)
         next_state(call.state, CallEvent.REDIRECT)
         several = len(req.targets) > 1
         default = self.timeouts.redirect_multiple if several else self.timeouts.redirect_single
         timeout = float(req.timeout) if req.timeout is not None else default
-        with self._unit():
+        with self.unit():
             call.callback_uri = req.callback_uri or call.callback_uri
             self._transition(call, CallEvent.REDIRECT)
             conv = self.convs[call.conversation_id]
@@ -275,14 +305,14 @@ class CallService:
                                 "routingType": "forwarded",
                             }
                         ]
-                        self._touch(leg)
-                        self._notify(leg, notes.call_updated(leg, callRoutes=leg.call_routes))
+                        self.touch(leg)
+                        self.notify(leg, notes.call_updated(leg, callRoutes=leg.call_routes))
             self._end(call, results.REDIRECTED)
         log.info("call redirected", extra={"call_id": call.id, "targets": len(req.targets)})
 
     def transfer(self, caller: Caller, call_id: str, req: wire.Transfer) -> None:
-        call = self._own(caller, call_id)
-        self._require(caller, INITIATE)
+        call = self.own(caller, call_id)
+        self.require(caller, INITIATE)
         next_state(call.state, CallEvent.TRANSFER)
         conv = self.convs[call.conversation_id]
         if conv.transfer is not None:
@@ -297,9 +327,9 @@ class CallService:
             transferee = others[0]
         else:
             raise BadRequest("'transferee' with a participantId is required to transfer out of a group call.")
-        with self._unit():
+        with self.unit():
             self._transition(call, CallEvent.TRANSFER)
-            self._notify(call, notes.call_updated(call))
+            self.notify(call, notes.call_updated(call))
             route = self.router.resolve(call.tenant_id, req.transfer_target)
             target = None
             if route.app is not None:
@@ -327,20 +357,20 @@ class CallService:
         log.info("call transfer started", extra={"call_id": call.id})
 
     def hang_up(self, caller: Caller, call_id: str) -> None:
-        call = self._own(caller, call_id)
+        call = self.own(caller, call_id)
         if call.state is CallState.INCOMING:
             raise InvalidState("An incoming call that was not answered is ended with 'reject', not DELETE.")
         next_state(call.state, CallEvent.HANG_UP)
-        with self._unit():
+        with self.unit():
             self._transition(call, CallEvent.HANG_UP)
-            self._notify(call, notes.call_updated(call))
+            self.notify(call, notes.call_updated(call))
             self._end(call, results.ENDED_BY_DELETE)
         log.info("call hung up", extra={"call_id": call.id})
 
     def keep_alive(self, caller: Caller, call_id: str) -> None:
-        call = self._own(caller, call_id)
+        call = self.own(caller, call_id)
         next_state(call.state, CallEvent.KEEP_ALIVE)
-        with self._unit():
+        with self.unit():
             call.keepalive_deadline = self.clock() + self.timeouts.keepalive
             self._push_timer(call.keepalive_deadline, call.id)
             self._dirty_calls.add(call.id)
@@ -349,7 +379,7 @@ class CallService:
         """The bot answered a notification with 302/307: later notifications of this call go to `url`."""
         call = self.calls.get(call_id)
         if call is not None:
-            with self._unit():
+            with self.unit():
                 call.callback_uri = url
                 self._dirty_calls.add(call.id)
 
@@ -364,7 +394,7 @@ class CallService:
             call = self.calls.get(call_id)
             if call is None:
                 continue
-            with self._unit():
+            with self.unit():
                 if (
                     call.state is CallState.INCOMING
                     and call.answer_deadline is not None
@@ -381,14 +411,14 @@ class CallService:
             self._compact_timers()
 
     # -- internals ---------------------------------------------------------------------------------------
-    def _own(self, caller: Caller, call_id: str) -> Call:
+    def own(self, caller: Caller, call_id: str) -> Call:
         call = self.calls.get(normalize_id(call_id))
         if call is None or call.app_id != caller.app_id or call.tenant_id != caller.tenant_id:
             raise NotFound(f"No call with id {call_id!r}.")
         return call
 
     @staticmethod
-    def _require(caller: Caller, permission: str) -> None:
+    def require(caller: Caller, permission: str) -> None:
         if permission not in caller.roles:
             raise AccessDenied(f"The application needs the '{permission}' application permission for this action.")
 
@@ -407,7 +437,7 @@ class CallService:
         return str(secrets.randbelow(2**31 - 2) + 1)
 
     @contextmanager
-    def _unit(self) -> Iterator[None]:
+    def unit(self) -> Iterator[None]:
         """One atomic change. On an exception the store rolls back and so does the in-memory state."""
         try:
             with self.sink.transaction():
@@ -460,15 +490,15 @@ class CallService:
     def _legs(self, conv: Conversation) -> list[Call]:
         return [self.calls[c] for c in conv.legs if c in self.calls]
 
-    def _touch(self, call: Call) -> None:
+    def touch(self, call: Call) -> None:
         call.version += 1
         self._dirty_calls.add(call.id)
 
     def _transition(self, call: Call, event: CallEvent) -> None:
         call.state = next_state(call.state, event)
-        self._touch(call)
+        self.touch(call)
 
-    def _notify(self, call: Call, body: dict[str, Any]) -> None:
+    def notify(self, call: Call, body: dict[str, Any]) -> None:
         url = call.callback_uri
         if not url:
             app = self.directory.get_app(call.app_id)
@@ -533,7 +563,7 @@ class CallService:
         )
         self._add(conv, leg)
         self._push_timer(leg.answer_deadline, leg.id)  # type: ignore[arg-type]
-        self._notify(leg, notes.call_created(leg))
+        self.notify(leg, notes.call_created(leg))
         return leg
 
     def _connect(self, conv: Conversation) -> None:
@@ -547,28 +577,30 @@ class CallService:
                 self._transition(leg, CallEvent.CONNECTED)
                 leg.connected = True
                 joined = True
-                self._notify(leg, notes.call_updated(leg, mediaState=leg.media_state()))
+                self.media.connected(leg)
+                self.notify(leg, notes.call_updated(leg, mediaState=leg.media_state()))
         if joined and conv.group:
-            self._send_rosters(conv)
+            self.send_rosters(conv)
 
-    def _send_rosters(self, conv: Conversation) -> None:
+    def send_rosters(self, conv: Conversation) -> None:
         live = [leg for leg in self._legs(conv) if leg.state in LIVE_STATES]
         roster = [leg.participant() for leg in live]
         for leg in live:
-            self._notify(leg, notes.roster_updated(leg, roster))
+            self.notify(leg, notes.roster_updated(leg, roster))
 
     def _fail_transfer(self, transferor: Call, reason: ResultInfo) -> None:
         if transferor.state in (CallState.TRANSFERRING, CallState.TRANSFER_ACCEPTED):
             self._transition(transferor, CallEvent.TRANSFER_FAILED)
             transferor.result_info = reason
-            self._notify(transferor, notes.call_updated(transferor, resultInfo=reason.to_wire()))
+            self.notify(transferor, notes.call_updated(transferor, resultInfo=reason.to_wire()))
             transferor.result_info = None
 
     def _end(self, call: Call, reason: ResultInfo, *, event: CallEvent = CallEvent.END) -> None:
         """Terminate one leg: final notification, removal, and the consequences for the rest."""
+        self.media.ending(call)
         self._transition(call, event)
         call.result_info = reason
-        self._notify(call, notes.call_deleted(call))
+        self.notify(call, notes.call_deleted(call))
         del self.calls[call.id]
         self._dirty_calls.add(call.id)
         conv = self.convs[call.conversation_id]
@@ -595,7 +627,7 @@ class CallService:
             elif gone.id == transfer.transferor:
                 conv.transfer = None  # blind transfer: the target keeps ringing
         if gone.connected and conv.group:
-            self._send_rosters(conv)
+            self.send_rosters(conv)
         self._settle(conv)
 
     def _settle(self, conv: Conversation) -> None:

@@ -49,3 +49,15 @@ TRANSFER_FAILED = ResultInfo(500, 7000, "The transfer failed: the target did not
 TRANSFER_TARGET_UNREACHABLE = ResultInfo(500, 7700, "The transfer failed: the target could not be reached.")
 
 REJECT_REASONS = {"none": DECLINED, "busy": BUSY, "forbidden": FORBIDDEN}
+
+# Media operations
+MEDIA_COMPLETED = ResultInfo(200, 0, "Action completed successfully.")
+MEDIA_CANCELLED = ResultInfo(400, 8508, "Action failed, the operation was cancelled.")
+RECORD_MAX_DURATION = ResultInfo(200, 8515, "Action completed, max record duration reached.")
+RECORD_INITIAL_SILENCE = ResultInfo(200, 0, "Action completed, no speech before the initial silence timeout.")
+RECORD_MAX_SILENCE = ResultInfo(200, 0, "Action completed, silence after speech reached the timeout.")
+RECORD_STOP_TONE = ResultInfo(200, 0, "Action completed, a stop tone was pressed.")
+MEDIA_CALL_ENDED = ResultInfo(410, 9120, "Action failed, the call ended before the operation finished.")
+MEDIA_INTERRUPTED = ResultInfo(500, 9121, "Action failed, media processing was interrupted (node restart).")
+MEDIA_OVERLOADED = ResultInfo(503, 9122, "Action failed, the media engine has no capacity left for this call.")
+MEDIA_RECORDING_FAILED = ResultInfo(500, 9123, "Action failed, the recording could not be stored.")

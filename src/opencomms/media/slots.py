@@ -17,13 +17,19 @@ class BankFullError(RuntimeError):
 
 
 class SlotTable:
-    """Fixed-capacity allocator: `add()` hands out the lowest free row, `remove(row)` frees it."""
+    """Fixed-capacity allocator: `add()` hands out the lowest free row, `remove(row)` frees it.
+
+    Because the lowest free row is always taken, rows in use stay packed at the front and `end` (one past the
+    highest row in use) is a tight bound: a batch processor may be handed just the prefix `[:n]` of its rows,
+    for any `end <= n <= capacity`.
+    """
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self.capacity = capacity
         self._active = np.zeros(capacity, dtype=np.bool_)
+        self._end = 0
 
     @property
     def active(self) -> npt.NDArray[np.bool_]:
@@ -37,6 +43,11 @@ class SlotTable:
         """Rows in use."""
         return int(np.count_nonzero(self._active))
 
+    @property
+    def end(self) -> int:
+        """One past the highest row in use (0 when none is): the shortest prefix holding every live row."""
+        return self._end
+
     def add(self) -> int:
         """Claim the lowest free row; raises BankFullError when none is left."""
         free = np.flatnonzero(~self._active)
@@ -44,6 +55,7 @@ class SlotTable:
             raise BankFullError(f"all {self.capacity} slots are in use")
         row = int(free[0])
         self._active[row] = True
+        self._end = max(self._end, row + 1)
         return row
 
     def remove(self, row: int) -> None:
@@ -51,3 +63,11 @@ class SlotTable:
         if not 0 <= row < self.capacity or not self._active[row]:
             raise KeyError(f"slot {row} is not in use")
         self._active[row] = False
+        if row + 1 == self._end:
+            used = np.flatnonzero(self._active[:row])
+            self._end = int(used[-1]) + 1 if used.size else 0
+
+    def check_prefix(self, rows: int) -> None:
+        """Raise ValueError unless a batch of `rows` rows covers every row in use (`end <= rows <= capacity`)."""
+        if not self._end <= rows <= self.capacity:
+            raise ValueError(f"expected between {self._end} and {self.capacity} rows, got {rows}")

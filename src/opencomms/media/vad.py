@@ -44,7 +44,7 @@ class VadConfig:
 
 @dataclass(frozen=True, slots=True)
 class VadResult:
-    """One frame's decisions for every row of the bank (rows of free slots read inactive)."""
+    """One frame's decisions for every row processed (the prefix given to `process`; free rows read inactive)."""
 
     active: npt.NDArray[np.bool_]
     """Speech present (after onset and hangover)."""
@@ -61,9 +61,11 @@ _MEAN_SQUARE_0DBFS = FULL_SCALE * FULL_SCALE / 2.0
 
 
 class VadBank:
-    """Voice activity for up to `capacity` channels: `process(frames)` takes a `(capacity, samples)` array
-    (int16 or float32) and returns a VadResult. Channels occupy fixed rows, handed out by `add_channel()`
-    and freed by `remove_channel(row)`, as in the DTMF bank (the same audio matrix can feed both).
+    """Voice activity for up to `capacity` channels: `process(frames)` takes an `(n, samples)` array (int16 or
+    float32) and returns a VadResult of `n` rows. Channels occupy fixed rows, handed out lowest first by
+    `add_channel()` and freed by `remove_channel(row)`, as in the DTMF bank (the same audio matrix can feed
+    both). `n` may be anything from `end` (one past the highest row in use) to `capacity`, so a large bank
+    with few channels in use processes only the prefix it is given.
 
     Each frame's level is compared with a noise floor tracked by minimum statistics: the minimum level
     over `noise_window_ms`, kept as 8 sub-window minima, so the floor falls at once when the line gets
@@ -92,6 +94,11 @@ class VadBank:
         """Number of rows (the first dimension `process` expects)."""
         return self._slots.capacity
 
+    @property
+    def end(self) -> int:
+        """One past the highest row in use: the fewest rows `process` accepts."""
+        return self._slots.end
+
     def add_channel(self) -> int:
         """Claim a free row with fresh state; raises BankFullError when all are in use."""
         row = self._slots.add()
@@ -107,9 +114,12 @@ class VadBank:
         self._slots.remove(row)
 
     def process(self, frames: npt.NDArray[np.int16] | npt.NDArray[np.float32]) -> VadResult:
-        """Classify one frame per row."""
-        if frames.ndim != 2 or frames.shape[0] != self.capacity:
-            raise ValueError(f"expected shape ({self.capacity}, samples), got {frames.shape}")
+        """Classify one frame for each of the first `n` rows (`end <= n <= capacity`); rows from `n` on are
+        not looked at and their state does not advance."""
+        if frames.ndim != 2:
+            raise ValueError(f"expected shape (n, samples), got {frames.shape}")
+        n = frames.shape[0]
+        self._slots.check_prefix(n)
         x = frames if frames.dtype == np.float32 else frames.astype(np.float32)
         mean_square = np.einsum("ij,ij->i", x, x) / np.float32(x.shape[1] * _MEAN_SQUARE_0DBFS)
         with np.errstate(divide="ignore"):
@@ -117,19 +127,22 @@ class VadBank:
         level = level.astype(np.float32, copy=False)
 
         # Minimum statistics: running minimum of this sub-window, plus the last 8 sub-windows' minima.
-        np.minimum(self._current_min, np.maximum(level, self._min_floor), out=self._current_min)
-        floor = np.minimum(self._minima.min(axis=0), self._current_min)
+        current_min = self._current_min[:n]
+        np.minimum(current_min, np.maximum(level, self._min_floor), out=current_min)
+        floor = np.minimum(self._minima[:, :n].min(axis=0), current_min)
         self._frame_count += 1
         if self._frame_count % self._sub_len == 0:
-            self._minima = np.roll(self._minima, 1, axis=0)
-            self._minima[0] = self._current_min
-            self._current_min.fill(np.inf)
+            self._minima[:, :n] = np.roll(self._minima[:, :n], 1, axis=0)
+            self._minima[0, :n] = current_min
+            current_min.fill(np.inf)
 
         loud = (level > floor + self._threshold) & (level > self._min_speech)
-        self._loud_run = np.where(loud, self._loud_run + 1, 0)
-        onset = self._loud_run >= self._onset
-        self._hold = np.where(onset, self._hangover, np.where(loud & self._active, self._hangover, self._hold - 1))
-        was = self._active
-        self._active = (onset | (was & (self._hold >= 0))) & self._slots.active
-        self._hold = np.maximum(self._hold, -1)
-        return VadResult(self._active.copy(), self._active != was, level, floor)
+        loud_run = np.where(loud, self._loud_run[:n] + 1, 0)
+        onset = loud_run >= self._onset
+        was = self._active[:n].copy()
+        hold = np.where(onset, self._hangover, np.where(loud & was, self._hangover, self._hold[:n] - 1))
+        active = (onset | (was & (hold >= 0))) & self._slots.active[:n]
+        self._loud_run[:n] = loud_run
+        self._hold[:n] = np.maximum(hold, -1)
+        self._active[:n] = active
+        return VadResult(active, active != was, level, floor)

@@ -41,10 +41,12 @@ class DtmfKeyDetected:
 class DtmfDetectorBank:
     """DTMF detection for up to `capacity` channels, one 20 ms frame per channel per call.
 
-    Channels live in fixed rows: `add_channel()` returns a free row (state reset), `remove_channel(row)`
-    frees it. `process(frames, now)` takes a `(capacity, frame_samples)` array (int16, or float32 already
-    converted) whose row i is channel i's audio; rows of free slots are ignored, so the caller can keep one
-    audio matrix per tick and leave unused rows as they are. `now` is the time of the frames' first sample.
+    Channels live in fixed rows: `add_channel()` returns the lowest free row (state reset),
+    `remove_channel(row)` frees it. `process(frames, now)` takes an `(n, frame_samples)` array (int16, or
+    float32 already converted) whose row i is channel i's audio; rows of free slots are ignored, so the caller
+    can keep one audio matrix per tick and leave unused rows as they are. `n` may be anything from `end` (one
+    past the highest row in use) to `capacity`: a bank sized for thousands of channels with a few in use
+    analyses only the prefix it is given. `now` is the time of the frames' first sample.
 
     A press starts at the first 15 ms window that passes every spectral test for a key; its start is
     placed inside that window from how full of tone the window is. It is reported once the tone has
@@ -90,6 +92,11 @@ class DtmfDetectorBank:
         """Read-only mask of rows in use."""
         return self._slots.active
 
+    @property
+    def end(self) -> int:
+        """One past the highest row in use: the fewest rows `process` accepts."""
+        return self._slots.end
+
     def add_channel(self) -> int:
         """Claim a free row with fresh state; raises BankFullError when all are in use."""
         row = self._slots.add()
@@ -105,13 +112,16 @@ class DtmfDetectorBank:
         self._slots.remove(row)
 
     def process(self, frames: npt.NDArray[np.int16] | npt.NDArray[np.float32], now: float) -> list[DtmfKeyDetected]:
-        """Analyse one frame per row; returns the presses confirmed during this frame."""
-        if frames.shape != (self.capacity, self.frame_samples):
-            raise ValueError(f"expected shape {(self.capacity, self.frame_samples)}, got {frames.shape}")
+        """Analyse one frame for each of the first `n` rows (`end <= n <= capacity`); returns the presses
+        confirmed during this frame. Rows from `n` on are not looked at and their state does not advance."""
+        if frames.ndim != 2 or frames.shape[1] != self.frame_samples:
+            raise ValueError(f"expected shape (n, {self.frame_samples}), got {frames.shape}")
+        n = frames.shape[0]
+        self._slots.check_prefix(n)
         x: npt.NDArray[np.float32] = frames.astype(np.float32, copy=False)
         keys, fraction = self._analyzer.analyse(x)
-        keys[:, ~self._slots.active] = -1
-        busy = np.flatnonzero((keys >= 0).any(axis=0) | (self._key >= 0))
+        keys[:, ~self._slots.active[:n]] = -1
+        busy = np.flatnonzero((keys >= 0).any(axis=0) | (self._key[:n] >= 0))
         events: list[DtmfKeyDetected] = []
         if busy.size:
             events = self._advance(busy, keys[:, busy], fraction[:, busy], now, x)

@@ -90,13 +90,18 @@ class ToneAnalyzer:
         self._es[:, rows] = 0.0
 
     def analyse(self, x: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.int8], npt.NDArray[np.float32]]:
-        """Classify the windows ending at each hop of this `(capacity, frame_samples)` frame.
+        """Classify the windows ending at each hop of this `(n, frame_samples)` frame, `n <= capacity`.
 
-        Returns `keys` (hops, capacity): key index row*4+col, or -1; and `fraction` (hops, capacity): the
-        tone share of the window's energy where a key was found (0 elsewhere).
+        Only the first `n` channels are analysed and have their history advanced (the others keep theirs
+        untouched: callers pass a prefix covering every live channel and `reset` a channel when reusing it).
+        Returns `keys` (hops, n): key index row*4+col, or -1; and `fraction` (hops, n): the tone share of the
+        window's energy where a key was found (0 elsewhere).
         """
         hops, keep, hop = self.hops_per_frame, WINDOW_HOPS - 1, self.hop
-        ys, es = self._ys, self._es
+        n = x.shape[0]
+        if n > self._es.shape[1]:
+            raise ValueError(f"{n} rows for a capacity of {self._es.shape[1]}")
+        ys, es = self._ys[:, :, :n], self._es[:, :n]
         sub = x.reshape(x.shape[0], hops, hop)
         # (hops, N, 17) is the fastest product; the transposed copy makes every later op contiguous.
         ys[keep:] = np.matmul(sub.transpose(1, 0, 2), self._basis_t).transpose(0, 2, 1)
@@ -110,7 +115,7 @@ class ToneAnalyzer:
         re, im = win[:, :_NF], win[:, _NF : 2 * _NF]
         power = re * re
         power += im * im  # (hops, 8, N)
-        self._keep_for_next_frame()
+        self._keep_for_next_frame(n)
 
         rows, cols = power[:, :4], power[:, 4:]
         row_max = np.maximum(np.maximum(rows[:, 0], rows[:, 1]), np.maximum(rows[:, 2], rows[:, 3]))
@@ -139,16 +144,17 @@ class ToneAnalyzer:
         fraction[hop_idx, ch_idx] = np.minimum(share, np.float32(1.0))
         return keys, fraction
 
-    def _keep_for_next_frame(self) -> None:
-        """Move the last sub-blocks to the front, re-phased to the next frame's start (one frame later)."""
+    def _keep_for_next_frame(self, n: int) -> None:
+        """Move the first `n` channels' last sub-blocks to the front, re-phased to the next frame's start."""
         keep = WINDOW_HOPS - 1
-        last = self._ys[-keep:]
+        ys, es = self._ys[:, :, :n], self._es[:, :n]
+        last = ys[-keep:]
         re, im = last[:, :_NF], last[:, _NF : 2 * _NF]
         new_re = re * self._shift_cos
         new_re += im * self._shift_sin
         new_im = im * self._shift_cos
         new_im -= re * self._shift_sin
-        self._ys[:keep, 2 * _NF] = last[:, 2 * _NF]
-        self._ys[:keep, :_NF] = new_re
-        self._ys[:keep, _NF : 2 * _NF] = new_im
-        self._es[:keep] = self._es[-keep:]
+        ys[:keep, 2 * _NF] = last[:, 2 * _NF]
+        ys[:keep, :_NF] = new_re
+        ys[:keep, _NF : 2 * _NF] = new_im
+        es[:keep] = es[-keep:]

@@ -1,0 +1,513 @@
+"""MediaService: service-hosted media operations on call legs, with Graph's commsOperation semantics.
+
+Owns each call's FIFO media queue (playPrompt, recordResponse), tone subscriptions, sendDtmfTones, mute, and
+the operation documents and notifications. It drives the media engine by commands (`EnginePort.call`, run on
+the engine thread) and reacts to the engine's events (`on_events`, on the event loop). Prompt audio comes from
+a PromptLoader (fetching and text-to-speech happen in background tasks; the REST call never waits for them).
+It never touches audio samples itself, except to hand a finished recording to the RecordingStore.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from opencomms.calling import notifications as notes
+from opencomms.calling.model import Call, JsonObj
+from opencomms.calling.recordings import RecordingStore
+from opencomms.calling.service import ACCESS_MEDIA, Caller, CallService
+from opencomms.domain import results
+from opencomms.domain.calls import CallState
+from opencomms.domain.errors import InvalidState
+from opencomms.domain.ids import new_id
+from opencomms.domain.media import PromptError, PromptFailure, PromptSpec, RecordStop
+from opencomms.domain.operations import OP_FSM, OpEvent, OpKind, OpStatus
+from opencomms.domain.results import ResultInfo
+from opencomms.media import engine as eng
+from opencomms.media.dtmf.tones import key_for_tone, tone_name
+from opencomms.media.prompts import beep
+from opencomms.media.wav import encode_wav
+from opencomms.wire import media as wire
+from opencomms.wire.calls import is_app_hosted
+
+log = logging.getLogger("opencomms.media")
+
+Audio = npt.NDArray[np.int16]
+
+MIN_TONE_GAP_MS = 60
+"""Shortest pause between sent tones: shorter gaps would merge two presses of the same key at the receiver."""
+DEFAULT_TONE_GAP_MS = 100
+TONE_MS = 100
+
+
+class EnginePort(Protocol):
+    """How the service reaches the media engine: `call(fn)` runs fn(engine) on the engine's own thread."""
+
+    capacity: int
+
+    def call(self, fn: Callable[[eng.MediaEngine], None]) -> None: ...
+
+
+class PromptLoader(Protocol):
+    async def load(self, spec: PromptSpec) -> Audio: ...
+
+    def prefetch(self, specs: Iterable[PromptSpec]) -> None: ...
+
+
+# resultInfo of a failed prompt, by failure kind (subcodes 91xx are ours, documented in docs/architecture.md)
+PROMPT_FAILURES: dict[PromptFailure, tuple[int, int]] = {
+    PromptFailure.BAD_URL: (400, 9101),
+    PromptFailure.FORBIDDEN_ADDRESS: (403, 9102),
+    PromptFailure.UNREACHABLE: (502, 9103),
+    PromptFailure.TIMEOUT: (504, 9104),
+    PromptFailure.HTTP_STATUS: (502, 9105),
+    PromptFailure.TOO_BIG: (413, 9106),
+    PromptFailure.NOT_WAV: (415, 9107),
+    PromptFailure.TOO_LONG: (413, 9108),
+    PromptFailure.TTS_FAILED: (500, 9109),
+}
+
+RECORD_RESULTS: dict[RecordStop, ResultInfo] = {
+    RecordStop.MAX_DURATION: results.RECORD_MAX_DURATION,
+    RecordStop.INITIAL_SILENCE: results.RECORD_INITIAL_SILENCE,
+    RecordStop.MAX_SILENCE: results.RECORD_MAX_SILENCE,
+    RecordStop.STOP_TONE: results.RECORD_STOP_TONE,
+}
+
+
+def prompt_failure(exc: PromptError) -> ResultInfo:
+    code, subcode = PROMPT_FAILURES[exc.failure]
+    return ResultInfo(code, subcode, f"Action failed, a prompt could not be played: {exc.message}")
+
+
+@dataclass(eq=False, slots=True)
+class MediaOp:
+    """One operation of one call, while it is not finished."""
+
+    id: str
+    call_id: str
+    kind: OpKind
+    client_context: str | None
+    status: OpStatus = OpStatus.RUNNING
+    prompts: list[PromptSpec] = field(default_factory=list)
+    record: wire.RecordResponse | None = None
+    keys: str = ""
+    gap_ms: int = DEFAULT_TONE_GAP_MS
+    audio: list[Audio] | None = None
+    failure: ResultInfo | None = None
+    loading: asyncio.Task[None] | None = None
+    started: bool = False
+
+    @property
+    def url(self) -> str:
+        return f"/communications/calls/{self.call_id}/operations/{self.id}"
+
+    def to_wire(self, result: ResultInfo | None = None, **extra: Any) -> JsonObj:
+        body: JsonObj = {
+            "@odata.type": self.kind.odata_type,
+            "id": self.id,
+            "status": self.status.value,
+            "clientContext": self.client_context,
+            "resultInfo": None if result is None else result.to_wire(),
+        }
+        if self.kind is OpKind.RECORD:
+            body["recordingLocation"] = None
+            body["recordingAccessToken"] = None
+        if self.kind is OpKind.SEND_TONES:
+            body["completionReason"] = None
+        body.update(extra)
+        return body
+
+
+@dataclass(eq=False, slots=True)
+class CallMedia:
+    """Media state of one leg (in memory: the engine's state does not survive a restart either)."""
+
+    queue: deque[MediaOp] = field(default_factory=deque)
+    tones: dict[str, MediaOp] = field(default_factory=dict)
+    subscribed: bool = False
+    tone_seq: int = 0
+    in_engine: bool = False
+    op_ids: list[str] = field(default_factory=list)
+    """Every operation created on the call (their documents are deleted when it ends)."""
+
+
+class MediaService:
+    def __init__(
+        self,
+        calls: CallService,
+        engine: EnginePort,
+        prompts: PromptLoader,
+        recordings: RecordingStore,
+        *,
+        public_url: str,
+    ) -> None:
+        self.calls = calls
+        self.engine = engine
+        self.prompts = prompts
+        self.recordings = recordings
+        self.public_url = public_url.rstrip("/")
+        self._media: dict[str, CallMedia] = {}
+        self._ops: dict[str, MediaOp] = {}
+        self._legs_in_engine = 0
+        self._beep = beep()
+        calls.media = self
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def load(self) -> None:
+        """After a restart: reconnect live legs' media and fail the operations the old process left running."""
+        for leg in self.calls.calls.values():
+            if leg.connected and leg.state in (CallState.ESTABLISHED, CallState.HOLD):
+                self.connected(leg)
+        for key, doc in list(self.calls.store.scan("operation")):
+            call_id, _, op_id = key.partition("/")
+            call = self.calls.calls.get(call_id)
+            if call is None:
+                self.calls.store.delete("operation", key)  # its call ended while the node was down
+                continue
+            self._media.setdefault(call_id, CallMedia()).op_ids.append(op_id)
+            if doc.get("status") not in (OpStatus.RUNNING.value, OpStatus.NOT_STARTED.value):
+                continue
+            op = MediaOp(op_id, call_id, OpKind(doc["@odata.type"].rsplit(".", 1)[-1]), doc.get("clientContext"))
+            with self.calls.unit():
+                self._finish(op, OpEvent.FAIL, results.MEDIA_INTERRUPTED, call=call)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {"legs": self._legs_in_engine, "operations": len(self._ops)}
+
+    # -- hooks from CallService (inside its unit of work) -----------------------------------------------
+    def configured(self, call: Call) -> None:
+        config = call.media_config or {}
+        if is_app_hosted(config):
+            return
+        specs = [
+            PromptSpec(uri=item["uri"], resource_id=item.get("resourceId") or None)
+            for item in config.get("preFetchMedia") or []
+        ]
+        if specs:
+            self.prompts.prefetch(specs)
+
+    def connected(self, call: Call) -> None:
+        cm = self._media.setdefault(call.id, CallMedia())
+        if cm.in_engine:
+            return
+        if self._legs_in_engine >= self.engine.capacity:
+            log.warning("media engine full: call has no media", extra={"call_id": call.id})
+            return
+        cm.in_engine = True
+        self._legs_in_engine += 1
+        leg, mix, muted = call.id, call.conversation_id, call.muted
+
+        def join(engine: eng.MediaEngine) -> None:
+            engine.add_leg(leg)
+            engine.join(leg, mix)
+            if muted:
+                engine.set_muted(leg, True)
+
+        self.engine.call(join)
+
+    def ending(self, call: Call) -> None:
+        cm = self._media.pop(call.id, None)
+        if cm is not None:
+            for op in [*cm.queue, *cm.tones.values()]:
+                self._cancel_loading(op)
+                self._finish(op, OpEvent.FAIL, results.MEDIA_CALL_ENDED, call=call)
+            if cm.in_engine:
+                self._legs_in_engine -= 1
+                leg = call.id
+                self.engine.call(lambda engine: engine.remove_leg(leg))
+            for op_id in cm.op_ids:
+                self.calls.store.delete("operation", f"{call.id}/{op_id}")
+        self.recordings.call_ended(call.id)
+
+    # -- REST actions ------------------------------------------------------------------------------------
+    def play_prompt(self, caller: Caller, call_id: str, req: wire.PlayPrompt) -> JsonObj:
+        call, cm = self._service_hosted(caller, call_id, "playPrompt")
+        op = MediaOp(new_id(), call.id, OpKind.PLAY_PROMPT, req.client_context, prompts=list(req.prompts))
+        return self._enqueue(call, cm, op)
+
+    def record_response(self, caller: Caller, call_id: str, req: wire.RecordResponse) -> JsonObj:
+        call, cm = self._service_hosted(caller, call_id, "recordResponse")
+        self.calls.require(caller, ACCESS_MEDIA)
+        op = MediaOp(new_id(), call.id, OpKind.RECORD, req.client_context, prompts=list(req.prompts), record=req)
+        if req.barge_in_allowed and cm.queue and cm.queue[0].started:
+            with self.calls.unit():
+                self._stop_running(call, cm, cm.queue.popleft())
+        return self._enqueue(call, cm, op, front=req.barge_in_allowed)
+
+    def cancel_media_processing(self, caller: Caller, call_id: str, client_context: str | None) -> JsonObj:
+        call, cm = self._service_hosted(caller, call_id, "cancelMediaProcessing")
+        op = MediaOp(new_id(), call.id, OpKind.CANCEL_MEDIA, client_context, status=OpStatus.COMPLETED)
+        with self.calls.unit():
+            pending = list(cm.queue)
+            cm.queue.clear()
+            for item in pending:
+                self._stop_running(call, cm, item)
+            self._save(op, op.to_wire(results.MEDIA_COMPLETED))
+        log.info("media processing cancelled", extra={"call_id": call.id, "count": len(pending)})
+        return op.to_wire(results.MEDIA_COMPLETED)
+
+    def subscribe_to_tone(self, caller: Caller, call_id: str, client_context: str | None) -> JsonObj:
+        call, cm = self._service_hosted(caller, call_id, "subscribeToTone")
+        self.calls.require(caller, ACCESS_MEDIA)
+        cm.subscribed = True
+        op = MediaOp(new_id(), call.id, OpKind.SUBSCRIBE_TONES, client_context, status=OpStatus.COMPLETED)
+        with self.calls.unit():
+            self._save(op, op.to_wire(results.MEDIA_COMPLETED))
+        return op.to_wire(results.MEDIA_COMPLETED)
+
+    def send_dtmf_tones(self, caller: Caller, call_id: str, req: wire.SendDtmfTones) -> JsonObj:
+        call, cm = self._established(caller, call_id, "sendDtmfTones")
+        gap = DEFAULT_TONE_GAP_MS if req.delay_between_tones_ms is None else req.delay_between_tones_ms
+        keys = "".join(key_for_tone(t) for t in req.tones)
+        op = MediaOp(new_id(), call.id, OpKind.SEND_TONES, req.client_context, keys=keys, gap_ms=gap)
+        with self.calls.unit():
+            self._save(op, op.to_wire())
+            cm.tones[op.id] = op
+            self._ops[op.id] = op
+        if cm.in_engine:
+            leg, tag, gap_ms = call.id, op.id, max(MIN_TONE_GAP_MS, gap)
+            self.engine.call(lambda engine: engine.send_tones(leg, tag, keys, tone_ms=TONE_MS, gap_ms=gap_ms))
+        else:
+            self._finish_later(op, results.MEDIA_OVERLOADED)
+        return op.to_wire()
+
+    def set_muted(self, caller: Caller, call_id: str, client_context: str | None, muted: bool) -> JsonObj:
+        call, cm = self._established(caller, call_id, "mute" if muted else "unmute")
+        kind = OpKind.MUTE if muted else OpKind.UNMUTE
+        op = MediaOp(new_id(), call.id, kind, client_context, status=OpStatus.COMPLETED)
+        with self.calls.unit():
+            changed = call.muted != muted
+            call.muted = muted
+            self.calls.touch(call)
+            self._save(op, op.to_wire(results.MEDIA_COMPLETED))
+            conv = self.calls.convs[call.conversation_id]
+            if changed and conv.group:
+                self.calls.send_rosters(conv)
+        if cm.in_engine:
+            leg = call.id
+            self.engine.call(lambda engine: engine.set_muted(leg, muted))
+        return op.to_wire(results.MEDIA_COMPLETED)
+
+    # -- engine events (on the event loop) ---------------------------------------------------------------
+    def on_events(self, events: Sequence[eng.MediaEvent]) -> None:
+        for event in events:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("media event failed", extra={"call_id": getattr(event, "leg_id", None)})
+
+    def _on_event(self, event: eng.MediaEvent) -> None:
+        if isinstance(event, eng.ToneDetected):
+            self._tone(event.leg_id, event.key)
+            return
+        tag = getattr(event, "tag", None)
+        op = self._ops.get(tag) if isinstance(tag, str) else None
+        if op is None or op.call_id != event.leg_id:
+            return
+        call = self.calls.calls.get(op.call_id)
+        if isinstance(event, eng.PlayFinished) and op.kind is OpKind.PLAY_PROMPT and event.completed:
+            with self.calls.unit():
+                self._finish(op, OpEvent.SUCCEED, results.MEDIA_COMPLETED, call=call)
+            self._advance(op.call_id)
+        elif isinstance(event, eng.RecordingFinished) and event.reason is not RecordStop.CANCELLED:
+            self._recorded(op, call, event)
+            self._advance(op.call_id)
+        elif isinstance(event, eng.TonesFinished) and op.kind is OpKind.SEND_TONES:
+            cm = self._media.get(op.call_id)
+            if cm is not None:
+                cm.tones.pop(op.id, None)
+            reason = "completedSuccessfully" if event.completed else "mediaOperationCanceled"
+            result = results.MEDIA_COMPLETED if event.completed else results.MEDIA_CANCELLED
+            with self.calls.unit():
+                verdict = OpEvent.SUCCEED if event.completed else OpEvent.FAIL
+                self._finish(op, verdict, result, call=call, completionReason=reason)
+
+    def _tone(self, call_id: str, key: str) -> None:
+        cm = self._media.get(call_id)
+        call = self.calls.calls.get(call_id)
+        if cm is None or call is None or not cm.subscribed:
+            return
+        cm.tone_seq += 1
+        info = {"@odata.type": "#microsoft.graph.toneInfo", "sequenceId": cm.tone_seq, "tone": tone_name(key)}
+        with self.calls.unit():
+            self.calls.notify(call, notes.call_updated(call, toneInfo=info))
+
+    def _recorded(self, op: MediaOp, call: Call | None, event: eng.RecordingFinished) -> None:
+        result = RECORD_RESULTS[event.reason]
+        if call is None:
+            return
+        try:
+            saved = self.recordings.save(
+                call_id=call.id, app_id=call.app_id, tenant_id=call.tenant_id, wav=encode_wav(event.samples)
+            )
+        except OSError:
+            log.exception("recording could not be stored", extra={"call_id": call.id})
+            with self.calls.unit():
+                self._finish(op, OpEvent.FAIL, results.MEDIA_RECORDING_FAILED, call=call)
+            return
+        with self.calls.unit():
+            self._finish(
+                op,
+                OpEvent.SUCCEED,
+                result,
+                call=call,
+                recordingLocation=f"{self.public_url}/media/recordings/{saved.id}",
+                recordingAccessToken=saved.token,
+                completionReason=event.reason.value,
+            )
+
+    # -- the queue ---------------------------------------------------------------------------------------
+    def _enqueue(self, call: Call, cm: CallMedia, op: MediaOp, *, front: bool = False) -> JsonObj:
+        with self.calls.unit():
+            self._save(op, op.to_wire())
+            if front:
+                cm.queue.appendleft(op)
+            else:
+                cm.queue.append(op)
+            self._ops[op.id] = op
+        log.info("media operation queued", extra={"call_id": call.id, "op": op.kind.value})
+        if not cm.in_engine:
+            cm.queue.remove(op)
+            self._finish_later(op, results.MEDIA_OVERLOADED)
+        elif op.prompts:
+            op.loading = asyncio.get_running_loop().create_task(self._load(op))
+        else:
+            op.audio = []
+            self._advance(call.id)
+        return op.to_wire()
+
+    async def _load(self, op: MediaOp) -> None:
+        try:
+            op.audio = list(await asyncio.gather(*(self.prompts.load(spec) for spec in op.prompts)))
+        except PromptError as exc:
+            op.failure = prompt_failure(exc)
+            log.info("prompt failed", extra={"call_id": op.call_id, "reason": exc.failure.value})
+        except asyncio.CancelledError:
+            return
+        except Exception:
+            log.exception("prompt loading failed", extra={"call_id": op.call_id})
+            op.failure = prompt_failure(PromptError(PromptFailure.UNREACHABLE, "internal error while loading"))
+        op.loading = None
+        self._advance(op.call_id)
+
+    def _advance(self, call_id: str) -> None:
+        """Start the head of the call's queue when it is ready; fail heads whose prompts failed."""
+        cm = self._media.get(call_id)
+        call = self.calls.calls.get(call_id)
+        if cm is None or call is None:
+            return
+        while cm.queue:
+            head = cm.queue[0]
+            if head.status is not OpStatus.RUNNING:  # finished while queued (should not happen): drop it
+                cm.queue.popleft()
+                continue
+            if head.started or (head.audio is None and head.failure is None):
+                return
+            if head.failure is not None:
+                cm.queue.popleft()
+                extra = {"completionReason": "playPromptFailed"} if head.kind is OpKind.RECORD else {}
+                with self.calls.unit():
+                    self._finish(head, OpEvent.FAIL, head.failure, call=call, **extra)
+                continue
+            head.started = True
+            self._start(head)
+            return
+
+    def _start(self, op: MediaOp) -> None:
+        leg, tag = op.call_id, op.id
+        clips = list(op.audio or [])
+        if op.kind is OpKind.PLAY_PROMPT:
+            self.engine.call(lambda engine: engine.play(leg, tag, clips))
+            return
+        req = op.record
+        assert req is not None
+        if req.play_beep:
+            clips.append(self._beep)
+
+        def record(engine: eng.MediaEngine) -> None:
+            if clips:
+                engine.play(leg, tag, clips)
+            engine.record(
+                leg,
+                tag,
+                max_seconds=req.max_record_duration,
+                initial_silence_seconds=req.initial_silence_timeout,
+                max_silence_seconds=req.max_silence_timeout,
+                stop_keys=req.stop_tones,
+                after_play=tag if clips else None,
+            )
+
+        self.engine.call(record)
+
+    def _stop_running(self, call: Call, cm: CallMedia, op: MediaOp) -> None:
+        """Fail a queued or running prompt/record with 400/8508 and stop its audio (inside a unit)."""
+        self._cancel_loading(op)
+        if op.started:
+            leg, tag = call.id, op.id
+
+            def stop(engine: eng.MediaEngine) -> None:
+                engine.stop_play(leg, tag)
+                engine.stop_recording(leg, tag)
+
+            self.engine.call(stop)
+        reason = "operationCanceled" if op.kind is OpKind.RECORD else "mediaOperationCanceled"
+        self._finish(op, OpEvent.FAIL, results.MEDIA_CANCELLED, call=call, completionReason=reason)
+
+    # -- helpers -----------------------------------------------------------------------------------------
+    def _established(self, caller: Caller, call_id: str, action: str) -> tuple[Call, CallMedia]:
+        call = self.calls.own(caller, call_id)
+        if call.state is not CallState.ESTABLISHED:
+            raise InvalidState(f"The action '{action}' is not allowed while the call is '{call.state.value}'.")
+        return call, self._media.setdefault(call.id, CallMedia())
+
+    def _service_hosted(self, caller: Caller, call_id: str, action: str) -> tuple[Call, CallMedia]:
+        call, cm = self._established(caller, call_id, action)
+        if is_app_hosted(call.media_config or {}):
+            raise InvalidState(f"The action '{action}' needs service-hosted media; this call uses app-hosted media.")
+        return call, cm
+
+    @staticmethod
+    def _cancel_loading(op: MediaOp) -> None:
+        if op.loading is not None:
+            op.loading.cancel()
+            op.loading = None
+
+    def _save(self, op: MediaOp, body: JsonObj) -> None:
+        cm = self._media.get(op.call_id)
+        if cm is not None and op.id not in cm.op_ids:
+            cm.op_ids.append(op.id)
+        self.calls.store.put("operation", f"{op.call_id}/{op.id}", body)
+
+    def _finish(self, op: MediaOp, verdict: OpEvent, result: ResultInfo, *, call: Call | None, **extra: Any) -> None:
+        """Record the outcome and notify the bot (`deleted` on the operation); inside a unit of work."""
+        if op.status in (OpStatus.COMPLETED, OpStatus.FAILED):
+            return
+        op.status = OP_FSM.apply(op.status, verdict)
+        self._ops.pop(op.id, None)
+        body = op.to_wire(result, **extra)
+        self._save(op, body)
+        if call is not None:
+            data = {**body, "@odata.id": op.url, "@odata.etag": 'W/"2"'}
+            self.calls.notify(call, notes.envelope("deleted", op.url, data))
+        log.info(
+            "media operation finished",
+            extra={"call_id": op.call_id, "op": op.kind.value, "status": op.status.value, "code": result.code},
+        )
+
+    def _finish_later(self, op: MediaOp, result: ResultInfo) -> None:
+        """Fail an operation just after its REST response went out (its 200 said 'running')."""
+
+        def fail() -> None:
+            with self.calls.unit():
+                self._finish(op, OpEvent.FAIL, result, call=self.calls.calls.get(op.call_id))
+
+        asyncio.get_running_loop().call_soon(fail)

@@ -1,0 +1,225 @@
+"""The media engine's real-time driver: one daemon thread ticking a MediaEngine every 20 ms.
+
+Owns the thread, the absolute tick schedule (t0 + k * 20 ms on time.monotonic), the command queue through
+which other threads reach the engine, the hand-off of events, and timing statistics. Must not know what the
+commands or events mean (the media service does), touch asyncio (the node wraps `on_events` with
+`loop.call_soon_threadsafe`) or do any audio work itself.
+
+The engine is numpy-bound and single-threaded by design (one core ticks every leg). Pin BLAS to one thread
+before numpy is imported (OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=1, MKL_NUM_THREADS=1): the DTMF bank's
+small matrix products only lose to BLAS threads fighting over cores, and the event loop needs the others.
+The thread shares the GIL with the event loop: a full garbage collection anywhere in the process pauses it
+(~7 ms in the benchmark process with 2000 legs, more in a busy node), so a node should `gc.freeze()` once
+started, and keep event-loop work between GIL releases short.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+
+from .engine import MediaEngine, MediaEvent
+from .frames import FRAME_MS
+
+__all__ = ["EngineThread"]
+
+log = logging.getLogger("opencomms.media")
+
+T = TypeVar("T")
+_Command = tuple[Callable[[MediaEngine], Any], "Future[Any] | None"]
+
+
+class EngineThread:
+    """Runs `engine.tick(now)` on a daemon thread named "opencomms-media" every `tick_seconds` (20 ms).
+
+    Ticks follow an absolute schedule: tick k is due at t0 + k * tick_seconds (time.monotonic), and `now`
+    passed to the engine is that due time, so event times are on the same clock as asyncio's `loop.time()`.
+    A late tick runs at once; if the thread falls more than `max_lag_ticks` behind (a GC pause, an overloaded
+    host), the missed ticks are skipped (`overruns` and `skipped_ticks` count them) instead of being run in a
+    burst: at most `max_lag_ticks` ticks ever run back to back.
+
+    Other threads act on the engine only through `call(fn)` / `call_result(fn)`: closures queued and run on
+    the engine thread at the start of the next tick, in order. An exception from a command is logged (and set
+    on the future of `call_result`); it never stops the thread. `on_events(events)` is called on the engine
+    thread after each tick that produced events; it must be quick and must not call the engine.
+    """
+
+    def __init__(
+        self,
+        engine: MediaEngine,
+        on_events: Callable[[list[MediaEvent]], None] | None = None,
+        *,
+        tick_seconds: float = FRAME_MS / 1000.0,
+        max_lag_ticks: int = 5,
+        window: int = 500,
+        name: str = "opencomms-media",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if tick_seconds <= 0 or max_lag_ticks < 1 or window < 1:
+            raise ValueError("tick_seconds, max_lag_ticks and window must be positive")
+        self.engine = engine
+        self.on_events = on_events
+        self.tick_seconds = tick_seconds
+        self.max_lag_ticks = max_lag_ticks
+        self._clock = clock
+        self._name = name
+        self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stopped = False
+        self._durations = np.zeros(window, dtype=np.float64)
+        self.ticks = 0
+        """Ticks run."""
+        self.overruns = 0
+        """Times the thread fell more than `max_lag_ticks` behind and skipped ahead."""
+        self.skipped_ticks = 0
+        """Ticks never run because of those skips."""
+        self.late_ticks = 0
+        """Ticks that started a whole tick or more after their due time (run late but not skipped)."""
+        self.command_errors = 0
+        """Commands that raised."""
+        self.dropped_commands = 0
+        """Commands sent after stop()."""
+        self.event_errors = 0
+        """Exceptions raised by `on_events`."""
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        """The thread has been started and has not finished."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        """Start ticking (once)."""
+        if self._thread is not None or self._stopped:
+            raise RuntimeError("EngineThread can be started once")
+        self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """Stop ticking and join the thread. Commands still queued are run (without a tick) so their futures
+        resolve; later commands are dropped (see `call`). Idempotent."""
+        self._stopped = True
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        if thread is None or not thread.is_alive():
+            self._drain()
+
+    def __enter__(self) -> EngineThread:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # -- commands ---------------------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[[MediaEngine], object]) -> None:
+        """Run `fn(engine)` on the engine thread before the next tick (fire and forget; errors are logged).
+        After `stop()` the command is dropped and counted (`dropped_commands`): shutdown paths of the callers
+        may still send clean-up commands, and there is nothing left to clean."""
+        if self._stopped:
+            self.dropped_commands += 1
+            return
+        self._commands.put((fn, None))
+
+    def call_result(self, fn: Callable[[MediaEngine], T]) -> Future[T]:
+        """Like `call`, returning a Future with fn's result or exception (e.g. EngineFull from add_leg); after
+        `stop()` the future fails at once with RuntimeError."""
+        future: Future[T] = Future()
+        if self._stopped:
+            self.dropped_commands += 1
+            future.set_exception(RuntimeError("the media engine thread is stopped"))
+            return future
+        self._commands.put((fn, future))
+        return future
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                fn, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if future is not None and not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(self.engine)
+            except Exception as exc:
+                self.command_errors += 1
+                if future is not None:
+                    future.set_exception(exc)
+                else:
+                    log.exception("media engine command failed")
+            else:
+                if future is not None:
+                    future.set_result(result)
+
+    # -- the loop ---------------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        period, clock = self.tick_seconds, self._clock
+        t0 = clock()
+        k = 0
+        while not self._stop.is_set():
+            due = t0 + k * period
+            wait = due - clock()
+            if wait > 0 and self._stop.wait(wait):
+                break
+            behind = int((clock() - due) / period)
+            if behind > self.max_lag_ticks:
+                self.overruns += 1
+                self.skipped_ticks += behind
+                k += behind
+                due = t0 + k * period
+            elif behind >= 1:
+                self.late_ticks += 1
+            started = clock()
+            self._drain()
+            try:
+                events = self.engine.tick(due)
+            except Exception:
+                log.exception("media engine tick failed")
+                events = []
+            self._durations[self.ticks % self._durations.size] = clock() - started
+            self.ticks += 1
+            k += 1
+            if events and self.on_events is not None:
+                try:
+                    self.on_events(events)
+                except Exception:
+                    self.event_errors += 1
+                    log.exception("media event hand-off failed")
+
+    # -- statistics -------------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float | int]:
+        """Counters and tick durations (commands + tick, ms) over the last `window` ticks. Safe from any thread
+        (figures may be one tick apart)."""
+        n = min(self.ticks, self._durations.size)
+        recent = self._durations[:n] * 1000.0 if n else np.zeros(1)
+        return {
+            "ticks": self.ticks,
+            "overruns": self.overruns,
+            "skipped_ticks": self.skipped_ticks,
+            "late_ticks": self.late_ticks,
+            "command_errors": self.command_errors,
+            "dropped_commands": self.dropped_commands,
+            "event_errors": self.event_errors,
+            "tick_p50_ms": round(float(np.percentile(recent, 50)), 3),
+            "tick_p99_ms": round(float(np.percentile(recent, 99)), 3),
+            "tick_max_ms": round(float(recent.max()), 3),
+            "engine_legs": self.engine.legs,
+        }
