@@ -1,5 +1,7 @@
 """`make demo`: start a node on the embedded SQLite store, register two example bots, place one bot-to-bot
-call (answer, talk, hang up) and print its timeline. `--serve` keeps the node running afterwards.
+call and print its timeline: Bob answers, subscribes to tones and records; Alice speaks a text-to-speech
+prompt and presses keys; Bob's recording is downloaded with its token; Alice hangs up.
+`--serve` keeps the node running afterwards.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import socket
 import time
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from opencomms.config import NodeConfig
 from opencomms.testing import GraphClient, Notification, RecordingBot, running_node
@@ -42,6 +46,13 @@ class Timeline:
         for n in items:
             data = n.resource_data if isinstance(n.resource_data, dict) else {}
             detail = n.state or ""
+            kind = str(data.get("@odata.type", "")).rsplit(".", 1)[-1]
+            if kind.endswith("Operation"):
+                detail = f"{kind} {data.get('status')}"
+                if data.get("completionReason"):
+                    detail += f" ({data['completionReason']})"
+            if data.get("toneInfo"):
+                detail = f"toneInfo #{data['toneInfo']['sequenceId']} {data['toneInfo']['tone']}"
             if n.change_type == "created":
                 caller = data.get("source", {}).get("identity", {}).get("application", {}).get("id", "")
                 detail = f"incoming call from {names.get(caller, 'unknown')}"
@@ -49,6 +60,9 @@ class Timeline:
             if result:
                 detail += f"  resultInfo {result['code']}/{result['subcode']} ({result['message']})"
             url = n.resource_url.replace(n.call_id, n.call_id[:8] + "…")
+            if "/operations/" in url:
+                head, _, op_id = url.rpartition("/")
+                url = f"{head}/{op_id[:8]}…"
             self.rows.append((n.received_at, f"{who:5} <- {n.change_type:7} {url:51} {detail}"))
 
     def print(self) -> None:
@@ -82,7 +96,10 @@ async def demo(serve: bool, db: Path) -> None:
         print(f"  tenant Contoso {tenant.id}")
         print(f"  bot Alice client_id={alice_app.id}  webhook {alice_bot.url}")
         print(f"  bot Bob   client_id={bob_app.id}  webhook {bob_bot.url}")
-        print("\nAlice calls Bob; Bob answers; they talk for a second; Alice hangs up. Timeline:\n")
+        print(
+            "\nAlice calls Bob; Bob answers, subscribes to tones and records; Alice says a sentence (text-to-speech)"
+            "\nand presses 4, 2, #; Bob downloads the recording; Alice hangs up. Timeline:\n"
+        )
         timeline = Timeline()
         async with (
             GraphClient(node.public_url, "contoso.example", alice_app.id, alice_secret) as alice,
@@ -97,22 +114,39 @@ async def demo(serve: bool, db: Path) -> None:
             timeline.rest(at, "bob", "POST", f"/v1.0/communications/calls/{incoming.call_id[:8]}…/answer", status)
             await alice_bot.wait_state(call["id"], "established")
             await bob_bot.wait_state(incoming.call_id, "established")
-            await asyncio.sleep(1.0)
+            bob_path = f"/communications/calls/{incoming.call_id}"
+            alice_path = f"/communications/calls/{call['id']}"
+
+            async def act(who: str, client: GraphClient, path: str, action: str, body: Any) -> Any:
+                at = time.monotonic()
+                status, op, _ = await client.request("POST", f"{path}/{action}", body)
+                short = path.replace(path.rsplit("/", 1)[-1], path.rsplit("/", 1)[-1][:8] + "…")
+                timeline.rest(at, who, "POST", f"/v1.0{short}/{action}", status, op.get("status", ""))
+                return op
+
+            await act("bob", bob, bob_path, "subscribeToTone", {})
+            record = {"playBeep": False, "stopTones": ["#"], "maxSilenceTimeoutInSeconds": 2}
+            rec = await act("bob", bob, bob_path, "recordResponse", record)
+            text = "Hello Bob, this is Alice. Your one time code is four two."
+            prompt = {"@odata.type": "#opencomms.textPrompt", "text": text, "voice": "en-us"}
+            play = await act("alice", alice, alice_path, "playPrompt", {"prompts": [prompt]})
+            await alice_bot.wait_for(lambda n: n.resource_url.endswith(play["id"]), timeout=20)
+            tones = await act("alice", alice, alice_path, "sendDtmfTones", {"tones": ["tone4", "tone2", "pound"]})
+            done = await bob_bot.wait_for(lambda n: n.resource_url.endswith(rec["id"]), timeout=20)
+            await alice_bot.wait_for(lambda n: n.resource_url.endswith(tones["id"]), timeout=20)
+            recording = done[0].resource_data
             at = time.monotonic()
-            status, parts, _ = await alice.request("GET", f"/communications/calls/{call['id']}/participants")
-            timeline.rest(
-                at,
-                "alice",
-                "GET",
-                f"/v1.0/communications/calls/{call['id'][:8]}…/participants",
-                status,
-                f"{len(parts['value'])} participants",
-            )
+            async with aiohttp.ClientSession() as http:
+                headers = {"Authorization": f"Bearer {recording['recordingAccessToken']}"}
+                async with http.get(recording["recordingLocation"], headers=headers) as resp:
+                    wav = await resp.read()
+                    seconds = max(0, len(wav) - 44) / 32000
+                    timeline.rest(at, "bob", "GET", "/media/recordings/…", resp.status, f"{seconds:.1f} s of audio")
             at = time.monotonic()
             status = await alice.hang_up(call["id"])
             timeline.rest(at, "alice", "DELETE", f"/v1.0/communications/calls/{call['id'][:8]}…", status)
-            await alice_bot.wait_for(lambda n: n.change_type == "deleted")
-            await bob_bot.wait_for(lambda n: n.change_type == "deleted")
+            await alice_bot.wait_for(lambda n: n.change_type == "deleted" and n.resource_url.endswith(call["id"]))
+            await bob_bot.wait_for(lambda n: n.change_type == "deleted" and n.resource_url.endswith(incoming.call_id))
         timeline.notes("alice", alice_bot.notifications, names)
         timeline.notes("bob", bob_bot.notifications, names)
         timeline.print()

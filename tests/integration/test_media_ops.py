@@ -21,6 +21,7 @@ from aiohttp import web
 
 from opencomms.config import MediaConfig
 from opencomms.media.wav import decode_wav, encode_wav
+from opencomms.testing import GraphClient, running_node
 from opencomms.testing.harness import Notification, app_target
 from tests.integration.conftest import Platform, make_platform, node_config
 
@@ -453,3 +454,38 @@ async def test_hang_up_fails_pending_operations(media: Media) -> None:
     )
     assert end
     assert media.p.node.media.stats == {"legs": 0, "operations": 0}
+
+
+async def test_operations_left_running_by_a_restart_fail_and_media_comes_back(tmp_path: Any) -> None:
+    """A node stopped mid-prompt: the restarted node reports the operation failed, and media works again."""
+    db = tmp_path / "node.db"
+    long_prompt = {"@odata.type": "#opencomms.textPrompt", "text": "one two three four five six seven eight nine ten"}
+    config = dataclasses.replace(_config(recordings_dir=str(tmp_path / "rec")), store_url=f"sqlite:///{db}")
+    async with make_platform(config, ("alice", "bob")) as p:
+        m = Media(p, PromptServer(), {})
+        a_id, _ = await m.connect()
+        status, op, _ = await m.action("alice", a_id, "playPrompt", {"prompts": [long_prompt]})
+        assert status == 200
+        bots = p.bots
+        port = p.node.port
+    # the same bots (their webhooks were stopped with the platform: restart them on the same URLs)
+    restarted = dataclasses.replace(config, port=port)
+    async with running_node(restarted) as node:
+        for name, handle in bots.items():
+            await handle.bot.start(f"/{name}/calls", port=handle.bot.port)
+            handle.bot.notifications.clear()
+        try:
+            async with GraphClient(node.public_url, p.tenant_id, bots["alice"].app_id, bots["alice"].secret) as alice:
+                m2 = Media(Platform(node, p.tenant_id, bots), PromptServer(), {})
+                bots["alice"].client = alice
+                done = await m2.op_done("alice", op["id"])
+                assert _result(done) == ("failed", 500, 9121)
+                status, again, _ = await alice.request(
+                    "POST", f"/communications/calls/{a_id}/sendDtmfTones", {"tones": ["tone1"]}
+                )
+                assert status == 200
+                done = await m2.op_done("alice", again["id"])
+                assert _result(done) == ("completed", 200, 0)
+        finally:
+            for handle in bots.values():
+                await handle.bot.stop()

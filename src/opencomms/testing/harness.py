@@ -76,21 +76,24 @@ class RecordingBot:
     notifications: list[Notification] = field(default_factory=list)
     rejected: int = 0
     url: str = ""
+    port: int = 0
     _runner: web.AppRunner | None = None
     _keys: dict[str, Any] = field(default_factory=dict)
     _changed: asyncio.Condition = field(default_factory=asyncio.Condition)
     _session: aiohttp.ClientSession | None = None
 
-    async def start(self, path: str = "/api/calls") -> RecordingBot:
+    async def start(self, path: str = "/api/calls", port: int = 0) -> RecordingBot:
+        """Listen on loopback (`port` 0 picks a free one; give the old port to restart the same webhook)."""
         app = web.Application()
         app.router.add_post(path, self._handle)
         app.router.add_post(path + "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.url = f"http://127.0.0.1:{port}{path}"
+        self.port = port
         self._session = aiohttp.ClientSession()
         return self
 
