@@ -1,0 +1,356 @@
+"""MediaEngine: the legs, their rows and the per-tick pipeline that runs the other modules' steps in order.
+Owns the leg table, the work buffers, mute, taps, the DSP banks and the events pending for the next tick. Must not
+read a clock, sleep, start threads or do any I/O: `tick(now)` is a pure step driven by `clock.EngineThread` (or a
+test loop), and `now` is only ever the time of the frame being made. Not thread-safe: every method must be called
+on the thread that ticks (EngineThread.call does that).
+
+Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row in use):
+
+1. OUTPUT `(n, 320)` int32 = inbound frame (`inbound`) + prompt player (`player`), or DTMF tones while a leg
+   sends them (`tones`, see `tones_replace_output`); muted rows are zeroed afterwards (their player and tones
+   still advance).
+2. INPUT = for each mix, the sum of its members' OUTPUTs minus the leg's own, clipped to int16 range (`mixing`);
+   a leg in no mix (or alone in one) hears silence.
+3. One float32 copy of INPUT feeds the DTMF bank and the VAD bank (both process only the prefix).
+4. Recordings (`recorder`) and taps read the INPUT of their own legs (per-leg work, only for those legs).
+
+Speech events: SpeechStarted/SpeechStopped are emitted for legs that are capturing a recording, and for legs
+that opted in with `watch_speech(leg_id, True)`. ToneDetected is emitted for every leg.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from ..dtmf.config import DtmfDetectorConfig
+from ..dtmf.detector import DtmfDetectorBank, DtmfKeyDetected
+from ..frames import FRAME_SAMPLES, SAMPLE_RATE
+from ..slots import SlotTable
+from ..vad import VadBank, VadConfig
+from .events import (
+    EngineFull,
+    EngineStats,
+    MediaEvent,
+    Samples,
+    SpeechStarted,
+    SpeechStopped,
+    Tap,
+    ToneDetected,
+)
+from .inbound import InboundQueues
+from .legs import Leg
+from .mixing import Mixes
+from .player import Player
+from .recorder import Recorder
+from .tones import ToneSender
+
+__all__ = ["MediaEngine"]
+
+log = logging.getLogger("opencomms.media")
+
+_N = FRAME_SAMPLES
+
+
+class MediaEngine:
+    """Mixes, plays, generates tones, detects DTMF and speech, and records for up to `capacity` legs, one 20 ms
+    frame per `tick(now)`. See the module docstring for the per-tick pipeline.
+
+    Methods other than `tick` only change state; the audio effects start with the next tick. Events caused by
+    them (a stopped play, a cancelled recording) are returned by the next `tick`, stamped with its `now`.
+    Methods on an unknown leg raise KeyError, except `remove_leg` and the `stop_*` ones, which do nothing.
+
+    `tones_replace_output` (default True): while a leg sends DTMF, its tone sequence replaces the rest of its
+    OUTPUT (prompt and inbound audio, which still advance), as a phone keypad mutes the microphone. A tone
+    summed with a loud prompt fails the detector's purity test (a 300 Hz prompt at -12 dBFS already hides a
+    -10 dBFS tone pair), so the far end would not hear the key. False sums the tones with the rest.
+    """
+
+    def __init__(
+        self,
+        capacity: int = 4096,
+        *,
+        inbound_queue_frames: int = 8,
+        dtmf_config: DtmfDetectorConfig | None = None,
+        vad_config: VadConfig | None = None,
+        tones_replace_output: bool = True,
+    ) -> None:
+        if capacity < 1 or inbound_queue_frames < 1:
+            raise ValueError("capacity and inbound_queue_frames must be positive")
+        self._slots = SlotTable(capacity)
+        self._dtmf = DtmfDetectorBank(capacity, SAMPLE_RATE, dtmf_config)
+        self._vad = VadBank(capacity, vad_config)
+        self._legs: dict[str, Leg] = {}
+        self._by_row: list[Leg | None] = [None] * capacity
+        # Per-row state read by the batched steps (each step owns its own; these two are the core's).
+        self._muted = np.zeros(capacity, dtype=np.bool_)
+        self._speech_mask = np.zeros(capacity, dtype=np.bool_)
+        self._inbound = InboundQueues(capacity, inbound_queue_frames)
+        self._player = Player(capacity, self._by_row)
+        self._tones = ToneSender(tones_replace_output)
+        self._mixes = Mixes(capacity)
+        self._recorder = Recorder(self._speech_mask)
+        # Work buffers (only the prefix [:n] is used).
+        self._out = np.zeros((capacity, _N), dtype=np.int32)
+        self._inp = np.zeros((capacity, _N), dtype=np.int32)
+        self._x = np.zeros((capacity, _N), dtype=np.float32)
+        self._tapped: dict[Leg, None] = {}
+        self._pending: list[Callable[[float], MediaEvent]] = []
+        self._muted_count = 0
+        self._ticks = 0
+        self._dsp_rows = 0
+        self._tap_errors = 0
+
+    # -- legs ------------------------------------------------------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        """Most legs the engine holds at once."""
+        return self._slots.capacity
+
+    @property
+    def legs(self) -> int:
+        """Legs in the engine."""
+        return len(self._legs)
+
+    @property
+    def rows(self) -> int:
+        """Rows processed per tick: one past the highest row in use."""
+        return self._slots.end
+
+    @property
+    def stats(self) -> EngineStats:
+        """A snapshot of the engine's counters."""
+        return EngineStats(
+            capacity=self.capacity,
+            legs=len(self._legs),
+            rows=self._slots.end,
+            mixes=len(self._mixes),
+            ticks=self._ticks,
+            playing=sum(1 for leg in self._legs.values() if leg.plays),
+            recording=len(self._recorder.legs),
+            inbound_dropped=self._inbound.dropped,
+            dsp_rows=self._dsp_rows,
+            tap_errors=self._tap_errors,
+            clips=len(self._player.clips),
+        )
+
+    def has_leg(self, leg_id: str) -> bool:
+        """Whether `leg_id` is in the engine."""
+        return leg_id in self._legs
+
+    def add_leg(self, leg_id: str) -> None:
+        """Add a leg in the lowest free row, in no mix, unmuted, idle. EngineFull when full; ValueError if it
+        exists."""
+        if leg_id in self._legs:
+            raise ValueError(f"leg {leg_id!r} already exists")
+        if len(self._legs) >= self.capacity:
+            raise EngineFull(f"all {self.capacity} media legs are in use")
+        row = self._slots.add()
+        dtmf_row, vad_row = self._dtmf.add_channel(), self._vad.add_channel()
+        assert dtmf_row == row == vad_row, "engine and DSP bank rows out of step"
+        self._player.reset(row)
+        self._muted[row] = False
+        self._mixes.reset(row)
+        self._speech_mask[row] = False
+        self._inbound.reset(row)
+        leg = Leg(leg_id, row)
+        self._legs[leg_id] = leg
+        self._by_row[row] = leg
+
+    def remove_leg(self, leg_id: str) -> None:
+        """Remove a leg and free its row; its player, tones and recording are dropped silently (no events).
+        Does nothing for an unknown leg."""
+        leg = self._legs.pop(leg_id, None)
+        if leg is None:
+            return
+        row = leg.row
+        self._mixes.join(leg, None)
+        self._player.drop(leg)
+        self._tones.drop(leg)
+        self._recorder.drop(leg)
+        leg.tap = None
+        self._tapped.pop(leg, None)
+        if leg.muted:
+            self._muted_count -= 1
+        self._inbound.clear(row)
+        self._muted[row] = False
+        self._speech_mask[row] = False
+        self._by_row[row] = None
+        self._slots.remove(row)
+        self._dtmf.remove_channel(row)
+        self._vad.remove_channel(row)
+        self._mixes.rows_changed()
+
+    def _leg(self, leg_id: str) -> Leg:
+        try:
+            return self._legs[leg_id]
+        except KeyError:
+            raise KeyError(f"no media leg {leg_id!r}") from None
+
+    def join(self, leg_id: str, mix_id: str | None) -> None:
+        """Put the leg in mix `mix_id` (a conversation), leaving any other; None leaves every mix."""
+        self._mixes.join(self._leg(leg_id), mix_id)
+
+    def set_muted(self, leg_id: str, muted: bool) -> None:
+        """A muted leg contributes silence to its mix; its player and tones still advance and finish on time."""
+        leg = self._leg(leg_id)
+        if leg.muted != muted:
+            leg.muted = muted
+            self._muted[leg.row] = muted
+            self._muted_count += 1 if muted else -1
+
+    def set_tap(self, leg_id: str, fn: Tap | None) -> None:
+        """Call `fn(leg_id, input_frame, now)` once per tick with what the leg hears (None removes the tap).
+        The frame is a fresh int16 array the tap may keep. Runs on the ticking thread: keep it cheap."""
+        leg = self._leg(leg_id)
+        leg.tap = fn
+        if fn is None:
+            self._tapped.pop(leg, None)
+        else:
+            self._tapped[leg] = None
+
+    def watch_speech(self, leg_id: str, on: bool) -> None:
+        """Emit SpeechStarted/SpeechStopped for this leg even when it is not recording."""
+        leg = self._leg(leg_id)
+        leg.watch_speech = on
+        self._recorder.update_speech_mask(leg)
+
+    # -- inbound -----------------------------------------------------------------------------------------------
+
+    def push_inbound(self, leg_id: str, frame: Samples) -> None:
+        """Queue one far-end frame (int16, 320 samples) for the leg's OUTPUT. The queue holds at most
+        `inbound_queue_frames`; when full, the oldest frame is dropped (and counted)."""
+        self._inbound.push(self._leg(leg_id).row, frame)
+
+    # -- player --------------------------------------------------------------------------------------------
+
+    def play(self, leg_id: str, tag: str, clips: Sequence[Samples]) -> None:
+        """Queue clips (1-D int16, 16 kHz) on the leg's player; they play back to back, sample-exact, after
+        whatever is queued before. PlayFinished(tag, completed=True) comes in the tick that outputs the last
+        sample. Clips are not copied per leg: the same array object played on many legs is stored once and
+        must not be modified afterwards."""
+        self._player.play(self._leg(leg_id), tag, clips)
+
+    def stop_play(self, leg_id: str, tag: str | None = None) -> None:
+        """Stop the plays with `tag` (queued or playing), or all of them; PlayFinished(completed=False) for each.
+        The next queued play, if any, starts at the next tick."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            self._player.stop(leg, tag, self._pending)
+
+    # -- tones ---------------------------------------------------------------------------------------------
+
+    def send_tones(self, leg_id: str, tag: str, keys: str, *, tone_ms: int = 100, gap_ms: int = 100) -> None:
+        """Queue in-band DTMF for the leg's OUTPUT (a FIFO independent of the player, which keeps advancing):
+        each key `tone_ms` long, then `gap_ms` of silence. TonesFinished(tag, completed=True) after the last
+        gap. Raises DtmfKeyError (a ValueError) for a character that is not a key."""
+        self._tones.send(self._leg(leg_id), tag, keys, tone_ms, gap_ms)
+
+    def stop_tones(self, leg_id: str, tag: str | None = None) -> None:
+        """Stop tone sequences with `tag`, or all; TonesFinished(completed=False) for each."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            self._tones.stop(leg, tag, self._pending)
+
+    # -- recording -------------------------------------------------------------------------------------------
+
+    def record(
+        self,
+        leg_id: str,
+        tag: str,
+        *,
+        max_seconds: float,
+        initial_silence_seconds: float,
+        max_silence_seconds: float,
+        stop_keys: str = "",
+        after_play: str | None = None,
+    ) -> None:
+        """Record the leg's INPUT. Capture starts at the next tick, or with the tick in which play `after_play`
+        finishes (completed or stopped) if that play is queued on the leg. RecordingStarted when capture
+        begins; RecordingFinished with the reason (RecordStop) when it ends:
+
+        - STOP_TONE: a key of `stop_keys` was detected; the samples from the key's estimated start are dropped.
+        - INITIAL_SILENCE: no speech (VAD) within `initial_silence_seconds` of the start (<= 0: never).
+        - MAX_SILENCE: speech was heard, then `max_silence_seconds` without (<= 0: never).
+        - MAX_DURATION: `max_seconds` of audio captured (exactly that many samples are kept).
+
+        One recording per leg: a second record() finishes the first with CANCELLED."""
+        self._recorder.record(
+            self._leg(leg_id),
+            tag,
+            max_seconds=max_seconds,
+            initial_silence_seconds=initial_silence_seconds,
+            max_silence_seconds=max_silence_seconds,
+            stop_keys=stop_keys,
+            after_play=after_play,
+            pending=self._pending,
+        )
+
+    def stop_recording(self, leg_id: str, tag: str | None = None) -> None:
+        """Finish the leg's recording (if `tag` is None or matches) with CANCELLED, keeping what was captured."""
+        leg = self._legs.get(leg_id)
+        if leg is None or leg.recording is None or (tag is not None and leg.recording.tag != tag):
+            return
+        self._recorder.cancel(leg, self._pending)
+
+    # -- the tick ---------------------------------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[MediaEvent]:
+        """Make one 20 ms frame for every leg; `now` is the time of the frame's first sample. Returns the events
+        of this tick (and those caused by calls since the last one) in order: stops requested between ticks,
+        player and tone ends, recording starts, DTMF, speech changes, recording ends."""
+        events: list[MediaEvent] = [make(now) for make in self._pending]
+        self._pending.clear()
+        self._ticks += 1
+        n = self._slots.end
+        self._dsp_rows = 0
+        if n == 0:
+            return events
+
+        # 1. OUTPUT of every leg.
+        out = self._out[:n]
+        out.fill(0)
+        inbound = self._inbound.step(out, n)
+        self._player.step(out, n, inbound, now, events)
+        if self._tones.legs:
+            self._tones.step(out, now, events)
+        if self._muted_count:
+            out[self._muted[:n]] = 0
+        self._recorder.start(now, events)
+
+        # 2. INPUT: the mix minus the leg's own contribution.
+        inp = self._inp[:n]
+        self._mixes.step(out, inp)
+
+        # 3. DTMF and VAD on one float32 copy.
+        x = self._x[:n]
+        x[...] = inp
+        self._dsp_rows = n
+        keys: dict[int, list[DtmfKeyDetected]] = {}
+        for press in self._dtmf.process(x, now):
+            leg = self._by_row[press.channel]
+            assert leg is not None
+            events.append(ToneDetected(leg.id, press.key, press.start_time))
+            keys.setdefault(press.channel, []).append(press)
+        vad = self._vad.process(x)
+        for row in np.flatnonzero(vad.changed & self._speech_mask[:n]).tolist():
+            leg = self._by_row[row]
+            assert leg is not None
+            events.append(SpeechStarted(leg.id, now) if vad.active[row] else SpeechStopped(leg.id, now))
+
+        # 4. Sinks.
+        if self._recorder.legs:
+            self._recorder.capture(inp, vad.active, keys, now, events)
+        for leg in list(self._tapped) if self._tapped else ():  # a tap may change the taps
+            tap = leg.tap
+            if tap is None:
+                continue
+            try:
+                tap(leg.id, inp[leg.row].astype(np.int16), now)
+            except Exception:
+                self._tap_errors += 1
+                log.exception("media tap failed", extra={"call_id": leg.id})
+        return events

@@ -1,0 +1,134 @@
+"""What the media engine reports: the frozen events `tick()` returns (MediaEvent), EngineStats, EngineFull, and the
+Samples/Tap types shared by the engine's modules. Plain data only: must not hold engine state or logic, nor import
+the engine's other modules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ...domain.media import RecordStop
+
+__all__ = [
+    "EngineFull",
+    "EngineStats",
+    "MediaEvent",
+    "PlayFinished",
+    "RecordingFinished",
+    "RecordingStarted",
+    "Samples",
+    "SpeechStarted",
+    "SpeechStopped",
+    "Tap",
+    "ToneDetected",
+    "TonesFinished",
+]
+
+Samples = npt.NDArray[np.int16]
+Tap = Callable[[str, Samples, float], None]
+"""A leg's INPUT sink: called once per tick with (leg_id, the 320-sample int16 frame it hears, frame time)."""
+
+
+class EngineFull(Exception):
+    """Every row of the engine is in use: no leg can be added until one is removed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToneDetected:
+    """An in-band DTMF key heard on the leg's INPUT (every leg; the caller decides what it means)."""
+
+    leg_id: str
+    key: str
+    """'0'-'9', '*', '#', 'A'-'D'."""
+    at: float
+    """Estimated start of the tone (the event itself comes once the tone has lasted ~35 ms)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """VAD turned active on the leg's INPUT (only for recording or watched legs)."""
+
+    leg_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """VAD turned inactive on the leg's INPUT (after its hangover; only for recording or watched legs)."""
+
+    leg_id: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlayFinished:
+    """A play() ended: `completed` when its last sample was output in the frame at `at`, else it was stopped."""
+
+    leg_id: str
+    tag: str
+    completed: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TonesFinished:
+    """A send_tones() ended: `completed` after its last tone's gap, else it was stopped."""
+
+    leg_id: str
+    tag: str
+    completed: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStarted:
+    """Capture of the leg's INPUT began with the frame at `at`."""
+
+    leg_id: str
+    tag: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFinished:
+    """A recording ended; `samples` is what was captured (16 kHz mono, read-only)."""
+
+    leg_id: str
+    tag: str
+    reason: RecordStop
+    samples: Samples = field(compare=False, repr=False)
+    speech_detected: bool
+    at: float
+
+
+MediaEvent = (
+    ToneDetected | SpeechStarted | SpeechStopped | PlayFinished | TonesFinished | RecordingStarted | RecordingFinished
+)
+"""Everything `tick()` reports."""
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """Counters of a MediaEngine (a snapshot)."""
+
+    capacity: int
+    legs: int
+    rows: int
+    """Rows processed per tick: one past the highest row in use."""
+    mixes: int
+    ticks: int
+    playing: int
+    """Legs with a prompt queued or playing."""
+    recording: int
+    """Legs with a recording waiting or capturing."""
+    inbound_dropped: int
+    """Inbound frames dropped because a leg's queue was full (the oldest goes)."""
+    dsp_rows: int
+    """Rows handed to the DTMF and VAD banks in the last tick."""
+    tap_errors: int
+    """Exceptions raised by tap callbacks (logged and swallowed)."""
+    clips: int
+    """Distinct clip arrays held for queued or playing prompts."""
