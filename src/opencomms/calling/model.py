@@ -61,6 +61,13 @@ class Call:
     """True once the leg has reached established at least once."""
     muted: bool = False
     """The bot muted itself (mute/unmute): its audio is not sent to the conversation."""
+    external: str | None = None
+    """For a party outside the platform (a phone on SIP): the gateway's handle for it. Such legs have no
+    bot (`app_id` is empty) and get no notifications; the gateway drives them."""
+
+    @property
+    def is_external(self) -> bool:
+        return self.external is not None
 
     @property
     def url(self) -> str:

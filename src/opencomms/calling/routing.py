@@ -1,11 +1,13 @@
 """Resolves a call target (an invitationParticipantInfo) to where the call can go.
 
-Today a target is reachable when it is an application or application instance of the same tenant
-(bot-to-bot). Users and phone numbers need the SIP gateway; until one is routed they fail as Graph does.
+A target is a bot when it is an application or application instance of the same tenant (or a number one
+of them owns); phone numbers and users are external when a gateway says it can reach them (a SIP trunk,
+a registered softphone); otherwise they fail as Graph does.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opencomms.calling.model import JsonObj
@@ -17,11 +19,16 @@ from opencomms.domain.results import ResultInfo
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """Either `app` (ring that bot) or `failure` (why the target cannot be reached)."""
+    """`app` (ring that bot), `external` (a gateway dials it) or `failure` (why it cannot be reached)."""
 
     identity: JsonObj
     app: Application | None = None
     failure: ResultInfo | None = None
+    external: bool = False
+
+
+Reachable = Callable[[str, JsonObj], bool]
+"""(tenant id, identitySet) -> True when a gateway can dial it."""
 
 
 def _named(identity_set: JsonObj, key: str, display_name: str) -> JsonObj:
@@ -31,8 +38,9 @@ def _named(identity_set: JsonObj, key: str, display_name: str) -> JsonObj:
 
 
 class Router:
-    def __init__(self, directory: Directory) -> None:
+    def __init__(self, directory: Directory, reachable: Reachable | None = None) -> None:
         self.directory = directory
+        self.reachable = reachable
 
     def resolve(self, tenant_id: str, target: JsonObj) -> Route:
         ids: JsonObj = target["identity"]
@@ -54,6 +62,10 @@ class Router:
             if inst is not None and app is not None and inst.tenant_id == tenant_id:
                 # A number that belongs to one of our own bots: route internally.
                 return Route(identity=ids, app=app)
+            if self.reachable is not None and self.reachable(tenant_id, ids):
+                return Route(identity=ids, external=True)
             return Route(identity=ids, failure=results.CANNOT_ROUTE)
+        if self.reachable is not None and self.reachable(tenant_id, ids):
+            return Route(identity=ids, external=True)  # e.g. a user with a registered softphone
         # users, guests, devices…: no endpoint can be reached until a gateway registers one.
         return Route(identity=ids, failure=results.NO_CALLEE_ENDPOINTS)

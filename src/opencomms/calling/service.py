@@ -19,7 +19,7 @@ import orjson
 
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import LIVE_STATES, Call, Conversation, JsonObj, Transfer
-from opencomms.calling.routing import Router
+from opencomms.calling.routing import Route, Router
 from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.calls import CallDirection, CallEvent, CallState, next_state
@@ -73,6 +73,32 @@ class NoMedia:
         pass
 
 
+class GatewayHooks(Protocol):
+    """What a gateway (SIP) must do for external legs: parties outside the platform, such as phones."""
+
+    def dial(self, call: Call) -> None:
+        """Start calling the external leg's target; its outcome comes back as external_answered/_ended."""
+
+    def connected(self, call: Call) -> None:
+        """The external leg is established: confirm its signalling (200 OK) and connect its media."""
+
+    def ending(self, call: Call, reason: ResultInfo) -> None:
+        """The external leg is ending for `reason`: reject, cancel or hang up its signalling."""
+
+
+class NoGateway:
+    """GatewayHooks of a node without a gateway: nothing is external, so nothing to do."""
+
+    def dial(self, call: Call) -> None:
+        pass
+
+    def connected(self, call: Call) -> None:
+        pass
+
+    def ending(self, call: Call, reason: ResultInfo) -> None:
+        pass
+
+
 @dataclass(frozen=True, slots=True)
 class Caller:
     """Who is calling the REST API, from a validated access token."""
@@ -92,6 +118,8 @@ class CallTimeouts:
     """Default ring time of a redirect to one target (Graph: 55 s)."""
     redirect_multiple: float = 60.0
     """Default ring time of a redirect to several targets (simultaneous ring; Graph: 60 s)."""
+    dial: float = 60.0
+    """Seconds an outgoing call to a phone (through a gateway) may ring before it is abandoned."""
 
 
 class CallService:
@@ -114,6 +142,8 @@ class CallService:
         self.on_deadline = on_deadline
         self.media: MediaHooks = NoMedia()
         """Set by the composition root once the media service exists (it needs this service too)."""
+        self.gateway: GatewayHooks = NoGateway()
+        """Set by the composition root when a gateway (SIP) serves external legs."""
         self.calls: dict[str, Call] = {}
         self.convs: dict[str, Conversation] = {}
         self._timers: list[tuple[float, str]] = []
@@ -215,10 +245,7 @@ class CallService:
             self.notify(call, notes.call_updated(call))
             for target in req.targets:
                 route = self.router.resolve(caller.tenant_id, target)
-                if route.app is None:
-                    conv.failure = route.failure
-                    continue
-                self._ring(conv, route.app, route.identity, source=call.source, targets=[target])
+                self._invite(conv, route, source=call.source, targets=[target])
             self._settle(conv)
         log.info("call created", extra={"call_id": call.id, "app_id": app.id, "targets": len(req.targets)})
         return snapshot
@@ -227,37 +254,39 @@ class CallService:
         call = self.own(caller, call_id)
         if is_app_hosted(req.media_config):
             self.require(caller, ACCESS_MEDIA)
-        state = next_state(call.state, CallEvent.ANSWER)
-        now = self.clock()
+        next_state(call.state, CallEvent.ANSWER)
         with self.unit():
-            call.state = state
             call.media_config = req.media_config
             call.call_options = req.call_options
             call.callback_uri = req.callback_uri or call.callback_uri
-            call.answer_deadline = None
             self.media.configured(call)
-            call.keepalive_deadline = now + self.timeouts.keepalive
+            call.keepalive_deadline = self.clock() + self.timeouts.keepalive
             self._push_timer(call.keepalive_deadline, call.id)
-            self.touch(call)
-            self.notify(call, notes.call_updated(call))
-            conv = self.convs[call.conversation_id]
-            if call.ring_group is not None:
-                group, call.ring_group = call.ring_group, None
-                for sibling in self._legs(conv):
-                    if sibling.ring_group == group and sibling.state is CallState.INCOMING:
-                        self._end(sibling, ANSWERED_ELSEWHERE)
-            transfer = conv.transfer
-            if transfer is not None and transfer.target == call.id:
-                conv.transfer = None
-                transferor = self.calls.get(transfer.transferor)
-                self._connect(conv)
-                if transferor is not None and transferor.state in LIVE_STATES:
-                    self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
-                    self.notify(transferor, notes.call_updated(transferor))
-                    self._end(transferor, results.TRANSFER_COMPLETED)
-            else:
-                self._connect(conv)
+            self._accept(call)
         log.info("call answered", extra={"call_id": call.id, "app_id": call.app_id})
+
+    def _accept(self, call: Call) -> None:
+        """An incoming leg was answered (by its bot, or by the far end of an external leg)."""
+        self._transition(call, CallEvent.ANSWER)
+        call.answer_deadline = None
+        self.notify(call, notes.call_updated(call))
+        conv = self.convs[call.conversation_id]
+        if call.ring_group is not None:
+            group, call.ring_group = call.ring_group, None
+            for sibling in self._legs(conv):
+                if sibling.ring_group == group and sibling.state is CallState.INCOMING:
+                    self._end(sibling, ANSWERED_ELSEWHERE)
+        transfer = conv.transfer
+        if transfer is not None and transfer.target == call.id:
+            conv.transfer = None
+            transferor = self.calls.get(transfer.transferor)
+            self._connect(conv)
+            if transferor is not None and transferor.state in LIVE_STATES:
+                self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
+                self.notify(transferor, notes.call_updated(transferor))
+                self._end(transferor, results.TRANSFER_COMPLETED)
+        else:
+            self._connect(conv)
 
     def reject(self, caller: Caller, call_id: str, req: wire.Reject) -> None:
         call = self.own(caller, call_id)
@@ -283,18 +312,11 @@ class CallService:
             ring_group = new_id() if several else None
             for target in req.targets:
                 route = self.router.resolve(call.tenant_id, target)
-                if route.app is None:
-                    conv.failure = route.failure
-                    continue
-                self._ring(
-                    conv,
-                    route.app,
-                    route.identity,
-                    source=call.source,
-                    targets=[target],
-                    timeout=timeout,
-                    ring_group=ring_group,
+                rung = self._invite(
+                    conv, route, source=call.source, targets=[target], timeout=timeout, ring_group=ring_group
                 )
+                if rung is None:
+                    continue
                 for leg in self._legs(conv):
                     if leg.state in LIVE_STATES and not several:
                         leg.call_routes = [
@@ -331,24 +353,21 @@ class CallService:
             self._transition(call, CallEvent.TRANSFER)
             self.notify(call, notes.call_updated(call))
             route = self.router.resolve(call.tenant_id, req.transfer_target)
-            target = None
-            if route.app is not None:
-                target = self._ring(
-                    conv,
-                    route.app,
-                    route.identity,
-                    source={
-                        "@odata.type": "#microsoft.graph.participantInfo",
-                        "identity": transferee.identity,
-                        "participantId": transferee.my_participant_id,
-                    },
-                    targets=[req.transfer_target],
-                    incoming_context={
-                        "@odata.type": "#microsoft.graph.incomingContext",
-                        "sourceParticipantId": transferee.my_participant_id,
-                        "transferor": call.identity,
-                    },
-                )
+            target = self._invite(
+                conv,
+                route,
+                source={
+                    "@odata.type": "#microsoft.graph.participantInfo",
+                    "identity": transferee.identity,
+                    "participantId": transferee.my_participant_id,
+                },
+                targets=[req.transfer_target],
+                incoming_context={
+                    "@odata.type": "#microsoft.graph.incomingContext",
+                    "sourceParticipantId": transferee.my_participant_id,
+                    "transferor": call.identity,
+                },
+            )
             if target is None:
                 self._fail_transfer(call, route.failure or results.TRANSFER_TARGET_UNREACHABLE)
             else:
@@ -382,6 +401,66 @@ class CallService:
             with self.unit():
                 call.callback_uri = url
                 self._dirty_calls.add(call.id)
+
+    # -- external legs (driven by a gateway) --------------------------------------------------------------
+    def accept_inbound(
+        self,
+        *,
+        app: Application,
+        callee: JsonObj,
+        caller: JsonObj,
+        external: str,
+    ) -> Call:
+        """A call from outside (a phone on SIP) to `app`: make the caller's external leg (`establishing`) and
+        ring the bot with the incoming-call notification. `callee` and `caller` are identitySets; `external` is
+        the gateway's handle for the call. Returns the external leg (it may already have ended, if the bot
+        cannot be reached: the gateway then hears `ending` before this returns)."""
+        now = self.clock()
+        conv = Conversation(id=new_id(), tenant_id=app.tenant_id)
+        source = {"@odata.type": "#microsoft.graph.participantInfo", "identity": caller}
+        target = {"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": callee}
+        ext = Call(
+            id=new_id(),
+            tenant_id=app.tenant_id,
+            app_id="",
+            direction=CallDirection.OUTGOING,
+            state=CallState.ESTABLISHING,
+            conversation_id=conv.id,
+            my_participant_id=new_id(),
+            source_id=self._new_source_id(),
+            identity=caller,
+            source=source,
+            targets=[target],
+            requested_modalities=["audio"],
+            created_at=now,
+            external=external,
+        )
+        ext.source["participantId"] = ext.my_participant_id
+        with self.unit():
+            self._add(conv, ext)
+            leg = self._ring(conv, app, callee, source=ext.source, targets=[target])
+            if leg is None:
+                self._settle(conv)
+        log.info("inbound call", extra={"call_id": ext.id, "app_id": app.id})
+        return ext
+
+    def external_answered(self, call_id: str) -> None:
+        """The far end of an outgoing external leg answered."""
+        ext = self.calls.get(call_id)
+        if ext is None or not ext.is_external or ext.state is not CallState.INCOMING:
+            return
+        with self.unit():
+            self._accept(ext)
+
+    def external_ended(self, call_id: str, reason: ResultInfo) -> None:
+        """The far end of an external leg hung up, declined, failed or could not be reached."""
+        ext = self.calls.get(call_id)
+        if ext is None or not ext.is_external:
+            return
+        with self.unit():
+            if ext.state is CallState.INCOMING:
+                self.convs[ext.conversation_id].failure = reason
+            self._end(ext, reason)
 
     # -- timers ------------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
@@ -499,6 +578,8 @@ class CallService:
         self.touch(call)
 
     def notify(self, call: Call, body: dict[str, Any]) -> None:
+        if call.is_external:
+            return  # a phone has no webhook: the gateway speaks for it
         url = call.callback_uri
         if not url:
             app = self.directory.get_app(call.app_id)
@@ -524,6 +605,62 @@ class CallService:
                     live.append((deadline, call.id))
         heapq.heapify(live)
         self._timers = live
+
+    def _invite(
+        self,
+        conv: Conversation,
+        route: Route,
+        *,
+        source: JsonObj,
+        targets: list[JsonObj],
+        timeout: float | None = None,
+        ring_group: str | None = None,
+        incoming_context: JsonObj | None = None,
+    ) -> Call | None:
+        """Ring a bot or dial an external party; None (and conv.failure set) when the route leads nowhere."""
+        if route.app is not None:
+            return self._ring(
+                conv,
+                route.app,
+                route.identity,
+                source=source,
+                targets=targets,
+                timeout=timeout,
+                ring_group=ring_group,
+                incoming_context=incoming_context,
+            )
+        if route.external:
+            return self._dial(conv, route.identity, source=source, targets=targets, ring_group=ring_group)
+        conv.failure = route.failure
+        return None
+
+    def _dial(
+        self, conv: Conversation, identity: JsonObj, *, source: JsonObj, targets: list[JsonObj], ring_group: str | None
+    ) -> Call:
+        """Create a ringing external leg and have the gateway place the call."""
+        now = self.clock()
+        leg = Call(
+            id=new_id(),
+            tenant_id=conv.tenant_id,
+            app_id="",
+            direction=CallDirection.INCOMING,
+            state=CallState.INCOMING,
+            conversation_id=conv.id,
+            my_participant_id=new_id(),
+            source_id=self._new_source_id(),
+            identity=identity,
+            source=source,
+            targets=targets,
+            requested_modalities=["audio"],
+            created_at=now,
+            answer_deadline=now + self.timeouts.dial,
+            ring_group=ring_group,
+            external="dial",
+        )
+        self._add(conv, leg)
+        self._push_timer(leg.answer_deadline, leg.id)  # type: ignore[arg-type]
+        self.gateway.dial(leg)
+        return leg
 
     def _ring(
         self,
@@ -578,6 +715,8 @@ class CallService:
                 leg.connected = True
                 joined = True
                 self.media.connected(leg)
+                if leg.is_external:
+                    self.gateway.connected(leg)
                 self.notify(leg, notes.call_updated(leg, mediaState=leg.media_state()))
         if joined and conv.group:
             self.send_rosters(conv)
@@ -598,6 +737,8 @@ class CallService:
     def _end(self, call: Call, reason: ResultInfo, *, event: CallEvent = CallEvent.END) -> None:
         """Terminate one leg: final notification, removal, and the consequences for the rest."""
         self.media.ending(call)
+        if call.is_external:
+            self.gateway.ending(call, reason)
         self._transition(call, event)
         call.result_info = reason
         self.notify(call, notes.call_deleted(call))
