@@ -61,3 +61,9 @@ MEDIA_CALL_ENDED = ResultInfo(410, 9120, "Action failed, the call ended before t
 MEDIA_INTERRUPTED = ResultInfo(500, 9121, "Action failed, media processing was interrupted (node restart).")
 MEDIA_OVERLOADED = ResultInfo(503, 9122, "Action failed, the media engine has no capacity left for this call.")
 MEDIA_RECORDING_FAILED = ResultInfo(500, 9123, "Action failed, the recording could not be stored.")
+
+# Calls through the SIP gateway
+PSTN_HUNG_UP = ResultInfo(200, 540000, "The PSTN user hung up.")
+CALLEE_UNREACHABLE = ResultInfo(480, 10076, "The callee could not be reached.")
+MEDIA_LOST = ResultInfo(410, 301005, "Media connectivity failure: no audio from the far end.")
+GATEWAY_RESTARTED = ResultInfo(500, 9130, "The gateway restarted and lost this call's signalling.")
