@@ -90,6 +90,36 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SipConfig:
+    enabled: bool = True
+    """Run the SIP gateway (phones, softphones and trunks)."""
+    host: str = "127.0.0.1"
+    """Address the SIP listeners (UDP and TCP) and RTP sockets bind to."""
+    port: int = 5060
+    """SIP port (UDP and TCP); 0 picks a free one."""
+    public_host: str = ""
+    """Address written into Contact, Via and SDP (default: host). Set it behind NAT."""
+    rtp_port_min: int = 20000
+    """First RTP port (even); each call uses an even port for RTP and the next for RTCP."""
+    rtp_port_max: int = 30000
+    """Last RTP port."""
+    max_calls: int = 1000
+    """Concurrent SIP calls; further INVITEs get 503 with Retry-After."""
+    media_timeout: float = 30.0
+    """Seconds without RTP from an answered phone after which its call ends (410/301005)."""
+    domain: str = ""
+    """Registrar domain and digest realm for softphone users (default: public_host)."""
+    trunk_uri: str = ""
+    """SIP trunk for outgoing calls to phone numbers, e.g. sip:trunk.example.com:5060 (empty: none)."""
+    trunk_username: str = ""
+    """Digest user name at the trunk."""
+    trunk_password: str = ""
+    """Digest password at the trunk (prefer OPENCOMMS_SIP__TRUNK_PASSWORD over a file)."""
+    trunk_caller_id: str = ""
+    """Number presented to the trunk when the bot gives none (E.164)."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -114,6 +144,7 @@ class NodeConfig:
     tokens: TokensConfig = field(default_factory=TokensConfig)
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     media: MediaConfig = field(default_factory=MediaConfig)
+    sip: SipConfig = field(default_factory=SipConfig)
 
     @property
     def tls(self) -> bool:

@@ -1,0 +1,321 @@
+"""SIP transports: asyncio UDP and TCP, and the (pure) stream framer TCP needs.
+
+Owns: sockets, TCP connections (one per peer address, reused in both directions, bounded in number and in
+buffered bytes), framing a byte stream into messages by Content-Length (RFC 3261 §18.3) with the RFC 5626
+CRLF keep-alive, and reporting unreachable peers.
+Must not: parse beyond framing, interpret messages, keep per-message state, or let an exception from a callback
+or from hostile input escape into the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+from opencomms.sip.message import DEFAULT_LIMITS, ParseLimits
+from opencomms.sip.transaction import Destination
+
+log = logging.getLogger("opencomms.sip.transport")
+
+Addr = tuple[str, int]
+MessageCallback = Callable[[bytes, Destination], None]
+"""(message bytes, where it came from)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FramingError:
+    """The stream cannot be framed any more (the connection must be closed). `head` is the header block when it
+    was readable, so that a request can still be answered with `status`."""
+
+    status: int
+    reason: str
+    head: bytes = b""
+
+
+FrameErrorCallback = Callable[[FramingError, Destination], None]
+FailureCallback = Callable[[Destination], None]
+
+_HEAD_END = re.compile(rb"\r?\n\r?\n")
+_CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+KEEPALIVE_PING = b""
+"""The frame `StreamFramer.feed` returns for an RFC 5626 double-CRLF ping (answer with a single CRLF)."""
+
+
+class StreamFramer:
+    """Cuts a TCP byte stream into whole messages. Bounded: a header block larger than `max_message` or a
+    Content-Length that would exceed it is a FramingError, after which the framer yields nothing more."""
+
+    def __init__(self, limits: ParseLimits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
+        self._buf = bytearray()
+        self.broken = False
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes | FramingError]:
+        if self.broken:
+            return []
+        self._buf += data
+        out: list[bytes | FramingError] = []
+        buf = self._buf
+        limit = self.limits.max_message
+        while buf:
+            skip = 0
+            while skip < len(buf) and buf[skip] in b"\r\n":
+                skip += 1
+            if skip:
+                if b"\r\n\r\n" in buf[:skip]:
+                    out.append(KEEPALIVE_PING)
+                del buf[:skip]
+                continue
+            m = _HEAD_END.search(buf)
+            if m is None:
+                if len(buf) > limit:
+                    return self._fail(out, FramingError(513, "Message Too Large"))
+                break
+            head_end, body_start = m.start(), m.end()
+            if head_end > limit:
+                return self._fail(out, FramingError(513, "Message Too Large"))
+            head = bytes(buf[:head_end])
+            lengths = _CONTENT_LENGTH.findall(head)
+            if not lengths:
+                return self._fail(out, FramingError(400, "Missing Content-Length", head))
+            if len(set(lengths)) > 1 or not lengths[0].isdigit() or len(lengths[0]) > 9:
+                return self._fail(out, FramingError(400, "Invalid Content-Length", head))
+            length = int(lengths[0])
+            if body_start + length > limit:
+                return self._fail(out, FramingError(413, "Request Entity Too Large", head))
+            if len(buf) < body_start + length:
+                break
+            out.append(bytes(buf[: body_start + length]))
+            del buf[: body_start + length]
+        return out
+
+    def _fail(self, out: list[bytes | FramingError], error: FramingError) -> list[bytes | FramingError]:
+        self.broken = True
+        self._buf.clear()
+        out.append(error)
+        return out
+
+
+def _peer(transport: asyncio.BaseTransport) -> Addr | None:
+    peer = transport.get_extra_info("peername")
+    if isinstance(peer, tuple) and len(peer) >= 2:
+        return (str(peer[0]), int(peer[1]))
+    return None
+
+
+# --- UDP ----------------------------------------------------------------------------------------------------------
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, owner: UdpTransport) -> None:
+        self.owner = owner
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        try:
+            self.owner.received += 1
+            self.owner.on_message(data, Destination("udp", str(addr[0]), int(addr[1])))
+        except Exception:
+            log.exception("SIP UDP datagram handler failed")
+
+    def error_received(self, exc: Exception) -> None:
+        log.debug("SIP UDP socket error: %s", exc)
+
+
+class UdpTransport:
+    """One UDP socket. `send` never raises (a lost datagram is what UDP does anyway)."""
+
+    kind = "udp"
+
+    def __init__(self, on_message: MessageCallback) -> None:
+        self.on_message = on_message
+        self._transport: asyncio.DatagramTransport | None = None
+        self.local_addr: Addr = ("0.0.0.0", 0)
+        self.received = 0
+        self.sent = 0
+
+    async def listen(self, host: str, port: int) -> Addr:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(lambda: _UdpProtocol(self), local_addr=(host, port))
+        self._transport = transport
+        sock = transport.get_extra_info("sockname")
+        self.local_addr = (str(sock[0]), int(sock[1]))
+        return self.local_addr
+
+    def send(self, data: bytes, addr: Addr) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        try:
+            self._transport.sendto(data, addr)
+            self.sent += 1
+        except (OSError, ValueError) as exc:
+            log.debug("SIP UDP send to %s failed: %s", addr, exc)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+
+# --- TCP ----------------------------------------------------------------------------------------------------------
+
+
+class _TcpConnection(asyncio.Protocol):
+    def __init__(self, owner: TcpTransport) -> None:
+        self.owner = owner
+        self.framer = StreamFramer(owner.limits)
+        self.transport: asyncio.Transport | None = None
+        self.peer: Addr | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self.peer = _peer(transport)
+        if self.peer is None or not self.owner._register(self):
+            self.transport.abort()
+
+    def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.peer is None:
+            return
+        source = Destination("tcp", *self.peer)
+        try:
+            items = self.framer.feed(data)
+        except Exception:
+            log.exception("SIP TCP framing failed")
+            self.transport.abort()
+            return
+        for item in items:
+            try:
+                if isinstance(item, FramingError):
+                    self.owner.on_frame_error(item, source)
+                    self.transport.close()
+                    return
+                if item == KEEPALIVE_PING:
+                    self.transport.write(b"\r\n")
+                    continue
+                self.owner.on_message(item, source)
+            except Exception:
+                log.exception("SIP TCP message handler failed")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.owner._unregister(self)
+
+    def write(self, data: bytes) -> bool:
+        if self.transport is None or self.transport.is_closing():
+            return False
+        if self.transport.get_write_buffer_size() + len(data) > self.owner.max_write_buffer:
+            log.warning("SIP TCP peer %s is not reading; closing", self.peer)
+            self.transport.abort()
+            return False
+        self.transport.write(data)
+        return True
+
+
+class TcpTransport:
+    """A listening TCP socket plus outgoing connections; one connection per peer address, used both ways."""
+
+    kind = "tcp"
+
+    def __init__(
+        self,
+        on_message: MessageCallback,
+        on_frame_error: FrameErrorCallback,
+        on_failure: FailureCallback,
+        limits: ParseLimits = DEFAULT_LIMITS,
+        *,
+        max_connections: int = 1024,
+        max_write_buffer: int = 1 << 20,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        self.on_message = on_message
+        self.on_frame_error = on_frame_error
+        self.on_failure = on_failure
+        self.limits = limits
+        self.max_connections = max_connections
+        self.max_write_buffer = max_write_buffer
+        self.connect_timeout = connect_timeout
+        self._server: asyncio.Server | None = None
+        self._conns: dict[Addr, _TcpConnection] = {}
+        self._pending: dict[Addr, list[bytes]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.local_addr: Addr = ("0.0.0.0", 0)
+        self.rejected = 0
+
+    @property
+    def connection_count(self) -> int:
+        return len(set(map(id, self._conns.values())))
+
+    async def listen(self, host: str, port: int) -> Addr:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: _TcpConnection(self), host, port)
+        sock = self._server.sockets[0].getsockname()
+        self.local_addr = (str(sock[0]), int(sock[1]))
+        return self.local_addr
+
+    def _register(self, conn: _TcpConnection) -> bool:
+        if conn.peer is None:
+            return False
+        if self.connection_count >= self.max_connections:
+            self.rejected += 1
+            return False
+        self._conns[conn.peer] = conn
+        return True
+
+    def _unregister(self, conn: _TcpConnection) -> None:
+        for addr in [a for a, c in self._conns.items() if c is conn]:
+            del self._conns[addr]
+
+    def send(self, data: bytes, addr: Addr) -> None:
+        conn = self._conns.get(addr)
+        if conn is not None:
+            if not conn.write(data):
+                self.on_failure(Destination("tcp", *addr))
+            return
+        pending = self._pending.get(addr)
+        if pending is not None:
+            if sum(map(len, pending)) + len(data) <= self.max_write_buffer:
+                pending.append(data)
+            return
+        self._pending[addr] = [data]
+        task = asyncio.get_running_loop().create_task(self._connect(addr))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _connect(self, addr: Addr) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            _, protocol = await asyncio.wait_for(
+                loop.create_connection(lambda: _TcpConnection(self), addr[0], addr[1]), self.connect_timeout
+            )
+        except (TimeoutError, OSError) as exc:
+            log.debug("SIP TCP connect to %s failed: %s", addr, exc)
+            self._pending.pop(addr, None)
+            self.on_failure(Destination("tcp", *addr))
+            return
+        pending = self._pending.pop(addr, [])
+        if protocol.transport is None or protocol.transport.is_closing():
+            self.on_failure(Destination("tcp", *addr))
+            return
+        self._conns[addr] = protocol
+        for data in pending:
+            protocol.write(data)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for conn in set(self._conns.values()):
+            if conn.transport is not None:
+                conn.transport.close()
+        self._conns.clear()
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+            self._server = None
