@@ -26,6 +26,7 @@ from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService, CallTimeouts
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
+from opencomms.gateway.sip import SipGateway
 from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
@@ -116,6 +117,7 @@ class Node:
         self.media = MediaService(
             self.calls, _EnginePort(self.engine, mc.max_legs), self.prompts, self.recordings, public_url=self.public_url
         )
+        self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
@@ -148,6 +150,9 @@ class Node:
         await self._stack.enter_async_context(self.dispatcher)
         with self.store.transaction():
             self.media.load()
+        if self.sip is not None:
+            await self.sip.start()
+            self._stack.push_async_callback(self.sip.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)
@@ -179,6 +184,7 @@ class Node:
             "calls": self.calls.active_calls,
             "notifications": dataclasses.asdict(self.dispatcher.stats),
             "media": {**self.media.stats, **self.engine.stats()},
+            "sip": None if self.sip is None else {"port": self.sip.port, "calls": self.sip.active},
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------

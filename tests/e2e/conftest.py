@@ -42,7 +42,7 @@ def serve(
         [*CLI, "serve", "--store", store, "--port", str(port), "--ready-file", str(ready), *extra],
         stdout=log,
         stderr=log,
-        env={**os.environ, "OPENCOMMS_LOG_FORMAT": "text", **(env or {})},
+        env={**os.environ, "OPENCOMMS_LOG_FORMAT": "text", "OPENCOMMS_SIP__PORT": "0", **(env or {})},
     )
     try:
         deadline = time.monotonic() + 30

@@ -11,7 +11,7 @@ import msal
 import pytest
 
 from opencomms.auth.devcert import make_dev_cert
-from opencomms.config import NodeConfig
+from opencomms.config import NodeConfig, SipConfig
 from opencomms.testing import GraphClient, running_node
 
 
@@ -20,7 +20,14 @@ async def test_msal_acquires_token_over_https(tmp_path: Path, monkeypatch: pytes
     # As the README says: trust the dev CA. (requests lets this variable override a session's `verify`.)
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(paths.ca_cert))
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
-    cfg = NodeConfig(host="127.0.0.1", port=0, store_url="memory://", tls_cert=str(paths.cert), tls_key=str(paths.key))
+    cfg = NodeConfig(
+        host="127.0.0.1",
+        port=0,
+        store_url="memory://",
+        tls_cert=str(paths.cert),
+        tls_key=str(paths.key),
+        sip=SipConfig(port=0),
+    )
     async with running_node(cfg) as node:
         assert node.public_url.startswith("https://localhost:")
         tenant = node.directory.create_tenant("Contoso", "contoso.example")

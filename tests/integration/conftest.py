@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from opencomms.config import CallsConfig, NodeConfig, ThrottleSettings
+from opencomms.config import CallsConfig, NodeConfig, SipConfig, ThrottleSettings
 from opencomms.server import Node
 from opencomms.testing import GraphClient, RecordingBot, running_node
 
@@ -91,6 +91,7 @@ def node_config(**changes: Any) -> NodeConfig:
         log_format="text",
         calls=CallsConfig(answer_timeout=15.0),
         throttle=ThrottleSettings(),
+        sip=SipConfig(port=0),
     )
     return dataclasses.replace(base, **changes)
 

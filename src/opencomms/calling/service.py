@@ -410,17 +410,19 @@ class CallService:
         callee: JsonObj,
         caller: JsonObj,
         external: str,
+        call_id: str | None = None,
     ) -> Call:
         """A call from outside (a phone on SIP) to `app`: make the caller's external leg (`establishing`) and
         ring the bot with the incoming-call notification. `callee` and `caller` are identitySets; `external` is
-        the gateway's handle for the call. Returns the external leg (it may already have ended, if the bot
+        the gateway's handle for the call; `call_id` (a new GUID) lets it name the leg in advance. Returns the
+        external leg (it may already have ended, if the bot
         cannot be reached: the gateway then hears `ending` before this returns)."""
         now = self.clock()
         conv = Conversation(id=new_id(), tenant_id=app.tenant_id)
         source = {"@odata.type": "#microsoft.graph.participantInfo", "identity": caller}
         target = {"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": callee}
         ext = Call(
-            id=new_id(),
+            id=call_id or new_id(),
             tenant_id=app.tenant_id,
             app_id="",
             direction=CallDirection.OUTGOING,

@@ -1,0 +1,378 @@
+"""SipGateway: phones on SIP become external call legs, bots hear and speak to them through the media engine.
+
+Owns the node's SipEndpoint, the RTP sessions and the mapping between SIP dialogs and external legs. Inbound:
+an INVITE to a number or SIP URI of an application instance rings its bot (`CallService.accept_inbound`); the
+phone hears 180 until the bot answers, then 200 with our SDP answer; BYE, CANCEL and media timeouts end the
+leg. Outbound: a bot's call to a phone number goes out through the configured trunk (digest credentials).
+RFC 4733 digits from a phone are played into the conversation as in-band tones, so bots detect DTMF the same
+way whatever its source. Implements `GatewayHooks`; it decides nothing about calls itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from opencomms.calling.model import Call, JsonObj
+from opencomms.calling.service import CallService
+from opencomms.config import SipConfig
+from opencomms.directory import Directory
+from opencomms.domain import results
+from opencomms.domain.ids import new_id
+from opencomms.domain.results import ResultInfo
+from opencomms.gateway.mapping import caller_identity, failure_for_status, normalize_number, status_for_failure
+from opencomms.rtp import LocalSdp, NegotiatedAudio, NegotiationError, PortAllocator, RtpBank, RtpSession, SdpError
+from opencomms.rtp.sdp import SessionDescription
+from opencomms.rtp.session import RtpConfig
+from opencomms.sip.auth import DigestClient, parse_challenges
+from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.headers import NameAddr
+from opencomms.sip.message import SipRequest
+from opencomms.sip.uri import SipUri, TelUri, parse_uri
+
+log = logging.getLogger("opencomms.sip")
+
+SDP = "application/sdp"
+RETRY_AFTER = "5"
+
+
+@dataclass(eq=False)
+class SipCall:
+    """One SIP call attached to one external leg."""
+
+    key: str
+    rtp: RtpSession
+    sdp: LocalSdp
+    leg_id: str | None = None
+    invite: ServerTransactionHandle | None = None
+    outgoing: ClientTransactionHandle | None = None
+    answer: bytes = b""
+    media: NegotiatedAudio | None = None
+    dialog_call_id: str | None = None
+    answered: bool = False
+    closed: bool = False
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+class SipGateway:
+    def __init__(
+        self,
+        config: SipConfig,
+        calls: CallService,
+        directory: Directory,
+        engine: Any,
+        *,
+        capacity: int = 1024,
+    ) -> None:
+        self.config = config
+        self.calls = calls
+        self.directory = directory
+        self.engine = engine
+        """The EngineThread (`call`, `call_result`)."""
+        self.host = config.public_host or config.host
+        self.bank = RtpBank(engine, capacity=max(16, min(capacity, config.max_calls)))
+        self.ports = PortAllocator(config.rtp_port_min, config.rtp_port_max)
+        self.endpoint = SipEndpoint(
+            EndpointConfig(
+                host=config.host,
+                udp_port=config.port,
+                tcp_port=config.port,
+                advertised_host=config.public_host or None,
+            ),
+            on_request=self._on_request,
+        )
+        self.rtp_config = RtpConfig(media_timeout=config.media_timeout)
+        self._by_key: dict[str, SipCall] = {}
+        self._by_dialog: dict[str, SipCall] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._dialling: set[str] = set()
+        self._digest = DigestClient()
+        calls.gateway = self
+        calls.router.reachable = self.reachable
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.endpoint.start()
+        # legs of calls whose signalling a previous process held cannot be recovered: end them
+        for call in [c for c in self.calls.calls.values() if c.is_external]:
+            self.calls.external_ended(call.id, results.GATEWAY_RESTARTED)
+        log.info("sip gateway listening", extra={"port": self.port})
+
+    async def close(self) -> None:
+        for sc in list(self._by_key.values()):
+            await self._teardown(sc)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.endpoint.close()
+
+    @property
+    def port(self) -> int:
+        return self.endpoint.local_port("udp")
+
+    @property
+    def active(self) -> int:
+        return len(self._by_key)
+
+    def reachable(self, tenant_id: str, identity: JsonObj) -> bool:
+        """Phone numbers are reachable when a trunk is configured."""
+        return "phone" in identity and bool(self.config.trunk_uri)
+
+    # -- incoming requests -------------------------------------------------------------------------------
+    def _on_request(self, handle: ServerTransactionHandle, req: SipRequest, source: tuple[str, int]) -> None:
+        method = req.method
+        if method == "INVITE" and handle.dialog is None:
+            self._spawn(self._incoming(handle, req))
+        elif method == "INVITE":
+            self._reinvite(handle, req)
+        elif method == "BYE":
+            handle.respond(200)
+            sc = self._by_dialog.get(req.call_id)
+            if sc is not None and sc.leg_id is not None:
+                self.calls.external_ended(sc.leg_id, results.PSTN_HUNG_UP)
+        elif method == "OPTIONS":
+            handle.respond(200, headers=[("Accept", SDP)])
+        elif method == "ACK":
+            pass
+        else:
+            handle.respond(501, "Not Implemented")
+
+    async def _incoming(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
+        if len(self._by_key) >= self.config.max_calls:
+            handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
+            return
+        inst = self._instance_for(req)
+        if inst is None:
+            handle.respond(404, "Not Found")
+            return
+        app = self.directory.get_app(inst.app_id)
+        if app is None:
+            handle.respond(404, "Not Found")
+            return
+        if not req.body:
+            handle.respond(
+                488, "Not Acceptable Here", headers=[("Warning", '399 opencomms "an SDP offer is required"')]
+            )
+            return
+        try:
+            offer = SessionDescription.parse(req.body)
+        except SdpError:
+            handle.respond(400, "Bad Request", headers=[("Warning", '399 opencomms "malformed SDP"')])
+            return
+        key = leg_id = new_id()
+        rtp = RtpSession(
+            leg_id, self.bank, self.ports, self.host, config=self.rtp_config, on_dtmf=lambda k: self._dtmf(key, k)
+        )
+        try:
+            port = await rtp.open()
+        except Exception:
+            log.exception("no RTP ports")
+            handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
+            return
+        sdp = LocalSdp(self.host, port)
+        try:
+            answer = sdp.answer(offer)
+        except NegotiationError as exc:
+            await rtp.close()
+            handle.respond(488, "Not Acceptable Here", headers=[("Warning", f'305 opencomms "{exc}"')])
+            return
+        sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
+        sc.answer = str(answer.sdp).encode()
+        self._by_key[key] = sc
+        self._by_dialog[req.call_id] = sc
+        handle.on_cancel = lambda: self._remote_gone(sc, results.PSTN_HUNG_UP)
+        frm = req.from_
+        user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
+        caller = caller_identity(user, frm.display_name, str(frm.uri))
+        callee = self._callee_identity(inst)
+        handle.respond(180, "Ringing")
+        sc.leg_id = leg_id
+        self.calls.accept_inbound(app=app, callee=callee, caller=caller, external=key, call_id=leg_id)
+
+    def _reinvite(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
+        sc = self._by_dialog.get(req.call_id)
+        if sc is None or not sc.answered:
+            handle.respond(491, "Request Pending")
+            return
+        if not req.body:
+            handle.respond(200, body=sc.answer, content_type=SDP)
+            return
+        try:
+            answer = sc.sdp.answer(SessionDescription.parse(req.body))
+        except (SdpError, NegotiationError) as exc:
+            handle.respond(488, "Not Acceptable Here", headers=[("Warning", f'305 opencomms "{exc}"')])
+            return
+        sc.answer = str(answer.sdp).encode()
+        sc.media = answer.media
+        sc.rtp.update(answer.media)
+        handle.respond(200, body=sc.answer, content_type=SDP)
+
+    def _remote_gone(self, sc: SipCall, reason: ResultInfo) -> None:
+        if sc.leg_id is not None:
+            self.calls.external_ended(sc.leg_id, reason)
+        else:
+            self._spawn(self._teardown(sc))
+
+    def _instance_for(self, req: SipRequest) -> Any:
+        uri = req.uri
+        candidates: list[str] = []
+        if isinstance(uri, SipUri):
+            if uri.user:
+                number = normalize_number(uri.user)
+                if number:
+                    candidates.append(number)
+                candidates.append(f"sip:{uri.user}@{uri.host}".lower())
+        elif isinstance(uri, TelUri):
+            number = normalize_number(uri.number)
+            if number:
+                candidates.append(number)
+        for address in candidates:
+            inst = self.directory.find_instance_by_address(address)
+            if inst is not None:
+                return inst
+        return None
+
+    @staticmethod
+    def _callee_identity(inst: Any) -> JsonObj:
+        ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
+        return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
+
+    def _dtmf(self, key: str, digit: str) -> None:
+        """An RFC 4733 digit from the phone: play it in-band into the conversation, from the phone's leg."""
+        sc = self._by_key.get(key)
+        if sc is None or sc.leg_id is None or digit == "!":
+            return
+        leg, tag = sc.leg_id, f"rfc4733:{new_id()}"
+        self.engine.call(lambda engine: engine.send_tones(leg, tag, digit, tone_ms=100, gap_ms=0))
+
+    # -- GatewayHooks --------------------------------------------------------------------------------------
+    def dial(self, call: Call) -> None:
+        self._dialling.add(call.id)
+        self._spawn(self._dial(call))
+
+    def connected(self, call: Call) -> None:
+        sc = self._by_key.get(call.id)
+        if sc is None:
+            return
+        sc.answered = True
+        if sc.invite is not None:
+            sc.invite.respond(200, body=sc.answer, content_type=SDP)
+        self._spawn(self._start_media(sc))
+
+    def ending(self, call: Call, reason: ResultInfo) -> None:
+        self._dialling.discard(call.id)
+        sc = self._by_key.get(call.id)
+        if sc is None:
+            return
+        if sc.invite is not None and not sc.answered and not sc.invite.responded:
+            status, phrase = status_for_failure(reason)
+            sc.invite.respond(status, phrase)
+        if sc.outgoing is not None and not sc.answered:
+            sc.outgoing.cancel()
+        self._spawn(self._teardown(sc, bye=sc.answered))
+
+    # -- media and teardown --------------------------------------------------------------------------------
+    async def _start_media(self, sc: SipCall) -> None:
+        if sc.media is None:
+            return
+        try:
+            await sc.rtp.start(sc.media)
+        except Exception:
+            log.exception("RTP could not start", extra={"call_id": sc.leg_id})
+            if sc.leg_id is not None:
+                self.calls.external_ended(sc.leg_id, results.MEDIA_LOST)
+            return
+        sc.rtp.on_timeout = lambda: self._remote_gone(sc, results.MEDIA_LOST)
+
+    async def _teardown(self, sc: SipCall, *, bye: bool = False) -> None:
+        if sc.closed:
+            return
+        sc.closed = True
+        self._by_key.pop(sc.key, None)
+        if sc.dialog_call_id is not None:
+            self._by_dialog.pop(sc.dialog_call_id, None)
+        dialog = sc.invite.dialog if sc.invite is not None else sc.outgoing.dialog if sc.outgoing else None
+        if bye and dialog is not None:
+            try:
+                await asyncio.wait_for(self.endpoint.bye(dialog), 10)
+            except Exception:
+                log.info("BYE not confirmed", extra={"call_id": sc.leg_id})
+        await sc.rtp.close()
+
+    # -- outgoing calls --------------------------------------------------------------------------------------
+    async def _dial(self, call: Call) -> None:
+        number = str(call.identity.get("phone", {}).get("id") or "")
+        key = call.id
+        rtp = RtpSession(call.id, self.bank, self.ports, self.host, config=self.rtp_config)
+        rtp.on_dtmf = lambda k: self._dtmf(key, k)
+        try:
+            port = await rtp.open()
+        except Exception:
+            self.calls.external_ended(call.id, results.MEDIA_OVERLOADED)
+            return
+        if call.id not in self._dialling:  # the call ended while the ports were being opened
+            await rtp.close()
+            return
+        self._dialling.discard(call.id)
+        sc = SipCall(key=key, rtp=rtp, sdp=LocalSdp(self.host, port), leg_id=call.id)
+        self._by_key[key] = sc
+        trunk = parse_uri(self.config.trunk_uri)
+        if not isinstance(trunk, SipUri):
+            self.calls.external_ended(call.id, results.CANNOT_ROUTE)
+            return
+        target = SipUri(host=trunk.host, port=trunk.port, user=number.lstrip("+") and number)
+        caller = self.config.trunk_caller_id or str(call.source.get("identity", {}).get("phone", {}).get("id") or "")
+        frm = NameAddr(SipUri(host=self.host, user=caller or "opencomms"))
+        offer = str(sc.sdp.offer()).encode()
+        response = None
+        challenge_header = auth_name = ""
+        for attempt in range(2):
+            req = self.endpoint.new_request("INVITE", target, from_=frm, body=offer, content_type=SDP)
+            if attempt and challenge_header:
+                req.headers.add(auth_name, challenge_header)
+            handle = self.endpoint.send_request(req, (trunk.host, trunk.port or 5060))
+            sc.outgoing = handle
+            response = await handle
+            challenge_header = ""
+            auth_name = ""
+            if response.status in (401, 407) and self.config.trunk_username:
+                name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+                auth_name = "Authorization" if response.status == 401 else "Proxy-Authorization"
+                challenges = parse_challenges(",".join(response.headers.get_all(name)))
+                challenge_header = self._digest.authorize(
+                    challenges, "INVITE", str(target), self.config.trunk_username, self.config.trunk_password
+                )
+                continue
+            break
+        if sc.closed:
+            return
+        assert response is not None
+        if not response.is_success:
+            self.calls.external_ended(call.id, failure_for_status(response.status, response.reason))
+            await self._teardown(sc)
+            return
+        try:
+            sc.media = sc.sdp.accept_answer(SessionDescription.parse(response.body))
+        except (SdpError, NegotiationError):
+            sc.answered = True
+            self.calls.external_ended(call.id, results.MEDIA_LOST)
+            return
+        sc.dialog_call_id = response.call_id
+        self._by_dialog[response.call_id] = sc
+        if handle.dialog is not None:
+            await self.endpoint.ack(handle.dialog)
+        self.calls.external_answered(call.id)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("sip task failed", exc_info=task.exception())
+
+
+__all__ = ["SipCall", "SipGateway"]

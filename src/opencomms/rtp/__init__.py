@@ -1,0 +1,60 @@
+"""SIP media: SDP offer/answer and RTP/RTCP for G.711 calls bridged into the media engine.
+
+`sdp` (parse/serialize), `offer_answer` (RFC 3264 rules, 488 on no common codec), `packet` (RTP header),
+`rtcp` (SR/RR/SDES/BYE), `stats` (RFC 3550 receiver statistics, CallQuality), `jitter` (adaptive playout),
+`ports` (even port pairs), `transcode` (batched 16k<->8k), `stream` (one call's receive logic, RTCP, RtpConfig),
+`bank` (the engine-thread batch: socket I/O, G.711, playout), `session` (RtpSession: the event loop's lifecycle,
+callbacks, media timeout). Importers use the names below.
+"""
+
+from .bank import RtpBank
+from .jitter import LOST, JitterBuffer, JitterConfig
+from .offer_answer import (
+    DEFAULT_CODECS,
+    PCMA,
+    PCMU,
+    Answer,
+    Codec,
+    LocalSdp,
+    NegotiatedAudio,
+    NegotiationError,
+    accept_answer,
+    answer,
+    make_offer,
+)
+from .packet import RtpError, RtpPacket
+from .ports import PortAllocator, PortsExhausted
+from .rtcp import RtcpError
+from .sdp import Direction, SdpError, SessionDescription
+from .session import RtpSession
+from .stats import CallQuality
+from .stream import RtpConfig
+
+__all__ = [
+    "DEFAULT_CODECS",
+    "LOST",
+    "PCMA",
+    "PCMU",
+    "Answer",
+    "CallQuality",
+    "Codec",
+    "Direction",
+    "JitterBuffer",
+    "JitterConfig",
+    "LocalSdp",
+    "NegotiatedAudio",
+    "NegotiationError",
+    "PortAllocator",
+    "PortsExhausted",
+    "RtcpError",
+    "RtpBank",
+    "RtpConfig",
+    "RtpError",
+    "RtpPacket",
+    "RtpSession",
+    "SdpError",
+    "SessionDescription",
+    "accept_answer",
+    "answer",
+    "make_offer",
+]

@@ -1,0 +1,392 @@
+"""Every RTP stream of one media engine, run on the engine thread once per 20 ms tick in one batch: what each SIP
+leg hears leaves as RTP, what arrived on every socket is read, played out of the jitter buffers into the legs, and
+RTCP goes out when due.
+
+Owns the bank rows (one per attached stream), the socket poller, the batched 16 kHz <-> 8 kHz conversion and
+G.711 coding, RTP numbering (sequence, timestamp from the tick time, marker), playout with loss concealment, and
+all socket I/O of attached streams. Must not touch asyncio objects or block (sockets are non-blocking); other
+threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are engine commands.
+"""
+
+from __future__ import annotations
+
+import math
+import selectors
+import socket
+import struct
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Protocol, TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+from ..media.engine import MediaEngine
+from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from ..media.slots import SlotTable
+from .jitter import LOST
+from .stream import RATE, Stream, StreamParams
+from .transcode import FrameConverter
+
+__all__ = ["EngineHost", "RtpBank"]
+
+T = TypeVar("T")
+FRAME = 160  # 20 ms at 8 kHz: one G.711 payload
+PACKET = 12 + FRAME
+_HEADER = struct.Struct("!BBHII")
+_TIMESPEC = struct.Struct("@qq")
+_FADE = (0.0, 1.0, 0.5, 0.25)  # concealment gain by consecutive lost frame; silence after
+_MAX_ROUNDS = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
+_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+
+
+class EngineHost(Protocol):
+    """What the bank needs of the engine's driver (clock.EngineThread fits): the engine, and a way to run
+    closures on the engine's thread before the next tick."""
+
+    engine: MediaEngine
+
+    def call(self, fn: Callable[[MediaEngine], object]) -> None: ...
+
+    def call_result(self, fn: Callable[[MediaEngine], T]) -> Future[T]: ...
+
+
+class RtpBank:
+    """The RTP streams of one media engine. A stream is attached to an existing engine leg (`attach`, an engine
+    command); the bank then taps the leg and, once all its taps of a tick have run (the last one triggers the
+    batch), it:
+
+    1. sends: converts every tapped leg's frame to 8 kHz in one product, encodes G.711 in one lookup, stamps each
+       header (sequence + 1, timestamp from the tick time, marker after a pause) and `sendto`s it; RFC 4733
+       packets go out on the same SSRC while a DTMF event is on (audio held back);
+    2. receives: one poll of every stream's sockets, then each datagram to its stream (validation, latching,
+       statistics, keys, jitter buffer; RTCP). Arrival times are the kernel's (SO_TIMESTAMPNS, converted to the
+       engine clock, which must then be time.monotonic as EngineThread's is) or, with `kernel_timestamps=False`
+       or where unsupported, the tick time;
+    3. plays out: one frame per stream from its jitter buffer, decoded and converted to 16 kHz in one batch,
+       `push_inbound` into the leg (heard by the others at the next tick). LOST frames are concealed by repeating
+       the last frame at 1, 1/2, 1/4 gain, then silence;
+    4. sends RTCP for the streams whose report is due.
+
+    Everything runs on the engine thread, so the event loop never competes for the GIL packet by packet. If a
+    tapped leg disappears (removed by someone else) the batch of that tick runs at the first tap of the next
+    one, and the missing stream stops being waited for until it is tapped again.
+    """
+
+    def __init__(
+        self,
+        host: EngineHost,
+        capacity: int = 1024,
+        *,
+        kernel_timestamps: bool = True,
+        measure_lateness: bool = False,
+        window: int = 500,
+    ) -> None:
+        self.host = host
+        self._slots = SlotTable(capacity)
+        self._streams: list[Stream | None] = [None] * capacity
+        self._by_leg: dict[str, Stream] = {}
+        self._selector = selectors.DefaultSelector()
+        self._kernel_ts = kernel_timestamps and _SO_TIMESTAMPNS is not None
+        self._pcm = np.zeros((capacity, 320), dtype=np.int16)
+        self._fresh = np.zeros(capacity, dtype=np.bool_)
+        self._down = FrameConverter(capacity, 16000, RATE)
+        self._up = FrameConverter(capacity, RATE, 16000)
+        self._txbuf = bytearray(capacity * PACKET)
+        self._tx = np.frombuffer(self._txbuf, dtype=np.uint8).reshape(capacity, PACKET)
+        self._txview = memoryview(self._txbuf)
+        self._rxbuf = bytearray(capacity * FRAME)
+        self._rx = np.frombuffer(self._rxbuf, dtype=np.uint8).reshape(capacity, FRAME)
+        self._state = bytearray(capacity)  # per row this tick: 0 nothing, 1 frame, 2 conceal
+        self._state_np = np.frombuffer(self._state, dtype=np.uint8)
+        self._alaw = np.zeros(capacity, dtype=np.bool_)
+        self._last8 = np.zeros((capacity, FRAME), dtype=np.int16)
+        self._tick: list[Stream] = []
+        self._now = math.nan
+        self._present = 0
+        self.measure_lateness = measure_lateness
+        self._durations = np.zeros(window, dtype=np.float64)
+        self._send_durations = np.zeros(window, dtype=np.float64)
+        self.lateness_ms = np.zeros(101, dtype=np.int64)
+        """Packets by send delay after their tick's due time, in whole ms (last bucket: 100 ms or more); filled
+        only with `measure_lateness`."""
+        self.flushes = 0
+        self.late_flushes = 0
+        self.push_errors = 0
+        self.datagrams = 0
+
+    # -- membership (engine thread, through host commands) ---------------------------------------------------
+
+    @property
+    def capacity(self) -> int:
+        return self._slots.capacity
+
+    @property
+    def streams(self) -> int:
+        return len(self._by_leg)
+
+    def attach(self, stream: Stream) -> Future[None]:
+        """Start sending and receiving for `stream` (its first params applied) on its engine leg, which must
+        exist: add it first through the same host, so the commands keep their order. The future fails with
+        KeyError (no such leg), ValueError (leg already attached) or BankFullError."""
+        return self.host.call_result(lambda engine: self._attach(engine, stream))
+
+    def detach(self, stream: Stream, *, bye: bool = True) -> Future[None]:
+        """Stop the stream (an RTCP BYE first, unless `bye` is False) and free its row; once the future is done the
+        engine thread no longer uses its sockets, which the caller may close. Idempotent."""
+        return self.host.call_result(lambda engine: self._detach(engine, stream, bye))
+
+    def update(self, stream: Stream, params: StreamParams) -> None:
+        """Apply new negotiated parameters before the next tick (re-INVITE, hold)."""
+        self.host.call(lambda _engine: self._update(stream, params))
+
+    def send_dtmf(self, stream: Stream, key: str, duration_ms: float, gap_ms: float) -> None:
+        """Queue one RFC 4733 event (sent only while the stream has a telephone-event payload type)."""
+        self.host.call(lambda _engine: stream.dtmf.append((key, duration_ms, gap_ms)))
+
+    def _attach(self, engine: MediaEngine, st: Stream) -> None:
+        if st.leg_id in self._by_leg:
+            raise ValueError(f"leg {st.leg_id!r} already has an RTP stream")
+        if not engine.has_leg(st.leg_id):
+            raise KeyError(f"no media leg {st.leg_id!r}")
+        row = self._slots.add()
+        st.row, st.offset = row, row * PACKET
+        st.view = self._txview[st.offset : st.offset + PACKET]
+        self._streams[row] = st
+        self._by_leg[st.leg_id] = st
+        self._down.reset(row)
+        self._up.reset(row)
+        self._last8[row] = 0
+        self._alaw[row] = st.params.alaw
+        self._fresh[row] = False
+        st.present, st.leg_gone = True, False
+        self._present += 1
+        for sock, is_rtcp in ((st.rtp_sock, False), (st.rtcp_sock, True)):
+            if sock is None:
+                continue
+            if self._kernel_ts and _SO_TIMESTAMPNS is not None:
+                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            self._selector.register(sock, selectors.EVENT_READ, (st, is_rtcp))
+        st.schedule_rtcp(time.monotonic())
+        engine.set_tap(st.leg_id, self._tap)
+
+    def _detach(self, engine: MediaEngine, st: Stream, bye: bool) -> None:
+        if self._by_leg.get(st.leg_id) is not st:
+            return
+        if bye:
+            st.send_rtcp(time.monotonic(), time.time(), bye=True)
+        if engine.has_leg(st.leg_id):
+            engine.set_tap(st.leg_id, None)
+        for sock in (st.rtp_sock, st.rtcp_sock):
+            if sock is not None:
+                self._selector.unregister(sock)
+        row = st.row
+        if st.present:
+            self._present -= 1
+        if self._fresh[row]:  # tapped in a tick whose batch has not run yet
+            self._fresh[row] = False
+            self._tick.remove(st)
+        del self._by_leg[st.leg_id]
+        self._streams[row] = None
+        self._slots.remove(row)
+        st.row, st.view, st.present = -1, memoryview(b""), False
+
+    def _update(self, st: Stream, params: StreamParams) -> None:
+        st.apply(params)
+        if st.row >= 0:
+            self._alaw[st.row] = params.alaw
+
+    # -- the tick (engine thread) ------------------------------------------------------------------------------
+
+    def _tap(self, leg_id: str, frame: npt.NDArray[np.int16], now: float) -> None:
+        if now != self._now:
+            if self._tick:
+                self.late_flushes += 1
+                self._flush(self._now, late=True)
+            self._now = now
+        st = self._by_leg.get(leg_id)
+        if st is None:
+            return
+        row = st.row
+        self._pcm[row] = frame
+        if not self._fresh[row]:
+            self._fresh[row] = True
+            self._tick.append(st)
+            if not st.present:
+                st.present = True
+                self._present += 1
+        if len(self._tick) >= self._present:
+            self._flush(now)
+
+    def _flush(self, now: float, late: bool = False) -> None:
+        started = time.monotonic()
+        tick, self._tick = self._tick, []
+        n = self._slots.end
+        if late:
+            for st in self._streams[:n]:
+                if st is not None and st.present and not self._fresh[st.row]:
+                    st.present = False
+                    self._present -= 1
+        fresh = self._fresh[:n]
+        pcm = self._pcm[:n]
+        if len(tick) < n:
+            pcm[~fresh] = 0
+        self._send(tick, pcm, now)
+        sent = time.monotonic()
+        self._receive(now)
+        self._play(tick, now)
+        wall = 0.0
+        for st in tick:
+            if now >= st.rtcp_next:
+                wall = wall or time.time()
+                st.send_rtcp(now, wall)
+        fresh[:] = False
+        slot = self.flushes % self._durations.size
+        self._send_durations[slot] = sent - started
+        self._durations[slot] = time.monotonic() - started
+        self.flushes += 1
+
+    def _send(self, tick: list[Stream], pcm: npt.NDArray[np.int16], now: float) -> None:
+        n = pcm.shape[0]
+        pcm8 = self._down.process(pcm)
+        codes = ulaw_encode(pcm8)
+        alaw = self._alaw[:n]
+        if alaw.any():
+            codes[alaw] = alaw_encode(pcm8[alaw])
+        self._tx[:n, 12:] = codes
+        pack, buf = _HEADER.pack_into, self._txbuf
+        measure = self.measure_lateness
+        clock = time.monotonic
+        for st in tick:
+            p = st.params
+            t0 = st.t0
+            if t0 is None:
+                t0 = st.t0 = now
+            ts = (st.ts_base + round((now - t0) * RATE)) & 0xFFFFFFFF
+            events_on = (st.dtmf or st.te.busy) and st.send_event_packets(now, ts)
+            if events_on and st.config.suppress_audio_during_dtmf:
+                continue
+            addr = st.rtp_addr
+            if addr is None or not p.sends:
+                st.was_sending = False
+                continue
+            marker = 0 if st.was_sending else 0x80
+            st.was_sending = True
+            pack(buf, st.offset, 0x80, p.payload_type | marker, st.seq, ts, st.ssrc)
+            st.seq = (st.seq + 1) & 0xFFFF
+            try:
+                st.rtp_sock.sendto(st.view, addr)
+            except OSError:
+                st.send_errors += 1
+                continue
+            st.packets_sent += 1
+            st.octets_sent += FRAME
+            if measure:
+                self.lateness_ms[min(100, int((clock() - now) * 1000.0))] += 1
+
+    def _receive(self, now: float) -> None:
+        select = self._selector.select
+        kernel = self._kernel_ts
+        offset = time.time() - time.monotonic() if kernel else 0.0
+        unpack = _TIMESPEC.unpack_from
+        count = 0
+        for _ in range(_MAX_ROUNDS):
+            ready = select(0)
+            if not ready:
+                break
+            for key, _events in ready:
+                st, is_rtcp = key.data
+                sock = key.fileobj
+                try:
+                    data, ancillary, _flags, addr = sock.recvmsg(2048, _ANCILLARY)  # type: ignore[union-attr]
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    st.invalid_packets += 1
+                    continue
+                count += 1
+                arrival = now
+                if ancillary:
+                    sec, nsec = unpack(ancillary[0][2])
+                    arrival = sec + nsec * 1e-9 - offset
+                if is_rtcp:
+                    st.on_rtcp(data, addr, arrival, arrival + offset if kernel else time.time())
+                else:
+                    st.on_rtp(data, addr, arrival)
+        self.datagrams += count
+
+    def _play(self, tick: list[Stream], now: float) -> None:
+        n = self._slots.end
+        state, rxbuf = self._state, self._rxbuf
+        state_np = self._state_np[:n]
+        state_np[:] = 0
+        played: list[Stream] = []
+        concealed: list[Stream] = []
+        for st in tick:
+            if st.leg_gone or not st.params.receives:
+                continue
+            out = st.jb.pop(now)
+            if out is None:
+                st.conceal = 0
+            elif out is LOST:
+                st.frames_concealed += 1
+                st.conceal += 1
+                if st.conceal < len(_FADE):
+                    state[st.row] = 2
+                    concealed.append(st)
+            else:
+                off = st.row * FRAME
+                rxbuf[off : off + FRAME] = out
+                state[st.row] = 1
+                st.conceal = 0
+                st.frames_played += 1
+                played.append(st)
+        if not played and not concealed:
+            return
+        codes = self._rx[:n]
+        pcm8 = ulaw_decode(codes)
+        alaw = self._alaw[:n]
+        if alaw.any():
+            pcm8[alaw] = alaw_decode(codes[alaw])
+        good = state_np == 1
+        pcm8[state_np == 0] = 0
+        for st in concealed:
+            pcm8[st.row] = (self._last8[st.row] * _FADE[st.conceal]).astype(np.int16)
+        self._last8[:n][good] = pcm8[good]
+        up = self._up.process(pcm8)
+        push = self.host.engine.push_inbound
+        for st in played + concealed:
+            try:
+                push(st.leg_id, up[st.row])
+            except KeyError:
+                st.leg_gone = True
+                self.push_errors += 1
+
+    # -- statistics ----------------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, float | int]:
+        """Counters and batch durations (ms) over the last `window` ticks (flush = all four steps; send = the
+        conversion, encoding and every sendto); safe from any thread."""
+        k = min(self.flushes, self._durations.size)
+        recent = self._durations[:k] * 1000.0 if k else np.zeros(1)
+        send = self._send_durations[:k] * 1000.0 if k else np.zeros(1)
+        out: dict[str, float | int] = {
+            "streams": len(self._by_leg),
+            "flushes": self.flushes,
+            "late_flushes": self.late_flushes,
+            "push_errors": self.push_errors,
+            "datagrams": self.datagrams,
+            "flush_p50_ms": round(float(np.percentile(recent, 50)), 3),
+            "flush_p99_ms": round(float(np.percentile(recent, 99)), 3),
+            "flush_max_ms": round(float(recent.max()), 3),
+            "send_p50_ms": round(float(np.percentile(send, 50)), 3),
+            "send_p99_ms": round(float(np.percentile(send, 99)), 3),
+        }
+        total = int(self.lateness_ms.sum())
+        if total:
+            out["packets_measured"] = total
+            out["within_5ms_pct"] = round(100.0 * float(self.lateness_ms[:5].sum()) / total, 3)
+        return out

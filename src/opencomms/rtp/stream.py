@@ -1,0 +1,388 @@
+"""One call's RTP stream as the media engine thread sees it: what arrives (validation, source latching / symmetric
+RTP, RFC 3550 statistics, RFC 4733 keys, the jitter buffer), RTCP (reports, RTT, BYE) and the numbering state the
+bank sends with.
+
+Owns the per-call receive logic and RTCP, the negotiated `StreamParams` and `RtpConfig`. Must not run DSP in
+batches (bank.py), touch asyncio or block: after attachment every method runs on the engine thread (the bank
+calls them); other threads only read the counters (`quality()`) and `last_rtp`/`last_rtcp`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import secrets
+import socket
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from ..media.dtmf.rfc4733 import (
+    TelephoneEventError,
+    TelephoneEventReceiver,
+    TelephoneEventSender,
+    TelephoneEventStarted,
+)
+from ..media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from .jitter import JitterBuffer, JitterConfig
+from .offer_answer import NegotiatedAudio
+from .packet import RtpError, pack_header, parse_header
+from .rtcp import (
+    Bye,
+    ReceiverReport,
+    ReportBlock,
+    RtcpError,
+    RtcpPacket,
+    SenderReport,
+    SourceDescription,
+    build_compound,
+    ntp_from_unix,
+    parse_compound,
+    report_interval,
+)
+from .stats import CallQuality, ReceiverStats, round_trip_time
+
+__all__ = ["RtpConfig", "Stream", "StreamParams"]
+
+log = logging.getLogger("opencomms.rtp")
+
+RATE = 8000
+ULAW, ALAW, EVENT = 0, 1, 2
+_KINDS = {"PCMU": ULAW, "PCMA": ALAW, "telephone-event": EVENT}
+
+
+@dataclass(frozen=True, slots=True)
+class RtpConfig:
+    """Settings of every RTP session of a node."""
+
+    jitter: JitterConfig = field(default_factory=JitterConfig)
+    """Jitter buffer: 40-200 ms adaptive target by default."""
+    media_timeout: float | None = 30.0
+    """Seconds without RTP from a peer that should be sending before `on_timeout` (None: never)."""
+    hold_timeout: float | None = None
+    """The same while the peer is not sending to us (hold, inactive); RTCP counts as traffic then."""
+    rtcp_interval: float = 5.0
+    """Mean seconds between RTCP reports (RFC 3550 minimum; randomised 0.5-1.5x)."""
+    symmetric: bool = True
+    """Send to where the peer's RTP (RTCP) comes from once it arrives (RFC 4961, comedia), not the SDP address."""
+    relatch_after: float = 2.0
+    """Packets from another address are dropped unless the current source has been silent this long (then the
+    new address takes over: NAT rebinding). Before the first packet any source is accepted."""
+    dtmf_volume: int = 10
+    """RFC 4733 volume field of events we send (-10 dBm0)."""
+    suppress_audio_during_dtmf: bool = True
+    """Send no audio packets while an RFC 4733 event is on (the in-band tone would be heard twice)."""
+    housekeeping: float = 1.0
+    """Seconds between the event loop's media-timeout checks."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamParams:
+    """A negotiation's effect on the stream (replaced whole on a re-INVITE)."""
+
+    payload_type: int = 0
+    """Payload type of our audio packets (the peer's number for the codec)."""
+    alaw: bool = False
+    """PCMA instead of PCMU, both ways (received packets of the other law are transcoded)."""
+    telephone_event: int | None = None
+    """Payload type for RFC 4733 events we send; None: DTMF stays in-band."""
+    sends: bool = True
+    receives: bool = True
+    receive_payload_types: Mapping[int, str] = field(default_factory=lambda: {0: "PCMU", 8: "PCMA"})
+    remote_rtp: tuple[str, int] | None = None
+    remote_rtcp: tuple[str, int] | None = None
+
+    @classmethod
+    def from_media(cls, media: NegotiatedAudio) -> StreamParams:
+        return cls(
+            payload_type=media.codec.payload_type,
+            alaw=media.codec.name.upper() == "PCMA",
+            telephone_event=media.telephone_event,
+            sends=media.direction.sends,
+            receives=media.direction.receives,
+            receive_payload_types=dict(media.receive_payload_types),
+            remote_rtp=media.remote_rtp,
+            remote_rtcp=media.remote_rtcp,
+        )
+
+
+class Stream:
+    """One call's RTP state. Construct it (any thread), then `apply` its first params before attaching it to an
+    RtpBank; from then on only the engine thread calls its methods (through the bank)."""
+
+    def __init__(
+        self,
+        leg_id: str,
+        rtp_sock: socket.socket,
+        rtcp_sock: socket.socket | None = None,
+        config: RtpConfig | None = None,
+        *,
+        cname: str | None = None,
+        ssrc: int | None = None,
+        on_key: Callable[[str], None] | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.leg_id = leg_id
+        self.rtp_sock = rtp_sock
+        self.rtcp_sock = rtcp_sock
+        self.config = config = config or RtpConfig()
+        self.ssrc = secrets.randbits(32) if ssrc is None else ssrc
+        self.cname = cname or f"{secrets.token_hex(8)}@opencomms"
+        self.on_key = on_key
+        """Called on the engine thread with each RFC 4733 key as its first report arrives."""
+        self._rng = rng or random.Random()
+        self.params = StreamParams()
+        self._kinds: dict[int, int] = {0: ULAW, 8: ALAW}
+        self._law = ULAW
+        # addresses (symmetric RTP / RTCP)
+        self.rtp_addr: tuple[str, int] | None = None
+        self.rtcp_addr: tuple[str, int] | None = None
+        self._source: tuple[str, int] | None = None
+        self._rtcp_source: tuple[str, int] | None = None
+        # receive
+        self.jb = JitterBuffer(_with_fill(config.jitter, False))
+        self.stats: ReceiverStats | None = None
+        self._te_rx = TelephoneEventReceiver(RATE)
+        self.last_rtp = -math.inf
+        """Engine-clock time of the last accepted RTP packet (-inf: none yet)."""
+        self.last_rtcp = -math.inf
+        self._carried_expected = 0
+        self._carried_lost = 0
+        # send (the bank's numbering state)
+        self.row = -1
+        self.offset = 0
+        self.view = memoryview(b"")
+        self.present = False
+        self.leg_gone = False
+        self.seq = secrets.randbelow(1 << 16)
+        self.ts_base = secrets.randbits(32)
+        self.t0: float | None = None
+        self.was_sending = False
+        self.conceal = 0
+        self.te = TelephoneEventSender(RATE, 20, config.dtmf_volume)
+        self.dtmf: deque[tuple[str, float, float]] = deque()
+        self.dtmf_next = -math.inf
+        # RTCP
+        self.rtcp_next = math.inf
+        self._sent_at_report = 0
+        self.remote_block: ReportBlock | None = None
+        self.rtt: float | None = None
+        self.remote_bye = False
+        # counters (engine thread writes, anyone reads)
+        self.packets_sent = 0
+        self.octets_sent = 0
+        self.events_sent = 0
+        self.send_errors = 0
+        self.packets_received = 0
+        self.octets_received = 0
+        self.invalid_packets = 0
+        self.foreign_packets = 0
+        """Valid packets from an address other than the latched source (dropped)."""
+        self.unknown_payload = 0
+        self.rtcp_received = 0
+        self.frames_played = 0
+        self.frames_concealed = 0
+
+    # -- setup (engine thread once attached) -------------------------------------------------------------------
+
+    def apply(self, params: StreamParams) -> None:
+        """Take a new negotiation: codec, payload types, direction, addresses (re-learnt if they changed)."""
+        old = self.params
+        self.params = params
+        self._kinds = {pt: _KINDS[name] for pt, name in params.receive_payload_types.items() if name in _KINDS}
+        law = ALAW if params.alaw else ULAW
+        if law != self._law:
+            self._law = law
+            self.jb = JitterBuffer(_with_fill(self.config.jitter, params.alaw))
+        if params.remote_rtp != old.remote_rtp or self.rtp_addr is None:
+            self._source = None
+            self.rtp_addr = params.remote_rtp
+        if params.remote_rtcp != old.remote_rtcp or self.rtcp_addr is None:
+            self._rtcp_source = None
+            self.rtcp_addr = params.remote_rtcp
+
+    def schedule_rtcp(self, now: float) -> None:
+        """First report: half the interval after attachment (RFC 3550 §6.3)."""
+        self.rtcp_next = now + report_interval(self.config.rtcp_interval, self._rng, initial=True)
+
+    def rtp_timestamp(self, at: float) -> int | None:
+        """Our RTP timestamp at engine time `at` (None before the first tick): timestamps follow the tick clock."""
+        t0 = self.t0
+        return None if t0 is None else (self.ts_base + round((at - t0) * RATE)) & 0xFFFFFFFF
+
+    # -- receive (engine thread) ---------------------------------------------------------------------------------
+
+    def on_rtp(self, data: bytes, addr: tuple[str, int], arrival: float) -> None:
+        """One datagram from the RTP socket, received at `arrival` (engine clock)."""
+        try:
+            pt, _marker, seq, ts, ssrc, start, end = parse_header(data)
+        except RtpError:
+            self.invalid_packets += 1
+            return
+        if addr != self._source and not self._latch(addr, arrival):
+            self.foreign_packets += 1
+            return
+        self.last_rtp = arrival
+        kind = self._kinds.get(pt)
+        if kind is None:
+            self.unknown_payload += 1
+            return
+        stats = self.stats
+        if stats is None or stats.ssrc != ssrc:
+            stats = self._new_source(ssrc, seq)
+        stats.update_seq(seq)
+        self.packets_received += 1
+        self.octets_received += end - start
+        if not self.params.receives:
+            return
+        if kind == EVENT:
+            self._on_event(data[start:end], ts, arrival)
+            return
+        stats.update_jitter(ts, arrival)
+        payload = data[start:end]
+        if kind != self._law:
+            payload = (ulaw_to_alaw(payload) if kind == ULAW else alaw_to_ulaw(payload)).tobytes()
+        self.jb.put(ssrc, ts, payload, arrival)
+
+    def _latch(self, addr: tuple[str, int], now: float) -> bool:
+        if self._source is not None and now - self.last_rtp < self.config.relatch_after:
+            return False
+        self._source = addr
+        if self.config.symmetric:
+            self.rtp_addr = addr
+        return True
+
+    def _new_source(self, ssrc: int, seq: int) -> ReceiverStats:
+        old = self.stats
+        if old is not None:
+            self._carried_expected += old.expected
+            self._carried_lost += old.lost
+        self.stats = ReceiverStats(ssrc, seq, RATE, probation=0)
+        return self.stats
+
+    def _on_event(self, payload: bytes, ts: int, now: float) -> None:
+        try:
+            events = self._te_rx.receive(payload, ts, now)
+        except TelephoneEventError:
+            self.invalid_packets += 1
+            return
+        for event in events:
+            if isinstance(event, TelephoneEventStarted) and self.on_key is not None:
+                try:
+                    self.on_key(event.key)
+                except Exception:
+                    log.exception("RTP key hand-off failed", extra={"call_id": self.leg_id})
+
+    def on_rtcp(self, data: bytes, addr: tuple[str, int], arrival: float, wall: float) -> None:
+        """One datagram from the RTCP socket (`wall`: Unix time of arrival, for RTT)."""
+        try:
+            packets: list[RtcpPacket] = parse_compound(data, strict=False)  # reduced-size RTCP too
+        except RtcpError:
+            self.invalid_packets += 1
+            return
+        if addr != self._rtcp_source:
+            if self._rtcp_source is not None and arrival - self.last_rtcp < self.config.relatch_after:
+                self.foreign_packets += 1
+                return
+            self._rtcp_source = addr
+            if self.config.symmetric:
+                self.rtcp_addr = addr
+        self.last_rtcp = arrival
+        self.rtcp_received += 1
+        for p in packets:
+            blocks: tuple[ReportBlock, ...] = ()
+            if isinstance(p, SenderReport):
+                if self.stats is not None and p.ssrc == self.stats.ssrc:
+                    self.stats.on_sender_report(p, arrival)
+                blocks = p.reports
+            elif isinstance(p, ReceiverReport):
+                blocks = p.reports
+            elif isinstance(p, Bye):
+                self.remote_bye = True
+            for block in blocks:
+                if block.ssrc == self.ssrc:
+                    self.remote_block = block
+                    rtt = round_trip_time(block, ntp_from_unix(wall))
+                    if rtt is not None:
+                        self.rtt = rtt
+
+    # -- RTCP out (engine thread) ----------------------------------------------------------------------------------
+
+    def send_rtcp(self, now: float, wall: float, bye: bool = False) -> None:
+        """Send a compound report now (SR if we sent RTP since the last one, else RR; SDES CNAME; BYE when
+        leaving) and schedule the next."""
+        self.rtcp_next = now + report_interval(self.config.rtcp_interval, self._rng)
+        sock, addr = self.rtcp_sock, self.rtcp_addr
+        if sock is None or addr is None:
+            return
+        blocks = (self.stats.report_block(now),) if self.stats is not None else ()
+        ts = self.rtp_timestamp(now)
+        sent = self.packets_sent
+        first: RtcpPacket
+        if sent != self._sent_at_report and ts is not None:
+            first = SenderReport(
+                self.ssrc, ntp_from_unix(wall), ts, sent & 0xFFFFFFFF, self.octets_sent & 0xFFFFFFFF, blocks
+            )
+        else:
+            first = ReceiverReport(self.ssrc, blocks)
+        self._sent_at_report = sent
+        packets: list[RtcpPacket] = [first, SourceDescription.cname(self.ssrc, self.cname)]
+        if bye:
+            packets.append(Bye((self.ssrc,)))
+        try:
+            sock.sendto(build_compound(packets), addr)
+        except OSError:
+            self.send_errors += 1
+
+    def send_event_packets(self, now: float, ts: int) -> bool:
+        """RFC 4733 packets due now (starting the next queued key when idle); True while an event is on."""
+        te_pt = self.params.telephone_event
+        sender = self.te
+        if te_pt is None:
+            self.dtmf.clear()
+            return False
+        if not sender.busy and self.dtmf and now >= self.dtmf_next - 1e-6:
+            key, duration_ms, gap_ms = self.dtmf.popleft()
+            sender.start(key, ts, now, duration_ms)
+            self.dtmf_next = now + (duration_ms + gap_ms) / 1000.0
+        addr = self.rtp_addr
+        for packet in sender.poll(now + 1e-6):
+            if addr is None or not self.params.sends:
+                continue
+            payload = bytes(packet.payload)
+            header = pack_header(te_pt, packet.marker, self.seq, packet.timestamp, self.ssrc)
+            self.seq = (self.seq + 1) & 0xFFFF
+            try:
+                self.rtp_sock.sendto(header + payload, addr)
+            except OSError:
+                self.send_errors += 1
+                continue
+            self.events_sent += 1
+            self.packets_sent += 1
+            self.octets_sent += len(payload)
+        return sender.busy
+
+    # -- figures (any thread) ----------------------------------------------------------------------------------------
+
+    def quality(self) -> CallQuality:
+        """The stream's figures so far (read without locking: at most one packet stale)."""
+        stats, block = self.stats, self.remote_block
+        expected = self._carried_expected + (stats.expected if stats is not None else 0)
+        lost = max(0, self._carried_lost + (stats.lost if stats is not None else 0))
+        return CallQuality(
+            packets_sent=self.packets_sent,
+            packets_received=self.packets_received,
+            packets_lost=lost,
+            loss_percent=round(100.0 * lost / expected, 3) if expected > 0 else 0.0,
+            jitter_ms=round(stats.jitter * 1000.0 / RATE, 3) if stats is not None else 0.0,
+            rtt_ms=round(self.rtt * 1000.0, 3) if self.rtt is not None else None,
+            remote_packets_lost=block.cumulative_lost if block is not None else None,
+            remote_loss_percent=round(block.fraction_lost * 100.0 / 256.0, 3) if block is not None else None,
+            remote_jitter_ms=round(block.jitter * 1000.0 / RATE, 3) if block is not None else None,
+            concealed_frames=self.frames_concealed,
+        )
+
+
+def _with_fill(config: JitterConfig, alaw: bool) -> JitterConfig:
+    return replace(config, fill=0xD5 if alaw else 0xFF, clock_rate=RATE, frame_ms=20)

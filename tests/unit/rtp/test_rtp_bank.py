@@ -1,0 +1,275 @@
+"""The engine-side RTP bank driven by a hand-ticked MediaEngine and real loopback sockets: numbering (sequence,
+timestamp from the tick clock, marker), codecs, hold, RFC 4733 sending, the receive path into the leg (latching,
+keys), RTCP between two streams, legs that vanish, attach/detach."""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import numpy as np
+import pytest
+
+from opencomms.media.engine import MediaEngine
+from opencomms.media.g711 import alaw_decode, ulaw_decode, ulaw_encode
+from opencomms.rtp.bank import RtpBank
+from opencomms.rtp.packet import RtpPacket, pack_header
+from opencomms.rtp.rtcp import Bye, ReceiverReport, SenderReport, SourceDescription, parse_compound
+from opencomms.rtp.stream import RtpConfig, Stream, StreamParams
+
+T = TypeVar("T")
+
+
+class ManualHost:
+    """EngineThread's command interface, run by hand: commands before each tick, like the real thread."""
+
+    def __init__(self, engine: MediaEngine) -> None:
+        self.engine = engine
+        self._queue: list[tuple[Callable[[MediaEngine], Any], Future[Any] | None]] = []
+
+    def call(self, fn: Callable[[MediaEngine], object]) -> None:
+        self._queue.append((fn, None))
+
+    def call_result(self, fn: Callable[[MediaEngine], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._queue.append((fn, future))
+        return future
+
+    def tick(self, now: float) -> None:
+        queue, self._queue = self._queue, []
+        for fn, future in queue:
+            try:
+                result = fn(self.engine)
+            except Exception as exc:
+                if future is None:
+                    raise
+                future.set_exception(exc)
+            else:
+                if future is not None:
+                    future.set_result(result)
+        self.engine.tick(now)
+
+
+@pytest.fixture
+def udp() -> Iterator[Callable[[], socket.socket]]:
+    opened: list[socket.socket] = []
+
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(1.0)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+def received(sock: socket.socket) -> list[RtpPacket]:
+    out = []
+    sock.setblocking(False)
+    while True:
+        try:
+            out.append(RtpPacket.parse(sock.recv(2048)))
+        except BlockingIOError:
+            sock.setblocking(True)
+            return out
+
+
+def tone(seconds: float, freq: float = 1000.0, level: int = 8000) -> np.ndarray:
+    t = np.arange(int(seconds * 16000)) / 16000
+    return (level * np.sin(2 * np.pi * freq * t)).astype(np.int16)
+
+
+def setup(
+    udp: Callable[[], socket.socket], peer: socket.socket | None = None, **params: Any
+) -> tuple[ManualHost, RtpBank, Stream, socket.socket]:
+    engine = MediaEngine(8)
+    host = ManualHost(engine)
+    for leg in ("bot", "sip"):
+        engine.add_leg(leg)
+        engine.join(leg, "call")
+    bank = RtpBank(host, capacity=4, kernel_timestamps=False)  # arrivals on the hand-made tick clock
+    peer = peer or udp()
+    stream = Stream("sip", udp(), udp(), ssrc=0x5150)
+    stream.apply(StreamParams(remote_rtp=peer.getsockname(), **params))
+    bank.attach(stream)
+    return host, bank, stream, peer
+
+
+def again(stream: Stream, **params: Any) -> StreamParams:
+    return StreamParams(remote_rtp=stream.params.remote_rtp, **params)
+
+
+def test_packets_follow_the_tick_clock(udp: Callable[[], socket.socket]) -> None:
+    host, bank, stream, peer = setup(udp)
+    host.engine.play("bot", "p", [tone(1.0)])
+    for k in range(10):
+        host.tick(100.0 + 0.02 * k)
+    packets = received(peer)
+    assert len(packets) == 10 and bank.flushes == 10 and bank.late_flushes == 0
+    assert [p.marker for p in packets] == [True] + [False] * 9
+    assert all(p.payload_type == 0 and p.ssrc == 0x5150 and len(p.payload) == 160 for p in packets)
+    assert [(p.sequence - packets[0].sequence) % 65536 for p in packets] == list(range(10))
+    assert [(p.timestamp - packets[0].timestamp) % (1 << 32) for p in packets] == [160 * k for k in range(10)]
+    assert stream.rtp_timestamp(100.0) == packets[0].timestamp
+    decoded = ulaw_decode(packets[-1].payload).astype(float)
+    assert 4000 < np.sqrt(np.mean(decoded**2)) < 7000  # the bot's 1 kHz tone at 8000 peak
+    host.tick(100.0 + 0.02 * 13)  # two ticks skipped: the timestamp follows time
+    (late,) = received(peer)
+    assert (late.timestamp - packets[-1].timestamp) % (1 << 32) == 160 * 4 and not late.marker
+    assert stream.packets_sent == 11 and stream.octets_sent == 11 * 160
+
+
+def test_alaw_hold_and_resume(udp: Callable[[], socket.socket]) -> None:
+    host, bank, stream, peer = setup(udp, payload_type=8, alaw=True)
+    host.engine.play("bot", "p", [tone(1.0)])
+    host.tick(0.0)
+    (p,) = received(peer)
+    assert p.payload_type == 8 and np.abs(alaw_decode(p.payload)).max() > 1000
+    bank.update(stream, again(stream, payload_type=8, alaw=True, sends=False))
+    for k in range(1, 4):
+        host.tick(0.02 * k)
+    assert received(peer) == []
+    bank.update(stream, again(stream, payload_type=8, alaw=True))
+    host.tick(0.08)
+    (resumed,) = received(peer)
+    assert resumed.marker and (resumed.sequence - p.sequence) % 65536 == 1
+    assert (resumed.timestamp - p.timestamp) % (1 << 32) == 640
+    stream.rtp_addr = None  # no address (c=0.0.0.0 hold): nothing sent either
+    host.tick(0.10)
+    assert received(peer) == []
+
+
+def test_rfc4733_events_go_out_on_the_same_stream_and_hold_audio_back(udp: Callable[[], socket.socket]) -> None:
+    host, bank, stream, peer = setup(udp, telephone_event=101)
+    host.tick(0.0)
+    bank.send_dtmf(stream, "7", 60.0, 40.0)
+    bank.send_dtmf(stream, "#", 40.0, 40.0)
+    for k in range(1, 25):
+        host.tick(0.02 * k)
+    packets = received(peer)
+    events = [p for p in packets if p.payload_type == 101]
+    first = [p for p in events if p.payload[0] == 7]
+    assert first[0].marker and all(p.timestamp == first[0].timestamp for p in first)
+    assert [p.payload[1] & 0x80 for p in first] == [0, 0, 0, 0x80, 0x80, 0x80]  # 3 updates, 3 end reports
+    assert [int.from_bytes(p.payload[2:4], "big") for p in first] == [160, 320, 480, 480, 480, 480]
+    second = [p for p in events if p.payload[0] == 11]
+    assert second[0].marker and second[0].timestamp != first[0].timestamp and len(second) == 5
+    seqs = [p.sequence for p in packets]
+    assert all((b - a) % 65536 == 1 for a, b in itertools.pairwise(seqs))  # one sequence for both kinds
+    audio_during = [p for p in packets if p.payload_type == 0 and first[0].timestamp <= p.timestamp]
+    assert audio_during and audio_during[0].timestamp >= first[-1].timestamp + 160 * 5
+    assert stream.events_sent == len(events)
+    bank.update(stream, again(stream, telephone_event=None))
+    bank.send_dtmf(stream, "1", 60.0, 40.0)
+    host.tick(0.6)
+    host.tick(0.62)
+    assert all(p.payload_type == 0 for p in received(peer))  # no telephone-event negotiated: dropped
+
+
+def test_received_audio_is_played_into_the_leg(udp: Callable[[], socket.socket]) -> None:
+    keys: list[str] = []
+    host, bank, stream, peer = setup(udp, receive_payload_types={0: "PCMU", 101: "telephone-event"})
+    stream.on_key = keys.append
+    stranger = udp()
+    heard: list[np.ndarray] = []
+    host.engine.set_tap("bot", lambda _leg, frame, _now: heard.append(frame))
+    host.tick(0.0)
+    ours = stream.rtp_sock.getsockname()
+    wave = tone(0.6, 500.0)[::2]  # 8 kHz
+    for k in range(30):
+        payload = ulaw_encode(wave[k * 160 : (k + 1) * 160]).tobytes()
+        peer.sendto(pack_header(0, k == 0, 1000 + k, 5000 + 160 * k, 77) + payload, ours)
+        if k == 3:
+            stranger.sendto(pack_header(0, False, 9, 9, 9) + payload, ours)  # not the latched source: dropped
+            peer.sendto(pack_header(101, True, 2000, 5000 + 160 * k, 77) + bytes([4, 10, 0, 160]), ours)
+            peer.sendto(b"\x00junk", ours)
+        host.tick(0.02 * (k + 1))
+    levels = [float(np.sqrt(np.mean(f.astype(float) ** 2))) for f in heard]
+    start = next(i for i, v in enumerate(levels) if v > 100)
+    assert 3 <= start <= 4  # jitter buffer (40 ms) + one tick through the engine's inbound queue
+    assert all(4500 < v < 6500 for v in levels[start + 1 : 30])
+    assert stream.frames_played >= 25 and stream.jb.lost == 0
+    assert stream.foreign_packets == 1 and stream.invalid_packets == 1 and keys == ["4"]
+    assert stream.rtp_addr == peer.getsockname() and stream.packets_received == 31
+    for k in range(30, 40):  # the peer stops: concealment fades, then silence
+        host.tick(0.02 * (k + 1))
+    tail = [float(np.sqrt(np.mean(f.astype(float) ** 2))) for f in heard[-12:]]
+    assert tail[-1] == 0.0 and stream.frames_concealed == 5
+    assert bank.stats()["datagrams"] == 34
+
+
+def test_rtcp_reports_between_two_streams(udp: Callable[[], socket.socket]) -> None:
+    engine = MediaEngine(8)
+    host = ManualHost(engine)
+    for leg in ("a", "b"):
+        engine.add_leg(leg)
+    bank = RtpBank(host, capacity=4)  # kernel timestamps: the tick clock is time.monotonic here
+    config = RtpConfig(rtcp_interval=0.1)
+    a = Stream("a", udp(), udp(), config)
+    b = Stream("b", udp(), udp(), config)
+    a.apply(StreamParams(remote_rtp=b.rtp_sock.getsockname(), remote_rtcp=b.rtcp_sock.getsockname()))  # type: ignore[union-attr]
+    b.apply(StreamParams(remote_rtp=a.rtp_sock.getsockname(), remote_rtcp=a.rtcp_sock.getsockname()))  # type: ignore[union-attr]
+    bank.attach(a)
+    bank.attach(b)
+    for _ in range(25):
+        host.tick(time.monotonic())
+        time.sleep(0.02)
+    assert a.rtcp_received >= 1 and b.rtcp_received >= 1
+    assert a.remote_block is not None and a.remote_block.ssrc == a.ssrc
+    assert a.rtt is not None and 0 <= a.rtt < 0.1
+    qa = a.quality()
+    assert qa.packets_sent >= 20 and qa.packets_received >= 20 and qa.packets_lost == 0 and qa.rtt_ms is not None
+    spy = udp()
+    a.rtcp_addr = spy.getsockname()
+    bank.detach(a)
+    host.tick(time.monotonic())
+    packets = parse_compound(spy.recv(2048))
+    assert isinstance(packets[0], SenderReport | ReceiverReport) and isinstance(packets[1], SourceDescription)
+    assert packets[-1] == Bye((a.ssrc,))
+
+
+def test_a_leg_removed_elsewhere_only_delays_one_batch(udp: Callable[[], socket.socket]) -> None:
+    engine = MediaEngine(8)
+    host = ManualHost(engine)
+    for leg in ("a", "b"):
+        engine.add_leg(leg)
+    bank = RtpBank(host, capacity=4)
+    peer = udp()
+    streams = [Stream(leg, udp()) for leg in ("a", "b")]
+    for st in streams:
+        st.apply(StreamParams(remote_rtp=peer.getsockname()))
+        bank.attach(st)
+    host.tick(0.0)
+    assert len(received(peer)) == 2 and bank.flushes == 1
+    host.call(lambda e: e.remove_leg("b"))  # the media service hung it up before the session closed
+    host.tick(0.02)
+    assert len(received(peer)) == 0  # the batch waits for b's tap...
+    host.tick(0.04)
+    assert len(received(peer)) == 2 and bank.late_flushes == 1  # ...until the next tick; then it stops waiting
+    host.tick(0.06)
+    assert len(received(peer)) == 1 and bank.late_flushes == 1
+    detached = bank.detach(streams[1])
+    host.tick(0.08)
+    assert detached.result() is None and bank.streams == 1 and streams[1].row == -1
+
+
+def test_attach_errors_and_detach_is_idempotent(udp: Callable[[], socket.socket]) -> None:
+    host, bank, stream, _ = setup(udp)
+    missing = bank.attach(Stream("nobody", udp()))
+    twice = bank.attach(Stream("sip", udp()))
+    host.tick(0.0)
+    with pytest.raises(KeyError):
+        missing.result()
+    with pytest.raises(ValueError):
+        twice.result()
+    first, second = bank.detach(stream), bank.detach(stream)
+    host.tick(0.02)
+    assert first.result() is None and second.result() is None and bank.streams == 0
+    assert bank.stats()["streams"] == 0 and bank.stats()["flushes"] == 1
