@@ -134,6 +134,12 @@ def best_alignment(heard: npt.NDArray[np.float64], source: npt.NDArray[np.int16]
     return lag, float(np.dot(seg, src) / (np.linalg.norm(seg) * np.linalg.norm(src) + 1e-9))
 
 
+def diagnose(r: Rig, corr: float) -> str:
+    jb = r.b.stream.jb
+    counters = {k: getattr(jb, k) for k in ("received", "lost", "late", "jumps", "latency_dropped", "underflows")}
+    return f"corr {corr:.3f}; engine {r.thread.stats()}; B jitter buffer {counters}, target {jb.target_ms:.0f} ms"
+
+
 async def wait_for(predicate: Callable[[], object], timeout: float = 2.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -148,7 +154,7 @@ async def test_prompt_crosses_the_rtp_bridge_and_dtmf_both_ways() -> None:
         await asyncio.sleep(1.45)
         heard = r.listener_signal(since=started - 0.02)
         lag, corr = best_alignment(heard, prompt)
-        assert corr > 0.98, corr
+        assert corr > 0.98, diagnose(r, corr)
         latency_ms = lag / 16.0
         assert 60 <= latency_ms <= 160, latency_ms  # 3-4 ticks of engine and jitter buffer + filters
         assert r.a.send_dtmf("19#")
