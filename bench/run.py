@@ -113,6 +113,7 @@ def main() -> None:
             ]
         )
     sections.append(__import__("media_engine").results_section(date, where))  # bench/media_engine.py
+    sections.append(__import__("rtp_sessions").results_section(date, where))  # bench/rtp_sessions.py
     text = [
         "# Benchmark results",
         "",

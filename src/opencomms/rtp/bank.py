@@ -11,6 +11,7 @@ threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are 
 from __future__ import annotations
 
 import math
+import select
 import selectors
 import socket
 import struct
@@ -27,7 +28,7 @@ from ..media.engine import MediaEngine
 from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.slots import SlotTable
 from .jitter import LOST
-from .stream import RATE, Stream, StreamParams
+from .stream import RATE, Outgoing, Stream, StreamParams
 from .transcode import FrameConverter
 
 __all__ = ["EngineHost", "RtpBank"]
@@ -37,6 +38,7 @@ FRAME = 160  # 20 ms at 8 kHz: one G.711 payload
 PACKET = 12 + FRAME
 _HEADER = struct.Struct("!BBHII")
 _TIMESPEC = struct.Struct("@qq")
+_TICK = 0.02  # the engine's frame period
 _FADE = (0.0, 1.0, 0.5, 0.25)  # concealment gain by consecutive lost frame; silence after
 _MAX_ROUNDS = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
 _SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
@@ -60,8 +62,11 @@ class RtpBank:
     batch), it:
 
     1. sends: converts every tapped leg's frame to 8 kHz in one product, encodes G.711 in one lookup, stamps each
-       header (sequence + 1, timestamp from the tick time, marker after a pause) and `sendto`s it; RFC 4733
-       packets go out on the same SSRC while a DTMF event is on (audio held back);
+       header (sequence + 1, timestamp from the tick time, marker after a pause); RFC 4733 packets join the batch
+       on the same SSRC while a DTMF event is on (audio held back). With `paced` (default) the batch is sent by an
+       engine command at the very start of the next tick, before the engine's own work, so every packet leaves
+       within a few ms of its tick's due time whatever the tick costs (one tick, 20 ms, of added latency towards
+       the SIP peer); without it, the `sendto`s follow at once, after the tick's mixing and taps;
     2. receives: one poll of every stream's sockets, then each datagram to its stream (validation, latching,
        statistics, keys, jitter buffer; RTCP). Arrival times are the kernel's (SO_TIMESTAMPNS, converted to the
        engine clock, which must then be time.monotonic as EngineThread's is) or, with `kernel_timestamps=False`
@@ -71,9 +76,11 @@ class RtpBank:
        the last frame at 1, 1/2, 1/4 gain, then silence;
     4. sends RTCP for the streams whose report is due.
 
-    Everything runs on the engine thread, so the event loop never competes for the GIL packet by packet. If a
-    tapped leg disappears (removed by someone else) the batch of that tick runs at the first tap of the next
-    one, and the missing stream stops being waited for until it is tapped again.
+    Everything runs on the engine thread, so the event loop never competes for the GIL packet by packet (with
+    the receive path on the loop, every `sendto` here handed the GIL to the loop and back: at 500 calls the two
+    threads spent more time switching than working). If a tapped leg disappears (removed by someone else) the
+    batch of that tick runs at the first tap of the next one, and the missing stream stops being waited for
+    until it is tapped again.
     """
 
     def __init__(
@@ -82,6 +89,7 @@ class RtpBank:
         capacity: int = 1024,
         *,
         kernel_timestamps: bool = True,
+        paced: bool = True,
         measure_lateness: bool = False,
         window: int = 500,
     ) -> None:
@@ -89,15 +97,22 @@ class RtpBank:
         self._slots = SlotTable(capacity)
         self._streams: list[Stream | None] = [None] * capacity
         self._by_leg: dict[str, Stream] = {}
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll() if hasattr(select, "epoll") else None
+        self._selector = selectors.DefaultSelector() if self._epoll is None else None
+        self._fds: dict[int, tuple[Stream, socket.socket, bool]] = {}
         self._kernel_ts = kernel_timestamps and _SO_TIMESTAMPNS is not None
         self._pcm = np.zeros((capacity, 320), dtype=np.int16)
-        self._fresh = np.zeros(capacity, dtype=np.bool_)
+        self._fresh_flags = bytearray(capacity)  # tapped this tick (Python-side reads are cheaper than numpy's)
+        self._fresh = np.frombuffer(self._fresh_flags, dtype=np.bool_)
         self._down = FrameConverter(capacity, 16000, RATE)
         self._up = FrameConverter(capacity, RATE, 16000)
-        self._txbuf = bytearray(capacity * PACKET)
-        self._tx = np.frombuffer(self._txbuf, dtype=np.uint8).reshape(capacity, PACKET)
-        self._txview = memoryview(self._txbuf)
+        # Two packet buffers, used in turn by successive batches: a paced batch is still waiting to be sent when
+        # the next batch is built (and after a late flush, two batches wait at once).
+        self._txbufs = (bytearray(capacity * PACKET), bytearray(capacity * PACKET))
+        self._tx = tuple(np.frombuffer(b, dtype=np.uint8).reshape(capacity, PACKET) for b in self._txbufs)
+        self._txviews = tuple(memoryview(b) for b in self._txbufs)
+        self._flip = 0
+        self.paced = paced
         self._rxbuf = bytearray(capacity * FRAME)
         self._rx = np.frombuffer(self._rxbuf, dtype=np.uint8).reshape(capacity, FRAME)
         self._state = bytearray(capacity)  # per row this tick: 0 nothing, 1 frame, 2 conceal
@@ -105,11 +120,13 @@ class RtpBank:
         self._alaw = np.zeros(capacity, dtype=np.bool_)
         self._last8 = np.zeros((capacity, FRAME), dtype=np.int16)
         self._tick: list[Stream] = []
+        self._frames: list[npt.NDArray[np.int16]] = []  # what each stream of `_tick` heard, in the same order
         self._now = math.nan
         self._present = 0
         self.measure_lateness = measure_lateness
         self._durations = np.zeros(window, dtype=np.float64)
         self._send_durations = np.zeros(window, dtype=np.float64)
+        self._receive_durations = np.zeros(window, dtype=np.float64)
         self.lateness_ms = np.zeros(101, dtype=np.int64)
         """Packets by send delay after their tick's due time, in whole ms (last bucket: 100 ms or more); filled
         only with `measure_lateness`."""
@@ -145,7 +162,12 @@ class RtpBank:
 
     def send_dtmf(self, stream: Stream, key: str, duration_ms: float, gap_ms: float) -> None:
         """Queue one RFC 4733 event (sent only while the stream has a telephone-event payload type)."""
-        self.host.call(lambda _engine: stream.dtmf.append((key, duration_ms, gap_ms)))
+
+        def queue(_engine: MediaEngine) -> None:
+            stream.dtmf.append((key, duration_ms, gap_ms))
+            stream.events_on = True
+
+        self.host.call(queue)
 
     def _attach(self, engine: MediaEngine, st: Stream) -> None:
         if st.leg_id in self._by_leg:
@@ -154,14 +176,14 @@ class RtpBank:
             raise KeyError(f"no media leg {st.leg_id!r}")
         row = self._slots.add()
         st.row, st.offset = row, row * PACKET
-        st.view = self._txview[st.offset : st.offset + PACKET]
+        st.views = tuple(view[st.offset : st.offset + PACKET] for view in self._txviews)
         self._streams[row] = st
         self._by_leg[st.leg_id] = st
         self._down.reset(row)
         self._up.reset(row)
         self._last8[row] = 0
         self._alaw[row] = st.params.alaw
-        self._fresh[row] = False
+        self._fresh_flags[row] = 0
         st.present, st.leg_gone = True, False
         self._present += 1
         for sock, is_rtcp in ((st.rtp_sock, False), (st.rtcp_sock, True)):
@@ -169,7 +191,11 @@ class RtpBank:
                 continue
             if self._kernel_ts and _SO_TIMESTAMPNS is not None:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-            self._selector.register(sock, selectors.EVENT_READ, (st, is_rtcp))
+            self._fds[sock.fileno()] = (st, sock, is_rtcp)
+            if self._epoll is not None:
+                self._epoll.register(sock.fileno(), select.EPOLLIN)
+            elif self._selector is not None:
+                self._selector.register(sock, selectors.EVENT_READ)
         st.schedule_rtcp(time.monotonic())
         engine.set_tap(st.leg_id, self._tap)
 
@@ -182,17 +208,22 @@ class RtpBank:
             engine.set_tap(st.leg_id, None)
         for sock in (st.rtp_sock, st.rtcp_sock):
             if sock is not None:
-                self._selector.unregister(sock)
+                self._fds.pop(sock.fileno(), None)
+                if self._epoll is not None:
+                    self._epoll.unregister(sock.fileno())
+                elif self._selector is not None:
+                    self._selector.unregister(sock)
         row = st.row
         if st.present:
             self._present -= 1
-        if self._fresh[row]:  # tapped in a tick whose batch has not run yet
-            self._fresh[row] = False
-            self._tick.remove(st)
+        if self._fresh_flags[row]:  # tapped in a tick whose batch has not run yet
+            self._fresh_flags[row] = 0
+            at = self._tick.index(st)
+            del self._tick[at], self._frames[at]
         del self._by_leg[st.leg_id]
         self._streams[row] = None
         self._slots.remove(row)
-        st.row, st.view, st.present = -1, memoryview(b""), False
+        st.row, st.views, st.present = -1, (), False
 
     def _update(self, st: Stream, params: StreamParams) -> None:
         st.apply(params)
@@ -211,32 +242,37 @@ class RtpBank:
         if st is None:
             return
         row = st.row
-        self._pcm[row] = frame
-        if not self._fresh[row]:
-            self._fresh[row] = True
-            self._tick.append(st)
-            if not st.present:
-                st.present = True
-                self._present += 1
+        if self._fresh_flags[row]:
+            return  # tapped twice in one tick: keep the first
+        self._fresh_flags[row] = 1
+        self._tick.append(st)
+        self._frames.append(frame)
+        if not st.present:
+            st.present = True
+            self._present += 1
         if len(self._tick) >= self._present:
             self._flush(now)
 
     def _flush(self, now: float, late: bool = False) -> None:
         started = time.monotonic()
         tick, self._tick = self._tick, []
+        frames, self._frames = self._frames, []
         n = self._slots.end
         if late:
             for st in self._streams[:n]:
-                if st is not None and st.present and not self._fresh[st.row]:
+                if st is not None and st.present and not self._fresh_flags[st.row]:
                     st.present = False
                     self._present -= 1
         fresh = self._fresh[:n]
         pcm = self._pcm[:n]
         if len(tick) < n:
             pcm[~fresh] = 0
+        if tick:
+            pcm[[st.row for st in tick]] = np.stack(frames)
         self._send(tick, pcm, now)
         sent = time.monotonic()
         self._receive(now)
+        received = time.monotonic()
         self._play(tick, now)
         wall = 0.0
         for st in tick:
@@ -246,6 +282,7 @@ class RtpBank:
         fresh[:] = False
         slot = self.flushes % self._durations.size
         self._send_durations[slot] = sent - started
+        self._receive_durations[slot] = received - sent
         self._durations[slot] = time.monotonic() - started
         self.flushes += 1
 
@@ -256,18 +293,18 @@ class RtpBank:
         alaw = self._alaw[:n]
         if alaw.any():
             codes[alaw] = alaw_encode(pcm8[alaw])
-        self._tx[:n, 12:] = codes
-        pack, buf = _HEADER.pack_into, self._txbuf
-        measure = self.measure_lateness
-        clock = time.monotonic
+        flip = self._flip = 1 - self._flip
+        self._tx[flip][:n, 12:] = codes
+        pack, buf = _HEADER.pack_into, self._txbufs[flip]
+        units = round(now * RATE)
+        batch: list[Outgoing] = []
         for st in tick:
             p = st.params
-            t0 = st.t0
-            if t0 is None:
-                t0 = st.t0 = now
-            ts = (st.ts_base + round((now - t0) * RATE)) & 0xFFFFFFFF
-            events_on = (st.dtmf or st.te.busy) and st.send_event_packets(now, ts)
-            if events_on and st.config.suppress_audio_during_dtmf:
+            offset = st.ts_offset
+            if offset is None:
+                offset = st.ts_offset = st.ts_base - units
+            ts = (offset + units) & 0xFFFFFFFF
+            if st.events_on and st.event_packets(now, ts, batch) and st.config.suppress_audio_during_dtmf:
                 continue
             addr = st.rtp_addr
             if addr is None or not p.sends:
@@ -277,31 +314,54 @@ class RtpBank:
             st.was_sending = True
             pack(buf, st.offset, 0x80, p.payload_type | marker, st.seq, ts, st.ssrc)
             st.seq = (st.seq + 1) & 0xFFFF
+            batch.append((st, st.views[flip], addr))
+        if not batch:
+            return
+        if self.paced:  # at the very start of the next tick, before the engine's own work
+            due = now + _TICK
+            self.host.call(lambda _engine: self._transmit(batch, due))
+        else:
+            self._transmit(batch, now)
+
+    def _transmit(self, batch: list[Outgoing], due: float) -> None:
+        measure = self.measure_lateness
+        clock = time.monotonic
+        for st, data, addr in batch:
+            if st.row < 0:
+                continue  # detached meanwhile: its socket may be closing
             try:
-                st.rtp_sock.sendto(st.view, addr)
+                st.rtp_sock.sendto(data, addr)
             except OSError:
                 st.send_errors += 1
                 continue
             st.packets_sent += 1
-            st.octets_sent += FRAME
+            st.octets_sent += len(data) - 12
             if measure:
-                self.lateness_ms[min(100, int((clock() - now) * 1000.0))] += 1
+                self.lateness_ms[min(100, max(0, int((clock() - due) * 1000.0)))] += 1
+
+    def _ready(self) -> list[int]:
+        if self._epoll is not None:
+            return [fd for fd, _ in self._epoll.poll(0)]
+        assert self._selector is not None
+        return [key.fd for key, _ in self._selector.select(0)]
 
     def _receive(self, now: float) -> None:
-        select = self._selector.select
         kernel = self._kernel_ts
         offset = time.time() - time.monotonic() if kernel else 0.0
         unpack = _TIMESPEC.unpack_from
+        fds = self._fds
         count = 0
         for _ in range(_MAX_ROUNDS):
-            ready = select(0)
+            ready = self._ready()
             if not ready:
                 break
-            for key, _events in ready:
-                st, is_rtcp = key.data
-                sock = key.fileobj
+            for fd in ready:
+                entry = fds.get(fd)
+                if entry is None:
+                    continue
+                st, sock, is_rtcp = entry
                 try:
-                    data, ancillary, _flags, addr = sock.recvmsg(2048, _ANCILLARY)  # type: ignore[union-attr]
+                    data, ancillary, _flags, addr = sock.recvmsg(2048, _ANCILLARY)
                 except (BlockingIOError, InterruptedError):
                     continue
                 except OSError:
@@ -369,10 +429,12 @@ class RtpBank:
 
     def stats(self) -> dict[str, float | int]:
         """Counters and batch durations (ms) over the last `window` ticks (flush = all four steps; send = the
-        conversion, encoding and every sendto); safe from any thread."""
+        conversion, encoding and every sendto; receive = polling, reading and handling every datagram); safe
+        from any thread."""
         k = min(self.flushes, self._durations.size)
         recent = self._durations[:k] * 1000.0 if k else np.zeros(1)
         send = self._send_durations[:k] * 1000.0 if k else np.zeros(1)
+        receive = self._receive_durations[:k] * 1000.0 if k else np.zeros(1)
         out: dict[str, float | int] = {
             "streams": len(self._by_leg),
             "flushes": self.flushes,
@@ -384,6 +446,8 @@ class RtpBank:
             "flush_max_ms": round(float(recent.max()), 3),
             "send_p50_ms": round(float(np.percentile(send, 50)), 3),
             "send_p99_ms": round(float(np.percentile(send, 99)), 3),
+            "receive_p50_ms": round(float(np.percentile(receive, 50)), 3),
+            "receive_p99_ms": round(float(np.percentile(receive, 99)), 3),
         }
         total = int(self.lateness_ms.sum())
         if total:

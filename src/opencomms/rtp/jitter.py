@@ -12,9 +12,12 @@ import bisect
 import enum
 from dataclasses import dataclass
 
+from .packet import RtpPacket
+
 __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
 
 _TS_MOD = 1 << 32
+_HALF = 1 << 31
 
 
 class Lost(enum.Enum):
@@ -120,7 +123,15 @@ class JitterBuffer:
 
     @property
     def target_ms(self) -> float:
+        """Target playout delay, as of the last `pop` (it follows the jitter measured by the packets put)."""
+        self._retarget()
         return self._target * 1000.0 / self._rate
+
+    @property
+    def jitter(self) -> float:
+        """RFC 3550 interarrival jitter J of the packets put, in timestamp units (its transit reference restarts
+        with each talkspurt and after a timestamp jump, where the RFC's would count the gap as jitter)."""
+        return self._jitter
 
     @property
     def jitter_ms(self) -> float:
@@ -155,6 +166,10 @@ class JitterBuffer:
 
     # -- input ---------------------------------------------------------------------------------------------------
 
+    def put_packet(self, packet: RtpPacket, arrival: float) -> None:
+        """`put` for a parsed packet."""
+        self.put(packet.ssrc, packet.timestamp, packet.payload, arrival)
+
     def put(self, ssrc: int, timestamp: int, payload: bytes, arrival: float) -> None:
         """Add one packet's payload (RTP timestamp, arrival time in seconds)."""
         n = len(payload)
@@ -172,15 +187,17 @@ class JitterBuffer:
             self._restart()
         raw_ref = self._raw
         if raw_ref is None:
-            raw = timestamp
+            raw = self._raw = timestamp
         else:
             delta = (timestamp - raw_ref) % _TS_MOD
-            raw = raw_ref + (delta - _TS_MOD if delta >= 1 << 31 else delta)
-        if raw_ref is None or raw > raw_ref:
-            self._raw = raw
+            raw = raw_ref + (delta - _TS_MOD if delta >= _HALF else delta)
+            if raw > raw_ref:
+                self._raw = raw
         ext = raw + self._shift
-        if self._order or self._play is not None:
-            anchor = self._order[0] if self._play is None else self._play
+        play = self._play
+        order = self._order
+        if order or play is not None:
+            anchor = order[0] if play is None else play
             if ext - self._end > self._jump or anchor - ext > self._jump:
                 # The sender's clock jumped (no new SSRC): continue its audio right after what is buffered.
                 self.jumps += 1
@@ -189,12 +206,17 @@ class JitterBuffer:
                 ext = target
                 self._transit = None
         self.received += 1
-        self._estimate(ext, arrival)
-        play = self._play
+        # RFC 3550 A.8 interarrival jitter, in timestamp units (inline: this runs for every packet).
+        transit = arrival * self._rate - ext
+        last = self._transit
+        if last is not None:
+            d = transit - last if transit > last else last - transit
+            if d < self._jump:  # a jump in transit is a clock change, not jitter
+                self._jitter += (d - self._jitter) * 0.0625
+        self._transit = transit
         if play is not None and ext + n <= play:
             self.late += 1
             self._peak = max(self._peak, play - ext + self.frame_samples)
-            self._retarget()
             return
         packets = self._packets
         if ext in packets:
@@ -203,7 +225,6 @@ class JitterBuffer:
         if not packets and play is None:
             self._since = arrival
         packets[ext] = payload
-        order = self._order
         if not order or ext > order[-1]:
             order.append(ext)
         else:
@@ -217,18 +238,8 @@ class JitterBuffer:
             if play is not None and play < oldest + len(gone):
                 self._play = oldest + len(gone)
 
-    def _estimate(self, ext: int, arrival: float) -> None:
-        transit = arrival * self._rate - ext
-        if self._transit is not None:
-            d = abs(transit - self._transit)
-            if d < self._jump:  # a jump in transit is a clock change, not jitter
-                self._jitter += (d - self._jitter) / 16.0
-        self._transit = transit
-        self._retarget()
-
     def _retarget(self) -> None:
-        frame = self.frame_samples
-        want = max(frame + 4.0 * self._jitter, self._peak)
+        want = max(self.frame_samples + 4.0 * self._jitter, self._peak)
         self._target = min(self._max, max(self._min, want))
 
     # -- output --------------------------------------------------------------------------------------------------
@@ -237,6 +248,7 @@ class JitterBuffer:
         """The next 20 ms frame, LOST, or None (see the class docstring). Call once per 20 ms."""
         frame = self.frame_samples
         self._peak *= 0.998  # ~7 s half-life at 50 pops/s
+        self._retarget()
         play = self._play
         if play is None:
             if not self._order or (now - self._since) * self._rate < self._target - 1e-6:

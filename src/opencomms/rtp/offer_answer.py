@@ -199,13 +199,18 @@ def _session(
     return SessionDescription(origin, name, conn, ((0, 0),), tuple(media))
 
 
+def _origin_numbers(session_id: int | None, version: int | None) -> tuple[int, int]:
+    sid = secrets.randbits(62) if session_id is None else session_id
+    return sid, sid if version is None else version
+
+
 def make_offer(
     local_ip: str,
     local_port: int,
     codecs: Sequence[Codec] = DEFAULT_CODECS,
     *,
-    session_id: int,
-    version: int,
+    session_id: int | None = None,
+    version: int | None = None,
     direction: Direction = Direction.SENDRECV,
     telephone_event_pt: int | None = 101,
     ptime: int | None = 20,
@@ -213,9 +218,11 @@ def make_offer(
     session_name: str = "-",
 ) -> SessionDescription:
     """An offer for one audio stream: `codecs` in preference order, telephone-event 0-16 on
-    `telephone_event_pt` (None: no RFC 4733), `direction` (sendonly to hold, inactive...)."""
+    `telephone_event_pt` (None: no RFC 4733), `direction` (sendonly to hold, inactive...). Without a
+    `session_id` a random one is drawn, and `version` defaults to it; use LocalSdp to keep them across a dialog."""
     if not codecs:
         raise ValueError("an offer needs at least one codec")
+    session_id, version = _origin_numbers(session_id, version)
     events = SUPPORTED_EVENTS if telephone_event_pt is not None else frozenset()
     media = _audio_media(local_port, "RTP/AVP", codecs, telephone_event_pt, events, direction, ptime)
     return _session(local_ip, session_id, version, username, session_name, [media])
@@ -227,8 +234,8 @@ def answer(
     local_port: int,
     supported: Sequence[Codec] = DEFAULT_CODECS,
     *,
-    session_id: int,
-    version: int,
+    session_id: int | None = None,
+    version: int | None = None,
     direction: Direction = Direction.SENDRECV,
     telephone_event: bool = True,
     ptime: int | None = 20,
@@ -240,7 +247,8 @@ def answer(
     same clock (events intersected with 0-16); every other m= line is rejected with port 0. Our direction is
     what the offer allows of `direction` (our wish, e.g. sendonly when we hold): an offer that does not receive
     (sendonly, inactive, or c=0.0.0.0) gets no audio from us. Raises NegotiationError (488) when no stream can be
-    accepted, SdpError when the accepted stream has no connection address."""
+    accepted, SdpError when the accepted stream has no connection address. Origin numbers as in make_offer."""
+    session_id, version = _origin_numbers(session_id, version)
     chosen: NegotiatedAudio | None = None
     media: list[MediaDescription] = []
     reasons: list[str] = []

@@ -14,6 +14,7 @@ import math
 import random
 import secrets
 import socket
+import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -43,12 +44,16 @@ from .rtcp import (
 )
 from .stats import CallQuality, ReceiverStats, round_trip_time
 
-__all__ = ["RtpConfig", "Stream", "StreamParams"]
+__all__ = ["Outgoing", "RtpConfig", "Stream", "StreamParams"]
 
 log = logging.getLogger("opencomms.rtp")
 
 RATE = 8000
 ULAW, ALAW, EVENT = 0, 1, 2
+_FIXED = struct.Struct("!BBHII")
+
+Outgoing = tuple["Stream", "memoryview | bytes", tuple[str, int]]
+"""A packet ready to go: (stream, datagram, destination)."""
 _KINDS = {"PCMU": ULAW, "PCMA": ALAW, "telephone-event": EVENT}
 
 
@@ -152,12 +157,16 @@ class Stream:
         # send (the bank's numbering state)
         self.row = -1
         self.offset = 0
-        self.view = memoryview(b"")
+        self.views: tuple[memoryview, ...] = ()
+        """This stream's packet slot in each of the bank's two packet buffers."""
         self.present = False
         self.leg_gone = False
         self.seq = secrets.randbelow(1 << 16)
         self.ts_base = secrets.randbits(32)
-        self.t0: float | None = None
+        self.ts_offset: int | None = None
+        """RTP timestamp = (ts_offset + round(tick time * 8000)) mod 2^32, fixed by the first tick."""
+        self.events_on = False
+        """An RFC 4733 event is queued or being sent (checked by the bank every tick)."""
         self.was_sending = False
         self.conceal = 0
         self.te = TelephoneEventSender(RATE, 20, config.dtmf_volume)
@@ -208,18 +217,24 @@ class Stream:
 
     def rtp_timestamp(self, at: float) -> int | None:
         """Our RTP timestamp at engine time `at` (None before the first tick): timestamps follow the tick clock."""
-        t0 = self.t0
-        return None if t0 is None else (self.ts_base + round((at - t0) * RATE)) & 0xFFFFFFFF
+        offset = self.ts_offset
+        return None if offset is None else (offset + round(at * RATE)) & 0xFFFFFFFF
 
     # -- receive (engine thread) ---------------------------------------------------------------------------------
 
     def on_rtp(self, data: bytes, addr: tuple[str, int], arrival: float) -> None:
         """One datagram from the RTP socket, received at `arrival` (engine clock)."""
-        try:
-            pt, _marker, seq, ts, ssrc, start, end = parse_header(data)
-        except RtpError:
-            self.invalid_packets += 1
-            return
+        if len(data) >= 12 and data[0] == 0x80 and not 72 <= data[1] & 0x7F <= 76:
+            # The common case: version 2, no padding, extension or CSRCs (parse_header would agree).
+            _, pt, seq, ts, ssrc = _FIXED.unpack_from(data)
+            pt &= 0x7F
+            start, end = 12, len(data)
+        else:
+            try:
+                pt, _marker, seq, ts, ssrc, start, end = parse_header(data)
+            except RtpError:
+                self.invalid_packets += 1
+                return
         if addr != self._source and not self._latch(addr, arrival):
             self.foreign_packets += 1
             return
@@ -231,7 +246,11 @@ class Stream:
         stats = self.stats
         if stats is None or stats.ssrc != ssrc:
             stats = self._new_source(ssrc, seq)
-        stats.update_seq(seq)
+        if seq == stats.max_seq + 1 and not stats.probation:  # in sequence, no wrap: A.1's common case
+            stats.max_seq = seq
+            stats.received += 1
+        else:
+            stats.update_seq(seq)
         self.packets_received += 1
         self.octets_received += end - start
         if not self.params.receives:
@@ -239,7 +258,6 @@ class Stream:
         if kind == EVENT:
             self._on_event(data[start:end], ts, arrival)
             return
-        stats.update_jitter(ts, arrival)
         payload = data[start:end]
         if kind != self._law:
             payload = (ulaw_to_alaw(payload) if kind == ULAW else alaw_to_ulaw(payload)).tobytes()
@@ -316,7 +334,10 @@ class Stream:
         sock, addr = self.rtcp_sock, self.rtcp_addr
         if sock is None or addr is None:
             return
-        blocks = (self.stats.report_block(now),) if self.stats is not None else ()
+        blocks: tuple[ReportBlock, ...] = ()
+        if self.stats is not None:
+            self.stats.jitter = self.jb.jitter  # the jitter buffer runs the A.8 estimator on every audio packet
+            blocks = (self.stats.report_block(now),)
         ts = self.rtp_timestamp(now)
         sent = self.packets_sent
         first: RtcpPacket
@@ -335,12 +356,14 @@ class Stream:
         except OSError:
             self.send_errors += 1
 
-    def send_event_packets(self, now: float, ts: int) -> bool:
-        """RFC 4733 packets due now (starting the next queued key when idle); True while an event is on."""
+    def event_packets(self, now: float, ts: int, out: list[Outgoing]) -> bool:
+        """Append the RFC 4733 packets due now to `out` (starting the next queued key when idle); True while an
+        event is on. Sequence numbers are taken here, in sending order with the audio."""
         te_pt = self.params.telephone_event
         sender = self.te
         if te_pt is None:
             self.dtmf.clear()
+            self.events_on = False
             return False
         if not sender.busy and self.dtmf and now >= self.dtmf_next - 1e-6:
             key, duration_ms, gap_ms = self.dtmf.popleft()
@@ -350,17 +373,11 @@ class Stream:
         for packet in sender.poll(now + 1e-6):
             if addr is None or not self.params.sends:
                 continue
-            payload = bytes(packet.payload)
             header = pack_header(te_pt, packet.marker, self.seq, packet.timestamp, self.ssrc)
             self.seq = (self.seq + 1) & 0xFFFF
-            try:
-                self.rtp_sock.sendto(header + payload, addr)
-            except OSError:
-                self.send_errors += 1
-                continue
+            out.append((self, header + bytes(packet.payload), addr))
             self.events_sent += 1
-            self.packets_sent += 1
-            self.octets_sent += len(payload)
+        self.events_on = sender.busy or bool(self.dtmf)
         return sender.busy
 
     # -- figures (any thread) ----------------------------------------------------------------------------------------
@@ -375,7 +392,7 @@ class Stream:
             packets_received=self.packets_received,
             packets_lost=lost,
             loss_percent=round(100.0 * lost / expected, 3) if expected > 0 else 0.0,
-            jitter_ms=round(stats.jitter * 1000.0 / RATE, 3) if stats is not None else 0.0,
+            jitter_ms=round(self.jb.jitter_ms, 3),
             rtt_ms=round(self.rtt * 1000.0, 3) if self.rtt is not None else None,
             remote_packets_lost=block.cumulative_lost if block is not None else None,
             remote_loss_percent=round(block.fraction_lost * 100.0 / 256.0, 3) if block is not None else None,

@@ -87,14 +87,14 @@ def tone(seconds: float, freq: float = 1000.0, level: int = 8000) -> np.ndarray:
 
 
 def setup(
-    udp: Callable[[], socket.socket], peer: socket.socket | None = None, **params: Any
+    udp: Callable[[], socket.socket], peer: socket.socket | None = None, *, paced: bool = False, **params: Any
 ) -> tuple[ManualHost, RtpBank, Stream, socket.socket]:
     engine = MediaEngine(8)
     host = ManualHost(engine)
     for leg in ("bot", "sip"):
         engine.add_leg(leg)
         engine.join(leg, "call")
-    bank = RtpBank(host, capacity=4, kernel_timestamps=False)  # arrivals on the hand-made tick clock
+    bank = RtpBank(host, capacity=4, kernel_timestamps=False, paced=paced)  # arrivals on the hand-made tick clock
     peer = peer or udp()
     stream = Stream("sip", udp(), udp(), ssrc=0x5150)
     stream.apply(StreamParams(remote_rtp=peer.getsockname(), **params))
@@ -124,6 +124,29 @@ def test_packets_follow_the_tick_clock(udp: Callable[[], socket.socket]) -> None
     (late,) = received(peer)
     assert (late.timestamp - packets[-1].timestamp) % (1 << 32) == 160 * 4 and not late.marker
     assert stream.packets_sent == 11 and stream.octets_sent == 11 * 160
+
+
+def test_paced_sending_goes_out_at_the_start_of_the_next_tick(udp: Callable[[], socket.socket]) -> None:
+    host, bank, stream, peer = setup(udp, paced=True, telephone_event=101)
+    bank.measure_lateness = True
+    host.tick(0.0)
+    assert received(peer) == []  # built in tick 0, queued for the start of tick 1
+    bank.send_dtmf(stream, "3", 40.0, 40.0)
+    host.tick(0.02)
+    (first,) = received(peer)
+    assert first.marker and first.payload_type == 0 and stream.packets_sent == 1
+    host.tick(0.04)
+    (event,) = received(peer)  # tick 1's event packet: audio held back while the key is on
+    assert event.payload_type == 101 and event.marker and (event.sequence - first.sequence) % 65536 == 1
+    assert (event.timestamp - first.timestamp) % (1 << 32) == 160
+    detached = bank.detach(stream, bye=False)
+    host.tick(0.06)  # tick 2's packet was queued before the detach: it still goes
+    assert detached.result() is None and [p.payload_type for p in received(peer)] == [101]
+    host.tick(0.08)
+    assert received(peer) == []
+    bank._transmit([(stream, b"late", peer.getsockname())], 0.1)  # a batch that outlived its stream's detach
+    assert received(peer) == [] and stream.packets_sent == 3
+    assert int(bank.lateness_ms.sum()) == 3 and bank.stats()["packets_measured"] == 3
 
 
 def test_alaw_hold_and_resume(udp: Callable[[], socket.socket]) -> None:
@@ -240,7 +263,7 @@ def test_a_leg_removed_elsewhere_only_delays_one_batch(udp: Callable[[], socket.
     host = ManualHost(engine)
     for leg in ("a", "b"):
         engine.add_leg(leg)
-    bank = RtpBank(host, capacity=4)
+    bank = RtpBank(host, capacity=4, paced=False)
     peer = udp()
     streams = [Stream(leg, udp()) for leg in ("a", "b")]
     for st in streams:

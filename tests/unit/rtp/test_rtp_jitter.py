@@ -9,6 +9,7 @@ import random
 import pytest
 
 from opencomms.rtp.jitter import LOST, JitterBuffer, JitterConfig
+from opencomms.rtp.packet import RtpPacket
 
 F = 160
 Arrival = tuple[float, int, bytes, int]  # (arrival, timestamp, payload, ssrc)
@@ -229,3 +230,9 @@ def test_config_validation_and_reset() -> None:
     assert len(jb) == 0 and not jb.playing and jb.pop(1.0) is None
     jb.put(1, 0, b"", 0.0)
     assert len(jb) == 0
+
+
+def test_put_packet() -> None:
+    jb = JitterBuffer()
+    jb.put_packet(RtpPacket(0, 1, 1000, 5, frame(3)), 0.0)
+    assert jb.pop(0.04) == frame(3)

@@ -290,3 +290,10 @@ def test_event_lists() -> None:
         parse_events("0-x")
     with pytest.raises(SdpError):
         parse_events("9-3")
+
+
+def test_origin_numbers_default_to_a_random_session_id() -> None:
+    result = answer(SessionDescription.parse(ASTERISK), ME, 20000)
+    assert result.sdp.origin.version == result.sdp.origin.session_id > 0
+    offer = make_offer(ME, 20000, session_id=7)
+    assert (offer.origin.session_id, offer.origin.version) == (7, 7)
