@@ -640,27 +640,10 @@ class CallService:
         self, conv: Conversation, identity: JsonObj, *, source: JsonObj, targets: list[JsonObj], ring_group: str | None
     ) -> Call:
         """Create a ringing external leg and have the gateway place the call."""
-        now = self.clock()
-        leg = Call(
-            id=new_id(),
-            tenant_id=conv.tenant_id,
-            app_id="",
-            direction=CallDirection.INCOMING,
-            state=CallState.INCOMING,
-            conversation_id=conv.id,
-            my_participant_id=new_id(),
-            source_id=self._new_source_id(),
-            identity=identity,
-            source=source,
-            targets=targets,
-            requested_modalities=["audio"],
-            created_at=now,
-            answer_deadline=now + self.timeouts.dial,
-            ring_group=ring_group,
-            external="dial",
+        leg = self._incoming_leg(
+            conv, "", identity, source=source, targets=targets, ring_for=self.timeouts.dial, ring_group=ring_group
         )
-        self._add(conv, leg)
-        self._push_timer(leg.answer_deadline, leg.id)  # type: ignore[arg-type]
+        leg.external = "dial"
         self.gateway.dial(leg)
         return leg
 
@@ -680,11 +663,37 @@ class CallService:
         if not app.callback_url:
             conv.failure = results.NO_CALLEE_ENDPOINTS
             return None
+        leg = self._incoming_leg(
+            conv,
+            app.id,
+            identity,
+            source=source,
+            targets=targets,
+            ring_for=timeout if timeout is not None else self.timeouts.answer,
+            ring_group=ring_group,
+        )
+        leg.callback_uri = app.callback_url
+        leg.incoming_context = incoming_context
+        self.notify(leg, notes.call_created(leg))
+        return leg
+
+    def _incoming_leg(
+        self,
+        conv: Conversation,
+        app_id: str,
+        identity: JsonObj,
+        *,
+        source: JsonObj,
+        targets: list[JsonObj],
+        ring_for: float,
+        ring_group: str | None,
+    ) -> Call:
+        """A new ringing leg in `conv` (a bot's, or an external one with an empty `app_id`), with its ring timer."""
         now = self.clock()
         leg = Call(
             id=new_id(),
             tenant_id=conv.tenant_id,
-            app_id=app.id,
+            app_id=app_id,
             direction=CallDirection.INCOMING,
             state=CallState.INCOMING,
             conversation_id=conv.id,
@@ -695,14 +704,11 @@ class CallService:
             targets=targets,
             requested_modalities=["audio"],
             created_at=now,
-            callback_uri=app.callback_url,
-            incoming_context=incoming_context,
-            answer_deadline=now + (timeout if timeout is not None else self.timeouts.answer),
+            answer_deadline=now + ring_for,
             ring_group=ring_group,
         )
         self._add(conv, leg)
-        self._push_timer(leg.answer_deadline, leg.id)  # type: ignore[arg-type]
-        self.notify(leg, notes.call_created(leg))
+        self._push_timer(now + ring_for, leg.id)
         return leg
 
     def _connect(self, conv: Conversation) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from opencomms.calling.model import Call, JsonObj
@@ -53,7 +53,6 @@ class SipCall:
     dialog_call_id: str | None = None
     answered: bool = False
     closed: bool = False
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
 
 
 class SipGateway:
