@@ -1,0 +1,158 @@
+"""CommunicationsClient: the stateful calling API — a calls collection kept from notifications, and events.
+
+It owns a NotificationReceiver (serve `comms.receiver` with any ASGI server, or `serve_receiver`). Each
+notification first updates its Call (in order per call), then the application's callbacks run, in order per
+call but outside the receiver's lane, so a callback may await call actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+from opencomms.sdk.builders import JsonObj
+from opencomms.sdk.calling.call import ENDED, Call
+from opencomms.sdk.calling.pump import CallbackPump
+from opencomms.sdk.client import CommsClient
+from opencomms.sdk.jwks import DEFAULT_CALLBACK_ISSUER
+from opencomms.sdk.notifications import Notification, ResourceKind
+from opencomms.sdk.receiver import NotificationReceiver
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EVENTS = ("incoming_call", "call_updated", "participants_updated", "tone_received", "operation_completed", "call_ended")
+
+
+class CommunicationsClient:
+    """Calls of one bot application, with events. Callbacks may be plain functions or coroutine functions:
+
+    - `on_incoming_call(call)`; `on_call_updated(call, notification)`; `on_participants_updated(call, participants)`;
+    - `on_tone_received(call, tone)`; `on_operation_completed(call, operation)`; `on_call_ended(call)`.
+    """
+
+    def __init__(
+        self,
+        client: CommsClient,
+        *,
+        callback_uri: str,
+        app_id: str,
+        jwks_url: str,
+        issuer: str = DEFAULT_CALLBACK_ISSUER,
+        keep_alive_interval: float = 900.0,
+        tenants: Iterable[str] | None = None,
+    ) -> None:
+        self.client = client
+        self.callback_uri = callback_uri
+        self.app_id = app_id
+        self.keep_alive_interval = keep_alive_interval
+        self.receiver = NotificationReceiver(
+            app_id=app_id, jwks_url=jwks_url, issuer=issuer, tenants=tenants, handler=self._on_notification
+        )
+        self.calls: dict[str, Call] = {}
+        self._callbacks: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
+        self._pump = CallbackPump()
+
+    # -- registration ----------------------------------------------------------------------------------
+    def _on(self, event: str, fn: F) -> F:
+        self._callbacks[event].append(fn)
+        return fn
+
+    def on_incoming_call(self, fn: F) -> F:
+        return self._on("incoming_call", fn)
+
+    def on_call_updated(self, fn: F) -> F:
+        return self._on("call_updated", fn)
+
+    def on_participants_updated(self, fn: F) -> F:
+        return self._on("participants_updated", fn)
+
+    def on_tone_received(self, fn: F) -> F:
+        return self._on("tone_received", fn)
+
+    def on_operation_completed(self, fn: F) -> F:
+        return self._on("operation_completed", fn)
+
+    def on_call_ended(self, fn: F) -> F:
+        return self._on("call_ended", fn)
+
+    # -- calls -----------------------------------------------------------------------------------------
+    def _call(self, call_id: str) -> Call:
+        call = self.calls.get(call_id)
+        if call is None:
+            call = self.calls[call_id] = Call(self, call_id)
+        return call
+
+    async def create_call(
+        self, targets: Sequence[JsonObj], *, media_config: JsonObj | None = None, **options: Any
+    ) -> Call:
+        """Place a call (options as `CommsClient.create_call`); returns the Call (state `establishing`).
+
+        Await `call.wait_state("established")` for the answer.
+        """
+        info = await self.client.create_call(
+            targets=targets, callback_uri=self.callback_uri, media_config=media_config, **options
+        )
+        call = self._call(info.id)
+        call.info = info
+        if call.state is None:
+            call.state = info.state
+        return call
+
+    async def join(self) -> None:
+        """Wait until every received notification and every callback it caused has been handled."""
+        await self.receiver.join()
+        await self._pump.join()
+
+    async def close(self) -> None:
+        for call in self.calls.values():
+            call.close()
+        await self._pump.close()
+        await self.receiver.aclose()
+
+    async def __aenter__(self) -> CommunicationsClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- notifications ---------------------------------------------------------------------------------
+    async def _on_notification(self, note: Notification) -> None:
+        if not note.call_id:
+            return
+        if note.call_id not in self.calls and note.change_type == "deleted" and note.kind is not ResourceKind.CALL:
+            return  # an operation of a call we no longer track
+        call = self._call(note.call_id)
+        await call.apply(note)
+        self._emit(call, note)
+        if call.terminated.is_set():
+            self.calls.pop(call.id, None)
+
+    def _emit(self, call: Call, note: Notification) -> None:
+        if note.kind is ResourceKind.CALL:
+            if note.is_incoming_call:
+                self._fire("incoming_call", call)
+            tone = note.tone
+            if tone is not None:
+                self._fire("tone_received", call, tone)
+            else:
+                self._fire("call_updated", call, note)
+            if note.state == ENDED:
+                self._fire("call_ended", call)
+        elif note.kind is ResourceKind.PARTICIPANTS:
+            self._fire("participants_updated", call, note.participants)
+        elif note.kind is ResourceKind.OPERATION:
+            op = note.operation
+            if op is not None and op.finished:
+                self._fire("operation_completed", call, op)
+
+    def _fire(self, event: str, *args: Any) -> None:
+        call: Call = args[0]
+        for fn in self._callbacks[event]:
+            self._pump.submit(call.id, _bind(fn, args))
+
+
+def _bind(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[], Any]:
+    return lambda: fn(*args)
+
+
+__all__ = ["CommunicationsClient"]

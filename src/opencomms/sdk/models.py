@@ -1,0 +1,193 @@
+"""Typed views of Graph resources the SDK returns: call, participant, commsOperation, resultInfo, toneInfo.
+
+Each is a frozen dataclass read tolerantly from Graph JSON (`from_wire`), keeping the full JSON in `raw`
+for members not surfaced as attributes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+JsonObj = dict[str, Any]
+
+TONE_KEYS = {f"tone{i}": str(i) for i in range(10)} | {
+    "star": "*",
+    "pound": "#",
+    "a": "A",
+    "b": "B",
+    "c": "C",
+    "d": "D",
+    "flash": "!",
+}
+"""Graph `tone` names -> keypad characters."""
+KEY_TONES = {key: name for name, key in TONE_KEYS.items()}
+"""Keypad characters -> Graph `tone` names."""
+
+
+def _str(obj: JsonObj, key: str) -> str | None:
+    value = obj.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _obj(obj: JsonObj, key: str) -> JsonObj | None:
+    value = obj.get(key)
+    return value if isinstance(value, dict) else None
+
+
+def tone_key(tone: str) -> str:
+    """'tone5' -> '5', 'pound' -> '#'; unknown names come back unchanged."""
+    return TONE_KEYS.get(tone.lower(), tone)
+
+
+def tone_names(keys: str) -> list[str]:
+    """'12#' -> ['tone1', 'tone2', 'pound'] (raises ValueError on a character that is not a key)."""
+    out = []
+    for ch in keys:
+        name = KEY_TONES.get(ch.upper())
+        if name is None:
+            raise ValueError(f"{ch!r} is not a DTMF key (0-9, *, #, A-D)")
+        out.append(name)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ResultInfo:
+    code: int
+    subcode: int
+    message: str | None = None
+
+    @classmethod
+    def from_wire(cls, value: Any) -> ResultInfo | None:
+        if not isinstance(value, dict):
+            return None
+        code, subcode = value.get("code"), value.get("subcode")
+        return cls(
+            code if isinstance(code, int) else 0,
+            subcode if isinstance(subcode, int) else 0,
+            _str(value, "message"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ToneInfo:
+    sequence_id: int
+    tone: str
+    """Graph's name (`tone0`-`tone9`, `star`, `pound`, `a`-`d`, `flash`)."""
+
+    @property
+    def key(self) -> str:
+        """The keypad character: '0'-'9', '*', '#', 'A'-'D'."""
+        return tone_key(self.tone)
+
+    @classmethod
+    def from_wire(cls, value: Any) -> ToneInfo | None:
+        if not isinstance(value, dict) or not isinstance(value.get("tone"), str):
+            return None
+        seq = value.get("sequenceId")
+        return cls(seq if isinstance(seq, int) else 0, value["tone"])
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """A `call` resource as returned by create/get, or the call data of a notification."""
+
+    id: str
+    state: str | None
+    direction: str | None = None
+    call_chain_id: str | None = None
+    my_participant_id: str | None = None
+    tenant_id: str | None = None
+    callback_uri: str | None = None
+    source: JsonObj | None = None
+    targets: list[JsonObj] = field(default_factory=list)
+    result_info: ResultInfo | None = None
+    raw: JsonObj = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_wire(cls, value: JsonObj, call_id: str | None = None) -> CallInfo:
+        targets = value.get("targets")
+        return cls(
+            id=_str(value, "id") or call_id or "",
+            state=_str(value, "state"),
+            direction=_str(value, "direction"),
+            call_chain_id=_str(value, "callChainId"),
+            my_participant_id=_str(value, "myParticipantId"),
+            tenant_id=_str(value, "tenantId"),
+            callback_uri=_str(value, "callbackUri"),
+            source=_obj(value, "source"),
+            targets=[t for t in targets if isinstance(t, dict)] if isinstance(targets, list) else [],
+            result_info=ResultInfo.from_wire(value.get("resultInfo")),
+            raw=value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    id: str
+    identity: JsonObj
+    is_muted: bool = False
+    source_ids: tuple[str, ...] = ()
+    """Media source ids of the participant's streams (audio's sourceId identifies it in unmixed media)."""
+    raw: JsonObj = field(default_factory=dict, repr=False)
+
+    @property
+    def app_id(self) -> str | None:
+        app = self.identity.get("application")
+        return _str(app, "id") if isinstance(app, dict) else None
+
+    @classmethod
+    def from_wire(cls, value: JsonObj) -> Participant:
+        info = _obj(value, "info") or {}
+        streams = value.get("mediaStreams")
+        sources = tuple(
+            s["sourceId"]
+            for s in (streams if isinstance(streams, list) else [])
+            if isinstance(s, dict) and isinstance(s.get("sourceId"), str)
+        )
+        return cls(
+            id=_str(value, "id") or "",
+            identity=_obj(info, "identity") or {},
+            is_muted=value.get("isMuted") is True,
+            source_ids=sources,
+            raw=value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A commsOperation (playPrompt, record, sendDtmfTones, ...): `running` now, or finished."""
+
+    id: str
+    type: str
+    """Short type name, e.g. `playPromptOperation`."""
+    status: str
+    client_context: str | None = None
+    result_info: ResultInfo | None = None
+    completion_reason: str | None = None
+    recording_location: str | None = None
+    recording_access_token: str | None = None
+    raw: JsonObj = field(default_factory=dict, repr=False)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in ("completed", "failed")
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+    @classmethod
+    def from_wire(cls, value: JsonObj) -> Operation:
+        kind = (_str(value, "@odata.type") or "").rsplit(".", 1)[-1]
+        return cls(
+            id=_str(value, "id") or "",
+            type=kind,
+            status=_str(value, "status") or "",
+            client_context=_str(value, "clientContext"),
+            result_info=ResultInfo.from_wire(value.get("resultInfo")),
+            completion_reason=_str(value, "completionReason"),
+            recording_location=_str(value, "recordingLocation"),
+            recording_access_token=_str(value, "recordingAccessToken"),
+            raw=value,
+        )
