@@ -87,6 +87,12 @@ class MediaConfig:
     """Seconds a recording is kept after its call ends."""
     recording_max_age: float = 86400.0
     """Seconds after which a recording is deleted even if its call is still going on."""
+    app_hosted_connect_timeout: float = 10.0
+    """Seconds the node keeps trying to reach an application-hosted call's media WebSocket (and allows one
+    reconnect after a drop) before the call ends with 410/9140 (410/9141 after a drop)."""
+    app_hosted_allow_private: tuple[str, ...] = ()
+    """Hosts or CIDRs of application-hosted media endpoints allowed although private or loopback (a bot on the
+    node's machine in development: "127.0.0.1"). Everything else private is refused (server-side request forgery)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +111,22 @@ class SipConfig:
     """Last RTP port."""
     max_calls: int = 1000
     """Concurrent SIP calls; further INVITEs get 503 with Retry-After."""
+    call_rate_per_source: float = 500.0
+    """New inbound calls per second one source address may start (0: unlimited); beyond, 503 with Retry-After."""
+    call_burst_per_source: float = 1000.0
+    """New inbound calls one source address may start at once (token bucket size for call_rate_per_source)."""
     media_timeout: float = 30.0
     """Seconds without RTP from an answered phone after which its call ends (410/301005)."""
     domain: str = ""
     """Registrar domain and digest realm for softphone users (default: public_host)."""
+    register_min_expires: int = 60
+    """Shortest registration a softphone may ask for, in seconds (shorter: 423 Interval Too Brief)."""
+    register_max_expires: int = 3600
+    """Longest registration granted, in seconds (longer requests are shortened to this)."""
+    register_digest_algorithms: tuple[str, ...] = ("MD5",)
+    """Digest algorithms offered to registering softphones, preferred first (MD5, SHA-256). Some clients
+    (baresip 1.0) refuse a 401 that also offers an algorithm they do not know: add SHA-256 only if all yours
+    support it."""
     trunk_uri: str = ""
     """SIP trunk for outgoing calls to phone numbers, e.g. sip:trunk.example.com:5060 (empty: none)."""
     trunk_username: str = ""

@@ -21,6 +21,7 @@ from opencomms.api import ApiContext, build_app
 from opencomms.api.throttle import Throttle, ThrottleConfig
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.tokens import TokenService
+from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService, CallTimeouts
@@ -117,6 +118,13 @@ class Node:
         self.media = MediaService(
             self.calls, _EnginePort(self.engine, mc.max_legs), self.prompts, self.recordings, public_url=self.public_url
         )
+        self.app_hosted = AppHostedMedia(
+            self.calls,
+            _EnginePort(self.engine, mc.max_legs),
+            connect_timeout=mc.app_hosted_connect_timeout,
+            allow_private=mc.app_hosted_allow_private,
+        )
+        self.media.observers.append(self.app_hosted)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
@@ -145,6 +153,7 @@ class Node:
         self._loop = asyncio.get_running_loop()
         self.engine.start()
         self._stack.callback(self.engine.stop)
+        self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.prompts.close)
         self.calls.load()
         await self._stack.enter_async_context(self.dispatcher)
@@ -184,6 +193,7 @@ class Node:
             "calls": self.calls.active_calls,
             "notifications": dataclasses.asdict(self.dispatcher.stats),
             "media": {**self.media.stats, **self.engine.stats()},
+            "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else {"port": self.sip.port, "calls": self.sip.active},
         }
 

@@ -37,7 +37,8 @@ def test_failures_round_trip_to_sensible_statuses() -> None:
     assert failure_for_status(603) is results.DECLINED
     assert failure_for_status(404) is results.CALLEE_UNREACHABLE
     assert failure_for_status(408) is results.NO_ANSWER
-    assert failure_for_status(502, "Bad Gateway").code == 480
+    assert (failure_for_status(502, "Bad Gateway").code, failure_for_status(503).subcode) == (502, 9131)
+    assert failure_for_status(302, "Moved Temporarily").code == 480
     assert status_for_failure(results.BUSY) == (486, "Busy Here")
     assert status_for_failure(results.DECLINED) == (603, "Decline")
     assert status_for_failure(results.NO_ANSWER)[0] == 480

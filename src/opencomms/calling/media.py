@@ -55,6 +55,17 @@ class EnginePort(Protocol):
     def call(self, fn: Callable[[eng.MediaEngine], None]) -> None: ...
 
 
+class LegObserver(Protocol):
+    """Something else that follows media legs (application-hosted media): told after a leg joins the engine,
+    before it leaves, and of every engine event."""
+
+    def connected(self, call: Call) -> None: ...
+
+    def ending(self, call: Call) -> None: ...
+
+    def on_events(self, events: Sequence[eng.MediaEvent]) -> None: ...
+
+
 class PromptLoader(Protocol):
     async def load(self, spec: PromptSpec) -> Audio: ...
 
@@ -158,6 +169,7 @@ class MediaService:
         self._ops: dict[str, MediaOp] = {}
         self._legs_in_engine = 0
         self._beep = beep()
+        self.observers: list[LegObserver] = []
         calls.media = self
 
     # -- lifecycle ---------------------------------------------------------------------------------------
@@ -213,8 +225,12 @@ class MediaService:
                 engine.set_muted(leg, True)
 
         self.engine.call(join)
+        for observer in self.observers:
+            observer.connected(call)
 
     def ending(self, call: Call) -> None:
+        for observer in self.observers:
+            observer.ending(call)
         cm = self._media.pop(call.id, None)
         if cm is not None:
             for op in [*cm.queue, *cm.tones.values()]:
@@ -304,6 +320,11 @@ class MediaService:
                 self._on_event(event)
             except Exception:
                 log.exception("media event failed", extra={"call_id": getattr(event, "leg_id", None)})
+        for observer in self.observers:
+            try:
+                observer.on_events(events)
+            except Exception:
+                log.exception("media observer failed")
 
     def _on_event(self, event: eng.MediaEvent) -> None:
         if isinstance(event, eng.ToneDetected):

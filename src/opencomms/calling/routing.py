@@ -66,6 +66,9 @@ class Router:
                 return Route(identity=ids, external=True)
             return Route(identity=ids, failure=results.CANNOT_ROUTE)
         if self.reachable is not None and self.reachable(tenant_id, ids):
+            user = self.directory.get_user(str(ids["user"].get("id") or "")) if "user" in ids else None
+            if user is not None and user.tenant_id == tenant_id:
+                ids = _named(ids, "user", user.display_name)
             return Route(identity=ids, external=True)  # e.g. a user with a registered softphone
         # users, guests, devices…: no endpoint can be reached until a gateway registers one.
         return Route(identity=ids, failure=results.NO_CALLEE_ENDPOINTS)

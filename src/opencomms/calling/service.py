@@ -29,6 +29,7 @@ from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.results import ResultInfo
 from opencomms.store.base import Store
 from opencomms.wire import calls as wire
+from opencomms.wire.apphosted import read_blob
 from opencomms.wire.calls import is_app_hosted
 
 log = logging.getLogger("opencomms.calls")
@@ -85,6 +86,10 @@ class GatewayHooks(Protocol):
     def ending(self, call: Call, reason: ResultInfo) -> None:
         """The external leg is ending for `reason`: reject, cancel or hang up its signalling."""
 
+    def transfer(self, call: Call, target: JsonObj) -> bool:
+        """Move the external leg to `target` (invitationParticipantInfo) by its own signalling (SIP REFER) and
+        report back through external_transfer_*; False when its peer cannot, and the node bridges instead."""
+
 
 class NoGateway:
     """GatewayHooks of a node without a gateway: nothing is external, so nothing to do."""
@@ -97,6 +102,9 @@ class NoGateway:
 
     def ending(self, call: Call, reason: ResultInfo) -> None:
         pass
+
+    def transfer(self, call: Call, target: JsonObj) -> bool:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +205,7 @@ class CallService:
         self.require(caller, needed)
         if is_app_hosted(req.media_config):
             self.require(caller, ACCESS_MEDIA)
+            read_blob(req.media_config.get("blob"))
         if req.tenant_id and normalize_id(req.tenant_id) != caller.tenant_id:
             raise AccessDenied("'tenantId' must be the application's own tenant.")
         app = self.directory.require_app(caller.app_id)
@@ -254,6 +263,7 @@ class CallService:
         call = self.own(caller, call_id)
         if is_app_hosted(req.media_config):
             self.require(caller, ACCESS_MEDIA)
+            read_blob(req.media_config.get("blob"))
         next_state(call.state, CallEvent.ANSWER)
         with self.unit():
             call.media_config = req.media_config
@@ -352,28 +362,36 @@ class CallService:
         with self.unit():
             self._transition(call, CallEvent.TRANSFER)
             self.notify(call, notes.call_updated(call))
-            route = self.router.resolve(call.tenant_id, req.transfer_target)
-            target = self._invite(
-                conv,
-                route,
-                source={
-                    "@odata.type": "#microsoft.graph.participantInfo",
-                    "identity": transferee.identity,
-                    "participantId": transferee.my_participant_id,
-                },
-                targets=[req.transfer_target],
-                incoming_context={
-                    "@odata.type": "#microsoft.graph.incomingContext",
-                    "sourceParticipantId": transferee.my_participant_id,
-                    "transferor": call.identity,
-                },
-            )
-            if target is None:
-                self._fail_transfer(call, route.failure or results.TRANSFER_TARGET_UNREACHABLE)
+            if transferee.is_external and self.gateway.transfer(transferee, req.transfer_target):
+                conv.transfer = Transfer(transferor=call.id, transferee=transferee.id, target="")
+                self._dirty_convs.add(conv.id)  # the far end transfers itself (REFER): no target leg here
             else:
-                conv.transfer = Transfer(transferor=call.id, transferee=transferee.id, target=target.id)
-                self._dirty_convs.add(conv.id)
+                self._bridge_transfer(conv, call, transferee, req.transfer_target)
         log.info("call transfer started", extra={"call_id": call.id})
+
+    def _bridge_transfer(self, conv: Conversation, call: Call, transferee: Call, transfer_target: JsonObj) -> None:
+        """Transfer inside the node: ring (or dial) the target as a new leg of the conversation."""
+        route = self.router.resolve(call.tenant_id, transfer_target)
+        target = self._invite(
+            conv,
+            route,
+            source={
+                "@odata.type": "#microsoft.graph.participantInfo",
+                "identity": transferee.identity,
+                "participantId": transferee.my_participant_id,
+            },
+            targets=[transfer_target],
+            incoming_context={
+                "@odata.type": "#microsoft.graph.incomingContext",
+                "sourceParticipantId": transferee.my_participant_id,
+                "transferor": call.identity,
+            },
+        )
+        if target is None:
+            self._fail_transfer(call, route.failure or results.TRANSFER_TARGET_UNREACHABLE)
+        else:
+            conv.transfer = Transfer(transferor=call.id, transferee=transferee.id, target=target.id)
+            self._dirty_convs.add(conv.id)
 
     def hang_up(self, caller: Caller, call_id: str) -> None:
         call = self.own(caller, call_id)
@@ -463,6 +481,68 @@ class CallService:
             if ext.state is CallState.INCOMING:
                 self.convs[ext.conversation_id].failure = reason
             self._end(ext, reason)
+
+    def media_failed(self, call_id: str, reason: ResultInfo) -> None:
+        """A leg's application-hosted media could not be reached or was lost for good: end the leg."""
+        call = self.calls.get(call_id)
+        if call is None or call.state not in LIVE_STATES:
+            return
+        with self.unit():
+            self._end(call, reason)
+
+    def external_transfer_accepted(self, call_id: str) -> None:
+        """The far end of external leg `call_id` took on the transfer it was asked for (it is calling the target)."""
+        transferor = self._referring(call_id)
+        if transferor is None or transferor.state is not CallState.TRANSFERRING:
+            return
+        with self.unit():
+            self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
+            self.notify(transferor, notes.call_updated(transferor))
+
+    def external_transferred(self, call_id: str) -> None:
+        """The far end of external leg `call_id` reached the transfer target: the transferor's leg ends 0/7015
+        (as after a bridged transfer) and the external leg is released."""
+        transferor = self._referring(call_id)
+        if transferor is None:
+            return
+        with self.unit():
+            self._clear_transfer(call_id)
+            if transferor.state is CallState.TRANSFERRING:
+                self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
+                self.notify(transferor, notes.call_updated(transferor))
+            self._end(transferor, results.TRANSFER_COMPLETED)
+            ext = self.calls.get(call_id)
+            if ext is not None:
+                self._end(ext, results.TRANSFER_COMPLETED)
+
+    def external_transfer_failed(self, call_id: str, reason: ResultInfo, *, bridge: JsonObj | None = None) -> None:
+        """The transfer of external leg `call_id` failed for `reason`: the transferor is established again. With
+        `bridge` (the transfer target), the far end refused to transfer itself and the node bridges instead."""
+        transferor = self._referring(call_id)
+        ext = self.calls.get(call_id)
+        if transferor is None or ext is None:
+            return
+        with self.unit():
+            conv = self._clear_transfer(call_id)
+            if bridge is not None and transferor.state is CallState.TRANSFERRING:
+                self._bridge_transfer(conv, transferor, ext, bridge)
+            else:
+                self._fail_transfer(transferor, reason)
+
+    def _referring(self, call_id: str) -> Call | None:
+        """The transferor of a transfer that external leg `call_id` carries out itself (REFER), if any."""
+        ext = self.calls.get(call_id)
+        conv = self.convs.get(ext.conversation_id) if ext is not None else None
+        transfer = conv.transfer if conv is not None else None
+        if transfer is None or transfer.transferee != call_id or transfer.target:
+            return None
+        return self.calls.get(transfer.transferor)
+
+    def _clear_transfer(self, call_id: str) -> Conversation:
+        conv = self.convs[self.calls[call_id].conversation_id]
+        conv.transfer = None
+        self._dirty_convs.add(conv.id)
+        return conv
 
     # -- timers ------------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:

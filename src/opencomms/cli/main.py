@@ -17,6 +17,7 @@ import typer
 from opencomms.config import NodeConfig, load_config
 from opencomms.directory import Directory
 from opencomms.domain.errors import OpenCommsError
+from opencomms.gateway.accounts import SipAccounts, realm_for
 from opencomms.store import Store, open_store
 
 app = typer.Typer(help="opencomms: self-hosted cloud communications for calling bots.", no_args_is_help=True)
@@ -25,11 +26,13 @@ app_cli = typer.Typer(help="Applications (bots) with client credentials and perm
 user_cli = typer.Typer(help="Directory users.", no_args_is_help=True)
 instance_cli = typer.Typer(help="Application instances: phone numbers and SIP URIs of bots.", no_args_is_help=True)
 keys_cli = typer.Typer(help="Token signing keys.", no_args_is_help=True)
+sip_account_cli = typer.Typer(help="Softphone accounts of the SIP registrar.", no_args_is_help=True)
 app.add_typer(tenant_cli, name="tenant")
 app.add_typer(app_cli, name="app")
 app.add_typer(user_cli, name="user")
 app.add_typer(instance_cli, name="instance")
 app.add_typer(keys_cli, name="keys")
+app.add_typer(sip_account_cli, name="sip-account")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (sqlite:///path.db).")]
@@ -315,6 +318,57 @@ def instance_list(
 def instance_delete(instance_id: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
     try:
         Directory(_store(config, store)).delete_instance(instance_id)
+    except OpenCommsError as exc:
+        _fail(exc)
+    typer.echo("deleted")
+
+
+# -- softphone accounts ------------------------------------------------------------------------------------
+def _accounts(config: Path | None, store: str | None) -> SipAccounts:
+    cfg = _config(config, store)
+    return SipAccounts(_store(config, store), realm_for(cfg.sip))
+
+
+@sip_account_cli.command("add")
+def sip_account_add(
+    tenant: Annotated[str, typer.Option(help="Tenant id or domain.")],
+    username: Annotated[str, typer.Option(help="SIP user name the softphone registers with.")],
+    password: Annotated[
+        str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Digest password.")
+    ],
+    name: Annotated[str | None, typer.Option(help="Display name (default: the user name).")] = None,
+    user: Annotated[str | None, typer.Option(help="Directory user id: calls to this user ring the softphone.")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a softphone account. Only digest hashes of the password are stored (MD5 and SHA-256)."""
+    try:
+        account = _accounts(config, store).add(tenant, username, password, display_name=name, user_id=user)
+    except OpenCommsError as exc:
+        _fail(exc)
+    _out([account.public()], as_json)
+
+
+@sip_account_cli.command("list")
+def sip_account_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    accounts = _accounts(config, store)
+    try:
+        tenant_id = accounts.directory.require_tenant(tenant).id if tenant else None
+    except OpenCommsError as exc:
+        _fail(exc)
+    _out([a.public() for a in accounts.list_accounts(tenant_id)], as_json)
+
+
+@sip_account_cli.command("delete")
+def sip_account_delete(username: str, config: ConfigOpt = None, store: StoreOpt = None) -> None:
+    try:
+        _accounts(config, store).delete(username)
     except OpenCommsError as exc:
         _fail(exc)
     typer.echo("deleted")

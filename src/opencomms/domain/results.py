@@ -67,3 +67,12 @@ PSTN_HUNG_UP = ResultInfo(200, 540000, "The PSTN user hung up.")
 CALLEE_UNREACHABLE = ResultInfo(480, 10076, "The callee could not be reached.")
 MEDIA_LOST = ResultInfo(410, 301005, "Media connectivity failure: no audio from the far end.")
 GATEWAY_RESTARTED = ResultInfo(500, 9130, "The gateway restarted and lost this call's signalling.")
+TRUNK_FAILED = ResultInfo(502, 9131, "The SIP trunk could not place the call.")
+
+# Application-hosted media (the node's WebSocket to the bot's media endpoint; see wire/apphosted.py)
+APP_MEDIA_UNREACHABLE = ResultInfo(
+    410, 9140, "Media connectivity failure: the application's media endpoint could not be reached in time."
+)
+APP_MEDIA_LOST = ResultInfo(
+    410, 9141, "Media connectivity failure: the connection to the application's media endpoint was lost."
+)

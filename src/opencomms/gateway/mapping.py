@@ -57,6 +57,9 @@ def failure_for_status(status: int, reason: str = "") -> ResultInfo:
         return results.CALLEE_UNREACHABLE
     if status == 408:
         return results.NO_ANSWER
+    if 500 <= status < 600:
+        failed = results.TRUNK_FAILED
+        return ResultInfo(failed.code, failed.subcode, f"{failed.message[:-1]}: it answered {status} {reason}".strip())
     return ResultInfo(480, 10134, f"The call could not be routed: the far end answered {status} {reason}".strip())
 
 

@@ -16,20 +16,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from opencomms.calling.model import Call, JsonObj
+from opencomms.calling.records import record_leg
 from opencomms.calling.service import CallService
 from opencomms.config import SipConfig
 from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.ids import new_id
 from opencomms.domain.results import ResultInfo
+from opencomms.gateway.admission import Admission, AdmissionConfig
 from opencomms.gateway.mapping import caller_identity, failure_for_status, normalize_number, status_for_failure
+from opencomms.gateway.outbound import OutboundInvite
+from opencomms.gateway.refer import ReferTransfer, allowed_methods
+from opencomms.gateway.register import REGISTRAR_METHODS, Registrations
+from opencomms.gateway.softphone import dial_registered, user_id_of
+from opencomms.gateway.transfer import REFER_FORBIDDEN, on_notify, start_refer
 from opencomms.rtp import LocalSdp, NegotiatedAudio, NegotiationError, PortAllocator, RtpBank, RtpSession, SdpError
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.session import RtpConfig
-from opencomms.sip.auth import DigestClient, parse_challenges
+from opencomms.rtp.stats import CallQuality
+from opencomms.sip.auth import DigestClient
 from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, ServerTransactionHandle, SipEndpoint
 from opencomms.sip.headers import NameAddr
-from opencomms.sip.message import SipRequest
+from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.uri import SipUri, TelUri, parse_uri
 
 log = logging.getLogger("opencomms.sip")
@@ -53,6 +61,13 @@ class SipCall:
     dialog_call_id: str | None = None
     answered: bool = False
     closed: bool = False
+    dialing: OutboundInvite | None = None
+    """The outgoing INVITE attempt (digest retries, redirects) until its final response."""
+    allow: frozenset[str] = frozenset()
+    """Methods the peer said it accepts (its Allow header): REFER decides how a transfer is done."""
+    refer: ReferTransfer | None = None
+    """Our REFER in this dialog (a transfer the peer carries out), if any."""
+    transfer_target: JsonObj | None = None
 
 
 class SipGateway:
@@ -79,15 +94,21 @@ class SipGateway:
                 udp_port=config.port,
                 tcp_port=config.port,
                 advertised_host=config.public_host or None,
+                allowed_methods=REGISTRAR_METHODS,
             ),
             on_request=self._on_request,
         )
         self.rtp_config = RtpConfig(media_timeout=config.media_timeout)
+        self.admission = Admission(
+            AdmissionConfig(config.max_calls, config.call_rate_per_source, config.call_burst_per_source)
+        )
+        self.endpoint.admit = self._admit
         self._by_key: dict[str, SipCall] = {}
         self._by_dialog: dict[str, SipCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._dialling: set[str] = set()
         self._digest = DigestClient()
+        self.registrations = Registrations(config, directory.store)
         calls.gateway = self
         calls.router.reachable = self.reachable
 
@@ -114,15 +135,27 @@ class SipGateway:
     def active(self) -> int:
         return len(self._by_key)
 
+    def quality(self, leg_id: str) -> CallQuality | None:
+        """RTP figures so far of the external leg `leg_id` (None if it has no SIP call here)."""
+        sc = self._by_key.get(leg_id)
+        return None if sc is None else sc.rtp.quality()
+
+    def media(self, leg_id: str) -> NegotiatedAudio | None:
+        """The negotiation in force for the external leg `leg_id` (direction: hold or not)."""
+        sc = self._by_key.get(leg_id)
+        return None if sc is None else sc.media
+
     def reachable(self, tenant_id: str, identity: JsonObj) -> bool:
-        """Phone numbers are reachable when a trunk is configured."""
+        """Phone numbers are reachable when a trunk is configured, users when a softphone of theirs registered."""
+        if "user" in identity and "phone" not in identity:
+            return bool(self.registrations.reachable(tenant_id, str(identity["user"].get("id") or "")))
         return "phone" in identity and bool(self.config.trunk_uri)
 
     # -- incoming requests -------------------------------------------------------------------------------
     def _on_request(self, handle: ServerTransactionHandle, req: SipRequest, source: tuple[str, int]) -> None:
         method = req.method
         if method == "INVITE" and handle.dialog is None:
-            self._spawn(self._incoming(handle, req))
+            self._spawn(self._incoming_guarded(handle, req))
         elif method == "INVITE":
             self._reinvite(handle, req)
         elif method == "BYE":
@@ -130,6 +163,12 @@ class SipGateway:
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.leg_id is not None:
                 self.calls.external_ended(sc.leg_id, results.PSTN_HUNG_UP)
+        elif method == "REGISTER":
+            self.registrations.handle(handle, req)
+        elif method == "NOTIFY":
+            on_notify(self, handle, req)
+        elif method == "REFER":
+            handle.respond(403, "Forbidden", headers=[REFER_FORBIDDEN])
         elif method == "OPTIONS":
             handle.respond(200, headers=[("Accept", SDP)])
         elif method == "ACK":
@@ -137,8 +176,27 @@ class SipGateway:
         else:
             handle.respond(501, "Not Implemented")
 
+    def _admit(self, req: SipRequest, source: tuple[str, int]) -> tuple[int, list[tuple[str, str]]] | None:
+        """Admission of a new INVITE, before any transaction: a refusal is a stateless 503 with Retry-After."""
+        refusal = self.admission.admit(source[0], len(self._by_key), asyncio.get_running_loop().time())
+        return None if refusal is None else (refusal.status, refusal.headers)
+
+    async def _incoming_guarded(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
+        """`_incoming`, but a failure it did not foresee still answers the INVITE (500) and frees the call."""
+        try:
+            await self._incoming(handle, req)
+        except Exception:
+            log.exception("inbound INVITE failed")
+            if not handle.responded:
+                handle.respond(500, "Server Internal Error")
+            sc = self._by_dialog.get(req.call_id)
+            if sc is not None and sc.invite is handle:
+                if sc.leg_id is not None and sc.leg_id in self.calls.calls:
+                    self.calls.external_ended(sc.leg_id, results.CANNOT_ROUTE)
+                await self._teardown(sc)
+
     async def _incoming(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
-        if len(self._by_key) >= self.config.max_calls:
+        if len(self._by_key) >= self.config.max_calls:  # admitted by _admit, but others came first
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
             return
         inst = self._instance_for(req)
@@ -172,11 +230,12 @@ class SipGateway:
         sdp = LocalSdp(self.host, port)
         try:
             answer = sdp.answer(offer)
-        except NegotiationError as exc:
+        except SdpError as exc:  # NegotiationError, or an offer that parses but makes no sense (no c= line ...)
             await rtp.close()
             handle.respond(488, "Not Acceptable Here", headers=[("Warning", f'305 opencomms "{exc}"')])
             return
         sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
+        sc.allow = allowed_methods(req)
         sc.answer = str(answer.sdp).encode()
         self._by_key[key] = sc
         self._by_dialog[req.call_id] = sc
@@ -248,7 +307,7 @@ class SipGateway:
     # -- GatewayHooks --------------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
-        self._spawn(self._dial(call))
+        self._spawn(dial_registered(self, call) if user_id_of(call) else self._dial(call))
 
     def connected(self, call: Call) -> None:
         sc = self._by_key.get(call.id)
@@ -259,17 +318,33 @@ class SipGateway:
             sc.invite.respond(200, body=sc.answer, content_type=SDP)
         self._spawn(self._start_media(sc))
 
+    def transfer(self, call: Call, target: JsonObj) -> bool:
+        return start_refer(self, call, target)
+
     def ending(self, call: Call, reason: ResultInfo) -> None:
         self._dialling.discard(call.id)
         sc = self._by_key.get(call.id)
         if sc is None:
             return
+        self._record(call, sc, reason)
         if sc.invite is not None and not sc.answered and not sc.invite.responded:
             status, phrase = status_for_failure(reason)
             sc.invite.respond(status, phrase)
-        if sc.outgoing is not None and not sc.answered:
+        if sc.dialing is not None and not sc.answered:
+            sc.dialing.cancel()
+        elif sc.outgoing is not None and not sc.answered:
             sc.outgoing.cancel()
         self._spawn(self._teardown(sc, bye=sc.answered))
+
+    def _record(self, call: Call, sc: SipCall, reason: ResultInfo) -> None:
+        """Keep the leg's media quality in its conversation's call record (same store transaction as its end)."""
+        conv = self.calls.convs.get(call.conversation_id)
+        codec = sc.media.codec.name if sc.media is not None else "unknown"
+        try:
+            group, now = bool(conv and conv.group), self.calls.clock()
+            record_leg(self.calls.store, call, reason, sc.rtp.quality(), codec, group=group, now=now)
+        except Exception:
+            log.exception("call record not written", extra={"call_id": call.id})
 
     # -- media and teardown --------------------------------------------------------------------------------
     async def _start_media(self, sc: SipCall) -> None:
@@ -292,12 +367,12 @@ class SipGateway:
         if sc.dialog_call_id is not None:
             self._by_dialog.pop(sc.dialog_call_id, None)
         dialog = sc.invite.dialog if sc.invite is not None else sc.outgoing.dialog if sc.outgoing else None
-        if bye and dialog is not None:
+        await sc.rtp.close()  # media and ports go at once, not after the BYE's answer (up to 32 s on UDP)
+        if bye and dialog is not None and dialog in self.endpoint.dialogs:  # not after the peer's own BYE
             try:
                 await asyncio.wait_for(self.endpoint.bye(dialog), 10)
             except Exception:
                 log.info("BYE not confirmed", extra={"call_id": sc.leg_id})
-        await sc.rtp.close()
 
     # -- outgoing calls --------------------------------------------------------------------------------------
     async def _dial(self, call: Call) -> None:
@@ -316,52 +391,52 @@ class SipGateway:
         self._dialling.discard(call.id)
         sc = SipCall(key=key, rtp=rtp, sdp=LocalSdp(self.host, port), leg_id=call.id)
         self._by_key[key] = sc
-        trunk = parse_uri(self.config.trunk_uri)
-        if not isinstance(trunk, SipUri):
+        trunk = parse_uri(self.config.trunk_uri) if self.config.trunk_uri else None
+        try:
+            if not isinstance(trunk, SipUri):
+                raise ValueError("no SIP trunk")
+            dest = await self.endpoint.resolve(trunk)
+        except (OSError, ValueError):
+            log.warning("trunk unreachable", extra={"call_id": call.id})
             self.calls.external_ended(call.id, results.CANNOT_ROUTE)
             return
-        target = SipUri(host=trunk.host, port=trunk.port, user=number.lstrip("+") and number)
+        target = SipUri(host=trunk.host, port=trunk.port, user=number or None)
         caller = self.config.trunk_caller_id or str(call.source.get("identity", {}).get("phone", {}).get("id") or "")
         frm = NameAddr(SipUri(host=self.host, user=caller or "opencomms"))
-        offer = str(sc.sdp.offer()).encode()
-        response = None
-        challenge_header = auth_name = ""
-        for attempt in range(2):
-            req = self.endpoint.new_request("INVITE", target, from_=frm, body=offer, content_type=SDP)
-            if attempt and challenge_header:
-                req.headers.add(auth_name, challenge_header)
-            handle = self.endpoint.send_request(req, (trunk.host, trunk.port or 5060))
-            sc.outgoing = handle
-            response = await handle
-            challenge_header = ""
-            auth_name = ""
-            if response.status in (401, 407) and self.config.trunk_username:
-                name = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-                auth_name = "Authorization" if response.status == 401 else "Proxy-Authorization"
-                challenges = parse_challenges(",".join(response.headers.get_all(name)))
-                challenge_header = self._digest.authorize(
-                    challenges, "INVITE", str(target), self.config.trunk_username, self.config.trunk_password
-                )
-                continue
-            break
-        if sc.closed:
+        creds = (self.config.trunk_username, self.config.trunk_password) if self.config.trunk_username else None
+        invite = OutboundInvite(
+            self.endpoint, self._digest, target, dest, frm, str(sc.sdp.offer()).encode(), credentials=creds
+        )
+        sc.dialing = invite
+        response = await invite.run()
+        handle = sc.outgoing = invite.handle
+        await self._dialled(sc, response, handle)
+
+    async def _dialled(self, sc: SipCall, response: SipResponse | None, handle: ClientTransactionHandle | None) -> None:
+        """The final answer to an outgoing INVITE: connect the leg, or end it with the mapped failure."""
+        leg_id = sc.leg_id or sc.key
+        dialog = handle.dialog if handle is not None else None
+        if response is not None and response.is_success and dialog is not None:
+            await self.endpoint.ack(dialog)  # every 2xx is acknowledged, also one that crossed our CANCEL
+        if sc.closed or leg_id not in self.calls.calls:  # the leg ended meanwhile (ring timeout, bot hung up)
+            if response is not None and response.is_success and dialog is not None:
+                self._spawn(self.endpoint.bye(dialog))
             return
-        assert response is not None
-        if not response.is_success:
-            self.calls.external_ended(call.id, failure_for_status(response.status, response.reason))
+        if response is None or not response.is_success:
+            reason = results.NO_ANSWER if response is None else failure_for_status(response.status, response.reason)
+            self.calls.external_ended(leg_id, reason)
             await self._teardown(sc)
-            return
-        try:
-            sc.media = sc.sdp.accept_answer(SessionDescription.parse(response.body))
-        except (SdpError, NegotiationError):
-            sc.answered = True
-            self.calls.external_ended(call.id, results.MEDIA_LOST)
             return
         sc.dialog_call_id = response.call_id
         self._by_dialog[response.call_id] = sc
-        if handle.dialog is not None:
-            await self.endpoint.ack(handle.dialog)
-        self.calls.external_answered(call.id)
+        sc.allow = allowed_methods(response)
+        try:
+            sc.media = sc.sdp.accept_answer(SessionDescription.parse(response.body))
+        except (SdpError, NegotiationError):
+            sc.answered = True  # the dialog exists: ending it sends BYE
+            self.calls.external_ended(leg_id, results.MEDIA_LOST)
+            return
+        self.calls.external_answered(leg_id)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)

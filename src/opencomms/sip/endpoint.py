@@ -59,6 +59,8 @@ from opencomms.sip.transaction import (
     TransportFailed,
     TxKey,
     new_branch,
+    response_destination,
+    server_key,
 )
 from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport
 from opencomms.sip.uri import SipUri, Uri, parse_uri
@@ -68,6 +70,10 @@ log = logging.getLogger("opencomms.sip")
 Addr = tuple[str, int]
 RequestHandler = Callable[["ServerTransactionHandle", SipRequest, Addr], None]
 ProvisionalHandler = Callable[[SipResponse], None]
+AdmitHook = Callable[[SipRequest, Addr], "tuple[int, HeaderItems] | None"]
+"""Asked before a new out-of-dialog INVITE starts a transaction: None lets it in; (status, headers) refuses it
+with a stateless answer (RFC 3261 §8.2.7; e.g. 503 + Retry-After under overload): no transaction, no
+retransmission, no state, so a flood costs one datagram out per datagram in."""
 
 DEFAULT_METHODS = frozenset(
     {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY", "MESSAGE", "SUBSCRIBE"}
@@ -248,6 +254,8 @@ class SipEndpoint:
     def __init__(self, config: EndpointConfig | None = None, *, on_request: RequestHandler | None = None) -> None:
         self.config = config or EndpointConfig()
         self.on_request = on_request
+        self.admit: AdmitHook | None = None
+        """Admission control for new INVITEs (see AdmitHook); None admits everything."""
         self.dialogs = DialogTable()
         self.layer = TransactionLayer(
             self.config.timers,
@@ -260,6 +268,7 @@ class SipEndpoint:
             "error_responses": 0,
             "rate_limited": 0,
             "handler_errors": 0,
+            "refused": 0,
         }
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
@@ -511,6 +520,8 @@ class SipEndpoint:
                 return
             if isinstance(message, SipRequest):
                 self._fix_via(message, source)
+                if self.admit is not None and message.method == "INVITE" and self._refused(message, source):
+                    return
             elif message.headers.count("Via") != 1:
                 return  # RFC 3261 §8.1.3.3: not for us
             self._run(self.layer.receive(message, source, self._now()))
@@ -519,6 +530,23 @@ class SipEndpoint:
             log.exception("SIP message handling failed")
         finally:
             self._rearm()
+
+    def _refused(self, request: SipRequest, source: Destination) -> bool:
+        """Whether the `admit` hook refused this new INVITE (then answered here, statelessly)."""
+        if self.admit is None or request.to.tag is not None:
+            return False
+        if self.layer.server_transaction(server_key(request)) is not None:
+            return False  # a retransmission of an INVITE let in before
+        verdict = self.admit(request, source.addr)
+        if verdict is None:
+            return False
+        status, headers = verdict
+        response = make_response(request, status, to_tag=new_tag(), headers=headers)
+        if self.config.user_agent:
+            response.headers.set_default("Server", self.config.user_agent)
+        self.stats["refused"] += 1
+        self._send(response.serialize(), response_destination(request, source))
+        return True
 
     def _on_frame_error(self, error: FramingError, source: Destination) -> None:
         try:

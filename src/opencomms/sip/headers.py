@@ -8,6 +8,7 @@ Must not: know about transactions, dialogs or I/O, or mutate a message by itself
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 
@@ -434,6 +435,7 @@ def _display_tokens(text: str) -> str:
     return " ".join(words)
 
 
+@functools.lru_cache(maxsize=4096)  # the same From/To/Contact recur in every message of a dialog (immutable result)
 def parse_name_addr(text: str) -> NameAddr:
     """Parse a name-addr or addr-spec with header parameters. In addr-spec form the URI ends at the first ';'
     and must not contain ',', '?' or ';' (RFC 3261 §20.10: such URIs need angle brackets)."""
@@ -534,6 +536,7 @@ class Via:
         return replace(self, params=set_param(self.params, name, value))
 
 
+@functools.lru_cache(maxsize=4096)  # a message's Via is read several times (immutable result)
 def parse_via(text: str) -> Via:
     s = text
     pos = _skip_ws(s, 0)

@@ -16,7 +16,8 @@ This module does steps 6-8:
 * a binding with the request's Call-ID and a CSeq not lower than the request's refuses the request with 500
   (out-of-order or replayed REGISTER); a different Call-ID replaces or removes the binding;
 * all-or-nothing: a refused request changes nothing;
-* a REGISTER without Contact is a query and answers the current bindings.
+* a REGISTER without Contact is a query and answers the current bindings;
+* the caller may pass where the request came from (``source=``): it is kept on the bindings it touches.
 
 Contacts are compared with a simplified RFC 3261 section 19.1.4 key (:func:`uri_key`); pass the SIP stack's own
 comparison as ``uri_key=`` when it exists.
@@ -73,6 +74,7 @@ class Binding:
     cseq: int
     registered_at: float  # first registration of this contact
     updated_at: float  # last refresh
+    source: str | None = None  # where the last REGISTER came from, "udp:192.0.2.4:5060" (to reach a UA behind NAT)
 
     def remaining(self, now: float) -> int:
         """Whole seconds left (what a 200 reports in ``expires=``)."""
@@ -88,6 +90,7 @@ class Binding:
             "cseq": self.cseq,
             "registered_at": self.registered_at,
             "updated_at": self.updated_at,
+            "source": self.source,
         }
 
     @classmethod
@@ -104,6 +107,9 @@ class Binding:
         cseq = doc.get("cseq")
         if isinstance(cseq, bool) or not isinstance(cseq, int) or not 0 <= cseq <= MAX_CSEQ:
             raise ValueError("binding cseq must be an integer in 0..2**31-1")
+        source = doc.get("source")
+        if source is not None and not isinstance(source, str):
+            raise ValueError("binding source must be a string")
         q = doc.get("q")
         if q is not None:
             q = number("q")
@@ -118,6 +124,7 @@ class Binding:
             cseq=cseq,
             registered_at=number("registered_at"),
             updated_at=number("updated_at"),
+            source=source or None,
         )
 
 
@@ -223,8 +230,11 @@ class Registrar:
         cseq: int,
         expires_header: int | None,
         now: float,
+        *,
+        source: str | None = None,
     ) -> RegisterResult:
-        """Process one REGISTER (RFC 3261 section 10.3 steps 6-8) and say what to answer."""
+        """Process one REGISTER (RFC 3261 section 10.3 steps 6-8) and say what to answer. `source` (where the
+        request came from) is kept on every binding it creates or refreshes."""
         config = self.config
         if not aor.strip():
             return RegisterResult(400, "Bad Request: no address-of-record")
@@ -282,6 +292,7 @@ class Registrar:
                 cseq=cseq,
                 registered_at=existing.registered_at if existing is not None else now,
                 updated_at=now,
+                source=source,
             )
         if len(updated) > config.max_bindings_per_aor and len(updated) > len(current):
             return RegisterResult(503, "Service Unavailable: too many contacts for this address-of-record")

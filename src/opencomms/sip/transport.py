@@ -78,11 +78,11 @@ class StreamFramer:
             m = _HEAD_END.search(buf)
             if m is None:
                 if len(buf) > limit:
-                    return self._fail(out, FramingError(513, "Message Too Large"))
+                    return self._fail(out, FramingError(513, "Message Too Large", _whole_lines(buf, limit)))
                 break
             head_end, body_start = m.start(), m.end()
             if head_end > limit:
-                return self._fail(out, FramingError(513, "Message Too Large"))
+                return self._fail(out, FramingError(513, "Message Too Large", _whole_lines(buf, limit)))
             head = bytes(buf[:head_end])
             lengths = _CONTENT_LENGTH.findall(head)
             if not lengths:
@@ -103,6 +103,11 @@ class StreamFramer:
         self._buf.clear()
         out.append(error)
         return out
+
+
+def _whole_lines(buf: bytearray, limit: int) -> bytes:
+    """The complete lines within the first `limit` bytes of an oversized header block: enough to answer 513."""
+    return bytes(buf[: buf.rfind(b"\n", 0, limit) + 1])
 
 
 def _peer(transport: asyncio.BaseTransport) -> Addr | None:
@@ -169,16 +174,30 @@ class UdpTransport:
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, owner: TcpTransport) -> None:
+    def __init__(self, owner: TcpTransport, *, inbound: bool = False) -> None:
         self.owner = owner
         self.framer = StreamFramer(owner.limits)
         self.transport: asyncio.Transport | None = None
         self.peer: Addr | None = None
+        self.inbound = inbound
+        self.registered = False
+        self._silence: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.peer = _peer(transport)
         if self.peer is None or not self.owner._register(self):
+            self.transport.abort()
+            return
+        timeout = self.owner.first_message_timeout
+        if self.inbound and timeout:  # a peer that connects but sends no message only holds a slot: not for long
+            self._silence = asyncio.get_running_loop().call_later(timeout, self._silent)
+
+    def _silent(self) -> None:
+        self._silence = None
+        if self.transport is not None:
+            log.debug("SIP TCP peer %s sent no message in time; closing", self.peer)
+            self.owner.idle_closed += 1
             self.transport.abort()
 
     def data_received(self, data: bytes) -> None:
@@ -200,11 +219,17 @@ class _TcpConnection(asyncio.Protocol):
                 if item == KEEPALIVE_PING:
                     self.transport.write(b"\r\n")
                     continue
+                if self._silence is not None:
+                    self._silence.cancel()
+                    self._silence = None
                 self.owner.on_message(item, source)
             except Exception:
                 log.exception("SIP TCP message handler failed")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._silence is not None:
+            self._silence.cancel()
+            self._silence = None
         self.owner._unregister(self)
 
     def write(self, data: bytes) -> bool:
@@ -219,7 +244,9 @@ class _TcpConnection(asyncio.Protocol):
 
 
 class TcpTransport:
-    """A listening TCP socket plus outgoing connections; one connection per peer address, used both ways."""
+    """A listening TCP socket plus outgoing connections; one connection per peer address, used both ways.
+    Bounded: `max_connections` in all, `max_connections_per_host` from one address, and an accepted connection
+    that delivers no complete message within `first_message_timeout` seconds is closed."""
 
     kind = "tcp"
 
@@ -233,6 +260,8 @@ class TcpTransport:
         max_connections: int = 1024,
         max_write_buffer: int = 1 << 20,
         connect_timeout: float = 5.0,
+        max_connections_per_host: int = 64,
+        first_message_timeout: float | None = 10.0,
     ) -> None:
         self.on_message = on_message
         self.on_frame_error = on_frame_error
@@ -241,6 +270,10 @@ class TcpTransport:
         self.max_connections = max_connections
         self.max_write_buffer = max_write_buffer
         self.connect_timeout = connect_timeout
+        self.max_connections_per_host = max_connections_per_host
+        self.first_message_timeout = first_message_timeout
+        self._per_host: dict[str, int] = {}
+        self.idle_closed = 0
         self._server: asyncio.Server | None = None
         self._conns: dict[Addr, _TcpConnection] = {}
         self._pending: dict[Addr, list[bytes]] = {}
@@ -254,7 +287,7 @@ class TcpTransport:
 
     async def listen(self, host: str, port: int) -> Addr:
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(lambda: _TcpConnection(self), host, port)
+        self._server = await loop.create_server(lambda: _TcpConnection(self, inbound=True), host, port)
         sock = self._server.sockets[0].getsockname()
         self.local_addr = (str(sock[0]), int(sock[1]))
         return self.local_addr
@@ -262,15 +295,27 @@ class TcpTransport:
     def _register(self, conn: _TcpConnection) -> bool:
         if conn.peer is None:
             return False
-        if self.connection_count >= self.max_connections:
+        host = conn.peer[0]
+        if self.connection_count >= self.max_connections or (
+            conn.inbound and self._per_host.get(host, 0) >= self.max_connections_per_host
+        ):
             self.rejected += 1
             return False
         self._conns[conn.peer] = conn
+        self._per_host[host] = self._per_host.get(host, 0) + 1
+        conn.registered = True
         return True
 
     def _unregister(self, conn: _TcpConnection) -> None:
         for addr in [a for a, c in self._conns.items() if c is conn]:
             del self._conns[addr]
+        if conn.registered and conn.peer is not None:
+            conn.registered = False
+            left = self._per_host.get(conn.peer[0], 1) - 1
+            if left > 0:
+                self._per_host[conn.peer[0]] = left
+            else:
+                self._per_host.pop(conn.peer[0], None)
 
     def send(self, data: bytes, addr: Addr) -> None:
         conn = self._conns.get(addr)

@@ -8,6 +8,7 @@ Must not: know about messages, headers or transports, resolve host names, or acc
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import string
@@ -111,6 +112,7 @@ def _parse_port(text: str) -> int:
     return port
 
 
+@functools.lru_cache(maxsize=4096)  # hosts repeat in every message (Via, Contact, From...); errors are not cached
 def check_host(host: str) -> None:
     if host.startswith("["):
         if not host.endswith("]"):
@@ -297,6 +299,7 @@ class AbsoluteUri:
 Uri = SipUri | TelUri | AbsoluteUri
 
 
+@functools.lru_cache(maxsize=4096)  # URIs recur in every message of a dialog (immutable result; errors not cached)
 def parse_uri(text: str) -> Uri:
     """Parse one URI; raise UriError. Whitespace, controls and angle brackets are never part of a URI."""
     m = _SCHEME_RE.match(text)

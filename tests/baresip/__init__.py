@@ -1,0 +1,1 @@
+"""baresip (Debian) driven headless from tests: a real softphone on loopback."""
