@@ -355,7 +355,8 @@ async def test_enums_and_odata_types_are_case_insensitive_and_abstract_types_inf
         "callbackUri": env.p["alice"].bot.url,
         "targets": [{"identity": {"@odata.type": "microsoft.graph.identitySet", "application": {"id": UNKNOWN}}}],
         "requestedModalities": ["AUDIO", "Video"],
-        "mediaConfig": {"blob": "<app-hosted media configuration>"},  # §14 row 20: blob means app-hosted
+        # §14 row 20: blob means app-hosted (the blob itself must be ours: wire/apphosted.py)
+        "mediaConfig": {"blob": '{"v": 1, "url": "ws://127.0.0.1:9/media", "key": "k", "secret": "' + "s" * 43 + '"}'},
         "callOptions": {"isContentSharingNotificationEnabled": False},
     }
     created = await env.graph("POST", CALLS, body=body)

@@ -555,7 +555,10 @@ async def _create(env: Env, who: str, targets: list[str], media: dict[str, Any] 
     return await send(env.http, "POST", f"{env.url}/v1.0{CALLS}", token=env.token(who), body=body)
 
 
-APP_HOSTED = {"@odata.type": "#microsoft.graph.appHostedMediaConfig", "blob": "<media configuration>"}
+APP_HOSTED = {
+    "@odata.type": "#microsoft.graph.appHostedMediaConfig",
+    "blob": '{"v": 1, "url": "ws://127.0.0.1:9/media", "key": "k", "secret": "' + "s" * 43 + '"}',
+}
 
 
 @pytest.mark.parametrize(

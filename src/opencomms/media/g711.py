@@ -107,29 +107,29 @@ def _as_index(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.uint16]:
 
 def ulaw_encode(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
     """Encode int16 samples (any shape, 8 kHz by convention) to μ-law codes of the same shape."""
-    return _ULAW_ENCODE[_as_index(samples)]
+    return np.take(_ULAW_ENCODE, _as_index(samples))  # take: ~3x faster than indexing
 
 
 def ulaw_decode(codes: Codes) -> npt.NDArray[np.int16]:
     """Decode μ-law codes (array of any shape, or bytes) to int16, left-aligned (full scale ±32 124)."""
-    return _ULAW_DECODE[_as_codes(codes)]
+    return np.take(_ULAW_DECODE, _as_codes(codes))
 
 
 def alaw_encode(samples: npt.NDArray[np.int16]) -> npt.NDArray[np.uint8]:
     """Encode int16 samples (any shape, 8 kHz by convention) to A-law codes of the same shape."""
-    return _ALAW_ENCODE[_as_index(samples)]
+    return np.take(_ALAW_ENCODE, _as_index(samples))
 
 
 def alaw_decode(codes: Codes) -> npt.NDArray[np.int16]:
     """Decode A-law codes (array of any shape, or bytes) to int16, left-aligned (full scale ±32 256)."""
-    return _ALAW_DECODE[_as_codes(codes)]
+    return np.take(_ALAW_DECODE, _as_codes(codes))
 
 
 def ulaw_to_alaw(codes: Codes) -> npt.NDArray[np.uint8]:
     """Transcode μ-law to A-law through linear (memoryless, so any packet boundaries are fine)."""
-    return _ULAW_TO_ALAW[_as_codes(codes)]
+    return np.take(_ULAW_TO_ALAW, _as_codes(codes))
 
 
 def alaw_to_ulaw(codes: Codes) -> npt.NDArray[np.uint8]:
     """Transcode A-law to μ-law through linear."""
-    return _ALAW_TO_ULAW[_as_codes(codes)]
+    return np.take(_ALAW_TO_ULAW, _as_codes(codes))

@@ -150,7 +150,9 @@ class Tts:
             proc = await asyncio.create_subprocess_exec(
                 self.executable,
                 *args,
-                stdin=asyncio.subprocess.PIPE,
+                # No stdin pipe when there is nothing to feed: `--voices` exits at once, and writing even b"" to
+                # the pipe of an exited process raises RuntimeError under uvloop (seen under load).
+                stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
@@ -160,7 +162,7 @@ class Tts:
             raise _failed(f"cannot run {self.executable}: {exc.strerror or exc}") from None
         try:
             async with asyncio.timeout(self.timeout_seconds):
-                out, err = await proc.communicate(stdin)
+                out, err = await proc.communicate(stdin or None)
         except TimeoutError:
             raise _failed(f"{self.executable} took longer than {self.timeout_seconds:g} s") from None
         finally:

@@ -5,6 +5,7 @@ re-exported here; nothing in this package may read a clock, sleep, start threads
 
 from .core import MediaEngine
 from .events import (
+    BatchTap,
     EngineFull,
     EngineStats,
     MediaEvent,
@@ -16,10 +17,12 @@ from .events import (
     Tap,
     ToneDetected,
     TonesFinished,
+    UnmixedTap,
 )
 from .events import Samples as Samples  # not public, but the pre-package module had it
 
 __all__ = [
+    "BatchTap",
     "EngineFull",
     "EngineStats",
     "MediaEngine",
@@ -32,4 +35,5 @@ __all__ = [
     "Tap",
     "ToneDetected",
     "TonesFinished",
+    "UnmixedTap",
 ]

@@ -12,7 +12,8 @@ Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row i
 2. INPUT = for each mix, the sum of its members' OUTPUTs minus the leg's own, clipped to int16 range (`mixing`);
    a leg in no mix (or alone in one) hears silence.
 3. One float32 copy of INPUT feeds the DTMF bank and the VAD bank (both process only the prefix).
-4. Recordings (`recorder`) and taps read the INPUT of their own legs (per-leg work, only for those legs).
+4. Recordings (`recorder`) and taps read the INPUT of their own legs (per-leg work, only for those legs);
+   unmixed taps (application-hosted media) also read the OUTPUT of the other members of their leg's mix.
 
 Speech events: SpeechStarted/SpeechStopped are emitted for legs that are capturing a recording, and for legs
 that opted in with `watch_speech(leg_id, True)`. ToneDetected is emitted for every leg.
@@ -24,6 +25,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ..dtmf.config import DtmfDetectorConfig
 from ..dtmf.detector import DtmfDetectorBank, DtmfKeyDetected
@@ -31,6 +33,7 @@ from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from ..slots import SlotTable
 from ..vad import VadBank, VadConfig
 from .events import (
+    BatchTap,
     EngineFull,
     EngineStats,
     MediaEvent,
@@ -39,6 +42,7 @@ from .events import (
     SpeechStopped,
     Tap,
     ToneDetected,
+    UnmixedTap,
 )
 from .inbound import InboundQueues
 from .legs import Leg
@@ -97,6 +101,10 @@ class MediaEngine:
         self._inp = np.zeros((capacity, _N), dtype=np.int32)
         self._x = np.zeros((capacity, _N), dtype=np.float32)
         self._tapped: dict[Leg, None] = {}
+        self._unmixed_tapped: dict[Leg, None] = {}
+        self._batch_tap: BatchTap | None = None
+        self._row_gen = np.zeros(capacity, dtype=np.int64)  # per row: which add_leg put its leg there (0: free)
+        self._gen = 0
         self._pending: list[Callable[[float], MediaEvent]] = []
         self._muted_count = 0
         self._ticks = 0
@@ -157,6 +165,8 @@ class MediaEngine:
         self._speech_mask[row] = False
         self._inbound.reset(row)
         leg = Leg(leg_id, row)
+        self._gen += 1
+        self._row_gen[row] = self._gen
         self._legs[leg_id] = leg
         self._by_row[row] = leg
 
@@ -173,12 +183,15 @@ class MediaEngine:
         self._recorder.drop(leg)
         leg.tap = None
         self._tapped.pop(leg, None)
+        leg.unmixed_tap = None
+        self._unmixed_tapped.pop(leg, None)
         if leg.muted:
             self._muted_count -= 1
         self._inbound.clear(row)
         self._muted[row] = False
         self._speech_mask[row] = False
         self._by_row[row] = None
+        self._row_gen[row] = 0
         self._slots.remove(row)
         self._dtmf.remove_channel(row)
         self._vad.remove_channel(row)
@@ -212,6 +225,35 @@ class MediaEngine:
         else:
             self._tapped[leg] = None
 
+    def set_unmixed_tap(self, leg_id: str, fn: UnmixedTap | None) -> None:
+        """Call `fn(leg_id, input_frame, unmixed, now)` once per tick, like a tap, where `unmixed` lists the
+        OUTPUT of every other member of the leg's mix as fresh int16 frames [(leg_id, frame), ...] (None
+        removes it). Independent of `set_tap`. Runs on the ticking thread: keep it cheap."""
+        leg = self._leg(leg_id)
+        leg.unmixed_tap = fn
+        if fn is None:
+            self._unmixed_tapped.pop(leg, None)
+        else:
+            self._unmixed_tapped[leg] = None
+
+    def leg_key(self, leg_id: str) -> tuple[int, int]:
+        """(row, generation) of a leg: the generation is unique to this leg's stay in that row, so a batch tap can
+        tell, with `row_generations[row] == generation`, that the leg is still there (KeyError if unknown)."""
+        row = self._leg(leg_id).row
+        return row, int(self._row_gen[row])
+
+    @property
+    def row_generations(self) -> npt.NDArray[np.int64]:
+        """Per row, the generation of the leg in it (0: free); see `leg_key`. Read-only use."""
+        return self._row_gen
+
+    def set_batch_tap(self, fn: BatchTap | None) -> None:
+        """Call `fn(inp, now)` once per tick (when any leg exists), after the per-leg taps, with INPUT of every
+        row in use as one `(rows, 320)` int32 array (already within int16 range; valid only during the call).
+        For a sink serving many legs at once (the RTP bank): it maps its legs to rows with `leg_key`. One at a
+        time; None removes it."""
+        self._batch_tap = fn
+
     def watch_speech(self, leg_id: str, on: bool) -> None:
         """Emit SpeechStarted/SpeechStopped for this leg even when it is not recording."""
         leg = self._leg(leg_id)
@@ -224,6 +266,11 @@ class MediaEngine:
         """Queue one far-end frame (int16, 320 samples) for the leg's OUTPUT. The queue holds at most
         `inbound_queue_frames`; when full, the oldest frame is dropped (and counted)."""
         self._inbound.push(self._leg(leg_id).row, frame)
+
+    def push_inbound_rows(self, rows: npt.NDArray[np.intp], frames: npt.NDArray[np.int16]) -> None:
+        """`push_inbound` for many legs at once, by row (`leg_key`): `rows` distinct rows in use, `frames` one
+        `(len(rows), 320)` int16 frame each. For batch taps, on the ticking thread; rows are not checked."""
+        self._inbound.push_rows(rows, frames)
 
     # -- player --------------------------------------------------------------------------------------------
 
@@ -353,4 +400,25 @@ class MediaEngine:
             except Exception:
                 self._tap_errors += 1
                 log.exception("media tap failed", extra={"call_id": leg.id})
+        if self._unmixed_tapped:
+            self._unmixed_taps(inp, out, now)
+        if self._batch_tap is not None:
+            try:
+                self._batch_tap(inp, now)
+            except Exception:
+                self._tap_errors += 1
+                log.exception("media batch tap failed")
         return events
+
+    def _unmixed_taps(self, inp: npt.NDArray[np.int32], out: npt.NDArray[np.int32], now: float) -> None:
+        for leg in list(self._unmixed_tapped):
+            tap = leg.unmixed_tap
+            if tap is None:
+                continue
+            others = self._mixes.members(leg.mix) if leg.mix is not None else []
+            unmixed = [(o.id, np.clip(out[o.row], -32768, 32767).astype(np.int16)) for o in others if o is not leg]
+            try:
+                tap(leg.id, inp[leg.row].astype(np.int16), unmixed, now)
+            except Exception:
+                self._tap_errors += 1
+                log.exception("media tap failed", extra={"call_id": leg.id})

@@ -13,6 +13,7 @@ import numpy.typing as npt
 from ...domain.media import RecordStop
 
 __all__ = [
+    "BatchTap",
     "EngineFull",
     "EngineStats",
     "MediaEvent",
@@ -25,11 +26,16 @@ __all__ = [
     "Tap",
     "ToneDetected",
     "TonesFinished",
+    "UnmixedTap",
 ]
 
 Samples = npt.NDArray[np.int16]
 Tap = Callable[[str, Samples, float], None]
 """A leg's INPUT sink: called once per tick with (leg_id, the 320-sample int16 frame it hears, frame time)."""
+BatchTap = Callable[[npt.NDArray[np.int32], float], None]
+"""A sink for many legs at once: called once per tick with (INPUT of every row in use, frame time)."""
+UnmixedTap = Callable[[str, Samples, list[tuple[str, Samples]], float], None]
+"""Like Tap, plus the OUTPUT of every other member of the leg's mix as (leg_id, frame) (application-hosted media)."""
 
 
 class EngineFull(Exception):

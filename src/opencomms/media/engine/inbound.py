@@ -49,6 +49,22 @@ class InboundQueues:
             self._qlen[row] = length + 1
             self._queued += 1
 
+    def push_rows(self, rows: npt.NDArray[np.intp], frames: npt.NDArray[np.int16]) -> None:
+        """`push` for distinct rows at once (`frames`: one `(len(rows), 320)` int16 frame per row)."""
+        if rows.size == 0:
+            return
+        q = self._frames
+        length, head = self._qlen[rows], self._head[rows]
+        self._ring[rows, (head + length) % q] = frames
+        full = length == q
+        dropped = int(np.count_nonzero(full))
+        if dropped:
+            self._head[rows[full]] = (head[full] + 1) % q
+            self.dropped += dropped
+            rows = rows[~full]
+        self._qlen[rows] += 1
+        self._queued += rows.size
+
     def step(self, out: npt.NDArray[np.int32], n: int) -> bool:
         """Move each queued row's oldest frame into `out` (the prefix `[:n]`); whether any row had one."""
         if not self._queued:

@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .events import Tap
+from .events import Tap, UnmixedTap
 
 if TYPE_CHECKING:
     from .player import Play
@@ -27,6 +27,7 @@ class Leg:
     tones: deque[ToneRun] = field(default_factory=deque)
     recording: Recording | None = None
     tap: Tap | None = None
+    unmixed_tap: UnmixedTap | None = None
     watch_speech: bool = False
 
     def reports_speech(self) -> bool:

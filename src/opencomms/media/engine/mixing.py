@@ -91,6 +91,7 @@ class Mixes:
         self._row_mix = np.full(capacity, -1, dtype=np.int64)
         self._index: dict[str, int] = {}
         self._size: dict[str, int] = {}
+        self._members: dict[str, dict[Leg, None]] = {}
         self._free: list[int] = []
         self._topology: Topology | None = None
 
@@ -112,8 +113,10 @@ class Mixes:
             return
         if leg.mix is not None:
             self._size[leg.mix] -= 1
+            self._members[leg.mix].pop(leg, None)
             if self._size[leg.mix] == 0:
                 del self._size[leg.mix]
+                del self._members[leg.mix]
                 self._free.append(self._index.pop(leg.mix))
         leg.mix = mix_id
         if mix_id is None:
@@ -122,9 +125,15 @@ class Mixes:
             if mix_id not in self._index:
                 self._index[mix_id] = self._free.pop() if self._free else len(self._index)
                 self._size[mix_id] = 0
+                self._members[mix_id] = {}
             self._size[mix_id] += 1
+            self._members[mix_id][leg] = None
             self._row_mix[leg.row] = self._index[mix_id]
         self._topology = None
+
+    def members(self, mix_id: str) -> list[Leg]:
+        """The legs in mix `mix_id`, in joining order (empty for an unknown mix)."""
+        return list(self._members.get(mix_id, ()))
 
     def step(self, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]) -> None:
         """INPUT of the prefix's rows from their OUTPUT (see `mix`)."""

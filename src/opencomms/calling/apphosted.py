@@ -1,0 +1,556 @@
+"""Application-hosted media, node side: for each bot leg answered or created with an appHostedMediaConfig (the blob
+of the SDK's LocalMediaSession), a WebSocket to the bot's media endpoint carrying the leg's audio both ways.
+The blob and the frame protocol are defined in wire/apphosted.py.
+
+Owns one task per such leg (connect, hello/ready, receive loop, one reconnection after a drop), the leg's unmixed
+tap on the engine, the dominant speaker of its conversation (from the engine's VAD on the other legs), and ending
+the leg when its media endpoint cannot be reached (410/9140) or is lost for good (410/9141). It reaches the engine
+only through commands (`EnginePort.call`) and must not know service-hosted operations (MediaService does).
+
+* **Connecting.** Once the leg is established (MediaService tells its observers), the node connects, retrying
+  every 0.2 s until `connect_timeout`; a bot that closes with 4401 (wrong key or secret) is not retried. After a
+  drop (a close without `bye`, or no pong to the 5 s heartbeat) the node reconnects once, retrying until the same
+  timeout; if that fails the leg ends. A `bye` from the bot stops its media for good. The URL's host is
+  resolved and every address checked like a prompt URL (private addresses only if `allow_private` says so), and
+  the connection goes to the checked address.
+* **Bot to node.** Frames wait in the leg's playout queue (8 frames, the oldest dropped when full); the engine's
+  far-end queue gets at most one frame of the leg per tick (`push_inbound`): a command sent on arrival pushes it
+  for the coming tick when that tick has none yet, else the leg's tap (end of each tick) pushes the next one for
+  the next tick. So a frame is heard at the first tick after it arrives and bursts are played out one per tick;
+  when frames have been left waiting at the start of 5 ticks in a row (a standing backlog, after a stall or
+  from a bot whose clock runs fast), the oldest is dropped: latency beats completeness.
+* **Node to bot.** The leg's unmixed tap runs on the engine thread every tick; it queues the frames and wakes the
+  event loop at most once per tick, which encodes them (mixed + the 4 loudest other participants, each with its
+  mediaStream sourceId) and hands them to the leg's sender task. A slow bot loses its oldest frames (8 kept).
+* **Events.** ToneDetected on the leg -> `dtmf`. Dominant speaker: the engine's VAD (a VadBank, as the engine
+  runs on what legs hear) on each other participant's own audio (the unmixed frames, so it works in group calls
+  too) -> `dominantSpeaker` when the dominant one changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import ssl
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import aiohttp
+import numpy as np
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
+
+from opencomms.calling.media import EnginePort
+from opencomms.calling.model import Call
+from opencomms.calling.service import CallService
+from opencomms.domain import results
+from opencomms.domain.media import PromptError
+from opencomms.domain.results import ResultInfo
+from opencomms.media import engine as eng
+from opencomms.media.dtmf.tones import tone_name
+from opencomms.media.fetch import AddressGuard
+from opencomms.media.speakers import DominantSpeaker, SpeakerVad, loudest
+from opencomms.wire.apphosted import (
+    MAX_UNMIXED,
+    TICKS_PER_SECOND,
+    UNAUTHORIZED_CLOSE,
+    FrameError,
+    MediaBlob,
+    decode_audio,
+    decode_control,
+    encode_audio,
+    encode_control,
+    read_blob,
+)
+from opencomms.wire.calls import is_app_hosted
+
+__all__ = ["AppHostedMedia", "AppHostedStats"]
+
+log = logging.getLogger("opencomms.media")
+
+RETRY_SECONDS = 0.2
+SEND_QUEUE_FRAMES = 8
+BACKLOG_TICKS = 5
+HEARTBEAT_SECONDS = 5.0
+MAX_MESSAGE_BYTES = 64 * 1024
+
+Frame = eng.Samples
+EngineCommand = Callable[[eng.MediaEngine], None]
+
+
+class _Refused(OSError):
+    """The guard's verdict on a resolved address (raised inside aiohttp's connector)."""
+
+
+class _GuardedResolver(AbstractResolver):
+    """getaddrinfo, then the address guard: aiohttp only connects to addresses that passed."""
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self._guard = guard
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
+        found: list[ResolveResult] = []
+        for fam, _type, proto, _canon, sockaddr in infos:
+            if fam in (socket.AF_INET, socket.AF_INET6):
+                found.append(
+                    ResolveResult(
+                        hostname=host,
+                        host=str(sockaddr[0]),
+                        port=int(sockaddr[1]),
+                        family=fam,
+                        proto=proto,
+                        flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+                    )
+                )
+        if not found:
+            raise OSError(f"{host} has no IPv4 or IPv6 address")
+        _check(self._guard, host, [r["host"] for r in found])
+        return found
+
+    async def close(self) -> None:
+        return None
+
+
+def _check(guard: AddressGuard, host: str, addresses: Sequence[str]) -> None:
+    try:
+        guard.check(host, [ipaddress.ip_address(a.split("%")[0]) for a in addresses])
+    except PromptError as exc:
+        raise _Refused(exc.message) from None
+
+
+def _refusal(exc: BaseException) -> _Refused | None:
+    """The guard's verdict, possibly wrapped by aiohttp's connector errors."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, _Refused):
+            return seen
+        nested = seen.os_error if isinstance(seen, aiohttp.ClientConnectorError) else None
+        seen = nested if nested is not None and nested is not seen else seen.__cause__
+    return None
+
+
+@dataclass(eq=False)
+class _Bridge:
+    """One app-hosted leg's media connection."""
+
+    call_id: str
+    conversation_id: str
+    source_id: str
+    blob: MediaBlob
+    task: asyncio.Task[None] | None = None
+    ws: aiohttp.ClientWebSocketResponse | None = None
+    audio: deque[bytes] = field(default_factory=lambda: deque(maxlen=SEND_QUEUE_FRAMES))
+    inbound: deque[Frame] = field(default_factory=lambda: deque(maxlen=SEND_QUEUE_FRAMES))
+    """From the bot, waiting for the engine (appended on the event loop, taken on the engine thread)."""
+    backlog_ticks: int = 0
+    ticks: int = 0
+    """Ticks the leg's tap has seen (engine thread): the index of the coming tick."""
+    pushed_for: int = -1
+    """The last tick a frame from the bot was pushed for (engine thread)."""
+    excess_at: int = -1
+    """The last tick that started with a frame from the bot left waiting (engine thread)."""
+    control: deque[str] = field(default_factory=deque)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    speakers: DominantSpeaker = field(default_factory=DominantSpeaker)
+    sequence: int = 0
+    closing: bool = False
+    reconnects: int = 0
+
+
+@dataclass
+class AppHostedStats:
+    """Counters of application-hosted media (since the node started)."""
+
+    connections: int = 0
+    reconnects: int = 0
+    failures: int = 0
+    refused: int = 0
+    """Endpoints refused because their address is private, loopback or reserved and not allowed."""
+    frames_sent: int = 0
+    frames_received: int = 0
+    frames_unsent: int = 0
+    """Frames for bots dropped because a bot's socket had 8 waiting (a slow bot)."""
+    frames_trimmed: int = 0
+    """Frames from bots dropped to shorten a standing backlog, or because 8 were already waiting."""
+    bad_messages: int = 0
+
+
+class AppHostedMedia:
+    """The node's side of application-hosted media; a MediaService observer (see the module docstring)."""
+
+    def __init__(
+        self,
+        calls: CallService,
+        engine: EnginePort,
+        *,
+        connect_timeout: float = 10.0,
+        allow_private: Sequence[str] = (),
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if connect_timeout <= 0:
+            raise ValueError("connect_timeout must be positive")
+        self.calls = calls
+        self.engine = engine
+        self.connect_timeout = connect_timeout
+        self._guard = AddressGuard(allow_private)
+        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._bridges: dict[str, _Bridge] = {}
+        self._by_conv: dict[str, set[str]] = {}
+        self._vad = SpeakerVad()
+        self._frames: deque[tuple[str, Frame, list[tuple[str, Frame]], float]] = deque()
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.stats = AppHostedStats()
+
+    @property
+    def active(self) -> int:
+        """App-hosted legs with a media connection (or trying to get one)."""
+        return len(self._bridges)
+
+    # -- MediaService observer (event loop) ----------------------------------------------------------------
+    def connected(self, call: Call) -> None:
+        """A leg joined the engine: bridge it if it is app-hosted."""
+        conv = call.conversation_id
+        if call.id in self._bridges or not is_app_hosted(call.media_config or {}):
+            return
+        try:
+            blob = read_blob((call.media_config or {}).get("blob"))
+        except Exception:  # validated at create/answer; a stored call from an older node may not be
+            log.warning("app-hosted media blob is invalid", extra={"call_id": call.id})
+            return
+        self._loop = asyncio.get_running_loop()
+        bridge = _Bridge(call.id, conv, call.source_id, blob)
+        self._bridges[call.id] = bridge
+        self._by_conv.setdefault(conv, set()).add(call.id)
+        bridge.task = self._loop.create_task(self._run(bridge), name=f"apphosted-{call.id}")
+
+    def ending(self, call: Call) -> None:
+        self._vad.forget(call.id)
+        bridge = self._bridges.pop(call.id, None)
+        if bridge is None:
+            return
+        members = self._by_conv.get(bridge.conversation_id)
+        if members is not None:
+            members.discard(call.id)
+            if not members:
+                del self._by_conv[bridge.conversation_id]
+        self._stop(bridge, bye="call ended")
+
+    def on_events(self, events: Sequence[eng.MediaEvent]) -> None:
+        if not self._bridges:
+            return
+        for event in events:
+            if isinstance(event, eng.ToneDetected):
+                bridge = self._bridges.get(event.leg_id)
+                if bridge is not None:
+                    at = round(event.at * TICKS_PER_SECOND)
+                    self._send_control(bridge, encode_control("dtmf", key=event.key, tone=tone_name(event.key), at=at))
+
+    async def close(self) -> None:
+        """Stop every bridge (the node is shutting down) and close the HTTP session."""
+        bridges = list(self._bridges.values())
+        self._bridges.clear()
+        self._by_conv.clear()
+        for bridge in bridges:
+            self._stop(bridge, bye=None)  # no bye: the bot keeps the socket for the restarted node to reconnect
+        tasks = [b.task for b in bridges if b.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # -- engine side -----------------------------------------------------------------------------------------
+    def _tick(
+        self, engine: eng.MediaEngine, bridge: _Bridge, heard: Frame, unmixed: list[tuple[str, Frame]], now: float
+    ) -> None:
+        """On the engine thread, at the end of every tick: give the next tick a frame from the bot if one waits
+        (trimming a standing backlog), and queue what the leg heard for the event loop (waking it once a tick)."""
+        if bridge.excess_at == bridge.ticks:  # a frame waited through this tick's start: it could have been heard
+            bridge.backlog_ticks += 1
+            if bridge.backlog_ticks >= BACKLOG_TICKS:  # a standing backlog: drop its oldest frame
+                bridge.backlog_ticks = 0
+                try:
+                    bridge.inbound.popleft()
+                    self.stats.frames_trimmed += 1
+                except IndexError:
+                    pass
+        else:
+            bridge.backlog_ticks = 0
+        bridge.ticks += 1
+        self._play_one(engine, bridge)
+        self._frames.append((bridge.call_id, heard, unmixed, now))
+        if not self._scheduled:
+            self._scheduled = True
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                try:
+                    loop.call_soon_threadsafe(self._flush)
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
+
+    def _flush(self) -> None:
+        self._scheduled = False  # before draining: a frame queued from now on schedules another flush
+        calls = self.calls.calls
+        speakers: dict[str, Frame] = {}
+        frame_time = None
+        while self._frames:
+            leg_id, heard, unmixed, now = self._frames.popleft()
+            if now != frame_time:  # the VAD runs once per tick, on every participant's own frame of that tick
+                if speakers:
+                    self._detect_speech(speakers)
+                speakers, frame_time = {}, now
+            speakers.update(unmixed)
+            bridge = self._bridges.get(leg_id)
+            if bridge is None or bridge.ws is None:
+                continue
+            tagged: list[tuple[str, bytes]] = []
+            for other, frame in loudest(unmixed, MAX_UNMIXED):
+                leg = calls.get(other)
+                if leg is not None:
+                    tagged.append((leg.source_id, frame.tobytes()))
+            bridge.sequence += 1
+            message = encode_audio(bridge.sequence, round(now * TICKS_PER_SECOND), heard.tobytes(), tuple(tagged))
+            if len(bridge.audio) == SEND_QUEUE_FRAMES:
+                self.stats.frames_unsent += 1
+            bridge.audio.append(message)
+            bridge.wake.set()
+        if speakers:
+            self._detect_speech(speakers)
+
+    def _send_control(self, bridge: _Bridge, text: str) -> None:
+        if bridge.ws is not None:
+            bridge.control.append(text)
+            bridge.wake.set()
+
+    def _detect_speech(self, speakers: dict[str, Frame]) -> None:
+        for leg_id, speaking in self._vad.process(speakers.items()):
+            self._speech(leg_id, speaking)
+
+    def _speech(self, leg_id: str, speaking: bool) -> None:
+        leg = self.calls.calls.get(leg_id)
+        if leg is None:
+            return
+        for call_id in self._by_conv.get(leg.conversation_id, ()):
+            bridge = self._bridges.get(call_id)
+            if bridge is None or call_id == leg_id:
+                continue
+            if bridge.speakers.update(leg.source_id, speaking):
+                speakers = bridge.speakers
+                self._send_control(
+                    bridge, encode_control("dominantSpeaker", sourceId=speakers.current, history=speakers.history)
+                )
+
+    # -- the connection ----------------------------------------------------------------------------------------
+    def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                resolver=_GuardedResolver(self._guard), use_dns_cache=False, ssl=self._ssl, limit=0
+            )
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
+
+    def _stop(self, bridge: _Bridge, *, bye: str | None) -> None:
+        bridge.closing = True
+        ws = bridge.ws
+        if bye is not None and ws is not None and not ws.closed:
+            bridge.control.append(encode_control("bye", reason=bye))
+        task = bridge.task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        leg = bridge.call_id
+
+        def untap(engine: eng.MediaEngine) -> None:
+            if engine.has_leg(leg):
+                engine.set_unmixed_tap(leg, None)
+
+        self.engine.call(untap)
+
+    @staticmethod
+    def _play_one(engine: eng.MediaEngine, bridge: _Bridge, *, arrival: bool = False) -> None:
+        """Engine thread: push the oldest frame from the bot for the coming tick, unless one is already pushed
+        for it (so the engine's far-end queue holds at most one frame of this leg). On an arrival (run just
+        before the tick), note whether frames are left waiting: the sign of a backlog."""
+        coming = bridge.ticks
+        if bridge.pushed_for >= coming:
+            if arrival and bridge.inbound:
+                bridge.excess_at = coming
+            return
+        try:
+            frame = bridge.inbound.popleft()
+        except IndexError:  # nothing waits (or a reconnection emptied the queue meanwhile)
+            return
+        if engine.has_leg(bridge.call_id):
+            engine.push_inbound(bridge.call_id, frame)
+            bridge.pushed_for = coming
+
+    def _tapping(self, bridge: _Bridge) -> EngineCommand:
+        """The command that installs the leg's tap (bound to this engine and bridge)."""
+
+        def install(engine: eng.MediaEngine) -> None:
+            if engine.has_leg(bridge.call_id):
+                engine.set_unmixed_tap(
+                    bridge.call_id, lambda _leg, heard, unmixed, now: self._tick(engine, bridge, heard, unmixed, now)
+                )
+
+        return install
+
+    async def _run(self, bridge: _Bridge) -> None:
+        try:
+            failure = await self._connect(bridge)
+            while failure is None:
+                self.engine.call(self._tapping(bridge))
+                if await self._serve(bridge) or bridge.closing:
+                    return
+                bridge.reconnects += 1
+                self.stats.reconnects += 1
+                log.info("app-hosted media dropped, reconnecting", extra={"call_id": bridge.call_id})
+                failure = await self._connect(bridge)
+                if failure is results.APP_MEDIA_UNREACHABLE:
+                    failure = results.APP_MEDIA_LOST
+            if failure is not None and not bridge.closing:
+                self.stats.failures += 1
+                log.warning("app-hosted media failed", extra={"call_id": bridge.call_id, "code": failure.subcode})
+                self.calls.media_failed(bridge.call_id, failure)
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("app-hosted media failed", extra={"call_id": bridge.call_id})
+            self.calls.media_failed(bridge.call_id, results.APP_MEDIA_LOST)
+        finally:
+            await self._close_ws(bridge)
+
+    async def _connect(self, bridge: _Bridge) -> ResultInfo | None:
+        """Connect and exchange hello/ready before the deadline: None, or why not."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.connect_timeout
+        url = URL(bridge.blob.url)
+        blob = bridge.blob
+        hello = encode_control(
+            "hello", v=1, key=blob.key, secret=blob.secret, callId=bridge.call_id, sourceId=bridge.source_id
+        )
+        while not bridge.closing:
+            ws: aiohttp.ClientWebSocketResponse | None = None
+            try:
+                async with asyncio.timeout_at(deadline):
+                    host = url.raw_host or ""
+                    try:
+                        ipaddress.ip_address(host)
+                    except ValueError:
+                        pass
+                    else:  # IP literals never reach the resolver
+                        _check(self._guard, host, [host])
+                    ws = await self._http().ws_connect(
+                        url,
+                        heartbeat=HEARTBEAT_SECONDS,
+                        max_msg_size=MAX_MESSAGE_BYTES,
+                        autoclose=True,
+                        compress=0,
+                    )
+                    await ws.send_str(hello)
+                    msg = await ws.receive()
+                    if msg.type is aiohttp.WSMsgType.TEXT and decode_control(msg.data).get("type") == "ready":
+                        bridge.ws = ws
+                        self.stats.connections += 1
+                        log.info("app-hosted media connected", extra={"call_id": bridge.call_id})
+                        return None
+                    if ws.close_code == UNAUTHORIZED_CLOSE or msg.data == UNAUTHORIZED_CLOSE:
+                        log.warning("app-hosted media endpoint refused the hello", extra={"call_id": bridge.call_id})
+                        await ws.close()
+                        return results.APP_MEDIA_UNREACHABLE
+            except TimeoutError:
+                if ws is not None:
+                    await ws.close()
+                return results.APP_MEDIA_UNREACHABLE
+            except (aiohttp.ClientError, OSError, FrameError) as exc:
+                refused = _refusal(exc)
+                if refused is not None:  # a forbidden address: final
+                    self.stats.refused += 1
+                    log.warning("app-hosted media endpoint refused: %s", refused, extra={"call_id": bridge.call_id})
+                    return results.APP_MEDIA_UNREACHABLE
+                log.debug("app-hosted media connect failed: %s", exc, extra={"call_id": bridge.call_id})
+            if ws is not None:
+                await ws.close()
+            if loop.time() + RETRY_SECONDS >= deadline:
+                return results.APP_MEDIA_UNREACHABLE
+            await asyncio.sleep(RETRY_SECONDS)
+        return None
+
+    async def _serve(self, bridge: _Bridge) -> bool:
+        """Carry media until the socket closes: True for a `bye` from the bot, False for a drop."""
+        ws = bridge.ws
+        assert ws is not None
+        sender = asyncio.get_running_loop().create_task(self._send_loop(bridge, ws))
+
+        def playout(engine: eng.MediaEngine) -> None:
+            self._play_one(engine, bridge, arrival=True)
+
+        leg = bridge.call_id
+        try:
+            async for msg in ws:
+                if msg.type is aiohttp.WSMsgType.BINARY:
+                    try:
+                        audio = decode_audio(msg.data)
+                        if audio.unmixed:
+                            raise FrameError("a bot sends mixed frames only")
+                    except FrameError:
+                        self.stats.bad_messages += 1
+                        continue
+                    self.stats.frames_received += 1
+                    if len(bridge.inbound) == SEND_QUEUE_FRAMES:
+                        self.stats.frames_trimmed += 1
+                    bridge.inbound.append(np.frombuffer(audio.pcm, dtype="<i2").astype(np.int16))
+                    self.engine.call(playout)  # heard at the coming tick if it is this leg's first frame for it
+                elif msg.type is aiohttp.WSMsgType.TEXT:
+                    try:
+                        control = decode_control(msg.data)
+                    except FrameError:
+                        self.stats.bad_messages += 1
+                        continue
+                    if control["type"] == "bye":
+                        log.info("app-hosted media closed by the bot", extra={"call_id": leg})
+                        return True
+                else:
+                    break
+            return False
+        finally:
+            sender.cancel()
+            bridge.audio.clear()
+            bridge.inbound.clear()
+            if not bridge.closing:  # else _run's clean-up sends the queued `bye` and closes
+                bridge.ws = None
+                bridge.control.clear()
+                if not ws.closed:
+                    await ws.close()
+
+    async def _send_loop(self, bridge: _Bridge, ws: aiohttp.ClientWebSocketResponse) -> None:
+        try:
+            while True:
+                await bridge.wake.wait()
+                bridge.wake.clear()
+                while bridge.control:
+                    await ws.send_str(bridge.control.popleft())
+                while bridge.audio:
+                    await ws.send_bytes(bridge.audio.popleft())
+                    self.stats.frames_sent += 1
+        except (ConnectionError, aiohttp.ClientError, RuntimeError):
+            pass  # the receive loop sees the close
+
+    async def _close_ws(self, bridge: _Bridge) -> None:
+        ws, bridge.ws = bridge.ws, None
+        if ws is None or ws.closed:
+            return
+        try:
+            async with asyncio.timeout(1.0):
+                while bridge.control:
+                    await ws.send_str(bridge.control.popleft())
+                await ws.close()
+        except (TimeoutError, ConnectionError, aiohttp.ClientError, RuntimeError):
+            pass
