@@ -1,0 +1,86 @@
+"""What every example bot needs: who it is on which node (settings from the environment or flags) and a client.
+
+The secret is read from the environment (`BOT_SECRET`), never from the command line, where `ps` would show it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from dataclasses import dataclass
+
+from opencomms.sdk import ClientCredentials, CommsClient, jwks_url_for
+
+
+class SettingsError(ValueError):
+    """A required setting is missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class BotSettings:
+    """The node to use and the bot's application registration on it."""
+
+    node_url: str
+    tenant: str
+    app_id: str
+    secret: str
+
+    def __repr__(self) -> str:  # never show the secret
+        return f"BotSettings(node_url={self.node_url!r}, tenant={self.tenant!r}, app_id={self.app_id!r})"
+
+    @property
+    def jwks_url(self) -> str:
+        return jwks_url_for(self.node_url)
+
+    def credentials(self) -> ClientCredentials:
+        return ClientCredentials(self.node_url, self.tenant, self.app_id, self.secret)
+
+    def client(self) -> CommsClient:
+        """A REST client for this bot (use it as an async context manager)."""
+        return CommsClient(self.node_url, self.credentials())
+
+    def env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings (for worker processes)."""
+        return {
+            "OPENCOMMS_URL": self.node_url,
+            "BOT_TENANT": self.tenant,
+            "BOT_APP_ID": self.app_id,
+            "BOT_SECRET": self.secret,
+        }
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        group = parser.add_argument_group("bot identity (default: environment variables)")
+        group.add_argument("--node", dest="node_url", help="the node's base URL [OPENCOMMS_URL]")
+        group.add_argument("--tenant", help="tenant id or domain [BOT_TENANT]")
+        group.add_argument("--app-id", help="the bot's application (client) id [BOT_APP_ID]; secret: BOT_SECRET")
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: dict[str, str] | None = None) -> BotSettings:
+        env = dict(os.environ if environ is None else environ)
+        values = {
+            "node_url": getattr(args, "node_url", None) or env.get("OPENCOMMS_URL", ""),
+            "tenant": getattr(args, "tenant", None) or env.get("BOT_TENANT", ""),
+            "app_id": getattr(args, "app_id", None) or env.get("BOT_APP_ID", ""),
+            "secret": env.get("BOT_SECRET", ""),
+        }
+        names = {"node_url": "--node/OPENCOMMS_URL", "tenant": "--tenant/BOT_TENANT", "app_id": "--app-id/BOT_APP_ID"}
+        missing = [names.get(k, "BOT_SECRET") for k, v in values.items() if not v]
+        if missing:
+            raise SettingsError(f"missing settings: {', '.join(missing)}")
+        return cls(**values)
+
+
+def host_port(value: str) -> tuple[str, int]:
+    """'127.0.0.1:8080' -> ('127.0.0.1', 8080); for argparse `type=`."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

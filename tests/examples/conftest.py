@@ -1,0 +1,69 @@
+"""Shared helpers of the example bots' tests: a platform, bots registered on it, a prompt file server."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+from aiohttp import web
+from examples.common import BotSettings
+
+from opencomms.testing.platform import BotCredentials, TestPlatform
+
+
+def settings_for(platform: TestPlatform, creds: BotCredentials) -> BotSettings:
+    return BotSettings(platform.base_url, creds.tenant, creds.app_id, creds.secret)
+
+
+def set_webhook(platform: TestPlatform, creds: BotCredentials, url: str) -> None:
+    """Point an application's callback URL at a bot that only knows its port once it runs."""
+    directory = platform.node.directory
+    directory.update_app(dataclasses.replace(directory.require_app(creds.app_id), callback_url=url))
+
+
+@dataclass
+class FileServer:
+    """Serves WAV prompts over real HTTP on loopback (the test platform lets the node fetch from loopback)."""
+
+    files: dict[str, bytes] = field(default_factory=dict)
+    hits: dict[str, int] = field(default_factory=dict)
+    url: str = ""
+    _runner: web.AppRunner | None = None
+
+    async def start(self) -> FileServer:
+        app = web.Application()
+        app.router.add_get("/{name}", self._serve)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        self.hits[name] = self.hits.get(name, 0) + 1
+        if name not in self.files:
+            return web.Response(status=404)
+        return web.Response(body=self.files[name], content_type="audio/wav")
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[TestPlatform]:
+    async with TestPlatform() as p:
+        yield p
+
+
+@pytest.fixture
+async def files() -> AsyncIterator[FileServer]:
+    server = await FileServer().start()
+    try:
+        yield server
+    finally:
+        await server.stop()
