@@ -1,4 +1,5 @@
-"""What every example bot needs: who it is on which node (settings from the environment or flags) and a client.
+"""What every example bot needs: who it is on which node (settings from the environment or flags), a client,
+and running until Ctrl-C.
 
 The secret is read from the environment (`BOT_SECRET`), never from the command line, where `ps` would show it.
 """
@@ -6,8 +7,10 @@ The secret is read from the environment (`BOT_SECRET`), never from the command l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
+import signal
 from dataclasses import dataclass
 
 from opencomms.sdk import ClientCredentials, CommsClient, jwks_url_for
@@ -84,3 +87,13 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+async def serve_until_signalled(ready_line: str) -> None:
+    """Print `ready_line` (launchers and tests wait for it), then wait for SIGINT or SIGTERM."""
+    print(ready_line, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()

@@ -15,13 +15,12 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from examples.common import BotSettings, SettingsError, host_port, setup_logging
+from examples.common import BotSettings, SettingsError, host_port, serve_until_signalled, setup_logging
 from opencomms.sdk import GraphError, serve_receiver
 from opencomms.sdk.calling import Call, CommunicationsClient
 from opencomms.sdk.calling import CallEnded as CallGone
@@ -139,12 +138,7 @@ async def _main(args: argparse.Namespace) -> None:
     async with run_echo(
         settings, host=host, port=port, media_host=media_host, media_port=media_port, delay_ms=args.delay_ms
     ) as bot:
-        print(f"READY {bot.callback_url} media={bot.media.url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await serve_until_signalled(f"READY {bot.callback_url} media={bot.media.url}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 from pathlib import Path
 
-from examples.common import BotSettings, SettingsError, host_port, setup_logging
+from examples.common import BotSettings, SettingsError, host_port, serve_until_signalled, setup_logging
 from examples.ivr.app import run_ivr
 from examples.ivr.menu import MenuError, load_menu_file
 
@@ -24,12 +23,7 @@ async def _main(args: argparse.Namespace) -> None:
     settings = BotSettings.from_args(args)
     host, port = args.listen
     async with run_ivr(config, settings, host=host, port=port, voicemail_dir=Path(args.voicemail_dir)) as ivr:
-        print(f"READY {ivr.callback_url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await serve_until_signalled(f"READY {ivr.callback_url}")
 
 
 def main(argv: list[str] | None = None) -> int:

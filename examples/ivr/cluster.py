@@ -14,14 +14,13 @@ import argparse
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from examples.common import BotSettings, SettingsError, host_port, setup_logging
+from examples.common import BotSettings, SettingsError, host_port, serve_until_signalled, setup_logging
 from examples.ivr.menu import MenuError, load_menu_file
 from examples.ivr.proxy import RoundRobinProxy, make_proxy
 
@@ -118,12 +117,7 @@ async def _main(args: argparse.Namespace) -> None:
         settings, args.redis, config=Path(args.config), workers=args.workers, host=host, port=port,
         prefix=args.prefix, voicemail_dir=voicemail,
     ) as cluster:  # fmt: skip
-        print(f"READY {cluster.url} workers={' '.join(cluster.worker_urls)}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await serve_until_signalled(f"READY {cluster.url} workers={' '.join(cluster.worker_urls)}")
 
 
 def main(argv: list[str] | None = None) -> int:

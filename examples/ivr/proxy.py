@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +23,7 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
-from examples.common import host_port, setup_logging
+from examples.common import host_port, serve_until_signalled, setup_logging
 
 log = logging.getLogger("examples.ivr.proxy")
 
@@ -109,12 +108,7 @@ def make_proxy(upstreams: Sequence[str]) -> RoundRobinProxy:
 async def _main(args: argparse.Namespace) -> None:
     host, port = args.listen
     async with make_proxy(args.upstream).serve(host, port) as url:
-        print(f"READY {url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await serve_until_signalled(f"READY {url}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -36,7 +35,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio as aioredis
 
-from examples.common import BotSettings, SettingsError, host_port, setup_logging
+from examples.common import BotSettings, SettingsError, host_port, serve_until_signalled, setup_logging
 from examples.ivr.machine import (
     Action,
     Answer,
@@ -363,12 +362,7 @@ async def _main(args: argparse.Namespace) -> None:
     async with run_worker(
         config, settings, args.redis, host=host, port=port, prefix=args.prefix, voicemail_dir=voicemail, name=args.name
     ) as (url, _):
-        print(f"READY {url}", flush=True)  # the cluster launcher reads this line
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await serve_until_signalled(f"READY {url}")  # the cluster launcher reads this line
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,27 +26,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-LOOPBACK = "127.0.0.1"
+from tests.ports import LOOPBACK, free_port
+
 MODULES = ("g711", "ausine", "aubridge", "account", "menu", "ctrl_tcp", "cons")
 
 
 def baresip_available() -> bool:
     return shutil.which("baresip") is not None
-
-
-def _free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP (baresip's SIP and console listen on both)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port on 127.0.0.1")
 
 
 @dataclass
@@ -101,9 +87,9 @@ class Baresip:
         directory = self.workdir or Path(tempfile.mkdtemp(prefix="baresip-"))
         directory.mkdir(parents=True, exist_ok=True)
         self.workdir = directory
-        ctrl_port = _free_port()
-        self._cons_port = _free_port()
-        self.sip_port = _free_port()
+        ctrl_port = free_port()
+        self._cons_port = free_port()
+        self.sip_port = free_port()
         lines = [
             "poll_method epoll",
             f"sip_listen {LOOPBACK}:{self.sip_port}",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 PCAP_PATH = Path(__file__).with_name("dtmf_12hash.pcap")
@@ -101,10 +102,10 @@ def ethernet_ipv4_udp(payload: bytes, identification: int) -> bytes:
     return DST_MAC + SRC_MAC + struct.pack(">H", 0x0800) + ip_header + udp
 
 
-def build_pcap(keys: str = KEYS) -> bytes:
-    """The whole pcap file."""
+def pcap_file(packets: Sequence[tuple[int, bytes]]) -> bytes:
+    """A classic pcap file of ``(time offset in microseconds, RTP packet)``, framed by :func:`ethernet_ipv4_udp`."""
     out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # LINKTYPE_ETHERNET
-    for number, (offset_us, rtp) in enumerate(rtp_event_packets(keys)):
+    for number, (offset_us, rtp) in enumerate(packets):
         frame = ethernet_ipv4_udp(rtp, identification=number + 1)
         seconds, micros = divmod(offset_us, 1_000_000)
         out.append(struct.pack("<IIII", CAPTURE_START + seconds, micros, len(frame), len(frame)))
@@ -112,12 +113,22 @@ def build_pcap(keys: str = KEYS) -> bytes:
     return b"".join(out)
 
 
-def main(argv: list[str]) -> int:
-    target = Path(argv[1]) if len(argv) > 1 else PCAP_PATH
-    data = build_pcap()
+def write_pcap(argv: list[str], default: Path, packets: Sequence[tuple[int, bytes]], keys: str) -> int:
+    """A generator's ``main``: write :func:`pcap_file` of ``packets`` to ``argv[1]`` (or ``default``) and say so."""
+    target = Path(argv[1]) if len(argv) > 1 else default
+    data = pcap_file(packets)
     target.write_bytes(data)
-    print(f"wrote {target} ({len(data)} bytes, {len(rtp_event_packets())} packets, keys {KEYS})")
+    print(f"wrote {target} ({len(data)} bytes, {len(packets)} packets, keys {keys})")
     return 0
+
+
+def build_pcap(keys: str = KEYS) -> bytes:
+    """The whole pcap file."""
+    return pcap_file(rtp_event_packets(keys))
+
+
+def main(argv: list[str]) -> int:
+    return write_pcap(argv, PCAP_PATH, rtp_event_packets(), KEYS)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 
 ``node_uac_dtmf_inband.xml`` (which offers PCMU only, no telephone-event) plays it with ``play_pcap_audio``, so the
 node must find the digits in the audio itself. The audio comes from our own tone generator
-(``generate_dtmf`` at 8 kHz) and G.711 encoder; framing is ``make_dtmf_pcap``'s (Ethernet / IPv4 / UDP, all packets
-to port 6000, which sipp maps to the far side's audio port).
+(``generate_dtmf`` at 8 kHz) and G.711 encoder; framing and file are ``make_dtmf_pcap``'s (Ethernet / IPv4 / UDP, all
+packets to port 6000, which sipp maps to the far side's audio port).
 
 Layout: 200 ms of silence, then for each key 100 ms of tone and 100 ms of silence, then 200 ms of silence; one
 20 ms packet every 20 ms, marker bit on the first. Deterministic: ``python -m tests.sipp.node_make_inband_pcap``
@@ -20,7 +20,7 @@ import numpy as np
 
 from opencomms.media.dtmf.tones import generate_dtmf
 from opencomms.media.g711 import ulaw_encode
-from tests.sipp.make_dtmf_pcap import CAPTURE_START, ethernet_ipv4_udp
+from tests.sipp.make_dtmf_pcap import pcap_file, write_pcap
 
 PCAP_PATH = Path(__file__).with_name("node_dtmf_inband.pcap")
 
@@ -66,21 +66,11 @@ def rtp_packets(keys: str = KEYS) -> list[tuple[int, bytes]]:
 
 def build_pcap(keys: str = KEYS) -> bytes:
     """The whole pcap file."""
-    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]  # LINKTYPE_ETHERNET
-    for number, (offset_us, rtp) in enumerate(rtp_packets(keys)):
-        frame = ethernet_ipv4_udp(rtp, identification=number + 1)
-        seconds, micros = divmod(offset_us, 1_000_000)
-        out.append(struct.pack("<IIII", CAPTURE_START + seconds, micros, len(frame), len(frame)))
-        out.append(frame)
-    return b"".join(out)
+    return pcap_file(rtp_packets(keys))
 
 
 def main(argv: list[str]) -> int:
-    target = Path(argv[1]) if len(argv) > 1 else PCAP_PATH
-    data = build_pcap()
-    target.write_bytes(data)
-    print(f"wrote {target} ({len(data)} bytes, {len(rtp_packets())} packets, keys {KEYS})")
-    return 0
+    return write_pcap(argv, PCAP_PATH, rtp_packets(), KEYS)
 
 
 if __name__ == "__main__":

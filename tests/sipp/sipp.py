@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
+from tests.ports import LOOPBACK, free_port
+
 __all__ = [
     "BUILTIN_SCENARIOS",
     "SCENARIO_DIR",
@@ -52,7 +54,6 @@ SCENARIO_DIR = Path(__file__).resolve().parent
 BUILTIN_SCENARIOS = frozenset(
     {"uac", "uas", "regexp", "branchc", "branchs", "uac_pcap", "3pcc-C-A", "3pcc-C-B", "3pcc-A", "3pcc-B"}
 )
-LOOPBACK = "127.0.0.1"
 _TRANSPORTS = frozenset({"u1", "un", "ui", "t1", "tn", "l1", "ln", "s1", "sn"})
 _GRACE = 10.0  # seconds beyond sipp's own -timeout before we kill it
 
@@ -67,21 +68,6 @@ class SippError(RuntimeError):
 
 def sipp_available() -> bool:
     return shutil.which("sipp") is not None
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP (sipp's ``-t t1`` listens on TCP too)."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((LOOPBACK, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((LOOPBACK, port))
-                except OSError:
-                    continue
-                return port
-    raise SippError("no free port on 127.0.0.1")
 
 
 @dataclass(frozen=True)

@@ -3,20 +3,24 @@
 The node keeps one delivery in flight per call, and the receiver answers 202 before the handler runs, so the
 order of arrival is the order to keep: each call gets a FIFO lane drained by one task at a time. A delivery the
 node repeats (its 2xx was lost) carries the same `opencomms-delivery-id` and is dropped by `Deduper`.
+`KeyedLanes` is the generic part (FIFO per key, one task per busy key), also used for application callbacks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
+from typing import Generic, TypeVar
 
 from opencomms.sdk.notifications import Notification
 
 log = logging.getLogger("opencomms.sdk")
 
 Handler = Callable[[Notification], Awaitable[None]]
+T = TypeVar("T")
 
 
 class Deduper:
@@ -52,6 +56,64 @@ class Deduper:
         return len(self._ids)
 
 
+class KeyedLanes(Generic[T]):
+    """FIFO lanes per key in front of `run`: one item at a time per key, keys concurrently.
+
+    `run(item)` may be a plain function or return an awaitable (awaited in the lane). Its errors are counted in
+    `failures` and logged as "<what> failed", never propagated.
+    """
+
+    def __init__(self, run: Callable[[T], object], *, what: str) -> None:
+        self.run = run
+        self.what = what
+        self.failures = 0
+        self._lanes: dict[str, deque[T]] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+
+    def submit(self, key: str, item: T) -> None:
+        """Queue `item` behind the key's earlier items; starts the key's task if the lane was idle."""
+        self._lanes.setdefault(key, deque()).append(item)
+        if key not in self._tasks:
+            self._tasks[key] = asyncio.get_running_loop().create_task(self._drain(key))
+
+    @property
+    def pending(self) -> int:
+        """Items queued and not yet started."""
+        return sum(len(lane) for lane in self._lanes.values())
+
+    async def _drain(self, key: str) -> None:
+        lane = self._lanes[key]
+        try:
+            while lane:
+                item = lane.popleft()
+                try:
+                    result = self.run(item)
+                    if inspect.isawaitable(result):
+                        await result
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    self.failures += 1
+                    log.exception("%s failed", self.what, extra={"call_id": key})
+        finally:
+            self._tasks.pop(key, None)
+            if not lane:
+                self._lanes.pop(key, None)
+
+    async def join(self) -> None:
+        """Wait until every queued item has been handled."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    async def close(self) -> None:
+        """Stop: cancel the lanes' tasks (queued items are dropped)."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes.clear()
+
+
 class CallSequencer:
     """Per-call FIFO lanes in front of an async handler; the handler's errors are logged, never propagated."""
 
@@ -59,9 +121,10 @@ class CallSequencer:
         self.handler = handler
         self.dedupe = dedupe if dedupe is not None else Deduper()
         self.duplicates = 0
-        self.failures = 0
-        self._lanes: dict[str, deque[Notification]] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._lanes: KeyedLanes[Notification] = KeyedLanes(self._handle, what="notification handler")
+
+    def _handle(self, note: Notification) -> Awaitable[None]:
+        return self.handler(note)  # looked up per note: the receiver may replace the handler
 
     def submit(self, delivery_id: str, notifications: Iterable[Notification]) -> bool:
         """Queue one delivery's notifications; False if the delivery is a duplicate (nothing queued)."""
@@ -69,42 +132,21 @@ class CallSequencer:
             self.duplicates += 1
             return False
         for note in notifications:
-            lane = self._lanes.setdefault(note.call_id, deque())
-            lane.append(note)
-            if note.call_id not in self._tasks:
-                self._tasks[note.call_id] = asyncio.get_running_loop().create_task(self._drain(note.call_id))
+            self._lanes.submit(note.call_id, note)
         return True
 
     @property
-    def pending(self) -> int:
-        return sum(len(lane) for lane in self._lanes.values())
+    def failures(self) -> int:
+        return self._lanes.failures
 
-    async def _drain(self, call_id: str) -> None:
-        lane = self._lanes[call_id]
-        try:
-            while lane:
-                note = lane.popleft()
-                try:
-                    await self.handler(note)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    self.failures += 1
-                    log.exception("notification handler failed", extra={"call_id": call_id})
-        finally:
-            self._tasks.pop(call_id, None)
-            if not lane:
-                self._lanes.pop(call_id, None)
+    @property
+    def pending(self) -> int:
+        return self._lanes.pending
 
     async def join(self) -> None:
         """Wait until every queued notification has been handled."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+        await self._lanes.join()
 
     async def close(self) -> None:
         """Stop handling: cancel the lanes' tasks (queued notifications are dropped)."""
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._lanes.clear()
+        await self._lanes.close()

@@ -1,11 +1,12 @@
-"""Per-call ordering and dedupe of notifications, and per-call ordering of application callbacks."""
+"""Per-call ordering and dedupe of notifications, and per-key ordering of sync/async jobs (application callbacks)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 from opencomms.sdk import CallSequencer, Deduper, Notification, ResourceKind
-from opencomms.sdk.calling.pump import CallbackPump
+from opencomms.sdk.ordering import KeyedLanes
 
 
 def n(call: str, state: str) -> Notification:
@@ -56,9 +57,9 @@ async def test_sequencer_close_drops_pending() -> None:
     assert seq.pending == 0
 
 
-async def test_callback_pump_runs_sync_and_async_jobs_in_order() -> None:
+async def test_keyed_lanes_run_sync_and_async_jobs_in_order() -> None:
     out: list[int] = []
-    pump = CallbackPump()
+    pump: KeyedLanes[Callable[[], object]] = KeyedLanes(lambda job: job(), what="job")
 
     async def slow() -> None:
         await asyncio.sleep(0.02)

@@ -2,7 +2,8 @@
 
 It owns a NotificationReceiver (serve `comms.receiver` with any ASGI server, or `serve_receiver`). Each
 notification first updates its Call (in order per call), then the application's callbacks run, in order per
-call but outside the receiver's lane, so a callback may await call actions.
+call but outside the receiver's lane, so a callback may await call actions (whose outcome arrives by later
+notifications of the same call: running callbacks in the receiver's lane would deadlock).
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from typing import Any, TypeVar
 
 from opencomms.sdk.builders import JsonObj
 from opencomms.sdk.calling.call import ENDED, Call
-from opencomms.sdk.calling.pump import CallbackPump
 from opencomms.sdk.client import CommsClient
 from opencomms.sdk.jwks import DEFAULT_CALLBACK_ISSUER
 from opencomms.sdk.notifications import Notification, ResourceKind
+from opencomms.sdk.ordering import KeyedLanes
 from opencomms.sdk.receiver import NotificationReceiver
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+Job = Callable[[], Any]
 
 EVENTS = ("incoming_call", "call_updated", "participants_updated", "tone_received", "operation_completed", "call_ended")
 
@@ -50,7 +53,7 @@ class CommunicationsClient:
         )
         self.calls: dict[str, Call] = {}
         self._callbacks: dict[str, list[Callable[..., Any]]] = {name: [] for name in EVENTS}
-        self._pump = CallbackPump()
+        self._pump: KeyedLanes[Job] = KeyedLanes(_run_job, what="call event callback")
 
     # -- registration ----------------------------------------------------------------------------------
     def _on(self, event: str, fn: F) -> F:
@@ -151,8 +154,12 @@ class CommunicationsClient:
             self._pump.submit(call.id, _bind(fn, args))
 
 
-def _bind(fn: Callable[..., Any], args: tuple[Any, ...]) -> Callable[[], Any]:
+def _bind(fn: Callable[..., Any], args: tuple[Any, ...]) -> Job:
     return lambda: fn(*args)
+
+
+def _run_job(job: Job) -> Any:
+    return job()  # a coroutine function's awaitable is awaited by the lane
 
 
 __all__ = ["CommunicationsClient"]
