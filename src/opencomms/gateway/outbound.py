@@ -1,11 +1,14 @@
-"""Outgoing INVITEs of the gateway: digest retry and 3xx following around one SipEndpoint.
+"""Outgoing INVITEs of the gateway: where a bot's call goes (`Route`), digest retry and 3xx following.
 
-Owns how one outgoing call attempt becomes a series of INVITEs sharing Call-ID and From tag with a rising CSeq
-(RFC 3261 §8.1.3.4, §22.2): a 401/407 from the trunk is answered with the trunk's credentials, once per
-challenge (a second challenge with the same nonce means the credentials are wrong: the call fails); credentials
-go to the configured trunk only, never to a host a redirect points at. A 3xx is followed to its Contacts in q
-order, at most `max_redirects` times and never twice to the same URI, so a redirect loop ends. Must not decide
-anything about calls or media: `run()` returns the final response, `handle` is the transaction that got it.
+Every outgoing leg, to a phone number through the trunk (`trunk_route`) or to a registered softphone
+(:func:`opencomms.gateway.softphone.registered_route`), is a `Route` played by one `OutboundInvite`; the gateway
+handles its final response the same way whatever the route. `OutboundInvite` owns how one outgoing call
+attempt becomes a series of INVITEs sharing Call-ID and From tag with a rising CSeq (RFC 3261 §8.1.3.4,
+§22.2): a 401/407 from the trunk is answered with the trunk's credentials, once per challenge (a second
+challenge with the same nonce means the credentials are wrong: the call fails); credentials go to the
+configured trunk only, never to a host a redirect points at. A 3xx is followed to its Contacts in q order, at
+most `max_redirects` times and never twice to the same URI, so a redirect loop ends. It decides nothing about
+calls or media: `run()` returns the final response, `handle` is the transaction that got it.
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
+from opencomms.calling.model import Call
+from opencomms.config import SipConfig
+from opencomms.domain import results
+from opencomms.domain.results import ResultInfo
 from opencomms.sip.auth import AuthError, DigestClient, parse_challenges
 from opencomms.sip.endpoint import ClientTransactionHandle, SipEndpoint
 from opencomms.sip.headers import HeaderError, NameAddr
 from opencomms.sip.message import SipResponse, new_call_id, new_tag
 from opencomms.sip.transaction import Destination
-from opencomms.sip.uri import SipUri
+from opencomms.sip.uri import SipUri, parse_uri
 
 log = logging.getLogger("opencomms.sip")
 
@@ -45,6 +52,45 @@ def redirect_targets(response: SipResponse, visited: set[str]) -> list[SipUri]:
     return [uri for _, _, uri in sorted(ranked, key=lambda item: (item[0], item[1]))]
 
 
+@dataclass(frozen=True)
+class Route:
+    """Where the INVITE of an outgoing leg goes and how it is addressed."""
+
+    target: SipUri
+    """Request-URI of the first INVITE."""
+    to: NameAddr
+    from_: NameAddr
+    next_hop: SipUri | Destination
+    """Where the first INVITE is sent: a fixed address, or a URI resolved (RFC 3263) just before."""
+    unreachable: ResultInfo
+    """How the leg ends when `next_hop` cannot be resolved."""
+    credentials: tuple[str, str] | None = None
+    """(username, password) answering the next hop's digest challenges (the trunk's only)."""
+    max_redirects: int = 0
+
+
+def trunk_route(config: SipConfig, host: str, call: Call) -> Route | ResultInfo:
+    """The route of `call` (an external leg to a phone number) through the configured trunk, or why there is none."""
+    try:
+        trunk = parse_uri(config.trunk_uri) if config.trunk_uri else None
+    except ValueError:
+        trunk = None
+    if not isinstance(trunk, SipUri):
+        return results.CANNOT_ROUTE
+    number = str(call.identity.get("phone", {}).get("id") or "")
+    target = SipUri(host=trunk.host, port=trunk.port, user=number or None)
+    caller = config.trunk_caller_id or str(call.source.get("identity", {}).get("phone", {}).get("id") or "")
+    return Route(
+        target=target,
+        to=NameAddr(target),
+        from_=NameAddr(SipUri(host=host, user=caller or "opencomms")),
+        next_hop=trunk,
+        unreachable=results.CANNOT_ROUTE,
+        credentials=(config.trunk_username, config.trunk_password) if config.trunk_username else None,
+        max_redirects=MAX_REDIRECTS,
+    )
+
+
 @dataclass(eq=False)
 class OutboundInvite:
     """One outgoing call attempt: `await run()`; `cancel()` at any time (CANCEL once the far end rings)."""
@@ -52,11 +98,13 @@ class OutboundInvite:
     endpoint: SipEndpoint
     digest: DigestClient
     target: SipUri
-    """Request-URI of the first INVITE (the dialled number at the trunk)."""
+    """Request-URI of the first INVITE (the dialled number at the trunk, a softphone's Contact)."""
     trunk: Destination
     """Where the first INVITE goes; the only destination that gets credentials."""
     from_: NameAddr
     body: bytes
+    to: NameAddr | None = None
+    """To of every INVITE; None: the first target."""
     credentials: tuple[str, str] | None = None
     """(username, password) for the trunk's digest challenges."""
     max_redirects: int = MAX_REDIRECTS
@@ -75,7 +123,7 @@ class OutboundInvite:
         """The final response of the last INVITE sent; None if cancelled before any INVITE went out."""
         call_id = new_call_id()
         sender = self.from_ if self.from_.tag is not None else self.from_.with_tag(new_tag())
-        recipient = NameAddr(self.target)
+        recipient = self.to or NameAddr(self.target)
         uri, dest = self.target, self.trunk
         visited = {str(uri)}
         answered: set[tuple[str, str]] = set()
@@ -150,4 +198,4 @@ class OutboundInvite:
         return None
 
 
-__all__ = ["MAX_REDIRECTS", "OutboundInvite", "redirect_targets"]
+__all__ = ["MAX_REDIRECTS", "OutboundInvite", "Route", "redirect_targets", "trunk_route"]

@@ -3,7 +3,10 @@
 Owns the node's SipEndpoint, the RTP sessions and the mapping between SIP dialogs and external legs. Inbound:
 an INVITE to a number or SIP URI of an application instance rings its bot (`CallService.accept_inbound`); the
 phone hears 180 until the bot answers, then 200 with our SDP answer; BYE, CANCEL and media timeouts end the
-leg. Outbound: a bot's call to a phone number goes out through the configured trunk (digest credentials).
+leg. Outbound: a bot's call to a phone number goes out through the configured trunk (digest credentials, 3xx
+followed), a call to a user to the Contact of a softphone that registered for them; both are one `Route` played
+by `OutboundInvite` and answered alike (a 200 crossing our CANCEL is ACKed and BYEd, the peer's Allow kept for
+REFER transfers, the same failure mapping and call records).
 RFC 4733 digits from a phone are played into the conversation as in-band tones, so bots detect DTMF the same
 way whatever its source. Implements `GatewayHooks`; it decides nothing about calls itself.
 """
@@ -25,10 +28,10 @@ from opencomms.domain.ids import new_id
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.admission import Admission, AdmissionConfig
 from opencomms.gateway.mapping import caller_identity, failure_for_status, normalize_number, status_for_failure
-from opencomms.gateway.outbound import OutboundInvite
+from opencomms.gateway.outbound import OutboundInvite, Route, trunk_route
 from opencomms.gateway.refer import ReferTransfer, allowed_methods
 from opencomms.gateway.register import REGISTRAR_METHODS, Registrations
-from opencomms.gateway.softphone import dial_registered, user_id_of
+from opencomms.gateway.softphone import registered_route, user_id_of
 from opencomms.gateway.transfer import REFER_FORBIDDEN, on_notify, start_refer
 from opencomms.rtp import LocalSdp, NegotiatedAudio, NegotiationError, PortAllocator, RtpBank, RtpSession, SdpError
 from opencomms.rtp.sdp import SessionDescription
@@ -36,9 +39,9 @@ from opencomms.rtp.session import RtpConfig
 from opencomms.rtp.stats import CallQuality
 from opencomms.sip.auth import DigestClient
 from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, ServerTransactionHandle, SipEndpoint
-from opencomms.sip.headers import NameAddr
 from opencomms.sip.message import SipRequest, SipResponse
-from opencomms.sip.uri import SipUri, TelUri, parse_uri
+from opencomms.sip.transaction import Destination
+from opencomms.sip.uri import SipUri, TelUri
 
 log = logging.getLogger("opencomms.sip")
 
@@ -307,7 +310,7 @@ class SipGateway:
     # -- GatewayHooks --------------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
-        self._spawn(dial_registered(self, call) if user_id_of(call) else self._dial(call))
+        self._spawn(self._dial(call))
 
     def connected(self, call: Call) -> None:
         sc = self._by_key.get(call.id)
@@ -332,8 +335,6 @@ class SipGateway:
             sc.invite.respond(status, phrase)
         if sc.dialing is not None and not sc.answered:
             sc.dialing.cancel()
-        elif sc.outgoing is not None and not sc.answered:
-            sc.outgoing.cancel()
         self._spawn(self._teardown(sc, bye=sc.answered))
 
     def _record(self, call: Call, sc: SipCall, reason: ResultInfo) -> None:
@@ -376,13 +377,22 @@ class SipGateway:
 
     # -- outgoing calls --------------------------------------------------------------------------------------
     async def _dial(self, call: Call) -> None:
-        number = str(call.identity.get("phone", {}).get("id") or "")
+        """Place `call` (an external leg) on its route: a registered softphone of its user, else the trunk."""
+        if user_id_of(call):
+            route = registered_route(self.registrations, call)
+        else:
+            route = trunk_route(self.config, self.host, call)
+        if not isinstance(route, Route):
+            self._dialling.discard(call.id)
+            self.calls.external_ended(call.id, route)
+            return
         key = call.id
         rtp = RtpSession(call.id, self.bank, self.ports, self.host, config=self.rtp_config)
         rtp.on_dtmf = lambda k: self._dtmf(key, k)
         try:
             port = await rtp.open()
         except Exception:
+            self._dialling.discard(call.id)
             self.calls.external_ended(call.id, results.MEDIA_OVERLOADED)
             return
         if call.id not in self._dialling:  # the call ended while the ports were being opened
@@ -391,26 +401,31 @@ class SipGateway:
         self._dialling.discard(call.id)
         sc = SipCall(key=key, rtp=rtp, sdp=LocalSdp(self.host, port), leg_id=call.id)
         self._by_key[key] = sc
-        trunk = parse_uri(self.config.trunk_uri) if self.config.trunk_uri else None
         try:
-            if not isinstance(trunk, SipUri):
-                raise ValueError("no SIP trunk")
-            dest = await self.endpoint.resolve(trunk)
+            hop = route.next_hop
+            dest = hop if isinstance(hop, Destination) else await self.endpoint.resolve(hop)
         except (OSError, ValueError):
-            log.warning("trunk unreachable", extra={"call_id": call.id})
-            self.calls.external_ended(call.id, results.CANNOT_ROUTE)
+            log.warning("callee unreachable", extra={"call_id": call.id})
+            self.calls.external_ended(call.id, route.unreachable)
             return
-        target = SipUri(host=trunk.host, port=trunk.port, user=number or None)
-        caller = self.config.trunk_caller_id or str(call.source.get("identity", {}).get("phone", {}).get("id") or "")
-        frm = NameAddr(SipUri(host=self.host, user=caller or "opencomms"))
-        creds = (self.config.trunk_username, self.config.trunk_password) if self.config.trunk_username else None
+        if sc.closed:  # the call ended while the next hop was being resolved
+            return
+        offer = str(sc.sdp.offer()).encode()
         invite = OutboundInvite(
-            self.endpoint, self._digest, target, dest, frm, str(sc.sdp.offer()).encode(), credentials=creds
+            self.endpoint,
+            self._digest,
+            route.target,
+            dest,
+            route.from_,
+            offer,
+            to=route.to,
+            credentials=route.credentials,
+            max_redirects=route.max_redirects,
         )
         sc.dialing = invite
         response = await invite.run()
-        handle = sc.outgoing = invite.handle
-        await self._dialled(sc, response, handle)
+        sc.outgoing = invite.handle
+        await self._dialled(sc, response, invite.handle)
 
     async def _dialled(self, sc: SipCall, response: SipResponse | None, handle: ClientTransactionHandle | None) -> None:
         """The final answer to an outgoing INVITE: connect the leg, or end it with the mapped failure."""

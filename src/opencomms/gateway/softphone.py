@@ -5,32 +5,25 @@ account without a linked user, the account's SIP user name) is routed here by th
 has a live registration (see :mod:`opencomms.gateway.register`). The best binding (highest q, then most
 recently refreshed) is called, with its Contact as Request-URI. Over UDP the request goes to the address the
 REGISTER came from when the Contact is a private address other than that one (a softphone behind NAT),
-otherwise to the Contact. The answer, a failure status or the node's ring timeout come back to the call
-service as for a trunk call (`external_answered` / `external_ended` with
-:func:`~opencomms.gateway.mapping.failure_for_status`)."""
+otherwise to the Contact. This module only builds that `Route`: the gateway places it exactly as a trunk call
+(:class:`~opencomms.gateway.outbound.OutboundInvite`, the same answer handling, failure mapping, call
+records and REFER transfer when the softphone allows REFER), without digest or 3xx following."""
 
 from __future__ import annotations
 
 import ipaddress
-import logging
 from typing import TYPE_CHECKING, Any
 
 from opencomms.calling.model import Call
 from opencomms.domain import results
-from opencomms.gateway.mapping import failure_for_status
-from opencomms.rtp import LocalSdp, NegotiationError, RtpSession, SdpError
-from opencomms.rtp.sdp import SessionDescription
+from opencomms.domain.results import ResultInfo
+from opencomms.gateway.outbound import Route
 from opencomms.sip.headers import NameAddr
 from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, parse_uri
 
 if TYPE_CHECKING:
-    from opencomms.gateway.register import Reachable
-    from opencomms.gateway.sip import SipGateway
-
-log = logging.getLogger("opencomms.sip")
-
-SDP = "application/sdp"
+    from opencomms.gateway.register import Reachable, Registrations
 
 
 def user_id_of(call: Call) -> str:
@@ -73,68 +66,23 @@ def _destination(target: Reachable, contact: SipUri) -> Destination | None:
     return None
 
 
-async def dial_registered(gw: SipGateway, call: Call) -> None:
-    """Place `call` (an external leg to a user) to that user's best live binding."""
-    targets = gw.registrations.reachable(call.tenant_id, user_id_of(call))
-    if not targets:
-        gw._dialling.discard(call.id)
-        gw.calls.external_ended(call.id, results.NO_CALLEE_ENDPOINTS)
-        return
-    target = targets[0]
-    contact = parse_uri(target.binding.contact.strip().removeprefix("<").removesuffix(">"))
+def registered_route(registrations: Registrations, call: Call) -> Route | ResultInfo:
+    """The route of `call` (an external leg to a user) to that user's best live binding, or why there is none."""
+    targets = registrations.reachable(call.tenant_id, user_id_of(call))
+    try:
+        contact = parse_uri(targets[0].binding.contact.strip().removeprefix("<").removesuffix(">")) if targets else None
+    except ValueError:
+        contact = None
     if not isinstance(contact, SipUri):
-        gw._dialling.discard(call.id)
-        gw.calls.external_ended(call.id, results.NO_CALLEE_ENDPOINTS)
-        return
-    key = call.id
-    rtp = RtpSession(call.id, gw.bank, gw.ports, gw.host, config=gw.rtp_config)
-    rtp.on_dtmf = lambda k: gw._dtmf(key, k)
-    try:
-        port = await rtp.open()
-    except Exception:
-        gw._dialling.discard(call.id)
-        gw.calls.external_ended(call.id, results.MEDIA_OVERLOADED)
-        return
-    if call.id not in gw._dialling:  # the call ended while the ports were being opened
-        await rtp.close()
-        return
-    gw._dialling.discard(call.id)
-    from opencomms.gateway.sip import SipCall  # the gateway module imports this one
-
-    sc = SipCall(key=key, rtp=rtp, sdp=LocalSdp(gw.host, port), leg_id=call.id)
-    gw._by_key[key] = sc
-    to = NameAddr(SipUri(host=gw.registrations.realm, user=target.account.username))
-    offer = str(sc.sdp.offer()).encode()
-    req = gw.endpoint.new_request(
-        "INVITE", contact, from_=_caller(call, gw.registrations.realm), to=to, body=offer, content_type=SDP
+        return results.NO_CALLEE_ENDPOINTS
+    target = targets[0]
+    return Route(
+        target=contact,
+        to=NameAddr(SipUri(host=registrations.realm, user=target.account.username)),
+        from_=_caller(call, registrations.realm),
+        next_hop=_destination(target, contact) or contact,
+        unreachable=results.CALLEE_UNREACHABLE,
     )
-    try:
-        dest = _destination(target, contact) or await gw.endpoint.resolve(contact)
-    except (OSError, ValueError):
-        gw.calls.external_ended(call.id, results.CALLEE_UNREACHABLE)
-        return
-    handle = gw.endpoint.send_request(req, dest)
-    sc.outgoing = handle
-    response = await handle
-    if sc.closed:
-        return
-    if not response.is_success:
-        gw.calls.external_ended(call.id, failure_for_status(response.status, response.reason))
-        await gw._teardown(sc)
-        return
-    try:
-        sc.media = sc.sdp.accept_answer(SessionDescription.parse(response.body))
-    except (SdpError, NegotiationError):
-        sc.answered = True
-        if handle.dialog is not None:
-            await gw.endpoint.ack(handle.dialog)
-        gw.calls.external_ended(call.id, results.MEDIA_LOST)
-        return
-    sc.dialog_call_id = response.call_id
-    gw._by_dialog[response.call_id] = sc
-    if handle.dialog is not None:
-        await gw.endpoint.ack(handle.dialog)
-    gw.calls.external_answered(call.id)
 
 
-__all__ = ["dial_registered", "user_id_of"]
+__all__ = ["registered_route", "user_id_of"]

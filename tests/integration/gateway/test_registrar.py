@@ -13,6 +13,8 @@ import pytest
 
 from opencomms.config import SipConfig
 from opencomms.gateway.register import Registrations
+from opencomms.rtp import LocalSdp
+from opencomms.rtp.sdp import SessionDescription
 from opencomms.sip.auth import DigestClient, parse_challenges
 from opencomms.sip.endpoint import EndpointConfig, ServerTransactionHandle, SipEndpoint
 from opencomms.sip.headers import NameAddr
@@ -20,6 +22,7 @@ from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.uri import SipUri
 from opencomms.testing import GraphClient, RecordingBot, running_node
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, Platform, make_platform, node_config
+from tests.integration.gateway.test_sip_outbound import phone_target, rung
 from tests.sipp import sipp as harness
 from tests.sipp.sipp import LOOPBACK, SippServer, run_sipp
 
@@ -40,6 +43,7 @@ class Phone:
         self.password = password
         self.on_invite: Callable[[ServerTransactionHandle, SipRequest], object] = lambda h, _r: h.respond(486)
         self.invites: list[SipRequest] = []
+        self.requests: list[SipRequest] = []
         self.endpoint = SipEndpoint(EndpointConfig(udp_port=0, tcp_port=None), on_request=self._request)
         self.call_id = f"reg-{username}-{id(self)}"
         self.cseq = 0
@@ -47,6 +51,7 @@ class Phone:
         self.last_authorization: str | None = None
 
     def _request(self, handle: ServerTransactionHandle, req: SipRequest, _source: tuple[str, int]) -> None:
+        self.requests.append(req)
         if req.method == "INVITE":
             self.invites.append(req)
             self.on_invite(handle, req)
@@ -261,3 +266,55 @@ async def test_bindings_survive_a_node_restart(tmp_path: Path) -> None:
                 assert len(alice.invites) == 1
     finally:
         await alice.endpoint.close()
+
+
+async def test_user_answers_after_the_bot_hung_up_the_late_200_is_acked_and_byed() -> None:
+    async with make_platform(node_config(), ("bot",)) as p:
+        user = p.node.directory.create_user(p.tenant_id, "Alice Example")
+        async with phone(p, "alice", user_id=user.id) as alice:
+            # SIPp is the softphone: it rings, gets our CANCEL and answers anyway (its 200 crossed the CANCEL)
+            with SippServer("uas_answer_after_cancel.xml", calls=1, timeout=20, linger=5) as sipp:
+                assert (await alice.register([f"<sip:alice@{LOOPBACK}:{sipp.port}>"])).status == 200
+                status, call = await p["bot"].client.create_call(p["bot"].bot.url, [user_target(user.id)])
+                assert status == 201, call
+                await rung(p)
+                assert await p["bot"].client.hang_up(call["id"]) == 204
+                await p["bot"].bot.wait_state(call["id"], "terminated", timeout=10)
+                result = await asyncio.to_thread(sipp.wait, 10)
+            assert result.ok, result.describe()  # our ACK of the 200, then our BYE
+            assert p.node.calls.active_calls == 0
+            assert p.node.sip is not None and p.node.sip.active == 0 and not p.node.sip.endpoint.dialogs
+
+
+async def test_call_to_a_softphone_that_allows_refer_is_transferred_by_refer() -> None:
+    config = node_config(sip=SipConfig(port=0, trunk_uri=f"sip:{LOOPBACK}:9"))  # the trunk is never dialled
+    async with make_platform(config, ("bot",)) as p:
+        user = p.node.directory.create_user(p.tenant_id, "Alice Example")
+        async with phone(p, "alice", user_id=user.id) as alice:
+
+            def answer(handle: ServerTransactionHandle, req: SipRequest) -> None:
+                sdp = LocalSdp(LOOPBACK, 9).answer(SessionDescription.parse(req.body)).sdp
+                allow = ("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, REFER, NOTIFY")
+                handle.respond(200, headers=[allow], body=str(sdp).encode(), content_type="application/sdp")
+
+            alice.on_invite = answer
+            assert (await alice.register()).status == 200
+            client, bot = p["bot"].client, p["bot"].bot
+            status, call = await client.create_call(bot.url, [user_target(user.id)])
+            assert status == 201, call
+            await bot.wait_state(call["id"], "established", timeout=10)
+            status, body, _ = await client.request(
+                "POST", f"/communications/calls/{call['id']}/transfer", {"transferTarget": phone_target()}
+            )
+            assert status == 202, body
+            await bot.wait_state(call["id"], "transferring", timeout=10)
+            for _ in range(250):  # the softphone is asked to do it (REFER), not bridged through the trunk
+                refers = [r for r in alice.requests if r.method == "REFER"]
+                if refers:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(refers) == 1 and "+14255550123" in (refers[0].headers.get("Refer-To") or "")
+            assert await client.hang_up(call["id"]) == 204
+            await bot.wait_state(call["id"], "terminated", timeout=10)
+        assert p.node.calls.active_calls == 0
+        assert p.node.sip is not None and p.node.sip.active == 0

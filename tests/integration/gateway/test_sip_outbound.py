@@ -181,3 +181,26 @@ async def test_no_answer_cancels_at_the_trunk() -> None:
         result = await finished(sipp)
         assert result.ok, result.describe()  # CANCEL, 487, ACK
         assert p.node.sip is not None and p.node.sip.active == 0
+
+
+async def rung(p: Platform, timeout: float = 5.0) -> None:
+    """Until an outgoing INVITE of the gateway got a provisional response (the phone rings: it can be cancelled)."""
+    assert p.node.sip is not None
+    calls = p.node.sip._by_key.values()
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not any(sc.dialing and sc.dialing.handle and sc.dialing.handle.provisional for sc in calls):
+        assert asyncio.get_running_loop().time() < deadline, "the phone never rang"
+        await asyncio.sleep(0.02)
+
+
+async def test_answer_crossing_the_cancel_of_a_bot_that_hung_up_is_acked_and_ended() -> None:
+    port = free_port()
+    async with trunk_platform(port) as p, trunk("uas_answer_after_cancel.xml", port) as sipp:
+        call_id = await call_phone(p)
+        await rung(p)
+        assert await p["alice"].client.hang_up(call_id) == 204
+        await ended(p, call_id)
+        result = await finished(sipp)
+        assert result.ok, result.describe()  # CANCEL, the 200 anyway, our ACK and BYE
+        assert p.node.calls.active_calls == 0
+        assert p.node.sip is not None and p.node.sip.active == 0 and not p.node.sip.endpoint.dialogs
