@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +63,7 @@ class EngineThread:
         window: int = 500,
         name: str = "opencomms-media",
         clock: Callable[[], float] = time.monotonic,
+        switch_interval: float | None = 0.002,
     ) -> None:
         if tick_seconds <= 0 or max_lag_ticks < 1 or window < 1:
             raise ValueError("tick_seconds, max_lag_ticks and window must be positive")
@@ -70,6 +72,10 @@ class EngineThread:
         self.tick_seconds = tick_seconds
         self.max_lag_ticks = max_lag_ticks
         self._clock = clock
+        self.switch_interval = switch_interval
+        """On start, the interpreter's GIL switch interval is lowered to this (seconds) if longer: woken for a
+        tick, the thread waits about that long at most for the GIL a busy event loop holds (Python's default, 5
+        ms, would delay paced RTP by as much). None leaves it alone."""
         self._name = name
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -102,6 +108,8 @@ class EngineThread:
         """Start ticking (once)."""
         if self._thread is not None or self._stopped:
             raise RuntimeError("EngineThread can be started once")
+        if self.switch_interval is not None and sys.getswitchinterval() > self.switch_interval:
+            sys.setswitchinterval(self.switch_interval)
         self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self._thread.start()
 

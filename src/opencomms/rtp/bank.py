@@ -10,7 +10,6 @@ threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are 
 
 from __future__ import annotations
 
-import math
 import select
 import selectors
 import socket
@@ -24,7 +23,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..media.engine import MediaEngine
+from ..media.engine import MediaEngine, OutOfBandKey
 from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.slots import SlotTable
 from .jitter import LOST
@@ -58,29 +57,30 @@ class EngineHost(Protocol):
 
 class RtpBank:
     """The RTP streams of one media engine. A stream is attached to an existing engine leg (`attach`, an engine
-    command); the bank then taps the leg and, once all its taps of a tick have run (the last one triggers the
-    batch), it:
+    command); once per tick the engine hands the bank the INPUT of every row (its batch tap, after the mixing),
+    and the bank, for every stream whose leg is still in the engine:
 
-    1. sends: converts every tapped leg's frame to 8 kHz in one product, encodes G.711 in one lookup, stamps each
-       header (sequence + 1, timestamp from the tick time, marker after a pause); RFC 4733 packets join the batch
-       on the same SSRC while a DTMF event is on (audio held back). With `paced` (default) the batch is sent by an
-       engine command at the very start of the next tick, before the engine's own work, so every packet leaves
-       within a few ms of its tick's due time whatever the tick costs (one tick, 20 ms, of added latency towards
-       the SIP peer); without it, the `sendto`s follow at once, after the tick's mixing and taps;
+    1. sends: gathers the streams' frames in one indexing, converts them to 8 kHz in one product, encodes G.711
+       in one lookup, stamps each header (sequence + 1, timestamp from the tick time, marker after a pause);
+       RFC 4733 packets join the batch on the same SSRC while a DTMF event is on (audio held back): keys queued
+       with `send_dtmf`, and the keys the other legs of a conversation send (`engine.out_of_band_keys`: a stream
+       with telephone-event marks its leg out of band, so the engine keeps their tones out of its audio). With `paced`
+       (default) the batch is sent by an engine command at the very start of the next tick, before the engine's
+       own work, so every packet leaves within a few ms of its tick's due time whatever the tick costs (one
+       tick, 20 ms, of added latency towards the SIP peer); without it, the `sendto`s follow at once;
     2. receives: one poll of every stream's sockets, then each datagram to its stream (validation, latching,
        statistics, keys, jitter buffer; RTCP). Arrival times are the kernel's (SO_TIMESTAMPNS, converted to the
        engine clock, which must then be time.monotonic as EngineThread's is) or, with `kernel_timestamps=False`
        or where unsupported, the tick time;
     3. plays out: one frame per stream from its jitter buffer, decoded and converted to 16 kHz in one batch,
-       `push_inbound` into the leg (heard by the others at the next tick). LOST frames are concealed by repeating
+       pushed into the legs in one batch (heard by the others at the next tick). LOST frames are concealed by repeating
        the last frame at 1, 1/2, 1/4 gain, then silence;
     4. sends RTCP for the streams whose report is due.
 
     Everything runs on the engine thread, so the event loop never competes for the GIL packet by packet (with
     the receive path on the loop, every `sendto` here handed the GIL to the loop and back: at 500 calls the two
-    threads spent more time switching than working). If a tapped leg disappears (removed by someone else) the
-    batch of that tick runs at the first tap of the next one, and the missing stream stops being waited for
-    until it is tapped again.
+    threads spent more time switching than working). A stream whose leg was removed by someone else (the engine
+    row's generation changed) takes no further part, without delaying the others.
     """
 
     def __init__(
@@ -102,12 +102,13 @@ class RtpBank:
         self._fds: dict[int, tuple[Stream, socket.socket, bool]] = {}
         self._kernel_ts = kernel_timestamps and _SO_TIMESTAMPNS is not None
         self._pcm = np.zeros((capacity, 320), dtype=np.int16)
-        self._fresh_flags = bytearray(capacity)  # tapped this tick (Python-side reads are cheaper than numpy's)
-        self._fresh = np.frombuffer(self._fresh_flags, dtype=np.bool_)
+        self._erow = np.zeros(capacity, dtype=np.intp)  # per bank row: its leg's engine row...
+        self._egen = np.full(capacity, -1, dtype=np.int64)  # ...and generation there (-1: no stream)
+        self._tapping = False
         self._down = FrameConverter(capacity, 16000, RATE)
         self._up = FrameConverter(capacity, RATE, 16000)
         # Two packet buffers, used in turn by successive batches: a paced batch is still waiting to be sent when
-        # the next batch is built (and after a late flush, two batches wait at once).
+        # the next batch is built.
         self._txbufs = (bytearray(capacity * PACKET), bytearray(capacity * PACKET))
         self._tx = tuple(np.frombuffer(b, dtype=np.uint8).reshape(capacity, PACKET) for b in self._txbufs)
         self._txviews = tuple(memoryview(b) for b in self._txbufs)
@@ -119,10 +120,6 @@ class RtpBank:
         self._state_np = np.frombuffer(self._state, dtype=np.uint8)
         self._alaw = np.zeros(capacity, dtype=np.bool_)
         self._last8 = np.zeros((capacity, FRAME), dtype=np.int16)
-        self._tick: list[Stream] = []
-        self._frames: list[npt.NDArray[np.int16]] = []  # what each stream of `_tick` heard, in the same order
-        self._now = math.nan
-        self._present = 0
         self.measure_lateness = measure_lateness
         self._durations = np.zeros(window, dtype=np.float64)
         self._send_durations = np.zeros(window, dtype=np.float64)
@@ -131,8 +128,6 @@ class RtpBank:
         """Packets by send delay after their tick's due time, in whole ms (last bucket: 100 ms or more); filled
         only with `measure_lateness`."""
         self.flushes = 0
-        self.late_flushes = 0
-        self.push_errors = 0
         self.datagrams = 0
 
     # -- membership (engine thread, through host commands) ---------------------------------------------------
@@ -158,7 +153,7 @@ class RtpBank:
 
     def update(self, stream: Stream, params: StreamParams) -> None:
         """Apply new negotiated parameters before the next tick (re-INVITE, hold)."""
-        self.host.call(lambda _engine: self._update(stream, params))
+        self.host.call(lambda engine: self._update(engine, stream, params))
 
     def send_dtmf(self, stream: Stream, key: str, duration_ms: float, gap_ms: float) -> None:
         """Queue one RFC 4733 event (sent only while the stream has a telephone-event payload type)."""
@@ -174,7 +169,9 @@ class RtpBank:
             raise ValueError(f"leg {st.leg_id!r} already has an RTP stream")
         if not engine.has_leg(st.leg_id):
             raise KeyError(f"no media leg {st.leg_id!r}")
+        erow, gen = engine.leg_key(st.leg_id)
         row = self._slots.add()
+        self._erow[row], self._egen[row] = erow, gen
         st.row, st.offset = row, row * PACKET
         st.views = tuple(view[st.offset : st.offset + PACKET] for view in self._txviews)
         self._streams[row] = st
@@ -183,9 +180,6 @@ class RtpBank:
         self._up.reset(row)
         self._last8[row] = 0
         self._alaw[row] = st.params.alaw
-        self._fresh_flags[row] = 0
-        st.present, st.leg_gone = True, False
-        self._present += 1
         for sock, is_rtcp in ((st.rtp_sock, False), (st.rtcp_sock, True)):
             if sock is None:
                 continue
@@ -197,15 +191,16 @@ class RtpBank:
             elif self._selector is not None:
                 self._selector.register(sock, selectors.EVENT_READ)
         st.schedule_rtcp(time.monotonic())
-        engine.set_tap(st.leg_id, self._tap)
+        self._out_of_band(engine, st, st.params.telephone_event is not None)
+        if not self._tapping:
+            engine.set_batch_tap(self._batch)
+            self._tapping = True
 
     def _detach(self, engine: MediaEngine, st: Stream, bye: bool) -> None:
         if self._by_leg.get(st.leg_id) is not st:
             return
         if bye:
             st.send_rtcp(time.monotonic(), time.time(), bye=True)
-        if engine.has_leg(st.leg_id):
-            engine.set_tap(st.leg_id, None)
         for sock in (st.rtp_sock, st.rtcp_sock):
             if sock is not None:
                 self._fds.pop(sock.fileno(), None)
@@ -213,62 +208,56 @@ class RtpBank:
                     self._epoll.unregister(sock.fileno())
                 elif self._selector is not None:
                     self._selector.unregister(sock)
+        self._out_of_band(engine, st, False)  # a leg left without RTP hears tones in-band again
         row = st.row
-        if st.present:
-            self._present -= 1
-        if self._fresh_flags[row]:  # tapped in a tick whose batch has not run yet
-            self._fresh_flags[row] = 0
-            at = self._tick.index(st)
-            del self._tick[at], self._frames[at]
         del self._by_leg[st.leg_id]
         self._streams[row] = None
+        self._egen[row] = -1
         self._slots.remove(row)
-        st.row, st.views, st.present = -1, (), False
+        st.row, st.views = -1, ()
 
-    def _update(self, st: Stream, params: StreamParams) -> None:
+    def _update(self, engine: MediaEngine, st: Stream, params: StreamParams) -> None:
         st.apply(params)
         if st.row >= 0:
             self._alaw[st.row] = params.alaw
+            self._out_of_band(engine, st, params.telephone_event is not None)
+
+    def _out_of_band(self, engine: MediaEngine, st: Stream, on: bool) -> None:
+        """A stream with telephone-event takes the DTMF its conversation sends as RFC 4733 events, not in-band:
+        the engine keeps the tones out of its leg's INPUT and reports each key (queued in `_queue_keys`)."""
+        if st.row >= 0 and engine.has_leg(st.leg_id) and engine.leg_key(st.leg_id)[1] == self._egen[st.row]:
+            engine.set_out_of_band_dtmf(st.leg_id, on)
+
+    def _queue_keys(self, keys: list[OutOfBandKey]) -> None:
+        """Queue the keys the engine reported this tick for out-of-band legs on their streams: they start now (the
+        engine spaces them), ahead of this tick's audio."""
+        for item in keys:
+            st = self._by_leg.get(item.leg_id)
+            if st is not None and st.row >= 0:
+                st.dtmf.append((item.key, float(item.duration_ms), 0.0))
+                st.events_on = True
 
     # -- the tick (engine thread) ------------------------------------------------------------------------------
 
-    def _tap(self, leg_id: str, frame: npt.NDArray[np.int16], now: float) -> None:
-        if now != self._now:
-            if self._tick:
-                self.late_flushes += 1
-                self._flush(self._now, late=True)
-            self._now = now
-        st = self._by_leg.get(leg_id)
-        if st is None:
-            return
-        row = st.row
-        if self._fresh_flags[row]:
-            return  # tapped twice in one tick: keep the first
-        self._fresh_flags[row] = 1
-        self._tick.append(st)
-        self._frames.append(frame)
-        if not st.present:
-            st.present = True
-            self._present += 1
-        if len(self._tick) >= self._present:
-            self._flush(now)
-
-    def _flush(self, now: float, late: bool = False) -> None:
+    def _batch(self, inp: npt.NDArray[np.int32], now: float) -> None:
+        """The engine's batch tap: every attached stream whose leg is still in its engine row takes part."""
         started = time.monotonic()
-        tick, self._tick = self._tick, []
-        frames, self._frames = self._frames, []
         n = self._slots.end
-        if late:
-            for st in self._streams[:n]:
-                if st is not None and st.present and not self._fresh_flags[st.row]:
-                    st.present = False
-                    self._present -= 1
-        fresh = self._fresh[:n]
+        if n == 0:
+            return
+        erow = self._erow[:n]
+        live = self.host.engine.row_generations[erow] == self._egen[:n]
+        streams = self._streams
+        tick = [st for st in (streams[r] for r in np.flatnonzero(live).tolist()) if st is not None]
         pcm = self._pcm[:n]
-        if len(tick) < n:
-            pcm[~fresh] = 0
-        if tick:
-            pcm[[st.row for st in tick]] = np.stack(frames)
+        if len(tick) == n:
+            pcm[...] = inp[erow]
+        else:  # free rows, and streams whose leg was removed (its row may be past the engine's rows in use)
+            pcm[...] = inp[np.where(live, erow, 0)]
+            pcm[~live] = 0
+        keys = self.host.engine.out_of_band_keys
+        if keys:
+            self._queue_keys(keys)
         self._send(tick, pcm, now)
         sent = time.monotonic()
         self._receive(now)
@@ -279,7 +268,6 @@ class RtpBank:
             if now >= st.rtcp_next:
                 wall = wall or time.time()
                 st.send_rtcp(now, wall)
-        fresh[:] = False
         slot = self.flushes % self._durations.size
         self._send_durations[slot] = sent - started
         self._receive_durations[slot] = received - sent
@@ -339,11 +327,12 @@ class RtpBank:
             if measure:
                 self.lateness_ms[min(100, max(0, int((clock() - due) * 1000.0)))] += 1
 
-    def _ready(self) -> list[int]:
+    def _ready(self) -> list[tuple[int, int]]:
+        """(fd, events) of the readable sockets."""
         if self._epoll is not None:
-            return [fd for fd, _ in self._epoll.poll(0)]
+            return self._epoll.poll(0)
         assert self._selector is not None
-        return [key.fd for key, _ in self._selector.select(0)]
+        return [(key.fd, 0) for key, _ in self._selector.select(0)]
 
     def _receive(self, now: float) -> None:
         kernel = self._kernel_ts
@@ -351,11 +340,11 @@ class RtpBank:
         unpack = _TIMESPEC.unpack_from
         fds = self._fds
         count = 0
-        for _ in range(_MAX_ROUNDS):
+        for _round in range(_MAX_ROUNDS):
             ready = self._ready()
             if not ready:
                 break
-            for fd in ready:
+            for fd, _ in ready:
                 entry = fds.get(fd)
                 if entry is None:
                     continue
@@ -386,7 +375,7 @@ class RtpBank:
         played: list[Stream] = []
         concealed: list[Stream] = []
         for st in tick:
-            if st.leg_gone or not st.params.receives:
+            if not st.params.receives:
                 continue
             out = st.jb.pop(now)
             if out is None:
@@ -417,13 +406,8 @@ class RtpBank:
             pcm8[st.row] = (self._last8[st.row] * _FADE[st.conceal]).astype(np.int16)
         self._last8[:n][good] = pcm8[good]
         up = self._up.process(pcm8)
-        push = self.host.engine.push_inbound
-        for st in played + concealed:
-            try:
-                push(st.leg_id, up[st.row])
-            except KeyError:
-                st.leg_gone = True
-                self.push_errors += 1
+        rows = np.fromiter((st.row for st in played + concealed), dtype=np.intp, count=len(played) + len(concealed))
+        self.host.engine.push_inbound_rows(self._erow[rows], up[rows])
 
     # -- statistics ----------------------------------------------------------------------------------------------
 
@@ -438,8 +422,6 @@ class RtpBank:
         out: dict[str, float | int] = {
             "streams": len(self._by_leg),
             "flushes": self.flushes,
-            "late_flushes": self.late_flushes,
-            "push_errors": self.push_errors,
             "datagrams": self.datagrams,
             "flush_p50_ms": round(float(np.percentile(recent, 50)), 3),
             "flush_p99_ms": round(float(np.percentile(recent, 99)), 3),

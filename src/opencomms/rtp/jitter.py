@@ -248,9 +248,9 @@ class JitterBuffer:
         """The next 20 ms frame, LOST, or None (see the class docstring). Call once per 20 ms."""
         frame = self.frame_samples
         self._peak *= 0.998  # ~7 s half-life at 50 pops/s
-        self._retarget()
         play = self._play
         if play is None:
+            self._retarget()  # the target is read only here and in _watch_level: computed when needed
             if not self._order or (now - self._since) * self._rate < self._target - 1e-6:
                 return None
             play = self._play = self._order[0]
@@ -297,6 +297,7 @@ class JitterBuffer:
         self._window_pops += 1
         if self._window_pops < self._window_len:
             return
+        self._retarget()
         excess = self._window_min - self._target
         self._window_min, self._window_pops = float("inf"), 0
         # A large excess (after a network stall) is cut quickly: one frame per 5 pops instead of per window.

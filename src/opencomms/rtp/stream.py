@@ -9,6 +9,7 @@ calls them); other threads only read the counters (`quality()`) and `last_rtp`/`
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -55,6 +56,7 @@ _FIXED = struct.Struct("!BBHII")
 Outgoing = tuple["Stream", "memoryview | bytes", tuple[str, int]]
 """A packet ready to go: (stream, datagram, destination)."""
 _KINDS = {"PCMU": ULAW, "PCMA": ALAW, "telephone-event": EVENT}
+_RNG = random.Random()  # RTCP interval jitter of every stream (seeding one per stream costs more than a call)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +138,7 @@ class Stream:
         self.cname = cname or f"{secrets.token_hex(8)}@opencomms"
         self.on_key = on_key
         """Called on the engine thread with each RFC 4733 key as its first report arrives."""
-        self._rng = rng or random.Random()
+        self._rng = rng or _RNG
         self.params = StreamParams()
         self._kinds: dict[int, int] = {0: ULAW, 8: ALAW}
         self._law = ULAW
@@ -159,8 +161,6 @@ class Stream:
         self.offset = 0
         self.views: tuple[memoryview, ...] = ()
         """This stream's packet slot in each of the bank's two packet buffers."""
-        self.present = False
-        self.leg_gone = False
         self.seq = secrets.randbelow(1 << 16)
         self.ts_base = secrets.randbits(32)
         self.ts_offset: int | None = None
@@ -401,5 +401,6 @@ class Stream:
         )
 
 
+@functools.lru_cache(maxsize=64)  # one config per node in practice: no dataclass copy per call
 def _with_fill(config: JitterConfig, alaw: bool) -> JitterConfig:
     return replace(config, fill=0xD5 if alaw else 0xFF, clock_rate=RATE, frame_ms=20)

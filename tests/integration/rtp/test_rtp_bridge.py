@@ -163,7 +163,7 @@ async def test_prompt_crosses_the_rtp_bridge_and_dtmf_both_ways() -> None:
         qa, qb = r.a.quality(), r.b.quality()
         assert qa.packets_sent >= 70 and qb.packets_received >= 70
         assert qa.packets_lost == qb.packets_lost == 0 and qb.jitter_ms < 5
-        assert r.bank.stats()["late_flushes"] == 0
+        assert r.thread.engine.stats.tap_errors == 0
         assert r.thread.stats()["command_errors"] == 0
 
 

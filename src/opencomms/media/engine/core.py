@@ -10,7 +10,9 @@ Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row i
    sends them (`tones`, see `tones_replace_output`); muted rows are zeroed afterwards (their player and tones
    still advance).
 2. INPUT = for each mix, the sum of its members' OUTPUTs minus the leg's own, clipped to int16 range (`mixing`);
-   a leg in no mix (or alone in one) hears silence.
+   a leg in no mix (or alone in one) hears silence. A leg that takes DTMF out of band (`set_out_of_band_dtmf`)
+   does not hear the other members' tones: it gets an OutOfBandKey event per key instead (only work when some
+   leg sends tones and some leg is out of band).
 3. One float32 copy of INPUT feeds the DTMF bank and the VAD bank (both process only the prefix).
 4. Recordings (`recorder`) and taps read the INPUT of their own legs (per-leg work, only for those legs);
    unmixed taps (application-hosted media) also read the OUTPUT of the other members of their leg's mix.
@@ -37,6 +39,7 @@ from .events import (
     EngineFull,
     EngineStats,
     MediaEvent,
+    OutOfBandKey,
     Samples,
     SpeechStarted,
     SpeechStopped,
@@ -46,10 +49,10 @@ from .events import (
 )
 from .inbound import InboundQueues
 from .legs import Leg
-from .mixing import Mixes
+from .mixing import Exclusions, Mixes
 from .player import Player
 from .recorder import Recorder
-from .tones import ToneSender
+from .tones import Sounding, ToneSender
 
 __all__ = ["MediaEngine"]
 
@@ -107,6 +110,8 @@ class MediaEngine:
         self._gen = 0
         self._pending: list[Callable[[float], MediaEvent]] = []
         self._muted_count = 0
+        self._oob_count = 0  # legs that take DTMF out of band
+        self._oob_keys: list[OutOfBandKey] = []
         self._ticks = 0
         self._dsp_rows = 0
         self._tap_errors = 0
@@ -187,6 +192,8 @@ class MediaEngine:
         self._unmixed_tapped.pop(leg, None)
         if leg.muted:
             self._muted_count -= 1
+        if leg.out_of_band_dtmf:
+            self._oob_count -= 1
         self._inbound.clear(row)
         self._muted[row] = False
         self._speech_mask[row] = False
@@ -214,6 +221,21 @@ class MediaEngine:
             leg.muted = muted
             self._muted[leg.row] = muted
             self._muted_count += 1 if muted else -1
+
+    def set_out_of_band_dtmf(self, leg_id: str, on: bool) -> None:
+        """Whether the leg takes DTMF out of band (an RFC 4733 peer): tones the other members of its mix send are
+        kept out of its INPUT, and each key starting is reported as OutOfBandKey(leg_id, ...) in the tick that
+        outputs the tone's first sample (also listed in `out_of_band_keys` during that tick's taps). Off: the
+        leg hears the tones in-band like any other."""
+        leg = self._leg(leg_id)
+        if leg.out_of_band_dtmf != on:
+            leg.out_of_band_dtmf = on
+            self._oob_count += 1 if on else -1
+
+    @property
+    def out_of_band_keys(self) -> list[OutOfBandKey]:
+        """The OutOfBandKey events of the tick in progress, for taps (the RTP bank); read-only use."""
+        return self._oob_keys
 
     def set_tap(self, leg_id: str, fn: Tap | None) -> None:
         """Call `fn(leg_id, input_frame, now)` once per tick with what the leg hears (None removes the tap).
@@ -354,6 +376,8 @@ class MediaEngine:
         self._ticks += 1
         n = self._slots.end
         self._dsp_rows = 0
+        if self._oob_keys:
+            self._oob_keys = []
         if n == 0:
             return events
 
@@ -362,15 +386,17 @@ class MediaEngine:
         out.fill(0)
         inbound = self._inbound.step(out, n)
         self._player.step(out, n, inbound, now, events)
+        sounding: list[Sounding] | None = None
         if self._tones.legs:
-            self._tones.step(out, now, events)
+            sounding = [] if self._oob_count else None
+            self._tones.step(out, now, events, sounding)
         if self._muted_count:
             out[self._muted[:n]] = 0
         self._recorder.start(now, events)
 
-        # 2. INPUT: the mix minus the leg's own contribution.
+        # 2. INPUT: the mix minus the leg's own contribution (and minus tones for out-of-band legs).
         inp = self._inp[:n]
-        self._mixes.step(out, inp)
+        self._mixes.step(out, inp, self._out_of_band(sounding, events) if sounding else None)
 
         # 3. DTMF and VAD on one float32 copy.
         x = self._x[:n]
@@ -409,6 +435,24 @@ class MediaEngine:
                 self._tap_errors += 1
                 log.exception("media batch tap failed")
         return events
+
+    def _out_of_band(self, sounding: list[Sounding], events: list[MediaEvent]) -> Exclusions:
+        """For each leg sending a tone frame, the out-of-band members of its mix: the frame to keep out of their
+        INPUT, and an OutOfBandKey for each key starting. A muted sender's tones reach no one, in-band or not."""
+        exclude: Exclusions = []
+        for item in sounding:
+            leg = item.leg
+            if leg.mix is None or leg.muted:
+                continue
+            for other in self._mixes.members(leg.mix):
+                if other is leg or not other.out_of_band_dtmf:
+                    continue
+                exclude.append((other.row, item.frame))
+                for key, duration_ms, at in item.starts:
+                    event = OutOfBandKey(other.id, key, duration_ms, at, leg.id)
+                    events.append(event)
+                    self._oob_keys.append(event)
+        return exclude
 
     def _unmixed_taps(self, inp: npt.NDArray[np.int32], out: npt.NDArray[np.int32], now: float) -> None:
         for leg in list(self._unmixed_tapped):

@@ -17,6 +17,7 @@ __all__ = [
     "EngineFull",
     "EngineStats",
     "MediaEvent",
+    "OutOfBandKey",
     "PlayFinished",
     "RecordingFinished",
     "RecordingStarted",
@@ -90,6 +91,22 @@ class TonesFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class OutOfBandKey:
+    """A DTMF key another member of the leg's mix starts sending (send_tones), for a leg that takes DTMF out of
+    band (`set_out_of_band_dtmf`): its sink sends it as an RFC 4733 event; the tone stays out of the leg's INPUT."""
+
+    leg_id: str
+    """The leg to deliver the key to (not the one sending it)."""
+    key: str
+    """'0'-'9', '*', '#', 'A'-'D', '!' (flash, which has no in-band form)."""
+    duration_ms: int
+    at: float
+    """When the tone starts (within the frame of the tick that reports it)."""
+    source: str
+    """The leg sending the tones."""
+
+
+@dataclass(frozen=True, slots=True)
 class RecordingStarted:
     """Capture of the leg's INPUT began with the frame at `at`."""
 
@@ -111,7 +128,14 @@ class RecordingFinished:
 
 
 MediaEvent = (
-    ToneDetected | SpeechStarted | SpeechStopped | PlayFinished | TonesFinished | RecordingStarted | RecordingFinished
+    ToneDetected
+    | SpeechStarted
+    | SpeechStopped
+    | PlayFinished
+    | TonesFinished
+    | OutOfBandKey
+    | RecordingStarted
+    | RecordingFinished
 )
 """Everything `tick()` reports."""
 

@@ -29,6 +29,7 @@ class Leg:
     tap: Tap | None = None
     unmixed_tap: UnmixedTap | None = None
     watch_speech: bool = False
+    out_of_band_dtmf: bool = False
 
     def reports_speech(self) -> bool:
         """Whether the leg's speech changes become events: it is watched, or capturing a recording."""

@@ -63,9 +63,15 @@ def topology(mix: npt.NDArray[np.int64]) -> Topology:
     return Topology(pairs, adjacent, groups, covered < n)
 
 
-def mix(topo: Topology, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]) -> None:
-    """INPUT of every row: the sum of the other members' OUTPUT, clipped to int16 range (silence for a row in
-    no mix or alone in one)."""
+Exclusions = list[tuple[int, npt.NDArray[np.int16]]]
+"""(row, frame): take `frame` (part of another member's OUTPUT, e.g. its DTMF tone) out of that row's INPUT."""
+
+
+def mix(
+    topo: Topology, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32], exclude: Exclusions | None = None
+) -> None:
+    """INPUT of every row: the sum of the other members' OUTPUT, minus the `exclude` frames of its row, clipped
+    to int16 range (silence for a row in no mix or alone in one)."""
     if topo.silent:
         inp.fill(0)
     if topo.adjacent_pairs:
@@ -80,6 +86,8 @@ def mix(topo: Topology, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]) 
         contributions = out[members]
         totals = contributions.sum(axis=1, dtype=np.int32)
         inp[members] = totals[:, None, :] - contributions
+    for row, frame in exclude or ():
+        inp[row] -= frame
     np.clip(inp, _INT16_MIN, _INT16_MAX, out=inp)
 
 
@@ -135,8 +143,8 @@ class Mixes:
         """The legs in mix `mix_id`, in joining order (empty for an unknown mix)."""
         return list(self._members.get(mix_id, ()))
 
-    def step(self, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]) -> None:
+    def step(self, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32], exclude: Exclusions | None = None) -> None:
         """INPUT of the prefix's rows from their OUTPUT (see `mix`)."""
         if self._topology is None:
             self._topology = topology(self._row_mix[: out.shape[0]])
-        mix(self._topology, out, inp)
+        mix(self._topology, out, inp, exclude)

@@ -1,6 +1,7 @@
 """In-band DTMF sending: each leg's FIFO of tone runs, one generated frame a tick into its OUTPUT.
-Owns the tone runs in progress and whether tones replace or add to OUTPUT; must not detect tones (the DTMF
-bank does), nor touch the player, whose frames still advance underneath."""
+Owns the tone runs in progress, whether tones replace or add to OUTPUT, and where each run's keys start (for
+legs that take DTMF out of band); must not detect tones (the DTMF bank does), nor touch the player, whose frames
+still advance underneath."""
 
 from __future__ import annotations
 
@@ -12,19 +13,39 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from ..dtmf.tones import ToneSequencer
+from ..dtmf.tones import ToneSequencer, normalize_key
+from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from .events import MediaEvent, TonesFinished
 
 if TYPE_CHECKING:
     from .legs import Leg
 
+_N = FRAME_SAMPLES
+
 
 @dataclass(slots=True, eq=False)
 class ToneRun:
-    """One send_tones() on a leg."""
+    """One send_tones() on a leg, with where its keys start (for legs that take them out of band)."""
 
     tag: str
     sequencer: ToneSequencer
+    keys: str = ""
+    tone_ms: int = 0
+    period: int = 0
+    """Samples from one key's start to the next's (tone + gap)."""
+    position: int = 0
+    """Samples produced so far."""
+    announced: int = 0
+    """Keys whose start has been reported."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sounding:
+    """A leg's tone frame of this tick, and the keys starting in it as (key, duration_ms, start time)."""
+
+    leg: Leg
+    frame: npt.NDArray[np.int16]
+    starts: list[tuple[str, int, float]]
 
 
 class ToneSender:
@@ -38,7 +59,8 @@ class ToneSender:
     def send(self, leg: Leg, tag: str, keys: str, tone_ms: int, gap_ms: int) -> None:
         """Queue `keys` (DtmfKeyError for a character that is not a key) after the leg's other runs."""
         sequencer = ToneSequencer(keys, tone_ms=tone_ms, gap_ms=gap_ms)
-        leg.tones.append(ToneRun(tag, sequencer))
+        period = SAMPLE_RATE * tone_ms // 1000 + SAMPLE_RATE * gap_ms // 1000  # as the sequencer lays them out
+        leg.tones.append(ToneRun(tag, sequencer, "".join(normalize_key(k) for k in keys), tone_ms, period))
         self.legs[leg] = None
 
     def stop(self, leg: Leg, tag: str | None, pending: list[Callable[[float], MediaEvent]]) -> None:
@@ -54,8 +76,11 @@ class ToneSender:
         leg.tones.clear()
         self.legs.pop(leg, None)
 
-    def step(self, out: npt.NDArray[np.int32], now: float, events: list[MediaEvent]) -> None:
-        """Write the next tone frame of every sending leg into `out`, finishing runs that end."""
+    def step(
+        self, out: npt.NDArray[np.int32], now: float, events: list[MediaEvent], sounding: list[Sounding] | None = None
+    ) -> None:
+        """Write the next tone frame of every sending leg into `out`, finishing runs that end. With `sounding`,
+        also append each sending leg's tone frame and the keys that start in it (see `Sounding`)."""
         done: list[Leg] = []
         for leg in self.legs:
             while leg.tones and leg.tones[0].sequencer.done:  # empty sequences finish without a frame
@@ -64,10 +89,15 @@ class ToneSender:
                 done.append(leg)
                 continue
             item = leg.tones[0]
+            frame = item.sequencer.next_frame()
+            starts = _starts(item, now)  # always, so keys that start while no leg is out of band are not late
+            if sounding is not None:
+                sounding.append(Sounding(leg, frame, starts))
+            item.position += _N
             if self.replace_output:
-                out[leg.row] = item.sequencer.next_frame()
+                out[leg.row] = frame
             else:
-                out[leg.row] += item.sequencer.next_frame()
+                out[leg.row] += frame
             if item.sequencer.done:
                 leg.tones.popleft()
                 events.append(TonesFinished(leg.id, item.tag, True, now))
@@ -75,3 +105,14 @@ class ToneSender:
                     done.append(leg)
         for leg in done:
             del self.legs[leg]
+
+
+def _starts(run: ToneRun, now: float) -> list[tuple[str, int, float]]:
+    """The run's keys that start in the frame beginning at sample `run.position` (time `now`), marked reported."""
+    starts: list[tuple[str, int, float]] = []
+    end = run.position + _N
+    while run.announced < len(run.keys) and run.announced * run.period < end:
+        offset = run.announced * run.period - run.position
+        starts.append((run.keys[run.announced], run.tone_ms, now + max(0, offset) / SAMPLE_RATE))
+        run.announced += 1
+    return starts
