@@ -114,6 +114,8 @@ def main() -> None:
         )
     sections.append(__import__("media_engine").results_section(date, where))  # bench/media_engine.py
     sections.append(__import__("rtp_sessions").results_section(date, where))  # bench/rtp_sessions.py
+    sections.append(__import__("sip_calls").results_section(date, where))  # bench/sip_calls.py
+    sections.append(__import__("apphosted_latency").results_section(date, where))  # bench/apphosted_latency.py
     text = [
         "# Benchmark results",
         "",

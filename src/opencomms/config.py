@@ -93,6 +93,10 @@ class MediaConfig:
     app_hosted_allow_private: tuple[str, ...] = ()
     """Hosts or CIDRs of application-hosted media endpoints allowed although private or loopback (a bot on the
     node's machine in development: "127.0.0.1"). Everything else private is refused (server-side request forgery)."""
+    realtime_priority: int = 0
+    """SCHED_FIFO priority (1-99) for the media engine thread, as media servers run their media threads, so that other
+    processes on the core cannot delay a tick (Linux; needs root or CAP_SYS_NICE, else a warning and normal
+    scheduling). 0 keeps normal scheduling."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,11 @@ class Node:
             on_deadline=self._arm_timer,
         )
         mc = config.media
-        self.engine = EngineThread(MediaEngine(capacity=mc.max_legs), on_events=self._on_media_events)
+        self.engine = EngineThread(
+            MediaEngine(capacity=mc.max_legs),
+            on_events=self._on_media_events,
+            realtime_priority=mc.realtime_priority or None,
+        )
         self.prompts = PromptLibrary(
             SafeFetcher(
                 FetchPolicy(

@@ -16,6 +16,7 @@ started, and keep event-loop work between GIL releases short.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import sys
 import threading
@@ -64,6 +65,7 @@ class EngineThread:
         name: str = "opencomms-media",
         clock: Callable[[], float] = time.monotonic,
         switch_interval: float | None = 0.002,
+        realtime_priority: int | None = None,
     ) -> None:
         if tick_seconds <= 0 or max_lag_ticks < 1 or window < 1:
             raise ValueError("tick_seconds, max_lag_ticks and window must be positive")
@@ -76,6 +78,12 @@ class EngineThread:
         """On start, the interpreter's GIL switch interval is lowered to this (seconds) if longer: woken for a
         tick, the thread waits about that long at most for the GIL a busy event loop holds (Python's default, 5
         ms, would delay paced RTP by as much). None leaves it alone."""
+        self.realtime_priority = realtime_priority
+        """If set (1-99), the thread asks for SCHED_FIFO at this priority when it starts (Linux; needs root or
+        CAP_SYS_NICE), as media servers run their media threads: other processes on the core can then not delay
+        a tick. Refused or unsupported: it keeps the normal policy (`realtime` says which)."""
+        self.realtime = False
+        """The thread runs SCHED_FIFO (set once it started)."""
         self._name = name
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -177,7 +185,19 @@ class EngineThread:
 
     # -- the loop ---------------------------------------------------------------------------------------------
 
+    def _go_realtime(self) -> None:
+        priority = self.realtime_priority
+        if priority is None or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread (Linux)
+        except (OSError, ValueError) as exc:
+            log.warning("media thread stays at normal priority: SCHED_FIFO %s refused (%s)", priority, exc)
+            return
+        self.realtime = True
+
     def _run(self) -> None:
+        self._go_realtime()
         period, clock = self.tick_seconds, self._clock
         t0 = clock()
         k = 0
