@@ -1,14 +1,21 @@
 """Directory repository over the store: tenants, users, applications and application instances.
 
 Used by the CLI and the node. Creates ids, hashes secrets (plain secrets are returned once, never stored).
+
+The lookups on every call's path (apps, instances, addresses) are cached per store object, shared by every
+Directory on it. The cache is dropped on any write made through a Directory, when the store's change marker
+moves (another process, such as the CLI, committed to the same SQLite file; read every `MARKER_INTERVAL`)
+and after `CACHE_TTL` seconds.
 """
 
 from __future__ import annotations
 
 import re
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import replace
+from typing import Any
 
 from opencomms.auth.permissions import parse_permission
 from opencomms.auth.secrets import generate_secret, hash_secret, verify_secret
@@ -20,11 +27,65 @@ from opencomms.store.base import Store
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s]+$", re.IGNORECASE)
 
+CACHE_TTL = 5.0
+"""Longest time a cached directory lookup is trusted, whatever the store's change marker says."""
+MARKER_INTERVAL = 0.2
+"""How often (seconds) the store's change marker is read: another process's change shows within this time."""
+_MISSING = object()
+
+
+class _Cache:
+    """Lookups of one store: (kind, key) -> object or None, valid while the marker and the age hold."""
+
+    __slots__ = ("checked", "entries", "marker", "since")
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], Any] = {}
+        self.marker: object = None
+        self.since = float("-inf")
+        """When the entries were last cleared by age."""
+        self.checked = float("-inf")
+        """When the store's change marker was last read."""
+
+    def clear(self) -> None:
+        self.entries.clear()
+        self.since = float("-inf")
+
+
+_CACHES: weakref.WeakKeyDictionary[Store, _Cache] = weakref.WeakKeyDictionary()
+
 
 class Directory:
     def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.clock = clock
+        cache = _CACHES.get(store)
+        if cache is None:
+            cache = _CACHES[store] = _Cache()
+        self._cache = cache
+
+    def _cached(self, kind: str, key: str) -> Any:
+        """The cached lookup, or _MISSING (after dropping the cache if it may be stale)."""
+        cache = self._cache
+        now = time.monotonic()
+        if now - cache.checked > MARKER_INTERVAL:
+            cache.checked = now
+            marker = self.store.change_marker()
+            if marker != cache.marker:
+                cache.marker = marker
+                cache.clear()
+        if now - cache.since > CACHE_TTL:
+            cache.entries.clear()
+            cache.since = now
+            return _MISSING
+        return cache.entries.get((kind, key), _MISSING)
+
+    def _remember(self, kind: str, key: str, value: Any) -> None:
+        self._cache.entries[(kind, key)] = value
+
+    def _changed(self) -> None:
+        """A write through this directory: forget every cached lookup."""
+        self._cache.clear()
 
     # -- tenants -----------------------------------------------------------------------------------------
     def create_tenant(self, name: str, domain: str | None = None, tenant_id: str | None = None) -> Tenant:
@@ -33,6 +94,7 @@ class Directory:
         if domain and self.find_tenant(domain):
             raise Conflict(f"A tenant with domain {domain!r} exists already.")
         tenant = Tenant(id=tenant_id or new_id(), name=name, domain=domain, created_at=self.clock())
+        self._changed()
         self.store.put("tenant", tenant.id, tenant.to_doc())
         return tenant
 
@@ -53,12 +115,14 @@ class Directory:
     def delete_tenant(self, tenant_id: str) -> None:
         """Delete a tenant and everything in it."""
         tenant = self.require_tenant(tenant_id)
+        self._changed()
         with self.store.transaction():
             for app in self.list_apps(tenant.id):
                 self.delete_app(app.id)
             for user in self.list_users(tenant.id):
                 self.store.delete("user", user.id)
             self.store.delete("tenant", tenant.id)
+        self._changed()
 
     def require_tenant(self, id_or_domain: str) -> Tenant:
         tenant = self.find_tenant(id_or_domain)
@@ -92,12 +156,18 @@ class Directory:
             callback_url=callback_url,
             created_at=self.clock(),
         )
+        self._changed()
         self.store.put("app", app.id, app.to_doc())
         return app, secret
 
     def get_app(self, app_id: str) -> Application | None:
-        doc = self.store.get("app", normalize_id(app_id))
-        return None if doc is None else Application.from_doc(doc)
+        key = normalize_id(app_id)
+        found = self._cached("app", key)
+        if found is _MISSING:
+            doc = self.store.get("app", key)
+            found = None if doc is None else Application.from_doc(doc)
+            self._remember("app", key, found)
+        return found  # type: ignore[no-any-return]
 
     def require_app(self, app_id: str) -> Application:
         app = self.get_app(app_id)
@@ -110,6 +180,7 @@ class Directory:
         return [a for a in apps if tenant_id is None or a.tenant_id == tenant_id]
 
     def update_app(self, app: Application) -> None:
+        self._changed()
         self.store.put("app", app.id, app.to_doc())
 
     def add_secret(self, app_id: str) -> str:
@@ -124,10 +195,12 @@ class Directory:
 
     def delete_app(self, app_id: str) -> None:
         app = self.require_app(app_id)
+        self._changed()
         with self.store.transaction():
             for inst in self.list_instances(app.id):
                 self.delete_instance(inst.id)
             self.store.delete("app", app.id)
+        self._changed()
 
     # -- users -------------------------------------------------------------------------------------------
     def create_user(self, tenant_id: str, display_name: str, user_id: str | None = None) -> User:
@@ -176,21 +249,32 @@ class Directory:
             sip_uri=sip_uri,
             created_at=self.clock(),
         )
+        self._changed()
         with self.store.transaction():
             self.store.put("instance", inst.id, inst.to_doc())
             for address in filter(None, (phone_number, (sip_uri or "").lower() or None)):
                 self.store.put("address", address, {"instance_id": inst.id})
+        self._changed()
         return inst
 
     def get_instance(self, instance_id: str) -> ApplicationInstance | None:
-        doc = self.store.get("instance", normalize_id(instance_id))
-        return None if doc is None else ApplicationInstance.from_doc(doc)
+        key = normalize_id(instance_id)
+        found = self._cached("instance", key)
+        if found is _MISSING:
+            doc = self.store.get("instance", key)
+            found = None if doc is None else ApplicationInstance.from_doc(doc)
+            self._remember("instance", key, found)
+        return found  # type: ignore[no-any-return]
 
     def find_instance_by_address(self, address: str) -> ApplicationInstance | None:
         """The instance that owns a phone number or SIP URI (exact E.164, case-insensitive SIP URI)."""
         key = address if address.startswith("+") else address.lower()
-        ref = self.store.get("address", key)
-        return None if ref is None else self.get_instance(ref["instance_id"])
+        found = self._cached("address", key)
+        if found is _MISSING:
+            ref = self.store.get("address", key)
+            found = None if ref is None else self.get_instance(ref["instance_id"])
+            self._remember("address", key, found)
+        return found  # type: ignore[no-any-return]
 
     def list_instances(self, app_id: str | None = None) -> list[ApplicationInstance]:
         items = [ApplicationInstance.from_doc(d) for _, d in self.store.scan("instance")]
@@ -200,7 +284,9 @@ class Directory:
         inst = self.get_instance(instance_id)
         if inst is None:
             raise NotFound(f"No application instance {instance_id!r}.")
+        self._changed()
         with self.store.transaction():
             for address in filter(None, (inst.phone_number, (inst.sip_uri or "").lower() or None)):
                 self.store.delete("address", address)
             self.store.delete("instance", inst.id)
+        self._changed()

@@ -173,6 +173,9 @@ class Node:
         if deadline is not None:
             self._arm_timer(deadline)
         gc.freeze()  # start-up objects leave the collector's view: fewer, shorter pauses of the media thread
+        # Young collections every 10,000 allocations rather than 700: at 200 calls/s the loop allocates so fast that
+        # the default ran the collector (GIL held) very often, for objects that mostly die by refcount anyway.
+        gc.set_threshold(10_000, 20, 20)
         log.info("node started", extra={"url": self.public_url, "calls": self.calls.active_calls})
         return self
 

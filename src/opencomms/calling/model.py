@@ -5,7 +5,7 @@ A Call is one bot's (or one party's) leg; legs that talk to each other share a C
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from opencomms.domain.calls import CallDirection, CallState
@@ -74,9 +74,40 @@ class Call:
         return f"/communications/calls/{self.id}"
 
     def to_doc(self) -> JsonObj:
-        doc = asdict(self)
-        doc["result_info"] = None if self.result_info is None else asdict(self.result_info)
-        return doc
+        """The stored document (every field; enums as their values). Hand-written rather than
+        dataclasses.asdict, which deep-copies and is a hot spot at high call rates: nested JSON values are
+        shared with this object, so serialise the document before mutating the call again (stores do)."""
+        info = self.result_info
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "app_id": self.app_id,
+            "direction": self.direction.value,
+            "state": self.state.value,
+            "conversation_id": self.conversation_id,
+            "my_participant_id": self.my_participant_id,
+            "source_id": self.source_id,
+            "identity": self.identity,
+            "source": self.source,
+            "targets": self.targets,
+            "requested_modalities": self.requested_modalities,
+            "created_at": self.created_at,
+            "callback_uri": self.callback_uri,
+            "media_config": self.media_config,
+            "call_options": self.call_options,
+            "subject": self.subject,
+            "result_info": None if info is None else _result_doc(info),
+            "incoming_context": self.incoming_context,
+            "call_routes": self.call_routes,
+            "extra": self.extra,
+            "version": self.version,
+            "answer_deadline": self.answer_deadline,
+            "keepalive_deadline": self.keepalive_deadline,
+            "ring_group": self.ring_group,
+            "connected": self.connected,
+            "muted": self.muted,
+            "external": self.external,
+        }
 
     @classmethod
     def from_doc(cls, doc: JsonObj) -> Call:
@@ -173,9 +204,18 @@ class Conversation:
     """Why the last pending leg failed, reported to a caller that ends up alone before connecting."""
 
     def to_doc(self) -> JsonObj:
-        doc = asdict(self)
-        doc["failure"] = None if self.failure is None else asdict(self.failure)
-        return doc
+        """The stored document (hand-written like Call.to_doc; `legs` is copied, it changes in place)."""
+        t = self.transfer
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "legs": list(self.legs),
+            "group": self.group,
+            "transfer": None
+            if t is None
+            else {"transferor": t.transferor, "transferee": t.transferee, "target": t.target},
+            "failure": None if self.failure is None else _result_doc(self.failure),
+        }
 
     @classmethod
     def from_doc(cls, doc: JsonObj) -> Conversation:
@@ -185,3 +225,7 @@ class Conversation:
         if doc.get("failure") is not None:
             doc["failure"] = ResultInfo(**doc["failure"])
         return cls(**doc)
+
+
+def _result_doc(info: ResultInfo) -> JsonObj:
+    return {"code": info.code, "subcode": info.subcode, "message": info.message}

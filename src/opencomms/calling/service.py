@@ -626,18 +626,25 @@ class CallService:
         self._dirty_convs.clear()
 
     def _flush(self) -> None:
+        """Write what the unit changed: one statement for every put (calls and conversations alike), one per kind
+        for the deletes (each statement costs the event loop a GIL hand-off to the media thread)."""
+        puts: list[tuple[str, str, JsonObj]] = []
         for call_id in self._dirty_calls:
             call = self.calls.get(call_id)
-            if call is None:
-                self.store.delete("call", call_id)
-            else:
-                self.store.put("call", call_id, call.to_doc())
+            if call is not None:
+                puts.append(("call", call_id, call.to_doc()))
         for conv_id in self._dirty_convs:
             conv = self.convs.get(conv_id)
-            if conv is None:
-                self.store.delete("conversation", conv_id)
-            else:
-                self.store.put("conversation", conv_id, conv.to_doc())
+            if conv is not None:
+                puts.append(("conversation", conv_id, conv.to_doc()))
+        if puts:
+            self.store.put_docs(puts)
+        gone_calls = [c for c in self._dirty_calls if c not in self.calls]
+        if gone_calls:
+            self.store.delete_many("call", gone_calls)
+        gone_convs = [c for c in self._dirty_convs if c not in self.convs]
+        if gone_convs:
+            self.store.delete_many("conversation", gone_convs)
         self._dirty_calls.clear()
         self._dirty_convs.clear()
 

@@ -8,7 +8,9 @@ followed), a call to a user to the Contact of a softphone that registered for th
 by `OutboundInvite` and answered alike (a 200 crossing our CANCEL is ACKed and BYEd, the peer's Allow kept for
 REFER transfers, the same failure mapping and call records).
 RFC 4733 digits from a phone are played into the conversation as in-band tones, so bots detect DTMF the same
-way whatever its source. Implements `GatewayHooks`; it decides nothing about calls itself.
+way whatever its source; the other way, DTMF sent by other legs reaches a phone that negotiated telephone-event
+as RFC 4733 events, not in-band (the RTP bank and the engine's out-of-band legs). Implements `GatewayHooks`; it
+decides nothing about calls itself.
 """
 
 from __future__ import annotations
@@ -368,6 +370,11 @@ class SipGateway:
         if sc.dialog_call_id is not None:
             self._by_dialog.pop(sc.dialog_call_id, None)
         dialog = sc.invite.dialog if sc.invite is not None else sc.outgoing.dialog if sc.outgoing else None
+        # The endpoint keeps the INVITE's transaction (and its handle) for up to 32 s after the call: the handle
+        # must not keep this call (its RTP session, sockets, SDP) alive that long through its callback.
+        if sc.invite is not None:
+            sc.invite.on_cancel = None
+        sc.rtp.on_timeout = None
         await sc.rtp.close()  # media and ports go at once, not after the BYE's answer (up to 32 s on UDP)
         if bye and dialog is not None and dialog in self.endpoint.dialogs:  # not after the peer's own BYE
             try:

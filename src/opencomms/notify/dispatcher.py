@@ -18,6 +18,8 @@ Design notes
   one ready queue. A key is in that queue at most once and only while its head entry is due and not in
   flight, which gives strict per-key order with no per-key locks; a failing head blocks only its own key.
   Retry deadlines are loop timers (`call_later`) that put the key back in the queue; nothing polls.
+* **HTTP client.** POSTs to http:// URLs go through `notify.http1` (keep-alive connections, httptools), several
+  times cheaper per request than aiohttp; https, and every URL when a `session_factory` is given, use aiohttp.
 * **Redirects.** 301/302/307/308 re-POST the same body and headers (the bearer token included, as Graph
   does) to the resolved Location, up to `max_redirects` hops. When the chain ends somewhere else, the
   head entry and every later entry of that key still aimed at the old URL move to the new one (persisted),
@@ -25,6 +27,11 @@ Design notes
 * **Delivery guarantee.** At least once: an entry leaves the store only after a final outcome (2xx, drop or
   give-up). An attempt cut short by `aclose()` or a crash is repeated later with the same
   `opencomms-delivery-id`, which bots use to drop duplicates.
+* **Batched removals.** Finished entries are not removed from the store one commit each: they leave with the
+  next `Dispatcher.transaction()` (the next unit of work commits them with its own changes), or, if none comes
+  within `remove_batch_s` (5 ms), in one statement and one commit of their own, and on close. A lane moves on
+  to its next entry only once its head's removal has committed, so that a crash re-sends at most the one entry
+  per key that was in flight (with the same delivery id).
 """
 
 from __future__ import annotations
@@ -44,6 +51,7 @@ import aiohttp
 from yarl import URL
 
 from opencomms.domain.ids import new_id
+from opencomms.notify.http1 import Http1Poster
 from opencomms.notify.retry import Outcome, RetryPolicy, classify, parse_retry_after
 from opencomms.store.base import OutboxEntry, Store
 
@@ -120,6 +128,7 @@ class Dispatcher:
         clock: Callable[[], float] = time.time,
         session_factory: Callable[[], aiohttp.ClientSession] | None = None,
         user_agent: str = "opencomms/0.1",
+        remove_batch_s: float = 0.005,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -131,6 +140,8 @@ class Dispatcher:
         self._sign = sign
         self._policy = policy
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._timeout_s = timeout
+        self._fast: Http1Poster | None = None
         self._max_in_flight = max_in_flight
         self._max_redirects = max_redirects
         self._on_redirect = on_redirect
@@ -138,6 +149,12 @@ class Dispatcher:
         self._session_factory = session_factory
         self._user_agent = user_agent
         self._rand = random.Random()
+        self._remove_batch_s = remove_batch_s
+        self._finished: list[tuple[str, str, _Lane]] = []
+        """(entry id, key, lane) of heads with a final outcome, not yet removed from the store: their lanes move on
+        only once the removal commits, so that a crash re-sends at most the one head per key in flight."""
+        self._removal_armed = False
+        """A worker waits to remove the finished entries."""
 
         self._run = _RunState.NEW
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,6 +167,7 @@ class Dispatcher:
         self._flush_handle: asyncio.Handle | None = None
         self._tx_depth = 0
         self._tx_staged: list[OutboxEntry] = []
+        """Entries submitted inside `transaction()`: written when its outermost block ends, staged on commit."""
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -183,6 +201,9 @@ class Dispatcher:
         try:
             self._session = self._session_factory() if self._session_factory else self._default_session()
             self._stack.push_async_callback(self._session.close)
+            if self._session_factory is None:  # http:// callbacks take the lighter client (see notify.http1)
+                self._fast = Http1Poster(timeout=self._timeout_s, max_idle_per_origin=self._max_in_flight)
+                self._stack.callback(self._fast.close)
             group = await self._stack.enter_async_context(asyncio.TaskGroup())
             # No await between loading and RUNNING: a submit() either precedes the load (store only)
             # or follows it (staged), never both.
@@ -211,6 +232,10 @@ class Dispatcher:
         if self._run is _RunState.CLOSED:
             return
         self._run = _RunState.CLOSED
+        try:
+            self._remove_finished()
+        except Exception:  # the store is broken or closed: those entries are delivered again later
+            log.exception("removing delivered notifications from the store failed")
         self._forget()
         for worker in self._workers:
             worker.cancel()
@@ -249,28 +274,32 @@ class Dispatcher:
 
         Synchronous, so that it can run inside the caller's store transaction. Before `start()` or after
         `aclose()` the entry is only persisted; the next dispatcher to start on the store delivers it.
+        Inside `transaction()` the entries are written together (one statement) when the outermost block ends,
+        still inside its store transaction; the entry returned then has no `seq` yet (0).
         Not thread-safe: call it on the dispatcher's loop (the store has the same rule).
         """
         now = self._clock()
-        entry = self._store.outbox_append(
-            OutboxEntry(
-                id=new_id(),
-                order_key=order_key,
-                app_id=app_id,
-                tenant_id=tenant_id,
-                url=url,
-                body=body,
-                created_at=now,
-                next_attempt_at=now,
-            )
+        entry = OutboxEntry(
+            id=new_id(),
+            order_key=order_key,
+            app_id=app_id,
+            tenant_id=tenant_id,
+            url=url,
+            body=body,
+            created_at=now,
+            next_attempt_at=now,
         )
+        if self._tx_depth:  # written at the end of the outermost block, in its store transaction
+            self._tx_staged.append(entry)
+            if self._run is _RunState.RUNNING:
+                self._pending += 1
+                self._idle.clear()
+            return entry
+        entry = self._store.outbox_append(entry)
         if self._run is _RunState.RUNNING:
             self._pending += 1
             self._idle.clear()
-            if self._tx_depth:
-                self._tx_staged.append(entry)
-            else:
-                self._stage(entry)
+            self._stage(entry)
         return entry
 
     @contextlib.contextmanager
@@ -282,17 +311,28 @@ class Dispatcher:
         """
         outermost = self._tx_depth == 0
         self._tx_depth += 1
+        removed: list[tuple[str, str, _Lane]] = []
         try:
             with self._store.transaction():
+                if outermost and self._finished:  # finished entries leave the store with this commit
+                    removed, self._finished = self._finished, []
+                    self._store.outbox_remove_many([entry_id for entry_id, _, _ in removed])
                 yield
+                if outermost and self._tx_staged:
+                    self._tx_staged = self._store.outbox_append_many(self._tx_staged)
         except BaseException:
+            if removed:  # rolled back: still to be removed
+                self._finished[:0] = removed
             if outermost and self._tx_staged:
-                self._pending -= len(self._tx_staged)
+                if self._run is _RunState.RUNNING:
+                    self._pending -= len(self._tx_staged)
                 self._tx_staged.clear()
                 if self._pending == 0:
                     self._idle.set()
             raise
         else:
+            if removed:
+                self._advance(removed)
             if outermost and self._tx_staged:
                 committed, self._tx_staged = self._tx_staged, []
                 if self._run is _RunState.RUNNING:
@@ -374,6 +414,34 @@ class Dispatcher:
             if self._pending == 0:
                 self._idle.set()
 
+    def _remove_finished(self) -> None:
+        """Remove the finished entries from the store (one statement, one commit), then move their lanes on."""
+        if self._finished:
+            finished, self._finished = self._finished, []
+            with self._store.transaction():
+                self._store.outbox_remove_many([entry_id for entry_id, _, _ in finished])
+            self._advance(finished)
+
+    def _advance(self, removed: list[tuple[str, str, _Lane]]) -> None:
+        if self._run is not _RunState.RUNNING:
+            return
+        for _, key, lane in removed:
+            if self._lanes.get(key) is lane:
+                self._finish_head(key, lane)
+
+    async def _finish(self, key: str, lane: _Lane, entry: OutboxEntry) -> None:
+        """The head entry has a final outcome: remove it, then move the lane on. Removals are batched: they go
+        with the next `transaction()`, or after `remove_batch_s` in this worker (so that a storage error fails
+        the dispatcher's TaskGroup as before), whichever comes first."""
+        self._finished.append((entry.id, key, lane))
+        if not self._removal_armed:
+            self._removal_armed = True
+            try:
+                await asyncio.sleep(self._remove_batch_s)
+            finally:
+                self._removal_armed = False
+            self._remove_finished()
+
     # -- delivery ----------------------------------------------------------------------------------------
     async def _work(self) -> None:
         while True:
@@ -417,13 +485,11 @@ class Dispatcher:
             self._moved(key, lane, origin, url)
 
         if outcome is Outcome.DELIVERED:
-            self._store.outbox_remove(entry.id)
             self._delivered += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("notification delivered", extra=_extra(entry, status, url))
-            self._finish_head(key, lane)
+            await self._finish(key, lane, entry)
         elif outcome is Outcome.DROP:
-            self._store.outbox_remove(entry.id)
             self._dropped += 1
             log.warning(
                 "notification dropped (status %s%s) for %s",
@@ -432,17 +498,16 @@ class Dispatcher:
                 _loggable(url),
                 extra=_extra(entry, status, url),
             )
-            self._finish_head(key, lane)
+            await self._finish(key, lane, entry)
         else:
-            self._retry(key, lane, entry, url, status, retry_after)
+            await self._retry(key, lane, entry, url, status, retry_after)
 
-    def _retry(
+    async def _retry(
         self, key: str, lane: _Lane, entry: OutboxEntry, url: str, status: int | None, retry_after: str | None
     ) -> None:
         now = self._clock()
         attempts = entry.attempts + 1
         if self._policy.should_give_up(attempts, entry.created_at, now):
-            self._store.outbox_remove(entry.id)
             self._given_up += 1
             log.warning(
                 "notification given up after %d attempts over %.1f s (last status %s) for %s",
@@ -452,7 +517,7 @@ class Dispatcher:
                 _loggable(url),
                 extra=_extra(entry, status, url),
             )
-            self._finish_head(key, lane)
+            await self._finish(key, lane, entry)
             return
         delay = self._policy.next_delay(
             attempts, retry_after=parse_retry_after(retry_after, now), rand=self._rand.random()
@@ -510,6 +575,19 @@ class Dispatcher:
             "opencomms-delivery-id": entry.id,
             "User-Agent": self._user_agent,
         }
+        fast = self._fast
+        if fast is not None and fast.handles(url):
+            try:
+                return await fast.post(url, headers, entry.body)
+            except ValueError:
+                pass  # not a URL it takes: aiohttp decides (and reports it unsendable if it is)
+            except (TimeoutError, OSError) as exc:
+                if log.isEnabledFor(logging.INFO):
+                    log.info("notification attempt failed: %s", type(exc).__name__, extra=_extra(entry, None, url))
+                return None, None, None
+            except Exception:  # a bug in the client must not stop deliveries: the attempt fails and is retried
+                log.exception("notification attempt failed", extra=_extra(entry, None, url))
+                return None, None, None
         try:
             async with session.post(
                 url, data=entry.body, headers=headers, timeout=self._timeout, allow_redirects=False

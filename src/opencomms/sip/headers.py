@@ -313,6 +313,8 @@ def quote_string(text: str) -> str:
 def split_list(value: str) -> list[str]:
     """Split a comma-separated header value, ignoring commas inside quoted strings and <...>. Elements are stripped;
     empty elements are kept (callers decide whether they are an error)."""
+    if "," not in value and '"' not in value:  # the usual case: one element
+        return [value.strip()]
     out: list[str] = []
     start = 0
     i, n = 0, len(value)

@@ -7,7 +7,7 @@ The outbox is an ordered, durable queue of notification deliveries.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -58,10 +58,34 @@ class Store(abc.ABC):
     def scan(self, kind: str) -> Iterator[tuple[str, Doc]]:
         """Every (key, doc) of a kind, in key order."""
 
+    def put_many(self, kind: str, items: Iterable[tuple[str, Doc]]) -> None:
+        """Put several documents of one kind (a store may do it in one statement)."""
+        self.put_docs((kind, key, doc) for key, doc in items)
+
+    def put_docs(self, items: Iterable[tuple[str, str, Doc]]) -> None:
+        """Put several (kind, key, doc) documents of any kinds (a store may do it in one statement)."""
+        for kind, key, doc in items:
+            self.put(kind, key, doc)
+
+    def delete_many(self, kind: str, keys: Iterable[str]) -> None:
+        """Delete several documents of one kind (missing ones are ignored)."""
+        for key in keys:
+            self.delete(kind, key)
+
+    def change_marker(self) -> object:
+        """A value that changes when another process may have changed the data (e.g. the CLI writing to the
+        same SQLite file), so that a cache of documents can tell when to reload. Writes made through this
+        store object do not change it: their owner invalidates its own caches. Default: never changes."""
+        return None
+
     # -- outbox ------------------------------------------------------------------------------------------
     @abc.abstractmethod
     def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
         """Persist a new entry; returns it with its `seq` assigned."""
+
+    def outbox_append_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        """Persist new entries in this order (a store may do it in one statement); returns them with `seq`."""
+        return [self.outbox_append(entry) for entry in entries]
 
     @abc.abstractmethod
     def outbox_update(self, entry: OutboxEntry) -> None:
@@ -69,6 +93,11 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def outbox_remove(self, entry_id: str) -> None: ...
+
+    def outbox_remove_many(self, entry_ids: Iterable[str]) -> None:
+        """Remove several entries (a store may do it in one statement)."""
+        for entry_id in entry_ids:
+            self.outbox_remove(entry_id)
 
     @abc.abstractmethod
     def outbox_load(self) -> list[OutboxEntry]:

@@ -79,3 +79,36 @@ def test_sqlite_persists_across_reopen(tmp_path: Path) -> None:
     second.close()
     with pytest.raises(ValueError):
         open_store("postgres://nope")
+
+
+def test_batched_writes_match_single_ones(store: Store) -> None:
+    """The multi-row forms the node's hot path uses (one statement per batch) behave like the single ones."""
+    store.put("call", "a", {"n": 0})
+    store.put_many("call", [("a", {"n": 1, "text": "é\u2028"}), *((f"k{i:03}", {"n": i}) for i in range(150))])
+    assert store.get("call", "a") == {"n": 1, "text": "é\u2028"}
+    assert len(list(store.scan("call"))) == 151
+    store.delete_many("call", ["a", "missing", *(f"k{i:03}" for i in range(149))])
+    assert [k for k, _ in store.scan("call")] == ["k149"]
+    with store.transaction():
+        single = store.outbox_append(entry(0))
+        many = store.outbox_append_many([entry(i) for i in range(1, 131)])
+    loaded = store.outbox_load()
+    assert loaded == [single, *many] and [e.seq for e in many] == sorted({e.seq for e in many})
+    assert many[0].seq > single.seq
+    store.outbox_remove_many([e.id for e in many[:120]] + ["missing"])
+    assert [e.id for e in store.outbox_load()] == [single.id, *(e.id for e in many[120:])]
+
+
+def test_change_marker_sees_other_connections(tmp_path: Path) -> None:
+    """A node's store notices when another process (the CLI) commits to the same SQLite file."""
+    path = str(tmp_path / "shared.db")
+    node, cli = SqliteStore(path), SqliteStore(path)
+    try:
+        before = node.change_marker()
+        node.put("app", "a", {"v": 1})
+        assert node.change_marker() == before  # its own writes do not count
+        cli.put("app", "a", {"v": 2})
+        assert node.change_marker() != before
+    finally:
+        node.close()
+        cli.close()
