@@ -58,6 +58,16 @@ class RecordingStore:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self._by_call: dict[str, set[str]] | None = None
+        """Recording ids by call, of calls not yet ended here (built from the store on first use), so that a call's
+        end costs the lookups of its own recordings, not a scan of them all."""
+
+    def _index(self) -> dict[str, set[str]]:
+        if self._by_call is None:
+            self._by_call = {}
+            for key, doc in self.store.scan(KIND):
+                self._by_call.setdefault(doc["call_id"], set()).add(key)
+        return self._by_call
 
     def _path(self, rec_id: str) -> Path:
         return self.dir / f"{rec_id}.wav"
@@ -90,6 +100,8 @@ class RecordingStore:
                 "size": len(wav),
             },
         )
+        if self._by_call is not None:
+            self._by_call.setdefault(call_id, set()).add(rec_id)
         return SavedRecording(rec_id, token, expires, len(wav))
 
     def open(self, rec_id: str, token: str) -> bytes:
@@ -111,8 +123,9 @@ class RecordingStore:
     def call_ended(self, call_id: str) -> None:
         """Schedule deletion of the call's recordings `retention_seconds` from now."""
         due = self.clock() + self.policy.retention_seconds
-        for key, doc in list(self.store.scan(KIND)):
-            if doc["call_id"] == call_id and doc["delete_at"] > due:
+        for key in sorted(self._index().pop(call_id, ())):
+            doc = self.store.get(KIND, key)
+            if doc is not None and doc["delete_at"] > due:
                 self.store.put(KIND, key, {**doc, "delete_at": due})
 
     def purge_due(self, live_calls: set[str] | None = None) -> int:
@@ -130,6 +143,12 @@ class RecordingStore:
                 self._path(key).unlink(missing_ok=True)
                 self.store.delete(KIND, key)
                 deleted += 1
+                if self._by_call is not None:
+                    keys = self._by_call.get(doc["call_id"])
+                    if keys is not None:
+                        keys.discard(key)
+                        if not keys:
+                            del self._by_call[doc["call_id"]]
         if deleted:
             log.info("recordings deleted", extra={"count": deleted})
         return deleted

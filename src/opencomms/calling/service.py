@@ -568,8 +568,7 @@ class CallService:
                     call.keepalive_deadline is not None and call.keepalive_deadline <= now and call.state in LIVE_STATES
                 ):
                     self._end(call, results.KEEPALIVE_LAPSED)
-        if len(self._timers) > 64 and len(self._timers) > 4 * len(self.calls):
-            self._compact_timers()
+        self._maybe_compact_timers()
 
     # -- internals ---------------------------------------------------------------------------------------
     def own(self, caller: Caller, call_id: str) -> Call:
@@ -615,7 +614,10 @@ class CallService:
             if doc is None:
                 self.calls.pop(call_id, None)
             else:
-                self.calls[call_id] = Call.from_doc(doc)
+                call = self.calls[call_id] = Call.from_doc(doc)
+                for deadline in (call.answer_deadline, call.keepalive_deadline):  # a compaction may have dropped them
+                    if deadline is not None:
+                        self._push_timer(deadline, call_id)
         for conv_id in self._dirty_convs:
             doc = self.store.get("conversation", conv_id)
             if doc is None:
@@ -685,6 +687,12 @@ class CallService:
         heapq.heappush(self._timers, (deadline, call_id))
         if self.on_deadline is not None and (first is None or deadline < first):
             self.on_deadline(deadline)
+
+    def _maybe_compact_timers(self) -> None:
+        """Drop the deadlines of ended calls once they outnumber the live calls' (amortised O(1) per call): ended
+        calls must not pile up in the heap until the next deadline comes due."""
+        if len(self._timers) > 64 and len(self._timers) > 4 * len(self.calls):
+            self._compact_timers()
 
     def _compact_timers(self) -> None:
         live = []
@@ -838,6 +846,7 @@ class CallService:
         call.result_info = reason
         self.notify(call, notes.call_deleted(call))
         del self.calls[call.id]
+        self._maybe_compact_timers()
         self._dirty_calls.add(call.id)
         conv = self.convs[call.conversation_id]
         conv.legs.remove(call.id)

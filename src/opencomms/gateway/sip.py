@@ -351,7 +351,7 @@ class SipGateway:
 
     # -- media and teardown --------------------------------------------------------------------------------
     async def _start_media(self, sc: SipCall) -> None:
-        if sc.media is None:
+        if sc.media is None or sc.closed:  # ended before its media could start
             return
         try:
             await sc.rtp.start(sc.media)

@@ -65,6 +65,7 @@ class RtpSession:
         self._media: NegotiatedAudio | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._attached = False
+        self._attaching: asyncio.Future[None] | None = None
         self._closed = False
         self._timer: asyncio.TimerHandle | None = None
         self._since = 0.0
@@ -107,7 +108,10 @@ class RtpSession:
             raise RuntimeError("start() needs an open session, once")
         self._media = media
         stream.apply(StreamParams.from_media(media))  # not attached yet: this thread may still set it up
-        await asyncio.wrap_future(self.bank.attach(stream))
+        attaching = self._attaching = asyncio.wrap_future(self.bank.attach(stream))
+        await attaching
+        if self._closed:  # closed while the engine attached it: close() detaches it
+            return
         self._attached = True
         self._since = time.monotonic()
         self._schedule()
@@ -140,8 +144,13 @@ class RtpSession:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        stream = self._stream
-        if self._attached and stream is not None:
+        stream, attaching = self._stream, self._attaching
+        if attaching is not None and not attaching.done():  # a call ended while its media was starting: the engine
+            await asyncio.wait({attaching}, timeout=2.0)  # must not keep (or set up) the stream of closed sockets
+        attached = self._attached or (
+            attaching is not None and attaching.done() and not attaching.cancelled() and attaching.exception() is None
+        )
+        if attached and stream is not None:
             try:  # once detached, the engine thread no longer touches our sockets: safe to close them
                 await asyncio.wait_for(asyncio.wrap_future(self.bank.detach(stream)), 2.0)
             except (TimeoutError, RuntimeError):

@@ -83,3 +83,22 @@ def test_max_age_and_orphans(recs: RecordingStore, clock: Clock) -> None:
     assert recs.count() == 0
     with pytest.raises(NotFound):
         recs.open(old.id, old.token)
+
+
+def test_call_end_touches_only_its_own_recordings(recs: RecordingStore, clock: Clock) -> None:
+    """A call's end reads its own recordings, not every recording kept (the index follows saves and purges)."""
+    mine = recs.save(call_id="c1", app_id="a", tenant_id="t", wav=b"x")
+    for i in range(20):
+        recs.save(call_id=f"other{i}", app_id="a", tenant_id="t", wav=b"y")
+    reads: list[str] = []
+    get = recs.store.get
+    recs.store.get = lambda kind, key: reads.append(key) or get(kind, key)  # type: ignore[method-assign]
+    recs.call_ended("c1")
+    assert reads == [mine.id]
+    clock.now += 31
+    assert recs.purge_due() == 1
+    assert recs.count() == 20
+    fresh = RecordingStore(recs.dir, recs.store, policy=recs.policy, clock=clock)  # after a restart
+    fresh.call_ended("other3")
+    clock.now += 31
+    assert fresh.purge_due() == 1 and fresh.count() == 19
