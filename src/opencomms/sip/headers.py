@@ -126,25 +126,43 @@ _CANONICAL.update(COMPACT_FORMS)
 LIST_HEADERS = frozenset({"via", "contact", "route", "record-route", "path"})
 """Headers whose comma-separated values are split into one entry each when a message is parsed (RFC 3261 §7.3.1)."""
 
-TOKEN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~")
+_TOKEN_STR = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-.!%*_+`'~"
+TOKEN_CHARS = frozenset(_TOKEN_STR)
 
 
+@functools.lru_cache(maxsize=1024)  # header names repeat in every message (pure function of a short string)
 def canonical_name(name: str) -> str:
     """Long form with the usual spelling for known headers ("v" -> "Via", "cseq" -> "CSeq"); others unchanged."""
     return _CANONICAL.get(name.lower(), name)
 
 
+@functools.lru_cache(maxsize=1024)
+def header_key(name: str) -> str:
+    """Lookup key of a header name: its canonical long form, lower-cased ("v", "VIA" -> "via")."""
+    return canonical_name(name).lower()
+
+
 def is_token(text: str) -> bool:
-    return bool(text) and all(c in TOKEN_CHARS for c in text)
+    return bool(text) and not text.strip(_TOKEN_STR)  # empty once every token character is stripped
 
 
 class Headers:
-    """Ordered multi-map of header fields. Names are stored in canonical form and compared case-insensitively."""
+    """Ordered multi-map of header fields. Names are stored in canonical form and compared case-insensitively
+    through a parallel list of lower-case keys (computed once per field)."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_keys")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._keys: list[str] = [n.lower() for n, _ in self._items]
+
+    @classmethod
+    def from_canonical(cls, items: list[tuple[str, str]], keys: list[str]) -> Headers:
+        """From fields whose names are already canonical and their keys (no copy, no re-normalisation)."""
+        new = cls.__new__(cls)
+        new._items = items
+        new._keys = keys
+        return new
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -155,8 +173,7 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        key = canonical_name(name).lower()
-        return any(n.lower() == key for n, _ in self._items)
+        return header_key(name) in self._keys
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Headers) and self._items == other._items
@@ -167,58 +184,69 @@ class Headers:
     __hash__ = None  # type: ignore[assignment]
 
     def copy(self) -> Headers:
-        new = Headers()
-        new._items = list(self._items)
-        return new
+        return Headers.from_canonical(list(self._items), list(self._keys))
 
     def items(self) -> list[tuple[str, str]]:
         return list(self._items)
 
+    def keyed(self) -> Iterator[tuple[str, str, str]]:
+        """(key, name, value) for each field, key being the lower-case canonical name."""
+        for key, (name, value) in zip(self._keys, self._items, strict=True):
+            yield key, name, value
+
     def get(self, name: str) -> str | None:
-        key = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == key:
-                return v
-        return None
+        key = header_key(name)
+        keys = self._keys
+        if key not in keys:
+            return None
+        return self._items[keys.index(key)][1]
 
     def get_all(self, name: str) -> list[str]:
-        key = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == key]
+        key = header_key(name)
+        keys = self._keys
+        found = keys.count(key)
+        if found <= 1:  # the usual case, without a Python-level scan
+            return [self._items[keys.index(key)][1]] if found else []
+        return [item[1] for k, item in zip(keys, self._items, strict=True) if k == key]
 
     def count(self, name: str) -> int:
-        key = canonical_name(name).lower()
-        return sum(1 for n, _ in self._items if n.lower() == key)
+        return self._keys.count(header_key(name))
 
     def add(self, name: str, value: str) -> None:
         """Append a field at the end."""
-        self._items.append((canonical_name(name), value))
+        cname = canonical_name(name)
+        self._items.append((cname, value))
+        self._keys.append(cname.lower())
 
     def add_first(self, name: str, value: str) -> None:
         """Insert before the first field of that name (e.g. a new top Via), or at the very top if there is none."""
         cname = canonical_name(name)
         key = cname.lower()
-        for i, (n, _) in enumerate(self._items):
-            if n.lower() == key:
-                self._items.insert(i, (cname, value))
-                return
-        self._items.insert(0, (cname, value))
+        i = self._keys.index(key) if key in self._keys else 0
+        self._items.insert(i, (cname, value))
+        self._keys.insert(i, key)
 
     def set(self, name: str, value: str) -> None:
         """Replace the first field of that name in place and drop the others, or append."""
         cname = canonical_name(name)
         key = cname.lower()
         out: list[tuple[str, str]] = []
+        keys: list[str] = []
         done = False
-        for n, v in self._items:
-            if n.lower() == key:
+        for k, item in zip(self._keys, self._items, strict=True):
+            if k == key:
                 if not done:
                     out.append((cname, value))
+                    keys.append(k)
                     done = True
                 continue
-            out.append((n, v))
+            out.append(item)
+            keys.append(k)
         if not done:
             out.append((cname, value))
+            keys.append(key)
         self._items = out
+        self._keys = keys
 
     def set_default(self, name: str, value: str) -> None:
         if name not in self:
@@ -226,25 +254,26 @@ class Headers:
 
     def replace_first(self, name: str, value: str) -> None:
         """Replace only the first field of that name (KeyError if absent)."""
-        key = canonical_name(name).lower()
-        for i, (n, _) in enumerate(self._items):
-            if n.lower() == key:
-                self._items[i] = (n, value)
-                return
-        raise KeyError(name)
+        key = header_key(name)
+        if key not in self._keys:
+            raise KeyError(name)
+        i = self._keys.index(key)
+        self._items[i] = (self._items[i][0], value)
 
     def remove(self, name: str) -> int:
-        key = canonical_name(name).lower()
+        key = header_key(name)
         before = len(self._items)
-        self._items = [(n, v) for n, v in self._items if n.lower() != key]
+        kept = [(k, item) for k, item in zip(self._keys, self._items, strict=True) if k != key]
+        self._keys = [k for k, _ in kept]
+        self._items = [item for _, item in kept]
         return before - len(self._items)
 
     def remove_first(self, name: str) -> None:
-        key = canonical_name(name).lower()
-        for i, (n, _) in enumerate(self._items):
-            if n.lower() == key:
-                del self._items[i]
-                return
+        key = header_key(name)
+        if key in self._keys:
+            i = self._keys.index(key)
+            del self._items[i]
+            del self._keys[i]
 
 
 # --- low-level scanning ------------------------------------------------------------------------------------
@@ -601,6 +630,7 @@ class CSeq:
         return f"{self.number} {self.method}"
 
 
+@functools.lru_cache(maxsize=4096)  # read at validation and again by the transaction layer (immutable result)
 def parse_cseq(text: str) -> CSeq:
     parts = text.split()
     if len(parts) != 2:

@@ -9,6 +9,7 @@ Must not: do I/O, keep state between messages, or know about transactions and di
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import Iterable
@@ -447,8 +448,9 @@ def _validate(message: SipMessage, line: str, limits: ParseLimits) -> None:
 
     # one entry per value for the list headers (RFC 3261 §7.3.1): a Via or Contact is then one field
     items: list[tuple[str, str]] = []
-    for name, value in original:
-        if name.lower() in LIST_HEADERS:
+    keys: list[str] = []
+    for key, name, value in original.keyed():
+        if key in LIST_HEADERS:
             try:
                 parts = split_list(value)
             except HeaderError:
@@ -456,11 +458,13 @@ def _validate(message: SipMessage, line: str, limits: ParseLimits) -> None:
             if any(not p for p in parts):
                 raise fail(f"Malformed {name}")
             items.extend((name, p) for p in parts)
+            keys.extend(key for _ in parts)
         else:
             items.append((name, value))
+            keys.append(key)
     if len(items) > limits.max_headers:
         raise fail("Too Many Headers")
-    headers = Headers(items)
+    headers = Headers.from_canonical(items, keys)
 
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         count = headers.count(name)
@@ -546,31 +550,36 @@ def make_response(
 ) -> SipResponse:
     """A response to `request` per RFC 3261 §8.2.6: Via (all, in order), From, To (plus `to_tag` if it has none),
     Call-ID, CSeq copied; Record-Route copied on 101-299 to a dialog-creating request (§12.1.1)."""
-    out = Headers()
-    for value in request.headers.get_all("Via"):
-        out.add("Via", value)
-    out.add("From", request.headers.get("From") or "")
-    to = request.headers.get("To") or ""
+    req = request.headers
+    items = [("Via", value) for value in req.get_all("Via")]
+    keys = ["via"] * len(items)
+    to = req.get("To") or ""
     if to_tag and status != 100:
-        try:
-            addr = parse_name_addr(to)
-            if addr.tag is None:
-                to = str(addr.with_tag(to_tag))
-        except HeaderError:
-            pass
-    out.add("To", to)
-    out.add("Call-ID", request.headers.get("Call-ID") or "")
-    out.add("CSeq", request.headers.get("CSeq") or "")
-    if status == 100 and "Timestamp" in request.headers:
-        out.add("Timestamp", request.headers.get("Timestamp") or "")
+        to = _to_with_tag(to, to_tag)
+    items += [("From", req.get("From") or ""), ("To", to), ("Call-ID", req.get("Call-ID") or "")]
+    items.append(("CSeq", req.get("CSeq") or ""))
+    keys += ["from", "to", "call-id", "cseq"]
+    out = Headers.from_canonical(items, keys)
+    if status == 100 and "Timestamp" in req:
+        out.add("Timestamp", req.get("Timestamp") or "")
     if 100 < status < 300 and request.method in DIALOG_CREATING:
-        for value in request.headers.get_all("Record-Route"):
+        for value in req.get_all("Record-Route"):
             out.add("Record-Route", value)
     for name, value in headers:
         out.add(name, value)
     if body and content_type and "Content-Type" not in out:
         out.add("Content-Type", content_type)
     return SipResponse(status, reason if reason is not None else reason_phrase(status), out, body)
+
+
+@functools.lru_cache(maxsize=1024)  # 180 and 200 of one INVITE add the same tag to the same To (pure function)
+def _to_with_tag(to: str, to_tag: str) -> str:
+    """The To value with `;tag=to_tag` added if it has no tag yet; unchanged if it has one or does not parse."""
+    try:
+        addr = parse_name_addr(to)
+    except HeaderError:
+        return to
+    return to if addr.tag is not None else str(addr.with_tag(to_tag))
 
 
 def error_response(error: SipParseError, to_tag: str | None = None) -> SipResponse | None:
