@@ -89,6 +89,8 @@ def _action(name: str, handler: object, summary: str, schema: str, permission: s
         permission=permission,
         request_schema=schema,
         response_schema="commsOperation",
+        errors=(400, 403, 404, 503) if permission else (400, 404, 503),
+        request_required=schema in ("playPrompt", "sendDtmfTones"),
     )
 
 
@@ -109,5 +111,15 @@ ROUTES = [
     _action("sendDtmfTones", send_dtmf_tones, "Send DTMF tones", "sendDtmfTones"),
     _action("mute", mute, "Mute the bot itself", "clientContext"),
     _action("unmute", unmute, "Unmute the bot itself", "clientContext"),
-    Route("GET", "media/recordings/{rid}", get_recording, Kind.PUBLIC, "Download a recording (opencomms)"),
+    Route(
+        "GET",
+        "media/recordings/{rid}",
+        get_recording,
+        Kind.PUBLIC,
+        "Download a recording (opencomms); Authorization: Bearer <recordingAccessToken>. Unknown id, wrong or "
+        "expired token and deleted recording all answer the same 404; failures are throttled (429) per address "
+        "and per recording",
+        errors=(401, 404, 429),
+        response_media="application/octet-stream",
+    ),
 ]

@@ -40,5 +40,7 @@ ROUTES = [
         Kind.GRAPH,
         "Get a call record (media quality of SIP legs)",
         permission=READ_ALL,
+        response_schema="callRecord",
+        errors=(403, 404),
     ),
 ]
