@@ -29,7 +29,7 @@ from referencing.jsonschema import DRAFT202012
 
 from opencomms.api.openapi import document, paths_of
 from opencomms.api.routes import all_routes
-from opencomms.config import CallsConfig
+from opencomms.config import CallsConfig, ThrottleSettings
 from tests.integration.conftest import HttpEnv, make_platform, node_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -37,6 +37,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 UNKNOWN = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
 PROBE_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 MAX_BODY = 64 << 10
+ALL = ["Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All"]
 
 
 @dataclass
@@ -93,12 +94,21 @@ class Env(HttpEnv):
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def env() -> AsyncIterator[Env]:
     config = node_config(calls=CallsConfig(answer_timeout=300.0), max_body_bytes=MAX_BODY)
-    async with make_platform(config, names=("alice", "bob")) as p, aiohttp.ClientSession() as http:
+    perms = {"alice": ALL, "bob": ALL, "mallory": []}
+    async with (
+        make_platform(config, names=tuple(perms), perms=perms) as p,
+        aiohttp.ClientSession() as http,
+    ):
         e = Env(p, http)
         status, e.doc, _ = await e.send("GET", "/openapi.json")
         assert status == 200
         yield e
-        print(f"\n(path, method, status) combinations checked: {len(e.checked)}")
+        documented = {
+            (path, method, int(status)) for path, method, op in _operations(e.doc) for status in op["responses"]
+        } | {(path, m, 405) for path, item in e.doc["paths"].items() for m in PROBE_METHODS if m.lower() not in item}
+        unseen = sorted(documented - e.checked)
+        print(f"\n(path, method, status) combinations checked: {len(e.checked)} of {len(documented)} documented")
+        print("documented but not provoked:", len(unseen), unseen)
 
 
 def _escape(path: str) -> str:
@@ -111,8 +121,8 @@ def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]
             yield path, method.upper(), op
 
 
-def _auth(env: Env, path: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {env.token('alice')}"} if path.startswith(("/v1.0/", "/beta/")) else {}
+def _auth(env: Env, path: str, who: str = "alice") -> dict[str, str]:
+    return {"Authorization": f"Bearer {env.token(who)}"} if path.startswith(("/v1.0/", "/beta/")) else {}
 
 
 async def test_document_is_valid_openapi_and_lists_exactly_the_router(env: Env) -> None:
@@ -280,3 +290,146 @@ async def _ring(env: Env) -> str:
     status, call = await env.p["alice"].client.create_call(env.p["alice"].bot.url, [app_target(env.p["bob"].app_id)])
     assert status == 201, call
     return str(call["id"])
+
+
+async def test_c_forbidden_answers_are_documented(env: Env) -> None:
+    """An application without permissions: every Graph operation answers a documented status."""
+    forbidden = 0
+    for path, method, op in _operations(env.doc):
+        if not path.startswith(("/v1.0/", "/beta/")):
+            continue
+        found = _request_schema(env, op)
+        data = _json(found[1]["examples"][0]) if found else None
+        headers = {**_auth(env, path, "mallory"), "Content-Type": "application/json"}
+        status = env.check(path, method, await env.send(method, env.concrete(path), headers=headers, data=data))
+        forbidden += status == 403
+    assert forbidden >= 4  # create call and call records, in both versions
+
+
+async def test_c_throttled_answers_are_documented(env: Env) -> None:
+    """A node whose throttle allows one request: every Graph operation's 429 is documented, with Retry-After."""
+    config = node_config(throttle=ThrottleSettings(rate=0.001, burst=1.0))
+    async with make_platform(config, names=("alice",)) as p, aiohttp.ClientSession() as http:
+        throttled = Env(p, http)
+        throttled.doc = (await throttled.send("GET", "/openapi.json"))[1]
+        assert (
+            await throttled.send("GET", f"/v1.0/communications/calls/{UNKNOWN}", headers=_auth(throttled, "/v1.0/"))
+        )[0] == 404
+        statuses = []
+        for path, method, _ in _operations(throttled.doc):
+            if path.startswith(("/v1.0/", "/beta/")):
+                reply = await throttled.send(method, throttled.concrete(path), headers=_auth(throttled, path))
+                statuses.append(throttled.check(path, method, reply))
+        assert set(statuses) == {429}
+        token_path = "/{tenant}/oauth2/v2.0/token"
+        form = urlencode(
+            {
+                "grant_type": "client_credentials",
+                "client_id": p["alice"].app_id,
+                "client_secret": "x",
+                "scope": "https://graph.microsoft.com/.default",
+            }
+        )
+        reply = await throttled.send(
+            "POST",
+            throttled.concrete(token_path),
+            data=form.encode(),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert throttled.check(token_path, "POST", reply) == 429
+        env.checked |= throttled.checked
+
+
+async def _connect(env: Env) -> tuple[str, str]:
+    """alice calls bob and bob answers: (alice's leg, bob's leg), both established."""
+    bob = env.p["bob"].bot
+    known = {n.call_id for n in bob.notifications}
+    a_id = await _ring(env)
+    found = await bob.wait_for(lambda n: n.change_type == "created" and n.call_id not in known)
+    b_id = found[0].call_id
+    path = "/v1.0/communications/calls/{id}/answer"
+    body = env.doc["components"]["schemas"]["answer"]["examples"][0]
+    headers = {"Authorization": f"Bearer {env.token('bob')}", "Content-Type": "application/json"}
+    reply = await env.send("POST", path.replace("{id}", b_id), headers=headers, data=_json(body))
+    assert env.check(path, "POST", reply) == 202
+    await env.p["alice"].bot.wait_state(a_id, "established")
+    await bob.wait_state(b_id, "established")
+    return a_id, b_id
+
+
+async def test_c_success_answers_are_documented_and_match_their_schemas(env: Env) -> None:
+    """On an established call, every call and media operation's success status and body are as documented."""
+    a_id, _ = await _connect(env)
+    order = [
+        "keepAlive",
+        "mute",
+        "unmute",
+        "subscribeToTone",
+        "sendDtmfTones",
+        "playPrompt",
+        "recordResponse",
+        "cancelMediaProcessing",
+    ]
+    ok = 0
+    for version in ("v1.0", "beta"):
+        base = f"/{version}/communications/calls/{{id}}"
+        for action in order:
+            path = f"{base}/{action}"
+            op = env.doc["paths"][path]["post"]
+            found = _request_schema(env, op)
+            data = _json(found[1]["examples"][0]) if found else None
+            headers = {**_auth(env, path), "Content-Type": "application/json"}
+            reply = await env.send("POST", path.replace("{id}", a_id), headers=headers, data=data)
+            status = env.check(path, "POST", reply)
+            assert status < 300, (path, reply)
+            ok += _valid_success(env, path, "POST", reply)
+            if reply[1] and "id" in reply[1]:
+                op_path = f"{base}/operations/{{opId}}"
+                got = await env.send(
+                    "GET", op_path.replace("{id}", a_id).replace("{opId}", reply[1]["id"]), headers=_auth(env, op_path)
+                )
+                assert env.check(op_path, "GET", got) == 200
+                ok += _valid_success(env, op_path, "GET", got)
+        path = f"{base}/participants"
+        reply = await env.send("GET", path.replace("{id}", a_id), headers=_auth(env, path))
+        assert env.check(path, "GET", reply) == 200
+        ok += _valid_success(env, path, "GET", reply)
+        pid = reply[1]["value"][0]["id"]
+        one = f"{path}/{{pid}}"
+        reply = await env.send("GET", one.replace("{id}", a_id).replace("{pid}", pid), headers=_auth(env, one))
+        assert env.check(one, "GET", reply) == 200
+        ok += _valid_success(env, one, "GET", reply)
+        reply = await env.send("GET", base.replace("{id}", a_id), headers=_auth(env, base))
+        assert env.check(base, "GET", reply) == 200
+        ok += _valid_success(env, base, "GET", reply)
+    path = "/beta/communications/calls/{id}"
+    reply = await env.send("DELETE", path.replace("{id}", a_id), headers=_auth(env, path))
+    assert env.check(path, "DELETE", reply) == 204
+    assert ok >= 20
+
+
+async def test_c_incoming_call_actions_are_documented(env: Env) -> None:
+    """reject and redirect of a ringing call answer 202 as documented."""
+    for version, action in (("v1.0", "reject"), ("beta", "redirect")):
+        bob = env.p["bob"].bot
+        known = {n.call_id for n in bob.notifications}
+        a_id = await _ring(env)
+        found = await bob.wait_for(lambda n, known=known: n.change_type == "created" and n.call_id not in known)
+        path = f"/{version}/communications/calls/{{id}}/{action}"
+        body = env.doc["components"]["schemas"][action]["examples"][0]
+        headers = {"Authorization": f"Bearer {env.token('bob')}", "Content-Type": "application/json"}
+        reply = await env.send("POST", path.replace("{id}", found[0].call_id), headers=headers, data=_json(body))
+        assert env.check(path, "POST", reply) == 202, reply
+        await env.send("DELETE", f"/v1.0/communications/calls/{a_id}", headers=_auth(env, "/v1.0/"))
+
+
+def _valid_success(env: Env, path: str, method: str, reply: tuple[int, Any, dict[str, str]]) -> int:
+    """1 if the documented success content has a schema and the body matches it."""
+    entry = env.doc["paths"][path][method.lower()]["responses"][str(reply[0])]
+    schema = entry.get("content", {}).get("application/json", {}).get("schema")
+    if schema is None:
+        assert not reply[1], (path, method, reply)
+        return 0
+    errors = list(env.schema(schema["$ref"][1:]).iter_errors(reply[1]))
+    assert not errors, (path, method, reply[1], errors[0].message)
+    return 1
