@@ -203,8 +203,13 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
         "operationId": re.sub(r"[^A-Za-z0-9]+", "_", f"{route.method.lower()}{path}").strip("_"),
     }
     params = [s[1:-1] for s in route.segments if s.startswith("{")]
-    if params:
-        op["parameters"] = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    parameters = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params]
+    parameters += [
+        {"name": name, "in": "query", "required": False, "description": text, "schema": {"type": "string"}}
+        for name, text in route.query
+    ]
+    if parameters:
+        op["parameters"] = parameters
     if route.permission:
         op["description"] = f"Application permission: {route.permission}"
     if route.request_schema:

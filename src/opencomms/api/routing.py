@@ -48,6 +48,8 @@ class Route:
     response_media: str = "application/json"
     oauth_errors: bool = False
     """Errors in OAuth 2.0 shape (the token service), not Graph's."""
+    query: tuple[tuple[str, str], ...] = ()
+    """Optional query parameters the handler reads: (name, description)."""
 
     @property
     def segments(self) -> tuple[str, ...]:

@@ -42,5 +42,6 @@ ROUTES = [
         permission=READ_ALL,
         response_schema="callRecord",
         errors=(403, 404),
+        query=(("$expand", "'sessions' or 'sessions($expand=segments)'; without it, no sessions"),),
     ),
 ]
