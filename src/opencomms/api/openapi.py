@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from opencomms import __version__
-from opencomms.api.routing import VERSIONS, Kind, Route
+from opencomms.api.routing import ALIASED, APP_ALIAS, VERSIONS, Kind, Route
 from opencomms.api.schemas import REQUEST_SCHEMAS, nullable, ref
 from opencomms.domain.calls import CallState
 
@@ -192,9 +192,12 @@ def error_statuses(route: Route) -> dict[int, str]:
 
 def paths_of(route: Route) -> list[str]:
     """The concrete path templates under which the router serves `route`."""
-    if route.kind is Kind.GRAPH:
-        return [f"/{version}/{route.template}" for version in VERSIONS]
-    return [f"/{route.template}"]
+    if route.kind is not Kind.GRAPH:
+        return [f"/{route.template}"]
+    templates = [route.template]
+    if route.template.startswith(ALIASED):
+        templates.append(APP_ALIAS + route.template[len(ALIASED) :])
+    return [f"/{version}/{template}" for template in templates for version in VERSIONS]
 
 
 def _operation(route: Route, path: str) -> dict[str, Any]:
@@ -243,7 +246,7 @@ def document(routes: list[Route], server_url: str) -> dict[str, Any]:
             "version": __version__,
             "description": "Cloud communications API compatible with Microsoft Graph v1.0 (calls), "
             "plus a client-credentials token service. Extensions beyond Graph are typed #opencomms.*. "
-            "Paths match case-insensitively and /{v}/app/calls is an alias of /{v}/communications/calls. "
+            "Paths match case-insensitively; /{v}/app/calls is an alias of /{v}/communications/calls. "
             "A method that a path does not declare (HEAD and OPTIONS included) answers 405 with an Allow header, "
             "before authentication: see x-opencomms-undeclared-methods.",
         },

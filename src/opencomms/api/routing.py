@@ -18,6 +18,9 @@ from opencomms.domain.errors import MethodNotAllowed, NotFound
 
 Handler = Callable[[Any, Request], "Response | Awaitable[Response]"]
 VERSIONS = ("v1.0", "beta")
+ALIASED = "communications/calls"
+APP_ALIAS = "app/calls"
+"""`/{version}/app/calls...` is served as `/{version}/communications/calls...`."""
 
 
 class Kind(StrEnum):
