@@ -29,7 +29,7 @@ from referencing.jsonschema import DRAFT202012
 
 from opencomms.api.openapi import document, paths_of
 from opencomms.api.routes import all_routes
-from opencomms.config import CallsConfig, ThrottleSettings
+from opencomms.config import CallsConfig, MediaConfig, ThrottleSettings
 from tests.integration.conftest import HttpEnv, make_platform, node_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -92,8 +92,9 @@ class Env(HttpEnv):
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def env() -> AsyncIterator[Env]:
-    config = node_config(calls=CallsConfig(answer_timeout=300.0), max_body_bytes=MAX_BODY)
+async def env(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Env]:
+    media = MediaConfig(recordings_dir=str(tmp_path_factory.mktemp("recordings")))
+    config = node_config(calls=CallsConfig(answer_timeout=300.0), max_body_bytes=MAX_BODY, media=media)
     perms = {"alice": ALL, "bob": ALL, "mallory": []}
     async with (
         make_platform(config, names=tuple(perms), perms=perms) as p,
