@@ -13,6 +13,7 @@ Also: the document is valid OpenAPI 3.1 (openapi-spec-validator) and lists exact
 from __future__ import annotations
 
 import copy
+import json
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -204,8 +205,6 @@ async def test_b_schema_valid_bodies_are_accepted_and_invalid_ones_refused(env: 
 
 
 def _json(body: Any) -> bytes:
-    import json
-
     return json.dumps(body).encode()
 
 
@@ -280,7 +279,7 @@ async def test_c_recording_download_statuses_are_documented(env: Env) -> None:
     assert env.check(path, "GET", ok) == 200 and ok[2]["content-type"] == "application/octet-stream"
     statuses = [
         env.check(path, "GET", await env.send("GET", target, headers={"Authorization": f"Bearer {uuid.uuid4()}"}))
-        for _ in range(recordings.limiter.limits.burst.__int__() + 1)
+        for _ in range(int(recordings.limiter.limits.burst) + 1)
     ]
     assert statuses[0] == 404 and statuses[-1] == 429
 
