@@ -87,6 +87,11 @@ class MediaConfig:
     """Seconds a recording is kept after its call ends."""
     recording_max_age: float = 86400.0
     """Seconds after which a recording is deleted even if its call is still going on."""
+    recording_failure_burst: int = 10
+    """Failed recording downloads (any reason) a source address, or a recording id, may make at once before
+    further attempts get 429 + Retry-After."""
+    recording_failures_per_minute: float = 10.0
+    """Failed recording downloads refilled per minute into each source address's and recording id's bucket."""
     app_hosted_connect_timeout: float = 10.0
     """Seconds the node keeps trying to reach an application-hosted call's media WebSocket (and allows one
     reconnect after a drop) before the call ends with 410/9140 (410/9141 after a drop)."""

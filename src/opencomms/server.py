@@ -23,6 +23,7 @@ from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
+from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService, CallTimeouts
 from opencomms.config import NodeConfig
@@ -118,6 +119,7 @@ class Node:
                 max_age_seconds=mc.recording_max_age,
             ),
             clock=clock,
+            limits=FailureLimits(burst=mc.recording_failure_burst, per_minute=mc.recording_failures_per_minute),
         )
         self.media = MediaService(
             self.calls, _EnginePort(self.engine, mc.max_legs), self.prompts, self.recordings, public_url=self.public_url

@@ -113,6 +113,7 @@ class GraphApp:
             client_request_id=crid,
             version=version or "v1.0",
             caller=caller,
+            client=str((scope.get("client") or ("",))[0]),
         )
         result = route.handler(self.ctx, request)
         if inspect.isawaitable(result):

@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from opencomms.domain.errors import OpenCommsError, ServiceUnavailable, Throttled
+from opencomms.domain.errors import MethodNotAllowed, OpenCommsError, ServiceUnavailable, Throttled
 
 log = logging.getLogger("opencomms.api")
 
@@ -36,6 +36,8 @@ def error_response(
     if isinstance(exc, OpenCommsError):
         if isinstance(exc, (Throttled, ServiceUnavailable)) and exc.retry_after is not None:
             headers.append((b"retry-after", str(exc.retry_after).encode()))
+        if isinstance(exc, MethodNotAllowed) and exc.allow:
+            headers.append((b"allow", ", ".join(exc.allow).encode()))
         if exc.status == 401:
             headers.append((b"www-authenticate", b'Bearer realm="opencomms", error="invalid_token"'))
         return exc.status, graph_error_body(exc.code, exc.message, request_id, client_request_id), headers

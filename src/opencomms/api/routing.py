@@ -1,6 +1,9 @@
 """Route table and matcher: literal segments match case-insensitively, `{name}` segments capture ids.
 
 Graph routes live under /v1.0 and /beta; `/app/calls` is served as an alias of `/communications/calls`.
+A method that a matched path does not declare answers 405 `notAllowed` with an `Allow` header naming the declared
+ones (HEAD and OPTIONS included: nothing is served implicitly), before authentication. The OpenAPI document is
+generated from this same table (api/openapi.py), so the two cannot drift.
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ from opencomms.domain.errors import MethodNotAllowed, NotFound
 
 Handler = Callable[[Any, Request], "Response | Awaitable[Response]"]
 VERSIONS = ("v1.0", "beta")
+ALIASED = "communications/calls"
+APP_ALIAS = "app/calls"
+"""`/{version}/app/calls...` is served as `/{version}/communications/calls...`."""
 
 
 class Kind(StrEnum):
@@ -36,6 +42,17 @@ class Route:
     request_schema: str | None = None
     response_status: int = 200
     response_schema: str | None = None
+    errors: tuple[int, ...] = ()
+    """Error statuses the handler itself can answer; the OpenAPI document adds those of the pipeline
+    (400 for bad correlation headers, 413 for a body over the limit; 401 and 429 on Graph routes)."""
+    request_media: str = "application/json"
+    request_required: bool = True
+    """False: the body may be left out (the action then takes its defaults)."""
+    response_media: str = "application/json"
+    oauth_errors: bool = False
+    """Errors in OAuth 2.0 shape (the token service), not Graph's."""
+    query: tuple[tuple[str, str], ...] = ()
+    """Optional query parameters the handler reads: (name, description)."""
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -72,5 +89,6 @@ class Router:
                     return route, params, version
                 allowed.append(route.method)
         if allowed:
-            raise MethodNotAllowed(f"{method} is not supported on this resource; use {', '.join(sorted(allowed))}.")
+            allow = tuple(sorted(set(allowed)))
+            raise MethodNotAllowed(f"{method} is not supported on this resource; use {', '.join(allow)}.", allow)
         raise NotFound(f"No resource at {path!r}." if kind is Kind.PUBLIC else "Resource not found for the segment.")

@@ -3,6 +3,11 @@
 Owns where a recording lives, who may download it (the holder of its recordingAccessToken, until the token
 expires) and when it is deleted (a configurable time after its call ends, and never later than a hard maximum
 age). It stores only a SHA-256 of each token. It knows nothing of HTTP or of the media engine.
+
+A download that fails for any reason (unknown or malformed id, wrong token, expired token, recording deleted or
+its file gone) fails with one and the same error, so that nobody learns whether a recording id exists; tokens are
+compared in constant time, against a dummy digest when the id is unknown. Failures are throttled per source
+address and per recording id (`recording_access.FailureLimiter`), checked before the store is read.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from opencomms.domain.errors import NotFound, Unauthenticated
+from opencomms.calling.recording_access import FailureLimiter, FailureLimits
+from opencomms.domain.errors import NotFound, Throttled
 from opencomms.domain.ids import is_guid, new_id, normalize_id
 from opencomms.store.base import Store
 
 log = logging.getLogger("opencomms.recordings")
 
 KIND = "recording"
+DENIED = "No such recording, or the access token is not valid for it."
+"""The one message of every failed download: unknown, expired, deleted and wrong token look alike."""
+_DUMMY_DIGEST = "0" * 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,8 +62,10 @@ class RecordingStore:
         *,
         policy: RecordingPolicy = RecordingPolicy(),
         clock: Callable[[], float] = time.time,
+        limits: FailureLimits | None = None,
     ) -> None:
         self.dir = Path(directory)
+        self.limiter = FailureLimiter(limits or FailureLimits())
         self.store = store
         self.policy = policy
         self.clock = clock
@@ -104,21 +115,32 @@ class RecordingStore:
             self._by_call.setdefault(call_id, set()).add(rec_id)
         return SavedRecording(rec_id, token, expires, len(wav))
 
-    def open(self, rec_id: str, token: str) -> bytes:
-        """The WAV bytes, for the holder of a valid token. NotFound / Unauthenticated otherwise."""
-        if not is_guid(rec_id):
-            raise NotFound("No such recording.")
-        doc = self.store.get(KIND, normalize_id(rec_id))
-        if doc is None or doc["delete_at"] <= self.clock():
-            raise NotFound("No such recording: it never existed or has been deleted.")
-        if not token or not hmac.compare_digest(doc["token_sha256"], _digest(token)):
-            raise Unauthenticated("The recording access token is not valid for this recording.")
-        if doc["token_expires_at"] <= self.clock():
-            raise Unauthenticated("The recording access token has expired.")
+    def open(self, rec_id: str, token: str, source: str = "") -> bytes:
+        """The WAV bytes, for the holder of a valid token. Otherwise NotFound (always the same message), or
+        Throttled once `source` or `rec_id` has failed too often."""
+        keys = (f"src:{source}", f"rec:{rec_id.lower()[:64]}")
+        now = self.clock()
+        wait = self.limiter.wait(keys, now)
+        if wait is not None:
+            raise Throttled("Too many failed recording downloads; retry later.", wait)
+        data = self._open(rec_id, token, now)
+        if data is None:
+            self.limiter.failed(keys, now)
+            raise NotFound(DENIED)
+        return data
+
+    def _open(self, rec_id: str, token: str, now: float) -> bytes | None:
+        doc = self.store.get(KIND, normalize_id(rec_id)) if is_guid(rec_id) else None
+        expected = _DUMMY_DIGEST if doc is None else str(doc["token_sha256"])
+        matches = hmac.compare_digest(expected, _digest(token))  # always one digest and one comparison
+        if doc is None or not token or not matches:
+            return None
+        if doc["delete_at"] <= now or doc["token_expires_at"] <= now:
+            return None
         try:
             return self._path(doc["id"]).read_bytes()
         except FileNotFoundError:
-            raise NotFound("No such recording: its file is gone.") from None
+            return None
 
     def call_ended(self, call_id: str) -> None:
         """Schedule deletion of the call's recordings `retention_seconds` from now."""

@@ -53,8 +53,14 @@ class NotFound(OpenCommsError):
 
 
 class MethodNotAllowed(OpenCommsError):
+    """The path exists, the method is not one it declares; `allow` lists those (the Allow header)."""
+
     status = 405
     code = "notAllowed"
+
+    def __init__(self, message: str, allow: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.allow = allow
 
 
 class Conflict(OpenCommsError):

@@ -88,12 +88,15 @@ ROUTES = [
         Kind.GRAPH,
         "Create a call (peer-to-peer, bot-to-bot or group)",
         permission="Calls.Initiate.All | Calls.InitiateGroupCall.All (+Calls.AccessMedia.All for app-hosted media)",
-        request_schema="call",
+        request_schema="createCall",
         response_status=201,
         response_schema="call",
+        errors=(400, 403),
     ),
-    Route("GET", f"{CALLS}/{{id}}", get_call, Kind.GRAPH, "Get a call", response_schema="call"),
-    Route("DELETE", f"{CALLS}/{{id}}", delete_call, Kind.GRAPH, "Hang up a call", response_status=204),
+    Route("GET", f"{CALLS}/{{id}}", get_call, Kind.GRAPH, "Get a call", response_schema="call", errors=(404,)),
+    Route(
+        "DELETE", f"{CALLS}/{{id}}", delete_call, Kind.GRAPH, "Hang up a call", response_status=204, errors=(400, 404)
+    ),
     Route(
         "POST",
         f"{CALLS}/{{id}}/answer",
@@ -102,6 +105,7 @@ ROUTES = [
         "Answer an incoming call",
         request_schema="answer",
         response_status=202,
+        errors=(400, 403, 404),
     ),
     Route(
         "POST",
@@ -110,7 +114,9 @@ ROUTES = [
         Kind.GRAPH,
         "Reject an incoming call",
         request_schema="reject",
+        request_required=False,
         response_status=202,
+        errors=(400, 404),
     ),
     Route(
         "POST",
@@ -121,6 +127,7 @@ ROUTES = [
         permission="Calls.Initiate.All",
         request_schema="redirect",
         response_status=202,
+        errors=(400, 403, 404),
     ),
     Route(
         "POST",
@@ -131,6 +138,7 @@ ROUTES = [
         permission="Calls.Initiate.All",
         request_schema="transfer",
         response_status=202,
+        errors=(400, 403, 404),
     ),
     Route(
         "POST",
@@ -138,6 +146,9 @@ ROUTES = [
         keep_alive,
         Kind.GRAPH,
         "Keep a call alive (at least every 45 min)",
+        request_schema="anyObject",
+        request_required=False,
+        errors=(400, 404),
     ),
     Route(
         "GET",
@@ -146,6 +157,7 @@ ROUTES = [
         Kind.GRAPH,
         "List participants",
         response_schema="participantCollection",
+        errors=(404,),
     ),
     Route(
         "GET",
@@ -154,6 +166,7 @@ ROUTES = [
         Kind.GRAPH,
         "Get a participant",
         response_schema="participant",
+        errors=(404,),
     ),
     Route(
         "GET",
@@ -162,5 +175,6 @@ ROUTES = [
         Kind.GRAPH,
         "Get an operation",
         response_schema="commsOperation",
+        errors=(404,),
     ),
 ]

@@ -144,15 +144,28 @@ def callback_openid_configuration(ctx: ApiContext, req: Request) -> Response:
 
 
 ROUTES = [
-    Route("POST", "{tenant}/oauth2/v2.0/token", token, Kind.PUBLIC, "Get an access token (client credentials)"),
+    Route(
+        "POST",
+        "{tenant}/oauth2/v2.0/token",
+        token,
+        Kind.PUBLIC,
+        "Get an access token (client credentials)",
+        request_schema="tokenRequest",
+        request_media="application/x-www-form-urlencoded",
+        response_schema="tokenResponse",
+        errors=(400, 401, 429),
+        oauth_errors=True,
+    ),
     Route(
         "GET",
         "{tenant}/v2.0/.well-known/openid-configuration",
         openid_configuration,
         Kind.PUBLIC,
         "OpenID Connect metadata of a tenant",
+        errors=(400,),
+        oauth_errors=True,
     ),
-    Route("GET", "{tenant}/discovery/v2.0/keys", jwks, Kind.PUBLIC, "Signing keys (JWKS)"),
+    Route("GET", "{tenant}/discovery/v2.0/keys", jwks, Kind.PUBLIC, "Signing keys (JWKS)", errors=(404,)),
     Route(
         "GET",
         "v1/.well-known/OpenIdConfiguration",

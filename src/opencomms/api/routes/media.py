@@ -11,6 +11,7 @@ from opencomms.api.app import ApiContext
 from opencomms.api.http import Request, Response
 from opencomms.api.routing import Kind, Route
 from opencomms.calling.media import MediaService
+from opencomms.calling.recordings import DENIED
 from opencomms.domain.errors import NotFound, ServiceUnavailable, Unauthenticated
 from opencomms.wire import media as wire
 from opencomms.wire.calls import empty_or_object
@@ -66,12 +67,14 @@ def unmute(ctx: ApiContext, req: Request) -> Response:
 
 
 def get_recording(ctx: ApiContext, req: Request) -> Response:
-    if ctx.recordings is None:
-        raise NotFound("No such recording.")
+    """Unknown id, wrong, expired or absent-from-store token, deleted recording: one 404, same body (no oracle).
+    A request without a bearer token at all is told so (401) without looking anything up."""
     scheme, _, token = req.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("Send the recordingAccessToken as 'Authorization: Bearer <token>'.")
-    data = ctx.recordings.open(req.params["rid"], token.strip())
+    if ctx.recordings is None:
+        raise NotFound(DENIED)
+    data = ctx.recordings.open(req.params["rid"], token.strip(), req.client)
     headers = [(b"content-disposition", f'attachment; filename="{req.params["rid"]}.wav"'.encode())]
     return Response(200, raw=data, headers=headers, content_type=b"application/octet-stream")
 
@@ -86,6 +89,8 @@ def _action(name: str, handler: object, summary: str, schema: str, permission: s
         permission=permission,
         request_schema=schema,
         response_schema="commsOperation",
+        errors=(400, 403, 404, 503) if permission else (400, 404, 503),
+        request_required=schema in ("playPrompt", "sendDtmfTones"),
     )
 
 
@@ -106,5 +111,15 @@ ROUTES = [
     _action("sendDtmfTones", send_dtmf_tones, "Send DTMF tones", "sendDtmfTones"),
     _action("mute", mute, "Mute the bot itself", "clientContext"),
     _action("unmute", unmute, "Unmute the bot itself", "clientContext"),
-    Route("GET", "media/recordings/{rid}", get_recording, Kind.PUBLIC, "Download a recording (opencomms)"),
+    Route(
+        "GET",
+        "media/recordings/{rid}",
+        get_recording,
+        Kind.PUBLIC,
+        "Download a recording (opencomms); Authorization: Bearer <recordingAccessToken>. Unknown id, wrong or "
+        "expired token and deleted recording all answer the same 404; failures are throttled (429) per address "
+        "and per recording",
+        errors=(401, 404, 429),
+        response_media="application/octet-stream",
+    ),
 ]

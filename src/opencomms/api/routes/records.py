@@ -40,5 +40,8 @@ ROUTES = [
         Kind.GRAPH,
         "Get a call record (media quality of SIP legs)",
         permission=READ_ALL,
+        response_schema="callRecord",
+        errors=(403, 404),
+        query=(("$expand", "'sessions' or 'sessions($expand=segments)'; without it, no sessions"),),
     ),
 ]

@@ -1,0 +1,350 @@
+"""JSON Schemas (2020-12, as OpenAPI 3.1 uses) of the request bodies, mirroring the readers in `wire/` exactly.
+
+Each constant below is built from the readers' own tables (modalities, reasons, tones, limits), so that a body
+valid against a schema is a body the reader accepts: same required members, same types and bounds, `null`
+accepted wherever the reader treats it as absent, unknown members allowed (Graph's types are open and the
+readers ignore or echo what they do not know). Where a reader is more tolerant than a schema can say (enum and
+`@odata.type` case, numbers sent as digit strings) the schema documents the canonical form and says so.
+`tests/security/test_openapi_exact.py` sends every schema's examples to a node and checks none is refused.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opencomms.wire import apphosted
+from opencomms.wire import calls as wc
+from opencomms.wire import media as wm
+
+Schema = dict[str, Any]
+
+CASE_NOTE = "Enum values and @odata.type names are matched case-insensitively; the canonical form is shown."
+
+
+def ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def nullable(schema: Schema) -> Schema:
+    """The reader treats null as absent."""
+    if set(schema) == {"$ref"} or "type" not in schema:
+        return {"anyOf": [schema, {"type": "null"}]}
+    kind = schema["type"]
+    return {**schema, "type": [*(kind if isinstance(kind, list) else [kind]), "null"]}
+
+
+def text(max_len: int = 4096, **extra: Any) -> Schema:
+    return nullable({"type": "string", "maxLength": max_len, **extra})
+
+
+def odata(*names: str) -> Schema:
+    return nullable({"type": "string", "enum": list(names)})
+
+
+def graph_types(*short: str) -> Schema:
+    return odata(*(f"#microsoft.graph.{name}" for name in short))
+
+
+URL: Schema = {
+    "type": "string",
+    "format": "uri",
+    "maxLength": 2048,
+    "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9._~-]",
+    "description": "An absolute http(s) URL with a host.",
+}
+BOOL = nullable({"type": "boolean"})
+
+
+def integer(lo: int, hi: int) -> Schema:
+    return nullable({"type": "integer", "minimum": lo, "maximum": hi, "description": "Digit strings are accepted too."})
+
+
+IDENTITY: Schema = {
+    "type": "object",
+    "properties": {
+        "@odata.type": graph_types(*wc._IDENTITY_TYPES),
+        "id": text(256),
+        "displayName": text(256),
+    },
+}
+IDENTITY_SET: Schema = {
+    "type": "object",
+    "description": f"At least one of {', '.join(wc.IDENTITY_KEYS)} must be given (not null). {CASE_NOTE}",
+    "properties": {
+        "@odata.type": graph_types("identitySet", "communicationsIdentitySet"),
+        "endpointType": text(),
+        **{key: nullable(ref("identity")) for key in wc.IDENTITY_KEYS},
+    },
+    "anyOf": [{"required": [key], "properties": {key: {"type": "object"}}} for key in wc.IDENTITY_KEYS],
+}
+PARTICIPANT_INFO: Schema = {
+    "type": "object",
+    "required": ["identity"],
+    "properties": {
+        "@odata.type": graph_types("participantInfo"),
+        "identity": ref("identitySet"),
+        **{key: text(256) for key in ("participantId", "countryCode", "endpointType", "languageId", "region")},
+    },
+}
+INVITATION_PARTICIPANT_INFO: Schema = {
+    "type": "object",
+    "required": ["identity"],
+    "properties": {
+        "@odata.type": graph_types("invitationParticipantInfo"),
+        "identity": ref("identitySet"),
+        "hidden": BOOL,
+        "removeFromDefaultAudioRoutingGroup": BOOL,
+        "participantId": text(256),
+        "replacesCallId": text(256),
+    },
+}
+MEDIA_INFO: Schema = {
+    "type": "object",
+    "required": ["uri"],
+    "properties": {"@odata.type": graph_types("mediaInfo"), "uri": URL, "resourceId": text(256)},
+}
+BLOB: Schema = {
+    "type": "object",
+    "required": ["v", "url", "key", "secret"],
+    "properties": {
+        "v": {"const": apphosted.BLOB_VERSION},
+        "url": {"type": "string", "pattern": "^wss?://", "maxLength": apphosted.MAX_URL_CHARS},
+        "key": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
+        "secret": {"type": "string", "pattern": "^[A-Za-z0-9_-]{22,256}$"},
+    },
+}
+SERVICE_HOSTED: Schema = {
+    "type": "object",
+    "title": "serviceHostedMediaConfig",
+    "properties": {
+        "@odata.type": {"type": "string", "enum": ["#microsoft.graph.serviceHostedMediaConfig"]},
+        "preFetchMedia": nullable({"type": "array", "maxItems": 100, "items": ref("mediaInfo")}),
+    },
+    "description": "Without @odata.type, a mediaConfig with a 'blob' member is app-hosted.",
+    "if": {"not": {"required": ["@odata.type"]}},
+    "then": {"not": {"required": ["blob"]}},
+}
+APP_HOSTED: Schema = {
+    "type": "object",
+    "title": "appHostedMediaConfig",
+    "required": ["blob"],
+    "properties": {
+        "@odata.type": {"type": "string", "enum": ["#microsoft.graph.appHostedMediaConfig"]},
+        "blob": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": apphosted.MAX_BLOB_CHARS,
+            "contentMediaType": "application/json",
+            "contentSchema": BLOB,
+            "description": "Made by the SDK's LocalMediaSession (see wire/apphosted.py). Needs Calls.AccessMedia.All.",
+        },
+    },
+}
+MEDIA_CONFIG: Schema = {"anyOf": [ref("serviceHostedMediaConfig"), ref("appHostedMediaConfig")]}
+
+
+def call_options(kind: str) -> Schema:
+    return nullable(
+        {
+            "type": "object",
+            "properties": {
+                "@odata.type": graph_types("outgoingCallOptions", "incomingCallOptions"),
+                **{flag: BOOL for flag in wc._CALL_OPTION_FLAGS},
+            },
+            "description": f"#microsoft.graph.{kind} when @odata.type is absent.",
+        }
+    )
+
+
+def modalities() -> Schema:
+    items = {"type": "string", "enum": list(wc.MODALITIES)}
+    return nullable({"type": "array", "minItems": 1, "maxItems": 8, "items": items, "description": CASE_NOTE})
+
+
+TARGETS: Schema = {"type": "array", "minItems": 1, "maxItems": 25, "items": ref("invitationParticipantInfo")}
+CLIENT_CONTEXT = text(256)
+
+CREATE_CALL: Schema = {
+    "type": "object",
+    "required": ["mediaConfig", "targets"],
+    "description": "'callbackUri' is required when the application has no registered calling webhook. "
+    "Online meetings (chatInfo, meetingInfo) are not supported. " + CASE_NOTE,
+    "properties": {
+        "@odata.type": graph_types("call"),
+        "callbackUri": nullable(URL),
+        "mediaConfig": ref("mediaConfig"),
+        "targets": TARGETS,
+        "requestedModalities": modalities(),
+        "source": nullable(ref("participantInfo")),
+        "tenantId": text(64),
+        "subject": text(1024),
+        "callOptions": call_options("outgoingCallOptions"),
+        "chatInfo": {"type": "null"},
+        "meetingInfo": {"type": "null"},
+    },
+    "examples": [
+        {
+            "@odata.type": "#microsoft.graph.call",
+            "targets": [
+                {
+                    "@odata.type": "#microsoft.graph.invitationParticipantInfo",
+                    "identity": {"application": {"id": "2a4b2ea6-8e1c-4c4b-9b1e-1a2b3c4d5e6f"}},
+                }
+            ],
+            "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        }
+    ],
+}
+ANSWER: Schema = {
+    "type": "object",
+    "required": ["mediaConfig"],
+    "description": CASE_NOTE,
+    "properties": {
+        "callbackUri": nullable(URL),
+        "mediaConfig": ref("mediaConfig"),
+        "acceptedModalities": modalities(),
+        "callOptions": call_options("incomingCallOptions"),
+        "participantCapacity": integer(0, 1000),
+    },
+    "examples": [{"mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}}],
+}
+REJECT: Schema = {
+    "type": "object",
+    "description": "No body means reason 'none'. " + CASE_NOTE,
+    "properties": {
+        "reason": nullable({"type": "string", "enum": list(wc.REJECT_REASONS)}),
+        "callbackUri": nullable(URL),
+    },
+    "examples": [{"reason": "busy"}],
+}
+REDIRECT: Schema = {
+    "type": "object",
+    "required": ["targets"],
+    "properties": {"targets": TARGETS, "timeout": integer(15, 90), "callbackUri": nullable(URL)},
+    "examples": [{"targets": [{"identity": {"phone": {"id": "+12345678901"}}}], "timeout": 30}],
+}
+TRANSFER: Schema = {
+    "type": "object",
+    "required": ["transferTarget"],
+    "description": "Consultative transfer (transferTarget.replacesCallId) is not supported.",
+    "properties": {
+        "transferTarget": {
+            "allOf": [
+                ref("invitationParticipantInfo"),
+                {"properties": {"replacesCallId": {"enum": [None, ""]}}},
+            ]
+        },
+        "transferee": nullable(ref("participantInfo")),
+    },
+    "examples": [{"transferTarget": {"identity": {"user": {"id": "550fae72-d251-43ec-868c-373732c2704f"}}}}],
+}
+ANY_OBJECT: Schema = {"type": "object", "description": "Any JSON object (or no body).", "examples": [{}]}
+
+MEDIA_PROMPT: Schema = {
+    "type": "object",
+    "title": "mediaPrompt",
+    "required": ["mediaInfo"],
+    "properties": {"@odata.type": {"type": "string", "enum": [wm.MEDIA_PROMPT]}, "mediaInfo": ref("mediaInfo")},
+    "description": "The default kind when @odata.type is absent.",
+}
+VOICE = text(40, pattern="^[A-Za-z0-9_+-]+$")
+TEXT_PROMPT: Schema = {
+    "type": "object",
+    "title": "textPrompt",
+    "required": ["text"],
+    "description": "opencomms extension: spoken by the node's text-to-speech engine. Without @odata.type, a prompt "
+    "with 'text' and no 'mediaInfo' is a textPrompt.",
+    "properties": {
+        "@odata.type": {"type": "string", "enum": [wm.TEXT_PROMPT]},
+        "text": {"type": "string", "minLength": 1, "maxLength": wm.MAX_TEXT, "pattern": "\\S"},
+        "voice": VOICE,
+        "language": VOICE,
+    },
+    "if": {"not": {"required": ["@odata.type"]}},
+    "then": {"not": {"required": ["mediaInfo"]}},
+}
+PROMPT: Schema = {"anyOf": [ref("mediaPrompt"), ref("textPrompt")]}
+PLAY_PROMPT: Schema = {
+    "type": "object",
+    "required": ["prompts"],
+    "properties": {
+        "prompts": {"type": "array", "minItems": 1, "maxItems": wm.MAX_PROMPTS, "items": ref("prompt")},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [
+        {
+            "clientContext": "greeting",
+            "prompts": [{"@odata.type": wm.TEXT_PROMPT, "text": "Hello", "voice": "en-us"}],
+        }
+    ],
+}
+STOP_TONES = sorted(wm.STOP_TONE_KEYS | {k.lower() for k in wm.STOP_TONE_KEYS})
+RECORD_RESPONSE: Schema = {
+    "type": "object",
+    "description": "No body means all defaults (5 s timeouts, beep).",
+    "properties": {
+        "prompts": nullable({"type": "array", "maxItems": 1, "items": ref("prompt")}),
+        "bargeInAllowed": BOOL,
+        "initialSilenceTimeoutInSeconds": integer(1, 120),
+        "maxSilenceTimeoutInSeconds": integer(1, 120),
+        "maxRecordDurationInSeconds": integer(1, 120),
+        "playBeep": BOOL,
+        "stopTones": nullable({"type": "array", "maxItems": 16, "items": {"type": "string", "enum": STOP_TONES}}),
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"maxRecordDurationInSeconds": 10, "playBeep": True, "stopTones": ["#"]}],
+}
+SEND_DTMF_TONES: Schema = {
+    "type": "object",
+    "required": ["tones"],
+    "description": CASE_NOTE,
+    "properties": {
+        "tones": {"type": "array", "minItems": 1, "maxItems": 64, "items": {"type": "string", "enum": list(wm.TONES)}},
+        "delayBetweenTonesMs": integer(0, 5000),
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"tones": ["tone1", "tone2", "pound"], "delayBetweenTonesMs": 100}],
+}
+CLIENT_CONTEXT_ONLY: Schema = {
+    "type": "object",
+    "description": "No body is accepted too.",
+    "properties": {"clientContext": CLIENT_CONTEXT},
+    "examples": [{"clientContext": "ctx"}, {}],
+}
+TOKEN_REQUEST: Schema = {
+    "type": "object",
+    "required": ["grant_type", "scope"],
+    "description": "client_id and client_secret go in the form, or in an 'Authorization: Basic' header.",
+    "properties": {
+        "grant_type": {"const": "client_credentials"},
+        "scope": {"type": "string", "description": "<audience>/.default"},
+        "client_id": {"type": "string", "maxLength": 64},
+        "client_secret": {"type": "string"},
+    },
+}
+
+REQUEST_SCHEMAS: dict[str, Schema] = {
+    "identity": IDENTITY,
+    "identitySet": IDENTITY_SET,
+    "participantInfo": PARTICIPANT_INFO,
+    "invitationParticipantInfo": INVITATION_PARTICIPANT_INFO,
+    "mediaInfo": MEDIA_INFO,
+    "serviceHostedMediaConfig": SERVICE_HOSTED,
+    "appHostedMediaConfig": APP_HOSTED,
+    "mediaConfig": MEDIA_CONFIG,
+    "createCall": CREATE_CALL,
+    "answer": ANSWER,
+    "reject": REJECT,
+    "redirect": REDIRECT,
+    "transfer": TRANSFER,
+    "anyObject": ANY_OBJECT,
+    "mediaPrompt": MEDIA_PROMPT,
+    "textPrompt": TEXT_PROMPT,
+    "prompt": PROMPT,
+    "playPrompt": PLAY_PROMPT,
+    "recordResponse": RECORD_RESPONSE,
+    "sendDtmfTones": SEND_DTMF_TONES,
+    "clientContext": CLIENT_CONTEXT_ONLY,
+    "tokenRequest": TOKEN_REQUEST,
+}
