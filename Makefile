@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps test lint typecheck unit demo bench serve clean
+.PHONY: deps system-deps test lint typecheck unit demo bench bench-security serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ demo: deps
 
 bench: deps
 	$(BIN)/python bench/run.py
+
+bench-security: deps
+	$(BIN)/python bench/run.py --only security
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

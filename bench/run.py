@@ -94,9 +94,45 @@ def notify_dispatch(date: str, where: str) -> list[str]:
     ]
 
 
+SECURITY_BENCHES: list[list[str]] = []
+"""Issue 14's figures: each script prints its result in its last lines (bench/RESULTS.md, section "Hardening")."""
+
+SECURITY_TITLE = "## Hardening: hostile peers, floods and faults"
+
+
+def security(date: str, where: str) -> list[str]:
+    lines = [
+        SECURITY_TITLE,
+        "",
+        "Each script runs a real node (and real peers: SIPp, HTTP servers) on loopback and prints what it counted.",
+    ]
+    for args in SECURITY_BENCHES:
+        out = run([PY, *args]).strip().splitlines()
+        lines += ["", f"`python {' '.join(args)}` — {date} — {where}", "", "```", *out[-6:], "```"]
+    return lines
+
+
+def splice(section: list[str]) -> None:
+    """Replace one section of RESULTS.md (by its title line), keeping the others."""
+    path = HERE / "RESULTS.md"
+    old = path.read_text().splitlines() if path.exists() else []
+    title = section[0]
+    if title in old:
+        start = old.index(title)
+        end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
+        new = [*old[:start], *section, "", *old[end:]]
+    else:
+        new = [*old, *section, ""]
+    path.write_text("\n".join(new).rstrip("\n") + "\n")
+
+
 def main() -> None:
     date = datetime.now(UTC).strftime("%Y-%m-%d")
     where = machine()
+    if sys.argv[1:] == ["--only", "security"]:
+        splice(security(date, where))
+        print("wrote the hardening section of bench/RESULTS.md")
+        return
     sections = [bot_to_bot(date, where), notify_dispatch(date, where)]
     extra = HERE / "dsp_micro.py"
     if extra.exists():
@@ -116,6 +152,7 @@ def main() -> None:
     sections.append(__import__("rtp_sessions").results_section(date, where))  # bench/rtp_sessions.py
     sections.append(__import__("sip_calls").results_section(date, where))  # bench/sip_calls.py
     sections.append(__import__("apphosted_latency").results_section(date, where))  # bench/apphosted_latency.py
+    sections.append(security(date, where))
     text = [
         "# Benchmark results",
         "",
