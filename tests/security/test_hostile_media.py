@@ -12,6 +12,7 @@ clear resultInfo. With 4 port pairs, twice as many calls faulting at hang-up or 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import socket
@@ -24,8 +25,10 @@ import aiohttp
 import pytest
 
 from opencomms.config import SipConfig
+from opencomms.rtp.sdp import Connection, Direction, SessionDescription
 from opencomms.rtp.stream import Stream
 from opencomms.sip.message import SipResponse
+from opencomms.testing import caller as caller_module
 from opencomms.testing.caller import VirtualCall, VirtualCaller
 from tests.integration.conftest import Platform, make_platform, node_config
 from tests.integration.gateway import test_sip_outbound as outbound
@@ -155,6 +158,22 @@ async def test_hostile_offers_fail_alone_while_a_legitimate_call_keeps_all_its_r
         assert (h["sip"]["calls"], h["sip"]["rtp_ports_in_use"], h["calls"]) == (0, 0, 0)
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR or r.exc_info]
     assert errors == [], [r.getMessage() for r in errors]
+
+
+async def test_a_media_host_name_that_resolves_in_time_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    class NamedSdp(caller_module.LocalSdp):
+        """The phone's offers name its media host (media.example, 127.0.0.1 in the node's test resolver)."""
+
+        def offer(self, direction: Direction = Direction.SENDRECV) -> SessionDescription:
+            sdp = super().offer(direction)
+            return dataclasses.replace(sdp, connection=Connection("media.example"))
+
+    monkeypatch.setattr(caller_module, "LocalSdp", NamedSdp)
+    async with media_platform() as p, VirtualCaller(("127.0.0.1", p.node.sip.port)) as caller:  # type: ignore[union-attr]
+        call, _ = await answered_call(p, caller)
+        assert await delivered(call, asyncio.sleep(1.0)) >= 0.97  # the node sends to the address the name has
+        assert p.node.sip is not None and p.node.sip.addresses.lookups == 1
+        await call.hang_up()
 
 
 async def test_a_reinvite_with_a_bad_address_is_refused_and_the_call_keeps_its_media() -> None:

@@ -302,7 +302,10 @@ class SipGateway:
         """A re-INVITE's offer: answered, or refused with 488 while the call keeps the media it had."""
         try:
             offer = await self.addresses.prepare(SessionDescription.parse(body))
-            if sc.closed or handle.responded:
+            if handle.responded:
+                return
+            if sc.closed:  # the call ended while the offer's address was being resolved
+                handle.respond(481, "Call/Transaction Does Not Exist")
                 return
             answer = sc.sdp.answer(offer)
         except (SdpError, NegotiationError) as exc:

@@ -252,7 +252,9 @@ def answer(
     same clock (events intersected with 0-16); every other m= line is rejected with port 0. Our direction is
     what the offer allows of `direction` (our wish, e.g. sendonly when we hold): an offer that does not receive
     (sendonly, inactive, or c=0.0.0.0) gets no audio from us. Raises NegotiationError (488) when no stream can be
-    accepted, SdpError when the accepted stream has no connection address. Origin numbers as in make_offer."""
+    accepted, SdpError when the accepted stream has no connection address, AddressError (488, Warning 301) when
+    its address is unusable (multicast, undecodable, wrong family, RTCP port out of range; a host name passes and
+    is the caller's to resolve). Origin numbers as in make_offer."""
     session_id, version = _origin_numbers(session_id, version)
     chosen: NegotiatedAudio | None = None
     media: list[MediaDescription] = []
