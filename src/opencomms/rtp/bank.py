@@ -178,6 +178,8 @@ class RtpBank:
             raise ValueError(f"leg {st.leg_id!r} already has an RTP stream")
         if not engine.has_leg(st.leg_id):
             raise KeyError(f"no media leg {st.leg_id!r}")
+        if st.rtp_sock.fileno() < 0 or (st.rtcp_sock is not None and st.rtcp_sock.fileno() < 0):
+            raise ValueError(f"the RTP sockets of leg {st.leg_id!r} are closed")  # its call ended meanwhile
         erow, gen = engine.leg_key(st.leg_id)
         row = self._slots.add()
         self._erow[row], self._egen[row] = erow, gen

@@ -142,3 +142,16 @@ def test_an_unresolved_name_never_becomes_a_send_target() -> None:
         assert st.rtp_addr is None and st.rtcp_addr == ("192.0.2.1", 4001) and st.bad_destinations == 1
     finally:
         sock.close()
+
+
+def test_a_stream_whose_sockets_closed_before_it_attached_takes_no_row(udp: Callable[[], socket.socket]) -> None:
+    host, bank, _streams, _peers, _faults = three_calls(udp, paced=False)
+    host.tick(0.0)
+    host.engine.add_leg("late")
+    late = Stream("late", udp(), udp())
+    late.rtp_sock.close()  # its call ended (and released the ports) while the attach command was queued
+    attached = bank.attach(late)
+    host.tick(0.02)
+    with pytest.raises(ValueError, match="closed"):
+        attached.result()
+    assert bank.streams == 3 and late.row == -1
