@@ -126,6 +126,12 @@ class SipConfig:
     """New inbound calls one source address may start at once (token bucket size for call_rate_per_source)."""
     media_timeout: float = 30.0
     """Seconds without RTP from an answered phone after which its call ends (410/301005)."""
+    media_host_names: bool = True
+    """Resolve host names in a peer's SDP c= lines (RFC 4566 allows them); False refuses them (488, Warning 301)."""
+    media_resolve_timeout: float = 1.0
+    """Seconds a c= host name may take to resolve (off the media thread); slower or unknown: that call gets 488."""
+    media_resolve_max: int = 8
+    """c= host name lookups in flight at once; beyond, further offers with host names get 488 at once."""
     domain: str = ""
     """Registrar domain and digest realm for softphone users (default: public_host)."""
     register_min_expires: int = 60

@@ -203,7 +203,7 @@ class Node:
             "notifications": dataclasses.asdict(self.dispatcher.stats),
             "media": {**self.media.stats, **self.engine.stats()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
-            "sip": None if self.sip is None else {"port": self.sip.port, "calls": self.sip.active},
+            "sip": None if self.sip is None else self.sip.health(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------

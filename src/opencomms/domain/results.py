@@ -68,6 +68,8 @@ CALLEE_UNREACHABLE = ResultInfo(480, 10076, "The callee could not be reached.")
 MEDIA_LOST = ResultInfo(410, 301005, "Media connectivity failure: no audio from the far end.")
 GATEWAY_RESTARTED = ResultInfo(500, 9130, "The gateway restarted and lost this call's signalling.")
 TRUNK_FAILED = ResultInfo(502, 9131, "The SIP trunk could not place the call.")
+MEDIA_ADDRESS_REFUSED = ResultInfo(488, 9132, "Media setup failed: the far end's media address cannot be used.")
+MEDIA_STREAM_FAILED = ResultInfo(500, 9133, "Media failure: the call's RTP stream failed and was stopped.")
 
 # Application-hosted media (the node's WebSocket to the bot's media endpoint; see wire/apphosted.py)
 APP_MEDIA_UNREACHABLE = ResultInfo(

@@ -30,12 +30,14 @@ from opencomms.domain.ids import new_id
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.admission import Admission, AdmissionConfig
 from opencomms.gateway.mapping import caller_identity, failure_for_status, normalize_number, status_for_failure
+from opencomms.gateway.media_address import MediaAddresses
 from opencomms.gateway.outbound import OutboundInvite, Route, trunk_route
 from opencomms.gateway.refer import ReferTransfer, allowed_methods
 from opencomms.gateway.register import REGISTRAR_METHODS, Registrations
 from opencomms.gateway.softphone import registered_route, user_id_of
 from opencomms.gateway.transfer import REFER_FORBIDDEN, on_notify, start_refer
 from opencomms.rtp import LocalSdp, NegotiatedAudio, NegotiationError, PortAllocator, RtpBank, RtpSession, SdpError
+from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.session import RtpConfig
 from opencomms.rtp.stats import CallQuality
@@ -104,6 +106,13 @@ class SipGateway:
             on_request=self._on_request,
         )
         self.rtp_config = RtpConfig(media_timeout=config.media_timeout)
+        self.addresses = MediaAddresses(
+            self.host,
+            resolve_names=config.media_host_names,
+            timeout=config.media_resolve_timeout,
+            max_lookups=config.media_resolve_max,
+        )
+        """Checks (and resolves) every media address a peer's SDP gives before an RTP session sees it."""
         self.admission = Admission(
             AdmissionConfig(config.max_calls, config.call_rate_per_source, config.call_burst_per_source)
         )
@@ -126,11 +135,14 @@ class SipGateway:
         log.info("sip gateway listening", extra={"port": self.port})
 
     async def close(self) -> None:
-        for sc in list(self._by_key.values()):
-            await self._teardown(sc)
-        for task in list(self._tasks):
-            task.cancel()
-        await self.endpoint.close()
+        try:
+            for sc in list(self._by_key.values()):
+                await self._teardown(sc)
+            for task in list(self._tasks):
+                task.cancel()
+        finally:
+            self.addresses.close()
+            await self.endpoint.close()
 
     @property
     def port(self) -> int:
@@ -139,6 +151,21 @@ class SipGateway:
     @property
     def active(self) -> int:
         return len(self._by_key)
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz: SIP port and calls, RTP ports in use, RTP streams (and those dropped after an error),
+        media addresses refused."""
+        bank = self.bank.stats()
+        return {
+            "port": self.port,
+            "calls": self.active,
+            "rtp_ports_in_use": self.ports.in_use,
+            "rtp_port_pairs": self.ports.capacity,
+            "rtp_streams": bank["streams"],
+            "rtp_stream_faults": bank["stream_faults"],
+            "rtp_stream_fault_kinds": bank["stream_fault_kinds"],
+            "media_addresses": self.addresses.stats(),
+        }
 
     def quality(self, leg_id: str) -> CallQuality | None:
         """RTP figures so far of the external leg `leg_id` (None if it has no SIP call here)."""
@@ -218,9 +245,14 @@ class SipGateway:
             )
             return
         try:
-            offer = SessionDescription.parse(req.body)
+            offer = await self.addresses.prepare(SessionDescription.parse(req.body))
+        except AddressError as exc:  # before any port is taken: an unusable or slow address fails this call alone
+            handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
+            return
         except SdpError:
             handle.respond(400, "Bad Request", headers=[("Warning", '399 opencomms "malformed SDP"')])
+            return
+        if handle.responded:  # cancelled while its media address was being resolved
             return
         key = leg_id = new_id()
         rtp = RtpSession(
@@ -230,14 +262,17 @@ class SipGateway:
             port = await rtp.open()
         except Exception:
             log.exception("no RTP ports")
+            await rtp.close()
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
             return
-        sdp = LocalSdp(self.host, port)
         try:
+            sdp = LocalSdp(self.host, port)
             answer = sdp.answer(offer)
-        except SdpError as exc:  # NegotiationError, or an offer that parses but makes no sense (no c= line ...)
+        except BaseException as exc:  # the ports go back whatever failed (and the INVITE gets its answer)
             await rtp.close()
-            handle.respond(488, "Not Acceptable Here", headers=[("Warning", f'305 opencomms "{exc}"')])
+            if not isinstance(exc, SdpError):  # not NegotiationError or an offer that makes no sense (no c= ...)
+                raise
+            handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
             return
         sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
         sc.allow = allowed_methods(req)
@@ -261,14 +296,27 @@ class SipGateway:
         if not req.body:
             handle.respond(200, body=sc.answer, content_type=SDP)
             return
+        self._spawn(self._reoffered(sc, handle, req.body))
+
+    async def _reoffered(self, sc: SipCall, handle: ServerTransactionHandle, body: bytes) -> None:
+        """A re-INVITE's offer: answered, or refused with 488 while the call keeps the media it had."""
         try:
-            answer = sc.sdp.answer(SessionDescription.parse(req.body))
+            offer = await self.addresses.prepare(SessionDescription.parse(body))
+            if handle.responded:
+                return
+            if sc.closed:  # the call ended while the offer's address was being resolved
+                handle.respond(481, "Call/Transaction Does Not Exist")
+                return
+            answer = sc.sdp.answer(offer)
         except (SdpError, NegotiationError) as exc:
-            handle.respond(488, "Not Acceptable Here", headers=[("Warning", f'305 opencomms "{exc}"')])
+            handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
             return
         sc.answer = str(answer.sdp).encode()
         sc.media = answer.media
-        sc.rtp.update(answer.media)
+        try:
+            sc.rtp.update(answer.media)
+        except RuntimeError:  # its media has not started yet: start() applies sc.media
+            pass
         handle.respond(200, body=sc.answer, content_type=SDP)
 
     def _remote_gone(self, sc: SipCall, reason: ResultInfo) -> None:
@@ -312,7 +360,7 @@ class SipGateway:
     # -- GatewayHooks --------------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
-        self._spawn(self._dial(call))
+        self._spawn(self._dial_guarded(call))
 
     def connected(self, call: Call) -> None:
         sc = self._by_key.get(call.id)
@@ -361,6 +409,7 @@ class SipGateway:
                 self.calls.external_ended(sc.leg_id, results.MEDIA_LOST)
             return
         sc.rtp.on_timeout = lambda: self._remote_gone(sc, results.MEDIA_LOST)
+        sc.rtp.on_error = lambda _step: self._remote_gone(sc, results.MEDIA_STREAM_FAILED)
 
     async def _teardown(self, sc: SipCall, *, bye: bool = False) -> None:
         if sc.closed:
@@ -374,8 +423,11 @@ class SipGateway:
         # must not keep this call (its RTP session, sockets, SDP) alive that long through its callback.
         if sc.invite is not None:
             sc.invite.on_cancel = None
-        sc.rtp.on_timeout = None
-        await sc.rtp.close()  # media and ports go at once, not after the BYE's answer (up to 32 s on UDP)
+        sc.rtp.on_timeout = sc.rtp.on_error = None
+        try:
+            await sc.rtp.close()  # media and ports go at once, not after the BYE's answer (up to 32 s on UDP)
+        except Exception:  # close() released the ports in any case; the dialog still gets its BYE
+            log.warning("RTP session did not close cleanly", extra={"call_id": sc.leg_id}, exc_info=True)
         if bye and dialog is not None and dialog in self.endpoint.dialogs:  # not after the peer's own BYE
             try:
                 await asyncio.wait_for(self.endpoint.bye(dialog), 10)
@@ -383,6 +435,23 @@ class SipGateway:
                 log.info("BYE not confirmed", extra={"call_id": sc.leg_id})
 
     # -- outgoing calls --------------------------------------------------------------------------------------
+    async def _dial_guarded(self, call: Call) -> None:
+        """`_dial`, but a failure it did not foresee (or the task being cancelled) still ends the leg and frees
+        its RTP ports."""
+        try:
+            await self._dial(call)
+        except BaseException as exc:
+            self._dialling.discard(call.id)
+            if not isinstance(exc, asyncio.CancelledError):
+                log.exception("outbound call failed", extra={"call_id": call.id})
+            sc = self._by_key.get(call.id)
+            if call.id in self.calls.calls and not isinstance(exc, asyncio.CancelledError):
+                self.calls.external_ended(call.id, results.CANNOT_ROUTE)  # ending() tears it down
+            elif sc is not None:
+                await asyncio.shield(self._teardown(sc, bye=sc.answered))
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+
     async def _dial(self, call: Call) -> None:
         """Place `call` (an external leg) on its route: a registered softphone of its user, else the trunk."""
         if user_id_of(call):
@@ -399,6 +468,7 @@ class SipGateway:
         try:
             port = await rtp.open()
         except Exception:
+            await rtp.close()
             self._dialling.discard(call.id)
             self.calls.external_ended(call.id, results.MEDIA_OVERLOADED)
             return
@@ -439,7 +509,14 @@ class SipGateway:
         leg_id = sc.leg_id or sc.key
         dialog = handle.dialog if handle is not None else None
         if response is not None and response.is_success and dialog is not None:
-            await self.endpoint.ack(dialog)  # every 2xx is acknowledged, also one that crossed our CANCEL
+            try:
+                await self.endpoint.ack(dialog)  # every 2xx is acknowledged, also one that crossed our CANCEL
+            except (OSError, ValueError):  # its Contact (or Record-Route) cannot be reached
+                log.warning("ACK not sent: the answer's Contact is unreachable", extra={"call_id": leg_id})
+                if leg_id in self.calls.calls:
+                    self.calls.external_ended(leg_id, results.CALLEE_UNREACHABLE)
+                await self._teardown(sc)
+                return
         if sc.closed or leg_id not in self.calls.calls:  # the leg ended meanwhile (ring timeout, bot hung up)
             if response is not None and response.is_success and dialog is not None:
                 self._spawn(self.endpoint.bye(dialog))
@@ -452,11 +529,19 @@ class SipGateway:
         sc.dialog_call_id = response.call_id
         self._by_dialog[response.call_id] = sc
         sc.allow = allowed_methods(response)
+        sc.answered = True  # the dialog exists: ending it from now on sends BYE
         try:
-            sc.media = sc.sdp.accept_answer(SessionDescription.parse(response.body))
+            sc.media = sc.sdp.accept_answer(await self.addresses.prepare(SessionDescription.parse(response.body)))
+        except AddressError as exc:
+            log.info("answer's media address refused: %s", exc, extra={"call_id": leg_id})
+            if leg_id in self.calls.calls:
+                self.calls.external_ended(leg_id, results.MEDIA_ADDRESS_REFUSED)
+            return
         except (SdpError, NegotiationError):
-            sc.answered = True  # the dialog exists: ending it sends BYE
-            self.calls.external_ended(leg_id, results.MEDIA_LOST)
+            if leg_id in self.calls.calls:
+                self.calls.external_ended(leg_id, results.MEDIA_LOST)
+            return
+        if sc.closed or leg_id not in self.calls.calls:  # ended while its media address was being resolved
             return
         self.calls.external_answered(leg_id)
 
@@ -469,6 +554,13 @@ class SipGateway:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("sip task failed", exc_info=task.exception())
+
+
+def _warning(exc: SdpError) -> tuple[str, str]:
+    """The Warning header of a 488 for an offer we cannot use: 301 for its address, 304/305 for its media."""
+    code = getattr(exc, "warning_code", 305)
+    text = "".join(c for c in str(exc)[:200] if c.isprintable() and c not in '\\"')
+    return "Warning", f'{code} opencomms "{text}"'
 
 
 __all__ = ["SipCall", "SipGateway"]

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from .engine import MediaEngine, MediaEvent
+from .faults import FaultLog
 from .frames import FRAME_MS
 
 __all__ = ["EngineThread"]
@@ -49,8 +50,10 @@ class EngineThread:
     burst: at most `max_lag_ticks` ticks ever run back to back.
 
     Other threads act on the engine only through `call(fn)` / `call_result(fn)`: closures queued and run on
-    the engine thread at the start of the next tick, in order. An exception from a command is logged (and set
-    on the future of `call_result`); it never stops the thread. `on_events(events)` is called on the engine
+    the engine thread at the start of the next tick, in order. An exception from a fire-and-forget command is
+    counted by kind (the command's name and the exception type, `command_error_kinds`) and logged at most once a
+    minute per kind; one from `call_result` is set on its future (the caller handles it). It never stops the
+    thread. `on_events(events)` is called on the engine
     thread after each tick that produced events; it must be quick and must not call the engine.
     """
 
@@ -100,6 +103,8 @@ class EngineThread:
         """Ticks that started a whole tick or more after their due time (run late but not skipped)."""
         self.command_errors = 0
         """Commands that raised."""
+        self._command_faults = FaultLog(log, "media engine command failed")
+        self._tick_faults = FaultLog(log, "media engine tick failed")
         self.dropped_commands = 0
         """Commands sent after stop()."""
         self.event_errors = 0
@@ -178,7 +183,8 @@ class EngineThread:
                 if future is not None:
                     future.set_exception(exc)
                 else:
-                    log.exception("media engine command failed")
+                    name = getattr(fn, "__qualname__", type(fn).__name__).replace(".<locals>", "")
+                    self._command_faults.record(f"{name}: {type(exc).__name__}", exc)
             else:
                 if future is not None:
                     future.set_result(result)
@@ -218,8 +224,8 @@ class EngineThread:
             self._drain()
             try:
                 events = self.engine.tick(due)
-            except Exception:
-                log.exception("media engine tick failed")
+            except Exception as exc:
+                self._tick_faults.record(type(exc).__name__, exc)
                 events = []
             self._durations[self.ticks % self._durations.size] = clock() - started
             self.ticks += 1
@@ -233,7 +239,7 @@ class EngineThread:
 
     # -- statistics -------------------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> dict[str, float | int | dict[str, int]]:
         """Counters and tick durations (commands + tick, ms) over the last `window` ticks. Safe from any thread
         (figures may be one tick apart)."""
         n = min(self.ticks, self._durations.size)
@@ -244,6 +250,8 @@ class EngineThread:
             "skipped_ticks": self.skipped_ticks,
             "late_ticks": self.late_ticks,
             "command_errors": self.command_errors,
+            "command_error_kinds": dict(self._command_faults.counts),
+            "tick_errors": self._tick_faults.total,
             "dropped_commands": self.dropped_commands,
             "event_errors": self.event_errors,
             "tick_p50_ms": round(float(np.percentile(recent, 50)), 3),

@@ -1,12 +1,14 @@
 """SIP media: SDP offer/answer and RTP/RTCP for G.711 calls bridged into the media engine.
 
-`sdp` (parse/serialize), `offer_answer` (RFC 3264 rules, 488 on no common codec), `packet` (RTP header),
+`sdp` (parse/serialize), `address` (what a c= line may name and the node may send to: AddressError, 488/301),
+`offer_answer` (RFC 3264 rules, 488 on no common codec), `packet` (RTP header),
 `rtcp` (SR/RR/SDES/BYE), `stats` (RFC 3550 receiver statistics, CallQuality), `jitter` (adaptive playout),
 `ports` (even port pairs), `transcode` (batched 16k<->8k), `stream` (one call's receive logic, RTCP, RtpConfig),
 `bank` (the engine-thread batch: socket I/O, G.711, playout), `session` (RtpSession: the event loop's lifecycle,
 callbacks, media timeout). Importers use the names below.
 """
 
+from .address import AddressError
 from .bank import RtpBank
 from .jitter import LOST, JitterBuffer, JitterConfig
 from .offer_answer import (
@@ -35,6 +37,7 @@ __all__ = [
     "LOST",
     "PCMA",
     "PCMU",
+    "AddressError",
     "Answer",
     "CallQuality",
     "Codec",

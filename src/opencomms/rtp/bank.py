@@ -10,6 +10,7 @@ threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are 
 
 from __future__ import annotations
 
+import logging
 import select
 import selectors
 import socket
@@ -24,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..media.engine import MediaEngine, OutOfBandKey
+from ..media.faults import FaultLog
 from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.slots import SlotTable
 from .jitter import LOST
@@ -31,6 +33,8 @@ from .stream import RATE, Outgoing, Stream, StreamParams
 from .transcode import FrameConverter
 
 __all__ = ["EngineHost", "RtpBank"]
+
+log = logging.getLogger("opencomms.rtp")
 
 T = TypeVar("T")
 FRAME = 160  # 20 ms at 8 kHz: one G.711 payload
@@ -42,6 +46,7 @@ _FADE = (0.0, 1.0, 0.5, 0.25)  # concealment gain by consecutive lost frame; sil
 _MAX_ROUNDS = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
 _SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_FAULTED = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
 
 
 class EngineHost(Protocol):
@@ -80,7 +85,9 @@ class RtpBank:
     Everything runs on the engine thread, so the event loop never competes for the GIL packet by packet (with
     the receive path on the loop, every `sendto` here handed the GIL to the loop and back: at 500 calls the two
     threads spent more time switching than working). A stream whose leg was removed by someone else (the engine
-    row's generation changed) takes no further part, without delaying the others.
+    row's generation changed) takes no further part, without delaying the others; nor does a stream that raised
+    in any step (an address no socket takes, a datagram our code could not handle): its error is caught there,
+    counted in `faults`, its sockets are no longer read and `on_fault` tells its owner, who ends the call.
     """
 
     def __init__(
@@ -129,6 +136,8 @@ class RtpBank:
         only with `measure_lateness`."""
         self.flushes = 0
         self.datagrams = 0
+        self.faults = FaultLog(log, "RTP stream dropped after an error")
+        """Streams dropped from the batch after raising (by step and exception type), counted; logged rarely."""
 
     # -- membership (engine thread, through host commands) ---------------------------------------------------
 
@@ -169,6 +178,8 @@ class RtpBank:
             raise ValueError(f"leg {st.leg_id!r} already has an RTP stream")
         if not engine.has_leg(st.leg_id):
             raise KeyError(f"no media leg {st.leg_id!r}")
+        if st.rtp_sock.fileno() < 0 or (st.rtcp_sock is not None and st.rtcp_sock.fileno() < 0):
+            raise ValueError(f"the RTP sockets of leg {st.leg_id!r} are closed")  # its call ended meanwhile
         erow, gen = engine.leg_key(st.leg_id)
         row = self._slots.add()
         self._erow[row], self._egen[row] = erow, gen
@@ -186,6 +197,7 @@ class RtpBank:
             if self._kernel_ts and _SO_TIMESTAMPNS is not None:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             self._fds[sock.fileno()] = (st, sock, is_rtcp)
+            st.fds += (sock.fileno(),)
             if self._epoll is not None:
                 self._epoll.register(sock.fileno(), select.EPOLLIN)
             elif self._selector is not None:
@@ -197,24 +209,56 @@ class RtpBank:
             self._tapping = True
 
     def _detach(self, engine: MediaEngine, st: Stream, bye: bool) -> None:
+        """Free the stream's row whatever happens on the way: an error sending its RTCP BYE or switching its leg's
+        DTMF back in-band must not leave its sockets registered (the caller closes them) or its row taken."""
         if self._by_leg.get(st.leg_id) is not st:
             return
-        if bye:
-            st.send_rtcp(time.monotonic(), time.time(), bye=True)
-        for sock in (st.rtp_sock, st.rtcp_sock):
-            if sock is not None:
-                self._fds.pop(sock.fileno(), None)
+        try:
+            if bye and st.fault is None:
+                st.send_rtcp(time.monotonic(), time.time(), bye=True)
+            self._out_of_band(engine, st, False)  # a leg left without RTP hears tones in-band again
+        except Exception as exc:
+            self.faults.record(f"detach:{type(exc).__name__}", exc, call_id=st.leg_id)
+        finally:
+            self._unregister(st)
+            row = st.row
+            del self._by_leg[st.leg_id]
+            self._streams[row] = None
+            self._egen[row] = -1
+            self._slots.remove(row)
+            st.row, st.views = -1, ()
+
+    def _unregister(self, st: Stream) -> None:
+        """Stop polling the stream's sockets (idempotent)."""
+        for fd in st.fds:  # numbers taken at attach: the owner may have closed the sockets already
+            entry = self._fds.get(fd)
+            if entry is None or entry[0] is not st:
+                continue
+            del self._fds[fd]
+            try:
                 if self._epoll is not None:
-                    self._epoll.unregister(sock.fileno())
+                    self._epoll.unregister(fd)
                 elif self._selector is not None:
-                    self._selector.unregister(sock)
-        self._out_of_band(engine, st, False)  # a leg left without RTP hears tones in-band again
-        row = st.row
-        del self._by_leg[st.leg_id]
-        self._streams[row] = None
-        self._egen[row] = -1
-        self._slots.remove(row)
-        st.row, st.views = -1, ()
+                    self._selector.unregister(entry[1])
+            except (OSError, KeyError, ValueError):
+                pass
+        st.fds = ()
+
+    def _fault(self, st: Stream, step: str, exc: BaseException) -> None:
+        """`st` raised in `step` of the batch: drop it from every later batch (its row stays taken until the
+        owner detaches it), stop reading its sockets, count and (rarely) log it, and tell the owner once."""
+        if st.fault is not None:
+            return
+        st.fault = step
+        if st.row >= 0:
+            self._egen[st.row] = _FAULTED
+        self._unregister(st)
+        self.faults.record(f"{step}:{type(exc).__name__}", exc, call_id=st.leg_id)
+        if st.on_fault is not None:
+            try:
+                st.on_fault(step)
+            except Exception as hand_off:
+                self.faults.record("on_fault", hand_off)
 
     def _update(self, engine: MediaEngine, st: Stream, params: StreamParams) -> None:
         st.apply(params)
@@ -265,9 +309,12 @@ class RtpBank:
         self._play(tick, now)
         wall = 0.0
         for st in tick:
-            if now >= st.rtcp_next:
+            if now >= st.rtcp_next and st.fault is None:
                 wall = wall or time.time()
-                st.send_rtcp(now, wall)
+                try:
+                    st.send_rtcp(now, wall)
+                except Exception as exc:
+                    self._fault(st, "rtcp", exc)
         slot = self.flushes % self._durations.size
         self._send_durations[slot] = sent - started
         self._receive_durations[slot] = received - sent
@@ -292,8 +339,13 @@ class RtpBank:
             if offset is None:
                 offset = st.ts_offset = st.ts_base - units
             ts = (offset + units) & 0xFFFFFFFF
-            if st.events_on and st.event_packets(now, ts, batch) and st.config.suppress_audio_during_dtmf:
-                continue
+            if st.events_on:
+                try:
+                    if st.event_packets(now, ts, batch) and st.config.suppress_audio_during_dtmf:
+                        continue
+                except Exception as exc:
+                    self._fault(st, "send", exc)
+                    continue
             addr = st.rtp_addr
             if addr is None or not p.sends:
                 st.was_sending = False
@@ -315,12 +367,16 @@ class RtpBank:
         measure = self.measure_lateness
         clock = time.monotonic
         for st, data, addr in batch:
-            if st.row < 0:
-                continue  # detached meanwhile: its socket may be closing
+            if st.row < 0 or st.fault is not None:
+                continue  # detached meanwhile (its socket may be closing), or dropped after an error
             try:
                 st.rtp_sock.sendto(data, addr)
-            except OSError:
+            except OSError:  # unreachable, refused, no buffer: this packet is lost, the stream goes on
                 st.send_errors += 1
+                continue
+            except Exception as exc:  # an address no socket can take: this stream only is dropped
+                st.send_errors += 1
+                self._fault(st, "send", exc)
                 continue
             st.packets_sent += 1
             st.octets_sent += len(data) - 12
@@ -361,10 +417,16 @@ class RtpBank:
                 if ancillary:
                     sec, nsec = unpack(ancillary[0][2])
                     arrival = sec + nsec * 1e-9 - offset
-                if is_rtcp:
-                    st.on_rtcp(data, addr, arrival, arrival + offset if kernel else time.time())
-                else:
-                    st.on_rtp(data, addr, arrival)
+                if st.fault is not None:
+                    continue
+                try:
+                    if is_rtcp:
+                        st.on_rtcp(data, addr, arrival, arrival + offset if kernel else time.time())
+                    else:
+                        st.on_rtp(data, addr, arrival)
+                except Exception as exc:  # a datagram our code could not handle: its stream only is dropped
+                    st.invalid_packets += 1
+                    self._fault(st, "receive", exc)
         self.datagrams += count
 
     def _play(self, tick: list[Stream], now: float) -> None:
@@ -375,9 +437,13 @@ class RtpBank:
         played: list[Stream] = []
         concealed: list[Stream] = []
         for st in tick:
-            if not st.params.receives:
+            if not st.params.receives or st.fault is not None:
                 continue
-            out = st.jb.pop(now)
+            try:
+                out = st.jb.pop(now)
+            except Exception as exc:
+                self._fault(st, "play", exc)
+                continue
             if out is None:
                 st.conceal = 0
             elif out is LOST:
@@ -411,7 +477,7 @@ class RtpBank:
 
     # -- statistics ----------------------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, float | int]:
+    def stats(self) -> dict[str, float | int | dict[str, int]]:
         """Counters and batch durations (ms) over the last `window` ticks (flush = all four steps; send = the
         conversion, encoding and every sendto; receive = polling, reading and handling every datagram); safe
         from any thread."""
@@ -419,10 +485,12 @@ class RtpBank:
         recent = self._durations[:k] * 1000.0 if k else np.zeros(1)
         send = self._send_durations[:k] * 1000.0 if k else np.zeros(1)
         receive = self._receive_durations[:k] * 1000.0 if k else np.zeros(1)
-        out: dict[str, float | int] = {
+        out: dict[str, float | int | dict[str, int]] = {
             "streams": len(self._by_leg),
             "flushes": self.flushes,
             "datagrams": self.datagrams,
+            "stream_faults": self.faults.total,
+            "stream_fault_kinds": dict(self.faults.counts),
             "flush_p50_ms": round(float(np.percentile(recent, 50)), 3),
             "flush_p99_ms": round(float(np.percentile(recent, 99)), 3),
             "flush_max_ms": round(float(recent.max()), 3),

@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .address import AddressError, media_host
 from .sdp import (
     Connection,
     Direction,
@@ -144,7 +145,8 @@ def _effective_direction(sdp: SessionDescription, m: MediaDescription) -> Direct
 
 
 def _host(conn: Connection) -> str:
-    return conn.address.split("/", 1)[0]
+    """The checked host of a c= line (AddressError: multicast, undecodable, wrong family ...)."""
+    return media_host(conn.address, conn.address_type)
 
 
 def _remote(sdp: SessionDescription, m: MediaDescription) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
@@ -154,7 +156,10 @@ def _remote(sdp: SessionDescription, m: MediaDescription) -> tuple[tuple[str, in
     if conn.is_null or m.port == 0:
         return None, None
     rtcp_conn = m.rtcp_connection or conn
-    rtcp = None if rtcp_conn.is_null else (_host(rtcp_conn), m.rtcp_port or m.port + 1)
+    rtcp_port = m.rtcp_port or m.port + 1
+    if not 1 <= rtcp_port <= 65535:
+        raise AddressError(f"RTCP port {rtcp_port} out of range")
+    rtcp = None if rtcp_conn.is_null else (_host(rtcp_conn), rtcp_port)
     return (_host(conn), m.port), rtcp
 
 
@@ -247,7 +252,9 @@ def answer(
     same clock (events intersected with 0-16); every other m= line is rejected with port 0. Our direction is
     what the offer allows of `direction` (our wish, e.g. sendonly when we hold): an offer that does not receive
     (sendonly, inactive, or c=0.0.0.0) gets no audio from us. Raises NegotiationError (488) when no stream can be
-    accepted, SdpError when the accepted stream has no connection address. Origin numbers as in make_offer."""
+    accepted, SdpError when the accepted stream has no connection address, AddressError (488, Warning 301) when
+    its address is unusable (multicast, undecodable, wrong family, RTCP port out of range; a host name passes and
+    is the caller's to resolve). Origin numbers as in make_offer."""
     session_id, version = _origin_numbers(session_id, version)
     chosen: NegotiatedAudio | None = None
     media: list[MediaDescription] = []

@@ -37,7 +37,8 @@ class RtpSession:
     Callbacks run on the event loop: `on_dtmf(key)` once per RFC 4733 event as its first report arrives (keys
     '0'-'9', '*', '#', 'A'-'D', '!' for hook flash); `on_timeout()` once when no RTP arrived for
     `config.media_timeout` seconds while the peer should be sending (the gateway then ends the call); it re-arms
-    when media flows again.
+    when media flows again; `on_error(step)` once if the bank dropped the stream after an error of its own
+    ("send", "receive", "play", "rtcp": the call has no working media any more, the gateway ends it).
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class RtpSession:
         config: RtpConfig | None = None,
         on_dtmf: Callable[[str], None] | None = None,
         on_timeout: Callable[[], None] | None = None,
+        on_error: Callable[[str], None] | None = None,
         cname: str | None = None,
     ) -> None:
         self.leg_id = leg_id
@@ -59,6 +61,7 @@ class RtpSession:
         self.config = config or RtpConfig()
         self.on_dtmf = on_dtmf
         self.on_timeout = on_timeout
+        self.on_error = on_error
         self._cname = cname
         self._pair: PortPair | None = None
         self._stream: Stream | None = None
@@ -99,6 +102,7 @@ class RtpSession:
         self._loop = asyncio.get_running_loop()
         pair = self._pair = self.ports.allocate(self.local_ip)
         self._stream = Stream(self.leg_id, pair.rtp, pair.rtcp, self.config, cname=self._cname, on_key=self._key)
+        self._stream.on_fault = self._fault
         return pair.port
 
     async def start(self, media: NegotiatedAudio) -> None:
@@ -137,13 +141,25 @@ class RtpSession:
         return True
 
     async def close(self) -> None:
-        """Stop everything and release the ports (idempotent)."""
+        """Stop everything and release the ports (idempotent). The ports go back whatever happens on the way: a
+        detach that fails or times out, or the calling task being cancelled."""
         if self._closed:
             return
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        try:
+            await self._detach()
+        finally:
+            pair = self._pair
+            if pair is not None:
+                try:
+                    pair.close()
+                finally:
+                    self.ports.release(pair.port)
+
+    async def _detach(self) -> None:
         stream, attaching = self._stream, self._attaching
         if attaching is not None and not attaching.done():  # a call ended while its media was starting: the engine
             await asyncio.wait({attaching}, timeout=2.0)  # must not keep (or set up) the stream of closed sockets
@@ -155,10 +171,8 @@ class RtpSession:
                 await asyncio.wait_for(asyncio.wrap_future(self.bank.detach(stream)), 2.0)
             except (TimeoutError, RuntimeError):
                 log.warning("RTP stream detach did not complete", extra={"call_id": self.leg_id})
-        pair = self._pair
-        if pair is not None:
-            pair.close()
-            self.ports.release(pair.port)
+            except Exception:  # the bank frees the row in any case; the sockets are closed next
+                log.warning("RTP stream detach failed", extra={"call_id": self.leg_id}, exc_info=True)
 
     async def __aenter__(self) -> RtpSession:
         await self.open()
@@ -179,6 +193,18 @@ class RtpSession:
         loop = self._loop
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._deliver_key, key)
+
+    def _fault(self, step: str) -> None:  # engine thread
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._deliver_fault, step)
+
+    def _deliver_fault(self, step: str) -> None:
+        if self.on_error is not None and not self._closed:
+            try:
+                self.on_error(step)
+            except Exception:
+                log.exception("on_error callback failed", extra={"call_id": self.leg_id})
 
     def _deliver_key(self, key: str) -> None:
         if self.on_dtmf is not None and not self._closed:

@@ -27,6 +27,7 @@ from ..media.dtmf.rfc4733 import (
     TelephoneEventStarted,
 )
 from ..media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from .address import is_literal
 from .jitter import JitterBuffer, JitterConfig
 from .offer_answer import NegotiatedAudio
 from .packet import RtpError, pack_header, parse_header
@@ -160,6 +161,8 @@ class Stream:
         self.row = -1
         self.offset = 0
         self.views: tuple[memoryview, ...] = ()
+        self.fds: tuple[int, ...] = ()
+        """The socket descriptors the bank polls for this stream (set at attach)."""
         """This stream's packet slot in each of the bank's two packet buffers."""
         self.seq = secrets.randbelow(1 << 16)
         self.ts_base = secrets.randbits(32)
@@ -183,6 +186,13 @@ class Stream:
         self.octets_sent = 0
         self.events_sent = 0
         self.send_errors = 0
+        self.bad_destinations = 0
+        """Negotiated addresses refused as send targets (not an IP literal, port out of range)."""
+        self.fault: str | None = None
+        """Set by the bank when this stream raised inside its batch ("send", "receive", "play", "rtcp"): it takes
+        no further part, and `on_fault` reported it."""
+        self.on_fault: Callable[[str], None] | None = None
+        """Called on the engine thread, once, when the bank drops this stream after an error of its own."""
         self.packets_received = 0
         self.octets_received = 0
         self.invalid_packets = 0
@@ -206,10 +216,22 @@ class Stream:
             self.jb = JitterBuffer(_with_fill(self.config.jitter, params.alaw))
         if params.remote_rtp != old.remote_rtp or self.rtp_addr is None:
             self._source = None
-            self.rtp_addr = params.remote_rtp
+            self.rtp_addr = self._sendable(params.remote_rtp)
         if params.remote_rtcp != old.remote_rtcp or self.rtcp_addr is None:
             self._rtcp_source = None
-            self.rtcp_addr = params.remote_rtcp
+            self.rtcp_addr = self._sendable(params.remote_rtcp)
+
+    def _sendable(self, addr: tuple[str, int] | None) -> tuple[str, int] | None:
+        """`addr` if a socket can send to it without a name lookup on this thread; else None (nothing is sent
+        until the peer's own packets latch an address), counted in `bad_destinations`. The gateway resolves and
+        checks addresses before they get here: this is the last line."""
+        if addr is None:
+            return None
+        host, port = addr
+        if is_literal(host) and isinstance(port, int) and 0 < port <= 65535:
+            return addr
+        self.bad_destinations += 1
+        return None
 
     def schedule_rtcp(self, now: float) -> None:
         """First report: half the interval after attachment (RFC 3550 §6.3)."""
@@ -353,7 +375,7 @@ class Stream:
             packets.append(Bye((self.ssrc,)))
         try:
             sock.sendto(build_compound(packets), addr)
-        except OSError:
+        except (OSError, ValueError, TypeError, OverflowError):  # an unusable address must not end the batch
             self.send_errors += 1
 
     def event_packets(self, now: float, ts: int, out: list[Outgoing]) -> bool:

@@ -103,6 +103,9 @@ class EndpointConfig:
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     supported: frozenset[str] = frozenset()
     """Option tags we implement; a request that Requires anything else gets 420 (RFC 3261 §8.2.2.3)."""
+    resolve_timeout: float = 2.0
+    """Seconds a next hop's host name (Contact, Record-Route, Request-URI, maddr) may take to resolve; beyond,
+    `resolve` raises OSError as for an unknown name."""
     error_rate: float = 20.0
     """Stateless error answers per second and source address (beyond: dropped), with `error_burst`."""
     error_burst: float = 40.0
@@ -491,7 +494,13 @@ class SipEndpoint:
         except ValueError:
             pass
         kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-        infos = await self.loop.getaddrinfo(host, port, type=kind)
+        try:
+            async with asyncio.timeout(self.config.resolve_timeout):
+                infos = await self.loop.getaddrinfo(host, port, type=kind)
+        except TimeoutError:
+            raise OSError(f"resolving {host} timed out") from None
+        except UnicodeError:  # a host the IDNA codec refuses
+            raise OSError(f"cannot resolve {host!r}") from None
         if not infos:
             raise OSError(f"cannot resolve {host}")
         return Destination(transport, str(infos[0][4][0]), port)

@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from ..dtmf.config import DtmfDetectorConfig
 from ..dtmf.detector import DtmfDetectorBank, DtmfKeyDetected
+from ..faults import FaultLog
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from ..slots import SlotTable
 from ..vad import VadBank, VadConfig
@@ -106,6 +107,7 @@ class MediaEngine:
         self._tapped: dict[Leg, None] = {}
         self._unmixed_tapped: dict[Leg, None] = {}
         self._batch_tap: BatchTap | None = None
+        self._tap_faults = FaultLog(log, "media tap failed")
         self._row_gen = np.zeros(capacity, dtype=np.int64)  # per row: which add_leg put its leg there (0: free)
         self._gen = 0
         self._pending: list[Callable[[float], MediaEvent]] = []
@@ -423,17 +425,17 @@ class MediaEngine:
                 continue
             try:
                 tap(leg.id, inp[leg.row].astype(np.int16), now)
-            except Exception:
+            except Exception as exc:
                 self._tap_errors += 1
-                log.exception("media tap failed", extra={"call_id": leg.id})
+                self._tap_faults.record(type(exc).__name__, exc, call_id=leg.id)
         if self._unmixed_tapped:
             self._unmixed_taps(inp, out, now)
         if self._batch_tap is not None:
             try:
                 self._batch_tap(inp, now)
-            except Exception:
+            except Exception as exc:
                 self._tap_errors += 1
-                log.exception("media batch tap failed")
+                self._tap_faults.record(f"batch: {type(exc).__name__}", exc)
         return events
 
     def _out_of_band(self, sounding: list[Sounding], events: list[MediaEvent]) -> Exclusions:
