@@ -94,7 +94,9 @@ def notify_dispatch(date: str, where: str) -> list[str]:
     ]
 
 
-SECURITY_BENCHES: list[list[str]] = []
+SECURITY_BENCHES: list[list[str]] = [
+    ["bench/hostile_call.py"],
+]
 """Issue 14's figures: each script prints its result in its last lines (bench/RESULTS.md, section "Hardening")."""
 
 SECURITY_TITLE = "## Hardening: hostile peers, floods and faults"
