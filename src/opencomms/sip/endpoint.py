@@ -25,6 +25,7 @@ from typing import Any
 from opencomms.domain.fsm import IllegalTransition
 from opencomms.sip.dialog import TARGET_REFRESH, Dialog, DialogError, DialogState, DialogTable
 from opencomms.sip.headers import HeaderError, NameAddr, Via
+from opencomms.sip.early import refusal_bytes, scan_invite
 from opencomms.sip.message import (
     DEFAULT_LIMITS,
     DIALOG_CREATING,
@@ -42,8 +43,10 @@ from opencomms.sip.message import (
     new_tag,
     parse,
     read_head,
+    reason_phrase,
 )
 from opencomms.sip.transaction import (
+    MAGIC_COOKIE,
     AckReceived,
     AckTimeout,
     Action,
@@ -74,6 +77,9 @@ AdmitHook = Callable[[SipRequest, Addr], "tuple[int, HeaderItems] | None"]
 """Asked before a new out-of-dialog INVITE starts a transaction: None lets it in; (status, headers) refuses it
 with a stateless answer (RFC 3261 §8.2.7; e.g. 503 + Retry-After under overload): no transaction, no
 retransmission, no state, so a flood costs one datagram out per datagram in."""
+EarlyAdmitHook = Callable[[str], "tuple[int, HeaderItems] | None"]
+"""Asked with the source host before a datagram or frame that starts with `INVITE ` is parsed: a refusal is sent
+from the raw bytes (`sip.early`) when the INVITE is a new one, without parsing it (a flood's cheapest path)."""
 
 DEFAULT_METHODS = frozenset(
     {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY", "MESSAGE", "SUBSCRIBE"}
@@ -256,6 +262,8 @@ class SipEndpoint:
         self.on_request = on_request
         self.admit: AdmitHook | None = None
         """Admission control for new INVITEs (see AdmitHook); None admits everything."""
+        self.admit_early: EarlyAdmitHook | None = None
+        """Early refusal of new INVITEs by source, before parsing (see EarlyAdmitHook)."""
         self.dialogs = DialogTable()
         self.layer = TransactionLayer(
             self.config.timers,
@@ -269,6 +277,7 @@ class SipEndpoint:
             "rate_limited": 0,
             "handler_errors": 0,
             "refused": 0,
+            "refused_early": 0,
         }
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
@@ -513,6 +522,8 @@ class SipEndpoint:
             self.stats["received"] += 1
             if not data.strip(b"\r\n"):
                 return  # keep-alive
+            if self.admit_early is not None and data.startswith(b"INVITE ") and self._refused_early(data, source):
+                return
             try:
                 message = parse(data, self.config.limits, stream=source.reliable)
             except SipParseError as err:
@@ -546,6 +557,37 @@ class SipEndpoint:
             response.headers.set_default("Server", self.config.user_agent)
         self.stats["refused"] += 1
         self._send(response.serialize(), response_destination(request, source))
+        return True
+
+    def _refused_early(self, data: bytes, source: Destination) -> bool:
+        """Whether `admit_early` refused this INVITE's source and it was answered from its raw bytes."""
+        assert self.admit_early is not None
+        verdict = self.admit_early(source.host)
+        if verdict is None:
+            return False
+        invite = scan_invite(data)
+        if invite is None or not invite.branch or not invite.branch.startswith(MAGIC_COOKIE):
+            return False  # unusual, or RFC 2543: the full path decides
+        if self.layer.server_transaction(TxKey(invite.branch, invite.sent_by, "INVITE")) is not None:
+            return False  # a retransmission of an INVITE let in before
+        status, headers = verdict
+        answer = refusal_bytes(
+            invite,
+            status,
+            reason_phrase(status),
+            received=source.host,
+            rport=source.port,
+            headers=list(headers),
+            server=self.config.user_agent,
+        )
+        if source.reliable:
+            dest = source
+        else:
+            port = source.port if invite.wants_rport else invite.via_port or 5060
+            dest = Destination(source.transport, source.host, port)
+        self.stats["refused"] += 1
+        self.stats["refused_early"] += 1
+        self._send(answer, dest)
         return True
 
     def _on_frame_error(self, error: FramingError, source: Destination) -> None:
