@@ -102,6 +102,8 @@ class SipGateway:
                 tcp_port=config.port,
                 advertised_host=config.public_host or None,
                 allowed_methods=REGISTRAR_METHODS,
+                max_tcp_connections=config.tcp_max_connections,
+                tcp_idle_timeout=config.tcp_idle_timeout,
             ),
             on_request=self._on_request,
         )

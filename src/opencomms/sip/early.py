@@ -16,8 +16,10 @@ import re
 from dataclasses import dataclass
 
 from opencomms.sip.headers import HeaderError, parse_via
+from opencomms.sip.message import HeaderItems, reason_phrase
+from opencomms.sip.transaction import MAGIC_COOKIE, Destination, TransactionLayer, TxKey
 
-__all__ = ["EarlyInvite", "refusal_bytes", "scan_invite"]
+__all__ = ["EarlyInvite", "early_answer", "refusal_bytes", "scan_invite"]
 
 _NAMES = {
     b"via": b"via",
@@ -116,7 +118,7 @@ def refusal_bytes(
     *,
     received: str,
     rport: int | None,
-    headers: list[tuple[str, str]],
+    headers: HeaderItems,
     server: str | None = None,
 ) -> bytes:
     """A stateless final answer to `invite` (RFC 3261 §8.2.6): its Vias (the top one with received/rport,
@@ -133,3 +135,34 @@ def refusal_bytes(
         out.append(b"Server: " + server.encode())
     out.append(b"Content-Length: 0")
     return b"\r\n".join(out) + b"\r\n\r\n"
+
+
+def early_answer(
+    data: bytes,
+    source: Destination,
+    verdict: tuple[int, HeaderItems],
+    layer: TransactionLayer,
+    server: str | None,
+) -> tuple[bytes, Destination] | None:
+    """The stateless answer `verdict` (status, headers) to the new INVITE `data` from `source`, and where it goes
+    (RFC 3261 §18.2.2, RFC 3581); None when the full path must decide (unusual message, an RFC 2543 branch, or a
+    retransmission of an INVITE that already has its transaction in `layer`)."""
+    invite = scan_invite(data)
+    if invite is None or not invite.branch or not invite.branch.startswith(MAGIC_COOKIE):
+        return None
+    if layer.server_transaction(TxKey(invite.branch, invite.sent_by, "INVITE")) is not None:
+        return None
+    status, headers = verdict
+    answer = refusal_bytes(
+        invite,
+        status,
+        reason_phrase(status),
+        received=source.host,
+        rport=source.port,
+        headers=list(headers),
+        server=server,
+    )
+    if source.reliable:
+        return answer, source
+    port = source.port if invite.wants_rport else invite.via_port or 5060
+    return answer, Destination(source.transport, source.host, port)

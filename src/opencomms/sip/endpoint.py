@@ -25,7 +25,7 @@ from typing import Any
 from opencomms.domain.fsm import IllegalTransition
 from opencomms.sip.dialog import TARGET_REFRESH, Dialog, DialogError, DialogState, DialogTable
 from opencomms.sip.headers import HeaderError, NameAddr, Via
-from opencomms.sip.early import refusal_bytes, scan_invite
+from opencomms.sip.early import early_answer
 from opencomms.sip.message import (
     DEFAULT_LIMITS,
     DIALOG_CREATING,
@@ -43,10 +43,8 @@ from opencomms.sip.message import (
     new_tag,
     parse,
     read_head,
-    reason_phrase,
 )
 from opencomms.sip.transaction import (
-    MAGIC_COOKIE,
     AckReceived,
     AckTimeout,
     Action,
@@ -65,7 +63,7 @@ from opencomms.sip.transaction import (
     response_destination,
     server_key,
 )
-from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport
+from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport, listen_same_port
 from opencomms.sip.uri import SipUri, Uri, parse_uri
 
 log = logging.getLogger("opencomms.sip")
@@ -105,6 +103,9 @@ class EndpointConfig:
     max_tcp_connections: int = 1024
     max_tcp_write_buffer: int = 1 << 20
     tcp_connect_timeout: float = 5.0
+    tcp_idle_timeout: float = 300.0
+    """Seconds a TCP connection may stay silent (no bytes either way) before it is closed, unless a confirmed
+    dialog's peer is that address (0: never)."""
     user_agent: str | None = "opencomms"
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     supported: frozenset[str] = frozenset()
@@ -293,11 +294,11 @@ class SipEndpoint:
     # -- lifecycle
 
     async def start(self) -> None:
+        """Bind the transports; with both ports 0, UDP and TCP share one free port number (`listen_same_port`)."""
         self._loop = asyncio.get_running_loop()
         cfg = self.config
         if cfg.udp_port is not None:
             self.udp = UdpTransport(self._on_bytes)
-            await self.udp.listen(cfg.host, cfg.udp_port)
         if cfg.tcp_port is not None:
             self.tcp = TcpTransport(
                 self._on_bytes,
@@ -307,7 +308,15 @@ class SipEndpoint:
                 max_connections=cfg.max_tcp_connections,
                 max_write_buffer=cfg.max_tcp_write_buffer,
                 connect_timeout=cfg.tcp_connect_timeout,
+                idle_timeout=cfg.tcp_idle_timeout or None,
+                in_use=self._connection_in_use,
             )
+        if self.udp is not None and self.tcp is not None and cfg.udp_port == 0 and cfg.tcp_port == 0:
+            await listen_same_port(self.udp, self.tcp, cfg.host)
+            return
+        if self.udp is not None and cfg.udp_port is not None:
+            await self.udp.listen(cfg.host, cfg.udp_port)
+        if self.tcp is not None and cfg.tcp_port is not None:
             await self.tcp.listen(cfg.host, cfg.tcp_port)
 
     async def close(self) -> None:
@@ -340,6 +349,11 @@ class SipEndpoint:
 
     def _now(self) -> float:
         return self.loop.time()
+
+    def _connection_in_use(self, addr: Addr) -> bool:
+        """Whether a TCP connection from `addr` carries a confirmed dialog (kept however long it is silent)."""
+        return any(d.peer == addr and d.state is DialogState.CONFIRMED for d in self.dialogs)
+
 
     # -- addresses
 
@@ -563,31 +577,12 @@ class SipEndpoint:
         """Whether `admit_early` refused this INVITE's source and it was answered from its raw bytes."""
         assert self.admit_early is not None
         verdict = self.admit_early(source.host)
-        if verdict is None:
+        answer = None if verdict is None else early_answer(data, source, verdict, self.layer, self.config.user_agent)
+        if answer is None:
             return False
-        invite = scan_invite(data)
-        if invite is None or not invite.branch or not invite.branch.startswith(MAGIC_COOKIE):
-            return False  # unusual, or RFC 2543: the full path decides
-        if self.layer.server_transaction(TxKey(invite.branch, invite.sent_by, "INVITE")) is not None:
-            return False  # a retransmission of an INVITE let in before
-        status, headers = verdict
-        answer = refusal_bytes(
-            invite,
-            status,
-            reason_phrase(status),
-            received=source.host,
-            rport=source.port,
-            headers=list(headers),
-            server=self.config.user_agent,
-        )
-        if source.reliable:
-            dest = source
-        else:
-            port = source.port if invite.wants_rport else invite.via_port or 5060
-            dest = Destination(source.transport, source.host, port)
         self.stats["refused"] += 1
         self.stats["refused_early"] += 1
-        self._send(answer, dest)
+        self._send(*answer)
         return True
 
     def _on_frame_error(self, error: FramingError, source: Destination) -> None:
@@ -822,6 +817,7 @@ class SipEndpoint:
                 log.debug("SIP no dialog from %s: %s", status, exc)
                 return
             dialog.transport = handle.source.transport
+            dialog.peer = handle.source.addr
             handle.dialog = dialog
             handle._created_dialog = True
         if dialog is None:
@@ -892,6 +888,7 @@ class SipEndpoint:
         except (DialogError, HeaderError):
             return
         dialog.transport = handle.destination.transport
+        dialog.peer = handle.destination.addr
         handle._early[tag] = self.dialogs.add(dialog)
 
     def _client_final(self, handle: ClientTransactionHandle, response: SipResponse) -> None:
@@ -910,6 +907,7 @@ class SipEndpoint:
                     if dialog is None:
                         dialog = Dialog.from_uac(handle.request, response)
                         dialog.transport = handle.destination.transport
+                        dialog.peer = handle.destination.addr
                         dialog = self.dialogs.add(dialog)
                     else:
                         dialog.confirm(response)
@@ -931,6 +929,7 @@ class SipEndpoint:
         except (DialogError, HeaderError):
             return
         dialog.transport = dest.transport
+        dialog.peer = dest.addr
         await self.ack(dialog)
         await self.request_in_dialog(dialog, dialog.bye())
 
