@@ -154,9 +154,8 @@ class Admission:
         total = active_calls + self._pending
         if total >= cfg.max_calls:
             return self._refuse(RefusalReason.FULL, cfg.full_retry_after)
-        if held is not None:
-            if held.calls >= cfg.source_cap or held.unanswered >= cfg.ringing_cap:
-                return self._refuse(RefusalReason.SHARE, cfg.full_retry_after)
+        if held is not None and (held.calls >= cfg.source_cap or held.unanswered >= cfg.ringing_cap):
+            return self._refuse(RefusalReason.SHARE, cfg.full_retry_after)
         mine = held.calls if held is not None else 0
         if total >= cfg.max_calls - cfg.reserved and mine >= cfg.quiet_source_calls:
             return self._refuse(RefusalReason.RESERVED, cfg.full_retry_after)

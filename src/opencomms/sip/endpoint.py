@@ -24,8 +24,8 @@ from typing import Any
 
 from opencomms.domain.fsm import IllegalTransition
 from opencomms.sip.dialog import TARGET_REFRESH, Dialog, DialogError, DialogState, DialogTable
-from opencomms.sip.headers import HeaderError, NameAddr, Via
 from opencomms.sip.early import early_answer
+from opencomms.sip.headers import HeaderError, NameAddr, Via
 from opencomms.sip.message import (
     DEFAULT_LIMITS,
     DIALOG_CREATING,
@@ -353,7 +353,6 @@ class SipEndpoint:
     def _connection_in_use(self, addr: Addr) -> bool:
         """Whether a TCP connection from `addr` carries a confirmed dialog (kept however long it is silent)."""
         return any(d.peer == addr and d.state is DialogState.CONFIRMED for d in self.dialogs)
-
 
     # -- addresses
 

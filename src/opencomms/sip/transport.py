@@ -2,8 +2,9 @@
 
 Owns: sockets, TCP connections (one per peer address, reused in both directions, bounded in number and in
 buffered bytes, closed when silent too long; when the total cap is reached a new source still gets in, at the
-expense of the oldest idle connection of the address holding most), framing a byte stream into messages by Content-Length (RFC 3261 §18.3) with the RFC 5626
-CRLF keep-alive, and reporting unreachable peers.
+expense of the oldest idle connection of the address holding most), framing a byte stream into messages by
+Content-Length (RFC 3261 §18.3) with the RFC 5626 CRLF keep-alive, reporting unreachable peers, and binding UDP
+and TCP to one port number.
 Must not: parse beyond framing, interpret messages, keep per-message state, or let an exception from a callback
 or from hostile input escape into the event loop.
 """

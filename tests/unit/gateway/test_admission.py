@@ -221,9 +221,7 @@ def test_ended_calls_free_the_share() -> None:
         ("a", 0, 0, 100, RefusalReason.FULL),
     ],
 )
-def test_decision_table(
-    source: str, ringing: int, answered: int, active: int, expected: RefusalReason | None
-) -> None:
+def test_decision_table(source: str, ringing: int, answered: int, active: int, expected: RefusalReason | None) -> None:
     admission = Admission(FAIR)
     for _ in range(ringing):
         admission.started(source)
