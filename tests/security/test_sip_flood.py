@@ -122,7 +122,9 @@ class Flooder(threading.Thread):
         self.sock.close()
 
 
-def legit_calls(port: int, calls: int, rate: float = 2.0, transport: str = "u1", source: str = LEGIT_SOURCE) -> SippResult:
+def legit_calls(
+    port: int, calls: int, rate: float = 2.0, transport: str = "u1", source: str = LEGIT_SOURCE
+) -> SippResult:
     return run_sipp(
         "uac_basic.xml",
         LOOPBACK,
@@ -205,9 +207,7 @@ async def test_idle_tcp_connections_from_a_few_sources_do_not_lock_out_a_new_cli
         gateway = p.node.sip
         assert gateway is not None and gateway.endpoint.tcp is not None
         holders = ["127.0.0.4", "127.0.0.5", "127.0.0.6"]
-        held = await asyncio.to_thread(
-            lambda: [idle_connection(h, gateway.port, n) for n in range(8) for h in holders]
-        )
+        held = await asyncio.to_thread(lambda: [idle_connection(h, gateway.port, n) for n in range(8) for h in holders])
         try:
             assert gateway.endpoint.tcp.connection_count == 24
             result = await asyncio.to_thread(legit_calls, gateway.port, 2, 2.0, "t1", "127.0.0.7")
@@ -283,9 +283,7 @@ async def test_non_utf8_header_bytes_get_400_and_nothing_is_logged_as_an_error(
                 udp.sendto(raw_invite(port, line, replace), (LOOPBACK, gateway.port))
                 reply = await asyncio.to_thread(udp.recv, 70_000)
                 assert reply.startswith(b"SIP/2.0 400 "), (what, reply[:60])
-            tcp = await asyncio.to_thread(
-                socket.create_connection, (LOOPBACK, gateway.port), 3, ("127.0.0.9", 0)
-            )
+            tcp = await asyncio.to_thread(socket.create_connection, (LOOPBACK, gateway.port), 3, ("127.0.0.9", 0))
             with tcp:
                 tcp.sendall(raw_invite(tcp.getsockname()[1], NON_UTF8[0][1], b"From", b"TCP"))
                 reply = await asyncio.to_thread(tcp.recv, 70_000)
@@ -344,4 +342,3 @@ def test_same_port_binding_retries_when_tcp_finds_the_port_taken() -> None:
         await tcp.close()
 
     asyncio.run(run())
-
