@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps test lint typecheck unit demo bench serve clean
+.PHONY: deps system-deps test lint typecheck unit demo bench fuzz serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ demo: deps
 
 bench: deps
 	$(BIN)/python bench/run.py
+
+fuzz: deps
+	$(BIN)/python bench/fuzz_sip.py --sip 1000000 --sdp 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
