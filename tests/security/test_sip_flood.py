@@ -342,3 +342,30 @@ def test_same_port_binding_retries_when_tcp_finds_the_port_taken() -> None:
         await tcp.close()
 
     asyncio.run(run())
+
+
+async def test_a_silent_connection_with_a_live_dialog_is_kept() -> None:
+    from opencomms.sip.transport import TcpTransport
+
+    kept: set[tuple[str, int]] = set()
+    tcp = TcpTransport(lambda d, s: None, lambda e, s: None, lambda d: None, idle_timeout=0.3, in_use=kept.__contains__)
+    await tcp.listen(LOOPBACK, 0)
+    try:
+        port = tcp.local_addr[1]
+
+        def connect(source: str) -> socket.socket:
+            sock = socket.create_connection((LOOPBACK, port), timeout=3, source_address=(source, 0))
+            sock.sendall(options(source, sock.getsockname()[1], 1))
+            return sock
+
+        with_dialog = await asyncio.to_thread(connect, "127.0.0.4")
+        without = await asyncio.to_thread(connect, "127.0.0.5")
+        kept.add(with_dialog.getsockname())
+        assert await asyncio.to_thread(closed_by_peer, without, 1.5)
+        assert not await asyncio.to_thread(closed_by_peer, with_dialog, 0.2)
+        kept.clear()  # the dialog ended: the connection goes at its next check
+        assert await asyncio.to_thread(closed_by_peer, with_dialog, 1.0)
+        with_dialog.close()
+        without.close()
+    finally:
+        await tcp.close()
