@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -331,6 +332,11 @@ class TcpTransport:
         return len(set(map(id, self._conns.values())))
 
     async def listen(self, host: str, port: int) -> Addr:
+        # the cap must bite before the process runs out of descriptors (RTP sockets, HTTP and files need theirs)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and self.max_connections > soft // 2:
+            log.info("SIP TCP connections capped at %d (half the descriptor limit %d)", soft // 2, soft)
+            self.max_connections = max(1, soft // 2)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _TcpConnection(self, inbound=True), host, port)
         sock = self._server.sockets[0].getsockname()
