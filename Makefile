@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps test lint typecheck unit demo bench bench-security serve clean
+.PHONY: deps system-deps test lint typecheck unit demo bench bench-security fuzz serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: deps
 
 bench-security: deps
 	$(BIN)/python bench/run.py --only security
+
+fuzz: deps
+	$(BIN)/python bench/fuzz_sip.py --sip 1000000 --sdp 100000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var

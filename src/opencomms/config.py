@@ -124,6 +124,20 @@ class SipConfig:
     """New inbound calls per second one source address may start (0: unlimited); beyond, 503 with Retry-After."""
     call_burst_per_source: float = 1000.0
     """New inbound calls one source address may start at once (token bucket size for call_rate_per_source)."""
+    call_source_share: float = 0.5
+    """Largest fraction of max_calls one source address may hold (beyond: 503). 1.0 when one trunk carries all."""
+    call_ringing_share: float = 0.25
+    """Largest fraction of max_calls one source address may hold ringing (calls to a bot that never answers)."""
+    call_reserved_share: float = 0.1
+    """Fraction of max_calls kept for quiet sources (holding fewer than call_quiet_source_calls calls)."""
+    call_quiet_source_calls: int = 8
+    """A source holding fewer calls than this may use the reserved capacity."""
+    tcp_idle_timeout: float = 300.0
+    """Seconds a SIP-over-TCP connection may stay silent (no bytes either way) before it is closed; one whose
+    peer has a live dialog is kept (0: never)."""
+    tcp_max_connections: int = 1024
+    """SIP-over-TCP connections in all; when full, a new source still gets in: the oldest idle connection of the
+    source holding most is closed for it."""
     media_timeout: float = 30.0
     """Seconds without RTP from an answered phone after which its call ends (410/301005)."""
     media_host_names: bool = True

@@ -75,6 +75,8 @@ class SipCall:
     refer: ReferTransfer | None = None
     """Our REFER in this dialog (a transfer the peer carries out), if any."""
     transfer_target: JsonObj | None = None
+    source: str | None = None
+    """Address an inbound call came from: it counts against that source's share (admission) until it ends."""
 
 
 class SipGateway:
@@ -102,6 +104,8 @@ class SipGateway:
                 tcp_port=config.port,
                 advertised_host=config.public_host or None,
                 allowed_methods=REGISTRAR_METHODS,
+                max_tcp_connections=config.tcp_max_connections,
+                tcp_idle_timeout=config.tcp_idle_timeout,
             ),
             on_request=self._on_request,
         )
@@ -114,9 +118,18 @@ class SipGateway:
         )
         """Checks (and resolves) every media address a peer's SDP gives before an RTP session sees it."""
         self.admission = Admission(
-            AdmissionConfig(config.max_calls, config.call_rate_per_source, config.call_burst_per_source)
+            AdmissionConfig(
+                config.max_calls,
+                config.call_rate_per_source,
+                config.call_burst_per_source,
+                source_share=config.call_source_share,
+                ringing_share=config.call_ringing_share,
+                reserved_share=config.call_reserved_share,
+                quiet_source_calls=config.call_quiet_source_calls,
+            )
         )
         self.endpoint.admit = self._admit
+        self.endpoint.admit_early = self._admit_early
         self._by_key: dict[str, SipCall] = {}
         self._by_dialog: dict[str, SipCall] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -213,10 +226,19 @@ class SipGateway:
         refusal = self.admission.admit(source[0], len(self._by_key), asyncio.get_running_loop().time())
         return None if refusal is None else (refusal.status, refusal.headers)
 
+    def _admit_early(self, source: str) -> tuple[int, list[tuple[str, str]]] | None:
+        """A refusal known from the source alone (its share or rate is used up), before the INVITE is parsed."""
+        refusal = self.admission.would_refuse(source, len(self._by_key), asyncio.get_running_loop().time())
+        if refusal is None:
+            return None
+        self.admission.stats[f"refused_{refusal.reason.value}"] += 1
+        return (refusal.status, refusal.headers)
+
     async def _incoming_guarded(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         """`_incoming`, but a failure it did not foresee still answers the INVITE (500) and frees the call."""
         try:
-            await self._incoming(handle, req)
+            if not await self._incoming(handle, req):
+                self.admission.abandoned(handle.source.host)
         except Exception:
             log.exception("inbound INVITE failed")
             if not handle.responded:
@@ -226,34 +248,37 @@ class SipGateway:
                 if sc.leg_id is not None and sc.leg_id in self.calls.calls:
                     self.calls.external_ended(sc.leg_id, results.CANNOT_ROUTE)
                 await self._teardown(sc)
+            else:
+                self.admission.abandoned(handle.source.host)
 
-    async def _incoming(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
+    async def _incoming(self, handle: ServerTransactionHandle, req: SipRequest) -> bool:
+        """Ring the bot the INVITE is for; True once a call exists (it then counts against its source)."""
         if len(self._by_key) >= self.config.max_calls:  # admitted by _admit, but others came first
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
-            return
+            return False
         inst = self._instance_for(req)
         if inst is None:
             handle.respond(404, "Not Found")
-            return
+            return False
         app = self.directory.get_app(inst.app_id)
         if app is None:
             handle.respond(404, "Not Found")
-            return
+            return False
         if not req.body:
             handle.respond(
                 488, "Not Acceptable Here", headers=[("Warning", '399 opencomms "an SDP offer is required"')]
             )
-            return
+            return False
         try:
             offer = await self.addresses.prepare(SessionDescription.parse(req.body))
         except AddressError as exc:  # before any port is taken: an unusable or slow address fails this call alone
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
-            return
+            return False
         except SdpError:
             handle.respond(400, "Bad Request", headers=[("Warning", '399 opencomms "malformed SDP"')])
-            return
+            return False
         if handle.responded:  # cancelled while its media address was being resolved
-            return
+            return False
         key = leg_id = new_id()
         rtp = RtpSession(
             leg_id, self.bank, self.ports, self.host, config=self.rtp_config, on_dtmf=lambda k: self._dtmf(key, k)
@@ -264,7 +289,7 @@ class SipGateway:
             log.exception("no RTP ports")
             await rtp.close()
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
-            return
+            return False
         try:
             sdp = LocalSdp(self.host, port)
             answer = sdp.answer(offer)
@@ -273,12 +298,14 @@ class SipGateway:
             if not isinstance(exc, SdpError):  # not NegotiationError or an offer that makes no sense (no c= ...)
                 raise
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
-            return
+            return False
         sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
         sc.allow = allowed_methods(req)
         sc.answer = str(answer.sdp).encode()
         self._by_key[key] = sc
         self._by_dialog[req.call_id] = sc
+        sc.source = handle.source.host
+        self.admission.started(sc.source)
         handle.on_cancel = lambda: self._remote_gone(sc, results.PSTN_HUNG_UP)
         frm = req.from_
         user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
@@ -287,6 +314,7 @@ class SipGateway:
         handle.respond(180, "Ringing")
         sc.leg_id = leg_id
         self.calls.accept_inbound(app=app, callee=callee, caller=caller, external=key, call_id=leg_id)
+        return True
 
     def _reinvite(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         sc = self._by_dialog.get(req.call_id)
@@ -367,6 +395,8 @@ class SipGateway:
         if sc is None:
             return
         sc.answered = True
+        if sc.source is not None:
+            self.admission.answered(sc.source)
         if sc.invite is not None:
             sc.invite.respond(200, body=sc.answer, content_type=SDP)
         self._spawn(self._start_media(sc))
@@ -416,6 +446,8 @@ class SipGateway:
             return
         sc.closed = True
         self._by_key.pop(sc.key, None)
+        if sc.source is not None:
+            self.admission.ended(sc.source, answered=sc.answered)
         if sc.dialog_call_id is not None:
             self._by_dialog.pop(sc.dialog_call_id, None)
         dialog = sc.invite.dialog if sc.invite is not None else sc.outgoing.dialog if sc.outgoing else None

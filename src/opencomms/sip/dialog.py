@@ -71,6 +71,9 @@ class Dialog:
     """CSeq number of the last INVITE we sent in it (what an ACK for its 2xx carries)."""
     transport: str | None = None
     """Transport the dialog was set up over: the next-hop default when a URI has no transport parameter."""
+    peer: tuple[str, int] | None = None
+    """Address the dialog was set up with (the INVITE's source, or where ours went): a TCP connection with it
+    is kept open however long it is silent."""
 
     @property
     def id(self) -> DialogId:

@@ -24,6 +24,7 @@ from typing import Any
 
 from opencomms.domain.fsm import IllegalTransition
 from opencomms.sip.dialog import TARGET_REFRESH, Dialog, DialogError, DialogState, DialogTable
+from opencomms.sip.early import early_answer
 from opencomms.sip.headers import HeaderError, NameAddr, Via
 from opencomms.sip.message import (
     DEFAULT_LIMITS,
@@ -62,7 +63,7 @@ from opencomms.sip.transaction import (
     response_destination,
     server_key,
 )
-from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport
+from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport, listen_same_port
 from opencomms.sip.uri import SipUri, Uri, parse_uri
 
 log = logging.getLogger("opencomms.sip")
@@ -74,6 +75,9 @@ AdmitHook = Callable[[SipRequest, Addr], "tuple[int, HeaderItems] | None"]
 """Asked before a new out-of-dialog INVITE starts a transaction: None lets it in; (status, headers) refuses it
 with a stateless answer (RFC 3261 §8.2.7; e.g. 503 + Retry-After under overload): no transaction, no
 retransmission, no state, so a flood costs one datagram out per datagram in."""
+EarlyAdmitHook = Callable[[str], "tuple[int, HeaderItems] | None"]
+"""Asked with the source host before a datagram or frame that starts with `INVITE ` is parsed: a refusal is sent
+from the raw bytes (`sip.early`) when the INVITE is a new one, without parsing it (a flood's cheapest path)."""
 
 DEFAULT_METHODS = frozenset(
     {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY", "MESSAGE", "SUBSCRIBE"}
@@ -99,6 +103,9 @@ class EndpointConfig:
     max_tcp_connections: int = 1024
     max_tcp_write_buffer: int = 1 << 20
     tcp_connect_timeout: float = 5.0
+    tcp_idle_timeout: float = 300.0
+    """Seconds a TCP connection may stay silent (no bytes either way) before it is closed, unless a confirmed
+    dialog's peer is that address (0: never)."""
     user_agent: str | None = "opencomms"
     allowed_methods: frozenset[str] = DEFAULT_METHODS
     supported: frozenset[str] = frozenset()
@@ -259,6 +266,8 @@ class SipEndpoint:
         self.on_request = on_request
         self.admit: AdmitHook | None = None
         """Admission control for new INVITEs (see AdmitHook); None admits everything."""
+        self.admit_early: EarlyAdmitHook | None = None
+        """Early refusal of new INVITEs by source, before parsing (see EarlyAdmitHook)."""
         self.dialogs = DialogTable()
         self.layer = TransactionLayer(
             self.config.timers,
@@ -272,6 +281,7 @@ class SipEndpoint:
             "rate_limited": 0,
             "handler_errors": 0,
             "refused": 0,
+            "refused_early": 0,
         }
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
@@ -287,11 +297,11 @@ class SipEndpoint:
     # -- lifecycle
 
     async def start(self) -> None:
+        """Bind the transports; with both ports 0, UDP and TCP share one free port number (`listen_same_port`)."""
         self._loop = asyncio.get_running_loop()
         cfg = self.config
         if cfg.udp_port is not None:
             self.udp = UdpTransport(self._on_bytes)
-            await self.udp.listen(cfg.host, cfg.udp_port)
         if cfg.tcp_port is not None:
             self.tcp = TcpTransport(
                 self._on_bytes,
@@ -301,7 +311,15 @@ class SipEndpoint:
                 max_connections=cfg.max_tcp_connections,
                 max_write_buffer=cfg.max_tcp_write_buffer,
                 connect_timeout=cfg.tcp_connect_timeout,
+                idle_timeout=cfg.tcp_idle_timeout or None,
+                in_use=self._connection_in_use,
             )
+        if self.udp is not None and self.tcp is not None and cfg.udp_port == 0 and cfg.tcp_port == 0:
+            await listen_same_port(self.udp, self.tcp, cfg.host)
+            return
+        if self.udp is not None and cfg.udp_port is not None:
+            await self.udp.listen(cfg.host, cfg.udp_port)
+        if self.tcp is not None and cfg.tcp_port is not None:
             await self.tcp.listen(cfg.host, cfg.tcp_port)
 
     async def close(self) -> None:
@@ -334,6 +352,10 @@ class SipEndpoint:
 
     def _now(self) -> float:
         return self.loop.time()
+
+    def _connection_in_use(self, addr: Addr) -> bool:
+        """Whether a TCP connection from `addr` carries a confirmed dialog (kept however long it is silent)."""
+        return any(d.peer == addr and d.state is DialogState.CONFIRMED for d in self.dialogs)
 
     # -- addresses
 
@@ -522,6 +544,8 @@ class SipEndpoint:
             self.stats["received"] += 1
             if not data.strip(b"\r\n"):
                 return  # keep-alive
+            if self.admit_early is not None and data.startswith(b"INVITE ") and self._refused_early(data, source):
+                return
             try:
                 message = parse(data, self.config.limits, stream=source.reliable)
             except SipParseError as err:
@@ -555,6 +579,18 @@ class SipEndpoint:
             response.headers.set_default("Server", self.config.user_agent)
         self.stats["refused"] += 1
         self._send(response.serialize(), response_destination(request, source))
+        return True
+
+    def _refused_early(self, data: bytes, source: Destination) -> bool:
+        """Whether `admit_early` refused this INVITE's source and it was answered from its raw bytes."""
+        assert self.admit_early is not None
+        verdict = self.admit_early(source.host)
+        answer = None if verdict is None else early_answer(data, source, verdict, self.layer, self.config.user_agent)
+        if answer is None:
+            return False
+        self.stats["refused"] += 1
+        self.stats["refused_early"] += 1
+        self._send(*answer)
         return True
 
     def _on_frame_error(self, error: FramingError, source: Destination) -> None:
@@ -789,6 +825,7 @@ class SipEndpoint:
                 log.debug("SIP no dialog from %s: %s", status, exc)
                 return
             dialog.transport = handle.source.transport
+            dialog.peer = handle.source.addr
             handle.dialog = dialog
             handle._created_dialog = True
         if dialog is None:
@@ -859,6 +896,7 @@ class SipEndpoint:
         except (DialogError, HeaderError):
             return
         dialog.transport = handle.destination.transport
+        dialog.peer = handle.destination.addr
         handle._early[tag] = self.dialogs.add(dialog)
 
     def _client_final(self, handle: ClientTransactionHandle, response: SipResponse) -> None:
@@ -877,6 +915,7 @@ class SipEndpoint:
                     if dialog is None:
                         dialog = Dialog.from_uac(handle.request, response)
                         dialog.transport = handle.destination.transport
+                        dialog.peer = handle.destination.addr
                         dialog = self.dialogs.add(dialog)
                     else:
                         dialog.confirm(response)
@@ -898,6 +937,7 @@ class SipEndpoint:
         except (DialogError, HeaderError):
             return
         dialog.transport = dest.transport
+        dialog.peer = dest.addr
         await self.ack(dialog)
         await self.request_in_dialog(dialog, dialog.bye())
 

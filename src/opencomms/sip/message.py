@@ -369,6 +369,11 @@ def _split_head(raw: bytes, limits: ParseLimits) -> tuple[str, Headers, SipParse
     start_line = lines[0][:-1] if lines[0].endswith("\r") else lines[0]
     fields: list[tuple[str, str]] = []
     error: str | None = None
+    if not text.isascii():  # SIP text is UTF-8 (RFC 3261 §7.3.1): other bytes are a 400, never passed on
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            error = "Invalid UTF-8"
     if len(start_line) > limits.max_line:
         error = "Request-Line Too Long"
         start_line = start_line[: limits.max_line]

@@ -1,8 +1,10 @@
 """SIP transports: asyncio UDP and TCP, and the (pure) stream framer TCP needs.
 
 Owns: sockets, TCP connections (one per peer address, reused in both directions, bounded in number and in
-buffered bytes), framing a byte stream into messages by Content-Length (RFC 3261 §18.3) with the RFC 5626
-CRLF keep-alive, and reporting unreachable peers.
+buffered bytes, closed when silent too long; when the total cap is reached a new source still gets in, at the
+expense of the oldest idle connection of the address holding most), framing a byte stream into messages by
+Content-Length (RFC 3261 §18.3) with the RFC 5626 CRLF keep-alive, reporting unreachable peers, and binding UDP
+and TCP to one port number.
 Must not: parse beyond framing, interpret messages, keep per-message state, or let an exception from a callback
 or from hostile input escape into the event loop.
 """
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import resource
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -39,6 +42,8 @@ class FramingError:
 
 FrameErrorCallback = Callable[[FramingError, Destination], None]
 FailureCallback = Callable[[Destination], None]
+InUseCallback = Callable[[Addr], bool]
+"""Whether the connection with this peer carries something that must outlive silence (a live dialog)."""
 
 _HEAD_END = re.compile(rb"\r?\n\r?\n")
 _CONTENT_LENGTH = re.compile(rb"^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*?)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
@@ -182,16 +187,44 @@ class _TcpConnection(asyncio.Protocol):
         self.inbound = inbound
         self.registered = False
         self._silence: asyncio.TimerHandle | None = None
+        self._idle: asyncio.TimerHandle | None = None
+        self.last_activity = 0.0
+        """Loop time of the last bytes received or sent."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         self.peer = _peer(transport)
+        loop = asyncio.get_running_loop()
+        self.last_activity = loop.time()
         if self.peer is None or not self.owner._register(self):
             self.transport.abort()
             return
         timeout = self.owner.first_message_timeout
         if self.inbound and timeout:  # a peer that connects but sends no message only holds a slot: not for long
-            self._silence = asyncio.get_running_loop().call_later(timeout, self._silent)
+            self._silence = loop.call_later(timeout, self._silent)
+        else:
+            self._arm_idle(self.owner.idle_timeout)
+
+    def _arm_idle(self, delay: float | None) -> None:
+        if delay is not None and self._idle is None and self.transport is not None:
+            self._idle = asyncio.get_running_loop().call_later(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self._idle = None
+        timeout = self.owner.idle_timeout
+        if self.transport is None or self.transport.is_closing() or timeout is None:
+            return
+        silent = asyncio.get_running_loop().time() - self.last_activity
+        if silent < timeout:
+            self._arm_idle(timeout - silent)
+            return
+        in_use = self.owner.in_use
+        if in_use is not None and self.peer is not None and in_use(self.peer):
+            self._arm_idle(timeout)  # a live dialog keeps its connection
+            return
+        log.debug("SIP TCP peer %s silent for %.0f s; closing", self.peer, silent)
+        self.owner.idle_closed += 1
+        self.transport.abort()
 
     def _silent(self) -> None:
         self._silence = None
@@ -204,6 +237,7 @@ class _TcpConnection(asyncio.Protocol):
         if self.transport is None or self.peer is None:
             return
         source = Destination("tcp", *self.peer)
+        self.last_activity = asyncio.get_running_loop().time()
         try:
             items = self.framer.feed(data)
         except Exception:
@@ -222,14 +256,16 @@ class _TcpConnection(asyncio.Protocol):
                 if self._silence is not None:
                     self._silence.cancel()
                     self._silence = None
+                    self._arm_idle(self.owner.idle_timeout)
                 self.owner.on_message(item, source)
             except Exception:
                 log.exception("SIP TCP message handler failed")
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._silence is not None:
-            self._silence.cancel()
-            self._silence = None
+        for timer in (self._silence, self._idle):
+            if timer is not None:
+                timer.cancel()
+        self._silence = self._idle = None
         self.owner._unregister(self)
 
     def write(self, data: bytes) -> bool:
@@ -240,13 +276,18 @@ class _TcpConnection(asyncio.Protocol):
             self.transport.abort()
             return False
         self.transport.write(data)
+        self.last_activity = asyncio.get_running_loop().time()
         return True
 
 
 class TcpTransport:
     """A listening TCP socket plus outgoing connections; one connection per peer address, used both ways.
-    Bounded: `max_connections` in all, `max_connections_per_host` from one address, and an accepted connection
-    that delivers no complete message within `first_message_timeout` seconds is closed."""
+    Bounded: `max_connections` in all, `max_connections_per_host` from one address; an accepted connection
+    that delivers no complete message within `first_message_timeout` seconds is closed, and any connection silent
+    (no bytes either way) for `idle_timeout` seconds is closed unless `in_use` says its peer has a live dialog.
+    When `max_connections` is reached, a connection from an address holding fewer than the largest holder is still
+    let in: the largest holder's longest-silent connection is closed for it (so a few sources holding idle
+    connections cannot lock new clients out)."""
 
     kind = "tcp"
 
@@ -262,6 +303,8 @@ class TcpTransport:
         connect_timeout: float = 5.0,
         max_connections_per_host: int = 64,
         first_message_timeout: float | None = 10.0,
+        idle_timeout: float | None = 300.0,
+        in_use: InUseCallback | None = None,
     ) -> None:
         self.on_message = on_message
         self.on_frame_error = on_frame_error
@@ -272,6 +315,9 @@ class TcpTransport:
         self.connect_timeout = connect_timeout
         self.max_connections_per_host = max_connections_per_host
         self.first_message_timeout = first_message_timeout
+        self.idle_timeout = idle_timeout
+        self.in_use = in_use
+        self.evicted = 0
         self._per_host: dict[str, int] = {}
         self.idle_closed = 0
         self._server: asyncio.Server | None = None
@@ -286,6 +332,11 @@ class TcpTransport:
         return len(set(map(id, self._conns.values())))
 
     async def listen(self, host: str, port: int) -> Addr:
+        # the cap must bite before the process runs out of descriptors (RTP sockets, HTTP and files need theirs)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if soft != resource.RLIM_INFINITY and self.max_connections > soft // 2:
+            log.info("SIP TCP connections capped at %d (half the descriptor limit %d)", soft // 2, soft)
+            self.max_connections = max(1, soft // 2)
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _TcpConnection(self, inbound=True), host, port)
         sock = self._server.sockets[0].getsockname()
@@ -296,14 +347,33 @@ class TcpTransport:
         if conn.peer is None:
             return False
         host = conn.peer[0]
-        if self.connection_count >= self.max_connections or (
-            conn.inbound and self._per_host.get(host, 0) >= self.max_connections_per_host
+        if (conn.inbound and self._per_host.get(host, 0) >= self.max_connections_per_host) or (
+            self.connection_count >= self.max_connections and not self._evict_for(host)
         ):
             self.rejected += 1
             return False
         self._conns[conn.peer] = conn
         self._per_host[host] = self._per_host.get(host, 0) + 1
         conn.registered = True
+        return True
+
+    def _evict_for(self, host: str) -> bool:
+        """Make room for a connection from `host`: close the longest-silent connection of the address holding
+        most, if that address holds more than `host` would (True when a connection was closed)."""
+        if not self._per_host:
+            return False
+        largest = max(self._per_host, key=lambda h: self._per_host[h])
+        if self._per_host[largest] <= self._per_host.get(host, 0):
+            return False
+        candidates = [c for c in set(self._conns.values()) if c.peer is not None and c.peer[0] == largest]
+        if not candidates:
+            return False
+        victim = min(candidates, key=lambda c: c.last_activity)
+        log.info("SIP TCP connections full; closing the longest idle one of %s for %s", largest, host)
+        self.evicted += 1
+        self._unregister(victim)
+        if victim.transport is not None:
+            victim.transport.abort()
         return True
 
     def _unregister(self, conn: _TcpConnection) -> None:
@@ -364,3 +434,22 @@ class TcpTransport:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
             self._server = None
+
+
+SAME_PORT_ATTEMPTS = 8
+
+
+async def listen_same_port(udp: UdpTransport, tcp: TcpTransport, host: str, attempts: int = SAME_PORT_ATTEMPTS) -> int:
+    """Bind `udp` to a free port, then `tcp` to the same number (another free UDP port is tried when TCP finds it
+    taken, up to `attempts` times), so that one port number is the endpoint's. Returns the port."""
+    for attempt in range(attempts):
+        port = (await udp.listen(host, 0))[1]
+        try:
+            await tcp.listen(host, port)
+            return port
+        except OSError:
+            udp.close()
+            if attempt == attempts - 1:
+                raise
+            log.debug("SIP TCP port %d taken; binding UDP and TCP again on another", port)
+    raise OSError("no port free for both UDP and TCP")

@@ -496,7 +496,7 @@ async def test_invite_flood_from_one_source_is_refused_with_503_and_leaks_nothin
 
 
 async def test_a_full_node_answers_503_retry_after_and_unanswered_calls_time_out() -> None:
-    sip = SipConfig(port=0, max_calls=5, call_rate_per_source=0)
+    sip = SipConfig(port=0, max_calls=5, call_rate_per_source=0, call_source_share=1.0, call_ringing_share=1.0)
     async with phone_platform(sip, answer_timeout=1.0) as p:
         gateway = p.node.sip
         assert gateway is not None
