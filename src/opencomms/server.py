@@ -49,7 +49,9 @@ class Node:
     def __init__(self, config: NodeConfig, *, store: Store | None = None, clock: Callable[[], float] = time.time):
         self.config = config
         self.clock = clock
-        self.store = store if store is not None else open_store(config.store_url)
+        self.store = (
+            store if store is not None else open_store(config.store_url, busy_timeout=config.storage.busy_timeout)
+        )
         self.directory = Directory(self.store, clock)
         self._sock: socket.socket | None = None
         self.port = config.port
@@ -57,7 +59,7 @@ class Node:
             self._sock = self._bind()
             self.port = self._sock.getsockname()[1]
         self.public_url = config.base_url(self.port)
-        self.keyring = load_keyring(self.store, clock())
+        self.keyring = load_keyring(self.store, clock(), config.tokens.key_file)
         tc = config.tokens
         self.tokens = TokenService(
             self.keyring,
@@ -82,6 +84,7 @@ class Node:
             on_redirect=self._on_redirect,
             clock=clock,
             user_agent=f"opencomms/{__version__}",
+            fault_retry=config.storage.fault_retry,
         )
         self.calls = CallService(
             self.store,
@@ -91,6 +94,7 @@ class Node:
             clock=clock,
             on_deadline=self._arm_timer,
         )
+        self.calls.units.fault_retry = config.storage.fault_retry
         mc = config.media
         self.engine = EngineThread(
             MediaEngine(capacity=mc.max_legs),
@@ -160,6 +164,7 @@ class Node:
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.prompts.close)
         self.calls.load()
+        self.recordings.remove_partial()
         await self._stack.enter_async_context(self.dispatcher)
         with self.store.transaction():
             self.media.load()
@@ -202,6 +207,7 @@ class Node:
             "media": {**self.media.stats, **self.engine.stats()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else {"port": self.sip.port, "calls": self.sip.active},
+            "store": {"unit_faults": self.calls.units.faults, "notify_faults": self.dispatcher.store_faults},
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------
@@ -286,7 +292,7 @@ class Node:
             except Exception:
                 log.exception("recording clean-up failed")
             try:
-                fresh = load_keyring(self.store, self.clock())
+                fresh = load_keyring(self.store, self.clock(), tc.key_file)
                 self.keyring.replace_keys(fresh.keys)
                 rotate_if_due(
                     self.store,
@@ -294,6 +300,7 @@ class Node:
                     self.clock(),
                     tc.key_rotation_interval,
                     self.tokens.max_token_lifetime,
+                    tc.key_file,
                 )
             except Exception:
                 log.exception("key maintenance failed")

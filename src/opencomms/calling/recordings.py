@@ -19,11 +19,15 @@ from pathlib import Path
 
 from opencomms.domain.errors import NotFound, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id, normalize_id
+from opencomms.store import files
 from opencomms.store.base import Store
 
 log = logging.getLogger("opencomms.recordings")
 
 KIND = "recording"
+
+PARTIAL_GRACE = 60.0
+"""Seconds a `.part` file may live before the periodic purge takes it for the leftover of a crash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,16 +78,19 @@ class RecordingStore:
 
     def save(self, *, call_id: str, app_id: str, tenant_id: str, wav: bytes) -> SavedRecording:
         """Write the file (atomically) and index it; returns the id and the one-time token."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.private_dir(self.dir)
         rec_id = new_id()
         token = secrets.token_urlsafe(32)
         now = self.clock()
         path = self._path(rec_id)
         tmp = path.with_suffix(".part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(wav)
-        os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(wav)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind
         expires = now + self.policy.token_seconds
         self.store.put(
             KIND,
@@ -151,7 +158,27 @@ class RecordingStore:
                             del self._by_call[doc["call_id"]]
         if deleted:
             log.info("recordings deleted", extra={"count": deleted})
+        self.remove_partial(PARTIAL_GRACE)
         return deleted
+
+    def remove_partial(self, older_than: float | None = None) -> int:
+        """Delete `.part` files (recordings a crash or a full disk cut short): all of them at start, those older
+        than `older_than` seconds later on; make the directory private (0700). Returns how many were deleted."""
+        if not self.dir.is_dir():
+            return 0
+        files.tighten(self.dir, files.DIR_MODE)
+        removed = 0
+        now = time.time()  # file times are wall-clock, whatever clock the store uses
+        for part in self.dir.glob("*.part"):
+            try:
+                if older_than is None or part.stat().st_mtime <= now - older_than:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.warning("partial recordings removed", extra={"count": removed})
+        return removed
 
     def count(self) -> int:
         return sum(1 for _ in self.store.scan(KIND))
