@@ -44,6 +44,7 @@ from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, Serv
 from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, TelUri
+from opencomms.store.base import StoreUnavailable
 
 log = logging.getLogger("opencomms.sip")
 
@@ -190,10 +191,17 @@ class SipGateway:
         """`_incoming`, but a failure it did not foresee still answers the INVITE (500) and frees the call."""
         try:
             await self._incoming(handle, req)
-        except Exception:
-            log.exception("inbound INVITE failed")
+        except Exception as exc:
+            unavailable = isinstance(exc, StoreUnavailable)  # disk full, store locked: try again later
+            if unavailable:
+                log.warning("inbound INVITE refused: %s", exc)
+            else:
+                log.exception("inbound INVITE failed")
             if not handle.responded:
-                handle.respond(500, "Server Internal Error")
+                if unavailable:
+                    handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
+                else:
+                    handle.respond(500, "Server Internal Error")
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.invite is handle:
                 if sc.leg_id is not None and sc.leg_id in self.calls.calls:
