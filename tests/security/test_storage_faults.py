@@ -25,7 +25,11 @@ from opencomms.testing.harness import app_target
 from tests.e2e.conftest import CLI, cli, free_port, serve
 
 PERMS = ["--permission", "Calls.Initiate.All"]
-FAST = {"OPENCOMMS_NOTIFY__INITIAL_RETRY_DELAY": "0.05", "OPENCOMMS_STORAGE__FAULT_RETRY": "0.2"}
+FAST = {
+    "OPENCOMMS_NOTIFY__INITIAL_RETRY_DELAY": "0.05",
+    "OPENCOMMS_NOTIFY__MAX_RETRY_DELAY": "0.2",
+    "OPENCOMMS_STORAGE__FAULT_RETRY": "0.2",
+}
 
 
 @contextmanager
@@ -113,7 +117,15 @@ async def test_disk_full_fails_requests_not_the_node(tmp_path: Path) -> None:
                     incoming = await b_bot.incoming(index=i)
                     assert await bob.answer(incoming.call_id) == 202
                     await a_bot.wait_state(call["id"], "established")
+                # notifications in flight when the disk fills: delivered then, their removal cannot commit
+                a_bot.responder = lambda body: 503
+                ended = a_bot.notifications[-1].call_id
+                assert await alice.hang_up(ended) == 204
+                await asyncio.sleep(0.3)  # alice's webhook refuses: the deliveries wait for a retry
                 filler = fill(fs)
+                seen = len(a_bot.for_call(ended))
+                a_bot.responder = None
+                await a_bot.wait_for(lambda n: n.call_id == ended, count=seen + 1)  # delivered on a full disk
                 refused = created = 0
                 subject = "x" * 1000  # bigger documents: the WAL must grow
                 for _ in range(300):
@@ -155,6 +167,8 @@ async def test_disk_full_fails_requests_not_the_node(tmp_path: Path) -> None:
                     await asyncio.sleep(0.2)
                 h = await health(base)
                 assert h["calls"] == len(stored_calls(db))
+                # the removals went through at last, and the call's later notifications followed
+                await a_bot.wait_for(lambda n: n.call_id == ended and n.change_type == "deleted")
                 assert proc.poll() is None
         for bot in (a_bot, b_bot):
             await bot.stop()
