@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
@@ -20,9 +21,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from opencomms.config import SipConfig
 from opencomms.testing import GraphClient, RecordingBot
 from opencomms.testing.harness import app_target
 from tests.e2e.conftest import CLI, cli, free_port, serve
+from tests.integration.conftest import make_platform, node_config
 
 PERMS = ["--permission", "Calls.Initiate.All"]
 FAST = {
@@ -270,3 +273,64 @@ async def test_files_are_private_and_partial_recordings_go(tmp_path: Path) -> No
     conn.close()
     for bot in (a_bot, b_bot):
         await bot.stop()
+
+
+NUMBER = "+14255550177"
+SIP_SDP = (
+    b"v=0\r\no=probe 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    b"m=audio 7078 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+)
+
+
+def invite_statuses(sip_port: int, seconds: float = 2.0) -> list[int]:
+    """Send one INVITE over UDP and return the statuses received until a final one (blocking: run in a thread)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    call_id, tag, branch = os.urandom(8).hex(), os.urandom(4).hex(), "z9hG4bK" + os.urandom(8).hex()
+    head = [
+        f"INVITE sip:{NUMBER.lstrip('+')}@127.0.0.1 SIP/2.0",
+        f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:probe@127.0.0.1:{port}>;tag={tag}",
+        f"To: <sip:{NUMBER.lstrip('+')}@127.0.0.1>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 INVITE",
+        f"Contact: <sip:probe@127.0.0.1:{port}>",
+        "Content-Type: application/sdp",
+        f"Content-Length: {len(SIP_SDP)}",
+    ]
+    sock.sendto(("\r\n".join(head) + "\r\n\r\n").encode() + SIP_SDP, ("127.0.0.1", sip_port))
+    statuses: list[int] = []
+    deadline = time.monotonic() + seconds
+    try:
+        while (left := deadline - time.monotonic()) > 0 and not (statuses and statuses[-1] >= 200):
+            sock.settimeout(left)
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                break
+            statuses.append(int(data.split(b" ", 2)[1]))
+    finally:
+        sock.close()
+    return statuses
+
+
+async def test_sip_invite_is_503_while_the_store_cannot_write(tmp_path: Path) -> None:
+    db = tmp_path / "node.db"
+    config = node_config(store_url=f"sqlite:///{db}", sip=SipConfig(port=0))
+    async with make_platform(config, ("bob",)) as p:
+        assert p.node.sip is not None
+        p.node.directory.create_instance(p["bob"].app_id, "Reception", phone_number=NUMBER)
+        other = sqlite3.connect(db, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process (here: connection) holds the write lock
+        try:
+            statuses = await asyncio.to_thread(invite_statuses, p.node.sip.port)
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert statuses and statuses[-1] == 503, statuses
+        await asyncio.sleep(0.1)
+        assert p.node.sip.active == 0 and p.node.calls.active_calls == 0  # nothing left behind
+        assert 180 in await asyncio.to_thread(invite_statuses, p.node.sip.port, 0.5)  # rings once released
+        await p["bob"].bot.incoming(timeout=5)
