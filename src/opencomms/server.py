@@ -35,7 +35,7 @@ from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
-from opencomms.store import Store, open_store
+from opencomms.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("opencomms.node")
 
@@ -289,6 +289,8 @@ class Node:
             try:
                 with self.store.transaction():
                     self.recordings.purge_due(live_calls=set(self.calls.calls))
+            except StoreUnavailable as exc:
+                log.warning("recording clean-up postponed: %s", exc.message)
             except Exception:
                 log.exception("recording clean-up failed")
             try:
@@ -302,6 +304,8 @@ class Node:
                     self.tokens.max_token_lifetime,
                     tc.key_file,
                 )
+            except StoreUnavailable as exc:
+                log.warning("key maintenance postponed: %s", exc.message)
             except Exception:
                 log.exception("key maintenance failed")
 

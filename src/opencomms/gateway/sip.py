@@ -159,6 +159,14 @@ class SipGateway:
 
     # -- incoming requests -------------------------------------------------------------------------------
     def _on_request(self, handle: ServerTransactionHandle, req: SipRequest, source: tuple[str, int]) -> None:
+        try:
+            self._dispatch(handle, req)
+        except StoreUnavailable as exc:  # REGISTER, BYE, NOTIFY... while the store cannot write: try again later
+            log.warning("SIP %s refused: %s", req.method, exc.message)
+            if not handle.responded:
+                handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
+
+    def _dispatch(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         method = req.method
         if method == "INVITE" and handle.dialog is None:
             self._spawn(self._incoming_guarded(handle, req))
