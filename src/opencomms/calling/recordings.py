@@ -92,21 +92,22 @@ class RecordingStore:
         finally:
             tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind
         expires = now + self.policy.token_seconds
-        self.store.put(
-            KIND,
-            rec_id,
-            {
-                "id": rec_id,
-                "call_id": call_id,
-                "app_id": app_id,
-                "tenant_id": tenant_id,
-                "token_sha256": _digest(token),
-                "token_expires_at": expires,
-                "created_at": now,
-                "delete_at": now + self.policy.max_age_seconds,
-                "size": len(wav),
-            },
-        )
+        doc = {
+            "id": rec_id,
+            "call_id": call_id,
+            "app_id": app_id,
+            "tenant_id": tenant_id,
+            "token_sha256": _digest(token),
+            "token_expires_at": expires,
+            "created_at": now,
+            "delete_at": now + self.policy.max_age_seconds,
+            "size": len(wav),
+        }
+        try:
+            self.store.put(KIND, rec_id, doc)
+        except BaseException:  # not indexed (store full or locked): no purge would ever find the file
+            path.unlink(missing_ok=True)
+            raise
         if self._by_call is not None:
             self._by_call.setdefault(call_id, set()).add(rec_id)
         return SavedRecording(rec_id, token, expires, len(wav))

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from opencomms.calling.recordings import PARTIAL_GRACE, RecordingStore
+from opencomms.store import StoreUnavailable
 from opencomms.store.memory import MemoryStore
 
 
@@ -44,3 +45,14 @@ def test_start_removes_every_part_and_the_purge_only_old_ones(tmp_path: Path) ->
     os.utime(old, (past, past))
     recs.purge_due()  # periodic: one being written right now is left alone
     assert not old.exists() and fresh.exists()
+
+
+def test_a_recording_the_store_cannot_index_is_not_left_on_disk(tmp_path: Path) -> None:
+    class FullStore(MemoryStore):
+        def put(self, kind: str, key: str, doc: dict[str, object]) -> None:
+            raise StoreUnavailable("store test.db is full (no space left)", reason="full")
+
+    recs = RecordingStore(tmp_path / "rec", FullStore())
+    with pytest.raises(StoreUnavailable):
+        recs.save(call_id="c1", app_id="a", tenant_id="t", wav=b"RIFF")
+    assert list((tmp_path / "rec").iterdir()) == []
