@@ -50,6 +50,10 @@ class TokensConfig:
     """Seconds between automatic signing-key rotations (retired keys stay published until their tokens expire)."""
     audiences: tuple[str, ...] = ("https://graph.microsoft.com",)
     """Token audiences accepted besides the node's own public URL (scope `<audience>/.default`)."""
+    key_file: str = ""
+    """JSON file holding the signing keyring (private keys), created 0600 if missing; empty: the keys live in the
+    store. Nodes that share a store share this file too (same path on shared storage, or one copy per node that a
+    rotation updates); `opencomms keys rotate` writes it, nodes reload it every 30 s."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +171,15 @@ class SipConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    busy_timeout: float = 0.075
+    """Seconds a store write waits for the lock another process (the CLI, a backup) holds before the request fails
+    with 503 + Retry-After. The event loop waits meanwhile: keep it well under a SIP retransmission (0.5 s)."""
+    fault_retry: float = 1.0
+    """Seconds before background work (timers, notification bookkeeping) that failed on a store fault runs again."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -192,6 +205,7 @@ class NodeConfig:
     throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
     media: MediaConfig = field(default_factory=MediaConfig)
     sip: SipConfig = field(default_factory=SipConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     @property
     def tls(self) -> bool:

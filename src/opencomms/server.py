@@ -36,7 +36,7 @@ from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
-from opencomms.store import Store, open_store
+from opencomms.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("opencomms.node")
 
@@ -50,7 +50,9 @@ class Node:
     def __init__(self, config: NodeConfig, *, store: Store | None = None, clock: Callable[[], float] = time.time):
         self.config = config
         self.clock = clock
-        self.store = store if store is not None else open_store(config.store_url)
+        self.store = (
+            store if store is not None else open_store(config.store_url, busy_timeout=config.storage.busy_timeout)
+        )
         self.directory = Directory(self.store, clock)
         self._sock: socket.socket | None = None
         self.port = config.port
@@ -58,7 +60,7 @@ class Node:
             self._sock = self._bind()
             self.port = self._sock.getsockname()[1]
         self.public_url = config.base_url(self.port)
-        self.keyring = load_keyring(self.store, clock())
+        self.keyring = load_keyring(self.store, clock(), config.tokens.key_file)
         tc = config.tokens
         self.tokens = TokenService(
             self.keyring,
@@ -83,6 +85,7 @@ class Node:
             on_redirect=self._on_redirect,
             clock=clock,
             user_agent=f"opencomms/{__version__}",
+            fault_retry=config.storage.fault_retry,
         )
         self.calls = CallService(
             self.store,
@@ -92,6 +95,7 @@ class Node:
             clock=clock,
             on_deadline=self._arm_timer,
         )
+        self.calls.units.fault_retry = config.storage.fault_retry
         mc = config.media
         self.engine = EngineThread(
             MediaEngine(capacity=mc.max_legs),
@@ -162,6 +166,7 @@ class Node:
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.prompts.close)
         self.calls.load()
+        self.recordings.remove_partial()
         await self._stack.enter_async_context(self.dispatcher)
         with self.store.transaction():
             self.media.load()
@@ -204,6 +209,7 @@ class Node:
             "media": {**self.media.stats, **self.engine.stats()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else self.sip.health(),
+            "store": {"unit_faults": self.calls.units.faults, "notify_faults": self.dispatcher.store_faults},
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------
@@ -285,10 +291,12 @@ class Node:
             try:
                 with self.store.transaction():
                     self.recordings.purge_due(live_calls=set(self.calls.calls))
+            except StoreUnavailable as exc:
+                log.warning("recording clean-up postponed: %s", exc.message)
             except Exception:
                 log.exception("recording clean-up failed")
             try:
-                fresh = load_keyring(self.store, self.clock())
+                fresh = load_keyring(self.store, self.clock(), tc.key_file)
                 self.keyring.replace_keys(fresh.keys)
                 rotate_if_due(
                     self.store,
@@ -296,7 +304,10 @@ class Node:
                     self.clock(),
                     tc.key_rotation_interval,
                     self.tokens.max_token_lifetime,
+                    tc.key_file,
                 )
+            except StoreUnavailable as exc:
+                log.warning("key maintenance postponed: %s", exc.message)
             except Exception:
                 log.exception("key maintenance failed")
 

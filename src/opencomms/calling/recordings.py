@@ -25,6 +25,7 @@ from pathlib import Path
 from opencomms.calling.recording_access import FailureLimiter, FailureLimits
 from opencomms.domain.errors import NotFound, Throttled
 from opencomms.domain.ids import is_guid, new_id, normalize_id
+from opencomms.store import files
 from opencomms.store.base import Store
 
 log = logging.getLogger("opencomms.recordings")
@@ -33,6 +34,9 @@ KIND = "recording"
 DENIED = "No such recording, or the access token is not valid for it."
 """The one message of every failed download: unknown, expired, deleted and wrong token look alike."""
 _DUMMY_DIGEST = "0" * 64
+
+PARTIAL_GRACE = 60.0
+"""Seconds a `.part` file may live before the periodic purge takes it for the leftover of a crash."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,32 +89,36 @@ class RecordingStore:
 
     def save(self, *, call_id: str, app_id: str, tenant_id: str, wav: bytes) -> SavedRecording:
         """Write the file (atomically) and index it; returns the id and the one-time token."""
-        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        files.private_dir(self.dir)
         rec_id = new_id()
         token = secrets.token_urlsafe(32)
         now = self.clock()
         path = self._path(rec_id)
         tmp = path.with_suffix(".part")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(wav)
-        os.replace(tmp, path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, files.FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(wav)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)  # a failed write (disk full) leaves nothing behind
         expires = now + self.policy.token_seconds
-        self.store.put(
-            KIND,
-            rec_id,
-            {
-                "id": rec_id,
-                "call_id": call_id,
-                "app_id": app_id,
-                "tenant_id": tenant_id,
-                "token_sha256": _digest(token),
-                "token_expires_at": expires,
-                "created_at": now,
-                "delete_at": now + self.policy.max_age_seconds,
-                "size": len(wav),
-            },
-        )
+        doc = {
+            "id": rec_id,
+            "call_id": call_id,
+            "app_id": app_id,
+            "tenant_id": tenant_id,
+            "token_sha256": _digest(token),
+            "token_expires_at": expires,
+            "created_at": now,
+            "delete_at": now + self.policy.max_age_seconds,
+            "size": len(wav),
+        }
+        try:
+            self.store.put(KIND, rec_id, doc)
+        except BaseException:  # not indexed (store full or locked): no purge would ever find the file
+            path.unlink(missing_ok=True)
+            raise
         if self._by_call is not None:
             self._by_call.setdefault(call_id, set()).add(rec_id)
         return SavedRecording(rec_id, token, expires, len(wav))
@@ -173,7 +181,27 @@ class RecordingStore:
                             del self._by_call[doc["call_id"]]
         if deleted:
             log.info("recordings deleted", extra={"count": deleted})
+        self.remove_partial(PARTIAL_GRACE)
         return deleted
+
+    def remove_partial(self, older_than: float | None = None) -> int:
+        """Delete `.part` files (recordings a crash or a full disk cut short): all of them at start, those older
+        than `older_than` seconds later on; make the directory private (0700). Returns how many were deleted."""
+        if not self.dir.is_dir():
+            return 0
+        files.tighten(self.dir, files.DIR_MODE)
+        removed = 0
+        now = time.time()  # file times are wall-clock, whatever clock the store uses
+        for part in self.dir.glob("*.part"):
+            try:
+                if older_than is None or part.stat().st_mtime <= now - older_than:
+                    part.unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        if removed:
+            log.warning("partial recordings removed", extra={"count": removed})
+        return removed
 
     def count(self) -> int:
         return sum(1 for _ in self.store.scan(KIND))

@@ -10,8 +10,8 @@ import heapq
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -20,6 +20,7 @@ import orjson
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import LIVE_STATES, Call, Conversation, JsonObj, Transfer
 from opencomms.calling.routing import Route, Router
+from opencomms.calling.unitofwork import UnitOfWork
 from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.calls import CallDirection, CallEvent, CallState, next_state
@@ -157,6 +158,7 @@ class CallService:
         self._timers: list[tuple[float, str]] = []
         self._dirty_calls: set[str] = set()
         self._dirty_convs: set[str] = set()
+        self.units = UnitOfWork(self)
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def load(self) -> None:
@@ -546,10 +548,13 @@ class CallService:
 
     # -- timers ------------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        return self.units.next_deadline(self._timers)
 
     def fire_due(self, now: float) -> None:
-        """End every call whose answer window or keepAlive deadline has passed."""
+        """End every call whose answer window or keepAlive deadline has passed (held off after a storage fault)."""
+        self.units.fire_due(now, self._fire_due)
+
+    def _fire_due(self, now: float) -> None:
         while self._timers and self._timers[0][0] <= now:
             _, call_id = heapq.heappop(self._timers)
             call = self.calls.get(call_id)
@@ -596,59 +601,10 @@ class CallService:
     def _new_source_id() -> str:
         return str(secrets.randbelow(2**31 - 2) + 1)
 
-    @contextmanager
-    def unit(self) -> Iterator[None]:
-        """One atomic change. On an exception the store rolls back and so does the in-memory state."""
-        try:
-            with self.sink.transaction():
-                yield
-                self._flush()
-        except BaseException:
-            self._restore_dirty()
-            raise
-
-    def _restore_dirty(self) -> None:
-        """Reload what the failed unit touched from the (rolled back) store."""
-        for call_id in self._dirty_calls:
-            doc = self.store.get("call", call_id)
-            if doc is None:
-                self.calls.pop(call_id, None)
-            else:
-                call = self.calls[call_id] = Call.from_doc(doc)
-                for deadline in (call.answer_deadline, call.keepalive_deadline):  # a compaction may have dropped them
-                    if deadline is not None:
-                        self._push_timer(deadline, call_id)
-        for conv_id in self._dirty_convs:
-            doc = self.store.get("conversation", conv_id)
-            if doc is None:
-                self.convs.pop(conv_id, None)
-            else:
-                self.convs[conv_id] = Conversation.from_doc(doc)
-        self._dirty_calls.clear()
-        self._dirty_convs.clear()
-
-    def _flush(self) -> None:
-        """Write what the unit changed: one statement for every put (calls and conversations alike), one per kind
-        for the deletes (each statement costs the event loop a GIL hand-off to the media thread)."""
-        puts: list[tuple[str, str, JsonObj]] = []
-        for call_id in self._dirty_calls:
-            call = self.calls.get(call_id)
-            if call is not None:
-                puts.append(("call", call_id, call.to_doc()))
-        for conv_id in self._dirty_convs:
-            conv = self.convs.get(conv_id)
-            if conv is not None:
-                puts.append(("conversation", conv_id, conv.to_doc()))
-        if puts:
-            self.store.put_docs(puts)
-        gone_calls = [c for c in self._dirty_calls if c not in self.calls]
-        if gone_calls:
-            self.store.delete_many("call", gone_calls)
-        gone_convs = [c for c in self._dirty_convs if c not in self.convs]
-        if gone_convs:
-            self.store.delete_many("conversation", gone_convs)
-        self._dirty_calls.clear()
-        self._dirty_convs.clear()
+    def unit(self) -> AbstractContextManager[None]:
+        """One atomic change. On an exception the store rolls back and so does the in-memory state; gateway and
+        media side effects wait for the commit (calling.unitofwork)."""
+        return self.units.unit()
 
     def _add(self, conv: Conversation, call: Call) -> None:
         self.convs[conv.id] = conv
@@ -739,7 +695,7 @@ class CallService:
             conv, "", identity, source=source, targets=targets, ring_for=self.timeouts.dial, ring_group=ring_group
         )
         leg.external = "dial"
-        self.gateway.dial(leg)
+        self.units.after_commit(self.gateway.dial, leg)
         return leg
 
     def _ring(
@@ -817,9 +773,9 @@ class CallService:
                 self._transition(leg, CallEvent.CONNECTED)
                 leg.connected = True
                 joined = True
-                self.media.connected(leg)
+                self.units.media_connected(leg)
                 if leg.is_external:
-                    self.gateway.connected(leg)
+                    self.units.after_commit(self.gateway.connected, leg)
                 self.notify(leg, notes.call_updated(leg, mediaState=leg.media_state()))
         if joined and conv.group:
             self.send_rosters(conv)
@@ -839,9 +795,9 @@ class CallService:
 
     def _end(self, call: Call, reason: ResultInfo, *, event: CallEvent = CallEvent.END) -> None:
         """Terminate one leg: final notification, removal, and the consequences for the rest."""
-        self.media.ending(call)
+        self.units.media_ending(call)
         if call.is_external:
-            self.gateway.ending(call, reason)
+            self.units.after_commit(self.gateway.ending, call, reason)
         self._transition(call, event)
         call.result_info = reason
         self.notify(call, notes.call_deleted(call))

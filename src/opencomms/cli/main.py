@@ -18,7 +18,7 @@ from opencomms.config import NodeConfig, load_config
 from opencomms.directory import Directory
 from opencomms.domain.errors import OpenCommsError
 from opencomms.gateway.accounts import SipAccounts, realm_for
-from opencomms.store import Store, open_store
+from opencomms.store import Store, StoreUnavailable, open_store
 
 app = typer.Typer(help="opencomms: self-hosted cloud communications for calling bots.", no_args_is_help=True)
 tenant_cli = typer.Typer(help="Tenants (organisations).", no_args_is_help=True)
@@ -109,13 +109,17 @@ def serve(
             await node.serve(ready)
 
     try:
-        import uvloop
-
-        uvloop.run(main())
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        asyncio.run(main())
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+            asyncio.run(main())
+        else:
+            uvloop.run(main())
     except KeyboardInterrupt:
         pass
+    except StoreUnavailable as exc:  # read-only, full or locked store at start: one line, no traceback
+        typer.echo(f"opencomms serve: {exc.message}", err=True)
+        raise typer.Exit(1) from None
 
 
 # -- tenants -----------------------------------------------------------------------------------------------
@@ -380,10 +384,11 @@ def keys_rotate(config: ConfigOpt = None, store: StoreOpt = None) -> None:
     """Make a new signing key active now. Old tokens stay valid until they expire; nodes pick it up in 30 s."""
     from opencomms.auth.keystore import load_keyring, save_keyring
 
+    cfg = _config(config, store)
     st = _store(config, store)
-    ring = load_keyring(st, time.time())
+    ring = load_keyring(st, time.time(), cfg.tokens.key_file)
     key = ring.rotate(time.time())
-    save_keyring(st, ring)
+    save_keyring(st, ring, cfg.tokens.key_file)
     typer.echo(f"active key: {key.kid}")
 
 
@@ -411,6 +416,9 @@ def main() -> None:
         app()
     except BrokenPipeError:  # pragma: no cover
         sys.exit(0)
+    except StoreUnavailable as exc:
+        typer.echo(f"opencomms: {exc.message}", err=True)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, Serv
 from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, TelUri
+from opencomms.store.base import StoreUnavailable
 
 log = logging.getLogger("opencomms.sip")
 
@@ -198,6 +199,14 @@ class SipGateway:
 
     # -- incoming requests -------------------------------------------------------------------------------
     def _on_request(self, handle: ServerTransactionHandle, req: SipRequest, source: tuple[str, int]) -> None:
+        try:
+            self._dispatch(handle, req)
+        except StoreUnavailable as exc:  # REGISTER, BYE, NOTIFY... while the store cannot write: try again later
+            log.warning("SIP %s refused: %s", req.method, exc.message)
+            if not handle.responded:
+                handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
+
+    def _dispatch(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         method = req.method
         if method == "INVITE" and handle.dialog is None:
             self._spawn(self._incoming_guarded(handle, req))
@@ -239,10 +248,17 @@ class SipGateway:
         try:
             if not await self._incoming(handle, req):
                 self.admission.abandoned(handle.source.host)
-        except Exception:
-            log.exception("inbound INVITE failed")
+        except Exception as exc:
+            unavailable = isinstance(exc, StoreUnavailable)  # disk full, store locked: try again later
+            if unavailable:
+                log.warning("inbound INVITE refused: %s", exc)
+            else:
+                log.exception("inbound INVITE failed")
             if not handle.responded:
-                handle.respond(500, "Server Internal Error")
+                if unavailable:
+                    handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
+                else:
+                    handle.respond(500, "Server Internal Error")
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.invite is handle:
                 if sc.leg_id is not None and sc.leg_id in self.calls.calls:

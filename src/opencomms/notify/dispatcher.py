@@ -32,6 +32,9 @@ Design notes
   within `remove_batch_s` (5 ms), in one statement and one commit of their own, and on close. A lane moves on
   to its next entry only once its head's removal has committed, so that a crash re-sends at most the one entry
   per key that was in flight (with the same delivery id).
+* **Storage faults.** A removal batch, a retry's bookkeeping or a redirect's update that cannot be written (disk
+  full, the write lock held elsewhere) is logged once per fault streak and tried again `fault_retry` seconds later;
+  it never ends a worker, the dispatcher or the node. Entries not yet removed may be delivered again (same id).
 """
 
 from __future__ import annotations
@@ -129,6 +132,7 @@ class Dispatcher:
         session_factory: Callable[[], aiohttp.ClientSession] | None = None,
         user_agent: str = "opencomms/0.1",
         remove_batch_s: float = 0.005,
+        fault_retry: float = 1.0,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -150,6 +154,11 @@ class Dispatcher:
         self._user_agent = user_agent
         self._rand = random.Random()
         self._remove_batch_s = remove_batch_s
+        self._fault_retry = fault_retry
+        self._faulted = False
+        """The last store write failed (a fault streak is logged once)."""
+        self.store_faults = 0
+        """Store writes that failed and were retried later."""
         self._finished: list[tuple[str, str, _Lane]] = []
         """(entry id, key, lane) of heads with a final outcome, not yet removed from the store: their lanes move on
         only once the removal commits, so that a crash re-sends at most the one head per key in flight."""
@@ -192,8 +201,7 @@ class Dispatcher:
         """Open the HTTP session, load every pending entry from the store and start the workers.
 
         Call `start()` and `aclose()` from the same task (or use `async with`): the worker TaskGroup
-        belongs to it. A storage error inside a worker is not swallowed: it fails the TaskGroup, which
-        cancels that task, and surfaces from `aclose()`/`__aexit__`.
+        belongs to it. Storage faults inside a worker are retried (see the module notes), never raised there.
         """
         if self._run is not _RunState.NEW:
             raise RuntimeError("a Dispatcher can be started once")
@@ -418,9 +426,26 @@ class Dispatcher:
         """Remove the finished entries from the store (one statement, one commit), then move their lanes on."""
         if self._finished:
             finished, self._finished = self._finished, []
-            with self._store.transaction():
-                self._store.outbox_remove_many([entry_id for entry_id, _, _ in finished])
+            try:
+                with self._store.transaction():
+                    self._store.outbox_remove_many([entry_id for entry_id, _, _ in finished])
+            except BaseException:
+                self._finished[:0] = finished  # still to be removed
+                raise
+            self._recovered()
             self._advance(finished)
+
+    def _fault(self, exc: Exception, what: str) -> None:
+        """A store write failed: log the first of a streak (with its cause), count every one."""
+        self.store_faults += 1
+        if not self._faulted:
+            self._faulted = True
+            log.warning("notification store write failed (%s), retrying every %.1f s: %s", what, self._fault_retry, exc)
+
+    def _recovered(self) -> None:
+        if self._faulted:
+            self._faulted = False
+            log.info("notification store writes work again")
 
     def _advance(self, removed: list[tuple[str, str, _Lane]]) -> None:
         if self._run is not _RunState.RUNNING:
@@ -431,16 +456,23 @@ class Dispatcher:
 
     async def _finish(self, key: str, lane: _Lane, entry: OutboxEntry) -> None:
         """The head entry has a final outcome: remove it, then move the lane on. Removals are batched: they go
-        with the next `transaction()`, or after `remove_batch_s` in this worker (so that a storage error fails
-        the dispatcher's TaskGroup as before), whichever comes first."""
+        with the next `transaction()`, or after `remove_batch_s` in this worker, whichever comes first; a storage
+        fault retries the removal every `fault_retry` seconds."""
         self._finished.append((entry.id, key, lane))
         if not self._removal_armed:
             self._removal_armed = True
             try:
-                await asyncio.sleep(self._remove_batch_s)
+                delay = self._remove_batch_s
+                while True:
+                    await asyncio.sleep(delay)
+                    try:
+                        self._remove_finished()
+                        break
+                    except Exception as exc:  # a store fault: the entries wait, the worker lives on
+                        self._fault(exc, "removing finished entries")
+                        delay = self._fault_retry
             finally:
                 self._removal_armed = False
-            self._remove_finished()
 
     # -- delivery ----------------------------------------------------------------------------------------
     async def _work(self) -> None:
@@ -525,7 +557,12 @@ class Dispatcher:
         updated = entry.with_attempt(now + delay)
         if updated.url != url:
             updated = replace(updated, url=url)
-        self._store.outbox_update(updated)
+        try:
+            self._store.outbox_update(updated)
+        except Exception as exc:  # the retry goes ahead; a restart repeats the attempt count from the store
+            self._fault(exc, "recording a failed attempt")
+        else:
+            self._recovered()
         lane.entries[0] = updated
         self._retried += 1
         if log.isEnabledFor(logging.INFO):
@@ -542,6 +579,18 @@ class Dispatcher:
 
     def _moved(self, key: str, lane: _Lane, old: str, new: str) -> None:
         """The bot moved this key's callback: point its later entries at `new` and tell the owner."""
+        try:
+            self._move_queued(key, lane, old, new)
+        except Exception as exc:  # later entries keep the old URL (redirected again); the call still moves below
+            self._fault(exc, "moving queued entries")
+        log.info("callback moved to %s", _loggable(new), extra={"call_id": key})
+        if self._on_redirect is not None:
+            try:
+                self._on_redirect(key, new)
+            except Exception:
+                log.exception("on_redirect callback failed", extra={"call_id": key})
+
+    def _move_queued(self, key: str, lane: _Lane, old: str, new: str) -> None:
         with self._store.transaction():
             for i in range(1, len(lane.entries)):
                 queued = lane.entries[i]
@@ -553,12 +602,6 @@ class Dispatcher:
                     if queued.order_key == key and queued.url == old:
                         staged[i] = replace(queued, url=new)
                         self._store.outbox_update(staged[i])
-        log.info("callback moved to %s", _loggable(new), extra={"call_id": key})
-        if self._on_redirect is not None:
-            try:
-                self._on_redirect(key, new)
-            except Exception:
-                log.exception("on_redirect callback failed", extra={"call_id": key})
 
     async def _post(self, url: str, entry: OutboxEntry) -> tuple[int | None, str | None, str | None]:
         """One HTTP POST. Returns (status or None on network error/timeout, Location, Retry-After)."""

@@ -12,7 +12,20 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from typing import Any
 
+from opencomms.domain.errors import ServiceUnavailable
+
 Doc = dict[str, Any]
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """The store cannot read or write right now: disk full, read-only, I/O error, or the write lock held elsewhere
+    longer than the store waits. The change that raised it was rolled back; the request fails with 503 and
+    Retry-After (Graph's serviceNotAvailable), and the node keeps running."""
+
+    def __init__(self, message: str, *, reason: str = "unavailable", retry_after: int = 1) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.reason = reason
+        """A short machine word: full, readonly, locked, io, unavailable."""
 
 
 @dataclass(frozen=True, slots=True)

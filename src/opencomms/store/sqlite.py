@@ -3,24 +3,82 @@ thread of its own that runs the WAL checkpoints, see store.checkpoint).
 
 Writes outside an explicit transaction commit at once; `transaction()` groups them. With WAL and
 synchronous=NORMAL a killed process loses nothing committed (an OS crash may lose the last commits).
+
+Faults are contained: every SQLite I/O failure (disk full, read-only, I/O error, the write lock held by another
+process beyond `busy_timeout`) leaves the transaction rolled back and raises `StoreUnavailable`, which the API
+answers 503 + Retry-After. The busy timeout is short for a node (its event loop waits while SQLite does) and the
+files are created 0600 (see store.files).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
 
-from opencomms.store.base import Doc, OutboxEntry, Store
+from opencomms.store import files
+from opencomms.store.base import Doc, OutboxEntry, Store, StoreUnavailable
 from opencomms.store.checkpoint import Checkpointer
 
+log = logging.getLogger("opencomms.store")
+
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+_S = TypeVar("_S", bound="SqliteStore")
+
+_REASONS = {5: "locked", 6: "locked", 8: "readonly", 3: "readonly", 10: "io", 13: "full", 14: "unavailable"}
+"""SQLite primary result codes (BUSY, LOCKED, READONLY, PERM, IOERR, FULL, CANTOPEN) -> StoreUnavailable.reason."""
+_WORDS = {
+    "locked": "is locked by another process",
+    "readonly": "is read-only",
+    "io": "had an I/O error",
+    "full": "is full (no space left)",
+    "unavailable": "cannot be opened",
+}
+
+
+def unavailable(exc: BaseException, path: str) -> StoreUnavailable:
+    """The StoreUnavailable for a sqlite3 or OS error on the store at `path`."""
+    if isinstance(exc, sqlite3.Error):
+        reason = _REASONS.get((getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF, "io")
+    elif isinstance(exc, PermissionError) or getattr(exc, "errno", None) == 30:  # EROFS
+        reason = "readonly"
+    elif getattr(exc, "errno", None) == 28:  # ENOSPC
+        reason = "full"
+    else:
+        reason = "io"
+    return StoreUnavailable(f"store {path} {_WORDS[reason]}: {exc}", reason=reason)
+
+
+def _is_fault(exc: sqlite3.Error) -> bool:
+    """An environmental failure (not a bug such as a constraint violation or a closed connection)."""
+    return isinstance(exc, sqlite3.DatabaseError) and not isinstance(
+        exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError
+    )
+
+
+def _guarded(fn: Callable[Concatenate[_S, _P], _T]) -> Callable[Concatenate[_S, _P], _T]:
+    """Turn SQLite faults raised by a store method into StoreUnavailable."""
+
+    @functools.wraps(fn)
+    def wrapper(self: _S, /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return fn(self, *args, **kwargs)
+        except sqlite3.Error as exc:
+            if not _is_fault(exc):
+                raise
+            raise unavailable(exc, self.path) from exc
+
+    return wrapper
+
 
 _UPSERT = " ON CONFLICT(kind, key) DO UPDATE SET doc=excluded.doc"
 _PUT = "INSERT INTO docs(kind, key, doc) VALUES(?,?,?)" + _UPSERT
@@ -81,61 +139,107 @@ CREATE TABLE IF NOT EXISTS outbox (
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str, *, synchronous: str = "NORMAL", checkpoint_thread: bool = True) -> None:
-        if path != ":memory:":
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
+    def __init__(
+        self,
+        path: str,
+        *,
+        synchronous: str = "NORMAL",
+        checkpoint_thread: bool = True,
+        busy_timeout: float = 5.0,
+        open_timeout: float = 5.0,
+    ) -> None:
+        """Open (or create, 0600) the database. `busy_timeout`: seconds a statement waits for a lock another
+        process holds before it fails with StoreUnavailable (a node keeps it short: its event loop waits);
+        `open_timeout`: the same while opening. Raises StoreUnavailable when the file cannot be opened or
+        written (read-only, missing directory, disk full)."""
         self.path = path
-        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._depth = 0
+        self._closed = False
+        self._checkpointer: Checkpointer | None = None
+        try:
+            self._db = self._open(path, synchronous, open_timeout)
+        except (sqlite3.Error, OSError) as exc:
+            raise unavailable(exc, path) from exc
+        self._db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
         # Checkpoints run in a thread of their own (store.checkpoint); the commit that crosses ~80 MB of WAL still
         # checkpoints itself, should that thread ever fall behind.
-        self._checkpointer: Checkpointer | None = None
         if path != ":memory:" and checkpoint_thread:
             self._db.execute("PRAGMA wal_autocheckpoint=20000")
             self._checkpointer = Checkpointer(path)
-        # A page cache of up to 64 MB (SQLite's default is 2 MB): call records pile up, and pages read back from the
-        # file with the GIL released cost the event loop a hand-off to the media thread each time.
-        self._db.execute("PRAGMA cache_size=-65536")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
-        self._depth = 0
-        self._closed = False
+
+    @staticmethod
+    def _open(path: str, synchronous: str, open_timeout: float) -> sqlite3.Connection:
+        if path != ":memory:":
+            parent = os.path.dirname(os.path.abspath(path))
+            os.makedirs(parent, exist_ok=True)
+            with files.private_umask():  # the database and the -wal/-shm files SQLite makes next to it: 0600
+                os.close(os.open(path, os.O_RDWR | os.O_CREAT, files.FILE_MODE))
+            for suffix in ("", "-wal", "-shm"):
+                files.tighten(path + suffix)
+        with files.private_umask():
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+            db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            try:
+                db.execute(f"PRAGMA busy_timeout={max(0, int(open_timeout * 1000))}")
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA synchronous={synchronous}")
+                # A page cache of up to 64 MB (SQLite's default is 2 MB): call records pile up, and pages read back
+                # from the file with the GIL released cost the event loop a hand-off to the media thread each time.
+                db.execute("PRAGMA cache_size=-65536")
+                db.executescript(_SCHEMA)
+                db.execute("BEGIN IMMEDIATE")  # a read-only file or directory fails here, not at the first request
+                db.execute("ROLLBACK")
+            except BaseException:
+                db.close()
+                raise
+        return db
 
     # -- documents ---------------------------------------------------------------------------------------
+    @_guarded
     def get(self, kind: str, key: str) -> Doc | None:
         row = self._db.execute("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
         return None if row is None else _loads(row[0])  # type: ignore[no-any-return]
 
+    @_guarded
     def put(self, kind: str, key: str, doc: Doc) -> None:
         self._db.execute(_PUT, (kind, key, _dumps(doc)))
 
+    @_guarded
     def put_docs(self, items: Iterable[tuple[str, str, Doc]]) -> None:
         rows = [(kind, key, _dumps(doc)) for kind, key, doc in items]
         for chunk in _chunks(rows):  # one statement per chunk: every statement costs the loop a GIL hand-off
             sql = f"INSERT INTO docs(kind, key, doc) VALUES{_PLACES3 * len(chunk)}"[:-1] + _UPSERT
             self._db.execute(sql, [value for row in chunk for value in row])
 
+    @_guarded
     def delete(self, kind: str, key: str) -> bool:
         cur = self._db.execute(_DELETE, (kind, key))
         return cur.rowcount > 0
 
+    @_guarded
     def delete_many(self, kind: str, keys: Iterable[str]) -> None:
         for chunk in _chunks(list(keys)):
             self._db.execute(f"DELETE FROM docs WHERE kind=? AND key IN ({_places(len(chunk))})", (kind, *chunk))
 
     def scan(self, kind: str) -> Iterator[tuple[str, Doc]]:
-        rows = self._db.execute("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,)).fetchall()
+        return self._scan(kind, self._rows(kind))
+
+    @_guarded
+    def _rows(self, kind: str) -> list[tuple[str, str]]:
+        return self._db.execute("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,)).fetchall()
+
+    @staticmethod
+    def _scan(kind: str, rows: list[tuple[str, str]]) -> Iterator[tuple[str, Doc]]:
         for key, raw in rows:
             yield key, _loads(raw)
 
+    @_guarded
     def change_marker(self) -> object:
         """SQLite's data_version: it changes when another connection commits to the database file."""
         return self._db.execute("PRAGMA data_version").fetchone()[0]
 
     # -- outbox ------------------------------------------------------------------------------------------
+    @_guarded
     def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
         cur = self._db.execute(
             _OUTBOX_INSERT + " VALUES(?,?,?,?,?,?,?,?,?)",
@@ -154,19 +258,23 @@ class SqliteStore(Store):
         assert cur.lastrowid is not None  # sqlite always sets it after an INSERT
         return replace(entry, seq=cur.lastrowid)
 
+    @_guarded
     def outbox_update(self, entry: OutboxEntry) -> None:
         self._db.execute(
             "UPDATE outbox SET url=?, next_attempt_at=?, attempts=? WHERE id=?",
             (entry.url, entry.next_attempt_at, entry.attempts, entry.id),
         )
 
+    @_guarded
     def outbox_remove(self, entry_id: str) -> None:
         self._db.execute("DELETE FROM outbox WHERE id=?", (entry_id,))
 
+    @_guarded
     def outbox_remove_many(self, entry_ids: Iterable[str]) -> None:
         for chunk in _chunks(list(entry_ids)):
             self._db.execute(f"DELETE FROM outbox WHERE id IN ({_places(len(chunk))})", chunk)
 
+    @_guarded
     def outbox_append_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
         """One INSERT per chunk. AUTOINCREMENT numbers the rows of one statement consecutively (we hold the
         write lock), so the last rowid gives every entry's seq."""
@@ -193,6 +301,7 @@ class SqliteStore(Store):
             appended.extend(replace(e, seq=first + i) for i, e in enumerate(chunk))
         return appended
 
+    @_guarded
     def outbox_load(self) -> list[OutboxEntry]:
         rows = self._db.execute(
             "SELECT seq, id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts"
@@ -224,17 +333,29 @@ class SqliteStore(Store):
             finally:
                 self._depth -= 1
             return
-        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise (unavailable(exc, self.path) if _is_fault(exc) else exc) from exc
         self._depth = 1
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        else:
             self._db.execute("COMMIT")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.Error) and _is_fault(exc):
+                raise unavailable(exc, self.path) from exc
+            raise
         finally:
             self._depth = 0
+
+    def _rollback(self) -> None:
+        """Roll back what is left of a failed transaction (SQLite may have rolled it back itself)."""
+        if self._db.in_transaction:
+            try:
+                self._db.execute("ROLLBACK")
+            except sqlite3.Error as exc:  # the connection is unusable: the next statement reports it
+                log.warning("rollback failed: %s", exc)
 
     def close(self) -> None:
         if not self._closed:
