@@ -5,6 +5,10 @@ one key share one task), background prefetching, and the generated tones (`beep`
 Must not fetch, decode or synthesize itself (it drives a fetcher, `decode_wav` and a synthesizer) and must not
 cache failures. It owns its fetcher: `close()` closes it (the synthesizer holds nothing open between calls).
 Arrays it returns are read-only and shared between callers.
+With a `MemoryBudget`, every load reserves its upper bound (body limit + longest decoded prompt) before it fetches or
+synthesizes, shrinks to the body's size once fetched, and gives it all back when it ends: a load that does not fit
+fails with PromptFailure.OVER_BUDGET instead of allocating. A load nobody waits for any more (every caller cancelled,
+not a prefetch) is cancelled, so its download stops and its bytes are released.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import numpy.typing as npt
 
 from opencomms.domain.media import PromptError, PromptFailure, PromptSpec
 
+from .budget import MemoryBudget, Reservation
 from .frames import SAMPLE_RATE
 from .wav import decode_wav
 
@@ -75,6 +80,8 @@ class PromptLibrary:
         max_prompt_seconds: float = 300.0,
         max_cache_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        budget: MemoryBudget | None = None,
+        max_fetch_bytes: int = 8 << 20,
     ) -> None:
         if max_prompt_seconds <= 0 or max_cache_bytes < 0:
             raise ValueError("max_prompt_seconds must be positive and max_cache_bytes not negative")
@@ -83,6 +90,9 @@ class PromptLibrary:
         self.max_prompt_seconds = max_prompt_seconds
         self.max_cache_bytes = max_cache_bytes
         self._clock = clock
+        self.budget = budget
+        self._max_fetch_bytes = max_fetch_bytes
+        self._waiters: collections.Counter[str] = collections.Counter()
         self._cache: collections.OrderedDict[str, Audio] = collections.OrderedDict()
         self._bytes = 0
         self._inflight: dict[str, asyncio.Task[Audio]] = {}
@@ -115,7 +125,17 @@ class PromptLibrary:
             task = self._start(key, spec)
         else:
             self._hits += 1
-        return await asyncio.shield(task)
+        self._waiters[key] += 1
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._waiters[key] == 1 and not task.done() and task not in self._background:
+                task.cancel()  # the last one waiting for it left: stop the download, free its bytes
+            raise
+        finally:
+            self._waiters[key] -= 1
+            if self._waiters[key] <= 0:
+                del self._waiters[key]
 
     def prefetch(self, specs: Iterable[PromptSpec]) -> None:
         """Start loading `specs` in the background (call from the event loop); failures are only logged."""
@@ -162,7 +182,31 @@ class PromptLibrary:
             else:
                 log.warning("prompt %s failed to load", _describe(spec), exc_info=error)
 
+    def _reserve(self, spec: PromptSpec) -> Reservation | None:
+        """Take the load's upper bound from the budget (None without a budget); PromptError when it does not fit."""
+        if self.budget is None:
+            return None
+        decoded = int(self.max_prompt_seconds * SAMPLE_RATE) * 2
+        nbytes = decoded if spec.text is not None else decoded + self._max_fetch_bytes
+        reservation = self.budget.reserve(nbytes)
+        if reservation is None:
+            budget = self.budget
+            raise PromptError(
+                PromptFailure.OVER_BUDGET,
+                f"the node's prompt memory budget is exhausted ({budget.held >> 20} of {budget.limit >> 20} MiB held; "
+                f"this load needs up to {nbytes >> 20} MiB)",
+            )
+        return reservation
+
     async def _load(self, key: str, spec: PromptSpec) -> Audio:
+        reservation = self._reserve(spec)
+        try:
+            return await self._load_reserved(key, spec, reservation)
+        finally:
+            if reservation is not None:
+                reservation.release()
+
+    async def _load_reserved(self, key: str, spec: PromptSpec, reservation: Reservation | None) -> Audio:
         started = self._clock()
         if spec.text is not None:
             audio = await self._tts.synthesize(spec.text, spec.voice, spec.language)
@@ -176,10 +220,12 @@ class PromptLibrary:
             if not spec.uri:
                 raise PromptError(PromptFailure.BAD_URL, "media prompt without a uri")
             body = await self._fetcher.fetch(spec.uri)
+            if reservation is not None:
+                reservation.resize(len(body) + int(self.max_prompt_seconds * SAMPLE_RATE) * 2)
             if len(body) <= _INLINE_DECODE_BYTES:
                 audio = decode_wav(body, max_seconds=self.max_prompt_seconds)
             else:
-                audio = await asyncio.to_thread(decode_wav, body, max_seconds=self.max_prompt_seconds)
+                audio = await self._decode_in_thread(body, reservation)
         if audio.flags.writeable:  # a synthesizer might hand back its own array
             audio = audio.copy()
             audio.flags.writeable = False
@@ -191,6 +237,20 @@ class PromptLibrary:
             1000 * (self._clock() - started),
         )
         return audio
+
+    async def _decode_in_thread(self, body: bytes, reservation: Reservation | None) -> Audio:
+        """Decode in a worker thread. If the load is cancelled meanwhile, the thread still runs to its end: its
+        bytes stay reserved until then (the reservation moves to the thread's completion)."""
+        decode = functools.partial(decode_wav, body, max_seconds=self.max_prompt_seconds)
+        future = asyncio.get_running_loop().run_in_executor(None, decode)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if reservation is not None:
+                moved = reservation.detach()  # the thread's share, released when it ends
+                future.add_done_callback(lambda _: moved.release())
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieve, never warn
+            raise
 
     def _store(self, key: str, audio: Audio) -> None:
         if self._closed or audio.nbytes > self.max_cache_bytes:
