@@ -14,6 +14,7 @@ It never touches audio samples itself, except to hand a finished recording to th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -461,10 +462,14 @@ class MediaService:
             )
 
     def _load_heads(self, cm: CallMedia) -> None:
-        """Start loading the prompts of the first LOOKAHEAD operations of the queue (the rest wait their turn)."""
-        for op in list(cm.queue)[:LOOKAHEAD]:
-            if op.prompts and op.audio is None and op.failure is None and op.loading is None:
+        """Load the prompts of the first LOOKAHEAD operations of the queue, one operation at a time (the next one
+        once the head's audio is ready); the rest wait their turn, holding nothing."""
+        for op in itertools.islice(cm.queue, LOOKAHEAD):
+            if op.audio is not None or op.failure is not None or not op.prompts:
+                continue
+            if op.loading is None:
                 op.loading = asyncio.get_running_loop().create_task(self._load(op), name=f"media-load {op.id}")
+            return
 
     def _hold(self, op: MediaOp, clip: Audio) -> ResultInfo | None:
         """Count `clip` as held by `op` (None), or say which quota it would exceed."""

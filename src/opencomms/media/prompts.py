@@ -5,10 +5,11 @@ one key share one task), background prefetching, and the generated tones (`beep`
 Must not fetch, decode or synthesize itself (it drives a fetcher, `decode_wav` and a synthesizer) and must not
 cache failures. It owns its fetcher: `close()` closes it (the synthesizer holds nothing open between calls).
 Arrays it returns are read-only and shared between callers.
-With a `MemoryBudget`, every load reserves its upper bound (body limit + longest decoded prompt) before it fetches or
-synthesizes, shrinks to the body's size once fetched, and gives it all back when it ends: a load that does not fit
-fails with PromptFailure.OVER_BUDGET instead of allocating. A load nobody waits for any more (every caller cancelled,
-not a prefetch) is cancelled, so its download stops and its bytes are released.
+With a `MemoryBudget`, every load reserves its upper bound before it fetches (the body size limit) or synthesizes
+(the longest prompt), then, fetched, the body plus what decoding it needs (from the WAV header), and gives it all
+back when it ends: a load that does not fit fails with PromptFailure.OVER_BUDGET instead of allocating. A load
+nobody waits for any more (every caller cancelled, not a prefetch) is cancelled: its download stops, its bytes
+are released.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from opencomms.domain.media import PromptError, PromptFailure, PromptSpec
 
 from .budget import MemoryBudget, Reservation
 from .frames import SAMPLE_RATE
-from .wav import decode_wav
+from .wav import decode_wav, read_format
 
 __all__ = ["Fetcher", "PromptLibrary", "PromptStats", "Synthesizer", "beep", "silence"]
 
@@ -186,17 +187,32 @@ class PromptLibrary:
         """Take the load's upper bound from the budget (None without a budget); PromptError when it does not fit."""
         if self.budget is None:
             return None
-        decoded = int(self.max_prompt_seconds * SAMPLE_RATE) * 2
-        nbytes = decoded if spec.text is not None else decoded + self._max_fetch_bytes
+        nbytes = int(self.max_prompt_seconds * SAMPLE_RATE) * 2 if spec.text is not None else self._max_fetch_bytes
         reservation = self.budget.reserve(nbytes)
         if reservation is None:
-            budget = self.budget
-            raise PromptError(
-                PromptFailure.OVER_BUDGET,
-                f"the node's prompt memory budget is exhausted ({budget.held >> 20} of {budget.limit >> 20} MiB held; "
-                f"this load needs up to {nbytes >> 20} MiB)",
-            )
+            raise self._over_budget(nbytes)
         return reservation
+
+    def _over_budget(self, nbytes: int) -> PromptError:
+        budget = self.budget
+        assert budget is not None
+        return PromptError(
+            PromptFailure.OVER_BUDGET,
+            f"the node's prompt memory budget is exhausted ({budget.held / 2**20:.1f} of {budget.limit >> 20} MiB "
+            f"held; this load needs up to {nbytes / 2**20:.1f} MiB)",
+        )
+
+    def _decode_bytes(self, body: bytes) -> int:
+        """Upper bound of the memory decoding `body` takes: the float copy of every channel, the mono copy, the
+        16 kHz output and the resampler's work (0 for what decode refuses from the header, before allocating)."""
+        try:
+            fmt = read_format(body)
+        except PromptError:
+            return 0
+        if fmt.seconds > self.max_prompt_seconds:
+            return 0
+        out = (int(fmt.seconds * SAMPLE_RATE) + 64) * 2
+        return fmt.frames * fmt.channels * 4 + fmt.frames * 2 + 3 * out
 
     async def _load(self, key: str, spec: PromptSpec) -> Audio:
         reservation = self._reserve(spec)
@@ -221,7 +237,9 @@ class PromptLibrary:
                 raise PromptError(PromptFailure.BAD_URL, "media prompt without a uri")
             body = await self._fetcher.fetch(spec.uri)
             if reservation is not None:
-                reservation.resize(len(body) + int(self.max_prompt_seconds * SAMPLE_RATE) * 2)
+                needed = len(body) + self._decode_bytes(body)
+                if not reservation.resize(needed):
+                    raise self._over_budget(needed)
             if len(body) <= _INLINE_DECODE_BYTES:
                 audio = decode_wav(body, max_seconds=self.max_prompt_seconds)
             else:
