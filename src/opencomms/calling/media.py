@@ -37,7 +37,7 @@ from opencomms.domain.media import PromptError, PromptFailure, PromptSpec, Recor
 from opencomms.domain.operations import OP_FSM, OpEvent, OpKind, OpStatus
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
-from opencomms.media.budget import MemoryBudget
+from opencomms.media.budget import MemoryBudget, heap_trimmer
 from opencomms.media.dtmf.tones import key_for_tone, tone_name
 from opencomms.media.prompts import beep
 from opencomms.media.wav import encode_wav
@@ -54,6 +54,8 @@ DEFAULT_TONE_GAP_MS = 100
 TONE_MS = 100
 LOOKAHEAD = 2
 """Operations at the head of a call's queue whose prompts are loaded: the one playing and the next one."""
+TRIM_AFTER_BYTES = 16 << 20
+"""Once this much prompt audio has been released, the heap is trimmed (see media.budget.heap_trimmer)."""
 LOAD_WINDOW = 4
 """Prompts of one operation loaded at once (they are loaded in order, this many in parallel)."""
 
@@ -197,6 +199,8 @@ class MediaService:
         """playPrompt/recordResponse operations one call may have queued or running (0: no limit)."""
         self.max_call_prompt_bytes = max_call_prompt_bytes
         """Prompt audio one call's operations may hold (0: no limit)."""
+        self._released = 0
+        self._trim: asyncio.TimerHandle | None = None
         self._media: dict[str, CallMedia] = {}
         self._ops: dict[str, MediaOp] = {}
         self._legs_in_engine = 0
@@ -498,7 +502,18 @@ class MediaService:
             cm = self._media.get(op.call_id)
             if cm is not None:
                 cm.held = max(0, cm.held - op.held)
+            self._released += op.held
             op.held = 0
+            if self._released >= TRIM_AFTER_BYTES and self._trim is None:
+                # after the engine's next ticks, which drop the clips it was playing
+                self._trim = asyncio.get_running_loop().call_later(0.2, self._trim_heap)
+
+    def _trim_heap(self) -> None:
+        self._trim = None
+        self._released = 0
+        trim = heap_trimmer()
+        if trim is not None:
+            trim()
 
     async def _load(self, op: MediaOp) -> None:
         try:

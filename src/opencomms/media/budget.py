@@ -8,9 +8,13 @@ bound (`media.prompt_cache_mb`) beside it. Pure bookkeeping: no I/O, no locks (u
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["BudgetStats", "MemoryBudget", "Reservation"]
+__all__ = ["BudgetStats", "MemoryBudget", "Reservation", "heap_trimmer"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,3 +95,26 @@ class Reservation:
             self._budget.give_back(self.nbytes)
             self._budget = None
             self.nbytes = 0
+
+
+@functools.cache
+def heap_trimmer() -> Callable[[], None] | None:
+    """glibc's `malloc_trim(0)`, which hands free heap pages back to the OS (None where there is no glibc).
+
+    Large arrays freed after glibc raised its dynamic mmap threshold stay in the heap: without a trim, audio that
+    was released (the budget says 0) still counts in the process's RSS until the heap is reused."""
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        trim = None if libc is None else libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    if trim is None:
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def run() -> None:
+        trim(0)
+
+    return run

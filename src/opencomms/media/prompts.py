@@ -42,6 +42,10 @@ _INLINE_DECODE_BYTES = 256 * 1024
 """Bodies up to this size are decoded on the event loop; larger ones (which may need seconds of resampling)
 in a worker thread, so the 20 ms media tick is not held up."""
 
+_WAVE_FORMAT_IEEE_FLOAT = 0x0003
+_RESAMPLE_CHUNK_BYTES = 12 << 20
+"""Working memory of media.resample.resample besides its input and output (its windows of taps, in float64)."""
+
 
 class Fetcher(Protocol):
     """What the library needs of `SafeFetcher`."""
@@ -203,16 +207,24 @@ class PromptLibrary:
         )
 
     def _decode_bytes(self, body: bytes) -> int:
-        """Upper bound of the memory decoding `body` takes: the float copy of every channel, the mono copy, the
-        16 kHz output and the resampler's work (0 for what decode refuses from the header, before allocating)."""
+        """Upper bound of the memory decoding `body` takes, following decode_wav's path: the int16 copy, or the
+        float copy of every channel and the mix; the resampler's float64 input, output and work chunk; the result
+        (0 for what decode refuses from the header, before allocating)."""
         try:
             fmt = read_format(body)
         except PromptError:
             return 0
         if fmt.seconds > self.max_prompt_seconds:
             return 0
-        out = (int(fmt.seconds * SAMPLE_RATE) + 64) * 2
-        return fmt.frames * fmt.channels * 4 + fmt.frames * 2 + 3 * out
+        frames = fmt.frames
+        if fmt.channels == 1 and fmt.bits <= 16 and fmt.format_tag != _WAVE_FORMAT_IEEE_FLOAT:
+            work = frames * 2
+        else:
+            work = frames * fmt.channels * 4 + frames * 6
+        if fmt.rate != SAMPLE_RATE:
+            out = -(-frames * SAMPLE_RATE // fmt.rate)
+            work += frames * 8 + out * 10 + _RESAMPLE_CHUNK_BYTES
+        return work
 
     async def _load(self, key: str, spec: PromptSpec) -> Audio:
         reservation = self._reserve(spec)
