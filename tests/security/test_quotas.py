@@ -278,3 +278,17 @@ async def test_queued_operations_past_the_quota_get_403(env: Env) -> None:
     )
     assert status == 200
     assert (await env.play(env.prompts("q4", n=1)))[0] == 200  # room again once the queue is cleared
+
+
+@pytest.mark.parametrize("env", [(20.0, {})], indirect=True)
+async def test_hang_up_releases_queued_audio_and_stops_downloads(env: Env) -> None:
+    assert (await env.play(env.prompts("played", n=4)))[0] == 200
+    await env.until(lambda: env.stats()["prompt_bytes_held"] == 4 * 20 * 16000 * 2)  # loaded, playing
+    env.server.hold.clear()
+    assert (await env.play(env.prompts("stuck", n=4)))[0] == 200  # the next one: its four downloads hang
+    await env.until(lambda: env.server.active == 4)
+    await env.p["alice"].client.hang_up(env.call_id)
+    await env.until(lambda: env.stats()["prompt_bytes_held"] == 0 and env.stats()["operations"] == 0)
+    assert not env.p.node.prompts._inflight
+    await env.until(lambda: env.server.active == 0)
+    assert env.server.abandoned == 4
