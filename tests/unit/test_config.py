@@ -41,8 +41,6 @@ def test_tls_changes_the_base_url() -> None:
 
 
 def test_quotas_section_from_the_environment() -> None:
-    from opencomms.config import QuotaConfig, load_config
-
     config = load_config(
         env={"OPENCOMMS_QUOTAS__CONCURRENT_CALLS_PER_APP": "7", "OPENCOMMS_QUOTAS__PROMPT_MEMORY_MB": "0"}
     )
