@@ -100,6 +100,8 @@ class SlowPrompts:
     requests abandoned by the client (the node cancelled the download)."""
 
     body: bytes
+    bodies: dict[str, bytes] = field(default_factory=dict)
+    """Other bodies, by name prefix."""
     delay: float = 0.02
     hits: int = 0
     active: int = 0
@@ -133,7 +135,9 @@ class SlowPrompts:
                 await asyncio.sleep(0.01)
         finally:
             self.active -= 1
-        return web.Response(body=self.body, content_type="audio/wav")
+        name = request.match_info["name"]
+        body = next((b for prefix, b in self.bodies.items() if name.startswith(prefix)), self.body)
+        return web.Response(body=body, content_type="audio/wav")
 
 
 def wav(seconds: float) -> bytes:
@@ -292,3 +296,18 @@ async def test_hang_up_releases_queued_audio_and_stops_downloads(env: Env) -> No
     assert not env.p.node.prompts._inflight
     await env.until(lambda: env.server.active == 0)
     assert env.server.abandoned == 4
+
+
+@pytest.mark.parametrize("env", [(16.0, {"queued_prompt_mb_per_call": 1})], indirect=True)
+async def test_the_next_operation_waits_for_room_instead_of_failing(env: Env) -> None:
+    env.server.bodies["short"] = wav(2.0)
+    status, first = await env.play(env.prompts("short", n=1))  # 62.5 KiB decoded, plays 2 s
+    status, second = await env.play(env.prompts("long", n=2))  # 1000 KiB: fits alone, not beside the first
+    assert status == 200
+    done = await env.p["alice"].bot.wait_for(
+        lambda n: n.resource_url.endswith(first["id"]) and n.change_type == "deleted"
+    )
+    assert done[0].resource_data["status"] == "completed"
+    await env.until(lambda: env.stats()["prompt_bytes_held"] == 2 * 16 * 16000 * 2)  # the second one, now playing
+    assert env.server.hits == 1 + 2 + 2  # the second operation's prompts: refused beside the first, loaded after it
+    assert not [n for n in env.p["alice"].bot.notifications if n.resource_url.endswith(second["id"])]

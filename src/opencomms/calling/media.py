@@ -112,6 +112,11 @@ def prompt_failure(exc: PromptError) -> ResultInfo:
     return ResultInfo(code, subcode, f"Action failed, a prompt could not be played: {exc.message}")
 
 
+_DEFERRABLE = (results.PROMPT_BUDGET_EXHAUSTED.subcode, results.PROMPT_CALL_QUOTA.subcode)
+"""Failures of an operation that is not the head yet that are retried when it is: its audio did not fit beside
+what the head holds."""
+
+
 class _Refused(Exception):
     """A loaded prompt would exceed a quota: the operation fails with `result`."""
 
@@ -139,6 +144,8 @@ class MediaOp:
     started: bool = False
     held: int = 0
     """Bytes of prompt audio this operation holds (counted in the call's and the node's budget)."""
+    deferred: bool = False
+    """Its audio did not fit while it was next in line: it loads again once it is the head."""
 
     @property
     def url(self) -> str:
@@ -468,10 +475,10 @@ class MediaService:
     def _load_heads(self, cm: CallMedia) -> None:
         """Load the prompts of the first LOOKAHEAD operations of the queue, one operation at a time (the next one
         once the head's audio is ready); the rest wait their turn, holding nothing."""
-        for op in itertools.islice(cm.queue, LOOKAHEAD):
+        for index, op in enumerate(itertools.islice(cm.queue, LOOKAHEAD)):
             if op.audio is not None or op.failure is not None or not op.prompts:
                 continue
-            if op.loading is None:
+            if op.loading is None and (index == 0 or not op.deferred):
                 op.loading = asyncio.get_running_loop().create_task(self._load(op), name=f"media-load {op.id}")
             return
 
@@ -538,8 +545,23 @@ class MediaService:
             op.failure = prompt_failure(PromptError(PromptFailure.UNREACHABLE, "internal error while loading"))
         op.loading = None
         if op.failure is not None:
+            if op.failure.subcode in _DEFERRABLE and self._defer(op):
+                return
             self._release(op)  # a failed operation holds nothing while it waits to be reported
         self._advance(op.call_id)
+
+    def _defer(self, op: MediaOp) -> bool:
+        """An operation that is not the head yet and whose audio does not fit (the head holds the rest) gives back
+        what it holds and loads again when it becomes the head; False for the head, which fails."""
+        cm = self._media.get(op.call_id)
+        if cm is None or not cm.queue or cm.queue[0] is op:
+            return False
+        op.loading = None
+        op.failure = None
+        self._release(op)
+        op.deferred = True
+        log.info("prompt loading deferred until the operation is next", extra={"call_id": op.call_id})
+        return True
 
     async def _load_window(self, specs: Sequence[PromptSpec]) -> list[Audio]:
         """Load `specs` in parallel; the first failure cancels the others (so their downloads stop) and is raised."""
