@@ -1,7 +1,7 @@
 """Issue 14 item 6 against a running node: one bot must not exhaust the node.
 
 Call quotas (403 quotaLimitReached past a concurrency quota, 429 + Retry-After past a rate; the store does not grow
-past the quota), queued media operations per call, and the prompt memory budget: ten playPrompt requests of twenty
+past the quota; a phone calling a bot at its quota hears 486), queued media operations per call, and the prompt memory budget: ten playPrompt requests of twenty
 large WAVs (served from a loopback HTTP server) hold at most the budget, only the queue's head and next are fetched,
 and cancelMediaProcessing gives every byte back and stops the downloads in flight.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import resource
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -311,3 +312,37 @@ async def test_the_next_operation_waits_for_room_instead_of_failing(env: Env) ->
     await env.until(lambda: env.stats()["prompt_bytes_held"] == 2 * 16 * 16000 * 2)  # the second one, now playing
     assert env.server.hits == 1 + 2 + 2  # the second operation's prompts: refused beside the first, loaded after it
     assert not [n for n in env.p["alice"].bot.notifications if n.resource_url.endswith(second["id"])]
+
+
+def invite_status(port: int, number: str) -> int:
+    """Send one INVITE from a plain UDP socket; the status of the final response (ACKed, as a phone would)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.settimeout(5.0)
+        local = sock.getsockname()[1]
+        sdp = (
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+        head = (
+            f"INVITE sip:{number}@127.0.0.1:{port} SIP/2.0\r\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bKquota1\r\n"
+            f"From: <sip:phone@127.0.0.1:{local}>;tag=q1\r\nTo: <sip:{number}@127.0.0.1>\r\n"
+            f"Call-ID: quota-{local}@127.0.0.1\r\nCSeq: 1 INVITE\r\nContact: <sip:phone@127.0.0.1:{local}>\r\n"
+            f"Max-Forwards: 70\r\nContent-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n"
+        )
+        sock.sendto((head + sdp).encode(), ("127.0.0.1", port))
+        while True:
+            status = int(sock.recv(65535).split(b" ", 2)[1])
+            if status >= 200:
+                return status
+
+
+async def test_a_phone_calling_a_bot_at_its_quota_hears_busy() -> None:
+    async with make_platform(quota_config(concurrent_calls_per_app=1), ("alice", "bob")) as p:
+        assert p.node.sip is not None
+        p.node.directory.create_instance(p["bob"].app_id, "Reception", phone_number="+14255550100")
+        assert (await create(p, "alice", "bob"))[0] == 201  # bob's one call: ringing
+        assert await asyncio.to_thread(invite_status, p.node.sip.port, "14255550100") == 486
+        assert call_docs(p, p["bob"].app_id) == 1
+        assert sum(1 for _ in p.node.store.scan("call")) == 2  # alice's and bob's leg: the phone left nothing

@@ -211,10 +211,10 @@ SCHEMAS: dict[str, Any] = {
 _ERRORS = {
     "400": "Malformed body, invalid value or an action not allowed in the call's state",
     "401": "Missing or invalid access token",
-    "403": "The application lacks the permission",
+    "403": "The application lacks the permission, or a quota is used up (quotaLimitReached)",
     "404": "Unknown (or another application's) resource",
     "413": "Body too large",
-    "429": "Throttled; see Retry-After",
+    "429": "Throttled or past a rate quota; see Retry-After",
 }
 
 
