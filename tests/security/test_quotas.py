@@ -1,9 +1,10 @@
 """Issue 14 item 6 against a running node: one bot must not exhaust the node.
 
-Call quotas (403 quotaLimitReached past a concurrency quota, 429 + Retry-After past a rate; the store does not grow
-past the quota; a phone calling a bot at its quota hears 486), queued media operations per call, and the prompt memory budget: ten playPrompt requests of twenty
-large WAVs (served from a loopback HTTP server) hold at most the budget, only the queue's head and next are fetched,
-and cancelMediaProcessing gives every byte back and stops the downloads in flight.
+Call quotas: 403 quotaLimitReached past a concurrency quota, 429 + Retry-After past a rate, the store does not grow
+past the quota, a phone calling a bot at its quota hears 486. Queued media operations per call. The prompt memory
+budget: ten playPrompt requests of twenty large WAVs (served from a loopback HTTP server) hold at most the budget,
+only the queue's head and next are fetched, and cancelMediaProcessing or a hang-up gives every byte back and stops
+the downloads in flight.
 """
 
 from __future__ import annotations
