@@ -42,11 +42,12 @@ class MemoryBudget:
     def stats(self) -> BudgetStats:
         return BudgetStats(self.held, self.peak, self.limit, self.refused)
 
-    def try_take(self, nbytes: int) -> bool:
-        """Reserve `nbytes` if they fit (always, when unlimited); False and nothing reserved otherwise."""
+    def try_take(self, nbytes: int, *, share: float = 1.0) -> bool:
+        """Reserve `nbytes` if they fit within `share` of the limit (always, when unlimited); False and nothing
+        reserved otherwise."""
         if nbytes < 0:
             raise ValueError("cannot take a negative number of bytes")
-        if self.limit and self.held + nbytes > self.limit:
+        if self.limit and self.held + nbytes > self.limit * share:
             self.refused += 1
             return False
         self.held += nbytes
@@ -56,19 +57,21 @@ class MemoryBudget:
     def give_back(self, nbytes: int) -> None:
         self.held = max(0, self.held - nbytes)
 
-    def reserve(self, nbytes: int) -> Reservation | None:
-        """A reservation of `nbytes` that can be resized and released once, or None when they do not fit."""
-        return Reservation(self, nbytes) if self.try_take(nbytes) else None
+    def reserve(self, nbytes: int, *, share: float = 1.0) -> Reservation | None:
+        """A reservation of `nbytes` that can be resized (within the same `share`) and released once, or None when
+        they do not fit."""
+        return Reservation(self, nbytes, share) if self.try_take(nbytes, share=share) else None
 
 
 class Reservation:
     """Bytes taken from a budget; `release()` is idempotent."""
 
-    __slots__ = ("_budget", "nbytes")
+    __slots__ = ("_budget", "nbytes", "share")
 
-    def __init__(self, budget: MemoryBudget, nbytes: int) -> None:
+    def __init__(self, budget: MemoryBudget, nbytes: int, share: float = 1.0) -> None:
         self._budget: MemoryBudget | None = budget
         self.nbytes = nbytes
+        self.share = share
 
     def resize(self, nbytes: int) -> bool:
         """Grow or shrink to `nbytes`; False (and unchanged) when growing does not fit or it was released."""
@@ -76,7 +79,7 @@ class Reservation:
         if budget is None:
             return False
         if nbytes > self.nbytes:
-            if not budget.try_take(nbytes - self.nbytes):
+            if not budget.try_take(nbytes - self.nbytes, share=self.share):
                 return False
         else:
             budget.give_back(self.nbytes - nbytes)
@@ -86,7 +89,7 @@ class Reservation:
     def detach(self) -> Reservation:
         """Move these bytes to a new reservation (for whoever outlives the current holder); this one holds none."""
         moved = Reservation.__new__(Reservation)
-        moved._budget, moved.nbytes = self._budget, self.nbytes
+        moved._budget, moved.nbytes, moved.share = self._budget, self.nbytes, self.share
         self._budget, self.nbytes = None, 0
         return moved
 

@@ -42,6 +42,9 @@ _INLINE_DECODE_BYTES = 256 * 1024
 """Bodies up to this size are decoded on the event loop; larger ones (which may need seconds of resampling)
 in a worker thread, so the 20 ms media tick is not held up."""
 
+PREFETCH_BUDGET_SHARE = 0.5
+"""Prefetches (preFetchMedia) only start while the memory budget is less than half used: warming the cache must
+never take the room that prompts about to play need."""
 _WAVE_FORMAT_IEEE_FLOAT = 0x0003
 _RESAMPLE_CHUNK_BYTES = 12 << 20
 """Working memory of media.resample.resample besides its input and output (its windows of taps, in float64)."""
@@ -150,7 +153,7 @@ class PromptLibrary:
             key = spec.cache_key()
             if key in self._cache or key in self._inflight:
                 continue
-            task = self._start(key, spec)
+            task = self._start(key, spec, share=PREFETCH_BUDGET_SHARE)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -167,9 +170,11 @@ class PromptLibrary:
         self._bytes = 0
         await self._fetcher.close()
 
-    def _start(self, key: str, spec: PromptSpec) -> asyncio.Task[Audio]:
+    def _start(self, key: str, spec: PromptSpec, share: float = 1.0) -> asyncio.Task[Audio]:
         self._misses += 1
-        task = asyncio.get_running_loop().create_task(self._load(key, spec), name=f"prompt-load {_describe(spec)}")
+        task = asyncio.get_running_loop().create_task(
+            self._load(key, spec, share), name=f"prompt-load {_describe(spec)}"
+        )
         self._inflight[key] = task
         task.add_done_callback(functools.partial(self._finished, key, spec))
         return task
@@ -187,12 +192,13 @@ class PromptLibrary:
             else:
                 log.warning("prompt %s failed to load", _describe(spec), exc_info=error)
 
-    def _reserve(self, spec: PromptSpec) -> Reservation | None:
-        """Take the load's upper bound from the budget (None without a budget); PromptError when it does not fit."""
+    def _reserve(self, spec: PromptSpec, share: float) -> Reservation | None:
+        """Take the load's upper bound from the budget (None without a budget); PromptError when it does not fit
+        within `share` of the budget."""
         if self.budget is None:
             return None
         nbytes = int(self.max_prompt_seconds * SAMPLE_RATE) * 2 if spec.text is not None else self._max_fetch_bytes
-        reservation = self.budget.reserve(nbytes)
+        reservation = self.budget.reserve(nbytes, share=share)
         if reservation is None:
             raise self._over_budget(nbytes)
         return reservation
@@ -226,8 +232,8 @@ class PromptLibrary:
             work += frames * 8 + out * 10 + _RESAMPLE_CHUNK_BYTES
         return work
 
-    async def _load(self, key: str, spec: PromptSpec) -> Audio:
-        reservation = self._reserve(spec)
+    async def _load(self, key: str, spec: PromptSpec, share: float) -> Audio:
+        reservation = self._reserve(spec, share)
         try:
             return await self._load_reserved(key, spec, reservation)
         finally:

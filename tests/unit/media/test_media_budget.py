@@ -120,3 +120,20 @@ async def test_a_decode_in_a_thread_keeps_its_bytes_until_the_thread_ends() -> N
             break
         await asyncio.sleep(0.01)
     assert budget.held == 0
+
+
+async def test_prefetches_use_at_most_half_the_budget() -> None:
+    fetcher = FakeFetcher({f"https://x/{i}.wav": encode_wav(tone(0.1, 3)) for i in range(4)})
+    fetcher.gate = asyncio.Event()
+    budget = MemoryBudget(4 * UPPER)
+    lib = library(fetcher, budget)
+    lib.prefetch([media(f"https://x/{i}.wav") for i in range(3)])
+    await fetcher.wait_calls(2)
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert budget.held == 2 * UPPER and len(fetcher.calls) == 2  # the third prefetch did not start
+    playing = asyncio.create_task(lib.load(media("https://x/3.wav")))  # a prompt about to play still fits
+    await fetcher.wait_calls(3)
+    assert budget.held == 3 * UPPER
+    fetcher.gate.set()
+    assert (await playing).size == 1600
