@@ -42,12 +42,16 @@ class MemoryBudget:
     def stats(self) -> BudgetStats:
         return BudgetStats(self.held, self.peak, self.limit, self.refused)
 
+    def fits(self, nbytes: int, *, share: float = 1.0) -> bool:
+        """Whether `nbytes` would fit within `share` of the limit now (nothing reserved)."""
+        return not self.limit or self.held + nbytes <= self.limit * share
+
     def try_take(self, nbytes: int, *, share: float = 1.0) -> bool:
         """Reserve `nbytes` if they fit within `share` of the limit (always, when unlimited); False and nothing
         reserved otherwise."""
         if nbytes < 0:
             raise ValueError("cannot take a negative number of bytes")
-        if self.limit and self.held + nbytes > self.limit * share:
+        if not self.fits(nbytes, share=share):
             self.refused += 1
             return False
         self.held += nbytes

@@ -153,6 +153,9 @@ class PromptLibrary:
             key = spec.cache_key()
             if key in self._cache or key in self._inflight:
                 continue
+            if self.budget is not None and not self.budget.fits(self._upper_bound(spec), share=PREFETCH_BUDGET_SHARE):
+                log.info("prefetch of prompt %s skipped: the prompt memory budget is over half used", _describe(spec))
+                continue  # skipped here, not failed later: a load joining it would share its failure
             task = self._start(key, spec, share=PREFETCH_BUDGET_SHARE)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
@@ -197,11 +200,15 @@ class PromptLibrary:
         within `share` of the budget."""
         if self.budget is None:
             return None
-        nbytes = int(self.max_prompt_seconds * SAMPLE_RATE) * 2 if spec.text is not None else self._max_fetch_bytes
+        nbytes = self._upper_bound(spec)
         reservation = self.budget.reserve(nbytes, share=share)
         if reservation is None:
             raise self._over_budget(nbytes)
         return reservation
+
+    def _upper_bound(self, spec: PromptSpec) -> int:
+        """What a load reserves before it starts: the longest prompt (text), or the body size limit (media)."""
+        return int(self.max_prompt_seconds * SAMPLE_RATE) * 2 if spec.text is not None else self._max_fetch_bytes
 
     def _over_budget(self, nbytes: int) -> PromptError:
         budget = self.budget
