@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import Any
 
 import pytest
 from test_media_prompts import FakeFetcher, FakeTts, media, tone
 
 from opencomms.domain.media import PromptError, PromptFailure
+from opencomms.media import prompts
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.prompts import PromptLibrary
-from opencomms.media.wav import encode_wav
+from opencomms.media.wav import decode_wav, encode_wav
 
 MIB = 1 << 20
 
@@ -103,18 +106,25 @@ async def test_a_prefetch_keeps_loading_when_a_waiter_leaves() -> None:
     assert lib.stats.entries == 1
 
 
-async def test_a_decode_in_a_thread_keeps_its_bytes_until_the_thread_ends() -> None:
+async def test_a_decode_in_a_thread_keeps_its_bytes_until_the_thread_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    started, finish = threading.Event(), threading.Event()
+
+    def slow_decode(data: bytes, *, max_seconds: float | None = None) -> Any:
+        started.set()
+        finish.wait(5)
+        return decode_wav(data, max_seconds=max_seconds)
+
+    monkeypatch.setattr(prompts, "decode_wav", slow_decode)
     body = encode_wav(tone(9.0, 3))  # > 256 KiB: decoded in a worker thread
-    fetcher = FakeFetcher({"https://x/big.wav": body})
     budget = MemoryBudget(0)
-    lib = library(fetcher, budget)
+    lib = library(FakeFetcher({"https://x/big.wav": body}), budget)
     task = asyncio.create_task(lib.load(media("https://x/big.wav")))
-    await fetcher.wait_calls(1)
-    for _ in range(3):
-        await asyncio.sleep(0)
+    assert await asyncio.to_thread(started.wait, 5)
     assert budget.held > len(body)  # the body plus what decoding it takes
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
+    assert budget.held > len(body)  # the thread still decodes: its memory is still in use
+    finish.set()
     for _ in range(500):
         if not budget.held:
             break
