@@ -180,6 +180,38 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class QuotaConfig:
+    """Limits that keep one application from exhausting the node (calling/quotas.py, calling/media.py). A value of
+    0 disables that limit. Concurrency and size limits answer 403 quotaLimitReached; rates answer 429 with
+    Retry-After."""
+
+    concurrent_calls_per_app: int = 1000
+    """Live call legs one application may hold at once: calls it created and calls ringing or answered by it
+    (inbound calls to a bot at its limit are refused as busy, 486)."""
+    concurrent_calls_per_tenant: int = 5000
+    """Live call legs all applications of one tenant may hold at once (counted as per application)."""
+    calls_per_minute_per_app: int = 600
+    """Calls one application may create per minute (POST /communications/calls; a burst of this size, refilled
+    evenly over the minute)."""
+    calls_per_minute_per_tenant: int = 3000
+    """Calls all applications of one tenant may create per minute."""
+    queued_media_ops_per_call: int = 20
+    """playPrompt and recordResponse operations one call may have queued or running at once."""
+    queued_prompt_mb_per_call: int = 64
+    """Decoded prompt audio the queued operations of one call may hold, in MiB (beyond: the operation fails
+    413/9111)."""
+    prompt_memory_mb: int = 512
+    """Node-wide budget for prompt audio being downloaded, decoded or held by queued operations, in MiB (the
+    prompt cache is bounded separately by media.prompt_cache_mb). A load that would exceed it fails its operation
+    with 503/9110 instead of allocating."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            if getattr(self, f.name) < 0:
+                raise ValueError(f"quotas.{f.name} must not be negative (0 disables the limit)")
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -206,6 +238,7 @@ class NodeConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    quotas: QuotaConfig = field(default_factory=QuotaConfig)
 
     @property
     def tls(self) -> bool:

@@ -23,12 +23,14 @@ from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
+from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService, CallTimeouts
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
 from opencomms.gateway.sip import SipGateway
+from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
@@ -113,6 +115,8 @@ class Node:
             Tts(executable=mc.tts_executable),
             max_prompt_seconds=mc.max_prompt_seconds,
             max_cache_bytes=mc.prompt_cache_mb << 20,
+            budget=(prompt_budget := MemoryBudget(config.quotas.prompt_memory_mb << 20)),
+            max_fetch_bytes=mc.fetch_max_bytes,
         )
         self.recordings = RecordingStore(
             mc.recordings_dir,
@@ -128,6 +132,7 @@ class Node:
         self.media = MediaService(
             self.calls, _EnginePort(self.engine, mc.max_legs), self.prompts, self.recordings, public_url=self.public_url
         )
+        self.media.configure_quotas(prompt_budget, config.quotas)
         self.app_hosted = AppHostedMedia(
             self.calls,
             _EnginePort(self.engine, mc.max_legs),
@@ -145,6 +150,7 @@ class Node:
             throttle=Throttle(ThrottleConfig(rate=th.rate, burst=th.burst, enabled=th.enabled)),
             public_url=self.public_url,
             media=self.media,
+            quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,
             clock=clock,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from opencomms.config import load_config
+from opencomms.config import QuotaConfig, load_config
 
 
 def test_defaults() -> None:
@@ -38,3 +38,11 @@ def test_unknown_keys_and_bad_values_are_errors(tmp_path: Path) -> None:
 def test_tls_changes_the_base_url() -> None:
     cfg = load_config(env={}, tls_cert="c.pem", tls_key="k.pem", port=8443)
     assert cfg.base_url() == "https://localhost:8443"
+
+
+def test_quotas_section_from_the_environment() -> None:
+    config = load_config(
+        env={"OPENCOMMS_QUOTAS__CONCURRENT_CALLS_PER_APP": "7", "OPENCOMMS_QUOTAS__PROMPT_MEMORY_MB": "0"}
+    )
+    assert config.quotas == QuotaConfig(concurrent_calls_per_app=7, prompt_memory_mb=0)
+    assert QuotaConfig().calls_per_minute_per_app == 600 and QuotaConfig().queued_media_ops_per_call == 20

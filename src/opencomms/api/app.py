@@ -18,6 +18,7 @@ from opencomms.api.routing import Kind, Router
 from opencomms.api.throttle import Throttle
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
+from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
 from opencomms.directory import Directory
@@ -40,6 +41,7 @@ class ApiContext:
     throttle: Throttle
     public_url: str
     media: MediaService | None = None
+    quotas: CallQuotas | None = None
     recordings: RecordingStore | None = None
     max_body_bytes: int = 1 << 20
     clock: Callable[[], float] = time.time

@@ -147,7 +147,10 @@ RESPONSES: dict[str, Any] = {
         GRAPH_ERROR,
         WWW_Authenticate={"description": "Bearer challenge", "schema": {"type": "string"}},
     ),
-    "forbidden": _error_response("The application lacks a permission, or the identity is not its own", GRAPH_ERROR),
+    "forbidden": _error_response(
+        "The application lacks a permission, the identity is not its own, or a quota is used up (quotaLimitReached)",
+        GRAPH_ERROR,
+    ),
     "notFound": _error_response("Unknown (or another application's) resource", GRAPH_ERROR),
     "methodNotAllowed": _error_response(
         "The path does not declare this method",
@@ -155,8 +158,14 @@ RESPONSES: dict[str, Any] = {
         Allow={"description": "The methods the path declares", "schema": {"type": "string"}},
     ),
     "payloadTooLarge": _error_response("Body over the node's limit", GRAPH_ERROR),
-    "tooManyRequests": _error_response("Throttled", GRAPH_ERROR, Retry_After=_RETRY_AFTER),
-    "serviceUnavailable": _error_response("This node has no media for the call", GRAPH_ERROR),
+    "tooManyRequests": _error_response(
+        "Throttled, or past a per-minute quota (activityLimitReached)", GRAPH_ERROR, Retry_After=_RETRY_AFTER
+    ),
+    "serviceUnavailable": _error_response(
+        "The store cannot take the change now (disk full, locked), or this node has no media for the call",
+        GRAPH_ERROR,
+        Retry_After=_RETRY_AFTER,
+    ),
     "oauthBadRequest": _error_response(
         "OAuth error (or a Graph error for a bad correlation header)", {"anyOf": [ref("oauthError"), GRAPH_ERROR]}
     ),
@@ -176,8 +185,8 @@ _BY_STATUS = {
 _OAUTH = {400: "oauthBadRequest", 401: "oauthUnauthorized", 429: "oauthTooManyRequests"}
 PIPELINE_ERRORS = (400, 413)
 """Any route: a non-GUID client-request-id or scenario-id header (400), a body over the limit (413)."""
-GRAPH_PIPELINE_ERRORS = (401, 429)
-"""Graph routes: missing or invalid token (401), throttled application (429)."""
+GRAPH_PIPELINE_ERRORS = (401, 429, 503)
+"""Graph routes: missing or invalid token (401), throttled application (429), store unavailable (503)."""
 UNDECLARED_METHOD_STATUS = 405
 
 

@@ -1,7 +1,11 @@
 """MediaService: service-hosted media operations on call legs, with Graph's commsOperation semantics.
 
 Owns each call's FIFO media queue (playPrompt, recordResponse), tone subscriptions, sendDtmfTones, mute, and
-the operation documents and notifications. It drives the media engine by commands (`EnginePort.call`, run on
+the operation documents and notifications. Quotas: at most `max_queued_ops` prompt/record operations per call
+(403 beyond), and prompts are loaded lazily, only for the first LOOKAHEAD operations of a call's queue; the audio an
+operation holds is counted per call (`max_call_prompt_bytes`, else 413/9111) and in the node's MemoryBudget (else
+503/9110), and given back (tasks cancelled, references dropped) when the operation finishes, is cancelled or its
+call ends. It drives the media engine by commands (`EnginePort.call`, run on
 the engine thread) and reacts to the engine's events (`on_events`, on the event loop). Prompt audio comes from
 a PromptLoader (fetching and text-to-speech happen in background tasks; the REST call never waits for them).
 It never touches audio samples itself, except to hand a finished recording to the RecordingStore.
@@ -10,6 +14,7 @@ It never touches audio samples itself, except to hand a finished recording to th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -23,14 +28,16 @@ from opencomms.calling import notifications as notes
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import ACCESS_MEDIA, Caller, CallService
+from opencomms.config import QuotaConfig
 from opencomms.domain import results
 from opencomms.domain.calls import CallState
-from opencomms.domain.errors import InvalidState
+from opencomms.domain.errors import InvalidState, QuotaExceeded
 from opencomms.domain.ids import new_id
 from opencomms.domain.media import PromptError, PromptFailure, PromptSpec, RecordStop
 from opencomms.domain.operations import OP_FSM, OpEvent, OpKind, OpStatus
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
+from opencomms.media.budget import MemoryBudget, heap_trimmer
 from opencomms.media.dtmf.tones import key_for_tone, tone_name
 from opencomms.media.prompts import beep
 from opencomms.media.wav import encode_wav
@@ -45,6 +52,12 @@ MIN_TONE_GAP_MS = 60
 """Shortest pause between sent tones: shorter gaps would merge two presses of the same key at the receiver."""
 DEFAULT_TONE_GAP_MS = 100
 TONE_MS = 100
+LOOKAHEAD = 2
+"""Operations at the head of a call's queue whose prompts are loaded: the one playing and the next one."""
+TRIM_AFTER_BYTES = 16 << 20
+"""Once this much prompt audio has been released, the heap is trimmed (see media.budget.heap_trimmer)."""
+LOAD_WINDOW = 4
+"""Prompts of one operation loaded at once (they are loaded in order, this many in parallel)."""
 
 
 class EnginePort(Protocol):
@@ -83,6 +96,7 @@ PROMPT_FAILURES: dict[PromptFailure, tuple[int, int]] = {
     PromptFailure.NOT_WAV: (415, 9107),
     PromptFailure.TOO_LONG: (413, 9108),
     PromptFailure.TTS_FAILED: (500, 9109),
+    PromptFailure.OVER_BUDGET: (503, 9110),
 }
 
 RECORD_RESULTS: dict[RecordStop, ResultInfo] = {
@@ -96,6 +110,19 @@ RECORD_RESULTS: dict[RecordStop, ResultInfo] = {
 def prompt_failure(exc: PromptError) -> ResultInfo:
     code, subcode = PROMPT_FAILURES[exc.failure]
     return ResultInfo(code, subcode, f"Action failed, a prompt could not be played: {exc.message}")
+
+
+_DEFERRABLE = (results.PROMPT_BUDGET_EXHAUSTED.subcode, results.PROMPT_CALL_QUOTA.subcode)
+"""Failures of an operation that is not the head yet that are retried when it is: its audio did not fit beside
+what the head holds."""
+
+
+class _Refused(Exception):
+    """A loaded prompt would exceed a quota: the operation fails with `result`."""
+
+    def __init__(self, result: ResultInfo) -> None:
+        super().__init__(result.message)
+        self.result = result
 
 
 @dataclass(eq=False, slots=True)
@@ -115,6 +142,10 @@ class MediaOp:
     failure: ResultInfo | None = None
     loading: asyncio.Task[None] | None = None
     started: bool = False
+    held: int = 0
+    """Bytes of prompt audio this operation holds (counted in the call's and the node's budget)."""
+    deferred: bool = False
+    """Its audio did not fit while it was next in line: it loads again once it is the head."""
 
     @property
     def url(self) -> str:
@@ -146,6 +177,8 @@ class CallMedia:
     subscribed: bool = False
     tone_seq: int = 0
     in_engine: bool = False
+    held: int = 0
+    """Bytes of prompt audio the call's queued operations hold."""
     op_ids: list[str] = field(default_factory=list)
     """Every operation created on the call (their documents are deleted when it ends)."""
 
@@ -159,12 +192,22 @@ class MediaService:
         recordings: RecordingStore,
         *,
         public_url: str,
+        budget: MemoryBudget | None = None,
+        max_queued_ops: int = 0,
+        max_call_prompt_bytes: int = 0,
     ) -> None:
         self.calls = calls
         self.engine = engine
         self.prompts = prompts
         self.recordings = recordings
         self.public_url = public_url.rstrip("/")
+        self.budget = budget if budget is not None else MemoryBudget(0)
+        self.max_queued_ops = max_queued_ops
+        """playPrompt/recordResponse operations one call may have queued or running (0: no limit)."""
+        self.max_call_prompt_bytes = max_call_prompt_bytes
+        """Prompt audio one call's operations may hold (0: no limit)."""
+        self._released = 0
+        self._trim: asyncio.TimerHandle | None = None
         self._media: dict[str, CallMedia] = {}
         self._ops: dict[str, MediaOp] = {}
         self._legs_in_engine = 0
@@ -173,6 +216,12 @@ class MediaService:
         calls.media = self
 
     # -- lifecycle ---------------------------------------------------------------------------------------
+    def configure_quotas(self, budget: MemoryBudget, config: QuotaConfig) -> None:
+        """Apply the node's quotas (`budget` is the one the PromptLibrary reserves its loads from)."""
+        self.budget = budget
+        self.max_queued_ops = config.queued_media_ops_per_call
+        self.max_call_prompt_bytes = config.queued_prompt_mb_per_call << 20
+
     def load(self) -> None:
         """After a restart: reconnect live legs' media and fail the operations the old process left running."""
         for leg in self.calls.calls.values():
@@ -193,7 +242,14 @@ class MediaService:
 
     @property
     def stats(self) -> dict[str, int]:
-        return {"legs": self._legs_in_engine, "operations": len(self._ops)}
+        budget = self.budget.stats
+        return {
+            "legs": self._legs_in_engine,
+            "operations": len(self._ops),
+            "prompt_bytes_held": budget.held,
+            "prompt_bytes_peak": budget.peak,
+            "prompt_budget_refused": budget.refused,
+        }
 
     # -- hooks from CallService (inside its unit of work) -----------------------------------------------
     def configured(self, call: Call) -> None:
@@ -247,12 +303,14 @@ class MediaService:
     # -- REST actions ------------------------------------------------------------------------------------
     def play_prompt(self, caller: Caller, call_id: str, req: wire.PlayPrompt) -> JsonObj:
         call, cm = self._service_hosted(caller, call_id, "playPrompt")
+        self._check_depth(cm)
         op = MediaOp(new_id(), call.id, OpKind.PLAY_PROMPT, req.client_context, prompts=list(req.prompts))
         return self._enqueue(call, cm, op)
 
     def record_response(self, caller: Caller, call_id: str, req: wire.RecordResponse) -> JsonObj:
         call, cm = self._service_hosted(caller, call_id, "recordResponse")
         self.calls.require(caller, ACCESS_MEDIA)
+        self._check_depth(cm)
         op = MediaOp(new_id(), call.id, OpKind.RECORD, req.client_context, prompts=list(req.prompts), record=req)
         if req.barge_in_allowed and cm.queue and cm.queue[0].started:
             with self.calls.unit():
@@ -400,15 +458,83 @@ class MediaService:
             cm.queue.remove(op)
             self._finish_later(op, results.MEDIA_OVERLOADED)
         elif op.prompts:
-            op.loading = asyncio.get_running_loop().create_task(self._load(op))
+            self._load_heads(cm)
         else:
             op.audio = []
             self._advance(call.id)
         return op.to_wire()
 
+    def _check_depth(self, cm: CallMedia) -> None:
+        if self.max_queued_ops and len(cm.queue) >= self.max_queued_ops:
+            raise QuotaExceeded(
+                f"Quota 'queued_media_ops_per_call' reached: this call already has {len(cm.queue)} playPrompt or "
+                f"recordResponse operations queued or running (limit {self.max_queued_ops}); wait for them to finish "
+                "or cancel them (cancelMediaProcessing)."
+            )
+
+    def _load_heads(self, cm: CallMedia) -> None:
+        """Load the prompts of the first LOOKAHEAD operations of the queue, one operation at a time (the next one
+        once the head's audio is ready); the rest wait their turn, holding nothing."""
+        for index, op in enumerate(itertools.islice(cm.queue, LOOKAHEAD)):
+            if op.audio is not None or op.failure is not None or not op.prompts:
+                continue
+            if op.loading is None and (index == 0 or not op.deferred):
+                op.loading = asyncio.get_running_loop().create_task(self._load(op), name=f"media-load {op.id}")
+            return
+
+    def _hold(self, op: MediaOp, clip: Audio) -> ResultInfo | None:
+        """Count `clip` as held by `op` (None), or say which quota it would exceed."""
+        cm = self._media.get(op.call_id)
+        call_held = 0 if cm is None else cm.held
+        if self.max_call_prompt_bytes and call_held + clip.nbytes > self.max_call_prompt_bytes:
+            return ResultInfo(
+                results.PROMPT_CALL_QUOTA.code,
+                results.PROMPT_CALL_QUOTA.subcode,
+                f"{results.PROMPT_CALL_QUOTA.message} Quota 'queued_prompt_mb_per_call': "
+                f"{self.max_call_prompt_bytes >> 20} MiB.",
+            )
+        if not self.budget.try_take(clip.nbytes):
+            return results.PROMPT_BUDGET_EXHAUSTED
+        op.held += clip.nbytes
+        if cm is not None:
+            cm.held += clip.nbytes
+        return None
+
+    def _release(self, op: MediaOp) -> None:
+        """Give back what `op` holds: its loading task, its audio and their bytes."""
+        self._cancel_loading(op)
+        op.audio = None
+        if op.held:
+            self.budget.give_back(op.held)
+            cm = self._media.get(op.call_id)
+            if cm is not None:
+                cm.held = max(0, cm.held - op.held)
+            self._released += op.held
+            op.held = 0
+            if self._released >= TRIM_AFTER_BYTES and self._trim is None:
+                # after the engine's next ticks, which drop the clips it was playing
+                self._trim = asyncio.get_running_loop().call_later(0.2, self._trim_heap)
+
+    def _trim_heap(self) -> None:
+        self._trim = None
+        self._released = 0
+        trim = heap_trimmer()
+        if trim is not None:
+            trim()
+
     async def _load(self, op: MediaOp) -> None:
         try:
-            op.audio = list(await asyncio.gather(*(self.prompts.load(spec) for spec in op.prompts)))
+            audio: list[Audio] = []
+            for first in range(0, len(op.prompts), LOAD_WINDOW):
+                for clip in await self._load_window(op.prompts[first : first + LOAD_WINDOW]):
+                    refusal = self._hold(op, clip)
+                    if refusal is not None:
+                        raise _Refused(refusal)
+                    audio.append(clip)
+            op.audio = audio
+        except _Refused as exc:
+            op.failure = exc.result
+            log.info("prompt refused by a quota", extra={"call_id": op.call_id, "subcode": exc.result.subcode})
         except PromptError as exc:
             op.failure = prompt_failure(exc)
             log.info("prompt failed", extra={"call_id": op.call_id, "reason": exc.failure.value})
@@ -418,14 +544,45 @@ class MediaService:
             log.exception("prompt loading failed", extra={"call_id": op.call_id})
             op.failure = prompt_failure(PromptError(PromptFailure.UNREACHABLE, "internal error while loading"))
         op.loading = None
+        if op.failure is not None:
+            if op.failure.subcode in _DEFERRABLE and self._defer(op):
+                return
+            self._release(op)  # a failed operation holds nothing while it waits to be reported
         self._advance(op.call_id)
 
+    def _defer(self, op: MediaOp) -> bool:
+        """An operation that is not the head yet and whose audio does not fit (the head holds the rest) gives back
+        what it holds and loads again when it becomes the head; False for the head, which fails."""
+        cm = self._media.get(op.call_id)
+        if cm is None or not cm.queue or cm.queue[0] is op:
+            return False
+        op.loading = None
+        op.failure = None
+        self._release(op)
+        op.deferred = True
+        log.info("prompt loading deferred until the operation is next", extra={"call_id": op.call_id})
+        return True
+
+    async def _load_window(self, specs: Sequence[PromptSpec]) -> list[Audio]:
+        """Load `specs` in parallel; the first failure cancels the others (so their downloads stop) and is raised."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(self.prompts.load(spec)) for spec in specs]
+        except BaseExceptionGroup as eg:
+            errors = list(eg.exceptions)
+            raise next((e for e in errors if isinstance(e, PromptError)), errors[0]) from None
+        return [task.result() for task in tasks]
+
     def _advance(self, call_id: str) -> None:
-        """Start the head of the call's queue when it is ready; fail heads whose prompts failed."""
+        """Start the head of the call's queue when it is ready, fail heads whose prompts failed, load the next."""
         cm = self._media.get(call_id)
         call = self.calls.calls.get(call_id)
         if cm is None or call is None:
             return
+        self._advance_head(call, cm)
+        self._load_heads(cm)
+
+    def _advance_head(self, call: Call, cm: CallMedia) -> None:
         while cm.queue:
             head = cm.queue[0]
             if head.status is not OpStatus.RUNNING:  # finished while queued (should not happen): drop it
@@ -514,6 +671,7 @@ class MediaService:
             return
         op.status = OP_FSM.apply(op.status, verdict)
         self._ops.pop(op.id, None)
+        self._release(op)
         body = op.to_wire(result, **extra)
         self._save(op, body)
         if call is not None:

@@ -19,6 +19,7 @@ import orjson
 
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import LIVE_STATES, Call, Conversation, JsonObj, Transfer
+from opencomms.calling.quotas import LiveCalls
 from opencomms.calling.routing import Route, Router
 from opencomms.calling.unitofwork import UnitOfWork
 from opencomms.directory import Directory
@@ -153,7 +154,7 @@ class CallService:
         """Set by the composition root once the media service exists (it needs this service too)."""
         self.gateway: GatewayHooks = NoGateway()
         """Set by the composition root when a gateway (SIP) serves external legs."""
-        self.calls: dict[str, Call] = {}
+        self.calls = LiveCalls()
         self.convs: dict[str, Conversation] = {}
         self._timers: list[tuple[float, str]] = []
         self._dirty_calls: set[str] = set()
@@ -434,9 +435,8 @@ class CallService:
     ) -> Call:
         """A call from outside (a phone on SIP) to `app`: make the caller's external leg (`establishing`) and
         ring the bot with the incoming-call notification. `callee` and `caller` are identitySets; `external` is
-        the gateway's handle for the call; `call_id` (a new GUID) lets it name the leg in advance. Returns the
-        external leg (it may already have ended, if the bot
-        cannot be reached: the gateway then hears `ending` before this returns)."""
+        the gateway's handle for the call; `call_id` (a new GUID) lets it name the leg in advance. Returns the external
+        leg (it may already have ended, if the bot cannot be reached: the gateway then hears `ending` first)."""
         now = self.clock()
         conv = Conversation(id=new_id(), tenant_id=app.tenant_id)
         source = {"@odata.type": "#microsoft.graph.participantInfo", "identity": caller}
@@ -711,8 +711,8 @@ class CallService:
         incoming_context: JsonObj | None = None,
     ) -> Call | None:
         """Create an incoming leg for bot `app` and send it the incoming-call notification."""
-        if not app.callback_url:
-            conv.failure = results.NO_CALLEE_ENDPOINTS
+        if (refusal := self.calls.refusal(app)) is not None:  # no webhook, or the bot is at its call quota
+            conv.failure = refusal
             return None
         leg = self._incoming_leg(
             conv,

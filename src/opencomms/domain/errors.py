@@ -45,6 +45,14 @@ class AccessDenied(OpenCommsError):
     code = "accessDenied"
 
 
+class QuotaExceeded(OpenCommsError):
+    """A concurrency or size quota of the application, tenant or call is used up (the message names it). Graph
+    answers some limits with 403; `quotaLimitReached` is Graph's documented code for a used-up quota."""
+
+    status = 403
+    code = "quotaLimitReached"
+
+
 class NotFound(OpenCommsError):
     """Unknown id (or an id the caller may not see: tenant isolation answers 404, never 403)."""
 

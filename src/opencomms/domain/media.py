@@ -58,6 +58,8 @@ class PromptFailure(enum.Enum):
     """The audio lasts longer than the configured limit."""
     TTS_FAILED = "ttsFailed"
     """The text-to-speech engine failed or is not installed, or the voice is unknown."""
+    OVER_BUDGET = "overBudget"
+    """The node's prompt memory budget has no room for this download or decode (it is not attempted)."""
 
 
 class PromptError(Exception):

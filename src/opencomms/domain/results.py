@@ -61,6 +61,18 @@ MEDIA_CALL_ENDED = ResultInfo(410, 9120, "Action failed, the call ended before t
 MEDIA_INTERRUPTED = ResultInfo(500, 9121, "Action failed, media processing was interrupted (node restart).")
 MEDIA_OVERLOADED = ResultInfo(503, 9122, "Action failed, the media engine has no capacity left for this call.")
 MEDIA_RECORDING_FAILED = ResultInfo(500, 9123, "Action failed, the recording could not be stored.")
+# 9110: the node's prompt memory budget (quotas.prompt_memory_mb) had no room for this operation's audio
+# (reported through PromptFailure.OVER_BUDGET with the exact figures, or PROMPT_BUDGET_EXHAUSTED).
+PROMPT_BUDGET_EXHAUSTED = ResultInfo(
+    503, 9110, "Action failed, the node's prompt memory budget is exhausted; retry when other prompts have played."
+)
+# 9111: the call's queued operations would hold more prompt audio than quotas.queued_prompt_mb_per_call.
+PROMPT_CALL_QUOTA = ResultInfo(
+    413, 9111, "Action failed, the prompts queued on this call exceed the per-call prompt audio quota."
+)
+
+# Quotas (calling/quotas.py)
+CALLEE_OVER_QUOTA = ResultInfo(486, 9150, "The callee application has reached its concurrent call quota.")
 
 # Calls through the SIP gateway
 PSTN_HUNG_UP = ResultInfo(200, 540000, "The PSTN user hung up.")

@@ -5,6 +5,11 @@ one key share one task), background prefetching, and the generated tones (`beep`
 Must not fetch, decode or synthesize itself (it drives a fetcher, `decode_wav` and a synthesizer) and must not
 cache failures. It owns its fetcher: `close()` closes it (the synthesizer holds nothing open between calls).
 Arrays it returns are read-only and shared between callers.
+With a `MemoryBudget`, every load reserves its upper bound before it fetches (the body size limit) or synthesizes
+(the longest prompt), then, fetched, the body plus what decoding it needs (from the WAV header), and gives it all
+back when it ends: a load that does not fit fails with PromptFailure.OVER_BUDGET instead of allocating. A load
+nobody waits for any more (every caller cancelled, not a prefetch) is cancelled: its download stops, its bytes
+are released.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ import numpy.typing as npt
 
 from opencomms.domain.media import PromptError, PromptFailure, PromptSpec
 
+from .budget import MemoryBudget, Reservation
 from .frames import SAMPLE_RATE
-from .wav import decode_wav
+from .wav import decode_wav, read_format
 
 __all__ = ["Fetcher", "PromptLibrary", "PromptStats", "Synthesizer", "beep", "silence"]
 
@@ -35,6 +41,13 @@ Audio = npt.NDArray[np.int16]
 _INLINE_DECODE_BYTES = 256 * 1024
 """Bodies up to this size are decoded on the event loop; larger ones (which may need seconds of resampling)
 in a worker thread, so the 20 ms media tick is not held up."""
+
+PREFETCH_BUDGET_SHARE = 0.5
+"""Prefetches (preFetchMedia) only start while the memory budget is less than half used: warming the cache must
+never take the room that prompts about to play need."""
+_WAVE_FORMAT_IEEE_FLOAT = 0x0003
+_RESAMPLE_CHUNK_BYTES = 12 << 20
+"""Working memory of media.resample.resample besides its input and output (its windows of taps, in float64)."""
 
 
 class Fetcher(Protocol):
@@ -75,6 +88,8 @@ class PromptLibrary:
         max_prompt_seconds: float = 300.0,
         max_cache_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        budget: MemoryBudget | None = None,
+        max_fetch_bytes: int = 8 << 20,
     ) -> None:
         if max_prompt_seconds <= 0 or max_cache_bytes < 0:
             raise ValueError("max_prompt_seconds must be positive and max_cache_bytes not negative")
@@ -83,6 +98,9 @@ class PromptLibrary:
         self.max_prompt_seconds = max_prompt_seconds
         self.max_cache_bytes = max_cache_bytes
         self._clock = clock
+        self.budget = budget
+        self._max_fetch_bytes = max_fetch_bytes
+        self._waiters: collections.Counter[str] = collections.Counter()
         self._cache: collections.OrderedDict[str, Audio] = collections.OrderedDict()
         self._bytes = 0
         self._inflight: dict[str, asyncio.Task[Audio]] = {}
@@ -115,7 +133,17 @@ class PromptLibrary:
             task = self._start(key, spec)
         else:
             self._hits += 1
-        return await asyncio.shield(task)
+        self._waiters[key] += 1
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            if self._waiters[key] == 1 and not task.done() and task not in self._background:
+                task.cancel()  # the last one waiting for it left: stop the download, free its bytes
+            raise
+        finally:
+            self._waiters[key] -= 1
+            if self._waiters[key] <= 0:
+                del self._waiters[key]
 
     def prefetch(self, specs: Iterable[PromptSpec]) -> None:
         """Start loading `specs` in the background (call from the event loop); failures are only logged."""
@@ -125,7 +153,10 @@ class PromptLibrary:
             key = spec.cache_key()
             if key in self._cache or key in self._inflight:
                 continue
-            task = self._start(key, spec)
+            if self.budget is not None and not self.budget.fits(self._upper_bound(spec), share=PREFETCH_BUDGET_SHARE):
+                log.info("prefetch of prompt %s skipped: the prompt memory budget is over half used", _describe(spec))
+                continue  # skipped here, not failed later: a load joining it would share its failure
+            task = self._start(key, spec, share=PREFETCH_BUDGET_SHARE)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
@@ -142,9 +173,11 @@ class PromptLibrary:
         self._bytes = 0
         await self._fetcher.close()
 
-    def _start(self, key: str, spec: PromptSpec) -> asyncio.Task[Audio]:
+    def _start(self, key: str, spec: PromptSpec, share: float = 1.0) -> asyncio.Task[Audio]:
         self._misses += 1
-        task = asyncio.get_running_loop().create_task(self._load(key, spec), name=f"prompt-load {_describe(spec)}")
+        task = asyncio.get_running_loop().create_task(
+            self._load(key, spec, share), name=f"prompt-load {_describe(spec)}"
+        )
         self._inflight[key] = task
         task.add_done_callback(functools.partial(self._finished, key, spec))
         return task
@@ -162,7 +195,59 @@ class PromptLibrary:
             else:
                 log.warning("prompt %s failed to load", _describe(spec), exc_info=error)
 
-    async def _load(self, key: str, spec: PromptSpec) -> Audio:
+    def _reserve(self, spec: PromptSpec, share: float) -> Reservation | None:
+        """Take the load's upper bound from the budget (None without a budget); PromptError when it does not fit
+        within `share` of the budget."""
+        if self.budget is None:
+            return None
+        nbytes = self._upper_bound(spec)
+        reservation = self.budget.reserve(nbytes, share=share)
+        if reservation is None:
+            raise self._over_budget(nbytes)
+        return reservation
+
+    def _upper_bound(self, spec: PromptSpec) -> int:
+        """What a load reserves before it starts: the longest prompt (text), or the body size limit (media)."""
+        return int(self.max_prompt_seconds * SAMPLE_RATE) * 2 if spec.text is not None else self._max_fetch_bytes
+
+    def _over_budget(self, nbytes: int) -> PromptError:
+        budget = self.budget
+        assert budget is not None
+        return PromptError(
+            PromptFailure.OVER_BUDGET,
+            f"the node's prompt memory budget is exhausted ({budget.held / 2**20:.1f} of {budget.limit >> 20} MiB "
+            f"held; this load needs up to {nbytes / 2**20:.1f} MiB)",
+        )
+
+    def _decode_bytes(self, body: bytes) -> int:
+        """Upper bound of the memory decoding `body` takes, following decode_wav's path: the int16 copy, or the
+        float copy of every channel and the mix; the resampler's float64 input, output and work chunk; the result
+        (0 for what decode refuses from the header, before allocating)."""
+        try:
+            fmt = read_format(body)
+        except PromptError:
+            return 0
+        if fmt.seconds > self.max_prompt_seconds:
+            return 0
+        frames = fmt.frames
+        if fmt.channels == 1 and fmt.bits <= 16 and fmt.format_tag != _WAVE_FORMAT_IEEE_FLOAT:
+            work = frames * 2
+        else:
+            work = frames * fmt.channels * 4 + frames * 6
+        if fmt.rate != SAMPLE_RATE:
+            out = -(-frames * SAMPLE_RATE // fmt.rate)
+            work += frames * 8 + out * 10 + _RESAMPLE_CHUNK_BYTES
+        return work
+
+    async def _load(self, key: str, spec: PromptSpec, share: float) -> Audio:
+        reservation = self._reserve(spec, share)
+        try:
+            return await self._load_reserved(key, spec, reservation)
+        finally:
+            if reservation is not None:
+                reservation.release()
+
+    async def _load_reserved(self, key: str, spec: PromptSpec, reservation: Reservation | None) -> Audio:
         started = self._clock()
         if spec.text is not None:
             audio = await self._tts.synthesize(spec.text, spec.voice, spec.language)
@@ -176,10 +261,14 @@ class PromptLibrary:
             if not spec.uri:
                 raise PromptError(PromptFailure.BAD_URL, "media prompt without a uri")
             body = await self._fetcher.fetch(spec.uri)
+            if reservation is not None:
+                needed = len(body) + self._decode_bytes(body)
+                if not reservation.resize(needed):
+                    raise self._over_budget(needed)
             if len(body) <= _INLINE_DECODE_BYTES:
                 audio = decode_wav(body, max_seconds=self.max_prompt_seconds)
             else:
-                audio = await asyncio.to_thread(decode_wav, body, max_seconds=self.max_prompt_seconds)
+                audio = await self._decode_in_thread(body, reservation)
         if audio.flags.writeable:  # a synthesizer might hand back its own array
             audio = audio.copy()
             audio.flags.writeable = False
@@ -191,6 +280,20 @@ class PromptLibrary:
             1000 * (self._clock() - started),
         )
         return audio
+
+    async def _decode_in_thread(self, body: bytes, reservation: Reservation | None) -> Audio:
+        """Decode in a worker thread. If the load is cancelled meanwhile, the thread still runs to its end: its
+        bytes stay reserved until then (the reservation moves to the thread's completion)."""
+        decode = functools.partial(decode_wav, body, max_seconds=self.max_prompt_seconds)
+        future = asyncio.get_running_loop().run_in_executor(None, decode)
+        try:
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            if reservation is not None:
+                moved = reservation.detach()  # the thread's share, released when it ends
+                future.add_done_callback(lambda _: moved.release())
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())  # retrieve, never warn
+            raise
 
     def _store(self, key: str, audio: Audio) -> None:
         if self._closed or audio.nbytes > self.max_cache_bytes:

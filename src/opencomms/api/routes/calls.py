@@ -17,6 +17,8 @@ def _base(ctx: ApiContext, req: Request) -> str:
 
 def create_call(ctx: ApiContext, req: Request) -> Response:
     body = wire.create_call(req.json())
+    if ctx.quotas is not None:  # 403 past a concurrency quota, 429 + Retry-After past a rate (calling/quotas.py)
+        ctx.quotas.admit_create(req.who.app_id, req.who.tenant_id, ctx.clock())
     call = ctx.calls.create(req.who, body)
     base = _base(ctx, req)
     call = {"@odata.context": f"{base}/$metadata#communications/calls/$entity", **call}
