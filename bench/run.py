@@ -96,6 +96,10 @@ def notify_dispatch(date: str, where: str) -> list[str]:
 
 SECURITY_BENCHES: list[list[str]] = [
     ["bench/hostile_call.py"],
+    ["bench/sip_flood.py"],
+    ["bench/sip_flood.py", "--target", "silent"],
+    ["bench/app_flood.py"],
+    ["bench/store_faults.py"],
 ]
 """Issue 14's figures: each script prints its result in its last lines (bench/RESULTS.md, section "Hardening")."""
 
