@@ -829,6 +829,8 @@ class CallService:
                 conv.transfer = None  # blind transfer: the target keeps ringing
         if gone.connected and conv.group:
             self.send_rosters(conv)
+        if gone.result_info == results.MEDIA_STREAM_FAILED and not conv.group:
+            conv.failure = gone.result_info  # the bot learns why its peer is gone, not just "hung up"
         self._settle(conv)
 
     def _settle(self, conv: Conversation) -> None:
@@ -855,7 +857,9 @@ class CallService:
         if lone.state is CallState.INCOMING:
             self._end(lone, results.REMOTE_HUNG_UP)
         elif lone.state in LIVE_STATES:
-            if lone.connected:
+            if lone.connected and conv.failure == results.MEDIA_STREAM_FAILED:
+                self._end(lone, conv.failure)
+            elif lone.connected:
                 self._end(lone, results.EVERYONE_LEFT if conv.group else results.REMOTE_HUNG_UP)
             else:
                 self._end(lone, conv.failure or results.NO_ANSWER)
