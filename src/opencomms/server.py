@@ -18,6 +18,8 @@ import uvicorn
 
 from opencomms import __version__
 from opencomms.api import ApiContext, build_app
+from opencomms.api.connections import default_max_connections
+from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle, ThrottleConfig
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.tokens import TokenService
@@ -35,6 +37,7 @@ from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
+from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, open_store
 
 log = logging.getLogger("opencomms.node")
@@ -145,6 +148,13 @@ class Node:
             health=self.health,
         )
         self.app = build_app(self.api)
+        self.descriptor_limit = raise_descriptor_limit()
+        self.http_guard = HttpGuard(
+            config.http,
+            max_body_bytes=config.max_body_bytes,
+            max_connections=default_max_connections(config.http.max_connections, self.descriptor_limit),
+            descriptor_limit=self.descriptor_limit,
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -176,7 +186,12 @@ class Node:
         # Young collections every 10,000 allocations rather than 700: at 200 calls/s the loop allocates so fast that
         # the default ran the collector (GIL held) very often, for objects that mostly die by refcount anyway.
         gc.set_threshold(10_000, 20, 20)
-        log.info("node started", extra={"url": self.public_url, "calls": self.calls.active_calls})
+        log.info(
+            "node started (open-descriptor limit %d, HTTP connection cap %d)",
+            self.descriptor_limit,
+            self.http_guard.book.max_total,
+            extra={"url": self.public_url, "calls": self.calls.active_calls},
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -202,6 +217,7 @@ class Node:
             "media": {**self.media.stats, **self.engine.stats()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else {"port": self.sip.port, "calls": self.sip.active},
+            "http": self.http_guard.stats(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------
@@ -220,18 +236,22 @@ class Node:
             lifespan="off",
             log_config=None,
             access_log=False,
-            http="httptools",
+            http=self.http_guard.protocol_class(),
             loop="none",
             ssl_certfile=self.config.tls_cert or None,
             ssl_keyfile=self.config.tls_key or None,
-            timeout_keep_alive=30,
+            timeout_keep_alive=self.config.http.keepalive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=5,
             backlog=2048,
         )
         self._server = _Server(cfg, lambda: ready(self) if ready is not None else None)
         sock = self._sock or self._bind()
         self._sock = sock
-        await self._server.serve(sockets=[sock])
+        self.http_guard.start(asyncio.get_running_loop())
+        try:
+            await self._server.serve(sockets=[sock])
+        finally:
+            self.http_guard.stop()
 
     def stop(self) -> None:
         if self._server is not None:
