@@ -22,6 +22,7 @@ from opencomms.api.connections import default_max_connections
 from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle, ThrottleConfig
 from opencomms.auth.keystore import load_keyring, rotate_if_due
+from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
@@ -146,6 +147,17 @@ class Node:
             max_body_bytes=config.max_body_bytes,
             clock=clock,
             health=self.health,
+            secrets=SecretGuard(
+                SecretGuardConfig(
+                    failed_burst=tc.failed_secret_burst,
+                    failed_rate=tc.failed_secret_rate,
+                    failed_burst_per_source=tc.failed_secret_burst_per_source,
+                    failed_rate_per_source=tc.failed_secret_rate_per_source,
+                    cache_seconds=tc.secret_cache_seconds,
+                    max_checks=tc.max_secret_checks,
+                    max_queued=tc.max_secret_checks_queued,
+                )
+            ),
         )
         self.app = build_app(self.api)
         self.descriptor_limit = raise_descriptor_limit()

@@ -18,7 +18,9 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from opencomms.api.connections import ConnectionBook, HttpCounters, Refusal
+from opencomms.api.errors import graph_error_body
 from opencomms.config import HttpConfig
+from opencomms.domain.ids import is_guid, new_id
 
 __all__ = ["GuardedHttpProtocol", "HttpGuard"]
 
@@ -34,30 +36,30 @@ LINGER_BYTES = 256 << 10
 
 _MESSAGES = {
     408: ("requestTimeout", "The request head was not received in time."),
-    413: ("requestEntityTooLarge", "The request body is too large."),
-    414: ("requestUriTooLong", "The request URL is too long."),
+    413: ("invalidRequest", "The request body is larger than {max_body} bytes."),
+    414: ("requestUriTooLong", "The request URL is longer than {max_url} bytes."),
     431: ("requestHeaderFieldsTooLarge", "The request header fields are too large or too many."),
-    503: ("serviceUnavailable", "Too many connections; retry later."),
+    503: ("serviceNotAvailable", "Too many connections; retry later."),
 }
 
 
-def _canned(status: int) -> bytes:
-    """A complete short answer (Graph error shape) that closes the connection."""
-    code, message = _MESSAGES[status]
-    body = orjson.dumps({"error": {"code": code, "message": message}})
+def _answer(status: int, message: str, client_request_id: str | None) -> bytes:
+    """A complete short answer in Graph's error shape, closing the connection."""
+    request_id = new_id()
+    body = orjson.dumps(graph_error_body(_MESSAGES[status][0], message, request_id, client_request_id))
     head = [
         STATUS_LINE[status],
         b"content-type: application/json\r\n",
         b"content-length: %d\r\n" % len(body),
+        b"request-id: %s\r\n" % request_id.encode(),
         b"connection: close\r\n",
         b"cache-control: no-store\r\n",
     ]
+    if client_request_id:
+        head.append(b"client-request-id: %s\r\n" % client_request_id.encode())
     if status == 503:
         head.append(b"retry-after: 1\r\n")
     return b"".join([*head, b"\r\n", body])
-
-
-_CANNED = {status: _canned(status) for status in _MESSAGES}
 
 
 class _Refused(Exception):
@@ -82,6 +84,10 @@ class HttpGuard:
         self._timer: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self.sweep_interval = min(1.0, max(0.05, config.header_timeout / 4))
+        self.messages = {
+            status: text.format(max_body=max_body_bytes, max_url=config.max_request_line)
+            for status, (_, text) in _MESSAGES.items()
+        }
 
     def protocol_class(self) -> type[GuardedHttpProtocol]:
         """The class to give uvicorn (`Config(http=...)`), bound to this guard."""
@@ -176,7 +182,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if refusal == "total":
             counters.refused_total_cap += 1
             self._status = 503
-            self.transport.write(_CANNED[503])
+            self.transport.write(_answer(503, self.guard.messages[503], None))
             self.transport.close()  # no lingering: the descriptors are what is short
         else:
             counters.refused_per_source += 1
@@ -256,19 +262,15 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if count > self._max_headers:
             self.guard.counters.headers_too_large += 1
             self._stop(431)
-        if len(name) == 14 and self.headers[-1][0] == b"content-length":
-            try:
-                declared = int(value)
-            except ValueError:
-                return  # the parser refuses it with 400
-            if declared > self._max_body:
-                self.guard.counters.body_too_large += 1
-                self._stop(413)
 
     def on_headers_complete(self) -> None:
         self._head_used = -1
         self._head_since = 0.0
         self._heads_done += 1
+        for name, value in self.headers:
+            if name == b"content-length" and value.isdigit() and int(value) > self._max_body:
+                self.guard.counters.body_too_large += 1
+                self._stop(413)  # before the application sees it: nothing of the body is read
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -311,7 +313,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_since = 0.0
         self._unset_keepalive_if_required()
         transport = self.transport
-        transport.write(_CANNED[status])
+        transport.write(_answer(status, self.guard.messages[status], self._client_request_id()))
         if self.flow is not None:
             self.flow.resume_reading()
         if transport.can_write_eof():
@@ -320,6 +322,16 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self._linger_left = LINGER_BYTES
         else:
             transport.close()
+
+    def _client_request_id(self) -> str | None:
+        """The request's client-request-id, if its headers were read and it is a GUID (never echo anything else)."""
+        if self._head_used >= 0 or not self.headers:
+            return None
+        for name, value in self.headers:
+            if name == b"client-request-id":
+                crid = value.decode("latin-1")
+                return crid if is_guid(crid) else None
+        return None
 
     def check_deadlines(self, now: float, header_timeout: float) -> None:
         """Called by the guard's sweep: close a head that is too slow, end a linger that is over."""
