@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 import httptools
 import orjson
+from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from opencomms.api.connections import ConnectionBook, HttpCounters, Refusal
@@ -150,6 +151,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._head_since = 0.0  # loop time the current head began (0: not started)
         self._heads_done = 0
         self._header_count = 0
+        self._declared_too_large = False
         self._body_bytes = 0
         self._source: str | None = None  # set once admitted (counted in the book)
         self._status = 0  # refusal being answered (0: none)
@@ -202,26 +204,38 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             if used > self._head_limit:
                 self._feed_within_budget(data)
                 return
-        self._feed(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            self._parse_failed()
+        except httptools.HttpParserUpgrade:
+            self._upgrade()
+
+    def _parse_failed(self) -> None:
+        status = self._status
+        if status:
+            self._status = 0
+            self._refuse(status)
+        else:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+
+    def _upgrade(self) -> None:
+        if self._should_upgrade():
+            self.handle_websocket_upgrade()
+        else:
+            self._unsupported_upgrade_warning()
 
     def _feed(self, data: bytes) -> None:
         self._unset_keepalive_if_required()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
-            status = self._status
-            if status:
-                self._status = 0
-                self._refuse(status)
-            else:
-                msg = "Invalid HTTP request received."
-                self.logger.warning(msg)
-                self.send_400_response(msg)
+            self._parse_failed()
         except httptools.HttpParserUpgrade:
-            if self._should_upgrade():
-                self.handle_websocket_upgrade()
-            else:
-                self._unsupported_upgrade_warning()
+            self._upgrade()
 
     def _feed_within_budget(self, data: bytes) -> None:
         """The head budget ran out in this read: parse only what fits; if the head is still open, refuse it."""
@@ -244,33 +258,38 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport.abort()
 
     # -- parser callbacks ----------------------------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._header_count = 0
-        self._body_bytes = 0
-
+    # uvicorn's own callbacks are inlined rather than called through super(): these run for every request and
+    # header, and a Python call per callback would cost more than the checks themselves.
     def on_url(self, url: bytes) -> None:
-        super().on_url(url)
+        self.url += url
         if len(self.url) > self._max_url:
             self.guard.counters.url_too_long += 1
             self._stop(414)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
         count = self._header_count + 1
         self._header_count = count
         if count > self._max_headers:
             self.guard.counters.headers_too_large += 1
             self._stop(431)
+        name = name.lower()
+        value = value.rstrip(b" \t")  # llhttp keeps trailing whitespace, which RFC 9110 excludes from the value
+        if name == b"content-length":
+            if value.isdigit() and int(value) > self._max_body:
+                self.guard.counters.body_too_large += 1
+                self._declared_too_large = True  # answered once the head is complete (client-request-id known)
+        elif name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._head_used = -1
         self._head_since = 0.0
         self._heads_done += 1
-        for name, value in self.headers:
-            if name == b"content-length" and value.isdigit() and int(value) > self._max_body:
-                self.guard.counters.body_too_large += 1
-                self._stop(413)  # before the application sees it: nothing of the body is read
+        self._header_count = 0
+        if self._declared_too_large:
+            self._declared_too_large = False
+            self._stop(413)  # before the application sees it: nothing of the body is read
         super().on_headers_complete()
 
     def on_body(self, body: bytes) -> None:
@@ -279,11 +298,22 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         if size > self._max_body:
             self.guard.counters.body_too_large += 1
             self._stop(413, current=True)
-        super().on_body(body)
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        cycle.body += body
+        if len(cycle.body) > HIGH_WATER_LIMIT:
+            self.flow.pause_reading()
+        cycle.message_event.set()
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
         self._head_used = 0
+        self._body_bytes = 0
+        cycle = self.cycle
+        if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
+            return
+        cycle.more_body = False
+        cycle.message_event.set()
 
     def _stop(self, status: int, *, current: bool = False) -> None:
         """Abort parsing from a callback; `_feed` answers `status`."""
