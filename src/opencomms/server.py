@@ -249,6 +249,7 @@ class Node:
             log_config=None,
             access_log=False,
             http=self.http_guard.protocol_class(),
+            ws="none",  # the API serves no WebSocket; an upgraded connection would leave the HTTP limits' view
             loop="none",
             ssl_certfile=self.config.tls_cert or None,
             ssl_keyfile=self.config.tls_key or None,

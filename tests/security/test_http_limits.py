@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
 import pytest
 
+from opencomms.auth.devcert import make_dev_cert
 from opencomms.config import HttpConfig, NodeConfig, SipConfig, TokensConfig
 from opencomms.server import Node
 from opencomms.testing import running_node
@@ -279,3 +282,40 @@ async def test_correctly_signed_token_with_absurd_lifetime_is_401(node: Node) ->
     raw = b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
     status, body, _ = await exchange(node, raw)
     assert status == 401 and b"lifetime" in body
+
+
+async def test_limits_hold_over_tls(tmp_path: Path) -> None:
+    paths = make_dev_cert(tmp_path / "tls")
+    cfg = dataclasses.replace(config(), tls_cert=str(paths.cert), tls_key=str(paths.key))
+    ctx = ssl.create_default_context(cafile=str(paths.ca_cert))
+    async with running_node(cfg) as node:
+
+        async def tls() -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+            return await asyncio.open_connection("127.0.0.1", node.port, ssl=ctx, server_hostname="localhost")
+
+        reader, writer = await tls()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * (1 << 20))
+        status, _ = await read_response(reader)
+        writer.close()
+        assert status == 431
+        reader, writer = await tls()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # and then nothing more
+        start = time.perf_counter()
+        status, _ = await read_response(reader)
+        assert status == 408 and 1.0 <= time.perf_counter() - start < 2.5
+        writer.close()
+        reader, writer = await tls()
+        writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await read_response(reader))[0] == 200
+        writer.close()
+
+
+async def test_upgrade_requests_stay_plain_http_and_are_counted_out(node: Node) -> None:
+    raw = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+    raw += b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    reader, writer = await connect(node)
+    writer.write(raw)
+    assert (await read_response(reader))[0] == 200
+    writer.close()
+    await asyncio.sleep(0.1)
+    assert node.health()["http"]["connections"] == 0
