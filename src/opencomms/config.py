@@ -170,7 +170,8 @@ class HttpConfig:
     """Most header fields in one request; more: 431 and close."""
     header_timeout: float = 10.0
     """Seconds a client has to send a complete request head, counted from its first byte (from the accept for a
-    new connection); slower (slowloris): the connection is closed."""
+    new connection); slower (slowloris): 408 and the connection is closed. Over TLS, also the time allowed for
+    the handshake."""
     keepalive_timeout: float = 30.0
     """Seconds an idle keep-alive connection stays open between two requests."""
     max_connections: int = 0

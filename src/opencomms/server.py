@@ -257,7 +257,9 @@ class Node:
             timeout_graceful_shutdown=5,
             backlog=2048,
         )
-        self._server = _Server(cfg, lambda: ready(self) if ready is not None else None)
+        self._server = _Server(
+            cfg, lambda: ready(self) if ready is not None else None, handshake_timeout=self.config.http.header_timeout
+        )
         sock = self._sock or self._bind()
         self._sock = sock
         self.http_guard.start(asyncio.get_running_loop())
@@ -344,13 +346,38 @@ class _EnginePort:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling us when it listens."""
+    """uvicorn's server, telling us when it listens; over TLS, a client must finish its handshake within
+    `handshake_timeout` (asyncio's default is 60 s, during which a silent connection holds a descriptor)."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None], handshake_timeout: float = 60.0):
         super().__init__(config)
         self._on_started = on_started
+        self._handshake_timeout = handshake_timeout
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        config = self.config
+        if sockets is None or config.ssl is None:
+            await super().startup(sockets)
+        else:  # uvicorn's own path for given sockets, plus the handshake timeout it does not expose
+            await self.lifespan.startup()
+            state = self.lifespan.state
+
+            def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+                return config.http_protocol_class(  # type: ignore[call-arg]
+                    config=config, server_state=self.server_state, app_state=state, _loop=_loop
+                )
+
+            loop = asyncio.get_running_loop()
+            self.servers = [
+                await loop.create_server(
+                    create_protocol,
+                    sock=sock,
+                    ssl=config.ssl,
+                    backlog=config.backlog,
+                    ssl_handshake_timeout=self._handshake_timeout,
+                )
+                for sock in sockets
+            ]
+            self.started = True
         if self.started:
             self._on_started()

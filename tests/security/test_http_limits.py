@@ -4,6 +4,7 @@ slowloris, idle and per-source connection floods, wrong-secret token floods and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import ssl
 import time
@@ -307,6 +308,13 @@ async def test_limits_hold_over_tls(tmp_path: Path) -> None:
         reader, writer = await tls()
         writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         assert (await read_response(reader))[0] == 200
+        writer.close()
+        # a client that connects and never starts its TLS handshake is dropped after header_timeout, not 60 s
+        reader, writer = await connect(node)
+        start = time.perf_counter()
+        with contextlib.suppress(ConnectionError):
+            assert await asyncio.wait_for(reader.read(), 5.0) == b""
+        assert time.perf_counter() - start < 2.5
         writer.close()
 
 
