@@ -327,3 +327,18 @@ async def test_upgrade_requests_stay_plain_http_and_are_counted_out(node: Node) 
     writer.close()
     await asyncio.sleep(0.1)
     assert node.health()["http"]["connections"] == 0
+
+
+async def test_at_the_total_cap_a_new_source_takes_an_idle_place_of_the_biggest() -> None:
+    async with running_node(config(header_timeout=30.0, max_connections=6)) as node:
+        hog = [await connect(node, "127.0.0.3") for _ in range(5)]  # idle, from one address (under its cap of 8)
+        quiet = await connect(node, "127.0.0.4")
+        await asyncio.sleep(0.05)
+        assert node.health()["http"]["connections"] == 6
+        assert await healthz(node) < 0.5  # the table is full, yet a newcomer is served
+        assert node.health()["http"]["evicted_for_fairness"] == 1
+        assert await asyncio.wait_for(hog[0][0].read(), 2.0) == b""  # the hog's oldest idle connection went
+        quiet[1].write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await read_response(quiet[0]))[0] == 200  # the small source kept its place
+        for _, w in [*hog, quiet]:
+            w.close()

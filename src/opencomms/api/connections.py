@@ -6,12 +6,14 @@ and the counters `/healthz` reports. Pure bookkeeping: no sockets, no clock; the
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Generic, Literal, TypeVar
 
 __all__ = ["ConnectionBook", "HttpCounters", "Refusal", "default_max_connections"]
 
 Refusal = Literal["total", "source"]
+C = TypeVar("C")
 
 MAX_AUTO_CONNECTIONS = 16384
 """Ceiling of the automatic total connection cap (the other half of the descriptors serve RTP, SIP, stores...)."""
@@ -30,6 +32,7 @@ class HttpCounters:
 
     refused_total_cap: int = 0
     refused_per_source: int = 0
+    evicted_for_fairness: int = 0
     url_too_long: int = 0
     headers_too_large: int = 0
     body_too_large: int = 0
@@ -39,8 +42,13 @@ class HttpCounters:
         return dataclasses.asdict(self)
 
 
-class ConnectionBook:
-    """Open connections per source address and in total, against their caps (a cap of 0 disables it)."""
+class ConnectionBook(Generic[C]):
+    """Open connections per source address and in total, against their caps (a cap of 0 disables it).
+
+    When the total cap is reached, a newcomer may take the place of an idle connection of the source that holds
+    the most (fair shares: a few busy sources cannot lock everyone else out), if that source holds at least two
+    more than the newcomer's.
+    """
 
     def __init__(self, max_total: int, max_per_source: int) -> None:
         if max_total < 0 or max_per_source < 0:
@@ -48,31 +56,46 @@ class ConnectionBook:
         self.max_total = max_total
         self.max_per_source = max_per_source
         self.total = 0
-        self._per_source: dict[str, int] = {}
+        self._per_source: dict[str, dict[C, None]] = {}  # insertion-ordered: oldest first
 
-    def admit(self, source: str) -> Refusal | None:
-        """Count a new connection from `source`, or say which cap refuses it (then nothing is counted)."""
+    def admit(self, source: str, conn: C) -> Refusal | None:
+        """Count `conn` from `source`, or say which cap refuses it (then nothing is counted)."""
+        held = self._per_source.get(source)
+        count = 0 if held is None else len(held)
+        if self.max_per_source and count >= self.max_per_source:
+            return "source"
         if self.max_total and self.total >= self.max_total:
             return "total"
-        held = self._per_source.get(source, 0)
-        if self.max_per_source and held >= self.max_per_source:
-            return "source"
-        self._per_source[source] = held + 1
+        if held is None:
+            held = self._per_source[source] = {}
+        held[conn] = None
         self.total += 1
         return None
 
-    def release(self, source: str) -> None:
-        """Forget one admitted connection from `source` (idempotence is the caller's: release once per admit)."""
-        held = self._per_source.get(source, 0)
-        if held <= 1:
-            self._per_source.pop(source, None)
-        else:
-            self._per_source[source] = held - 1
-        if held:
-            self.total -= 1
+    def release(self, source: str, conn: C) -> bool:
+        """Forget `conn`; False if it was not counted (released twice, or never admitted)."""
+        held = self._per_source.get(source)
+        if held is None or conn not in held:
+            return False
+        del held[conn]
+        if not held:
+            del self._per_source[source]
+        self.total -= 1
+        return True
+
+    def victim(self, source: str, idle: Callable[[C], bool]) -> C | None:
+        """An idle connection to give up for a newcomer from `source` when the total cap is reached: the oldest
+        idle one of the source holding the most, if it holds at least two more than `source`. Not released here."""
+        if not self._per_source:
+            return None
+        biggest = max(self._per_source, key=lambda s: len(self._per_source[s]))
+        if len(self._per_source[biggest]) < self.held_by(source) + 2:
+            return None
+        return next((c for c in self._per_source[biggest] if idle(c)), None)
 
     def held_by(self, source: str) -> int:
-        return self._per_source.get(source, 0)
+        held = self._per_source.get(source)
+        return 0 if held is None else len(held)
 
     @property
     def sources(self) -> int:

@@ -78,7 +78,9 @@ class HttpGuard:
         self.config = config
         self.max_body_bytes = max_body_bytes
         self.head_limit = config.max_request_line + config.max_header_bytes + HEAD_SLACK
-        self.book = ConnectionBook(max_connections, config.max_connections_per_source)
+        self.book: ConnectionBook[GuardedHttpProtocol] = ConnectionBook(
+            max_connections, config.max_connections_per_source
+        )
         self.counters = HttpCounters()
         self.descriptor_limit = descriptor_limit
         self.open: set[GuardedHttpProtocol] = set()
@@ -166,7 +168,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         guard.open.add(self)
         self._head_since = self.loop.time()
         source = self.client[0] if self.client else ""
-        refusal = guard.book.admit(source)
+        book = guard.book
+        refusal = book.admit(source, self)
+        if refusal == "total":
+            victim = book.victim(source, GuardedHttpProtocol.idle)
+            if victim is not None:
+                victim.evict()
+                refusal = book.admit(source, self)
         if refusal is None:
             self._source = source
         else:
@@ -176,8 +184,23 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
         self.guard.open.discard(self)
         if self._source is not None:
-            self.guard.book.release(self._source)
+            self.guard.book.release(self._source, self)
             self._source = None
+
+    def idle(self) -> bool:
+        """Waiting for (or reading) a request head and not answering anything: safe to close."""
+        return self._head_used >= 0 and not self._status and (self.cycle is None or self.cycle.response_complete)
+
+    def evict(self) -> None:
+        """Give this connection's place to a newcomer from a smaller source (the total cap is reached)."""
+        if self._source is not None:
+            self.guard.book.release(self._source, self)
+            self._source = None
+        self.guard.counters.evicted_for_fairness += 1
+        self._status = 503
+        if self._head_used > 0:  # part of a request came: say why; an idle keep-alive connection just closes
+            self.transport.write(_answer(503, self.guard.messages[503], None))
+        self.transport.close()
 
     def _refuse_at_accept(self, refusal: Refusal) -> None:
         counters = self.guard.counters
