@@ -172,6 +172,8 @@ class HttpConfig:
     """Seconds a client has to send a complete request head, counted from its first byte (from the accept for a
     new connection); slower (slowloris): 408 and the connection is closed. Over TLS, also the time allowed for
     the handshake."""
+    body_timeout: float = 30.0
+    """Seconds a client has, once its request head is complete, to send the whole body; slower: 408 and close."""
     keepalive_timeout: float = 30.0
     """Seconds an idle keep-alive connection stays open between two requests."""
     max_connections: int = 0

@@ -26,6 +26,7 @@ LIMITS = HttpConfig(
     max_header_bytes=8192,
     max_headers=20,
     header_timeout=1.0,
+    body_timeout=1.0,
     keepalive_timeout=1.0,
     max_connections_per_source=8,
 )
@@ -173,6 +174,28 @@ async def test_slowloris_head_is_closed_after_header_timeout(node: Node) -> None
     assert 1.0 <= time.perf_counter() - start < 2.5
     assert answer.startswith(b"HTTP/1.1 408 ")
     assert node.health()["http"]["header_timeouts"] >= 1
+
+
+async def test_slow_body_is_closed_after_header_plus_body_timeout(node: Node) -> None:
+    reader, writer = await connect(node)
+    head = b"POST /contoso.example/oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n"
+    writer.write(head + b"Content-Type: application/x-www-form-urlencoded\r\n\r\n")
+    start = time.perf_counter()
+
+    async def trickle() -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            for _ in range(50):
+                writer.write(b"a")  # a byte every 100 ms: 1000 bytes would take 100 s
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    trickling = asyncio.create_task(trickle())
+    status, _ = await read_response(reader)
+    took = time.perf_counter() - start
+    trickling.cancel()
+    writer.close()
+    assert status == 408 and 2.0 <= took < 3.5
+    assert node.health()["http"]["body_timeouts"] == 1
 
 
 async def test_idle_connections_are_closed_fresh_or_kept_alive(node: Node) -> None:

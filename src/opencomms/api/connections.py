@@ -37,6 +37,7 @@ class HttpCounters:
     headers_too_large: int = 0
     body_too_large: int = 0
     header_timeouts: int = 0
+    body_timeouts: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dataclasses.asdict(self)

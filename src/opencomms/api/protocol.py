@@ -1,6 +1,7 @@
 """uvicorn's httptools protocol with the node's HTTP limits enforced on bytes, before the application sees a request:
 request line and header section size (counted as bytes arrive, so a huge header is never buffered), header count,
-body size, header read timeout (slowloris), and connection caps in total and per source address at accept.
+body size, header and body read timeouts (slowloris, slow POST), and connection caps in total and per source
+address at accept, with fair shares when the total is reached.
 
 Works the same over TLS (uvicorn hands decrypted bytes to `data_received`). The per-connection cost on the hot path
 is an integer addition per read and a clock read per request head; deadlines are checked by one sweep for all
@@ -36,7 +37,7 @@ LINGER_BYTES = 256 << 10
 """Most bytes discarded while lingering; past this the connection is reset at once."""
 
 _MESSAGES = {
-    408: ("requestTimeout", "The request head was not received in time."),
+    408: ("requestTimeout", "The request was not received in time."),
     413: ("invalidRequest", "The request body is larger than {max_body} bytes."),
     414: ("requestUriTooLong", "The request URL is longer than {max_url} bytes."),
     431: ("requestHeaderFieldsTooLarge", "The request header fields are too large or too many."),
@@ -73,7 +74,7 @@ class HttpGuard:
     def __init__(self, config: HttpConfig, *, max_body_bytes: int, max_connections: int, descriptor_limit: int):
         if config.max_request_line < 16 or config.max_header_bytes < 256 or config.max_headers < 1:
             raise ValueError("http limits are too small to serve a request")
-        if config.header_timeout <= 0 or config.keepalive_timeout <= 0:
+        if min(config.header_timeout, config.body_timeout, config.keepalive_timeout) <= 0:
             raise ValueError("http timeouts must be positive")
         self.config = config
         self.max_body_bytes = max_body_bytes
@@ -118,10 +119,11 @@ class HttpGuard:
         if loop is None:
             return
         now = loop.time()
-        timeout = self.config.header_timeout
+        head = self.config.header_timeout
+        request = head + self.config.body_timeout
         for proto in list(self.open):
             try:
-                proto.check_deadlines(now, timeout)
+                proto.check_deadlines(now, head, request)
             except Exception:  # one broken connection must not stop the sweep for the others
                 log.exception("http deadline check failed")
         self._timer = loop.call_later(self.sweep_interval, self._sweep)
@@ -151,6 +153,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         self._max_body = guard.max_body_bytes
         self._head_used = 0  # bytes of the current request head so far; -1 while a body or response is under way
         self._head_since = 0.0  # loop time the current head began (0: not started)
+        self._body_since = 0.0  # loop time the head of a request whose body is being read began (0: none)
         self._heads_done = 0
         self._header_count = 0
         self._declared_too_large = False
@@ -307,6 +310,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._head_used = -1
+        self._body_since = self._head_since  # cleared when the message completes: no clock read per request
         self._head_since = 0.0
         self._heads_done += 1
         self._header_count = 0
@@ -332,6 +336,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         self._head_used = 0
         self._body_bytes = 0
+        self._body_since = 0.0
         cycle = self.cycle
         if cycle.response_complete or (self.parser.should_upgrade() and self._should_upgrade()):
             return
@@ -386,8 +391,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
                 return crid if is_guid(crid) else None
         return None
 
-    def check_deadlines(self, now: float, header_timeout: float) -> None:
-        """Called by the guard's sweep: close a head that is too slow, end a linger that is over."""
+    def check_deadlines(self, now: float, header_timeout: float, request_timeout: float) -> None:
+        """Called by the guard's sweep: close a head or a body that is too slow, end a linger that is over."""
         if self._status:
             if self._linger_until and now >= self._linger_until:
                 self._linger_until = 0.0
@@ -396,4 +401,11 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         since = self._head_since
         if since and now - since > header_timeout:
             self.guard.counters.header_timeouts += 1
+            self._refuse(408)
+            return
+        since = self._body_since
+        if since and now - since > request_timeout:
+            self._body_since = 0.0
+            self.guard.counters.body_timeouts += 1
+            self._current = True
             self._refuse(408)
