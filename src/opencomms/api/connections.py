@@ -6,11 +6,12 @@ and the counters `/healthz` reports. Pure bookkeeping: no sockets, no clock; the
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
 
-__all__ = ["ConnectionBook", "HttpCounters", "Refusal", "default_max_connections"]
+__all__ = ["ConnectionBook", "HttpCounters", "Refusal", "default_max_connections", "source_key"]
 
 Refusal = Literal["total", "source"]
 C = TypeVar("C")
@@ -24,6 +25,20 @@ def default_max_connections(configured: int, descriptor_limit: int) -> int:
     if configured > 0:
         return configured
     return max(16, min(MAX_AUTO_CONNECTIONS, descriptor_limit // 2))
+
+
+def source_key(host: str) -> str:
+    """What counts as one source: an IPv4 address, or an IPv6 /64 (one subscriber's prefix: an attacker holding
+    one has 2**64 addresses); IPv4-mapped IPv6 counts as its IPv4 address. Anything else is taken as is."""
+    if ":" not in host:
+        return host
+    try:
+        address = ipaddress.IPv6Address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(address) >> 64 << 64, 64)))
 
 
 @dataclass(slots=True)

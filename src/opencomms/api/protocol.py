@@ -19,7 +19,7 @@ import orjson
 from uvicorn.protocols.http.flow_control import HIGH_WATER_LIMIT
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from opencomms.api.connections import ConnectionBook, HttpCounters, Refusal
+from opencomms.api.connections import ConnectionBook, HttpCounters, Refusal, source_key
 from opencomms.api.errors import graph_error_body
 from opencomms.config import HttpConfig
 from opencomms.domain.ids import is_guid, new_id
@@ -170,7 +170,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
         guard = self.guard
         guard.open.add(self)
         self._head_since = self.loop.time()
-        source = self.client[0] if self.client else ""
+        source = source_key(self.client[0]) if self.client else ""
         book = guard.book
         refusal = book.admit(source, self)
         if refusal == "total":

@@ -3,7 +3,7 @@ and the automatic total cap."""
 
 from __future__ import annotations
 
-from opencomms.api.connections import ConnectionBook, default_max_connections
+from opencomms.api.connections import ConnectionBook, default_max_connections, source_key
 
 
 def test_per_source_cap_refuses_that_source_only() -> None:
@@ -59,3 +59,12 @@ def test_automatic_total_cap_is_half_the_descriptors_within_bounds() -> None:
     assert default_max_connections(0, 1 << 20) == 16384
     assert default_max_connections(0, 10) == 16
     assert default_max_connections(300, 1024) == 300
+
+
+def test_a_source_is_an_ipv4_address_or_an_ipv6_64() -> None:
+    assert source_key("192.0.2.7") == "192.0.2.7"
+    assert source_key("2001:db8:1:2:aaaa::1") == source_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert source_key("2001:db8:1:3::1") != source_key("2001:db8:1:2::1")
+    assert source_key("::ffff:192.0.2.7") == "192.0.2.7"
+    assert source_key("fe80::1%eth0") == "fe80::/64"
+    assert source_key("") == ""

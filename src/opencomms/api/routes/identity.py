@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import base64
+import functools
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from opencomms.api.app import ApiContext
+from opencomms.api.connections import source_key
 from opencomms.api.errors import OAuthError
 from opencomms.api.http import Request, Response
 from opencomms.api.routing import Kind, Route
@@ -68,9 +70,9 @@ async def token(ctx: ApiContext, req: Request) -> Response:
         raise OAuthError(
             400, "unauthorized_client", f"Application '{client_id[:64]}' was not found in the tenant.", 700016
         )
-    verdict = await ctx.secrets.verify(
-        app.id, req.source, app.secret_hashes, secret, ctx.clock(), lambda s: ctx.directory.check_secret(app, s)
-    )
+    source = source_key(req.source)
+    check = functools.partial(ctx.directory.check_secret, app)
+    verdict = await ctx.secrets.verify(app.id, source, app.secret_hashes, secret, ctx.clock(), check)
     if verdict.outcome == "throttled":
         raise OAuthError(
             429,
