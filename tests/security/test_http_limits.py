@@ -134,6 +134,17 @@ async def test_long_url_is_414_and_too_many_headers_is_431(node: Node) -> None:
     assert status == 200
 
 
+async def test_within_limits_a_head_and_big_body_in_one_write_and_pipelined_requests_are_served(node: Node) -> None:
+    body = b"grant_type=client_credentials&pad=" + b"a" * (60 << 10)  # > the head budget, < the body limit
+    head = b"POST /contoso.example/oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\n"
+    head += b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(body)
+    reader, writer = await connect(node)
+    writer.write(head + body + b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2)
+    statuses = [(await read_response(reader))[0] for _ in range(3)]
+    writer.close()
+    assert statuses == [400, 200, 200]  # 400: no such tenant, from the application, which read the whole body
+
+
 async def test_big_body_with_or_without_content_length_is_413(node: Node) -> None:
     path = b"POST /contoso.example/oauth2/v2.0/token HTTP/1.1\r\nHost: x\r\n"
     # declared too large: refused on the head, nothing of the body is read
