@@ -177,10 +177,12 @@ class HttpConfig:
     keepalive_timeout: float = 30.0
     """Seconds an idle keep-alive connection stays open between two requests."""
     max_connections: int = 0
-    """Open HTTP connections at once; beyond, new connections get 503 and are closed. 0: half the process's
-    descriptor limit (raised to its hard limit at start), at most 16384."""
+    """Open HTTP connections at once. When reached, a newcomer takes the place of the oldest idle connection of
+    the source holding the most (fair shares), else gets 503 and is closed. 0: half the process's descriptor
+    limit (raised to its hard limit at start), at most 16384."""
     max_connections_per_source: int = 256
-    """Open HTTP connections from one source address; beyond, new ones get 503 and are closed (0: no cap)."""
+    """Open HTTP connections from one source (an IPv4 address or an IPv6 /64); beyond, new ones get 503 and are
+    closed (0: no cap). Behind a reverse proxy every client is the proxy: raise it or set 0."""
 
 
 @dataclass(frozen=True, slots=True)
