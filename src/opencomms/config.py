@@ -41,7 +41,8 @@ class NotifyConfig:
 @dataclass(frozen=True, slots=True)
 class TokensConfig:
     access_token_lifetime: float = 3600.0
-    """Lifetime of access tokens, in seconds."""
+    """Lifetime of access tokens, in seconds. Tokens with a longer lifetime (exp - iat, or exp - now) are refused
+    even when signed by the node."""
     callback_token_lifetime: float = 3600.0
     """Lifetime of the tokens that sign notifications to bots, in seconds."""
     callback_issuer: str = "https://api.botframework.com"
@@ -54,6 +55,21 @@ class TokensConfig:
     """JSON file holding the signing keyring (private keys), created 0600 if missing; empty: the keys live in the
     store. Nodes that share a store share this file too (same path on shared storage, or one copy per node that a
     rotation updates); `opencomms keys rotate` writes it, nodes reload it every 30 s."""
+    failed_secret_burst: float = 10.0
+    """Wrong-secret token requests one client id may make before it is answered 429 (before any hashing)."""
+    failed_secret_rate: float = 0.1
+    """Wrong-secret attempts per second a client id regains (token bucket refill for failed_secret_burst)."""
+    failed_secret_burst_per_source: float = 30.0
+    """Wrong-secret token requests one source address may make (all client ids) before it is answered 429."""
+    failed_secret_rate_per_source: float = 0.5
+    """Wrong-secret attempts per second a source address regains."""
+    secret_cache_seconds: float = 300.0
+    """Seconds a verified client secret is remembered (as a keyed hash, in memory), so a client fetching tokens
+    often does not pay the slow hash each time and is not locked out by someone else's wrong guesses."""
+    max_secret_checks: int = 2
+    """Client-secret verifications (scrypt, ~20 ms of a core each) running at once, in threads."""
+    max_secret_checks_queued: int = 32
+    """Token requests waiting for a verification slot; beyond, 429 with Retry-After."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +228,34 @@ class QuotaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """Limits the HTTP server enforces on the bytes of a request before the application sees it."""
+
+    max_request_line: int = 8192
+    """Longest request target (URL with query), in bytes; longer: 414 and the connection is closed."""
+    max_header_bytes: int = 32768
+    """Largest header section (all header lines together), in bytes; larger: 431 and the connection is closed
+    without reading the rest."""
+    max_headers: int = 100
+    """Most header fields in one request; more: 431 and close."""
+    header_timeout: float = 10.0
+    """Seconds a client has to send a complete request head, counted from its first byte (from the accept for a
+    new connection); slower (slowloris): 408 and the connection is closed. Over TLS, also the time allowed for
+    the handshake."""
+    body_timeout: float = 30.0
+    """Seconds a client has, once its request head is complete, to send the whole body; slower: 408 and close."""
+    keepalive_timeout: float = 30.0
+    """Seconds an idle keep-alive connection stays open between two requests."""
+    max_connections: int = 0
+    """Open HTTP connections at once. When reached, a newcomer takes the place of the oldest idle connection of
+    the source holding the most (fair shares), else gets 503 and is closed. 0: half the process's descriptor
+    limit (raised to its hard limit at start), at most 16384."""
+    max_connections_per_source: int = 256
+    """Open HTTP connections from one source (an IPv4 address or an IPv6 /64); beyond, new ones get 503 and are
+    closed (0: no cap). Behind a reverse proxy every client is the proxy: raise it or set 0."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -239,6 +283,7 @@ class NodeConfig:
     sip: SipConfig = field(default_factory=SipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
 
     @property
     def tls(self) -> bool:

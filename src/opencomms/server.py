@@ -18,8 +18,11 @@ import uvicorn
 
 from opencomms import __version__
 from opencomms.api import ApiContext, build_app
+from opencomms.api.connections import default_max_connections
+from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle, ThrottleConfig
 from opencomms.auth.keystore import load_keyring, rotate_if_due
+from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
@@ -38,6 +41,7 @@ from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
+from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
 
 log = logging.getLogger("opencomms.node")
@@ -155,8 +159,26 @@ class Node:
             max_body_bytes=config.max_body_bytes,
             clock=clock,
             health=self.health,
+            secrets=SecretGuard(
+                SecretGuardConfig(
+                    failed_burst=tc.failed_secret_burst,
+                    failed_rate=tc.failed_secret_rate,
+                    failed_burst_per_source=tc.failed_secret_burst_per_source,
+                    failed_rate_per_source=tc.failed_secret_rate_per_source,
+                    cache_seconds=tc.secret_cache_seconds,
+                    max_checks=tc.max_secret_checks,
+                    max_queued=tc.max_secret_checks_queued,
+                )
+            ),
         )
         self.app = build_app(self.api)
+        self.descriptor_limit = raise_descriptor_limit()
+        self.http_guard = HttpGuard(
+            config.http,
+            max_body_bytes=config.max_body_bytes,
+            max_connections=default_max_connections(config.http.max_connections, self.descriptor_limit),
+            descriptor_limit=self.descriptor_limit,
+        )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: asyncio.TaskGroup | None = None
@@ -189,7 +211,12 @@ class Node:
         # Young collections every 10,000 allocations rather than 700: at 200 calls/s the loop allocates so fast that
         # the default ran the collector (GIL held) very often, for objects that mostly die by refcount anyway.
         gc.set_threshold(10_000, 20, 20)
-        log.info("node started", extra={"url": self.public_url, "calls": self.calls.active_calls})
+        log.info(
+            "node started (open-descriptor limit %d, HTTP connection cap %d)",
+            self.descriptor_limit,
+            self.http_guard.book.max_total,
+            extra={"url": self.public_url, "calls": self.calls.active_calls},
+        )
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -216,6 +243,7 @@ class Node:
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else self.sip.health(),
             "store": {"unit_faults": self.calls.units.faults, "notify_faults": self.dispatcher.store_faults},
+            "http": self.http_guard.stats(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------
@@ -234,18 +262,25 @@ class Node:
             lifespan="off",
             log_config=None,
             access_log=False,
-            http="httptools",
+            http=self.http_guard.protocol_class(),
+            ws="none",  # the API serves no WebSocket; an upgraded connection would leave the HTTP limits' view
             loop="none",
             ssl_certfile=self.config.tls_cert or None,
             ssl_keyfile=self.config.tls_key or None,
-            timeout_keep_alive=30,
+            timeout_keep_alive=self.config.http.keepalive_timeout,  # type: ignore[arg-type]
             timeout_graceful_shutdown=5,
             backlog=2048,
         )
-        self._server = _Server(cfg, lambda: ready(self) if ready is not None else None)
+        self._server = _Server(
+            cfg, lambda: ready(self) if ready is not None else None, handshake_timeout=self.config.http.header_timeout
+        )
         sock = self._sock or self._bind()
         self._sock = sock
-        await self._server.serve(sockets=[sock])
+        self.http_guard.start(asyncio.get_running_loop())
+        try:
+            await self._server.serve(sockets=[sock])
+        finally:
+            self.http_guard.stop()
 
     def stop(self) -> None:
         if self._server is not None:
@@ -330,13 +365,38 @@ class _EnginePort:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server, telling us when it listens."""
+    """uvicorn's server, telling us when it listens; over TLS, a client must finish its handshake within
+    `handshake_timeout` (asyncio's default is 60 s, during which a silent connection holds a descriptor)."""
 
-    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None], handshake_timeout: float = 60.0):
         super().__init__(config)
         self._on_started = on_started
+        self._handshake_timeout = handshake_timeout
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        config = self.config
+        if sockets is None or config.ssl is None:
+            await super().startup(sockets)
+        else:  # uvicorn's own path for given sockets, plus the handshake timeout it does not expose
+            await self.lifespan.startup()
+            state = self.lifespan.state
+
+            def create_protocol(_loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Protocol:
+                return config.http_protocol_class(  # type: ignore[call-arg]
+                    config=config, server_state=self.server_state, app_state=state, _loop=_loop
+                )
+
+            loop = asyncio.get_running_loop()
+            self.servers = [
+                await loop.create_server(
+                    create_protocol,
+                    sock=sock,
+                    ssl=config.ssl,
+                    backlog=config.backlog,
+                    ssl_handshake_timeout=self._handshake_timeout,
+                )
+                for sock in sockets
+            ]
+            self.started = True
         if self.started:
             self._on_started()

@@ -16,6 +16,7 @@ from opencomms.api.errors import OAuthError, error_response
 from opencomms.api.http import Receive, Request, Response, Scope, Send, read_body
 from opencomms.api.routing import Kind, Router
 from opencomms.api.throttle import Throttle
+from opencomms.auth.secretguard import SecretGuard
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
 from opencomms.calling.quotas import CallQuotas
@@ -46,6 +47,7 @@ class ApiContext:
     max_body_bytes: int = 1 << 20
     clock: Callable[[], float] = time.time
     health: Callable[[], dict[str, Any]] = field(default=lambda: {"status": "ok"})
+    secrets: SecretGuard = field(default_factory=SecretGuard)
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -115,7 +117,7 @@ class GraphApp:
             client_request_id=crid,
             version=version or "v1.0",
             caller=caller,
-            client=str((scope.get("client") or ("",))[0]),
+            source=client[0] if (client := scope.get("client")) else "",
         )
         result = route.handler(self.ctx, request)
         if inspect.isawaitable(result):

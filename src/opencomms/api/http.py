@@ -32,8 +32,8 @@ class Request:
     client_request_id: str | None
     version: str = "v1.0"
     caller: Caller | None = None
-    client: str = ""
-    """The peer's address (the ASGI scope's client host); empty when the server does not say."""
+    source: str = ""
+    """The client's IP address as the connection shows it (a proxy's, behind one)."""
 
     def json(self) -> Any:
         """The body as JSON; None when empty. Malformed JSON is a 400, never a 500."""

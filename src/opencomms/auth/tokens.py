@@ -29,6 +29,7 @@ TokenErrorReason = Literal[
     "wrong_issuer",
     "wrong_audience",
     "missing_claim",
+    "lifetime_too_long",
 ]
 
 
@@ -167,7 +168,7 @@ class TokenService:
                 return hit.claims
             self._validated.pop(token, None)  # full validation below yields the precise reason
         kid, private_pem, claims = self._verify(token)
-        exp, nbf = self._check_lifetime(claims, now)
+        exp, nbf = self._check_lifetime(claims, now, self._access_lifetime)
         tenant_id = _str_claim(claims, "tid")
         app_id = _str_claim(claims, "appid") or _str_claim(claims, "azp")
         if not tenant_id or not app_id:
@@ -222,7 +223,7 @@ class TokenService:
     def validate_callback_token(self, token: str, *, app_id: str, now: float) -> dict[str, Any]:
         """The checks a bot performs on a callback's bearer token; returns the claims or raises TokenError."""
         _, _, claims = self._verify(token)
-        self._check_lifetime(claims, now)
+        self._check_lifetime(claims, now, self._callback_lifetime)
         if not _str_claim(claims, "tid"):
             raise TokenError("missing_claim", "callback token lacks the tenant (tid) claim")
         if claims.get("iss") != self._callback_issuer:
@@ -262,8 +263,10 @@ class TokenService:
             raise TokenError("malformed", "token payload is not a JSON object")
         return key.kid, key.private_pem, claims
 
-    def _check_lifetime(self, claims: dict[str, Any], now: float) -> tuple[float, float]:
-        """Checks exp then nbf with leeway; returns (exp, nbf), nbf defaulting to -inf when absent."""
+    def _check_lifetime(self, claims: dict[str, Any], now: float, lifetime: float) -> tuple[float, float]:
+        """Checks exp, nbf, then that the token lives no longer than `lifetime` (the node never issues longer ones,
+        so a longer one is forged with a stolen key or minted by a bug: `exp - iat` and `exp - now` are capped),
+        all with leeway; returns (exp, nbf), nbf defaulting to -inf when absent."""
         exp = _time_claim(claims, "exp")
         if exp is None:
             raise TokenError("missing_claim", "token lacks an expiry (exp) claim")
@@ -272,6 +275,10 @@ class TokenService:
         nbf = _time_claim(claims, "nbf")
         if nbf is not None and now < nbf - self._leeway:
             raise TokenError("not_yet_valid", "token is not valid yet")
+        longest = lifetime + self._leeway
+        iat = _time_claim(claims, "iat")
+        if exp - now > longest or (iat is not None and exp - iat > longest):
+            raise TokenError("lifetime_too_long", "token lifetime is longer than this service issues")
         return exp, float("-inf") if nbf is None else nbf
 
     @staticmethod

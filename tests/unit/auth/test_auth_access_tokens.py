@@ -148,6 +148,28 @@ def test_not_yet_valid_honours_leeway(service: TokenService) -> None:
     assert _refused(service, token, NOW - 61) == "not_yet_valid"
 
 
+def test_signed_token_living_longer_than_the_node_issues_is_refused(service: TokenService, ring: KeyRing) -> None:
+    year_9999 = 253_402_300_799
+    assert _refused(service, _forge(ring.active, _claims(exp=year_9999))) == "lifetime_too_long"
+    # without iat, exp - now is what counts; with an old iat, exp - iat
+    assert _refused(service, _forge(ring.active, _claims(iat=None, nbf=None, exp=int(NOW) + 7200))) == (
+        "lifetime_too_long"
+    )
+    assert _refused(service, _forge(ring.active, _claims(iat=int(NOW) - 3000, exp=int(NOW) + 3000))) == (
+        "lifetime_too_long"
+    )
+    # what the node issues, and a little clock skew, still pass
+    assert service.validate_access_token(_forge(ring.active, _claims(exp=int(NOW) + 3600 + 60)), NOW).app_id == APP
+    assert service.validate_access_token(_issue(service), NOW).app_id == APP
+
+
+def test_lifetime_cap_follows_the_configured_lifetime(ring: KeyRing) -> None:
+    short = TokenService(ring, issuer_base=BASE, audiences=[GRAPH], access_token_lifetime=600)
+    assert _refused(short, _forge(ring.active, _claims(exp=int(NOW) + 3600))) == "lifetime_too_long"
+    token, expires_in = short.issue_access_token(tenant_id=TENANT, app_id=APP, roles=(), audience=GRAPH, now=NOW)
+    assert expires_in == 600 and short.validate_access_token(token, NOW + 599).app_id == APP
+
+
 def test_token_for_another_tenants_issuer_is_wrong_issuer(service: TokenService, ring: KeyRing) -> None:
     token = _forge(ring.active, _claims(iss=service.issuer_for(OTHER_TENANT)))
     assert _refused(service, token) == "wrong_issuer"

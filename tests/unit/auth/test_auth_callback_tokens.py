@@ -144,3 +144,9 @@ def test_custom_callback_issuer(ring: KeyRing) -> None:
     token = graph_issuer.callback_token(app_id=BOT, tenant_id=TENANT, now=NOW)
     assert graph_issuer.validate_callback_token(token, app_id=BOT, now=NOW)["iss"] == "https://graph.microsoft.com"
     assert _refused(default, token) == "wrong_issuer"
+
+
+def test_callback_token_living_longer_than_the_node_issues_is_refused(service: TokenService, ring: KeyRing) -> None:
+    forged = _forge(ring.active, exp=253_402_300_799)
+    assert _refused(service, forged) == "lifetime_too_long"
+    assert service.validate_callback_token(_forge(ring.active), app_id=BOT, now=NOW + 1)["aud"] == BOT

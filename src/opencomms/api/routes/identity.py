@@ -5,12 +5,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import functools
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from opencomms.api.app import ApiContext
+from opencomms.api.connections import source_key
 from opencomms.api.errors import OAuthError
 from opencomms.api.http import Request, Response
 from opencomms.api.routing import Kind, Route
@@ -69,7 +70,18 @@ async def token(ctx: ApiContext, req: Request) -> Response:
         raise OAuthError(
             400, "unauthorized_client", f"Application '{client_id[:64]}' was not found in the tenant.", 700016
         )
-    if not await asyncio.to_thread(ctx.directory.check_secret, app, secret):
+    source = source_key(req.source)
+    check = functools.partial(ctx.directory.check_secret, app)
+    verdict = await ctx.secrets.verify(app.id, source, app.secret_hashes, secret, ctx.clock(), check)
+    if verdict.outcome == "throttled":
+        raise OAuthError(
+            429,
+            "temporarily_unavailable",
+            "Too many failed sign-in attempts for this application or from this address; retry later.",
+            50053,
+            verdict.retry_after,
+        )
+    if verdict.outcome != "ok":
         raise OAuthError(401, "invalid_client", "Invalid client secret provided.", 7000215)
     access_token, expires_in = ctx.tokens.issue_access_token(
         tenant_id=tenant.id, app_id=app.id, roles=app.permissions, audience=resource, now=ctx.clock()

@@ -74,7 +74,7 @@ def get_recording(ctx: ApiContext, req: Request) -> Response:
         raise Unauthenticated("Send the recordingAccessToken as 'Authorization: Bearer <token>'.")
     if ctx.recordings is None:
         raise NotFound(DENIED)
-    data = ctx.recordings.open(req.params["rid"], token.strip(), req.client)
+    data = ctx.recordings.open(req.params["rid"], token.strip(), req.source)
     headers = [(b"content-disposition", f'attachment; filename="{req.params["rid"]}.wav"'.encode())]
     return Response(200, raw=data, headers=headers, content_type=b"application/octet-stream")
 
