@@ -100,6 +100,7 @@ SECURITY_BENCHES: list[list[str]] = [
     ["bench/sip_flood.py", "--target", "silent"],
     ["bench/app_flood.py"],
     ["bench/store_faults.py"],
+    ["bench/http_limits.py", "--seconds", "5"],
 ]
 """Issue 14's figures: each script prints its result in its last lines (bench/RESULTS.md, section "Hardening")."""
 
