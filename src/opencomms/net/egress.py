@@ -313,15 +313,25 @@ class EgressPolicy:
         return aiohttp.TCPConnector(resolver=self.resolver(), use_dns_cache=False, **kwargs)
 
     def trace_config(self, schemes: tuple[str, ...] = ("http", "https", "ws", "wss")) -> aiohttp.TraceConfig:
-        """Checks the URL of every request aiohttp makes, redirect hops included (IP literals skip the resolver)."""
+        """Checks the URL of a request aiohttp makes and the Location of every redirect it would follow, before it
+        connects there (IP literals skip the resolver; names are checked again by the resolver)."""
 
         async def on_request_start(
             _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: aiohttp.TraceRequestStartParams
         ) -> None:
             self.check_url(params.url, schemes=schemes)
 
+        async def on_request_redirect(
+            _session: aiohttp.ClientSession, _ctx: SimpleNamespace, params: aiohttp.TraceRequestRedirectParams
+        ) -> None:
+            headers = params.response.headers
+            location = headers.get("Location") or headers.get("URI")
+            if location:
+                self.check_url(location, params.response.url, schemes=schemes)
+
         trace = aiohttp.TraceConfig()
         trace.on_request_start.append(on_request_start)
+        trace.on_request_redirect.append(on_request_redirect)
         return trace
 
 

@@ -243,7 +243,9 @@ async def test_names_resolve_once_through_the_check_and_keep_their_host_header(
     message = await fails(
         fetcher.fetch(f"http://rebind.example.test:{server.port}/ok"), PromptFailure.FORBIDDEN_ADDRESS
     )
-    assert message == "rebind.example.test resolves to private address 10.0.0.1, which is not allowed"  # one bad address is enough
+    assert (
+        message == "rebind.example.test resolves to private address 10.0.0.1, which is not allowed"
+    )  # one bad address is enough
     await fails(fetcher.fetch("http://meta.example.test/latest/"), PromptFailure.FORBIDDEN_ADDRESS, "metadata")
     await fails(fetcher.fetch("https://nowhere.example.test/a.wav"), PromptFailure.UNREACHABLE, "cannot resolve")
     assert server.hits == ["/ok"]
