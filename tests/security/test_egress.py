@@ -5,6 +5,7 @@ real listener on 127.0.0.2 (Linux serves all of 127.0.0.0/8), which must see no 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -204,3 +205,36 @@ async def test_an_app_hosted_media_handshake_redirected_to_a_refused_address_fai
             assert listener.connections == 0
         finally:
             await runner.cleanup()
+
+
+async def test_reject_and_redirect_judge_their_callback_uri_too() -> None:
+    async with strict_node() as (p, listener):
+        alice, bob = p["alice"], p["bob"]
+        status, call = await alice.client.create_call(alice.bot.url, [app_target(bob.app_id)])
+        assert status == 201, call
+        incoming = await bob.bot.incoming()
+        url, why = refused_callbacks(listener.port)[2]  # cloud metadata
+        for action, body in (
+            ("reject", {"reason": "busy", "callbackUri": url}),
+            ("redirect", {"targets": [app_target(alice.app_id)], "callbackUri": url}),
+        ):
+            status, data, _ = await bob.client.request(
+                "POST", f"/communications/calls/{incoming.call_id}/{action}", body
+            )
+            assert_refused(status, data, why)
+
+
+async def test_a_registered_webhook_at_a_refused_address_is_dropped_and_counted() -> None:
+    async with strict_node() as (p, listener):
+        alice, bob = p["alice"], p["bob"]
+        app = p.node.directory.require_app(bob.app_id)
+        forbidden = f"http://{FORBIDDEN_HOST}:{listener.port}/calls"
+        p.node.directory.update_app(dataclasses.replace(app, callback_url=forbidden))
+        status, call = await alice.client.create_call(alice.bot.url, [app_target(bob.app_id)])
+        assert status == 201, call
+        for _ in range(100):
+            if p.node.dispatcher.stats.refused:
+                break
+            await asyncio.sleep(0.02)
+        assert p.node.dispatcher.stats.refused == 1  # the incoming-call notification, dropped
+        assert listener.connections == 0 and not bob.bot.notifications
