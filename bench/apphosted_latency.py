@@ -119,7 +119,7 @@ async def bot() -> None:
 async def node(calls: int, seconds: float, warmup: float) -> dict[str, Any]:
     from aiohttp import web
 
-    from opencomms.config import MediaConfig, NodeConfig, SipConfig, ThrottleSettings
+    from opencomms.config import EgressConfig, NodeConfig, SipConfig, ThrottleSettings
     from opencomms.testing import GraphClient, RecordingBot, running_node
     from opencomms.testing.harness import app_target
 
@@ -143,7 +143,7 @@ async def node(calls: int, seconds: float, warmup: float) -> dict[str, Any]:
         log_level="warning",
         throttle=ThrottleSettings(enabled=False),
         sip=SipConfig(enabled=False, port=0),
-        media=MediaConfig(fetch_allow_private=("127.0.0.1",), app_hosted_allow_private=("127.0.0.1",)),
+        egress=EgressConfig(allow=("127.0.0.1", "::1")),  # bot, prompt server and media socket on loopback
     )
     child = await asyncio.create_subprocess_exec(
         sys.executable,

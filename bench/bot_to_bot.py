@@ -327,7 +327,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ready = tmp / "ready"
-    env = {**os.environ, "OPENCOMMS_LOG_LEVEL": "warning"}
+    env = {**os.environ, "OPENCOMMS_LOG_LEVEL": "warning", "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1"}
     node_log = (tmp / "node.log").open("wb")
     node = subprocess.Popen(
         [

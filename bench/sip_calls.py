@@ -374,7 +374,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "OPENCOMMS_SIP__PORT": str(sip_port),
         "OPENCOMMS_SIP__HOST": "127.0.0.1",
         "OPENCOMMS_SIP__MAX_CALLS": str(args.max_calls),
-        "OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE": "127.0.0.1",
+        "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1",  # the IVR bot and its prompts on loopback
     }
     node_log = (tmp / "node.log").open("wb")
     cmd = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(http_port)]

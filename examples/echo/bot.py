@@ -5,7 +5,7 @@
 
 Register http://127.0.0.1:8082/api/calls as the application's callback URL. The node connects the call's audio
 to the bot's WebSocket (`LocalMediaSession`, port of `--media-listen`); the node must be allowed to reach it
-(`media.app_hosted_allow_private = ["127.0.0.1"]` for loopback). The bot reads 20 ms frames (16 kHz, 16-bit)
+(`egress.allow = ["127.0.0.1", "::1"]` for loopback). The bot reads 20 ms frames (16 kHz, 16-bit)
 and sends each one back, `--delay-ms` later (0: at once), so a caller hears themselves.
 """
 

@@ -91,8 +91,8 @@ class MediaConfig:
     fetch_max_bytes: int = 8 << 20
     """Largest prompt file accepted, in bytes."""
     fetch_allow_private: tuple[str, ...] = ()
-    """Hosts or CIDRs that prompts may be fetched from even though private or loopback (development, tests).
-    Everything private, loopback, link-local or reserved is refused otherwise (server-side request forgery)."""
+    """Deprecated alias, merged into egress.allow (which covers every outbound connection): hosts or CIDRs
+    allowed although private or loopback."""
     max_prompt_seconds: float = 300.0
     """Longest prompt accepted, in seconds of audio."""
     prompt_cache_mb: int = 256
@@ -116,12 +116,24 @@ class MediaConfig:
     """Seconds the node keeps trying to reach an application-hosted call's media WebSocket (and allows one
     reconnect after a drop) before the call ends with 410/9140 (410/9141 after a drop)."""
     app_hosted_allow_private: tuple[str, ...] = ()
-    """Hosts or CIDRs of application-hosted media endpoints allowed although private or loopback (a bot on the
-    node's machine in development: "127.0.0.1"). Everything else private is refused (server-side request forgery)."""
+    """Deprecated alias, merged into egress.allow (which covers every outbound connection): hosts or CIDRs
+    allowed although private or loopback."""
     realtime_priority: int = 0
     """SCHED_FIFO priority (1-99) for the media engine thread, as media servers run their media threads, so that other
     processes on the core cannot delay a tick (Linux; needs root or CAP_SYS_NICE, else a warning and normal
     scheduling). 0 keeps normal scheduling."""
+
+
+@dataclass(frozen=True, slots=True)
+class EgressConfig:
+    allow: tuple[str, ...] = ()
+    """Hosts, addresses or CIDRs the node may connect to although private or loopback: a bot on the same host
+    ("127.0.0.1", "::1") or on the internal network ("10.1.0.0/16", "bots.internal"). Everything else private,
+    loopback, link-local, cloud metadata, reserved, CGNAT or multicast is refused for notifications and their
+    redirects, prompt downloads and app-hosted media WebSockets (server-side request forgery). The deprecated
+    media.fetch_allow_private and media.app_hosted_allow_private are merged into this list."""
+    resolve_timeout: float = 2.0
+    """Seconds allowed to resolve a bot's host name (when a callbackUri is given, and before each connection)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +296,7 @@ class NodeConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
+    egress: EgressConfig = field(default_factory=EgressConfig)
 
     @property
     def tls(self) -> bool:

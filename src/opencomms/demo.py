@@ -30,7 +30,7 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 
-from opencomms.config import NodeConfig, SipConfig
+from opencomms.config import EgressConfig, NodeConfig, SipConfig
 from opencomms.media.wav import decode_wav
 from opencomms.server import Node
 from opencomms.testing import (
@@ -496,6 +496,7 @@ async def demo(serve: bool, db: Path, sip_port: int, builtin: bool) -> bool:
         log_level="warning",
         log_format="text",
         sip=SipConfig(host="127.0.0.1", port=_sip_port(sip_port)),
+        egress=EgressConfig(allow=("127.0.0.1", "::1")),  # the demo's bots run on this host
     )
     async with running_node(cfg) as node:
         tenant = node.directory.create_tenant("Contoso", "contoso.example")

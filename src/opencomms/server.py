@@ -39,6 +39,7 @@ from opencomms.media.engine import MediaEngine, MediaEvent
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
+from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
 from opencomms.rlimit import raise_descriptor_limit
@@ -76,6 +77,11 @@ class Node:
             callback_issuer=tc.callback_issuer,
             callback_token_lifetime=tc.callback_token_lifetime,
         )
+        mc = config.media
+        self.egress = EgressPolicy(  # the one outbound-address policy (the media aliases are deprecated)
+            merge_allow(config.egress.allow, mc.fetch_allow_private, mc.app_hosted_allow_private),
+            resolve_timeout=config.egress.resolve_timeout,
+        )
         nc = config.notify
         self.dispatcher = Dispatcher(
             self.store,
@@ -92,6 +98,7 @@ class Node:
             clock=clock,
             user_agent=f"opencomms/{__version__}",
             fault_retry=config.storage.fault_retry,
+            egress=self.egress,
         )
         self.calls = CallService(
             self.store,
@@ -102,7 +109,6 @@ class Node:
             on_deadline=self._arm_timer,
         )
         self.calls.units.fault_retry = config.storage.fault_retry
-        mc = config.media
         self.engine = EngineThread(
             MediaEngine(capacity=mc.max_legs),
             on_events=self._on_media_events,
@@ -113,8 +119,8 @@ class Node:
                 FetchPolicy(
                     max_bytes=mc.fetch_max_bytes,
                     timeout_seconds=mc.fetch_timeout,
-                    allow_private=mc.fetch_allow_private,
-                )
+                ),
+                egress=self.egress,
             ),
             Tts(executable=mc.tts_executable),
             max_prompt_seconds=mc.max_prompt_seconds,
@@ -141,7 +147,7 @@ class Node:
             self.calls,
             _EnginePort(self.engine, mc.max_legs),
             connect_timeout=mc.app_hosted_connect_timeout,
-            allow_private=mc.app_hosted_allow_private,
+            egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
@@ -170,6 +176,7 @@ class Node:
                     max_queued=tc.max_secret_checks_queued,
                 )
             ),
+            egress=self.egress,
         )
         self.app = build_app(self.api)
         self.descriptor_limit = raise_descriptor_limit()

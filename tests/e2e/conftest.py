@@ -42,7 +42,13 @@ def serve(
         [*CLI, "serve", "--store", store, "--port", str(port), "--ready-file", str(ready), *extra],
         stdout=log,
         stderr=log,
-        env={**os.environ, "OPENCOMMS_LOG_FORMAT": "text", "OPENCOMMS_SIP__PORT": "0", **(env or {})},
+        env={
+            **os.environ,
+            "OPENCOMMS_LOG_FORMAT": "text",
+            "OPENCOMMS_SIP__PORT": "0",
+            "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1",  # the bots run on loopback
+            **(env or {}),
+        },
     )
     try:
         deadline = time.monotonic() + 30

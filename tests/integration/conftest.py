@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from opencomms.config import CallsConfig, NodeConfig, SipConfig, ThrottleSettings
+from opencomms.config import CallsConfig, EgressConfig, NodeConfig, SipConfig, ThrottleSettings
 from opencomms.server import Node
 from opencomms.testing import GraphClient, RecordingBot, running_node
 
@@ -92,6 +92,7 @@ def node_config(**changes: Any) -> NodeConfig:
         calls=CallsConfig(answer_timeout=15.0),
         throttle=ThrottleSettings(),
         sip=SipConfig(port=0),
+        egress=EgressConfig(allow=("127.0.0.1", "::1")),  # the bots run on loopback
     )
     return dataclasses.replace(base, **changes)
 

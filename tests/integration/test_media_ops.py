@@ -47,16 +47,17 @@ class PromptServer:
     hits: dict[str, int] = field(default_factory=dict)
     runner: web.AppRunner | None = None
     url: str = ""
+    host: str = "127.0.0.1"
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/{name}", self._serve)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, self.host, 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        self.url = f"http://{self.host}:{port}"
 
     async def _serve(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -337,7 +338,7 @@ async def test_bad_prompts_fail_the_operation_and_the_call_goes_on(media: Media)
     forbidden = {
         "http://169.254.169.254/latest/meta-data/x.wav": (403, 9102),
         "http://10.1.2.3/prompt.wav": (403, 9102),
-        "http://[::1]:1/prompt.wav": (403, 9102),
+        "http://127.0.0.2:1/prompt.wav": (403, 9102),  # loopback, but not the allowed 127.0.0.1
     }
     for uri, (code, subcode) in forbidden.items():
         prompt = {"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": uri}}
@@ -351,7 +352,8 @@ async def test_bad_prompts_fail_the_operation_and_the_call_goes_on(media: Media)
 
 
 async def test_loopback_prompts_are_refused_without_the_allow_list(tmp_path: Any) -> None:
-    server = PromptServer(files={"short.wav": encode_wav(tone(0.2))})
+    # the bots are on the allowed 127.0.0.1; the prompt server on another loopback address
+    server = PromptServer(files={"short.wav": encode_wav(tone(0.2))}, host="127.0.0.2")
     await server.start()
     try:
         config = node_config(media=MediaConfig(recordings_dir=str(tmp_path)))

@@ -26,6 +26,7 @@ from opencomms.directory import Directory
 from opencomms.domain.errors import BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
 from opencomms.logs import request_context
+from opencomms.net.egress import EgressPolicy
 
 log = logging.getLogger("opencomms.api")
 
@@ -48,6 +49,8 @@ class ApiContext:
     clock: Callable[[], float] = time.time
     health: Callable[[], dict[str, Any]] = field(default=lambda: {"status": "ok"})
     secrets: SecretGuard = field(default_factory=SecretGuard)
+    egress: EgressPolicy | None = None
+    """Judges the callbackUri a bot gives (None: not judged at the API; the dispatcher still checks)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

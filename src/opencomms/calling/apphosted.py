@@ -10,9 +10,9 @@ only through commands (`EnginePort.call`) and must not know service-hosted opera
 * **Connecting.** Once the leg is established (MediaService tells its observers), the node connects, retrying
   every 0.2 s until `connect_timeout`; a bot that closes with 4401 (wrong key or secret) is not retried. After a
   drop (a close without `bye`, or no pong to the 5 s heartbeat) the node reconnects once, retrying until the same
-  timeout; if that fails the leg ends. A `bye` from the bot stops its media for good. The URL's host is
-  resolved and every address checked like a prompt URL (private addresses only if `allow_private` says so), and
-  the connection goes to the checked address.
+  timeout; if that fails the leg ends. A `bye` from the bot stops its media for good. The node's egress policy
+  (`opencomms.net.egress`) judges the URL and every redirect hop of the handshake; host names are resolved and
+  checked at connect time and the connection goes to the checked address. A refused hop ends the leg (410/9140).
 * **Bot to node.** Frames wait in the leg's playout queue (8 frames, the oldest dropped when full); the engine's
   far-end queue gets at most one frame of the leg per tick (`push_inbound`): a command sent on arrival pushes it
   for the coming tick when that tick has none yet, else the leg's tap (end of each tick) pushes the next one for
@@ -30,9 +30,7 @@ only through commands (`EnginePort.call`) and must not know service-hosted opera
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -40,19 +38,17 @@ from dataclasses import dataclass, field
 
 import aiohttp
 import numpy as np
-from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
 from opencomms.calling.media import EnginePort
 from opencomms.calling.model import Call
 from opencomms.calling.service import CallService
 from opencomms.domain import results
-from opencomms.domain.media import PromptError
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
 from opencomms.media.dtmf.tones import tone_name
-from opencomms.media.fetch import AddressGuard
 from opencomms.media.speakers import DominantSpeaker, SpeakerVad, loudest
+from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.wire.apphosted import (
     MAX_UNMIXED,
     TICKS_PER_SECOND,
@@ -79,60 +75,6 @@ MAX_MESSAGE_BYTES = 64 * 1024
 
 Frame = eng.Samples
 EngineCommand = Callable[[eng.MediaEngine], None]
-
-
-class _Refused(OSError):
-    """The guard's verdict on a resolved address (raised inside aiohttp's connector)."""
-
-
-class _GuardedResolver(AbstractResolver):
-    """getaddrinfo, then the address guard: aiohttp only connects to addresses that passed."""
-
-    def __init__(self, guard: AddressGuard) -> None:
-        self._guard = guard
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM, family=family)
-        found: list[ResolveResult] = []
-        for fam, _type, proto, _canon, sockaddr in infos:
-            if fam in (socket.AF_INET, socket.AF_INET6):
-                found.append(
-                    ResolveResult(
-                        hostname=host,
-                        host=str(sockaddr[0]),
-                        port=int(sockaddr[1]),
-                        family=fam,
-                        proto=proto,
-                        flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
-                    )
-                )
-        if not found:
-            raise OSError(f"{host} has no IPv4 or IPv6 address")
-        _check(self._guard, host, [r["host"] for r in found])
-        return found
-
-    async def close(self) -> None:
-        return None
-
-
-def _check(guard: AddressGuard, host: str, addresses: Sequence[str]) -> None:
-    try:
-        guard.check(host, [ipaddress.ip_address(a.split("%")[0]) for a in addresses])
-    except PromptError as exc:
-        raise _Refused(exc.message) from None
-
-
-def _refusal(exc: BaseException) -> _Refused | None:
-    """The guard's verdict, possibly wrapped by aiohttp's connector errors."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None or isinstance(seen, _Refused):
-            return seen
-        nested = seen.os_error if isinstance(seen, aiohttp.ClientConnectorError) else None
-        seen = nested if nested is not None and nested is not seen else seen.__cause__
-    return None
 
 
 @dataclass(eq=False)
@@ -191,6 +133,7 @@ class AppHostedMedia:
         *,
         connect_timeout: float = 10.0,
         allow_private: Sequence[str] = (),
+        egress: EgressPolicy | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if connect_timeout <= 0:
@@ -198,7 +141,7 @@ class AppHostedMedia:
         self.calls = calls
         self.engine = engine
         self.connect_timeout = connect_timeout
-        self._guard = AddressGuard(allow_private)
+        self._egress = egress if egress is not None else EgressPolicy(allow_private)
         self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         self._bridges: dict[str, _Bridge] = {}
         self._by_conv: dict[str, set[str]] = {}
@@ -351,10 +294,11 @@ class AppHostedMedia:
     # -- the connection ----------------------------------------------------------------------------------------
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(
-                resolver=_GuardedResolver(self._guard), use_dns_cache=False, ssl=self._ssl, limit=0
+            # the trace re-checks every hop of the handshake: a redirect to an IP literal never reaches the resolver
+            connector = self._egress.connector(ssl=self._ssl, limit=0)
+            self._session = aiohttp.ClientSession(
+                connector=connector, trust_env=False, trace_configs=[self._egress.trace_config()]
             )
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         return self._session
 
     def _stop(self, bridge: _Bridge, *, bye: str | None) -> None:
@@ -440,13 +384,6 @@ class AppHostedMedia:
             ws: aiohttp.ClientWebSocketResponse | None = None
             try:
                 async with asyncio.timeout_at(deadline):
-                    host = url.raw_host or ""
-                    try:
-                        ipaddress.ip_address(host)
-                    except ValueError:
-                        pass
-                    else:  # IP literals never reach the resolver
-                        _check(self._guard, host, [host])
                     ws = await self._http().ws_connect(
                         url,
                         heartbeat=HEARTBEAT_SECONDS,
@@ -470,7 +407,7 @@ class AppHostedMedia:
                     await ws.close()
                 return results.APP_MEDIA_UNREACHABLE
             except (aiohttp.ClientError, OSError, FrameError) as exc:
-                refused = _refusal(exc)
+                refused = refusal(exc)
                 if refused is not None:  # a forbidden address: final
                     self.stats.refused += 1
                     log.warning("app-hosted media endpoint refused: %s", refused, extra={"call_id": bridge.call_id})

@@ -18,6 +18,7 @@ from opencomms.config import NodeConfig, load_config
 from opencomms.directory import Directory
 from opencomms.domain.errors import OpenCommsError
 from opencomms.gateway.accounts import SipAccounts, realm_for
+from opencomms.net.egress import EgressPolicy, EgressRefused, merge_allow
 from opencomms.store import Store, StoreUnavailable, open_store
 
 app = typer.Typer(help="opencomms: self-hosted cloud communications for calling bots.", no_args_is_help=True)
@@ -66,6 +67,17 @@ def _out(rows: list[dict[str, Any]], as_json: bool) -> None:
 def _fail(exc: OpenCommsError) -> None:
     typer.echo(f"error: {exc.message}", err=True)
     raise typer.Exit(1)
+
+
+def _warn_if_refused(cfg: NodeConfig, url: str) -> None:
+    """The operator registers the webhook, so a URL the egress policy refuses is a warning, not an error: the node
+    that serves may have another allow list. (Host names are judged when the node connects.)"""
+    mc = cfg.media
+    policy = EgressPolicy(merge_allow(cfg.egress.allow, mc.fetch_allow_private, mc.app_hosted_allow_private))
+    try:
+        policy.check_url(url)
+    except EgressRefused as exc:
+        typer.echo(f"warning: the node will not post to this callback URL: {exc.reason} (see egress.allow)", err=True)
 
 
 # -- serve -------------------------------------------------------------------------------------------------
@@ -170,6 +182,8 @@ def app_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Register a bot. Its client secret is printed once and cannot be shown again."""
+    if callback_url:
+        _warn_if_refused(_config(config, store), callback_url)
     try:
         created, secret = Directory(_store(config, store)).create_app(
             tenant, name, permissions=permission or (), callback_url=callback_url

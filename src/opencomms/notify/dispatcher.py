@@ -20,6 +20,10 @@ Design notes
   Retry deadlines are loop timers (`call_later`) that put the key back in the queue; nothing polls.
 * **HTTP client.** POSTs to http:// URLs go through `notify.http1` (keep-alive connections, httptools), several
   times cheaper per request than aiohttp; https, and every URL when a `session_factory` is given, use aiohttp.
+* **Egress policy.** Every attempt and every redirect hop is checked by the node's egress policy
+  (`opencomms.net.egress`): URL and IP literal before the POST, host names at connect time by its checking
+  resolver (both clients connect only to checked addresses). A refused destination drops the entry (counted as
+  `refused`); a refused redirect never moves the callback.
 * **Redirects.** 301/302/307/308 re-POST the same body and headers (the bearer token included, as Graph
   does) to the resolved Location, up to `max_redirects` hops. When the chain ends somewhere else, the
   head entry and every later entry of that key still aimed at the old URL move to the new one (persisted),
@@ -54,6 +58,7 @@ import aiohttp
 from yarl import URL
 
 from opencomms.domain.ids import new_id
+from opencomms.net.egress import EgressPolicy, EgressRefused, refusal
 from opencomms.notify.http1 import Http1Poster
 from opencomms.notify.retry import Outcome, RetryPolicy, classify, parse_retry_after
 from opencomms.store.base import OutboxEntry, Store
@@ -79,6 +84,9 @@ class DispatchStats:
     """Redirect hops followed."""
     given_up: int
     """Entries removed after exhausting the retry policy."""
+    refused: int
+    """Entries dropped because their URL, or a redirect's Location, is a destination the egress policy refuses
+    (also counted in `dropped`)."""
     pending: int
     """Entries accepted but not finished yet (staged, queued, waiting for a retry or in flight)."""
 
@@ -133,6 +141,7 @@ class Dispatcher:
         user_agent: str = "opencomms/0.1",
         remove_batch_s: float = 0.005,
         fault_retry: float = 1.0,
+        egress: EgressPolicy | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -159,6 +168,10 @@ class Dispatcher:
         """The last store write failed (a fault streak is logged once)."""
         self.store_faults = 0
         """Store writes that failed and were retried later."""
+        self._egress = egress
+        """Where deliveries may go; None (tests of the dispatcher alone) checks nothing. The node always gives one."""
+        self._passed: set[str] = set()
+        """URLs that passed the egress policy's URL check (a verdict that depends only on the URL and the policy)."""
         self._finished: list[tuple[str, str, _Lane]] = []
         """(entry id, key, lane) of heads with a final outcome, not yet removed from the store: their lanes move on
         only once the removal commits, so that a crash re-sends at most the one head per key in flight."""
@@ -186,6 +199,7 @@ class Dispatcher:
         self._dropped = 0
         self._redirected = 0
         self._given_up = 0
+        self._refused = 0
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Dispatcher:
@@ -210,7 +224,9 @@ class Dispatcher:
             self._session = self._session_factory() if self._session_factory else self._default_session()
             self._stack.push_async_callback(self._session.close)
             if self._session_factory is None:  # http:// callbacks take the lighter client (see notify.http1)
-                self._fast = Http1Poster(timeout=self._timeout_s, max_idle_per_origin=self._max_in_flight)
+                self._fast = Http1Poster(
+                    timeout=self._timeout_s, max_idle_per_origin=self._max_in_flight, egress=self._egress
+                )
                 self._stack.callback(self._fast.close)
             group = await self._stack.enter_async_context(asyncio.TaskGroup())
             # No await between loading and RUNNING: a submit() either precedes the load (store only)
@@ -268,7 +284,10 @@ class Dispatcher:
         self._pending = 0
 
     def _default_session(self) -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=self._max_in_flight, limit_per_host=0)
+        if self._egress is not None:
+            connector = self._egress.connector(limit=self._max_in_flight, limit_per_host=0)
+        else:
+            connector = aiohttp.TCPConnector(limit=self._max_in_flight, limit_per_host=0)
         return aiohttp.ClientSession(
             connector=connector,
             timeout=self._timeout,
@@ -369,6 +388,7 @@ class Dispatcher:
             dropped=self._dropped,
             redirected=self._redirected,
             given_up=self._given_up,
+            refused=self._refused,
             pending=self._pending,
         )
 
@@ -498,6 +518,10 @@ class Dispatcher:
             except _Unsendable as exc:
                 outcome, reason = Outcome.DROP, str(exc)
                 break
+            except EgressRefused as exc:
+                self._refused += 1
+                outcome, reason = Outcome.DROP, f"{'redirect ' if hops else ''}destination refused: {exc.reason}"
+                break
             outcome = classify(status, location is not None)
             if outcome is not Outcome.REDIRECT:
                 break
@@ -509,6 +533,13 @@ class Dispatcher:
             if hops >= self._max_redirects:
                 outcome, reason = Outcome.DROP, f"more than {self._max_redirects} redirects"
                 break
+            if self._egress is not None:
+                try:  # judged before following: a refused Location is never requested nor made the callback
+                    self._egress.check_url(target)
+                except EgressRefused as exc:
+                    self._refused += 1
+                    outcome, reason = Outcome.DROP, f"redirect destination refused: {exc.reason}"
+                    break
             hops += 1
             self._redirected += 1
             url = target
@@ -618,12 +649,24 @@ class Dispatcher:
             "opencomms-delivery-id": entry.id,
             "User-Agent": self._user_agent,
         }
+        if self._egress is not None and url not in self._passed:
+            try:
+                self._egress.check_url(url)  # URL rules and IP literals; host names are checked at connect time
+            except EgressRefused as exc:
+                if exc.bad_url:
+                    raise _Unsendable(f"invalid callback URL: {exc.reason}") from None
+                raise
+            if len(self._passed) >= 1024:
+                self._passed.clear()
+            self._passed.add(url)
         fast = self._fast
         if fast is not None and fast.handles(url):
             try:
                 return await fast.post(url, headers, entry.body)
             except ValueError:
                 pass  # not a URL it takes: aiohttp decides (and reports it unsendable if it is)
+            except EgressRefused:
+                raise
             except (TimeoutError, OSError) as exc:
                 if log.isEnabledFor(logging.INFO):
                     log.info("notification attempt failed: %s", type(exc).__name__, extra=_extra(entry, None, url))
@@ -640,6 +683,9 @@ class Dispatcher:
         except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
             raise _Unsendable("invalid callback URL") from exc
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            refused = refusal(exc)
+            if refused is not None:
+                raise refused from None
             if log.isEnabledFor(logging.INFO):
                 log.info("notification attempt failed: %s", type(exc).__name__, extra=_extra(entry, None, url))
             return None, None, None

@@ -4,6 +4,8 @@ Keep-alive connections per origin (host, port), requests written in one piece, r
 (the parser uvicorn uses); only the status, Location and Retry-After are read and the body is drained. A POST
 through it costs the event loop several times less than through aiohttp, which the dispatcher keeps for https
 and anything unusual. Errors surface as OSError (ConnectionError) or TimeoutError, as the dispatcher expects.
+With an egress policy, a new connection goes only to an address the policy's resolver returned (resolved off the
+loop within its time limit and checked); a refused host raises `EgressRefused`.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import cast
 
 import httptools
 from yarl import URL
+
+from opencomms.net.egress import EgressPolicy
 
 __all__ = ["Http1Poster", "PostResult"]
 
@@ -112,8 +116,9 @@ class _Connection(asyncio.Protocol):
 class Http1Poster:
     """POSTs to http:// URLs over pooled keep-alive connections, each attempt bounded by `timeout` seconds."""
 
-    def __init__(self, *, timeout: float, max_idle_per_origin: int = 256) -> None:
+    def __init__(self, *, timeout: float, max_idle_per_origin: int = 256, egress: EgressPolicy | None = None) -> None:
         self._timeout = timeout
+        self._egress = egress
         self._max_idle = max_idle_per_origin
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._targets: dict[str, tuple[str, int, bytes]] = {}
@@ -175,8 +180,21 @@ class Http1Poster:
                 return conn
             conn.close()
         loop = asyncio.get_running_loop()
-        _, protocol = await loop.create_connection(_Connection, host, port)
-        return protocol
+        if self._egress is None:
+            _, protocol = await loop.create_connection(_Connection, host, port)
+            return protocol
+        addresses = await self._egress.resolve(host, port)  # checked: connect to these, never to the name
+        error: OSError | None = None
+        for resolved in addresses:
+            try:
+                _, protocol = await loop.create_connection(
+                    _Connection, resolved.address, resolved.port, family=resolved.family
+                )
+            except OSError as exc:
+                error = exc
+                continue
+            return protocol
+        raise error if error is not None else ConnectionError(f"cannot connect to {host}:{port}")
 
     def _release(self, origin: tuple[str, int], conn: _Connection) -> None:
         idle = self._idle.setdefault(origin, [])

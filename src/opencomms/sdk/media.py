@@ -295,7 +295,7 @@ class LocalMediaSession:
 
     `host`/`port` are where it listens (port 0 picks one). `public_url` is the ws:// or wss:// URL the node must
     use when that differs (NAT, a reverse proxy); `ssl_context` serves wss:// itself. The node only connects to
-    private or loopback addresses that its `media.app_hosted_allow_private` lists (e.g. "127.0.0.1").
+    private or loopback addresses that its `egress.allow` lists (e.g. "127.0.0.1").
     """
 
     def __init__(

@@ -16,7 +16,7 @@ import aiohttp
 import jwt
 from aiohttp import web
 
-from opencomms.config import NodeConfig, SipConfig
+from opencomms.config import EgressConfig, NodeConfig, SipConfig
 from opencomms.domain.ids import new_id
 from opencomms.server import Node
 
@@ -24,7 +24,13 @@ from opencomms.server import Node
 @asynccontextmanager
 async def running_node(config: NodeConfig | None = None, **kwargs: Any) -> AsyncIterator[Node]:
     """Start a node listening on loopback (port 0 by default) and stop it on exit."""
-    cfg = config or NodeConfig(host="127.0.0.1", port=0, store_url="memory://", sip=SipConfig(port=0))
+    cfg = config or NodeConfig(
+        host="127.0.0.1",
+        port=0,
+        store_url="memory://",
+        sip=SipConfig(port=0),
+        egress=EgressConfig(allow=("127.0.0.1", "::1")),  # bots on this host
+    )
     node = Node(cfg, **kwargs)
     async with node:
         started = asyncio.Event()

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opencomms.config import MediaConfig, NodeConfig, SipConfig
+from opencomms.config import EgressConfig, MediaConfig, NodeConfig, SipConfig
 from opencomms.server import Node
 from opencomms.testing.caller import VirtualCaller
 from opencomms.testing.harness import GraphClient, RecordingBot, running_node
@@ -80,7 +80,8 @@ def default_config(recordings_dir: str) -> NodeConfig:
         store_url="memory://",
         log_level="warning",
         log_format="text",
-        media=MediaConfig(recordings_dir=recordings_dir, fetch_allow_private=("127.0.0.1", "::1")),
+        media=MediaConfig(recordings_dir=recordings_dir),
+        egress=EgressConfig(allow=("127.0.0.1", "::1")),  # bots, prompt servers and media sockets on this host
         sip=SipConfig(host="127.0.0.1", port=0),
     )
 

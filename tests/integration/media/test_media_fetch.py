@@ -205,7 +205,7 @@ async def test_loopback_is_refused_without_the_allow_list_and_never_contacted(
     await fails(
         fetcher.fetch(f"{server.base}/ok"),
         PromptFailure.FORBIDDEN_ADDRESS,
-        "127.0.0.1 is a forbidden address (loopback)",
+        "loopback address 127.0.0.1 is not allowed",
     )
     await fails(fetcher.fetch(f"http://localhost:{server.port}/ok"), PromptFailure.FORBIDDEN_ADDRESS, "loopback")
     await fails(make_fetcher(allow_private=("10.0.0.0/8",)).fetch(f"{server.base}/ok"), PromptFailure.FORBIDDEN_ADDRESS)
@@ -243,7 +243,9 @@ async def test_names_resolve_once_through_the_check_and_keep_their_host_header(
     message = await fails(
         fetcher.fetch(f"http://rebind.example.test:{server.port}/ok"), PromptFailure.FORBIDDEN_ADDRESS
     )
-    assert message == "rebind.example.test (10.0.0.1) is a forbidden address (private)"  # one bad address is enough
+    assert (
+        message == "rebind.example.test resolves to private address 10.0.0.1, which is not allowed"
+    )  # one bad address is enough
     await fails(fetcher.fetch("http://meta.example.test/latest/"), PromptFailure.FORBIDDEN_ADDRESS, "metadata")
     await fails(fetcher.fetch("https://nowhere.example.test/a.wav"), PromptFailure.UNREACHABLE, "cannot resolve")
     assert server.hits == ["/ok"]

@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pytest
 from aiohttp import web
 
-from opencomms.config import MediaConfig
+from opencomms.config import EgressConfig, MediaConfig
 from opencomms.domain import results
 from opencomms.media.wav import decode_wav, encode_wav
 from opencomms.sdk.media import AudioFrame, AudioSocket, DominantSpeakerChanged, DtmfReceived, LocalMediaSession
@@ -295,10 +295,13 @@ async def test_bad_blob_is_a_400(env: Env, blob: str, why: str) -> None:
 
 
 async def test_private_endpoint_refused_unless_allowed(env: Env) -> None:
+    # The bots stay reachable on 127.0.0.1; the media endpoint on another loopback address, or on a loopback name
+    # (::1 is not allowed), is refused.
     media = dataclasses.replace(env.p.node.config.media, app_hosted_allow_private=())
-    async with make_platform(node_config(media=media), names=("alice", "bob")) as strict:
+    strict_config = node_config(media=media, egress=EgressConfig(allow=("127.0.0.1",)))
+    async with make_platform(strict_config, names=("alice", "bob")) as strict:
         other = Env(strict, env.session, env.prompt_url, env.source)
-        for host in ("127.0.0.1", "localhost"):  # an IP literal, and a name resolving to loopback
+        for host in ("127.0.0.2", "localhost"):  # an IP literal, and a loopback name
             config = env.session.media_config(f"bob-5-{host}")
             blob = json.loads(config["blob"])
             blob["url"] = blob["url"].replace("127.0.0.1", host)

@@ -76,7 +76,7 @@ async def test_ivr_style_conversation(env: SdkEnv) -> None:
     assert (env.node.calls.calls[bob_call.id].keepalive_deadline or 0) > (deadline or 0)
     with pytest.raises(OperationFailed) as failed:
         await bob_call.play_prompt(
-            [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": "http://127.0.0.1:1/nothing.wav"}}]
+            [{"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": "http://127.0.0.2:1/nothing.wav"}}]
         )
     assert failed.value.result_info is not None and failed.value.result_info.code == 403
 

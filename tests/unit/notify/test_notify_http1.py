@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
+from opencomms.net.egress import EgressPolicy, EgressRefused
 from opencomms.notify.http1 import Http1Poster
 
 Answer = Callable[[bytes], bytes | None]
@@ -113,3 +114,28 @@ async def test_garbage_silence_and_bad_urls(serve: Callable[[Answer], Awaitable[
     poster.close()
     with pytest.raises(ConnectionError):
         await poster.post(f"http://127.0.0.1:{garbage.port}/", HEADERS, b"{}")
+
+
+async def test_with_an_egress_policy_only_checked_addresses_are_connected_to(
+    serve: Callable[[Answer], Awaitable[RawServer]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    raw = await serve(lambda _: b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")
+    loop = asyncio.get_running_loop()
+    real = loop.getaddrinfo
+
+    async def hostile(host: str, port: int, **kw: object) -> object:  # a name that now points at loopback
+        if host == "rebind.test":
+            return await real("127.0.0.1", port, **kw)  # type: ignore[arg-type]
+        return await real(host, port, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(loop, "getaddrinfo", hostile)
+    strict = Http1Poster(timeout=2.0, egress=EgressPolicy())
+    for host in ("127.0.0.1", "rebind.test"):
+        with pytest.raises(EgressRefused, match=r"loopback address 127\.0\.0\.1"):
+            await strict.post(f"http://{host}:{raw.port}/cb", HEADERS, b"{}")
+    assert raw.connections == 0
+    allowed = Http1Poster(timeout=2.0, egress=EgressPolicy(("127.0.0.1",)))
+    assert await allowed.post(f"http://rebind.test:{raw.port}/cb", HEADERS, b"{}") == (202, None, None)
+    assert raw.connections == 1
+    strict.close()
+    allowed.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from opencomms.api.app import ApiContext
+from opencomms.api.callbacks import check_callback
 from opencomms.api.http import Request, Response
 from opencomms.api.routing import Kind, Route
 from opencomms.domain.errors import NotFound
@@ -15,10 +16,11 @@ def _base(ctx: ApiContext, req: Request) -> str:
     return f"{ctx.public_url}/{req.version}"
 
 
-def create_call(ctx: ApiContext, req: Request) -> Response:
+async def create_call(ctx: ApiContext, req: Request) -> Response:
     body = wire.create_call(req.json())
     if ctx.quotas is not None:  # 403 past a concurrency quota, 429 + Retry-After past a rate (calling/quotas.py)
         ctx.quotas.admit_create(req.who.app_id, req.who.tenant_id, ctx.clock())
+    await check_callback(ctx, body.callback_uri)
     call = ctx.calls.create(req.who, body)
     base = _base(ctx, req)
     call = {"@odata.context": f"{base}/$metadata#communications/calls/$entity", **call}
@@ -36,19 +38,25 @@ def delete_call(ctx: ApiContext, req: Request) -> Response:
     return Response(204)
 
 
-def answer(ctx: ApiContext, req: Request) -> Response:
-    ctx.calls.answer(req.who, req.params["id"], wire.answer(req.json()))
+async def answer(ctx: ApiContext, req: Request) -> Response:
+    body = wire.answer(req.json())
+    await check_callback(ctx, body.callback_uri)
+    ctx.calls.answer(req.who, req.params["id"], body)
     return Response(202)
 
 
-def reject(ctx: ApiContext, req: Request) -> Response:
+async def reject(ctx: ApiContext, req: Request) -> Response:
     body = req.json()  # no body means "reason: none"; `[]`, `0` or `""` are still refused by the reader
-    ctx.calls.reject(req.who, req.params["id"], wire.reject({} if body is None else body))
+    parsed = wire.reject({} if body is None else body)
+    await check_callback(ctx, parsed.callback_uri)
+    ctx.calls.reject(req.who, req.params["id"], parsed)
     return Response(202)
 
 
-def redirect(ctx: ApiContext, req: Request) -> Response:
-    ctx.calls.redirect(req.who, req.params["id"], wire.redirect(req.json()))
+async def redirect(ctx: ApiContext, req: Request) -> Response:
+    body = wire.redirect(req.json())
+    await check_callback(ctx, body.callback_uri)
+    ctx.calls.redirect(req.who, req.params["id"], body)
     return Response(202)
 
 
