@@ -148,6 +148,7 @@ def main() -> None:
         **os.environ,
         "OPENCOMMS_LOG_LEVEL": "warning",
         "OPENCOMMS_SIP__ENABLED": "false",
+        "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1",  # the bot's webhook runs on this host
         "OPENCOMMS_CALLS__ANSWER_TIMEOUT": "3600",  # accepted calls keep ringing: they hold their legs
         "OPENCOMMS_QUOTAS__CALLS_PER_MINUTE_PER_APP": str(args.per_minute),
         "OPENCOMMS_QUOTAS__CONCURRENT_CALLS_PER_APP": str(args.concurrent),

@@ -101,6 +101,7 @@ SECURITY_BENCHES: list[list[str]] = [
     ["bench/app_flood.py"],
     ["bench/store_faults.py"],
     ["bench/http_limits.py", "--seconds", "5"],
+    ["bench/egress_probe.py"],
 ]
 """Issue 14's figures: each script prints its result in its last lines (bench/RESULTS.md, section "Hardening")."""
 

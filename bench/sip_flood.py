@@ -125,7 +125,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "OPENCOMMS_SIP__PORT": str(sip_port),
         "OPENCOMMS_SIP__HOST": "127.0.0.1",
         "OPENCOMMS_SIP__MAX_CALLS": str(args.max_calls),
-        "OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE": "127.0.0.1",
+        "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1",  # the bots run on this host
         "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")])),
     }
     node_log = (tmp / "node.log").open("wb")

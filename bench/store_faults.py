@@ -30,7 +30,12 @@ from opencomms.testing import GraphClient, RecordingBot
 from opencomms.testing.harness import app_target
 
 CLI = [sys.executable, "-m", "opencomms.cli.main"]
-ENV = {"OPENCOMMS_LOG_FORMAT": "text", "OPENCOMMS_SIP__PORT": "0", "OPENCOMMS_STORAGE__FAULT_RETRY": "0.2"}
+ENV = {
+    "OPENCOMMS_LOG_FORMAT": "text",
+    "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1",  # the bot runs on this host
+    "OPENCOMMS_SIP__PORT": "0",
+    "OPENCOMMS_STORAGE__FAULT_RETRY": "0.2",
+}
 
 
 def _cli(store: str, *args: str) -> Any:
