@@ -22,7 +22,7 @@ from typing import Any
 from opencomms.domain.fsm import IllegalTransition
 from opencomms.sip.builders import build_cancel, build_request, error_response, make_response, new_call_id, new_tag
 from opencomms.sip.destination import Destination, response_destination
-from opencomms.sip.dialog import Dialog, DialogError, DialogState, DialogTable
+from opencomms.sip.dialog import Dialog, DialogState, DialogTable
 from opencomms.sip.early import early_answer
 from opencomms.sip.endpoint_config import (
     Addr,
@@ -33,7 +33,7 @@ from opencomms.sip.endpoint_config import (
     RequestHandler,
 )
 from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHandle
-from opencomms.sip.headers import HeaderError, NameAddr, Via, parse_name_addr
+from opencomms.sip.headers import NameAddr, Via, parse_name_addr
 from opencomms.sip.message import DIALOG_CREATING, HeaderItems, SipRequest, SipResponse
 from opencomms.sip.parser import SipParseError, parse, read_head
 from opencomms.sip.resolver import resolve
@@ -66,6 +66,13 @@ from opencomms.sip.transactions import (
     new_branch,
 )
 from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport, listen_same_port
+from opencomms.sip.ua_dialogs import (
+    after_in_dialog_response,
+    after_uas_response,
+    early_dialog,
+    final_dialog,
+    fork_dialog,
+)
 from opencomms.sip.uri import SipUri, Uri, parse_uri
 
 __all__ = ["SipEndpoint"]
@@ -594,30 +601,9 @@ class SipEndpoint:
         return response
 
     def _uas_dialog(self, handle: ServerTransactionHandle, response: SipResponse) -> None:
-        request = handle.request
-        dialog = handle.dialog
-        status = response.status
-        if request.method == "INVITE" and dialog is None and 100 < status < 300:
-            try:
-                dialog = self.dialogs.add(Dialog.from_uas(request, response))
-            except (DialogError, HeaderError) as exc:
-                log.debug("SIP no dialog from %s: %s", status, exc)
-                return
-            dialog.transport = handle.source.transport
-            dialog.peer = handle.source.addr
-            handle.dialog = dialog
-            handle._created_dialog = True
-        if dialog is None:
-            return
-        if handle._created_dialog:
-            if response.is_success:
-                dialog.state = DialogState.CONFIRMED
-            elif status >= 300:
-                dialog.terminate()
-                self.dialogs.remove(dialog)
-        if request.method == "BYE" and status >= 200:
-            dialog.terminate()
-            self.dialogs.remove(dialog)
+        handle.dialog, handle._created_dialog = after_uas_response(
+            self.dialogs, handle.request, response, handle.dialog, handle._created_dialog, handle.source
+        )
 
     def _ack_received(self, action: AckReceived) -> None:
         handle = self._server.get(action.key) if action.key is not None else None
@@ -652,7 +638,7 @@ class SipEndpoint:
                 return
             handle.provisional = response
             if is_invite and response.status > 100:
-                self._early_dialog(handle, response)
+                early_dialog(self.dialogs, handle._early, handle.request, response, handle.destination)
             if handle._cancel_requested:
                 self._send_cancel(handle)
             if handle.on_provisional is not None:
@@ -664,57 +650,21 @@ class SipEndpoint:
             return
         self._client_final(handle, response)
 
-    def _early_dialog(self, handle: ClientTransactionHandle, response: SipResponse) -> None:
-        tag = response.to.tag
-        if tag is None or tag in handle._early:
-            return
-        try:
-            dialog = Dialog.from_uac(handle.request, response)
-        except (DialogError, HeaderError):
-            return
-        dialog.transport = handle.destination.transport
-        dialog.peer = handle.destination.addr
-        handle._early[tag] = self.dialogs.add(dialog)
-
     def _client_final(self, handle: ClientTransactionHandle, response: SipResponse) -> None:
         if handle.done():
             return
         handle.response = response
         if handle.request.method == "INVITE" and handle.in_dialog is None:
-            tag = response.to.tag if response.is_success else None
-            for early_tag, early in handle._early.items():
-                if early_tag != tag:
-                    early.terminate()
-                    self.dialogs.remove(early)
-            if response.is_success and tag is not None:
-                dialog = handle._early.get(tag)
-                try:
-                    if dialog is None:
-                        dialog = Dialog.from_uac(handle.request, response)
-                        dialog.transport = handle.destination.transport
-                        dialog.peer = handle.destination.addr
-                        dialog = self.dialogs.add(dialog)
-                    else:
-                        dialog.confirm(response)
-                    handle.dialog = dialog
-                except (DialogError, HeaderError) as exc:
-                    log.debug("SIP 2xx without usable dialog: %s", exc)
-        dialog = handle.in_dialog
-        if dialog is not None:
-            dialog.on_response(handle.request, response)
-            if response.status in (408, 481) or dialog.state is DialogState.TERMINATED:
-                dialog.terminate()
-                self.dialogs.remove(dialog)
+            handle.dialog = final_dialog(self.dialogs, handle._early, handle.request, response, handle.destination)
+        if handle.in_dialog is not None:
+            after_in_dialog_response(self.dialogs, handle.in_dialog, handle.request, response)
         handle._future.set_result(response)
 
     async def _reject_fork(self, invite: SipRequest, response: SipResponse, dest: Destination) -> None:
         """A second 2xx from another fork: acknowledge it and end that dialog (we keep the first answer)."""
-        try:
-            dialog = Dialog.from_uac(invite, response)
-        except (DialogError, HeaderError):
+        dialog = fork_dialog(invite, response, dest)
+        if dialog is None:
             return
-        dialog.transport = dest.transport
-        dialog.peer = dest.addr
         await self.ack(dialog)
         await self.request_in_dialog(dialog, dialog.bye())
 
