@@ -46,6 +46,8 @@ DEFAULT_METHODS = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class EndpointConfig:
+    """How a `SipEndpoint` listens, times its transactions and bounds hostile input."""
+
     host: str = "127.0.0.1"
     """Address to bind."""
     udp_port: int | None = 5060
