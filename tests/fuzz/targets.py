@@ -16,11 +16,13 @@ from collections.abc import Callable
 
 from opencomms.rtp.offer_answer import LocalSdp
 from opencomms.rtp.sdp import SdpError, SessionDescription
+from opencomms.sip.builders import error_response
 from opencomms.sip.dialog import DialogError
 from opencomms.sip.early import scan_invite
 from opencomms.sip.headers import HeaderError
-from opencomms.sip.message import SipParseError, SipRequest, error_response, parse
-from opencomms.sip.transaction import server_key
+from opencomms.sip.message import SipRequest
+from opencomms.sip.parser import SipParseError, parse
+from opencomms.sip.transactions import server_key
 from opencomms.sip.transport import StreamFramer
 from opencomms.sip.uri import UriError
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from opencomms.sip.auth import AuthError, DigestChallenger, HA1Table
+from opencomms.sip.digest import AuthError
+from opencomms.sip.digest_server import DigestChallenger, HA1Table
 from opencomms.sip.registrar import Registrar, RegistrarConfig
 from tests.sipp import make_dtmf_pcap
 from tests.sipp import sipp as harness
@@ -321,12 +322,12 @@ def test_uac_register_with_a_wrong_password_fails() -> None:
     assert not result.ok and result.failed == 1, result.describe()
 
 
-# --- uac_register.xml against opencomms.sip.auth + opencomms.sip.registrar ----------------------------------------
+# --- uac_register.xml against opencomms.sip.digest_server + opencomms.sip.registrar ---------------------------------
 
 
 class TinyRegistrar:
     """Just enough SIP over UDP to put DigestChallenger and Registrar in front of sipp (test only: the real
-    message parser is opencomms.sip.message)."""
+    message parser is opencomms.sip.parser)."""
 
     def __init__(self, challenger: DigestChallenger, registrar: Registrar) -> None:
         self.challenger = challenger

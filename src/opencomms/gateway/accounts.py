@@ -19,7 +19,7 @@ from opencomms.config import SipConfig
 from opencomms.directory import Directory
 from opencomms.domain.errors import BadRequest, Conflict, NotFound
 from opencomms.domain.ids import normalize_id
-from opencomms.sip.auth import base_algorithm, compute_ha1
+from opencomms.sip.digest import base_algorithm, compute_ha1
 from opencomms.store.base import Store
 
 KIND = "sip_account"
@@ -178,7 +178,7 @@ class SipAccounts:
         return []
 
     def ha1(self, username: str, realm: str, algorithm: str) -> str | None:
-        """:data:`opencomms.sip.auth.HA1Lookup` over the accounts (None for another realm or algorithm)."""
+        """:data:`opencomms.sip.digest_server.HA1Lookup` over the accounts (None for another realm or algorithm)."""
         account = self.get(username)
         if account is None or account.realm != realm:
             return None

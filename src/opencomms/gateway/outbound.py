@@ -20,11 +20,15 @@ from opencomms.calling.model import Call
 from opencomms.config import SipConfig
 from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
-from opencomms.sip.auth import AuthError, DigestClient, parse_challenges
-from opencomms.sip.endpoint import ClientTransactionHandle, SipEndpoint
+from opencomms.sip.builders import new_call_id, new_tag
+from opencomms.sip.destination import Destination
+from opencomms.sip.digest import AuthError
+from opencomms.sip.digest_client import DigestClient
+from opencomms.sip.digest_headers import parse_challenges
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.handles import ClientTransactionHandle
 from opencomms.sip.headers import HeaderError, NameAddr
-from opencomms.sip.message import SipResponse, new_call_id, new_tag
-from opencomms.sip.transaction import Destination
+from opencomms.sip.message import SipResponse
 from opencomms.sip.uri import SipUri, parse_uri
 
 log = logging.getLogger("opencomms.sip")

@@ -27,8 +27,10 @@ from opencomms.config import SipConfig
 from opencomms.domain.ids import normalize_id
 from opencomms.gateway.accounts import SipAccount, SipAccounts, realm_for
 from opencomms.logs import mask_name
-from opencomms.sip.auth import AuthError, DigestChallenger
-from opencomms.sip.endpoint import DEFAULT_METHODS, ServerTransactionHandle
+from opencomms.sip.digest import AuthError
+from opencomms.sip.digest_server import DigestChallenger
+from opencomms.sip.endpoint_config import DEFAULT_METHODS
+from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.headers import HeaderError
 from opencomms.sip.message import SipRequest
 from opencomms.sip.registrar import Binding, ContactSpec, Registrar, RegistrarConfig

@@ -41,10 +41,12 @@ from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.session import RtpConfig
 from opencomms.rtp.stats import CallQuality
-from opencomms.sip.auth import DigestClient
-from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.destination import Destination
+from opencomms.sip.digest_client import DigestClient
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHandle
 from opencomms.sip.message import SipRequest, SipResponse
-from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, TelUri
 from opencomms.store.base import StoreUnavailable
 

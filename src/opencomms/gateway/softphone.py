@@ -18,8 +18,8 @@ from opencomms.calling.model import Call
 from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.outbound import Route
+from opencomms.sip.destination import Destination
 from opencomms.sip.headers import NameAddr
-from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, parse_uri
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from opencomms.domain.results import ResultInfo
 from opencomms.gateway.mapping import failure_for_status
 from opencomms.gateway.refer import ReferOutcome, ReferState, ReferTransfer, refer_target
 from opencomms.sip.dialog import Dialog, DialogState
-from opencomms.sip.endpoint import ServerTransactionHandle
+from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.headers import NameAddr
 from opencomms.sip.message import SipRequest
 from opencomms.sip.uri import SipUri, parse_uri

@@ -14,8 +14,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from opencomms.sip.builders import build_request
 from opencomms.sip.headers import NameAddr
-from opencomms.sip.message import HeaderItems, SipRequest, SipResponse, build_request
+from opencomms.sip.message import HeaderItems, SipRequest, SipResponse
 from opencomms.sip.uri import SipUri, Uri
 
 TARGET_REFRESH = frozenset({"INVITE", "UPDATE", "SUBSCRIBE", "NOTIFY", "REFER"})

@@ -15,9 +15,10 @@ import os
 import re
 from dataclasses import dataclass
 
+from opencomms.sip.destination import Destination
 from opencomms.sip.headers import HeaderError, parse_via
 from opencomms.sip.message import HeaderItems, reason_phrase
-from opencomms.sip.transaction import MAGIC_COOKIE, Destination, TransactionLayer, TxKey
+from opencomms.sip.transactions import MAGIC_COOKIE, TransactionLayer, TxKey
 
 __all__ = ["EarlyInvite", "early_answer", "refusal_bytes", "scan_invite"]
 

@@ -1,121 +1,83 @@
-"""The SIP endpoint: transports, the transaction layer, dialogs and one timer, offered to a transaction user.
+"""The SIP endpoint: the thin asyncio skin that wires transports, the transaction layer, dialogs and one timer for
+a transaction user.
 
-Owns: wiring bytes from the transports through `parse` into the `TransactionLayer` and carrying out its actions;
-the one `loop.call_at` timer re-armed to the layer's earliest deadline; the top Via of what we send (sent-by,
-branch, rport) and received/rport on what we receive (RFC 3581); the UAS checks a stack makes before its user
-sees a request (stateless answers to malformed requests, 501/405, 505, 420, 481, 500 for out-of-order CSeq);
-CANCEL handling (200 + 487); dialog creation and removal; the client side (`request`, provisional callbacks,
-CANCEL, ACK for 2xx, forked 2xx); rate-limited error answers so that garbage never grows memory.
-Must not: decide call policy (that is the `on_request` handler's job), touch media or SDP, resolve SRV/NAPTR,
-or let hostile input raise into the event loop.
+Owns: bytes from the transports through `parse` into the `TransactionLayer` and carrying out its actions; the one
+`loop.call_at` timer re-armed to the layer's earliest deadline; the top Via of what we send (sent-by, branch,
+rport); carrying out the verdicts of `screening` (UAS checks, received/rport, admission refusals, response
+checks); CANCEL handling (200 + 487); dialog creation and removal; the client side (`request`, provisional
+callbacks, CANCEL, ACK for 2xx, forked 2xx); rate-limited error answers so that garbage never grows memory.
+Must not: decide call policy (that is the `on_request` handler's job), hold protocol rules that can be decided
+without I/O (they belong in the sans-I/O modules), touch media or SDP, or let hostile input raise into the event
+loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import ipaddress
 import logging
-import socket
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opencomms.domain.fsm import IllegalTransition
-from opencomms.sip.dialog import TARGET_REFRESH, Dialog, DialogError, DialogState, DialogTable
+from opencomms.sip.builders import build_cancel, build_request, error_response, make_response, new_call_id, new_tag
+from opencomms.sip.destination import Destination, response_destination
+from opencomms.sip.dialog import Dialog, DialogState, DialogTable
 from opencomms.sip.early import early_answer
-from opencomms.sip.headers import HeaderError, NameAddr, Via
-from opencomms.sip.message import (
-    DEFAULT_LIMITS,
-    DIALOG_CREATING,
-    KNOWN_METHODS,
-    HeaderItems,
-    ParseLimits,
-    SipParseError,
-    SipRequest,
-    SipResponse,
-    build_cancel,
-    build_request,
-    error_response,
-    make_response,
-    new_call_id,
-    new_tag,
-    parse,
-    read_head,
+from opencomms.sip.endpoint_config import (
+    Addr,
+    AdmitHook,
+    EarlyAdmitHook,
+    EndpointConfig,
+    ProvisionalHandler,
+    RequestHandler,
 )
-from opencomms.sip.transaction import (
+from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHandle
+from opencomms.sip.headers import NameAddr, Via, parse_name_addr
+from opencomms.sip.message import DIALOG_CREATING, HeaderItems, SipRequest, SipResponse
+from opencomms.sip.parser import SipParseError, parse, read_head
+from opencomms.sip.resolver import resolve
+from opencomms.sip.screening import (
+    Admitted,
+    accepts_response,
+    default_answer,
+    fix_via,
+    forked_2xx,
+    host_for_uri,
+    is_keepalive,
+    needs_admission,
+    refusal,
+    screen_request,
+    wants_contact,
+)
+from opencomms.sip.transactions import (
     AckReceived,
     AckTimeout,
     Action,
     Deliver,
-    Destination,
     NewRequest,
     Send,
     StrayResponse,
     Terminated,
     Timeout,
-    TimerConfig,
     TransactionLayer,
     TransportFailed,
     TxKey,
     new_branch,
-    response_destination,
-    server_key,
 )
 from opencomms.sip.transport import FramingError, TcpTransport, UdpTransport, listen_same_port
+from opencomms.sip.ua_dialogs import (
+    after_in_dialog_response,
+    after_uas_response,
+    early_dialog,
+    final_dialog,
+    fork_dialog,
+)
 from opencomms.sip.uri import SipUri, Uri, parse_uri
 
+__all__ = ["SipEndpoint"]
+
 log = logging.getLogger("opencomms.sip")
-
-Addr = tuple[str, int]
-RequestHandler = Callable[["ServerTransactionHandle", SipRequest, Addr], None]
-ProvisionalHandler = Callable[[SipResponse], None]
-AdmitHook = Callable[[SipRequest, Addr], "tuple[int, HeaderItems] | None"]
-"""Asked before a new out-of-dialog INVITE starts a transaction: None lets it in; (status, headers) refuses it
-with a stateless answer (RFC 3261 §8.2.7; e.g. 503 + Retry-After under overload): no transaction, no
-retransmission, no state, so a flood costs one datagram out per datagram in."""
-EarlyAdmitHook = Callable[[str], "tuple[int, HeaderItems] | None"]
-"""Asked with the source host before a datagram or frame that starts with `INVITE ` is parsed: a refusal is sent
-from the raw bytes (`sip.early`) when the INVITE is a new one, without parsing it (a flood's cheapest path)."""
-
-DEFAULT_METHODS = frozenset(
-    {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "INFO", "UPDATE", "REFER", "NOTIFY", "MESSAGE", "SUBSCRIBE"}
-)
-
-
-@dataclass(frozen=True, slots=True)
-class EndpointConfig:
-    host: str = "127.0.0.1"
-    """Address to bind."""
-    udp_port: int | None = 5060
-    """UDP port (0: any free port; None: no UDP)."""
-    tcp_port: int | None = 5060
-    """TCP port (0: any free port; None: no TCP)."""
-    advertised_host: str | None = None
-    """Host written in Via and Contact (e.g. the public address); default: the bound address."""
-    timers: TimerConfig = field(default_factory=TimerConfig)
-    limits: ParseLimits = DEFAULT_LIMITS
-    trying_delay: float | None = 0.2
-    """An INVITE gets 100 Trying after this long if the user has not answered (RFC 3261 §17.2.1)."""
-    max_transactions: int = 20_000
-    """Beyond this, new requests get a stateless 503."""
-    max_tcp_connections: int = 1024
-    max_tcp_write_buffer: int = 1 << 20
-    tcp_connect_timeout: float = 5.0
-    tcp_idle_timeout: float = 300.0
-    """Seconds a TCP connection may stay silent (no bytes either way) before it is closed, unless a confirmed
-    dialog's peer is that address (0: never)."""
-    user_agent: str | None = "opencomms"
-    allowed_methods: frozenset[str] = DEFAULT_METHODS
-    supported: frozenset[str] = frozenset()
-    """Option tags we implement; a request that Requires anything else gets 420 (RFC 3261 §8.2.2.3)."""
-    resolve_timeout: float = 2.0
-    """Seconds a next hop's host name (Contact, Record-Route, Request-URI, maddr) may take to resolve; beyond,
-    `resolve` raises OSError as for an unknown name."""
-    error_rate: float = 20.0
-    """Stateless error answers per second and source address (beyond: dropped), with `error_burst`."""
-    error_burst: float = 40.0
 
 
 class _RateLimiter:
@@ -137,125 +99,11 @@ class _RateLimiter:
         return allowed
 
 
-def _same_host(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return a.lower() == b.lower()
-
-
-def _host_for_uri(host: str) -> str:
-    return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
 def _safe_call(callback: Callable[..., object], *args: object) -> None:
     try:
         callback(*args)
     except Exception:
         log.exception("SIP transaction-user callback failed")
-
-
-class ServerTransactionHandle:
-    """What the transaction user gets for an incoming request: answer it with `respond`."""
-
-    def __init__(self, endpoint: SipEndpoint, key: TxKey, request: SipRequest, source: Destination) -> None:
-        self._endpoint = endpoint
-        self.key = key
-        self.request = request
-        self.source = source
-        self.dialog: Dialog | None = None
-        """The dialog the request belongs to (in-dialog requests) or created (INVITE after a 101-299)."""
-        self.final_response: SipResponse | None = None
-        self.cancelled = False
-        self.on_cancel: Callable[[], None] | None = None
-        """Called when a CANCEL arrives for this INVITE (the endpoint has already answered 487)."""
-        self.on_ack: Callable[[SipRequest], None] | None = None
-        """Called with the ACK for our 2xx (it may carry the SDP answer)."""
-        self.on_ack_timeout: Callable[[], None] | None = None
-        """Called when our 2xx was never acknowledged; if unset the endpoint sends BYE itself."""
-        self.awaiting_ack = False
-        self._created_dialog = False
-        existing = request.headers.get("To")
-        tag: str | None = None
-        with contextlib.suppress(HeaderError):
-            tag = request.to.tag if existing else None
-        self._to_tag = tag or new_tag()
-
-    @property
-    def to_tag(self) -> str:
-        """Our tag for the To header of every response of this transaction (except 100)."""
-        return self._to_tag
-
-    @property
-    def method(self) -> str:
-        return self.request.method
-
-    @property
-    def responded(self) -> bool:
-        return self.final_response is not None
-
-    def respond(
-        self,
-        status: int,
-        reason: str | None = None,
-        *,
-        headers: HeaderItems = (),
-        body: bytes = b"",
-        content_type: str | None = None,
-        contact: NameAddr | None = None,
-    ) -> SipResponse | None:
-        """Send a response. Returns it, or None when the transaction can no longer take it (a final response
-        was already sent, e.g. 487 after a CANCEL). 101-299 to INVITE/SUBSCRIBE/REFER and 2xx to target refreshes
-        get our Contact unless `contact` or a Contact header is given; an INVITE's 101-299 creates the dialog."""
-        return self._endpoint._respond(self, status, reason, headers, body, content_type, contact)
-
-
-class ClientTransactionHandle:
-    """A request in flight: `await handle` (or `wait()`) for the final response; `cancel()` for an INVITE.
-    Timeouts resolve as a local 408 (`timed_out`), unreachable peers as a local 503 (`transport_failed`)."""
-
-    def __init__(
-        self,
-        endpoint: SipEndpoint,
-        request: SipRequest,
-        dest: Destination,
-        key: TxKey,
-        on_provisional: ProvisionalHandler | None,
-    ) -> None:
-        self._endpoint = endpoint
-        self.request = request
-        self.destination = dest
-        self.key = key
-        self.on_provisional = on_provisional
-        self.provisional: SipResponse | None = None
-        self.response: SipResponse | None = None
-        self.dialog: Dialog | None = None
-        """For an INVITE: the dialog of the answer (early on a 1xx with To tag, confirmed on the 2xx)."""
-        self.in_dialog: Dialog | None = None
-        """For a request sent with `send_in_dialog`: that dialog."""
-        self.timed_out = False
-        self.transport_failed = False
-        self._early: dict[str, Dialog] = {}
-        self._cancel_requested = False
-        self._cancel_sent = False
-        self._future: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
-
-    def done(self) -> bool:
-        return self._future.done()
-
-    async def wait(self) -> SipResponse:
-        return await asyncio.shield(self._future)
-
-    def __await__(self) -> Generator[Any, None, SipResponse]:
-        return self.wait().__await__()
-
-    def cancel(self) -> None:
-        """CANCEL a pending INVITE (RFC 3261 §9.1): sent once a provisional response has arrived."""
-        if self.request.method != "INVITE" or self._future.done() or self._cancel_requested:
-            return
-        self._cancel_requested = True
-        if self.provisional is not None:
-            self._endpoint._send_cancel(self)
 
 
 class SipEndpoint:
@@ -375,7 +223,7 @@ class SipEndpoint:
 
     def contact_uri(self, transport: str = "udp", user: str | None = None) -> SipUri:
         params = (("transport", transport),) if transport != "udp" else ()
-        return SipUri(_host_for_uri(self.advertised_host), user, None, self.local_port(transport), params)
+        return SipUri(host_for_uri(self.advertised_host), user, None, self.local_port(transport), params)
 
     # -- building requests
 
@@ -395,8 +243,6 @@ class SipEndpoint:
         content_type: str | None = None,
     ) -> SipRequest:
         """An out-of-dialog request with a fresh Call-ID and From tag; our Contact for dialog-creating methods."""
-        from opencomms.sip.headers import parse_name_addr
-
         target = parse_uri(uri) if isinstance(uri, str) else uri
         sender = parse_name_addr(from_) if isinstance(from_, str) else from_
         if sender.tag is None:
@@ -422,7 +268,7 @@ class SipEndpoint:
         """Our top Via (the only one: we are a UA) with a new branch and rport; defaults for the rest."""
         via = Via(
             dest.transport.upper(),
-            _host_for_uri(self.advertised_host),
+            host_for_uri(self.advertised_host),
             self.local_port(dest.transport),
             (("branch", new_branch()), ("rport", None)),
         )
@@ -505,27 +351,8 @@ class SipEndpoint:
 
     async def resolve(self, uri: Uri, default_transport: str = "udp") -> Destination:
         """Next-hop address of a SIP URI: maddr or host, port (default 5060/5061), `transport` parameter.
-        Host names are resolved with getaddrinfo (A/AAAA only; no RFC 3263 NAPTR/SRV)."""
-        if not isinstance(uri, SipUri):
-            raise ValueError(f"cannot route to {uri}")
-        transport = uri.transport or ("tcp" if uri.secure else default_transport)
-        host = uri.param("maddr") or uri.host_unbracketed
-        port = uri.port or (5061 if uri.secure else 5060)
-        try:
-            return Destination(transport, str(ipaddress.ip_address(host)), port)
-        except ValueError:
-            pass
-        kind = socket.SOCK_DGRAM if transport == "udp" else socket.SOCK_STREAM
-        try:
-            async with asyncio.timeout(self.config.resolve_timeout):
-                infos = await self.loop.getaddrinfo(host, port, type=kind)
-        except TimeoutError:
-            raise OSError(f"resolving {host} timed out") from None
-        except UnicodeError:  # a host the IDNA codec refuses
-            raise OSError(f"cannot resolve {host!r}") from None
-        if not infos:
-            raise OSError(f"cannot resolve {host}")
-        return Destination(transport, str(infos[0][4][0]), port)
+        Host names are resolved with getaddrinfo (A/AAAA only; no RFC 3263 NAPTR/SRV), within `resolve_timeout`."""
+        return await resolve(uri, default_transport, loop=self.loop, timeout=self.config.resolve_timeout)
 
     def _send_cancel(self, handle: ClientTransactionHandle) -> None:
         if handle._cancel_sent or handle.done():
@@ -542,8 +369,8 @@ class SipEndpoint:
     def _on_bytes(self, data: bytes, source: Destination) -> None:
         try:
             self.stats["received"] += 1
-            if not data.strip(b"\r\n"):
-                return  # keep-alive
+            if is_keepalive(data):
+                return
             if self.admit_early is not None and data.startswith(b"INVITE ") and self._refused_early(data, source):
                 return
             try:
@@ -552,11 +379,11 @@ class SipEndpoint:
                 self._answer_parse_error(err, source)
                 return
             if isinstance(message, SipRequest):
-                self._fix_via(message, source)
+                fix_via(message, source)
                 if self.admit is not None and message.method == "INVITE" and self._refused(message, source):
                     return
-            elif message.headers.count("Via") != 1:
-                return  # RFC 3261 §8.1.3.3: not for us
+            elif not accepts_response(message):
+                return
             self._run(self.layer.receive(message, source, self._now()))
         except Exception:
             self.stats["handler_errors"] += 1
@@ -566,17 +393,13 @@ class SipEndpoint:
 
     def _refused(self, request: SipRequest, source: Destination) -> bool:
         """Whether the `admit` hook refused this new INVITE (then answered here, statelessly)."""
-        if self.admit is None or request.to.tag is not None:
+        if self.admit is None or not needs_admission(request, self.layer):
             return False
-        if self.layer.server_transaction(server_key(request)) is not None:
-            return False  # a retransmission of an INVITE let in before
         verdict = self.admit(request, source.addr)
         if verdict is None:
             return False
         status, headers = verdict
-        response = make_response(request, status, to_tag=new_tag(), headers=headers)
-        if self.config.user_agent:
-            response.headers.set_default("Server", self.config.user_agent)
+        response = refusal(request, status, headers, new_tag(), self.config.user_agent)
         self.stats["refused"] += 1
         self._send(response.serialize(), response_destination(request, source))
         return True
@@ -613,17 +436,6 @@ class SipEndpoint:
             return
         self.stats["error_responses"] += 1
         self._send(response.serialize(), source)
-
-    def _fix_via(self, request: SipRequest, source: Destination) -> None:
-        """RFC 3261 §18.2.1 received, RFC 3581 rport."""
-        via = request.top_via
-        fixed = via
-        if via.wants_rport or not _same_host(via.host_unbracketed, source.host):
-            fixed = fixed.with_param("received", source.host)
-        if via.wants_rport:
-            fixed = fixed.with_param("rport", str(source.port))
-        if fixed is not via:
-            request.set_top_via(fixed)
 
     def _on_transport_failure(self, dest: Destination) -> None:
         try:
@@ -720,30 +532,15 @@ class SipEndpoint:
         if method == "CANCEL":
             self._cancel_received(handle)
             return
-        if method not in self.config.allowed_methods:
-            allow = ", ".join(sorted(self.config.allowed_methods))
-            status = 405 if method in KNOWN_METHODS else 501
-            handle.respond(status, headers=[("Allow", allow)])
+        cfg = self.config
+        verdict = screen_request(request, self.dialogs, allowed_methods=cfg.allowed_methods, supported=cfg.supported)
+        if not isinstance(verdict, Admitted):
+            handle.respond(verdict.status, verdict.reason, headers=verdict.headers)
             return
-        unsupported = [tag for tag in request.require if tag not in self.config.supported]
-        if unsupported:
-            handle.respond(420, headers=[("Unsupported", ", ".join(unsupported))])
-            return
-        if request.to.tag is not None:
-            dialog = self.dialogs.for_request(request)
-            if dialog is None:
-                handle.respond(481)
-                return
-            rejection = dialog.receive_request(request)
-            if rejection is not None:
-                handle.respond(rejection)
-                return
-            handle.dialog = dialog
-        elif method == "INVITE" and not request.contacts:
-            handle.respond(400, "Missing Contact")
-            return
+        handle.dialog = verdict.dialog
         if self.on_request is None:
-            self._default_answer(handle)
+            answer = default_answer(method, handle.dialog, cfg.allowed_methods)
+            handle.respond(answer.status, headers=answer.headers)
             return
         try:
             self.on_request(handle, request, action.source.addr)
@@ -752,14 +549,6 @@ class SipEndpoint:
             log.exception("SIP on_request handler failed")
             if not handle.responded:
                 handle.respond(500)
-
-    def _default_answer(self, handle: ServerTransactionHandle) -> None:
-        if handle.method == "OPTIONS":
-            handle.respond(200, headers=[("Allow", ", ".join(sorted(self.config.allowed_methods)))])
-        elif handle.method == "BYE" and handle.dialog is not None:
-            handle.respond(200)
-        else:
-            handle.respond(480)
 
     def _cancel_received(self, handle: ServerTransactionHandle) -> None:
         ist = self.layer.invite_for_cancel(handle.request)
@@ -796,10 +585,7 @@ class SipEndpoint:
         )
         if self.config.user_agent:
             response.headers.set_default("Server", self.config.user_agent)
-        wants_contact = (request.method in DIALOG_CREATING and 100 < status < 300) or (
-            request.method in TARGET_REFRESH and 200 <= status < 300
-        )
-        if wants_contact and "Contact" not in response.headers:
+        if wants_contact(request.method, status) and "Contact" not in response.headers:
             uri = contact or NameAddr(self.contact_uri(handle.source.transport))
             response.headers.add("Contact", str(uri))
         try:
@@ -815,30 +601,9 @@ class SipEndpoint:
         return response
 
     def _uas_dialog(self, handle: ServerTransactionHandle, response: SipResponse) -> None:
-        request = handle.request
-        dialog = handle.dialog
-        status = response.status
-        if request.method == "INVITE" and dialog is None and 100 < status < 300:
-            try:
-                dialog = self.dialogs.add(Dialog.from_uas(request, response))
-            except (DialogError, HeaderError) as exc:
-                log.debug("SIP no dialog from %s: %s", status, exc)
-                return
-            dialog.transport = handle.source.transport
-            dialog.peer = handle.source.addr
-            handle.dialog = dialog
-            handle._created_dialog = True
-        if dialog is None:
-            return
-        if handle._created_dialog:
-            if response.is_success:
-                dialog.state = DialogState.CONFIRMED
-            elif status >= 300:
-                dialog.terminate()
-                self.dialogs.remove(dialog)
-        if request.method == "BYE" and status >= 200:
-            dialog.terminate()
-            self.dialogs.remove(dialog)
+        handle.dialog, handle._created_dialog = after_uas_response(
+            self.dialogs, handle.request, response, handle.dialog, handle._created_dialog, handle.source
+        )
 
     def _ack_received(self, action: AckReceived) -> None:
         handle = self._server.get(action.key) if action.key is not None else None
@@ -873,71 +638,33 @@ class SipEndpoint:
                 return
             handle.provisional = response
             if is_invite and response.status > 100:
-                self._early_dialog(handle, response)
+                early_dialog(self.dialogs, handle._early, handle.request, response, handle.destination)
             if handle._cancel_requested:
                 self._send_cancel(handle)
             if handle.on_provisional is not None:
                 _safe_call(handle.on_provisional, response)
             return
         if handle.done():
-            first = handle.response
-            forked = is_invite and response.is_success and first is not None and response.to.tag != first.to.tag
-            if forked and not self.layer.acked(response):
+            if forked_2xx(handle.request, handle.response, response) and not self.layer.acked(response):
                 self._spawn(self._reject_fork(handle.request, response, handle.destination))
             return
         self._client_final(handle, response)
-
-    def _early_dialog(self, handle: ClientTransactionHandle, response: SipResponse) -> None:
-        tag = response.to.tag
-        if tag is None or tag in handle._early:
-            return
-        try:
-            dialog = Dialog.from_uac(handle.request, response)
-        except (DialogError, HeaderError):
-            return
-        dialog.transport = handle.destination.transport
-        dialog.peer = handle.destination.addr
-        handle._early[tag] = self.dialogs.add(dialog)
 
     def _client_final(self, handle: ClientTransactionHandle, response: SipResponse) -> None:
         if handle.done():
             return
         handle.response = response
         if handle.request.method == "INVITE" and handle.in_dialog is None:
-            tag = response.to.tag if response.is_success else None
-            for early_tag, early in handle._early.items():
-                if early_tag != tag:
-                    early.terminate()
-                    self.dialogs.remove(early)
-            if response.is_success and tag is not None:
-                dialog = handle._early.get(tag)
-                try:
-                    if dialog is None:
-                        dialog = Dialog.from_uac(handle.request, response)
-                        dialog.transport = handle.destination.transport
-                        dialog.peer = handle.destination.addr
-                        dialog = self.dialogs.add(dialog)
-                    else:
-                        dialog.confirm(response)
-                    handle.dialog = dialog
-                except (DialogError, HeaderError) as exc:
-                    log.debug("SIP 2xx without usable dialog: %s", exc)
-        dialog = handle.in_dialog
-        if dialog is not None:
-            dialog.on_response(handle.request, response)
-            if response.status in (408, 481) or dialog.state is DialogState.TERMINATED:
-                dialog.terminate()
-                self.dialogs.remove(dialog)
+            handle.dialog = final_dialog(self.dialogs, handle._early, handle.request, response, handle.destination)
+        if handle.in_dialog is not None:
+            after_in_dialog_response(self.dialogs, handle.in_dialog, handle.request, response)
         handle._future.set_result(response)
 
     async def _reject_fork(self, invite: SipRequest, response: SipResponse, dest: Destination) -> None:
         """A second 2xx from another fork: acknowledge it and end that dialog (we keep the first answer)."""
-        try:
-            dialog = Dialog.from_uac(invite, response)
-        except (DialogError, HeaderError):
+        dialog = fork_dialog(invite, response, dest)
+        if dialog is None:
             return
-        dialog.transport = dest.transport
-        dialog.peer = dest.addr
         await self.ack(dialog)
         await self.request_in_dialog(dialog, dialog.bye())
 

@@ -6,7 +6,7 @@ status line, every live binding with its remaining lifetime, and extra headers (
 an input; keep ``now`` on the wall clock if :meth:`Registrar.snapshot` is persisted across restarts.
 
 Steps 1-5 of section 10.3 (domain check, Require, authentication, authorisation, "does this AOR exist" -> 404)
-belong to the caller, which knows the directory and owns the :class:`~opencomms.sip.auth.DigestChallenger`.
+belong to the caller, which knows the directory and owns the :class:`~opencomms.sip.digest_server.DigestChallenger`.
 This module does steps 6-8:
 
 * expiry per contact: ``expires`` parameter, else Expires header, else ``default_expires``; values above

@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
-from opencomms.sip.message import DEFAULT_LIMITS, ParseLimits
-from opencomms.sip.transaction import Destination
+from opencomms.sip.destination import Destination
+from opencomms.sip.parser import DEFAULT_LIMITS, ParseLimits
 
 log = logging.getLogger("opencomms.sip.transport")
 

@@ -37,11 +37,13 @@ from opencomms.media.resample import resample
 from opencomms.media.wav import decode_wav
 from opencomms.rtp.offer_answer import PCMA, PCMU, Codec, LocalSdp, NegotiationError
 from opencomms.rtp.sdp import SdpError, SessionDescription
+from opencomms.sip.destination import Destination
 from opencomms.sip.dialog import Dialog
-from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHandle
 from opencomms.sip.headers import NameAddr
 from opencomms.sip.message import SipRequest, SipResponse
-from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, parse_uri
 from opencomms.testing.listen import HeardTone, Listener, SpeechSegment
 from opencomms.testing.rtp_peer import RATE, RtpPeer, RtpPeerStats

@@ -15,8 +15,11 @@ from opencomms.config import SipConfig
 from opencomms.gateway.register import Registrations
 from opencomms.rtp import LocalSdp
 from opencomms.rtp.sdp import SessionDescription
-from opencomms.sip.auth import DigestClient, parse_challenges
-from opencomms.sip.endpoint import EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.digest_client import DigestClient
+from opencomms.sip.digest_headers import parse_challenges
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.headers import NameAddr
 from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.uri import SipUri

@@ -20,7 +20,9 @@ import aiohttp
 import pytest
 
 from opencomms.config import CallsConfig, SipConfig
-from opencomms.sip.endpoint import EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import HeaderItems, SipRequest
 from tests.integration.conftest import Platform, make_platform, node_config
 from tests.sipp import sipp as harness

@@ -11,9 +11,13 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from opencomms.sip.endpoint import EndpointConfig, ServerTransactionHandle, SipEndpoint
-from opencomms.sip.message import ParseLimits, SipRequest, SipResponse, parse, read_head
-from opencomms.sip.transaction import Destination, TimerConfig
+from opencomms.sip.destination import Destination
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ServerTransactionHandle
+from opencomms.sip.message import SipRequest, SipResponse
+from opencomms.sip.parser import ParseLimits, parse, read_head
+from opencomms.sip.transactions import TimerConfig
 
 FAST = TimerConfig(t1=0.02, t2=0.08, t4=0.1)
 SDP = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"

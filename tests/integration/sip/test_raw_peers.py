@@ -7,10 +7,14 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-from opencomms.sip.endpoint import EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.builders import make_response
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.headers import Headers
-from opencomms.sip.message import SipRequest, SipResponse, make_response, parse
-from opencomms.sip.transaction import TimerConfig, new_branch
+from opencomms.sip.message import SipRequest, SipResponse
+from opencomms.sip.parser import parse
+from opencomms.sip.transactions import TimerConfig, new_branch
 from opencomms.sip.uri import parse_uri
 
 TIMERS = TimerConfig(t1=0.005, t2=0.02, t4=0.02)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from opencomms.sip.endpoint import EndpointConfig, ServerTransactionHandle, SipEndpoint
+from opencomms.sip.endpoint import SipEndpoint
+from opencomms.sip.endpoint_config import EndpointConfig
+from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import SipRequest
 
 SIPP = shutil.which("sipp")

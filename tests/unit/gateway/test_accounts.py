@@ -10,7 +10,7 @@ from opencomms.config import SipConfig
 from opencomms.directory import Directory
 from opencomms.domain.errors import BadRequest, Conflict, NotFound
 from opencomms.gateway.accounts import KIND, SipAccounts, realm_for
-from opencomms.sip.auth import compute_ha1
+from opencomms.sip.digest import compute_ha1
 from opencomms.store.memory import MemoryStore
 
 REALM = "voice.example.com"

@@ -15,7 +15,7 @@ from opencomms.gateway.refer import (
     refer_target,
     sipfrag_status,
 )
-from opencomms.sip.message import parse
+from opencomms.sip.parser import parse
 from opencomms.sip.uri import SipUri
 
 

@@ -11,10 +11,12 @@ import pytest
 from opencomms.config import SipConfig
 from opencomms.gateway.register import KIND, Reachable, Registrations
 from opencomms.gateway.softphone import _destination
-from opencomms.sip.auth import DigestClient, parse_challenges
-from opencomms.sip.message import SipRequest, parse
+from opencomms.sip.destination import Destination
+from opencomms.sip.digest_client import DigestClient
+from opencomms.sip.digest_headers import parse_challenges
+from opencomms.sip.message import SipRequest
+from opencomms.sip.parser import parse
 from opencomms.sip.registrar import Binding
-from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, parse_uri
 from opencomms.store.memory import MemoryStore
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from opencomms.cli.main import app
 from opencomms.directory import Directory
-from opencomms.sip.auth import compute_ha1
+from opencomms.sip.digest import compute_ha1
 from opencomms.store import open_store
 
 PASSWORD = "hunter2-but-longer"

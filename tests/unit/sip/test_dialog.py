@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from opencomms.sip.builders import build_request, make_response
 from opencomms.sip.dialog import Dialog, DialogError, DialogId, DialogState, DialogTable, sipfrag
 from opencomms.sip.headers import NameAddr
-from opencomms.sip.message import SipRequest, SipResponse, build_request, make_response
+from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.uri import SipUri, parse_uri
 
 

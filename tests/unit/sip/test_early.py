@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from opencomms.sip.destination import Destination
 from opencomms.sip.early import early_answer, scan_invite
-from opencomms.sip.message import SipResponse, parse
-from opencomms.sip.transaction import Destination, TransactionLayer
+from opencomms.sip.message import SipResponse
+from opencomms.sip.parser import parse
+from opencomms.sip.transactions import TransactionLayer
 
 INVITE = (
     b"INVITE sip:100@127.0.0.1 SIP/2.0\r\n"

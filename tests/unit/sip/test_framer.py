@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opencomms.sip.message import ParseLimits, parse
+from opencomms.sip.parser import ParseLimits, parse
 from opencomms.sip.transport import KEEPALIVE_PING, FramingError, StreamFramer
 
 

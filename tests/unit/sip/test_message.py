@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from opencomms.sip.builders import build_ack_for_non2xx, build_cancel, build_request, error_response, make_response
 from opencomms.sip.headers import (
     HeaderError,
     Headers,
@@ -19,20 +20,8 @@ from opencomms.sip.headers import (
     split_list,
     unquote_string,
 )
-from opencomms.sip.message import (
-    ParseLimits,
-    SipParseError,
-    SipRequest,
-    SipResponse,
-    build_ack_for_non2xx,
-    build_cancel,
-    build_request,
-    error_response,
-    make_response,
-    parse,
-    read_head,
-    reason_phrase,
-)
+from opencomms.sip.message import SipRequest, SipResponse, reason_phrase
+from opencomms.sip.parser import ParseLimits, SipParseError, parse, read_head
 from opencomms.sip.uri import SipUri, parse_uri
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import pytest
 
+from opencomms.sip.builders import error_response
 from opencomms.sip.headers import parse_name_addr
-from opencomms.sip.message import SipParseError, SipRequest, SipResponse, error_response, parse
-from opencomms.sip.transaction import server_key
+from opencomms.sip.message import SipRequest, SipResponse
+from opencomms.sip.parser import SipParseError, parse
+from opencomms.sip.transactions import server_key
 from opencomms.sip.uri import SipUri, parse_uri
 
 

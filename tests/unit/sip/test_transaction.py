@@ -9,24 +9,18 @@ import itertools
 import pytest
 
 from opencomms.domain.fsm import IllegalTransition, TransitionTable
+from opencomms.sip.builders import build_request, make_response
+from opencomms.sip.destination import Destination, response_destination
 from opencomms.sip.headers import NameAddr
-from opencomms.sip.message import SipRequest, SipResponse, build_request, make_response, parse
-from opencomms.sip.transaction import (
-    ICT_TABLE,
-    IST_TABLE,
+from opencomms.sip.message import SipRequest, SipResponse
+from opencomms.sip.parser import parse
+from opencomms.sip.transactions import (
     MAGIC_COOKIE,
-    NICT_TABLE,
-    NIST_TABLE,
     AckReceived,
     AckTimeout,
     Action,
     Deliver,
-    Destination,
-    InviteClientTransaction,
-    InviteServerTransaction,
     NewRequest,
-    NonInviteClientTransaction,
-    NonInviteServerTransaction,
     Send,
     StrayResponse,
     Terminated,
@@ -34,13 +28,13 @@ from opencomms.sip.transaction import (
     TimerConfig,
     TransactionLayer,
     TransportFailed,
-    TxEvent,
     TxKey,
-    TxState,
     new_branch,
-    response_destination,
     server_key,
 )
+from opencomms.sip.transactions.client import InviteClientTransaction, NonInviteClientTransaction
+from opencomms.sip.transactions.server import InviteServerTransaction, NonInviteServerTransaction
+from opencomms.sip.transactions.states import ICT_TABLE, IST_TABLE, NICT_TABLE, NIST_TABLE, TxEvent, TxState
 from opencomms.sip.uri import parse_uri
 
 S = TxState
@@ -337,7 +331,7 @@ def test_ist_final_retransmitted_on_g_until_ack() -> None:
 
 
 def build_ack(req: SipRequest, sent: Action) -> SipRequest:
-    from opencomms.sip.message import build_ack_for_non2xx
+    from opencomms.sip.builders import build_ack_for_non2xx
 
     assert isinstance(sent, Send)
     response = parse(sent.data)
@@ -431,7 +425,7 @@ def test_layer_client_matching_by_branch_and_method() -> None:
     invite = request()
     txn, actions = layer.send_request(invite, UDP, 0.0)
     assert actions == [Send(txn.data, UDP)] and txn.key == TxKey(invite.top_via.branch or "", "", "INVITE")
-    from opencomms.sip.message import build_cancel
+    from opencomms.sip.builders import build_cancel
 
     cancel_txn, _ = layer.send_request(build_cancel(invite), UDP, 0.1)
     assert cancel_txn.key.branch == txn.key.branch and cancel_txn.key.method == "CANCEL"
@@ -513,7 +507,7 @@ def test_layer_2xx_retransmission_until_ack_timeout() -> None:
 
 
 def test_layer_cancel_finds_its_invite() -> None:
-    from opencomms.sip.message import build_cancel
+    from opencomms.sip.builders import build_cancel
 
     layer = TransactionLayer(T)
     src = Destination.udp("10.0.0.1", 5060)

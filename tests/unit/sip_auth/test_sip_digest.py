@@ -8,23 +8,18 @@ import string
 
 import pytest
 
-from opencomms.sip import auth
-from opencomms.sip.auth import (
-    ALGORITHMS,
-    AuthError,
-    AuthFailure,
+from opencomms.sip import digest
+from opencomms.sip.digest import ALGORITHMS, AuthError, AuthFailure, compute_ha1, compute_response
+from opencomms.sip.digest_client import DigestClient
+from opencomms.sip.digest_headers import (
     DigestChallenge,
-    DigestChallenger,
-    DigestClient,
     DigestCredentials,
-    HA1Table,
-    compute_ha1,
-    compute_response,
     parse_challenge,
     parse_challenges,
     parse_credentials,
     select_challenge,
 )
+from opencomms.sip.digest_server import DigestChallenger, HA1Table
 
 NOW = 1_800_000_000.0
 REALM = "sip.opencomms.test"
@@ -102,9 +97,9 @@ def test_sha512_256_is_supported_when_hashlib_has_it() -> None:
 
 def test_sess_and_auth_int_formulas() -> None:
     ha1 = compute_ha1("u", "r", "p", "SHA-256")
-    sess = auth._h("SHA-256", f"{ha1}:n:c")
-    ha2 = auth._h("SHA-256", "INVITE:sip:x:" + auth._h("SHA-256", b"v=0\r\n"))
-    expected = auth._h("SHA-256", f"{sess}:n:00000002:c:auth-int:{ha2}")
+    sess = digest.digest_hex("SHA-256", f"{ha1}:n:c")
+    ha2 = digest.digest_hex("SHA-256", "INVITE:sip:x:" + digest.digest_hex("SHA-256", b"v=0\r\n"))
+    expected = digest.digest_hex("SHA-256", f"{sess}:n:00000002:c:auth-int:{ha2}")
     got = compute_response(
         ha1=ha1,
         algorithm="sha-256-SESS",
@@ -121,8 +116,8 @@ def test_sess_and_auth_int_formulas() -> None:
 
 def test_legacy_rfc2069_response_without_qop() -> None:
     ha1 = compute_ha1("u", "r", "p")
-    assert compute_response(ha1=ha1, algorithm="MD5", nonce="n", method="REGISTER", uri="sip:r") == auth._h(
-        "MD5", f"{ha1}:n:" + auth._h("MD5", "REGISTER:sip:r")
+    assert compute_response(ha1=ha1, algorithm="MD5", nonce="n", method="REGISTER", uri="sip:r") == digest.digest_hex(
+        "MD5", f"{ha1}:n:" + digest.digest_hex("MD5", "REGISTER:sip:r")
     )
 
 
@@ -597,7 +592,7 @@ def test_client_answers_userhash_and_the_topmost_of_several_headers() -> None:
     creds = parse_credentials(
         client.authorize('Digest realm="r", nonce="n", qop="auth", userhash=true', "M", "u", "alice", "pw")
     )
-    assert creds.userhash and creds.username == auth._h("MD5", "alice:r")
+    assert creds.userhash and creds.username == digest.digest_hex("MD5", "alice:r")
     chosen = parse_credentials(
         client.authorize(
             ['Digest realm="r", nonce="1", algorithm=SHA-999', 'Digest realm="r", nonce="2", algorithm=SHA-256'],
