@@ -139,7 +139,7 @@ class Conversation(LegLifecycle):
         origin = self._add(cmd.origin, CallDirection.OUTGOING, CallState.ESTABLISHING)
         self._establishing(origin)
         for invitation in cmd.invitations:
-            self._invite(invitation)
+            self._invite(invitation, source=origin.source)
         self._settle()
 
     def _join(self, cmd: c.Join) -> None:
@@ -148,8 +148,14 @@ class Conversation(LegLifecycle):
         self._connect()
 
     def _invite_cmd(self, cmd: c.Invite) -> None:
+        inviter = self.legs[cmd.leg_id]
+        source = {
+            "@odata.type": "#microsoft.graph.participantInfo",
+            "identity": inviter.identity,
+            "participantId": inviter.participant_id,
+        }
         for invitation in cmd.invitations:
-            if self._invite(invitation) is None:
+            if self._invite(invitation, source=source) is None:
                 self._emit(ev.InvitationFailed(cmd.leg_id, invitation.failure or results.CANNOT_ROUTE))
 
     def _answer(self, cmd: c.Answer) -> None:
@@ -177,7 +183,7 @@ class Conversation(LegLifecycle):
         group = f"{leg.id}/redirect" if several else None
         for invitation in cmd.invitations:
             timed = c.Invitation(invitation.leg, invitation.failure, invitation.ring_for or ring_for)
-            rung = self._invite(timed, ring_group=group)
+            rung = self._invite(timed, ring_group=group, source=leg.source)
             if rung is None or several:
                 continue
             for peer in [p for p in self.legs.values() if p.live]:

@@ -55,7 +55,8 @@ class LegSpec:
     identity: JsonObj
     """identitySet of the party this leg represents (the callee for a rung leg)."""
     source: JsonObj = field(default_factory=dict)
-    """participantInfo of the caller as this leg sees it."""
+    """participantInfo of the caller as this leg sees it: given for a leg that places a call or joins; a rung leg
+    takes its caller's (the placing, redirecting, inviting or transferred party's) from the conversation."""
     targets: tuple[JsonObj, ...] = ()
     app_id: str = ""
     """The bot owning the leg ('' for external legs)."""

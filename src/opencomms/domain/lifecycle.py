@@ -66,8 +66,8 @@ class LegLifecycle:
 
     def _establishing(self, leg: Leg) -> None:
         """A placed or joining leg: a bot's gets its keepAlive window, prompt prefetch and first notification."""
+        leg.source.setdefault("participantId", leg.participant_id)
         if not leg.is_external:
-            leg.source.setdefault("participantId", leg.participant_id)
             leg.keepalive_deadline = self._now + self.timeouts.keepalive
             self._emit(ev.MediaConfigured(leg.id, leg.kind))
         self._emit(ev.LegEstablishing(leg.id, leg.kind))
@@ -87,7 +87,7 @@ class LegLifecycle:
             return None
         leg = self._add(spec, CallDirection.INCOMING, CallState.INCOMING)
         if source is not None:
-            leg.source = source
+            leg.source = dict(source)
         leg.incoming_context = incoming_context
         leg.ring_group = ring_group
         if leg.is_external and leg.external is None:

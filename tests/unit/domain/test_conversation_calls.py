@@ -84,7 +84,7 @@ def test_redirect_to_several_rings_them_together_and_the_first_answer_wins() -> 
 def test_transfer_to_third_bot_completes_and_the_caller_talks_to_the_target() -> None:
     run = answered()
     run.do(c.StartTransfer("bob", {"identity": {"application": {"id": "app-carol"}}}, invitation=ring("carol")))
-    started = [e for e in run.events if isinstance(e, ev.TransferStarted)][0]
+    started = next(e for e in run.events if isinstance(e, ev.TransferStarted))
     assert (started.transferee_id, started.mode, started.target_leg_id) == ("alice", ev.TransferMode.BRIDGE, "carol")
     carol = run.conv.leg("carol")
     assert carol.incoming_context is not None and carol.incoming_context["transferor"] == run.conv.leg("bob").identity
@@ -178,6 +178,7 @@ def test_group_call_hung_up_before_answer_stops_ringing() -> None:
 def test_phone_calls_bot_bot_answers_phone_hangs_up() -> None:
     run = Run()
     run.do(c.Create(spec("phone", LegKind.SIP), (ring("bob"),)))
+    assert run.conv.leg("bob").source["participantId"] == "p-phone"  # the bot sees who calls
     run.do(c.Answer("bob"))
     established = [e for e in run.events if isinstance(e, ev.LegEstablished)]
     assert {(e.leg_id, e.kind) for e in established} == {("phone", LegKind.SIP), ("bob", LegKind.BOT)}
@@ -192,10 +193,9 @@ def test_phone_call_to_a_bot_at_its_quota_ends_the_phone_leg() -> None:
 
 
 def test_bot_dials_a_phone_answer_and_failures() -> None:
-    run = placed()
     run = Run()
     out = run.do(c.Create(spec("alice"), (ring("phone", LegKind.SIP),)))
-    rang = [e for e in out if isinstance(e, ev.LegRinging)][0]
+    rang = next(e for e in out if isinstance(e, ev.LegRinging))
     assert rang.kind is LegKind.SIP and rang.leg["external"] == "dial"
     assert run.conv.leg("phone").answer_deadline == run.now + 60  # the dial ring time
     run.do(c.ConnectLeg("phone"))
