@@ -17,7 +17,7 @@ from opencomms.domain import commands as c
 from opencomms.domain import events as ev
 from opencomms.domain import results
 from opencomms.domain.calls import CallDirection, CallEvent, CallState
-from opencomms.domain.errors import BadRequest, InvalidState, NotFound
+from opencomms.domain.errors import BadRequest, InvalidState, NotFound, OpenCommsError
 from opencomms.domain.ids import normalize_id
 from opencomms.domain.legs import JsonObj, Leg, result_doc, result_from_doc
 from opencomms.domain.lifecycle import LegLifecycle, Transfer
@@ -76,12 +76,16 @@ class Conversation(LegLifecycle):
         return self.leg(leg_id).participant_id
 
     def participants_for(self, leg_id: str) -> list[Participant]:
-        """GET participants as leg `leg_id` sees it: the roster, and its own leg before it is established."""
-        own = self.leg(leg_id)
-        entries = self.roster.entries()
-        if own.participant_id not in self.roster:
-            entries.insert(0, Participant(own.participant_id, own.id, own.identity, own.source_id, own.muted))
-        return entries
+        """GET participants as leg `leg_id` sees it (as `CallService.participants` does): every live leg, in the
+        order the legs came, and its own leg whatever its state; roster entries where the leg is established."""
+        self.leg(leg_id)
+        out = []
+        for leg in self.legs.values():
+            if leg.id != leg_id and not leg.live:
+                continue
+            entry = self.roster.get(leg.participant_id)
+            out.append(entry or Participant(leg.participant_id, leg.id, leg.identity, leg.source_id, leg.muted))
+        return out
 
     def transferee_of(self, leg_id: str, participant_id: str | None) -> Leg:
         """The live peer leg `leg_id` may transfer (BadRequest if none); the router asks before a REFER."""
@@ -116,7 +120,7 @@ class Conversation(LegLifecycle):
                 error = guard.check(self, command, leg)
                 if error is not None:
                     raise error
-        except (NotFound, InvalidState, BadRequest):
+        except OpenCommsError:
             if rule.on_fail is OnFail.IGNORE:
                 return False
             raise

@@ -43,6 +43,16 @@ def test_call_answer_and_hang_up() -> None:
     assert run.conv.legs == {}
 
 
+def test_participants_as_each_leg_sees_them() -> None:
+    run = placed("bob")
+    assert [p.id for p in run.conv.participants_for("bob")] == ["p-alice", "p-bob"]  # the caller is live
+    run2 = placed("bob", "carol", kind=G)
+    assert [p.id for p in run2.conv.participants_for("alice")] == ["p-alice"]  # ringing legs are not in it
+    run2.do(c.Answer("bob"))
+    assert [p.id for p in run2.conv.participants_for("carol")] == ["p-alice", "p-bob", "p-carol"]
+    assert [p.sequence for p in run2.conv.participants_for("alice")] == [1, 2]
+
+
 def test_far_side_hangs_up() -> None:
     run = answered()
     run.do(c.HangUp("bob"))
