@@ -31,6 +31,7 @@ EVERYONE_LEFT = ResultInfo(200, 5002, "Everyone else left the call.")
 TRANSFER_COMPLETED = ResultInfo(0, 7015, "GracefulTransferCompleted")
 REDIRECTED = ResultInfo(200, 0, "The call was redirected.")
 REJECTED_BY_BOT = ResultInfo(200, 0, "The call was rejected.")
+ANSWERED_ELSEWHERE = ResultInfo(200, 0, "The call was answered by another target.")
 
 # Failures reported to the caller's leg
 DECLINED = ResultInfo(603, 0, "The callee declined the call.")
