@@ -258,16 +258,20 @@ class Ledger(Generic[A]):
             self._emit(unit)
             return
         state = unit.state
-        index = Index() if state is None else self._index_of(state)
-        hit = self._cache.get(conv_id)
-        legs: Collection[str] | None = index.legs
-        if hit is not None and state is not None and hit.index.legs == index.legs:
-            legs = None  # unchanged: the store keeps its leg rows
-        doc = None if state is None else state.to_doc()
         entries = list(unit.outbox)
-        fut = asyncio.ensure_future(
-            self.store.commit(conv_id, unit.version, doc, entries, legs=legs, deadline=index.deadline)
-        )
+        try:  # an index or a document that cannot be made, a closed store: nothing was written
+            index = Index() if state is None else self._index_of(state)
+            hit = self._cache.get(conv_id)
+            legs: Collection[str] | None = index.legs
+            if hit is not None and state is not None and hit.index.legs == index.legs:
+                legs = None  # unchanged: the store keeps its leg rows
+            doc = None if state is None else state.to_doc()
+            fut = asyncio.ensure_future(
+                self.store.commit(conv_id, unit.version, doc, entries, legs=legs, deadline=index.deadline)
+            )
+        except BaseException:
+            self._rollback(conv_id)
+            raise
         try:
             version = await asyncio.shield(fut)
         except asyncio.CancelledError:
