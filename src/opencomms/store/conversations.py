@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import abc
 import asyncio
-import json
 from collections.abc import Awaitable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from opencomms.domain.errors import Conflict
 from opencomms.store.base import Doc, OutboxEntry, Store
+from opencomms.store.sqlite import _dumps, _loads
 
 __all__ = ["ConversationStore", "Loaded", "MemoryConversationStore", "StaleVersion"]
 
@@ -122,7 +122,7 @@ class MemoryConversationStore(ConversationStore):
 
     async def load(self, conv_id: str) -> Loaded | None:
         got = self._docs.get(conv_id)
-        return None if got is None else Loaded(json.loads(got[0]), got[1])
+        return None if got is None else Loaded(_loads(got[0]), got[1])
 
     def commit(
         self,
@@ -155,7 +155,7 @@ class MemoryConversationStore(ConversationStore):
         actual = 0 if current is None else current[1]
         if actual != expected:
             raise StaleVersion(conv_id, expected, actual)
-        text = None if doc is None else json.dumps(doc)  # fails before anything changes
+        text = None if doc is None else _dumps(doc)  # fails before anything changes
         entries = list(outbox)
         if self._outbox_store is not None:
             self._outbox_store.outbox_append_many(entries)

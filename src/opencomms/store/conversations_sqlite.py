@@ -17,6 +17,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS conversations (
     version  INTEGER NOT NULL,
     deadline REAL,
     doc      TEXT NOT NULL
-) WITHOUT ROWID;
+);
 CREATE INDEX IF NOT EXISTS conversations_deadline ON conversations(deadline) WHERE deadline IS NOT NULL;
 CREATE TABLE IF NOT EXISTS conversation_legs (
     leg  TEXT PRIMARY KEY,
@@ -81,6 +82,10 @@ class _Read:
 _Op = _Write | _Remove | _Read
 
 
+class _Isolate(Exception):
+    """A write failed half way through in a batch without savepoints."""
+
+
 @dataclass(slots=True)
 class _Stats:
     transactions: int = 0
@@ -91,6 +96,8 @@ class _Stats:
     """Writes refused with StaleVersion."""
     largest_batch: int = 0
     """Most writes one transaction carried."""
+    thread_cpu: float = 0.0
+    """CPU seconds the writer thread spent on batches (off the loop)."""
 
 
 class SqliteConversationStore(ConversationStore):
@@ -266,7 +273,9 @@ class SqliteConversationStore(ConversationStore):
                         stop = True
                         break
                     batch.extend(more)
+                cpu = time.thread_time()
                 results = self._execute(db, batch)
+                self.stats.thread_cpu += time.thread_time() - cpu
                 loop = self._loop
                 if loop is not None and not loop.is_closed():
                     try:
@@ -283,7 +292,11 @@ class SqliteConversationStore(ConversationStore):
         writes = [op for op in batch if not isinstance(op, _Read)]
         if writes:
             try:
-                results = self._transaction(db, writes)
+                try:
+                    results = self._transaction(db, writes, isolated=False)
+                except _Isolate:  # one write failed half way: again, each write under a savepoint of its own
+                    db.execute("ROLLBACK")
+                    results = self._transaction(db, writes, isolated=True)
             except BaseException as exc:
                 if db.in_transaction:
                     try:
@@ -306,9 +319,13 @@ class SqliteConversationStore(ConversationStore):
         return exc
 
     def _transaction(
-        self, db: sqlite3.Connection, writes: list[_Write | _Remove]
+        self, db: sqlite3.Connection, writes: list[_Write | _Remove], *, isolated: bool
     ) -> list[tuple[asyncio.Future[Any], Any]]:
+        """One transaction for the batch. A stale write changes nothing before it is refused, so the fast path
+        needs no savepoints; an error half way through a write (a bug, e.g. a duplicate outbox id) raises _Isolate
+        there, and the batch runs again `isolated`, where that write alone fails."""
         results: list[tuple[asyncio.Future[Any], Any]] = []
+        outbox: list[tuple[Any, ...]] = []
         db.execute("BEGIN IMMEDIATE")
         committed = 0
         for op in writes:
@@ -318,19 +335,30 @@ class SqliteConversationStore(ConversationStore):
                     db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                 results.append((op.fut, None))
                 continue
-            db.execute("SAVEPOINT w")
+            if isolated:
+                db.execute("SAVEPOINT w")
             try:
-                outcome: Any = self._write(db, op)
+                outcome: Any = self._write(db, op, None if isolated else outbox)
             except sqlite3.Error as exc:
                 if _is_fault(exc):
                     raise  # the whole batch fails
-                outcome = exc  # a bug in this write (e.g. a duplicate outbox id): it alone fails
-            if isinstance(outcome, BaseException):
+                if not isolated:
+                    raise _Isolate from exc
+                outcome = exc  # a bug in this write: it alone fails
+            if isinstance(outcome, sqlite3.Error):
                 db.execute("ROLLBACK TO w")
-            else:
+            elif not isinstance(outcome, StaleVersion):
                 committed += 1
-            db.execute("RELEASE w")
+            if isolated:
+                db.execute("RELEASE w")
             results.append((op.fut, outcome))
+        if outbox:
+            try:
+                _append(db, outbox)
+            except sqlite3.Error as exc:
+                if _is_fault(exc):
+                    raise
+                raise _Isolate from exc
         db.execute("COMMIT")
         stats = self.stats
         stats.transactions += 1
@@ -339,7 +367,9 @@ class SqliteConversationStore(ConversationStore):
         stats.largest_batch = max(stats.largest_batch, len(writes))
         return results
 
-    def _write(self, db: sqlite3.Connection, op: _Write) -> int | StaleVersion:
+    def _write(self, db: sqlite3.Connection, op: _Write, outbox: list[tuple[Any, ...]] | None) -> int | StaleVersion:
+        """Version-check and write one conversation; its outbox rows go to `outbox` (appended by the caller after
+        the batch's last write, in one statement per chunk) or, when that is None, into the table at once."""
         conv, expected = op.conv_id, op.expected
         if op.doc is None:
             if expected == 0:
@@ -368,16 +398,24 @@ class SqliteConversationStore(ConversationStore):
                         " ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
                         [v for leg in chunk for v in (leg, conv)],
                     )
-        for start in range(0, len(op.outbox), _CHUNK):
-            rows = op.outbox[start : start + _CHUNK]
-            places = ",".join(["(?,?,?,?,?,?,?,?,?)"] * len(rows))
-            db.execute(f"{_OUTBOX}{places}", [v for row in rows for v in row])
+        if outbox is None:
+            _append(db, op.outbox)
+        else:
+            outbox.extend(op.outbox)
         return version
 
     @staticmethod
     def _stale(db: sqlite3.Connection, op: _Write) -> StaleVersion:
         found = db.execute(_VERSION, (op.conv_id,)).fetchone()
         return StaleVersion(op.conv_id, op.expected, 0 if found is None else found[0])
+
+
+def _append(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert outbox rows in order, one statement per chunk."""
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        places = ",".join(["(?,?,?,?,?,?,?,?,?)"] * len(chunk))
+        db.execute(f"{_OUTBOX}{places}", [v for row in chunk for v in row])
 
 
 def _deliver(results: list[tuple[asyncio.Future[Any], Any]]) -> None:

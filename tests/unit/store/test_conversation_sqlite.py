@@ -68,6 +68,22 @@ async def test_commits_of_one_loop_iteration_share_a_transaction(tmp_path: Path)
     await st.aclose()
 
 
+async def test_a_write_that_fails_half_way_fails_alone(tmp_path: Path) -> None:
+    st = await SqliteConversationStore.open(str(tmp_path / "s.db"))
+    await st.commit("c0", 0, {}, [entry("c0", 1)])
+    results = await asyncio.gather(
+        st.commit("c1", 0, {"i": 1}, [entry("c1", 1)]),
+        st.commit("c2", 0, {"i": 2}, [entry("c0", 1)]),  # a duplicate outbox id, after its document was written
+        st.commit("c3", 0, {"i": 3}, [entry("c3", 1)]),
+        return_exceptions=True,
+    )
+    assert results[0] == 1 and results[2] == 1 and isinstance(results[1], sqlite3.IntegrityError)
+    assert await st.load("c2") is None and await st.load("c3") is not None
+    assert [e.id for e in await st.outbox_load()] == ["c0-1", "c1-1", "c3-1"]
+    assert st.stats.commits == 3
+    await st.aclose()
+
+
 _HOLD_LOCK = """
 import sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], isolation_level=None)
