@@ -19,7 +19,7 @@ from opencomms.domain.errors import Conflict
 from opencomms.store.base import Doc, OutboxEntry, Store
 from opencomms.store.sqlite import _dumps, _loads
 
-__all__ = ["ConversationStore", "Loaded", "MemoryConversationStore", "StaleVersion"]
+__all__ = ["ConversationStore", "Loaded", "MemoryConversationStore", "StaleVersion", "open_conversations"]
 
 
 class StaleVersion(Conflict):
@@ -213,3 +213,20 @@ class MemoryConversationStore(ConversationStore):
             return
         gone = set(entry_ids)
         self._outbox = [e for e in self._outbox if e.id not in gone]
+
+
+async def open_conversations(
+    url: str, *, outbox: Store | None = None, busy_timeout: float = 1.0, max_batch: int = 512
+) -> ConversationStore:
+    """Open the conversation store for the node's store URL (`memory://`: in process, its outbox in `outbox`, the
+    node's MemoryStore, so that its dispatcher delivers it; `sqlite:///path.db`: the same file as the node's store).
+    Raises StoreUnavailable when the file cannot be opened for writing."""
+    if url.startswith("memory:"):
+        return MemoryConversationStore(outbox)
+    if url.startswith("sqlite:///"):
+        from opencomms.store.conversations_sqlite import SqliteConversationStore
+
+        return await SqliteConversationStore.open(
+            url.removeprefix("sqlite:///"), busy_timeout=busy_timeout, max_batch=max_batch
+        )
+    raise ValueError(f"unsupported store url: {url!r} (use memory:// or sqlite:///path.db)")

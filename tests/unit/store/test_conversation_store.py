@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from opencomms.store import MemoryStore, OutboxEntry, SqliteStore, StoreUnavailable
-from opencomms.store.conversations import ConversationStore, MemoryConversationStore, StaleVersion
+from opencomms.store.conversations import (
+    ConversationStore,
+    MemoryConversationStore,
+    StaleVersion,
+    open_conversations,
+)
 from opencomms.store.conversations_sqlite import SqliteConversationStore
 
 
@@ -148,3 +153,15 @@ async def test_sqlite_disk_full_writes_neither_document_nor_outbox(tmp_path: Pat
     await st.run(lambda db: db.execute("PRAGMA max_page_count=1073741823"))  # space returns
     assert await st.commit("c1", 1, {"v": 2, "big": "x" * 200_000}, [entry("c1", 2)]) == 2
     await st.aclose()
+
+
+async def test_open_by_store_url(tmp_path: Path) -> None:
+    shared = MemoryStore()
+    mem = await open_conversations("memory://", outbox=shared)
+    await mem.commit("c1", 0, {}, [entry("c1", 1)])
+    assert len(shared.outbox_load()) == 1
+    lite = await open_conversations(f"sqlite:///{tmp_path}/s.db", busy_timeout=0.5)
+    assert isinstance(lite, SqliteConversationStore)
+    await lite.aclose()
+    with pytest.raises(ValueError):
+        await open_conversations("redis://localhost")

@@ -12,6 +12,7 @@ from typing import Any, Self
 
 import pytest
 
+from opencomms.config import LedgerConfig, load_config
 from opencomms.store import OutboxEntry, StoreUnavailable
 from opencomms.store.base import Doc
 from opencomms.store.conversations import ConversationStore, MemoryConversationStore, StaleVersion
@@ -284,3 +285,10 @@ async def test_a_cancelled_caller_still_releases_what_its_unit_committed(tmp_pat
     assert ledger.cached("c1") is None  # the cache does not guess: the next unit reloads
     assert await ledger.apply("c1", bump) == 3
     await store.aclose()
+
+
+def test_ledger_section_of_the_node_configuration() -> None:
+    config = load_config(env={"OPENCOMMS_LEDGER__RETRIES": "5", "OPENCOMMS_LEDGER__BUSY_TIMEOUT": "0.5"})
+    assert config.ledger == LedgerConfig(retries=5, busy_timeout=0.5)
+    with pytest.raises(ValueError):
+        LedgerConfig(max_batch=0)
