@@ -94,6 +94,10 @@ class ConversationStore(abc.ABC):
     async def outbox_remove(self, entry_ids: Iterable[str]) -> None:
         """Remove finished outbox entries (a store may group them with the next commits)."""
 
+    @abc.abstractmethod
+    async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None:
+        """Persist changed entries (attempts, next attempt, url) of a retry or a redirect."""
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Finish queued writes and release resources; idempotent."""
 
@@ -213,6 +217,14 @@ class MemoryConversationStore(ConversationStore):
             return
         gone = set(entry_ids)
         self._outbox = [e for e in self._outbox if e.id not in gone]
+
+    async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None:
+        if self._outbox_store is not None:
+            for entry in entries:
+                self._outbox_store.outbox_update(entry)
+            return
+        changed = {e.id: e for e in entries}
+        self._outbox = [e if e.id not in changed else replace(changed[e.id], seq=e.seq) for e in self._outbox]
 
 
 async def open_conversations(

@@ -68,8 +68,11 @@ class _Write:
 
 
 @dataclass(slots=True)
-class _Remove:
-    ids: list[str]
+class _Outbox:
+    """The dispatcher's bookkeeping: finished entries to remove, retried or redirected ones to update."""
+
+    remove: list[str]
+    update: list[tuple[str, float, int, str]]
     fut: asyncio.Future[None]
 
 
@@ -79,7 +82,7 @@ class _Read:
     fut: asyncio.Future[Any]
 
 
-_Op = _Write | _Remove | _Read
+_Op = _Write | _Outbox | _Read
 
 
 class _Isolate(Exception):
@@ -148,8 +151,7 @@ class SqliteConversationStore(ConversationStore):
         if self._closed:
             raise StoreUnavailable(f"store {self.path} is closed", reason="unavailable")
         loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
+        self._loop = loop
         self._pending.append(op)
         if self._flush_handle is None:  # everything submitted during this loop iteration goes as one batch
             self._flush_handle = loop.call_soon(self._flush)
@@ -238,7 +240,13 @@ class SqliteConversationStore(ConversationStore):
 
     async def outbox_remove(self, entry_ids: Iterable[str]) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._submit(_Remove(list(entry_ids), fut))
+        self._submit(_Outbox(list(entry_ids), [], fut))
+        await fut
+
+    async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None:
+        rows = [(e.url, e.next_attempt_at, e.attempts, e.id) for e in entries]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Outbox([], rows, fut))
         await fut
 
     async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
@@ -284,6 +292,9 @@ class SqliteConversationStore(ConversationStore):
                         pass
                 if stop:
                     return
+        except BaseException:  # a bug: refuse new requests (503) rather than leave them waiting forever
+            self._closed = True
+            log.exception("the conversation writer thread failed")
         finally:
             db.close()
 
@@ -319,7 +330,7 @@ class SqliteConversationStore(ConversationStore):
         return exc
 
     def _transaction(
-        self, db: sqlite3.Connection, writes: list[_Write | _Remove], *, isolated: bool
+        self, db: sqlite3.Connection, writes: list[_Write | _Outbox], *, isolated: bool
     ) -> list[tuple[asyncio.Future[Any], Any]]:
         """One transaction for the batch. A stale write changes nothing before it is refused, so the fast path
         needs no savepoints; an error half way through a write (a bug, e.g. a duplicate outbox id) raises _Isolate
@@ -329,10 +340,12 @@ class SqliteConversationStore(ConversationStore):
         db.execute("BEGIN IMMEDIATE")
         committed = 0
         for op in writes:
-            if isinstance(op, _Remove):
-                for start in range(0, len(op.ids), _CHUNK):
-                    chunk = op.ids[start : start + _CHUNK]
+            if isinstance(op, _Outbox):
+                for start in range(0, len(op.remove), _CHUNK):
+                    chunk = op.remove[start : start + _CHUNK]
                     db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                if op.update:
+                    db.executemany("UPDATE outbox SET url=?, next_attempt_at=?, attempts=? WHERE id=?", op.update)
                 results.append((op.fut, None))
                 continue
             if isolated:

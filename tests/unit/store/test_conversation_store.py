@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,11 @@ async def test_outbox_is_written_with_the_document_in_order(store: ConversationS
     assert pending[0].body == b"c1:1"
     await store.outbox_remove(["c1-1", "c2-1"])
     assert [e.id for e in await store.outbox_load()] == ["c1-2", "c1-3"]
+    retried = pending[1].with_attempt(99.0)  # the dispatcher's bookkeeping of a failed attempt
+    await store.outbox_update([replace(retried, url="http://moved/")])
+    after = await store.outbox_load()
+    assert (after[0].attempts, after[0].next_attempt_at, after[0].url) == (1, 99.0, "http://moved/")
+    assert after[0].seq == pending[1].seq
 
 
 async def test_timers_and_live_pages(store: ConversationStore) -> None:

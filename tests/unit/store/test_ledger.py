@@ -199,6 +199,9 @@ class Faulty(ConversationStore):
     async def outbox_remove(self, entry_ids: Any) -> None:
         await self.inner.outbox_remove(entry_ids)
 
+    async def outbox_update(self, entries: Any) -> None:
+        await self.inner.outbox_update(entries)
+
 
 async def test_store_unavailable_rolls_back_the_cache() -> None:
     store = Faulty()
