@@ -130,7 +130,7 @@ async def test_loop_runs_while_another_process_holds_the_write_lock(tmp_path: Pa
     finally:
         await asyncio.wait_for(proc.wait(), 10)
     assert version == 2 and waited > 0.3
-    assert worst < 0.1, f"event loop stalled {worst * 1000:.0f} ms"
+    assert worst < 0.25, f"event loop stalled {worst * 1000:.0f} ms"
     await st.aclose()
 
 
