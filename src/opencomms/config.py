@@ -208,6 +208,25 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class LedgerConfig:
+    """The async conversation store and its ledger (store/conversations*.py, store/ledger.py)."""
+
+    busy_timeout: float = 1.0
+    """Seconds a batch of conversation writes waits for the SQLite write lock another process holds before its units
+    fail with 503 + Retry-After. It waits on the writer thread: the event loop goes on meanwhile."""
+    max_batch: int = 512
+    """Conversation writes merged into one SQLite transaction at most."""
+    retries: int = 3
+    """Reruns of a command whose commit found newer state (another writer) before the request fails 409."""
+    cache_size: int = 100_000
+    """Conversations the ledger keeps in memory (least recently used leave first; live ones reload on demand)."""
+
+    def __post_init__(self) -> None:
+        if self.busy_timeout < 0 or self.retries < 0 or self.max_batch < 1 or self.cache_size < 1:
+            raise ValueError("ledger: busy_timeout and retries must be >= 0, max_batch and cache_size >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaConfig:
     """Limits that keep one application from exhausting the node (calling/quotas.py, calling/media.py). A value of
     0 disables that limit. Concurrency and size limits answer 403 quotaLimitReached; rates answer 429 with
@@ -294,6 +313,7 @@ class NodeConfig:
     media: MediaConfig = field(default_factory=MediaConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    ledger: LedgerConfig = field(default_factory=LedgerConfig)
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)

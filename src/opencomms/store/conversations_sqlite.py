@@ -1,0 +1,442 @@
+"""The SQLite conversation store: one connection on a dedicated writer thread, so the event loop never waits for I/O.
+
+Same file as the node's SqliteStore (0600, WAL, synchronous=NORMAL: a killed process loses nothing committed), two
+tables of its own (`conversations` with a version and the earliest deadline, `conversation_legs`) and the shared
+`outbox` table the dispatcher drains. Requests queue for the thread; the commits made during one loop iteration go
+as one batch, and batches that queued while the thread was busy are merged: one SQLite transaction (one fsync of
+the WAL when it is due) for many conversations, each write still version-checked under a savepoint of its own, so
+a stale writer is refused alone. A fault (disk full, read-only, the lock held elsewhere past `busy_timeout`) fails
+the whole batch with StoreUnavailable and writes nothing. Results cross back with one `call_soon_threadsafe` per
+batch. It knows nothing of what the documents hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from opencomms.store.base import Doc, OutboxEntry, StoreUnavailable
+from opencomms.store.conversations import ConversationStore, Loaded, StaleVersion, check_commit
+from opencomms.store.sqlite import SqliteStore, _dumps, _is_fault, _loads, unavailable
+
+__all__ = ["SqliteConversationStore"]
+
+log = logging.getLogger("opencomms.store")
+
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS conversations (
+    id       TEXT PRIMARY KEY,
+    version  INTEGER NOT NULL,
+    deadline REAL,
+    doc      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS conversations_deadline ON conversations(deadline) WHERE deadline IS NOT NULL;
+CREATE TABLE IF NOT EXISTS conversation_legs (
+    leg  TEXT PRIMARY KEY,
+    conv TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversation_legs_conv ON conversation_legs(conv);
+"""
+_INSERT = "INSERT INTO conversations(id, version, deadline, doc) VALUES(?,1,?,?) ON CONFLICT(id) DO NOTHING"
+_UPDATE = "UPDATE conversations SET version=version+1, deadline=?, doc=? WHERE id=? AND version=?"
+_DELETE = "DELETE FROM conversations WHERE id=? AND version=?"
+_VERSION = "SELECT version FROM conversations WHERE id=?"
+_OUTBOX = (
+    "INSERT INTO outbox(id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts) VALUES"
+)
+_CHUNK = 100
+
+
+@dataclass(slots=True)
+class _Write:
+    conv_id: str
+    expected: int
+    doc: str | None
+    deadline: float | None
+    legs: tuple[str, ...] | None
+    outbox: list[tuple[Any, ...]]
+    fut: asyncio.Future[int]
+
+
+@dataclass(slots=True)
+class _Outbox:
+    """The dispatcher's bookkeeping: finished entries to remove, retried or redirected ones to update."""
+
+    remove: list[str]
+    update: list[tuple[str, float, int, str]]
+    fut: asyncio.Future[None]
+
+
+@dataclass(slots=True)
+class _Read:
+    fn: Callable[[sqlite3.Connection], Any]
+    fut: asyncio.Future[Any]
+
+
+_Op = _Write | _Outbox | _Read
+
+
+class _Isolate(Exception):
+    """A write failed half way through in a batch without savepoints."""
+
+
+@dataclass(slots=True)
+class _Stats:
+    transactions: int = 0
+    """SQLite transactions committed (each carries one batch)."""
+    commits: int = 0
+    """Conversation writes committed."""
+    stale: int = 0
+    """Writes refused with StaleVersion."""
+    largest_batch: int = 0
+    """Most writes one transaction carried."""
+    thread_cpu: float = 0.0
+    """CPU seconds the writer thread spent on batches (off the loop)."""
+
+
+class SqliteConversationStore(ConversationStore):
+    """Conversations in the SQLite file at `path`, written by a thread of their own (see the module notes)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        busy_timeout: float = 1.0,
+        synchronous: str = "NORMAL",
+        max_batch: int = 512,
+        open_timeout: float = 5.0,
+    ) -> None:
+        """Open (or create, 0600) the database and start the writer thread. Blocking: call it at start-up or
+        through `open()`. `busy_timeout`: seconds a batch waits for a lock another process holds before it fails
+        with StoreUnavailable (the loop does not wait meanwhile); `max_batch`: requests merged into one
+        transaction at most."""
+        self.path = path
+        self.max_batch = max_batch
+        try:
+            db = SqliteStore._open(path, synchronous, open_timeout)
+            try:
+                db.executescript(_SCHEMA)
+                db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
+            except BaseException:
+                db.close()
+                raise
+        except (sqlite3.Error, OSError) as exc:
+            raise unavailable(exc, path) from exc
+        self._db = db
+        self._queue: queue.SimpleQueue[list[_Op] | None] = queue.SimpleQueue()
+        self._pending: list[_Op] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._flush_handle: asyncio.Handle | None = None
+        self._closed = False
+        self.stats = _Stats()
+        self._thread = threading.Thread(target=self._run, name="opencomms-conversations", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    async def open(cls, path: str, **kwargs: Any) -> SqliteConversationStore:
+        """Open without blocking the loop (the file is created and probed on a worker thread)."""
+        return await asyncio.to_thread(cls, path, **kwargs)
+
+    # -- loop side -------------------------------------------------------------------------------------------
+    def _submit(self, op: _Op) -> None:
+        if self._closed:
+            raise StoreUnavailable(f"store {self.path} is closed", reason="unavailable")
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._pending.append(op)
+        if self._flush_handle is None:  # everything submitted during this loop iteration goes as one batch
+            self._flush_handle = loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        if self._pending:
+            batch, self._pending = self._pending, []
+            self._queue.put(batch)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
+        fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
+        self._submit(_Read(fn, fut))
+        return fut
+
+    async def load(self, conv_id: str) -> Loaded | None:
+        row = await self._read(
+            lambda db: db.execute("SELECT doc, version FROM conversations WHERE id=?", (conv_id,)).fetchone()
+        )
+        return None if row is None else Loaded(_loads(row[0]), row[1])
+
+    def commit(
+        self,
+        conv_id: str,
+        expected_version: int,
+        doc: Doc | None,
+        outbox: Sequence[OutboxEntry] = (),
+        *,
+        legs: Collection[str] | None = None,
+        deadline: float | None = None,
+    ) -> Awaitable[int]:
+        check_commit(expected_version, doc)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        rows = [
+            (e.id, e.order_key, e.app_id, e.tenant_id, e.url, e.body, e.created_at, e.next_attempt_at, e.attempts)
+            for e in outbox
+        ]
+        # Serialised here, on the loop: the document is a snapshot of the aggregate as the unit left it.
+        text = None if doc is None else _dumps(doc)
+        self._submit(
+            _Write(conv_id, expected_version, text, deadline, None if legs is None else tuple(legs), rows, fut)
+        )
+        return fut
+
+    async def find_leg(self, leg_id: str) -> str | None:
+        row = await self._read(
+            lambda db: db.execute("SELECT conv FROM conversation_legs WHERE leg=?", (leg_id,)).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    async def due(self, now: float, limit: int = 256) -> list[tuple[str, float]]:
+        sql = "SELECT id, deadline FROM conversations WHERE deadline<=? ORDER BY deadline LIMIT ?"
+        rows = await self._read(lambda db: db.execute(sql, (now, limit)).fetchall())
+        return [(str(r[0]), float(r[1])) for r in rows]
+
+    async def next_deadline(self) -> float | None:
+        row = await self._read(lambda db: db.execute("SELECT min(deadline) FROM conversations").fetchone())
+        return None if row[0] is None else float(row[0])
+
+    async def live(self, after: str = "", limit: int = 1000) -> list[str]:
+        sql = "SELECT id FROM conversations WHERE id>? ORDER BY id LIMIT ?"
+        rows = await self._read(lambda db: db.execute(sql, (after, limit)).fetchall())
+        return [str(r[0]) for r in rows]
+
+    async def outbox_load(self) -> list[OutboxEntry]:
+        sql = (
+            "SELECT seq, id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts"
+            " FROM outbox ORDER BY seq"
+        )
+        rows = await self._read(lambda db: db.execute(sql).fetchall())
+        return [
+            OutboxEntry(
+                seq=r[0],
+                id=r[1],
+                order_key=r[2],
+                app_id=r[3],
+                tenant_id=r[4],
+                url=r[5],
+                body=bytes(r[6]),
+                created_at=r[7],
+                next_attempt_at=r[8],
+                attempts=r[9],
+            )
+            for r in rows
+        ]
+
+    async def outbox_remove(self, entry_ids: Iterable[str]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Outbox(list(entry_ids), [], fut))
+        await fut
+
+    async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None:
+        rows = [(e.url, e.next_attempt_at, e.attempts, e.id) for e in entries]
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._submit(_Outbox([], rows, fut))
+        await fut
+
+    async def run(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `fn(connection)` on the writer thread (tests, maintenance)."""
+        return await self._read(fn)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush()
+        self._closed = True
+        self._queue.put(None)
+        await asyncio.to_thread(self._thread.join)
+
+    # -- writer thread ---------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        db = self._db
+        try:
+            while True:
+                first = self._queue.get()
+                if first is None:
+                    return
+                batch, stop = list(first), False
+                while len(batch) < self.max_batch:  # merge what queued while the last batch was being written
+                    try:
+                        more = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if more is None:
+                        stop = True
+                        break
+                    batch.extend(more)
+                cpu = time.thread_time()
+                results = self._execute(db, batch)
+                self.stats.thread_cpu += time.thread_time() - cpu
+                loop = self._loop
+                if loop is not None and not loop.is_closed():
+                    try:
+                        loop.call_soon_threadsafe(_deliver, results)
+                    except RuntimeError:  # the loop closed meanwhile: nobody waits for these results
+                        pass
+                if stop:
+                    return
+        except BaseException:  # a bug: refuse new requests (503) rather than leave them waiting forever
+            self._closed = True
+            log.exception("the conversation writer thread failed")
+        finally:
+            db.close()
+
+    def _execute(self, db: sqlite3.Connection, batch: list[_Op]) -> list[tuple[asyncio.Future[Any], Any]]:
+        results: list[tuple[asyncio.Future[Any], Any]] = []
+        writes = [op for op in batch if not isinstance(op, _Read)]
+        if writes:
+            try:
+                try:
+                    results = self._transaction(db, writes, isolated=False)
+                except _Isolate:  # one write failed half way: again, each write under a savepoint of its own
+                    db.execute("ROLLBACK")
+                    results = self._transaction(db, writes, isolated=True)
+            except BaseException as exc:
+                if db.in_transaction:
+                    try:
+                        db.execute("ROLLBACK")
+                    except sqlite3.Error as rb:
+                        log.warning("rollback failed: %s", rb)
+                results = [(op.fut, self._error(exc)) for op in writes]
+        for op in batch:
+            if isinstance(op, _Read):
+                try:
+                    results.append((op.fut, op.fn(db)))
+                except BaseException as exc:
+                    results.append((op.fut, self._error(exc)))
+        return results
+
+    def _error(self, exc: BaseException) -> BaseException:
+        """A fresh error per waiter: the StoreUnavailable for a fault, the error itself otherwise."""
+        if isinstance(exc, sqlite3.Error) and _is_fault(exc):
+            return unavailable(exc, self.path)
+        return exc
+
+    def _transaction(
+        self, db: sqlite3.Connection, writes: list[_Write | _Outbox], *, isolated: bool
+    ) -> list[tuple[asyncio.Future[Any], Any]]:
+        """One transaction for the batch. A stale write changes nothing before it is refused, so the fast path
+        needs no savepoints; an error half way through a write (a bug, e.g. a duplicate outbox id) raises _Isolate
+        there, and the batch runs again `isolated`, where that write alone fails."""
+        results: list[tuple[asyncio.Future[Any], Any]] = []
+        outbox: list[tuple[Any, ...]] = []
+        db.execute("BEGIN IMMEDIATE")
+        committed = 0
+        for op in writes:
+            if isinstance(op, _Outbox):
+                for start in range(0, len(op.remove), _CHUNK):
+                    chunk = op.remove[start : start + _CHUNK]
+                    db.execute(f"DELETE FROM outbox WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                if op.update:
+                    db.executemany("UPDATE outbox SET url=?, next_attempt_at=?, attempts=? WHERE id=?", op.update)
+                results.append((op.fut, None))
+                continue
+            if isolated:
+                db.execute("SAVEPOINT w")
+            try:
+                outcome: Any = self._write(db, op, None if isolated else outbox)
+            except sqlite3.Error as exc:
+                if _is_fault(exc):
+                    raise  # the whole batch fails
+                if not isolated:
+                    raise _Isolate from exc
+                outcome = exc  # a bug in this write: it alone fails
+            if isinstance(outcome, sqlite3.Error):
+                db.execute("ROLLBACK TO w")
+            elif not isinstance(outcome, StaleVersion):
+                committed += 1
+            if isolated:
+                db.execute("RELEASE w")
+            results.append((op.fut, outcome))
+        if outbox:
+            try:
+                _append(db, outbox)
+            except sqlite3.Error as exc:
+                if _is_fault(exc):
+                    raise
+                raise _Isolate from exc
+        db.execute("COMMIT")
+        stats = self.stats
+        stats.transactions += 1
+        stats.commits += committed
+        stats.stale += sum(1 for _, r in results if isinstance(r, StaleVersion))
+        stats.largest_batch = max(stats.largest_batch, len(writes))
+        return results
+
+    def _write(self, db: sqlite3.Connection, op: _Write, outbox: list[tuple[Any, ...]] | None) -> int | StaleVersion:
+        """Version-check and write one conversation; its outbox rows go to `outbox` (appended by the caller after
+        the batch's last write, in one statement per chunk) or, when that is None, into the table at once."""
+        conv, expected = op.conv_id, op.expected
+        if op.doc is None:
+            if expected == 0:
+                found = db.execute(_VERSION, (conv,)).fetchone()
+                if found is not None:
+                    return StaleVersion(conv, expected, found[0])
+            elif db.execute(_DELETE, (conv, expected)).rowcount == 0:
+                return self._stale(db, op)
+            db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+            version = 0
+        else:
+            if expected == 0:
+                cur = db.execute(_INSERT, (conv, op.deadline, op.doc))
+            else:
+                cur = db.execute(_UPDATE, (op.deadline, op.doc, conv, expected))
+            if cur.rowcount == 0:
+                return self._stale(db, op)
+            version = expected + 1
+            if op.legs is not None:
+                db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+                for start in range(0, len(op.legs), _CHUNK):
+                    chunk = op.legs[start : start + _CHUNK]
+                    places = ",".join(["(?,?)"] * len(chunk))
+                    db.execute(
+                        f"INSERT INTO conversation_legs(leg, conv) VALUES{places}"
+                        " ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
+                        [v for leg in chunk for v in (leg, conv)],
+                    )
+        if outbox is None:
+            _append(db, op.outbox)
+        else:
+            outbox.extend(op.outbox)
+        return version
+
+    @staticmethod
+    def _stale(db: sqlite3.Connection, op: _Write) -> StaleVersion:
+        found = db.execute(_VERSION, (op.conv_id,)).fetchone()
+        return StaleVersion(op.conv_id, op.expected, 0 if found is None else found[0])
+
+
+def _append(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Insert outbox rows in order, one statement per chunk."""
+    for start in range(0, len(rows), _CHUNK):
+        chunk = rows[start : start + _CHUNK]
+        places = ",".join(["(?,?,?,?,?,?,?,?,?)"] * len(chunk))
+        db.execute(f"{_OUTBOX}{places}", [v for row in chunk for v in row])
+
+
+def _deliver(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
+    """On the loop: hand each waiter its result (waiters that were cancelled are skipped)."""
+    for fut, result in results:
+        if fut.done():
+            continue
+        if isinstance(result, BaseException):
+            fut.set_exception(result)
+        else:
+            fut.set_result(result)
