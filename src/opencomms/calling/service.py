@@ -140,6 +140,15 @@ class CallService:
     def active_calls(self) -> int:
         return len(self._live.calls)
 
+    @property
+    def active_conversations(self) -> int:
+        return len(self._live.convs)
+
+    @property
+    def armed_timers(self) -> int:
+        """Deadlines in the timer heap (some may belong to ended conversations until compaction)."""
+        return len(self._live.timers)
+
     def leg(self, leg_id: str) -> Call | None:
         """The view of live leg `leg_id` (None when it has ended)."""
         return self._live.calls.get(leg_id)
@@ -314,7 +323,9 @@ class CallService:
             conv = self._live.convs.get(conv_id)
             deadline = None if conv is None else conv.next_deadline()
             if conv is not None and deadline is not None and deadline <= now:
-                self._run(conv, c.FireTimers())
+                self._run(conv, c.FireTimers(), now)
+            if conv is not None and conv.legs:
+                self._live.push_timer(conv)  # its next deadline stays armed (pushes nothing when it is)
         self._live.compact_timers()
 
     # -- internals ---------------------------------------------------------------------------------------
@@ -376,9 +387,9 @@ class CallService:
             return []
         return self._run(conv, command)
 
-    def _run(self, conv: Conversation, command: c.Command) -> list[ev.Event]:
+    def _run(self, conv: Conversation, command: c.Command, now: float | None = None) -> list[ev.Event]:
         with self.unit():
-            return self.units.apply(conv, command, self._timeouts())
+            return self.units.apply(conv, command, self._timeouts(), now)
 
     @staticmethod
     def _ended_view(conv: Conversation, events: list[ev.Event], leg_id: str) -> Call:

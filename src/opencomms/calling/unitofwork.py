@@ -23,7 +23,7 @@ from opencomms.calling.views import refresh, view_of
 from opencomms.domain import commands as c
 from opencomms.domain import events as ev
 from opencomms.domain.conversation import Conversation
-from opencomms.domain.rules import ConversationTimeouts
+from opencomms.domain.rules import ConversationKind, ConversationTimeouts
 from opencomms.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("opencomms.calls")
@@ -46,6 +46,8 @@ class LiveConversations:
         self.by_leg: dict[str, str] = {}
         self.calls = LiveCalls()
         self.timers: list[tuple[float, str]] = []
+        self._armed: dict[str, float] = {}
+        """The deadline last pushed for each conversation (a command that keeps it pushes nothing)."""
 
     def find(self, leg_id: str) -> Conversation | None:
         conv_id = self.by_leg.get(leg_id)
@@ -64,6 +66,8 @@ class LiveConversations:
                 self.calls.pop(leg_id, None)
         if not conv.legs:
             self.convs.pop(conv.id, None)
+            self._armed.pop(conv.id, None)
+            self.compact_timers()
             return
         self.convs[conv.id] = conv
         calls = self.calls
@@ -76,6 +80,7 @@ class LiveConversations:
                 refresh(view, leg)
 
     def drop(self, conv_id: str) -> None:
+        self._armed.pop(conv_id, None)
         conv = self.convs.pop(conv_id, None)
         for leg_id in [k for k, v in self.by_leg.items() if v == conv_id] if conv is None else list(conv.legs):
             self.by_leg.pop(leg_id, None)
@@ -85,8 +90,9 @@ class LiveConversations:
     def push_timer(self, conv: Conversation) -> float | None:
         """Arm the conversation's earliest deadline; returns it when it is now the earliest of all."""
         deadline = conv.next_deadline()
-        if deadline is None:
+        if deadline is None or self._armed.get(conv.id) == deadline:
             return None
+        self._armed[conv.id] = deadline
         first = self.timers[0][0] if self.timers else None
         heapq.heappush(self.timers, (deadline, conv.id))
         return deadline if first is None or deadline < first else None
@@ -95,6 +101,7 @@ class LiveConversations:
         due: list[str] = []
         while self.timers and self.timers[0][0] <= now:
             _, conv_id = heapq.heappop(self.timers)
+            self._armed.pop(conv_id, None)
             if conv_id not in due:
                 due.append(conv_id)
         return due
@@ -166,12 +173,15 @@ class UnitOfWork:
         for batch in batches:
             self._committed(batch)
 
-    def apply(self, conv: Conversation, command: c.Command, timeouts: ConversationTimeouts) -> list[ev.Event]:
-        """Apply `command` to `conv` inside the current unit; its events, staged with every subscriber."""
+    def apply(
+        self, conv: Conversation, command: c.Command, timeouts: ConversationTimeouts, now: float | None = None
+    ) -> list[ev.Event]:
+        """Apply `command` to `conv` at `now` (the clock's time by default) inside the current unit; its events,
+        staged with every subscriber."""
         assert self._depth > 0, "apply() outside a unit of work"
         conv.timeouts = timeouts
-        roster_before = tuple(conv.roster.entries()) if conv.kind.value != "peerToPeer" else ()
-        events = conv.apply(command, self.clock())
+        roster_before = tuple(conv.roster.entries()) if conv.kind is not ConversationKind.PEER_TO_PEER else ()
+        events = conv.apply(command, self.clock() if now is None else now)
         if not events and not isinstance(command, c.KeepAlive | c.MoveCallback):
             return events
         self._dirty.add(conv.id)
