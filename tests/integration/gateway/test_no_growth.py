@@ -34,7 +34,7 @@ def _state(node: Node) -> dict[str, int]:
         "media operations": len(media._ops),
         "media legs": media._legs_in_engine,
         "dispatcher lanes": len(node.dispatcher._lanes),
-        "stored calls": sum(1 for _ in node.store.scan("call")),
+        "stored calls": sum(len(doc["legs"]) for _, doc in node.store.scan("conversation")),
         "stored conversations": sum(1 for _ in node.store.scan("conversation")),
         "stored operations": sum(1 for _ in node.store.scan("operation")),
     }
