@@ -116,7 +116,7 @@ def security(date: str, where: str) -> list[str]:
         "Each script runs a real node (and real peers: SIPp, HTTP servers) on loopback and prints what it counted.",
         "Targets (issue 14): during a 1,000 INVITE/s flood from one address >= 99 % of 2 calls/s from another succeed;",
         "with one hostile call up the other calls' RTP is 100 % delivered; 1 M fuzzed SIP messages and 100 k SDP",
-        "bodies give 0 unhandled exceptions; 0 callback, redirect or WebSocket destinations reached against the policy;",
+        "bodies give 0 unhandled exceptions; 0 callback, redirect or WebSocket destinations reached (egress policy);",
         "one app at full speed stays bounded at its quota; disk full and a held write lock give 0 process exits.",
     ]
     for args in SECURITY_BENCHES:
