@@ -17,7 +17,8 @@ Frames are read-only views of the engine's buffers, shared by every listener of 
 the call: a listener that keeps one copies it. Each leg's frame is converted to int16 once per tick, whatever
 the number of its listeners; legs without listeners cost nothing. Per-leg listeners run first (in the order
 they subscribed), then batch listeners. A listener may subscribe or unsubscribe (itself or others) while it
-runs: changes take effect from the next call. Removing a leg ends its subscriptions.
+runs: an unsubscribed listener is not called again, even later in the same tick; a new one is called from the next
+tick. Removing a leg ends its subscriptions.
 """
 
 from __future__ import annotations
