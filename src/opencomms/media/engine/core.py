@@ -1,5 +1,5 @@
 """MediaEngine: the legs, their rows and the per-tick pipeline that runs the other modules' steps in order.
-Owns the leg table, the work buffers, mute, taps, the DSP banks and the events pending for the next tick. Must not
+Owns the leg table, the work buffers, mute, listeners, DSP banks and the events pending for the next tick. Must not
 read a clock, sleep, start threads or do any I/O: `tick(now)` is a pure step driven by `clock.EngineThread` (or a
 test loop), and `now` is only ever the time of the frame being made. Not thread-safe: every method must be called
 on the thread that ticks (EngineThread.call does that).
@@ -225,7 +225,7 @@ class MediaEngine:
     def set_out_of_band_dtmf(self, leg_id: str, on: bool) -> None:
         """Whether the leg takes DTMF out of band (an RFC 4733 peer): tones the other members of its mix send are
         kept out of its INPUT, and each key starting is reported as OutOfBandKey(leg_id, ...) in the tick that
-        outputs the tone's first sample (also listed in `out_of_band_keys` during that tick's taps). Off: the
+        outputs the tone's first sample (also listed in `out_of_band_keys` during that tick's listeners). Off: the
         leg hears the tones in-band like any other."""
         leg = self._leg(leg_id)
         if leg.out_of_band_dtmf != on:
@@ -251,7 +251,7 @@ class MediaEngine:
         self._listeners.remove(subscription)
 
     def leg_key(self, leg_id: str) -> tuple[int, int]:
-        """(row, generation) of a leg: the generation is unique to this leg's stay in that row, so a batch tap can
+        """(row, generation) of a leg: the generation is unique to this leg's stay in that row, so a batch listener can
         tell, with `row_generations[row] == generation`, that the leg is still there (KeyError if unknown)."""
         row = self._leg(leg_id).row
         return row, int(self._row_gen[row])
@@ -368,7 +368,8 @@ class MediaEngine:
     def tick(self, now: float) -> list[MediaEvent]:
         """Make one 20 ms frame for every leg; `now` is the time of the frame's first sample. Returns the events
         of this tick (and those caused by calls since the last one) in order: stops requested between ticks,
-        player and tone ends, recording starts, DTMF, speech changes, recording ends."""
+        player and tone ends, recording starts, DTMF, speech changes, recording ends, then the keys received out
+        of band (ToneDetected, and the recordings they stop)."""
         events: list[MediaEvent] = [make(now) for make in self._pending]
         self._pending.clear()
         self._ticks += 1
