@@ -117,3 +117,15 @@ def test_a_key_pushed_between_ticks_is_reported_by_the_next_tick() -> None:
     c.engine.push_key("phone", "9", 0.03)  # e.g. an engine command
     c.run(1)
     assert c.tones("bot") == [(1, ToneDetected("bot", "9", 0.03))]
+
+
+def test_a_flood_of_keys_is_bounded() -> None:
+    c = Call("phone", "bot")
+    for k in range(50):  # 50 presses in one tick: far more than can sound in-band
+        c.arrivals.append(("phone", "123"[k % 3], 0.0))
+    c.run(1)
+    assert len(c.tones("bot")) == 16 and c.engine.stats.keys_dropped == 34
+    c.run(85)  # 1.6 s later they have sounded: keys are taken again
+    c.arrivals.append(("phone", "9", 1.72))
+    c.run(1)
+    assert c.tones("bot")[-1][1].key == "9" and len(c.tones("bot")) == 17

@@ -151,6 +151,7 @@ class MediaEngine:
             clips=len(self._player.clips),
             listeners=len(self._listeners),
             listeners_dropped=self._listeners.dropped,
+            keys_dropped=self._keys.dropped,
         )
 
     def has_leg(self, leg_id: str) -> bool:
@@ -286,7 +287,8 @@ class MediaEngine:
         that hears DTMF in-band (and a recording of theirs that stops on the key stops), then the key is played
         in-band on the leg's OUTPUT (100 ms, from the next tick) for whoever hears the leg, except that the DTMF
         detector of the members already told does not see it; out-of-band members get OutOfBandKey as for any
-        tone. A muted leg's keys reach no one. Keys with no in-band form ('!', flash) and unknown legs are
+        tone. A muted leg's keys reach no one; nor do those of a leg with 16 keys waiting to sound (a flood,
+        counted in `stats.keys_dropped`). Keys with no in-band form ('!', flash) and unknown legs are
         ignored."""
         leg = self._legs.get(leg_id)
         if leg is not None:

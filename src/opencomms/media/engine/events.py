@@ -167,3 +167,5 @@ class EngineStats:
     """Listeners subscribed (per-leg and batch)."""
     listeners_dropped: int = 0
     """Listeners unsubscribed by the engine after failing too many ticks in a row."""
+    keys_dropped: int = 0
+    """RFC 4733 keys dropped because their leg had too many waiting to sound in-band (a flood)."""

@@ -24,6 +24,9 @@ TAG = "rfc4733"
 """Tag of the tone runs that play received keys in-band (their TonesFinished events carry it)."""
 TONE_MS = 100
 """How long a received key sounds in-band (the event's duration is not known when it starts)."""
+MAX_QUEUED = 16
+"""Received keys of one leg waiting to sound in-band (1.6 s) beyond which more are dropped: a peer sending events
+faster than they can be played (a flood) is not reported key by key, nor queued without bound."""
 
 
 class ReceivedKeys:
@@ -34,6 +37,8 @@ class ReceivedKeys:
         self._recorder = recorder
         self._tones = tones
         self.pending: list[tuple[Leg, str, float]] = []
+        self.dropped = 0
+        """Keys dropped because their leg had MAX_QUEUED waiting."""
 
     def push(self, leg: Leg, key: str, at: float) -> None:
         key = key.upper()
@@ -45,6 +50,9 @@ class ReceivedKeys:
         pending, self.pending = self.pending, []
         for leg, key, at in pending:
             if legs.get(leg.id) is not leg or leg.mix is None or leg.muted:
+                continue
+            if sum(1 for run in leg.tones if run.tag == TAG) >= MAX_QUEUED:
+                self.dropped += 1
                 continue
             told: list[Leg] = []
             for other in self._mixes.members(leg.mix):
