@@ -298,9 +298,7 @@ class SipGateway:
         if handle.responded:  # cancelled while its media address was being resolved
             return False
         key = leg_id = new_id()
-        rtp = RtpSession(
-            leg_id, self.bank, self.ports, self.host, config=self.rtp_config, on_dtmf=lambda k: self._dtmf(key, k)
-        )
+        rtp = RtpSession(leg_id, self.bank, self.ports, self.host, config=self.rtp_config)
         try:
             port = await rtp.open()
         except Exception:
@@ -394,14 +392,6 @@ class SipGateway:
     def _callee_identity(inst: Any) -> JsonObj:
         ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
         return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
-
-    def _dtmf(self, key: str, digit: str) -> None:
-        """An RFC 4733 digit from the phone: play it in-band into the conversation, from the phone's leg."""
-        sc = self._by_key.get(key)
-        if sc is None or sc.leg_id is None or digit == "!":
-            return
-        leg, tag = sc.leg_id, f"rfc4733:{new_id()}"
-        self.engine.call(lambda engine: engine.send_tones(leg, tag, digit, tone_ms=100, gap_ms=0))
 
     # -- GatewayHooks --------------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
@@ -514,7 +504,6 @@ class SipGateway:
             return
         key = call.id
         rtp = RtpSession(call.id, self.bank, self.ports, self.host, config=self.rtp_config)
-        rtp.on_dtmf = lambda k: self._dtmf(key, k)
         try:
             port = await rtp.open()
         except Exception:
