@@ -38,11 +38,11 @@ from opencomms.domain.operations import OP_FSM, OpEvent, OpKind, OpStatus
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
 from opencomms.media.budget import MemoryBudget, heap_trimmer
-from opencomms.media.dtmf.tones import key_for_tone, tone_name
 from opencomms.media.prompts import beep
 from opencomms.media.wav import encode_wav
 from opencomms.wire import media as wire
 from opencomms.wire.calls import is_app_hosted
+from opencomms.wire.tones import key_for_tone, tone_name
 
 log = logging.getLogger("opencomms.media")
 
