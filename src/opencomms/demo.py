@@ -27,6 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from opencomms import blas as _blas  # noqa: F401  (pins BLAS threads before numpy loads)
+
+# isort: split
 import numpy as np
 import numpy.typing as npt
 

@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 # Compatibility re-export for calling/apphosted.py (owned by another branch): switch its import to
 # opencomms.wire.tones at merge and delete this line. Not in __all__: new code must not use it.
-from opencomms.wire.tones import tone_name  # noqa: F401
+from opencomms.wire.tones import tone_name as tone_name
 
 from ..frames import FRAME_MS, FULL_SCALE, SAMPLE_RATE, samples_per_frame
 
