@@ -193,6 +193,7 @@ class Node:
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.prompts.close)
+        self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.calls.load()
         self.recordings.remove_partial()
         await self._stack.enter_async_context(self.dispatcher)

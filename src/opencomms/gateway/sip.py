@@ -47,6 +47,7 @@ from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.transaction import Destination
 from opencomms.sip.uri import SipUri, TelUri
 from opencomms.store.base import StoreUnavailable
+from opencomms.tasks import TaskSet
 
 log = logging.getLogger("opencomms.sip")
 
@@ -133,7 +134,7 @@ class SipGateway:
         self.endpoint.admit_early = self._admit_early
         self._by_key: dict[str, SipCall] = {}
         self._by_dialog: dict[str, SipCall] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("sip")
         self._dialling: set[str] = set()
         self._digest = DigestClient()
         self.registrations = Registrations(config, directory.store)
@@ -152,8 +153,7 @@ class SipGateway:
         try:
             for sc in list(self._by_key.values()):
                 await self._teardown(sc)
-            for task in list(self._tasks):
-                task.cancel()
+            await self._tasks.close()
         finally:
             self.addresses.close()
             await self.endpoint.close()
@@ -594,14 +594,7 @@ class SipGateway:
         self.calls.external_answered(leg_id)
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("sip task failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
 
 def _warning(exc: SdpError) -> tuple[str, str]:
