@@ -20,7 +20,7 @@ from opencomms import __version__
 from opencomms.api import ApiContext, build_app
 from opencomms.api.connections import default_max_connections
 from opencomms.api.protocol import HttpGuard
-from opencomms.api.throttle import Throttle, ThrottleConfig
+from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.tokens import TokenService
@@ -97,15 +97,22 @@ class Node:
             self.store,
             self.directory,
             self.dispatcher,
-            timeouts=CallTimeouts(answer=config.calls.answer_timeout, keepalive=config.calls.keepalive_timeout),
+            timeouts=CallTimeouts(
+                answer=config.calls.answer_timeout,
+                keepalive=config.calls.keepalive_timeout,
+                redirect_single=config.calls.redirect_single_timeout,
+                redirect_multiple=config.calls.redirect_multiple_timeout,
+                dial=config.calls.dial_timeout,
+            ),
             clock=clock,
             on_deadline=self._arm_timer,
         )
         self.calls.units.fault_retry = config.storage.fault_retry
         mc = config.media
         self.engine = EngineThread(
-            MediaEngine(capacity=mc.max_legs),
+            MediaEngine(capacity=mc.max_legs, inbound_queue_frames=mc.engine_inbound_queue_frames),
             on_events=self._on_media_events,
+            max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
         )
         self.prompts = PromptLibrary(
@@ -151,7 +158,7 @@ class Node:
             directory=self.directory,
             calls=self.calls,
             tokens=self.tokens,
-            throttle=Throttle(ThrottleConfig(rate=th.rate, burst=th.burst, enabled=th.enabled)),
+            throttle=Throttle(th),
             public_url=self.public_url,
             media=self.media,
             quotas=CallQuotas(config.quotas, self.calls.calls),

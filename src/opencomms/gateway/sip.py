@@ -36,7 +36,16 @@ from opencomms.gateway.refer import ReferTransfer, allowed_methods
 from opencomms.gateway.register import REGISTRAR_METHODS, Registrations
 from opencomms.gateway.softphone import registered_route, user_id_of
 from opencomms.gateway.transfer import REFER_FORBIDDEN, on_notify, start_refer
-from opencomms.rtp import LocalSdp, NegotiatedAudio, NegotiationError, PortAllocator, RtpBank, RtpSession, SdpError
+from opencomms.rtp import (
+    JitterConfig,
+    LocalSdp,
+    NegotiatedAudio,
+    NegotiationError,
+    PortAllocator,
+    RtpBank,
+    RtpSession,
+    SdpError,
+)
 from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.session import RtpConfig
@@ -44,7 +53,7 @@ from opencomms.rtp.stats import CallQuality
 from opencomms.sip.auth import DigestClient
 from opencomms.sip.endpoint import ClientTransactionHandle, EndpointConfig, ServerTransactionHandle, SipEndpoint
 from opencomms.sip.message import SipRequest, SipResponse
-from opencomms.sip.transaction import Destination
+from opencomms.sip.transaction import Destination, TimerConfig
 from opencomms.sip.uri import SipUri, TelUri
 from opencomms.store.base import StoreUnavailable
 from opencomms.tasks import TaskSet
@@ -108,10 +117,21 @@ class SipGateway:
                 allowed_methods=REGISTRAR_METHODS,
                 max_tcp_connections=config.tcp_max_connections,
                 tcp_idle_timeout=config.tcp_idle_timeout,
+                timers=TimerConfig(t1=config.timer_t1, t2=config.timer_t2, t4=config.timer_t4),
             ),
             on_request=self._on_request,
         )
-        self.rtp_config = RtpConfig(media_timeout=config.media_timeout)
+        self.rtp_config = RtpConfig(
+            jitter=JitterConfig(
+                min_delay_ms=config.jitter_min_delay_ms,
+                max_delay_ms=config.jitter_max_delay_ms,
+                capacity=config.jitter_capacity,
+                idle_after_frames=config.jitter_idle_after_frames,
+                jump_ms=config.jitter_jump_ms,
+                shrink_window_frames=config.jitter_shrink_window_frames,
+            ),
+            media_timeout=config.media_timeout,
+        )
         self.addresses = MediaAddresses(
             self.host,
             resolve_names=config.media_host_names,
