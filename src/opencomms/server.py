@@ -29,7 +29,7 @@ from opencomms.calling.media import MediaService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
-from opencomms.calling.service import CallService, CallTimeouts
+from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
 from opencomms.gateway.sip import SipGateway
@@ -97,13 +97,7 @@ class Node:
             self.store,
             self.directory,
             self.dispatcher,
-            timeouts=CallTimeouts(
-                answer=config.calls.answer_timeout,
-                keepalive=config.calls.keepalive_timeout,
-                redirect_single=config.calls.redirect_single_timeout,
-                redirect_multiple=config.calls.redirect_multiple_timeout,
-                dial=config.calls.dial_timeout,
-            ),
+            timeouts=config.calls,
             clock=clock,
             on_deadline=self._arm_timer,
         )

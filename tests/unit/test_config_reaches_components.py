@@ -36,7 +36,7 @@ def test_component_knobs_reach_their_components() -> None:
         assert (jitter.min_delay_ms, jitter.max_delay_ms, jitter.capacity) == (60, 300, 32)
         assert (jitter.idle_after_frames, jitter.jump_ms, jitter.shrink_window_frames) == (7, 2000, 50)
         t = node.calls.timeouts
-        assert (t.dial, t.redirect_single, t.redirect_multiple) == (33, 11, 22)
+        assert (t.dial_timeout, t.redirect_single_timeout, t.redirect_multiple_timeout) == (33, 11, 22)
         assert node.engine.max_lag_ticks == 9
         assert node.engine.engine._inbound._frames == 12
         assert node.api.throttle._buckets.max_keys == 10
