@@ -11,6 +11,13 @@ from opencomms.testing import TestPlatform
 from tests.integration.conftest import node_config
 
 
+async def _slow_to_cancel() -> None:
+    try:
+        await asyncio.sleep(3600)
+    finally:
+        await asyncio.sleep(0.05)  # cleanup that awaits (a BYE, a store write)
+
+
 def _others(before: set[asyncio.Task[object]]) -> list[str]:
     return sorted(f"{t.get_name()}: {t.get_coro()!r}" for t in asyncio.all_tasks() - before if not t.done())
 
@@ -40,7 +47,11 @@ async def test_a_node_stopped_mid_call_with_a_prompt_loading_leaves_no_task_runn
                 "POST", f"/communications/calls/{incoming.call_id}/playPrompt", {"prompts": [prompt]}
             )
             assert status == 200, op
+            assert platform.node.sip is not None
+            platform.node.sip._spawn(_slow_to_cancel())  # a gateway task whose cleanup awaits
             await asyncio.sleep(0.2)
-            assert any("media-load" in name for name in _others(before))  # the prompt is still loading
+            running = _others(before)
+            assert any("media-load" in name for name in running)  # the prompt is still loading
+            assert any("_slow_to_cancel" in name for name in running)
         server.close()
     assert _others(before) == []
