@@ -46,7 +46,6 @@ from opencomms.calling.service import CallService
 from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
-from opencomms.media.dtmf.tones import tone_name
 from opencomms.media.speakers import DominantSpeaker, SpeakerVad, loudest
 from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.wire.apphosted import (
@@ -62,6 +61,7 @@ from opencomms.wire.apphosted import (
     read_blob,
 )
 from opencomms.wire.calls import is_app_hosted
+from opencomms.wire.tones import tone_name
 
 __all__ = ["AppHostedMedia", "AppHostedStats"]
 

@@ -22,6 +22,7 @@ from opencomms.calling.model import LIVE_STATES, Call, Conversation, JsonObj, Tr
 from opencomms.calling.quotas import LiveCalls
 from opencomms.calling.routing import Route, Router
 from opencomms.calling.unitofwork import UnitOfWork
+from opencomms.config import CallsConfig
 from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.calls import CallDirection, CallEvent, CallState, next_state
@@ -118,18 +119,8 @@ class Caller:
     roles: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class CallTimeouts:
-    answer: float = 15.0
-    """Seconds an incoming call rings before it is dropped (Graph: 15 s)."""
-    keepalive: float = 2700.0
-    """Seconds without keepAlive after which a call ends with 408/8537 (Graph: 45 min)."""
-    redirect_single: float = 55.0
-    """Default ring time of a redirect to one target (Graph: 55 s)."""
-    redirect_multiple: float = 60.0
-    """Default ring time of a redirect to several targets (simultaneous ring; Graph: 60 s)."""
-    dial: float = 60.0
-    """Seconds an outgoing call to a phone (through a gateway) may ring before it is abandoned."""
+_TIMEOUTS = CallsConfig()
+"""Ring, keepalive, redirect and dial times (the node passes its [calls] section)."""
 
 
 class CallService:
@@ -139,7 +130,7 @@ class CallService:
         directory: Directory,
         sink: NotificationSink,
         *,
-        timeouts: CallTimeouts = CallTimeouts(),
+        timeouts: CallsConfig = _TIMEOUTS,
         clock: Callable[[], float] = time.time,
         on_deadline: Callable[[float], None] | None = None,
     ) -> None:
@@ -246,7 +237,7 @@ class CallService:
             call_options=req.call_options,
             subject=req.subject,
             extra=req.extra,
-            keepalive_deadline=now + self.timeouts.keepalive,
+            keepalive_deadline=now + self.timeouts.keepalive_timeout,
         )
         call.source["participantId"] = call.my_participant_id
         with self.unit():
@@ -273,7 +264,7 @@ class CallService:
             call.call_options = req.call_options
             call.callback_uri = req.callback_uri or call.callback_uri
             self.media.configured(call)
-            call.keepalive_deadline = self.clock() + self.timeouts.keepalive
+            call.keepalive_deadline = self.clock() + self.timeouts.keepalive_timeout
             self._push_timer(call.keepalive_deadline, call.id)
             self._accept(call)
         log.info("call answered", extra={"call_id": call.id, "app_id": call.app_id})
@@ -316,7 +307,7 @@ class CallService:
         self.require(caller, INITIATE)
         next_state(call.state, CallEvent.REDIRECT)
         several = len(req.targets) > 1
-        default = self.timeouts.redirect_multiple if several else self.timeouts.redirect_single
+        default = self.timeouts.redirect_multiple_timeout if several else self.timeouts.redirect_single_timeout
         timeout = float(req.timeout) if req.timeout is not None else default
         with self.unit():
             call.callback_uri = req.callback_uri or call.callback_uri
@@ -411,7 +402,7 @@ class CallService:
         call = self.own(caller, call_id)
         next_state(call.state, CallEvent.KEEP_ALIVE)
         with self.unit():
-            call.keepalive_deadline = self.clock() + self.timeouts.keepalive
+            call.keepalive_deadline = self.clock() + self.timeouts.keepalive_timeout
             self._push_timer(call.keepalive_deadline, call.id)
             self._dirty_calls.add(call.id)
 
@@ -692,7 +683,13 @@ class CallService:
     ) -> Call:
         """Create a ringing external leg and have the gateway place the call."""
         leg = self._incoming_leg(
-            conv, "", identity, source=source, targets=targets, ring_for=self.timeouts.dial, ring_group=ring_group
+            conv,
+            "",
+            identity,
+            source=source,
+            targets=targets,
+            ring_for=self.timeouts.dial_timeout,
+            ring_group=ring_group,
         )
         leg.external = "dial"
         self.units.after_commit(self.gateway.dial, leg)
@@ -720,7 +717,7 @@ class CallService:
             identity,
             source=source,
             targets=targets,
-            ring_for=timeout if timeout is not None else self.timeouts.answer,
+            ring_for=timeout if timeout is not None else self.timeouts.answer_timeout,
             ring_group=ring_group,
         )
         leg.callback_uri = app.callback_url
