@@ -64,14 +64,3 @@ def test_retry_after_is_whole_seconds_at_least_one(wait: float, header: int) -> 
 def test_bad_parameters_are_refused(rate: float, burst: float, keys: int) -> None:
     with pytest.raises(ValueError):
         KeyedTokenBucket(rate, burst, keys)
-
-
-def test_a_drop_in_for_the_sip_endpoints_error_limiter() -> None:
-    """The SIP endpoint's own limiter (to be replaced by this one) answers the same sequence."""
-    from opencomms.sip.endpoint import _RateLimiter
-
-    theirs, ours = _RateLimiter(20.0, 40.0, max_keys=4), KeyedTokenBucket(20.0, 40.0, max_keys=4)
-    steps = [(f"10.0.0.{i % (3 if i < 600 else 5)}", i * 0.002) for i in range(900)]
-    answers = [ours.allow(k, t) for k, t in steps]
-    assert answers == [theirs.allow(k, t) for k, t in steps]
-    assert answers.count(False) > 100 and answers[-20:].count(True) > 0  # refusals, and evicted keys refilled
