@@ -51,9 +51,9 @@ print(len(names), *server)
 
 
 def _sdk_distributions() -> set[str]:
-    """The distributions the pyproject's `sdk` extra pulls in, with their own requirements (installed ones)."""
+    """The distributions the base install (the SDK) pulls in, with their own requirements (installed ones)."""
     pyproject = tomllib.loads((Path(__file__).resolve().parents[3] / "pyproject.toml").read_text())
-    todo = [Requirement(r) for r in pyproject["project"]["optional-dependencies"]["sdk"]]
+    todo = [Requirement(r) for r in pyproject["project"]["dependencies"]]
     seen: set[str] = set()
     while todo:
         req = todo.pop()
