@@ -120,6 +120,7 @@ async def node(calls: int, seconds: float, warmup: float) -> dict[str, Any]:
     from aiohttp import web
 
     from opencomms.config import EgressConfig, NodeConfig, SipConfig, ThrottleSettings
+    from opencomms.media.engine import Heard
     from opencomms.testing import GraphClient, RecordingBot, running_node
     from opencomms.testing.harness import app_target
 
@@ -203,7 +204,7 @@ async def node(calls: int, seconds: float, warmup: float) -> dict[str, Any]:
 
             def install(engine: Any) -> None:
                 for a_id in a_ids:
-                    engine.set_tap(a_id, tap)
+                    engine.subscribe(Heard(a_id, tap))
 
             n.engine.call(install)
             prompt = {"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": {"uri": prompt_url}}

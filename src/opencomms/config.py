@@ -1,5 +1,10 @@
 """Typed node configuration: frozen dataclasses with a docstring per field, loaded from a TOML file and
 from OPENCOMMS_* environment variables (`OPENCOMMS_PORT`, `OPENCOMMS_CALLS__ANSWER_TIMEOUT`, …).
+
+One dataclass per concept: components take these sections (or build their own parameter objects from them in
+server.py / the gateway), so every knob a component documents is reachable from the node's configuration:
+SIP timers and the RTP jitter buffer (`[sip]`), dial and redirect ring times (`[calls]`), the media engine's
+queues (`[media]`), the API throttle (`[throttle]`). tests/unit/test_config.py loads every field from TOML and env.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ class CallsConfig:
     """Seconds an incoming call rings before it is dropped (Graph: 15 s)."""
     keepalive_timeout: float = 2700.0
     """Seconds without keepAlive before a call ends with 408/8537 (Graph: 45 min)."""
+    redirect_single_timeout: float = 55.0
+    """Default ring time, in seconds, of a redirect to one target when the request gives no timeout (Graph: 55 s)."""
+    redirect_multiple_timeout: float = 60.0
+    """Default ring time of a redirect to several targets (simultaneous ring; Graph: 60 s)."""
+    dial_timeout: float = 60.0
+    """Seconds an outgoing call to a phone (through the SIP gateway) may ring before it is abandoned; also how long
+    a blind transfer to a phone waits for the transfer target's final answer."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,13 +85,29 @@ class TokensConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class ThrottleSettings:
+class ThrottleConfig:
+    """Per-application request throttling of the REST API (Graph answers 429 with Retry-After); api/throttle.py."""
+
     rate: float = 3333.0
-    """Requests per second per application (Graph: 50 000 per 15 s)."""
+    """Requests per second refilled into each app's bucket (Graph: 50 000 per 15 s per app and tenant)."""
     burst: float = 5000.0
-    """Requests an idle application may send at once."""
+    """Bucket size: how many requests an idle app may send at once."""
     enabled: bool = True
     """Set false to disable throttling."""
+    max_apps: int = 65536
+    """Applications whose bucket is remembered (the least recently seen are forgotten first: they refill)."""
+
+    def __post_init__(self) -> None:
+        if not self.rate > 0:
+            raise ValueError("throttle rate must be a positive number of requests per second")
+        if not self.burst >= 1:
+            raise ValueError("throttle burst must allow at least one request")
+        if self.max_apps < 1:
+            raise ValueError("throttle max_apps must be at least 1")
+
+
+ThrottleSettings = ThrottleConfig
+"""The former name of ThrottleConfig (kept for existing callers; new code uses ThrottleConfig)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +146,12 @@ class MediaConfig:
     app_hosted_allow_private: tuple[str, ...] = ()
     """Deprecated alias, merged into egress.allow (which covers every outbound connection): hosts or CIDRs
     allowed although private or loopback."""
+    engine_inbound_queue_frames: int = 8
+    """20 ms frames of a leg's incoming audio the media engine queues between two ticks (jitter between the
+    network and the engine thread); when full, the oldest frame is dropped and counted."""
+    engine_max_lag_ticks: int = 5
+    """Ticks the media engine thread may fall behind (a GC pause, an overloaded host) before missed ticks are
+    skipped instead of being run back to back."""
     realtime_priority: int = 0
     """SCHED_FIFO priority (1-99) for the media engine thread, as media servers run their media threads, so that other
     processes on the core cannot delay a tick (Linux; needs root or CAP_SYS_NICE, else a warning and normal
@@ -172,6 +206,29 @@ class SipConfig:
     source holding most is closed for it."""
     media_timeout: float = 30.0
     """Seconds without RTP from an answered phone after which its call ends (410/301005)."""
+    jitter_min_delay_ms: float = 40.0
+    """RTP jitter buffer: lowest target delay, in ms of audio (how long the first packet of a talkspurt waits)."""
+    jitter_max_delay_ms: float = 200.0
+    """RTP jitter buffer: highest target delay, in ms, however bad the measured jitter."""
+    jitter_capacity: int = 64
+    """RTP jitter buffer: most packets held per call; on overflow the oldest is dropped (latency beats
+    completeness)."""
+    jitter_idle_after_frames: int = 5
+    """RTP jitter buffer: consecutive 20 ms frames with nothing buffered before the stream counts as idle
+    (silence suppression, hold) and the next packet starts a new talkspurt."""
+    jitter_jump_ms: float = 1000.0
+    """RTP jitter buffer: a packet this far (ms) before the playout point or beyond the newest audio is a
+    timestamp jump (the sender restarted its clock): the stream continues from it."""
+    jitter_shrink_window_frames: int = 25
+    """RTP jitter buffer: frames over which the lowest buffer level is watched; a level above the target by a
+    frame for a whole window drops one frame to cut the delay."""
+    timer_t1: float = 0.5
+    """SIP timer T1 (RFC 3261 Table 4): the round-trip estimate, in seconds. Retransmissions start at T1 and
+    timers B, F, H, J, L and M (transaction timeouts) are 64*T1."""
+    timer_t2: float = 4.0
+    """SIP timer T2: the longest retransmission interval of non-INVITE requests and INVITE responses (>= T1)."""
+    timer_t4: float = 5.0
+    """SIP timer T4: the longest time a message stays in the network (timers I and K on UDP)."""
     media_host_names: bool = True
     """Resolve host names in a peer's SDP c= lines (RFC 4566 allows them); False refuses them (488, Warning 301)."""
     media_resolve_timeout: float = 1.0
@@ -309,7 +366,7 @@ class NodeConfig:
     calls: CallsConfig = field(default_factory=CallsConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
-    throttle: ThrottleSettings = field(default_factory=ThrottleSettings)
+    throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
     sip: SipConfig = field(default_factory=SipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)

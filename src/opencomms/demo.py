@@ -27,12 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from opencomms import blas as _blas  # noqa: F401  (pins BLAS threads before numpy loads)
+
+# isort: split
 import numpy as np
 import numpy.typing as npt
 
 from opencomms.config import EgressConfig, NodeConfig, SipConfig
 from opencomms.media.wav import decode_wav
 from opencomms.server import Node
+from opencomms.tasks import TaskSet
 from opencomms.testing import (
     CallFailed,
     GraphClient,
@@ -231,22 +236,18 @@ class BuiltinIvr:
         self.bot = bot
         self.client = client
         self.recordings: list[Samples] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("demo-bot")
         bot.responder = self._on_post
 
     def _on_post(self, body: dict[str, Any]) -> int:
         for item in body.get("value", []):
             if item.get("changeType") == "created":
                 call_id = str(item.get("resourceUrl", "")).split("/")[3]
-                task = asyncio.get_running_loop().create_task(self._call(call_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self._tasks.spawn(self._call(call_id))
         return 202
 
     async def close(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
 
     async def _op(self, call_id: str, action: str, body: Any, timeout: float = 60.0) -> dict[str, Any]:
         status, op, _ = await self.client.request("POST", f"/communications/calls/{call_id}/{action}", body)

@@ -20,7 +20,7 @@ from opencomms import __version__
 from opencomms.api import ApiContext, build_app
 from opencomms.api.connections import default_max_connections
 from opencomms.api.protocol import HttpGuard
-from opencomms.api.throttle import Throttle, ThrottleConfig
+from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.tokens import TokenService
@@ -29,7 +29,7 @@ from opencomms.calling.media import MediaService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
-from opencomms.calling.service import CallService, CallTimeouts
+from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
@@ -105,14 +105,15 @@ class Node:
             self.store,
             self.directory,
             self.dispatcher,
-            timeouts=CallTimeouts(answer=config.calls.answer_timeout, keepalive=config.calls.keepalive_timeout),
+            timeouts=config.calls,
             clock=clock,
             on_deadline=self._arm_timer,
         )
         self.calls.units.fault_retry = config.storage.fault_retry
         self.engine = EngineThread(
-            MediaEngine(capacity=mc.max_legs),
+            MediaEngine(capacity=mc.max_legs, inbound_queue_frames=mc.engine_inbound_queue_frames),
             on_events=self._on_media_events,
+            max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
         )
         self.prompts = PromptLibrary(
@@ -161,7 +162,7 @@ class Node:
             directory=self.directory,
             calls=self.calls,
             tokens=self.tokens,
-            throttle=Throttle(ThrottleConfig(rate=th.rate, burst=th.burst, enabled=th.enabled)),
+            throttle=Throttle(th),
             public_url=self.public_url,
             media=self.media,
             quotas=CallQuotas(config.quotas, self.calls.calls),
@@ -204,6 +205,7 @@ class Node:
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.prompts.close)
+        self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.calls.load()
         self.recordings.remove_partial()
         await self._stack.enter_async_context(self.dispatcher)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import re
+import typing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from opencomms.config import QuotaConfig, load_config
+import opencomms.config as config_module
+from opencomms.config import NodeConfig, QuotaConfig, ThrottleConfig, ThrottleSettings, load_config
 
 
 def test_defaults() -> None:
@@ -46,3 +52,113 @@ def test_quotas_section_from_the_environment() -> None:
     )
     assert config.quotas == QuotaConfig(concurrent_calls_per_app=7, prompt_memory_mb=0)
     assert QuotaConfig().calls_per_minute_per_app == 600 and QuotaConfig().queued_media_ops_per_call == 20
+
+
+def _leaves(cls: type, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """(path, type, default) of every field of a config dataclass, sections flattened."""
+    hints = typing.get_type_hints(cls)
+    out: list[tuple[tuple[str, ...], Any, Any]] = []
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            out += _leaves(kind, (*path, f.name))  # type: ignore[arg-type]
+        else:
+            out.append(((*path, f.name), kind, getattr(cls(), f.name)))
+    return out
+
+
+def _other(kind: Any, default: Any) -> Any:
+    """A valid value different from `default`."""
+    if kind is bool:
+        return not default
+    if kind is int:
+        return default + 1
+    if kind is float:
+        return default + 0.25
+    if kind is str:
+        return f"{default}x"
+    return ("a", "b")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, tuple):
+        return "[" + ", ".join(f'"{v}"' for v in value) + "]"
+    return f'"{value}"' if isinstance(value, str) else repr(value)
+
+
+LEAVES = _leaves(NodeConfig)
+
+
+def test_every_knob_is_loadable_from_toml_and_from_the_environment(tmp_path: Path) -> None:
+    top = [(p, k, d) for p, k, d in LEAVES if len(p) == 1]
+    sections: dict[str, list[tuple[tuple[str, ...], Any, Any]]] = {}
+    for p, k, d in LEAVES:
+        if len(p) == 2:
+            sections.setdefault(p[0], []).append((p, k, d))
+    lines = [f"{p[0]} = {_toml(_other(k, d))}" for p, k, d in top]
+    for name, leaves in sections.items():
+        lines += [f"[{name}]"] + [f"{p[1]} = {_toml(_other(k, d))}" for p, k, d in leaves]
+    path = tmp_path / "node.toml"
+    path.write_text("\n".join(lines) + "\n")
+    from_file = load_config(path, env={})
+    env = {"OPENCOMMS_" + "__".join(p).upper(): str(_other(k, d)).strip("()").replace("'", "") for p, k, d in LEAVES}
+    from_env = load_config(env=env)
+    for p, kind, default in LEAVES:
+        want = _other(kind, default)
+        for cfg in (from_file, from_env):
+            got: Any = cfg
+            for part in p:
+                got = getattr(got, part)
+            assert got == want, (".".join(p), got, want)
+    assert len(LEAVES) > 100 and max(len(p) for p, _, _ in LEAVES) == 2
+
+
+@pytest.mark.parametrize(
+    "knob",
+    [
+        "sip.timer_t1",
+        "sip.timer_t2",
+        "sip.timer_t4",
+        "sip.jitter_min_delay_ms",
+        "sip.jitter_max_delay_ms",
+        "sip.jitter_capacity",
+        "calls.dial_timeout",
+        "calls.redirect_single_timeout",
+        "calls.redirect_multiple_timeout",
+        "media.engine_inbound_queue_frames",
+        "media.engine_max_lag_ticks",
+        "throttle.max_apps",
+    ],
+)
+def test_the_documented_component_knobs_exist_and_are_documented(knob: str) -> None:
+    assert tuple(knob.split(".")) in {p for p, _, _ in LEAVES}
+    source = Path(config_module.__file__).read_text()
+    name = knob.split(".")[1]
+    assert re.search(rf"\n    {name}: [^\n]+\n    \"\"\"", source), f"{knob} has no docstring"
+
+
+def test_every_field_has_a_docstring() -> None:
+    tree = ast.parse(Path(config_module.__file__).read_text())
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.decorator_list]
+    names = {c.name for c in classes}
+    undocumented = []
+    for cls in classes:
+        for field, after in zip(cls.body, [*cls.body[1:], None], strict=True):
+            if not isinstance(field, ast.AnnAssign) or not isinstance(field.target, ast.Name):
+                continue
+            if isinstance(field.annotation, ast.Name) and field.annotation.id in names:
+                continue  # a section: its own fields are documented
+            documented = isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+            if not documented:
+                undocumented.append(f"{cls.name}.{field.target.id}")
+    assert len(classes) >= 10 and undocumented == []
+
+
+def test_the_throttle_has_one_configuration_class() -> None:
+    from opencomms.api.throttle import ThrottleConfig as Used
+
+    assert Used is ThrottleConfig is ThrottleSettings
+    with pytest.raises(ValueError):
+        load_config(env={"OPENCOMMS_THROTTLE__RATE": "0"})

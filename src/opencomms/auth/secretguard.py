@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
+
+from opencomms.ratelimit import KeyedTokenBucket, retry_after
 
 __all__ = ["SecretGuard", "SecretGuardConfig", "Verdict"]
 
@@ -56,30 +57,14 @@ class Verdict:
     retry_after: int = 0
 
 
-class _Buckets:
-    """Token buckets that can give a token back (a success refunds its reservation)."""
+class _Buckets(KeyedTokenBucket):
+    """Failed-attempt buckets answering whole seconds (a success refunds its reservation with `give_back`)."""
 
-    def __init__(self, burst: float, rate: float, limit: int) -> None:
-        self.burst = burst
-        self.rate = rate
-        self.limit = limit
-        self._state: dict[str, tuple[float, float]] = {}
+    __slots__ = ()
 
-    def take(self, key: str, now: float) -> int | None:
-        tokens, last = self._state.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + max(0.0, now - last) * self.rate)
-        if len(self._state) >= self.limit:
-            del self._state[next(iter(self._state))]
-        if tokens >= 1.0:
-            self._state[key] = (tokens - 1.0, now)
-            return None
-        self._state[key] = (tokens, now)
-        return max(1, math.ceil((1.0 - tokens) / self.rate))
-
-    def give_back(self, key: str) -> None:
-        state = self._state.get(key)
-        if state is not None:
-            self._state[key] = (min(self.burst, state[0] + 1.0), state[1])
+    def take_seconds(self, key: str, now: float) -> int | None:
+        wait = self.take(key, now)
+        return None if wait is None else retry_after(wait)
 
 
 class SecretGuard:
@@ -87,8 +72,8 @@ class SecretGuard:
 
     def __init__(self, config: SecretGuardConfig | None = None) -> None:
         self.config = cfg = config or SecretGuardConfig()
-        self._clients = _Buckets(cfg.failed_burst, cfg.failed_rate, _MAX_SOURCES)
-        self._sources = _Buckets(cfg.failed_burst_per_source, cfg.failed_rate_per_source, _MAX_SOURCES)
+        self._clients = _Buckets(cfg.failed_rate, cfg.failed_burst, _MAX_SOURCES)
+        self._sources = _Buckets(cfg.failed_rate_per_source, cfg.failed_burst_per_source, _MAX_SOURCES)
         self._key = secrets.token_bytes(32)  # per process: the cache is useless to anyone reading memory dumps later
         self._verified: dict[str, tuple[tuple[str, ...], bytes, float]] = {}
         self._slots: asyncio.Semaphore | None = None
@@ -112,10 +97,10 @@ class SecretGuard:
 
     def reserve(self, client_id: str, source: str, now: float) -> int | None:
         """Take one failed-attempt token from the client's and the source's buckets; else the seconds to wait."""
-        wait = self._clients.take(client_id, now)
+        wait = self._clients.take_seconds(client_id, now)
         if wait is not None:
             return wait
-        wait = self._sources.take(source, now)
+        wait = self._sources.take_seconds(source, now)
         if wait is not None:
             self._clients.give_back(client_id)
         return wait

@@ -2,10 +2,10 @@
 of the SDK's LocalMediaSession), a WebSocket to the bot's media endpoint carrying the leg's audio both ways.
 The blob and the frame protocol are defined in wire/apphosted.py.
 
-Owns one task per such leg (connect, hello/ready, receive loop, one reconnection after a drop), the leg's unmixed
-tap on the engine, the dominant speaker of its conversation (from the engine's VAD on the other legs), and ending
-the leg when its media endpoint cannot be reached (410/9140) or is lost for good (410/9141). It reaches the engine
-only through commands (`EnginePort.call`) and must not know service-hosted operations (MediaService does).
+Owns one task per such leg (connect, hello/ready, receive loop, one reconnection after a drop), the leg's listener
+on the engine (HeardParts), the dominant speaker of its conversation (from the engine's VAD on the other legs), and
+ending the leg when its media endpoint cannot be reached (410/9140) or is lost for good (410/9141). It reaches the
+engine only through commands (`EnginePort.call`) and must not know service-hosted operations (MediaService does).
 
 * **Connecting.** Once the leg is established (MediaService tells its observers), the node connects, retrying
   every 0.2 s until `connect_timeout`; a bot that closes with 4401 (wrong key or secret) is not retried. After a
@@ -15,11 +15,11 @@ only through commands (`EnginePort.call`) and must not know service-hosted opera
   checked at connect time and the connection goes to the checked address. A refused hop ends the leg (410/9140).
 * **Bot to node.** Frames wait in the leg's playout queue (8 frames, the oldest dropped when full); the engine's
   far-end queue gets at most one frame of the leg per tick (`push_inbound`): a command sent on arrival pushes it
-  for the coming tick when that tick has none yet, else the leg's tap (end of each tick) pushes the next one for
+  for the coming tick when that tick has none yet, else the leg's listener (end of each tick) pushes the next one for
   the next tick. So a frame is heard at the first tick after it arrives and bursts are played out one per tick;
   when frames have been left waiting at the start of 5 ticks in a row (a standing backlog, after a stall or
   from a bot whose clock runs fast), the oldest is dropped: latency beats completeness.
-* **Node to bot.** The leg's unmixed tap runs on the engine thread every tick; it queues the frames and wakes the
+* **Node to bot.** The leg's listener runs on the engine thread every tick; it queues copies and wakes the
   event loop at most once per tick, which encodes them (mixed + the 4 loudest other participants, each with its
   mediaStream sourceId) and hands them to the leg's sender task. A slow bot loses its oldest frames (8 kept).
 * **Events.** ToneDetected on the leg -> `dtmf`. Dominant speaker: the engine's VAD (a VadBank, as the engine
@@ -46,7 +46,6 @@ from opencomms.calling.service import CallService
 from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
-from opencomms.media.dtmf.tones import tone_name
 from opencomms.media.speakers import DominantSpeaker, SpeakerVad, loudest
 from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.wire.apphosted import (
@@ -62,6 +61,7 @@ from opencomms.wire.apphosted import (
     read_blob,
 )
 from opencomms.wire.calls import is_app_hosted
+from opencomms.wire.tones import tone_name
 
 __all__ = ["AppHostedMedia", "AppHostedStats"]
 
@@ -92,7 +92,9 @@ class _Bridge:
     """From the bot, waiting for the engine (appended on the event loop, taken on the engine thread)."""
     backlog_ticks: int = 0
     ticks: int = 0
-    """Ticks the leg's tap has seen (engine thread): the index of the coming tick."""
+    """Ticks the leg's listener has seen (engine thread): the index of the coming tick."""
+    subscription: eng.Subscription | None = None
+    """The leg's engine listener (engine thread)."""
     pushed_for: int = -1
     """The last tick a frame from the bot was pushed for (engine thread)."""
     excess_at: int = -1
@@ -229,7 +231,8 @@ class AppHostedMedia:
             bridge.backlog_ticks = 0
         bridge.ticks += 1
         self._play_one(engine, bridge)
-        self._frames.append((bridge.call_id, heard, unmixed, now))
+        parts = [(other, frame.copy()) for other, frame in unmixed]  # the engine's views live for this call only
+        self._frames.append((bridge.call_id, heard.copy(), parts, now))
         if not self._scheduled:
             self._scheduled = True
             loop = self._loop
@@ -309,13 +312,13 @@ class AppHostedMedia:
         task = bridge.task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-        leg = bridge.call_id
 
-        def untap(engine: eng.MediaEngine) -> None:
-            if engine.has_leg(leg):
-                engine.set_unmixed_tap(leg, None)
+        def unsubscribe(engine: eng.MediaEngine) -> None:
+            if bridge.subscription is not None:
+                engine.unsubscribe(bridge.subscription)
+                bridge.subscription = None
 
-        self.engine.call(untap)
+        self.engine.call(unsubscribe)
 
     @staticmethod
     def _play_one(engine: eng.MediaEngine, bridge: _Bridge, *, arrival: bool = False) -> None:
@@ -336,13 +339,18 @@ class AppHostedMedia:
             bridge.pushed_for = coming
 
     def _tapping(self, bridge: _Bridge) -> EngineCommand:
-        """The command that installs the leg's tap (bound to this engine and bridge)."""
+        """The command that subscribes the leg's listener (bound to this engine and bridge), once per connection:
+        the one of a previous connection goes."""
 
         def install(engine: eng.MediaEngine) -> None:
-            if engine.has_leg(bridge.call_id):
-                engine.set_unmixed_tap(
+            if bridge.subscription is not None:
+                engine.unsubscribe(bridge.subscription)
+                bridge.subscription = None
+            if engine.has_leg(bridge.call_id) and not bridge.closing:
+                listener = eng.HeardParts(
                     bridge.call_id, lambda _leg, heard, unmixed, now: self._tick(engine, bridge, heard, unmixed, now)
                 )
+                bridge.subscription = engine.subscribe(listener)
 
         return install
 

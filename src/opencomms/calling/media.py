@@ -38,11 +38,12 @@ from opencomms.domain.operations import OP_FSM, OpEvent, OpKind, OpStatus
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
 from opencomms.media.budget import MemoryBudget, heap_trimmer
-from opencomms.media.dtmf.tones import key_for_tone, tone_name
 from opencomms.media.prompts import beep
 from opencomms.media.wav import encode_wav
+from opencomms.tasks import TaskSet
 from opencomms.wire import media as wire
 from opencomms.wire.calls import is_app_hosted
+from opencomms.wire.tones import key_for_tone, tone_name
 
 log = logging.getLogger("opencomms.media")
 
@@ -211,6 +212,8 @@ class MediaService:
         self._media: dict[str, CallMedia] = {}
         self._ops: dict[str, MediaOp] = {}
         self._legs_in_engine = 0
+        self._loads = TaskSet("media-load")
+        """Prompt loading tasks (one per operation, also referenced as op.loading)."""
         self._beep = beep()
         self.observers: list[LegObserver] = []
 
@@ -220,6 +223,10 @@ class MediaService:
         self.budget = budget
         self.max_queued_ops = config.queued_media_ops_per_call
         self.max_call_prompt_bytes = config.queued_prompt_mb_per_call << 20
+
+    async def aclose(self) -> None:
+        """Stop loading prompts: cancel the loading tasks and wait for them (the node is stopping)."""
+        await self._loads.close()
 
     def load(self) -> None:
         """After a restart: reconnect live legs' media and fail the operations the old process left running."""
@@ -475,7 +482,7 @@ class MediaService:
             if op.audio is not None or op.failure is not None or not op.prompts:
                 continue
             if op.loading is None and (index == 0 or not op.deferred):
-                op.loading = asyncio.get_running_loop().create_task(self._load(op), name=f"media-load {op.id}")
+                op.loading = self._loads.spawn(self._load(op), name=f"media-load {op.id}")
             return
 
     def _hold(self, op: MediaOp, clip: Audio) -> ResultInfo | None:

@@ -14,7 +14,6 @@ a phone hears 486 Busy Here), so the quota bounds what one bot holds whoever sta
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from typing import Any
 
@@ -24,6 +23,7 @@ from opencomms.domain import results
 from opencomms.domain.directory import Application
 from opencomms.domain.errors import QuotaExceeded, Throttled
 from opencomms.domain.results import ResultInfo
+from opencomms.ratelimit import KeyedTokenBucket, retry_after
 
 __all__ = ["CallQuotas", "LiveCalls", "MinuteRate"]
 
@@ -91,30 +91,22 @@ class LiveCalls(dict[str, Call]):
 
 
 class MinuteRate:
-    """Token buckets of `limit` per minute by key (burst `limit`, refilled at limit/60 per second). Pure."""
+    """Token buckets of `limit` per minute by key (burst `limit`, refilled at limit/60 per second; 0: no limit)."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, max_keys: int = 65536) -> None:
         self.limit = limit
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def _tokens(self, key: str, now: float) -> float:
-        tokens, last = self._buckets.get(key, (float(self.limit), now))
-        return min(float(self.limit), tokens + max(0.0, now - last) * self.limit / 60.0)
+        self._buckets = KeyedTokenBucket(limit / 60.0, float(limit), max_keys) if limit else None
 
     def wait(self, key: str, now: float) -> int | None:
         """Seconds until `key` may go once more (None: it may go now)."""
-        if not self.limit:
+        if self._buckets is None:
             return None
-        tokens = self._tokens(key, now)
-        if tokens >= 1.0:
-            return None
-        return max(1, math.ceil((1.0 - tokens) * 60.0 / self.limit))
+        wait = self._buckets.wait(key, now)
+        return None if wait is None else retry_after(wait)
 
     def take(self, key: str, now: float) -> None:
-        if self.limit:
-            self._buckets[key] = (self._tokens(key, now) - 1.0, now)
-            if len(self._buckets) > 4096:  # forget full buckets (they are the default anyway)
-                self._buckets = {k: v for k, v in self._buckets.items() if self._tokens(k, now) < self.limit}
+        if self._buckets is not None:
+            self._buckets.charge(key, now)
 
 
 class CallQuotas:

@@ -8,8 +8,9 @@ Retry-After) before the store is even read. Successful downloads cost nothing. P
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+
+from opencomms.ratelimit import KeyedTokenBucket, retry_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,7 +20,7 @@ class FailureLimits:
     per_minute: float = 10.0
     """Failed attempts refilled per minute into each bucket."""
     max_keys: int = 100_000
-    """Buckets kept at most (addresses plus ids); full buckets are dropped first, then the oldest."""
+    """Buckets kept at most (addresses plus ids); the least recently charged are dropped first (they refill)."""
 
     def __post_init__(self) -> None:
         if not self.burst >= 1:
@@ -33,38 +34,17 @@ class FailureLimits:
 class FailureLimiter:
     def __init__(self, limits: FailureLimits = FailureLimits()) -> None:
         self.limits = limits
-        self._rate = limits.per_minute / 60.0
-        self._buckets: dict[str, tuple[float, float]] = {}
-
-    def _level(self, key: str, now: float) -> float:
-        tokens, last = self._buckets.get(key, (self.limits.burst, now))
-        return min(self.limits.burst, tokens + max(0.0, now - last) * self._rate)
+        self._buckets = KeyedTokenBucket(limits.per_minute / 60.0, limits.burst, limits.max_keys)
 
     def wait(self, keys: tuple[str, ...], now: float) -> int | None:
         """Seconds to wait before any of `keys` may fail again (None: go ahead). Takes nothing."""
-        worst = None
-        for key in keys:
-            level = self._level(key, now)
-            if level < 1.0:
-                seconds = max(1, math.ceil((1.0 - level) / self._rate))
-                worst = seconds if worst is None else max(worst, seconds)
-        return worst
+        waits = [w for w in (self._buckets.wait(key, now) for key in keys) if w is not None]
+        return retry_after(max(waits)) if waits else None
 
     def failed(self, keys: tuple[str, ...], now: float) -> None:
         """Charge one failed attempt to each of `keys`."""
         for key in keys:
-            level = self._level(key, now)
-            self._buckets.pop(key, None)  # re-inserted last: dict order is the eviction order
-            self._buckets[key] = (max(0.0, level - 1.0), now)
-        if len(self._buckets) > self.limits.max_keys:
-            self._evict(now)
-
-    def _evict(self, now: float) -> None:
-        for key in [k for k in self._buckets if self._level(k, now) >= self.limits.burst]:
-            del self._buckets[key]
-        excess = len(self._buckets) - self.limits.max_keys
-        for key in list(self._buckets)[: max(0, excess)]:
-            del self._buckets[key]
+            self._buckets.charge(key, now)
 
     def __len__(self) -> int:
         return len(self._buckets)

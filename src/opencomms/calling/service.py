@@ -24,6 +24,7 @@ from opencomms.calling.routing import Router
 from opencomms.calling.subscribers import Gateways, MediaHooks, MediaSubscriber, Subscriber
 from opencomms.calling.unitofwork import KIND, LiveConversations, UnitOfWork
 from opencomms.calling.views import view_from_doc
+from opencomms.config import CallsConfig
 from opencomms.directory import Directory
 from opencomms.domain import commands as c
 from opencomms.domain import events as ev
@@ -45,7 +46,7 @@ INITIATE = "Calls.Initiate.All"
 INITIATE_GROUP = "Calls.InitiateGroupCall.All"
 ACCESS_MEDIA = "Calls.AccessMedia.All"
 
-__all__ = ["ACCESS_MEDIA", "CallService", "CallTimeouts", "Caller", "MediaHooks"]
+__all__ = ["ACCESS_MEDIA", "CallService", "Caller", "MediaHooks"]
 
 
 class NotificationSink(Protocol):
@@ -65,18 +66,8 @@ class Caller:
     roles: frozenset[str]
 
 
-@dataclass(frozen=True, slots=True)
-class CallTimeouts:
-    answer: float = 15.0
-    """Seconds an incoming call rings before it is dropped (Graph: 15 s)."""
-    keepalive: float = 2700.0
-    """Seconds without keepAlive after which a call ends with 408/8537 (Graph: 45 min)."""
-    redirect_single: float = 55.0
-    """Default ring time of a redirect to one target (Graph: 55 s)."""
-    redirect_multiple: float = 60.0
-    """Default ring time of a redirect to several targets (simultaneous ring; Graph: 60 s)."""
-    dial: float = 60.0
-    """Seconds an outgoing call to a phone (through a gateway) may ring before it is abandoned."""
+_TIMEOUTS = CallsConfig()
+"""Ring, keepalive, redirect and dial times (the node passes its [calls] section)."""
 
 
 class CallService:
@@ -86,7 +77,7 @@ class CallService:
         directory: Directory,
         sink: NotificationSink,
         *,
-        timeouts: CallTimeouts = CallTimeouts(),
+        timeouts: CallsConfig = _TIMEOUTS,
         clock: Callable[[], float] = time.time,
         on_deadline: Callable[[float], None] | None = None,
     ) -> None:
@@ -103,7 +94,7 @@ class CallService:
         self.projector = NotificationProjector(self, directory, sink)
         self._media: MediaSubscriber | None = None
         self.units.subscribers.extend([self.projector, self.gateways])
-        self._timeouts_key: CallTimeouts | None = None
+        self._timeouts_key: CallsConfig | None = None
         self._conv_timeouts = ConversationTimeouts()
 
     # -- composition -------------------------------------------------------------------------------------
@@ -374,7 +365,11 @@ class CallService:
         if t is not self._timeouts_key:
             self._timeouts_key = t
             self._conv_timeouts = ConversationTimeouts(
-                t.answer, t.keepalive, t.redirect_single, t.redirect_multiple, t.dial
+                t.answer_timeout,
+                t.keepalive_timeout,
+                t.redirect_single_timeout,
+                t.redirect_multiple_timeout,
+                t.dial_timeout,
             )
         return self._conv_timeouts
 

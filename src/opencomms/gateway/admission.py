@@ -22,9 +22,11 @@ Must not: answer SIP itself, or know about calls beyond the counts it is given a
 from __future__ import annotations
 
 import math
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
+
+from opencomms.ratelimit import KeyedTokenBucket, retry_after
 
 __all__ = ["Admission", "AdmissionConfig", "Refusal", "RefusalReason"]
 
@@ -129,7 +131,11 @@ class Admission:
 
     def __init__(self, config: AdmissionConfig | None = None) -> None:
         self.config = config or AdmissionConfig()
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # source -> (tokens, last seen)
+        self._buckets = (
+            KeyedTokenBucket(self.config.rate_per_source, self.config.burst_per_source, self.config.max_sources)
+            if self.config.rate_per_source > 0
+            else None
+        )
         self._held: dict[str, _Holding] = {}
         self._pending = 0
         self._swept = 0.0
@@ -159,14 +165,10 @@ class Admission:
         mine = held.calls if held is not None else 0
         if total >= cfg.max_calls - cfg.reserved and mine >= cfg.quiet_source_calls:
             return self._refuse(RefusalReason.RESERVED, cfg.full_retry_after)
-        if cfg.rate_per_source > 0:
-            tokens, last = self._buckets.pop(source, (cfg.burst_per_source, now))
-            tokens = min(cfg.burst_per_source, tokens + max(0.0, now - last) * cfg.rate_per_source)
-            if tokens < 1.0:
-                self._remember(source, tokens, now)
-                wait = math.ceil((1.0 - tokens) / cfg.rate_per_source)
-                return self._refuse(RefusalReason.RATE, min(cfg.max_retry_after, max(1, wait)))
-            self._remember(source, tokens - 1.0, now)
+        if self._buckets is not None:
+            wait = self._buckets.take(source, now)
+            if wait is not None:
+                return self._refuse(RefusalReason.RATE, min(cfg.max_retry_after, retry_after(wait)))
         if held is None:
             held = self._held[source] = _Holding()
         held.pending.append(now)
@@ -193,12 +195,9 @@ class Admission:
             mine = held.calls
         if total >= cfg.max_calls - cfg.reserved and mine >= cfg.quiet_source_calls:
             return Refusal(RefusalReason.RESERVED, cfg.full_retry_after)
-        bucket = self._buckets.get(source) if cfg.rate_per_source > 0 else None
-        if bucket is not None:
-            tokens = bucket[0] + max(0.0, now - bucket[1]) * cfg.rate_per_source
-            if tokens < 1.0:
-                wait = math.ceil((1.0 - tokens) / cfg.rate_per_source)
-                return Refusal(RefusalReason.RATE, min(cfg.max_retry_after, max(1, wait)))
+        wait = self._buckets.wait(source, now) if self._buckets is not None else None
+        if wait is not None:
+            return Refusal(RefusalReason.RATE, min(cfg.max_retry_after, retry_after(wait)))
         return None
 
     # -- what became of an admitted call
@@ -268,15 +267,10 @@ class Admission:
         if held.calls == 0:
             self._held.pop(source, None)
 
-    def _remember(self, source: str, tokens: float, now: float) -> None:
-        self._buckets[source] = (tokens, now)
-        while len(self._buckets) > self.config.max_sources:
-            self._buckets.popitem(last=False)
-
     @property
     def sources(self) -> int:
         """Source addresses whose rate bucket is remembered."""
-        return len(self._buckets)
+        return 0 if self._buckets is None else len(self._buckets)
 
     @property
     def holders(self) -> int:

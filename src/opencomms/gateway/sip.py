@@ -37,7 +37,16 @@ from opencomms.gateway.refer import ReferTransfer, allowed_methods
 from opencomms.gateway.register import REGISTRAR_METHODS, Registrations
 from opencomms.gateway.softphone import registered_route, user_id_of
 from opencomms.gateway.transfer import REFER_FORBIDDEN, can_refer, on_notify, start_refer
-from opencomms.rtp import LocalSdp, NegotiatedAudio, NegotiationError, PortAllocator, RtpBank, RtpSession, SdpError
+from opencomms.rtp import (
+    JitterConfig,
+    LocalSdp,
+    NegotiatedAudio,
+    NegotiationError,
+    PortAllocator,
+    RtpBank,
+    RtpSession,
+    SdpError,
+)
 from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.session import RtpConfig
@@ -48,8 +57,10 @@ from opencomms.sip.endpoint import SipEndpoint
 from opencomms.sip.endpoint_config import EndpointConfig
 from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHandle
 from opencomms.sip.message import SipRequest, SipResponse
+from opencomms.sip.transactions import TimerConfig
 from opencomms.sip.uri import SipUri, TelUri
 from opencomms.store.base import StoreUnavailable
+from opencomms.tasks import TaskSet
 
 log = logging.getLogger("opencomms.sip")
 
@@ -110,10 +121,21 @@ class SipGateway:
                 allowed_methods=REGISTRAR_METHODS,
                 max_tcp_connections=config.tcp_max_connections,
                 tcp_idle_timeout=config.tcp_idle_timeout,
+                timers=TimerConfig(t1=config.timer_t1, t2=config.timer_t2, t4=config.timer_t4),
             ),
             on_request=self._on_request,
         )
-        self.rtp_config = RtpConfig(media_timeout=config.media_timeout)
+        self.rtp_config = RtpConfig(
+            jitter=JitterConfig(
+                min_delay_ms=config.jitter_min_delay_ms,
+                max_delay_ms=config.jitter_max_delay_ms,
+                capacity=config.jitter_capacity,
+                idle_after_frames=config.jitter_idle_after_frames,
+                jump_ms=config.jitter_jump_ms,
+                shrink_window_frames=config.jitter_shrink_window_frames,
+            ),
+            media_timeout=config.media_timeout,
+        )
         self.addresses = MediaAddresses(
             self.host,
             resolve_names=config.media_host_names,
@@ -136,7 +158,7 @@ class SipGateway:
         self.endpoint.admit_early = self._admit_early
         self._by_key: dict[str, SipCall] = {}
         self._by_dialog: dict[str, SipCall] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet("sip")
         self._dialling: set[str] = set()
         self._digest = DigestClient()
         self.registrations = Registrations(config, directory.store)
@@ -153,8 +175,7 @@ class SipGateway:
         try:
             for sc in list(self._by_key.values()):
                 await self._teardown(sc)
-            for task in list(self._tasks):
-                task.cancel()
+            await self._tasks.close()
         finally:
             self.addresses.close()
             await self.endpoint.close()
@@ -297,9 +318,7 @@ class SipGateway:
         if handle.responded:  # cancelled while its media address was being resolved
             return False
         key = leg_id = new_id()
-        rtp = RtpSession(
-            leg_id, self.bank, self.ports, self.host, config=self.rtp_config, on_dtmf=lambda k: self._dtmf(key, k)
-        )
+        rtp = RtpSession(leg_id, self.bank, self.ports, self.host, config=self.rtp_config)
         try:
             port = await rtp.open()
         except Exception:
@@ -393,14 +412,6 @@ class SipGateway:
     def _callee_identity(inst: Any) -> JsonObj:
         ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
         return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
-
-    def _dtmf(self, key: str, digit: str) -> None:
-        """An RFC 4733 digit from the phone: play it in-band into the conversation, from the phone's leg."""
-        sc = self._by_key.get(key)
-        if sc is None or sc.leg_id is None or digit == "!":
-            return
-        leg, tag = sc.leg_id, f"rfc4733:{new_id()}"
-        self.engine.call(lambda engine: engine.send_tones(leg, tag, digit, tone_ms=100, gap_ms=0))
 
     # -- GatewayHooks --------------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
@@ -516,7 +527,6 @@ class SipGateway:
             return
         key = call.id
         rtp = RtpSession(call.id, self.bank, self.ports, self.host, config=self.rtp_config)
-        rtp.on_dtmf = lambda k: self._dtmf(key, k)
         try:
             port = await rtp.open()
         except Exception:
@@ -598,14 +608,7 @@ class SipGateway:
         self.calls.external_answered(leg_id)
 
     def _spawn(self, coro: Any) -> None:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("sip task failed", exc_info=task.exception())
+        self._tasks.spawn(coro)
 
 
 def _warning(exc: SdpError) -> tuple[str, str]:

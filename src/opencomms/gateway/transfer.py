@@ -90,7 +90,7 @@ async def _refer(gw: SipGateway, sc: SipCall, dialog: Dialog, uri: SipUri) -> No
     _apply(gw, sc, refer, refer.on_response(status))
     if refer.done:
         return
-    await asyncio.sleep(gw.calls.timeouts.dial)
+    await asyncio.sleep(gw.calls.timeouts.dial_timeout)
     _apply(gw, sc, refer, refer.on_timeout())
 
 

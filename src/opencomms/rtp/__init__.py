@@ -8,6 +8,8 @@
 callbacks, media timeout). Importers use the names below.
 """
 
+from opencomms import blas as _blas  # noqa: F401  (pins BLAS threads before numpy loads)
+
 from .address import AddressError
 from .bank import RtpBank
 from .jitter import LOST, JitterBuffer, JitterConfig

@@ -24,7 +24,7 @@ from typing import Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from ..media.engine import MediaEngine, OutOfBandKey
+from ..media.engine import Batch, MediaEngine, OutOfBandKey, Subscription
 from ..media.faults import FaultLog
 from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.slots import SlotTable
@@ -62,8 +62,8 @@ class EngineHost(Protocol):
 
 class RtpBank:
     """The RTP streams of one media engine. A stream is attached to an existing engine leg (`attach`, an engine
-    command); once per tick the engine hands the bank the INPUT of every row (its batch tap, after the mixing),
-    and the bank, for every stream whose leg is still in the engine:
+    command); once per tick the engine hands the bank the INPUT of every row (its batch listener, after the
+    mixing), and the bank, for every stream whose leg is still in the engine:
 
     1. sends: gathers the streams' frames in one indexing, converts them to 8 kHz in one product, encodes G.711
        in one lookup, stamps each header (sequence + 1, timestamp from the tick time, marker after a pause);
@@ -76,7 +76,8 @@ class RtpBank:
     2. receives: one poll of every stream's sockets, then each datagram to its stream (validation, latching,
        statistics, keys, jitter buffer; RTCP). Arrival times are the kernel's (SO_TIMESTAMPNS, converted to the
        engine clock, which must then be time.monotonic as EngineThread's is) or, with `kernel_timestamps=False`
-       or where unsupported, the tick time;
+       or where unsupported, the tick time. Each RFC 4733 key that starts is pushed into the engine
+       (`push_key`), which reports it as ToneDetected to the legs hearing this one in this same tick;
     3. plays out: one frame per stream from its jitter buffer, decoded and converted to 16 kHz in one batch,
        pushed into the legs in one batch (heard by the others at the next tick). LOST frames are concealed by repeating
        the last frame at 1, 1/2, 1/4 gain, then silence;
@@ -111,7 +112,8 @@ class RtpBank:
         self._pcm = np.zeros((capacity, 320), dtype=np.int16)
         self._erow = np.zeros(capacity, dtype=np.intp)  # per bank row: its leg's engine row...
         self._egen = np.full(capacity, -1, dtype=np.int64)  # ...and generation there (-1: no stream)
-        self._tapping = False
+        self._subscription: Subscription | None = None
+        self._keys: list[tuple[Stream, str, float]] = []  # RFC 4733 keys received in this tick's receive step
         self._down = FrameConverter(capacity, 16000, RATE)
         self._up = FrameConverter(capacity, RATE, 16000)
         # Two packet buffers, used in turn by successive batches: a paced batch is still waiting to be sent when
@@ -203,10 +205,10 @@ class RtpBank:
             elif self._selector is not None:
                 self._selector.register(sock, selectors.EVENT_READ)
         st.schedule_rtcp(time.monotonic())
+        st.key_sink = self._key_received
         self._out_of_band(engine, st, st.params.telephone_event is not None)
-        if not self._tapping:
-            engine.set_batch_tap(self._batch)
-            self._tapping = True
+        if self._subscription is None:
+            self._subscription = engine.subscribe(Batch(self._batch))
 
     def _detach(self, engine: MediaEngine, st: Stream, bye: bool) -> None:
         """Free the stream's row whatever happens on the way: an error sending its RTCP BYE or switching its leg's
@@ -226,7 +228,7 @@ class RtpBank:
             self._streams[row] = None
             self._egen[row] = -1
             self._slots.remove(row)
-            st.row, st.views = -1, ()
+            st.row, st.views, st.key_sink = -1, (), None
 
     def _unregister(self, st: Stream) -> None:
         """Stop polling the stream's sockets (idempotent)."""
@@ -281,10 +283,24 @@ class RtpBank:
                 st.dtmf.append((item.key, float(item.duration_ms), 0.0))
                 st.events_on = True
 
+    def _key_received(self, st: Stream, key: str, arrival: float) -> None:
+        """A stream decoded the start of an RFC 4733 event (during `_receive`): pushed to the engine after it."""
+        self._keys.append((st, key, arrival))
+
+    def _push_keys(self) -> None:
+        """Hand the keys received in this tick to the engine (streams whose leg is still theirs only)."""
+        engine = self.host.engine
+        generations = engine.row_generations
+        for st, key, arrival in self._keys:
+            row = st.row
+            if row >= 0 and st.fault is None and generations[self._erow[row]] == self._egen[row]:
+                engine.push_key(st.leg_id, key, arrival)
+        self._keys.clear()
+
     # -- the tick (engine thread) ------------------------------------------------------------------------------
 
     def _batch(self, inp: npt.NDArray[np.int32], now: float) -> None:
-        """The engine's batch tap: every attached stream whose leg is still in its engine row takes part."""
+        """The engine's batch listener: every attached stream whose leg is still in its engine row takes part."""
         started = time.monotonic()
         n = self._slots.end
         if n == 0:
@@ -305,6 +321,8 @@ class RtpBank:
         self._send(tick, pcm, now)
         sent = time.monotonic()
         self._receive(now)
+        if self._keys:
+            self._push_keys()
         received = time.monotonic()
         self._play(tick, now)
         wall = 0.0

@@ -1,7 +1,8 @@
 """RtpSession: one call's audio between a SIP peer and one media-engine leg, as the event loop sees it.
 
 Owns the session's lifecycle (ports from ports.py, attach to and detach from the RtpBank, closing the sockets
-only once the engine thread is done with them), the hand-off of engine-thread events to the loop (`on_dtmf`),
+only once the engine thread is done with them), the hand-off of engine-thread events to the loop (`on_dtmf`, for
+observers only: the bank gives every RFC 4733 key to the engine, which reports it to the bot in the same tick),
 media-timeout detection (`on_timeout`) and the CallQuality summary. Must not read or send packets: the bank does
 all socket I/O on the engine thread (see bank.py for why), reached only through its command methods.
 """
@@ -35,10 +36,11 @@ class RtpSession:
     ports released). `quality()` works at any time, also after close.
 
     Callbacks run on the event loop: `on_dtmf(key)` once per RFC 4733 event as its first report arrives (keys
-    '0'-'9', '*', '#', 'A'-'D', '!' for hook flash); `on_timeout()` once when no RTP arrived for
-    `config.media_timeout` seconds while the peer should be sending (the gateway then ends the call); it re-arms
-    when media flows again; `on_error(step)` once if the bank dropped the stream after an error of its own
-    ("send", "receive", "play", "rtcp": the call has no working media any more, the gateway ends it).
+    '0'-'9', '*', '#', 'A'-'D', '!' for hook flash; the engine already has them, see RtpBank); `on_timeout()`
+    once when no RTP arrived for `config.media_timeout` seconds while the peer should be sending (the gateway
+    then ends the call); it re-arms when media flows again; `on_error(step)` once if the bank dropped the stream
+    after an error of its own ("send", "receive", "play", "rtcp": the call has no working media any more, the
+    gateway ends it).
     """
 
     def __init__(
@@ -191,7 +193,7 @@ class RtpSession:
 
     def _key(self, key: str) -> None:  # engine thread
         loop = self._loop
-        if loop is not None and not loop.is_closed():
+        if self.on_dtmf is not None and loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(self._deliver_key, key)
 
     def _fault(self, step: str) -> None:  # engine thread

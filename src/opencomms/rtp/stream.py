@@ -139,6 +139,9 @@ class Stream:
         self.cname = cname or f"{secrets.token_hex(8)}@opencomms"
         self.on_key = on_key
         """Called on the engine thread with each RFC 4733 key as its first report arrives."""
+        self.key_sink: Callable[[Stream, str, float], None] | None = None
+        """Set by the bank while attached: told of each RFC 4733 key as its first report arrives (with the arrival
+        time), before `on_key`; it hands the key to the engine (ToneDetected for the legs hearing this one)."""
         self._rng = rng or _RNG
         self.params = StreamParams()
         self._kinds: dict[int, int] = {0: ULAW, 8: ALAW}
@@ -308,7 +311,11 @@ class Stream:
             self.invalid_packets += 1
             return
         for event in events:
-            if isinstance(event, TelephoneEventStarted) and self.on_key is not None:
+            if not isinstance(event, TelephoneEventStarted):
+                continue
+            if self.key_sink is not None:
+                self.key_sink(self, event.key, now)
+            if self.on_key is not None:
                 try:
                     self.on_key(event.key)
                 except Exception:

@@ -33,6 +33,7 @@ from opencomms.wire.apphosted import (
     APP_HOSTED_TYPE,
     FRAME_BYTES,
     UNAUTHORIZED_CLOSE,
+    BlobError,
     FrameError,
     MediaBlob,
     check_ws_url,
@@ -40,7 +41,7 @@ from opencomms.wire.apphosted import (
     decode_control,
     encode_audio,
     encode_control,
-    read_blob,
+    parse_blob,
 )
 
 __all__ = [
@@ -52,11 +53,16 @@ __all__ = [
     "DtmfReceived",
     "LocalMediaSession",
     "MediaClosed",
+    "MediaConfigError",
     "MediaEvent",
     "UnmixedAudio",
 ]
 
 MAX_MESSAGE_BYTES = 64 * 1024
+
+
+class MediaConfigError(SdkError, ValueError):
+    """`media_config` cannot make a valid blob (e.g. the session's URL is not a ws:// or wss:// URL)."""
 
 
 class MediaClosed(SdkError):
@@ -311,7 +317,10 @@ class LocalMediaSession:
         queue_frames: int = 50,
     ) -> None:
         if public_url is not None:
-            check_ws_url(public_url)
+            try:
+                check_ws_url(public_url)
+            except ValueError as exc:
+                raise MediaConfigError(f"public_url: {exc}") from None
         self.host = host
         self.port = port
         self.path = path
@@ -377,7 +386,10 @@ class LocalMediaSession:
             entry.socket._on_close.append(self._forget)
             self._calls[key] = entry
         blob = MediaBlob(url=self.url, key=key, secret=entry.secret)
-        read_blob(blob.to_json())  # the node will check the same rules: fail here, not at answer
+        try:
+            parse_blob(blob.to_json())  # the node will check the same rules: fail here, not at answer
+        except BlobError as exc:
+            raise MediaConfigError(str(exc)) from None
         return {"@odata.type": APP_HOSTED_TYPE, "blob": blob.to_json()}
 
     def socket(self, call_key: str) -> AudioSocket:

@@ -9,19 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from opencomms.wire.tones import KEY_BY_TONE, TONE_BY_KEY
+
 JsonObj = dict[str, Any]
 
-TONE_KEYS = {f"tone{i}": str(i) for i in range(10)} | {
-    "star": "*",
-    "pound": "#",
-    "a": "A",
-    "b": "B",
-    "c": "C",
-    "d": "D",
-    "flash": "!",
-}
-"""Graph `tone` names -> keypad characters."""
-KEY_TONES = {key: name for name, key in TONE_KEYS.items()}
+TONE_KEYS = {name.lower(): key for name, key in KEY_BY_TONE.items()}
+"""Graph `tone` names -> keypad characters (spelled once, in opencomms.wire.tones)."""
+KEY_TONES = dict(TONE_BY_KEY)
 """Keypad characters -> Graph `tone` names."""
 
 

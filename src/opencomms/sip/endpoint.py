@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from opencomms.domain.fsm import IllegalTransition
+from opencomms.ratelimit import KeyedTokenBucket
 from opencomms.sip.builders import build_cancel, build_request, error_response, make_response, new_call_id, new_tag
 from opencomms.sip.destination import Destination, response_destination
 from opencomms.sip.dialog import Dialog, DialogState, DialogTable
@@ -80,25 +80,6 @@ __all__ = ["SipEndpoint"]
 log = logging.getLogger("opencomms.sip")
 
 
-class _RateLimiter:
-    """Token buckets per key, in a bounded LRU (memory does not grow with the number of sources)."""
-
-    def __init__(self, rate: float, burst: float, max_keys: int = 4096) -> None:
-        self.rate = rate
-        self.burst = burst
-        self.max_keys = max_keys
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-
-    def allow(self, key: str, now: float) -> bool:
-        tokens, last = self._buckets.pop(key, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) * self.rate)
-        allowed = tokens >= 1.0
-        self._buckets[key] = (tokens - 1.0 if allowed else tokens, now)
-        while len(self._buckets) > self.max_keys:
-            self._buckets.popitem(last=False)
-        return allowed
-
-
 def _safe_call(callback: Callable[..., object], *args: object) -> None:
     try:
         callback(*args)
@@ -139,7 +120,7 @@ class SipEndpoint:
         self._client: dict[TxKey, ClientTransactionHandle] = {}
         self._server: dict[TxKey, ServerTransactionHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._limiter = _RateLimiter(self.config.error_rate, self.config.error_burst)
+        self._limiter = KeyedTokenBucket(self.config.error_rate, self.config.error_burst, max_keys=4096)
         self._closed = False
 
     # -- lifecycle

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator
-from contextlib import AbstractContextManager
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -54,7 +54,13 @@ class OutboxEntry:
 
 
 class Store(abc.ABC):
-    """Key/document storage with transactions and a durable outbox. Not thread-safe: one event loop owns it."""
+    """Key/document storage with transactions and a durable outbox. Not thread-safe: one event loop owns it.
+
+    Transactions are one template (`transaction`) over three primitives a store implements: `_begin`,
+    `_commit` and `_rollback`, plus `_fault` to turn a backend error into StoreUnavailable."""
+
+    _depth: int = 0
+    """Open `transaction()` blocks (0: none); only the outermost begins and commits."""
 
     # -- documents ---------------------------------------------------------------------------------------
     @abc.abstractmethod
@@ -117,9 +123,52 @@ class Store(abc.ABC):
         """Every pending entry, in `seq` order."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes atomically. Nestable: the outermost block commits, an exception rolls back (and a backend
+        fault, at begin, inside or at commit, comes out as StoreUnavailable after the rollback)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            self._begin()
+        except Exception as exc:
+            fault = self._fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+        self._depth = 1
+        try:
+            yield
+            self._commit()
+        except BaseException as exc:
+            self._rollback()
+            fault = self._fault(exc)
+            if fault is None:
+                raise
+            raise fault from exc
+        finally:
+            self._depth = 0
+
     @abc.abstractmethod
-    def transaction(self) -> AbstractContextManager[None]:
-        """Group writes atomically. Nestable: the outermost block commits, an exception rolls back."""
+    def _begin(self) -> None:
+        """Start the outermost transaction."""
+
+    @abc.abstractmethod
+    def _commit(self) -> None:
+        """Make the outermost transaction's writes durable."""
+
+    @abc.abstractmethod
+    def _rollback(self) -> None:
+        """Undo the outermost transaction's writes (must not raise: a failed rollback is logged)."""
+
+    def _fault(self, exc: BaseException) -> StoreUnavailable | None:
+        """The StoreUnavailable a backend error amounts to (None: let it through as it is). Default: none."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; idempotent."""

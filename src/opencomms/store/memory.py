@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 from opencomms.store.base import Doc, OutboxEntry, Store
@@ -17,6 +16,7 @@ class MemoryStore(Store):
         self._outbox: dict[str, OutboxEntry] = {}
         self._seq = 0
         self._depth = 0
+        self._snapshot: tuple[dict[str, dict[str, str]], dict[str, OutboxEntry], int] | None = None
 
     def get(self, kind: str, key: str) -> Doc | None:
         raw = self._docs.get(kind, {}).get(key)
@@ -50,21 +50,14 @@ class MemoryStore(Store):
     def outbox_load(self) -> list[OutboxEntry]:
         return sorted(self._outbox.values(), key=lambda e: e.seq)
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        snapshot = (copy.deepcopy(self._docs), dict(self._outbox), self._seq)
-        self._depth = 1
-        try:
-            yield
-        except BaseException:
-            self._docs, self._outbox, self._seq = snapshot
-            raise
-        finally:
-            self._depth = 0
+    # -- transaction primitives (the template is Store.transaction)
+    def _begin(self) -> None:
+        self._snapshot = (copy.deepcopy(self._docs), dict(self._outbox), self._seq)
+
+    def _commit(self) -> None:
+        self._snapshot = None
+
+    def _rollback(self) -> None:
+        if self._snapshot is not None:
+            self._docs, self._outbox, self._seq = self._snapshot
+            self._snapshot = None

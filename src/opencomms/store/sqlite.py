@@ -18,7 +18,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -324,30 +323,15 @@ class SqliteStore(Store):
         ]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        if self._depth:
-            self._depth += 1
-            try:
-                yield
-            finally:
-                self._depth -= 1
-            return
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise (unavailable(exc, self.path) if _is_fault(exc) else exc) from exc
-        self._depth = 1
-        try:
-            yield
-            self._db.execute("COMMIT")
-        except BaseException as exc:
-            self._rollback()
-            if isinstance(exc, sqlite3.Error) and _is_fault(exc):
-                raise unavailable(exc, self.path) from exc
-            raise
-        finally:
-            self._depth = 0
+    # -- transaction primitives (the template is Store.transaction)
+    def _begin(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def _commit(self) -> None:
+        self._db.execute("COMMIT")
+
+    def _fault(self, exc: BaseException) -> StoreUnavailable | None:
+        return unavailable(exc, self.path) if isinstance(exc, sqlite3.Error) and _is_fault(exc) else None
 
     def _rollback(self) -> None:
         """Roll back what is left of a failed transaction (SQLite may have rolled it back itself)."""

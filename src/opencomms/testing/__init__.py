@@ -5,6 +5,7 @@ them over real SIP/RTP, hears prompts and tones, presses keys, plays WAVs and ha
 `GraphClient` are a ready-made webhook and client; `running_node` is the bare node. Nothing here is faked.
 """
 
+from opencomms import blas as _blas  # noqa: F401  (pins BLAS threads before numpy loads)
 from opencomms.testing.audio import Match, contains, find_signal, speechlike
 from opencomms.testing.caller import CallFailed, CallState, TimelineEntry, VirtualCall, VirtualCaller
 from opencomms.testing.harness import GraphClient, Notification, RecordingBot, running_node

@@ -45,6 +45,7 @@ from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHand
 from opencomms.sip.headers import NameAddr
 from opencomms.sip.message import SipRequest, SipResponse
 from opencomms.sip.uri import SipUri, parse_uri
+from opencomms.tasks import TaskSet
 from opencomms.testing.listen import HeardTone, Listener, SpeechSegment
 from opencomms.testing.rtp_peer import RATE, RtpPeer, RtpPeerStats
 
@@ -440,7 +441,7 @@ class VirtualCaller:
         )
         self.calls: list[VirtualCall] = []
         self._by_call_id: dict[str, VirtualCall] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet("virtual-caller")
         self._started = False
 
     async def start(self) -> VirtualCaller:
@@ -456,10 +457,7 @@ class VirtualCaller:
                 await call.hang_up(timeout=2.0)
             with contextlib.suppress(Exception):
                 await call._finish()
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.close()
         await self.endpoint.close()
 
     async def __aenter__(self) -> VirtualCaller:
@@ -521,14 +519,4 @@ class VirtualCaller:
             handle.respond(481)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        async def runner() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("virtual caller task failed")
-
-        task = asyncio.get_running_loop().create_task(runner())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(coro)  # a failure is logged by the set

@@ -39,8 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from opencomms.domain.errors import BadRequest
-
 __all__ = [
     "APP_HOSTED_TYPE",
     "FRAME_BYTES",
@@ -48,12 +46,14 @@ __all__ = [
     "MAX_UNMIXED",
     "UNAUTHORIZED_CLOSE",
     "AudioMessage",
+    "BlobError",
     "FrameError",
     "MediaBlob",
     "decode_audio",
     "decode_control",
     "encode_audio",
     "encode_control",
+    "parse_blob",
     "read_blob",
 ]
 
@@ -99,8 +99,12 @@ class MediaBlob:
         return f"MediaBlob(url={self.url!r}, key={self.key!r}, secret=***)"
 
 
-def _bad(message: str, path: str) -> BadRequest:
-    return BadRequest(f"'{path}' is not a valid opencomms media blob: {message}.")
+class BlobError(ValueError):
+    """A media blob that is not valid; the message names the field. The node answers it as BadRequest (400)."""
+
+
+def _bad(message: str, path: str) -> BlobError:
+    return BlobError(f"'{path}' is not a valid opencomms media blob: {message}.")
 
 
 def check_ws_url(url: str) -> str:
@@ -128,7 +132,17 @@ def check_ws_url(url: str) -> str:
 
 
 def read_blob(text: Any, path: str = "mediaConfig.blob") -> MediaBlob:
-    """Parse and validate a blob made by LocalMediaSession (hostile input); BadRequest naming `path` if not."""
+    """`parse_blob` for the node: BadRequest (400) naming `path` if the blob is not valid."""
+    from opencomms.domain.errors import BadRequest  # here, so that the SDK importing this module does not
+
+    try:
+        return parse_blob(text, path)
+    except BlobError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def parse_blob(text: Any, path: str = "mediaConfig.blob") -> MediaBlob:
+    """Parse and validate a blob made by LocalMediaSession (hostile input); BlobError naming `path` if not."""
     if not isinstance(text, str):
         raise _bad("it must be a string", path)
     if len(text) > MAX_BLOB_CHARS:

@@ -13,31 +13,15 @@ from typing import Any
 from opencomms.domain.errors import BadRequest
 from opencomms.domain.media import PromptSpec
 from opencomms.wire import reader as r
+from opencomms.wire import tones as wire_tones
 from opencomms.wire.calls import media_info
 
 MAX_PROMPTS = 20
 """Graph: at most 20 mediaPrompt items per playPrompt."""
 MAX_TEXT = 2000
 """Longest text of one textPrompt, in characters."""
-TONES = (
-    "tone0",
-    "tone1",
-    "tone2",
-    "tone3",
-    "tone4",
-    "tone5",
-    "tone6",
-    "tone7",
-    "tone8",
-    "tone9",
-    "star",
-    "pound",
-    "a",
-    "b",
-    "c",
-    "d",
-    "flash",
-)
+TONES = wire_tones.TONES
+"""Graph `tone` names sendDtmfTones accepts."""
 TEXT_PROMPT = "#opencomms.textPrompt"
 MEDIA_PROMPT = "#microsoft.graph.mediaPrompt"
 STOP_TONE_KEYS = frozenset("0123456789*#ABCD")

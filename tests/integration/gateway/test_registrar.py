@@ -239,7 +239,7 @@ async def test_user_busy_no_answer_and_unregistered_map_to_result_info() -> None
             assert alice.invites[-1].uri == SipUri(host=LOOPBACK, user="alice", port=alice.endpoint.local_port())
 
             alice.on_invite = lambda handle, _req: handle.respond(180)  # rings and rings
-            p.node.calls.timeouts = type(p.node.calls.timeouts)(dial=1.0)
+            p.node.calls.timeouts = type(p.node.calls.timeouts)(dial_timeout=1.0)
             silent = await outcome("alice")
             assert (silent["code"], silent["subcode"]) == (408, 10057)
         assert p.node.calls.active_calls == 0

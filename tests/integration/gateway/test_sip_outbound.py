@@ -174,7 +174,7 @@ async def test_failures_map_to_result_info(tmp_path: Path) -> None:
 async def test_no_answer_cancels_at_the_trunk() -> None:
     port = free_port()
     async with trunk_platform(port) as p, trunk("trunk_ring_cancel.xml", port) as sipp:
-        p.node.calls.timeouts = dataclasses.replace(p.node.calls.timeouts, dial=1.5)
+        p.node.calls.timeouts = dataclasses.replace(p.node.calls.timeouts, dial_timeout=1.5)
         call_id = await call_phone(p)
         info = await ended(p, call_id)
         assert (info["code"], info["subcode"]) == (408, 10057)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from opencomms.media.clock import EngineThread
-from opencomms.media.engine import MediaEngine
+from opencomms.media.engine import Heard, MediaEngine
 from opencomms.rtp import (
     PCMA,
     Direction,
@@ -100,7 +100,7 @@ async def rig(
         state = Rig(thread, bank, a, b, media_a, media_b, local_a, local_b, keys_a=keys_a, keys_b=keys_b)
         state.timeouts = timeouts
         thread.call_result(
-            lambda e: e.set_tap("listener", lambda _leg, frame, now: state.heard.append((now, frame)))
+            lambda e: e.subscribe(Heard("listener", lambda _leg, frame, now: state.heard.append((now, frame.copy()))))
         ).result(timeout=1)
         await a.start(media_a)
         await b.start(media_b)

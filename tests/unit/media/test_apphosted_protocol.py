@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from opencomms.domain.errors import BadRequest
-from opencomms.media.engine import MediaEngine
+from opencomms.media.engine import HeardParts, MediaEngine
 from opencomms.media.speakers import DominantSpeaker, SpeakerVad, loudest
 from opencomms.wire.apphosted import (
     FRAME_BYTES,
@@ -144,8 +144,12 @@ def test_engine_unmixed_tap_gives_each_other_members_output() -> None:
     for leg in ("bot", "a", "b"):
         engine.join(leg, "conv")
     seen: list[tuple[str, Any, list[tuple[str, Any]], float]] = []
-    engine.set_unmixed_tap("bot", lambda leg, heard, unmixed, now: seen.append((leg, heard, unmixed, now)))
-    engine.set_unmixed_tap("lone", lambda leg, heard, unmixed, now: seen.append((leg, heard, unmixed, now)))
+
+    def keep(leg: str, heard: Any, unmixed: list[tuple[str, Any]], now: float) -> None:
+        seen.append((leg, heard.copy(), [(src, f.copy()) for src, f in unmixed], now))
+
+    sub = engine.subscribe(HeardParts("bot", keep))
+    engine.subscribe(HeardParts("lone", keep))
     engine.push_inbound("a", np.full(320, 1000, dtype=np.int16))
     engine.push_inbound("b", np.full(320, -300, dtype=np.int16))
     engine.push_inbound("bot", np.full(320, 7, dtype=np.int16))
@@ -155,7 +159,7 @@ def test_engine_unmixed_tap_gives_each_other_members_output() -> None:
     assert heard.dtype == np.int16 and (heard == 700).all()  # the mix, without the bot's own 7
     assert [(src, int(f[0])) for src, f in unmixed] == [("a", 1000), ("b", -300)]
     assert lone_unmixed == [] and not lone_heard.any()
-    engine.set_unmixed_tap("bot", None)
+    engine.unsubscribe(sub)
     engine.remove_leg("lone")
     seen.clear()
     engine.tick(0.04)

@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 from opencomms.media.dtmf import detect_keys
-from opencomms.media.engine import MediaEngine, MediaEvent, OutOfBandKey, ToneDetected, TonesFinished
+from opencomms.media.engine import Batch, Heard, MediaEngine, MediaEvent, OutOfBandKey, ToneDetected, TonesFinished
 from opencomms.media.frames import FRAME_SAMPLES
 
 N = FRAME_SAMPLES
@@ -28,8 +28,8 @@ class Harness:
             engine.add_leg(leg)
             engine.join(leg, mix)
             self.heard[leg] = []
-            engine.set_tap(leg, lambda leg_id, frame, _now: self.heard[leg_id].append(frame))
-        engine.set_batch_tap(lambda _inp, _now: self.keys_in_taps.extend(engine.out_of_band_keys))
+            engine.subscribe(Heard(leg, lambda leg_id, frame, _now: self.heard[leg_id].append(frame.copy())))
+        engine.subscribe(Batch(lambda _inp, _now: self.keys_in_taps.extend(engine.out_of_band_keys)))
 
     def run(self, ticks: int) -> None:
         for _ in range(ticks):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from opencomms.media.clock import EngineThread
-from opencomms.media.engine import EngineFull, MediaEngine, MediaEvent, PlayFinished
+from opencomms.media.engine import EngineFull, Heard, MediaEngine, MediaEvent, PlayFinished
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 1.0) -> None:
@@ -49,7 +49,7 @@ def test_frame_times_are_consecutive_multiples_of_the_tick() -> None:
     engine = MediaEngine(2)
     thread = EngineThread(engine)
     thread.call(lambda e: e.add_leg("a"))
-    thread.call(lambda e: e.set_tap("a", lambda leg, frame, now: times.append(now)))
+    thread.call(lambda e: e.subscribe(Heard("a", lambda leg, frame, now: times.append(now))))
     with thread:
         wait_for(lambda: len(times) >= 5)
     steps = np.diff(times[:5])
@@ -79,7 +79,7 @@ def test_falling_far_behind_skips_ahead_instead_of_bursting() -> None:
     engine = MediaEngine(2)
     with EngineThread(engine, max_lag_ticks=3) as thread:
         thread.call(lambda e: e.add_leg("a"))
-        thread.call(lambda e: e.set_tap("a", lambda leg, frame, now: times.append(now)))
+        thread.call(lambda e: e.subscribe(Heard("a", lambda leg, frame, now: times.append(now))))
         wait_for(lambda: len(times) >= 2)
         thread.call(lambda e: time.sleep(0.15))  # a stall of ~7 ticks
         wait_for(lambda: thread.overruns >= 1)

@@ -14,9 +14,7 @@ from opencomms.media.dtmf import (
     event_code,
     generate_dtmf,
     key_for_event,
-    key_for_tone,
     key_frequencies,
-    tone_name,
 )
 from opencomms.media.dtmf.goertzel import goertzel_power
 from opencomms.media.frames import level_dbfs
@@ -37,17 +35,11 @@ def test_keypad_frequencies() -> None:
         key_frequencies("E")
 
 
-def test_graph_tone_names_and_event_codes() -> None:
-    names = [tone_name(k) for k in KEYS]
-    assert names == [f"tone{d}" for d in range(10)] + ["star", "pound", "a", "b", "c", "d"]
-    assert tone_name(FLASH_KEY) == "flash"
-    assert all(key_for_tone(tone_name(k)) == k for k in [*KEYS, FLASH_KEY])
+def test_event_codes() -> None:
     assert [event_code(k) for k in KEYS] == list(range(16))
     assert event_code(FLASH_KEY) == 16
     assert [key_for_event(c) for c in range(17)] == [*KEYS, FLASH_KEY]
     assert key_for_event(17) is None and key_for_event(255) is None
-    with pytest.raises(DtmfKeyError):
-        key_for_tone("tone10")
 
 
 @pytest.mark.parametrize("key", list(KEYS))

@@ -14,6 +14,7 @@ from opencomms.domain.media import RecordStop
 from opencomms.media.dtmf import DtmfDetectorBank, detect_keys, generate_dtmf
 from opencomms.media.engine import (
     EngineFull,
+    Heard,
     MediaEngine,
     MediaEvent,
     PlayFinished,
@@ -50,7 +51,7 @@ class Harness:
     def listen(self, *legs: str) -> None:
         for leg in legs:
             self.heard[leg] = []
-            self.engine.set_tap(leg, lambda leg_id, frame, now: self.heard[leg_id].append(frame))
+            self.engine.subscribe(Heard(leg, lambda leg_id, frame, now: self.heard[leg_id].append(frame.copy())))
 
     def run(self, ticks: int) -> list[MediaEvent]:
         new: list[MediaEvent] = []
@@ -579,12 +580,12 @@ def test_a_failing_tap_is_counted_and_does_not_stop_the_tick() -> None:
     def broken(leg_id: str, frame: Samples, now: float) -> None:
         raise RuntimeError("boom")
 
-    h.engine.set_tap("a", broken)
+    sub = h.engine.subscribe(Heard("a", broken))
     h.listen("b")
     h.engine.play("a", "p", [const(5, N)])
     assert h.run(1) == [PlayFinished("a", "p", True, 0.0)]
     assert h.engine.stats.tap_errors == 1 and (h.signal("b") == 5).all()
-    h.engine.set_tap("a", None)
+    h.engine.unsubscribe(sub)
     h.run(1)
     assert h.engine.stats.tap_errors == 1
 

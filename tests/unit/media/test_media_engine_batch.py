@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from opencomms.media.engine import MediaEngine
+from opencomms.media.engine import Batch, Heard, MediaEngine
 
 
 def frame(value: int) -> npt.NDArray[np.int16]:
@@ -19,7 +19,7 @@ def test_batch_tap_sees_every_rows_input_once_per_tick() -> None:
         engine.add_leg(leg)
         engine.join(leg, "m")
     seen: list[tuple[float, npt.NDArray[np.int32]]] = []
-    engine.set_batch_tap(lambda inp, now: seen.append((now, inp.copy())))
+    sub = engine.subscribe(Batch(lambda inp, now: seen.append((now, inp.copy()))))
     engine.push_inbound("a", frame(1000))
     engine.tick(0.0)
     engine.tick(0.02)
@@ -27,7 +27,7 @@ def test_batch_tap_sees_every_rows_input_once_per_tick() -> None:
     row_a, _ = engine.leg_key("a")
     row_b, _ = engine.leg_key("b")
     assert (seen[0][1][row_b] == 1000).all() and (seen[0][1][row_a] == 0).all()  # b hears a's far end
-    engine.set_batch_tap(None)
+    engine.unsubscribe(sub)
     engine.tick(0.04)
     assert len(seen) == 2
 
@@ -51,7 +51,7 @@ def test_batched_inbound_keeps_the_newest_frames_like_single_pushes() -> None:
     engine.join("a", "m")
     engine.join("x", "m")
     heard: list[int] = []
-    engine.set_tap("x", lambda _leg, f, _now: heard.append(int(f[0])))
+    engine.subscribe(Heard("x", lambda _leg, f, _now: heard.append(int(f[0]))))
     rows = np.array([engine.leg_key("a")[0], engine.leg_key("b")[0]], dtype=np.intp)
     for value in (1, 2, 3):  # a queue of two: the oldest (1) is dropped
         engine.push_inbound_rows(rows, np.stack([frame(value), frame(-value)]))

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from opencomms.media.engine import MediaEngine
+from opencomms.media.engine import Heard, MediaEngine, MediaEvent, ToneDetected
 from opencomms.media.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from opencomms.rtp.bank import RtpBank
 from opencomms.rtp.packet import RtpPacket, pack_header
@@ -30,6 +30,7 @@ class ManualHost:
     def __init__(self, engine: MediaEngine) -> None:
         self.engine = engine
         self._queue: list[tuple[Callable[[MediaEngine], Any], Future[Any] | None]] = []
+        self.events: list[tuple[float, MediaEvent]] = []
 
     def call(self, fn: Callable[[MediaEngine], object]) -> None:
         self._queue.append((fn, None))
@@ -51,7 +52,7 @@ class ManualHost:
             else:
                 if future is not None:
                     future.set_result(result)
-        self.engine.tick(now)
+        self.events.extend((now, event) for event in self.engine.tick(now))
 
 
 @pytest.fixture
@@ -202,7 +203,7 @@ def test_received_audio_is_played_into_the_leg(udp: Callable[[], socket.socket])
     stream.on_key = keys.append
     stranger = udp()
     heard: list[np.ndarray] = []
-    host.engine.set_tap("bot", lambda _leg, frame, _now: heard.append(frame))
+    host.engine.subscribe(Heard("bot", lambda _leg, frame, _now: heard.append(frame.copy())))
     host.tick(0.0)
     ours = stream.rtp_sock.getsockname()
     wave = tone(0.6, 500.0)[::2]  # 8 kHz
@@ -217,7 +218,12 @@ def test_received_audio_is_played_into_the_leg(udp: Callable[[], socket.socket])
     levels = [float(np.sqrt(np.mean(f.astype(float) ** 2))) for f in heard]
     start = next(i for i, v in enumerate(levels) if v > 100)
     assert 3 <= start <= 4  # jitter buffer (40 ms) + one tick through the engine's inbound queue
-    assert all(4500 < v < 6500 for v in levels[start + 1 : 30])
+    # the key (received in the tick at 0.08) is played in-band on the phone's leg for 100 ms from the next tick,
+    # in place of its audio; the bot was told of it in the tick it arrived
+    assert [(now, e) for now, e in host.events if isinstance(e, ToneDetected)] == [
+        (0.08, ToneDetected("bot", "4", 0.08))
+    ]
+    assert all(4500 < v < 6500 for k, v in enumerate(levels[:30]) if k > start and not 5 <= k < 10)
     assert stream.frames_played >= 25 and stream.jb.lost == 0
     assert stream.foreign_packets == 1 and stream.invalid_packets == 1 and keys == ["4"]
     assert stream.rtp_addr == peer.getsockname() and stream.packets_received == 31

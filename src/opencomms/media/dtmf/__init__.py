@@ -24,9 +24,7 @@ from .tones import (
     event_code,
     generate_dtmf,
     key_for_event,
-    key_for_tone,
     key_frequencies,
-    tone_name,
 )
 
 __all__ = [
@@ -49,7 +47,5 @@ __all__ = [
     "event_code",
     "generate_dtmf",
     "key_for_event",
-    "key_for_tone",
     "key_frequencies",
-    "tone_name",
 ]

@@ -1,4 +1,6 @@
-"""DTMF tone facts (ITU-T Q.23 frequencies, keys, Graph tone names, RFC 4733 event codes) and tone synthesis.
+"""DTMF tone facts (ITU-T Q.23 frequencies, keys, RFC 4733 event codes) and tone synthesis.
+
+Graph's tone names are not here: they are spelled only in `opencomms.wire.tones`.
 
 Owns the key tables, `generate_dtmf` and the frame-by-frame `ToneSequencer` behind sendDtmfTones.
 Must not detect tones, build RTP packets or read a clock: frames come out only when asked for.
@@ -26,11 +28,9 @@ __all__ = [
     "event_code",
     "generate_dtmf",
     "key_for_event",
-    "key_for_tone",
     "key_frequencies",
     "keypad_key",
     "normalize_key",
-    "tone_name",
 ]
 
 ROW_FREQS: tuple[float, float, float, float] = (697.0, 770.0, 852.0, 941.0)
@@ -44,10 +44,6 @@ FLASH_KEY = "!"
 """Hook flash: RFC 4733 event 16 and Graph tone `flash`; it has no in-band tone."""
 DBM0_IN_DBFS = -3.17
 """0 dBm0 expressed in dBFS for G.711 decoded to left-aligned 16-bit (μ-law +3.17 dBm0 = full scale)."""
-
-_TONE_NAMES = {**{d: f"tone{d}" for d in "0123456789"}, "*": "star", "#": "pound"}
-_TONE_NAMES |= {k: k.lower() for k in "ABCD"} | {FLASH_KEY: "flash"}
-_KEY_BY_TONE = {name: key for key, name in _TONE_NAMES.items()}
 
 
 class DtmfKeyError(ValueError):
@@ -75,19 +71,6 @@ def key_frequencies(key: str) -> tuple[float, float]:
 def keypad_key(row: int, col: int) -> str:
     """Key at keypad position (row 0-3, column 0-3)."""
     return _KEYPAD[row][col]
-
-
-def tone_name(key: str) -> str:
-    """Graph `tone` enum value for a key: tone0..tone9, star, pound, a..d, flash."""
-    return _TONE_NAMES[normalize_key(key)]
-
-
-def key_for_tone(tone: str) -> str:
-    """Key for a Graph `tone` value (the inverse of tone_name)."""
-    try:
-        return _KEY_BY_TONE[tone]
-    except KeyError:
-        raise DtmfKeyError(f"not a Graph tone: {tone!r}") from None
 
 
 def event_code(key: str) -> int:

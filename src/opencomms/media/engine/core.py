@@ -1,5 +1,5 @@
 """MediaEngine: the legs, their rows and the per-tick pipeline that runs the other modules' steps in order.
-Owns the leg table, the work buffers, mute, taps, the DSP banks and the events pending for the next tick. Must not
+Owns the leg table, the work buffers, mute, listeners, DSP banks and the events pending for the next tick. Must not
 read a clock, sleep, start threads or do any I/O: `tick(now)` is a pure step driven by `clock.EngineThread` (or a
 test loop), and `now` is only ever the time of the frame being made. Not thread-safe: every method must be called
 on the thread that ticks (EngineThread.call does that).
@@ -14,8 +14,11 @@ Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row i
    does not hear the other members' tones: it gets an OutOfBandKey event per key instead (only work when some
    leg sends tones and some leg is out of band).
 3. One float32 copy of INPUT feeds the DTMF bank and the VAD bank (both process only the prefix).
-4. Recordings (`recorder`) and taps read the INPUT of their own legs (per-leg work, only for those legs);
-   unmixed taps (application-hosted media) also read the OUTPUT of the other members of their leg's mix.
+4. Recordings (`recorder`) read the INPUT of their own legs; then the listeners (`listeners`: any number per leg
+   and per kind, by `subscribe`) get read-only views of INPUT and OUTPUT, per-leg ones first, then batch ones.
+5. RFC 4733 keys pushed by a listener (`push_key`, the RTP bank) become ToneDetected on the legs that hear the
+   sender in-band, in this tick; the key is then played in-band on the sender's OUTPUT (from the next tick) for
+   the members that need to hear it, and kept out of the DTMF detector of those already told (`keys`).
 
 Speech events: SpeechStarted/SpeechStopped are emitted for legs that are capturing a recording, and for legs
 that opted in with `watch_speech(leg_id, True)`. ToneDetected is emitted for every leg.
@@ -31,12 +34,10 @@ import numpy.typing as npt
 
 from ..dtmf.config import DtmfDetectorConfig
 from ..dtmf.detector import DtmfDetectorBank, DtmfKeyDetected
-from ..faults import FaultLog
 from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from ..slots import SlotTable
 from ..vad import VadBank, VadConfig
 from .events import (
-    BatchTap,
     EngineFull,
     EngineStats,
     MediaEvent,
@@ -44,12 +45,12 @@ from .events import (
     Samples,
     SpeechStarted,
     SpeechStopped,
-    Tap,
     ToneDetected,
-    UnmixedTap,
 )
 from .inbound import InboundQueues
+from .keys import ReceivedKeys
 from .legs import Leg
+from .listeners import MAX_FAILURES, Listener, Listeners, Subscription
 from .mixing import Exclusions, Mixes
 from .player import Player
 from .recorder import Recorder
@@ -84,6 +85,7 @@ class MediaEngine:
         dtmf_config: DtmfDetectorConfig | None = None,
         vad_config: VadConfig | None = None,
         tones_replace_output: bool = True,
+        listener_max_failures: int = MAX_FAILURES,
     ) -> None:
         if capacity < 1 or inbound_queue_frames < 1:
             raise ValueError("capacity and inbound_queue_frames must be positive")
@@ -104,10 +106,8 @@ class MediaEngine:
         self._out = np.zeros((capacity, _N), dtype=np.int32)
         self._inp = np.zeros((capacity, _N), dtype=np.int32)
         self._x = np.zeros((capacity, _N), dtype=np.float32)
-        self._tapped: dict[Leg, None] = {}
-        self._unmixed_tapped: dict[Leg, None] = {}
-        self._batch_tap: BatchTap | None = None
-        self._tap_faults = FaultLog(log, "media tap failed")
+        self._listeners = Listeners(capacity, self._mixes, max_failures=listener_max_failures)
+        self._keys = ReceivedKeys(self._mixes, self._recorder, self._tones)
         self._row_gen = np.zeros(capacity, dtype=np.int64)  # per row: which add_leg put its leg there (0: free)
         self._gen = 0
         self._pending: list[Callable[[float], MediaEvent]] = []
@@ -116,7 +116,6 @@ class MediaEngine:
         self._oob_keys: list[OutOfBandKey] = []
         self._ticks = 0
         self._dsp_rows = 0
-        self._tap_errors = 0
 
     # -- legs ------------------------------------------------------------------------------------------------
 
@@ -148,8 +147,11 @@ class MediaEngine:
             recording=len(self._recorder.legs),
             inbound_dropped=self._inbound.dropped,
             dsp_rows=self._dsp_rows,
-            tap_errors=self._tap_errors,
+            tap_errors=self._listeners.faults.total,
             clips=len(self._player.clips),
+            listeners=len(self._listeners),
+            listeners_dropped=self._listeners.dropped,
+            keys_dropped=self._keys.dropped,
         )
 
     def has_leg(self, leg_id: str) -> bool:
@@ -188,10 +190,7 @@ class MediaEngine:
         self._player.drop(leg)
         self._tones.drop(leg)
         self._recorder.drop(leg)
-        leg.tap = None
-        self._tapped.pop(leg, None)
-        leg.unmixed_tap = None
-        self._unmixed_tapped.pop(leg, None)
+        self._listeners.drop_leg(leg)
         if leg.muted:
             self._muted_count -= 1
         if leg.out_of_band_dtmf:
@@ -227,7 +226,7 @@ class MediaEngine:
     def set_out_of_band_dtmf(self, leg_id: str, on: bool) -> None:
         """Whether the leg takes DTMF out of band (an RFC 4733 peer): tones the other members of its mix send are
         kept out of its INPUT, and each key starting is reported as OutOfBandKey(leg_id, ...) in the tick that
-        outputs the tone's first sample (also listed in `out_of_band_keys` during that tick's taps). Off: the
+        outputs the tone's first sample (also listed in `out_of_band_keys` during that tick's listeners). Off: the
         leg hears the tones in-band like any other."""
         leg = self._leg(leg_id)
         if leg.out_of_band_dtmf != on:
@@ -236,32 +235,24 @@ class MediaEngine:
 
     @property
     def out_of_band_keys(self) -> list[OutOfBandKey]:
-        """The OutOfBandKey events of the tick in progress, for taps (the RTP bank); read-only use."""
+        """The OutOfBandKey events of the tick in progress, for listeners (the RTP bank); read-only use."""
         return self._oob_keys
 
-    def set_tap(self, leg_id: str, fn: Tap | None) -> None:
-        """Call `fn(leg_id, input_frame, now)` once per tick with what the leg hears (None removes the tap).
-        The frame is a fresh int16 array the tap may keep. Runs on the ticking thread: keep it cheap."""
-        leg = self._leg(leg_id)
-        leg.tap = fn
-        if fn is None:
-            self._tapped.pop(leg, None)
-        else:
-            self._tapped[leg] = None
+    def subscribe(self, listener: Listener) -> Subscription:
+        """Add a listener (`Heard`, `Said`, `HeardParts` on a leg, or `Batch`; see `listeners`), called once per
+        tick from the next one on, on the ticking thread, with read-only frames valid only during the call (copy
+        what you keep). Any number per leg and per kind. Returns the handle for `unsubscribe`; KeyError for an
+        unknown leg. A listener that raises is counted (`stats.tap_errors`), and unsubscribed after
+        `listener_max_failures` failures in a row; the others still run. Keep listeners cheap."""
+        leg_id = getattr(listener, "leg_id", None)
+        return self._listeners.add(listener, None if leg_id is None else self._leg(leg_id))
 
-    def set_unmixed_tap(self, leg_id: str, fn: UnmixedTap | None) -> None:
-        """Call `fn(leg_id, input_frame, unmixed, now)` once per tick, like a tap, where `unmixed` lists the
-        OUTPUT of every other member of the leg's mix as fresh int16 frames [(leg_id, frame), ...] (None
-        removes it). Independent of `set_tap`. Runs on the ticking thread: keep it cheap."""
-        leg = self._leg(leg_id)
-        leg.unmixed_tap = fn
-        if fn is None:
-            self._unmixed_tapped.pop(leg, None)
-        else:
-            self._unmixed_tapped[leg] = None
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Remove a listener (idempotent: also fine once its leg is gone or it was dropped after failures)."""
+        self._listeners.remove(subscription)
 
     def leg_key(self, leg_id: str) -> tuple[int, int]:
-        """(row, generation) of a leg: the generation is unique to this leg's stay in that row, so a batch tap can
+        """(row, generation) of a leg: the generation is unique to this leg's stay in that row, so a batch listener can
         tell, with `row_generations[row] == generation`, that the leg is still there (KeyError if unknown)."""
         row = self._leg(leg_id).row
         return row, int(self._row_gen[row])
@@ -270,13 +261,6 @@ class MediaEngine:
     def row_generations(self) -> npt.NDArray[np.int64]:
         """Per row, the generation of the leg in it (0: free); see `leg_key`. Read-only use."""
         return self._row_gen
-
-    def set_batch_tap(self, fn: BatchTap | None) -> None:
-        """Call `fn(inp, now)` once per tick (when any leg exists), after the per-leg taps, with INPUT of every
-        row in use as one `(rows, 320)` int32 array (already within int16 range; valid only during the call).
-        For a sink serving many legs at once (the RTP bank): it maps its legs to rows with `leg_key`. One at a
-        time; None removes it."""
-        self._batch_tap = fn
 
     def watch_speech(self, leg_id: str, on: bool) -> None:
         """Emit SpeechStarted/SpeechStopped for this leg even when it is not recording."""
@@ -293,8 +277,22 @@ class MediaEngine:
 
     def push_inbound_rows(self, rows: npt.NDArray[np.intp], frames: npt.NDArray[np.int16]) -> None:
         """`push_inbound` for many legs at once, by row (`leg_key`): `rows` distinct rows in use, `frames` one
-        `(len(rows), 320)` int16 frame each. For batch taps, on the ticking thread; rows are not checked."""
+        `(len(rows), 320)` int16 frame each. For batch listeners, on the ticking thread; rows are not checked."""
         self._inbound.push_rows(rows, frames)
+
+    def push_key(self, leg_id: str, key: str, at: float) -> None:
+        """A DTMF key the leg's far end sent out of band (an RFC 4733 event starting at `at`, one call per press),
+        for a listener that decodes it (the RTP bank), on the ticking thread. Pushed during a tick's listeners, it
+        is reported in that tick (else in the next): ToneDetected(other, key, at) for every member of the leg's mix
+        that hears DTMF in-band (and a recording of theirs that stops on the key stops), then the key is played
+        in-band on the leg's OUTPUT (100 ms, from the next tick) for whoever hears the leg, except that the DTMF
+        detector of the members already told does not see it; out-of-band members get OutOfBandKey as for any
+        tone. A muted leg's keys reach no one; nor do those of a leg with 16 keys waiting to sound (a flood,
+        counted in `stats.keys_dropped`). Keys with no in-band form ('!', flash) and unknown legs are
+        ignored."""
+        leg = self._legs.get(leg_id)
+        if leg is not None:
+            self._keys.push(leg, key, at)
 
     # -- player --------------------------------------------------------------------------------------------
 
@@ -372,7 +370,8 @@ class MediaEngine:
     def tick(self, now: float) -> list[MediaEvent]:
         """Make one 20 ms frame for every leg; `now` is the time of the frame's first sample. Returns the events
         of this tick (and those caused by calls since the last one) in order: stops requested between ticks,
-        player and tone ends, recording starts, DTMF, speech changes, recording ends."""
+        player and tone ends, recording starts, DTMF, speech changes, recording ends, then the keys received out
+        of band (ToneDetected, and the recordings they stop)."""
         events: list[MediaEvent] = [make(now) for make in self._pending]
         self._pending.clear()
         self._ticks += 1
@@ -390,7 +389,7 @@ class MediaEngine:
         self._player.step(out, n, inbound, now, events)
         sounding: list[Sounding] | None = None
         if self._tones.legs:
-            sounding = [] if self._oob_count else None
+            sounding = []
             self._tones.step(out, now, events, sounding)
         if self._muted_count:
             out[self._muted[:n]] = 0
@@ -398,11 +397,13 @@ class MediaEngine:
 
         # 2. INPUT: the mix minus the leg's own contribution (and minus tones for out-of-band legs).
         inp = self._inp[:n]
-        self._mixes.step(out, inp, self._out_of_band(sounding, events) if sounding else None)
+        self._mixes.step(out, inp, self._out_of_band(sounding, events) if sounding and self._oob_count else None)
 
-        # 3. DTMF and VAD on one float32 copy.
+        # 3. DTMF and VAD on one float32 copy (without the keys already reported out of band).
         x = self._x[:n]
         x[...] = inp
+        if sounding:
+            self._keys.hide(sounding, x)
         self._dsp_rows = n
         keys: dict[int, list[DtmfKeyDetected]] = {}
         for press in self._dtmf.process(x, now):
@@ -416,26 +417,14 @@ class MediaEngine:
             assert leg is not None
             events.append(SpeechStarted(leg.id, now) if vad.active[row] else SpeechStopped(leg.id, now))
 
-        # 4. Sinks.
+        # 4. Recordings and listeners.
         if self._recorder.legs:
             self._recorder.capture(inp, vad.active, keys, now, events)
-        for leg in list(self._tapped) if self._tapped else ():  # a tap may change the taps
-            tap = leg.tap
-            if tap is None:
-                continue
-            try:
-                tap(leg.id, inp[leg.row].astype(np.int16), now)
-            except Exception as exc:
-                self._tap_errors += 1
-                self._tap_faults.record(type(exc).__name__, exc, call_id=leg.id)
-        if self._unmixed_tapped:
-            self._unmixed_taps(inp, out, now)
-        if self._batch_tap is not None:
-            try:
-                self._batch_tap(inp, now)
-            except Exception as exc:
-                self._tap_errors += 1
-                self._tap_faults.record(f"batch: {type(exc).__name__}", exc)
+        self._listeners.step(inp, out, now)
+
+        # 5. RFC 4733 keys pushed by the listeners (or since the last tick).
+        if self._keys.pending:
+            self._keys.flush(self._legs, now, events)
         return events
 
     def _out_of_band(self, sounding: list[Sounding], events: list[MediaEvent]) -> Exclusions:
@@ -455,16 +444,3 @@ class MediaEngine:
                     events.append(event)
                     self._oob_keys.append(event)
         return exclude
-
-    def _unmixed_taps(self, inp: npt.NDArray[np.int32], out: npt.NDArray[np.int32], now: float) -> None:
-        for leg in list(self._unmixed_tapped):
-            tap = leg.unmixed_tap
-            if tap is None:
-                continue
-            others = self._mixes.members(leg.mix) if leg.mix is not None else []
-            unmixed = [(o.id, np.clip(out[o.row], -32768, 32767).astype(np.int16)) for o in others if o is not leg]
-            try:
-                tap(leg.id, inp[leg.row].astype(np.int16), unmixed, now)
-            except Exception:
-                self._tap_errors += 1
-                log.exception("media tap failed", extra={"call_id": leg.id})

@@ -32,9 +32,9 @@ __all__ = [
 
 Samples = npt.NDArray[np.int16]
 Tap = Callable[[str, Samples, float], None]
-"""A leg's INPUT sink: called once per tick with (leg_id, the 320-sample int16 frame it hears, frame time)."""
+"""A per-leg listener: called once per tick with (leg_id, a 320-sample int16 frame, frame time)."""
 BatchTap = Callable[[npt.NDArray[np.int32], float], None]
-"""A sink for many legs at once: called once per tick with (INPUT of every row in use, frame time)."""
+"""A listener for many legs at once: called once per tick with (INPUT of every row in use, frame time)."""
 UnmixedTap = Callable[[str, Samples, list[tuple[str, Samples]], float], None]
 """Like Tap, plus the OUTPUT of every other member of the leg's mix as (leg_id, frame) (application-hosted media)."""
 
@@ -45,7 +45,8 @@ class EngineFull(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ToneDetected:
-    """An in-band DTMF key heard on the leg's INPUT (every leg; the caller decides what it means)."""
+    """A DTMF key heard on the leg's INPUT (every leg; the caller decides what it means): detected in-band, or
+    sent out of band (RFC 4733) by another member of the leg's mix (`MediaEngine.push_key`). One per press."""
 
     leg_id: str
     key: str
@@ -159,6 +160,12 @@ class EngineStats:
     dsp_rows: int
     """Rows handed to the DTMF and VAD banks in the last tick."""
     tap_errors: int
-    """Exceptions raised by tap callbacks (logged and swallowed)."""
+    """Exceptions raised by listeners (counted, rarely logged, swallowed)."""
     clips: int
     """Distinct clip arrays held for queued or playing prompts."""
+    listeners: int = 0
+    """Listeners subscribed (per-leg and batch)."""
+    listeners_dropped: int = 0
+    """Listeners unsubscribed by the engine after failing too many ticks in a row."""
+    keys_dropped: int = 0
+    """RFC 4733 keys dropped because their leg had too many waiting to sound in-band (a flood)."""

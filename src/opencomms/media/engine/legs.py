@@ -1,4 +1,4 @@
-"""One leg of the engine: its row and the per-leg state hanging off it (plays, tone runs, recording, tap, mix).
+"""One leg of the engine: its row and the per-leg state hanging off it (plays, tone runs, recording, mix).
 Owns the Leg record only; must not do any audio work or touch the per-row arrays (the steps and the core do)."""
 
 from __future__ import annotations
@@ -6,8 +6,6 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
-
-from .events import Tap, UnmixedTap
 
 if TYPE_CHECKING:
     from .player import Play
@@ -26,8 +24,6 @@ class Leg:
     plays: deque[Play] = field(default_factory=deque)
     tones: deque[ToneRun] = field(default_factory=deque)
     recording: Recording | None = None
-    tap: Tap | None = None
-    unmixed_tap: UnmixedTap | None = None
     watch_speech: bool = False
     out_of_band_dtmf: bool = False
 

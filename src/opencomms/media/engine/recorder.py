@@ -126,6 +126,18 @@ class Recorder:
                 events.append(RecordingStarted(leg.id, rec.tag, now))
                 self.update_speech_mask(leg)
 
+    def key(self, leg: Leg, key: str, at: float, now: float, events: list[MediaEvent]) -> None:
+        """A key reported out of band on the leg (RFC 4733, see MediaEngine.push_key) after this tick's capture:
+        a capturing recording that stops on it finishes with STOP_TONE, without the samples from `at` on."""
+        rec = leg.recording
+        if rec is None or not rec.started or key not in rec.stop_keys:
+            return
+        limit = min(rec.captured, round((at - rec.start_time) * SAMPLE_RATE))
+        events.append(RecordingFinished(leg.id, rec.tag, RecordStop.STOP_TONE, rec.samples(limit), rec.speech, now))
+        leg.recording = None
+        del self.legs[leg]
+        self.update_speech_mask(leg)
+
     def capture(
         self,
         inp: npt.NDArray[np.int32],

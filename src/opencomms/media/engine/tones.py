@@ -37,6 +37,8 @@ class ToneRun:
     """Samples produced so far."""
     announced: int = 0
     """Keys whose start has been reported."""
+    told: frozenset[Leg] = frozenset()
+    """Legs already told of these keys (an RFC 4733 key, see `keys`): their DTMF detector must not see them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class Sounding:
     leg: Leg
     frame: npt.NDArray[np.int16]
     starts: list[tuple[str, int, float]]
+    told: frozenset[Leg] = frozenset()
+    """The legs the run's keys were already reported to (see ToneRun.told)."""
 
 
 class ToneSender:
@@ -56,11 +60,15 @@ class ToneSender:
         self.replace_output = replace_output
         self.legs: dict[Leg, None] = {}
 
-    def send(self, leg: Leg, tag: str, keys: str, tone_ms: int, gap_ms: int) -> None:
-        """Queue `keys` (DtmfKeyError for a character that is not a key) after the leg's other runs."""
+    def send(
+        self, leg: Leg, tag: str, keys: str, tone_ms: int, gap_ms: int, told: frozenset[Leg] = frozenset()
+    ) -> None:
+        """Queue `keys` (DtmfKeyError for a character that is not a key) after the leg's other runs; `told`: the
+        legs already told of them (see ToneRun.told)."""
         sequencer = ToneSequencer(keys, tone_ms=tone_ms, gap_ms=gap_ms)
         period = SAMPLE_RATE * tone_ms // 1000 + SAMPLE_RATE * gap_ms // 1000  # as the sequencer lays them out
-        leg.tones.append(ToneRun(tag, sequencer, "".join(normalize_key(k) for k in keys), tone_ms, period))
+        keys = "".join(normalize_key(k) for k in keys)
+        leg.tones.append(ToneRun(tag, sequencer, keys, tone_ms, period, told=told))
         self.legs[leg] = None
 
     def stop(self, leg: Leg, tag: str | None, pending: list[Callable[[float], MediaEvent]]) -> None:
@@ -92,7 +100,7 @@ class ToneSender:
             frame = item.sequencer.next_frame()
             starts = _starts(item, now)  # always, so keys that start while no leg is out of band are not late
             if sounding is not None:
-                sounding.append(Sounding(leg, frame, starts))
+                sounding.append(Sounding(leg, frame, starts, item.told))
             item.position += _N
             if self.replace_output:
                 out[leg.row] = frame

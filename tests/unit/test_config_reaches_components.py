@@ -1,0 +1,44 @@
+"""The component knobs of the node's configuration reach the components that use them (a node built, not started)."""
+
+from __future__ import annotations
+
+from opencomms.config import load_config
+from opencomms.server import Node
+
+ENV = {
+    "OPENCOMMS_STORE_URL": "memory://",
+    "OPENCOMMS_SIP__PORT": "0",
+    "OPENCOMMS_SIP__TIMER_T1": "0.1",
+    "OPENCOMMS_SIP__TIMER_T2": "1.5",
+    "OPENCOMMS_SIP__TIMER_T4": "2.5",
+    "OPENCOMMS_SIP__JITTER_MIN_DELAY_MS": "60",
+    "OPENCOMMS_SIP__JITTER_MAX_DELAY_MS": "300",
+    "OPENCOMMS_SIP__JITTER_CAPACITY": "32",
+    "OPENCOMMS_SIP__JITTER_IDLE_AFTER_FRAMES": "7",
+    "OPENCOMMS_SIP__JITTER_JUMP_MS": "2000",
+    "OPENCOMMS_SIP__JITTER_SHRINK_WINDOW_FRAMES": "50",
+    "OPENCOMMS_CALLS__DIAL_TIMEOUT": "33",
+    "OPENCOMMS_CALLS__REDIRECT_SINGLE_TIMEOUT": "11",
+    "OPENCOMMS_CALLS__REDIRECT_MULTIPLE_TIMEOUT": "22",
+    "OPENCOMMS_MEDIA__ENGINE_INBOUND_QUEUE_FRAMES": "12",
+    "OPENCOMMS_MEDIA__ENGINE_MAX_LAG_TICKS": "9",
+    "OPENCOMMS_THROTTLE__MAX_APPS": "10",
+}
+
+
+def test_component_knobs_reach_their_components() -> None:
+    node = Node(load_config(env=ENV))
+    try:
+        assert node.sip is not None
+        timers = node.sip.endpoint.config.timers
+        assert (timers.t1, timers.t2, timers.t4) == (0.1, 1.5, 2.5) and timers.b == 6.4
+        jitter = node.sip.rtp_config.jitter
+        assert (jitter.min_delay_ms, jitter.max_delay_ms, jitter.capacity) == (60, 300, 32)
+        assert (jitter.idle_after_frames, jitter.jump_ms, jitter.shrink_window_frames) == (7, 2000, 50)
+        t = node.calls.timeouts
+        assert (t.dial_timeout, t.redirect_single_timeout, t.redirect_multiple_timeout) == (33, 11, 22)
+        assert node.engine.max_lag_ticks == 9
+        assert node.engine.engine._inbound._frames == 12
+        assert node.api.throttle._buckets.max_keys == 10
+    finally:
+        node.store.close()
