@@ -1,8 +1,9 @@
 """The notification projector: a conversation's events -> Graph `commsNotifications` to the bots' webhooks.
 
 Bodies come from `calling.notifications` (the same builders as before the conversation core, so the JSON is
-unchanged). A roster change is computed once per run of Participant* events of a group call, by replaying the
-events onto the roster as it was before the command, and sent to each bot leg in it; external legs get nothing
+unchanged). A roster change is computed once per run of Participant* events of a group call (legs that connect
+together make one run, as the calls slice sent them), by replaying the events onto the roster as it was before the
+command, and sent to each bot leg in it; external legs get nothing
 (their gateway speaks for them). Notifications are submitted inside the unit of work: the outbox releases them only
 if it commits.
 """
@@ -71,7 +72,7 @@ class NotificationProjector(Subscriber):
                 roster[event.participant.id] = event.participant
             self._pending = True
             return
-        if self._pending:
+        if self._pending and not isinstance(event, ev.LegEstablished):  # legs connecting together: one roster
             self._send_roster(batch)
         if getattr(event, "kind", None) is not LegKind.BOT:
             return
