@@ -112,6 +112,10 @@ COMMAND_CASES = [
     (["sip-account", "delete", "nobody", *S], ["nobody"]),
     (["keys", "rotate", "--store", "sqlite:////etc/hostname/x.db"], ["store"]),
     (["status", "--url", "ftp://127.0.0.1/", *S], ["--url"]),
+    # usage errors (click's): one line too, naming the command's --help
+    (["app", "update", *S], ["Missing argument", "app update --help"]),
+    (["tenant", "create", "--nam", "x", *S], ["No such option: --nam", "--name"]),
+    (["serve", "--port", "eighty", *S], ["--port", "integer"]),
 ]
 
 

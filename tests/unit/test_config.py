@@ -162,3 +162,49 @@ def test_the_throttle_has_one_configuration_class() -> None:
     assert Used is ThrottleConfig is ThrottleSettings
     with pytest.raises(ValueError):
         load_config(env={"OPENCOMMS_THROTTLE__RATE": "0"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OPENCOMMS_PORT": "eighty"}, "configuration OPENCOMMS_PORT='eighty': expected a whole number"),
+        ({"OPENCOMMS_CALLS__ANSWER_TIMEOUT": "-1"}, "configuration OPENCOMMS_CALLS__ANSWER_TIMEOUT=-1.0: expected a"),
+        ({"OPENCOMMS_THROTTLE__ENABLED": "maybe"}, "OPENCOMMS_THROTTLE__ENABLED='maybe': expected true or false"),
+        ({"OPENCOMMS_QUOTAS__PROMPT_MEMORY_MB": "-2"}, "OPENCOMMS_QUOTAS__PROMPT_MEMORY_MB=-2: expected a number >= 0"),
+        ({"OPENCOMMS_LEDGER__MAX_BATCH": "0"}, "OPENCOMMS_LEDGER__MAX_BATCH=0: expected a whole number >= 1"),
+        ({"OPENCOMMS_SIP__PORT": "99999"}, "OPENCOMMS_SIP__PORT=99999: expected a port number"),
+        ({"OPENCOMMS_EGRESS__ALLOW": "10.0.0.0/8,bad host"}, "OPENCOMMS_EGRESS__ALLOW='bad host': expected host"),
+        ({"OPENCOMMS_TOKENS__AUDIENCES": '["a",'}, "OPENCOMMS_TOKENS__AUDIENCES='[\"a\",': expected a comma"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_key_the_value_and_the_form(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        load_config(env=env)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_lists_accept_json_arrays_as_users_write_them(tmp_path: Path) -> None:
+    cfg = load_config(env={"OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE": '["127.0.0.1", "::1"]'})
+    assert cfg.media.fetch_allow_private == ("127.0.0.1", "::1")
+    assert load_config(env={"OPENCOMMS_EGRESS__ALLOW": "10.0.0.0/8, bots.internal"}).egress.allow == (
+        "10.0.0.0/8",
+        "bots.internal",
+    )
+
+
+def test_toml_mistakes_name_the_key_or_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[sip]\nprot = 5060\n")
+    with pytest.raises(ValueError, match=r"sip.prot.*in \[sip\]; did you mean port"):
+        load_config(path, env={})
+    path.write_text('[calls]\nanswer_timeout = "soon"\n')
+    with pytest.raises(ValueError, match=r"calls\.answer_timeout='soon': expected a number"):
+        load_config(path, env={})
+    path.write_text("calls = 3\n")
+    with pytest.raises(ValueError, match=r"calls=3: expected a table"):
+        load_config(path, env={})
+    path.write_text("port = \n")
+    with pytest.raises(ValueError, match=r"node\.toml.*expected valid TOML"):
+        load_config(path, env={})
+    with pytest.raises(ValueError, match=r"missing\.toml.*expected a readable TOML file"):
+        load_config(tmp_path / "missing.toml", env={})

@@ -101,7 +101,7 @@ def app_update(
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a bot's name, webhook, permissions or redirect URIs. Running nodes pick the change up at once."""
+    """Change a bot's name, webhook, permissions or redirect URIs. Running nodes see the change within a second."""
     if callback_url:
         check_url(callback_url, "callback URL")
         warn_if_refused(config(config_path, store), callback_url)

@@ -63,8 +63,22 @@ def show(doc: dict[str, Any], as_json: bool) -> None:
         return
     width = max((len(k) for k in doc), default=0)
     for key, value in doc.items():
-        text = value if isinstance(value, str) else json.dumps(value)
-        typer.echo(f"{key.ljust(width)}  {text}")
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            typer.echo(f"{key}:")
+            for item in value:
+                typer.echo("  - " + "  ".join(f"{k}={_text(v)}" for k, v in item.items()))
+            continue
+        typer.echo(f"{key.ljust(width)}  {_text(value)}")
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return ", ".join(map(str, value)) or "-"
+    return json.dumps(value)
 
 
 def warn_if_refused(cfg: NodeConfig, url: str) -> None:
