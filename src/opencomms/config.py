@@ -465,15 +465,16 @@ def _coerce(kind: Any, value: Any, name: str) -> Any:
     return value
 
 
-def _check(path: str, value: Any, name: str) -> None:
-    """Rules every loaded value obeys: no negative numbers, ports in range, allow-list entries that parse."""
+def _check(path: str, value: Any, name: str, raw: Any) -> None:
+    """Rules every loaded value obeys: no negative numbers, ports in range, allow-list entries that parse. `raw`:
+    the value as the user wrote it (shown in the error)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         if value < 0:
-            raise ConfigError(name, value, "a number >= 0")
+            raise ConfigError(name, raw, "a number >= 0")
         if path in _POSITIVE and value <= 0:
-            raise ConfigError(name, value, "a number > 0")
+            raise ConfigError(name, raw, "a number > 0")
         if path in _PORTS and value > 65535:
-            raise ConfigError(name, value, "a port number from 0 to 65535")
+            raise ConfigError(name, raw, "a port number from 0 to 65535")
     if path in _ALLOW_LISTS:
         from opencomms.net.egress import EgressPolicy
 
@@ -490,6 +491,7 @@ def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str, whe
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
     names: dict[str, str] = {}
+    raw: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         env_name = f"{prefix}{f.name.upper()}"
@@ -501,14 +503,13 @@ def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str, whe
             kwargs[f.name] = _build(kind, section, env, f"{env_name}__", f"{path}.")
             continue
         if env_name in env:
-            names[f.name] = env_name
-            kwargs[f.name] = _coerce(kind, env[env_name], env_name)
+            names[f.name], raw[f.name] = env_name, env[env_name]
         elif f.name in data:
-            names[f.name] = path
-            kwargs[f.name] = _coerce(kind, data[f.name], path)
+            names[f.name], raw[f.name] = path, data[f.name]
         else:
             continue
-        _check(path, kwargs[f.name], names[f.name])
+        kwargs[f.name] = _coerce(kind, raw[f.name], names[f.name])
+        _check(path, kwargs[f.name], names[f.name], raw[f.name])
     known = [f.name for f in dataclasses.fields(cls)]
     unknown = sorted(set(data) - set(known))
     if unknown:
@@ -524,7 +525,7 @@ def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str, whe
         return cls(**kwargs)
     except FieldError as exc:
         key = names.get(exc.field, f"{where}{exc.field}")
-        raise ConfigError(key, kwargs.get(exc.field, _NO_VALUE), exc.expected) from None
+        raise ConfigError(key, raw.get(exc.field, _NO_VALUE), exc.expected) from None
     except ValueError as exc:
         raise ConfigError(where.rstrip(".") or "node", _NO_VALUE, str(exc)) from None
 
