@@ -530,6 +530,27 @@ def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str, whe
         raise ConfigError(where.rstrip(".") or "node", _NO_VALUE, str(exc)) from None
 
 
+def _env_names(cls: Any, prefix: str) -> list[str]:
+    hints = typing.get_type_hints(cls)
+    names: list[str] = []
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name.upper()}"
+        names += _env_names(hints[f.name], f"{name}__") if dataclasses.is_dataclass(hints[f.name]) else [name]
+    return names
+
+
+def _check_env_names(env: dict[str, str]) -> None:
+    """A section variable (OPENCOMMS_<SECTION>__<KEY>) that names no knob is a typo: say so rather than ignore it.
+    (Other OPENCOMMS_* variables without `__` belong to other tools, e.g. OPENCOMMS_URL for examples.)"""
+    known = _env_names(NodeConfig, "OPENCOMMS_")
+    for name in sorted(env):
+        if name.startswith("OPENCOMMS_") and "__" in name and name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            raise ConfigError(
+                name, env[name], "a known setting" + (f" (did you mean {hint[0]}?)" if hint else " (see config.py)")
+            )
+
+
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:
     """File < environment < explicit overrides (CLI flags). Unknown keys are an error, not silently ignored; every
     error is a ConfigError (a ValueError) whose message is one line."""
@@ -542,6 +563,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
             raise ConfigError(f"file {path}", _NO_VALUE, f"valid TOML ({exc})") from None
         except OSError as exc:
             raise ConfigError(f"file {path}", _NO_VALUE, f"a readable TOML file ({exc.strerror or exc})") from None
-    config: NodeConfig = _build(NodeConfig, data, dict(os.environ if env is None else env), "OPENCOMMS_")
+    environ = dict(os.environ if env is None else env)
+    config: NodeConfig = _build(NodeConfig, data, environ, "OPENCOMMS_")
+    _check_env_names(environ)
     changes = {k: v for k, v in overrides.items() if v is not None}
     return dataclasses.replace(config, **changes) if changes else config

@@ -174,6 +174,7 @@ def test_the_throttle_has_one_configuration_class() -> None:
         ({"OPENCOMMS_LEDGER__MAX_BATCH": "0"}, "OPENCOMMS_LEDGER__MAX_BATCH='0': expected a whole number >= 1"),
         ({"OPENCOMMS_SIP__PORT": "99999"}, "OPENCOMMS_SIP__PORT='99999': expected a port number"),
         ({"OPENCOMMS_EGRESS__ALLOW": "10.0.0.0/8,bad host"}, "OPENCOMMS_EGRESS__ALLOW='bad host': expected host"),
+        ({"OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVAT": "x"}, "did you mean OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE?"),
         ({"OPENCOMMS_TOKENS__AUDIENCES": '["a",'}, "OPENCOMMS_TOKENS__AUDIENCES='[\"a\",': expected a comma"),
     ],
 )
@@ -181,6 +182,10 @@ def test_a_bad_value_is_one_line_naming_the_key_the_value_and_the_form(env: dict
     with pytest.raises(ValueError) as caught:
         load_config(env=env)
     assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_other_tools_variables_are_left_alone() -> None:
+    assert load_config(env={"OPENCOMMS_URL": "http://x", "OPENCOMMS_BENCH_RT": "1"}).port == 8080
 
 
 def test_lists_accept_json_arrays_as_users_write_them(tmp_path: Path) -> None:
