@@ -15,6 +15,7 @@ import json
 import os
 import tomllib
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -421,6 +422,21 @@ _EXPECTED = {int: "a whole number", float: "a number", str: "a string"}
 _ALLOW_LISTS = ("egress.allow", "media.fetch_allow_private", "media.app_hosted_allow_private")
 _POSITIVE = ("egress.resolve_timeout",)
 _PORTS = ("port", "sip.port", "sip.rtp_port_min", "sip.rtp_port_max")
+_RANGES = {"media.realtime_priority": (0, 99)}
+
+
+def _digest_algorithms() -> tuple[str, ...]:
+    from opencomms.sip.digest import ALGORITHMS
+
+    return ALGORITHMS
+
+
+_CHOICES: dict[str, Callable[[], tuple[str, ...]]] = {
+    "log_level": lambda: ("debug", "info", "warning", "error", "critical"),
+    "log_format": lambda: ("json", "text"),
+    "sip.register_digest_algorithms": _digest_algorithms,
+}
+"""Fields whose values (each item, for a list) must be one of these, compared case-insensitively."""
 
 
 def _items(value: Any, name: str) -> list[Any]:
@@ -475,6 +491,14 @@ def _check(path: str, value: Any, name: str, raw: Any) -> None:
             raise ConfigError(name, raw, "a number > 0")
         if path in _PORTS and value > 65535:
             raise ConfigError(name, raw, "a port number from 0 to 65535")
+        low, high = _RANGES.get(path, (value, value))
+        if not low <= value <= high:
+            raise ConfigError(name, raw, f"a whole number from {low} to {high}")
+    if path in _CHOICES:
+        choices = _CHOICES[path]()
+        for item in value if isinstance(value, tuple) else (value,):
+            if item.lower() not in {c.lower() for c in choices}:
+                raise ConfigError(name, item, f"one of {', '.join(choices)}")
     if path in _ALLOW_LISTS:
         from opencomms.net.egress import EgressPolicy
 
@@ -567,4 +591,8 @@ def load_config(path: str | Path | None = None, env: dict[str, str] | None = Non
     config: NodeConfig = _build(NodeConfig, data, environ, "OPENCOMMS_")
     _check_env_names(environ)
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(config, **changes) if changes else config
+    config = dataclasses.replace(config, **changes) if changes else config
+    if bool(config.tls_cert) != bool(config.tls_key):
+        given, missing = ("tls_cert", "tls_key") if config.tls_cert else ("tls_key", "tls_cert")
+        raise ConfigError(given, _NO_VALUE, f"{missing} as well (HTTPS needs both the certificate and its key)")
+    return config

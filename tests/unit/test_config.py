@@ -67,8 +67,18 @@ def _leaves(cls: type, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...]
     return out
 
 
-def _other(kind: Any, default: Any) -> Any:
+CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
+    ("log_level",): "debug",
+    ("log_format",): "text",
+    ("sip", "register_digest_algorithms"): ("MD5", "SHA-256"),
+}
+"""Fields that take one of a few values: the valid other value the loading test uses."""
+
+
+def _other(kind: Any, default: Any, path: tuple[str, ...] = ()) -> Any:
     """A valid value different from `default`."""
+    if path in CHOICE_OTHERS:
+        return CHOICE_OTHERS[path]
     if kind is bool:
         return not default
     if kind is int:
@@ -97,16 +107,16 @@ def test_every_knob_is_loadable_from_toml_and_from_the_environment(tmp_path: Pat
     for p, k, d in LEAVES:
         if len(p) == 2:
             sections.setdefault(p[0], []).append((p, k, d))
-    lines = [f"{p[0]} = {_toml(_other(k, d))}" for p, k, d in top]
+    lines = [f"{p[0]} = {_toml(_other(k, d, p))}" for p, k, d in top]
     for name, leaves in sections.items():
-        lines += [f"[{name}]"] + [f"{p[1]} = {_toml(_other(k, d))}" for p, k, d in leaves]
+        lines += [f"[{name}]"] + [f"{p[1]} = {_toml(_other(k, d, p))}" for p, k, d in leaves]
     path = tmp_path / "node.toml"
     path.write_text("\n".join(lines) + "\n")
     from_file = load_config(path, env={})
-    env = {"OPENCOMMS_" + "__".join(p).upper(): str(_other(k, d)).strip("()").replace("'", "") for p, k, d in LEAVES}
+    env = {"OPENCOMMS_" + "__".join(p).upper(): str(_other(k, d, p)).strip("()").replace("'", "") for p, k, d in LEAVES}
     from_env = load_config(env=env)
     for p, kind, default in LEAVES:
-        want = _other(kind, default)
+        want = _other(kind, default, p)
         for cfg in (from_file, from_env):
             got: Any = cfg
             for part in p:
@@ -175,6 +185,10 @@ def test_the_throttle_has_one_configuration_class() -> None:
         ({"OPENCOMMS_SIP__PORT": "99999"}, "OPENCOMMS_SIP__PORT='99999': expected a port number"),
         ({"OPENCOMMS_EGRESS__ALLOW": "10.0.0.0/8,bad host"}, "OPENCOMMS_EGRESS__ALLOW='bad host': expected host"),
         ({"OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVAT": "x"}, "did you mean OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE?"),
+        ({"OPENCOMMS_LOG_LEVEL": "loud"}, "OPENCOMMS_LOG_LEVEL='loud': expected one of debug, info"),
+        ({"OPENCOMMS_SIP__REGISTER_DIGEST_ALGORITHMS": "MD5,FOO"}, "ALGORITHMS='FOO': expected one of MD5"),
+        ({"OPENCOMMS_MEDIA__REALTIME_PRIORITY": "200"}, "PRIORITY='200': expected a whole number from 0 to 99"),
+        ({"OPENCOMMS_TLS_KEY": "k.pem"}, "configuration tls_key: expected tls_cert as well"),
         ({"OPENCOMMS_TOKENS__AUDIENCES": '["a",'}, "OPENCOMMS_TOKENS__AUDIENCES='[\"a\",': expected a comma"),
     ],
 )

@@ -16,6 +16,10 @@ if TYPE_CHECKING:
     from opencomms.server import Node
 
 
+class _Refused(Exception):
+    """A component refused a configuration value while the node was being built."""
+
+
 def serve(
     config: ConfigOpt = None,
     store: StoreOpt = None,
@@ -50,7 +54,11 @@ def serve(
             ready_file.write_text(node.public_url)
 
     async def main() -> None:
-        async with Node(cfg) as node:
+        try:
+            node = Node(cfg)
+        except ValueError as exc:  # a setting the components refuse (the loader's checks let it through)
+            raise _Refused(str(exc)) from None
+        async with node:
             await node.serve(ready)
 
     try:
@@ -65,5 +73,7 @@ def serve(
     except StoreUnavailable as exc:  # read-only, full or locked store at start: one line, no traceback
         typer.echo(f"opencomms serve: {exc.message}", err=True)
         raise typer.Exit(1) from None
+    except _Refused as exc:
+        fail(f"configuration refused by the node: {exc}")
     except OSError as exc:  # the port is taken, the address is not ours, a TLS file is missing
         fail(f"the node could not start: {exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""))
