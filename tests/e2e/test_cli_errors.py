@@ -67,6 +67,9 @@ CONFIG_CASES = [
     ({}, ["tenant", "list", "-c", "{tmp}/broken.toml", *S], ["broken.toml", "valid TOML"]),
     ({}, ["serve", "-c", "{tmp}/missing.toml", *S], ["missing.toml", "readable"]),
     ({}, ["serve", "-c", "{tmp}/wrongtype.toml", *S], ["calls.answer_timeout", "'soon'", "a number"]),
+    ({"OPENCOMMS_LOG_LEVEL": "loud"}, ["serve", *S], ["OPENCOMMS_LOG_LEVEL", "'loud'", "one of debug"]),
+    ({}, ["serve", "--tls-cert", "{tmp}/no.pem", "--tls-key", "{tmp}/no.key", *S], ["tls_cert", "no.pem", "PEM"]),
+    ({"OPENCOMMS_SIP__RTP_PORT_MIN": "40001"}, ["serve", *S], ["refused by the node", "even range"]),
 ]
 
 

@@ -56,6 +56,9 @@ def test_app_and_instance_updates(store_url: str) -> None:
     assert shown["callback_url"] is None and shown["name"] == "IVR v2" and "client_secret" not in shown
     assert shown["permissions"] == ["Calls.Initiate.All", "Calls.JoinGroupCall.All"]
     assert sorted(i["number"] for i in shown["instances"]) == [NUMBER, "+14255550111"]
+    assert len(cli(store_url, "app", "add-secret", cid)[0]["client_secret"]) >= 32
+    assert cli(store_url, "app", "show", cid)["secrets"] == 2
+    assert cli(store_url, "keys", "rotate")[0]["active_key"]
 
 
 async def _cli(*args: str) -> Any:

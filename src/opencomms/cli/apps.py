@@ -121,9 +121,11 @@ def app_update(
 
 
 @cli.command("add-secret")
-def app_add_secret(client_id: str, config_path: ConfigOpt = None, store: StoreOpt = None) -> None:
+def app_add_secret(
+    client_id: str, config_path: ConfigOpt = None, store: StoreOpt = None, as_json: JsonOpt = False
+) -> None:
     """Add another client secret (rotate credentials without downtime)."""
-    typer.echo(f"client_secret={directory(config_path, store).add_secret(client_id)}")
+    out([{"client_secret": directory(config_path, store).add_secret(client_id)}], as_json)
 
 
 @cli.command("delete")

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from opencomms.cli.common import ConfigOpt, StoreOpt, config, open_cli_store
+from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, config, open_cli_store, out
 
 cli = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 
 
 @cli.command("rotate")
-def keys_rotate(config_path: ConfigOpt = None, store: StoreOpt = None) -> None:
+def keys_rotate(config_path: ConfigOpt = None, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Make a new signing key active now. Old tokens stay valid until they expire; nodes pick it up in 30 s."""
     from opencomms.auth.keystore import load_keyring, save_keyring
 
@@ -23,7 +23,10 @@ def keys_rotate(config_path: ConfigOpt = None, store: StoreOpt = None) -> None:
     ring = load_keyring(st, time.time(), cfg.tokens.key_file)
     key = ring.rotate(time.time())
     save_keyring(st, ring, cfg.tokens.key_file)
-    typer.echo(f"active key: {key.kid}")
+    if as_json:
+        out([{"active_key": key.kid}], as_json)
+    else:
+        typer.echo(f"active key: {key.kid}")
 
 
 def dev_cert(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -46,6 +47,9 @@ def serve(
         )
     except ValueError as exc:
         fail(str(exc))
+    for key, file in (("tls_cert", cfg.tls_cert), ("tls_key", cfg.tls_key)):
+        if file and not os.access(file, os.R_OK):
+            fail(f"configuration {key}={file!r}: expected a readable PEM file (it is missing or not readable)")
     setup_logging(cfg.log_level, cfg.log_format)
 
     def ready(node: Node) -> None:
