@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, config, open_cli_store, out
+from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, config, fail, open_cli_store, out
 
 cli = typer.Typer(help="Token signing keys.", no_args_is_help=True)
 
@@ -40,7 +40,10 @@ def dev_cert(
     """Make a local CA and a server certificate, so MSAL and other https-only clients can talk to a dev node."""
     from opencomms.auth.devcert import make_dev_cert
 
-    paths = make_dev_cert(directory, tuple(hostname) if hostname else ("localhost", "127.0.0.1", "::1"))
+    try:
+        paths = make_dev_cert(directory, tuple(hostname) if hostname else ("localhost", "127.0.0.1", "::1"))
+    except OSError as exc:
+        fail(f"cannot write the certificates to {directory}: {exc.strerror or exc}")
     typer.echo(f"CA certificate:     {paths.ca_cert}   (trust this in clients, e.g. REQUESTS_CA_BUNDLE)")
     typer.echo(f"server certificate: {paths.cert}")
     typer.echo(f"server key:         {paths.key}")
