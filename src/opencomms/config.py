@@ -10,10 +10,12 @@ queues (`[media]`), the API throttle (`[throttle]`). tests/unit/test_config.py l
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
 import os
 import tomllib
-import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,11 +101,11 @@ class ThrottleConfig:
 
     def __post_init__(self) -> None:
         if not self.rate > 0:
-            raise ValueError("throttle rate must be a positive number of requests per second")
+            raise FieldError("rate", "a positive number of requests per second")
         if not self.burst >= 1:
-            raise ValueError("throttle burst must allow at least one request")
+            raise FieldError("burst", "a number >= 1 (the bucket must hold one request)")
         if self.max_apps < 1:
-            raise ValueError("throttle max_apps must be at least 1")
+            raise FieldError("max_apps", "a whole number >= 1")
 
 
 ThrottleSettings = ThrottleConfig
@@ -279,8 +281,12 @@ class LedgerConfig:
     """Conversations the ledger keeps in memory (least recently used leave first; live ones reload on demand)."""
 
     def __post_init__(self) -> None:
-        if self.busy_timeout < 0 or self.retries < 0 or self.max_batch < 1 or self.cache_size < 1:
-            raise ValueError("ledger: busy_timeout and retries must be >= 0, max_batch and cache_size >= 1")
+        for name in ("busy_timeout", "retries"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, "a number >= 0")
+        for name in ("max_batch", "cache_size"):
+            if getattr(self, name) < 1:
+                raise FieldError(name, "a whole number >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,7 +318,7 @@ class QuotaConfig:
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
             if getattr(self, f.name) < 0:
-                raise ValueError(f"quotas.{f.name} must not be negative (0 disables the limit)")
+                raise FieldError(f.name, "a whole number >= 0 (0 disables the limit)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,53 +393,206 @@ class NodeConfig:
         return f"{scheme}://{host}:{bound_port or self.port}"
 
 
+class ConfigError(ValueError):
+    """A configuration value the node cannot use. Its message is one line naming where the value came from (the
+    environment variable or the TOML key), the value, and the expected form; the CLI prints it and exits 2."""
+
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        self.key = key
+        self.value = value
+        self.expected = expected
+        shown = "" if value is _NO_VALUE else f"={value!r}"
+        super().__init__(f"configuration {key}{shown}: expected {expected}")
+
+
+class FieldError(ValueError):
+    """Raised by a section's `__post_init__` for one of its fields; loading turns it into a ConfigError naming the
+    environment variable or TOML key and the value."""
+
+    def __init__(self, field_name: str, expected: str) -> None:
+        super().__init__(f"{field_name}: expected {expected}")
+        self.field = field_name
+        self.expected = expected
+
+
+_NO_VALUE: Any = object()
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+_EXPECTED = {int: "a whole number", float: "a number", str: "a string"}
+_ALLOW_LISTS = ("egress.allow", "media.fetch_allow_private", "media.app_hosted_allow_private")
+_POSITIVE = ("egress.resolve_timeout",)
+_PORTS = ("port", "sip.port", "sip.rtp_port_min", "sip.rtp_port_max")
+_RANGES = {"media.realtime_priority": (0, 99)}
+
+
+def _digest_algorithms() -> tuple[str, ...]:
+    from opencomms.sip.digest import ALGORITHMS
+
+    return ALGORITHMS
+
+
+_CHOICES: dict[str, Callable[[], tuple[str, ...]]] = {
+    "log_level": lambda: ("debug", "info", "warning", "error", "critical"),
+    "log_format": lambda: ("json", "text"),
+    "sip.register_digest_algorithms": _digest_algorithms,
+}
+"""Fields whose values (each item, for a list) must be one of these, compared case-insensitively."""
+
+
+def _items(value: Any, name: str) -> list[Any]:
+    """A list from a TOML array, a comma-separated string or a JSON array string (what users try first)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(i, str | int | float) for i in parsed):
+            raise ConfigError(name, value, 'a comma-separated list (a,b) or a JSON array of strings (["a","b"])')
+        return parsed
+    if isinstance(value, str):
+        return value.split(",")
+    if isinstance(value, list | tuple):
+        return list(value)
+    raise ConfigError(name, value, "a list of strings")
+
+
 def _coerce(kind: Any, value: Any, name: str) -> Any:
     origin = typing.get_origin(kind)
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else list(value)
-        return tuple(str(i).strip() for i in items if str(i).strip())
+        return tuple(str(i).strip() for i in _items(value, name) if str(i).strip())
     if kind is bool:
         if isinstance(value, bool):
             return value
-        return str(value).strip().lower() in ("1", "true", "yes", "on")
+        word = str(value).strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ConfigError(name, value, "true or false")
     if kind in (int, float, str):
+        if isinstance(value, bool | list | dict):
+            raise ConfigError(name, value, _EXPECTED[kind])
+        if kind is str:
+            return str(value)
+        if kind is int and isinstance(value, float) and not value.is_integer():
+            raise ConfigError(name, value, _EXPECTED[kind])
         try:
-            return kind(value)
+            return kind(value.strip() if isinstance(value, str) else value)
         except (TypeError, ValueError):
-            raise ValueError(f"configuration {name}: {value!r} is not a valid {kind.__name__}") from None
-    if isinstance(kind, types.UnionType):
-        return value
+            raise ConfigError(name, value, _EXPECTED[kind]) from None
     return value
 
 
-def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str) -> Any:
+def _check(path: str, value: Any, name: str, raw: Any) -> None:
+    """Rules every loaded value obeys: no negative numbers, ports in range, allow-list entries that parse. `raw`:
+    the value as the user wrote it (shown in the error)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(name, raw, "a number >= 0")
+        if path in _POSITIVE and value <= 0:
+            raise ConfigError(name, raw, "a number > 0")
+        if path in _PORTS and value > 65535:
+            raise ConfigError(name, raw, "a port number from 0 to 65535")
+        low, high = _RANGES.get(path, (value, value))
+        if not low <= value <= high:
+            raise ConfigError(name, raw, f"a whole number from {low} to {high}")
+    if path in _CHOICES:
+        choices = _CHOICES[path]()
+        for item in value if isinstance(value, tuple) else (value,):
+            if item.lower() not in {c.lower() for c in choices}:
+                raise ConfigError(name, item, f"one of {', '.join(choices)}")
+    if path in _ALLOW_LISTS:
+        from opencomms.net.egress import EgressPolicy
+
+        for entry in value:
+            try:
+                EgressPolicy([entry])
+            except ValueError:
+                raise ConfigError(
+                    name, entry, 'host names, addresses or CIDRs, comma-separated ("127.0.0.1,10.0.0.0/8")'
+                ) from None
+
+
+def _build(cls: Any, data: dict[str, Any], env: dict[str, str], prefix: str, where: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     kwargs: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    raw: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         kind = hints[f.name]
         env_name = f"{prefix}{f.name.upper()}"
+        path = f"{where}{f.name}"
         if dataclasses.is_dataclass(kind):
             section = data.get(f.name, {})
             if not isinstance(section, dict):
-                raise ValueError(f"configuration [{f.name}] must be a table")
-            kwargs[f.name] = _build(kind, section, env, f"{env_name}__")
+                raise ConfigError(path, section, f"a table ([{f.name}] with its keys below it)")
+            kwargs[f.name] = _build(kind, section, env, f"{env_name}__", f"{path}.")
             continue
         if env_name in env:
-            kwargs[f.name] = _coerce(kind, env[env_name], env_name)
+            names[f.name], raw[f.name] = env_name, env[env_name]
         elif f.name in data:
-            kwargs[f.name] = _coerce(kind, data[f.name], f.name)
-    unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
+            names[f.name], raw[f.name] = path, data[f.name]
+        else:
+            continue
+        kwargs[f.name] = _coerce(kind, raw[f.name], names[f.name])
+        _check(path, kwargs[f.name], names[f.name], raw[f.name])
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(f"unknown configuration keys: {', '.join(sorted(unknown))}")
-    return cls(**kwargs)
+        hint = difflib.get_close_matches(unknown[0], known, n=1)
+        section = f"[{where.rstrip('.')}]" if where else "the top level"
+        raise ConfigError(
+            f"{where}{unknown[0]}",
+            _NO_VALUE,
+            f"a known key (unknown configuration keys: {', '.join(unknown)} in {section}"
+            + (f"; did you mean {hint[0]}?)" if hint else ")"),
+        )
+    try:
+        return cls(**kwargs)
+    except FieldError as exc:
+        key = names.get(exc.field, f"{where}{exc.field}")
+        raise ConfigError(key, raw.get(exc.field, _NO_VALUE), exc.expected) from None
+    except ValueError as exc:
+        raise ConfigError(where.rstrip(".") or "node", _NO_VALUE, str(exc)) from None
+
+
+def _env_names(cls: Any, prefix: str) -> list[str]:
+    hints = typing.get_type_hints(cls)
+    names: list[str] = []
+    for f in dataclasses.fields(cls):
+        name = f"{prefix}{f.name.upper()}"
+        names += _env_names(hints[f.name], f"{name}__") if dataclasses.is_dataclass(hints[f.name]) else [name]
+    return names
+
+
+def _check_env_names(env: dict[str, str]) -> None:
+    """A section variable (OPENCOMMS_<SECTION>__<KEY>) that names no knob is a typo: say so rather than ignore it.
+    (Other OPENCOMMS_* variables without `__` belong to other tools, e.g. OPENCOMMS_URL for examples.)"""
+    known = _env_names(NodeConfig, "OPENCOMMS_")
+    for name in sorted(env):
+        if name.startswith("OPENCOMMS_") and "__" in name and name not in known:
+            hint = difflib.get_close_matches(name, known, n=1)
+            raise ConfigError(
+                name, env[name], "a known setting" + (f" (did you mean {hint[0]}?)" if hint else " (see config.py)")
+            )
 
 
 def load_config(path: str | Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> NodeConfig:
-    """File < environment < explicit overrides (CLI flags). Unknown keys are an error, not silently ignored."""
+    """File < environment < explicit overrides (CLI flags). Unknown keys are an error, not silently ignored; every
+    error is a ConfigError (a ValueError) whose message is one line."""
     data: dict[str, Any] = {}
     if path:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    config: NodeConfig = _build(NodeConfig, data, dict(os.environ if env is None else env), "OPENCOMMS_")
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"file {path}", _NO_VALUE, f"valid TOML ({exc})") from None
+        except OSError as exc:
+            raise ConfigError(f"file {path}", _NO_VALUE, f"a readable TOML file ({exc.strerror or exc})") from None
+    environ = dict(os.environ if env is None else env)
+    config: NodeConfig = _build(NodeConfig, data, environ, "OPENCOMMS_")
+    _check_env_names(environ)
     changes = {k: v for k, v in overrides.items() if v is not None}
-    return dataclasses.replace(config, **changes) if changes else config
+    config = dataclasses.replace(config, **changes) if changes else config
+    if bool(config.tls_cert) != bool(config.tls_key):
+        given, missing = ("tls_cert", "tls_key") if config.tls_cert else ("tls_key", "tls_cert")
+        raise ConfigError(given, _NO_VALUE, f"{missing} as well (HTTPS needs both the certificate and its key)")
+    return config

@@ -14,8 +14,9 @@ import re
 import time
 import weakref
 from collections.abc import Callable, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from opencomms.auth.permissions import parse_permission
 from opencomms.auth.secrets import generate_secret, hash_secret, verify_secret
@@ -142,10 +143,9 @@ class Directory:
     ) -> tuple[Application, str]:
         """Register a bot. Returns the app and its client secret, which is not stored and shown only now."""
         tenant = self.require_tenant(tenant_id)
-        try:
-            perms = tuple(sorted({parse_permission(p).value for p in permissions}))
-        except ValueError as exc:
-            raise BadRequest(str(exc)) from None
+        perms = tuple(sorted(set(_permissions(permissions))))
+        if callback_url:
+            check_url(callback_url, "callback URL")
         secret = generate_secret()
         app = Application(
             id=app_id or new_id(),
@@ -182,6 +182,40 @@ class Directory:
     def update_app(self, app: Application) -> None:
         self._changed()
         self.store.put("app", app.id, app.to_doc())
+
+    def edit_app(self, app_id: str, change: AppChange) -> Application:
+        """Apply an operator's change to a registered bot (name, webhook, permissions, redirect URIs)."""
+        app = self.require_app(app_id)
+        perms = set(app.permissions) if change.permissions is None else set(_permissions(change.permissions))
+        missing = sorted(set(_permissions(change.remove_permissions)) - perms)
+        if missing:
+            raise BadRequest(f"The application does not have the permission {missing[0]}.")
+        perms = (perms | set(_permissions(change.add_permissions))) - set(_permissions(change.remove_permissions))
+        uris = list(app.redirect_uris if change.redirect_uris is None else change.redirect_uris)
+        for uri in (*(change.redirect_uris or ()), *change.add_redirect_uris):
+            check_url(uri, "redirect URI")
+        uris += [u for u in change.add_redirect_uris if u not in uris]
+        unknown = [u for u in change.remove_redirect_uris if u not in uris]
+        if unknown:
+            raise BadRequest(f"The application has no redirect URI {unknown[0]!r}.")
+        uris = [u for u in dict.fromkeys(uris) if u not in change.remove_redirect_uris]
+        callback = app.callback_url
+        if change.callback_url is not None:
+            callback = change.callback_url or None
+            if callback:
+                check_url(callback, "callback URL")
+        name = app.display_name if change.name is None else change.name
+        if not name.strip():
+            raise BadRequest("An application needs a name.")
+        updated = replace(
+            app,
+            display_name=name,
+            callback_url=callback,
+            permissions=tuple(sorted(perms)),
+            redirect_uris=tuple(uris),
+        )
+        self.update_app(updated)
+        return updated
 
     def add_secret(self, app_id: str) -> str:
         """A new client secret next to the existing ones (rotate without downtime, then remove the old)."""
@@ -231,12 +265,7 @@ class Directory:
         sip_uri: str | None = None,
     ) -> ApplicationInstance:
         app = self.require_app(app_id)
-        if not phone_number and not sip_uri:
-            raise BadRequest("An application instance needs a phone number (E.164) or a SIP URI.")
-        if phone_number and not _E164.match(phone_number):
-            raise BadRequest("The phone number must be in E.164 form, e.g. +14255550100.")
-        if sip_uri and not _SIP_URI.match(sip_uri):
-            raise BadRequest("The SIP URI must look like sip:user@host.")
+        _check_addresses(phone_number, sip_uri)
         for address in filter(None, (phone_number, (sip_uri or "").lower() or None)):
             if self.store.get("address", address):
                 raise Conflict("That number or SIP URI belongs to another application instance already.")
@@ -280,6 +309,42 @@ class Directory:
         items = [ApplicationInstance.from_doc(d) for _, d in self.store.scan("instance")]
         return [i for i in items if app_id is None or i.app_id == app_id]
 
+    def update_instance(
+        self,
+        instance_id: str,
+        *,
+        display_name: str | None = None,
+        phone_number: str | None = None,
+        sip_uri: str | None = None,
+    ) -> ApplicationInstance:
+        """Rename an instance or change its number or SIP URI ("" removes one; one of the two must remain)."""
+        inst = self.get_instance(instance_id)
+        if inst is None:
+            raise NotFound(f"No application instance {instance_id!r}.")
+        number = inst.phone_number if phone_number is None else phone_number or None
+        uri = inst.sip_uri if sip_uri is None else sip_uri or None
+        _check_addresses(number, uri)
+        old = {a for a in (inst.phone_number, (inst.sip_uri or "").lower() or None) if a}
+        new = {a for a in (number, (uri or "").lower() or None) if a}
+        for address in new - old:
+            if self.store.get("address", address):
+                raise Conflict("That number or SIP URI belongs to another application instance already.")
+        updated = replace(
+            inst,
+            display_name=inst.display_name if display_name is None else display_name,
+            phone_number=number,
+            sip_uri=uri,
+        )
+        self._changed()
+        with self.store.transaction():
+            for address in old - new:
+                self.store.delete("address", address)
+            for address in new - old:
+                self.store.put("address", address, {"instance_id": inst.id})
+            self.store.put("instance", inst.id, updated.to_doc())
+        self._changed()
+        return updated
+
     def delete_instance(self, instance_id: str) -> None:
         inst = self.get_instance(instance_id)
         if inst is None:
@@ -290,3 +355,43 @@ class Directory:
                 self.store.delete("address", address)
             self.store.delete("instance", inst.id)
         self._changed()
+
+
+@dataclass(frozen=True, slots=True)
+class AppChange:
+    """What `Directory.edit_app` changes; None (or empty) leaves a field as it is."""
+
+    name: str | None = None
+    callback_url: str | None = None
+    """New calling webhook; "" removes it."""
+    permissions: tuple[str, ...] | None = None
+    """Replace the granted permissions with these."""
+    add_permissions: tuple[str, ...] = ()
+    remove_permissions: tuple[str, ...] = ()
+    redirect_uris: tuple[str, ...] | None = None
+    """Replace the redirect URIs with these."""
+    add_redirect_uris: tuple[str, ...] = ()
+    remove_redirect_uris: tuple[str, ...] = ()
+
+
+def check_url(url: str, what: str) -> None:
+    """BadRequest unless `url` is an absolute http(s) URL with a host."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname or any(c.isspace() for c in url):
+        raise BadRequest(f"The {what} must be an absolute http(s) URL, e.g. https://bot.example/api/calls: {url!r}.")
+
+
+def _permissions(names: Iterable[str]) -> list[str]:
+    try:
+        return [parse_permission(p).value for p in names]
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def _check_addresses(phone_number: str | None, sip_uri: str | None) -> None:
+    if not phone_number and not sip_uri:
+        raise BadRequest("An application instance needs a phone number (E.164) or a SIP URI.")
+    if phone_number and not _E164.match(phone_number):
+        raise BadRequest("The phone number must be in E.164 form, e.g. +14255550100.")
+    if sip_uri and not _SIP_URI.match(sip_uri):
+        raise BadRequest("The SIP URI must look like sip:user@host.")

@@ -43,6 +43,7 @@ from opencomms.media.tts import Tts
 from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
+from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
 
@@ -183,6 +184,8 @@ class Node:
             ),
             egress=self.egress,
         )
+        self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
+        self.api.ready = self.readiness.check
         self.app = build_app(self.api)
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(

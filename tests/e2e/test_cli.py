@@ -63,7 +63,7 @@ def test_directory_lifecycle(store_url: str, tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert dup.returncode == 1 and "belongs to another" in dup.stderr
+    assert dup.returncode == 2 and "belongs to another" in dup.stderr
     bad = subprocess.run(
         [
             *CLI,
@@ -82,7 +82,7 @@ def test_directory_lifecycle(store_url: str, tmp_path: Path) -> None:
         text=True,
         timeout=60,
     )
-    assert bad.returncode == 1 and "Calls.Initiate.All" in bad.stderr
+    assert bad.returncode == 2 and "Calls.Initiate.All" in bad.stderr
 
     rotated = subprocess.run([*CLI, "keys", "rotate", "--store", store_url], capture_output=True, text=True, timeout=60)
     assert rotated.returncode == 0 and "active key" in rotated.stdout

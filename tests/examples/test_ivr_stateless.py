@@ -6,6 +6,7 @@ call was waiting on, takes every following notification (the proxy fails over), 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 from pathlib import Path
@@ -43,6 +44,19 @@ menus:
 """
 
 
+async def finished(url: str, prefix: str, timeout: float = 5.0) -> tuple[list[Any], list[Any]]:
+    """The recorded call outcomes and the call-state keys left, once an outcome is recorded (or `timeout` passed)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with aioredis.Redis.from_url(url) as r:
+        while True:
+            results = [json.loads(raw) for raw in await r.lrange(f"{prefix}:results", 0, -1)]
+            leftovers = await r.keys(f"{prefix}:call:*")
+            if (results and not leftovers) or loop.time() > deadline:
+                return results, leftovers
+            await asyncio.sleep(0.05)
+
+
 async def test_killing_a_worker_mid_call_does_not_break_the_call(platform: TestPlatform, tmp_path: Path) -> None:
     menu = tmp_path / "menu.yaml"
     menu.write_text(MENU)
@@ -76,9 +90,8 @@ async def test_killing_a_worker_mid_call_does_not_break_the_call(platform: TestP
 
         dead, alive = cluster.proxy.upstreams
         assert dead.failures >= 1 and alive.failures == 0  # the proxy tried the dead worker and moved on
-        async with aioredis.Redis.from_url(url) as r:
-            results = [json.loads(raw) for raw in await r.lrange("t:results", 0, -1)]
-            leftovers = await r.keys("t:call:*")
+        # the worker records the outcome when the call's final notification reaches it, just after the phone's BYE
+        results, leftovers = await finished(url, "t")
         assert [(x["outcome"], x["keys"], x["worker"]) for x in results] == [("hangup", "19#", "worker-2")]
         assert leftovers == []  # the call's state is gone once it ended
 
@@ -124,6 +137,5 @@ async def test_a_step_left_half_done_is_finished_by_the_next_delivery(platform: 
             await call.press("#")
             await call.wait_ended(timeout=10)
         assert len(crashes) == 1
-        async with aioredis.Redis.from_url(url) as r:
-            results = [json.loads(raw) for raw in await r.lrange("j:results", 0, -1)]
+        results, _ = await finished(url, "j")
         assert [(x["outcome"], x["keys"]) for x in results] == [("hangup", "19#")]

@@ -67,8 +67,18 @@ def _leaves(cls: type, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...]
     return out
 
 
-def _other(kind: Any, default: Any) -> Any:
+CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
+    ("log_level",): "debug",
+    ("log_format",): "text",
+    ("sip", "register_digest_algorithms"): ("MD5", "SHA-256"),
+}
+"""Fields that take one of a few values: the valid other value the loading test uses."""
+
+
+def _other(kind: Any, default: Any, path: tuple[str, ...] = ()) -> Any:
     """A valid value different from `default`."""
+    if path in CHOICE_OTHERS:
+        return CHOICE_OTHERS[path]
     if kind is bool:
         return not default
     if kind is int:
@@ -97,16 +107,16 @@ def test_every_knob_is_loadable_from_toml_and_from_the_environment(tmp_path: Pat
     for p, k, d in LEAVES:
         if len(p) == 2:
             sections.setdefault(p[0], []).append((p, k, d))
-    lines = [f"{p[0]} = {_toml(_other(k, d))}" for p, k, d in top]
+    lines = [f"{p[0]} = {_toml(_other(k, d, p))}" for p, k, d in top]
     for name, leaves in sections.items():
-        lines += [f"[{name}]"] + [f"{p[1]} = {_toml(_other(k, d))}" for p, k, d in leaves]
+        lines += [f"[{name}]"] + [f"{p[1]} = {_toml(_other(k, d, p))}" for p, k, d in leaves]
     path = tmp_path / "node.toml"
     path.write_text("\n".join(lines) + "\n")
     from_file = load_config(path, env={})
-    env = {"OPENCOMMS_" + "__".join(p).upper(): str(_other(k, d)).strip("()").replace("'", "") for p, k, d in LEAVES}
+    env = {"OPENCOMMS_" + "__".join(p).upper(): str(_other(k, d, p)).strip("()").replace("'", "") for p, k, d in LEAVES}
     from_env = load_config(env=env)
     for p, kind, default in LEAVES:
-        want = _other(kind, default)
+        want = _other(kind, default, p)
         for cfg in (from_file, from_env):
             got: Any = cfg
             for part in p:
@@ -162,3 +172,58 @@ def test_the_throttle_has_one_configuration_class() -> None:
     assert Used is ThrottleConfig is ThrottleSettings
     with pytest.raises(ValueError):
         load_config(env={"OPENCOMMS_THROTTLE__RATE": "0"})
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OPENCOMMS_PORT": "eighty"}, "configuration OPENCOMMS_PORT='eighty': expected a whole number"),
+        ({"OPENCOMMS_CALLS__ANSWER_TIMEOUT": "-1"}, "OPENCOMMS_CALLS__ANSWER_TIMEOUT='-1': expected a number >= 0"),
+        ({"OPENCOMMS_THROTTLE__ENABLED": "maybe"}, "OPENCOMMS_THROTTLE__ENABLED='maybe': expected true or false"),
+        ({"OPENCOMMS_QUOTAS__PROMPT_MEMORY_MB": "-2"}, "PROMPT_MEMORY_MB='-2': expected a number >= 0"),
+        ({"OPENCOMMS_LEDGER__MAX_BATCH": "0"}, "OPENCOMMS_LEDGER__MAX_BATCH='0': expected a whole number >= 1"),
+        ({"OPENCOMMS_SIP__PORT": "99999"}, "OPENCOMMS_SIP__PORT='99999': expected a port number"),
+        ({"OPENCOMMS_EGRESS__ALLOW": "10.0.0.0/8,bad host"}, "OPENCOMMS_EGRESS__ALLOW='bad host': expected host"),
+        ({"OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVAT": "x"}, "did you mean OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE?"),
+        ({"OPENCOMMS_LOG_LEVEL": "loud"}, "OPENCOMMS_LOG_LEVEL='loud': expected one of debug, info"),
+        ({"OPENCOMMS_SIP__REGISTER_DIGEST_ALGORITHMS": "MD5,FOO"}, "ALGORITHMS='FOO': expected one of MD5"),
+        ({"OPENCOMMS_MEDIA__REALTIME_PRIORITY": "200"}, "PRIORITY='200': expected a whole number from 0 to 99"),
+        ({"OPENCOMMS_TLS_KEY": "k.pem"}, "configuration tls_key: expected tls_cert as well"),
+        ({"OPENCOMMS_TOKENS__AUDIENCES": '["a",'}, "OPENCOMMS_TOKENS__AUDIENCES='[\"a\",': expected a comma"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_key_the_value_and_the_form(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        load_config(env=env)
+    assert message in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_other_tools_variables_are_left_alone() -> None:
+    assert load_config(env={"OPENCOMMS_URL": "http://x", "OPENCOMMS_BENCH_RT": "1"}).port == 8080
+
+
+def test_lists_accept_json_arrays_as_users_write_them(tmp_path: Path) -> None:
+    cfg = load_config(env={"OPENCOMMS_MEDIA__FETCH_ALLOW_PRIVATE": '["127.0.0.1", "::1"]'})
+    assert cfg.media.fetch_allow_private == ("127.0.0.1", "::1")
+    assert load_config(env={"OPENCOMMS_EGRESS__ALLOW": "10.0.0.0/8, bots.internal"}).egress.allow == (
+        "10.0.0.0/8",
+        "bots.internal",
+    )
+
+
+def test_toml_mistakes_name_the_key_or_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "node.toml"
+    path.write_text("[sip]\nprot = 5060\n")
+    with pytest.raises(ValueError, match=r"sip.prot.*in \[sip\]; did you mean port"):
+        load_config(path, env={})
+    path.write_text('[calls]\nanswer_timeout = "soon"\n')
+    with pytest.raises(ValueError, match=r"calls\.answer_timeout='soon': expected a number"):
+        load_config(path, env={})
+    path.write_text("calls = 3\n")
+    with pytest.raises(ValueError, match=r"calls=3: expected a table"):
+        load_config(path, env={})
+    path.write_text("port = \n")
+    with pytest.raises(ValueError, match=r"node\.toml.*expected valid TOML"):
+        load_config(path, env={})
+    with pytest.raises(ValueError, match=r"missing\.toml.*expected a readable TOML file"):
+        load_config(tmp_path / "missing.toml", env={})

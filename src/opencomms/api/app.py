@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,8 @@ class ApiContext:
     secrets: SecretGuard = field(default_factory=SecretGuard)
     egress: EgressPolicy | None = None
     """Judges the callbackUri a bot gives (None: not judged at the API; the dispatcher still checks)."""
+    ready: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None
+    """The readiness checks behind /readyz (None: always ready)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

@@ -113,6 +113,22 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
             }
         },
     },
+    "readiness": {
+        "type": "object",
+        "required": ["status", "checks", "failing"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "notReady"]},
+            "checks": {
+                "type": "object",
+                "additionalProperties": {
+                    "type": "object",
+                    "required": ["ok", "detail"],
+                    "properties": {"ok": {"type": "boolean"}, "detail": {"type": "string"}},
+                },
+            },
+            "failing": {"type": "array", "items": {"type": "string"}},
+        },
+    },
     "oauthError": {
         "type": "object",
         "required": ["error", "error_description", "error_codes", "timestamp", "trace_id", "correlation_id"],
@@ -166,6 +182,7 @@ RESPONSES: dict[str, Any] = {
         GRAPH_ERROR,
         Retry_After=_RETRY_AFTER,
     ),
+    "notReady": _error_response("Not ready: the body names the failing checks", ref("readiness")),
     "oauthBadRequest": _error_response(
         "OAuth error (or a Graph error for a bad correlation header)", {"anyOf": [ref("oauthError"), GRAPH_ERROR]}
     ),
@@ -196,6 +213,7 @@ def error_statuses(route: Route) -> dict[int, str]:
     if route.kind is Kind.GRAPH:
         found |= set(GRAPH_PIPELINE_ERRORS)
     table = {**_BY_STATUS, **_OAUTH} if route.oauth_errors else _BY_STATUS
+    table = {**table, **dict(route.error_responses)}
     return {status: table[status] for status in sorted(found)}
 
 

@@ -45,6 +45,8 @@ class Route:
     errors: tuple[int, ...] = ()
     """Error statuses the handler itself can answer; the OpenAPI document adds those of the pipeline
     (400 for bad correlation headers, 413 for a body over the limit; 401 and 429 on Graph routes)."""
+    error_responses: tuple[tuple[int, str], ...] = ()
+    """(status, components.responses entry) for an error status whose body is not the usual one (/readyz's 503)."""
     request_media: str = "application/json"
     request_required: bool = True
     """False: the body may be left out (the action then takes its defaults)."""

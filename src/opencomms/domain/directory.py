@@ -51,11 +51,14 @@ class Application:
     callback_url: str | None = None
     """The app's calling webhook: where incoming-call notifications go."""
     created_at: float = 0.0
+    redirect_uris: tuple[str, ...] = ()
+    """Where delegated sign-in may send users back (Graph's application.web.redirectUris)."""
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)
         doc["secret_hashes"] = list(self.secret_hashes)
         doc["permissions"] = list(self.permissions)
+        doc["redirect_uris"] = list(self.redirect_uris)
         return doc
 
     @classmethod
@@ -63,6 +66,7 @@ class Application:
         doc = dict(doc)
         doc["secret_hashes"] = tuple(doc.get("secret_hashes", ()))
         doc["permissions"] = tuple(doc.get("permissions", ()))
+        doc["redirect_uris"] = tuple(doc.get("redirect_uris", ()))
         return cls(**doc)
 
 

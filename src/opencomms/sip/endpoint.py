@@ -188,6 +188,10 @@ class SipEndpoint:
 
     # -- addresses
 
+    def listening(self) -> dict[str, bool]:
+        """Whether each configured transport's listener is open (for /readyz)."""
+        return {t.kind: t.listening for t in (self.udp, self.tcp) if t is not None}
+
     def local_port(self, transport: str = "udp") -> int:
         t = self.udp if transport == "udp" else self.tcp
         if t is None:

@@ -160,6 +160,10 @@ class UdpTransport:
         self.local_addr = (str(sock[0]), int(sock[1]))
         return self.local_addr
 
+    @property
+    def listening(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
     def send(self, data: bytes, addr: Addr) -> None:
         if self._transport is None or self._transport.is_closing():
             return
@@ -330,6 +334,10 @@ class TcpTransport:
     @property
     def connection_count(self) -> int:
         return len(set(map(id, self._conns.values())))
+
+    @property
+    def listening(self) -> bool:
+        return self._server is not None and self._server.is_serving()
 
     async def listen(self, host: str, port: int) -> Addr:
         # the cap must bite before the process runs out of descriptors (RTP sockets, HTTP and files need theirs)

@@ -51,7 +51,7 @@ def test_add_list_delete(tmp_path: Path) -> None:
     second = ["sip-account", "add", "--tenant", tenant.id, "--username", "desk", "--password", PASSWORD]
     assert runner.invoke(app, [*second, "--store", store], env=env).exit_code == 0
     duplicate = runner.invoke(app, [*second, "--store", store], env=env)
-    assert duplicate.exit_code == 1 and "taken" in duplicate.output
+    assert duplicate.exit_code == 2 and "taken" in duplicate.output
 
     listed = json.loads(runner.invoke(app, ["sip-account", "list", "--json", "--store", store], env=env).output)
     assert [(a["username"], a["user_id"]) for a in listed] == [("adele", user.id), ("desk", None)]
@@ -62,4 +62,4 @@ def test_add_list_delete(tmp_path: Path) -> None:
 
     assert runner.invoke(app, ["sip-account", "delete", "desk", "--store", store], env=env).exit_code == 0
     missing = runner.invoke(app, ["sip-account", "delete", "desk", "--store", store], env=env)
-    assert missing.exit_code == 1 and "No SIP account" in missing.output
+    assert missing.exit_code == 2 and "No SIP account" in missing.output
