@@ -32,6 +32,7 @@ from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
+from opencomms.domain.legs import LegKind
 from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
@@ -145,6 +146,7 @@ class Node:
             self.calls, _EnginePort(self.engine, mc.max_legs), self.prompts, self.recordings, public_url=self.public_url
         )
         self.media.configure_quotas(prompt_budget, config.quotas)
+        self.calls.attach_media(self.media)
         self.app_hosted = AppHostedMedia(
             self.calls,
             _EnginePort(self.engine, mc.max_legs),
@@ -153,6 +155,8 @@ class Node:
         )
         self.media.observers.append(self.app_hosted)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
+        if self.sip is not None:
+            self.calls.gateways.register(LegKind.SIP, self.sip)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import json
 import os
 import socket
 import sqlite3
@@ -68,10 +69,10 @@ def stored_calls(db: Path) -> dict[str, str]:
     """Call id -> state, read from the store file by another connection (what exists)."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT key, json_extract(doc, '$.state') FROM docs WHERE kind='call'").fetchall()
+        rows = conn.execute("SELECT doc FROM docs WHERE kind='conversation'").fetchall()
     finally:
         conn.close()
-    return dict(rows)
+    return {leg["id"]: leg["state"] for (doc,) in rows for leg in json.loads(doc)["legs"]}
 
 
 async def health(base: str) -> dict[str, Any]:

@@ -244,7 +244,7 @@ class AppHostedMedia:
 
     def _flush(self) -> None:
         self._scheduled = False  # before draining: a frame queued from now on schedules another flush
-        calls = self.calls.calls
+        calls = self.calls
         speakers: dict[str, Frame] = {}
         frame_time = None
         while self._frames:
@@ -259,7 +259,7 @@ class AppHostedMedia:
                 continue
             tagged: list[tuple[str, bytes]] = []
             for other, frame in loudest(unmixed, MAX_UNMIXED):
-                leg = calls.get(other)
+                leg = calls.leg(other)
                 if leg is not None:
                     tagged.append((leg.source_id, frame.tobytes()))
             bridge.sequence += 1
@@ -281,7 +281,7 @@ class AppHostedMedia:
             self._speech(leg_id, speaking)
 
     def _speech(self, leg_id: str, speaking: bool) -> None:
-        leg = self.calls.calls.get(leg_id)
+        leg = self.calls.leg(leg_id)
         if leg is None:
             return
         for call_id in self._by_conv.get(leg.conversation_id, ()):

@@ -216,7 +216,6 @@ class MediaService:
         """Prompt loading tasks (one per operation, also referenced as op.loading)."""
         self._beep = beep()
         self.observers: list[LegObserver] = []
-        calls.media = self
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def configure_quotas(self, budget: MemoryBudget, config: QuotaConfig) -> None:
@@ -231,12 +230,12 @@ class MediaService:
 
     def load(self) -> None:
         """After a restart: reconnect live legs' media and fail the operations the old process left running."""
-        for leg in self.calls.calls.values():
+        for leg in self.calls.legs():
             if leg.connected and leg.state in (CallState.ESTABLISHED, CallState.HOLD):
                 self.connected(leg)
         for key, doc in list(self.calls.store.scan("operation")):
             call_id, _, op_id = key.partition("/")
-            call = self.calls.calls.get(call_id)
+            call = self.calls.leg(call_id)
             if call is None:
                 self.calls.store.delete("operation", key)  # its call ended while the node was down
                 continue
@@ -290,6 +289,11 @@ class MediaService:
         self.engine.call(join)
         for observer in self.observers:
             observer.connected(call)
+
+    def muted(self, leg_id: str, muted: bool) -> None:
+        cm = self._media.get(leg_id)
+        if cm is not None and cm.in_engine:
+            self.engine.call(lambda engine: engine.set_muted(leg_id, muted))
 
     def ending(self, call: Call) -> None:
         for observer in self.observers:
@@ -362,20 +366,12 @@ class MediaService:
         return op.to_wire()
 
     def set_muted(self, caller: Caller, call_id: str, client_context: str | None, muted: bool) -> JsonObj:
-        call, cm = self._established(caller, call_id, "mute" if muted else "unmute")
+        call, _ = self._established(caller, call_id, "mute" if muted else "unmute")
         kind = OpKind.MUTE if muted else OpKind.UNMUTE
         op = MediaOp(new_id(), call.id, kind, client_context, status=OpStatus.COMPLETED)
         with self.calls.unit():
-            changed = call.muted != muted
-            call.muted = muted
-            self.calls.touch(call)
+            self.calls.mute(call.id, muted)  # the mix follows on commit (muted())
             self._save(op, op.to_wire(results.MEDIA_COMPLETED))
-            conv = self.calls.convs[call.conversation_id]
-            if changed and conv.group:
-                self.calls.send_rosters(conv)
-        if cm.in_engine:
-            leg = call.id
-            self.engine.call(lambda engine: engine.set_muted(leg, muted))
         return op.to_wire(results.MEDIA_COMPLETED)
 
     # -- engine events (on the event loop) ---------------------------------------------------------------
@@ -399,7 +395,7 @@ class MediaService:
         op = self._ops.get(tag) if isinstance(tag, str) else None
         if op is None or op.call_id != event.leg_id:
             return
-        call = self.calls.calls.get(op.call_id)
+        call = self.calls.leg(op.call_id)
         if isinstance(event, eng.PlayFinished) and op.kind is OpKind.PLAY_PROMPT and event.completed:
             with self.calls.unit():
                 self._finish(op, OpEvent.SUCCEED, results.MEDIA_COMPLETED, call=call)
@@ -419,7 +415,7 @@ class MediaService:
 
     def _tone(self, call_id: str, key: str) -> None:
         cm = self._media.get(call_id)
-        call = self.calls.calls.get(call_id)
+        call = self.calls.leg(call_id)
         if cm is None or call is None or not cm.subscribed:
             return
         cm.tone_seq += 1
@@ -583,7 +579,7 @@ class MediaService:
     def _advance(self, call_id: str) -> None:
         """Start the head of the call's queue when it is ready, fail heads whose prompts failed, load the next."""
         cm = self._media.get(call_id)
-        call = self.calls.calls.get(call_id)
+        call = self.calls.leg(call_id)
         if cm is None or call is None:
             return
         self._advance_head(call, cm)
@@ -694,6 +690,6 @@ class MediaService:
 
         def fail() -> None:
             with self.calls.unit():
-                self._finish(op, OpEvent.FAIL, result, call=self.calls.calls.get(op.call_id))
+                self._finish(op, OpEvent.FAIL, result, call=self.calls.leg(op.call_id))
 
         asyncio.get_running_loop().call_soon(fail)

@@ -1,35 +1,40 @@
-"""CallService: applies bots' REST actions and timer expiries to call legs and conversations.
+"""CallService: the command router of the calls slice (REST actions, gateway reports, timers -> commands).
 
-Every public method is one unit of work: validate first, then mutate, persist and queue notifications in one
-store transaction. It never does network I/O; the notification sink (the dispatcher) delivers later.
+It checks what only the platform knows (permissions, tenant, source, the app-hosted blob), resolves targets
+(`calling.invitations`), builds one `domain.commands` command and applies it to the leg's `Conversation` in one
+unit of work (`calling.unitofwork`); every rule lives in the aggregate. The events go to subscribers registered
+at the composition root: the notification projector, the media session and the gateways by leg kind. It never
+does network I/O.
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
-import secrets
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
-
-from opencomms.calling import notifications as notes
-from opencomms.calling.model import LIVE_STATES, Call, Conversation, JsonObj, Transfer
+from opencomms.calling.invitations import Inviter, origin
+from opencomms.calling.model import Call, JsonObj
+from opencomms.calling.projector import NotificationProjector
 from opencomms.calling.quotas import LiveCalls
-from opencomms.calling.routing import Route, Router
-from opencomms.calling.unitofwork import UnitOfWork
+from opencomms.calling.routing import Router
+from opencomms.calling.subscribers import Gateways, MediaHooks, MediaSubscriber, Subscriber
+from opencomms.calling.unitofwork import KIND, LiveConversations, UnitOfWork
+from opencomms.calling.views import view_from_doc
 from opencomms.config import CallsConfig
 from opencomms.directory import Directory
-from opencomms.domain import results
-from opencomms.domain.calls import CallDirection, CallEvent, CallState, next_state
+from opencomms.domain import commands as c
+from opencomms.domain import events as ev
+from opencomms.domain.conversation import Conversation
 from opencomms.domain.directory import Application
-from opencomms.domain.errors import AccessDenied, BadRequest, InvalidState, NotFound
+from opencomms.domain.errors import AccessDenied, BadRequest, NotFound
 from opencomms.domain.ids import new_id, normalize_id
+from opencomms.domain.legs import LegKind
 from opencomms.domain.results import ResultInfo
+from opencomms.domain.rules import ConversationKind, ConversationTimeouts
 from opencomms.store.base import Store
 from opencomms.wire import calls as wire
 from opencomms.wire.apphosted import read_blob
@@ -40,7 +45,8 @@ log = logging.getLogger("opencomms.calls")
 INITIATE = "Calls.Initiate.All"
 INITIATE_GROUP = "Calls.InitiateGroupCall.All"
 ACCESS_MEDIA = "Calls.AccessMedia.All"
-ANSWERED_ELSEWHERE = ResultInfo(200, 0, "The call was answered by another target.")
+
+__all__ = ["ACCESS_MEDIA", "CallService", "Caller", "MediaHooks"]
 
 
 class NotificationSink(Protocol):
@@ -49,65 +55,6 @@ class NotificationSink(Protocol):
     def transaction(self) -> AbstractContextManager[None]:
         """A store transaction whose notifications are released only if it commits."""
         ...
-
-
-class MediaHooks(Protocol):
-    """What the media side must hear about a leg's life (calling.media.MediaService implements it)."""
-
-    def configured(self, call: Call) -> None:
-        """The leg's mediaConfig was set (create or answer): prefetch its prompts."""
-
-    def connected(self, call: Call) -> None:
-        """The leg became established: its media joins the conversation."""
-
-    def ending(self, call: Call) -> None:
-        """The leg is about to end (its final notification follows): finish its operations, free its media."""
-
-
-class NoMedia:
-    """MediaHooks that do nothing (a CallService without a media engine, as in some unit tests)."""
-
-    def configured(self, call: Call) -> None:
-        pass
-
-    def connected(self, call: Call) -> None:
-        pass
-
-    def ending(self, call: Call) -> None:
-        pass
-
-
-class GatewayHooks(Protocol):
-    """What a gateway (SIP) must do for external legs: parties outside the platform, such as phones."""
-
-    def dial(self, call: Call) -> None:
-        """Start calling the external leg's target; its outcome comes back as external_answered/_ended."""
-
-    def connected(self, call: Call) -> None:
-        """The external leg is established: confirm its signalling (200 OK) and connect its media."""
-
-    def ending(self, call: Call, reason: ResultInfo) -> None:
-        """The external leg is ending for `reason`: reject, cancel or hang up its signalling."""
-
-    def transfer(self, call: Call, target: JsonObj) -> bool:
-        """Move the external leg to `target` (invitationParticipantInfo) by its own signalling (SIP REFER) and
-        report back through external_transfer_*; False when its peer cannot, and the node bridges instead."""
-
-
-class NoGateway:
-    """GatewayHooks of a node without a gateway: nothing is external, so nothing to do."""
-
-    def dial(self, call: Call) -> None:
-        pass
-
-    def connected(self, call: Call) -> None:
-        pass
-
-    def ending(self, call: Call, reason: ResultInfo) -> None:
-        pass
-
-    def transfer(self, call: Call, target: JsonObj) -> bool:
-        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,48 +83,83 @@ class CallService:
     ) -> None:
         self.store = store
         self.directory = directory
-        self.router = Router(directory)
-        self.sink = sink
         self.timeouts = timeouts
         self.clock = clock
-        self.on_deadline = on_deadline
-        self.media: MediaHooks = NoMedia()
-        """Set by the composition root once the media service exists (it needs this service too)."""
-        self.gateway: GatewayHooks = NoGateway()
-        """Set by the composition root when a gateway (SIP) serves external legs."""
-        self.calls = LiveCalls()
-        self.convs: dict[str, Conversation] = {}
-        self._timers: list[tuple[float, str]] = []
-        self._dirty_calls: set[str] = set()
-        self._dirty_convs: set[str] = set()
-        self.units = UnitOfWork(self)
+        self._live = LiveConversations()
+        self.units = UnitOfWork(store, sink, self._live, clock=clock, on_deadline=on_deadline)
+        self.gateways = Gateways(self)
+        """Gateways by leg kind (SIP; browsers later), registered by the composition root."""
+        self.router = Router(directory, reachable=self.gateways.reachable)
+        self.inviter = Inviter(self.router, self._live.calls)
+        self.projector = NotificationProjector(self, directory, sink)
+        self._media: MediaSubscriber | None = None
+        self.units.subscribers.extend([self.projector, self.gateways])
+        self._timeouts_key: CallsConfig | None = None
+        self._conv_timeouts = ConversationTimeouts()
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
+    # -- composition -------------------------------------------------------------------------------------
+    def subscribe(self, subscriber: Subscriber, *, first: bool = False) -> None:
+        """Register a subscriber to every conversation's events (`first`: before the projector)."""
+        if first:
+            self.units.subscribers.insert(0, subscriber)
+        else:
+            self.units.subscribers.append(subscriber)
+
+    def attach_media(self, media: MediaHooks) -> None:
+        """The media session: it frees a leg's operations before the leg's final notification goes out."""
+        if self._media is not None:
+            self.units.subscribers.remove(self._media)
+        self._media = MediaSubscriber(media, self)
+        self.subscribe(self._media, first=True)
+
     def load(self) -> None:
-        """Restore calls and conversations from the store (after a restart) and re-arm their timers."""
-        for _, doc in self.store.scan("conversation"):
+        """Restore the conversations from the store (after a restart) and re-arm their timers."""
+        for _, doc in self.store.scan(KIND):
+            if doc.get("format") is None:
+                continue  # written by the calls slice before the conversation core: not readable
             conv = Conversation.from_doc(doc)
-            self.convs[conv.id] = conv
-        for _, doc in self.store.scan("call"):
-            call = Call.from_doc(doc)
-            self.calls[call.id] = call
-            for deadline in (call.answer_deadline, call.keepalive_deadline):
-                if deadline is not None:
-                    self._push_timer(deadline, call.id)
+            self._live.sync(conv)
+            self._live.push_timer(conv)
+
+    # -- queries -----------------------------------------------------------------------------------------
+    @property
+    def calls(self) -> LiveCalls:
+        """The leg views (a read model: id -> Call), counted per application and tenant for the quotas."""
+        return self._live.calls
 
     @property
     def active_calls(self) -> int:
-        return len(self.calls)
+        return len(self._live.calls)
 
-    # -- queries -----------------------------------------------------------------------------------------
+    @property
+    def active_conversations(self) -> int:
+        return len(self._live.convs)
+
+    @property
+    def armed_timers(self) -> int:
+        """Deadlines in the timer heap (some may belong to ended conversations until compaction)."""
+        return len(self._live.timers)
+
+    def leg(self, leg_id: str) -> Call | None:
+        """The view of live leg `leg_id` (None when it has ended)."""
+        return self._live.calls.get(leg_id)
+
+    def legs(self) -> list[Call]:
+        return list(self._live.calls.values())
+
+    def conversation_kind(self, conversation_id: str) -> ConversationKind | None:
+        conv = self._live.convs.get(conversation_id)
+        return None if conv is None else conv.kind
+
+    def now(self) -> float:
+        return self.clock()
+
     def get(self, caller: Caller, call_id: str) -> Call:
         return self.own(caller, call_id)
 
     def participants(self, caller: Caller, call_id: str) -> list[JsonObj]:
         call = self.own(caller, call_id)
-        conv = self.convs[call.conversation_id]
-        legs = [self.calls[c] for c in conv.legs if c in self.calls]
-        return [leg.participant() for leg in legs if leg.id == call.id or leg.state in LIVE_STATES]
+        return [p.to_wire() for p in self._conv(call.id).participants_for(call.id)]
 
     def participant(self, caller: Caller, call_id: str, participant_id: str) -> JsonObj:
         wanted = normalize_id(participant_id)
@@ -191,384 +173,163 @@ class CallService:
         call = self.own(caller, call_id)
         return self.store.get("operation", f"{call.id}/{normalize_id(operation_id)}")
 
-    # -- actions -----------------------------------------------------------------------------------------
+    # -- REST actions --------------------------------------------------------------------------------------
     def create(self, caller: Caller, req: wire.CreateCall) -> JsonObj:
         """POST /communications/calls. Returns the new call as the 201 body shows it."""
         group = len(req.targets) > 1
-        needed = INITIATE_GROUP if group else INITIATE
-        self.require(caller, needed)
-        if is_app_hosted(req.media_config):
-            self.require(caller, ACCESS_MEDIA)
-            read_blob(req.media_config.get("blob"))
+        self.require(caller, INITIATE_GROUP if group else INITIATE)
+        self._check_media(caller, req.media_config)
         if req.tenant_id and normalize_id(req.tenant_id) != caller.tenant_id:
             raise AccessDenied("'tenantId' must be the application's own tenant.")
         app = self.directory.require_app(caller.app_id)
         callback = req.callback_uri or app.callback_url
         if not callback:
             raise BadRequest("'callbackUri' is required: the application has no registered calling webhook.")
-        own_identity = {
-            "@odata.type": "#microsoft.graph.identitySet",
-            "application": {
-                "@odata.type": "#microsoft.graph.identity",
-                "id": app.id,
-                "displayName": app.display_name,
-            },
-        }
+        own = {"@odata.type": "#microsoft.graph.identity", "id": app.id, "displayName": app.display_name}
+        own_identity = {"@odata.type": "#microsoft.graph.identitySet", "application": own}
         source = req.source or {"@odata.type": "#microsoft.graph.participantInfo", "identity": own_identity}
         self._check_source(caller, source)
-        now = self.clock()
-        conv = Conversation(id=new_id(), tenant_id=caller.tenant_id, group=group)
-        call = Call(
-            id=new_id(),
-            tenant_id=caller.tenant_id,
-            app_id=app.id,
-            direction=CallDirection.OUTGOING,
-            state=CallState.ESTABLISHING,
-            conversation_id=conv.id,
-            my_participant_id=new_id(),
-            source_id=self._new_source_id(),
-            identity=source["identity"],
-            source=dict(source),
-            targets=req.targets,
-            requested_modalities=req.requested_modalities,
-            created_at=now,
-            callback_uri=callback,
-            media_config=req.media_config,
-            call_options=req.call_options,
-            subject=req.subject,
-            extra=req.extra,
-            keepalive_deadline=now + self.timeouts.keepalive_timeout,
-        )
-        call.source["participantId"] = call.my_participant_id
-        with self.unit():
-            self._add(conv, call)
-            self.media.configured(call)
-            self._push_timer(call.keepalive_deadline, call.id)  # type: ignore[arg-type]
-            snapshot = call.to_wire()
-            self.notify(call, notes.call_updated(call))
-            for target in req.targets:
-                route = self.router.resolve(caller.tenant_id, target)
-                self._invite(conv, route, source=call.source, targets=[target])
-            self._settle(conv)
-        log.info("call created", extra={"call_id": call.id, "app_id": app.id, "targets": len(req.targets)})
-        return snapshot
+        attrs = {
+            "callback_uri": callback,
+            "media_config": req.media_config,
+            "call_options": req.call_options,
+            "subject": req.subject,
+            "extra": req.extra,
+            "requested_modalities": req.requested_modalities,
+        }
+        spec = origin(LegKind.BOT, source["identity"], source, req.targets, app_id=app.id, attrs=attrs)
+        kind = ConversationKind.GROUP if group else ConversationKind.PEER_TO_PEER
+        conv = Conversation(new_id(), caller.tenant_id, kind)
+        invitations = self.inviter.invitations(caller.tenant_id, req.targets)
+        events = self._run(conv, c.Create(spec, invitations))
+        snapshot = self.leg(spec.id) or self._ended_view(conv, events, spec.id)
+        body = snapshot.to_wire()
+        body.update(state="establishing", resultInfo=None)
+        body["mediaState"] = {"@odata.type": "#microsoft.graph.callMediaState", "audio": "inactive"}
+        log.info("call created", extra={"call_id": spec.id, "app_id": app.id, "targets": len(req.targets)})
+        return body
 
     def answer(self, caller: Caller, call_id: str, req: wire.Answer) -> None:
         call = self.own(caller, call_id)
-        if is_app_hosted(req.media_config):
-            self.require(caller, ACCESS_MEDIA)
-            read_blob(req.media_config.get("blob"))
-        next_state(call.state, CallEvent.ANSWER)
-        with self.unit():
-            call.media_config = req.media_config
-            call.call_options = req.call_options
-            call.callback_uri = req.callback_uri or call.callback_uri
-            self.media.configured(call)
-            call.keepalive_deadline = self.clock() + self.timeouts.keepalive_timeout
-            self._push_timer(call.keepalive_deadline, call.id)
-            self._accept(call)
+        self._check_media(caller, req.media_config)
+        attrs = {"media_config": req.media_config, "call_options": req.call_options, "callback_uri": req.callback_uri}
+        self._command(call.id, c.Answer(call.id, attrs), check=True)
         log.info("call answered", extra={"call_id": call.id, "app_id": call.app_id})
-
-    def _accept(self, call: Call) -> None:
-        """An incoming leg was answered (by its bot, or by the far end of an external leg)."""
-        self._transition(call, CallEvent.ANSWER)
-        call.answer_deadline = None
-        self.notify(call, notes.call_updated(call))
-        conv = self.convs[call.conversation_id]
-        if call.ring_group is not None:
-            group, call.ring_group = call.ring_group, None
-            for sibling in self._legs(conv):
-                if sibling.ring_group == group and sibling.state is CallState.INCOMING:
-                    self._end(sibling, ANSWERED_ELSEWHERE)
-        transfer = conv.transfer
-        if transfer is not None and transfer.target == call.id:
-            conv.transfer = None
-            transferor = self.calls.get(transfer.transferor)
-            self._connect(conv)
-            if transferor is not None and transferor.state in LIVE_STATES:
-                self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
-                self.notify(transferor, notes.call_updated(transferor))
-                self._end(transferor, results.TRANSFER_COMPLETED)
-        else:
-            self._connect(conv)
 
     def reject(self, caller: Caller, call_id: str, req: wire.Reject) -> None:
         call = self.own(caller, call_id)
-        next_state(call.state, CallEvent.REJECT)
-        with self.unit():
-            call.callback_uri = req.callback_uri or call.callback_uri
-            conv = self.convs[call.conversation_id]
-            conv.failure = results.REJECT_REASONS.get(req.reason, results.DECLINED)
-            self._end(call, results.REJECTED_BY_BOT, event=CallEvent.REJECT)
+        self._command(call.id, c.Reject(call.id, req.reason, req.callback_uri), check=True)
         log.info("call rejected", extra={"call_id": call.id, "reason": req.reason})
 
     def redirect(self, caller: Caller, call_id: str, req: wire.Redirect) -> None:
         call = self.own(caller, call_id)
         self.require(caller, INITIATE)
-        next_state(call.state, CallEvent.REDIRECT)
-        several = len(req.targets) > 1
-        default = self.timeouts.redirect_multiple_timeout if several else self.timeouts.redirect_single_timeout
-        timeout = float(req.timeout) if req.timeout is not None else default
-        with self.unit():
-            call.callback_uri = req.callback_uri or call.callback_uri
-            self._transition(call, CallEvent.REDIRECT)
-            conv = self.convs[call.conversation_id]
-            ring_group = new_id() if several else None
-            for target in req.targets:
-                route = self.router.resolve(call.tenant_id, target)
-                rung = self._invite(
-                    conv, route, source=call.source, targets=[target], timeout=timeout, ring_group=ring_group
-                )
-                if rung is None:
-                    continue
-                for leg in self._legs(conv):
-                    if leg.state in LIVE_STATES and not several:
-                        leg.call_routes = [
-                            {
-                                "@odata.type": "#microsoft.graph.callRoute",
-                                "original": call.identity,
-                                "final": route.identity,
-                                "routingType": "forwarded",
-                            }
-                        ]
-                        self.touch(leg)
-                        self.notify(leg, notes.call_updated(leg, callRoutes=leg.call_routes))
-            self._end(call, results.REDIRECTED)
+        conv = self._conv(call.id)
+        timeout = float(req.timeout) if req.timeout is not None else None
+        conv.check(c.Redirect(call.id, (c.Invitation(),), timeout))
+        invitations = self.inviter.invitations(call.tenant_id, req.targets)
+        self._command(call.id, c.Redirect(call.id, invitations, timeout, req.callback_uri))
         log.info("call redirected", extra={"call_id": call.id, "targets": len(req.targets)})
 
     def transfer(self, caller: Caller, call_id: str, req: wire.Transfer) -> None:
         call = self.own(caller, call_id)
         self.require(caller, INITIATE)
-        next_state(call.state, CallEvent.TRANSFER)
-        conv = self.convs[call.conversation_id]
-        if conv.transfer is not None:
-            raise InvalidState("Another transfer is in progress in this call.")
-        others = [leg for leg in self._legs(conv) if leg.id != call.id and leg.state in LIVE_STATES]
-        if req.transferee is not None and req.transferee.get("participantId"):
-            wanted = normalize_id(str(req.transferee["participantId"]))
-            transferee = next((leg for leg in others if leg.my_participant_id == wanted), None)
-            if transferee is None:
-                raise BadRequest("'transferee.participantId' is not a participant of this call.")
-        elif len(others) == 1:
-            transferee = others[0]
+        conv = self._conv(call.id)
+        pid = str(req.transferee["participantId"]) if req.transferee and req.transferee.get("participantId") else None
+        refer = c.StartTransfer(call.id, req.transfer_target, pid, by_refer=True)
+        conv.check(refer)  # the leg's state, a transfer in progress, the transferee: before anything is resolved
+        transferee = conv.transferee_of(call.id, pid)
+        view = self.leg(transferee.id)
+        if view is not None and transferee.is_external and self.gateways.can_refer(view, transferee.kind, refer.target):
+            command = refer  # the far end transfers itself (REFER): no target leg here
         else:
-            raise BadRequest("'transferee' with a participantId is required to transfer out of a group call.")
-        with self.unit():
-            self._transition(call, CallEvent.TRANSFER)
-            self.notify(call, notes.call_updated(call))
-            if transferee.is_external and self.gateway.transfer(transferee, req.transfer_target):
-                conv.transfer = Transfer(transferor=call.id, transferee=transferee.id, target="")
-                self._dirty_convs.add(conv.id)  # the far end transfers itself (REFER): no target leg here
-            else:
-                self._bridge_transfer(conv, call, transferee, req.transfer_target)
+            invitation = self.inviter.invitation(call.tenant_id, req.transfer_target)
+            command = c.StartTransfer(call.id, req.transfer_target, pid, invitation=invitation)
+        self._command(call.id, command)
         log.info("call transfer started", extra={"call_id": call.id})
-
-    def _bridge_transfer(self, conv: Conversation, call: Call, transferee: Call, transfer_target: JsonObj) -> None:
-        """Transfer inside the node: ring (or dial) the target as a new leg of the conversation."""
-        route = self.router.resolve(call.tenant_id, transfer_target)
-        target = self._invite(
-            conv,
-            route,
-            source={
-                "@odata.type": "#microsoft.graph.participantInfo",
-                "identity": transferee.identity,
-                "participantId": transferee.my_participant_id,
-            },
-            targets=[transfer_target],
-            incoming_context={
-                "@odata.type": "#microsoft.graph.incomingContext",
-                "sourceParticipantId": transferee.my_participant_id,
-                "transferor": call.identity,
-            },
-        )
-        if target is None:
-            self._fail_transfer(call, route.failure or results.TRANSFER_TARGET_UNREACHABLE)
-        else:
-            conv.transfer = Transfer(transferor=call.id, transferee=transferee.id, target=target.id)
-            self._dirty_convs.add(conv.id)
 
     def hang_up(self, caller: Caller, call_id: str) -> None:
         call = self.own(caller, call_id)
-        if call.state is CallState.INCOMING:
-            raise InvalidState("An incoming call that was not answered is ended with 'reject', not DELETE.")
-        next_state(call.state, CallEvent.HANG_UP)
-        with self.unit():
-            self._transition(call, CallEvent.HANG_UP)
-            self.notify(call, notes.call_updated(call))
-            self._end(call, results.ENDED_BY_DELETE)
+        self._command(call.id, c.HangUp(call.id), check=True)
         log.info("call hung up", extra={"call_id": call.id})
 
     def keep_alive(self, caller: Caller, call_id: str) -> None:
         call = self.own(caller, call_id)
-        next_state(call.state, CallEvent.KEEP_ALIVE)
-        with self.unit():
-            call.keepalive_deadline = self.clock() + self.timeouts.keepalive_timeout
-            self._push_timer(call.keepalive_deadline, call.id)
-            self._dirty_calls.add(call.id)
+        self._command(call.id, c.KeepAlive(call.id), check=True)
+
+    def mute(self, call_id: str, muted: bool) -> None:
+        """The bot muted or unmuted itself (inside MediaService's unit, with its operation)."""
+        self._command(call_id, c.Mute(call_id, muted))
 
     def move_callback(self, call_id: str, url: str) -> None:
         """The bot answered a notification with 302/307: later notifications of this call go to `url`."""
-        call = self.calls.get(call_id)
-        if call is not None:
-            with self.unit():
-                call.callback_uri = url
-                self._dirty_calls.add(call.id)
+        self._command(call_id, c.MoveCallback(call_id, url))
 
-    # -- external legs (driven by a gateway) --------------------------------------------------------------
+    # -- gateways and media ----------------------------------------------------------------------------------
     def accept_inbound(
-        self,
-        *,
-        app: Application,
-        callee: JsonObj,
-        caller: JsonObj,
-        external: str,
-        call_id: str | None = None,
+        self, *, app: Application, callee: JsonObj, caller: JsonObj, external: str, call_id: str | None = None
     ) -> Call:
-        """A call from outside (a phone on SIP) to `app`: make the caller's external leg (`establishing`) and
-        ring the bot with the incoming-call notification. `callee` and `caller` are identitySets; `external` is
-        the gateway's handle for the call; `call_id` (a new GUID) lets it name the leg in advance. Returns the external
-        leg (it may already have ended, if the bot cannot be reached: the gateway then hears `ending` first)."""
-        now = self.clock()
-        conv = Conversation(id=new_id(), tenant_id=app.tenant_id)
+        """A call from outside (a phone on SIP) to `app`: the caller's external leg (`establishing`) and the
+        bot's ringing leg. Returns the external leg's view (it may have ended already: the bot is unreachable)."""
         source = {"@odata.type": "#microsoft.graph.participantInfo", "identity": caller}
         target = {"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": callee}
-        ext = Call(
-            id=call_id or new_id(),
-            tenant_id=app.tenant_id,
-            app_id="",
-            direction=CallDirection.OUTGOING,
-            state=CallState.ESTABLISHING,
-            conversation_id=conv.id,
-            my_participant_id=new_id(),
-            source_id=self._new_source_id(),
-            identity=caller,
-            source=source,
-            targets=[target],
-            requested_modalities=["audio"],
-            created_at=now,
-            external=external,
-        )
-        ext.source["participantId"] = ext.my_participant_id
-        with self.unit():
-            self._add(conv, ext)
-            leg = self._ring(conv, app, callee, source=ext.source, targets=[target])
-            if leg is None:
-                self._settle(conv)
-        log.info("inbound call", extra={"call_id": ext.id, "app_id": app.id})
-        return ext
+        spec = origin(LegKind.SIP, caller, source, [target], leg_id=call_id, external=external)
+        conv = Conversation(new_id(), app.tenant_id, ConversationKind.PEER_TO_PEER)
+        invitation = self.inviter.bot(app, callee, target)
+        events = self._run(conv, c.Create(spec, (invitation,)))
+        log.info("inbound call", extra={"call_id": spec.id, "app_id": app.id})
+        return self.leg(spec.id) or self._ended_view(conv, events, spec.id)
 
     def external_answered(self, call_id: str) -> None:
-        """The far end of an outgoing external leg answered."""
-        ext = self.calls.get(call_id)
-        if ext is None or not ext.is_external or ext.state is not CallState.INCOMING:
-            return
-        with self.unit():
-            self._accept(ext)
+        self._command(call_id, c.ConnectLeg(call_id))
 
     def external_ended(self, call_id: str, reason: ResultInfo) -> None:
-        """The far end of an external leg hung up, declined, failed or could not be reached."""
-        ext = self.calls.get(call_id)
-        if ext is None or not ext.is_external:
-            return
-        with self.unit():
-            if ext.state is CallState.INCOMING:
-                self.convs[ext.conversation_id].failure = reason
-            self._end(ext, reason)
+        self._command(call_id, c.EndLeg(call_id, reason))
 
     def media_failed(self, call_id: str, reason: ResultInfo) -> None:
         """A leg's application-hosted media could not be reached or was lost for good: end the leg."""
-        call = self.calls.get(call_id)
-        if call is None or call.state not in LIVE_STATES:
-            return
-        with self.unit():
-            self._end(call, reason)
+        self._command(call_id, c.FailMedia(call_id, reason))
 
     def external_transfer_accepted(self, call_id: str) -> None:
-        """The far end of external leg `call_id` took on the transfer it was asked for (it is calling the target)."""
-        transferor = self._referring(call_id)
-        if transferor is None or transferor.state is not CallState.TRANSFERRING:
-            return
-        with self.unit():
-            self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
-            self.notify(transferor, notes.call_updated(transferor))
+        self._command(call_id, c.AcceptTransfer(call_id))
 
     def external_transferred(self, call_id: str) -> None:
-        """The far end of external leg `call_id` reached the transfer target: the transferor's leg ends 0/7015
-        (as after a bridged transfer) and the external leg is released."""
-        transferor = self._referring(call_id)
-        if transferor is None:
-            return
-        with self.unit():
-            self._clear_transfer(call_id)
-            if transferor.state is CallState.TRANSFERRING:
-                self._transition(transferor, CallEvent.TRANSFER_ACCEPTED)
-                self.notify(transferor, notes.call_updated(transferor))
-            self._end(transferor, results.TRANSFER_COMPLETED)
-            ext = self.calls.get(call_id)
-            if ext is not None:
-                self._end(ext, results.TRANSFER_COMPLETED)
+        self._command(call_id, c.CompleteTransfer(call_id))
 
     def external_transfer_failed(self, call_id: str, reason: ResultInfo, *, bridge: JsonObj | None = None) -> None:
-        """The transfer of external leg `call_id` failed for `reason`: the transferor is established again. With
-        `bridge` (the transfer target), the far end refused to transfer itself and the node bridges instead."""
-        transferor = self._referring(call_id)
-        ext = self.calls.get(call_id)
-        if transferor is None or ext is None:
-            return
-        with self.unit():
-            conv = self._clear_transfer(call_id)
-            if bridge is not None and transferor.state is CallState.TRANSFERRING:
-                self._bridge_transfer(conv, transferor, ext, bridge)
-            else:
-                self._fail_transfer(transferor, reason)
-
-    def _referring(self, call_id: str) -> Call | None:
-        """The transferor of a transfer that external leg `call_id` carries out itself (REFER), if any."""
-        ext = self.calls.get(call_id)
-        conv = self.convs.get(ext.conversation_id) if ext is not None else None
-        transfer = conv.transfer if conv is not None else None
-        if transfer is None or transfer.transferee != call_id or transfer.target:
-            return None
-        return self.calls.get(transfer.transferor)
-
-    def _clear_transfer(self, call_id: str) -> Conversation:
-        conv = self.convs[self.calls[call_id].conversation_id]
-        conv.transfer = None
-        self._dirty_convs.add(conv.id)
-        return conv
+        call = self.leg(call_id)
+        invitation = None if bridge is None or call is None else self.inviter.invitation(call.tenant_id, bridge)
+        self._command(call_id, c.FailTransfer(call_id, reason, invitation))
 
     # -- timers ------------------------------------------------------------------------------------------
     def next_deadline(self) -> float | None:
-        return self.units.next_deadline(self._timers)
+        return self.units.next_deadline()
 
     def fire_due(self, now: float) -> None:
-        """End every call whose answer window or keepAlive deadline has passed (held off after a storage fault)."""
+        """End every leg whose answer window or keepAlive deadline has passed (held off after a storage fault)."""
         self.units.fire_due(now, self._fire_due)
 
     def _fire_due(self, now: float) -> None:
-        while self._timers and self._timers[0][0] <= now:
-            _, call_id = heapq.heappop(self._timers)
-            call = self.calls.get(call_id)
-            if call is None:
-                continue
-            with self.unit():
-                if (
-                    call.state is CallState.INCOMING
-                    and call.answer_deadline is not None
-                    and call.answer_deadline <= now
-                ):
-                    conv = self.convs[call.conversation_id]
-                    conv.failure = results.NO_ANSWER
-                    self._end(call, results.ANSWER_TIMEOUT)
-                elif (
-                    call.keepalive_deadline is not None and call.keepalive_deadline <= now and call.state in LIVE_STATES
-                ):
-                    self._end(call, results.KEEPALIVE_LAPSED)
-        self._maybe_compact_timers()
+        for conv_id in self._live.pop_due(now):
+            conv = self._live.convs.get(conv_id)
+            deadline = None if conv is None else conv.next_deadline()
+            if conv is not None and deadline is not None and deadline <= now:
+                self._run(conv, c.FireTimers(), now)
+            if conv is not None and conv.legs:
+                self._live.push_timer(conv)  # its next deadline stays armed (pushes nothing when it is)
+        self._live.compact_timers()
 
     # -- internals ---------------------------------------------------------------------------------------
+    def unit(self) -> AbstractContextManager[None]:
+        """One atomic change: the store rolls back and so do the conversations (calling.unitofwork)."""
+        return self.units.unit()
+
+    def notify(self, call: Call, body: dict[str, Any]) -> None:
+        """Queue a notification of `call` (media operations and tones; inside a unit)."""
+        self.projector.notify(call, body)
+
     def own(self, caller: Caller, call_id: str) -> Call:
-        call = self.calls.get(normalize_id(call_id))
+        call = self._live.calls.get(normalize_id(call_id))
         if call is None or call.app_id != caller.app_id or call.tenant_id != caller.tenant_id:
             raise NotFound(f"No call with id {call_id!r}.")
         return call
@@ -577,6 +338,11 @@ class CallService:
     def require(caller: Caller, permission: str) -> None:
         if permission not in caller.roles:
             raise AccessDenied(f"The application needs the '{permission}' application permission for this action.")
+
+    def _check_media(self, caller: Caller, media_config: JsonObj | None) -> None:
+        if is_app_hosted(media_config or {}):
+            self.require(caller, ACCESS_MEDIA)
+            read_blob((media_config or {}).get("blob"))
 
     def _check_source(self, caller: Caller, source: JsonObj) -> None:
         inst_ref = source["identity"].get("applicationInstance")
@@ -588,275 +354,39 @@ class CallService:
         if app_ref is not None and normalize_id(str(app_ref.get("id") or "")) != caller.app_id:
             raise AccessDenied("'source.identity.application' must be the calling application itself.")
 
-    @staticmethod
-    def _new_source_id() -> str:
-        return str(secrets.randbelow(2**31 - 2) + 1)
+    def _conv(self, leg_id: str) -> Conversation:
+        conv = self._live.find(leg_id)
+        if conv is None:
+            raise NotFound(f"No call with id {leg_id!r}.")
+        return conv
 
-    def unit(self) -> AbstractContextManager[None]:
-        """One atomic change. On an exception the store rolls back and so does the in-memory state; gateway and
-        media side effects wait for the commit (calling.unitofwork)."""
-        return self.units.unit()
-
-    def _add(self, conv: Conversation, call: Call) -> None:
-        self.convs[conv.id] = conv
-        self.calls[call.id] = call
-        conv.legs.append(call.id)
-        self._dirty_calls.add(call.id)
-        self._dirty_convs.add(conv.id)
-
-    def _legs(self, conv: Conversation) -> list[Call]:
-        return [self.calls[c] for c in conv.legs if c in self.calls]
-
-    def touch(self, call: Call) -> None:
-        call.version += 1
-        self._dirty_calls.add(call.id)
-
-    def _transition(self, call: Call, event: CallEvent) -> None:
-        call.state = next_state(call.state, event)
-        self.touch(call)
-
-    def notify(self, call: Call, body: dict[str, Any]) -> None:
-        if call.is_external:
-            return  # a phone has no webhook: the gateway speaks for it
-        url = call.callback_uri
-        if not url:
-            app = self.directory.get_app(call.app_id)
-            url = None if app is None else app.callback_url
-        if not url:
-            log.warning("notification dropped: no callback URL", extra={"call_id": call.id})
-            return
-        self.sink.submit(
-            order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=orjson.dumps(body)
-        )
-
-    def _push_timer(self, deadline: float, call_id: str) -> None:
-        first = self.next_deadline()
-        heapq.heappush(self._timers, (deadline, call_id))
-        if self.on_deadline is not None and (first is None or deadline < first):
-            self.on_deadline(deadline)
-
-    def _maybe_compact_timers(self) -> None:
-        """Drop the deadlines of ended calls once they outnumber the live calls' (amortised O(1) per call): ended
-        calls must not pile up in the heap until the next deadline comes due."""
-        if len(self._timers) > 64 and len(self._timers) > 4 * len(self.calls):
-            self._compact_timers()
-
-    def _compact_timers(self) -> None:
-        live = []
-        for call in self.calls.values():
-            for deadline in (call.answer_deadline, call.keepalive_deadline):
-                if deadline is not None:
-                    live.append((deadline, call.id))
-        heapq.heapify(live)
-        self._timers = live
-
-    def _invite(
-        self,
-        conv: Conversation,
-        route: Route,
-        *,
-        source: JsonObj,
-        targets: list[JsonObj],
-        timeout: float | None = None,
-        ring_group: str | None = None,
-        incoming_context: JsonObj | None = None,
-    ) -> Call | None:
-        """Ring a bot or dial an external party; None (and conv.failure set) when the route leads nowhere."""
-        if route.app is not None:
-            return self._ring(
-                conv,
-                route.app,
-                route.identity,
-                source=source,
-                targets=targets,
-                timeout=timeout,
-                ring_group=ring_group,
-                incoming_context=incoming_context,
+    def _timeouts(self) -> ConversationTimeouts:
+        t = self.timeouts
+        if t is not self._timeouts_key:
+            self._timeouts_key = t
+            self._conv_timeouts = ConversationTimeouts(
+                t.answer_timeout,
+                t.keepalive_timeout,
+                t.redirect_single_timeout,
+                t.redirect_multiple_timeout,
+                t.dial_timeout,
             )
-        if route.external:
-            return self._dial(conv, route.identity, source=source, targets=targets, ring_group=ring_group)
-        conv.failure = route.failure
-        return None
+        return self._conv_timeouts
 
-    def _dial(
-        self, conv: Conversation, identity: JsonObj, *, source: JsonObj, targets: list[JsonObj], ring_group: str | None
-    ) -> Call:
-        """Create a ringing external leg and have the gateway place the call."""
-        leg = self._incoming_leg(
-            conv,
-            "",
-            identity,
-            source=source,
-            targets=targets,
-            ring_for=self.timeouts.dial_timeout,
-            ring_group=ring_group,
-        )
-        leg.external = "dial"
-        self.units.after_commit(self.gateway.dial, leg)
-        return leg
+    def _command(self, leg_id: str, command: c.Command, *, check: bool = False) -> list[ev.Event]:
+        """Apply `command` to the conversation of `leg_id` (a report about a leg that is gone is dropped)."""
+        conv = self._live.find(leg_id)
+        if conv is None:
+            return []
+        if check and not conv.check(command):  # a REST command's typed error, before any transaction
+            return []
+        return self._run(conv, command)
 
-    def _ring(
-        self,
-        conv: Conversation,
-        app: Application,
-        identity: JsonObj,
-        *,
-        source: JsonObj,
-        targets: list[JsonObj],
-        timeout: float | None = None,
-        ring_group: str | None = None,
-        incoming_context: JsonObj | None = None,
-    ) -> Call | None:
-        """Create an incoming leg for bot `app` and send it the incoming-call notification."""
-        if (refusal := self.calls.refusal(app)) is not None:  # no webhook, or the bot is at its call quota
-            conv.failure = refusal
-            return None
-        leg = self._incoming_leg(
-            conv,
-            app.id,
-            identity,
-            source=source,
-            targets=targets,
-            ring_for=timeout if timeout is not None else self.timeouts.answer_timeout,
-            ring_group=ring_group,
-        )
-        leg.callback_uri = app.callback_url
-        leg.incoming_context = incoming_context
-        self.notify(leg, notes.call_created(leg))
-        return leg
+    def _run(self, conv: Conversation, command: c.Command, now: float | None = None) -> list[ev.Event]:
+        with self.unit():
+            return self.units.apply(conv, command, self._timeouts(), now)
 
-    def _incoming_leg(
-        self,
-        conv: Conversation,
-        app_id: str,
-        identity: JsonObj,
-        *,
-        source: JsonObj,
-        targets: list[JsonObj],
-        ring_for: float,
-        ring_group: str | None,
-    ) -> Call:
-        """A new ringing leg in `conv` (a bot's, or an external one with an empty `app_id`), with its ring timer."""
-        now = self.clock()
-        leg = Call(
-            id=new_id(),
-            tenant_id=conv.tenant_id,
-            app_id=app_id,
-            direction=CallDirection.INCOMING,
-            state=CallState.INCOMING,
-            conversation_id=conv.id,
-            my_participant_id=new_id(),
-            source_id=self._new_source_id(),
-            identity=identity,
-            source=source,
-            targets=targets,
-            requested_modalities=["audio"],
-            created_at=now,
-            answer_deadline=now + ring_for,
-            ring_group=ring_group,
-        )
-        self._add(conv, leg)
-        self._push_timer(now + ring_for, leg.id)
-        return leg
-
-    def _connect(self, conv: Conversation) -> None:
-        """Every establishing leg of a conversation with two or more live legs becomes established."""
-        live = [leg for leg in self._legs(conv) if leg.state in LIVE_STATES]
-        if len(live) < 2:
-            return
-        joined = False
-        for leg in live:
-            if leg.state is CallState.ESTABLISHING:
-                self._transition(leg, CallEvent.CONNECTED)
-                leg.connected = True
-                joined = True
-                self.units.media_connected(leg)
-                if leg.is_external:
-                    self.units.after_commit(self.gateway.connected, leg)
-                self.notify(leg, notes.call_updated(leg, mediaState=leg.media_state()))
-        if joined and conv.group:
-            self.send_rosters(conv)
-
-    def send_rosters(self, conv: Conversation) -> None:
-        live = [leg for leg in self._legs(conv) if leg.state in LIVE_STATES]
-        roster = [leg.participant() for leg in live]
-        for leg in live:
-            self.notify(leg, notes.roster_updated(leg, roster))
-
-    def _fail_transfer(self, transferor: Call, reason: ResultInfo) -> None:
-        if transferor.state in (CallState.TRANSFERRING, CallState.TRANSFER_ACCEPTED):
-            self._transition(transferor, CallEvent.TRANSFER_FAILED)
-            transferor.result_info = reason
-            self.notify(transferor, notes.call_updated(transferor, resultInfo=reason.to_wire()))
-            transferor.result_info = None
-
-    def _end(self, call: Call, reason: ResultInfo, *, event: CallEvent = CallEvent.END) -> None:
-        """Terminate one leg: final notification, removal, and the consequences for the rest."""
-        self.units.media_ending(call)
-        if call.is_external:
-            self.units.after_commit(self.gateway.ending, call, reason)
-        self._transition(call, event)
-        call.result_info = reason
-        self.notify(call, notes.call_deleted(call))
-        del self.calls[call.id]
-        self._maybe_compact_timers()
-        self._dirty_calls.add(call.id)
-        conv = self.convs[call.conversation_id]
-        conv.legs.remove(call.id)
-        self._dirty_convs.add(conv.id)
-        self._after_leg_gone(conv, call)
-
-    def _after_leg_gone(self, conv: Conversation, gone: Call) -> None:
-        transfer = conv.transfer
-        if transfer is not None:
-            if gone.id == transfer.target:
-                conv.transfer = None
-                transferor = self.calls.get(transfer.transferor)
-                if transferor is not None:
-                    unreachable = gone.result_info is not None and gone.result_info.code == 480
-                    reason = results.TRANSFER_TARGET_UNREACHABLE if unreachable else results.TRANSFER_FAILED
-                    self._fail_transfer(transferor, reason)
-            elif gone.id == transfer.transferee:
-                conv.transfer = None
-                target = self.calls.get(transfer.target)
-                if target is not None and target.state is CallState.INCOMING:
-                    self._end(target, results.REMOTE_HUNG_UP)
-                    return
-            elif gone.id == transfer.transferor:
-                conv.transfer = None  # blind transfer: the target keeps ringing
-        if gone.connected and conv.group:
-            self.send_rosters(conv)
-        if gone.result_info == results.MEDIA_STREAM_FAILED and not conv.group:
-            conv.failure = gone.result_info  # the bot learns why its peer is gone, not just "hung up"
-        self._settle(conv)
-
-    def _settle(self, conv: Conversation) -> None:
-        """A leg left alone ends: the call is over, or never connected."""
-        if conv.id not in self.convs:
-            return
-        legs = self._legs(conv)
-        if not legs:
-            del self.convs[conv.id]
-            self._dirty_convs.add(conv.id)
-            return
-        live = [leg for leg in legs if leg.state in LIVE_STATES]
-        pending = [leg for leg in legs if leg.state is CallState.INCOMING]
-        if not live and len(pending) > 1:
-            # the caller left before anyone answered: stop ringing every invitation
-            for leg in pending:
-                if leg.id in self.calls:
-                    self._end(leg, results.REMOTE_HUNG_UP)
-            return
-        candidates = live + pending
-        if len(candidates) != 1:
-            return
-        lone = candidates[0]
-        if lone.state is CallState.INCOMING:
-            self._end(lone, results.REMOTE_HUNG_UP)
-        elif lone.state in LIVE_STATES:
-            if lone.connected and conv.failure == results.MEDIA_STREAM_FAILED:
-                self._end(lone, conv.failure)
-            elif lone.connected:
-                self._end(lone, results.EVERYONE_LEFT if conv.group else results.REMOTE_HUNG_UP)
-            else:
-                self._end(lone, conv.failure or results.NO_ANSWER)
+    @staticmethod
+    def _ended_view(conv: Conversation, events: list[ev.Event], leg_id: str) -> Call:
+        doc = next(e.leg for e in events if isinstance(e, ev.LegEnded) and e.leg_id == leg_id)
+        return view_from_doc(conv.id, conv.tenant_id, doc)

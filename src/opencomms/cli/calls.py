@@ -34,6 +34,12 @@ def party(identity_set: Any) -> str:
     return ""
 
 
+def stored_legs(st: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(call leg, its conversation) for every leg the store holds: legs live inside their conversation's
+    document (the conversation core's stored form)."""
+    return [(leg, conv) for _, conv in st.scan("conversation") for leg in conv.get("legs") or ()]
+
+
 def when(epoch: Any) -> str:
     return datetime.fromtimestamp(float(epoch or 0), UTC).isoformat(timespec="seconds") if epoch else ""
 
@@ -61,7 +67,7 @@ def calls_list(
 ) -> None:
     """Live calls (those the store still holds), oldest first; numbers masked."""
     st = open_cli_store(config, store)
-    docs = sorted((d for _, d in st.scan("call")), key=lambda d: float(d.get("created_at") or 0))
+    docs = sorted((leg for leg, _ in stored_legs(st)), key=lambda d: float(d.get("created_at") or 0))
     app_key = normalize_id(app_id) if app_id else None
     rows = [
         summary(d)
@@ -77,11 +83,13 @@ def calls_show(call_id: str, config: ConfigOpt = None, store: StoreOpt = None, a
     call's full timeline of SIP, REST and notifications comes with the event core.)"""
     st = open_cli_store(config, store)
     key = normalize_id(call_id)
-    doc = st.get("call", key)
-    if doc is None:
+    found = next(((leg, conv) for leg, conv in stored_legs(st) if leg.get("id") == key), None)
+    if found is None:
         fail(f"no call {call_id!r} in the store (it ended, or the id is wrong: see `opencomms calls list`)")
+    leg, conv = found
+    doc = {**leg, "conversation_id": conv.get("id")}
     operations = [op for k, op in st.scan("operation") if k.startswith(f"{key}/")]
-    conversation = st.get("conversation", str(doc.get("conversation_id") or ""))
+    conversation = {k: v for k, v in conv.items() if k != "legs"} | {"legs": [leg.get("id") for leg in conv["legs"]]}
     result = {
         **summary(doc),
         "call": mask_value("", doc),

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from opencomms.cli.calls import stored_legs
 from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, fail, open_cli_store, show
 
 TIMEOUT = 5.0
@@ -60,7 +61,7 @@ def _from_node(url: str, insecure: bool) -> dict[str, Any]:
 
 def _from_store(config_path: Any, store: str | None) -> dict[str, Any]:
     st = open_cli_store(config_path, store)
-    states = Counter(str(doc.get("state")) for _, doc in st.scan("call"))
+    states = Counter(str(leg.get("state")) for leg, _ in stored_legs(st))
     return {
         "store": store or "(from configuration)",
         "node": "not asked (give --url to ask a running node)",

@@ -28,6 +28,7 @@ from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.ids import new_id
 from opencomms.domain.results import ResultInfo
+from opencomms.domain.rules import ConversationKind
 from opencomms.gateway.admission import Admission, AdmissionConfig
 from opencomms.gateway.mapping import caller_identity, failure_for_status, normalize_number, status_for_failure
 from opencomms.gateway.media_address import MediaAddresses
@@ -35,7 +36,7 @@ from opencomms.gateway.outbound import OutboundInvite, Route, trunk_route
 from opencomms.gateway.refer import ReferTransfer, allowed_methods
 from opencomms.gateway.register import REGISTRAR_METHODS, Registrations
 from opencomms.gateway.softphone import registered_route, user_id_of
-from opencomms.gateway.transfer import REFER_FORBIDDEN, on_notify, start_refer
+from opencomms.gateway.transfer import REFER_FORBIDDEN, can_refer, on_notify, start_refer
 from opencomms.rtp import (
     JitterConfig,
     LocalSdp,
@@ -161,14 +162,12 @@ class SipGateway:
         self._dialling: set[str] = set()
         self._digest = DigestClient()
         self.registrations = Registrations(config, directory.store)
-        calls.gateway = self
-        calls.router.reachable = self.reachable
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.endpoint.start()
         # legs of calls whose signalling a previous process held cannot be recovered: end them
-        for call in [c for c in self.calls.calls.values() if c.is_external]:
+        for call in [c for c in self.calls.legs() if c.is_external]:
             self.calls.external_ended(call.id, results.GATEWAY_RESTARTED)
         log.info("sip gateway listening", extra={"port": self.port})
 
@@ -284,7 +283,7 @@ class SipGateway:
                     handle.respond(500, "Server Internal Error")
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.invite is handle:
-                if sc.leg_id is not None and sc.leg_id in self.calls.calls:
+                if sc.leg_id is not None and self.calls.leg(sc.leg_id) is not None:
                     self.calls.external_ended(sc.leg_id, results.CANNOT_ROUTE)
                 await self._teardown(sc)
             else:
@@ -430,8 +429,11 @@ class SipGateway:
             sc.invite.respond(200, body=sc.answer, content_type=SDP)
         self._spawn(self._start_media(sc))
 
-    def transfer(self, call: Call, target: JsonObj) -> bool:
-        return start_refer(self, call, target)
+    def can_refer(self, call: Call, target: JsonObj) -> bool:
+        return can_refer(self, call, target)
+
+    def refer(self, call: Call, target: JsonObj) -> None:
+        start_refer(self, call, target)
 
     def ending(self, call: Call, reason: ResultInfo) -> None:
         self._dialling.discard(call.id)
@@ -448,11 +450,11 @@ class SipGateway:
 
     def _record(self, call: Call, sc: SipCall, reason: ResultInfo) -> None:
         """Keep the leg's media quality in its conversation's call record (same store transaction as its end)."""
-        conv = self.calls.convs.get(call.conversation_id)
         codec = sc.media.codec.name if sc.media is not None else "unknown"
         try:
-            group, now = bool(conv and conv.group), self.calls.clock()
-            record_leg(self.calls.store, call, reason, sc.rtp.quality(), codec, group=group, now=now)
+            group = self.calls.conversation_kind(call.conversation_id) is ConversationKind.GROUP
+            now = self.calls.now()
+            record_leg(self.directory.store, call, reason, sc.rtp.quality(), codec, group=group, now=now)
         except Exception:
             log.exception("call record not written", extra={"call_id": call.id})
 
@@ -506,7 +508,7 @@ class SipGateway:
             if not isinstance(exc, asyncio.CancelledError):
                 log.exception("outbound call failed", extra={"call_id": call.id})
             sc = self._by_key.get(call.id)
-            if call.id in self.calls.calls and not isinstance(exc, asyncio.CancelledError):
+            if self.calls.leg(call.id) is not None and not isinstance(exc, asyncio.CancelledError):
                 self.calls.external_ended(call.id, results.CANNOT_ROUTE)  # ending() tears it down
             elif sc is not None:
                 await asyncio.shield(self._teardown(sc, bye=sc.answered))
@@ -573,11 +575,11 @@ class SipGateway:
                 await self.endpoint.ack(dialog)  # every 2xx is acknowledged, also one that crossed our CANCEL
             except (OSError, ValueError):  # its Contact (or Record-Route) cannot be reached
                 log.warning("ACK not sent: the answer's Contact is unreachable", extra={"call_id": leg_id})
-                if leg_id in self.calls.calls:
+                if self.calls.leg(leg_id) is not None:
                     self.calls.external_ended(leg_id, results.CALLEE_UNREACHABLE)
                 await self._teardown(sc)
                 return
-        if sc.closed or leg_id not in self.calls.calls:  # the leg ended meanwhile (ring timeout, bot hung up)
+        if sc.closed or self.calls.leg(leg_id) is None:  # the leg ended meanwhile (ring timeout, bot hung up)
             if response is not None and response.is_success and dialog is not None:
                 self._spawn(self.endpoint.bye(dialog))
             return
@@ -594,14 +596,14 @@ class SipGateway:
             sc.media = sc.sdp.accept_answer(await self.addresses.prepare(SessionDescription.parse(response.body)))
         except AddressError as exc:
             log.info("answer's media address refused: %s", exc, extra={"call_id": leg_id})
-            if leg_id in self.calls.calls:
+            if self.calls.leg(leg_id) is not None:
                 self.calls.external_ended(leg_id, results.MEDIA_ADDRESS_REFUSED)
             return
         except (SdpError, NegotiationError):
-            if leg_id in self.calls.calls:
+            if self.calls.leg(leg_id) is not None:
                 self.calls.external_ended(leg_id, results.MEDIA_LOST)
             return
-        if sc.closed or leg_id not in self.calls.calls:  # ended while its media address was being resolved
+        if sc.closed or self.calls.leg(leg_id) is None:  # ended while its media address was being resolved
             return
         self.calls.external_answered(leg_id)
 

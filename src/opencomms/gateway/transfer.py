@@ -33,9 +33,9 @@ log = logging.getLogger("opencomms.sip")
 REFER_FORBIDDEN = ("Warning", '399 opencomms "calls are transferred by their application"')
 
 
-def start_refer(gw: SipGateway, call: Call, target: JsonObj) -> bool:
-    """Begin a REFER transfer of external leg `call` to `target` (invitationParticipantInfo); False when this
-    leg cannot be transferred that way (not a phone target, no trunk, peer without REFER, no confirmed dialog)."""
+def can_refer(gw: SipGateway, call: Call, target: JsonObj) -> bool:
+    """Whether external leg `call` can be moved to `target` (invitationParticipantInfo) by REFER: a phone target,
+    a trunk, a peer that allows REFER, a confirmed dialog and no REFER of it still running."""
     number = str((target.get("identity") or {}).get("phone", {}).get("id") or "")
     sc = gw._by_key.get(call.id)
     trunk = parse_uri(gw.config.trunk_uri) if gw.config.trunk_uri else None
@@ -44,14 +44,26 @@ def start_refer(gw: SipGateway, call: Call, target: JsonObj) -> bool:
     dialog = _dialog(sc)
     if dialog is None or dialog.state is not DialogState.CONFIRMED or dialog not in gw.endpoint.dialogs:
         return False
-    if sc.refer is not None and not sc.refer.done:
-        return False
+    return sc.refer is None or sc.refer.done
+
+
+def start_refer(gw: SipGateway, call: Call, target: JsonObj) -> None:
+    """Send the REFER of a transfer the conversation started (after `can_refer` said yes); when the leg can no
+    longer be moved that way, the transfer fails back to the node's own bridging."""
+    if not can_refer(gw, call, target):
+        gw.calls.external_transfer_failed(call.id, results.TRANSFER_FAILED, bridge=target)
+        return
+    sc = gw._by_key[call.id]
+    dialog = _dialog(sc)
+    assert dialog is not None
+    trunk = parse_uri(gw.config.trunk_uri)
+    assert isinstance(trunk, SipUri)
+    number = str((target.get("identity") or {}).get("phone", {}).get("id") or "")
     uri = refer_target(number, trunk)
     sc.refer = ReferTransfer(call.id, str(uri))
     sc.transfer_target = target
     gw._spawn(_refer(gw, sc, dialog, uri))
     log.info("transfer by REFER", extra={"call_id": call.id})
-    return True
 
 
 def on_notify(gw: SipGateway, handle: ServerTransactionHandle, req: SipRequest) -> None:

@@ -238,7 +238,7 @@ async def assert_nothing_leaked(p: Platform, within: float = 5.0) -> None:
     assert gateway.active == 0, "SIP calls left in the gateway"
     assert gateway.ports.in_use == 0, "RTP ports not released"
     assert p.node.calls.active_calls == 0, "call legs still live"
-    live = [doc for _, doc in p.node.store.scan("call") if doc.get("state") != "terminated"]
+    live = [leg for _, doc in p.node.store.scan("conversation") for leg in doc["legs"] if leg["state"] != "terminated"]
     assert live == [], "call documents not ended"
 
 

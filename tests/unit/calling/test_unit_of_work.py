@@ -11,6 +11,7 @@ import pytest
 from opencomms.calling.model import Call
 from opencomms.calling.service import Caller, CallService
 from opencomms.directory import Directory
+from opencomms.domain.legs import LegKind
 from opencomms.domain.results import ResultInfo
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.store import MemoryStore, StoreUnavailable
@@ -53,8 +54,17 @@ class Hooks:
     def dial(self, call: Call) -> None:
         self.events.append(("dial", call.id))
 
-    def transfer(self, call: Call, target: Any) -> bool:
+    def muted(self, leg_id: str, muted: bool) -> None:
+        pass
+
+    def reachable(self, tenant_id: str, identity: Any) -> bool:
         return False
+
+    def can_refer(self, call: Call, target: Any) -> bool:
+        return False
+
+    def refer(self, call: Call, target: Any) -> None:
+        pass
 
 
 @pytest.fixture
@@ -66,8 +76,8 @@ def setup() -> tuple[CallService, FaultyStore, Hooks, Caller, Caller]:
     bob, _ = directory.create_app(tenant.id, "bob", permissions=ROLES, callback_url="http://127.0.0.1:9/b")
     svc = CallService(store, directory, Dispatcher(store, sign=lambda a, t: "token"))
     hooks = Hooks()
-    svc.media = hooks
-    svc.gateway = hooks
+    svc.attach_media(hooks)
+    svc.gateways.register(LegKind.SIP, hooks)
     return svc, store, hooks, Caller(tenant.id, alice.id, ROLES), Caller(tenant.id, bob.id, ROLES)
 
 
@@ -90,7 +100,7 @@ def _answer(svc: CallService, caller: Caller, call_id: str) -> None:
 
 
 def _stored(store: MemoryStore) -> dict[str, str]:
-    return {key: doc["state"] for key, doc in store.scan("call")}
+    return {leg["id"]: leg["state"] for _, doc in store.scan("conversation") for leg in doc["legs"]}
 
 
 def test_failed_create_leaves_no_call(setup: Any) -> None:
@@ -98,7 +108,7 @@ def test_failed_create_leaves_no_call(setup: Any) -> None:
     store.full = True
     with pytest.raises(StoreUnavailable):
         _create(svc, alice, bob.app_id)
-    assert svc.calls == {} and svc.convs == {} and _stored(store) == {}
+    assert svc.calls == {} and svc.active_conversations == 0 and _stored(store) == {}
     assert store.outbox_load() == []
     assert svc.units.faults == 1
     store.full = False

@@ -1,0 +1,193 @@
+"""What reacts to a conversation's events: subscribers registered at the composition root.
+
+A command applied to a conversation yields a `Batch` of events. Every subscriber hears each event twice: `staged`
+inside the unit of work (before the store commits: notifications and media teardown belong to the same write) and
+`committed` once the write is durable (signalling and media joins: never for a change that rolled back). No
+subscriber reads another's private state; they read leg views through `LegQuery` or the events themselves.
+Here: the media session subscriber and the gateway registry (gateways by leg kind); the Graph notification
+projector is `calling.projector`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from opencomms.calling.model import Call, JsonObj
+from opencomms.calling.views import view_from_doc
+from opencomms.domain import events as ev
+from opencomms.domain.calls import CallState
+from opencomms.domain.legs import LegKind
+from opencomms.domain.participants import Participant
+from opencomms.domain.results import ResultInfo
+from opencomms.domain.rules import ConversationKind
+
+log = logging.getLogger("opencomms.calls")
+
+_MEDIA_LIVE = (CallState.ESTABLISHED, CallState.HOLD)
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """The events of one command applied to one conversation."""
+
+    conversation_id: str
+    tenant_id: str
+    kind: ConversationKind
+    events: tuple[ev.Event, ...]
+    roster_before: tuple[Participant, ...] = ()
+    """The roster as it was before the command (a projector replays the changes onto it)."""
+
+    def view(self, doc: JsonObj) -> Call:
+        """A view of a leg's stored form carried by an event (LegRinging, LegEnded)."""
+        return view_from_doc(self.conversation_id, self.tenant_id, doc)
+
+
+class LegQuery(Protocol):
+    """The public read side subscribers use: the view of a live leg."""
+
+    def leg(self, leg_id: str) -> Call | None: ...
+
+
+class Subscriber:
+    """Base of a subscriber: every hook does nothing unless overridden."""
+
+    def staged(self, batch: Batch, event: ev.Event) -> None:
+        """Inside the unit of work, before its commit."""
+
+    def staged_done(self, batch: Batch) -> None:
+        """After the batch's last event was staged."""
+
+    def committed(self, batch: Batch, event: ev.Event) -> None:
+        """After the unit of work committed."""
+
+    def rolled_back(self, batches: Iterable[Batch]) -> None:
+        """The unit failed: the conversations were reloaded from the store; undo what `staged` did."""
+
+
+# -- media ----------------------------------------------------------------------------------------------------
+class MediaHooks(Protocol):
+    """What the media side must hear about a leg's life (calling.media.MediaService implements it)."""
+
+    def configured(self, call: Call) -> None:
+        """The leg's mediaConfig was set (create or answer): prefetch its prompts."""
+
+    def connected(self, call: Call) -> None:
+        """The leg became established: its media joins the conversation."""
+
+    def ending(self, call: Call) -> None:
+        """The leg is about to end (its final notification follows): finish its operations, free its media."""
+
+    def muted(self, leg_id: str, muted: bool) -> None:
+        """The leg's audio is muted or unmuted in the mix."""
+
+
+class MediaSubscriber(Subscriber):
+    """Events -> media session: prefetch on configuration, join the engine once established, free on the end."""
+
+    def __init__(self, media: MediaHooks, legs: LegQuery) -> None:
+        self.media = media
+        self.legs = legs
+
+    def staged(self, batch: Batch, event: ev.Event) -> None:
+        if isinstance(event, ev.MediaConfigured):
+            call = self.legs.leg(event.leg_id)
+            if call is not None:
+                self.media.configured(call)
+        elif isinstance(event, ev.LegEnded):
+            self.media.ending(batch.view(event.leg))
+
+    def committed(self, batch: Batch, event: ev.Event) -> None:
+        if isinstance(event, ev.LegEstablished):
+            call = self.legs.leg(event.leg_id)
+            if call is not None and call.state in _MEDIA_LIVE:
+                self.media.connected(call)
+        elif isinstance(event, ev.LegMuted):
+            self.media.muted(event.leg_id, event.muted)
+
+    def rolled_back(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            for event in batch.events:
+                if not isinstance(event, ev.LegEnded):
+                    continue
+                call = self.legs.leg(event.leg_id)
+                if call is not None and call.connected and call.state in _MEDIA_LIVE:
+                    try:
+                        self.media.connected(call)
+                    except Exception:
+                        log.exception("media could not be restored", extra={"call_id": call.id})
+
+
+# -- gateways -------------------------------------------------------------------------------------------------
+class Gateway(Protocol):
+    """A gateway serves the legs of one kind: parties outside the platform (SIP phones; browsers later)."""
+
+    def reachable(self, tenant_id: str, identity: JsonObj) -> bool:
+        """True when this gateway can dial `identity` (an identitySet) for `tenant_id`."""
+        ...
+
+    def dial(self, call: Call) -> None:
+        """Start calling the external leg's target; its outcome comes back as external_answered/_ended."""
+
+    def connected(self, call: Call) -> None:
+        """The external leg is established: confirm its signalling (200 OK) and connect its media."""
+
+    def ending(self, call: Call, reason: ResultInfo) -> None:
+        """The external leg is ending for `reason`: reject, cancel or hang up its signalling."""
+
+    def can_refer(self, call: Call, target: JsonObj) -> bool:
+        """True when the leg's far end can move itself to `target` (SIP REFER); asked before the command."""
+        ...
+
+    def refer(self, call: Call, target: JsonObj) -> None:
+        """Move the leg to `target` by its own signalling; it reports back through external_transfer_*."""
+
+
+class Gateways(Subscriber):
+    """Gateways registered by leg kind, in place of a single slot: events of a kind's legs go to its gateway."""
+
+    def __init__(self, legs: LegQuery) -> None:
+        self.legs = legs
+        self._by_kind: dict[LegKind, Gateway] = {}
+
+    def register(self, kind: LegKind, gateway: Gateway) -> None:
+        self._by_kind[kind] = gateway
+
+    def unregister(self, kind: LegKind) -> None:
+        self._by_kind.pop(kind, None)
+
+    def get(self, kind: LegKind) -> Gateway | None:
+        return self._by_kind.get(kind)
+
+    def reachable(self, tenant_id: str, identity: JsonObj) -> bool:
+        return any(gw.reachable(tenant_id, identity) for gw in self._by_kind.values())
+
+    def reachable_kind(self, tenant_id: str, identity: JsonObj) -> LegKind | None:
+        """The kind of the first gateway that can dial `identity`, if any."""
+        return next((k for k, gw in self._by_kind.items() if gw.reachable(tenant_id, identity)), None)
+
+    def can_refer(self, call: Call, kind: LegKind, target: JsonObj) -> bool:
+        gw = self._by_kind.get(kind)
+        return gw is not None and gw.can_refer(call, target)
+
+    def committed(self, batch: Batch, event: ev.Event) -> None:
+        if isinstance(event, ev.TransferStarted):
+            gw = self._by_kind.get(event.transferee_kind)
+            call = self.legs.leg(event.transferee_id)
+            if event.mode is ev.TransferMode.REFER and gw is not None and call is not None:
+                gw.refer(call, event.target)
+            return
+        kind = getattr(event, "kind", None)
+        gw = self._by_kind.get(kind) if isinstance(kind, LegKind) and kind.external else None
+        if gw is None:
+            return
+        if isinstance(event, ev.LegRinging):
+            gw.dial(self.legs.leg(event.leg_id) or batch.view(event.leg))
+        elif isinstance(event, ev.LegEstablished):
+            call = self.legs.leg(event.leg_id)
+            if call is not None:
+                gw.connected(call)
+        elif isinstance(event, ev.LegEnded):
+            gw.ending(batch.view(event.leg), event.result)
