@@ -266,7 +266,7 @@ class CallService:
         self._command(call_id, c.MoveCallback(call_id, url))
 
     # -- gateways and media ----------------------------------------------------------------------------------
-    def accept_inbound(
+    async def accept_inbound(
         self, *, app: Application, callee: JsonObj, caller: JsonObj, external: str, call_id: str | None = None
     ) -> Call:
         """A call from outside (a phone on SIP) to `app`: the caller's external leg (`establishing`) and the
@@ -280,23 +280,25 @@ class CallService:
         log.info("inbound call", extra={"call_id": spec.id, "app_id": app.id})
         return self.leg(spec.id) or self._ended_view(conv, events, spec.id)
 
-    def external_answered(self, call_id: str) -> None:
+    async def external_answered(self, call_id: str) -> None:
         self._command(call_id, c.ConnectLeg(call_id))
 
-    def external_ended(self, call_id: str, reason: ResultInfo) -> None:
+    async def external_ended(self, call_id: str, reason: ResultInfo) -> None:
         self._command(call_id, c.EndLeg(call_id, reason))
 
-    def media_failed(self, call_id: str, reason: ResultInfo) -> None:
+    async def media_failed(self, call_id: str, reason: ResultInfo) -> None:
         """A leg's application-hosted media could not be reached or was lost for good: end the leg."""
         self._command(call_id, c.FailMedia(call_id, reason))
 
-    def external_transfer_accepted(self, call_id: str) -> None:
+    async def external_transfer_accepted(self, call_id: str) -> None:
         self._command(call_id, c.AcceptTransfer(call_id))
 
-    def external_transferred(self, call_id: str) -> None:
+    async def external_transferred(self, call_id: str) -> None:
         self._command(call_id, c.CompleteTransfer(call_id))
 
-    def external_transfer_failed(self, call_id: str, reason: ResultInfo, *, bridge: JsonObj | None = None) -> None:
+    async def external_transfer_failed(
+        self, call_id: str, reason: ResultInfo, *, bridge: JsonObj | None = None
+    ) -> None:
         call = self.leg(call_id)
         invitation = None if bridge is None or call is None else self.inviter.invitation(call.tenant_id, bridge)
         self._command(call_id, c.FailTransfer(call_id, reason, invitation))

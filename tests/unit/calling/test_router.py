@@ -168,7 +168,7 @@ async def test_gateway_of_the_leg_kind_dials_confirms_and_ends_its_leg(env: Any)
     created = await create(svc, apps["alice"], PHONE)
     phone = next(c for c in svc.legs() if c.is_external)
     assert gateway.events == [("dial", phone.id)]
-    svc.external_answered(phone.id)
+    await svc.external_answered(phone.id)
     assert gateway.events[-1] == ("connected", phone.id)
     assert sent(store, phone.id) == []  # a phone has no webhook
     await svc.hang_up(apps["alice"], created["id"])
@@ -177,18 +177,18 @@ async def test_gateway_of_the_leg_kind_dials_confirms_and_ends_its_leg(env: Any)
     assert svc.active_calls == 0
 
 
-def test_inbound_call_rings_the_bot_and_a_bot_at_its_quota_ends_the_gateway_leg(env: Any) -> None:
+async def test_inbound_call_rings_the_bot_and_a_bot_at_its_quota_ends_the_gateway_leg(env: Any) -> None:
     svc, store, _, gateway, apps = env
     app = svc.directory.require_app(apps["bob"].app_id)
     callee, caller = {"application": {"id": app.id}}, {"phone": {"id": "+15550199"}}
-    ext = svc.accept_inbound(app=app, callee=callee, caller=caller, external="k1")
+    ext = await svc.accept_inbound(app=app, callee=callee, caller=caller, external="k1")
     bob = leg_of(svc, apps["bob"])
     assert [b["value"][0]["changeType"] for b in sent(store, bob.id)] == ["created"]
     svc.calls.max_per_app = 1  # bob holds one call: the next one is refused
-    busy = svc.accept_inbound(app=app, callee=callee, caller=caller, external="k2")
+    busy = await svc.accept_inbound(app=app, callee=callee, caller=caller, external="k2")
     quota = results.CALLEE_OVER_QUOTA
     assert svc.leg(busy.id) is None and gateway.events[-1] == (f"ending {quota.code}/{quota.subcode}", busy.id)
-    svc.external_ended(ext.id, results.PSTN_HUNG_UP)
+    await svc.external_ended(ext.id, results.PSTN_HUNG_UP)
     assert svc.leg(bob.id) is None and svc.active_calls == 0
 
 
@@ -197,10 +197,10 @@ async def test_transfer_by_refer_asks_the_gateway_and_rings_no_target(env: Any) 
     gateway.can = True
     created = await create(svc, apps["alice"], PHONE)
     phone = next(c for c in svc.legs() if c.is_external)
-    svc.external_answered(phone.id)
+    await svc.external_answered(phone.id)
     body = {"transferTarget": PHONE}
     await svc.transfer(apps["alice"], created["id"], wire.transfer(body))
     assert gateway.events[-1] == ("refer", phone.id)
     assert len(svc.legs()) == 2 and svc.leg(created["id"]).state.value == "transferring"  # type: ignore[union-attr]
-    svc.external_transferred(phone.id)
+    await svc.external_transferred(phone.id)
     assert svc.active_calls == 0
