@@ -39,6 +39,7 @@ from opencomms.media.engine import MediaEngine, MediaEvent
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
+from opencomms.metrics.wiring import attach_metrics
 from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.notify.retry import RetryPolicy
@@ -180,6 +181,7 @@ class Node:
             egress=self.egress,
         )
         self.app = build_app(self.api)
+        self.metrics = attach_metrics(self) if config.metrics.enabled else None
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -155,6 +156,8 @@ class SipGateway:
         )
         self.endpoint.admit = self._admit
         self.endpoint.admit_early = self._admit_early
+        self.on_quality: Callable[[CallQuality], None] | None = None
+        """Observer of each finished leg's RTP figures (the node's metrics); None: nobody."""
         self._by_key: dict[str, SipCall] = {}
         self._by_dialog: dict[str, SipCall] = {}
         self._tasks = TaskSet("sip")
@@ -450,11 +453,14 @@ class SipGateway:
         """Keep the leg's media quality in its conversation's call record (same store transaction as its end)."""
         conv = self.calls.convs.get(call.conversation_id)
         codec = sc.media.codec.name if sc.media is not None else "unknown"
+        quality = sc.rtp.quality()
         try:
             group, now = bool(conv and conv.group), self.calls.clock()
-            record_leg(self.calls.store, call, reason, sc.rtp.quality(), codec, group=group, now=now)
+            record_leg(self.calls.store, call, reason, quality, codec, group=group, now=now)
         except Exception:
             log.exception("call record not written", extra={"call_id": call.id})
+        if self.on_quality is not None:
+            self.on_quality(quality)
 
     # -- media and teardown --------------------------------------------------------------------------------
     async def _start_media(self, sc: SipCall) -> None:

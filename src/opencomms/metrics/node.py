@@ -1,0 +1,370 @@
+"""The node's Prometheus metrics: one registry per node, observers for the few hot points, and a collector that
+reads the counters the components already keep when /metrics is scraped.
+
+Owns metric names, help texts, buckets and label vocabularies (every label has a bounded set of values: no call
+ids, numbers, app ids or raw paths). Must not hold call state or be called from the media engine thread: the
+engine keeps a plain-int histogram (`EngineThread.tick_histogram`) that the collector reads at scrape time.
+
+Observed (one child look-up in a dict and one `inc`/`observe` per event, only when metrics are enabled):
+REST requests (route template, method, status, latency), SIP messages (method, code), notification delivery
+latency, call legs started (the created notification / POST 201) and ended (the deleted notification's
+resultInfo), RTP quality of each finished SIP leg. Everything else comes from `Sources` at scrape time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from opencomms import __version__
+from opencomms.config import MetricsConfig
+from opencomms.domain import results
+from opencomms.histogram import FixedHistogram
+from opencomms.metrics.quality import mos_of
+from opencomms.rtp.stats import CallQuality
+from opencomms.store.base import OutboxEntry
+
+__all__ = ["CONTENT_TYPE", "NodeMetrics", "Sources", "result_labels"]
+
+log = logging.getLogger("opencomms.metrics")
+
+# No `_created` series: half the output, and dashboards never use them.
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The classic text exposition format, which every Prometheus version scrapes."""
+
+HTTP_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
+SIP_METHODS = frozenset(
+    {"INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY"}
+    | {"SUBSCRIBE", "MESSAGE", "PUBLISH"}
+)
+SIP_CODES = frozenset(
+    {100, 180, 181, 182, 183, 200, 202, 301, 302, 400, 401, 403, 404, 405, 407, 408, 413, 415, 420, 423, 480}
+    | {481, 482, 483, 486, 487, 488, 489, 491, 500, 501, 502, 503, 504, 513, 600, 603, 604, 606}
+)
+"""Codes kept as they are; any other becomes its class ("4xx"), so that a peer cannot mint label values."""
+KNOWN_RESULTS = frozenset((ri.code, ri.subcode) for ri in vars(results).values() if isinstance(ri, results.ResultInfo))
+"""Every resultInfo the platform reports (domain/results.py); anything else is labelled "other"."""
+
+HTTP_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+DELIVERY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0, 60.0, 300.0, 3600.0)
+LOSS_BUCKETS = (0.0, 0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
+JITTER_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2)
+RTT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0)
+MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.3, 4.4, 4.5)
+
+
+def result_labels(code: Any, subcode: Any) -> tuple[str, str]:
+    """(code, subcode) as label values when the pair is in the platform's result table, else ("other", "other")."""
+    if isinstance(code, int) and isinstance(subcode, int) and (code, subcode) in KNOWN_RESULTS:
+        return str(code), str(subcode)
+    return "other", "other"
+
+
+def sip_code_label(status: int) -> str:
+    return str(status) if status in SIP_CODES else f"{status // 100}xx" if 100 <= status < 700 else "other"
+
+
+def throttle_reason(route: str) -> str:
+    """Which limit a 429 on `route` (a route template) came from."""
+    if "oauth2" in route:
+        return "token_endpoint"
+    if route.startswith("media/recordings"):
+        return "recording_download"
+    return "graph_application" if route.startswith("communications/") else "other"
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """Where the collector reads the node's own counters at scrape time (the composition root provides them)."""
+
+    health: Callable[[], dict[str, Any]]
+    """Node.health(): calls, notifications, media, app-hosted media, SIP, store and HTTP figures."""
+    tick_histogram: FixedHistogram | None = None
+    """The media engine thread's tick durations."""
+    participants: Callable[[], int] | None = None
+    """Legs in group calls (meetings) now."""
+    sip_endpoint: Callable[[], dict[str, int]] | None = None
+    """The SIP endpoint's counters (received, parse errors, rate-limited…)."""
+    sip_admission: Callable[[], dict[str, int]] | None = None
+    """The SIP gateway's admission counters (admitted, refused_<reason>)."""
+
+
+class NodeMetrics:
+    """A node's registry. The observer methods are what the hooks call; `render()` is the /metrics body."""
+
+    def __init__(self, sources: Sources, config: MetricsConfig | None = None) -> None:
+        self.config = config or MetricsConfig()
+        """Access rules of GET /metrics (read by its route)."""
+        self.registry = CollectorRegistry(auto_describe=False)
+        r = self.registry
+        self.http_requests = Counter(
+            "opencomms_http_requests",
+            "REST requests answered, by route template",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "opencomms_http_request_duration_seconds",
+            "Time from the request reaching the application to its response being handed to the server",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=r,
+        )
+        self.http_throttled = Counter(
+            "opencomms_http_throttled",
+            "REST requests answered 429, by the limit that refused them",
+            ["reason"],
+            registry=r,
+        )
+        self.sip_requests = Counter(
+            "opencomms_sip_requests", "SIP requests received (in) or sent (out)", ["direction", "method"], registry=r
+        )
+        self.sip_responses = Counter(
+            "opencomms_sip_responses",
+            "SIP responses received (in) or sent (out), by the method of their CSeq and status code",
+            ["direction", "method", "code"],
+            registry=r,
+        )
+        self.calls_started = Counter(
+            "opencomms_calls_started",
+            "Bot call legs started (outgoing: POST /communications/calls)",
+            ["direction"],
+            registry=r,
+        )
+        self.calls_ended = Counter(
+            "opencomms_calls_ended",
+            "Bot call legs ended, by their resultInfo code and subcode",
+            ["code", "subcode"],
+            registry=r,
+        )
+        self.delivery = Histogram(
+            "opencomms_notification_delivery_seconds",
+            "Time from a notification's submission to its bot's 2xx (retries included)",
+            buckets=DELIVERY_BUCKETS,
+            registry=r,
+        )
+        self.rtp_loss = Histogram(
+            "opencomms_rtp_loss_ratio",
+            "Inbound RTP loss of each finished SIP leg (0-1)",
+            buckets=LOSS_BUCKETS,
+            registry=r,
+        )
+        self.rtp_jitter = Histogram(
+            "opencomms_rtp_jitter_seconds",
+            "Inbound interarrival jitter of each finished SIP leg",
+            buckets=JITTER_BUCKETS,
+            registry=r,
+        )
+        self.rtp_rtt = Histogram(
+            "opencomms_rtp_round_trip_seconds",
+            "RTCP round-trip time of each finished SIP leg that had a report",
+            buckets=RTT_BUCKETS,
+            registry=r,
+        )
+        self.rtp_mos = Histogram(
+            "opencomms_rtp_mos",
+            "Estimated listening MOS (E-model) of each finished SIP leg",
+            buckets=MOS_BUCKETS,
+            registry=r,
+        )
+        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._sip: dict[tuple[bool, str, int], Any] = {}
+        r.register(_StatsCollector(sources))
+
+    def render(self) -> bytes:
+        return prometheus_client.generate_latest(self.registry)
+
+    # -- observers (event loop) --------------------------------------------------------------------------
+    def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, status)
+        children = self._http.get(key)
+        if children is None:
+            m = method if method in HTTP_METHODS else "other"
+            label = route or "unmatched"
+            children = (self.http_requests.labels(m, label, str(status)), self.http_duration.labels(m, label))
+            self._http[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+        if status == 201 and route == "communications/calls" and method == "POST":
+            self.calls_started.labels("outgoing").inc()
+        elif status == 429:
+            self.http_throttled.labels(throttle_reason(route)).inc()
+
+    def sip_message(self, sent: bool, method: str, status: int) -> None:
+        key = (sent, method, status)
+        child = self._sip.get(key)
+        if child is None:
+            direction = "out" if sent else "in"
+            m = method if method in SIP_METHODS else "other"
+            if status:
+                child = self.sip_responses.labels(direction, m, sip_code_label(status))
+            else:
+                child = self.sip_requests.labels(direction, m)
+            if len(self._sip) < 4096:  # the label values are bounded; the raw keys (unknown methods) need not be
+                self._sip[key] = child
+        child.inc()
+
+    def notification_staged(self, entry: OutboxEntry) -> None:
+        """Every notification committed for delivery: a call leg's `created` starts it, its `deleted` ends it."""
+        head = entry.body[:200]
+        if b'"changeType":"created"' in head:
+            self.calls_started.labels("incoming").inc()
+        elif b'"changeType":"deleted"' in head:
+            try:
+                note = orjson.loads(entry.body)["value"][0]
+                if "/operations/" in note["resourceUrl"]:
+                    return  # a media operation finished, not a call
+                info = note["resourceData"].get("resultInfo") or {}
+                labels = result_labels(info.get("code"), info.get("subcode"))
+            except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
+                labels = ("other", "other")
+            self.calls_ended.labels(*labels).inc()
+
+    def notification_delivered(self, seconds: float) -> None:
+        self.delivery.observe(max(0.0, seconds))
+
+    def leg_quality(self, quality: CallQuality) -> None:
+        if quality.packets_received == 0 and quality.packets_lost == 0:
+            return  # no media at all (ended while ringing): nothing to say about its quality
+        self.rtp_loss.observe(quality.loss_percent / 100.0)
+        self.rtp_jitter.observe(quality.jitter_ms / 1000.0)
+        if quality.rtt_ms is not None:
+            self.rtp_rtt.observe(quality.rtt_ms / 1000.0)
+        self.rtp_mos.observe(mos_of(quality))
+
+
+class _StatsCollector(Collector):
+    """Reads the components' counters at scrape time: no cost between scrapes."""
+
+    def __init__(self, sources: Sources) -> None:
+        self.sources = sources
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        try:
+            yield from self._collect()
+        except Exception:  # a scrape must never fail the request: what was read so far is served
+            log.exception("metrics collection failed")
+
+    def _collect(self) -> Iterator[Metric]:
+        s = self.sources
+        health = s.health()
+        info = GaugeMetricFamily("opencomms_build_info", "The node's version", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield _gauge("opencomms_calls_active", "Call legs live on this node", health.get("calls"))
+        if s.participants is not None:
+            yield _gauge("opencomms_meeting_participants_active", "Legs in group calls now", s.participants())
+        yield from _notifications(health.get("notifications") or {})
+        yield from _media(health.get("media") or {}, s.tick_histogram)
+        yield from _app_hosted(health.get("app_hosted_media") or {})
+        yield from _sip(health.get("sip"), s)
+        store = health.get("store") or {}
+        fam = CounterMetricFamily("opencomms_store_faults", "Storage faults survived, by writer", labels=["writer"])
+        for key, writer in (("unit_faults", "calls"), ("notify_faults", "notifications")):
+            if isinstance(store.get(key), int):
+                fam.add_metric([writer], store[key])
+        yield fam
+        http = health.get("http") or {}
+        yield _gauge("opencomms_http_connections", "Open HTTP connections", http.get("connections"))
+        fam = CounterMetricFamily(
+            "opencomms_http_guard_refusals", "Connections and requests the HTTP limits refused", labels=["reason"]
+        )
+        for key in ("refused_total_cap", "refused_per_source", "evicted_for_fairness", "url_too_long"):
+            _add(fam, key, http.get(key))
+        for key in ("headers_too_large", "body_too_large", "header_timeouts", "body_timeouts"):
+            _add(fam, key, http.get(key))
+        yield fam
+
+
+def _gauge(name: str, doc: str, value: Any) -> GaugeMetricFamily:
+    fam = GaugeMetricFamily(name, doc)
+    if isinstance(value, int | float):
+        fam.add_metric([], value)
+    return fam
+
+
+def _add(fam: CounterMetricFamily | GaugeMetricFamily, label: str, value: Any) -> None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        fam.add_metric([label], value)
+
+
+def _notifications(n: dict[str, Any]) -> Iterator[Metric]:
+    fam = CounterMetricFamily(
+        "opencomms_notifications", "Notification deliveries by final outcome, and retried attempts", labels=["outcome"]
+    )
+    for key in ("delivered", "retried", "dropped", "given_up", "refused", "redirected"):
+        _add(fam, key, n.get(key))
+    yield fam
+    yield _gauge("opencomms_notifications_pending", "Notifications accepted and not finished yet", n.get("pending"))
+
+
+def _media(m: dict[str, Any], ticks: FixedHistogram | None) -> Iterator[Metric]:
+    fam = CounterMetricFamily(
+        "opencomms_media_engine_events",
+        "Media engine thread: ticks run, overruns, skipped and late ticks, errors",
+        labels=["event"],
+    )
+    for key in ("ticks", "overruns", "skipped_ticks", "late_ticks", "command_errors", "tick_errors", "event_errors"):
+        _add(fam, key, m.get(key))
+    yield fam
+    yield _gauge("opencomms_media_engine_legs", "Legs in the media engine", m.get("engine_legs"))
+    yield _gauge("opencomms_media_operations", "Media operations (prompts, recordings) running", m.get("operations"))
+    yield _gauge("opencomms_media_prompt_bytes", "Prompt audio held in memory", m.get("prompt_bytes_held"))
+    if ticks is not None:
+        buckets, total = ticks.cumulative()
+        fam_h = HistogramMetricFamily(
+            "opencomms_media_engine_tick_seconds", "Duration of each 20 ms media tick (commands + mixing)"
+        )
+        fam_h.add_metric([], buckets, total)
+        yield fam_h
+
+
+def _app_hosted(a: dict[str, Any]) -> Iterator[Metric]:
+    yield _gauge("opencomms_apphosted_active", "App-hosted media sockets open", a.get("active"))
+    fam = CounterMetricFamily(
+        "opencomms_apphosted_frames", "App-hosted media frames: sent to bots, received, and dropped", labels=["event"]
+    )
+    for key in ("frames_sent", "frames_received", "frames_unsent", "frames_trimmed"):
+        _add(fam, key.removeprefix("frames_"), a.get(key))
+    yield fam
+    fam = CounterMetricFamily("opencomms_apphosted_connections", "App-hosted media socket events", labels=["event"])
+    for key in ("connections", "reconnects", "failures", "refused", "bad_messages"):
+        _add(fam, key, a.get(key))
+    yield fam
+
+
+def _sip(sip: dict[str, Any] | None, s: Sources) -> Iterator[Metric]:
+    if sip is None:
+        return
+    yield _gauge("opencomms_sip_calls_active", "SIP calls on the gateway", sip.get("calls"))
+    yield _gauge("opencomms_rtp_ports_in_use", "RTP port pairs in use", sip.get("rtp_ports_in_use"))
+    yield _gauge("opencomms_rtp_streams", "RTP streams running", sip.get("rtp_streams"))
+    fam = CounterMetricFamily("opencomms_rtp_stream_faults", "RTP streams stopped after an error")
+    if isinstance(sip.get("rtp_stream_faults"), int):
+        fam.add_metric([], sip["rtp_stream_faults"])
+    yield fam
+    if s.sip_endpoint is not None:
+        fam = CounterMetricFamily("opencomms_sip_endpoint_events", "SIP endpoint counters", labels=["event"])
+        for key, value in s.sip_endpoint().items():
+            _add(fam, key, value)
+        yield fam
+    if s.sip_admission is not None:
+        fam = CounterMetricFamily(
+            "opencomms_sip_admission", "New SIP calls admitted or refused (by reason)", labels=["outcome"]
+        )
+        for key, value in s.sip_admission().items():
+            _add(fam, key, value)
+        yield fam
