@@ -116,7 +116,8 @@ async def test_a_configured_token_is_required_and_disabled_metrics_are_404() -> 
             # through a proxy on this host: remote, refused even with the token
             proxied = {"Authorization": "Bearer s3cret-scrape-token", "X-Forwarded-For": "203.0.113.9"}
             assert (await scrape(platform, **proxied))[0] == 403
-            assert 'route="metrics",status="401"' in (await scrape(platform, Authorization="Bearer s3cret-scrape-token"))[2]
+            text = (await scrape(platform, Authorization="Bearer s3cret-scrape-token"))[2]
+            assert 'route="metrics",status="401"' in text and 'route="metrics",status="403"' in text
         off = dataclasses.replace(base, metrics=MetricsConfig(enabled=False))
         async with TestPlatform(off) as platform:
             assert platform.node.metrics is None
