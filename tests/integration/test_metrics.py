@@ -121,5 +121,5 @@ async def test_a_configured_token_is_required_and_disabled_metrics_are_404() -> 
         off = dataclasses.replace(base, metrics=MetricsConfig(enabled=False))
         async with TestPlatform(off) as platform:
             assert platform.node.metrics is None
-            assert platform.node.dispatcher.on_staged is None and platform.node.api.on_request is None
+            assert platform.node.dispatcher.on_staged is None and platform.node.app.on_request is None
             assert (await scrape(platform))[0] == 404

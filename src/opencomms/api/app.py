@@ -53,8 +53,6 @@ class ApiContext:
     """Judges the callbackUri a bot gives (None: not judged at the API; the dispatcher still checks)."""
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
-    on_request: Callable[[str, str, int, float], None] | None = None
-    """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -67,6 +65,8 @@ class GraphApp:
     def __init__(self, ctx: ApiContext, router: Router) -> None:
         self.ctx = ctx
         self.router = router
+        self.on_request: Callable[[str, str, int, float], None] | None = None
+        """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -98,7 +98,7 @@ class GraphApp:
         if response.status >= 500 or log.isEnabledFor(logging.DEBUG):
             log.info("%s %s -> %d", method, _safe_path(path), response.status, extra={"request_id": request_id})
         await self._send(send, response, payload, request_id, echo)
-        if (observe := self.ctx.on_request) is not None:
+        if (observe := self.on_request) is not None:
             observe(method, scope.get("opencomms.route", ""), response.status, time.perf_counter() - started)
 
     async def _handle(

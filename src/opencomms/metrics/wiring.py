@@ -25,7 +25,7 @@ def attach_metrics(node: Any) -> NodeMetrics:
     )
     metrics = NodeMetrics(sources, node.config.metrics)
     node.api.metrics = metrics
-    node.api.on_request = metrics.http_request
+    node.app.on_request = metrics.http_request
     node.dispatcher.on_staged = metrics.notification_staged
     node.dispatcher.on_delivered = metrics.notification_delivered
     if sip is not None:
