@@ -93,8 +93,8 @@ async def test_counters_after_a_bot_to_bot_call_and_a_phone_call() -> None:
         assert m.get("opencomms_sip_requests_total", direction="in", method="BYE") == 1
         assert m.get("opencomms_sip_responses_total", direction="out", method="BYE", code="200") == 1
         # RTP quality of the finished SIP leg, and the media engine's ticks
-        assert m.get("opencomms_rtp_loss_ratio_count") == 1
-        assert m.get("opencomms_rtp_jitter_seconds_count") == 1
+        assert m.get("opencomms_rtp_loss_ratio_count", direction="in") == 1
+        assert m.get("opencomms_rtp_jitter_seconds_count", direction="in") == 1
         assert m.get("opencomms_rtp_mos_count") == 1 and m.get("opencomms_rtp_mos_sum") > 3.5
         assert m.get("opencomms_media_engine_tick_seconds_count") > 10
         assert m.get("opencomms_media_engine_tick_seconds_bucket", le="+Inf") == m.get(

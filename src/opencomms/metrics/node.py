@@ -155,13 +155,15 @@ class NodeMetrics:
         )
         self.rtp_loss = Histogram(
             "opencomms_rtp_loss_ratio",
-            "Inbound RTP loss of each finished SIP leg (0-1)",
+            "RTP loss of each finished SIP leg (0-1): in = measured here, out = the peer's last RTCP report",
+            ["direction"],
             buckets=LOSS_BUCKETS,
             registry=r,
         )
         self.rtp_jitter = Histogram(
             "opencomms_rtp_jitter_seconds",
-            "Inbound interarrival jitter of each finished SIP leg",
+            "Interarrival jitter of each finished SIP leg: in = measured here, out = the peer's last RTCP report",
+            ["direction"],
             buckets=JITTER_BUCKETS,
             registry=r,
         )
@@ -236,8 +238,12 @@ class NodeMetrics:
     def leg_quality(self, quality: CallQuality) -> None:
         if quality.packets_received == 0 and quality.packets_lost == 0:
             return  # no media at all (ended while ringing): nothing to say about its quality
-        self.rtp_loss.observe(quality.loss_percent / 100.0)
-        self.rtp_jitter.observe(quality.jitter_ms / 1000.0)
+        self.rtp_loss.labels("in").observe(quality.loss_percent / 100.0)
+        self.rtp_jitter.labels("in").observe(quality.jitter_ms / 1000.0)
+        if quality.remote_loss_percent is not None:
+            self.rtp_loss.labels("out").observe(quality.remote_loss_percent / 100.0)
+        if quality.remote_jitter_ms is not None:
+            self.rtp_jitter.labels("out").observe(quality.remote_jitter_ms / 1000.0)
         if quality.rtt_ms is not None:
             self.rtp_rtt.observe(quality.rtt_ms / 1000.0)
         self.rtp_mos.observe(mos_of(quality))

@@ -151,10 +151,12 @@ def test_rtp_quality_and_mos() -> None:
     assert estimated_mos(5.0, 30.0, 200.0) < estimated_mos(1.0, 5.0, 40.0) < estimated_mos(0.0, 1.0, 20.0)
     assert estimated_mos(60.0, 0.0, 0.0) == 1.0
     m = node_metrics()
-    m.leg_quality(CallQuality(100, 98, 2, 2.0, 4.0, 30.0))
+    m.leg_quality(CallQuality(100, 98, 2, 2.0, 4.0, 30.0, remote_loss_percent=0.0, remote_jitter_ms=8.0))
     m.leg_quality(CallQuality(0, 0, 0, 0.0, 0.0, None))  # no media at all: not a quality figure
-    assert value(m, "opencomms_rtp_loss_ratio_count") == 1
-    assert value(m, "opencomms_rtp_loss_ratio_bucket", le="0.02") == 1
+    assert value(m, "opencomms_rtp_loss_ratio_count", direction="in") == 1
+    assert value(m, "opencomms_rtp_loss_ratio_bucket", direction="in", le="0.02") == 1
+    assert value(m, "opencomms_rtp_loss_ratio_bucket", direction="in", le="0.01") == 0
+    assert value(m, "opencomms_rtp_jitter_seconds_sum", direction="out") == pytest.approx(0.008)
     assert value(m, "opencomms_rtp_round_trip_seconds_sum") == pytest.approx(0.03)
 
 
