@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -100,88 +100,31 @@ class Sources:
 
 
 class NodeMetrics:
-    """A node's registry. The observer methods are what the hooks call; `render()` is the /metrics body."""
+    """A node's registry. The observer methods are what the hooks call; `render()` is the /metrics body.
+
+    Observations go into plain dicts of ints and `FixedHistogram`s (no lock, no metrics-library call: the event
+    loop is the only writer); `_ObservedCollector` turns them into metric families when /metrics is scraped.
+    """
 
     def __init__(self, sources: Sources, config: MetricsConfig | None = None) -> None:
         self.config = config or MetricsConfig()
         """Access rules of GET /metrics (read by its route)."""
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        self.http_requests = Counter(
-            "opencomms_http_requests",
-            "REST requests answered, by route template",
-            ["method", "route", "status"],
-            registry=r,
-        )
-        self.http_duration = Histogram(
-            "opencomms_http_request_duration_seconds",
-            "Time from the request reaching the application to its response being handed to the server",
-            ["method", "route"],
-            buckets=HTTP_BUCKETS,
-            registry=r,
-        )
-        self.http_throttled = Counter(
-            "opencomms_http_throttled",
-            "REST requests answered 429, by the limit that refused them",
-            ["reason"],
-            registry=r,
-        )
-        self.sip_requests = Counter(
-            "opencomms_sip_requests", "SIP requests received (in) or sent (out)", ["direction", "method"], registry=r
-        )
-        self.sip_responses = Counter(
-            "opencomms_sip_responses",
-            "SIP responses received (in) or sent (out), by the method of their CSeq and status code",
-            ["direction", "method", "code"],
-            registry=r,
-        )
-        self.calls_started = Counter(
-            "opencomms_calls_started",
-            "Bot call legs started (outgoing: POST /communications/calls)",
-            ["direction"],
-            registry=r,
-        )
-        self.calls_ended = Counter(
-            "opencomms_calls_ended",
-            "Bot call legs ended, by their resultInfo code and subcode",
-            ["code", "subcode"],
-            registry=r,
-        )
-        self.delivery = Histogram(
-            "opencomms_notification_delivery_seconds",
-            "Time from a notification's submission to its bot's 2xx (retries included)",
-            buckets=DELIVERY_BUCKETS,
-            registry=r,
-        )
-        self.rtp_loss = Histogram(
-            "opencomms_rtp_loss_ratio",
-            "RTP loss of each finished SIP leg (0-1): in = measured here, out = the peer's last RTCP report",
-            ["direction"],
-            buckets=LOSS_BUCKETS,
-            registry=r,
-        )
-        self.rtp_jitter = Histogram(
-            "opencomms_rtp_jitter_seconds",
-            "Interarrival jitter of each finished SIP leg: in = measured here, out = the peer's last RTCP report",
-            ["direction"],
-            buckets=JITTER_BUCKETS,
-            registry=r,
-        )
-        self.rtp_rtt = Histogram(
-            "opencomms_rtp_round_trip_seconds",
-            "RTCP round-trip time of each finished SIP leg that had a report",
-            buckets=RTT_BUCKETS,
-            registry=r,
-        )
-        self.rtp_mos = Histogram(
-            "opencomms_rtp_mos",
-            "Estimated listening MOS (E-model) of each finished SIP leg",
-            buckets=MOS_BUCKETS,
-            registry=r,
-        )
-        self._http: dict[tuple[str, str, int], tuple[Any, Any]] = {}
-        self._sip: dict[tuple[bool, str, int], Any] = {}
-        r.register(_StatsCollector(sources))
+        self.http_counts: dict[tuple[str, str, int], int] = {}
+        """(method, route template, status) -> requests."""
+        self.http_latency: dict[tuple[str, str], FixedHistogram] = {}
+        self.throttled: dict[str, int] = {}
+        self.sip_counts: dict[tuple[bool, str, int | str], int] = {}
+        """(sent, method, status or code class; 0 for requests) -> messages."""
+        self.started = {"outgoing": 0, "incoming": 0}
+        self.ended: dict[tuple[str, str], int] = {}
+        self.delivery = FixedHistogram(DELIVERY_BUCKETS)
+        self.rtp_loss = {"in": FixedHistogram(LOSS_BUCKETS), "out": FixedHistogram(LOSS_BUCKETS)}
+        self.rtp_jitter = {"in": FixedHistogram(JITTER_BUCKETS), "out": FixedHistogram(JITTER_BUCKETS)}
+        self.rtp_rtt = FixedHistogram(RTT_BUCKETS)
+        self.rtp_mos = FixedHistogram(MOS_BUCKETS)
+        self.registry.register(_ObservedCollector(self))
+        self.registry.register(_StatsCollector(sources))
 
     def render(self) -> bytes:
         return prometheus_client.generate_latest(self.registry)
@@ -189,64 +132,176 @@ class NodeMetrics:
     # -- observers (event loop) --------------------------------------------------------------------------
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
-        children = self._http.get(key)
-        if children is None:
-            m = method if method in HTTP_METHODS else "other"
-            label = route or "unmatched"
-            children = (self.http_requests.labels(m, label, str(status)), self.http_duration.labels(m, label))
-            self._http[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        counts = self.http_counts
+        if key in counts:
+            counts[key] += 1
+        else:
+            counts[key] = 1
+        hist = self.http_latency.get((method, route))
+        if hist is None:
+            hist = self.http_latency[(method, route)] = FixedHistogram(HTTP_BUCKETS)
+        hist.observe(seconds)
         if status == 201 and route == "communications/calls" and method == "POST":
-            self.calls_started.labels("outgoing").inc()
+            self.started["outgoing"] += 1
         elif status == 429:
-            self.http_throttled.labels(throttle_reason(route)).inc()
+            reason = throttle_reason(route)
+            self.throttled[reason] = self.throttled.get(reason, 0) + 1
 
     def sip_message(self, sent: bool, method: str, status: int) -> None:
-        key = (sent, method, status)
-        child = self._sip.get(key)
-        if child is None:
-            direction = "out" if sent else "in"
-            m = method if method in SIP_METHODS else "other"
-            if status:
-                child = self.sip_responses.labels(direction, m, sip_code_label(status))
-            else:
-                child = self.sip_requests.labels(direction, m)
-            if len(self._sip) < 4096:  # the label values are bounded; the raw keys (unknown methods) need not be
-                self._sip[key] = child
-        child.inc()
+        key: tuple[bool, str, int | str] = (sent, method, status)
+        counts = self.sip_counts
+        if key in counts:
+            counts[key] += 1
+        elif method in SIP_METHODS and (status == 0 or status in SIP_CODES):
+            counts[key] = 1
+        else:  # a value outside the label vocabularies (a peer's invention): counted under its bounded form
+            key = (sent, method if method in SIP_METHODS else "other", sip_code_label(status) if status else 0)
+            counts[key] = counts.get(key, 0) + 1
 
     def notification_staged(self, entry: OutboxEntry) -> None:
         """Every notification committed for delivery: a call leg's `created` starts it, its `deleted` ends it."""
-        head = entry.body[:200]
-        if b'"changeType":"created"' in head:
-            self.calls_started.labels("incoming").inc()
-        elif b'"changeType":"deleted"' in head:
+        body = entry.body
+        if body.find(b'"changeType":"created"', 0, 200) >= 0:
+            self.started["incoming"] += 1
+        elif body.find(b'"changeType":"deleted"', 0, 200) >= 0:
             try:
-                note = orjson.loads(entry.body)["value"][0]
+                note = orjson.loads(body)["value"][0]
                 if "/operations/" in note["resourceUrl"]:
                     return  # a media operation finished, not a call
                 info = note["resourceData"].get("resultInfo") or {}
                 labels = result_labels(info.get("code"), info.get("subcode"))
             except (orjson.JSONDecodeError, KeyError, IndexError, TypeError, AttributeError):
                 labels = ("other", "other")
-            self.calls_ended.labels(*labels).inc()
+            self.ended[labels] = self.ended.get(labels, 0) + 1
 
     def notification_delivered(self, seconds: float) -> None:
-        self.delivery.observe(max(0.0, seconds))
+        self.delivery.observe(seconds if seconds > 0.0 else 0.0)
 
     def leg_quality(self, quality: CallQuality) -> None:
         if quality.packets_received == 0 and quality.packets_lost == 0:
             return  # no media at all (ended while ringing): nothing to say about its quality
-        self.rtp_loss.labels("in").observe(quality.loss_percent / 100.0)
-        self.rtp_jitter.labels("in").observe(quality.jitter_ms / 1000.0)
+        self.rtp_loss["in"].observe(quality.loss_percent / 100.0)
+        self.rtp_jitter["in"].observe(quality.jitter_ms / 1000.0)
         if quality.remote_loss_percent is not None:
-            self.rtp_loss.labels("out").observe(quality.remote_loss_percent / 100.0)
+            self.rtp_loss["out"].observe(quality.remote_loss_percent / 100.0)
         if quality.remote_jitter_ms is not None:
-            self.rtp_jitter.labels("out").observe(quality.remote_jitter_ms / 1000.0)
+            self.rtp_jitter["out"].observe(quality.remote_jitter_ms / 1000.0)
         if quality.rtt_ms is not None:
             self.rtp_rtt.observe(quality.rtt_ms / 1000.0)
         self.rtp_mos.observe(mos_of(quality))
+
+
+class _ObservedCollector(Collector):
+    """The observers' counts and histograms as metric families (label values normalised here, at scrape time)."""
+
+    def __init__(self, metrics: NodeMetrics) -> None:
+        self.m = metrics
+
+    def describe(self) -> Iterable[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        m = self.m
+        requests: dict[tuple[str, str, str], int] = {}
+        for (method, route, status), n in list(m.http_counts.items()):
+            labels3 = (_http_method(method), route or "unmatched", str(status))
+            requests[labels3] = requests.get(labels3, 0) + n
+        fam = CounterMetricFamily(
+            "opencomms_http_requests", "REST requests answered, by route template", labels=["method", "route", "status"]
+        )
+        for labels3, n in requests.items():
+            fam.add_metric(list(labels3), n)
+        yield fam
+        latency: dict[tuple[str, str], list[tuple[list[tuple[str, int]], float]]] = {}
+        for (method, route), hist in list(m.http_latency.items()):
+            latency.setdefault((_http_method(method), route or "unmatched"), []).append(hist.cumulative())
+        hfam = HistogramMetricFamily(
+            "opencomms_http_request_duration_seconds",
+            "Time from the request reaching the application to its response being handed to the server",
+            labels=["method", "route"],
+        )
+        for labels, parts in latency.items():
+            buckets, total = _merge(parts)
+            hfam.add_metric(list(labels), buckets, total)
+        yield hfam
+        yield _counter("opencomms_http_throttled", "REST requests answered 429, by the limit", "reason", m.throttled)
+        req = CounterMetricFamily(
+            "opencomms_sip_requests", "SIP requests received (in) or sent (out)", labels=["direction", "method"]
+        )
+        resp = CounterMetricFamily(
+            "opencomms_sip_responses",
+            "SIP responses received (in) or sent (out), by the method of their CSeq and status code",
+            labels=["direction", "method", "code"],
+        )
+        merged: dict[tuple[str, str, str], int] = {}
+        for (sent, method, code), n in list(m.sip_counts.items()):
+            labels3 = ("out" if sent else "in", method if method in SIP_METHODS else "other", str(code))
+            merged[labels3] = merged.get(labels3, 0) + n
+        for (direction, method, code_label), n in merged.items():
+            if code_label == "0":
+                req.add_metric([direction, method], n)
+            else:
+                resp.add_metric([direction, method, code_label], n)
+        yield req
+        yield resp
+        doc = "Bot call legs started (outgoing: POST /communications/calls)"
+        yield _counter("opencomms_calls_started", doc, "direction", m.started)
+        doc = "Bot call legs ended, by their resultInfo code and subcode"
+        fam = CounterMetricFamily("opencomms_calls_ended", doc, labels=["code", "subcode"])
+        for labels, n in list(m.ended.items()):
+            fam.add_metric(list(labels), n)
+        yield fam
+        yield _histogram(
+            "opencomms_notification_delivery_seconds",
+            "Time from a notification's submission to its bot's 2xx (retries included)",
+            {(): m.delivery},
+        )
+        yield _histogram(
+            "opencomms_rtp_loss_ratio",
+            "RTP loss of each finished SIP leg (0-1): in = measured here, out = the peer's last RTCP report",
+            {(d,): h for d, h in m.rtp_loss.items()},
+            ["direction"],
+        )
+        yield _histogram(
+            "opencomms_rtp_jitter_seconds",
+            "Interarrival jitter of each finished SIP leg: in = measured here, out = the peer's last RTCP report",
+            {(d,): h for d, h in m.rtp_jitter.items()},
+            ["direction"],
+        )
+        yield _histogram(
+            "opencomms_rtp_round_trip_seconds",
+            "RTCP round-trip time of each finished SIP leg that had a report",
+            {(): m.rtp_rtt},
+        )
+        yield _histogram(
+            "opencomms_rtp_mos", "Estimated listening MOS (E-model) of each finished SIP leg", {(): m.rtp_mos}
+        )
+
+
+def _http_method(method: str) -> str:
+    return method if method in HTTP_METHODS else "other"
+
+
+def _merge(parts: list[tuple[list[tuple[str, int]], float]]) -> tuple[list[tuple[str, int]], float]:
+    buckets = [(le, sum(p[0][i][1] for p in parts)) for i, (le, _) in enumerate(parts[0][0])]
+    return buckets, sum(p[1] for p in parts)
+
+
+def _counter(name: str, doc: str, label: str, values: dict[str, int]) -> CounterMetricFamily:
+    fam = CounterMetricFamily(name, doc, labels=[label])
+    for key, n in list(values.items()):
+        fam.add_metric([key], n)
+    return fam
+
+
+def _histogram(
+    name: str, doc: str, hists: dict[tuple[str, ...], FixedHistogram], labels: list[str] | None = None
+) -> HistogramMetricFamily:
+    fam = HistogramMetricFamily(name, doc, labels=labels or [])
+    for values, hist in hists.items():
+        buckets, total = hist.cumulative()
+        fam.add_metric(list(values), buckets, total)
+    return fam
 
 
 class _StatsCollector(Collector):
