@@ -5,10 +5,11 @@ Owns metric names, help texts, buckets and label vocabularies (every label has a
 ids, numbers, app ids or raw paths). Must not hold call state or be called from the media engine thread: the
 engine keeps a plain-int histogram (`EngineThread.tick_histogram`) that the collector reads at scrape time.
 
-Observed (one child look-up in a dict and one `inc`/`observe` per event, only when metrics are enabled):
-REST requests (route template, method, status, latency), SIP messages (method, code), notification delivery
-latency, call legs started (the created notification / POST 201) and ended (the deleted notification's
-resultInfo), RTP quality of each finished SIP leg. Everything else comes from `Sources` at scrape time.
+Observed, only when metrics are enabled, into plain dicts of ints and fixed-bucket histograms (a dict look-up and
+an add per event, ~0.2-0.5 us; no metrics-library call): REST requests (route template, method, status, latency),
+SIP messages (method, code), notification delivery latency, call legs started (the created notification / POST 201)
+and ended (the deleted notification's resultInfo), RTP quality of each finished SIP leg. Everything else comes from
+`Sources` at scrape time.
 """
 
 from __future__ import annotations
