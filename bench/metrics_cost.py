@@ -138,11 +138,16 @@ def main() -> None:
     def ratio(d: dict[bool, list[float]]) -> float | None:
         return round(sum(d[True]) / sum(d[False]), 4) if d[False] and sum(d[False]) else None
 
+    def pairs(d: dict[bool, list[float]]) -> list[float]:
+        """on/off of each adjacent pair (off,on then on,off in each round): neighbours share the machine's state."""
+        return [round(on / off, 3) for on, off in zip(d[True], d[False], strict=True) if off]
+
     result: dict[str, Any] = {
         "bench": "metrics_cost",
         "b2b_cycles_per_s_off": round(sum(b2b[False]) / len(b2b[False]), 1),
         "b2b_cycles_per_s_on": round(sum(b2b[True]) / len(b2b[True]), 1),
         "b2b_on_off_ratio": ratio(b2b),
+        "b2b_pair_ratios": pairs(b2b),
     }
     if not args.skip_sip:
         result |= {
@@ -150,6 +155,7 @@ def main() -> None:
             "sip_cpu_ms_per_call_off": round(sum(sip_cpu[False]) / len(sip_cpu[False]), 3),
             "sip_cpu_ms_per_call_on": round(sum(sip_cpu[True]) / len(sip_cpu[True]), 3),
             "sip_cpu_per_call_on_off_ratio": ratio(sip_cpu),
+            "sip_cpu_pair_ratios": pairs(sip_cpu),
         }
     result["observers_us_per_b2b_cycle"] = round(observers_us_per_cycle(), 2)
     if b2b[False]:  # a saturated node's event loop is one busy core: the observers' share of it at that rate
