@@ -126,6 +126,8 @@ def main() -> None:
     b2b: dict[bool, list[float]] = {False: [], True: []}
     sip_rate: dict[bool, list[float]] = {False: [], True: []}
     sip_cpu: dict[bool, list[float]] = {False: [], True: []}
+    print("warm-up run (discarded): the first node of a run is faster than the rest on a shared machine")
+    bot_to_bot(args.seconds, args.workers, True)
     for _ in range(args.rounds):
         for metrics in ORDER:
             b2b[metrics].append(bot_to_bot(args.seconds, args.workers, metrics))
