@@ -44,11 +44,14 @@ def _run(script: str, args: list[str], metrics: bool) -> dict[str, Any]:
     return result
 
 
-def bot_to_bot(seconds: float, workers: int, metrics: bool) -> float:
+def bot_to_bot(seconds: float, workers: int, metrics: bool) -> tuple[float, float]:
     r = _run("bot_to_bot.py", ["--seconds", str(seconds), "--rate", "10", "--workers", str(workers)], metrics)
-    rate = float(r["max"]["cycles_per_s"])
-    print(f"bot_to_bot metrics={'on ' if metrics else 'off'} cycles/s={rate:.1f} failed={r['max']['failed']}")
-    return rate
+    rate, cpu_ms = float(r["max"]["cycles_per_s"]), float(r["node_cpu_ms_per_cycle"])
+    print(
+        f"bot_to_bot metrics={'on ' if metrics else 'off'} cycles/s={rate:.1f} failed={r['max']['failed']} "
+        f"node_cpu_ms_per_cycle={cpu_ms:.3f}"
+    )
+    return rate, cpu_ms
 
 
 def sip_calls(seconds: float, rate: float, hold_ms: int, metrics: bool) -> tuple[float, float]:
@@ -124,13 +127,16 @@ def main() -> None:
     parser.add_argument("--skip-sip", action="store_true", help="bot-to-bot only")
     args = parser.parse_args()
     b2b: dict[bool, list[float]] = {False: [], True: []}
+    b2b_cpu: dict[bool, list[float]] = {False: [], True: []}
     sip_rate: dict[bool, list[float]] = {False: [], True: []}
     sip_cpu: dict[bool, list[float]] = {False: [], True: []}
     print("warm-up run (discarded): the first node of a run is faster than the rest on a shared machine")
     bot_to_bot(args.seconds, args.workers, True)
     for _ in range(args.rounds):
         for metrics in ORDER:
-            b2b[metrics].append(bot_to_bot(args.seconds, args.workers, metrics))
+            rate, cpu_ms = bot_to_bot(args.seconds, args.workers, metrics)
+            b2b[metrics].append(rate)
+            b2b_cpu[metrics].append(cpu_ms)
         if not args.skip_sip:
             for metrics in ORDER:
                 per_s, cpu = sip_calls(args.sip_seconds, args.sip_rate, args.hold_ms, metrics)
@@ -150,6 +156,10 @@ def main() -> None:
         "b2b_cycles_per_s_on": round(sum(b2b[True]) / len(b2b[True]), 1),
         "b2b_on_off_ratio": ratio(b2b),
         "b2b_pair_ratios": pairs(b2b),
+        "b2b_node_cpu_ms_per_cycle_off": round(sum(b2b_cpu[False]) / len(b2b_cpu[False]), 3),
+        "b2b_node_cpu_ms_per_cycle_on": round(sum(b2b_cpu[True]) / len(b2b_cpu[True]), 3),
+        "b2b_cpu_per_cycle_on_off_ratio": ratio(b2b_cpu),
+        "b2b_cpu_pair_ratios": pairs(b2b_cpu),
     }
     if not args.skip_sip:
         result |= {
