@@ -303,6 +303,15 @@ async def run(
     }
 
 
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), 0 when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=100.0, help="paced cycles per second (phase 1)")
@@ -358,12 +367,15 @@ def main() -> None:
                 raise SystemExit((tmp / "node.log").read_text())
             time.sleep(0.05)
         base = ready.read_text()
+        cpu0 = _cpu_seconds(node.pid)
         try:
             import uvloop
 
             result = uvloop.run(run(args, base, tenant.id, apps, store_url))
         except ImportError:
             result = asyncio.run(run(args, base, tenant.id, apps, store_url))
+        cycles = result["paced"]["cycles"] + result["max"]["cycles"]
+        result["node_cpu_ms_per_cycle"] = round((_cpu_seconds(node.pid) - cpu0) * 1000 / max(1, cycles), 3)
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(10)

@@ -350,6 +350,25 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """Prometheus metrics at `GET /metrics` (text exposition format; see docs/architecture.md for the names)."""
+
+    enabled: bool = True
+    """Serve /metrics and record the per-request, per-message and per-delivery observations (false: /metrics
+    answers 404 and nothing is observed; the counters /healthz shows are kept either way)."""
+    token: str = ""
+    """If set, every scrape must send `Authorization: Bearer <token>` (else 401). Keep it in the environment
+    (OPENCOMMS_METRICS__TOKEN), not in a committed file."""
+    allow_remote: bool = False
+    """Answer scrapes from addresses other than loopback (else 403). A loopback request that carries a
+    Forwarded / X-Forwarded-For / X-Real-IP header came through a proxy and counts as remote. Requires `token`."""
+
+    def __post_init__(self) -> None:
+        if self.allow_remote and not self.token:
+            raise ValueError("metrics.allow_remote needs metrics.token: remote scrapes must authenticate")
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -380,6 +399,7 @@ class NodeConfig:
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     @property
     def tls(self) -> bool:

@@ -53,6 +53,8 @@ class ApiContext:
     """Judges the callbackUri a bot gives (None: not judged at the API; the dispatcher still checks)."""
     ready: Callable[[], Awaitable[tuple[bool, dict[str, Any]]]] | None = None
     """The readiness checks behind /readyz (None: always ready)."""
+    metrics: Any = None
+    """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -65,6 +67,8 @@ class GraphApp:
     def __init__(self, ctx: ApiContext, router: Router) -> None:
         self.ctx = ctx
         self.router = router
+        self.on_request: Callable[[str, str, int, float], None] | None = None
+        """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -78,6 +82,7 @@ class GraphApp:
         echo = crid if crid and is_guid(crid) else None  # never echo a non-GUID (possibly personal) value
         method = scope["method"]
         path = scope["path"]
+        started = time.perf_counter()
         try:
             with request_context(request_id):
                 response = await self._handle(scope, receive, headers, request_id, crid)
@@ -95,6 +100,8 @@ class GraphApp:
         if response.status >= 500 or log.isEnabledFor(logging.DEBUG):
             log.info("%s %s -> %d", method, _safe_path(path), response.status, extra={"request_id": request_id})
         await self._send(send, response, payload, request_id, echo)
+        if (observe := self.on_request) is not None:
+            observe(method, scope.get("opencomms.route", ""), response.status, time.perf_counter() - started)
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[str, str], request_id: str, crid: str | None
@@ -104,6 +111,7 @@ class GraphApp:
             if value is not None and not is_guid(value):
                 raise BadRequest(f"The '{name}' header must be a GUID; nothing personal may go into it.")
         route, params, version = self.router.match(scope["method"], scope["path"])
+        scope["opencomms.route"] = route.template
         caller = None
         if route.kind is Kind.GRAPH:
             caller = self._authenticate(headers)

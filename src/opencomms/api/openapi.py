@@ -31,6 +31,10 @@ _CALL_STATES = [state.value for state in CallState]
 _OBJECT = {"type": "object"}
 
 RESPONSE_SCHEMAS: dict[str, Any] = {
+    "prometheusText": {
+        "type": "string",
+        "description": "Prometheus text exposition format 0.0.4 (Content-Type text/plain; version=0.0.4)",
+    },
     "resultInfo": _RESULT_INFO,
     "call": {
         "type": "object",

@@ -136,6 +136,14 @@ class CallService:
         return len(self._live.convs)
 
     @property
+    def group_participants(self) -> int:
+        """Live legs in group calls and meetings (the metrics' participant gauge)."""
+        multi = (ConversationKind.GROUP, ConversationKind.MEETING)
+        return sum(
+            sum(1 for leg in conv.legs.values() if leg.live) for conv in self._live.convs.values() if conv.kind in multi
+        )
+
+    @property
     def armed_timers(self) -> int:
         """Deadlines in the timer heap (some may belong to ended conversations until compaction)."""
         return len(self._live.timers)

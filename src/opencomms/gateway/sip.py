@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,8 @@ class SipGateway:
         )
         self.endpoint.admit = self._admit
         self.endpoint.admit_early = self._admit_early
+        self.on_quality: Callable[[CallQuality], None] | None = None
+        """Observer of each finished leg's RTP figures (the node's metrics); None: nobody."""
         self._by_key: dict[str, SipCall] = {}
         self._by_dialog: dict[str, SipCall] = {}
         self._tasks = TaskSet("sip")
@@ -451,12 +454,15 @@ class SipGateway:
     def _record(self, call: Call, sc: SipCall, reason: ResultInfo) -> None:
         """Keep the leg's media quality in its conversation's call record (same store transaction as its end)."""
         codec = sc.media.codec.name if sc.media is not None else "unknown"
+        quality = sc.rtp.quality()
         try:
             group = self.calls.conversation_kind(call.conversation_id) is ConversationKind.GROUP
             now = self.calls.now()
-            record_leg(self.directory.store, call, reason, sc.rtp.quality(), codec, group=group, now=now)
+            record_leg(self.directory.store, call, reason, quality, codec, group=group, now=now)
         except Exception:
             log.exception("call record not written", extra={"call_id": call.id})
+        if self.on_quality is not None:
+            self.on_quality(quality)
 
     # -- media and teardown --------------------------------------------------------------------------------
     async def _start_media(self, sc: SipCall) -> None:

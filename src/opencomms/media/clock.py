@@ -28,6 +28,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from opencomms.histogram import TICK_BOUNDS, FixedHistogram
+
 from .engine import MediaEngine, MediaEvent
 from .faults import FaultLog
 from .frames import FRAME_MS
@@ -93,6 +95,9 @@ class EngineThread:
         self._thread: threading.Thread | None = None
         self._stopped = False
         self._durations = np.zeros(window, dtype=np.float64)
+        self.tick_histogram = FixedHistogram(TICK_BOUNDS)
+        """Every tick's duration (commands + tick, seconds) since start, in fixed buckets: the metrics collector
+        reads it at scrape time (plain ints, no metrics library call on this thread)."""
         self.ticks = 0
         """Ticks run."""
         self.overruns = 0
@@ -227,7 +232,9 @@ class EngineThread:
             except Exception as exc:
                 self._tick_faults.record(type(exc).__name__, exc)
                 events = []
-            self._durations[self.ticks % self._durations.size] = clock() - started
+            took = clock() - started
+            self._durations[self.ticks % self._durations.size] = took
+            self.tick_histogram.observe(took)
             self.ticks += 1
             k += 1
             if events and self.on_events is not None:

@@ -200,6 +200,10 @@ class Dispatcher:
         self._redirected = 0
         self._given_up = 0
         self._refused = 0
+        self.on_staged: Callable[[OutboxEntry], None] | None = None
+        """Observer of every entry committed for delivery (the metrics read call ends from it); None: none."""
+        self.on_delivered: Callable[[float], None] | None = None
+        """Observer of each delivery's latency (seconds from submit to the bot's 2xx); None: none."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Dispatcher:
@@ -395,6 +399,8 @@ class Dispatcher:
     # -- scheduling --------------------------------------------------------------------------------------
     def _stage(self, entry: OutboxEntry) -> None:
         self._staged.append(entry)
+        if self.on_staged is not None:
+            self.on_staged(entry)
         if self._flush_handle is None:
             assert self._loop is not None  # set by start(); submit only stages while running
             self._flush_handle = self._loop.call_soon(self._flush)
@@ -549,6 +555,8 @@ class Dispatcher:
 
         if outcome is Outcome.DELIVERED:
             self._delivered += 1
+            if self.on_delivered is not None:
+                self.on_delivered(self._clock() - entry.created_at)
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("notification delivered", extra=_extra(entry, status, url))
             await self._finish(key, lane, entry)

@@ -79,6 +79,9 @@ __all__ = ["SipEndpoint"]
 
 log = logging.getLogger("opencomms.sip")
 
+MessageObserver = Callable[[bool, str, int], None]
+"""(sent, method, status) of one SIP message; status 0 for a request. See `SipEndpoint.on_message`."""
+
 
 def _safe_call(callback: Callable[..., object], *args: object) -> None:
     try:
@@ -97,6 +100,9 @@ class SipEndpoint:
         """Admission control for new INVITEs (see AdmitHook); None admits everything."""
         self.admit_early: EarlyAdmitHook | None = None
         """Early refusal of new INVITEs by source, before parsing (see EarlyAdmitHook)."""
+        self.on_message: MessageObserver | None = None
+        """Observer of each message parsed in and each request or response sent first time (not retransmissions):
+        (sent, method, status; 0 for a request). The node's metrics count them; None: nobody."""
         self.dialogs = DialogTable()
         self.layer = TransactionLayer(
             self.config.timers,
@@ -262,6 +268,8 @@ class SipEndpoint:
         request.headers.set_default("Max-Forwards", "70")
         if self.config.user_agent:
             request.headers.set_default("User-Agent", self.config.user_agent)
+        if self.on_message is not None:
+            self.on_message(True, request.method, 0)
 
     # -- client side
 
@@ -344,6 +352,8 @@ class SipEndpoint:
             return
         handle._cancel_sent = True
         cancel = build_cancel(handle.request)
+        if self.on_message is not None:
+            self.on_message(True, "CANCEL", 0)
         now = self._now()
         _, actions = self.layer.send_request(cancel, handle.destination, now)
         self.layer.arm_timeout(handle.key, now + self.config.timers.b)
@@ -363,6 +373,8 @@ class SipEndpoint:
             except SipParseError as err:
                 self._answer_parse_error(err, source)
                 return
+            if self.on_message is not None:
+                self._observe_in(message)
             if isinstance(message, SipRequest):
                 fix_via(message, source)
                 if self.admit is not None and message.method == "INVITE" and self._refused(message, source):
@@ -375,6 +387,17 @@ class SipEndpoint:
             log.exception("SIP message handling failed")
         finally:
             self._rearm()
+
+    def _observe_in(self, message: SipRequest | SipResponse) -> None:
+        assert self.on_message is not None
+        if isinstance(message, SipRequest):
+            self.on_message(False, message.method, 0)
+        else:
+            try:
+                method = message.cseq.method
+            except Exception:  # a response without a usable CSeq: the transaction layer drops it anyway
+                method = ""
+            self.on_message(False, method, message.status)
 
     def _refused(self, request: SipRequest, source: Destination) -> bool:
         """Whether the `admit` hook refused this new INVITE (then answered here, statelessly)."""
@@ -579,6 +602,8 @@ class SipEndpoint:
             return None
         if status >= 200:
             handle.final_response = response
+        if self.on_message is not None:
+            self.on_message(True, request.method, status)
         self._uas_dialog(handle, response)
         if request.method == "INVITE" and response.is_success:
             handle.awaiting_ack = True
