@@ -181,51 +181,5 @@ class Call:
         }
 
 
-@dataclass(slots=True)
-class Transfer:
-    transferor: str
-    """Call id of the leg that asked for the transfer."""
-    transferee: str
-    """Call id of the leg being moved to the target."""
-    target: str
-    """Call id of the new incoming leg at the transfer target."""
-
-
-@dataclass(slots=True)
-class Conversation:
-    """Legs that talk to each other. `id` is the callChainId every leg reports."""
-
-    id: str
-    tenant_id: str
-    legs: list[str] = field(default_factory=list)
-    group: bool = False
-    transfer: Transfer | None = None
-    failure: ResultInfo | None = None
-    """Why the last pending leg failed, reported to a caller that ends up alone before connecting."""
-
-    def to_doc(self) -> JsonObj:
-        """The stored document (hand-written like Call.to_doc; `legs` is copied, it changes in place)."""
-        t = self.transfer
-        return {
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "legs": list(self.legs),
-            "group": self.group,
-            "transfer": None
-            if t is None
-            else {"transferor": t.transferor, "transferee": t.transferee, "target": t.target},
-            "failure": None if self.failure is None else _result_doc(self.failure),
-        }
-
-    @classmethod
-    def from_doc(cls, doc: JsonObj) -> Conversation:
-        doc = dict(doc)
-        if doc.get("transfer") is not None:
-            doc["transfer"] = Transfer(**doc["transfer"])
-        if doc.get("failure") is not None:
-            doc["failure"] = ResultInfo(**doc["failure"])
-        return cls(**doc)
-
-
 def _result_doc(info: ResultInfo) -> JsonObj:
     return {"code": info.code, "subcode": info.subcode, "message": info.message}
