@@ -1,6 +1,5 @@
-"""Call legs and conversations as stored and as shown on the wire.
-
-A Call is one bot's (or one party's) leg; legs that talk to each other share a Conversation (callChainId).
+"""The read model of a call leg as Graph shows it: `Call` views are built from the aggregate's legs
+(calling/views.py) for the REST API, the media side and the gateways; the aggregate (domain/) owns the state.
 """
 
 from __future__ import annotations
@@ -73,52 +72,6 @@ class Call:
     def url(self) -> str:
         return f"/communications/calls/{self.id}"
 
-    def to_doc(self) -> JsonObj:
-        """The stored document (every field; enums as their values). Hand-written rather than
-        dataclasses.asdict, which deep-copies and is a hot spot at high call rates: nested JSON values are
-        shared with this object, so serialise the document before mutating the call again (stores do)."""
-        info = self.result_info
-        return {
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "app_id": self.app_id,
-            "direction": self.direction.value,
-            "state": self.state.value,
-            "conversation_id": self.conversation_id,
-            "my_participant_id": self.my_participant_id,
-            "source_id": self.source_id,
-            "identity": self.identity,
-            "source": self.source,
-            "targets": self.targets,
-            "requested_modalities": self.requested_modalities,
-            "created_at": self.created_at,
-            "callback_uri": self.callback_uri,
-            "media_config": self.media_config,
-            "call_options": self.call_options,
-            "subject": self.subject,
-            "result_info": None if info is None else _result_doc(info),
-            "incoming_context": self.incoming_context,
-            "call_routes": self.call_routes,
-            "extra": self.extra,
-            "version": self.version,
-            "answer_deadline": self.answer_deadline,
-            "keepalive_deadline": self.keepalive_deadline,
-            "ring_group": self.ring_group,
-            "connected": self.connected,
-            "muted": self.muted,
-            "external": self.external,
-        }
-
-    @classmethod
-    def from_doc(cls, doc: JsonObj) -> Call:
-        doc = dict(doc)
-        doc["direction"] = CallDirection(doc["direction"])
-        doc["state"] = CallState(doc["state"])
-        if doc.get("result_info") is not None:
-            doc["result_info"] = ResultInfo(**doc["result_info"])
-        return cls(**doc)
-
-    # -- wire -------------------------------------------------------------------------------------------
     def odata(self) -> JsonObj:
         return {
             "@odata.type": "#microsoft.graph.call",
@@ -159,73 +112,3 @@ class Call:
             "transcription": None,
         }
         return body
-
-    def participant(self) -> JsonObj:
-        """This leg as a Graph participant."""
-        return {
-            "@odata.type": "#microsoft.graph.participant",
-            "id": self.my_participant_id,
-            "info": {"@odata.type": "#microsoft.graph.participantInfo", "identity": self.identity},
-            "mediaStreams": [
-                {
-                    "@odata.type": "#microsoft.graph.mediaStream",
-                    "mediaType": "audio",
-                    "label": "main-audio",
-                    "sourceId": self.source_id,
-                    "direction": "sendReceive",
-                    "serverMuted": False,
-                }
-            ],
-            "isMuted": self.muted,
-            "isInLobby": False,
-        }
-
-
-@dataclass(slots=True)
-class Transfer:
-    transferor: str
-    """Call id of the leg that asked for the transfer."""
-    transferee: str
-    """Call id of the leg being moved to the target."""
-    target: str
-    """Call id of the new incoming leg at the transfer target."""
-
-
-@dataclass(slots=True)
-class Conversation:
-    """Legs that talk to each other. `id` is the callChainId every leg reports."""
-
-    id: str
-    tenant_id: str
-    legs: list[str] = field(default_factory=list)
-    group: bool = False
-    transfer: Transfer | None = None
-    failure: ResultInfo | None = None
-    """Why the last pending leg failed, reported to a caller that ends up alone before connecting."""
-
-    def to_doc(self) -> JsonObj:
-        """The stored document (hand-written like Call.to_doc; `legs` is copied, it changes in place)."""
-        t = self.transfer
-        return {
-            "id": self.id,
-            "tenant_id": self.tenant_id,
-            "legs": list(self.legs),
-            "group": self.group,
-            "transfer": None
-            if t is None
-            else {"transferor": t.transferor, "transferee": t.transferee, "target": t.target},
-            "failure": None if self.failure is None else _result_doc(self.failure),
-        }
-
-    @classmethod
-    def from_doc(cls, doc: JsonObj) -> Conversation:
-        doc = dict(doc)
-        if doc.get("transfer") is not None:
-            doc["transfer"] = Transfer(**doc["transfer"])
-        if doc.get("failure") is not None:
-            doc["failure"] = ResultInfo(**doc["failure"])
-        return cls(**doc)
-
-
-def _result_doc(info: ResultInfo) -> JsonObj:
-    return {"code": info.code, "subcode": info.subcode, "message": info.message}

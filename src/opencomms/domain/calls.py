@@ -1,6 +1,7 @@
 """The Graph call state machine as data, and the actions a bot may take in each state.
 
-`CALL_FSM` is the single transition table for a call leg; `check_action` guards REST actions against it.
+`CALL_FSM` is the single transition table for a call leg; `next_state` applies it (the conversation's rules guard
+REST actions with it).
 """
 
 from __future__ import annotations

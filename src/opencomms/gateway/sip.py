@@ -7,10 +7,10 @@ leg. Outbound: a bot's call to a phone number goes out through the configured tr
 followed), a call to a user to the Contact of a softphone that registered for them; both are one `Route` played
 by `OutboundInvite` and answered alike (a 200 crossing our CANCEL is ACKed and BYEd, the peer's Allow kept for
 REFER transfers, the same failure mapping and call records).
-RFC 4733 digits from a phone are played into the conversation as in-band tones, so bots detect DTMF the same
-way whatever its source; the other way, DTMF sent by other legs reaches a phone that negotiated telephone-event
-as RFC 4733 events, not in-band (the RTP bank and the engine's out-of-band legs). Implements `GatewayHooks`; it
-decides nothing about calls itself.
+RFC 4733 digits from a phone enter the media engine as key events in the tick they arrive (the RTP bank's
+`push_key`), so bots hear of them as they hear in-band DTMF; the other way, DTMF sent by other legs reaches a phone
+that negotiated telephone-event as RFC 4733 events, not in-band (the RTP bank and the engine's out-of-band legs).
+It is the `Gateway` of `LegKind.SIP` (calling/subscribers.py); it decides nothing about calls itself.
 """
 
 from __future__ import annotations
@@ -416,7 +416,7 @@ class SipGateway:
         ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
         return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
 
-    # -- GatewayHooks --------------------------------------------------------------------------------------
+    # -- Gateway (calling.subscribers) --------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
         self._spawn(self._dial_guarded(call))

@@ -50,10 +50,9 @@ class SlotTable:
 
     def add(self) -> int:
         """Claim the lowest free row; raises BankFullError when none is left."""
-        free = np.flatnonzero(~self._active)
-        if free.size == 0:
+        row = int(np.argmin(self._active))  # the first free row, without building the list of all of them
+        if self._active[row]:
             raise BankFullError(f"all {self.capacity} slots are in use")
-        row = int(free[0])
         self._active[row] = True
         self._end = max(self._end, row + 1)
         return row

@@ -162,6 +162,10 @@ class EgressPolicy:
         self.resolve_timeout = resolve_timeout
         self._networks = tuple(networks)
         self._hostnames = frozenset(hostnames)
+        self._final: dict[str, URL] = {}
+        """URLs whose host was judged allowed without resolving (a literal, an allowed or loopback name): the verdict
+        depends only on the URL and this policy, which never changes, so the hot path (every callbackUri of every
+        create and answer) does not parse and judge the same URL again. Bounded: cleared when full."""
 
     # -- judging addresses -----------------------------------------------------------------------------------
     def allowed_host(self, host: str) -> bool:
@@ -261,9 +265,17 @@ class EgressPolicy:
     async def check_url_resolved(self, raw: str | URL) -> URL:
         """`check_url`, then a host name resolved (within `resolve_timeout`) and its addresses judged. A name that
         does not resolve in time is let through: every connection checks it again."""
-        url = self.check_url(raw)
+        key = raw if isinstance(raw, str) else None
+        if key is not None and (known := self._final.get(key)) is not None:
+            return known
+        url = self.parse_url(raw)
         host = url.host or ""
-        if not self.check_host(host):
+        if self.check_host(host):
+            if key is not None:
+                if len(self._final) >= 1024:
+                    self._final.clear()
+                self._final[key] = url
+        else:
             try:
                 await self.resolve(host, url.port or 0)
             except EgressRefused:
