@@ -370,12 +370,12 @@ class AppHostedMedia:
             if failure is not None and not bridge.closing:
                 self.stats.failures += 1
                 log.warning("app-hosted media failed", extra={"call_id": bridge.call_id, "code": failure.subcode})
-                self.calls.media_failed(bridge.call_id, failure)
+                await self.calls.media_failed(bridge.call_id, failure)
         except asyncio.CancelledError:
             pass
         except Exception:
             log.exception("app-hosted media failed", extra={"call_id": bridge.call_id})
-            self.calls.media_failed(bridge.call_id, results.APP_MEDIA_LOST)
+            await self.calls.media_failed(bridge.call_id, results.APP_MEDIA_LOST)
         finally:
             await self._close_ws(bridge)
 

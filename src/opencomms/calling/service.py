@@ -162,27 +162,27 @@ class CallService:
     def now(self) -> float:
         return self.clock()
 
-    def get(self, caller: Caller, call_id: str) -> Call:
+    async def get(self, caller: Caller, call_id: str) -> Call:
         return self.own(caller, call_id)
 
-    def participants(self, caller: Caller, call_id: str) -> list[JsonObj]:
+    async def participants(self, caller: Caller, call_id: str) -> list[JsonObj]:
         call = self.own(caller, call_id)
         return [p.to_wire() for p in self._conv(call.id).participants_for(call.id)]
 
-    def participant(self, caller: Caller, call_id: str, participant_id: str) -> JsonObj:
+    async def participant(self, caller: Caller, call_id: str, participant_id: str) -> JsonObj:
         wanted = normalize_id(participant_id)
-        for p in self.participants(caller, call_id):
+        for p in await self.participants(caller, call_id):
             if p["id"] == wanted:
                 return p
         raise NotFound(f"No participant {participant_id!r} in this call.")
 
-    def operation(self, caller: Caller, call_id: str, operation_id: str) -> JsonObj | None:
+    async def operation(self, caller: Caller, call_id: str, operation_id: str) -> JsonObj | None:
         """A commsOperation of this call, as last reported (None if unknown)."""
         call = self.own(caller, call_id)
         return self.store.get("operation", f"{call.id}/{normalize_id(operation_id)}")
 
     # -- REST actions --------------------------------------------------------------------------------------
-    def create(self, caller: Caller, req: wire.CreateCall) -> JsonObj:
+    async def create(self, caller: Caller, req: wire.CreateCall) -> JsonObj:
         """POST /communications/calls. Returns the new call as the 201 body shows it."""
         group = len(req.targets) > 1
         self.require(caller, INITIATE_GROUP if group else INITIATE)
@@ -217,19 +217,19 @@ class CallService:
         log.info("call created", extra={"call_id": spec.id, "app_id": app.id, "targets": len(req.targets)})
         return body
 
-    def answer(self, caller: Caller, call_id: str, req: wire.Answer) -> None:
+    async def answer(self, caller: Caller, call_id: str, req: wire.Answer) -> None:
         call = self.own(caller, call_id)
         self._check_media(caller, req.media_config)
         attrs = {"media_config": req.media_config, "call_options": req.call_options, "callback_uri": req.callback_uri}
         self._command(call.id, c.Answer(call.id, attrs), check=True)
         log.info("call answered", extra={"call_id": call.id, "app_id": call.app_id})
 
-    def reject(self, caller: Caller, call_id: str, req: wire.Reject) -> None:
+    async def reject(self, caller: Caller, call_id: str, req: wire.Reject) -> None:
         call = self.own(caller, call_id)
         self._command(call.id, c.Reject(call.id, req.reason, req.callback_uri), check=True)
         log.info("call rejected", extra={"call_id": call.id, "reason": req.reason})
 
-    def redirect(self, caller: Caller, call_id: str, req: wire.Redirect) -> None:
+    async def redirect(self, caller: Caller, call_id: str, req: wire.Redirect) -> None:
         call = self.own(caller, call_id)
         self.require(caller, INITIATE)
         conv = self._conv(call.id)
@@ -239,7 +239,7 @@ class CallService:
         self._command(call.id, c.Redirect(call.id, invitations, timeout, req.callback_uri))
         log.info("call redirected", extra={"call_id": call.id, "targets": len(req.targets)})
 
-    def transfer(self, caller: Caller, call_id: str, req: wire.Transfer) -> None:
+    async def transfer(self, caller: Caller, call_id: str, req: wire.Transfer) -> None:
         call = self.own(caller, call_id)
         self.require(caller, INITIATE)
         conv = self._conv(call.id)
@@ -256,12 +256,12 @@ class CallService:
         self._command(call.id, command)
         log.info("call transfer started", extra={"call_id": call.id})
 
-    def hang_up(self, caller: Caller, call_id: str) -> None:
+    async def hang_up(self, caller: Caller, call_id: str) -> None:
         call = self.own(caller, call_id)
         self._command(call.id, c.HangUp(call.id), check=True)
         log.info("call hung up", extra={"call_id": call.id})
 
-    def keep_alive(self, caller: Caller, call_id: str) -> None:
+    async def keep_alive(self, caller: Caller, call_id: str) -> None:
         call = self.own(caller, call_id)
         self._command(call.id, c.KeepAlive(call.id), check=True)
 
@@ -274,7 +274,7 @@ class CallService:
         self._command(call_id, c.MoveCallback(call_id, url))
 
     # -- gateways and media ----------------------------------------------------------------------------------
-    def accept_inbound(
+    async def accept_inbound(
         self, *, app: Application, callee: JsonObj, caller: JsonObj, external: str, call_id: str | None = None
     ) -> Call:
         """A call from outside (a phone on SIP) to `app`: the caller's external leg (`establishing`) and the
@@ -288,23 +288,25 @@ class CallService:
         log.info("inbound call", extra={"call_id": spec.id, "app_id": app.id})
         return self.leg(spec.id) or self._ended_view(conv, events, spec.id)
 
-    def external_answered(self, call_id: str) -> None:
+    async def external_answered(self, call_id: str) -> None:
         self._command(call_id, c.ConnectLeg(call_id))
 
-    def external_ended(self, call_id: str, reason: ResultInfo) -> None:
+    async def external_ended(self, call_id: str, reason: ResultInfo) -> None:
         self._command(call_id, c.EndLeg(call_id, reason))
 
-    def media_failed(self, call_id: str, reason: ResultInfo) -> None:
+    async def media_failed(self, call_id: str, reason: ResultInfo) -> None:
         """A leg's application-hosted media could not be reached or was lost for good: end the leg."""
         self._command(call_id, c.FailMedia(call_id, reason))
 
-    def external_transfer_accepted(self, call_id: str) -> None:
+    async def external_transfer_accepted(self, call_id: str) -> None:
         self._command(call_id, c.AcceptTransfer(call_id))
 
-    def external_transferred(self, call_id: str) -> None:
+    async def external_transferred(self, call_id: str) -> None:
         self._command(call_id, c.CompleteTransfer(call_id))
 
-    def external_transfer_failed(self, call_id: str, reason: ResultInfo, *, bridge: JsonObj | None = None) -> None:
+    async def external_transfer_failed(
+        self, call_id: str, reason: ResultInfo, *, bridge: JsonObj | None = None
+    ) -> None:
         call = self.leg(call_id)
         invitation = None if bridge is None or call is None else self.inviter.invitation(call.tenant_id, bridge)
         self._command(call_id, c.FailTransfer(call_id, reason, invitation))

@@ -171,7 +171,7 @@ class SipGateway:
         await self.endpoint.start()
         # legs of calls whose signalling a previous process held cannot be recovered: end them
         for call in [c for c in self.calls.legs() if c.is_external]:
-            self.calls.external_ended(call.id, results.GATEWAY_RESTARTED)
+            await self.calls.external_ended(call.id, results.GATEWAY_RESTARTED)
         log.info("sip gateway listening", extra={"port": self.port})
 
     async def close(self) -> None:
@@ -241,7 +241,7 @@ class SipGateway:
             handle.respond(200)
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.leg_id is not None:
-                self.calls.external_ended(sc.leg_id, results.PSTN_HUNG_UP)
+                self._spawn(self.calls.external_ended(sc.leg_id, results.PSTN_HUNG_UP))
         elif method == "REGISTER":
             self.registrations.handle(handle, req)
         elif method == "NOTIFY":
@@ -287,7 +287,7 @@ class SipGateway:
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.invite is handle:
                 if sc.leg_id is not None and self.calls.leg(sc.leg_id) is not None:
-                    self.calls.external_ended(sc.leg_id, results.CANNOT_ROUTE)
+                    await self.calls.external_ended(sc.leg_id, results.CANNOT_ROUTE)
                 await self._teardown(sc)
             else:
                 self.admission.abandoned(handle.source.host)
@@ -352,7 +352,7 @@ class SipGateway:
         callee = self._callee_identity(inst)
         handle.respond(180, "Ringing")
         sc.leg_id = leg_id
-        self.calls.accept_inbound(app=app, callee=callee, caller=caller, external=key, call_id=leg_id)
+        await self.calls.accept_inbound(app=app, callee=callee, caller=caller, external=key, call_id=leg_id)
         return True
 
     def _reinvite(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
@@ -388,7 +388,7 @@ class SipGateway:
 
     def _remote_gone(self, sc: SipCall, reason: ResultInfo) -> None:
         if sc.leg_id is not None:
-            self.calls.external_ended(sc.leg_id, reason)
+            self._spawn(self.calls.external_ended(sc.leg_id, reason))
         else:
             self._spawn(self._teardown(sc))
 
@@ -473,7 +473,7 @@ class SipGateway:
         except Exception:
             log.exception("RTP could not start", extra={"call_id": sc.leg_id})
             if sc.leg_id is not None:
-                self.calls.external_ended(sc.leg_id, results.MEDIA_LOST)
+                await self.calls.external_ended(sc.leg_id, results.MEDIA_LOST)
             return
         sc.rtp.on_timeout = lambda: self._remote_gone(sc, results.MEDIA_LOST)
         sc.rtp.on_error = lambda _step: self._remote_gone(sc, results.MEDIA_STREAM_FAILED)
@@ -515,7 +515,7 @@ class SipGateway:
                 log.exception("outbound call failed", extra={"call_id": call.id})
             sc = self._by_key.get(call.id)
             if self.calls.leg(call.id) is not None and not isinstance(exc, asyncio.CancelledError):
-                self.calls.external_ended(call.id, results.CANNOT_ROUTE)  # ending() tears it down
+                await self.calls.external_ended(call.id, results.CANNOT_ROUTE)  # ending() tears it down
             elif sc is not None:
                 await asyncio.shield(self._teardown(sc, bye=sc.answered))
             if isinstance(exc, asyncio.CancelledError):
@@ -529,7 +529,7 @@ class SipGateway:
             route = trunk_route(self.config, self.host, call)
         if not isinstance(route, Route):
             self._dialling.discard(call.id)
-            self.calls.external_ended(call.id, route)
+            await self.calls.external_ended(call.id, route)
             return
         key = call.id
         rtp = RtpSession(call.id, self.bank, self.ports, self.host, config=self.rtp_config)
@@ -538,7 +538,7 @@ class SipGateway:
         except Exception:
             await rtp.close()
             self._dialling.discard(call.id)
-            self.calls.external_ended(call.id, results.MEDIA_OVERLOADED)
+            await self.calls.external_ended(call.id, results.MEDIA_OVERLOADED)
             return
         if call.id not in self._dialling:  # the call ended while the ports were being opened
             await rtp.close()
@@ -551,7 +551,7 @@ class SipGateway:
             dest = hop if isinstance(hop, Destination) else await self.endpoint.resolve(hop)
         except (OSError, ValueError):
             log.warning("callee unreachable", extra={"call_id": call.id})
-            self.calls.external_ended(call.id, route.unreachable)
+            await self.calls.external_ended(call.id, route.unreachable)
             return
         if sc.closed:  # the call ended while the next hop was being resolved
             return
@@ -582,7 +582,7 @@ class SipGateway:
             except (OSError, ValueError):  # its Contact (or Record-Route) cannot be reached
                 log.warning("ACK not sent: the answer's Contact is unreachable", extra={"call_id": leg_id})
                 if self.calls.leg(leg_id) is not None:
-                    self.calls.external_ended(leg_id, results.CALLEE_UNREACHABLE)
+                    await self.calls.external_ended(leg_id, results.CALLEE_UNREACHABLE)
                 await self._teardown(sc)
                 return
         if sc.closed or self.calls.leg(leg_id) is None:  # the leg ended meanwhile (ring timeout, bot hung up)
@@ -591,7 +591,7 @@ class SipGateway:
             return
         if response is None or not response.is_success:
             reason = results.NO_ANSWER if response is None else failure_for_status(response.status, response.reason)
-            self.calls.external_ended(leg_id, reason)
+            await self.calls.external_ended(leg_id, reason)
             await self._teardown(sc)
             return
         sc.dialog_call_id = response.call_id
@@ -603,15 +603,15 @@ class SipGateway:
         except AddressError as exc:
             log.info("answer's media address refused: %s", exc, extra={"call_id": leg_id})
             if self.calls.leg(leg_id) is not None:
-                self.calls.external_ended(leg_id, results.MEDIA_ADDRESS_REFUSED)
+                await self.calls.external_ended(leg_id, results.MEDIA_ADDRESS_REFUSED)
             return
         except (SdpError, NegotiationError):
             if self.calls.leg(leg_id) is not None:
-                self.calls.external_ended(leg_id, results.MEDIA_LOST)
+                await self.calls.external_ended(leg_id, results.MEDIA_LOST)
             return
         if sc.closed or self.calls.leg(leg_id) is None:  # ended while its media address was being resolved
             return
-        self.calls.external_answered(leg_id)
+        await self.calls.external_answered(leg_id)
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.spawn(coro)

@@ -89,13 +89,13 @@ def env() -> Any:
     return svc, store, media, gateway, apps
 
 
-def create(svc: CallService, caller: Caller, *targets: dict[str, Any]) -> dict[str, Any]:
+async def create(svc: CallService, caller: Caller, *targets: dict[str, Any]) -> dict[str, Any]:
     body = {"callbackUri": "http://127.0.0.1:9/a", "targets": list(targets), "mediaConfig": SERVICE_HOSTED}
-    return svc.create(caller, wire.create_call(body))
+    return await svc.create(caller, wire.create_call(body))
 
 
-def answer(svc: CallService, caller: Caller, call_id: str) -> None:
-    svc.answer(caller, call_id, wire.answer({"acceptedModalities": ["audio"], "mediaConfig": SERVICE_HOSTED}))
+async def answer(svc: CallService, caller: Caller, call_id: str) -> None:
+    await svc.answer(caller, call_id, wire.answer({"acceptedModalities": ["audio"], "mediaConfig": SERVICE_HOSTED}))
 
 
 def leg_of(svc: CallService, caller: Caller) -> Call:
@@ -106,37 +106,37 @@ def sent(store: MemoryStore, call_id: str) -> list[dict[str, Any]]:
     return [orjson.loads(e.body) for e in store.outbox_load() if e.order_key == call_id]
 
 
-def test_bot_to_bot_call_notifies_each_bot_and_joins_media_after_commit(env: Any) -> None:
+async def test_bot_to_bot_call_notifies_each_bot_and_joins_media_after_commit(env: Any) -> None:
     svc, store, media, _, apps = env
-    created = create(svc, apps["alice"], app_target(apps["bob"].app_id))
+    created = await create(svc, apps["alice"], app_target(apps["bob"].app_id))
     assert created["state"] == "establishing" and created["mediaState"]["audio"] == "inactive"
     bob = leg_of(svc, apps["bob"])
     assert [b["value"][0]["changeType"] for b in sent(store, bob.id)] == ["created"]
-    answer(svc, apps["bob"], bob.id)
+    await answer(svc, apps["bob"], bob.id)
     states = [b["value"][0]["resourceData"]["state"] for b in sent(store, created["id"])]
     assert states == ["establishing", "established"]
     assert sorted(e for e, _ in media.events if e == "connected") == ["connected", "connected"]
-    svc.hang_up(apps["alice"], created["id"])
+    await svc.hang_up(apps["alice"], created["id"])
     assert svc.active_calls == 0 and svc.active_conversations == 0
     assert [b["value"][0]["changeType"] for b in sent(store, bob.id)][-1] == "deleted"
     assert {cid for e, cid in media.events if e == "ending"} == {created["id"], bob.id}
 
 
-def test_rest_commands_fail_with_the_aggregate_s_typed_errors(env: Any) -> None:
+async def test_rest_commands_fail_with_the_aggregate_s_typed_errors(env: Any) -> None:
     svc, _, _, _, apps = env
-    create(svc, apps["alice"], app_target(apps["bob"].app_id))
+    await create(svc, apps["alice"], app_target(apps["bob"].app_id))
     bob = leg_of(svc, apps["bob"])
     with pytest.raises(InvalidState, match="reject"):
-        svc.hang_up(apps["bob"], bob.id)  # ringing: rejected, not deleted
+        await svc.hang_up(apps["bob"], bob.id)  # ringing: rejected, not deleted
     with pytest.raises(NotFound):
-        svc.hang_up(apps["alice"], bob.id)  # not alice's leg
+        await svc.hang_up(apps["alice"], bob.id)  # not alice's leg
 
 
-def test_group_roster_is_sent_once_per_change_to_each_bot(env: Any) -> None:
+async def test_group_roster_is_sent_once_per_change_to_each_bot(env: Any) -> None:
     svc, store, _, _, apps = env
-    created = create(svc, apps["alice"], app_target(apps["bob"].app_id), app_target(apps["carol"].app_id))
+    created = await create(svc, apps["alice"], app_target(apps["bob"].app_id), app_target(apps["carol"].app_id))
     bob, carol = leg_of(svc, apps["bob"]), leg_of(svc, apps["carol"])
-    answer(svc, apps["bob"], bob.id)
+    await answer(svc, apps["bob"], bob.id)
 
     def rosters(call_id: str) -> list[list[str]]:
         return [
@@ -147,60 +147,60 @@ def test_group_roster_is_sent_once_per_change_to_each_bot(env: Any) -> None:
 
     assert rosters(created["id"]) == [[created["myParticipantId"], bob.my_participant_id]]
     assert rosters(bob.id) == rosters(created["id"])
-    answer(svc, apps["carol"], carol.id)
+    await answer(svc, apps["carol"], carol.id)
     assert len(rosters(created["id"])) == 2 and len(rosters(carol.id)) == 1
     assert rosters(carol.id)[0] == [created["myParticipantId"], bob.my_participant_id, carol.my_participant_id]
 
 
-def test_mute_reaches_the_mix_after_commit_and_updates_the_roster(env: Any) -> None:
+async def test_mute_reaches_the_mix_after_commit_and_updates_the_roster(env: Any) -> None:
     svc, _, media, _, apps = env
-    created = create(svc, apps["alice"], app_target(apps["bob"].app_id))
-    answer(svc, apps["bob"], leg_of(svc, apps["bob"]).id)
+    created = await create(svc, apps["alice"], app_target(apps["bob"].app_id))
+    await answer(svc, apps["bob"], leg_of(svc, apps["bob"]).id)
     with svc.unit():
         svc.mute(created["id"], True)
         assert ("muted", created["id"]) not in media.events  # not before the commit
     assert ("muted", created["id"]) in media.events
-    assert svc.participant(apps["alice"], created["id"], created["myParticipantId"])["isMuted"] is True
+    assert (await svc.participant(apps["alice"], created["id"], created["myParticipantId"]))["isMuted"] is True
 
 
-def test_gateway_of_the_leg_kind_dials_confirms_and_ends_its_leg(env: Any) -> None:
+async def test_gateway_of_the_leg_kind_dials_confirms_and_ends_its_leg(env: Any) -> None:
     svc, store, _, gateway, apps = env
-    created = create(svc, apps["alice"], PHONE)
+    created = await create(svc, apps["alice"], PHONE)
     phone = next(c for c in svc.legs() if c.is_external)
     assert gateway.events == [("dial", phone.id)]
-    svc.external_answered(phone.id)
+    await svc.external_answered(phone.id)
     assert gateway.events[-1] == ("connected", phone.id)
     assert sent(store, phone.id) == []  # a phone has no webhook
-    svc.hang_up(apps["alice"], created["id"])
+    await svc.hang_up(apps["alice"], created["id"])
     rhu = results.REMOTE_HUNG_UP
     assert gateway.events[-1] == (f"ending {rhu.code}/{rhu.subcode}", phone.id)
     assert svc.active_calls == 0
 
 
-def test_inbound_call_rings_the_bot_and_a_bot_at_its_quota_ends_the_gateway_leg(env: Any) -> None:
+async def test_inbound_call_rings_the_bot_and_a_bot_at_its_quota_ends_the_gateway_leg(env: Any) -> None:
     svc, store, _, gateway, apps = env
     app = svc.directory.require_app(apps["bob"].app_id)
     callee, caller = {"application": {"id": app.id}}, {"phone": {"id": "+15550199"}}
-    ext = svc.accept_inbound(app=app, callee=callee, caller=caller, external="k1")
+    ext = await svc.accept_inbound(app=app, callee=callee, caller=caller, external="k1")
     bob = leg_of(svc, apps["bob"])
     assert [b["value"][0]["changeType"] for b in sent(store, bob.id)] == ["created"]
     svc.calls.max_per_app = 1  # bob holds one call: the next one is refused
-    busy = svc.accept_inbound(app=app, callee=callee, caller=caller, external="k2")
+    busy = await svc.accept_inbound(app=app, callee=callee, caller=caller, external="k2")
     quota = results.CALLEE_OVER_QUOTA
     assert svc.leg(busy.id) is None and gateway.events[-1] == (f"ending {quota.code}/{quota.subcode}", busy.id)
-    svc.external_ended(ext.id, results.PSTN_HUNG_UP)
+    await svc.external_ended(ext.id, results.PSTN_HUNG_UP)
     assert svc.leg(bob.id) is None and svc.active_calls == 0
 
 
-def test_transfer_by_refer_asks_the_gateway_and_rings_no_target(env: Any) -> None:
+async def test_transfer_by_refer_asks_the_gateway_and_rings_no_target(env: Any) -> None:
     svc, _, _, gateway, apps = env
     gateway.can = True
-    created = create(svc, apps["alice"], PHONE)
+    created = await create(svc, apps["alice"], PHONE)
     phone = next(c for c in svc.legs() if c.is_external)
-    svc.external_answered(phone.id)
+    await svc.external_answered(phone.id)
     body = {"transferTarget": PHONE}
-    svc.transfer(apps["alice"], created["id"], wire.transfer(body))
+    await svc.transfer(apps["alice"], created["id"], wire.transfer(body))
     assert gateway.events[-1] == ("refer", phone.id)
     assert len(svc.legs()) == 2 and svc.leg(created["id"]).state.value == "transferring"  # type: ignore[union-attr]
-    svc.external_transferred(phone.id)
+    await svc.external_transferred(phone.id)
     assert svc.active_calls == 0

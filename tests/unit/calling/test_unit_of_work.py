@@ -81,79 +81,79 @@ def setup() -> tuple[CallService, FaultyStore, Hooks, Caller, Caller]:
     return svc, store, hooks, Caller(tenant.id, alice.id, ROLES), Caller(tenant.id, bob.id, ROLES)
 
 
-def _create(svc: CallService, caller: Caller, callee_app: str) -> dict[str, Any]:
+async def _create(svc: CallService, caller: Caller, callee_app: str) -> dict[str, Any]:
     body = {
         "callbackUri": "http://127.0.0.1:9/a",
         "targets": [app_target(callee_app)],
         "requestedModalities": ["audio"],
         "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
     }
-    return svc.create(caller, wire.create_call(body))
+    return await svc.create(caller, wire.create_call(body))
 
 
-def _answer(svc: CallService, caller: Caller, call_id: str) -> None:
+async def _answer(svc: CallService, caller: Caller, call_id: str) -> None:
     body = {
         "acceptedModalities": ["audio"],
         "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
     }
-    svc.answer(caller, call_id, wire.answer(body))
+    await svc.answer(caller, call_id, wire.answer(body))
 
 
 def _stored(store: MemoryStore) -> dict[str, str]:
     return {leg["id"]: leg["state"] for _, doc in store.scan("conversation") for leg in doc["legs"]}
 
 
-def test_failed_create_leaves_no_call(setup: Any) -> None:
+async def test_failed_create_leaves_no_call(setup: Any) -> None:
     svc, store, _, alice, bob = setup
     store.full = True
     with pytest.raises(StoreUnavailable):
-        _create(svc, alice, bob.app_id)
+        await _create(svc, alice, bob.app_id)
     assert svc.calls == {} and svc.active_conversations == 0 and _stored(store) == {}
     assert store.outbox_load() == []
     assert svc.units.faults == 1
     store.full = False
-    _create(svc, alice, bob.app_id)
+    await _create(svc, alice, bob.app_id)
     assert len(svc.calls) == 2 and len(_stored(store)) == 2
 
 
-def test_failed_answer_rolls_back_state_and_connects_no_media(setup: Any) -> None:
+async def test_failed_answer_rolls_back_state_and_connects_no_media(setup: Any) -> None:
     svc, store, hooks, alice, bob = setup
-    _create(svc, alice, bob.app_id)
+    await _create(svc, alice, bob.app_id)
     before = _stored(store)
     incoming = next(c for c in svc.calls.values() if c.app_id == bob.app_id)
     store.full = True
     with pytest.raises(StoreUnavailable):
-        _answer(svc, bob, incoming.id)
+        await _answer(svc, bob, incoming.id)
     assert {c.id: c.state.value for c in svc.calls.values()} == before
     assert hooks.events == []  # the engine never heard of the legs
     store.full = False
-    _answer(svc, bob, incoming.id)
+    await _answer(svc, bob, incoming.id)
     assert sorted(e for e, _ in hooks.events) == ["connected", "connected"]
     assert set(_stored(store).values()) == {"established"}
 
 
-def test_failed_hang_up_keeps_the_call_and_its_media(setup: Any) -> None:
+async def test_failed_hang_up_keeps_the_call_and_its_media(setup: Any) -> None:
     svc, store, hooks, alice, bob = setup
-    created = _create(svc, alice, bob.app_id)
+    created = await _create(svc, alice, bob.app_id)
     incoming = next(c for c in svc.calls.values() if c.app_id == bob.app_id)
-    _answer(svc, bob, incoming.id)
+    await _answer(svc, bob, incoming.id)
     hooks.events.clear()
     store.full = True
     with pytest.raises(StoreUnavailable):
-        svc.hang_up(alice, created["id"])
+        await svc.hang_up(alice, created["id"])
     assert len(svc.calls) == 2 and set(_stored(store).values()) == {"established"}
     assert all(c.state.value == "established" for c in svc.calls.values())
     ended = {cid for e, cid in hooks.events if e == "ending"}
     reconnected = {cid for e, cid in hooks.events if e == "connected"}
     assert ended and ended == reconnected  # media taken down in the unit came back with the rollback
     store.full = False
-    svc.hang_up(alice, created["id"])
+    await svc.hang_up(alice, created["id"])
     assert svc.calls == {} and _stored(store) == {}
 
 
-def test_timers_hold_off_after_a_fault(setup: Any) -> None:
+async def test_timers_hold_off_after_a_fault(setup: Any) -> None:
     svc, store, _, alice, bob = setup
-    _create(svc, alice, bob.app_id)
+    await _create(svc, alice, bob.app_id)
     due = svc.next_deadline()
     assert due is not None
     now = due + 1

@@ -21,27 +21,27 @@ async def create_call(ctx: ApiContext, req: Request) -> Response:
     if ctx.quotas is not None:  # 403 past a concurrency quota, 429 + Retry-After past a rate (calling/quotas.py)
         ctx.quotas.admit_create(req.who.app_id, req.who.tenant_id, ctx.clock())
     await check_callback(ctx, body.callback_uri)
-    call = ctx.calls.create(req.who, body)
+    call = await ctx.calls.create(req.who, body)
     base = _base(ctx, req)
     call = {"@odata.context": f"{base}/$metadata#communications/calls/$entity", **call}
     return Response(201, call, [(b"location", f"{base}/{CALLS}/{call['id']}".encode())])
 
 
-def get_call(ctx: ApiContext, req: Request) -> Response:
-    call = ctx.calls.get(req.who, req.params["id"])
+async def get_call(ctx: ApiContext, req: Request) -> Response:
+    call = await ctx.calls.get(req.who, req.params["id"])
     body = {"@odata.context": f"{_base(ctx, req)}/$metadata#communications/calls/$entity", **call.to_wire()}
     return Response(200, body)
 
 
-def delete_call(ctx: ApiContext, req: Request) -> Response:
-    ctx.calls.hang_up(req.who, req.params["id"])
+async def delete_call(ctx: ApiContext, req: Request) -> Response:
+    await ctx.calls.hang_up(req.who, req.params["id"])
     return Response(204)
 
 
 async def answer(ctx: ApiContext, req: Request) -> Response:
     body = wire.answer(req.json())
     await check_callback(ctx, body.callback_uri)
-    ctx.calls.answer(req.who, req.params["id"], body)
+    await ctx.calls.answer(req.who, req.params["id"], body)
     return Response(202)
 
 
@@ -49,42 +49,42 @@ async def reject(ctx: ApiContext, req: Request) -> Response:
     body = req.json()  # no body means "reason: none"; `[]`, `0` or `""` are still refused by the reader
     parsed = wire.reject({} if body is None else body)
     await check_callback(ctx, parsed.callback_uri)
-    ctx.calls.reject(req.who, req.params["id"], parsed)
+    await ctx.calls.reject(req.who, req.params["id"], parsed)
     return Response(202)
 
 
 async def redirect(ctx: ApiContext, req: Request) -> Response:
     body = wire.redirect(req.json())
     await check_callback(ctx, body.callback_uri)
-    ctx.calls.redirect(req.who, req.params["id"], body)
+    await ctx.calls.redirect(req.who, req.params["id"], body)
     return Response(202)
 
 
-def transfer(ctx: ApiContext, req: Request) -> Response:
-    ctx.calls.transfer(req.who, req.params["id"], wire.transfer(req.json()))
+async def transfer(ctx: ApiContext, req: Request) -> Response:
+    await ctx.calls.transfer(req.who, req.params["id"], wire.transfer(req.json()))
     return Response(202)
 
 
-def keep_alive(ctx: ApiContext, req: Request) -> Response:
+async def keep_alive(ctx: ApiContext, req: Request) -> Response:
     wire.empty_or_object(req.json())
-    ctx.calls.keep_alive(req.who, req.params["id"])
+    await ctx.calls.keep_alive(req.who, req.params["id"])
     return Response(200)
 
 
-def list_participants(ctx: ApiContext, req: Request) -> Response:
-    items = ctx.calls.participants(req.who, req.params["id"])
+async def list_participants(ctx: ApiContext, req: Request) -> Response:
+    items = await ctx.calls.participants(req.who, req.params["id"])
     context = f"{_base(ctx, req)}/$metadata#communications/calls('{req.params['id']}')/participants"
     return Response(200, {"@odata.context": context, "value": items})
 
 
-def get_participant(ctx: ApiContext, req: Request) -> Response:
-    item = ctx.calls.participant(req.who, req.params["id"], req.params["pid"])
+async def get_participant(ctx: ApiContext, req: Request) -> Response:
+    item = await ctx.calls.participant(req.who, req.params["id"], req.params["pid"])
     context = f"{_base(ctx, req)}/$metadata#communications/calls('{req.params['id']}')/participants/$entity"
     return Response(200, {"@odata.context": context, **item})
 
 
-def get_operation(ctx: ApiContext, req: Request) -> Response:
-    op = ctx.calls.operation(req.who, req.params["id"], req.params["opId"])
+async def get_operation(ctx: ApiContext, req: Request) -> Response:
+    op = await ctx.calls.operation(req.who, req.params["id"], req.params["opId"])
     if op is None:
         raise NotFound(f"No operation {req.params['opId']!r} in this call.")
     return Response(200, op)
