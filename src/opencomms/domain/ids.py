@@ -10,6 +10,7 @@ import re
 import threading
 import uuid
 
+_CANONICAL_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
@@ -51,6 +52,8 @@ def is_guid(value: str) -> bool:
 
 def normalize_id(value: str) -> str:
     """Canonical form of an id: GUIDs (with or without dashes, any case) become lower-case dashed."""
+    if _CANONICAL_RE.fullmatch(value):  # already lower-case dashed (the common case): no UUID round trip
+        return value
     if _GUID_RE.match(value):
         return str(uuid.UUID(value))
     return value

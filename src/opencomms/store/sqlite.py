@@ -18,7 +18,6 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import replace
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import orjson
@@ -255,7 +254,7 @@ class SqliteStore(Store):
             ),
         )
         assert cur.lastrowid is not None  # sqlite always sets it after an INSERT
-        return replace(entry, seq=cur.lastrowid)
+        return entry.with_seq(cur.lastrowid)
 
     @_guarded
     def outbox_update(self, entry: OutboxEntry) -> None:
@@ -297,7 +296,7 @@ class SqliteStore(Store):
             cur = self._db.execute(f"{_OUTBOX_INSERT} VALUES{_PLACES9 * len(chunk)}"[:-1], values)
             assert cur.lastrowid is not None  # sqlite always sets it after an INSERT
             first = cur.lastrowid - len(chunk) + 1
-            appended.extend(replace(e, seq=first + i) for i, e in enumerate(chunk))
+            appended.extend(e.with_seq(first + i) for i, e in enumerate(chunk))
         return appended
 
     @_guarded

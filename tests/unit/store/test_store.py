@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,3 +113,21 @@ def test_change_marker_sees_other_connections(tmp_path: Path) -> None:
     finally:
         node.close()
         cli.close()
+
+
+def test_outbox_entry_with_seq_keeps_every_other_field() -> None:
+    entry = OutboxEntry("i", "k", "a", "t", "http://x", b"{}", 1.0, 2.0, attempts=3, seq=4)
+    assert entry.with_seq(9) == dataclasses.replace(entry, seq=9)
+    # with_seq lists the fields by position: a new field must be added there too
+    assert [f.name for f in dataclasses.fields(OutboxEntry)] == [
+        "id",
+        "order_key",
+        "app_id",
+        "tenant_id",
+        "url",
+        "body",
+        "created_at",
+        "next_attempt_at",
+        "attempts",
+        "seq",
+    ]
