@@ -8,20 +8,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from opencomms.domain.calls import CallDirection, CallState
+from opencomms.domain.legs import LIVE_STATES as LIVE_STATES
 from opencomms.domain.results import ResultInfo
 
 JsonObj = dict[str, Any]
-
-LIVE_STATES = frozenset(
-    {
-        CallState.ESTABLISHING,
-        CallState.ESTABLISHED,
-        CallState.HOLD,
-        CallState.TRANSFERRING,
-        CallState.TRANSFER_ACCEPTED,
-    }
-)
-"""States of a leg that is (or is about to be) in the conversation's media."""
 
 
 @dataclass(slots=True)

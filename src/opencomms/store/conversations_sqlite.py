@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from opencomms.store.base import Doc, OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import ConversationStore, Loaded, StaleVersion, check_commit
-from opencomms.store.sqlite import SqliteStore, _dumps, _is_fault, _loads, unavailable
+from opencomms.store.sqlite import OUTBOX_SELECT, SqliteStore, _dumps, _is_fault, _loads, outbox_entry, unavailable
 
 __all__ = ["SqliteConversationStore"]
 
@@ -217,26 +217,8 @@ class SqliteConversationStore(ConversationStore):
         return [str(r[0]) for r in rows]
 
     async def outbox_load(self) -> list[OutboxEntry]:
-        sql = (
-            "SELECT seq, id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts"
-            " FROM outbox ORDER BY seq"
-        )
-        rows = await self._read(lambda db: db.execute(sql).fetchall())
-        return [
-            OutboxEntry(
-                seq=r[0],
-                id=r[1],
-                order_key=r[2],
-                app_id=r[3],
-                tenant_id=r[4],
-                url=r[5],
-                body=bytes(r[6]),
-                created_at=r[7],
-                next_attempt_at=r[8],
-                attempts=r[9],
-            )
-            for r in rows
-        ]
+        rows = await self._read(lambda db: db.execute(OUTBOX_SELECT).fetchall())
+        return [outbox_entry(r) for r in rows]
 
     async def outbox_remove(self, entry_ids: Iterable[str]) -> None:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

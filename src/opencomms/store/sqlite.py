@@ -136,6 +136,29 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+OUTBOX_SELECT = (
+    "SELECT seq, id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts"
+    " FROM outbox ORDER BY seq"
+)
+"""Every outbox row in delivery order (read by this store and by the conversation store on the same file)."""
+
+
+def outbox_entry(r: Any) -> OutboxEntry:
+    """An `OUTBOX_SELECT` row as an entry."""
+    return OutboxEntry(
+        seq=r[0],
+        id=r[1],
+        order_key=r[2],
+        app_id=r[3],
+        tenant_id=r[4],
+        url=r[5],
+        body=bytes(r[6]),
+        created_at=r[7],
+        next_attempt_at=r[8],
+        attempts=r[9],
+    )
+
+
 class SqliteStore(Store):
     def __init__(
         self,
@@ -301,25 +324,7 @@ class SqliteStore(Store):
 
     @_guarded
     def outbox_load(self) -> list[OutboxEntry]:
-        rows = self._db.execute(
-            "SELECT seq, id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts"
-            " FROM outbox ORDER BY seq"
-        ).fetchall()
-        return [
-            OutboxEntry(
-                seq=r[0],
-                id=r[1],
-                order_key=r[2],
-                app_id=r[3],
-                tenant_id=r[4],
-                url=r[5],
-                body=bytes(r[6]),
-                created_at=r[7],
-                next_attempt_at=r[8],
-                attempts=r[9],
-            )
-            for r in rows
-        ]
+        return [outbox_entry(r) for r in self._db.execute(OUTBOX_SELECT).fetchall()]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     # -- transaction primitives (the template is Store.transaction)
