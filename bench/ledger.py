@@ -20,8 +20,6 @@ import tempfile
 import time
 from typing import Any, Self
 
-from opencomms.calling.model import Call, Conversation
-from opencomms.domain.calls import CallDirection, CallState
 from opencomms.store import SqliteStore
 from opencomms.store.base import Doc
 from opencomms.store.conversations import ConversationStore, MemoryConversationStore
@@ -29,45 +27,47 @@ from opencomms.store.conversations_sqlite import SqliteConversationStore
 from opencomms.store.ledger import Index, Ledger, Unit, new_entry
 
 
-def _leg(conv_id: str, n: int) -> Call:
+def _leg(conv_id: str, n: int) -> Doc:
+    """A leg's stored form, about the size the node's legs have (ids, identities, targets, deadlines)."""
     identity = {"@odata.type": "#microsoft.graph.identitySet", "application": {"id": f"app-{n}", "displayName": "Bot"}}
-    return Call(
-        id=f"{conv_id}-leg{n}",
-        tenant_id="tenant-0000-0000",
-        app_id=f"app-{n}",
-        direction=CallDirection.OUTGOING,
-        state=CallState.ESTABLISHED,
-        conversation_id=conv_id,
-        my_participant_id=f"participant-{conv_id}-{n}",
-        source_id=str(1000 + n),
-        identity=identity,
-        source={"@odata.type": "#microsoft.graph.participantInfo", "identity": identity},
-        targets=[{"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": identity}],
-        requested_modalities=["audio"],
-        created_at=time.time(),
-        callback_uri="http://127.0.0.1:9/callback",
-        media_config={"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-        keepalive_deadline=time.time() + 2700,
-    )
+    return {
+        "id": f"{conv_id}-leg{n}",
+        "tenant_id": "tenant-0000-0000",
+        "app_id": f"app-{n}",
+        "direction": "outgoing",
+        "state": "established",
+        "my_participant_id": f"participant-{conv_id}-{n}",
+        "source_id": str(1000 + n),
+        "identity": identity,
+        "source": {"@odata.type": "#microsoft.graph.participantInfo", "identity": identity},
+        "targets": [{"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": identity}],
+        "requested_modalities": ["audio"],
+        "created_at": time.time(),
+        "callback_uri": "http://127.0.0.1:9/callback",
+        "media_config": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        "keepalive_deadline": time.time() + 2700,
+        "muted": False,
+        "version": 0,
+    }
 
 
 class BenchConv:
-    """A conversation with two legs, stored as one document (what the ledger will hold per conversation)."""
+    """A conversation with two legs, stored as one document (as the node stores a conversation with its legs)."""
 
-    def __init__(self, conv: Conversation, legs: list[Call]) -> None:
+    def __init__(self, conv: Doc, legs: list[Doc]) -> None:
         self.conv, self.legs, self.version = conv, legs, 0
 
     def to_doc(self) -> Doc:
-        return {"conversation": self.conv.to_doc(), "legs": [leg.to_doc() for leg in self.legs]}
+        return {**self.conv, "legs": self.legs}
 
     @classmethod
     def from_doc(cls, doc: Doc) -> Self:
-        return cls(Conversation.from_doc(doc["conversation"]), [Call.from_doc(d) for d in doc["legs"]])
+        return cls({k: v for k, v in doc.items() if k != "legs"}, doc["legs"])
 
 
 def _new(conv_id: str) -> BenchConv:
     legs = [_leg(conv_id, 1), _leg(conv_id, 2)]
-    return BenchConv(Conversation(id=conv_id, tenant_id="tenant-0000-0000", legs=[c.id for c in legs]), legs)
+    return BenchConv({"id": conv_id, "tenant_id": "tenant-0000-0000", "kind": "peerToPeer"}, legs)
 
 
 BODY = b'{"value":[{"changeType":"updated","resource":"/communications/calls/x","resourceData":{}}]}' * 5
@@ -76,10 +76,12 @@ BODY = b'{"value":[{"changeType":"updated","resource":"/communications/calls/x",
 def command(unit: Unit[BenchConv]) -> None:
     conv = unit.state or _new(unit.conv_id)
     leg = conv.legs[0]
-    leg.version += 1
-    leg.muted = not leg.muted
+    leg["version"] += 1
+    leg["muted"] = not leg["muted"]
     unit.put(conv)
-    unit.notify(new_entry(order_key=leg.id, app_id=leg.app_id, tenant_id=leg.tenant_id, url="http://x/", body=BODY))
+    unit.notify(
+        new_entry(order_key=leg["id"], app_id=leg["app_id"], tenant_id=leg["tenant_id"], url="http://x/", body=BODY)
+    )
 
 
 async def _probe(stop: asyncio.Event) -> float:
@@ -118,7 +120,7 @@ async def run_ledger(store: ConversationStore, seconds: float, tasks: int) -> tu
     ledger: Ledger[BenchConv] = Ledger(
         store,
         BenchConv,
-        index=lambda c: Index(frozenset(c.conv.legs)),
+        index=lambda c: Index(frozenset(leg["id"] for leg in c.legs)),
         release=lambda entries: released.append(len(entries)),
     )
     convs = [f"conv-{i:05d}" for i in range(tasks)]
@@ -139,12 +141,13 @@ async def run_sync(path: str, seconds: float, tasks: int) -> tuple[int, float, f
     async def unit(i: int) -> None:
         conv = convs[i]
         leg = conv.legs[0]
-        leg.version += 1
-        leg.muted = not leg.muted
-        entry = new_entry(order_key=leg.id, app_id=leg.app_id, tenant_id=leg.tenant_id, url="http://x/", body=BODY)
-        with store.transaction():  # UnitOfWork.unit + flush, Dispatcher.transaction
-            docs = [("call", c.id, c.to_doc()) for c in conv.legs]
-            store.put_docs([*docs, ("conversation", conv.conv.id, conv.conv.to_doc())])
+        leg["version"] += 1
+        leg["muted"] = not leg["muted"]
+        entry = new_entry(
+            order_key=leg["id"], app_id=leg["app_id"], tenant_id=leg["tenant_id"], url="http://x/", body=BODY
+        )
+        with store.transaction():  # what the node's UnitOfWork does today: one conversation document + its outbox
+            store.put_docs([("conversation", conv.conv["id"], conv.to_doc())])
             store.outbox_append_many([entry])
 
     try:

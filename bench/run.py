@@ -125,6 +125,26 @@ def security(date: str, where: str) -> list[str]:
     return lines
 
 
+def script_section(title: str, intro: str, args: list[str], date: str, where: str, out: str | None = None) -> list[str]:
+    """A section holding one script's last lines, with its command, date and machine (runs it unless given `out`)."""
+    lines = (out if out is not None else run([PY, *args])).strip().splitlines()
+    return [title, "", intro, "", f"`python {' '.join(args)}` — {date} — {where}", "", "```", *lines[-6:], "```"]
+
+
+LEDGER = (
+    "## Conversation ledger: commits per second (issue 10)",
+    "One conversation of two legs per unit with one notification; 64 concurrent units; async memory and SQLite "
+    "ledger (writer thread, group commits) against the node's synchronous SQLite unit of work.",
+    ["bench/ledger.py"],
+)
+METRICS_COST = (
+    "## Metrics on the hot path (issue 13, target < 3 %)",
+    "Bot-to-bot cycles and SIP calls with `[metrics] enabled` off and on in one run (off-on-on-off after a warm-up); "
+    "observers_us_per_b2b_cycle times the hooks of one cycle directly.",
+    ["bench/metrics_cost.py", "--rounds", "1"],
+)
+
+
 def splice(section: list[str]) -> None:
     """Replace one section of RESULTS.md (by its title line), keeping the others."""
     path = HERE / "RESULTS.md"
@@ -135,7 +155,7 @@ def splice(section: list[str]) -> None:
         end = next((i for i in range(start + 1, len(old)) if old[i].startswith("## ")), len(old))
         new = [*old[:start], *section, "", *old[end:]]
     else:
-        new = [*old, *section, ""]
+        new = [*old, "", *section, ""] if old and old[-1] else [*old, *section, ""]
     path.write_text("\n".join(new).rstrip("\n") + "\n")
 
 
@@ -165,6 +185,8 @@ def main() -> None:
     sections.append(__import__("rtp_sessions").results_section(date, where))  # bench/rtp_sessions.py
     sections.append(__import__("sip_calls").results_section(date, where))  # bench/sip_calls.py
     sections.append(__import__("apphosted_latency").results_section(date, where))  # bench/apphosted_latency.py
+    sections.append(script_section(*LEDGER, date, where))
+    sections.append(script_section(*METRICS_COST, date, where))
     sections.append(security(date, where))
     text = [
         "# Benchmark results",
