@@ -329,6 +329,31 @@ class CallService:
                 self._live.push_timer(conv)  # its next deadline stays armed (pushes nothing when it is)
         self._live.compact_timers()
 
+    # -- the core's entry point for other command routers (meetings) -----------------------------------------
+    async def conversation(self, conv_id: str) -> Conversation | None:
+        """The live conversation `conv_id` (read only: change it through `execute`), or None."""
+        return self._live.convs.get(conv_id)
+
+    async def execute(
+        self,
+        conv_id: str,
+        command: c.Command,
+        *,
+        create: tuple[str, ConversationKind] | None = None,
+        now: float | None = None,
+    ) -> list[ev.Event]:
+        """Apply `command` to conversation `conv_id` in one unit of work; `create` = (tenant id, kind) makes the
+        conversation when it does not exist. Raises the command's typed error; NotFound when there is no such
+        conversation and `create` is None."""
+        conv = self._live.convs.get(conv_id)
+        if conv is None:
+            if create is None:
+                raise NotFound(f"No conversation {conv_id!r}.")
+            conv = Conversation(conv_id, create[0], create[1])
+        if not conv.check(command):
+            return []
+        return self._run(conv, command, now)
+
     # -- internals ---------------------------------------------------------------------------------------
     def unit(self) -> AbstractContextManager[None]:
         """One atomic change: the store rolls back and so do the conversations (calling.unitofwork)."""
