@@ -47,6 +47,7 @@ from opencomms.notify.retry import RetryPolicy
 from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
+from opencomms.store.conversations import conversations_beside
 
 log = logging.getLogger("opencomms.node")
 
@@ -85,6 +86,8 @@ class Node:
             merge_allow(config.egress.allow, mc.fetch_allow_private, mc.app_hosted_allow_private),
             resolve_timeout=config.egress.resolve_timeout,
         )
+        lc = config.ledger
+        self.conversations = conversations_beside(self.store, busy_timeout=lc.busy_timeout, max_batch=lc.max_batch)
         nc = config.notify
         self.dispatcher = Dispatcher(
             self.store,
@@ -102,6 +105,7 @@ class Node:
             user_agent=f"opencomms/{__version__}",
             fault_retry=config.storage.fault_retry,
             egress=self.egress,
+            outbox=self.conversations,
         )
         self.calls = CallService(
             self.store,
@@ -110,8 +114,11 @@ class Node:
             timeouts=config.calls,
             clock=clock,
             on_deadline=self._arm_timer,
+            conversations=self.conversations,
+            retries=lc.retries,
+            cache_size=lc.cache_size,
         )
-        self.calls.units.fault_retry = config.storage.fault_retry
+        self.calls.core.timers.fault_retry = config.storage.fault_retry
         self.engine = EngineThread(
             MediaEngine(capacity=mc.max_legs, inbound_queue_frames=mc.engine_inbound_queue_frames),
             on_events=self._on_media_events,
@@ -198,6 +205,7 @@ class Node:
         )
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
+        self._firing = False
         self._tasks: asyncio.TaskGroup | None = None
         self._keys_task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
@@ -206,16 +214,17 @@ class Node:
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         self._loop = asyncio.get_running_loop()
+        self._stack.push_async_callback(self.conversations.aclose)  # last: everything before may still write
+        self._stack.push_async_callback(self.calls.aclose)
         self.engine.start()
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
-        self.calls.load()
         self.recordings.remove_partial()
         await self._stack.enter_async_context(self.dispatcher)
-        with self.store.transaction():
-            self.media.load()
+        await self.calls.start()  # nothing loaded: conversations come in on demand, timers from the store's index
+        await self.media.load()
         if self.sip is not None:
             await self.sip.start()
             self._stack.push_async_callback(self.sip.close)
@@ -260,7 +269,7 @@ class Node:
             "media": {**self.media.stats, **self.engine.stats()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else self.sip.health(),
-            "store": {"unit_faults": self.calls.units.faults, "notify_faults": self.dispatcher.store_faults},
+            "store": {"unit_faults": self.calls.faults, "notify_faults": self.dispatcher.store_faults},
             "http": self.http_guard.stats(),
         }
 
@@ -325,16 +334,31 @@ class Node:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
+        if self._firing or self._tasks is None:
+            return  # the run under way re-arms when it ends
+        self._firing = True
+        self._tasks.create_task(self._fire_timers(), name="opencomms-timers")
+
+    async def _fire_timers(self) -> None:
         try:
-            self.calls.fire_due(self.clock())
+            await self.calls.fire_due(self.clock())
         except Exception:
             log.exception("timer processing failed")
+        finally:
+            self._firing = False
         deadline = self.calls.next_deadline()
         if deadline is not None:
             self._arm_timer(deadline)
 
     def _on_redirect(self, call_id: str, url: str) -> None:
-        self.calls.move_callback(call_id, url)
+        if self._tasks is not None:
+            self._tasks.create_task(self._move_callback(call_id, url), name="opencomms-move-callback")
+
+    async def _move_callback(self, call_id: str, url: str) -> None:
+        try:
+            await self.calls.move_callback(call_id, url)
+        except Exception:
+            log.exception("the call's callback could not be moved", extra={"call_id": call_id})
 
     def _on_media_events(self, events: list[MediaEvent]) -> None:
         """Called on the engine thread: hand the events to the media service on the event loop."""

@@ -52,20 +52,19 @@ def origin(
 
 
 class Inviter:
-    """Resolves targets into invitations; an external target goes to the kind of gateway that can reach it."""
+    """Resolves targets into invitations; an external target's leg takes the kind of the gateway that can reach it."""
 
-    def __init__(self, router: Router, calls: LiveCalls, external_kind: LegKind = LegKind.SIP) -> None:
+    def __init__(self, router: Router, calls: LiveCalls) -> None:
         self.router = router
         self.calls = calls
-        self.external_kind = external_kind
 
     def invitation(self, tenant_id: str, target: JsonObj) -> Invitation:
         route = self.router.resolve(tenant_id, target)
         if route.app is not None:
             return self.bot(route.app, route.identity, target)
-        if not route.external:
+        if route.kind is None:
             return Invitation(failure=route.failure)
-        return _ring(self.external_kind, "", route.identity, target, {"requested_modalities": _AUDIO})
+        return _ring(route.kind, "", route.identity, target, {"requested_modalities": _AUDIO})
 
     def bot(self, app: Application, identity: JsonObj, target: JsonObj) -> Invitation:
         """Ring bot `app` (as `identity`), unless it has no webhook or is at its call quota."""

@@ -228,14 +228,12 @@ class MediaService:
         """Stop loading prompts: cancel the loading tasks and wait for them (the node is stopping)."""
         await self._loads.close()
 
-    def load(self) -> None:
-        """After a restart: reconnect live legs' media and fail the operations the old process left running."""
-        for leg in self.calls.legs():
-            if leg.connected and leg.state in (CallState.ESTABLISHED, CallState.HOLD):
-                self.connected(leg)
+    async def load(self) -> None:
+        """After a restart: fail the operations the old process left running. Their calls are loaded from the store
+        (which brings their media back, as for any call loaded later); operations of calls that ended are dropped."""
         for key, doc in list(self.calls.store.scan("operation")):
             call_id, _, op_id = key.partition("/")
-            call = self.calls.leg(call_id)
+            call = await self.calls.find(call_id)
             if call is None:
                 self.calls.store.delete("operation", key)  # its call ended while the node was down
                 continue
@@ -257,7 +255,7 @@ class MediaService:
             "prompt_budget_refused": budget.refused,
         }
 
-    # -- hooks from CallService (inside its unit of work) -----------------------------------------------
+    # -- hooks from CallService (after a command's commit) -----------------------------------------------
     def configured(self, call: Call) -> None:
         config = call.media_config or {}
         if is_app_hosted(config):
@@ -365,12 +363,12 @@ class MediaService:
             self._finish_later(op, results.MEDIA_OVERLOADED)
         return op.to_wire()
 
-    def set_muted(self, caller: Caller, call_id: str, client_context: str | None, muted: bool) -> JsonObj:
+    async def set_muted(self, caller: Caller, call_id: str, client_context: str | None, muted: bool) -> JsonObj:
         call, _ = self._established(caller, call_id, "mute" if muted else "unmute")
         kind = OpKind.MUTE if muted else OpKind.UNMUTE
         op = MediaOp(new_id(), call.id, kind, client_context, status=OpStatus.COMPLETED)
+        await self.calls.mute(call.id, muted)  # the mix follows on commit (muted())
         with self.calls.unit():
-            self.calls.mute(call.id, muted)  # the mix follows on commit (muted())
             self._save(op, op.to_wire(results.MEDIA_COMPLETED))
         return op.to_wire(results.MEDIA_COMPLETED)
 

@@ -4,8 +4,8 @@ Bodies come from `calling.notifications` (the same builders as before the conver
 unchanged). A roster change is computed once per run of Participant* events of a group call (legs that connect
 together make one run, as the calls slice sent them), by replaying the events onto the roster as it was before the
 command, and sent to each bot leg in it; external legs get nothing
-(their gateway speaks for them). Notifications are submitted inside the unit of work: the outbox releases them only
-if it commits.
+(their gateway speaks for them). A command's notifications are projected inside its unit of work and written with it
+(the ledger releases them to the dispatcher once the write has committed).
 """
 
 from __future__ import annotations
@@ -17,12 +17,14 @@ import orjson
 
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import Call
-from opencomms.calling.subscribers import Batch, LegQuery, Subscriber
+from opencomms.calling.subscribers import Batch, LegQuery
 from opencomms.directory import Directory
 from opencomms.domain import events as ev
 from opencomms.domain.legs import LegKind
 from opencomms.domain.participants import Participant
 from opencomms.domain.rules import ConversationKind
+from opencomms.store.base import OutboxEntry
+from opencomms.store.ledger import new_entry
 
 log = logging.getLogger("opencomms.calls")
 
@@ -31,37 +33,83 @@ _PARTICIPANT_EVENTS = (ev.ParticipantJoined, ev.ParticipantUpdated, ev.Participa
 
 
 class Sink:
-    """Where notification bodies go (the dispatcher's durable outbox)."""
+    """Where the bodies of notifications outside a conversation command go (media operations, tones): the
+    dispatcher's durable outbox."""
 
     def submit(self, *, order_key: str, app_id: str, tenant_id: str, url: str, body: bytes) -> object: ...
 
 
-class NotificationProjector(Subscriber):
-    def __init__(self, legs: LegQuery, directory: Directory, sink: Any) -> None:
-        self.legs = legs
+class NotificationProjector:
+    """Events of one command -> outbox entries written with the command's unit of work (`project`), and the
+    notifications of media operations and tones, submitted to the dispatcher (`notify`)."""
+
+    def __init__(self, directory: Directory, sink: Any) -> None:
         self.directory = directory
         self.sink: Sink = sink
-        self._roster: dict[str, Participant] | None = None
-        self._pending = False
-        self._ended: dict[str, Call] = {}
 
     # -- public: other services notify through the projector too --------------------------------------------
     def notify(self, call: Call, body: dict[str, Any]) -> None:
+        url = self._url(call)
+        if url is not None:
+            self.sink.submit(
+                order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=orjson.dumps(body)
+            )
+
+    def _url(self, call: Call) -> str | None:
         if call.is_external:
-            return  # a phone has no webhook: the gateway speaks for it
+            return None  # a phone has no webhook: the gateway speaks for it
         url = call.callback_uri
         if not url:
             app = self.directory.get_app(call.app_id)
             url = None if app is None else app.callback_url
         if not url:
             log.warning("notification dropped: no callback URL", extra={"call_id": call.id})
-            return
-        self.sink.submit(
-            order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=orjson.dumps(body)
-        )
+            return None
+        return url
 
-    # -- Subscriber ----------------------------------------------------------------------------------------
-    def staged(self, batch: Batch, event: ev.Event) -> None:
+    # -- inside a unit of work --------------------------------------------------------------------------------
+    def project(self, batch: Batch, legs: LegQuery, now: float) -> list[OutboxEntry]:
+        """The notifications of `batch`'s events, in order (pure apart from new entry ids: a rerun makes new
+        ones). `legs`: the views of the legs as the command left them."""
+        return _Projection(self, batch, legs, now).run()
+
+
+class _Projection:
+    __slots__ = ("batch", "ended", "entries", "legs", "now", "owner", "pending", "roster")
+
+    def __init__(self, owner: NotificationProjector, batch: Batch, legs: LegQuery, now: float) -> None:
+        self.owner = owner
+        self.batch = batch
+        self.legs = legs
+        self.now = now
+        self.entries: list[OutboxEntry] = []
+        self.roster: dict[str, Participant] | None = None
+        self.pending = False
+        self.ended: dict[str, Call] = {}
+
+    def notify(self, call: Call, body: dict[str, Any]) -> None:
+        url = self.owner._url(call)
+        if url is not None:
+            self.entries.append(
+                new_entry(
+                    order_key=call.id,
+                    app_id=call.app_id,
+                    tenant_id=call.tenant_id,
+                    url=url,
+                    body=orjson.dumps(body),
+                    now=self.now,
+                )
+            )
+
+    def run(self) -> list[OutboxEntry]:
+        batch = self.batch
+        for event in batch.events:
+            self.event(batch, event)
+        if self.pending:
+            self._send_roster(batch)
+        return self.entries
+
+    def event(self, batch: Batch, event: ev.Event) -> None:
         if isinstance(event, _PARTICIPANT_EVENTS):
             if batch.kind is not ConversationKind.GROUP:
                 return
@@ -70,9 +118,9 @@ class NotificationProjector(Subscriber):
                 roster.pop(event.participant.id, None)
             else:
                 roster[event.participant.id] = event.participant
-            self._pending = True
+            self.pending = True
             return
-        if self._pending and not isinstance(event, ev.LegEstablished):  # legs connecting together: one roster
+        if self.pending and not isinstance(event, ev.LegEstablished):  # legs connecting together: one roster
             self._send_roster(batch)
         if getattr(event, "kind", None) is not LegKind.BOT:
             return
@@ -80,7 +128,7 @@ class NotificationProjector(Subscriber):
             rung = batch.view(event.leg)
             self.notify(rung, notes.call_created(rung))
         elif isinstance(event, ev.LegEnded):
-            ended = self._ended[event.leg_id] = batch.view(event.leg)
+            ended = self.ended[event.leg_id] = batch.view(event.leg)
             self.notify(ended, notes.call_deleted(ended))
         elif (call := self._lookup(batch, event)) is not None:
             if isinstance(event, ev.LegEstablishing):
@@ -93,34 +141,28 @@ class NotificationProjector(Subscriber):
             elif isinstance(event, ev.LegRouted):
                 self.notify(call, notes.call_updated(call, callRoutes=list(event.call_routes)))
 
-    def staged_done(self, batch: Batch) -> None:
-        if self._pending:
-            self._send_roster(batch)
-        self._roster = None
-        self._ended.clear()
-
     # -- rosters -------------------------------------------------------------------------------------------
     def _begin_roster(self, batch: Batch) -> dict[str, Participant]:
-        if self._roster is None:
-            self._roster = {p.id: p for p in batch.roster_before}
-        return self._roster
+        if self.roster is None:
+            self.roster = {p.id: p for p in batch.roster_before}
+        return self.roster
 
     def _send_roster(self, batch: Batch) -> None:
-        self._pending = False
-        roster = list((self._roster or {}).values())
+        self.pending = False
+        roster = list((self.roster or {}).values())
         body = [p.to_wire() for p in roster]
         for p in roster:
-            call = self.legs.leg(p.leg_id) or self._ended.get(p.leg_id) or self._ending_view(batch, p.leg_id)
+            call = self.legs.leg(p.leg_id) or self.ended.get(p.leg_id) or _ending_view(batch, p.leg_id)
             if call is not None:
                 self.notify(call, notes.roster_updated(call, body))
 
     def _lookup(self, batch: Batch, event: Any) -> Call | None:
-        return self.legs.leg(event.leg_id) or self._ended.get(event.leg_id) or self._ending_view(batch, event.leg_id)
+        return self.legs.leg(event.leg_id) or self.ended.get(event.leg_id) or _ending_view(batch, event.leg_id)
 
-    @staticmethod
-    def _ending_view(batch: Batch, leg_id: str) -> Call | None:
-        """A leg that ends later in the same command (its view is gone already): from its LegEnded event."""
-        for event in batch.events:
-            if isinstance(event, ev.LegEnded) and event.leg_id == leg_id:
-                return batch.view(event.leg)
-        return None
+
+def _ending_view(batch: Batch, leg_id: str) -> Call | None:
+    """A leg that ends later in the same command (its view is gone already): from its LegEnded event."""
+    for event in batch.events:
+        if isinstance(event, ev.LegEnded) and event.leg_id == leg_id:
+            return batch.view(event.leg)
+    return None

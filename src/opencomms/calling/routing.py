@@ -14,21 +14,27 @@ from opencomms.calling.model import JsonObj
 from opencomms.directory import Directory
 from opencomms.domain import results
 from opencomms.domain.directory import Application
+from opencomms.domain.legs import LegKind
 from opencomms.domain.results import ResultInfo
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """`app` (ring that bot), `external` (a gateway dials it) or `failure` (why it cannot be reached)."""
+    """`app` (ring that bot), `external` (the gateway of leg kind `kind` dials it) or `failure` (why it cannot be
+    reached)."""
 
     identity: JsonObj
     app: Application | None = None
     failure: ResultInfo | None = None
-    external: bool = False
+    kind: LegKind | None = None
+
+    @property
+    def external(self) -> bool:
+        return self.kind is not None
 
 
-Reachable = Callable[[str, JsonObj], bool]
-"""(tenant id, identitySet) -> True when a gateway can dial it."""
+Reachable = Callable[[str, JsonObj], LegKind | None]
+"""(tenant id, identitySet) -> the leg kind of a gateway that can dial it (None: none can)."""
 
 
 def _named(identity_set: JsonObj, key: str, display_name: str) -> JsonObj:
@@ -62,13 +68,16 @@ class Router:
             if inst is not None and app is not None and inst.tenant_id == tenant_id:
                 # A number that belongs to one of our own bots: route internally.
                 return Route(identity=ids, app=app)
-            if self.reachable is not None and self.reachable(tenant_id, ids):
-                return Route(identity=ids, external=True)
+            if (kind := self._reachable(tenant_id, ids)) is not None:
+                return Route(identity=ids, kind=kind)
             return Route(identity=ids, failure=results.CANNOT_ROUTE)
-        if self.reachable is not None and self.reachable(tenant_id, ids):
+        if (kind := self._reachable(tenant_id, ids)) is not None:
             user = self.directory.get_user(str(ids["user"].get("id") or "")) if "user" in ids else None
             if user is not None and user.tenant_id == tenant_id:
                 ids = _named(ids, "user", user.display_name)
-            return Route(identity=ids, external=True)  # e.g. a user with a registered softphone
+            return Route(identity=ids, kind=kind)  # e.g. a user with a registered softphone
         # users, guests, devices…: no endpoint can be reached until a gateway registers one.
         return Route(identity=ids, failure=results.NO_CALLEE_ENDPOINTS)
+
+    def _reachable(self, tenant_id: str, ids: JsonObj) -> LegKind | None:
+        return None if self.reachable is None else self.reachable(tenant_id, ids)

@@ -1,11 +1,12 @@
 """What reacts to a conversation's events: subscribers registered at the composition root.
 
-A command applied to a conversation yields a `Batch` of events. Every subscriber hears each event twice: `staged`
-inside the unit of work (before the store commits: notifications and media teardown belong to the same write) and
-`committed` once the write is durable (signalling and media joins: never for a change that rolled back). No
-subscriber reads another's private state; they read leg views through `LegQuery` or the events themselves.
-Here: the media session subscriber and the gateway registry (gateways by leg kind); the Graph notification
-projector is `calling.projector`.
+A command applied to a conversation yields a `Batch` of events. Subscribers hear each event once the unit of work
+has committed (`committed`): signalling, media joins and teardowns never happen for a change that did not land, and
+a unit that is rerun after a stale write has no side effect to undo. They hear it before the command's own
+notifications reach the dispatcher, so what a subscriber submits for a leg (the media operations it fails when the
+leg ends) precedes the leg's final notification. No subscriber reads another's private state; they read leg views
+through `LegQuery` or the events themselves. Here: the media session subscriber and the gateway registry (gateways
+by leg kind); the Graph notification projector (`calling.projector`) runs inside the unit of work instead.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.views import view_from_doc
 from opencomms.domain import events as ev
 from opencomms.domain.calls import CallState
-from opencomms.domain.legs import LegKind
+from opencomms.domain.legs import Leg, LegKind
 from opencomms.domain.participants import Participant
 from opencomms.domain.results import ResultInfo
 from opencomms.domain.rules import ConversationKind
@@ -54,17 +55,8 @@ class LegQuery(Protocol):
 class Subscriber:
     """Base of a subscriber: every hook does nothing unless overridden."""
 
-    def staged(self, batch: Batch, event: ev.Event) -> None:
-        """Inside the unit of work, before its commit."""
-
-    def staged_done(self, batch: Batch) -> None:
-        """After the batch's last event was staged."""
-
     def committed(self, batch: Batch, event: ev.Event) -> None:
-        """After the unit of work committed."""
-
-    def rolled_back(self, batches: Iterable[Batch]) -> None:
-        """The unit failed: the conversations were reloaded from the store; undo what `staged` did."""
+        """After the unit of work committed (the node's leg views already show its outcome)."""
 
 
 # -- media ----------------------------------------------------------------------------------------------------
@@ -78,7 +70,7 @@ class MediaHooks(Protocol):
         """The leg became established: its media joins the conversation."""
 
     def ending(self, call: Call) -> None:
-        """The leg is about to end (its final notification follows): finish its operations, free its media."""
+        """The leg ended (its final notification is released next): finish its operations, free its media."""
 
     def muted(self, leg_id: str, muted: bool) -> None:
         """The leg's audio is muted or unmuted in the mix."""
@@ -91,33 +83,28 @@ class MediaSubscriber(Subscriber):
         self.media = media
         self.legs = legs
 
-    def staged(self, batch: Batch, event: ev.Event) -> None:
+    def committed(self, batch: Batch, event: ev.Event) -> None:
         if isinstance(event, ev.MediaConfigured):
             call = self.legs.leg(event.leg_id)
             if call is not None:
                 self.media.configured(call)
         elif isinstance(event, ev.LegEnded):
             self.media.ending(batch.view(event.leg))
-
-    def committed(self, batch: Batch, event: ev.Event) -> None:
-        if isinstance(event, ev.LegEstablished):
+        elif isinstance(event, ev.LegEstablished):
             call = self.legs.leg(event.leg_id)
             if call is not None and call.state in _MEDIA_LIVE:
                 self.media.connected(call)
         elif isinstance(event, ev.LegMuted):
             self.media.muted(event.leg_id, event.muted)
 
-    def rolled_back(self, batches: Iterable[Batch]) -> None:
-        for batch in batches:
-            for event in batch.events:
-                if not isinstance(event, ev.LegEnded):
-                    continue
-                call = self.legs.leg(event.leg_id)
-                if call is not None and call.connected and call.state in _MEDIA_LIVE:
-                    try:
-                        self.media.connected(call)
-                    except Exception:
-                        log.exception("media could not be restored", extra={"call_id": call.id})
+    def loaded(self, calls: Iterable[Call]) -> None:
+        """Legs read from the store (after a restart): the live ones join the engine again."""
+        for call in calls:
+            if call.connected and call.state in _MEDIA_LIVE:
+                try:
+                    self.media.connected(call)
+                except Exception:
+                    log.exception("media could not be restored", extra={"call_id": call.id})
 
 
 # -- gateways -------------------------------------------------------------------------------------------------
@@ -160,6 +147,30 @@ class Gateways(Subscriber):
 
     def get(self, kind: LegKind) -> Gateway | None:
         return self._by_kind.get(kind)
+
+    def kind_of(self, gateway: object) -> LegKind:
+        """The leg kind `gateway` is registered for (the kind of the legs it reports)."""
+        for kind, gw in self._by_kind.items():
+            if gw is gateway:
+                return kind
+        raise ValueError("the gateway is not registered")
+
+    def only_kind(self) -> LegKind:
+        """The kind of the one gateway registered (a report that does not say which gateway sent it)."""
+        if len(self._by_kind) != 1:
+            raise ValueError("name the gateway: several (or no) gateways are registered")
+        return next(iter(self._by_kind))
+
+    def orphans(self, legs: Iterable[Leg]) -> list[Leg]:
+        """External legs read from the store that their kind's gateway does not serve (a previous process did: their
+        signalling is lost). A gateway without `holds` claims every leg of its kind."""
+        found: list[Leg] = []
+        for leg in legs:
+            gw = self._by_kind.get(leg.kind) if leg.is_external else None
+            holds = getattr(gw, "holds", None)
+            if holds is not None and not holds(leg.id):
+                found.append(leg)
+        return found
 
     def reachable(self, tenant_id: str, identity: JsonObj) -> bool:
         return any(gw.reachable(tenant_id, identity) for gw in self._by_kind.values())

@@ -2,12 +2,18 @@
 
 A view is what the REST API, media and gateways read about a leg (its Graph `call` resource). It is derived from
 the `domain.conversation.Conversation` that owns the leg and never changed by anyone else; the conversation stays
-the only thing the rules act on. Pure: no I/O.
+the only thing the rules act on. `LegViews` holds the views of the node's live legs; `UnitViews` what one unit of
+work reads before its commit. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from opencomms.calling.model import Call, JsonObj
+from opencomms.calling.quotas import LiveCalls
+from opencomms.domain.conversation import Conversation
+from opencomms.domain.events import LegEnded
 from opencomms.domain.legs import Leg
 
 _DEFAULT_MODALITIES = ["audio"]
@@ -61,3 +67,61 @@ def refresh(call: Call, leg: Leg) -> None:
 def view_from_doc(conversation_id: str, tenant_id: str, doc: JsonObj) -> Call:
     """A view of a leg's stored form (as events carry it: a ringing or an ended leg)."""
     return view_of(conversation_id, tenant_id, Leg.from_doc(doc))
+
+
+class LegViews:
+    """The views of the live legs of the conversations this node holds (loaded or changed here), by leg id, and
+    which conversation each leg belongs to. Brought in step after each commit and each load, never inside a unit
+    of work (a unit that fails leaves them as they were)."""
+
+    __slots__ = ("by_leg", "calls")
+
+    def __init__(self) -> None:
+        self.calls = LiveCalls()
+        self.by_leg: dict[str, str] = {}
+
+    def conversation_of(self, leg_id: str) -> str | None:
+        return self.by_leg.get(leg_id)
+
+    def sync(self, conv_id: str, conv: Conversation | None, events: Iterable[object] | None = None) -> None:
+        """After a commit (`events`: its events) or a load (`events` None: every leg of `conv` is looked at)."""
+        calls, by_leg = self.calls, self.by_leg
+        if events is not None:
+            for event in events:
+                if isinstance(event, LegEnded):
+                    by_leg.pop(event.leg_id, None)
+                    calls.pop(event.leg_id, None)
+        if conv is None or events is None:
+            keep = () if conv is None else conv.legs
+            for leg_id in [k for k, v in by_leg.items() if v == conv_id and k not in keep]:
+                by_leg.pop(leg_id, None)
+                calls.pop(leg_id, None)
+        if conv is None:
+            return
+        for leg in conv.legs.values():
+            view = calls.get(leg.id)
+            if view is None:
+                by_leg[leg.id] = conv_id
+                calls[leg.id] = view_of(conv_id, conv.tenant_id, leg)
+            else:
+                refresh(view, leg)
+
+
+class UnitViews:
+    """The views a unit of work reads: its conversation's legs as the command left them (built on demand, not
+    kept: the node's `LegViews` change only after the commit)."""
+
+    __slots__ = ("_conv", "_made")
+
+    def __init__(self, conv: Conversation) -> None:
+        self._conv = conv
+        self._made: dict[str, Call] = {}
+
+    def leg(self, leg_id: str) -> Call | None:
+        view = self._made.get(leg_id)
+        if view is None:
+            leg = self._conv.legs.get(leg_id)
+            if leg is None:
+                return None
+            view = self._made[leg_id] = view_of(self._conv.id, self._conv.tenant_id, leg)
+        return view

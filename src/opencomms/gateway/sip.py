@@ -169,10 +169,13 @@ class SipGateway:
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
         await self.endpoint.start()
-        # legs of calls whose signalling a previous process held cannot be recovered: end them
-        for call in [c for c in self.calls.legs() if c.is_external]:
-            await self.calls.external_ended(call.id, results.GATEWAY_RESTARTED)
+        # Legs whose signalling a previous process held cannot be recovered: the calling core ends them when it
+        # loads their conversation (`holds` says which legs this process serves).
         log.info("sip gateway listening", extra={"port": self.port})
+
+    def holds(self, leg_id: str) -> bool:
+        """True when this process serves leg `leg_id`'s signalling (dialling it, or a dialog of ours)."""
+        return leg_id in self._dialling or any(sc.leg_id == leg_id for sc in self._by_key.values())
 
     async def close(self) -> None:
         try:
@@ -352,7 +355,9 @@ class SipGateway:
         callee = self._callee_identity(inst)
         handle.respond(180, "Ringing")
         sc.leg_id = leg_id
-        await self.calls.accept_inbound(app=app, callee=callee, caller=caller, external=key, call_id=leg_id)
+        await self.calls.accept_inbound(
+            app=app, callee=callee, caller=caller, external=key, call_id=leg_id, gateway=self
+        )
         return True
 
     def _reinvite(self, handle: ServerTransactionHandle, req: SipRequest) -> None:

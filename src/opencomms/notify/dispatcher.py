@@ -31,9 +31,13 @@ Design notes
 * **Delivery guarantee.** At least once: an entry leaves the store only after a final outcome (2xx, drop or
   give-up). An attempt cut short by `aclose()` or a crash is repeated later with the same
   `opencomms-delivery-id`, which bots use to drop duplicates.
-* **Batched removals.** Finished entries are not removed from the store one commit each: they leave with the
-  next `Dispatcher.transaction()` (the next unit of work commits them with its own changes), or, if none comes
-  within `remove_batch_s` (5 ms), in one statement and one commit of their own, and on close. A lane moves on
+* **Two ways in, one outbox.** A conversation command's notifications are written by the ledger with the
+  conversation (the async conversation store) and handed over with `release()` once committed; media operations
+  and tones still `submit()` through the synchronous store. Both write the same outbox (the SQLite file's table,
+  or the node's MemoryStore behind the memory conversation store); the dispatcher loads, removes and updates
+  entries through the async outbox (`outbox`), whose writes the SQLite store merges with its commits.
+* **Batched removals.** Finished entries are not removed from the store one commit each: they leave together
+  after `remove_batch_s` (5 ms), in one write, and on close. A lane moves on
   to its next entry only once its head's removal has committed, so that a crash re-sends at most the one entry
   per key that was in flight (with the same delivery id).
 * **Storage faults.** A removal batch, a retry's bookkeeping or a redirect's update that cannot be written (disk
@@ -50,9 +54,10 @@ import enum
 import logging
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from types import TracebackType
+from typing import Protocol
 
 import aiohttp
 from yarl import URL
@@ -89,6 +94,35 @@ class DispatchStats:
     (also counted in `dropped`)."""
     pending: int
     """Entries accepted but not finished yet (staged, queued, waiting for a retry or in flight)."""
+
+
+class Outbox(Protocol):
+    """The outbox as the dispatcher reads it (`store.conversations.ConversationStore` implements it)."""
+
+    async def outbox_load(self) -> list[OutboxEntry]: ...
+
+    async def outbox_remove(self, entry_ids: Iterable[str]) -> None: ...
+
+    async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None: ...
+
+
+class _SyncOutbox:
+    """The synchronous store's outbox behind the async interface (a dispatcher without a conversation store)."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def outbox_load(self) -> list[OutboxEntry]:
+        return self._store.outbox_load()
+
+    async def outbox_remove(self, entry_ids: Iterable[str]) -> None:
+        with self._store.transaction():
+            self._store.outbox_remove_many(list(entry_ids))
+
+    async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None:
+        with self._store.transaction():
+            for entry in entries:
+                self._store.outbox_update(entry)
 
 
 class _LaneState(enum.Enum):
@@ -142,6 +176,7 @@ class Dispatcher:
         remove_batch_s: float = 0.005,
         fault_retry: float = 1.0,
         egress: EgressPolicy | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -150,6 +185,8 @@ class Dispatcher:
         if max_redirects < 0:
             raise ValueError("max_redirects must be >= 0")
         self._store = store
+        self._outbox: Outbox = outbox if outbox is not None else _SyncOutbox(store)
+        """Where entries are loaded, removed and updated (the same outbox `store` appends to)."""
         self._sign = sign
         self._policy = policy
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -233,9 +270,9 @@ class Dispatcher:
                 )
                 self._stack.callback(self._fast.close)
             group = await self._stack.enter_async_context(asyncio.TaskGroup())
-            # No await between loading and RUNNING: a submit() either precedes the load (store only)
-            # or follows it (staged), never both.
-            for entry in self._store.outbox_load():
+            # Start it before anything submits or releases: an entry written while the load is under way could be
+            # missed until the next start.
+            for entry in await self._outbox.outbox_load():
                 self._pending += 1
                 self._enqueue(entry)
             if self._pending:
@@ -261,7 +298,7 @@ class Dispatcher:
             return
         self._run = _RunState.CLOSED
         try:
-            self._remove_finished()
+            await self._remove_finished()
         except Exception:  # the store is broken or closed: those entries are delivered again later
             log.exception("removing delivered notifications from the store failed")
         self._forget()
@@ -333,6 +370,16 @@ class Dispatcher:
             self._stage(entry)
         return entry
 
+    def release(self, entries: list[OutboxEntry]) -> None:
+        """Deliver entries that were committed to the outbox by someone else (the ledger, with a conversation).
+        Before `start()` or after `aclose()` nothing happens: the next start loads them."""
+        if self._run is not _RunState.RUNNING or not entries:
+            return
+        self._pending += len(entries)
+        self._idle.clear()
+        for entry in entries:
+            self._stage(entry)
+
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
         """`store.transaction()` that also holds back the entries submitted inside it until the commit.
@@ -342,18 +389,12 @@ class Dispatcher:
         """
         outermost = self._tx_depth == 0
         self._tx_depth += 1
-        removed: list[tuple[str, str, _Lane]] = []
         try:
             with self._store.transaction():
-                if outermost and self._finished:  # finished entries leave the store with this commit
-                    removed, self._finished = self._finished, []
-                    self._store.outbox_remove_many([entry_id for entry_id, _, _ in removed])
                 yield
                 if outermost and self._tx_staged:
                     self._tx_staged = self._store.outbox_append_many(self._tx_staged)
         except BaseException:
-            if removed:  # rolled back: still to be removed
-                self._finished[:0] = removed
             if outermost and self._tx_staged:
                 if self._run is _RunState.RUNNING:
                     self._pending -= len(self._tx_staged)
@@ -362,8 +403,6 @@ class Dispatcher:
                     self._idle.set()
             raise
         else:
-            if removed:
-                self._advance(removed)
             if outermost and self._tx_staged:
                 committed, self._tx_staged = self._tx_staged, []
                 if self._run is _RunState.RUNNING:
@@ -448,13 +487,12 @@ class Dispatcher:
             if self._pending == 0:
                 self._idle.set()
 
-    def _remove_finished(self) -> None:
-        """Remove the finished entries from the store (one statement, one commit), then move their lanes on."""
+    async def _remove_finished(self) -> None:
+        """Remove the finished entries from the store (one write), then move their lanes on."""
         if self._finished:
             finished, self._finished = self._finished, []
             try:
-                with self._store.transaction():
-                    self._store.outbox_remove_many([entry_id for entry_id, _, _ in finished])
+                await self._outbox.outbox_remove([entry_id for entry_id, _, _ in finished])
             except BaseException:
                 self._finished[:0] = finished  # still to be removed
                 raise
@@ -482,8 +520,7 @@ class Dispatcher:
 
     async def _finish(self, key: str, lane: _Lane, entry: OutboxEntry) -> None:
         """The head entry has a final outcome: remove it, then move the lane on. Removals are batched: they go
-        with the next `transaction()`, or after `remove_batch_s` in this worker, whichever comes first; a storage
-        fault retries the removal every `fault_retry` seconds."""
+        after `remove_batch_s` in this worker; a storage fault retries the removal every `fault_retry` seconds."""
         self._finished.append((entry.id, key, lane))
         if not self._removal_armed:
             self._removal_armed = True
@@ -492,7 +529,7 @@ class Dispatcher:
                 while True:
                     await asyncio.sleep(delay)
                     try:
-                        self._remove_finished()
+                        await self._remove_finished()
                         break
                     except Exception as exc:  # a store fault: the entries wait, the worker lives on
                         self._fault(exc, "removing finished entries")
@@ -551,7 +588,7 @@ class Dispatcher:
             url = target
 
         if url != origin and reason == "":
-            self._moved(key, lane, origin, url)
+            await self._moved(key, lane, origin, url)
 
         if outcome is Outcome.DELIVERED:
             self._delivered += 1
@@ -597,7 +634,7 @@ class Dispatcher:
         if updated.url != url:
             updated = replace(updated, url=url)
         try:
-            self._store.outbox_update(updated)
+            await self._outbox.outbox_update([updated])
         except Exception as exc:  # the retry goes ahead; a restart repeats the attempt count from the store
             self._fault(exc, "recording a failed attempt")
         else:
@@ -616,10 +653,10 @@ class Dispatcher:
         lane.state = _LaneState.WAITING
         lane.timer = self._loop.call_later(delay, self._wake, key)
 
-    def _moved(self, key: str, lane: _Lane, old: str, new: str) -> None:
+    async def _moved(self, key: str, lane: _Lane, old: str, new: str) -> None:
         """The bot moved this key's callback: point its later entries at `new` and tell the owner."""
         try:
-            self._move_queued(key, lane, old, new)
+            await self._move_queued(key, lane, old, new)
         except Exception as exc:  # later entries keep the old URL (redirected again); the call still moves below
             self._fault(exc, "moving queued entries")
         log.info("callback moved to %s", _loggable(new), extra={"call_id": key})
@@ -629,18 +666,20 @@ class Dispatcher:
             except Exception:
                 log.exception("on_redirect callback failed", extra={"call_id": key})
 
-    def _move_queued(self, key: str, lane: _Lane, old: str, new: str) -> None:
-        with self._store.transaction():
-            for i in range(1, len(lane.entries)):
-                queued = lane.entries[i]
-                if queued.url == old:
-                    lane.entries[i] = replace(queued, url=new)
-                    self._store.outbox_update(lane.entries[i])
-            for staged in (self._staged, self._tx_staged):
-                for i, queued in enumerate(staged):
-                    if queued.order_key == key and queued.url == old:
-                        staged[i] = replace(queued, url=new)
-                        self._store.outbox_update(staged[i])
+    async def _move_queued(self, key: str, lane: _Lane, old: str, new: str) -> None:
+        moved: list[OutboxEntry] = []
+        for i in range(1, len(lane.entries)):
+            queued = lane.entries[i]
+            if queued.url == old:
+                lane.entries[i] = replace(queued, url=new)
+                moved.append(lane.entries[i])
+        for staged in (self._staged, self._tx_staged):
+            for i, queued in enumerate(staged):
+                if queued.order_key == key and queued.url == old:
+                    staged[i] = replace(queued, url=new)
+                    moved.append(staged[i])
+        if moved:
+            await self._outbox.outbox_update(moved)
 
     async def _post(self, url: str, entry: OutboxEntry) -> tuple[int | None, str | None, str | None]:
         """One HTTP POST. Returns (status or None on network error/timeout, Location, Retry-After)."""

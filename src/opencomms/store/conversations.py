@@ -19,7 +19,14 @@ from opencomms.domain.errors import Conflict
 from opencomms.store.base import Doc, OutboxEntry, Store
 from opencomms.store.sqlite import _dumps, _loads
 
-__all__ = ["ConversationStore", "Loaded", "MemoryConversationStore", "StaleVersion", "open_conversations"]
+__all__ = [
+    "ConversationStore",
+    "Loaded",
+    "MemoryConversationStore",
+    "StaleVersion",
+    "conversations_beside",
+    "open_conversations",
+]
 
 
 class StaleVersion(Conflict):
@@ -242,3 +249,15 @@ async def open_conversations(
             url.removeprefix("sqlite:///"), busy_timeout=busy_timeout, max_batch=max_batch
         )
     raise ValueError(f"unsupported store url: {url!r} (use memory:// or sqlite:///path.db)")
+
+
+def conversations_beside(store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512) -> ConversationStore:
+    """The conversation store that goes with the node's synchronous `store` (blocking: call it at start-up): the
+    same SQLite file, or, for any other store, one in memory whose outbox is `store`'s (one outbox either way)."""
+    from opencomms.store.sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        from opencomms.store.conversations_sqlite import SqliteConversationStore
+
+        return SqliteConversationStore(store.path, busy_timeout=busy_timeout, max_batch=max_batch)
+    return MemoryConversationStore(store)

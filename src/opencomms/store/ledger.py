@@ -134,11 +134,14 @@ class Ledger(Generic[A]):
         index: Callable[[A], Index] | None = None,
         release: Callable[[list[OutboxEntry]], None] | None = None,
         publish: Callable[[str, list[object]], None] | None = None,
+        on_load: Callable[[str, A], None] | None = None,
         retries: int = 3,
         cache_size: int = 100_000,
     ) -> None:
         """`index`: what the store indexes of a conversation (default: nothing); `release`: hands committed
-        notifications to the dispatcher; `publish`: hands committed events of a conversation to its subscribers;
+        notifications to the dispatcher; `publish`: hands committed events of a conversation to its subscribers
+        (before its notifications are released: what a subscriber submits for the same calls goes first);
+        `on_load`: hears each conversation read from the store into the cache (recovery after a restart);
         `retries`: reruns of a command refused as stale before StaleVersion reaches the caller; `cache_size`:
         conversations kept in memory (least recently used leave first)."""
         if retries < 0 or cache_size < 1:
@@ -148,6 +151,7 @@ class Ledger(Generic[A]):
         self._index = index
         self._release = release
         self._publish = publish
+        self._on_load = on_load
         self.retries = retries
         self.cache_size = cache_size
         self._cache: collections.OrderedDict[str, _Cached[A]] = collections.OrderedDict()
@@ -221,6 +225,10 @@ class Ledger(Generic[A]):
         if hit is not None:
             self._unindex(conv_id, hit.index.legs)
 
+    def states(self) -> list[A]:
+        """The conversations in memory (a snapshot; do not change them)."""
+        return [hit.state for hit in self._cache.values()]
+
     def __len__(self) -> int:
         return len(self._cache)
 
@@ -250,6 +258,8 @@ class Ledger(Generic[A]):
         state = self._kind.from_doc(loaded.doc)
         state.version = loaded.version
         self._remember(conv_id, state, loaded.version, self._index_of(state))
+        if self._on_load is not None:
+            self._on_load(conv_id, state)
         return Unit(conv_id, state, loaded.version, attempt)
 
     async def _commit(self, unit: Unit[A]) -> None:
@@ -292,9 +302,9 @@ class Ledger(Generic[A]):
         else:
             state.version = version
             self._remember(conv_id, state, version, index)
+        self._emit(unit)
         if entries and self._release is not None:
             self._release(entries)
-        self._emit(unit)
 
     def _late(self, fut: asyncio.Future[int], entries: list[OutboxEntry]) -> None:
         if not fut.cancelled() and fut.exception() is None and entries and self._release is not None:

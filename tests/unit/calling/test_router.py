@@ -7,6 +7,7 @@ confirm, end and REFER their legs. No test reads the service's private state.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -156,9 +157,24 @@ async def test_mute_reaches_the_mix_after_commit_and_updates_the_roster(env: Any
     svc, _, media, _, apps = env
     created = await create(svc, apps["alice"], app_target(apps["bob"].app_id))
     await answer(svc, apps["bob"], leg_of(svc, apps["bob"]).id)
-    with svc.unit():
-        svc.mute(created["id"], True)
-        assert ("muted", created["id"]) not in media.events  # not before the commit
+    gate = asyncio.Event()
+    commit = svc.conversations.commit
+
+    def held(*args: Any, **kwargs: Any) -> Any:  # the write lands only when the gate opens
+        fut = commit(*args, **kwargs)
+
+        async def later() -> Any:
+            await gate.wait()
+            return await fut
+
+        return asyncio.ensure_future(later())
+
+    svc.conversations.commit = held  # type: ignore[method-assign]
+    muting = asyncio.create_task(svc.mute(created["id"], True))
+    await asyncio.sleep(0.01)
+    assert ("muted", created["id"]) not in media.events  # not before the commit
+    gate.set()
+    await muting
     assert ("muted", created["id"]) in media.events
     assert (await svc.participant(apps["alice"], created["id"], created["myParticipantId"]))["isMuted"] is True
 

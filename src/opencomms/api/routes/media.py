@@ -13,6 +13,7 @@ from opencomms.api.routing import Kind, Route
 from opencomms.calling.media import MediaService
 from opencomms.calling.recordings import DENIED
 from opencomms.domain.errors import NotFound, ServiceUnavailable, Unauthenticated
+from opencomms.domain.ids import normalize_id
 from opencomms.wire import media as wire
 from opencomms.wire.calls import empty_or_object
 
@@ -25,44 +26,58 @@ def _media(ctx: ApiContext) -> MediaService:
     return ctx.media
 
 
+async def _loaded(ctx: ApiContext, req: Request) -> None:
+    """Bring the call's conversation into this node's memory if the store has it (the media service reads views);
+    whether the caller may act on it is the media service's question, asked after the body is read."""
+    if ctx.calls.leg(req.params["id"]) is None:
+        await ctx.calls.find(normalize_id(req.params["id"]))
+
+
 def _operation(ctx: ApiContext, req: Request, op: dict[str, object]) -> Response:
     location = f"{ctx.public_url}/{req.version}/communications/calls/{req.params['id']}/operations/{op['id']}"
     return Response(200, op, [(b"location", location.encode())])
 
 
-def play_prompt(ctx: ApiContext, req: Request) -> Response:
+async def play_prompt(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
     op = _media(ctx).play_prompt(req.who, req.params["id"], wire.play_prompt(req.json()))
     return _operation(ctx, req, op)
 
 
-def record_response(ctx: ApiContext, req: Request) -> Response:
+async def record_response(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
     body = req.json()
     op = _media(ctx).record_response(req.who, req.params["id"], wire.record_response(empty_or_object(body)))
     return _operation(ctx, req, op)
 
 
-def cancel_media_processing(ctx: ApiContext, req: Request) -> Response:
+async def cancel_media_processing(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
     op = _media(ctx).cancel_media_processing(req.who, req.params["id"], wire.context_only(req.json()))
     return _operation(ctx, req, op)
 
 
-def subscribe_to_tone(ctx: ApiContext, req: Request) -> Response:
+async def subscribe_to_tone(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
     op = _media(ctx).subscribe_to_tone(req.who, req.params["id"], wire.context_only(req.json()))
     return _operation(ctx, req, op)
 
 
-def send_dtmf_tones(ctx: ApiContext, req: Request) -> Response:
+async def send_dtmf_tones(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
     op = _media(ctx).send_dtmf_tones(req.who, req.params["id"], wire.send_dtmf_tones(req.json()))
     return _operation(ctx, req, op)
 
 
-def mute(ctx: ApiContext, req: Request) -> Response:
-    op = _media(ctx).set_muted(req.who, req.params["id"], wire.context_only(req.json()), True)
+async def mute(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
+    op = await _media(ctx).set_muted(req.who, req.params["id"], wire.context_only(req.json()), True)
     return _operation(ctx, req, op)
 
 
-def unmute(ctx: ApiContext, req: Request) -> Response:
-    op = _media(ctx).set_muted(req.who, req.params["id"], wire.context_only(req.json()), False)
+async def unmute(ctx: ApiContext, req: Request) -> Response:
+    await _loaded(ctx, req)
+    op = await _media(ctx).set_muted(req.who, req.params["id"], wire.context_only(req.json()), False)
     return _operation(ctx, req, op)
 
 
