@@ -270,9 +270,10 @@ class StorageConfig:
 class LedgerConfig:
     """The async conversation store and its ledger (store/conversations*.py, store/ledger.py)."""
 
-    busy_timeout: float = 1.0
+    busy_timeout: float = 0.075
     """Seconds a batch of conversation writes waits for the SQLite write lock another process holds before its units
-    fail with 503 + Retry-After. It waits on the writer thread: the event loop goes on meanwhile."""
+    fail with 503 + Retry-After. It waits on the writer thread (the event loop goes on meanwhile), but the requests
+    whose commands are in the batch wait with it, and so do the batches queued behind it: keep it short."""
     max_batch: int = 512
     """Conversation writes merged into one SQLite transaction at most."""
     retries: int = 3

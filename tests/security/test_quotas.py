@@ -23,6 +23,7 @@ from aiohttp import web
 
 from opencomms.config import MediaConfig, QuotaConfig
 from opencomms.media.wav import encode_wav
+from opencomms.store.conversations import stored_conversations
 from opencomms.testing.harness import app_target
 from tests.integration.conftest import Platform, make_platform, node_config
 
@@ -36,13 +37,13 @@ def quota_config(**quotas: Any) -> Any:
     return node_config(quotas=dataclasses.replace(QuotaConfig(), **quotas), media=media)
 
 
-def stored_legs(p: Platform) -> list[dict[str, Any]]:
+async def stored_legs(p: Platform) -> list[dict[str, Any]]:
     """Every stored call leg (legs live inside their conversation's document)."""
-    return [leg for _, doc in p.node.store.scan("conversation") for leg in doc["legs"]]
+    return [leg for doc in await stored_conversations(p.node.conversations) for leg in doc["legs"]]
 
 
-def call_docs(p: Platform, app_id: str) -> int:
-    return sum(1 for leg in stored_legs(p) if leg.get("app_id") == app_id)
+async def call_docs(p: Platform, app_id: str) -> int:
+    return sum(1 for leg in await stored_legs(p) if leg.get("app_id") == app_id)
 
 
 async def create(p: Platform, bot: str, target: str) -> tuple[int, Any, dict[str, str]]:
@@ -69,17 +70,17 @@ async def test_creates_past_the_concurrency_quota_get_403_and_the_store_stops_gr
             assert err["error"]["code"] == "quotaLimitReached"
             assert "concurrent_calls_per_app" in err["error"]["message"] and "limit 5" in err["error"]["message"]
             assert err["error"]["innerError"]["request-id"]
-        assert call_docs(p, p["alice"].app_id) == 5
-        assert call_docs(p, p["bob"].app_id) == 5  # its ringing legs count toward bob's quota
+        assert await call_docs(p, p["alice"].app_id) == 5
+        assert await call_docs(p, p["bob"].app_id) == 5  # its ringing legs count toward bob's quota
         # bob is at its quota too: carol's call to it is refused as busy (486/9150), carol keeps no leg
         status, call, _ = await create(p, "carol", "bob")
         assert status == 201
         ended = await p["carol"].bot.wait_for(lambda n: n.call_id == call["id"] and n.change_type == "deleted")
         info = ended[0].resource_data["resultInfo"]
         assert (info["code"], info["subcode"]) == (486, 9150)
-        assert call_docs(p, p["bob"].app_id) == 5 and call_docs(p, p["carol"].app_id) == 0
+        assert await call_docs(p, p["bob"].app_id) == 5 and await call_docs(p, p["carol"].app_id) == 0
         # one call ends: one create fits again
-        first = next(leg["id"] for leg in stored_legs(p) if leg["app_id"] == p["alice"].app_id)
+        first = next(leg["id"] for leg in await stored_legs(p) if leg["app_id"] == p["alice"].app_id)
         await p["alice"].client.hang_up(first)
         assert (await create(p, "alice", "bob"))[0] == 201
         assert (await create(p, "alice", "bob"))[0] == 403
@@ -94,7 +95,7 @@ async def test_creates_past_the_rate_get_429_with_retry_after() -> None:
         assert err["error"]["code"] == "activityLimitReached"
         assert "calls_per_minute_per_app" in err["error"]["message"]
         assert 1 <= int(headers["Retry-After"]) <= 15  # one call every 15 s at 4 per minute
-        assert call_docs(p, p["alice"].app_id) == 4
+        assert await call_docs(p, p["alice"].app_id) == 4
         assert (await create(p, "carol", "bob"))[0] == 201  # another application is not throttled
 
 
@@ -350,5 +351,5 @@ async def test_a_phone_calling_a_bot_at_its_quota_hears_busy() -> None:
         p.node.directory.create_instance(p["bob"].app_id, "Reception", phone_number="+14255550100")
         assert (await create(p, "alice", "bob"))[0] == 201  # bob's one call: ringing
         assert await asyncio.to_thread(invite_status, p.node.sip.port, "14255550100") == 486
-        assert call_docs(p, p["bob"].app_id) == 1
-        assert len(stored_legs(p)) == 2  # alice's and bob's leg: the phone left nothing
+        assert await call_docs(p, p["bob"].app_id) == 1
+        assert len(await stored_legs(p)) == 2  # alice's and bob's leg: the phone left nothing

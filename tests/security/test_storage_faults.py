@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import json
 import os
 import socket
 import sqlite3
@@ -23,6 +22,7 @@ import aiohttp
 import pytest
 
 from opencomms.config import SipConfig
+from opencomms.store.conversations_sqlite import read_conversations
 from opencomms.testing import GraphClient, RecordingBot
 from opencomms.testing.harness import app_target
 from tests.e2e.conftest import CLI, cli, free_port, serve
@@ -67,12 +67,7 @@ def fill(directory: Path) -> Path:
 
 def stored_calls(db: Path) -> dict[str, str]:
     """Call id -> state, read from the store file by another connection (what exists)."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT doc FROM docs WHERE kind='conversation'").fetchall()
-    finally:
-        conn.close()
-    return {leg["id"]: leg["state"] for (doc,) in rows for leg in json.loads(doc)["legs"]}
+    return {leg["id"]: leg["state"] for doc in read_conversations(str(db)) for leg in doc["legs"]}
 
 
 async def health(base: str) -> dict[str, Any]:

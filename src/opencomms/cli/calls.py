@@ -14,6 +14,7 @@ import typer
 from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, fail, open_cli_store, out, show
 from opencomms.domain.ids import normalize_id
 from opencomms.logs import mask_value
+from opencomms.store.conversations_sqlite import read_conversations
 
 cli = typer.Typer(help="Calls in the store: list them, show one.", no_args_is_help=True)
 
@@ -36,8 +37,8 @@ def party(identity_set: Any) -> str:
 
 def stored_legs(st: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(call leg, its conversation) for every leg the store holds: legs live inside their conversation's
-    document (the conversation core's stored form)."""
-    return [(leg, conv) for _, conv in st.scan("conversation") for leg in conv.get("legs") or ()]
+    document, in the conversation store's table of the same SQLite file."""
+    return [(leg, conv) for conv in read_conversations(st.path) for leg in conv.get("legs") or ()]
 
 
 def when(epoch: Any) -> str:

@@ -26,6 +26,7 @@ __all__ = [
     "StaleVersion",
     "conversations_beside",
     "open_conversations",
+    "stored_conversations",
 ]
 
 
@@ -261,3 +262,16 @@ def conversations_beside(store: Store, *, busy_timeout: float = 1.0, max_batch: 
 
         return SqliteConversationStore(store.path, busy_timeout=busy_timeout, max_batch=max_batch)
     return MemoryConversationStore(store)
+
+
+async def stored_conversations(store: ConversationStore, page: int = 1000) -> list[Doc]:
+    """Every stored conversation document, paged through `live()` (tools and tests; the node never needs all)."""
+    docs: list[Doc] = []
+    after = ""
+    while ids := await store.live(after, page):
+        for conv_id in ids:
+            loaded = await store.load(conv_id)
+            if loaded is not None:
+                docs.append(loaded.doc)
+        after = ids[-1]
+    return docs

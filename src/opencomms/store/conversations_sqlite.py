@@ -26,7 +26,7 @@ from opencomms.store.base import Doc, OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import ConversationStore, Loaded, StaleVersion, check_commit
 from opencomms.store.sqlite import OUTBOX_SELECT, SqliteStore, _dumps, _is_fault, _loads, outbox_entry, unavailable
 
-__all__ = ["SqliteConversationStore"]
+__all__ = ["SqliteConversationStore", "read_conversations"]
 
 log = logging.getLogger("opencomms.store")
 
@@ -422,3 +422,21 @@ def _deliver(results: list[tuple[asyncio.Future[Any], Any]]) -> None:
             fut.set_exception(result)
         else:
             fut.set_result(result)
+
+
+def read_conversations(path: str) -> list[Doc]:
+    """Every conversation document in the SQLite file at `path`, read on a read-only connection of its own (the CLI,
+    beside a running node; blocking). None stored yet: an empty list."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error as exc:
+        raise unavailable(exc, path) from exc
+    try:
+        rows = db.execute("SELECT doc FROM conversations ORDER BY id").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise unavailable(exc, path) from exc
+    finally:
+        db.close()
+    return [_loads(row[0]) for row in rows]

@@ -12,13 +12,15 @@ from collections.abc import Callable
 from typing import Any
 
 from opencomms.server import Node
+from opencomms.store.conversations import stored_conversations
 from opencomms.testing import TestBot, TestPlatform, VirtualCaller
 
 CALLS = 40
 
 
-def _state(node: Node) -> dict[str, int]:
+async def _state(node: Node) -> dict[str, int]:
     sip, media = node.sip, node.media
+    stored = await stored_conversations(node.conversations)
     assert sip is not None
     return {
         "calls": len(node.calls.calls),
@@ -34,8 +36,8 @@ def _state(node: Node) -> dict[str, int]:
         "media operations": len(media._ops),
         "media legs": media._legs_in_engine,
         "dispatcher lanes": len(node.dispatcher._lanes),
-        "stored calls": sum(len(doc["legs"]) for _, doc in node.store.scan("conversation")),
-        "stored conversations": sum(1 for _ in node.store.scan("conversation")),
+        "stored calls": sum(len(doc["legs"]) for doc in stored),
+        "stored conversations": len(stored),
         "stored operations": sum(1 for _ in node.store.scan("operation")),
     }
 
@@ -43,7 +45,7 @@ def _state(node: Node) -> dict[str, int]:
 async def _settled(node: Node, baseline: dict[str, int], timeout: float = 10.0) -> dict[str, int]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while (state := _state(node)) != baseline and loop.time() < deadline:  # noqa: ASYNC110 - polling node state
+    while (state := await _state(node)) != baseline and loop.time() < deadline:  # noqa: ASYNC110 - polling node state
         await asyncio.sleep(0.05)
     return state
 
@@ -68,7 +70,7 @@ async def test_ended_calls_leave_no_state_behind() -> None:
         async with platform.caller(number="+15550123") as caller:
             await _one_call(bot, caller, 0, bot_hangs_up=True)
             baseline = await _settled(
-                node, _state(node) | {"calls": 0, "conversations": 0, "rtp streams": 0, "gateway tasks": 0}
+                node, await _state(node) | {"calls": 0, "conversations": 0, "rtp streams": 0, "gateway tasks": 0}
             )
             for i in range(1, CALLS + 1):
                 await _one_call(bot, caller, i, bot_hangs_up=i % 4 == 0)

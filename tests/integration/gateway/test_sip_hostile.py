@@ -24,6 +24,7 @@ from opencomms.sip.endpoint import SipEndpoint
 from opencomms.sip.endpoint_config import EndpointConfig
 from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import HeaderItems, SipRequest
+from opencomms.store.conversations import stored_conversations
 from tests.integration.conftest import Platform, make_platform, node_config
 from tests.sipp import sipp as harness
 from tests.sipp.sipp import LOOPBACK, run_sipp
@@ -238,7 +239,8 @@ async def assert_nothing_leaked(p: Platform, within: float = 5.0) -> None:
     assert gateway.active == 0, "SIP calls left in the gateway"
     assert gateway.ports.in_use == 0, "RTP ports not released"
     assert p.node.calls.active_calls == 0, "call legs still live"
-    live = [leg for _, doc in p.node.store.scan("conversation") for leg in doc["legs"] if leg["state"] != "terminated"]
+    stored = await stored_conversations(p.node.conversations)
+    live = [leg for doc in stored for leg in doc["legs"] if leg["state"] != "terminated"]
     assert live == [], "call documents not ended"
 
 
