@@ -280,6 +280,10 @@ class LedgerConfig:
     """Reruns of a command whose commit found newer state (another writer) before the request fails 409."""
     cache_size: int = 100_000
     """Conversations the ledger keeps in memory (least recently used leave first; live ones reload on demand)."""
+    writer_thread: bool = True
+    """SQLite: write conversations on a thread of their own (the loop never waits for the disk or a lock held
+    elsewhere); false: each loop iteration's commits are written on the loop, at the end of the iteration (no
+    thread hand-off per commit: less CPU per command, but the loop waits up to `busy_timeout` for a held lock)."""
 
     def __post_init__(self) -> None:
         for name in ("busy_timeout", "retries"):

@@ -87,7 +87,9 @@ class Node:
             resolve_timeout=config.egress.resolve_timeout,
         )
         lc = config.ledger
-        self.conversations = conversations_beside(self.store, busy_timeout=lc.busy_timeout, max_batch=lc.max_batch)
+        self.conversations = conversations_beside(
+            self.store, busy_timeout=lc.busy_timeout, max_batch=lc.max_batch, writer_thread=lc.writer_thread
+        )
         nc = config.notify
         self.dispatcher = Dispatcher(
             self.store,

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from opencomms.calling.model import Call, JsonObj
@@ -40,10 +40,16 @@ class Batch:
     events: tuple[ev.Event, ...]
     roster_before: tuple[Participant, ...] = ()
     """The roster as it was before the command (a projector replays the changes onto it)."""
+    made: dict[str, Call] = field(default_factory=dict, compare=False, repr=False)
+    """Views made from the events' leg documents (the projector and the subscribers share them: read only)."""
 
     def view(self, doc: JsonObj) -> Call:
-        """A view of a leg's stored form carried by an event (LegRinging, LegEnded)."""
-        return view_from_doc(self.conversation_id, self.tenant_id, doc)
+        """A view of a leg's stored form carried by an event (LegRinging, LegEnded), made once per batch."""
+        leg_id = doc["id"]
+        view = self.made.get(leg_id)
+        if view is None or view.state.value != doc.get("state"):
+            view = self.made[leg_id] = view_from_doc(self.conversation_id, self.tenant_id, doc)
+        return view
 
 
 class LegQuery(Protocol):

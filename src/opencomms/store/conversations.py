@@ -252,7 +252,9 @@ async def open_conversations(
     raise ValueError(f"unsupported store url: {url!r} (use memory:// or sqlite:///path.db)")
 
 
-def conversations_beside(store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512) -> ConversationStore:
+def conversations_beside(
+    store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512, writer_thread: bool = True
+) -> ConversationStore:
     """The conversation store that goes with the node's synchronous `store` (blocking: call it at start-up): the
     same SQLite file, or, for any other store, one in memory whose outbox is `store`'s (one outbox either way)."""
     from opencomms.store.sqlite import SqliteStore
@@ -260,7 +262,9 @@ def conversations_beside(store: Store, *, busy_timeout: float = 1.0, max_batch: 
     if isinstance(store, SqliteStore) and store.path != ":memory:":
         from opencomms.store.conversations_sqlite import SqliteConversationStore
 
-        return SqliteConversationStore(store.path, busy_timeout=busy_timeout, max_batch=max_batch)
+        return SqliteConversationStore(
+            store.path, busy_timeout=busy_timeout, max_batch=max_batch, writer_thread=writer_thread
+        )
     return MemoryConversationStore(store)
 
 

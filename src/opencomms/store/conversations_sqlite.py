@@ -114,11 +114,13 @@ class SqliteConversationStore(ConversationStore):
         synchronous: str = "NORMAL",
         max_batch: int = 512,
         open_timeout: float = 5.0,
+        writer_thread: bool = True,
     ) -> None:
         """Open (or create, 0600) the database and start the writer thread. Blocking: call it at start-up or
         through `open()`. `busy_timeout`: seconds a batch waits for a lock another process holds before it fails
         with StoreUnavailable (the loop does not wait meanwhile); `max_batch`: requests merged into one
-        transaction at most."""
+        transaction at most; `writer_thread` False: each loop iteration's batch is written on the loop itself, at the
+        end of the iteration (no thread hand-off; the loop waits for the write and for a lock held elsewhere)."""
         self.path = path
         self.max_batch = max_batch
         try:
@@ -138,8 +140,10 @@ class SqliteConversationStore(ConversationStore):
         self._flush_handle: asyncio.Handle | None = None
         self._closed = False
         self.stats = _Stats()
-        self._thread = threading.Thread(target=self._run, name="opencomms-conversations", daemon=True)
-        self._thread.start()
+        self._thread: threading.Thread | None = None
+        if writer_thread:
+            self._thread = threading.Thread(target=self._run, name="opencomms-conversations", daemon=True)
+            self._thread.start()
 
     @classmethod
     async def open(cls, path: str, **kwargs: Any) -> SqliteConversationStore:
@@ -160,7 +164,12 @@ class SqliteConversationStore(ConversationStore):
         self._flush_handle = None
         if self._pending:
             batch, self._pending = self._pending, []
-            self._queue.put(batch)
+            if self._thread is not None:
+                self._queue.put(batch)
+                return
+            while batch:  # on the loop: at most max_batch requests per transaction
+                now, batch = batch[: self.max_batch], batch[self.max_batch :]
+                _deliver(self._execute(self._db, now))
 
     def _read(self, fn: Callable[[sqlite3.Connection], _T]) -> asyncio.Future[_T]:
         fut: asyncio.Future[_T] = asyncio.get_running_loop().create_future()
@@ -242,6 +251,9 @@ class SqliteConversationStore(ConversationStore):
             self._flush_handle.cancel()
             self._flush()
         self._closed = True
+        if self._thread is None:
+            self._db.close()
+            return
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
 

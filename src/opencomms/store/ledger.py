@@ -168,23 +168,27 @@ class Ledger(Generic[A]):
     async def apply(self, conv_id: str, command: Callable[[Unit[A]], R]) -> R:
         """Run `command` on the conversation in one unit of work and return what it returns. The command must be
         pure (it may run again, on freshly loaded state, after a StaleVersion) and must `put` what it changes."""
-        async with self._locked(conv_id):
-            attempt = 0
-            while True:
-                unit = await self._begin(conv_id, attempt)
-                try:
-                    result = command(unit)
-                except BaseException:
-                    self._rollback(conv_id)
-                    raise
-                try:
-                    await self._commit(unit)
-                except StaleVersion:
-                    if attempt >= self.retries:
+        entry = self._enter(conv_id)  # (not `_locked`: this is the hot path, no generator-based context manager)
+        try:
+            async with entry.lock:
+                attempt = 0
+                while True:
+                    unit = await self._begin(conv_id, attempt)
+                    try:
+                        result = command(unit)
+                    except BaseException:
+                        self._rollback(conv_id)
                         raise
-                    attempt += 1
-                    continue
-                return result
+                    try:
+                        await self._commit(unit)
+                    except StaleVersion:
+                        if attempt >= self.retries:
+                            raise
+                        attempt += 1
+                        continue
+                    return result
+        finally:
+            self._leave(conv_id, entry)
 
     @asynccontextmanager
     async def unit(self, conv_id: str) -> AsyncIterator[Unit[A]]:
@@ -233,19 +237,26 @@ class Ledger(Generic[A]):
         return len(self._cache)
 
     # -- internals -------------------------------------------------------------------------------------------
-    @asynccontextmanager
-    async def _locked(self, conv_id: str) -> AsyncIterator[None]:
+    def _enter(self, conv_id: str) -> _Lock:
         entry = self._locks.get(conv_id)
         if entry is None:
             entry = self._locks[conv_id] = _Lock()
         entry.users += 1
+        return entry
+
+    def _leave(self, conv_id: str, entry: _Lock) -> None:
+        entry.users -= 1
+        if not entry.users:
+            del self._locks[conv_id]
+
+    @asynccontextmanager
+    async def _locked(self, conv_id: str) -> AsyncIterator[None]:
+        entry = self._enter(conv_id)
         try:
             async with entry.lock:
                 yield
         finally:
-            entry.users -= 1
-            if not entry.users:
-                del self._locks[conv_id]
+            self._leave(conv_id, entry)
 
     async def _begin(self, conv_id: str, attempt: int) -> Unit[A]:
         hit = self._cache.get(conv_id)
@@ -283,7 +294,7 @@ class Ledger(Generic[A]):
             self._rollback(conv_id)
             raise
         try:
-            version = await asyncio.shield(fut)
+            version = fut.result() if fut.done() else await asyncio.shield(fut)
         except asyncio.CancelledError:
             # The caller gave up, the write goes on: its notifications must still reach the dispatcher.
             self._rollback(conv_id)
