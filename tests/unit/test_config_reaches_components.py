@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from opencomms.config import load_config
 from opencomms.server import Node
+from opencomms.store.conversations_sqlite import SqliteConversationStore
 
 ENV = {
     "OPENCOMMS_STORE_URL": "memory://",
@@ -41,4 +42,25 @@ def test_component_knobs_reach_their_components() -> None:
         assert node.engine.engine._inbound._frames == 12
         assert node.api.throttle._buckets.max_keys == 10
     finally:
+        node.store.close()
+
+
+def test_ledger_knobs_reach_the_ledger_and_its_sqlite_store(tmp_path: object) -> None:
+    env = {
+        "OPENCOMMS_STORE_URL": f"sqlite:///{tmp_path}/node.db",
+        "OPENCOMMS_SIP__ENABLED": "false",
+        "OPENCOMMS_LEDGER__RETRIES": "5",
+        "OPENCOMMS_LEDGER__CACHE_SIZE": "77",
+        "OPENCOMMS_LEDGER__MAX_BATCH": "9",
+        "OPENCOMMS_LEDGER__WRITER_THREAD": "false",
+    }
+    node = Node(load_config(env=env))
+    try:
+        ledger = node.calls.core.ledger
+        assert (ledger.retries, ledger.cache_size) == (5, 77)
+        store = node.conversations
+        assert isinstance(store, SqliteConversationStore)
+        assert store.max_batch == 9 and store._thread is None
+    finally:
+        store._db.close()
         node.store.close()

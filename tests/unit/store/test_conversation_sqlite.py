@@ -201,3 +201,23 @@ def test_kill_9_mid_batch_keeps_every_committed_version_with_its_outbox(tmp_path
     for conv, version in stored.items():  # and every stored version has exactly its own notifications
         expected = {f"{conv}-{n}" for n in range(1, version + 1)} | {f"{conv}-{n}b" for n in range(1, version + 1)}
         assert {i for i in ids if i.split("-")[0] == conv} == expected, conv
+
+
+async def test_on_the_loop_without_a_writer_thread(tmp_path: Path) -> None:
+    """`writer_thread=False`: the same versioned writes, batched per loop iteration, written on the loop."""
+    path = str(tmp_path / "s.db")
+    st = SqliteConversationStore(path, writer_thread=False)
+    other = await SqliteConversationStore.open(path)
+    try:
+        first = [st.commit(f"c{i}", 0, {"n": i}, [entry(f"c{i}", 1)], legs=[f"leg{i}"]) for i in range(3)]
+        assert await asyncio.gather(*first) == [1, 1, 1]
+        assert st.stats.transactions == 1  # one iteration: one transaction
+        assert await other.commit("c0", 1, {"n": 10}) == 2
+        with pytest.raises(StaleVersion):
+            await st.commit("c0", 1, {"n": 11})  # the other connection moved it on
+        loaded = await st.load("c0")
+        assert loaded is not None and loaded.doc == {"n": 10} and loaded.version == 2
+        assert await st.find_leg("leg2") == "c2" and len(await st.outbox_load()) == 3
+    finally:
+        await st.aclose()
+        await other.aclose()
