@@ -1,11 +1,11 @@
 """Commits per second of one-conversation units of work: the async ledger (memory, SQLite on its writer thread)
-against today's synchronous SQLite unit of work, measured the same way (component figure).
+against the synchronous SQLite unit of work the node used before the ledger, measured the same way (component figure).
 
     .venv/bin/python bench/ledger.py [--seconds 3] [--tasks 64] [--modes memory,sqlite,sync-sqlite] [--uvloop]
 
 `--tasks` asyncio tasks each own one conversation (two call legs, the documents CallService stores) and run units
 back to back: change a leg, write the conversation and one notification (~500 bytes) in one commit. `sync-sqlite`
-is what `UnitOfWork` + `Dispatcher.transaction()` do today: one `store.transaction()` per unit on the node's
+is what the old `UnitOfWork` + `Dispatcher.transaction()` did: one `store.transaction()` per unit on the node's
 SqliteStore (checkpoint thread on), with `put_docs` of the legs and the conversation and `outbox_append_many`,
 all on the event loop. A 5 ms timer probes the loop meanwhile. Prints one line per mode: commits/s, CPU per
 commit on the event loop (a node's scarce resource) and on the writer thread, and the worst loop stall.
@@ -146,7 +146,7 @@ async def run_sync(path: str, seconds: float, tasks: int) -> tuple[int, float, f
         entry = new_entry(
             order_key=leg["id"], app_id=leg["app_id"], tenant_id=leg["tenant_id"], url="http://x/", body=BODY
         )
-        with store.transaction():  # what the node's UnitOfWork does today: one conversation document + its outbox
+        with store.transaction():  # what the old UnitOfWork did: one conversation document + its outbox
             store.put_docs([("conversation", conv.conv["id"], conv.to_doc())])
             store.outbox_append_many([entry])
 

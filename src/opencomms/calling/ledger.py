@@ -1,11 +1,10 @@
 """The conversation aggregate behind the async ledger (`store.ledger`): its index and its commands as units.
 
-The next step of the conversation core (issue 10, item 3) runs every command as `await ledger.apply(conv_id,
-as_unit(command, now))` against the async conversation store instead of the node's synchronous unit of work; this
-module is what that wiring needs of the aggregate, tested on its own: `conversation_index` (the legs the store
-indexes and the earliest timer) and `as_unit`, a re-runnable ledger command (a `StaleVersion` reruns it on the
-reloaded conversation) that applies one domain command, puts or deletes the conversation and emits its events.
-Pure apart from what the ledger does with the unit.
+`calling.core` runs every command of the node through the ledger; this module is what the ledger needs of the
+aggregate: `conversation_index` (the legs the store indexes and the earliest timer), `conversation_ledger` and
+`as_unit`, a re-runnable ledger command (a `StaleVersion` reruns it on the reloaded conversation) that applies one
+domain command, puts or deletes the conversation and emits its events (the core's own unit adds the projected
+notifications). Pure apart from what the ledger does with the unit.
 """
 
 from __future__ import annotations
