@@ -220,3 +220,33 @@ async def test_transfer_by_refer_asks_the_gateway_and_rings_no_target(env: Any) 
     assert len(svc.legs()) == 2 and svc.leg(created["id"]).state.value == "transferring"  # type: ignore[union-attr]
     await svc.external_transferred(phone.id)
     assert svc.active_calls == 0
+
+
+class BrowserGateway(Gateway):
+    def reachable(self, tenant_id: str, identity: Any) -> bool:
+        return "guest" in identity
+
+
+async def test_external_legs_take_the_kind_of_the_gateway_that_reaches_or_reports_them(env: Any) -> None:
+    """A second gateway kind (browsers): the target only it reaches rings a browser leg it dials, not a SIP one;
+    a call it reports comes in as a browser leg."""
+    svc, _, _, sip, apps = env
+    browser = BrowserGateway()
+    svc.gateways.register(LegKind.BROWSER, browser)
+    guest = {
+        "@odata.type": "#microsoft.graph.invitationParticipantInfo",
+        "identity": {"@odata.type": "#microsoft.graph.identitySet", "guest": {"id": "g1"}},
+    }
+    created = await create(svc, apps["alice"], guest)
+    conv = await svc.conversation(svc.leg(created["id"]).conversation_id)  # type: ignore[union-attr]
+    assert conv is not None
+    dialled = next(leg for leg in conv.legs.values() if leg.is_external)
+    assert dialled.kind is LegKind.BROWSER
+    assert browser.events == [("dial", dialled.id)] and sip.events == []
+    app = svc.directory.require_app(apps["bob"].app_id)
+    callee, caller = {"application": {"id": app.id}}, {"guest": {"id": "g2"}}
+    inbound = await svc.accept_inbound(app=app, callee=callee, caller=caller, external="w1", gateway=browser)
+    conv = await svc.conversation(inbound.conversation_id)
+    assert conv is not None and conv.legs[inbound.id].kind is LegKind.BROWSER
+    await svc.external_ended(inbound.id, results.PSTN_HUNG_UP)
+    assert browser.events[-1][1] == inbound.id and sip.events == []

@@ -263,3 +263,42 @@ async def test_concurrent_creators_of_one_meeting_both_land_in_it(setup: Setup) 
     assert stored is not None and stored.version == 2 and stored.doc["kind"] == ConversationKind.MEETING.value
     assert sorted(leg["app_id"] for leg in stored.doc["legs"]) == sorted([alice.app_id, bob.app_id])
     assert svc.core.ledger.stale + other.core.ledger.stale == 1
+
+
+class Phones(Hooks):
+    """A SIP gateway that reaches phones and says whether this process holds a leg's signalling."""
+
+    def __init__(self, held: bool) -> None:
+        super().__init__()
+        self.held = held
+
+    def reachable(self, tenant_id: str, identity: Any) -> bool:
+        return "phone" in identity
+
+    def holds(self, leg_id: str) -> bool:
+        return self.held
+
+
+async def test_a_conversation_loaded_after_a_restart_rejoins_media_and_ends_legs_nobody_holds(setup: Setup) -> None:
+    svc, conversations, _, alice, _ = setup
+    svc.gateways.register(LegKind.SIP, Phones(held=True))
+    phone = {"@odata.type": "#microsoft.graph.invitationParticipantInfo", "identity": {"phone": {"id": "+15550100"}}}
+    hosted = {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
+    body = {"callbackUri": "http://127.0.0.1:9/a", "targets": [phone], "mediaConfig": hosted}
+    created = await svc.create(alice, wire.create_call(body))
+    external = next(c for c in svc.calls.values() if c.is_external)
+    await svc.external_answered(external.id)
+    assert set((await _stored(conversations)).values()) == {"established"}
+
+    restarted, hooks = _service(svc.store, svc.directory, conversations)  # a new process: nothing in memory
+    gateway = Phones(held=False)
+    restarted.gateways.register(LegKind.SIP, gateway)
+    assert restarted.calls == {} and restarted.next_deadline() is None
+    await restarted.start()
+    assert restarted.next_deadline() is not None  # alice's keepAlive deadline, from the store's index
+    call = await restarted.get(alice, created["id"])  # loaded on demand
+    assert call.state.value == "established"
+    assert ("connected", created["id"]) in hooks.events  # its media joins the engine again
+    await asyncio.sleep(0.01)  # the phone's leg is ended (a task of the service): its signalling died with the process
+    assert ("ending", external.id) in gateway.events and await _stored(conversations) == {}
+    await restarted.aclose()
