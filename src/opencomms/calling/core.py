@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from opencomms.calling.ledger import conversation_ledger
 from opencomms.calling.projector import NotificationProjector
@@ -38,6 +38,13 @@ __all__ = ["Core", "Timers"]
 
 _ALWAYS_WRITTEN = (c.KeepAlive, c.MoveCallback, c.FireTimers)
 """Commands that change a deadline or a URL without an event: their unit writes even when no event came."""
+
+
+class _Committed(NamedTuple):
+    """What a unit hands to `_published`: its events and the conversation as the command left it (None: ended)."""
+
+    batch: Batch
+    state: Conversation | None
 
 
 class Sink(Protocol):
@@ -211,7 +218,7 @@ class Core:
             batch = Batch(conv.id, conv.tenant_id, conv.kind, tuple(events), roster_before)
             if events:
                 u.notify(*projector.project(batch, UnitViews(conv), clock()))
-            u.emit(batch)
+            u.emit(_Committed(batch, conv if conv.legs else None))
             return events
 
         return unit
@@ -240,16 +247,16 @@ class Core:
 
     # -- after the commit, in the conversation's lock --------------------------------------------------------
     def _published(self, conv_id: str, items: list[object]) -> None:
-        conv = self.ledger.cached(conv_id)
         for item in items:
-            assert isinstance(item, Batch)
-            self.views.sync(conv_id, conv, item.events)
+            assert isinstance(item, _Committed)
+            batch, conv = item.batch, item.state
+            self.views.sync(conv_id, conv, batch.events)
             self.timers.noted(conv_id, None if conv is None else conv.next_deadline())
             subscribers = self.subscribers
-            for event in item.events:
+            for event in batch.events:
                 for sub in subscribers:
                     try:
-                        sub.committed(item, event)
+                        sub.committed(batch, event)
                     except Exception:  # the change committed: one subscriber failing must not hide it or stop the rest
                         log.exception("subscriber failed after commit")
 

@@ -298,7 +298,7 @@ class Ledger(Generic[A]):
         except asyncio.CancelledError:
             # The caller gave up, the write goes on: its notifications must still reach the dispatcher.
             self._rollback(conv_id)
-            fut.add_done_callback(lambda f: self._late(f, entries))
+            fut.add_done_callback(lambda f: self._late(f, unit, entries))
             raise
         except StaleVersion:
             self.stale += 1
@@ -317,8 +317,14 @@ class Ledger(Generic[A]):
         if entries and self._release is not None:
             self._release(entries)
 
-    def _late(self, fut: asyncio.Future[int], entries: list[OutboxEntry]) -> None:
-        if not fut.cancelled() and fut.exception() is None and entries and self._release is not None:
+    def _late(self, fut: asyncio.Future[int], unit: Unit[A], entries: list[OutboxEntry]) -> None:
+        """The write of a unit whose caller was cancelled landed: its events and notifications go out as if the
+        caller had waited (the cache does not guess: the next unit reloads the conversation)."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        self.commits += 1
+        self._emit(unit)
+        if entries and self._release is not None:
             self._release(entries)
 
     def _emit(self, unit: Unit[A]) -> None:
