@@ -128,6 +128,9 @@ class SqliteConversationStore(ConversationStore):
             try:
                 db.executescript(_SCHEMA)
                 db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
+                # The node's SqliteStore checkpoints the WAL on a thread of its own (store.checkpoint); a commit of
+                # ours checkpoints only past ~80 MB of WAL, as the SqliteStore's own connection does.
+                db.execute("PRAGMA wal_autocheckpoint=20000")
             except BaseException:
                 db.close()
                 raise
