@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from opencomms.config import load_config
 from opencomms.server import Node
 from opencomms.store.conversations_sqlite import SqliteConversationStore
@@ -52,7 +54,7 @@ def test_ledger_knobs_reach_the_ledger_and_its_sqlite_store(tmp_path: object) ->
         "OPENCOMMS_LEDGER__RETRIES": "5",
         "OPENCOMMS_LEDGER__CACHE_SIZE": "77",
         "OPENCOMMS_LEDGER__MAX_BATCH": "9",
-        "OPENCOMMS_LEDGER__WRITER_THREAD": "false",
+        "OPENCOMMS_LEDGER__WRITER_THREAD": "true",
     }
     node = Node(load_config(env=env))
     try:
@@ -60,7 +62,7 @@ def test_ledger_knobs_reach_the_ledger_and_its_sqlite_store(tmp_path: object) ->
         assert (ledger.retries, ledger.cache_size) == (5, 77)
         store = node.conversations
         assert isinstance(store, SqliteConversationStore)
-        assert store.max_batch == 9 and store._thread is None
+        assert store.max_batch == 9 and store._thread is not None
     finally:
-        store._db.close()
+        asyncio.run(store.aclose())
         node.store.close()

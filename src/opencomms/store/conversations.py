@@ -253,7 +253,7 @@ async def open_conversations(
 
 
 def conversations_beside(
-    store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512, writer_thread: bool = True
+    store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512, writer_thread: bool = False
 ) -> ConversationStore:
     """The conversation store that goes with the node's synchronous `store` (blocking: call it at start-up): the
     same SQLite file, or, for any other store, one in memory whose outbox is `store`'s (one outbox either way)."""
