@@ -393,7 +393,7 @@ class MediaService:
             return
         tag = getattr(event, "tag", None)
         op = self._ops.get(tag) if isinstance(tag, str) else None
-        if op is None or op.call_id != event.leg_id:
+        if op is None or op.call_id != getattr(event, "leg_id", None):
             return
         call = self.calls.leg(op.call_id)
         if isinstance(event, eng.PlayFinished) and op.kind is OpKind.PLAY_PROMPT and event.completed:
