@@ -120,7 +120,7 @@ def _start_peer(
     return gen, (host, port)
 
 
-async def node(rooms: int, size: int, talking: int, seconds: float, warmup: float) -> dict[str, float | int]:
+async def node(rooms: int, size: int, talking: int, seconds: float, warmup: float) -> dict[str, object]:
     from opencomms.media.clock import EngineThread
     from opencomms.media.engine import MediaEngine
     from opencomms.rtp import PCMU, Direction, NegotiatedAudio, PortAllocator, RtpBank, RtpConfig, RtpSession
@@ -193,6 +193,7 @@ async def node(rooms: int, size: int, talking: int, seconds: float, warmup: floa
         "packets_received_per_s": round(received / wall),
         "talkers_room0": max(talkers) if talkers else 0,
         "realtime": int(bool(thread.realtime)),
+        "send_delay_ms_hist": {i: int(c) for i, c in enumerate(bank.lateness_ms.tolist()) if c},
         "peer_received": int(json.loads(out.strip().splitlines()[-1])["peer_received"]),
     }
 

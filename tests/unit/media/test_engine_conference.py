@@ -216,7 +216,21 @@ def test_talker_selection_on_arrays_of_a_thousand_members() -> None:
     for i, row in enumerate(loud):
         out[row] = rng.integers(-1, 2, size=N) * (2000 * (i + 1))
     talkers = Talkers(1000, TalkerConfig(talkers=4, select_above=4))
-    state, changed = talkers.select(0, np.arange(1000), out, np.zeros(1000, np.bool_))
-    assert state.rows == loud and changed and state.dominant == 999
+    sel = talkers.select(np.array([0]), np.arange(1000)[None, :], out, None, np.zeros(1000, np.int64))
+    assert sel.rows[sel.valid].tolist() == loud and sel.changed.tolist() == [True] and talkers.dominant[0] == 999
     topo = topology(np.zeros(1000, np.int64), select_above=4)
-    assert topo.conferences and not topo.groups and not topo.silent
+    assert len(topo.conferences) == 1 and not topo.groups and not topo.silent
+
+
+def test_many_conferences_of_one_size_are_selected_independently() -> None:
+    rng = np.random.default_rng(4)
+    out = rng.integers(-20, 20, size=(60, N)).astype(np.int32)
+    members = np.arange(60).reshape(6, 10)
+    for m in range(6):  # mix m: member m talks loudest, member m + 1 less
+        out[members[m, m]] = 8000
+        out[members[m, m + 1]] = 2000
+    talkers = Talkers(64, TalkerConfig(talkers=2, select_above=4))
+    sel = talkers.select(np.arange(6), members, out, None, np.repeat(np.arange(6), 10).astype(np.int64))
+    for m in range(6):
+        assert sel.rows[m][sel.valid[m]].tolist() == [members[m, m], members[m, m + 1]]
+        assert talkers.dominant[m] == members[m, m]

@@ -260,7 +260,7 @@ class MediaEngine:
     def talkers(self, mix_id: str) -> list[str]:
         """The legs mixed in the last tick of conference `mix_id` (empty for a smaller or unknown mix)."""
         by_row = self._by_row
-        return [leg.id for row in self._mixes.conference_talkers.get(mix_id, ()) if (leg := by_row[row]) is not None]
+        return [leg.id for row in self._mixes.talkers_of(mix_id) if (leg := by_row[row]) is not None]
 
     def play_to_mix(self, mix_id: str, tag: str, clips: Sequence[Samples]) -> None:
         """Queue clips (1-D int16, 16 kHz, not copied) that every member of mix `mix_id` hears (a prompt to a

@@ -232,7 +232,7 @@ class Listeners:
                 if owner.mix is None:
                     mates = []
                 elif mixes.is_conference(owner.mix):
-                    talking = mixes.conference_talkers.get(owner.mix, [])
+                    talking = mixes.talkers_of(owner.mix)
                     mates = [o for row in talking if (o := by_row[row]) is not None and o is not owner]
                 else:
                     mates = [o for o in mixes.members(owner.mix) if o is not owner]

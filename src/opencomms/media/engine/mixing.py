@@ -22,7 +22,7 @@ from ..frames import FRAME_SAMPLES
 if TYPE_CHECKING:
     from .legs import Leg
 
-from .talkers import MixTalkers, TalkerConfig, Talkers
+from .talkers import Selection, TalkerConfig, Talkers
 
 _N = FRAME_SAMPLES
 _INT16_MIN, _INT16_MAX = -32768, 32767
@@ -41,8 +41,9 @@ class Topology:
     """Larger mixes, one `(mixes, size)` array of rows per size."""
     silent: bool
     """Some rows are in no mix (or alone in one): they hear silence."""
-    conferences: list[tuple[int, npt.NDArray[np.intp]]] = dataclass_field(default_factory=list)
-    """Mixes of more than `select_above` members, mixed from their talkers: (mix index, rows ascending)."""
+    conferences: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = dataclass_field(default_factory=list)
+    """Mixes of more than `select_above` members, mixed from their talkers, one entry per size: the mix indices
+    `(mixes,)` and their rows `(mixes, size)`, ascending per mix."""
 
 
 def topology(mix: npt.NDArray[np.int64], select_above: int = 1 << 30) -> Topology:
@@ -57,19 +58,17 @@ def topology(mix: npt.NDArray[np.int64], select_above: int = 1 << 30) -> Topolog
     starts = np.flatnonzero(first)
     sizes = np.diff(np.append(starts, rows.size))
     groups: list[npt.NDArray[np.intp]] = []
-    conferences: list[tuple[int, npt.NDArray[np.intp]]] = []
+    conferences: list[tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
     pairs = (np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp))
     covered = 0
     for size in np.unique(sizes).tolist():
         if size < 2:
             continue
-        if size > select_above:
-            for start in starts[sizes == size].tolist():
-                conferences.append((int(keys[start]), rows[start : start + size].copy()))
-            covered += size * int((sizes == size).sum())
-            continue
         members = rows[starts[sizes == size][:, None] + np.arange(size)]
         covered += members.size
+        if size > select_above:
+            conferences.append((keys[starts[sizes == size]].astype(np.intp), members))
+            continue
         if size == 2:
             pairs = (members[:, 0].copy(), members[:, 1].copy())
         else:
@@ -133,8 +132,9 @@ class Mixes:
         self._wanted: dict[str, None] = {}
         self.totals: dict[str, npt.NDArray[np.int32]] = {}
         """This tick's total of each mix in `want` (what a member that is not a talker hears), int16 range."""
-        self.conference_talkers: dict[str, list[int]] = {}
-        """This tick's talkers (rows) of each conference, by mix id."""
+        self._selections: list[Selection] = []
+        self._where: dict[int, tuple[int, int]] = {}  # conference mix index -> (size group, position)
+        self._in_conference = np.zeros(capacity, dtype=np.bool_)
         self.dominant: list[tuple[str, int]] = []
         """This tick's dominant-speaker changes: (mix id, row or -1 for none)."""
 
@@ -185,6 +185,7 @@ class Mixes:
                 del self._ids[index]
                 self._free.append(index)
         leg.mix = mix_id
+        self.talkers.reset(leg.row)  # a talker of another mix starts as a listener
         if mix_id is None:
             self._row_mix[leg.row] = -1
         else:
@@ -215,6 +216,15 @@ class Mixes:
         """Whether the mix is mixed from its talkers."""
         return mix_id is not None and self._size.get(mix_id, 0) > self.talkers.config.select_above
 
+    def talkers_of(self, mix_id: str) -> list[int]:
+        """The rows mixed as talkers of conference `mix_id` in the last tick (empty for another mix)."""
+        where = self._where.get(self._index.get(mix_id, -1))
+        if where is None or where[0] >= len(self._selections):
+            return []
+        sel = self._selections[where[0]]
+        rows: list[int] = sel.rows[where[1]][sel.valid[where[1]]].tolist()
+        return rows
+
     def step(
         self,
         out: npt.NDArray[np.int32],
@@ -228,35 +238,38 @@ class Mixes:
         rows whose OUTPUT must not count as speech), plus the `fed` frame of a mix for each of its members; then
         the totals wanted (`want`), the talkers and the dominant-speaker changes of this tick."""
         n = out.shape[0]
+        talkers = self.talkers
         if self._topology is None:
-            self._topology = topology(self._row_mix[:n], self.talkers.config.select_above)
+            old = set(self._where)
+            self._topology = topology(self._row_mix[:n], talkers.config.select_above)
             self._rows_of.clear()
-            self.talkers.forget({index for index, _ in self._topology.conferences})
+            self._where = {}
+            self._in_conference[:] = False
+            for group, (indices, members) in enumerate(self._topology.conferences):
+                self._where.update({index: (group, pos) for pos, index in enumerate(indices.tolist())})
+                self._in_conference[members.ravel()] = True
+            for index in old.difference(self._where):
+                talkers.forget(index)
         topo = self._topology
         _mix_small(topo, out, inp)
         self.totals = {}
         self.dominant = []
-        self.conference_talkers = {}
-        talkers = self.talkers
         talkers.tick += 1
-        heard: dict[int, list[int]] = {}
-        if topo.conferences:
-            if muted is None:
-                muted = np.zeros(n, dtype=np.bool_)
-            for index, members in topo.conferences:
-                state, changed = talkers.select(index, members, out, muted)
-                mix_id = self._ids[index]
-                total = self._conference(state, members, out, inp)
-                if exclude:
-                    heard.update(dict.fromkeys(members.tolist(), state.rows))
-                self.conference_talkers[mix_id] = state.rows
-                if changed:
-                    self.dominant.append((mix_id, state.dominant))
-                if mix_id in self._wanted:
-                    self.totals[mix_id] = total
+        self._selections = []
+        for indices, members in topo.conferences:
+            sel = talkers.select(indices, members, out, muted, self._row_mix)
+            self._selections.append(sel)
+            total = self._conference(sel, members, out, inp)
+            for pos in np.flatnonzero(sel.changed).tolist():
+                index = int(indices[pos])
+                self.dominant.append((self._ids[index], int(talkers.dominant[index])))
+            if self._wanted:
+                for mix_id in self._wanted:
+                    where = self._where.get(self._index.get(mix_id, -1))
+                    if where is not None and self._selections[where[0]] is sel:
+                        self.totals[mix_id] = total[where[1]]
         for row, sender, tone in exclude or ():
-            talking = heard.get(row)
-            if talking is None or sender in talking:
+            if not self._in_conference[row] or talkers.talking[sender]:  # a conference hears only its talkers
                 inp[row] -= tone
         for mix_id, frame in (fed or {}).items():
             rows = self.rows(mix_id, n)
@@ -274,15 +287,11 @@ class Mixes:
 
     @staticmethod
     def _conference(
-        state: MixTalkers, members: npt.NDArray[np.intp], out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]
+        sel: Selection, members: npt.NDArray[np.intp], out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]
     ) -> npt.NDArray[np.int32]:
-        """Every member hears the talkers' sum minus its own part; returns the sum (unclipped)."""
-        if not state.rows:
-            inp[members] = 0
-            return np.zeros(_N, dtype=np.int32)
-        talking = np.asarray(state.rows, dtype=np.intp)
-        said = out[talking]
-        total: npt.NDArray[np.int32] = said.sum(axis=0, dtype=np.int32)
-        inp[members] = total
-        inp[talking] -= said
+        """Every member hears its mix's talkers' sum minus its own part; returns the sums `(mixes, 320)`."""
+        said = out[sel.rows] * sel.valid[:, :, None]
+        total: npt.NDArray[np.int32] = said.sum(axis=1, dtype=np.int32)
+        inp[members] = total[:, None, :]
+        inp[sel.rows[sel.valid]] -= said[sel.valid]
         return total
