@@ -158,6 +158,12 @@ class MediaConfig:
     """SCHED_FIFO priority (1-99) for the media engine thread, as media servers run their media threads, so that other
     processes on the core cannot delay a tick (Linux; needs root or CAP_SYS_NICE, else a warning and normal
     scheduling). 0 keeps normal scheduling."""
+    conference_talkers: int = 3
+    """Loudest talkers mixed at once in a conference (a mix larger than `conference_select_above`): every member
+    hears their sum minus its own voice, so a meeting costs what its talkers cost."""
+    conference_select_above: int = 4
+    """Mixes with more members than this are mixed from their `conference_talkers` loudest talkers (with dominant-
+    speaker events); smaller ones mix every member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,7 +448,11 @@ _EXPECTED = {int: "a whole number", float: "a number", str: "a string"}
 _ALLOW_LISTS = ("egress.allow", "media.fetch_allow_private", "media.app_hosted_allow_private")
 _POSITIVE = ("egress.resolve_timeout",)
 _PORTS = ("port", "sip.port", "sip.rtp_port_min", "sip.rtp_port_max")
-_RANGES = {"media.realtime_priority": (0, 99)}
+_RANGES = {
+    "media.realtime_priority": (0, 99),
+    "media.conference_talkers": (1, 16),
+    "media.conference_select_above": (2, 1 << 20),
+}
 
 
 def _digest_algorithms() -> tuple[str, ...]:

@@ -36,7 +36,7 @@ from opencomms.domain.legs import LegKind
 from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
-from opencomms.media.engine import MediaEngine, MediaEvent
+from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
@@ -113,7 +113,11 @@ class Node:
         )
         self.calls.units.fault_retry = config.storage.fault_retry
         self.engine = EngineThread(
-            MediaEngine(capacity=mc.max_legs, inbound_queue_frames=mc.engine_inbound_queue_frames),
+            MediaEngine(
+                capacity=mc.max_legs,
+                inbound_queue_frames=mc.engine_inbound_queue_frames,
+                talkers=TalkerConfig(talkers=mc.conference_talkers, select_above=mc.conference_select_above),
+            ),
             on_events=self._on_media_events,
             max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,

@@ -188,6 +188,7 @@ def test_the_throttle_has_one_configuration_class() -> None:
         ({"OPENCOMMS_LOG_LEVEL": "loud"}, "OPENCOMMS_LOG_LEVEL='loud': expected one of debug, info"),
         ({"OPENCOMMS_SIP__REGISTER_DIGEST_ALGORITHMS": "MD5,FOO"}, "ALGORITHMS='FOO': expected one of MD5"),
         ({"OPENCOMMS_MEDIA__REALTIME_PRIORITY": "200"}, "PRIORITY='200': expected a whole number from 0 to 99"),
+        ({"OPENCOMMS_MEDIA__CONFERENCE_TALKERS": "0"}, "TALKERS='0': expected a whole number from 1 to 16"),
         ({"OPENCOMMS_TLS_KEY": "k.pem"}, "configuration tls_key: expected tls_cert as well"),
         ({"OPENCOMMS_TOKENS__AUDIENCES": '["a",'}, "OPENCOMMS_TOKENS__AUDIENCES='[\"a\",': expected a comma"),
     ],

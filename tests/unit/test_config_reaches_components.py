@@ -22,6 +22,8 @@ ENV = {
     "OPENCOMMS_CALLS__REDIRECT_MULTIPLE_TIMEOUT": "22",
     "OPENCOMMS_MEDIA__ENGINE_INBOUND_QUEUE_FRAMES": "12",
     "OPENCOMMS_MEDIA__ENGINE_MAX_LAG_TICKS": "9",
+    "OPENCOMMS_MEDIA__CONFERENCE_TALKERS": "5",
+    "OPENCOMMS_MEDIA__CONFERENCE_SELECT_ABOVE": "8",
     "OPENCOMMS_THROTTLE__MAX_APPS": "10",
 }
 
@@ -39,6 +41,8 @@ def test_component_knobs_reach_their_components() -> None:
         assert (t.dial_timeout, t.redirect_single_timeout, t.redirect_multiple_timeout) == (33, 11, 22)
         assert node.engine.max_lag_ticks == 9
         assert node.engine.engine._inbound._frames == 12
+        talkers = node.engine.engine._mixes.talkers.config
+        assert (talkers.talkers, talkers.select_above) == (5, 8)
         assert node.api.throttle._buckets.max_keys == 10
     finally:
         node.store.close()
