@@ -20,7 +20,8 @@ from opencomms.domain.calls import CallDirection, CallEvent, CallState
 from opencomms.domain.errors import BadRequest, InvalidState, NotFound, OpenCommsError
 from opencomms.domain.ids import normalize_id
 from opencomms.domain.legs import JsonObj, Leg, result_doc, result_from_doc
-from opencomms.domain.lifecycle import LegLifecycle, Transfer
+from opencomms.domain.lifecycle import Transfer
+from opencomms.domain.meeting_rules import MEETING_HANDLERS, MeetingCommands, MeetingState
 from opencomms.domain.participants import Participant, Roster
 from opencomms.domain.results import ResultInfo
 from opencomms.domain.rules import (
@@ -37,7 +38,7 @@ DOC_FORMAT = 1
 DEFAULT_TIMEOUTS = ConversationTimeouts()
 
 
-class Conversation(LegLifecycle):
+class Conversation(MeetingCommands):
     """One conversation (Graph's callChainId). Mutable, but only through `apply`."""
 
     def __init__(
@@ -59,6 +60,7 @@ class Conversation(LegLifecycle):
         self.transfer: Transfer | None = None
         self.failure: ResultInfo | None = None
         """Why the last pending leg failed, reported to a leg that ends up alone before connecting."""
+        self.meeting = MeetingState() if kind is ConversationKind.MEETING else None
         self._events: list[ev.Event] = []
         self._now = 0.0
 
@@ -100,7 +102,9 @@ class Conversation(LegLifecycle):
         raise BadRequest("'transferee' with a participantId is required to transfer out of a group call.")
 
     def next_deadline(self) -> float | None:
-        return min((d for leg in self.legs.values() for d in leg.deadlines()), default=None)
+        first = min((d for leg in self.legs.values() for d in leg.deadlines()), default=None)
+        ends = self._meeting_deadline()
+        return ends if first is None or (ends is not None and ends < first) else first
 
     # -- commands --------------------------------------------------------------------------------------------
     def check(self, command: c.Command) -> bool:
@@ -145,11 +149,6 @@ class Conversation(LegLifecycle):
         for invitation in cmd.invitations:
             self._invite(invitation, source=origin.source)
         self._settle()
-
-    def _join(self, cmd: c.Join) -> None:
-        leg = self._add(cmd.leg, CallDirection.OUTGOING, CallState.ESTABLISHING)
-        self._establishing(leg)
-        self._connect()
 
     def _invite_cmd(self, cmd: c.Invite) -> None:
         inviter = self.legs[cmd.leg_id]
@@ -258,7 +257,8 @@ class Conversation(LegLifecycle):
             target.version += 1
             self._emit(ev.LegMuted(target.id, target.kind, cmd.muted))
         if entry is not None and entry.muted != cmd.muted:
-            updated = self.roster.update(pid, muted=cmd.muted)
+            server = cmd.muted and entry.leg_id != leg.id  # muted by another participant: serverMuted
+            updated = self.roster.update(pid, muted=cmd.muted, server_muted=server)
             self._emit(ev.ParticipantUpdated(updated, updated.sequence))
 
     def _move_callback(self, cmd: c.MoveCallback) -> None:
@@ -324,10 +324,10 @@ class Conversation(LegLifecycle):
                 self._end(leg, results.ANSWER_TIMEOUT)
             elif leg.keepalive_deadline is not None and leg.keepalive_deadline <= now and leg.live:
                 self._end(leg, results.KEEPALIVE_LAPSED)
+        self._meeting_over(now)
 
     _handlers: dict[type, Callable[[Conversation, Any], None]] = {
         c.Create: _create,
-        c.Join: _join,
         c.Invite: _invite_cmd,
         c.Answer: _answer,
         c.Reject: _reject,
@@ -345,6 +345,7 @@ class Conversation(LegLifecycle):
         c.CompleteTransfer: _complete_transfer,
         c.FailTransfer: _fail_transfer_cmd,
         c.FireTimers: _fire_timers,
+        **MEETING_HANDLERS,
     }
 
     # -- stored form -----------------------------------------------------------------------------------------
@@ -363,6 +364,7 @@ class Conversation(LegLifecycle):
             if t is None
             else {"transferor": t.transferor, "transferee": t.transferee, "target": t.target},
             "failure": None if self.failure is None else result_doc(self.failure),
+            "meeting": None if self.meeting is None else self.meeting.to_doc(),
         }
 
     @classmethod
@@ -375,4 +377,6 @@ class Conversation(LegLifecycle):
         t = doc.get("transfer")
         conv.transfer = None if t is None else Transfer(**t)
         conv.failure = result_from_doc(doc.get("failure"))
+        if (meeting := doc.get("meeting")) is not None:
+            conv.meeting = MeetingState.from_doc(meeting)
         return conv

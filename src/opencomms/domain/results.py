@@ -28,6 +28,8 @@ class ResultInfo:
 ENDED_BY_DELETE = ResultInfo(200, 5001, "The conversation has ended.")
 REMOTE_HUNG_UP = ResultInfo(200, 4097, "The remote participant hung up.")
 EVERYONE_LEFT = ResultInfo(200, 5002, "Everyone else left the call.")
+REMOVED_BY_PARTICIPANT = ResultInfo(200, 5000, "Removed from the meeting by another participant.")
+MEETING_TIME_OVER = ResultInfo(200, 5003, "The conversation has ended: the meeting's end time has passed.")
 TRANSFER_COMPLETED = ResultInfo(0, 7015, "GracefulTransferCompleted")
 REDIRECTED = ResultInfo(200, 0, "The call was redirected.")
 REJECTED_BY_BOT = ResultInfo(200, 0, "The call was rejected.")
