@@ -378,6 +378,22 @@ CLIENT_CONTEXT_ONLY: Schema = {
     "properties": {"clientContext": CLIENT_CONTEXT},
     "examples": [{"clientContext": "ctx"}, {}],
 }
+START_HOLD_MUSIC: Schema = {
+    "type": "object",
+    "description": "No body is accepted too. " + CASE_NOTE,
+    "properties": {"customPrompt": nullable(ref("prompt")), "clientContext": CLIENT_CONTEXT},
+    "examples": [{"clientContext": "ctx"}, {}],
+}
+UPDATE_RECORDING_STATUS: Schema = {
+    "type": "object",
+    "required": ["status"],
+    "description": CASE_NOTE,
+    "properties": {
+        "status": {"type": "string", "enum": ["notRecording", "recording", "failed"]},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"status": "recording", "clientContext": "ctx"}],
+}
 TOKEN_REQUEST: Schema = {
     "type": "object",
     "required": ["grant_type", "scope"],
@@ -415,5 +431,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "recordResponse": RECORD_RESPONSE,
     "sendDtmfTones": SEND_DTMF_TONES,
     "clientContext": CLIENT_CONTEXT_ONLY,
+    "startHoldMusic": START_HOLD_MUSIC,
+    "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
 }

@@ -198,7 +198,6 @@ class MeetingCommands(LegLifecycle):
         return None if meeting is None or not self.legs else meeting.ends_at
 
 
-
 MEETING_HANDLERS: dict[type, Callable[[Any, Any], None]] = {
     c.Join: MeetingCommands._join,
     c.Admit: MeetingCommands._admit,

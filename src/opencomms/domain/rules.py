@@ -290,7 +290,10 @@ RULES: dict[type, Rule] = {
     c.MoveCallback: Rule(_ACT, "leg_id", (BOT_LEG,), on_fail=_IGN),
     c.EndConversation: Rule(_ACT, kinds=MEETING_ONLY),
     c.Admit: Rule(
-        _ACT, "leg_id", (BOT_LEG, leg_in(CallState.ESTABLISHED, action="admit"), MEMBER, PARTICIPANT_KNOWN), MEETING_ONLY
+        _ACT,
+        "leg_id",
+        (BOT_LEG, leg_in(CallState.ESTABLISHED, action="admit"), MEMBER, PARTICIPANT_KNOWN),
+        MEETING_ONLY,
     ),
     c.RemoveParticipant: Rule(
         _ACT, "leg_id", (BOT_LEG, leg_in(CallState.ESTABLISHED, action="remove"), PARTICIPANT_KNOWN), MULTIPARTY

@@ -171,8 +171,10 @@ def meeting_info(value: Any, path: str) -> JsonObj:
         r.string(obj, "joinMeetingId", f"{path}.", required=True, max_len=64)
         r.string(obj, "passcode", f"{path}.", max_len=64)
     else:
-        raise BadRequest("'tokenMeetingInfo' cannot be used to join a meeting: give organizerMeetingInfo with "
-                         "chatInfo, or joinMeetingIdMeetingInfo.")
+        raise BadRequest(
+            "'tokenMeetingInfo' cannot be used to join a meeting: give organizerMeetingInfo with "
+            "chatInfo, or joinMeetingIdMeetingInfo."
+        )
     return out
 
 
