@@ -170,8 +170,8 @@ CHAT_INFO: Schema = {
     "properties": {
         "@odata.type": graph_types("chatInfo"),
         "threadId": {"type": "string", "maxLength": 512},
-        "messageId": nullable(text(256)),
-        "replyChainMessageId": nullable(text(256)),
+        "messageId": text(256),
+        "replyChainMessageId": text(256),
     },
 }
 ORGANIZER_MEETING_INFO: Schema = {
@@ -189,7 +189,7 @@ JOIN_MEETING_ID_MEETING_INFO: Schema = {
     "properties": {
         "@odata.type": graph_types("joinMeetingIdMeetingInfo"),
         "joinMeetingId": {"type": "string", "maxLength": 64},
-        "passcode": nullable(text(64)),
+        "passcode": text(64),
     },
 }
 _JOIN = {"targets": {"maxItems": 0}}

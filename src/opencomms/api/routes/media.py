@@ -36,10 +36,10 @@ def play_prompt(ctx: ApiContext, req: Request) -> Response:
 
 
 async def record_response(ctx: ApiContext, req: Request) -> Response:
-    body = req.json()
+    parsed = wire.record_response(empty_or_object(req.json()))
     if ctx.meetings is not None:  # in a meeting: only once its recording status is 'recording' (Graph's rule)
         await ctx.meetings.check_persist(req.who, req.params["id"])
-    op = _media(ctx).record_response(req.who, req.params["id"], wire.record_response(empty_or_object(body)))
+    op = _media(ctx).record_response(req.who, req.params["id"], parsed)
     return _operation(ctx, req, op)
 
 
