@@ -228,3 +228,29 @@ async def test_the_meeting_ends_a_grace_after_its_end_time(platform: TestPlatfor
     assert end[0].resource_data["resultInfo"]["subcode"] == 5003
     status, err, _ = await bot.client.request("POST", CALLS, by_chat(meeting))
     assert status == 400 and "has ended" in err["error"]["message"]
+
+
+async def test_hold_music_operations_finish_with_a_notification(platform: TestPlatform) -> None:
+    meeting = platform.add_meeting()
+    host = await platform.recording_bot("host", permissions=MEMBER)
+    others = [await platform.recording_bot(f"o{i}", permissions=MEMBER) for i in range(2)]
+    a = await join(host, by_chat(meeting))
+    for bot in others:
+        await join(bot, by_chat(meeting))
+    entries = await wait_roster(host, a, lambda es: len(es) == 3)
+    first, second = (e["id"] for e in entries if e["info"]["identity"]["application"]["id"] != host.credentials.app_id)
+
+    body = {"clientContext": "hold-1"}
+    status, op, headers = await host.client.request("POST", f"{CALLS}/{a}/participants/{first}/startHoldMusic", body)
+    assert status == 202 and op["@odata.type"] == "#microsoft.graph.startHoldMusicOperation"
+    assert headers["Location"].endswith(f"/communications/calls/{a}/operations/{op['id']}")
+    assert op["status"] == "running" and op["clientContext"] == "hold-1"
+    done = await host.webhook.wait_for(lambda n: n.resource_url.endswith(f"/operations/{op['id']}"))
+    assert done[0].change_type == "deleted" and done[0].resource_data["status"] == "completed"
+    status, err, _ = await host.client.request("POST", f"{CALLS}/{a}/participants/{second}/startHoldMusic", {})
+    assert status == 400 and "one participant at a time" in err["error"]["message"]
+    status, op, _ = await host.client.request("POST", f"{CALLS}/{a}/participants/{first}/stopHoldMusic", {})
+    assert status == 202 and op["@odata.type"] == "#microsoft.graph.stopHoldMusicOperation"
+    await host.webhook.wait_for(lambda n: n.resource_url.endswith(f"/operations/{op['id']}"))
+    status, _, _ = await host.client.request("POST", f"{CALLS}/{a}/participants/{second}/startHoldMusic", {})
+    assert status == 202
