@@ -45,6 +45,8 @@ class MeetingsConfig:
     quotaLimitReached. 0: no limit."""
     end_grace: float = 3600.0
     """Seconds after a meeting's endDateTime its live conversation still runs before every leg ends (200/5003)."""
+    lobby_timeout: float = 900.0
+    """Seconds a joiner waits in the lobby to be admitted before it is removed (200/5855). 0: no limit."""
     remove_participant_apps: tuple[str, ...] = ()
     """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
     AllowRemoveParticipantAppIds; every other app gets 403."""
@@ -52,8 +54,9 @@ class MeetingsConfig:
     def __post_init__(self) -> None:
         if self.max_participants < 0:
             raise FieldError("max_participants", "a whole number >= 0")
-        if self.end_grace < 0:
-            raise FieldError("end_grace", "a number >= 0")
+        for name in ("end_grace", "lobby_timeout"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, "a number >= 0")
 
 
 @dataclass(frozen=True, slots=True)

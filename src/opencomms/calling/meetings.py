@@ -180,7 +180,8 @@ class MeetingService:
 
     async def _join(self, info: MeetingInfo, spec: LegSpec, *, in_lobby: bool, role: str = "") -> list[ev.Event]:
         ends_at = None if info.end is None else info.end + self.config.end_grace
-        command = c.Join(spec, in_lobby, role, self.config.max_participants, ends_at)
+        lobby = self.config.lobby_timeout or None
+        command = c.Join(spec, in_lobby, role, self.config.max_participants, ends_at, lobby)
         return await self.calls.execute(info.id, command, create=(info.tenant_id, ConversationKind.MEETING))
 
     def _find(self, caller: Caller, req: wire.CreateCall) -> MeetingInfo:

@@ -47,6 +47,8 @@ class Join:
     """Legs the meeting may hold at most (0: no limit); a join past it is refused."""
     ends_at: float | None = None
     """When the live meeting ends by itself (its endDateTime plus the grace); kept from the first join."""
+    lobby_timeout: float | None = None
+    """Seconds a lobby joiner waits to be admitted before it is removed (200/5855); None: no limit."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,6 +322,8 @@ class Conversation(MeetingCommands):
             if leg.state is CallState.INCOMING and leg.answer_deadline is not None and leg.answer_deadline <= now:
                 self.failure = results.NO_ANSWER
                 self._end(leg, results.ANSWER_TIMEOUT)
+            elif leg.in_lobby and leg.answer_deadline is not None and leg.answer_deadline <= now:
+                self._end(leg, results.LOBBY_TIMEOUT)  # nobody admitted it in time
             elif leg.keepalive_deadline is not None and leg.keepalive_deadline <= now and leg.live:
                 self._end(leg, results.KEEPALIVE_LAPSED)
         self._meeting_over(now)

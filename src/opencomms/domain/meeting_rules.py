@@ -78,6 +78,7 @@ _REMOVED = {
     (200, 5000): "removedByParticipant",
     (200, 5001): "left",
     (200, 5003): "meetingEnded",
+    (200, 5855): "lobbyTimeout",
     (200, 4097): "left",
     (200, 540000): "left",
 }
@@ -129,6 +130,8 @@ class MeetingCommands(LegLifecycle):
         leg.role = cmd.role
         self._establishing(leg)
         if cmd.in_lobby:
+            if cmd.lobby_timeout is not None:
+                leg.answer_deadline = self._now + cmd.lobby_timeout
             joined = self.roster.join(self._entry(leg))
             self._emit(ev.ParticipantJoined(joined, joined.sequence))
         else:
@@ -143,6 +146,7 @@ class MeetingCommands(LegLifecycle):
             if leg is None:
                 continue
             leg.in_lobby = False
+            leg.answer_deadline = None
             leg.version += 1
             updated = self.roster.update(entry.id, in_lobby=False)
             self._emit(ev.ParticipantUpdated(updated, updated.sequence))

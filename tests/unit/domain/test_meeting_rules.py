@@ -185,3 +185,15 @@ def test_removed_reasons() -> None:
     assert removed_reason(results.REMOTE_HUNG_UP) == "left"
     assert removed_reason(results.MEETING_TIME_OVER) == "meetingEnded"
     assert removed_reason(results.KEEPALIVE_LAPSED) == "failed"
+
+
+def test_a_lobby_joiner_nobody_admits_is_removed_after_the_lobby_timeout() -> None:
+    run = meeting_with("bot")
+    run.do(c.Join(spec("guest"), in_lobby=True, role="guest", lobby_timeout=60))
+    run.do(c.Join(spec("late"), in_lobby=True, role="guest", lobby_timeout=60), at=run.now + 30)
+    run.do(c.Admit("bot", ("p-late",)))
+    run.do(c.FireTimers(), at=run.now + 31)
+    assert code(run.ended("guest")) == (200, 5855)
+    assert run.conv.leg("late").state is CallState.ESTABLISHED and run.conv.leg("late").answer_deadline is None
+    left = next(e for e in run.events if isinstance(e, ev.ParticipantLeft))
+    assert removed_reason(left.reason) == "lobbyTimeout"
