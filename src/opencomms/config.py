@@ -47,6 +47,9 @@ class MeetingsConfig:
     """Seconds after a meeting's endDateTime its live conversation still runs before every leg ends (200/5003)."""
     lobby_timeout: float = 900.0
     """Seconds a joiner waits in the lobby to be admitted before it is removed (200/5855). 0: no limit."""
+    passcode_failures_per_minute: int = 10
+    """Wrong or missing meeting passcodes one application may send per minute (the burst too); past it joins by
+    joinMeetingId answer 429 with Retry-After, so passcodes cannot be guessed. 0: no limit."""
     remove_participant_apps: tuple[str, ...] = ()
     """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
     AllowRemoveParticipantAppIds; every other app gets 403."""

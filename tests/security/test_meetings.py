@@ -92,3 +92,19 @@ async def test_remove_needs_the_tenant_setting_even_for_a_member(platform: TestP
         status, _, _ = await host.client.request("DELETE", f"{CALLS}/{a}/participants/{entry['id']}")
         assert status == 403
     assert platform.node.calls.active_calls == 2
+
+
+async def test_passcode_guessing_is_throttled_per_application(platform: TestPlatform) -> None:
+    meeting = platform.add_meeting()
+    guesser = await platform.recording_bot("guesser", permissions=MEMBER)
+    honest = await platform.recording_bot("honest", permissions=MEMBER)
+    limit = platform.node.meetings.config.passcode_failures_per_minute
+    statuses = []
+    for i in range(limit + 2):
+        status, _, headers = await guesser.client.request("POST", CALLS, by_id(meeting, f"guess{i}"))
+        statuses.append(status)
+    assert statuses[:limit] == [403] * limit and statuses[limit:] == [429, 429]
+    assert int(headers["Retry-After"]) >= 1
+    status, _, _ = await guesser.client.request("POST", CALLS, by_id(meeting, meeting.passcode))
+    assert status == 429  # even the right one, until the bucket refills
+    await join(honest, by_id(meeting, meeting.passcode))  # another application is not locked out

@@ -26,13 +26,14 @@ from opencomms.config import MeetingsConfig
 from opencomms.domain import commands as c
 from opencomms.domain import events as ev
 from opencomms.domain import results
-from opencomms.domain.errors import AccessDenied, BadRequest, InvalidState, NotFound
+from opencomms.domain.errors import AccessDenied, BadRequest, InvalidState, NotFound, OpenCommsError, Throttled
 from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.legs import LegKind, LegSpec
 from opencomms.domain.meeting_rules import GUEST, MEMBER, JoinerKind, bypasses_lobby
 from opencomms.domain.meetings import MeetingInfo, MeetingLookup
 from opencomms.domain.results import ResultInfo
 from opencomms.domain.rules import ConversationKind
+from opencomms.ratelimit import KeyedTokenBucket, retry_after
 from opencomms.wire import calls as wire
 from opencomms.wire.apphosted import read_blob
 from opencomms.wire.calls import is_app_hosted
@@ -113,6 +114,9 @@ class MeetingService:
         self.lookup = lookup
         self.config = config or MeetingsConfig()
         self.clock = clock
+        rate = self.config.passcode_failures_per_minute
+        self._guesses = KeyedTokenBucket(rate / 60.0, rate) if rate else None
+        """Wrong passcodes per application: a bucket each, so that passcodes cannot be guessed."""
 
     def attach_media(self, media: MediaHooks) -> None:
         """The media session hears holds (the composition root calls this once)."""
@@ -191,13 +195,7 @@ class MeetingService:
             info = self.lookup.by_join_id(str(mi.get("joinMeetingId") or ""))
             if info is None or info.tenant_id != caller.tenant_id:
                 raise NotFound("No online meeting with this 'meetingInfo.joinMeetingId'.")
-            given = mi.get("passcode")
-            if info.passcode_required and not given:
-                raise BadRequest("'meetingInfo.passcode' is required to join this meeting.")
-            if (info.passcode_required or given) and not hmac.compare_digest(
-                str(given or "").encode(), str(info.passcode or "").encode()
-            ):
-                raise AccessDenied("The meeting's passcode does not match 'meetingInfo.passcode'.")
+            self._check_passcode(caller, info, mi.get("passcode"))
         else:
             info = self.lookup.by_thread(str((req.chat_info or {}).get("threadId") or ""))
             organizer = ((mi.get("organizer") or {}).get("user") or {}).get("id")
@@ -209,6 +207,22 @@ class MeetingService:
                 raise NotFound("No online meeting with this 'chatInfo.threadId' and organizer.")
         self._check_not_over(info)
         return info
+
+    def _check_passcode(self, caller: Caller, info: MeetingInfo, given: Any) -> None:
+        guesses, now = self._guesses, self.clock()
+        if guesses is not None and (wait := guesses.wait(caller.app_id, now)) is not None:
+            raise Throttled("Too many wrong meeting passcodes from this application; retry later.", retry_after(wait))
+        if info.passcode_required and not given:
+            error: OpenCommsError = BadRequest("'meetingInfo.passcode' is required to join this meeting.")
+        elif (info.passcode_required or given) and not hmac.compare_digest(
+            str(given or "").encode(), str(info.passcode or "").encode()
+        ):
+            error = AccessDenied("The meeting's passcode does not match 'meetingInfo.passcode'.")
+        else:
+            return
+        if guesses is not None:
+            guesses.charge(caller.app_id, now)
+        raise error
 
     def _check_not_over(self, info: MeetingInfo) -> None:
         if info.end is not None and self.clock() > info.end + self.config.end_grace:
