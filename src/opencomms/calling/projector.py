@@ -4,8 +4,10 @@ Bodies come from `calling.notifications` (the same builders as before the conver
 unchanged). A roster change is computed once per run of Participant* events of a group call (legs that connect
 together make one run, as the calls slice sent them), by replaying the events onto the roster as it was before the
 command, and sent to each bot leg in it; external legs get nothing
-(their gateway speaks for them). Notifications are submitted inside the unit of work: the outbox releases them only
-if it commits.
+(their gateway speaks for them). Meetings' rosters (classic and delta, serialized once per change whatever the
+number of listening legs) are `calling.rosters.MeetingRosters`; finished operations reported by events (hold music)
+become their `deleted` operation notifications. Notifications are submitted inside the unit of work: the outbox
+releases them only if it commits.
 """
 
 from __future__ import annotations

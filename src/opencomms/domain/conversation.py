@@ -4,7 +4,8 @@
 guards) before it changes anything, then applies it and returns the events, in order. Sans-I/O like
 `sip/transaction.py`: no clock, no ids, no network; a later step wires it behind a ledger and subscribers.
 Ending rules by kind: in a peer-to-peer or group call a leg left alone ends (`_settle`, as `CallService` does);
-in a meeting a leg alone waits, and the conversation ends when its last leg is gone.
+in a meeting a leg alone waits, and the conversation ends when its last leg is gone (or at the meeting's end time);
+the meeting commands (lobby, admit, remove, hold music, recording status) are `domain.meeting_rules`.
 `version` counts the commands applied (the ledger's fencing token); dropped stale commands do not count.
 """
 
