@@ -81,9 +81,9 @@ class Conversation(MeetingCommands):
     def participants_for(self, leg_id: str) -> list[Participant]:
         """GET participants as leg `leg_id` sees it (as `CallService.participants` does): every live leg, in the
         order the legs came, and its own leg whatever its state; roster entries where the leg is established."""
-        self.leg(leg_id)
+        me = self.leg(leg_id)
         out = []
-        for leg in self.legs.values():
+        for leg in self.legs.values() if not me.in_lobby else (me,):  # the lobby sees nothing of the meeting
             if leg.id != leg_id and not leg.live:
                 continue
             entry = self.roster.get(leg.participant_id)
