@@ -98,6 +98,14 @@ class OperationFinished:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordingStatusChanged:
+    """A meeting's recording status changed (updateRecordingStatus): phones are to hear it announced (dial-in)."""
+
+    status: str
+    initiator: JsonObj
+
+
+@dataclass(frozen=True, slots=True)
 class LegEnded:
     """A leg is over (terminated) for `result`: its final notification; media and signalling are freed."""
 
@@ -186,6 +194,7 @@ Event = (
     | LegMuted
     | LegHeld
     | OperationFinished
+    | RecordingStatusChanged
     | LegEnded
     | ParticipantJoined
     | ParticipantUpdated

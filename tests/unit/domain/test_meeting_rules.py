@@ -95,6 +95,7 @@ def test_hold_music_one_participant_at_a_time_and_its_operation_finishes() -> No
 def test_recording_status_changes_every_entry_once_and_new_joiners_see_it() -> None:
     run = meeting_with("bot", "ann")
     out = run.do(c.UpdateRecordingStatus("bot", "recording"))
+    assert isinstance(out[0], ev.RecordingStatusChanged) and out[0].status == "recording"
     assert [(type(e).__name__, e.participant.id, e.sequence) for e in out if isinstance(e, ev.ParticipantUpdated)] == [
         ("ParticipantUpdated", "p-bot", 3),
         ("ParticipantUpdated", "p-ann", 4),
