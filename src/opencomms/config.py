@@ -37,6 +37,32 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingsConfig:
+    """Live meetings (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
+
+    max_participants: int = 1000
+    """Legs one live meeting may hold at once (bots, phones, lobby included); a join past it answers 403
+    quotaLimitReached. 0: no limit."""
+    end_grace: float = 3600.0
+    """Seconds after a meeting's endDateTime its live conversation still runs before every leg ends (200/5003)."""
+    lobby_timeout: float = 900.0
+    """Seconds a joiner waits in the lobby to be admitted before it is removed (200/5855). 0: no limit."""
+    passcode_failures_per_minute: int = 10
+    """Wrong or missing meeting passcodes one application may send per minute (the burst too); past it joins by
+    joinMeetingId answer 429 with Retry-After, so passcodes cannot be guessed. 0: no limit."""
+    remove_participant_apps: tuple[str, ...] = ()
+    """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
+    AllowRemoveParticipantAppIds; every other app gets 403."""
+
+    def __post_init__(self) -> None:
+        if self.max_participants < 0:
+            raise FieldError("max_participants", "a whole number >= 0")
+        for name in ("end_grace", "lobby_timeout"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, "a number >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyConfig:
     timeout: float = 5.0
     """Seconds to wait for a bot to answer one notification POST before retrying."""
@@ -395,6 +421,7 @@ class NodeConfig:
     log_format: str = "json"
     """json (one object per line) or text."""
     calls: CallsConfig = field(default_factory=CallsConfig)
+    meetings: MeetingsConfig = field(default_factory=MeetingsConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)

@@ -26,6 +26,7 @@ from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
+from opencomms.calling.meetings import InMemoryMeetings, MeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
@@ -159,6 +160,8 @@ class Node:
             egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
+        self.meetings = MeetingService(self.calls, InMemoryMeetings(), config.meetings, clock=clock)
+        self.meetings.attach_media(self.media)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
@@ -171,6 +174,7 @@ class Node:
             throttle=Throttle(th),
             public_url=self.public_url,
             media=self.media,
+            meetings=self.meetings,
             quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,

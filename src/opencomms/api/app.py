@@ -19,6 +19,7 @@ from opencomms.api.throttle import Throttle
 from opencomms.auth.secretguard import SecretGuard
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
+from opencomms.calling.meetings import MeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
@@ -55,6 +56,8 @@ class ApiContext:
     """The readiness checks behind /readyz (None: always ready)."""
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
+    meetings: MeetingService | None = None
+    """Live meetings: joins with meetingInfo and participant control (None: 503 on those routes)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

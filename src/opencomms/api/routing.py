@@ -79,6 +79,8 @@ class Router:
             if len(parts) >= 2 and parts[0].lower() == "app" and parts[1].lower() == "calls":
                 parts = ["communications", *parts[1:]]
         allowed: list[str] = []
+        best = -1  # literal segments beat parameters: participants/admitAll is not participants/{pid}
+        found: tuple[Route, dict[str, str]] | None = None
         for route, segs in self._by_len.get((kind, len(parts)), ()):
             params: dict[str, str] = {}
             for seg, part in zip(segs, parts, strict=True):
@@ -87,9 +89,16 @@ class Router:
                 elif seg != part.lower():
                     break
             else:
+                literal = len(segs) - len(params)
+                if literal > best:
+                    best, allowed, found = literal, [], None
+                elif literal < best:
+                    continue
                 if route.method == method:
-                    return route, params, version
+                    found = (route, params)
                 allowed.append(route.method)
+        if found is not None:
+            return found[0], found[1], version
         if allowed:
             allow = tuple(sorted(set(allowed)))
             raise MethodNotAllowed(f"{method} is not supported on this resource; use {', '.join(allow)}.", allow)

@@ -164,11 +164,57 @@ def modalities() -> Schema:
 TARGETS: Schema = {"type": "array", "minItems": 1, "maxItems": 25, "items": ref("invitationParticipantInfo")}
 CLIENT_CONTEXT = text(256)
 
+CHAT_INFO: Schema = {
+    "type": "object",
+    "required": ["threadId"],
+    "properties": {
+        "@odata.type": graph_types("chatInfo"),
+        "threadId": {"type": "string", "maxLength": 512},
+        "messageId": text(256),
+        "replyChainMessageId": text(256),
+    },
+}
+ORGANIZER_MEETING_INFO: Schema = {
+    "type": "object",
+    "required": ["organizer"],
+    "properties": {
+        "@odata.type": graph_types("organizerMeetingInfo"),
+        "organizer": ref("identitySet"),
+        "allowConversationWithoutHost": BOOL,
+    },
+}
+JOIN_MEETING_ID_MEETING_INFO: Schema = {
+    "type": "object",
+    "required": ["joinMeetingId"],
+    "properties": {
+        "@odata.type": graph_types("joinMeetingIdMeetingInfo"),
+        "joinMeetingId": {"type": "string", "maxLength": 64},
+        "passcode": text(64),
+    },
+}
+_JOIN = {"targets": {"maxItems": 0}}
 CREATE_CALL: Schema = {
     "type": "object",
-    "required": ["mediaConfig", "targets"],
+    "required": ["mediaConfig"],
     "description": "'callbackUri' is required when the application has no registered calling webhook. "
-    "Online meetings (chatInfo, meetingInfo) are not supported. " + CASE_NOTE,
+    "A call names 'targets'; a meeting join names no targets but 'meetingInfo': joinMeetingIdMeetingInfo, or "
+    "organizerMeetingInfo with 'chatInfo' (Calls.JoinGroupCall.All joins as a member, "
+    "Calls.JoinGroupCallAsGuest.All as a guest subject to the lobby). " + CASE_NOTE,
+    "anyOf": [
+        {"required": ["targets"], "properties": {"meetingInfo": {"type": "null"}, "chatInfo": {"type": "null"}}},
+        {
+            "required": ["meetingInfo"],
+            "properties": {**_JOIN, "meetingInfo": {"type": "object", "required": ["joinMeetingId"]}},
+        },
+        {
+            "required": ["meetingInfo", "chatInfo"],
+            "properties": {
+                **_JOIN,
+                "meetingInfo": {"type": "object", "required": ["organizer"]},
+                "chatInfo": {"type": "object"},
+            },
+        },
+    ],
     "properties": {
         "@odata.type": graph_types("call"),
         "callbackUri": nullable(URL),
@@ -179,8 +225,8 @@ CREATE_CALL: Schema = {
         "tenantId": text(64),
         "subject": text(1024),
         "callOptions": call_options("outgoingCallOptions"),
-        "chatInfo": {"type": "null"},
-        "meetingInfo": {"type": "null"},
+        "chatInfo": nullable(ref("chatInfo")),
+        "meetingInfo": nullable({"oneOf": [ref("organizerMeetingInfo"), ref("joinMeetingIdMeetingInfo")]}),
     },
     "examples": [
         {
@@ -193,7 +239,27 @@ CREATE_CALL: Schema = {
             ],
             "requestedModalities": ["audio"],
             "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-        }
+        },
+        {
+            "@odata.type": "#microsoft.graph.call",
+            "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+            "meetingInfo": {
+                "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+                "joinMeetingId": "1234567890",
+                "passcode": "aB3xYz",
+            },
+        },
+        {
+            "@odata.type": "#microsoft.graph.call",
+            "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+            "chatInfo": {"@odata.type": "#microsoft.graph.chatInfo", "threadId": "19:meeting_M2Iz@thread.v2"},
+            "meetingInfo": {
+                "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+                "organizer": {"user": {"id": "550fae72-d251-43ec-868c-373732c2704f"}},
+            },
+        },
     ],
 }
 ANSWER: Schema = {
@@ -312,6 +378,22 @@ CLIENT_CONTEXT_ONLY: Schema = {
     "properties": {"clientContext": CLIENT_CONTEXT},
     "examples": [{"clientContext": "ctx"}, {}],
 }
+START_HOLD_MUSIC: Schema = {
+    "type": "object",
+    "description": "No body is accepted too. " + CASE_NOTE,
+    "properties": {"customPrompt": nullable(ref("prompt")), "clientContext": CLIENT_CONTEXT},
+    "examples": [{"clientContext": "ctx"}, {}],
+}
+UPDATE_RECORDING_STATUS: Schema = {
+    "type": "object",
+    "required": ["status"],
+    "description": CASE_NOTE,
+    "properties": {
+        "status": {"type": "string", "enum": ["notRecording", "recording", "failed"]},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"status": "recording", "clientContext": "ctx"}],
+}
 TOKEN_REQUEST: Schema = {
     "type": "object",
     "required": ["grant_type", "scope"],
@@ -333,6 +415,9 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "serviceHostedMediaConfig": SERVICE_HOSTED,
     "appHostedMediaConfig": APP_HOSTED,
     "mediaConfig": MEDIA_CONFIG,
+    "chatInfo": CHAT_INFO,
+    "organizerMeetingInfo": ORGANIZER_MEETING_INFO,
+    "joinMeetingIdMeetingInfo": JOIN_MEETING_ID_MEETING_INFO,
     "createCall": CREATE_CALL,
     "answer": ANSWER,
     "reject": REJECT,
@@ -346,5 +431,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "recordResponse": RECORD_RESPONSE,
     "sendDtmfTones": SEND_DTMF_TONES,
     "clientContext": CLIENT_CONTEXT_ONLY,
+    "startHoldMusic": START_HOLD_MUSIC,
+    "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
 }

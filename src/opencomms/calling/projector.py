@@ -4,19 +4,23 @@ Bodies come from `calling.notifications` (the same builders as before the conver
 unchanged). A roster change is computed once per run of Participant* events of a group call (legs that connect
 together make one run, as the calls slice sent them), by replaying the events onto the roster as it was before the
 command, and sent to each bot leg in it; external legs get nothing
-(their gateway speaks for them). Notifications are submitted inside the unit of work: the outbox releases them only
-if it commits.
+(their gateway speaks for them). Meetings' rosters (classic and delta, serialized once per change whatever the
+number of listening legs) are `calling.rosters.MeetingRosters`; finished operations reported by events (hold music)
+become their `deleted` operation notifications. Notifications are submitted inside the unit of work: the outbox
+releases them only if it commits.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
 
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import Call
+from opencomms.calling.rosters import MeetingRosters
 from opencomms.calling.subscribers import Batch, LegQuery, Subscriber
 from opencomms.directory import Directory
 from opencomms.domain import events as ev
@@ -44,9 +48,15 @@ class NotificationProjector(Subscriber):
         self._roster: dict[str, Participant] | None = None
         self._pending = False
         self._ended: dict[str, Call] = {}
+        self.meetings = MeetingRosters(legs, self.notify_bytes)
+        """Meeting rosters (classic and delta), one serialization per change."""
 
     # -- public: other services notify through the projector too --------------------------------------------
     def notify(self, call: Call, body: dict[str, Any]) -> None:
+        self.notify_bytes(call, orjson.dumps(body))
+
+    def notify_bytes(self, call: Call, body: bytes) -> None:
+        """Queue an already serialized notification of `call` (meeting rosters share one serialization)."""
         if call.is_external:
             return  # a phone has no webhook: the gateway speaks for it
         url = call.callback_uri
@@ -56,12 +66,14 @@ class NotificationProjector(Subscriber):
         if not url:
             log.warning("notification dropped: no callback URL", extra={"call_id": call.id})
             return
-        self.sink.submit(
-            order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=orjson.dumps(body)
-        )
+        self.sink.submit(order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=body)
 
     # -- Subscriber ----------------------------------------------------------------------------------------
     def staged(self, batch: Batch, event: ev.Event) -> None:
+        if batch.kind is ConversationKind.MEETING:
+            self.meetings.staged(batch, event)
+            if isinstance(event, _PARTICIPANT_EVENTS):
+                return
         if isinstance(event, _PARTICIPANT_EVENTS):
             if batch.kind is not ConversationKind.GROUP:
                 return
@@ -92,12 +104,22 @@ class NotificationProjector(Subscriber):
                 self.notify(call, notes.call_updated(call, state=event.state.value, **extra))
             elif isinstance(event, ev.LegRouted):
                 self.notify(call, notes.call_updated(call, callRoutes=list(event.call_routes)))
+            elif isinstance(event, ev.OperationFinished):
+                url = f"{call.url}/operations/{event.operation['id']}"
+                self.notify(call, notes.envelope("deleted", url, event.operation))
 
     def staged_done(self, batch: Batch) -> None:
+        if batch.kind is ConversationKind.MEETING:
+            self.meetings.staged_done(batch)
         if self._pending:
             self._send_roster(batch)
         self._roster = None
         self._ended.clear()
+
+    def rolled_back(self, batches: Iterable[Batch]) -> None:
+        for batch in batches:
+            if batch.kind is ConversationKind.MEETING:
+                self.meetings.forget(batch.conversation_id)
 
     # -- rosters -------------------------------------------------------------------------------------------
     def _begin_roster(self, batch: Batch) -> dict[str, Participant]:

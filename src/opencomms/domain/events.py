@@ -80,6 +80,32 @@ class LegMuted:
 
 
 @dataclass(frozen=True, slots=True)
+class LegHeld:
+    """A leg is put on hold with music (startHoldMusic) or taken off it: its audio leaves or rejoins the mix."""
+
+    leg_id: str
+    kind: LegKind
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OperationFinished:
+    """An operation of bot leg `leg_id` finished at once (hold music): its `deleted` notification is `operation`."""
+
+    leg_id: str
+    kind: LegKind
+    operation: JsonObj
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStatusChanged:
+    """A meeting's recording status changed (updateRecordingStatus): phones are to hear it announced (dial-in)."""
+
+    status: str
+    initiator: JsonObj
+
+
+@dataclass(frozen=True, slots=True)
 class LegEnded:
     """A leg is over (terminated) for `result`: its final notification; media and signalling are freed."""
 
@@ -166,6 +192,9 @@ Event = (
     | LegStateChanged
     | LegRouted
     | LegMuted
+    | LegHeld
+    | OperationFinished
+    | RecordingStatusChanged
     | LegEnded
     | ParticipantJoined
     | ParticipantUpdated

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import secrets
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from opencomms.calling.meetings import InMemoryMeetings
 from opencomms.config import EgressConfig, MediaConfig, NodeConfig, SipConfig
+from opencomms.domain.ids import new_id
+from opencomms.domain.meetings import MeetingInfo
 from opencomms.server import Node
 from opencomms.testing.caller import VirtualCaller
 from opencomms.testing.harness import GraphClient, RecordingBot, running_node
@@ -236,6 +240,27 @@ class TestPlatform:
         webhook.app_id = creds.app_id
         client = await self._stack.enter_async_context(self.client(creds))
         return TestBot(creds, webhook, client)
+
+    def add_meeting(self, **fields: Any) -> MeetingInfo:
+        """A meeting bots can join (until the onlineMeeting resources create them): generated id, thread id,
+        joinMeetingId and passcode (required) unless given; any `domain.meetings.MeetingInfo` field may be set."""
+        n = secrets.randbelow(10**10)
+        info = MeetingInfo(
+            **{
+                "id": new_id(),
+                "tenant_id": self.tenant_id,
+                "organizer_id": new_id(),
+                "organizer_name": "Organizer",
+                "thread_id": f"19:meeting_{secrets.token_hex(8)}@thread.v2",
+                "join_meeting_id": f"{n:010d}",
+                "passcode": secrets.token_urlsafe(6),
+                "passcode_required": True,
+                **fields,
+            }
+        )
+        lookup = self.node.meetings.lookup
+        assert isinstance(lookup, InMemoryMeetings), "this node's meetings come from the onlineMeeting resources"
+        return lookup.add(info)
 
     def client(self, creds: BotCredentials) -> GraphClient:
         """A small Graph client for `creds` (use it as an async context manager: it gets a token on entry)."""

@@ -20,6 +20,7 @@ from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
+from opencomms.wire import meetings as wmt
 
 DOC = document(all_routes(), "http://node")
 REGISTRY: Registry = Registry().with_resource(  # type: ignore[call-arg]
@@ -36,6 +37,8 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "recordResponse": wm.record_response,
     "sendDtmfTones": wm.send_dtmf_tones,
     "clientContext": wm.context_only,
+    "startHoldMusic": wmt.start_hold_music,
+    "updateRecordingStatus": wmt.update_recording_status,
 }
 LEAVES = st.one_of(
     st.none(),

@@ -35,9 +35,11 @@ def play_prompt(ctx: ApiContext, req: Request) -> Response:
     return _operation(ctx, req, op)
 
 
-def record_response(ctx: ApiContext, req: Request) -> Response:
-    body = req.json()
-    op = _media(ctx).record_response(req.who, req.params["id"], wire.record_response(empty_or_object(body)))
+async def record_response(ctx: ApiContext, req: Request) -> Response:
+    parsed = wire.record_response(empty_or_object(req.json()))
+    if ctx.meetings is not None:  # in a meeting: only once its recording status is 'recording' (Graph's rule)
+        await ctx.meetings.check_persist(req.who, req.params["id"])
+    op = _media(ctx).record_response(req.who, req.params["id"], parsed)
     return _operation(ctx, req, op)
 
 
