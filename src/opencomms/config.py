@@ -369,6 +369,42 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingsConfig:
+    """Online meetings (`/users/{id}/onlineMeetings`, `/me/onlineMeetings`) and the live meetings behind them."""
+
+    dial_in_number: str = ""
+    """The node's dial-in number (E.164) shown as every meeting's `audioConferencing.tollNumber` ("": none)."""
+    end_grace: float = 3600.0
+    """Seconds after a meeting's `endDateTime` at which its live conference is ended."""
+    max_participants: int = 1000
+    """Most participants one live meeting admits; the next join is refused."""
+    default_duration: float = 3600.0
+    """Length of a meeting created without `endDateTime` (Graph's default is one hour)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SignInConfig:
+    """Delegated sign-in of directory users: authorization code + PKCE, device code, refresh tokens."""
+
+    code_lifetime: float = 300.0
+    """Seconds an authorization code stays redeemable (once)."""
+    device_code_lifetime: float = 900.0
+    """Seconds a device code waits for its user (Entra ID: 15 minutes)."""
+    device_poll_interval: int = 5
+    """Seconds a device-code client must wait between polls (faster polls answer slow_down)."""
+    refresh_token_lifetime: float = 90 * 86400.0
+    """Seconds a refresh token stays valid; each use replaces it with a new one."""
+    form_lifetime: float = 900.0
+    """Seconds a sign-in page stays valid between showing the form and posting it."""
+    failed_sign_in_burst: float = 5.0
+    """Failed sign-ins allowed in a burst per user name and per client address before they wait."""
+    failed_sign_in_rate: float = 0.05
+    """Failed sign-ins per second regained per user name and per client address."""
+    max_pending: int = 10000
+    """Most sign-in forms, authorization codes and device codes held at once (oldest dropped first)."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -400,6 +436,8 @@ class NodeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    meetings: MeetingsConfig = field(default_factory=MeetingsConfig)
+    signin: SignInConfig = field(default_factory=SignInConfig)
 
     @property
     def tls(self) -> bool:

@@ -23,6 +23,7 @@ from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
@@ -40,6 +41,8 @@ from opencomms.media.engine import MediaEngine, MediaEvent
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
+from opencomms.meetings.directory import MeetingDirectory
+from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
 from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
@@ -185,6 +188,11 @@ class Node:
             ),
             egress=self.egress,
         )
+        self.meetings = MeetingService(  # its `live` (LiveMeetings) is set by the live-meeting side when wired
+            MeetingDirectory(self.store), self.directory, config.meetings, public_url=self.public_url, clock=clock
+        )
+        self.api.meetings = self.meetings
+        self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
         self.app = build_app(self.api)

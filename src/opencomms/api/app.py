@@ -23,7 +23,7 @@ from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
 from opencomms.directory import Directory
-from opencomms.domain.errors import BadRequest, Throttled, Unauthenticated
+from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
 from opencomms.logs import request_context
 from opencomms.net.egress import EgressPolicy
@@ -55,6 +55,10 @@ class ApiContext:
     """The readiness checks behind /readyz (None: always ready)."""
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
+    meetings: Any = None
+    """Online meetings (meetings/service.py MeetingService); None: the meeting routes answer 503."""
+    signin: Any = None
+    """Delegated sign-in (auth/signin.py SignIn); None: only the client-credentials grant."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -115,6 +119,8 @@ class GraphApp:
         caller = None
         if route.kind is Kind.GRAPH:
             caller = self._authenticate(headers)
+            if caller.user_id is not None and not route.delegated:
+                raise AccessDenied("This API accepts application tokens only, not a signed-in user's token.")
             wait = self.ctx.throttle.check(caller.app_id, self.ctx.clock())
             if wait is not None:
                 raise Throttled("Too many requests from this application; retry later.", wait)
@@ -149,6 +155,11 @@ class GraphApp:
         app = self.ctx.directory.get_app(claims.app_id)
         if app is None or app.tenant_id != claims.tenant_id:
             raise Unauthenticated("The application of this token no longer exists.")
+        if claims.user_id is not None:
+            user = self.ctx.directory.get_user(claims.user_id)
+            if user is None or user.tenant_id != claims.tenant_id:
+                raise Unauthenticated("The signed-in user of this token no longer exists.")
+            return Caller(claims.tenant_id, claims.app_id, frozenset(), claims.user_id, claims.scopes)
         return Caller(tenant_id=claims.tenant_id, app_id=claims.app_id, roles=claims.roles)
 
     @staticmethod
