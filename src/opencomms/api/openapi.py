@@ -192,6 +192,10 @@ RESPONSES: dict[str, Any] = {
     "oauthBadRequest": _error_response(
         "OAuth error (or a Graph error for a bad correlation header)", {"anyOf": [ref("oauthError"), GRAPH_ERROR]}
     ),
+    "badRequestPage": {
+        "description": "The sign-in page says what went wrong (HTML), or a Graph error for a bad correlation header",
+        "content": {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": GRAPH_ERROR}},
+    },
     "oauthUnauthorized": _error_response("Invalid client credentials", ref("oauthError")),
     "oauthTooManyRequests": _error_response("Too many token requests", ref("oauthError"), Retry_After=_RETRY_AFTER),
 }

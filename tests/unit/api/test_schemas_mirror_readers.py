@@ -20,6 +20,7 @@ from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
+from opencomms.wire.meetings import meeting_fields
 
 DOC = document(all_routes(), "http://node")
 REGISTRY: Registry = Registry().with_resource(  # type: ignore[call-arg]
@@ -36,6 +37,9 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "recordResponse": wm.record_response,
     "sendDtmfTones": wm.send_dtmf_tones,
     "clientContext": wm.context_only,
+    "onlineMeeting": meeting_fields,
+    "createOrGetOnlineMeeting": lambda body: meeting_fields(body, require_external_id=True),
+    "onlineMeetingPatch": lambda body: meeting_fields(body, patch=True),
 }
 LEAVES = st.one_of(
     st.none(),

@@ -322,6 +322,7 @@ def _tokens(ctx: ApiContext, signin: SignIn, grant: Grant, user: User, now: floa
 
 
 _FORM = "application/x-www-form-urlencoded"
+_PAGE_ERRORS = ((400, "badRequestPage"),)
 ROUTES = [
     Route(
         "GET",
@@ -331,6 +332,7 @@ ROUTES = [
         "Sign a user in (authorization code with PKCE S256): the sign-in page",
         response_media="text/html",
         errors=(400, 404),
+        error_responses=_PAGE_ERRORS,
         query=(
             ("client_id", "The application"),
             ("redirect_uri", "A registered redirect URI"),
@@ -353,6 +355,7 @@ ROUTES = [
         request_media=_FORM,
         response_status=302,
         errors=(400, 404),
+        error_responses=_PAGE_ERRORS,
     ),
     Route(
         "POST",
@@ -384,5 +387,6 @@ ROUTES = [
         request_media=_FORM,
         response_media="text/html",
         errors=(400,),
+        error_responses=_PAGE_ERRORS,
     ),
 ]
