@@ -29,14 +29,29 @@ def test_passwords_policies_and_meetings(store_url: str) -> None:
         store_url, "user", "create", "--tenant", tenant["id"], "--name", "Heidi", "--upn", "heidi@contoso.example"
     )
     uid = user[0]["id"]
-    app = cli(store_url, "app", "create", "--tenant", tenant["id"], "--name", "CLI", "--public-client",
-              "--redirect-uri", "http://localhost/cb")[0]  # fmt: skip
+    app = cli(
+        store_url,
+        "app",
+        "create",
+        "--tenant",
+        tenant["id"],
+        "--name",
+        "CLI",
+        "--public-client",
+        "--redirect-uri",
+        "http://localhost/cb",
+    )[0]
     assert app["public_client"] is True and app["redirect_uris"] == "http://localhost/cb"
     assert cli(store_url, "app", "update", app["client_id"], "--confidential-client")[0]["public_client"] is False
 
     env = {**os.environ, "OPENCOMMS_USER_PASSWORD": "s3cret-enough"}
-    done = subprocess.run([*CLI, "user", "set-password", "heidi@contoso.example", "--store", store_url], env=env,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [*CLI, "user", "set-password", "heidi@contoso.example", "--store", store_url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "password set" in done.stdout, done.stderr
     assert "8 characters" in _fails(store_url, "user", "set-password", uid, "--password", "short")
     store = open_store(store_url)
@@ -49,8 +64,12 @@ def test_passwords_policies_and_meetings(store_url: str) -> None:
     cli(store_url, "policy", "grant", "--app", app["client_id"], "--tenant-wide")
     assert {g["user"] for g in cli(store_url, "policy", "list")} == {uid, "*"}
     assert "--tenant-wide" in _fails(store_url, "policy", "grant", "--app", app["client_id"])
-    subprocess.run([*CLI, "policy", "revoke", "--app", app["client_id"], "--tenant-wide", "--store", store_url],
-                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    subprocess.run(
+        [*CLI, "policy", "revoke", "--app", app["client_id"], "--tenant-wide", "--store", store_url],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     assert [g["user"] for g in cli(store_url, "policy", "list")] == [uid]
 
     service = MeetingService(MeetingDirectory(store), d, public_url="https://node.example")

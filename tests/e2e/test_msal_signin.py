@@ -164,9 +164,13 @@ async def test_authorization_code_flow_with_pkce(env: Env) -> None:
             forged = requests.post(flow["auth_uri"], data=post, verify=env.ca, timeout=10, allow_redirects=False)
             assert forged.status_code == 400
             done = http.post(
-                flow["auth_uri"], data=post, headers={"Cookie": cookie}, verify=env.ca, timeout=10,
+                flow["auth_uri"],
+                data=post,
+                headers={"Cookie": cookie},
+                verify=env.ca,
+                timeout=10,
                 allow_redirects=False,
-            )  # fmt: skip
+            )
             assert done.status_code == 302, done.text
             location = done.headers["location"]
             assert location.startswith("http://localhost:8765/callback?")
@@ -196,9 +200,13 @@ async def test_sign_in_form_limits_failed_attempts(env: Env) -> None:
             fields = _form_fields(page.text)
             for password in ["bad"] * 6 + [PASSWORD]:
                 reply = http.post(
-                    flow["auth_uri"], data={**fields, "username": env.upn, "password": password},
-                    headers={"Cookie": cookie}, verify=env.ca, timeout=10, allow_redirects=False,
-                )  # fmt: skip
+                    flow["auth_uri"],
+                    data={**fields, "username": env.upn, "password": password},
+                    headers={"Cookie": cookie},
+                    verify=env.ca,
+                    timeout=10,
+                    allow_redirects=False,
+                )
                 statuses.append(reply.status_code)
                 if password == PASSWORD:
                     assert "Too many failed sign-ins" in reply.text

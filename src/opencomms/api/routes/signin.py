@@ -22,6 +22,7 @@ from opencomms.api.errors import OAuthError
 from opencomms.api.http import Request, Response
 from opencomms.api.routes.meetings import page
 from opencomms.api.routing import Kind, Route
+from opencomms.auth.secrets import hash_secret, verify_secret
 from opencomms.auth.signin import AuthRequest, DeviceFlow, Grant, GrantError, SignIn, parse_scopes, redirect_allowed
 from opencomms.domain.directory import Application, Tenant, User
 from opencomms.domain.errors import NotFound, ServiceUnavailable
@@ -29,6 +30,7 @@ from opencomms.domain.errors import NotFound, ServiceUnavailable
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 DELEGATED_GRANTS = ("authorization_code", "refresh_token", DEVICE_GRANT)
 _COOKIE = "opencomms_csrf"
+_DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
 
 
 def _signin(ctx: ApiContext) -> SignIn:
@@ -143,7 +145,11 @@ async def _check_user(ctx: ApiContext, req: Request, tenant_id: str, form: dict[
         return "Too many failed sign-ins: wait a while and try again."
     user = ctx.directory.find_user(name, tenant_id) if name else None
     password = form.get("password", "")
-    ok = user is not None and await asyncio.to_thread(ctx.directory.check_password, user, password)
+    if user is None or user.password_hash is None:  # as slow as a real check: no user enumeration by timing
+        await asyncio.to_thread(verify_secret, password[:256], _DUMMY_HASH)
+        ok = False
+    else:
+        ok = await asyncio.to_thread(ctx.directory.check_password, user, password)
     if not ok or user is None:
         signin.failed(keys, now)
         return "The user name or password is incorrect."
