@@ -172,34 +172,15 @@ def _common_args(
     if transport not in _TRANSPORTS:
         raise SippError(f"transport {transport!r}: one of {sorted(_TRANSPORTS)}")
     args = [
-        "-i",
-        LOOPBACK,
-        "-bind_local",
-        "-mi",
-        LOOPBACK,
-        "-ci",
-        LOOPBACK,
-        "-p",
-        str(local_port),
-        "-t",
-        transport,
+        "-i", LOOPBACK, "-bind_local", "-mi", LOOPBACK, "-ci", LOOPBACK,
+        "-p", str(local_port), "-t", transport,
         "-nostdin",
-        "-timeout",
-        f"{max(1, round(timeout))}s",
-        "-timeout_error",
-        "-trace_stat",
-        "-stf",
-        "stats.csv",
-        "-trace_err",
-        "-error_file",
-        "errors.log",
-        "-trace_rtt",
-        "-rtt_freq",
-        "1",
-        "-trace_screen",
-        "-screen_file",
-        "screen.log",
-    ]
+        "-timeout", f"{max(1, round(timeout))}s", "-timeout_error",
+        "-trace_stat", "-stf", "stats.csv",
+        "-trace_err", "-error_file", "errors.log",
+        "-trace_rtt", "-rtt_freq", "1",
+        "-trace_screen", "-screen_file", "screen.log",
+    ]  # fmt: skip
     if calls is not None:
         args += ["-m", str(calls)]
     for key, value in (keys or {}).items():
