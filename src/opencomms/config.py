@@ -402,6 +402,10 @@ class SignInConfig:
     """Failed sign-ins per second regained per user name and per client address."""
     max_pending: int = 10000
     """Most sign-in forms, authorization codes and device codes held at once (oldest dropped first)."""
+    start_burst: float = 30.0
+    """Sign-in pages and device codes one client address may open in a burst (then 429 / a wait page)."""
+    start_rate: float = 1.0
+    """Sign-in pages and device codes one client address may open per second, sustained."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -239,3 +239,16 @@ async def test_device_codes_cannot_be_guessed(env: Env) -> None:
     assert status == 200
     status, text, _ = await env.device_login(flow["user_code"], "heidi@contoso.example", PASSWORD)
     assert status == 400 and "too many attempts" in text  # this address is waiting now, even with the right code
+
+
+async def test_one_address_cannot_flush_the_pending_sign_ins(env: Env) -> None:
+    statuses = []
+    for _ in range(40):
+        async with env.http.get(f"{env.url}/devicelogin") as page:
+            statuses.append(page.status)
+            retry = page.headers.get("retry-after")
+    assert statuses[0] == 200 and statuses[-1] == 429 and retry is not None and int(retry) >= 1
+    tenant = env.p.tenant_id
+    data = {"client_id": env.public_app, "scope": f"{env.url}/OnlineMeetings.Read"}
+    status, body, headers = await env.form(f"/{tenant}/oauth2/v2.0/devicecode", data)
+    assert status == 429 and body["error"] == "temporarily_unavailable" and "retry-after" in headers

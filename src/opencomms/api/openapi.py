@@ -196,6 +196,11 @@ RESPONSES: dict[str, Any] = {
         "description": "The sign-in page says what went wrong (HTML), or a Graph error for a bad correlation header",
         "content": {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": GRAPH_ERROR}},
     },
+    "tooManyPages": {
+        "description": "Too many sign-in pages opened from this address (HTML)",
+        "headers": {"Retry-After": _RETRY_AFTER},
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
     "oauthUnauthorized": _error_response("Invalid client credentials", ref("oauthError")),
     "oauthTooManyRequests": _error_response("Too many token requests", ref("oauthError"), Retry_After=_RETRY_AFTER),
 }

@@ -179,6 +179,8 @@ class SignIn:
         self._devices = _Bounded(config.max_pending)
         self._user_codes: dict[str, str] = {}
         self.failures = KeyedTokenBucket(config.failed_sign_in_rate, config.failed_sign_in_burst)
+        self.starts = KeyedTokenBucket(config.start_rate, config.start_burst)
+        """Forms and device codes opened per client address: keeps one address from flushing the bounded state."""
 
     # -- the sign-in form ----------------------------------------------------------------------------------
     def open_form(self, request: AuthRequest) -> str:

@@ -87,9 +87,26 @@ def _sign_in_page(action: str, hidden: str, message: str, app: str, user: str = 
 
 
 # -- /authorize ----------------------------------------------------------------------------------------------
+def _too_many(ctx: ApiContext, signin: SignIn, req: Request) -> int | None:
+    """Seconds this client address must wait before opening another sign-in page or device code."""
+    wait = signin.starts.take(source_key(req.source), ctx.clock())
+    return None if wait is None else max(1, int(wait + 0.999))
+
+
+def _busy_page(wait: int) -> Response:
+    return page(
+        429,
+        "Too many sign-ins",
+        "<p>Too many sign-in pages from this address: wait and try again.</p>",
+        [(b"retry-after", str(wait).encode())],
+    )
+
+
 def authorize(ctx: ApiContext, req: Request) -> Response:
     signin = _signin(ctx)
     tenant = _tenant(ctx, req.params["tenant"])
+    if (wait := _too_many(ctx, signin, req)) is not None:
+        return _busy_page(wait)
     q = {k: v[0] for k, v in parse_qs(req.query).items()}
     app = ctx.directory.get_app(q.get("client_id", "")[:64]) if q.get("client_id") else None
     if app is None or app.tenant_id != tenant.id:
@@ -184,6 +201,8 @@ def devicecode(ctx: ApiContext, req: Request) -> Response:
         raise OAuthError(400, "invalid_request", f"Tenant '{req.params['tenant'][:64]}' not found.", 90002)
     form = _form(req)
     app = _client(ctx, tenant, form.get("client_id", ""))
+    if (wait := _too_many(ctx, signin, req)) is not None:
+        raise OAuthError(429, "temporarily_unavailable", "Too many device codes from this address.", 50196, wait)
     if not app.public_client:
         raise OAuthError(
             400,
@@ -216,6 +235,8 @@ def devicecode(ctx: ApiContext, req: Request) -> Response:
 
 def devicelogin(ctx: ApiContext, req: Request) -> Response:
     signin = _signin(ctx)
+    if (wait := _too_many(ctx, signin, req)) is not None:
+        return _busy_page(wait)
     csrf = signin.new_csrf(ctx.clock())
     body = _sign_in_page("", _fields(csrf=csrf), "", "a device", code=True)
     return page(200, "Enter code", body, [_set_cookie(ctx, csrf)])
@@ -259,6 +280,9 @@ async def delegated_token(
     ctx: ApiContext, req: Request, tenant: Tenant, form: dict[str, str], client_id: str | None, secret: str | None
 ) -> Response:
     signin = _signin(ctx)
+    wait = ctx.throttle.check(f"token:{(client_id or '')[:64]}", ctx.clock())
+    if wait is not None:
+        raise OAuthError(429, "temporarily_unavailable", "Too many token requests; retry later.", 50196, wait)
     app = _client(ctx, tenant, client_id or "")
     if secret:
         check = lambda s: ctx.directory.check_secret(app, s)  # noqa: E731
@@ -329,6 +353,7 @@ def _tokens(ctx: ApiContext, signin: SignIn, grant: Grant, user: User, now: floa
 
 _FORM = "application/x-www-form-urlencoded"
 _PAGE_ERRORS = ((400, "badRequestPage"),)
+_OPEN_ERRORS = ((400, "badRequestPage"), (429, "tooManyPages"))
 ROUTES = [
     Route(
         "GET",
@@ -337,8 +362,8 @@ ROUTES = [
         Kind.PUBLIC,
         "Sign a user in (authorization code with PKCE S256): the sign-in page",
         response_media="text/html",
-        errors=(400, 404),
-        error_responses=_PAGE_ERRORS,
+        errors=(400, 404, 429),
+        error_responses=_OPEN_ERRORS,
         query=(
             ("client_id", "The application"),
             ("redirect_uri", "A registered redirect URI"),
@@ -372,7 +397,7 @@ ROUTES = [
         request_schema="deviceCodeRequest",
         request_media=_FORM,
         response_schema="deviceCodeResponse",
-        errors=(400,),
+        errors=(400, 429),
         oauth_errors=True,
     ),
     Route(
@@ -382,6 +407,8 @@ ROUTES = [
         Kind.PUBLIC,
         "Device login page (enter the code and sign in)",
         response_media="text/html",
+        errors=(429,),
+        error_responses=_OPEN_ERRORS,
     ),
     Route(
         "POST",
