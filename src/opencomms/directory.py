@@ -25,6 +25,8 @@ from opencomms.domain.errors import BadRequest, Conflict, NotFound
 from opencomms.domain.ids import is_guid, new_id, normalize_id
 from opencomms.store.base import Store
 
+REFRESH_TOKENS = "refreshToken"
+"""Store kind of delegated sign-in refresh tokens (auth/signin.py): revoked when a password changes."""
 MIN_PASSWORD = 8
 """Shortest sign-in password the directory accepts."""
 _UPN = re.compile(r"^[^@\s/]{1,64}@[A-Za-z0-9.-]{1,190}$")
@@ -278,8 +280,15 @@ class Directory:
         if password is not None and len(password) > 256:
             raise BadRequest("A password may have at most 256 characters.")
         updated = replace(user, password_hash=None if password is None else hash_secret(password))
-        self.store.put("user", user.id, updated.to_doc())
+        with self.store.transaction():
+            self.store.put("user", user.id, updated.to_doc())
+            self._revoke_sessions(user.id)  # a reset password ends every signed-in session
         return updated
+
+    def _revoke_sessions(self, user_id: str) -> None:
+        """Delete the user's refresh tokens (auth/signin.py keeps them hashed under this kind)."""
+        stale = [key for key, doc in self.store.scan(REFRESH_TOKENS) if doc.get("user_id") == user_id]
+        self.store.delete_many(REFRESH_TOKENS, stale)
 
     def check_password(self, user: User, password: str) -> bool:
         """Constant-time check (slow on purpose: scrypt); False for a user without a password."""
@@ -294,8 +303,10 @@ class Directory:
         return [u for u in users if tenant_id is None or u.tenant_id == tenant_id]
 
     def delete_user(self, user_id: str) -> None:
-        if not self.store.delete("user", normalize_id(user_id)):
-            raise NotFound(f"No user {user_id!r}.")
+        with self.store.transaction():
+            if not self.store.delete("user", normalize_id(user_id)):
+                raise NotFound(f"No user {user_id!r}.")
+            self._revoke_sessions(normalize_id(user_id))
 
     # -- application instances ---------------------------------------------------------------------------
     def create_instance(

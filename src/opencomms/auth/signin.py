@@ -24,6 +24,7 @@ __all__ = ["AuthRequest", "DeviceFlow", "Grant", "GrantError", "SignIn", "parse_
 
 OIDC_SCOPES = ("openid", "profile", "offline_access", "email")
 REFRESH_KIND = "refreshToken"
+"""Also named in directory.py (REFRESH_TOKENS), which revokes a user's tokens when the password changes."""
 _USER_CODE_ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"  # no vowels (no words), no look-alikes
 _LOOPBACK = ("localhost", "127.0.0.1", "[::1]", "::1")
 _V = TypeVar("_V")

@@ -3,6 +3,8 @@ device codes answer pending / slow_down / expired as Entra ID does; refresh toke
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from opencomms.auth.signin import (
@@ -158,3 +160,19 @@ def test_redirect_uris_match_exactly_or_by_loopback_port() -> None:
         "http://127.0.0.1.evil.example/callback",
     ):
         assert not redirect_allowed(uri, registered), uri
+
+
+def test_a_password_reset_revokes_the_users_refresh_tokens() -> None:
+    from opencomms.directory import Directory
+
+    s = _signin()
+    d = Directory(s.store)
+    tenant = d.create_tenant("Contoso")
+    user = d.create_user(tenant.id, "Heidi", upn="heidi@contoso.example")
+    grant = s.redeem_code(_code(s), "app", "http://localhost/cb", VERIFIER, 1.0)
+    mine = s.issue_refresh(replace(grant, user_id=user.id), 0.0)
+    other = s.issue_refresh(grant, 0.0)
+    d.set_password("heidi@contoso.example", "a new password")
+    with pytest.raises(GrantError):
+        s.redeem_refresh(mine, "app", 1.0)
+    assert s.redeem_refresh(other, "app", 1.0).user_id == "user"
