@@ -147,3 +147,25 @@ async def test_create_or_get_and_bad_input(p: Platform) -> None:
     # createOrGet is not a meeting id
     status, _, headers = await alice.request("GET", f"{path}/createOrGet")
     assert status == 405 and headers["Allow"] == "POST"
+
+
+async def test_a_failing_live_side_does_not_fail_the_request(p: Platform) -> None:
+    class Broken(FakeLive):
+        async def end_meeting(self, meeting_id: str, reason: ResultInfo) -> None:
+            raise RuntimeError("live side down")
+
+        async def meeting_changed(self, info: MeetingInfo) -> None:
+            raise RuntimeError("live side down")
+
+    user = p.node.directory.create_user(p.tenant_id, "Adele")
+    p.node.meetings.policies.grant(p["alice"].app_id, user.id)
+    p.node.meetings.live = Broken()
+    path = f"/users/{user.id}/onlineMeetings"
+    status, m, _ = await p["alice"].client.request("POST", path, {})
+    assert status == 201
+    status, _, _ = await p["alice"].client.request("PATCH", f"{path}/{m['id']}", {"subject": "x"})
+    assert status == 200
+    status, _, _ = await p["alice"].client.request("DELETE", f"{path}/{m['id']}")
+    assert status == 204
+    status, _, _ = await p["alice"].client.request("GET", f"{path}/{m['id']}")
+    assert status == 404

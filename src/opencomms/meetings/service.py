@@ -8,6 +8,7 @@ PATCH tells it, through the optional `LiveMeetings` the composition root registe
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -27,6 +28,7 @@ from opencomms.wire.meetings import MeetingFields
 
 __all__ = ["MEETING_DELETED", "MeetingService"]
 
+log = logging.getLogger("opencomms.meetings")
 MEETING_DELETED = ResultInfo(200, 5300, "The meeting was deleted by its organizer.")
 """The resultInfo every leg of a live meeting ends with when the meeting resource is deleted."""
 _WRITE = (Permission.ONLINE_MEETINGS_READ_WRITE_ALL.value,)
@@ -169,7 +171,10 @@ class MeetingService:
             raise BadRequest("'endDateTime' must be later than 'startDateTime'.")
         self.meetings.save(updated)
         if self.live is not None:
-            await self.live.meeting_changed(updated.info())
+            try:
+                await self.live.meeting_changed(updated.info())
+            except Exception:  # the change is stored; the live meeting's failure is its own, not the request's
+                log.exception("the live meeting did not take the change", extra={"meeting": updated.id[:16]})
         return updated
 
     async def delete(self, user: User, meeting_id: str) -> None:
@@ -180,4 +185,7 @@ class MeetingService:
         """Delete a meeting and end its live conference for everyone (also the operator's CLI path)."""
         self.meetings.remove(meeting)
         if self.live is not None:
-            await self.live.end_meeting(meeting.id, MEETING_DELETED)
+            try:
+                await self.live.end_meeting(meeting.id, MEETING_DELETED)
+            except Exception:
+                log.exception("the live meeting did not end", extra={"meeting": meeting.id[:16]})
