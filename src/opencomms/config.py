@@ -381,6 +381,11 @@ class MeetingsConfig:
     default_duration: float = 3600.0
     """Length of a meeting created without `endDateTime` (Graph's default is one hour)."""
 
+    def __post_init__(self) -> None:
+        number = self.dial_in_number
+        if number and not (number.startswith("+") and number[1:].isdigit() and 7 <= len(number) <= 16):
+            raise FieldError("dial_in_number", "an E.164 number such as +14255550100")
+
 
 @dataclass(frozen=True, slots=True)
 class SignInConfig:

@@ -17,6 +17,7 @@ from opencomms.api.http import Receive, Request, Response, Scope, Send, read_bod
 from opencomms.api.routing import Kind, Router
 from opencomms.api.throttle import Throttle
 from opencomms.auth.secretguard import SecretGuard
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
 from opencomms.calling.quotas import CallQuotas
@@ -26,6 +27,7 @@ from opencomms.directory import Directory
 from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
 from opencomms.logs import request_context
+from opencomms.meetings.service import MeetingService
 from opencomms.net.egress import EgressPolicy
 
 log = logging.getLogger("opencomms.api")
@@ -55,10 +57,10 @@ class ApiContext:
     """The readiness checks behind /readyz (None: always ready)."""
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
-    meetings: Any = None
-    """Online meetings (meetings/service.py MeetingService); None: the meeting routes answer 503."""
-    signin: Any = None
-    """Delegated sign-in (auth/signin.py SignIn); None: only the client-credentials grant."""
+    meetings: MeetingService | None = None
+    """Online meetings; None: the meeting routes answer 503."""
+    signin: SignIn | None = None
+    """Delegated sign-in; None: only the client-credentials grant."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

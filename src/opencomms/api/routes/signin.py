@@ -36,7 +36,7 @@ _DUMMY_HASH = hash_secret(secrets.token_urlsafe(16))
 def _signin(ctx: ApiContext) -> SignIn:
     if ctx.signin is None:
         raise ServiceUnavailable("Sign-in is not enabled on this node.", retry_after=60)
-    return ctx.signin  # type: ignore[no-any-return]
+    return ctx.signin
 
 
 def _tenant(ctx: ApiContext, name: str) -> Tenant:
