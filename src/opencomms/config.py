@@ -38,8 +38,13 @@ class CallsConfig:
 
 @dataclass(frozen=True, slots=True)
 class MeetingsConfig:
-    """Live meetings (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
+    """Online meetings (`/users/{id}/onlineMeetings`, `/me/onlineMeetings`, meetings/) and the live meetings behind
+    them (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
 
+    dial_in_number: str = ""
+    """The node's dial-in number (E.164) shown as every meeting's `audioConferencing.tollNumber` ("": none)."""
+    default_duration: float = 3600.0
+    """Length of a meeting created without `endDateTime` (Graph's default is one hour)."""
     max_participants: int = 1000
     """Legs one live meeting may hold at once (bots, phones, lobby included); a join past it answers 403
     quotaLimitReached. 0: no limit."""
@@ -55,6 +60,9 @@ class MeetingsConfig:
     AllowRemoveParticipantAppIds; every other app gets 403."""
 
     def __post_init__(self) -> None:
+        number = self.dial_in_number
+        if number and not (number.startswith("+") and number[1:].isdigit() and 7 <= len(number) <= 16):
+            raise FieldError("dial_in_number", "an E.164 number such as +14255550100")
         if self.max_participants < 0:
             raise FieldError("max_participants", "a whole number >= 0")
         for name in ("end_grace", "lobby_timeout"):
@@ -401,6 +409,32 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SignInConfig:
+    """Delegated sign-in of directory users: authorization code + PKCE, device code, refresh tokens."""
+
+    code_lifetime: float = 300.0
+    """Seconds an authorization code stays redeemable (once)."""
+    device_code_lifetime: float = 900.0
+    """Seconds a device code waits for its user (Entra ID: 15 minutes)."""
+    device_poll_interval: int = 5
+    """Seconds a device-code client must wait between polls (faster polls answer slow_down)."""
+    refresh_token_lifetime: float = 90 * 86400.0
+    """Seconds a refresh token stays valid; each use replaces it with a new one."""
+    form_lifetime: float = 900.0
+    """Seconds a sign-in page stays valid between showing the form and posting it."""
+    failed_sign_in_burst: float = 5.0
+    """Failed sign-ins allowed in a burst per user name and per client address before they wait."""
+    failed_sign_in_rate: float = 0.05
+    """Failed sign-ins per second regained per user name and per client address."""
+    max_pending: int = 10000
+    """Most sign-in forms, authorization codes and device codes held at once (oldest dropped first)."""
+    start_burst: float = 30.0
+    """Sign-in pages and device codes one client address may open in a burst (then 429 / a wait page)."""
+    start_rate: float = 1.0
+    """Sign-in pages and device codes one client address may open per second, sustained."""
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -433,6 +467,7 @@ class NodeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    signin: SignInConfig = field(default_factory=SignInConfig)
 
     @property
     def tls(self) -> bool:

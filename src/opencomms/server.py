@@ -23,10 +23,11 @@ from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
-from opencomms.calling.meetings import InMemoryMeetings, MeetingService
+from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
@@ -41,6 +42,8 @@ from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
+from opencomms.meetings.directory import MeetingDirectory
+from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
 from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
@@ -160,8 +163,13 @@ class Node:
             egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
-        self.meetings = MeetingService(self.calls, InMemoryMeetings(), config.meetings, clock=clock)
-        self.meetings.attach_media(self.media)
+        self.meeting_directory = MeetingDirectory(self.store)
+        self.adhoc_meetings = InMemoryMeetings()
+        """Meetings added by hand (the testing kit), found after the onlineMeeting resources."""
+        self.live_meetings = LiveMeetingService(
+            self.calls, ChainedLookup(self.meeting_directory, self.adhoc_meetings), config.meetings, clock=clock
+        )
+        self.live_meetings.attach_media(self.media)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
@@ -174,7 +182,7 @@ class Node:
             throttle=Throttle(th),
             public_url=self.public_url,
             media=self.media,
-            meetings=self.meetings,
+            live_meetings=self.live_meetings,
             quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,
@@ -193,6 +201,12 @@ class Node:
             ),
             egress=self.egress,
         )
+        self.meetings = MeetingService(
+            self.meeting_directory, self.directory, config.meetings, public_url=self.public_url, clock=clock
+        )
+        self.meetings.live = self.live_meetings
+        self.api.meetings = self.meetings
+        self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
         self.app = build_app(self.api)

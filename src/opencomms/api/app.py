@@ -17,16 +17,18 @@ from opencomms.api.http import Receive, Request, Response, Scope, Send, read_bod
 from opencomms.api.routing import Kind, Router
 from opencomms.api.throttle import Throttle
 from opencomms.auth.secretguard import SecretGuard
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
-from opencomms.calling.meetings import MeetingService
+from opencomms.calling.meetings import LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
 from opencomms.directory import Directory
-from opencomms.domain.errors import BadRequest, Throttled, Unauthenticated
+from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
 from opencomms.logs import request_context
+from opencomms.meetings.service import MeetingService
 from opencomms.net.egress import EgressPolicy
 
 log = logging.getLogger("opencomms.api")
@@ -57,7 +59,11 @@ class ApiContext:
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
     meetings: MeetingService | None = None
+    """Online meetings (the resources); None: the meeting routes answer 503."""
+    live_meetings: LiveMeetingService | None = None
     """Live meetings: joins with meetingInfo and participant control (None: 503 on those routes)."""
+    signin: SignIn | None = None
+    """Delegated sign-in; None: only the client-credentials grant."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -118,6 +124,8 @@ class GraphApp:
         caller = None
         if route.kind is Kind.GRAPH:
             caller = self._authenticate(headers)
+            if caller.user_id is not None and not route.delegated:
+                raise AccessDenied("This API accepts application tokens only, not a signed-in user's token.")
             wait = self.ctx.throttle.check(caller.app_id, self.ctx.clock())
             if wait is not None:
                 raise Throttled("Too many requests from this application; retry later.", wait)
@@ -152,6 +160,11 @@ class GraphApp:
         app = self.ctx.directory.get_app(claims.app_id)
         if app is None or app.tenant_id != claims.tenant_id:
             raise Unauthenticated("The application of this token no longer exists.")
+        if claims.user_id is not None:
+            user = self.ctx.directory.get_user(claims.user_id)
+            if user is None or user.tenant_id != claims.tenant_id:
+                raise Unauthenticated("The signed-in user of this token no longer exists.")
+            return Caller(claims.tenant_id, claims.app_id, frozenset(), claims.user_id, claims.scopes)
         return Caller(tenant_id=claims.tenant_id, app_id=claims.app_id, roles=claims.roles)
 
     @staticmethod

@@ -20,7 +20,8 @@ from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
-from opencomms.wire import meetings as wmt
+from opencomms.wire import meeting_control as wmt
+from opencomms.wire.meetings import meeting_fields
 
 DOC = document(all_routes(), "http://node")
 REGISTRY: Registry = Registry().with_resource(  # type: ignore[call-arg]
@@ -39,6 +40,9 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "clientContext": wm.context_only,
     "startHoldMusic": wmt.start_hold_music,
     "updateRecordingStatus": wmt.update_recording_status,
+    "onlineMeeting": meeting_fields,
+    "createOrGetOnlineMeeting": lambda body: meeting_fields(body, require_external_id=True),
+    "onlineMeetingPatch": lambda body: meeting_fields(body, patch=True),
 }
 LEAVES = st.one_of(
     st.none(),

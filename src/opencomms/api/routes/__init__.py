@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from opencomms.api.routes import calls, identity, media, meetings, meta, metrics, records
+from opencomms.api.routes import calls, identity, media, meeting_control, meetings, meta, metrics, records, signin
 from opencomms.api.routing import Route
 
 
 def all_routes() -> list[Route]:
     return [
         *calls.ROUTES,
-        *meetings.ROUTES,
+        *meeting_control.ROUTES,
         *media.ROUTES,
         *records.ROUTES,
         *identity.ROUTES,
         *meta.ROUTES,
         *metrics.ROUTES,
+        *meetings.ROUTES,
+        *signin.ROUTES,
     ]
