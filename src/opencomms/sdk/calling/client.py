@@ -165,12 +165,12 @@ class CommunicationsClient:
                 delta_roster=delta_roster,
                 **options,
             )
+            call = self._call(info.id)  # while still in flight: a new Call's roster mode is left open
         except BaseException:
             self._joins_in_flight -= 1
             await self._settle_orphans()
             raise
         self._joins_in_flight -= 1
-        call = self._call(info.id)
         call.info = info
         if call.state is None:
             call.state = info.state
