@@ -1,7 +1,7 @@
 """Benchmark (issue 17 (d)): bots join one meeting at a steady rate; latency from the join POST to the bot's
 `established` notification (target p99 < 50 ms at 20 joins/s).
 
-Run: PYTHONPATH=src .venv/bin/python bench/meeting_join.py [--rate 20] [--joins 200] [--bots 4] [--roster delta]
+Run: PYTHONPATH=src .venv/bin/python bench/meeting_join.py [--rate 20] [--joins 100] [--stay 0] [--bots 4] [--roster delta]
 
 The node runs as its own process (`opencomms serve`, SQLite store), provisioned before it starts: a tenant, the
 organizer (a user), a scheduling app with OnlineMeetings.ReadWrite.All and a tenant-wide access policy, and
@@ -170,7 +170,7 @@ def provision(store_url: str, bots: int) -> tuple[str, str, dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=20.0, help="joins per second")
-    parser.add_argument("--joins", type=int, default=200, help="joins in all (the meeting's final size)")
+    parser.add_argument("--joins", type=int, default=100, help="joins in all (the meeting's final size)")
     parser.add_argument("--bots", type=int, default=4, help="bot applications, each with its own HTTP server")
     parser.add_argument("--roster", choices=("delta", "classic"), default="delta")
     parser.add_argument(
