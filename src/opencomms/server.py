@@ -47,6 +47,7 @@ from opencomms.notify.retry import RetryPolicy
 from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
+from opencomms.subscriptions.wiring import attach_call_records
 
 log = logging.getLogger("opencomms.node")
 
@@ -187,6 +188,7 @@ class Node:
         )
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
+        self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
         self.descriptor_limit = raise_descriptor_limit()

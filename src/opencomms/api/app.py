@@ -55,6 +55,8 @@ class ApiContext:
     """The readiness checks behind /readyz (None: always ready)."""
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
+    subscriptions: Any = None
+    """Change-notification subscriptions (subscriptions.service.SubscriptionService); None: 404."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

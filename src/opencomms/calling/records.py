@@ -101,15 +101,27 @@ def _failure(reason: ResultInfo, connected: bool) -> JsonObj | None:
     return {"stage": "midcall" if connected else "callSetup", "reason": reason.message}
 
 
-def session(call: Call, reason: ResultInfo, quality: CallQuality, codec: str, ended_at: float) -> JsonObj:
-    """One callRecords.session (with its single segment) for external leg `call`."""
-    phone_is_caller = call.direction is CallDirection.OUTGOING  # the phone placed the call
-    other = (
-        (call.targets[0].get("identity") if call.targets else None) if phone_is_caller else call.source.get("identity")
-    )
-    phone = _endpoint(call.identity, True)
-    platform = _endpoint(other, False)
-    caller, callee = (phone, platform) if phone_is_caller else (platform, phone)
+def _other(call: Call) -> JsonObj | None:
+    """The identity of the party at the leg's other end: its target when it placed the call, else its caller."""
+    if call.direction is CallDirection.OUTGOING:
+        return call.targets[0].get("identity") if call.targets else None
+    identity: JsonObj | None = call.source.get("identity")
+    return identity
+
+
+def session(
+    call: Call, reason: ResultInfo, quality: CallQuality | None, codec: str, ended_at: float, *, group: bool = False
+) -> JsonObj:
+    """One callRecords.session (with its single segment) for leg `call`. An external leg (`quality` given) is the
+    phone against the platform; a bot's leg (`quality` None: its media never left the node, no RTP figures) is the
+    bot against its peer, or against the conference service in a group call or meeting."""
+    placed = call.direction is CallDirection.OUTGOING  # this leg's party placed the call
+    me = _endpoint(call.identity, True)
+    if quality is not None:
+        peer = _endpoint(_other(call), False)
+    else:
+        peer = _endpoint(None, False) if group else _endpoint(_other(call) or {}, True)
+    caller, callee = (me, peer) if placed else (peer, me)
     start, end = iso_time(call.created_at), iso_time(ended_at)
     failure = _failure(reason, call.connected)
     segment = {
@@ -124,7 +136,9 @@ def session(call: Call, reason: ResultInfo, quality: CallQuality, codec: str, en
                 "label": "main-audio",
                 "callerNetwork": {"networkTransportProtocol": "udp"},
                 "calleeNetwork": {"networkTransportProtocol": "udp"},
-                "streams": streams(quality, codec, phone_is_caller, start, end) if call.connected else [],
+                "streams": streams(quality, codec, placed, start, end)
+                if call.connected and quality is not None
+                else [],
             }
         ],
     }
@@ -145,13 +159,14 @@ def record_leg(
     store: Store,
     call: Call,
     reason: ResultInfo,
-    quality: CallQuality,
+    quality: CallQuality | None,
     codec: str,
     *,
     group: bool,
     now: float,
 ) -> JsonObj:
-    """Add external leg `call`'s session to its conversation's callRecord (created on first use); returns it."""
+    """Add leg `call`'s session to its conversation's callRecord (created on first use); returns it. External legs
+    come with their RTP `quality`; bot legs (calling/record_writer.py) without."""
     key = call.conversation_id
     doc = store.get(KIND, key)
     phone_is_caller = call.direction is CallDirection.OUTGOING
@@ -175,7 +190,7 @@ def record_leg(
             },
         }
     record: JsonObj = doc["record"]
-    new = session(call, reason, quality, codec, now)
+    new = session(call, reason, quality, codec, now, group=group)
     record["sessions"] = [s for s in record["sessions"] if s["id"] != call.id] + [new]
     record["version"] += 1
     record["startDateTime"] = min(record["startDateTime"], start)
@@ -188,6 +203,8 @@ def record_leg(
         if party and party not in record["participants"]:
             record["participants"].append(party)
     store.put(KIND, key, doc)
+    if quality is None:
+        return record
     log.info(
         "call quality",
         extra={

@@ -456,7 +456,10 @@ class SipGateway:
         codec = sc.media.codec.name if sc.media is not None else "unknown"
         quality = sc.rtp.quality()
         try:
-            group = self.calls.conversation_kind(call.conversation_id) is ConversationKind.GROUP
+            group = self.calls.conversation_kind(call.conversation_id) in (
+                ConversationKind.GROUP,
+                ConversationKind.MEETING,
+            )
             now = self.calls.now()
             record_leg(self.directory.store, call, reason, quality, codec, group=group, now=now)
         except Exception:

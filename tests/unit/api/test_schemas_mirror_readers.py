@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT202012
 from opencomms.api.openapi import document
 from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
+from opencomms.subscriptions import model as subs
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
 
@@ -36,6 +37,8 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "recordResponse": wm.record_response,
     "sendDtmfTones": wm.send_dtmf_tones,
     "clientContext": wm.context_only,
+    "subscriptionCreate": subs.read_create,
+    "subscriptionUpdate": subs.read_update,
 }
 LEAVES = st.one_of(
     st.none(),
