@@ -31,6 +31,7 @@ from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
+from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
 from opencomms.gateway.sip import SipGateway
@@ -191,6 +192,7 @@ class Node:
         self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
+        self.console = attach_console(self) if config.console.enabled else None
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,

@@ -71,12 +71,19 @@ class GraphApp:
         self.router = router
         self.on_request: Callable[[str, str, int, float], None] | None = None
         """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
+        self.on_exchange: Callable[[str, str, Response], None] | None = None
+        """Observer of every answered request with its path and response (the console's call timelines)."""
+        self.mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+        """ASGI apps served for a path prefix ('/console') in place of the Graph pipeline."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.mounts and (mounted := self._mounted(scope["path"])) is not None:
+            await mounted(scope, receive, send)
             return
         request_id = new_id()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -104,6 +111,14 @@ class GraphApp:
         await self._send(send, response, payload, request_id, echo)
         if (observe := self.on_request) is not None:
             observe(method, scope.get("opencomms.route", ""), response.status, time.perf_counter() - started)
+        if (exchange := self.on_exchange) is not None:
+            exchange(method, path, response)
+
+    def _mounted(self, path: str) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
+        for prefix, app in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[str, str], request_id: str, crid: str | None

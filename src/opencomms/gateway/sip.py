@@ -416,6 +416,11 @@ class SipGateway:
         ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
         return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
 
+    def leg_of(self, sip_call_id: str) -> str | None:
+        """The leg id of the live SIP dialog with this Call-ID, if any (the console's timelines ask)."""
+        sc = self._by_dialog.get(sip_call_id)
+        return None if sc is None else sc.leg_id
+
     # -- Gateway (calling.subscribers) --------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
