@@ -71,8 +71,8 @@ class GraphApp:
         self.router = router
         self.on_request: Callable[[str, str, int, float], None] | None = None
         """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
-        self.on_exchange: Callable[[str, str, Response], None] | None = None
-        """Observer of every answered request with its path and response (the console's call timelines)."""
+        self.on_exchange: Callable[[str, str, Response, float], None] | None = None
+        """Observer of every answered request: (method, path, response, seconds taken); the console's timelines."""
         self.mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
         """ASGI apps served for a path prefix ('/console') in place of the Graph pipeline."""
 
@@ -112,7 +112,7 @@ class GraphApp:
         if (observe := self.on_request) is not None:
             observe(method, scope.get("opencomms.route", ""), response.status, time.perf_counter() - started)
         if (exchange := self.on_exchange) is not None:
-            exchange(method, path, response)
+            exchange(method, path, response, time.perf_counter() - started)
 
     def _mounted(self, path: str) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
         for prefix, app in self.mounts.items():

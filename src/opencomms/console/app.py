@@ -4,7 +4,7 @@ Pages need a signed-in operator (else 303 to the sign-in page); `/console/api/..
 Sign-in: a pre-session cookie and a hidden form field must match (login CSRF), the Origin, when sent, must be this
 node's, and attempts are rate-limited (429 + Retry-After). Sign-out needs the session's CSRF token. Every answer
 carries no-store, a strict Content-Security-Policy (scripts and styles only from /console/static), nosniff, no
-framing and no referrer. Errors are short pages or JSON bodies, never a traceback.
+framing, and referrers only to this node. Errors are short pages or JSON bodies, never a traceback.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ _SECURITY_HEADERS = [
     (b"content-security-policy", _CSP),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
+    (b"referrer-policy", b"same-origin"),  # no-referrer would make browsers send `Origin: null`
 ]
 
 

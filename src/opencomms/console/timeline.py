@@ -129,8 +129,8 @@ class Timelines:
         return sorted((e.shown() for e in self._by_conv.get(conv_id, ())), key=lambda e: e.at)
 
     # -- feeds --------------------------------------------------------------------------------------------------
-    def rest(self, method: str, path: str, status: int, location: str | None) -> None:
-        """A Graph request on a call (or creating one, whose Location names it)."""
+    def rest(self, method: str, path: str, status: int, location: str | None, at: float | None = None) -> None:
+        """A Graph request on a call (or creating one, whose Location names it), placed when it arrived (`at`)."""
         found = _CALL_IN_PATH.search(path) or (_CALL_IN_PATH.search(location) if location else None)
         if found is None:
             return
@@ -139,7 +139,7 @@ class Timelines:
         if conv is None:
             return
         shown = _CALL_IN_PATH.sub(lambda m: f"/communications/calls/{m.group(1)[:8]}…", path)
-        self.add(conv, "rest", f"-> {method} {shown[:120]} {status}", leg_id)
+        self.add(conv, "rest", f"-> {method} {shown[:120]} {status}", leg_id, at=at)
 
     def notification(self, entry: OutboxEntry) -> None:
         """A notification committed for delivery to a bot (order key: the call id)."""

@@ -143,7 +143,7 @@ def quality_svg(rows: list[JsonObj], field: str, title: str, unit: str, warn: fl
     values = [float(r[field]) for r in rows if r.get(field) is not None]
     top = max([warn * 1.25, *values]) if values else warn
     n = max(len(values), 1)
-    bar = (width - 2 * pad) / n
+    bar = min((width - 2 * pad) / n, 48.0)
     parts = [
         f'<svg class="chart" role="img" aria-label="{html.escape(title)}" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',

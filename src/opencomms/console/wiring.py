@@ -34,11 +34,11 @@ def attach_console(node: Any) -> ConsoleApp:
     timelines = Timelines(config.timeline_calls, config.timeline_entries, node.clock)
     node.calls.subscribe(TimelineSubscriber(timelines))
 
-    def exchange(method: str, path: str, response: Response) -> None:
+    def exchange(method: str, path: str, response: Response, seconds: float) -> None:
         if "/communications/calls" not in path and "/app/calls" not in path:
             return
         location = next((v.decode("latin-1") for k, v in response.headers if k == b"location"), None)
-        timelines.rest(method, path, response.status, location)
+        timelines.rest(method, path, response.status, location, at=node.clock() - seconds)
 
     node.app.on_exchange = exchange
 
