@@ -79,11 +79,13 @@ class CallRecordWriter(Subscriber):
                 placed = [e for e in ended if e[0].direction is CallDirection.OUTGOING]
                 ended = (placed or ended)[:1]
         with self.transaction():
+            wrote = False
             for call, result, at in ended:
                 if call.connected or result.code >= 400:
                     records.record_leg(self.store, call, result, None, "unknown", group=not peer_to_peer, now=at)
-            if self.store.get(records.KIND, conv_id) is None:
-                return
+                    wrote = True
+            if not wrote and self.store.get(records.KIND, conv_id) is None:
+                return  # nothing happened worth a record (a call that only rang and was withdrawn)
             self.written += 1
             if self.on_record is not None:
                 self.on_record(batch.tenant_id, conv_id)

@@ -19,7 +19,7 @@ from typing import Any
 import aiohttp
 import orjson
 
-from opencomms.domain.errors import BadRequest, NotFound
+from opencomms.domain.errors import BadRequest, NotFound, QuotaExceeded
 from opencomms.domain.ids import new_id
 from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.notify.dispatcher import Dispatcher
@@ -29,6 +29,9 @@ from opencomms.subscriptions.model import KIND, Subscription, notification, pars
 __all__ = ["SubscriptionService"]
 
 log = logging.getLogger("opencomms.subscriptions")
+
+MAX_PER_APP = 100
+"""Live subscriptions one application may hold (each call record is one notification per subscription)."""
 
 _FAILED = (
     "Subscription validation request failed. Notification endpoint must respond with 200 OK and the validation "
@@ -74,6 +77,8 @@ class SubscriptionService:
     # -- the API -----------------------------------------------------------------------------------------------
     async def create(self, tenant_id: str, app_id: str, body: Any) -> Subscription:
         sub = parse_create(body, sub_id=new_id(), tenant_id=tenant_id, app_id=app_id, now=self.clock())
+        if len(self.list(tenant_id, app_id)) >= MAX_PER_APP:
+            raise QuotaExceeded(f"An application may hold at most {MAX_PER_APP} subscriptions; delete unused ones.")
         await self.validate(sub.notification_url)
         self._put(sub)
         log.info("subscription created", extra={"subscription_id": sub.id, "app_id": app_id})

@@ -97,3 +97,44 @@ def test_quality_chart_escapes_and_marks_bad_values() -> None:
     assert "<b>" not in svg and "&lt;b&gt;" in svg
     assert svg.count('class="bar"') == 1 and svg.count('class="bar warn"') == 1
     assert "no data yet" in quality_svg([], "jitterMs", "Jitter", "ms", 30.0)
+
+
+async def test_cookies_are_secure_under_tls_and_pages_need_a_session() -> None:
+    from typing import Any
+
+    from opencomms.console.app import ConsoleApp, ConsoleContext
+    from opencomms.directory import Directory
+
+    store = MemoryStore()
+    ctx = ConsoleContext(
+        calls=None,
+        directory=Directory(store),
+        store=store,
+        timelines=Timelines(4, 4, lambda: 0.0),
+        operators=Operators(store),
+        sessions=Sessions(CONFIG),
+        limiter=SignInLimiter(CONFIG),
+        clock=lambda: 0.0,
+        public_url="https://node.example",
+        secure=True,
+    )
+    app = ConsoleApp(ctx)
+
+    async def get(path: str) -> tuple[int, dict[bytes, bytes]]:
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "method": "GET", "path": path, "headers": [], "client": ("127.0.0.1", 1)}
+        await app(scope, receive, send)
+        return sent[0]["status"], dict(sent[0]["headers"])
+
+    status, headers = await get("/console/signin")
+    assert status == 200 and b"Secure" in headers[b"set-cookie"] and b"HttpOnly" in headers[b"set-cookie"]
+    status, headers = await get("/console/failures")
+    assert status == 303 and headers[b"location"] == b"/console/signin"
+    assert (await get("/console/api/apps"))[0] == 401
