@@ -20,7 +20,7 @@ import orjson
 
 from opencomms.calling.subscribers import Batch, Subscriber
 from opencomms.domain import events as ev
-from opencomms.logs import mask_phone
+from opencomms.logs import mask_name, mask_phone
 from opencomms.store.base import OutboxEntry
 
 __all__ = ["Entry", "Failure", "TimelineSubscriber", "Timelines", "party"]
@@ -30,7 +30,8 @@ _IDENTITIES = ("phone", "user", "applicationInstance", "application", "guest", "
 
 
 def party(identity_set: Any, names: Callable[[str], str | None] = lambda _id: None) -> str:
-    """`kind:name-or-id` of the first identity of an identitySet (or participantInfo); numbers masked."""
+    """`kind:name-or-id` of the first identity of an identitySet (or participantInfo); numbers and people's names
+    masked (applications' names are the operator's own configuration: shown)."""
     if isinstance(identity_set, dict) and isinstance(identity_set.get("identity"), dict):
         identity_set = identity_set["identity"]
     if not isinstance(identity_set, dict):
@@ -41,8 +42,10 @@ def party(identity_set: Any, names: Callable[[str], str | None] = lambda _id: No
             value = str(ident.get("id") or "")
             if kind == "phone":
                 return f"phone:{mask_phone(value)}"
-            label = names(value) or str(ident.get("displayName") or "") or value[:8]
-            return f"{kind}:{label}"
+            shown = str(ident.get("displayName") or "")
+            if kind in ("user", "guest", "device"):  # people: their names masked as in the logs
+                shown = mask_name(shown)
+            return f"{kind}:{names(value) or shown or value[:8]}"
     return ""
 
 

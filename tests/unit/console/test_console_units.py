@@ -138,3 +138,13 @@ async def test_cookies_are_secure_under_tls_and_pages_need_a_session() -> None:
     status, headers = await get("/console/failures")
     assert status == 303 and headers[b"location"] == b"/console/signin"
     assert (await get("/console/api/apps"))[0] == 401
+
+
+def test_parties_mask_numbers_and_peoples_names_not_apps() -> None:
+    from opencomms.console.timeline import party
+
+    assert party({"phone": {"id": "+14255550123"}}) == "phone:+1425*****23"
+    assert party({"identity": {"user": {"id": "u1", "displayName": "Adele Vance"}}}) == "user:A**** V****"
+    assert party({"application": {"id": "a1"}}, lambda i: "Reception bot" if i == "a1" else None) == (
+        "application:Reception bot"
+    )
