@@ -3,11 +3,12 @@ announces each finished record.
 
 The SIP gateway writes an external leg's session (with its RTP/RTCP quality) when the leg ends. Bot legs have no RTP
 of their own (their audio is mixed inside the node), so this subscriber keeps the bot legs that ended and, when the
-conversation ends, writes them as sessions of its callRecord: in a peer-to-peer call between two bots, one session
-for the leg that placed the call (the bot-to-bot pair); in a group call or meeting, one session per bot leg against
-the conference service. A peer-to-peer call that had an external leg gets no bot session: the phone's session
-already describes that pair. Then, once per conversation, `on_record(tenant_id, record_id)` tells the owner that
-the record is complete (the change notifications of callRecords subscriptions go out from there).
+conversation ends, writes them as sessions of its callRecord, inside the unit of work that ends it (no store commit
+of its own): in a peer-to-peer call between two bots, one session for the leg that placed the call (the bot-to-bot
+pair); in a group call or meeting, one session per bot leg against the conference service. A peer-to-peer call that
+had an external leg gets no bot session: the phone's session already describes that pair. Then, once per
+conversation, `on_record(tenant_id, record_id)` tells the owner that the record is complete (the change
+notifications of callRecords subscriptions are submitted there, in the same unit: they leave after its commit).
 
 The ended legs wait in memory until their conversation ends (bounded by the live conversations); a restart in
 between loses the bot sessions of the conversations then live, never a SIP leg's session.
@@ -56,7 +57,9 @@ class CallRecordWriter(Subscriber):
         self.written = 0
         """Records completed (for tests and the console)."""
 
-    def committed(self, batch: Batch, event: ev.Event) -> None:
+    def staged(self, batch: Batch, event: ev.Event) -> None:
+        """Inside the conversation's unit of work: the record and its notifications commit with the conversation's
+        end (one store commit, not one more per call)."""
         kind = getattr(event, "kind", None)
         if isinstance(kind, LegKind) and kind.external:
             self._external.add(batch.conversation_id)
@@ -64,7 +67,10 @@ class CallRecordWriter(Subscriber):
             call = batch.view(event.leg)
             self._ended.setdefault(batch.conversation_id, []).append((call, event.result, self.clock()))
         elif isinstance(event, ev.ConversationEnded):
-            self._finish(batch)
+            try:
+                self._finish(batch)
+            except Exception:  # a record must never fail the call's end
+                log.exception("call record not written", extra={"callChainId": batch.conversation_id})
 
     def _finish(self, batch: Batch) -> None:
         conv_id = batch.conversation_id
@@ -79,12 +85,11 @@ class CallRecordWriter(Subscriber):
                 placed = [e for e in ended if e[0].direction is CallDirection.OUTGOING]
                 ended = (placed or ended)[:1]
         with self.transaction():
-            wrote = False
-            for call, result, at in ended:
-                if call.connected or result.code >= 400:
-                    records.record_leg(self.store, call, result, None, "unknown", group=not peer_to_peer, now=at)
-                    wrote = True
-            if not wrote and self.store.get(records.KIND, conv_id) is None:
+            worth = [e for e in ended if e[0].connected or e[1].code >= 400]
+            wrote = records.record_legs(self.store, worth, group=not peer_to_peer, fresh=not external) is not None
+            # an external leg's session is written by its gateway right after this commit, before any notification
+            # leaves (the dispatcher sends on a later loop iteration)
+            if not (wrote or external) and self.store.get(records.KIND, conv_id) is None:
                 return  # nothing happened worth a record (a call that only rang and was withdrawn)
             self.written += 1
             if self.on_record is not None:

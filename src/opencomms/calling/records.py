@@ -155,8 +155,8 @@ def session(
     }
 
 
-def record_leg(
-    store: Store,
+def add_session(
+    doc: JsonObj | None,
     call: Call,
     reason: ResultInfo,
     quality: CallQuality | None,
@@ -165,10 +165,9 @@ def record_leg(
     group: bool,
     now: float,
 ) -> JsonObj:
-    """Add leg `call`'s session to its conversation's callRecord (created on first use); returns it. External legs
-    come with their RTP `quality`; bot legs (calling/record_writer.py) without."""
+    """The stored callRecord document `doc` (a new one if None) with leg `call`'s session added (or replaced).
+    Pure; the caller raises `version` once per write."""
     key = call.conversation_id
-    doc = store.get(KIND, key)
     phone_is_caller = call.direction is CallDirection.OUTGOING
     start, end = iso_time(call.created_at), iso_time(now)
     if doc is None:
@@ -192,16 +191,34 @@ def record_leg(
     record: JsonObj = doc["record"]
     new = session(call, reason, quality, codec, now, group=group)
     record["sessions"] = [s for s in record["sessions"] if s["id"] != call.id] + [new]
-    record["version"] += 1
     record["startDateTime"] = min(record["startDateTime"], start)
     record["endDateTime"] = max(record["endDateTime"], end)
-    record["lastModifiedDateTime"] = end
+    record["lastModifiedDateTime"] = max(record["lastModifiedDateTime"], end)
     parties = [call.identity, call.source.get("identity") if not phone_is_caller else None]
     if phone_is_caller and call.targets:
         parties.append(call.targets[0].get("identity"))
     for party in parties:
         if party and party not in record["participants"]:
             record["participants"].append(party)
+    return doc
+
+
+def record_leg(
+    store: Store,
+    call: Call,
+    reason: ResultInfo,
+    quality: CallQuality | None,
+    codec: str,
+    *,
+    group: bool,
+    now: float,
+) -> JsonObj:
+    """Add external leg `call`'s session (with its RTP `quality`) to its conversation's callRecord (created on first
+    use); returns the record. Bot legs are written together by `record_legs`."""
+    key = call.conversation_id
+    doc = add_session(store.get(KIND, key), call, reason, quality, codec, group=group, now=now)
+    record: JsonObj = doc["record"]
+    record["version"] += 1
     store.put(KIND, key, doc)
     if quality is None:
         return record
@@ -222,6 +239,25 @@ def record_leg(
     return record
 
 
+def record_legs(
+    store: Store, legs: list[tuple[Call, ResultInfo, float]], *, group: bool, fresh: bool
+) -> JsonObj | None:
+    """Add the sessions of ended bot legs (no RTP of their own) to their conversation's callRecord in one write:
+    `legs` are (leg, its result, when it ended), all of one conversation. `fresh`: the record cannot exist yet (no
+    external leg took part), so it is not read first. Returns the record (None: no legs)."""
+    if not legs:
+        return None
+    key = legs[0][0].conversation_id
+    doc = None if fresh else store.get(KIND, key)
+    for call, reason, at in legs:
+        doc = add_session(doc, call, reason, None, "unknown", group=group, now=at)
+    assert doc is not None
+    record: JsonObj = doc["record"]
+    record["version"] += 1
+    store.put(KIND, key, doc)
+    return record
+
+
 def view(store: Store, tenant_id: str, record_id: str, expand: str = "") -> JsonObj | None:
     """The Graph JSON of one callRecord of `tenant_id` (None: none, or another tenant's). Sessions only with
     `$expand=sessions`, their segments only with `$expand=sessions($expand=segments)`, as Graph does."""
@@ -237,4 +273,4 @@ def view(store: Store, tenant_id: str, record_id: str, expand: str = "") -> Json
     return record
 
 
-__all__ = ["KIND", "iso_duration", "iso_time", "record_leg", "session", "streams", "view"]
+__all__ = ["KIND", "add_session", "iso_duration", "iso_time", "record_leg", "record_legs", "session", "streams", "view"]

@@ -89,15 +89,19 @@ class Failure:
         }
 
 
+_Row = tuple[float, str, str, str, bytes]
+"""(at, kind, leg id, text, raw notification body): an entry as kept."""
+
+
 class Timelines:
     def __init__(self, max_calls: int, max_entries: int, clock: Callable[[], float]) -> None:
         self.max_calls = max_calls
         self.max_entries = max_entries
         self.clock = clock
-        self._by_conv: collections.OrderedDict[str, collections.deque[Entry]] = collections.OrderedDict()
+        self._by_conv: collections.OrderedDict[str, collections.deque[_Row]] = collections.OrderedDict()
         self._conv_of: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._leg_of_sip: collections.OrderedDict[str, str] = collections.OrderedDict()
-        self._sip_pending: collections.OrderedDict[str, list[Entry]] = collections.OrderedDict()
+        self._sip_pending: collections.OrderedDict[str, list[tuple[float, str]]] = collections.OrderedDict()
         self.failures: collections.deque[Failure] = collections.deque(maxlen=100)
         self.sip_leg: Callable[[str], str | None] = lambda _call_id: None
         """SIP Call-ID -> leg id (the gateway's view), set by the wiring when SIP is on."""
@@ -126,10 +130,11 @@ class Timelines:
             self._bounded_put(self._by_conv, conv_id, entries, self.max_calls)
         else:
             self._by_conv.move_to_end(conv_id)
-        entries.append(Entry(self.clock() if at is None else at, kind, leg_id[:8], text, raw))
+        entries.append((self.clock() if at is None else at, kind, leg_id, text, raw))  # a tuple: cheap on the hot path
 
     def entries(self, conv_id: str) -> list[Entry]:
-        return sorted((e.shown() for e in self._by_conv.get(conv_id, ())), key=lambda e: e.at)
+        rows = sorted(self._by_conv.get(conv_id, ()), key=lambda r: r[0])
+        return [Entry(at, kind, leg[:8], text, raw).shown() for at, kind, leg, text, raw in rows]
 
     # -- feeds --------------------------------------------------------------------------------------------------
     def rest(self, method: str, path: str, status: int, location: str | None, at: float | None = None) -> None:
@@ -161,11 +166,11 @@ class Timelines:
                 pending = []
                 self._bounded_put(self._sip_pending, call_id, pending, self.max_calls)
             if len(pending) < 16:
-                pending.append(Entry(self.clock(), "sip", "", text))
+                pending.append((self.clock(), text))
             return
         self._bounded_put(self._leg_of_sip, call_id, leg_id, self.max_calls * 4)
-        for early in self._sip_pending.pop(call_id, ()):
-            self.add(conv, "sip", early.text, leg_id, at=early.at)
+        for at, early in self._sip_pending.pop(call_id, ()):
+            self.add(conv, "sip", early, leg_id, at=at)
         self.add(conv, "sip", text, leg_id)
 
 
@@ -214,9 +219,7 @@ class TimelineSubscriber(Subscriber):
 
     def committed(self, batch: Batch, event: ev.Event) -> None:
         t, conv = self.t, batch.conversation_id
-        leg_id = str(getattr(event, "leg_id", "") or "")
-        if leg_id:
-            t.link(leg_id, conv)
+        leg_id: str = getattr(event, "leg_id", "")  # linked to `conv` by `staged`
         if isinstance(event, ev.LegRinging):
             view = batch.view(event.leg)
             t.add(conv, "event", f"leg {event.kind} ringing: {party(view.source)} -> {party(view.identity)}", leg_id)

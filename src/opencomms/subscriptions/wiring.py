@@ -14,9 +14,7 @@ __all__ = ["attach_call_records"]
 def attach_call_records(node: Any) -> SubscriptionService:
     """`node` is an opencomms.server.Node (typed Any: this package does not import the composition root)."""
     service = SubscriptionService(node.store, node.dispatcher, egress=node.egress, clock=node.clock)
-    writer = CallRecordWriter(
-        node.store, node.clock, on_record=service.record_created, transaction=node.dispatcher.transaction
-    )
+    writer = CallRecordWriter(node.store, node.clock, on_record=service.record_created)
     node.calls.subscribe(writer)
     node.api.subscriptions = service
     node.record_writer = writer
