@@ -73,3 +73,22 @@ async def test_console_shows_a_live_sip_call_and_its_timeline() -> None:
                 assert resp.headers["content-security-policy"].startswith("default-src 'none'")
             assert incoming.call_id[:8] in page and NUMBER not in page
             await call.hang_up()
+
+            # a call the bot rejects: in the recent failures with its resultInfo; the apps page masks the number
+            await caller.dial(bot.number)
+            rejected = await bot.webhook.incoming(timeout=10, index=1)
+            status, _, _ = await bot.client.request(
+                "POST", f"/communications/calls/{rejected.call_id}/reject", {"reason": "busy"}
+            )
+            assert status == 202
+            await bot.webhook.wait_for(lambda n: n.call_id == rejected.call_id and n.change_type == "deleted")
+            async with http.get(f"{base}/console/api/failures") as resp:
+                failures = await resp.json()
+            async with http.get(f"{base}/console/api/calls/{rejected.call_id}") as resp:
+                conversation = (await resp.json())["conversationId"]
+            mine = [f for f in failures if f["conversationId"] == conversation]
+            assert mine and mine[0]["resultInfo"]["code"] >= 400 and mine[0]["app"] == "(phone leg)", failures
+            async with http.get(f"{base}/console/api/apps") as resp:
+                apps = await resp.json()
+            (numbers,) = [a["numbers"] for a in apps if a["numbers"]]
+            assert numbers and bot.number not in str(numbers) and "*" in numbers[0]["phone"]
