@@ -137,6 +137,9 @@ COMMAND_CASES = [
     (["dev-cert", "--dir", "/etc/hostname/tls"], ["/etc/hostname/tls", "Not a directory"]),
     (["keys", "rotate", "--store", "sqlite:////etc/hostname/x.db"], ["store"]),
     (["status", "--url", "ftp://127.0.0.1/", *S], ["--url"]),
+    (["admin", "create", "bad name!", *S], ["operator name", "'bad name!'"]),
+    (["admin", "delete", "nobody", *S], ["no console operator 'nobody'", "admin list"]),
+    (["admin", "list", "--store", "memory://"], ["persistent store"]),
     # usage errors (click's): one line too, naming the command's --help
     (["app", "update", *S], ["Missing argument", "app update --help"]),
     (["tenant", "create", "--nam", "x", *S], ["No such option: --nam", "--name"]),
