@@ -125,6 +125,8 @@ COMMAND_CASES = [
     (["sip-account", "add", "--tenant", "nope", "--username", "u", "--password", "pw", *S], ["No tenant"]),
     (["user", "set-password", "nope", "--password", "long-enough", *S], ["No user"]),
     (["user", "set-password", "{user}", "--password", "short", *S], ["8 characters"]),
+    (["user", "set-role", "nope", "admin", *S], ["No user"]),
+    (["user", "set-role", "{user}", "root", *S], ["Unknown role"]),
     (["user", "create", "--tenant", "{tenant}", "--name", "x", "--upn", "not a upn", *S], ["user principal name"]),
     (["meetings", "list", "--user", "nope", *S], ["No user"]),
     (["meetings", "show", "nope", *S], ["No meeting"]),

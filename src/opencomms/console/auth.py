@@ -1,12 +1,13 @@
 """Console operators and their sessions: who may sign in, for how long, how often.
 
-Operators are stored hashed (kind `consoleAdmin`, scrypt as client secrets): `opencomms admin create NAME` prints a
-one-time password once; `[console] admin_password_file` names a bootstrap operator `admin`. (Delegated sign-in of a
-user with an admin role replaces these later.) A session is a random 256-bit token in an HttpOnly, SameSite=Strict
-cookie (Secure under TLS), kept in memory only (a restart signs everybody out), with an absolute lifetime and an idle
-timeout; each carries its own CSRF token, required on every state-changing request. Sign-in attempts are
-rate-limited per source address and per user name (token buckets), failed or not, so guessing costs time.
-Pure apart from the store and the password file; the clock is handed in.
+Operators are directory users who hold the `admin` role (`opencomms user set-role USER admin`; they sign in with
+their user principal name and sign-in password), operators stored hashed (kind `consoleAdmin`, scrypt as client
+secrets: `opencomms admin create NAME` prints a one-time password once), or the bootstrap operator `admin` named by
+`[console] admin_password_file`. A session is a random 256-bit token in an HttpOnly, SameSite=Strict cookie (Secure
+under TLS), kept in memory only (a restart signs everybody out), with an absolute lifetime and an idle timeout;
+each carries its own CSRF token, required on every state-changing request. Sign-in attempts are rate-limited per
+source address and per user name (token buckets), failed or not, so guessing costs time. Pure apart from the store
+and the password file; the clock is handed in.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 
 from opencomms.auth.secrets import hash_secret, verify_secret
 from opencomms.config import ConsoleConfig
+from opencomms.directory import Directory
+from opencomms.domain.directory import ADMIN_ROLE
 from opencomms.ratelimit import KeyedTokenBucket
 from opencomms.store.base import Store
 
@@ -44,10 +47,12 @@ def create_operator(store: Store, name: str, now: float) -> str:
 
 
 class Operators:
-    """Checks operator credentials against the store and the bootstrap password file."""
+    """Checks operator credentials: directory users with the admin role (by user principal name, with their
+    sign-in password), console operators in the store, and the bootstrap password file."""
 
-    def __init__(self, store: Store, password_file: str = "") -> None:
+    def __init__(self, store: Store, password_file: str = "", directory: Directory | None = None) -> None:
         self.store = store
+        self.directory = directory
         self._bootstrap: str | None = None
         if password_file:
             text = Path(password_file).read_text(encoding="utf-8").strip()
@@ -63,6 +68,10 @@ class Operators:
             return None
         if not password or len(password) > 256:
             return None
+        if "@" in key and self.directory is not None:
+            user = self.directory.find_user(key)
+            if user is not None and ADMIN_ROLE in user.roles and self.directory.check_password(user, password):
+                return key
         doc = self.store.get(KIND, key)
         if doc is not None and verify_secret(password, str(doc.get("hash", ""))):
             return key

@@ -68,7 +68,7 @@ def attach_console(node: Any) -> ConsoleApp:
         directory=node.directory,
         store=node.store,
         timelines=timelines,
-        operators=Operators(node.store, config.admin_password_file),
+        operators=Operators(node.store, config.admin_password_file, node.directory),
         sessions=Sessions(config),
         limiter=SignInLimiter(config),
         clock=node.clock,

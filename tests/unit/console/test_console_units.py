@@ -12,6 +12,8 @@ from opencomms.config import ConsoleConfig
 from opencomms.console.auth import Operators, Sessions, SignInLimiter, create_operator
 from opencomms.console.timeline import Timelines
 from opencomms.console.views import quality_svg
+from opencomms.directory import Directory
+from opencomms.domain.errors import BadRequest
 from opencomms.store.base import OutboxEntry
 from opencomms.store.memory import MemoryStore
 
@@ -33,6 +35,24 @@ def test_operators_check_stored_and_bootstrap_passwords(tmp_path: Path) -> None:
     short.write_text("short")
     with pytest.raises(ValueError, match="at least 12"):
         Operators(store, str(short))
+
+
+def test_directory_users_with_the_admin_role_are_operators() -> None:
+    store = MemoryStore()
+    directory = Directory(store)
+    tenant = directory.create_tenant("contoso.example", "Contoso")
+    alice = directory.create_user(tenant.id, "Alice", upn="alice@contoso.example")
+    directory.set_password(alice.id, "correct horse battery")
+    ops = Operators(store, directory=directory)
+    assert ops.check("alice@contoso.example", "correct horse battery") is None  # no admin role yet
+    directory.set_roles(alice.id, ["Admin"])
+    assert directory.require_user(alice.id).roles == ("admin",)
+    assert ops.check("Alice@Contoso.example", "correct horse battery") == "alice@contoso.example"
+    assert ops.check("alice@contoso.example", "wrong horse battery") is None
+    directory.set_roles(alice.id, [])
+    assert ops.check("alice@contoso.example", "correct horse battery") is None
+    with pytest.raises(BadRequest, match="Unknown role"):
+        directory.set_roles(alice.id, ["root"])
 
 
 def test_sessions_expire_by_lifetime_and_idleness_and_check_csrf() -> None:
