@@ -13,25 +13,21 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from aiohttp import web
-
-from opencomms.testing import running_node
-from opencomms.testing.harness import GraphClient, app_target
-from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform, node_config
-
-msgraph = pytest.importorskip("msgraph")
-
-from kiota_abstractions.authentication import (  # noqa: E402
+from kiota_abstractions.authentication import (
     AccessTokenProvider,
     AllowedHostsValidator,
     BaseBearerTokenAuthenticationProvider,
 )
-from msgraph import GraphRequestAdapter, GraphServiceClient  # noqa: E402
-from msgraph.generated.communications.call_records.call_records_request_builder import (  # noqa: E402
+from msgraph import GraphRequestAdapter, GraphServiceClient
+from msgraph.generated.communications.call_records.call_records_request_builder import (
     CallRecordsRequestBuilder,
 )
-from msgraph.generated.models.subscription import Subscription  # noqa: E402
+from msgraph.generated.models.subscription import Subscription
+
+from opencomms.testing import running_node
+from opencomms.testing.harness import GraphClient, app_target
+from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform, node_config
 
 PERMS = [*ALL_CALL_PERMISSIONS, "CallRecords.Read.All"]
 
