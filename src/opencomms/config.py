@@ -435,6 +435,36 @@ class SignInConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operators' web console at `/console` (console/): live calls, timelines, call quality, failures, apps."""
+
+    enabled: bool = True
+    """Serve /console (false: every /console path answers 404)."""
+    session_lifetime: float = 3600.0
+    """Seconds a console sign-in lasts (then the operator signs in again)."""
+    idle_timeout: float = 900.0
+    """Seconds without a request after which a console session ends."""
+    sign_in_burst: int = 5
+    """Sign-in attempts allowed at once, per source address and per user name (failed or not)."""
+    sign_in_rate: float = 0.1
+    """Sign-in attempts per second regained, per source address and per user name."""
+    admin_password_file: str = ""
+    """A file holding the password of a bootstrap operator named `admin` (besides `opencomms admin create`)."""
+    timeline_calls: int = 200
+    """Conversations whose timeline (SIP, REST, notifications, events) the console keeps in memory."""
+    timeline_entries: int = 300
+    """Entries kept per conversation's timeline (the oldest go first)."""
+
+    def __post_init__(self) -> None:
+        if self.session_lifetime <= 0 or self.idle_timeout <= 0:
+            raise ValueError("console.session_lifetime and console.idle_timeout must be positive seconds")
+        if self.sign_in_burst < 1 or self.sign_in_rate <= 0:
+            raise ValueError("console.sign_in_burst must be >= 1 and console.sign_in_rate positive")
+        if self.timeline_calls < 1 or self.timeline_entries < 1:
+            raise ValueError("console.timeline_calls and console.timeline_entries must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -468,6 +498,7 @@ class NodeConfig:
     egress: EgressConfig = field(default_factory=EgressConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     signin: SignInConfig = field(default_factory=SignInConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def tls(self) -> bool:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from opencomms.auth.permissions import parse_permission
 from opencomms.auth.secrets import generate_secret, hash_secret, verify_secret
-from opencomms.domain.directory import Application, ApplicationInstance, Tenant, User
+from opencomms.domain.directory import ROLES, Application, ApplicationInstance, Tenant, User
 from opencomms.domain.errors import BadRequest, Conflict, NotFound
 from opencomms.domain.ids import is_guid, new_id, normalize_id
 from opencomms.store.base import Store
@@ -283,6 +283,16 @@ class Directory:
         with self.store.transaction():
             self.store.put("user", user.id, updated.to_doc())
             self._revoke_sessions(user.id)  # a reset password ends every signed-in session
+        return updated
+
+    def set_roles(self, user_id: str, roles: Iterable[str]) -> User:
+        """Replace a user's platform roles (see `domain.directory.ROLES`)."""
+        wanted = tuple(sorted({r.strip().lower() for r in roles if r.strip()}))
+        unknown = [r for r in wanted if r not in ROLES]
+        if unknown:
+            raise BadRequest(f"Unknown role {unknown[0]!r}: the roles are {', '.join(sorted(ROLES))}.")
+        updated = replace(self.require_user(user_id), roles=wanted)
+        self.store.put("user", updated.id, updated.to_doc())
         return updated
 
     def _revoke_sessions(self, user_id: str) -> None:

@@ -33,6 +33,7 @@ from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
+from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
 from opencomms.gateway.sip import SipGateway
@@ -51,6 +52,7 @@ from opencomms.notify.retry import RetryPolicy
 from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
+from opencomms.subscriptions.wiring import attach_call_records
 
 log = logging.getLogger("opencomms.node")
 
@@ -209,8 +211,10 @@ class Node:
         self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
+        self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
+        self.console = attach_console(self) if config.console.enabled else None
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,

@@ -125,6 +125,8 @@ COMMAND_CASES = [
     (["sip-account", "add", "--tenant", "nope", "--username", "u", "--password", "pw", *S], ["No tenant"]),
     (["user", "set-password", "nope", "--password", "long-enough", *S], ["No user"]),
     (["user", "set-password", "{user}", "--password", "short", *S], ["8 characters"]),
+    (["user", "set-role", "nope", "admin", *S], ["No user"]),
+    (["user", "set-role", "{user}", "root", *S], ["Unknown role"]),
     (["user", "create", "--tenant", "{tenant}", "--name", "x", "--upn", "not a upn", *S], ["user principal name"]),
     (["meetings", "list", "--user", "nope", *S], ["No user"]),
     (["meetings", "show", "nope", *S], ["No meeting"]),
@@ -137,6 +139,9 @@ COMMAND_CASES = [
     (["dev-cert", "--dir", "/etc/hostname/tls"], ["/etc/hostname/tls", "Not a directory"]),
     (["keys", "rotate", "--store", "sqlite:////etc/hostname/x.db"], ["store"]),
     (["status", "--url", "ftp://127.0.0.1/", *S], ["--url"]),
+    (["admin", "create", "bad name!", *S], ["operator name", "'bad name!'"]),
+    (["admin", "delete", "nobody", *S], ["no console operator 'nobody'", "admin list"]),
+    (["admin", "list", "--store", "memory://"], ["persistent store"]),
     # usage errors (click's): one line too, naming the command's --help
     (["app", "update", *S], ["Missing argument", "app update --help"]),
     (["tenant", "create", "--nam", "x", *S], ["No such option: --nam", "--name"]),

@@ -64,6 +64,8 @@ class ApiContext:
     """Live meetings: joins with meetingInfo and participant control (None: 503 on those routes)."""
     signin: SignIn | None = None
     """Delegated sign-in; None: only the client-credentials grant."""
+    subscriptions: Any = None
+    """Change-notification subscriptions (subscriptions.service.SubscriptionService); None: 404."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -78,12 +80,19 @@ class GraphApp:
         self.router = router
         self.on_request: Callable[[str, str, int, float], None] | None = None
         """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
+        self.on_exchange: Callable[[str, str, Response, float], None] | None = None
+        """Observer of every answered request: (method, path, response, seconds taken); the console's timelines."""
+        self.mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+        """ASGI apps served for a path prefix ('/console') in place of the Graph pipeline."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.mounts and (mounted := self._mounted(scope["path"])) is not None:
+            await mounted(scope, receive, send)
             return
         request_id = new_id()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -111,6 +120,14 @@ class GraphApp:
         await self._send(send, response, payload, request_id, echo)
         if (observe := self.on_request) is not None:
             observe(method, scope.get("opencomms.route", ""), response.status, time.perf_counter() - started)
+        if (exchange := self.on_exchange) is not None:
+            exchange(method, path, response, time.perf_counter() - started)
+
+    def _mounted(self, path: str) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
+        for prefix, app in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[str, str], request_id: str, crid: str | None

@@ -82,6 +82,27 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         },
     },
     "callRecord": {"type": "object", "properties": {"id": _ID, "sessions": {"type": "array", "items": _OBJECT}}},
+    "subscription": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "resource": {"type": "string"},
+            "changeType": {"type": "string"},
+            "notificationUrl": {"type": "string"},
+            "expirationDateTime": {"type": "string", "format": "date-time"},
+            "clientState": nullable({"type": "string"}),
+        },
+    },
+    "subscriptionCollection": {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "array", "items": ref("subscription")}},
+    },
+    "callRecordCollection": {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "array", "items": ref("callRecord")}, "@odata.nextLink": {"type": "string"}},
+    },
     "tokenResponse": {
         "type": "object",
         "required": ["token_type", "expires_in", "access_token"],

@@ -421,6 +421,8 @@ TOKEN_REQUEST: Schema = {
     },
 }
 
+_NOTIFICATION_URL: Schema = {"type": "string", "maxLength": 2048, "pattern": "^[hH][tT][tT][pP][sS]?://"}
+
 REQUEST_SCHEMAS: dict[str, Schema] = {
     "identity": IDENTITY,
     "identitySet": IDENTITY_SET,
@@ -450,4 +452,37 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
     **meeting_schemas.REQUEST_SCHEMAS,
+    "subscriptionCreate": {
+        "type": "object",
+        "required": ["changeType", "notificationUrl", "resource", "expirationDateTime"],
+        "properties": {
+            "changeType": {"const": "created"},
+            "notificationUrl": _NOTIFICATION_URL,
+            "resource": {"enum": ["/communications/callRecords", "communications/callRecords"]},
+            "expirationDateTime": {
+                "type": "string",
+                "minLength": 1,
+                "format": "date-time",
+                "description": "at most 4230 min ahead",
+            },
+            "clientState": text(128),
+        },
+        "examples": [
+            {
+                "changeType": "created",
+                "notificationUrl": "https://bot.example/notify",
+                "resource": "/communications/callRecords",
+                "expirationDateTime": "2030-01-01T00:00:00Z",
+                "clientState": "secret",
+            }
+        ],
+    },
+    "subscriptionUpdate": {
+        "type": "object",
+        "properties": {
+            "expirationDateTime": {"type": "string", "minLength": 1, "format": "date-time"},
+            "notificationUrl": _NOTIFICATION_URL,
+        },
+        "examples": [{"expirationDateTime": "2030-01-01T00:00:00Z"}],
+    },
 }

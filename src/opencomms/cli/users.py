@@ -45,6 +45,18 @@ def user_set_password(
     typer.echo("password removed" if remove else "password set")
 
 
+@cli.command("set-role")
+def user_set_role(
+    user: Annotated[str, typer.Argument(help="User id or user principal name.")],
+    role: Annotated[list[str] | None, typer.Argument(help="Roles to hold (admin: the operators' console).")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Replace a user's platform roles; none given removes them all."""
+    updated = directory(config, store).set_roles(user, role or ())
+    typer.echo(f"roles: {', '.join(updated.roles) or '(none)'}")
+
+
 @cli.command("list")
 def user_list(
     tenant: Annotated[str | None, typer.Option(help="Only this tenant.")] = None,

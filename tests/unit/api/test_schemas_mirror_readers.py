@@ -18,6 +18,7 @@ from referencing.jsonschema import DRAFT202012
 from opencomms.api.openapi import document
 from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
+from opencomms.subscriptions import model as subs
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
 from opencomms.wire import meeting_control as wmt
@@ -43,6 +44,8 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "onlineMeeting": meeting_fields,
     "createOrGetOnlineMeeting": lambda body: meeting_fields(body, require_external_id=True),
     "onlineMeetingPatch": lambda body: meeting_fields(body, patch=True),
+    "subscriptionCreate": subs.read_create,
+    "subscriptionUpdate": subs.read_update,
 }
 LEAVES = st.one_of(
     st.none(),

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from opencomms.api.routes import calls, identity, media, meeting_control, meetings, meta, metrics, records, signin
+from opencomms.api.routes import (
+    calls,
+    identity,
+    media,
+    meeting_control,
+    meetings,
+    meta,
+    metrics,
+    records,
+    signin,
+    subscriptions,
+)
 from opencomms.api.routing import Route
 
 
@@ -17,4 +28,5 @@ def all_routes() -> list[Route]:
         *metrics.ROUTES,
         *meetings.ROUTES,
         *signin.ROUTES,
+        *subscriptions.ROUTES,
     ]
