@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from examples.meeting_assistant.assistant import greeting, run_assistant
+import pytest
+from examples.meeting_assistant.assistant import greeting, main, run_assistant
 from examples.meeting_assistant.commands import KeyCommands, Leave, Mute
 
 from opencomms.media.tts import Tts
@@ -75,3 +76,14 @@ def test_keypad_requests() -> None:
     assert [keys.press(k) for k in "*612#"][-1] == Mute(12)
     assert [keys.press(k) for k in "*61234#"][-1] is None and keys.pending == ""  # at most 3 digits
     assert [keys.press(k) for k in "*6#"][-1] is None and [keys.press(k) for k in "*9"][-1] is None
+
+
+def test_command_line_errors(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("OPENCOMMS_URL", "BOT_TENANT", "BOT_APP_ID", "BOT_SECRET", "MEETING_JOIN_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(SystemExit) as no_url:
+        main([])
+    assert no_url.value.code == 2 and "--join-url" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as no_settings:
+        main(["--join-url", "https://x/l/meetup-join/t/0?context={}"])
+    assert no_settings.value.code == 2 and "BOT_SECRET" in capsys.readouterr().err
