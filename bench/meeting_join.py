@@ -1,7 +1,7 @@
 """Benchmark (issue 17 (d)): bots join one meeting at a steady rate; latency from the join POST to the bot's
 `established` notification (target p99 < 50 ms at 20 joins/s).
 
-Run: PYTHONPATH=src .venv/bin/python bench/meeting_join.py [--rate 20] [--joins 100] [--stay 0] [--bots 4] [--roster delta]
+Run: PYTHONPATH=src .venv/bin/python bench/meeting_join.py [--rate 20] [--joins 100] [--stay 0] [--bots 4]
 
 The node runs as its own process (`opencomms serve`, SQLite store), provisioned before it starts: a tenant, the
 organizer (a user), a scheduling app with OnlineMeetings.ReadWrite.All and a tenant-wide access policy, and
