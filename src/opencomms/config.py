@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Callable
@@ -53,10 +54,25 @@ class MeetingsConfig:
     remove_participant_apps: tuple[str, ...] = ()
     """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
     AllowRemoveParticipantAppIds; every other app gets 403."""
+    dial_in_number: str = ""
+    """The node's dial-in number (E.164, e.g. '+14255550199'): an INVITE to it is answered by the node's dial-in
+    attendant, which asks for a meeting's conferenceId (and passcode). '' : no dial-in."""
+    dial_in_voice: str = "en-us"
+    """espeak-ng voice of the dial-in attendant's prompts and of the announcements phones hear in meetings."""
+    dial_in_tries: int = 3
+    """Wrong entries or silences in a row before the attendant says goodbye and hangs up (200/5010)."""
+    dial_in_entry_timeout: float = 15.0
+    """Seconds the attendant waits for an entry (since the last key) before it counts as a wrong one."""
 
     def __post_init__(self) -> None:
         if self.max_participants < 0:
             raise FieldError("max_participants", "a whole number >= 0")
+        if self.dial_in_number and not re.fullmatch(r"\+[1-9][0-9]{2,14}", self.dial_in_number):
+            raise FieldError("dial_in_number", "an E.164 number such as '+14255550199', or ''")
+        if self.dial_in_tries < 1:
+            raise FieldError("dial_in_tries", "a whole number >= 1")
+        if self.dial_in_entry_timeout <= 0:
+            raise FieldError("dial_in_entry_timeout", "a number > 0")
         for name in ("end_grace", "lobby_timeout"):
             if getattr(self, name) < 0:
                 raise FieldError(name, "a number >= 0")

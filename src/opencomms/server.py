@@ -24,6 +24,7 @@ from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.tokens import TokenService
+from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
 from opencomms.calling.meetings import InMemoryMeetings, MeetingService
@@ -34,6 +35,7 @@ from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
+from opencomms.gateway.dialin import DialIn, DialInEvents
 from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
@@ -165,6 +167,7 @@ class Node:
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
+        self.dialin, self.announcer = self._dial_in(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
@@ -211,6 +214,20 @@ class Node:
         self._stack = contextlib.AsyncExitStack()
         self._server: uvicorn.Server | None = None
 
+    def _dial_in(self, config: NodeConfig) -> tuple[DialIn | None, Announcer]:
+        """Phones join meetings (dial-in attendant, softphones by SIP address) and hear their announcements."""
+        announcer = Announcer(
+            self.calls, self.meetings.lookup, self.prompts, self.media.engine, voice=config.meetings.dial_in_voice
+        )
+        self.calls.subscribe(announcer)
+        if self.sip is None:
+            return None, announcer
+        dialin = DialIn(self.sip, self.meetings, self.prompts, config.meetings)
+        self.sip.dialin = dialin
+        self.media.observers.append(dialin)
+        self.calls.subscribe(DialInEvents(dialin))
+        return dialin, announcer
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         self._loop = asyncio.get_running_loop()
@@ -227,6 +244,9 @@ class Node:
         if self.sip is not None:
             await self.sip.start()
             self._stack.push_async_callback(self.sip.close)
+        if self.dialin is not None:
+            self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
+        self._stack.push_async_callback(self.announcer.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)

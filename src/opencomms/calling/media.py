@@ -282,7 +282,8 @@ class MediaService:
         source = int(call.source_id) if call.source_id.isdigit() else 0  # the roster's sourceId (a number)
 
         def join(engine: eng.MediaEngine) -> None:
-            engine.add_leg(leg)
+            if not engine.has_leg(leg):  # a dial-in phone's leg is in the engine since the attendant answered it
+                engine.add_leg(leg)
             engine.join(leg, mix)
             engine.set_source_id(leg, source)
             if muted:

@@ -1,0 +1,122 @@
+"""Phones join meetings on a real node: a VirtualCaller dials the dial-in number, keys the conference id and the
+passcode, appears in the bot's roster and hears the bot; three wrong passcodes end in a goodbye and a BYE;
+hanging up mid-prompt leaves nothing behind; recording status and joins are announced to the phone."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from opencomms.testing.platform import TestBot, TestPlatform
+
+from .test_live_meetings import MEMBER, by_chat, join, wait_roster
+
+CALLS = "/communications/calls"
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[TestPlatform]:
+    async with TestPlatform() as p:
+        yield p
+
+
+def phones(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [e for e in entries if "phone" in e["info"]["identity"]]
+
+
+async def say(bot: TestBot, call_id: str, text: str) -> None:
+    prompt = {"@odata.type": "#opencomms.textPrompt", "text": text, "voice": "en-us"}
+    status, _, _ = await bot.client.request("POST", f"{CALLS}/{call_id}/playPrompt", {"prompts": [prompt]})
+    assert status == 200
+
+
+async def test_phone_dials_in_keys_id_and_passcode_joins_the_roster_and_hears_the_bot(platform: TestPlatform) -> None:
+    meeting = platform.add_meeting(conference_id="424242", passcode="9876", dial_in_bypass=True)
+    bot = await platform.recording_bot("host", permissions=MEMBER)
+    call_id = await join(bot, by_chat(meeting))
+    async with platform.caller(number="+15550111", display_name="Alice Phone") as caller:
+        call = await caller.dial(platform.dial_in_number)
+        await call.wait_answered()
+        await call.wait_for_speech()  # the welcome prompt
+        await call.press("424242#")
+        await call.wait_for_silence(0.4)
+        await call.wait_for_speech()  # "please enter the meeting passcode"
+        await call.press("9876#", "inband")  # in-band keys work too
+        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
+        phone = phones(roster)[0]
+        assert phone["info"]["identity"]["phone"]["id"] == "+15550111"
+        assert phone["isInLobby"] is False
+        await call.wait_for_silence(0.6)
+        await say(bot, call_id, "Hello from the meeting bot.")
+        await call.wait_for_speech(timeout=10)  # the bot's prompt, through the meeting's mix
+        await call.hang_up()
+    await wait_roster(bot, call_id, lambda entries: not phones(entries))
+    await asyncio.sleep(0.2)
+    assert platform.node.sip is not None and platform.node.sip.ports.in_use == 0
+
+
+async def test_three_wrong_passcodes_get_a_goodbye_and_a_bye(platform: TestPlatform) -> None:
+    platform.add_meeting(conference_id="515151", passcode="1111")
+    async with platform.caller() as caller:
+        call = await caller.dial(platform.dial_in_number)
+        await call.wait_answered()
+        await call.press("515151#")
+        for _ in range(3):
+            await call.wait_for_silence(0.3)
+            await call.press("2222#")
+        await call.wait_ended(timeout=20)
+        assert call.ended_by == "far end"
+        assert call.heard_seconds > 1.0  # it heard the goodbye before the BYE
+    node = platform.node
+    assert node.dialin is not None and node.dialin.stats["refused"] == 1
+    assert node.sip is not None and node.sip.active == 0 and node.sip.ports.in_use == 0
+    assert node.calls.active_calls == 0
+
+
+async def test_hanging_up_mid_prompt_leaves_no_call_port_or_task(platform: TestPlatform) -> None:
+    platform.add_meeting(conference_id="616161", passcode="1")
+    async with platform.caller() as caller:
+        call = await caller.dial(platform.dial_in_number)
+        await call.wait_answered()
+        await call.wait_for_speech()
+        await call.hang_up()
+    node = platform.node
+    assert node.dialin is not None and node.sip is not None
+    for _ in range(50):
+        if node.sip.ports.in_use == 0 and not node.dialin._tasks._tasks:
+            break
+        await asyncio.sleep(0.05)
+    assert node.dialin.health()["attending"] == 0 and node.dialin.stats["abandoned"] == 1
+    assert node.sip.active == 0 and node.sip.ports.in_use == 0
+    assert not node.dialin._tasks._tasks
+    assert node.calls.active_calls == 0
+
+
+async def test_recording_status_and_entry_are_announced_to_the_phone(platform: TestPlatform) -> None:
+    meeting = platform.add_meeting(
+        conference_id="717171", passcode_required=False, passcode=None, dial_in_bypass=True, entry_exit_announced=True
+    )
+    bot = await platform.recording_bot("recorder", permissions=MEMBER)
+    call_id = await join(bot, by_chat(meeting))
+    async with platform.caller() as caller:
+        call = await caller.dial(platform.dial_in_number)
+        await call.wait_answered()
+        await call.press("717171#")
+        await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
+        await call.wait_for_silence(0.6)
+        announcer = platform.node.announcer
+        before = announcer.spoken
+        status, _, _ = await bot.client.request(
+            "POST", f"{CALLS}/{call_id}/updateRecordingStatus", {"status": "recording", "clientContext": "c"}
+        )
+        assert status == 200
+        await call.wait_for_speech(timeout=10)  # "This meeting is now being recorded."
+        assert announcer.spoken == before + 1
+        await call.wait_for_silence(0.4)
+        other = await platform.recording_bot("second", permissions=MEMBER)
+        await join(other, by_chat(meeting))
+        await call.wait_for_speech(timeout=10)  # "<bot> has joined."
+        assert announcer.spoken == before + 2
