@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from opencomms.domain.meetings import LobbyScope
 from opencomms.testing.platform import TestBot, TestPlatform
 
 from .test_live_meetings import MEMBER, by_chat, join, wait_roster
@@ -120,3 +121,36 @@ async def test_recording_status_and_entry_are_announced_to_the_phone(platform: T
         await join(other, by_chat(meeting))
         await call.wait_for_speech(timeout=10)  # "<bot> has joined."
         assert announcer.spoken == before + 2
+
+
+async def test_a_softphone_user_joins_by_the_meetings_sip_address(platform: TestPlatform) -> None:
+    node = platform.node
+    assert node.sip is not None
+    organizer = node.directory.create_user(platform.tenant_id, "Olga Organizer")
+    node.sip.registrations.accounts.add(platform.tenant_id, "olga", "s3cret-pass", user_id=organizer.id)
+    meeting = platform.add_meeting(organizer_id=organizer.id, lobby_scope=LobbyScope.ORGANIZER)
+    bot = await platform.recording_bot("host", permissions=MEMBER)
+    call_id = await join(bot, by_chat(meeting))
+    host, port = platform.sip_address
+    address = f"sip:meeting-{meeting.join_meeting_id}@{host}:{port}"
+    async with platform.caller(credentials=("olga", "wrong")) as intruder:
+        refused = await intruder.dial(address)
+        await refused.wait_ended()
+        assert refused.status == 401  # a second challenge: the credentials are wrong
+    async with platform.caller(credentials=("olga", "s3cret-pass")) as softphone:
+        call = await softphone.dial(address)
+        await call.wait_answered()
+        roster = await wait_roster(bot, call_id, lambda entries: any("user" in e["info"]["identity"] for e in entries))
+        user = next(e for e in roster if "user" in e["info"]["identity"])
+        assert user["info"]["identity"]["user"]["id"] == organizer.id
+        assert user["isInLobby"] is False  # the organizer bypasses a lobby scoped to the organizer
+        await say(bot, call_id, "Welcome, organizer.")
+        await call.wait_for_speech(timeout=10)
+
+
+async def test_an_unknown_meeting_address_is_404(platform: TestPlatform) -> None:
+    host, port = platform.sip_address
+    async with platform.caller() as caller:
+        call = await caller.dial(f"sip:meeting-0000000000@{host}:{port}")
+        await call.wait_ended()
+        assert call.status == 404
