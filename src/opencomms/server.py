@@ -27,6 +27,7 @@ from opencomms.auth.tokens import TokenService
 from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
+from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import InMemoryMeetings, MeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
@@ -168,6 +169,8 @@ class Node:
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
         self.dialin, self.announcer = self._dial_in(config)
+        self.invites = ParticipantInvites(self.calls)
+        self.calls.subscribe(self.invites)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
@@ -178,6 +181,7 @@ class Node:
             public_url=self.public_url,
             media=self.media,
             meetings=self.meetings,
+            invites=self.invites,
             quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,
@@ -247,6 +251,7 @@ class Node:
         if self.dialin is not None:
             self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
         self._stack.push_async_callback(self.announcer.close)
+        self._stack.push_async_callback(self.invites.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)

@@ -19,6 +19,7 @@ from opencomms.api.throttle import Throttle
 from opencomms.auth.secretguard import SecretGuard
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
+from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import MeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
@@ -58,6 +59,8 @@ class ApiContext:
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
     meetings: MeetingService | None = None
     """Live meetings: joins with meetingInfo and participant control (None: 503 on those routes)."""
+    invites: ParticipantInvites | None = None
+    """participants/invite (None: 503)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

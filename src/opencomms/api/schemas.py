@@ -290,6 +290,16 @@ REDIRECT: Schema = {
     "properties": {"targets": TARGETS, "timeout": integer(15, 90), "callbackUri": nullable(URL)},
     "examples": [{"targets": [{"identity": {"phone": {"id": "+12345678901"}}}], "timeout": 30}],
 }
+INVITE_PARTICIPANTS: Schema = {
+    "type": "object",
+    "required": ["participants"],
+    "description": "At most 5 participants; 'replacesCallId' is not supported yet (400).",
+    "properties": {
+        "participants": {"type": "array", "minItems": 1, "maxItems": 5, "items": ref("invitationParticipantInfo")},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"participants": [{"identity": {"phone": {"id": "+12345678901"}}}], "clientContext": "c"}],
+}
 TRANSFER: Schema = {
     "type": "object",
     "required": ["transferTarget"],
@@ -423,6 +433,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "reject": REJECT,
     "redirect": REDIRECT,
     "transfer": TRANSFER,
+    "inviteParticipants": INVITE_PARTICIPANTS,
     "anyObject": ANY_OBJECT,
     "mediaPrompt": MEDIA_PROMPT,
     "textPrompt": TEXT_PROMPT,

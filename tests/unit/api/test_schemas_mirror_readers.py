@@ -19,6 +19,7 @@ from opencomms.api.openapi import document
 from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
 from opencomms.wire import calls as wc
+from opencomms.wire import invites as wi
 from opencomms.wire import media as wm
 from opencomms.wire import meetings as wmt
 
@@ -32,6 +33,7 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "reject": wc.reject,
     "redirect": wc.redirect,
     "transfer": wc.transfer,
+    "inviteParticipants": wi.invite_participants,
     "anyObject": wc.empty_or_object,
     "playPrompt": wm.play_prompt,
     "recordResponse": wm.record_response,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opencomms.api.routes import calls, identity, media, meetings, meta, metrics, records
+from opencomms.api.routes import calls, identity, invites, media, meetings, meta, metrics, records
 from opencomms.api.routing import Route
 
 
@@ -10,6 +10,7 @@ def all_routes() -> list[Route]:
     return [
         *calls.ROUTES,
         *meetings.ROUTES,
+        *invites.ROUTES,
         *media.ROUTES,
         *records.ROUTES,
         *identity.ROUTES,
