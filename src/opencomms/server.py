@@ -37,6 +37,7 @@ from opencomms.config import NodeConfig
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
 from opencomms.gateway.dialin import DialIn, DialInEvents
+from opencomms.gateway.moves import SipMoves
 from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
@@ -171,6 +172,8 @@ class Node:
         self.dialin, self.announcer = self._dial_in(config)
         self.invites = ParticipantInvites(self.calls)
         self.calls.subscribe(self.invites)
+        if self.sip is not None:
+            self.invites.attach_moves(SipMoves(self.sip), self.meetings, self.media)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(

@@ -293,7 +293,8 @@ REDIRECT: Schema = {
 INVITE_PARTICIPANTS: Schema = {
     "type": "object",
     "required": ["participants"],
-    "description": "At most 5 participants; 'replacesCallId' is not supported yet (400).",
+    "description": "At most 5 participants. A participant with 'replacesCallId' (invited alone, into a meeting) "
+    "is the far party of that peer-to-peer call of the same application, moved in with its media.",
     "properties": {
         "participants": {"type": "array", "minItems": 1, "maxItems": 5, "items": ref("invitationParticipantInfo")},
         "clientContext": CLIENT_CONTEXT,

@@ -293,6 +293,13 @@ class MediaService:
         for observer in self.observers:
             observer.connected(call)
 
+    def moved(self, leg_id: str) -> None:
+        """Leg `leg_id` leaves its conversation without ending (participants/invite with replacesCallId): its
+        engine leg stays; `connected` puts it in its new conversation's mix."""
+        cm = self._media.pop(leg_id, None)
+        if cm is not None and cm.in_engine:
+            self._legs_in_engine -= 1
+
     def muted(self, leg_id: str, muted: bool) -> None:
         cm = self._media.get(leg_id)
         if cm is not None and cm.in_engine:

@@ -115,3 +115,38 @@ async def test_six_participants_or_replaces_call_id_are_400(platform: TestPlatfo
     other = await platform.recording_bot("other", permissions=("Calls.JoinGroupCall.All",))
     status, body = await invite(other, call_id, [phone("+14255550100")])
     assert status == 404  # not its call
+
+
+async def test_replaces_call_id_moves_a_phone_call_into_the_meeting(platform: TestPlatform) -> None:
+    meeting = platform.add_meeting()
+    host = await platform.recording_bot("host", permissions=INVITER)
+    async with platform.caller(number="+15550177") as caller:
+        phone_call = await caller.dial(host.number)
+        incoming = await host.webhook.incoming()
+        p2p_id = incoming.call_id
+        assert await host.client.answer(p2p_id, host.webhook.url) == 202
+        await phone_call.wait_answered()
+        meeting_call = await join(host, by_chat(meeting))
+        status, op = await invite(host, meeting_call, [{**phone("+15550177"), "replacesCallId": p2p_id}])
+        assert status == 200, op
+        done = await outcome(host, op["id"])
+        assert done["status"] == "completed", done
+        ended = await host.webhook.wait_for(lambda n: n.resource_url.endswith(p2p_id) and n.change_type == "deleted")
+        assert (ended[0].resource_data["resultInfo"]["code"], ended[0].resource_data["resultInfo"]["subcode"]) == (
+            0,
+            7015,
+        )
+        roster = await wait_roster(host, meeting_call, lambda es: any("phone" in e["info"]["identity"] for e in es))
+        assert [e["info"]["identity"]["phone"]["id"] for e in roster if "phone" in e["info"]["identity"]] == [
+            "+15550177"
+        ]
+        await phone_call.wait_for_silence(0.3)
+        prompt = {"@odata.type": "#opencomms.textPrompt", "text": "You are in the meeting now.", "voice": "en-us"}
+        status, _, _ = await host.client.request("POST", f"{CALLS}/{meeting_call}/playPrompt", {"prompts": [prompt]})
+        assert status == 200
+        await phone_call.wait_for_speech(timeout=10)  # the same SIP dialog and RTP hear the meeting
+        assert not phone_call.ended
+        await phone_call.hang_up()
+        await wait_roster(host, meeting_call, lambda es: not any("phone" in e["info"]["identity"] for e in es))
+    node = platform.node
+    assert node.sip is not None and node.sip.active == 0
