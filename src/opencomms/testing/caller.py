@@ -542,6 +542,21 @@ class VirtualCaller:
         self._spawn(call._run_invite(handle))
         return call
 
+    async def dial_in(
+        self, number: str, conference_id: str, passcode: str | None = None, *, method: str = "rfc4733"
+    ) -> VirtualCall:
+        """Dial a meeting dial-in number and answer the attendant: the conference id, then the passcode if given
+        (each followed by '#', each after its prompt began). Returns the call, joined or in the lobby."""
+        call = await self.dial(number)
+        await call.wait_answered()
+        await call.wait_for_speech()
+        await call.press(conference_id + "#", method)
+        if passcode is not None:
+            await call.wait_for_silence(0.3)
+            await call.wait_for_speech()
+            await call.press(passcode + "#", method)
+        return call
+
     def _on_request(self, handle: ServerTransactionHandle, req: SipRequest, source: tuple[str, int]) -> None:
         call = self._by_call_id.get(req.call_id)
         if call is not None and handle.dialog is not None:

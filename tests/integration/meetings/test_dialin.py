@@ -154,3 +154,48 @@ async def test_an_unknown_meeting_address_is_404(platform: TestPlatform) -> None
         call = await caller.dial(f"sip:meeting-0000000000@{host}:{port}")
         await call.wait_ended()
         assert call.status == 404
+
+
+async def settled(check: Any, seconds: float = 2.0) -> None:
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    assert check()
+
+
+def engine_legs(platform: TestPlatform) -> int:
+    return int(platform.node.engine.stats()["engine_legs"])
+
+
+async def test_a_phone_waits_in_the_lobby_until_admitted_and_leaves_nothing_when_it_hangs_up(
+    platform: TestPlatform,
+) -> None:
+    meeting = platform.add_meeting(conference_id="818181", passcode="55", dial_in_bypass=False)
+    bot = await platform.recording_bot("host", permissions=MEMBER)
+    call_id = await join(bot, by_chat(meeting))
+    base = engine_legs(platform)
+    async with platform.caller() as caller:
+        first = await caller.dial_in(platform.dial_in_number, "818181", "55")
+        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
+        waiting = phones(roster)[0]
+        assert waiting["isInLobby"] is True
+        await first.wait_for_silence(0.3)
+        await first.wait_for_speech()  # "please wait, someone in the meeting will let you in soon"
+        status, _, _ = await bot.client.request("POST", f"{CALLS}/{call_id}/participants/{waiting['id']}/admit", {})
+        assert status == 200
+        await wait_roster(bot, call_id, lambda entries: any(not e["isInLobby"] for e in phones(entries)))
+        await settled(lambda: engine_legs(platform) == base + 1)  # the attendant's voice is gone, the phone stays
+        await first.wait_for_silence(0.4)
+        await say(bot, call_id, "Welcome in.")
+        await first.wait_for_speech(timeout=10)
+        second = await caller.dial_in(platform.dial_in_number, "818181", "55", method="inband")
+        await wait_roster(bot, call_id, lambda entries: any(e["isInLobby"] for e in phones(entries)))
+        await second.hang_up()
+        await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
+    for _ in range(50):
+        if engine_legs(platform) == base and platform.node.sip is not None and platform.node.sip.ports.in_use == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert engine_legs(platform) == base  # neither phone nor voice leg left behind
+    assert platform.node.dialin is not None and platform.node.dialin.health()["attending"] == 0
