@@ -5,13 +5,16 @@ hanging up mid-prompt leaves nothing behind; recording status and joins are anno
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from opencomms.domain.meetings import LobbyScope
 from opencomms.testing.platform import TestBot, TestPlatform
+from tests.sipp.sipp import SCENARIO_DIR, run_sipp
 
 from .test_live_meetings import MEMBER, by_chat, join, wait_roster
 
@@ -22,6 +25,11 @@ CALLS = "/communications/calls"
 async def platform() -> AsyncIterator[TestPlatform]:
     async with TestPlatform() as p:
         yield p
+
+
+def sip(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Roster entries that are not bots (a SIP caller without a number shows as a `user` with its SIP URI)."""
+    return [e for e in entries if "application" not in e["info"]["identity"]]
 
 
 def phones(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -199,3 +207,38 @@ async def test_a_phone_waits_in_the_lobby_until_admitted_and_leaves_nothing_when
         await asyncio.sleep(0.05)
     assert engine_legs(platform) == base  # neither phone nor voice leg left behind
     assert platform.node.dialin is not None and platform.node.dialin.health()["attending"] == 0
+
+
+async def test_a_sipp_phone_keys_the_conference_id_as_rfc4733_events_and_joins(
+    platform: TestPlatform, tmp_path: Path
+) -> None:
+    """SIPp as the phone: node_uac_dtmf_rtp.xml plays '12#' as telephone-events (dtmf_12hash.pcap), here with a
+    longer stay after the keys so that it is in the meeting when the bot looks."""
+    meeting = platform.add_meeting(conference_id="12", passcode=None, passcode_required=False, dial_in_bypass=True)
+    bot = await platform.recording_bot("host", permissions=MEMBER)
+    call_id = await join(bot, by_chat(meeting))
+    text = (SCENARIO_DIR / "node_uac_dtmf_rtp.xml").read_text()
+    scenario = tmp_path / "dialin_dtmf.xml"
+    scenario.write_text(text.replace('<pause milliseconds="1500"/>', '<pause milliseconds="6000"/>'))
+    shutil.copy(SCENARIO_DIR / "dtmf_12hash.pcap", tmp_path / "dtmf_12hash.pcap")
+    assert platform.node.sip is not None
+    task = asyncio.create_task(
+        asyncio.to_thread(
+            run_sipp,
+            scenario,
+            "127.0.0.1",
+            platform.node.sip.port,
+            service=platform.dial_in_number,
+            call_duration_ms=1500,
+            timeout=20,
+        )
+    )
+    found = await bot.webhook.wait_for(
+        lambda n: n.call_id == call_id and n.resource_url.endswith("/participants") and len(sip(n.resource_data)) == 1,
+        timeout=15,  # the welcome prompt, 1.5 s, the keys, "you are joining the meeting now"
+    )
+    caller = sip(list(found[0].resource_data))[0]
+    assert caller["isInLobby"] is False and caller["info"]["identity"]["user"]["id"].startswith("sip:sipp@")
+    result = await task
+    assert result.ok, result.describe()
+    await wait_roster(bot, call_id, lambda entries: not sip(entries))  # its BYE took it out
