@@ -222,6 +222,10 @@ class DialIn:
                 await self._attend(dc)
         except asyncio.CancelledError:
             raise
+        except eng.EngineFull:
+            log.warning("dial-in call refused: the media engine is full", extra={"call_id": dc.sc.leg_id})
+            if dc.phase is not _Phase.DONE and dc.sc.driver is not None:
+                await self._hang_up(dc, results.MEDIA_OVERLOADED)
         except Exception:
             log.exception("dial-in call failed", extra={"call_id": dc.sc.leg_id})
             if dc.phase is not _Phase.DONE and dc.sc.driver is not None:
@@ -286,6 +290,8 @@ class DialIn:
             clip = await self.prompts.load(PromptSpec(text=text, voice=self.config.dial_in_voice or None))
         except PromptError as exc:  # espeak-ng missing or failing: the attendant goes on silently
             log.warning("dial-in prompt not spoken: %s", exc.message, extra={"call_id": dc.leg})
+            return
+        if dc.phase is _Phase.DONE:  # the caller hung up (or was admitted) while the speech was made
             return
         tag = new_id()
         dc.play_tag = tag
