@@ -3,8 +3,8 @@ participants (issue 17, benchmark (c); target: the 1000th join costs < 2x the 10
 
     .venv/bin/python bench/roster_cost.py [--sizes 10,100,1000] [--bots 3] [--samples 30] [--roster delta]
 
-A meeting gets `--bots` bots (joined over MeetingService.join with callOptions.isDeltaRosterEnabled, the legs that
-receive rosters) and then phones (external legs, `MeetingService.join_external`) until it holds N participants;
+A meeting gets `--bots` bots (joined over LiveMeetingService.join with callOptions.isDeltaRosterEnabled, the legs that
+receive rosters) and then phones (external legs, `LiveMeetingService.join_external`) until it holds N participants;
 the next `--samples` joins are measured one by one with `time.thread_time()`. Two paths are timed per join:
 
 * `core`: the command and its projection, as the node runs them: `Conversation.apply(Join)` and the notification
@@ -26,7 +26,7 @@ import time
 from contextlib import AbstractContextManager
 
 from opencomms.calling.invitations import new_source_id
-from opencomms.calling.meetings import JOIN, InMemoryMeetings, MeetingService
+from opencomms.calling.meetings import JOIN, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.model import Call
 from opencomms.calling.rosters import MeetingRosters
 from opencomms.calling.service import Caller, CallService
@@ -108,7 +108,7 @@ async def node_path(sizes: list[int], bots: int, samples: int, delta: bool) -> d
         lobby_scope=LobbyScope.EVERYONE,
     )
     cap = max(sizes) + samples + bots + 1
-    meetings = MeetingService(calls, InMemoryMeetings([meeting]), MeetingsConfig(max_participants=cap))
+    meetings = LiveMeetingService(calls, InMemoryMeetings([meeting]), MeetingsConfig(max_participants=cap))
     caller = Caller(tenant.id, app.id, frozenset({JOIN}))
     for _ in range(bots):
         await meetings.join(caller, join_body(meeting, delta))

@@ -13,7 +13,6 @@ import dataclasses
 import difflib
 import json
 import os
-import re
 import tomllib
 import typing
 from collections.abc import Callable
@@ -39,8 +38,15 @@ class CallsConfig:
 
 @dataclass(frozen=True, slots=True)
 class MeetingsConfig:
-    """Live meetings (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
+    """Online meetings (`/users/{id}/onlineMeetings`, `/me/onlineMeetings`, meetings/) and the live meetings behind
+    them (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
 
+    dial_in_number: str = ""
+    """The node's dial-in number (E.164) shown as every meeting's `audioConferencing.tollNumber` ("": none); an
+    INVITE to it is answered by the node's dial-in attendant (gateway/dialin.py), which asks for a meeting's
+    conferenceId (and passcode)."""
+    default_duration: float = 3600.0
+    """Length of a meeting created without `endDateTime` (Graph's default is one hour)."""
     max_participants: int = 1000
     """Legs one live meeting may hold at once (bots, phones, lobby included); a join past it answers 403
     quotaLimitReached. 0: no limit."""
@@ -54,9 +60,6 @@ class MeetingsConfig:
     remove_participant_apps: tuple[str, ...] = ()
     """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
     AllowRemoveParticipantAppIds; every other app gets 403."""
-    dial_in_number: str = ""
-    """The node's dial-in number (E.164, e.g. '+14255550199'): an INVITE to it is answered by the node's dial-in
-    attendant, which asks for a meeting's conferenceId (and passcode). '' : no dial-in."""
     dial_in_voice: str = "en-us"
     """espeak-ng voice of the dial-in attendant's prompts and of the announcements phones hear in meetings."""
     dial_in_tries: int = 3
@@ -65,10 +68,11 @@ class MeetingsConfig:
     """Seconds the attendant waits for an entry (since the last key) before it counts as a wrong one."""
 
     def __post_init__(self) -> None:
+        number = self.dial_in_number
+        if number and not (number.startswith("+") and number[1:].isdigit() and 7 <= len(number) <= 16):
+            raise FieldError("dial_in_number", "an E.164 number such as +14255550100")
         if self.max_participants < 0:
             raise FieldError("max_participants", "a whole number >= 0")
-        if self.dial_in_number and not re.fullmatch(r"\+[1-9][0-9]{2,14}", self.dial_in_number):
-            raise FieldError("dial_in_number", "an E.164 number such as '+14255550199', or ''")
         if self.dial_in_tries < 1:
             raise FieldError("dial_in_tries", "a whole number >= 1")
         if self.dial_in_entry_timeout <= 0:
@@ -417,6 +421,62 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SignInConfig:
+    """Delegated sign-in of directory users: authorization code + PKCE, device code, refresh tokens."""
+
+    code_lifetime: float = 300.0
+    """Seconds an authorization code stays redeemable (once)."""
+    device_code_lifetime: float = 900.0
+    """Seconds a device code waits for its user (Entra ID: 15 minutes)."""
+    device_poll_interval: int = 5
+    """Seconds a device-code client must wait between polls (faster polls answer slow_down)."""
+    refresh_token_lifetime: float = 90 * 86400.0
+    """Seconds a refresh token stays valid; each use replaces it with a new one."""
+    form_lifetime: float = 900.0
+    """Seconds a sign-in page stays valid between showing the form and posting it."""
+    failed_sign_in_burst: float = 5.0
+    """Failed sign-ins allowed in a burst per user name and per client address before they wait."""
+    failed_sign_in_rate: float = 0.05
+    """Failed sign-ins per second regained per user name and per client address."""
+    max_pending: int = 10000
+    """Most sign-in forms, authorization codes and device codes held at once (oldest dropped first)."""
+    start_burst: float = 30.0
+    """Sign-in pages and device codes one client address may open in a burst (then 429 / a wait page)."""
+    start_rate: float = 1.0
+    """Sign-in pages and device codes one client address may open per second, sustained."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operators' web console at `/console` (console/): live calls, timelines, call quality, failures, apps."""
+
+    enabled: bool = True
+    """Serve /console (false: every /console path answers 404)."""
+    session_lifetime: float = 3600.0
+    """Seconds a console sign-in lasts (then the operator signs in again)."""
+    idle_timeout: float = 900.0
+    """Seconds without a request after which a console session ends."""
+    sign_in_burst: int = 5
+    """Sign-in attempts allowed at once, per source address and per user name (failed or not)."""
+    sign_in_rate: float = 0.1
+    """Sign-in attempts per second regained, per source address and per user name."""
+    admin_password_file: str = ""
+    """A file holding the password of a bootstrap operator named `admin` (besides `opencomms admin create`)."""
+    timeline_calls: int = 200
+    """Conversations whose timeline (SIP, REST, notifications, events) the console keeps in memory."""
+    timeline_entries: int = 300
+    """Entries kept per conversation's timeline (the oldest go first)."""
+
+    def __post_init__(self) -> None:
+        if self.session_lifetime <= 0 or self.idle_timeout <= 0:
+            raise ValueError("console.session_lifetime and console.idle_timeout must be positive seconds")
+        if self.sign_in_burst < 1 or self.sign_in_rate <= 0:
+            raise ValueError("console.sign_in_burst must be >= 1 and console.sign_in_rate positive")
+        if self.timeline_calls < 1 or self.timeline_entries < 1:
+            raise ValueError("console.timeline_calls and console.timeline_entries must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -449,6 +509,8 @@ class NodeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    signin: SignInConfig = field(default_factory=SignInConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def tls(self) -> bool:

@@ -23,17 +23,19 @@ from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
 from opencomms.calling.meeting_invites import ParticipantInvites
-from opencomms.calling.meetings import InMemoryMeetings, MeetingService
+from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
+from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
 from opencomms.gateway.dialin import DialIn, DialInEvents
@@ -45,6 +47,8 @@ from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
+from opencomms.meetings.directory import MeetingDirectory
+from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
 from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
@@ -52,6 +56,7 @@ from opencomms.notify.retry import RetryPolicy
 from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
+from opencomms.subscriptions.wiring import attach_call_records
 
 log = logging.getLogger("opencomms.node")
 
@@ -164,8 +169,13 @@ class Node:
             egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
-        self.meetings = MeetingService(self.calls, InMemoryMeetings(), config.meetings, clock=clock)
-        self.meetings.attach_media(self.media)
+        self.meeting_directory = MeetingDirectory(self.store)
+        self.adhoc_meetings = InMemoryMeetings()
+        """Meetings added by hand (the testing kit), found after the onlineMeeting resources."""
+        self.live_meetings = LiveMeetingService(
+            self.calls, ChainedLookup(self.meeting_directory, self.adhoc_meetings), config.meetings, clock=clock
+        )
+        self.live_meetings.attach_media(self.media)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
@@ -173,7 +183,7 @@ class Node:
         self.invites = ParticipantInvites(self.calls)
         self.calls.subscribe(self.invites)
         if self.sip is not None:
-            self.invites.attach_moves(SipMoves(self.sip), self.meetings, self.media)
+            self.invites.attach_moves(SipMoves(self.sip), self.live_meetings, self.media)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
@@ -183,7 +193,7 @@ class Node:
             throttle=Throttle(th),
             public_url=self.public_url,
             media=self.media,
-            meetings=self.meetings,
+            live_meetings=self.live_meetings,
             invites=self.invites,
             quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
@@ -203,10 +213,18 @@ class Node:
             ),
             egress=self.egress,
         )
+        self.meetings = MeetingService(
+            self.meeting_directory, self.directory, config.meetings, public_url=self.public_url, clock=clock
+        )
+        self.meetings.live = self.live_meetings
+        self.api.meetings = self.meetings
+        self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
+        self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
+        self.console = attach_console(self) if config.console.enabled else None
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,
@@ -224,12 +242,12 @@ class Node:
     def _dial_in(self, config: NodeConfig) -> tuple[DialIn | None, Announcer]:
         """Phones join meetings (dial-in attendant, softphones by SIP address) and hear their announcements."""
         announcer = Announcer(
-            self.calls, self.meetings.lookup, self.prompts, self.media.engine, voice=config.meetings.dial_in_voice
+            self.calls, self.live_meetings.lookup, self.prompts, self.media.engine, voice=config.meetings.dial_in_voice
         )
         self.calls.subscribe(announcer)
         if self.sip is None:
             return None, announcer
-        dialin = DialIn(self.sip, self.meetings, self.prompts, config.meetings)
+        dialin = DialIn(self.sip, self.live_meetings, self.prompts, config.meetings)
         self.sip.dialin = dialin
         self.media.observers.append(dialin)
         self.calls.subscribe(DialInEvents(dialin))

@@ -98,7 +98,7 @@ async def test_passcode_guessing_is_throttled_per_application(platform: TestPlat
     meeting = platform.add_meeting()
     guesser = await platform.recording_bot("guesser", permissions=MEMBER)
     honest = await platform.recording_bot("honest", permissions=MEMBER)
-    limit = platform.node.meetings.config.passcode_failures_per_minute
+    limit = platform.node.live_meetings.config.passcode_failures_per_minute
     statuses = []
     for i in range(limit + 2):
         status, _, headers = await guesser.client.request("POST", CALLS, by_id(meeting, f"guess{i}"))

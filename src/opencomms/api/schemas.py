@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opencomms.api import meeting_schemas
 from opencomms.wire import apphosted
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
@@ -407,15 +408,31 @@ UPDATE_RECORDING_STATUS: Schema = {
 }
 TOKEN_REQUEST: Schema = {
     "type": "object",
-    "required": ["grant_type", "scope"],
-    "description": "client_id and client_secret go in the form, or in an 'Authorization: Basic' header.",
+    "required": ["grant_type"],
+    "description": "client_id and client_secret go in the form, or in an 'Authorization: Basic' header (public "
+    "clients send no secret). client_credentials needs scope; authorization_code needs code, redirect_uri and "
+    "code_verifier; refresh_token needs refresh_token; the device_code grant needs device_code.",
     "properties": {
-        "grant_type": {"const": "client_credentials"},
-        "scope": {"type": "string", "description": "<audience>/.default"},
+        "grant_type": {
+            "enum": [
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ]
+        },
+        "scope": {"type": "string", "description": "<audience>/.default, or delegated scopes"},
         "client_id": {"type": "string", "maxLength": 64},
         "client_secret": {"type": "string"},
+        "code": {"type": "string"},
+        "redirect_uri": {"type": "string"},
+        "code_verifier": {"type": "string"},
+        "refresh_token": {"type": "string"},
+        "device_code": {"type": "string"},
     },
 }
+
+_NOTIFICATION_URL: Schema = {"type": "string", "maxLength": 2048, "pattern": "^[hH][tT][tT][pP][sS]?://"}
 
 REQUEST_SCHEMAS: dict[str, Schema] = {
     "identity": IDENTITY,
@@ -446,4 +463,38 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "startHoldMusic": START_HOLD_MUSIC,
     "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
+    **meeting_schemas.REQUEST_SCHEMAS,
+    "subscriptionCreate": {
+        "type": "object",
+        "required": ["changeType", "notificationUrl", "resource", "expirationDateTime"],
+        "properties": {
+            "changeType": {"const": "created"},
+            "notificationUrl": _NOTIFICATION_URL,
+            "resource": {"enum": ["/communications/callRecords", "communications/callRecords"]},
+            "expirationDateTime": {
+                "type": "string",
+                "minLength": 1,
+                "format": "date-time",
+                "description": "at most 4230 min ahead",
+            },
+            "clientState": text(128),
+        },
+        "examples": [
+            {
+                "changeType": "created",
+                "notificationUrl": "https://bot.example/notify",
+                "resource": "/communications/callRecords",
+                "expirationDateTime": "2030-01-01T00:00:00Z",
+                "clientState": "secret",
+            }
+        ],
+    },
+    "subscriptionUpdate": {
+        "type": "object",
+        "properties": {
+            "expirationDateTime": {"type": "string", "minLength": 1, "format": "date-time"},
+            "notificationUrl": _NOTIFICATION_URL,
+        },
+        "examples": [{"expirationDateTime": "2030-01-01T00:00:00Z"}],
+    },
 }

@@ -10,7 +10,7 @@ documents are kept for GET …/operations/{id} until the inviting leg ends.
 
 `replacesCallId` (one participant, into a meeting): the named peer-to-peer call of the same bot gives up its far
 party (a phone) with `ReleaseLeg` (the bot's leg ends 0/7015), and the same leg, with its SIP dialog and RTP,
-joins the meeting (`MeetingService.join_external`); its gateway holds its signalling meanwhile (`LegMover`).
+joins the meeting (`LiveMeetingService.join_external`); its gateway holds its signalling meanwhile (`LegMover`).
 """
 
 from __future__ import annotations

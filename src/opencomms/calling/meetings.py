@@ -1,4 +1,4 @@
-"""MeetingService: the command router of live meetings (bots joining, participant control, the lobby).
+"""LiveMeetingService: the command router of live meetings (bots joining, participant control, the lobby).
 
 A live meeting is a `Conversation` of kind MEETING whose id is the meeting's id; it starts with its first join and
 ends when its last leg leaves, when the meeting is deleted (`end_meeting`) or `meetings.end_grace` after its
@@ -43,7 +43,7 @@ log = logging.getLogger("opencomms.meetings")
 JOIN = "Calls.JoinGroupCall.All"
 JOIN_AS_GUEST = "Calls.JoinGroupCallAsGuest.All"
 
-__all__ = ["JOIN", "JOIN_AS_GUEST", "InMemoryMeetings", "MeetingService"]
+__all__ = ["JOIN", "JOIN_AS_GUEST", "ChainedLookup", "InMemoryMeetings", "LiveMeetingService"]
 
 
 class InMemoryMeetings:
@@ -74,6 +74,26 @@ class InMemoryMeetings:
         return next((m for m in self._by_id.values() if m.conference_id == conference_id), None)
 
 
+class ChainedLookup:
+    """A `MeetingLookup` asking each of its lookups in turn: the onlineMeeting resources first, then meetings added
+    by hand (`InMemoryMeetings`, which the testing kit's `TestPlatform.add_meeting` fills)."""
+
+    def __init__(self, *lookups: MeetingLookup) -> None:
+        self.lookups = lookups
+
+    def meeting(self, meeting_id: str) -> MeetingInfo | None:
+        return next((m for lk in self.lookups if (m := lk.meeting(meeting_id)) is not None), None)
+
+    def by_thread(self, thread_id: str) -> MeetingInfo | None:
+        return next((m for lk in self.lookups if (m := lk.by_thread(thread_id)) is not None), None)
+
+    def by_join_id(self, join_meeting_id: str) -> MeetingInfo | None:
+        return next((m for lk in self.lookups if (m := lk.by_join_id(join_meeting_id)) is not None), None)
+
+    def by_conference_id(self, conference_id: str) -> MeetingInfo | None:
+        return next((m for lk in self.lookups if (m := lk.by_conference_id(conference_id)) is not None), None)
+
+
 def _operation(kind: str, client_context: str | None, *, status: str = "completed", **extra: Any) -> JsonObj:
     done = status == "completed"
     return {
@@ -99,7 +119,7 @@ class MeetingMedia(Subscriber):
             self.media.muted(event.leg_id, event.held or (call is not None and call.muted))
 
 
-class MeetingService:
+class LiveMeetingService:
     """Bots join meetings and control their participants; the resource side ends and changes live meetings."""
 
     def __init__(

@@ -7,7 +7,7 @@ session as any inbound call, but this driver answers it (200 OK at once) and own
 hears the voice's prompts (espeak-ng through the PromptLibrary, cached by text) and the voice hears the phone's
 keys: in-band ones through the engine's detector on the voice's input, RFC 4733 ones through `push_key`, both as
 `ToneDetected(voice)`. The core knows nothing of the call yet: no leg, no document, nothing to end. When the
-attendant succeeds, the driver drops its voice leg and hands the same leg id to `MeetingService.join_external`;
+attendant succeeds, the driver drops its voice leg and hands the same leg id to `LiveMeetingService.join_external`;
 the core's media session moves the phone's engine leg (same row, same RTP stream: no re-INVITE) into the meeting's
 mix and the SIP gateway finds the call already answered (`SipCall.started`). Until the core has the leg, a BYE,
 CANCEL or media loss comes here (`SipCall.driver`); after, it goes to the core as for any call. A phone put in the
@@ -53,7 +53,7 @@ from opencomms.sip.uri import SipUri, TelUri
 from opencomms.tasks import TaskSet
 
 if TYPE_CHECKING:
-    from opencomms.calling.meetings import MeetingService
+    from opencomms.calling.meetings import LiveMeetingService
     from opencomms.media.prompts import PromptLibrary
 
 log = logging.getLogger("opencomms.dialin")
@@ -121,7 +121,7 @@ class DialIn:
     def __init__(
         self,
         gateway: SipGateway,
-        meetings: MeetingService,
+        meetings: LiveMeetingService,
         prompts: PromptLibrary,
         config: MeetingsConfig,
     ) -> None:

@@ -427,6 +427,11 @@ class SipGateway:
         ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
         return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
 
+    def leg_of(self, sip_call_id: str) -> str | None:
+        """The leg id of the live SIP dialog with this Call-ID, if any (the console's timelines ask)."""
+        sc = self._by_dialog.get(sip_call_id)
+        return None if sc is None else sc.leg_id
+
     # -- Gateway (calling.subscribers) --------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
@@ -467,7 +472,10 @@ class SipGateway:
         codec = sc.media.codec.name if sc.media is not None else "unknown"
         quality = sc.rtp.quality()
         try:
-            group = self.calls.conversation_kind(call.conversation_id) is ConversationKind.GROUP
+            group = self.calls.conversation_kind(call.conversation_id) in (
+                ConversationKind.GROUP,
+                ConversationKind.MEETING,
+            )
             now = self.calls.now()
             record_leg(self.directory.store, call, reason, quality, codec, group=group, now=now)
         except Exception:

@@ -267,7 +267,7 @@ class TestPlatform:
                 **fields,
             }
         )
-        lookup = self.node.meetings.lookup
+        lookup = self.node.adhoc_meetings
         assert isinstance(lookup, InMemoryMeetings), "this node's meetings come from the onlineMeeting resources"
         return lookup.add(info)
 

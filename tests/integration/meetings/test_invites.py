@@ -71,7 +71,7 @@ async def test_a_phone_invited_through_the_trunk_joins_the_meeting(tmp_path: Any
             assert numbers == ["+14255550123"]
             status, got, _ = await bot.client.request("GET", f"{CALLS}/{call_id}/operations/{op['id']}")
             assert status == 200 and got["status"] == "completed"
-            await platform.node.meetings.end_meeting(meeting.id, results.MEETING_TIME_OVER)
+            await platform.node.live_meetings.end_meeting(meeting.id, results.MEETING_TIME_OVER)
             result = await asyncio.to_thread(sipp.wait, 10)
             assert result.ok, result.describe()  # answered, RTP echoed, then our BYE
     finally:

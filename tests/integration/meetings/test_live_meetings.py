@@ -130,7 +130,7 @@ async def test_server_mute_and_remove(platform: TestPlatform) -> None:
 
     status, err, _ = await host.client.request("DELETE", f"{CALLS}/{a}/participants/{target['id']}")
     assert status == 403 and "remove_participant_apps" in err["error"]["message"]
-    meetings = platform.node.meetings
+    meetings = platform.node.live_meetings
     allowed = (host.credentials.app_id,)
     meetings.config = dataclasses.replace(meetings.config, remove_participant_apps=allowed)
     status, _, _ = await host.client.request("DELETE", f"{CALLS}/{a}/participants/{target['id']}")
@@ -193,7 +193,7 @@ async def test_deleting_the_meeting_ends_every_leg_with_the_same_result(platform
     ids.append(await join(bots[0], by_id(meeting, meeting.passcode)))  # the same bot joins twice: its own call id
     assert len(set(ids)) == 4
 
-    await platform.node.meetings.end_meeting(meeting.id, results.ENDED_BY_DELETE)
+    await platform.node.live_meetings.end_meeting(meeting.id, results.ENDED_BY_DELETE)
     ends = []
     for bot, call_id in zip([*bots, bots[0]], ids, strict=True):
         found = await bot.webhook.wait_for(lambda n, c=call_id: n.call_id == c and n.change_type == "deleted")
@@ -212,7 +212,7 @@ async def test_unknown_meeting_full_meeting_and_no_permission(platform: TestPlat
     status, err, _ = await caller.client.request("POST", CALLS, by_chat(meeting))
     assert status == 403 and "JoinGroupCall" in err["error"]["message"]
 
-    meetings = platform.node.meetings
+    meetings = platform.node.live_meetings
     meetings.config = dataclasses.replace(meetings.config, max_participants=1)
     await join(bot, by_chat(meeting))
     status, err, _ = await bot.client.request("POST", CALLS, by_chat(meeting))
@@ -221,7 +221,7 @@ async def test_unknown_meeting_full_meeting_and_no_permission(platform: TestPlat
 
 
 async def test_the_meeting_ends_a_grace_after_its_end_time(platform: TestPlatform) -> None:
-    grace = platform.node.meetings.config.end_grace
+    grace = platform.node.live_meetings.config.end_grace
     meeting = platform.add_meeting(end=time.time() - grace + 0.5)
     bot = await platform.recording_bot("bot", permissions=MEMBER)
     call_id = await join(bot, by_chat(meeting))

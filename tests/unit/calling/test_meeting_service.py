@@ -1,4 +1,4 @@
-"""MeetingService without HTTP: a gateway's leg (a phone dialling in) joins through `join_external` under the
+"""LiveMeetingService without HTTP: a gateway's leg (a phone dialling in) joins through `join_external` under the
 meeting's lobby settings, an unknown or ended meeting refuses it, and a lobby leg sees only itself."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from opencomms.calling.invitations import new_source_id
-from opencomms.calling.meetings import InMemoryMeetings, MeetingService
+from opencomms.calling.meetings import InMemoryMeetings, LiveMeetingService
 from opencomms.calling.service import CallService
 from opencomms.config import MeetingsConfig
 from opencomms.directory import Directory
@@ -29,12 +29,12 @@ def phone(n: int) -> LegSpec:
 
 
 @pytest.fixture
-def setup() -> tuple[CallService, MeetingService, InMemoryMeetings, MeetingInfo]:
+def setup() -> tuple[CallService, LiveMeetingService, InMemoryMeetings, MeetingInfo]:
     store = MemoryStore()
     calls = CallService(store, Directory(store), Dispatcher(store, sign=lambda a, t: "token"), clock=lambda: NOW)
     info = MeetingInfo("m1", "t1", "org", "Org", "19:m1@thread.v2", end=NOW + 60)
     lookup = InMemoryMeetings([info])
-    meetings = MeetingService(calls, lookup, MeetingsConfig(end_grace=30), clock=lambda: NOW)
+    meetings = LiveMeetingService(calls, lookup, MeetingsConfig(end_grace=30), clock=lambda: NOW)
     return calls, meetings, lookup, info
 
 

@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from opencomms.api.routes import calls, identity, invites, media, meetings, meta, metrics, records
+from opencomms.api.routes import (
+    calls,
+    identity,
+    invites,
+    media,
+    meeting_control,
+    meetings,
+    meta,
+    metrics,
+    records,
+    signin,
+    subscriptions,
+)
 from opencomms.api.routing import Route
 
 
 def all_routes() -> list[Route]:
     return [
         *calls.ROUTES,
-        *meetings.ROUTES,
+        *meeting_control.ROUTES,
         *invites.ROUTES,
         *media.ROUTES,
         *records.ROUTES,
         *identity.ROUTES,
         *meta.ROUTES,
         *metrics.ROUTES,
+        *meetings.ROUTES,
+        *signin.ROUTES,
+        *subscriptions.ROUTES,
     ]

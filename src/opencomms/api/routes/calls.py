@@ -22,9 +22,9 @@ async def create_call(ctx: ApiContext, req: Request) -> Response:
         ctx.quotas.admit_create(req.who.app_id, req.who.tenant_id, ctx.clock())
     await check_callback(ctx, body.callback_uri)
     if body.meeting_info is not None:  # a bot joins a meeting (calling/meetings.py)
-        if ctx.meetings is None:
+        if ctx.live_meetings is None:
             raise ServiceUnavailable("This node runs without live meetings.")
-        call = await ctx.meetings.join(req.who, body)
+        call = await ctx.live_meetings.join(req.who, body)
     else:
         call = await ctx.calls.create(req.who, body)
     base = _base(ctx, req)

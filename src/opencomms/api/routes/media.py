@@ -37,8 +37,8 @@ def play_prompt(ctx: ApiContext, req: Request) -> Response:
 
 async def record_response(ctx: ApiContext, req: Request) -> Response:
     parsed = wire.record_response(empty_or_object(req.json()))
-    if ctx.meetings is not None:  # in a meeting: only once its recording status is 'recording' (Graph's rule)
-        await ctx.meetings.check_persist(req.who, req.params["id"])
+    if ctx.live_meetings is not None:  # in a meeting: only once its recording status is 'recording' (Graph's rule)
+        await ctx.live_meetings.check_persist(req.who, req.params["id"])
     op = _media(ctx).record_response(req.who, req.params["id"], parsed)
     return _operation(ctx, req, op)
 
