@@ -240,3 +240,33 @@ async def test_a_sipp_phone_keys_the_conference_id_as_rfc4733_events_and_joins(
     result = await task
     assert result.ok, result.describe()
     await wait_roster(bot, call_id, lambda entries: not sip(entries))  # its BYE took it out
+
+
+async def test_a_phone_dials_into_a_meeting_created_over_rest_with_its_audio_conferencing(
+    platform: TestPlatform,
+) -> None:
+    node = platform.node
+    organizer = node.directory.create_user(platform.tenant_id, "Heidi Steen", upn="heidi@contoso.example")
+    bot = await platform.recording_bot("organizer", permissions=(*MEMBER, "OnlineMeetings.ReadWrite.All"))
+    node.meetings.policies.grant(bot.credentials.app_id, organizer.id)
+    body = {"subject": "Dial-in", "lobbyBypassSettings": {"scope": "everyone", "isDialInBypassEnabled": True}}
+    status, meeting, _ = await bot.client.request("POST", f"/users/{organizer.id}/onlineMeetings", body)
+    assert status == 201, meeting
+    audio = meeting["audioConferencing"]
+    assert audio["tollNumber"] == platform.dial_in_number
+    settings = meeting["joinMeetingIdSettings"]
+    join_body = {
+        "requestedModalities": ["audio"],
+        "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        "meetingInfo": {
+            "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+            "joinMeetingId": settings["joinMeetingId"],
+            "passcode": settings["passcode"],
+        },
+    }
+    call_id = await join(bot, join_body)
+    async with platform.caller(number="+15550123") as caller:
+        passcode = settings["passcode"] if settings.get("isPasscodeRequired") else None
+        await caller.dial_in(audio["tollNumber"], audio["conferenceId"], passcode)
+        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
+        assert phones(roster)[0]["info"]["identity"]["phone"]["id"] == "+15550123"
