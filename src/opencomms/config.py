@@ -42,7 +42,9 @@ class MeetingsConfig:
     them (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
 
     dial_in_number: str = ""
-    """The node's dial-in number (E.164) shown as every meeting's `audioConferencing.tollNumber` ("": none)."""
+    """The node's dial-in number (E.164) shown as every meeting's `audioConferencing.tollNumber` ("": none); an
+    INVITE to it is answered by the node's dial-in attendant (gateway/dialin.py), which asks for a meeting's
+    conferenceId (and passcode)."""
     default_duration: float = 3600.0
     """Length of a meeting created without `endDateTime` (Graph's default is one hour)."""
     max_participants: int = 1000
@@ -58,6 +60,12 @@ class MeetingsConfig:
     remove_participant_apps: tuple[str, ...] = ()
     """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
     AllowRemoveParticipantAppIds; every other app gets 403."""
+    dial_in_voice: str = "en-us"
+    """espeak-ng voice of the dial-in attendant's prompts and of the announcements phones hear in meetings."""
+    dial_in_tries: int = 3
+    """Wrong entries or silences in a row before the attendant says goodbye and hangs up (200/5010)."""
+    dial_in_entry_timeout: float = 15.0
+    """Seconds the attendant waits for an entry (since the last key) before it counts as a wrong one."""
 
     def __post_init__(self) -> None:
         number = self.dial_in_number
@@ -65,6 +73,10 @@ class MeetingsConfig:
             raise FieldError("dial_in_number", "an E.164 number such as +14255550100")
         if self.max_participants < 0:
             raise FieldError("max_participants", "a whole number >= 0")
+        if self.dial_in_tries < 1:
+            raise FieldError("dial_in_tries", "a whole number >= 1")
+        if self.dial_in_entry_timeout <= 0:
+            raise FieldError("dial_in_entry_timeout", "a number > 0")
         for name in ("end_grace", "lobby_timeout"):
             if getattr(self, name) < 0:
                 raise FieldError(name, "a number >= 0")

@@ -25,8 +25,10 @@ from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
 from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenService
+from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
+from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
@@ -36,6 +38,8 @@ from opencomms.config import NodeConfig
 from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
+from opencomms.gateway.dialin import DialIn, DialInEvents
+from opencomms.gateway.moves import SipMoves
 from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
@@ -175,6 +179,11 @@ class Node:
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
+        self.dialin, self.announcer = self._dial_in(config)
+        self.invites = ParticipantInvites(self.calls)
+        self.calls.subscribe(self.invites)
+        if self.sip is not None:
+            self.invites.attach_moves(SipMoves(self.sip), self.live_meetings, self.media)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
@@ -185,6 +194,7 @@ class Node:
             public_url=self.public_url,
             media=self.media,
             live_meetings=self.live_meetings,
+            invites=self.invites,
             quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,
@@ -229,6 +239,20 @@ class Node:
         self._stack = contextlib.AsyncExitStack()
         self._server: uvicorn.Server | None = None
 
+    def _dial_in(self, config: NodeConfig) -> tuple[DialIn | None, Announcer]:
+        """Phones join meetings (dial-in attendant, softphones by SIP address) and hear their announcements."""
+        announcer = Announcer(
+            self.calls, self.live_meetings.lookup, self.prompts, self.media.engine, voice=config.meetings.dial_in_voice
+        )
+        self.calls.subscribe(announcer)
+        if self.sip is None:
+            return None, announcer
+        dialin = DialIn(self.sip, self.live_meetings, self.prompts, config.meetings)
+        self.sip.dialin = dialin
+        self.media.observers.append(dialin)
+        self.calls.subscribe(DialInEvents(dialin))
+        return dialin, announcer
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         self._loop = asyncio.get_running_loop()
@@ -245,6 +269,10 @@ class Node:
         if self.sip is not None:
             await self.sip.start()
             self._stack.push_async_callback(self.sip.close)
+        if self.dialin is not None:
+            self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
+        self._stack.push_async_callback(self.announcer.close)
+        self._stack.push_async_callback(self.invites.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)

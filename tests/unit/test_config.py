@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import opencomms.config as config_module
-from opencomms.config import NodeConfig, QuotaConfig, ThrottleConfig, ThrottleSettings, load_config
+from opencomms.config import ConfigError, NodeConfig, QuotaConfig, ThrottleConfig, ThrottleSettings, load_config
 
 
 def test_defaults() -> None:
@@ -229,3 +229,9 @@ def test_toml_mistakes_name_the_key_or_the_file(tmp_path: Path) -> None:
         load_config(path, env={})
     with pytest.raises(ValueError, match=r"missing\.toml.*expected a readable TOML file"):
         load_config(tmp_path / "missing.toml", env={})
+
+
+@pytest.mark.parametrize("number", ["14255550199", "+0123", "+1 425 555", "tel:+14255550199"])
+def test_a_dial_in_number_that_is_not_e164_is_refused(number: str) -> None:
+    with pytest.raises(ConfigError, match=r"E\.164"):
+        load_config(env={"OPENCOMMS_MEETINGS__DIAL_IN_NUMBER": number})

@@ -20,6 +20,7 @@ from opencomms.auth.secretguard import SecretGuard
 from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
+from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
@@ -66,6 +67,8 @@ class ApiContext:
     """Delegated sign-in; None: only the client-credentials grant."""
     subscriptions: Any = None
     """Change-notification subscriptions (subscriptions.service.SubscriptionService); None: 404."""
+    invites: ParticipantInvites | None = None
+    """participants/invite (None: 503)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

@@ -291,6 +291,17 @@ REDIRECT: Schema = {
     "properties": {"targets": TARGETS, "timeout": integer(15, 90), "callbackUri": nullable(URL)},
     "examples": [{"targets": [{"identity": {"phone": {"id": "+12345678901"}}}], "timeout": 30}],
 }
+INVITE_PARTICIPANTS: Schema = {
+    "type": "object",
+    "required": ["participants"],
+    "description": "At most 5 participants. A participant with 'replacesCallId' (invited alone, into a meeting) "
+    "is the far party of that peer-to-peer call of the same application, moved in with its media.",
+    "properties": {
+        "participants": {"type": "array", "minItems": 1, "maxItems": 5, "items": ref("invitationParticipantInfo")},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"participants": [{"identity": {"phone": {"id": "+12345678901"}}}], "clientContext": "c"}],
+}
 TRANSFER: Schema = {
     "type": "object",
     "required": ["transferTarget"],
@@ -440,6 +451,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "reject": REJECT,
     "redirect": REDIRECT,
     "transfer": TRANSFER,
+    "inviteParticipants": INVITE_PARTICIPANTS,
     "anyObject": ANY_OBJECT,
     "mediaPrompt": MEDIA_PROMPT,
     "textPrompt": TEXT_PROMPT,

@@ -282,7 +282,8 @@ class MediaService:
         source = int(call.source_id) if call.source_id.isdigit() else 0  # the roster's sourceId (a number)
 
         def join(engine: eng.MediaEngine) -> None:
-            engine.add_leg(leg)
+            if not engine.has_leg(leg):  # a dial-in phone's leg is in the engine since the attendant answered it
+                engine.add_leg(leg)
             engine.join(leg, mix)
             engine.set_source_id(leg, source)
             if muted:
@@ -291,6 +292,13 @@ class MediaService:
         self.engine.call(join)
         for observer in self.observers:
             observer.connected(call)
+
+    def moved(self, leg_id: str) -> None:
+        """Leg `leg_id` leaves its conversation without ending (participants/invite with replacesCallId): its
+        engine leg stays; `connected` puts it in its new conversation's mix."""
+        cm = self._media.pop(leg_id, None)
+        if cm is not None and cm.in_engine:
+            self._legs_in_engine -= 1
 
     def muted(self, leg_id: str, muted: bool) -> None:
         cm = self._media.get(leg_id)

@@ -57,7 +57,7 @@ class LiveConversations:
         """Bring the indexes and views of `conv` in step with it (after a command, a load or a reload)."""
         if events is not None:
             for event in events:
-                if isinstance(event, ev.LegEnded):
+                if isinstance(event, ev.LegEnded | ev.LegReleased):
                     self.by_leg.pop(event.leg_id, None)
                     self.calls.pop(event.leg_id, None)
         else:

@@ -190,6 +190,15 @@ class EndLeg:
 
 
 @dataclass(frozen=True, slots=True)
+class ReleaseLeg:
+    """External leg `leg_id` leaves this peer-to-peer call to go on in another conversation (participants/invite
+    with replacesCallId): it is removed without ending (its signalling and media stay), the others end `reason`."""
+
+    leg_id: str
+    reason: ResultInfo
+
+
+@dataclass(frozen=True, slots=True)
 class FailMedia:
     """A live leg's media failed for good (app-hosted socket lost, RTP stream failed): the leg ends."""
 
@@ -246,6 +255,7 @@ Command = (
     | ConfigureMeeting
     | ConnectLeg
     | EndLeg
+    | ReleaseLeg
     | FailMedia
     | AcceptTransfer
     | CompleteTransfer

@@ -279,6 +279,18 @@ class Conversation(MeetingCommands):
             self.failure = cmd.reason
         self._end(leg, cmd.reason)
 
+    def _release_leg(self, cmd: c.ReleaseLeg) -> None:
+        leg = self.legs.pop(cmd.leg_id)
+        leg.version += 1
+        self._emit(ev.LegReleased(leg.id, leg.kind, leg.to_doc()))
+        left = self.roster.leave(leg.participant_id)
+        if left is not None:
+            self._emit(ev.ParticipantLeft(left, left.sequence, cmd.reason))
+        for other in list(self.legs.values()):
+            if other.id in self.legs:
+                self._end(other, cmd.reason)
+        self._settle()
+
     def _fail_media(self, cmd: c.FailMedia) -> None:
         self._end(self.legs[cmd.leg_id], cmd.reason)
 
@@ -343,6 +355,7 @@ class Conversation(MeetingCommands):
         c.EndConversation: _end_conversation,
         c.ConnectLeg: _connect_leg,
         c.EndLeg: _end_leg,
+        c.ReleaseLeg: _release_leg,
         c.FailMedia: _fail_media,
         c.AcceptTransfer: _accept_transfer,
         c.CompleteTransfer: _complete_transfer,

@@ -117,6 +117,16 @@ class LegEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class LegReleased:
+    """A live external leg left the conversation without ending (it moves into another one with the same id): no
+    notification, no signalling, its media stays in the engine until the other conversation connects it."""
+
+    leg_id: str
+    kind: LegKind
+    leg: JsonObj
+
+
+@dataclass(frozen=True, slots=True)
 class ParticipantJoined:
     participant: Participant
     sequence: int
@@ -196,6 +206,7 @@ Event = (
     | OperationFinished
     | RecordingStatusChanged
     | LegEnded
+    | LegReleased
     | ParticipantJoined
     | ParticipantUpdated
     | ParticipantLeft

@@ -179,7 +179,7 @@ class MeetingCommands(LegLifecycle):
             return
         meeting.recording = cmd.status
         meeting.recording_initiator = by.identity
-        self._emit(ev.RecordingStatusChanged(cmd.status, by.identity))  # TODO(dial-in): announce it to phones
+        self._emit(ev.RecordingStatusChanged(cmd.status, by.identity))  # phones hear it: calling/announcements.py
         for entry in self.roster.entries():
             updated = self.roster.update(entry.id, recording=cmd.status, recording_initiator=by.identity)
             self._emit(ev.ParticipantUpdated(updated, updated.sequence))

@@ -314,6 +314,12 @@ RULES: dict[type, Rule] = {
     c.ConnectLeg: Rule(_ACT, "leg_id", (EXTERNAL_LEG, RINGING), on_fail=_IGN),
     c.EndLeg: Rule(_ACT, "leg_id", (EXTERNAL_LEG,), on_fail=_IGN),
     c.FailMedia: Rule(_ACT, "leg_id", (LIVE,), on_fail=_IGN),
+    c.ReleaseLeg: Rule(
+        _ACT,
+        "leg_id",
+        (EXTERNAL_LEG, leg_in(CallState.ESTABLISHED, action="replace"), NO_TRANSFER),
+        frozenset({ConversationKind.PEER_TO_PEER}),
+    ),
     c.AcceptTransfer: Rule(_ACT, "transferee_id", (REFERRING, TRANSFEROR_TRANSFERRING), on_fail=_IGN),
     c.CompleteTransfer: Rule(_ACT, "transferee_id", (REFERRING,), on_fail=_IGN),
     c.FailTransfer: Rule(_ACT, "transferee_id", (REFERRING,), on_fail=_IGN),

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opencomms.calling.meetings import InMemoryMeetings
-from opencomms.config import EgressConfig, MediaConfig, NodeConfig, SipConfig
+from opencomms.config import EgressConfig, MediaConfig, MeetingsConfig, NodeConfig, SipConfig
 from opencomms.domain.ids import new_id
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.sdk import ClientCredentials, CommsClient, serve_receiver
@@ -32,7 +32,10 @@ from opencomms.server import Node
 from opencomms.testing.caller import VirtualCaller
 from opencomms.testing.harness import GraphClient, RecordingBot, running_node
 
-__all__ = ["ALL_CALL_PERMISSIONS", "BotCredentials", "TestBot", "TestMeeting", "TestPlatform"]
+__all__ = ["ALL_CALL_PERMISSIONS", "DIAL_IN_NUMBER", "BotCredentials", "TestBot", "TestMeeting", "TestPlatform"]
+
+DIAL_IN_NUMBER = "+18005550199"
+"""The test node's meeting dial-in number (`platform.dial_in_number`): a VirtualCaller dials it and keys in."""
 
 ALL_CALL_PERMISSIONS = ("Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All")
 """Application permissions a calling bot usually has (make calls, group calls, service-hosted media)."""
@@ -109,6 +112,7 @@ def default_config(recordings_dir: str) -> NodeConfig:
         media=MediaConfig(recordings_dir=recordings_dir),
         egress=EgressConfig(allow=("127.0.0.1", "::1")),  # bots, prompt servers and media sockets on this host
         sip=SipConfig(host="127.0.0.1", port=0),
+        meetings=MeetingsConfig(dial_in_number=DIAL_IN_NUMBER),
     )
 
 
@@ -203,6 +207,11 @@ class TestPlatform:
         if sip is None:
             raise RuntimeError("SIP is disabled in this platform's configuration")
         return self.node.config.sip.host, sip.port
+
+    @property
+    def dial_in_number(self) -> str:
+        """What phones dial to reach the meeting attendant (`[meetings] dial_in_number`)."""
+        return self.node.config.meetings.dial_in_number
 
     # -- bots and callers
 

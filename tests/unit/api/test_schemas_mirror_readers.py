@@ -20,6 +20,7 @@ from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
 from opencomms.subscriptions import model as subs
 from opencomms.wire import calls as wc
+from opencomms.wire import invites as wi
 from opencomms.wire import media as wm
 from opencomms.wire import meeting_control as wmt
 from opencomms.wire.meetings import meeting_fields
@@ -34,6 +35,7 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "reject": wc.reject,
     "redirect": wc.redirect,
     "transfer": wc.transfer,
+    "inviteParticipants": wi.invite_participants,
     "anyObject": wc.empty_or_object,
     "playPrompt": wm.play_prompt,
     "recordResponse": wm.record_response,

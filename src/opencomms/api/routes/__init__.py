@@ -5,6 +5,7 @@ from __future__ import annotations
 from opencomms.api.routes import (
     calls,
     identity,
+    invites,
     media,
     meeting_control,
     meetings,
@@ -21,6 +22,7 @@ def all_routes() -> list[Route]:
     return [
         *calls.ROUTES,
         *meeting_control.ROUTES,
+        *invites.ROUTES,
         *media.ROUTES,
         *records.ROUTES,
         *identity.ROUTES,
