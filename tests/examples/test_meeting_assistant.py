@@ -2,12 +2,14 @@
 by name (what a participant records of the meeting is the node's speech of the greeting), mutes a participant on
 a keypad request and leaves when asked.
 
-The participants are SDK bots that join like people would and press keys with sendDtmfTones (in-band, through the
-meeting's mix, exactly as a phone's keys reach the assistant)."""
+First with SDK bots that join like people would and press keys with sendDtmfTones (in-band, through the meeting's
+mix); then with three virtual phones that dial the meeting's audioConferencing number, key the conference id at
+the node's attendant, are greeted (each phone hears it), and press the requests on their keypads."""
 
 from __future__ import annotations
 
 import asyncio
+from contextlib import AsyncExitStack
 
 import pytest
 from examples.meeting_assistant.assistant import greeting, main, run_assistant
@@ -16,7 +18,7 @@ from examples.meeting_assistant.commands import KeyCommands, Leave, Mute
 from opencomms.media.tts import Tts
 from opencomms.media.wav import decode_wav
 from opencomms.sdk.calling import Call, CommunicationsClient
-from opencomms.testing.audio import find_signal
+from opencomms.testing.audio import contains, find_signal
 from opencomms.testing.platform import TestMeeting, TestPlatform
 from tests.examples.conftest import settings_for
 
@@ -66,6 +68,43 @@ async def test_greets_each_joiner_mutes_on_request_and_leaves_when_asked(platfor
         await a.wait_roster(lambda ps: len(ps) == 2 and not any(p.app_id == creds.app_id for p in ps))
         assert a.state == b.state == "established"
         assert [e.kind for e in assistant.events] == ["joined", "greeted", "greeted", "muted", "refused", "left"]
+
+
+async def test_three_phones_dial_in_are_greeted_and_one_has_another_muted_then_dismisses_it(
+    platform: TestPlatform,
+) -> None:
+    lobby = {"scope": "everyone", "isDialInBypassEnabled": True}
+    meeting = await platform.create_meeting("Adele Vance", subject="Phones", lobbyBypassSettings=lobby)
+    assert meeting.dial_in_number == platform.dial_in_number and meeting.conference_id
+    passcode = meeting.passcode if meeting.raw["joinMeetingIdSettings"].get("isPasscodeRequired") else None
+    creds = await platform.register_bot("assistant", permissions=MEMBER, display_name="Meeting Assistant")
+    names = {"Carol": "+15550101", "Dave": "+15550102", "Erin": "+15550103"}
+    async with run_assistant(settings_for(platform, creds), meeting.join_web_url) as assistant, AsyncExitStack() as s:
+        callers = [await s.enter_async_context(platform.caller(number=n, display_name=k)) for k, n in names.items()]
+        phones = await asyncio.gather(
+            *(c.dial_in(meeting.dial_in_number, meeting.conference_id, passcode) for c in callers)
+        )
+        greeted = {n: (await assistant.wait_event("greeted", n, timeout=40)).seat for n in names}
+        assert sorted(greeted.values()) == [1, 2, 3]
+        last = next(n for n, seat in greeted.items() if seat == 3)  # every phone was in the meeting for it
+        spoken = await Tts().synthesize(greeting(last, 3), "en-us", None)
+        heard = [contains(p.heard_audio(), spoken, min_score=0.8) for p in phones]
+        assert min(heard) > 0.8, heard
+
+        carol, _, erin = phones
+        await carol.press(f"*6{greeted['Dave']}#")  # Carol asks for Dave to be muted (RFC 4733 keys)
+        assert (await assistant.wait_event("muted", timeout=20)).name == "Dave"
+        assert assistant.call is not None
+        muted = await assistant.call.wait_roster(
+            lambda ps: any(p.display_name == "Dave" and p.server_muted for p in ps)
+        )
+        assert [p.display_name for p in muted if p.is_muted] == ["Dave"]
+        await erin.press("*0", "inband")  # Erin dismisses it (in-band keys)
+        await assistant.wait_event("left", timeout=20)
+        assert not any(p.ended for p in phones)  # the phones stay in the meeting
+    assert await platform.delete_meeting(meeting) == 204
+    for phone in phones:
+        await phone.wait_ended(timeout=10)
 
 
 def test_keypad_requests() -> None:
