@@ -17,6 +17,7 @@ from opencomms.sdk import (
     JoinUrlError,
     Participant,
     RosterChange,
+    application_target,
     parse_join_url,
 )
 from opencomms.sdk.calling import Call, CommunicationsClient
@@ -145,3 +146,25 @@ async def test_a_guest_is_admitted_from_the_lobby(platform: TestPlatform) -> Non
     await g.wait_roster(lambda ps: len(ps) == 2 and not any(p.is_in_lobby for p in ps))
     assert (await a.admit_all()).status == "completed"  # nobody left waiting: still fine
     await asyncio.gather(a.hang_up(), g.hang_up())
+
+
+async def test_a_bot_invites_another_bot_into_the_meeting(platform: TestPlatform) -> None:
+    meeting = await platform.create_meeting(subject="Invite")
+    host = await bot(platform, "host", (*MEMBER, "Calls.Initiate.All"))
+    guest = await bot(platform, "invitee")
+
+    @guest.on_incoming_call
+    async def answer(call: Call) -> None:
+        await call.answer()
+
+    a = await host.join_meeting(join_web_url=meeting.join_web_url)
+    await a.wait_state("established")
+    op = await a.invite([application_target(guest.app_id)])
+    assert op.type == "inviteParticipantsOperation" and op.status == "completed"
+    await a.wait_roster(lambda ps: any(p.app_id == guest.app_id for p in ps))
+    with pytest.raises(GraphError) as too_many:
+        await a.invite([application_target(guest.app_id)] * 6)
+    assert too_many.value.status == 400
+    invited = next(iter(guest.calls.values()))
+    assert invited.state == "established"
+    await a.hang_up()
