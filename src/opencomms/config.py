@@ -37,6 +37,52 @@ class CallsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingsConfig:
+    """Online meetings (`/users/{id}/onlineMeetings`, `/me/onlineMeetings`, meetings/) and the live meetings behind
+    them (calling/meetings.py): bots and phones joined to an onlineMeeting's conversation."""
+
+    dial_in_number: str = ""
+    """The node's dial-in number (E.164) shown as every meeting's `audioConferencing.tollNumber` ("": none); an
+    INVITE to it is answered by the node's dial-in attendant (gateway/dialin.py), which asks for a meeting's
+    conferenceId (and passcode)."""
+    default_duration: float = 3600.0
+    """Length of a meeting created without `endDateTime` (Graph's default is one hour)."""
+    max_participants: int = 1000
+    """Legs one live meeting may hold at once (bots, phones, lobby included); a join past it answers 403
+    quotaLimitReached. 0: no limit."""
+    end_grace: float = 3600.0
+    """Seconds after a meeting's endDateTime its live conversation still runs before every leg ends (200/5003)."""
+    lobby_timeout: float = 900.0
+    """Seconds a joiner waits in the lobby to be admitted before it is removed (200/5855). 0: no limit."""
+    passcode_failures_per_minute: int = 10
+    """Wrong or missing meeting passcodes one application may send per minute (the burst too); past it joins by
+    joinMeetingId answer 429 with Retry-After, so passcodes cannot be guessed. 0: no limit."""
+    remove_participant_apps: tuple[str, ...] = ()
+    """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
+    AllowRemoveParticipantAppIds; every other app gets 403."""
+    dial_in_voice: str = "en-us"
+    """espeak-ng voice of the dial-in attendant's prompts and of the announcements phones hear in meetings."""
+    dial_in_tries: int = 3
+    """Wrong entries or silences in a row before the attendant says goodbye and hangs up (200/5010)."""
+    dial_in_entry_timeout: float = 15.0
+    """Seconds the attendant waits for an entry (since the last key) before it counts as a wrong one."""
+
+    def __post_init__(self) -> None:
+        number = self.dial_in_number
+        if number and not (number.startswith("+") and number[1:].isdigit() and 7 <= len(number) <= 16):
+            raise FieldError("dial_in_number", "an E.164 number such as +14255550100")
+        if self.max_participants < 0:
+            raise FieldError("max_participants", "a whole number >= 0")
+        if self.dial_in_tries < 1:
+            raise FieldError("dial_in_tries", "a whole number >= 1")
+        if self.dial_in_entry_timeout <= 0:
+            raise FieldError("dial_in_entry_timeout", "a number > 0")
+        for name in ("end_grace", "lobby_timeout"):
+            if getattr(self, name) < 0:
+                raise FieldError(name, "a number >= 0")
+
+
+@dataclass(frozen=True, slots=True)
 class NotifyConfig:
     timeout: float = 5.0
     """Seconds to wait for a bot to answer one notification POST before retrying."""
@@ -158,6 +204,12 @@ class MediaConfig:
     """SCHED_FIFO priority (1-99) for the media engine thread, as media servers run their media threads, so that other
     processes on the core cannot delay a tick (Linux; needs root or CAP_SYS_NICE, else a warning and normal
     scheduling). 0 keeps normal scheduling."""
+    conference_talkers: int = 3
+    """Loudest talkers mixed at once in a conference (a mix larger than `conference_select_above`): every member
+    hears their sum minus its own voice, so a meeting costs what its talkers cost."""
+    conference_select_above: int = 4
+    """Mixes with more members than this are mixed from their `conference_talkers` loudest talkers (with dominant-
+    speaker events); smaller ones mix every member."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,6 +427,62 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SignInConfig:
+    """Delegated sign-in of directory users: authorization code + PKCE, device code, refresh tokens."""
+
+    code_lifetime: float = 300.0
+    """Seconds an authorization code stays redeemable (once)."""
+    device_code_lifetime: float = 900.0
+    """Seconds a device code waits for its user (Entra ID: 15 minutes)."""
+    device_poll_interval: int = 5
+    """Seconds a device-code client must wait between polls (faster polls answer slow_down)."""
+    refresh_token_lifetime: float = 90 * 86400.0
+    """Seconds a refresh token stays valid; each use replaces it with a new one."""
+    form_lifetime: float = 900.0
+    """Seconds a sign-in page stays valid between showing the form and posting it."""
+    failed_sign_in_burst: float = 5.0
+    """Failed sign-ins allowed in a burst per user name and per client address before they wait."""
+    failed_sign_in_rate: float = 0.05
+    """Failed sign-ins per second regained per user name and per client address."""
+    max_pending: int = 10000
+    """Most sign-in forms, authorization codes and device codes held at once (oldest dropped first)."""
+    start_burst: float = 30.0
+    """Sign-in pages and device codes one client address may open in a burst (then 429 / a wait page)."""
+    start_rate: float = 1.0
+    """Sign-in pages and device codes one client address may open per second, sustained."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsoleConfig:
+    """The operators' web console at `/console` (console/): live calls, timelines, call quality, failures, apps."""
+
+    enabled: bool = True
+    """Serve /console (false: every /console path answers 404)."""
+    session_lifetime: float = 3600.0
+    """Seconds a console sign-in lasts (then the operator signs in again)."""
+    idle_timeout: float = 900.0
+    """Seconds without a request after which a console session ends."""
+    sign_in_burst: int = 5
+    """Sign-in attempts allowed at once, per source address and per user name (failed or not)."""
+    sign_in_rate: float = 0.1
+    """Sign-in attempts per second regained, per source address and per user name."""
+    admin_password_file: str = ""
+    """A file holding the password of a bootstrap operator named `admin` (besides `opencomms admin create`)."""
+    timeline_calls: int = 200
+    """Conversations whose timeline (SIP, REST, notifications, events) the console keeps in memory."""
+    timeline_entries: int = 300
+    """Entries kept per conversation's timeline (the oldest go first)."""
+
+    def __post_init__(self) -> None:
+        if self.session_lifetime <= 0 or self.idle_timeout <= 0:
+            raise ValueError("console.session_lifetime and console.idle_timeout must be positive seconds")
+        if self.sign_in_burst < 1 or self.sign_in_rate <= 0:
+            raise ValueError("console.sign_in_burst must be >= 1 and console.sign_in_rate positive")
+        if self.timeline_calls < 1 or self.timeline_entries < 1:
+            raise ValueError("console.timeline_calls and console.timeline_entries must be >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -395,6 +503,7 @@ class NodeConfig:
     log_format: str = "json"
     """json (one object per line) or text."""
     calls: CallsConfig = field(default_factory=CallsConfig)
+    meetings: MeetingsConfig = field(default_factory=MeetingsConfig)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
     tokens: TokensConfig = field(default_factory=TokensConfig)
     throttle: ThrottleConfig = field(default_factory=ThrottleConfig)
@@ -406,6 +515,8 @@ class NodeConfig:
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    signin: SignInConfig = field(default_factory=SignInConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
 
     @property
     def tls(self) -> bool:
@@ -448,7 +559,11 @@ _EXPECTED = {int: "a whole number", float: "a number", str: "a string"}
 _ALLOW_LISTS = ("egress.allow", "media.fetch_allow_private", "media.app_hosted_allow_private")
 _POSITIVE = ("egress.resolve_timeout",)
 _PORTS = ("port", "sip.port", "sip.rtp_port_min", "sip.rtp_port_max")
-_RANGES = {"media.realtime_priority": (0, 99)}
+_RANGES = {
+    "media.realtime_priority": (0, 99),
+    "media.conference_talkers": (1, 16),
+    "media.conference_select_above": (2, 1 << 20),
+}
 
 
 def _digest_algorithms() -> tuple[str, ...]:

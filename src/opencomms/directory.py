@@ -20,11 +20,16 @@ from urllib.parse import urlsplit
 
 from opencomms.auth.permissions import parse_permission
 from opencomms.auth.secrets import generate_secret, hash_secret, verify_secret
-from opencomms.domain.directory import Application, ApplicationInstance, Tenant, User
+from opencomms.domain.directory import ROLES, Application, ApplicationInstance, Tenant, User
 from opencomms.domain.errors import BadRequest, Conflict, NotFound
 from opencomms.domain.ids import is_guid, new_id, normalize_id
 from opencomms.store.base import Store
 
+REFRESH_TOKENS = "refreshToken"
+"""Store kind of delegated sign-in refresh tokens (auth/signin.py): revoked when a password changes."""
+MIN_PASSWORD = 8
+"""Shortest sign-in password the directory accepts."""
+_UPN = re.compile(r"^[^@\s/]{1,64}@[A-Za-z0-9.-]{1,190}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 _SIP_URI = re.compile(r"^sips?:[^@\s]+@[^\s]+$", re.IGNORECASE)
 
@@ -213,6 +218,7 @@ class Directory:
             callback_url=callback,
             permissions=tuple(sorted(perms)),
             redirect_uris=tuple(uris),
+            public_client=app.public_client if change.public_client is None else change.public_client,
         )
         self.update_app(updated)
         return updated
@@ -237,11 +243,66 @@ class Directory:
         self._changed()
 
     # -- users -------------------------------------------------------------------------------------------
-    def create_user(self, tenant_id: str, display_name: str, user_id: str | None = None) -> User:
+    def create_user(
+        self, tenant_id: str, display_name: str, user_id: str | None = None, *, upn: str | None = None
+    ) -> User:
         tenant = self.require_tenant(tenant_id)
-        user = User(id=user_id or new_id(), tenant_id=tenant.id, display_name=display_name, created_at=self.clock())
+        if upn is not None:
+            _check_upn(upn)
+            if self.find_user(upn) is not None:
+                raise Conflict(f"A user with the name {upn!r} exists already.")
+        user = User(
+            id=user_id or new_id(), tenant_id=tenant.id, display_name=display_name, created_at=self.clock(), upn=upn
+        )
         self.store.put("user", user.id, user.to_doc())
         return user
+
+    def find_user(self, name: str, tenant_id: str | None = None) -> User | None:
+        """By id, or by user principal name (case-insensitive)."""
+        if is_guid(name):
+            user = self.get_user(name)
+        else:
+            wanted = name.strip().lower()
+            user = next((u for u in self.list_users() if (u.upn or "").lower() == wanted), None) if wanted else None
+        return user if user is not None and (tenant_id is None or user.tenant_id == tenant_id) else None
+
+    def require_user(self, name: str) -> User:
+        user = self.find_user(name)
+        if user is None:
+            raise NotFound(f"No user {name!r}.")
+        return user
+
+    def set_password(self, user_id: str, password: str | None) -> User:
+        """Set (or with None, remove) a user's sign-in password; kept only as a salted scrypt hash."""
+        user = self.require_user(user_id)
+        if password is not None and len(password) < MIN_PASSWORD:
+            raise BadRequest(f"A password needs at least {MIN_PASSWORD} characters.")
+        if password is not None and len(password) > 256:
+            raise BadRequest("A password may have at most 256 characters.")
+        updated = replace(user, password_hash=None if password is None else hash_secret(password))
+        with self.store.transaction():
+            self.store.put("user", user.id, updated.to_doc())
+            self._revoke_sessions(user.id)  # a reset password ends every signed-in session
+        return updated
+
+    def set_roles(self, user_id: str, roles: Iterable[str]) -> User:
+        """Replace a user's platform roles (see `domain.directory.ROLES`)."""
+        wanted = tuple(sorted({r.strip().lower() for r in roles if r.strip()}))
+        unknown = [r for r in wanted if r not in ROLES]
+        if unknown:
+            raise BadRequest(f"Unknown role {unknown[0]!r}: the roles are {', '.join(sorted(ROLES))}.")
+        updated = replace(self.require_user(user_id), roles=wanted)
+        self.store.put("user", updated.id, updated.to_doc())
+        return updated
+
+    def _revoke_sessions(self, user_id: str) -> None:
+        """Delete the user's refresh tokens (auth/signin.py keeps them hashed under this kind)."""
+        stale = [key for key, doc in self.store.scan(REFRESH_TOKENS) if doc.get("user_id") == user_id]
+        self.store.delete_many(REFRESH_TOKENS, stale)
+
+    def check_password(self, user: User, password: str) -> bool:
+        """Constant-time check (slow on purpose: scrypt); False for a user without a password."""
+        return user.password_hash is not None and len(password) <= 256 and verify_secret(password, user.password_hash)
 
     def get_user(self, user_id: str) -> User | None:
         doc = self.store.get("user", normalize_id(user_id))
@@ -252,8 +313,10 @@ class Directory:
         return [u for u in users if tenant_id is None or u.tenant_id == tenant_id]
 
     def delete_user(self, user_id: str) -> None:
-        if not self.store.delete("user", normalize_id(user_id)):
-            raise NotFound(f"No user {user_id!r}.")
+        with self.store.transaction():
+            if not self.store.delete("user", normalize_id(user_id)):
+                raise NotFound(f"No user {user_id!r}.")
+            self._revoke_sessions(normalize_id(user_id))
 
     # -- application instances ---------------------------------------------------------------------------
     def create_instance(
@@ -372,6 +435,8 @@ class AppChange:
     """Replace the redirect URIs with these."""
     add_redirect_uris: tuple[str, ...] = ()
     remove_redirect_uris: tuple[str, ...] = ()
+    public_client: bool | None = None
+    """Allow (True) or stop (False) sign-in without a client secret."""
 
 
 def check_url(url: str, what: str) -> None:
@@ -386,6 +451,11 @@ def _permissions(names: Iterable[str]) -> list[str]:
         return [parse_permission(p).value for p in names]
     except ValueError as exc:
         raise BadRequest(str(exc)) from None
+
+
+def _check_upn(upn: str) -> None:
+    if not _UPN.match(upn):
+        raise BadRequest(f"A user principal name looks like alice@contoso.example: {upn!r}.")
 
 
 def _check_addresses(phone_number: str | None, sip_uri: str | None) -> None:

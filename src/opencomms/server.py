@@ -23,23 +23,32 @@ from opencomms.api.protocol import HttpGuard
 from opencomms.api.throttle import Throttle
 from opencomms.auth.keystore import load_keyring, rotate_if_due
 from opencomms.auth.secretguard import SecretGuard, SecretGuardConfig
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenService
+from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.media import MediaService
+from opencomms.calling.meeting_invites import ParticipantInvites
+from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
 from opencomms.config import NodeConfig
+from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
 from opencomms.domain.legs import LegKind
+from opencomms.gateway.dialin import DialIn, DialInEvents
+from opencomms.gateway.moves import SipMoves
 from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
-from opencomms.media.engine import MediaEngine, MediaEvent
+from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.tts import Tts
+from opencomms.meetings.directory import MeetingDirectory
+from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
 from opencomms.net.egress import EgressPolicy, merge_allow
 from opencomms.notify.dispatcher import Dispatcher
@@ -48,6 +57,7 @@ from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
 from opencomms.store.conversations import conversations_beside
+from opencomms.subscriptions.wiring import attach_call_records
 
 log = logging.getLogger("opencomms.node")
 
@@ -122,7 +132,11 @@ class Node:
         )
         self.calls.core.timers.fault_retry = config.storage.fault_retry
         self.engine = EngineThread(
-            MediaEngine(capacity=mc.max_legs, inbound_queue_frames=mc.engine_inbound_queue_frames),
+            MediaEngine(
+                capacity=mc.max_legs,
+                inbound_queue_frames=mc.engine_inbound_queue_frames,
+                talkers=TalkerConfig(talkers=mc.conference_talkers, select_above=mc.conference_select_above),
+            ),
             on_events=self._on_media_events,
             max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
@@ -164,9 +178,21 @@ class Node:
             egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
+        self.meeting_directory = MeetingDirectory(self.store)
+        self.adhoc_meetings = InMemoryMeetings()
+        """Meetings added by hand (the testing kit), found after the onlineMeeting resources."""
+        self.live_meetings = LiveMeetingService(
+            self.calls, ChainedLookup(self.meeting_directory, self.adhoc_meetings), config.meetings, clock=clock
+        )
+        self.live_meetings.attach_media(self.media)
         self.sip = SipGateway(config.sip, self.calls, self.directory, self.engine) if config.sip.enabled else None
         if self.sip is not None:
             self.calls.gateways.register(LegKind.SIP, self.sip)
+        self.dialin, self.announcer = self._dial_in(config)
+        self.invites = ParticipantInvites(self.calls)
+        self.calls.subscribe(self.invites)
+        if self.sip is not None:
+            self.invites.attach_moves(SipMoves(self.sip), self.live_meetings, self.media)
         self._loop: asyncio.AbstractEventLoop | None = None
         th = config.throttle
         self.api = ApiContext(
@@ -176,6 +202,8 @@ class Node:
             throttle=Throttle(th),
             public_url=self.public_url,
             media=self.media,
+            live_meetings=self.live_meetings,
+            invites=self.invites,
             quotas=CallQuotas(config.quotas, self.calls.calls),
             recordings=self.recordings,
             max_body_bytes=config.max_body_bytes,
@@ -194,10 +222,18 @@ class Node:
             ),
             egress=self.egress,
         )
+        self.meetings = MeetingService(
+            self.meeting_directory, self.directory, config.meetings, public_url=self.public_url, clock=clock
+        )
+        self.meetings.live = self.live_meetings
+        self.api.meetings = self.meetings
+        self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
+        self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
+        self.console = attach_console(self) if config.console.enabled else None
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,
@@ -212,6 +248,20 @@ class Node:
         self._keys_task: asyncio.Task[None] | None = None
         self._stack = contextlib.AsyncExitStack()
         self._server: uvicorn.Server | None = None
+
+    def _dial_in(self, config: NodeConfig) -> tuple[DialIn | None, Announcer]:
+        """Phones join meetings (dial-in attendant, softphones by SIP address) and hear their announcements."""
+        announcer = Announcer(
+            self.calls, self.live_meetings.lookup, self.prompts, self.media.engine, voice=config.meetings.dial_in_voice
+        )
+        self.calls.subscribe(announcer)
+        if self.sip is None:
+            return None, announcer
+        dialin = DialIn(self.sip, self.live_meetings, self.prompts, config.meetings)
+        self.sip.dialin = dialin
+        self.media.observers.append(dialin)
+        self.calls.subscribe(DialInEvents(dialin))
+        return dialin, announcer
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
@@ -230,6 +280,10 @@ class Node:
         if self.sip is not None:
             await self.sip.start()
             self._stack.push_async_callback(self.sip.close)
+        if self.dialin is not None:
+            self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
+        self._stack.push_async_callback(self.announcer.close)
+        self._stack.push_async_callback(self.invites.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)

@@ -27,11 +27,20 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     app, _ = directory.create_app(tenant.id, "IVR", permissions=["Calls.Initiate.All"])
     inst = directory.create_instance(app.id, "Main", phone_number=NUMBER)
     other = directory.create_instance(app.id, "Other", phone_number="+14255550199")
+    user = directory.create_user(tenant.id, "Heidi")
     directory.store.close()
     (tmp / "unknown.toml").write_text("prot = 8080\n")
     (tmp / "broken.toml").write_text("port = \n")
     (tmp / "wrongtype.toml").write_text('[calls]\nanswer_timeout = "soon"\n')
-    yield {"store": store, "tmp": str(tmp), "app": app.id, "inst": inst.id, "other": other.id}
+    yield {
+        "store": store,
+        "tmp": str(tmp),
+        "app": app.id,
+        "inst": inst.id,
+        "other": other.id,
+        "tenant": tenant.id,
+        "user": user.id,
+    }
 
 
 def _run(world: dict[str, str], args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -114,9 +123,25 @@ COMMAND_CASES = [
     (["sip-account", "list", "--tenant", "nope", *S], ["No tenant"]),
     (["sip-account", "delete", "nobody", *S], ["nobody"]),
     (["sip-account", "add", "--tenant", "nope", "--username", "u", "--password", "pw", *S], ["No tenant"]),
+    (["user", "set-password", "nope", "--password", "long-enough", *S], ["No user"]),
+    (["user", "set-password", "{user}", "--password", "short", *S], ["8 characters"]),
+    (["user", "set-role", "nope", "admin", *S], ["No user"]),
+    (["user", "set-role", "{user}", "root", *S], ["Unknown role"]),
+    (["user", "create", "--tenant", "{tenant}", "--name", "x", "--upn", "not a upn", *S], ["user principal name"]),
+    (["meetings", "list", "--user", "nope", *S], ["No user"]),
+    (["meetings", "show", "nope", *S], ["No meeting"]),
+    (["meetings", "delete", "nope", *S], ["No meeting"]),
+    (["policy", "grant", "--app", "nope", "--tenant-wide", *S], ["No application"]),
+    (["policy", "grant", "--app", "{app}", *S], ["--tenant-wide"]),
+    (["policy", "grant", "--app", "{app}", "--user", "nope", *S], ["No user"]),
+    (["policy", "list", "--store", "memory://"], ["persistent store"]),
+    (["policy", "revoke", "--app", "{app}", "--tenant-wide", *S], ["No such access policy"]),
     (["dev-cert", "--dir", "/etc/hostname/tls"], ["/etc/hostname/tls", "Not a directory"]),
     (["keys", "rotate", "--store", "sqlite:////etc/hostname/x.db"], ["store"]),
     (["status", "--url", "ftp://127.0.0.1/", *S], ["--url"]),
+    (["admin", "create", "bad name!", *S], ["operator name", "'bad name!'"]),
+    (["admin", "delete", "nobody", *S], ["no console operator 'nobody'", "admin list"]),
+    (["admin", "list", "--store", "memory://"], ["persistent store"]),
     # usage errors (click's): one line too, naming the command's --help
     (["app", "update", *S], ["Missing argument", "app update --help"]),
     (["tenant", "create", "--nam", "x", *S], ["No such option: --nam", "--name"]),

@@ -609,7 +609,7 @@ BODY_CASES: list[tuple[str, str, str, Any, str]] = [
     ("source without identity", "alice", CALLS, _create(source={}), "'source.identity' is required"),
     ("callOptions flag mistyped", "alice", CALLS, _create(callOptions={"isDeltaRosterEnabled": 1}), "true or false"),
     ("app-hosted without blob", "alice", CALLS, _create(mediaConfig={"@odata.type": "appHostedMediaConfig"}), "blob"),
-    ("meeting join", "alice", CALLS, _create(meetingInfo={"joinMeetingId": "123"}), "not supported"),
+    ("meeting join with targets", "alice", CALLS, _create(meetingInfo={"joinMeetingId": "123"}), "at most 0 items"),
     ("too deep", "alice", CALLS, _create(extra=json.loads("[" * 70 + "]" * 70)), "more than 64 levels"),
     # per-call actions: the body is checked before the call's state
     ("answer without body", "bob", CALLS + "/{b}/answer", _AUTO, "The body must be a JSON object"),

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from opencomms.config import MetricsConfig
+from opencomms.config import ConsoleConfig, MetricsConfig
 from opencomms.testing import TestPlatform
 from opencomms.testing.harness import app_target
 from opencomms.testing.platform import default_config
@@ -118,7 +118,8 @@ async def test_a_configured_token_is_required_and_disabled_metrics_are_404() -> 
             assert (await scrape(platform, **proxied))[0] == 403
             text = (await scrape(platform, Authorization="Bearer s3cret-scrape-token"))[2]
             assert 'route="metrics",status="401"' in text and 'route="metrics",status="403"' in text
-        off = dataclasses.replace(base, metrics=MetricsConfig(enabled=False))
+        # (the console hears the dispatcher too: off here, so that nothing at all observes it)
+        off = dataclasses.replace(base, metrics=MetricsConfig(enabled=False), console=ConsoleConfig(enabled=False))
         async with TestPlatform(off) as platform:
             assert platform.node.metrics is None
             assert platform.node.dispatcher.on_staged is None and platform.node.app.on_request is None

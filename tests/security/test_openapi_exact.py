@@ -82,7 +82,8 @@ class Env(HttpEnv):
         if "$ref" in entry:
             pointer = entry["$ref"][1:]
             entry = self.doc["components"]["responses"][pointer.rsplit("/", 1)[1]]
-        if status >= 400:
+        html_page = headers.get("content-type", "").startswith("text/html") and "text/html" in entry["content"]
+        if status >= 400 and not html_page:
             errors = list(self.schema(f"{pointer}/content/application~1json/schema").iter_errors(body))
             assert not errors, (path, method, status, body, errors[0].message)
             for name in entry.get("headers", {}):
@@ -212,10 +213,10 @@ async def test_b_token_endpoint_form_is_accepted(env: Env) -> None:
     path = "/{tenant}/oauth2/v2.0/token"
     content = env.doc["paths"][path]["post"]["requestBody"]["content"]["application/x-www-form-urlencoded"]
     schema = env.doc["components"]["schemas"][content["schema"]["$ref"].rsplit("/", 1)[1]]
-    assert set(schema["required"]) == {"grant_type", "scope"}
+    assert set(schema["required"]) == {"grant_type"}
     alice = env.p["alice"]
     form = {
-        "grant_type": schema["properties"]["grant_type"]["const"],
+        "grant_type": schema["properties"]["grant_type"]["enum"][0],
         "scope": f"{next(iter(env.p.node.tokens.audiences))}/.default",
         "client_id": alice.app_id,
         "client_secret": alice.secret,
@@ -224,7 +225,7 @@ async def test_b_token_endpoint_form_is_accepted(env: Env) -> None:
     reply = await env.send("POST", env.concrete(path), headers=headers, data=urlencode(form).encode())
     assert env.check(path, "POST", reply) == 200
     assert not list(env.schema("/components/schemas/tokenResponse").iter_errors(reply[1]))
-    for key in schema["required"]:
+    for key in [*schema["required"], "scope"]:  # client_credentials needs a scope
         partial = urlencode({k: v for k, v in form.items() if k != key}).encode()
         assert env.check(path, "POST", await env.send("POST", env.concrete(path), headers=headers, data=partial)) == 400
     wrong = urlencode({**form, "client_secret": "wrong"}).encode()

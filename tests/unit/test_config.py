@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import opencomms.config as config_module
-from opencomms.config import NodeConfig, QuotaConfig, ThrottleConfig, ThrottleSettings, load_config
+from opencomms.config import ConfigError, NodeConfig, QuotaConfig, ThrottleConfig, ThrottleSettings, load_config
 
 
 def test_defaults() -> None:
@@ -71,6 +71,7 @@ CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
     ("log_level",): "debug",
     ("log_format",): "text",
     ("sip", "register_digest_algorithms"): ("MD5", "SHA-256"),
+    ("meetings", "dial_in_number"): "+14255550100",
 }
 """Fields that take one of a few values: the valid other value the loading test uses."""
 
@@ -188,6 +189,7 @@ def test_the_throttle_has_one_configuration_class() -> None:
         ({"OPENCOMMS_LOG_LEVEL": "loud"}, "OPENCOMMS_LOG_LEVEL='loud': expected one of debug, info"),
         ({"OPENCOMMS_SIP__REGISTER_DIGEST_ALGORITHMS": "MD5,FOO"}, "ALGORITHMS='FOO': expected one of MD5"),
         ({"OPENCOMMS_MEDIA__REALTIME_PRIORITY": "200"}, "PRIORITY='200': expected a whole number from 0 to 99"),
+        ({"OPENCOMMS_MEDIA__CONFERENCE_TALKERS": "0"}, "TALKERS='0': expected a whole number from 1 to 16"),
         ({"OPENCOMMS_TLS_KEY": "k.pem"}, "configuration tls_key: expected tls_cert as well"),
         ({"OPENCOMMS_TOKENS__AUDIENCES": '["a",'}, "OPENCOMMS_TOKENS__AUDIENCES='[\"a\",': expected a comma"),
     ],
@@ -227,3 +229,9 @@ def test_toml_mistakes_name_the_key_or_the_file(tmp_path: Path) -> None:
         load_config(path, env={})
     with pytest.raises(ValueError, match=r"missing\.toml.*expected a readable TOML file"):
         load_config(tmp_path / "missing.toml", env={})
+
+
+@pytest.mark.parametrize("number", ["14255550199", "+0123", "+1 425 555", "tel:+14255550199"])
+def test_a_dial_in_number_that_is_not_e164_is_refused(number: str) -> None:
+    with pytest.raises(ConfigError, match=r"E\.164"):
+        load_config(env={"OPENCOMMS_MEETINGS__DIAL_IN_NUMBER": number})

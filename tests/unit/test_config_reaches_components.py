@@ -25,7 +25,12 @@ ENV = {
     "OPENCOMMS_CALLS__REDIRECT_MULTIPLE_TIMEOUT": "22",
     "OPENCOMMS_MEDIA__ENGINE_INBOUND_QUEUE_FRAMES": "12",
     "OPENCOMMS_MEDIA__ENGINE_MAX_LAG_TICKS": "9",
+    "OPENCOMMS_MEDIA__CONFERENCE_TALKERS": "5",
+    "OPENCOMMS_MEDIA__CONFERENCE_SELECT_ABOVE": "8",
     "OPENCOMMS_THROTTLE__MAX_APPS": "10",
+    "OPENCOMMS_MEETINGS__DIAL_IN_NUMBER": "+14255550100",
+    "OPENCOMMS_SIGNIN__CODE_LIFETIME": "42",
+    "OPENCOMMS_SIGNIN__START_BURST": "7",
 }
 
 
@@ -40,8 +45,12 @@ def test_component_knobs_reach_their_components() -> None:
         assert (jitter.idle_after_frames, jitter.jump_ms, jitter.shrink_window_frames) == (7, 2000, 50)
         t = node.calls.timeouts
         assert (t.dial_timeout, t.redirect_single_timeout, t.redirect_multiple_timeout) == (33, 11, 22)
+        assert node.meetings.config.dial_in_number == "+14255550100"
+        assert node.api.signin.config.code_lifetime == 42 and node.api.signin.starts.burst == 7
         assert node.engine.max_lag_ticks == 9
         assert node.engine.engine._inbound._frames == 12
+        talkers = node.engine.engine._mixes.talkers.config
+        assert (talkers.talkers, talkers.select_above) == (5, 8)
         assert node.api.throttle._buckets.max_keys == 10
     finally:
         node.store.close()

@@ -17,15 +17,19 @@ from opencomms.api.http import Receive, Request, Response, Scope, Send, read_bod
 from opencomms.api.routing import Kind, Router
 from opencomms.api.throttle import Throttle
 from opencomms.auth.secretguard import SecretGuard
+from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.calling.media import MediaService
+from opencomms.calling.meeting_invites import ParticipantInvites
+from opencomms.calling.meetings import LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
 from opencomms.directory import Directory
-from opencomms.domain.errors import BadRequest, Throttled, Unauthenticated
+from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
 from opencomms.logs import request_context
+from opencomms.meetings.service import MeetingService
 from opencomms.net.egress import EgressPolicy
 
 log = logging.getLogger("opencomms.api")
@@ -55,6 +59,16 @@ class ApiContext:
     """The readiness checks behind /readyz (None: always ready)."""
     metrics: Any = None
     """The node's metrics for GET /metrics (`config` and `render()`, see api/routes/metrics.py); None: 404."""
+    meetings: MeetingService | None = None
+    """Online meetings (the resources); None: the meeting routes answer 503."""
+    live_meetings: LiveMeetingService | None = None
+    """Live meetings: joins with meetingInfo and participant control (None: 503 on those routes)."""
+    signin: SignIn | None = None
+    """Delegated sign-in; None: only the client-credentials grant."""
+    subscriptions: Any = None
+    """Change-notification subscriptions (subscriptions.service.SubscriptionService); None: 404."""
+    invites: ParticipantInvites | None = None
+    """participants/invite (None: 503)."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -69,12 +83,19 @@ class GraphApp:
         self.router = router
         self.on_request: Callable[[str, str, int, float], None] | None = None
         """Observer of every answered request: (method, route template or "" if none matched, status, seconds)."""
+        self.on_exchange: Callable[[str, str, Response, float], None] | None = None
+        """Observer of every answered request: (method, path, response, seconds taken); the console's timelines."""
+        self.mounts: dict[str, Callable[[Scope, Receive, Send], Awaitable[None]]] = {}
+        """ASGI apps served for a path prefix ('/console') in place of the Graph pipeline."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await _lifespan(receive, send)
             return
         if scope["type"] != "http":
+            return
+        if self.mounts and (mounted := self._mounted(scope["path"])) is not None:
+            await mounted(scope, receive, send)
             return
         request_id = new_id()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -102,6 +123,14 @@ class GraphApp:
         await self._send(send, response, payload, request_id, echo)
         if (observe := self.on_request) is not None:
             observe(method, scope.get("opencomms.route", ""), response.status, time.perf_counter() - started)
+        if (exchange := self.on_exchange) is not None:
+            exchange(method, path, response, time.perf_counter() - started)
+
+    def _mounted(self, path: str) -> Callable[[Scope, Receive, Send], Awaitable[None]] | None:
+        for prefix, app in self.mounts.items():
+            if path == prefix or path.startswith(prefix + "/"):
+                return app
+        return None
 
     async def _handle(
         self, scope: Scope, receive: Receive, headers: dict[str, str], request_id: str, crid: str | None
@@ -115,6 +144,8 @@ class GraphApp:
         caller = None
         if route.kind is Kind.GRAPH:
             caller = self._authenticate(headers)
+            if caller.user_id is not None and not route.delegated:
+                raise AccessDenied("This API accepts application tokens only, not a signed-in user's token.")
             wait = self.ctx.throttle.check(caller.app_id, self.ctx.clock())
             if wait is not None:
                 raise Throttled("Too many requests from this application; retry later.", wait)
@@ -149,6 +180,11 @@ class GraphApp:
         app = self.ctx.directory.get_app(claims.app_id)
         if app is None or app.tenant_id != claims.tenant_id:
             raise Unauthenticated("The application of this token no longer exists.")
+        if claims.user_id is not None:
+            user = self.ctx.directory.get_user(claims.user_id)
+            if user is None or user.tenant_id != claims.tenant_id:
+                raise Unauthenticated("The signed-in user of this token no longer exists.")
+            return Caller(claims.tenant_id, claims.app_id, frozenset(), claims.user_id, claims.scopes)
         return Caller(tenant_id=claims.tenant_id, app_id=claims.app_id, roles=claims.roles)
 
     @staticmethod

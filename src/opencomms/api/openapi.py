@@ -14,6 +14,7 @@ import re
 from typing import Any
 
 from opencomms import __version__
+from opencomms.api import meeting_schemas
 from opencomms.api.routing import ALIASED, APP_ALIAS, VERSIONS, Kind, Route
 from opencomms.api.schemas import REQUEST_SCHEMAS, nullable, ref
 from opencomms.domain.calls import CallState
@@ -81,6 +82,27 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         },
     },
     "callRecord": {"type": "object", "properties": {"id": _ID, "sessions": {"type": "array", "items": _OBJECT}}},
+    "subscription": {
+        "type": "object",
+        "properties": {
+            "id": _ID,
+            "resource": {"type": "string"},
+            "changeType": {"type": "string"},
+            "notificationUrl": {"type": "string"},
+            "expirationDateTime": {"type": "string", "format": "date-time"},
+            "clientState": nullable({"type": "string"}),
+        },
+    },
+    "subscriptionCollection": {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "array", "items": ref("subscription")}},
+    },
+    "callRecordCollection": {
+        "type": "object",
+        "required": ["value"],
+        "properties": {"value": {"type": "array", "items": ref("callRecord")}, "@odata.nextLink": {"type": "string"}},
+    },
     "tokenResponse": {
         "type": "object",
         "required": ["token_type", "expires_in", "access_token"],
@@ -146,6 +168,7 @@ RESPONSE_SCHEMAS: dict[str, Any] = {
         },
     },
 }
+RESPONSE_SCHEMAS.update(meeting_schemas.RESPONSE_SCHEMAS)
 SCHEMAS: dict[str, Any] = {**REQUEST_SCHEMAS, **RESPONSE_SCHEMAS}
 assert not set(REQUEST_SCHEMAS) & set(RESPONSE_SCHEMAS)
 
@@ -190,6 +213,15 @@ RESPONSES: dict[str, Any] = {
     "oauthBadRequest": _error_response(
         "OAuth error (or a Graph error for a bad correlation header)", {"anyOf": [ref("oauthError"), GRAPH_ERROR]}
     ),
+    "badRequestPage": {
+        "description": "The sign-in page says what went wrong (HTML), or a Graph error for a bad correlation header",
+        "content": {"text/html": {"schema": {"type": "string"}}, "application/json": {"schema": GRAPH_ERROR}},
+    },
+    "tooManyPages": {
+        "description": "Too many sign-in pages opened from this address (HTML)",
+        "headers": {"Retry-After": _RETRY_AFTER},
+        "content": {"text/html": {"schema": {"type": "string"}}},
+    },
     "oauthUnauthorized": _error_response("Invalid client credentials", ref("oauthError")),
     "oauthTooManyRequests": _error_response("Too many token requests", ref("oauthError"), Retry_After=_RETRY_AFTER),
 }
@@ -206,8 +238,9 @@ _BY_STATUS = {
 _OAUTH = {400: "oauthBadRequest", 401: "oauthUnauthorized", 429: "oauthTooManyRequests"}
 PIPELINE_ERRORS = (400, 413)
 """Any route: a non-GUID client-request-id or scenario-id header (400), a body over the limit (413)."""
-GRAPH_PIPELINE_ERRORS = (401, 429, 503)
-"""Graph routes: missing or invalid token (401), throttled application (429), store unavailable (503)."""
+GRAPH_PIPELINE_ERRORS = (401, 403, 429, 503)
+"""Graph routes: missing or invalid token (401), a signed-in user's token on an application-only API (403),
+throttled application (429), store unavailable (503)."""
 UNDECLARED_METHOD_STATUS = 405
 
 
@@ -255,7 +288,8 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
     if route.response_schema:
         ok["content"] = {route.response_media: {"schema": ref(route.response_schema)}}
     elif route.response_status not in (202, 204) and route.response_media != "application/json":
-        ok["content"] = {route.response_media: {"schema": {"type": "string", "contentMediaType": "audio/wav"}}}
+        media = "audio/wav" if route.response_media == "application/octet-stream" else route.response_media
+        ok["content"] = {route.response_media: {"schema": {"type": "string", "contentMediaType": media}}}
     responses: dict[str, Any] = {str(route.response_status): ok}
     for status, name in error_statuses(route).items():
         responses[str(status)] = {"$ref": f"#/components/responses/{name}"}

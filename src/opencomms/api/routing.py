@@ -55,6 +55,9 @@ class Route:
     """Errors in OAuth 2.0 shape (the token service), not Graph's."""
     query: tuple[tuple[str, str], ...] = ()
     """Optional query parameters the handler reads: (name, description)."""
+    delegated: bool = False
+    """Graph routes: also served to a signed-in user's (delegated) token; otherwise such a token is refused (403),
+    as Graph's calling APIs are application-only."""
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -68,6 +71,8 @@ class Router:
         for route in routes:
             segs = tuple(s if s.startswith("{") else s.lower() for s in route.segments)
             self._by_len.setdefault((route.kind, len(segs)), []).append((route, segs))
+        for entries in self._by_len.values():  # literal segments win over captures (`…/createOrGet` over `…/{id}`)
+            entries.sort(key=lambda entry: tuple(not s.startswith("{") for s in entry[1]), reverse=True)
 
     def match(self, method: str, path: str) -> tuple[Route, dict[str, str], str]:
         """(route, params, version). Raises NotFound or MethodNotAllowed."""
@@ -79,6 +84,7 @@ class Router:
             if len(parts) >= 2 and parts[0].lower() == "app" and parts[1].lower() == "calls":
                 parts = ["communications", *parts[1:]]
         allowed: list[str] = []
+        best: tuple[bool, ...] | None = None
         for route, segs in self._by_len.get((kind, len(parts)), ()):
             params: dict[str, str] = {}
             for seg, part in zip(segs, parts, strict=True):
@@ -87,6 +93,10 @@ class Router:
                 elif seg != part.lower():
                     break
             else:
+                shape = tuple(not s.startswith("{") for s in segs)
+                if best is not None and shape != best:
+                    break  # sorted most literal first: a less specific template never serves this path
+                best = shape
                 if route.method == method:
                     return route, params, version
                 allowed.append(route.method)

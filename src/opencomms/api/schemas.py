@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opencomms.api import meeting_schemas
 from opencomms.wire import apphosted
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
@@ -164,11 +165,57 @@ def modalities() -> Schema:
 TARGETS: Schema = {"type": "array", "minItems": 1, "maxItems": 25, "items": ref("invitationParticipantInfo")}
 CLIENT_CONTEXT = text(256)
 
+CHAT_INFO: Schema = {
+    "type": "object",
+    "required": ["threadId"],
+    "properties": {
+        "@odata.type": graph_types("chatInfo"),
+        "threadId": {"type": "string", "maxLength": 512},
+        "messageId": text(256),
+        "replyChainMessageId": text(256),
+    },
+}
+ORGANIZER_MEETING_INFO: Schema = {
+    "type": "object",
+    "required": ["organizer"],
+    "properties": {
+        "@odata.type": graph_types("organizerMeetingInfo"),
+        "organizer": ref("identitySet"),
+        "allowConversationWithoutHost": BOOL,
+    },
+}
+JOIN_MEETING_ID_MEETING_INFO: Schema = {
+    "type": "object",
+    "required": ["joinMeetingId"],
+    "properties": {
+        "@odata.type": graph_types("joinMeetingIdMeetingInfo"),
+        "joinMeetingId": {"type": "string", "maxLength": 64},
+        "passcode": text(64),
+    },
+}
+_JOIN = {"targets": {"maxItems": 0}}
 CREATE_CALL: Schema = {
     "type": "object",
-    "required": ["mediaConfig", "targets"],
+    "required": ["mediaConfig"],
     "description": "'callbackUri' is required when the application has no registered calling webhook. "
-    "Online meetings (chatInfo, meetingInfo) are not supported. " + CASE_NOTE,
+    "A call names 'targets'; a meeting join names no targets but 'meetingInfo': joinMeetingIdMeetingInfo, or "
+    "organizerMeetingInfo with 'chatInfo' (Calls.JoinGroupCall.All joins as a member, "
+    "Calls.JoinGroupCallAsGuest.All as a guest subject to the lobby). " + CASE_NOTE,
+    "anyOf": [
+        {"required": ["targets"], "properties": {"meetingInfo": {"type": "null"}, "chatInfo": {"type": "null"}}},
+        {
+            "required": ["meetingInfo"],
+            "properties": {**_JOIN, "meetingInfo": {"type": "object", "required": ["joinMeetingId"]}},
+        },
+        {
+            "required": ["meetingInfo", "chatInfo"],
+            "properties": {
+                **_JOIN,
+                "meetingInfo": {"type": "object", "required": ["organizer"]},
+                "chatInfo": {"type": "object"},
+            },
+        },
+    ],
     "properties": {
         "@odata.type": graph_types("call"),
         "callbackUri": nullable(URL),
@@ -179,8 +226,8 @@ CREATE_CALL: Schema = {
         "tenantId": text(64),
         "subject": text(1024),
         "callOptions": call_options("outgoingCallOptions"),
-        "chatInfo": {"type": "null"},
-        "meetingInfo": {"type": "null"},
+        "chatInfo": nullable(ref("chatInfo")),
+        "meetingInfo": nullable({"oneOf": [ref("organizerMeetingInfo"), ref("joinMeetingIdMeetingInfo")]}),
     },
     "examples": [
         {
@@ -193,7 +240,27 @@ CREATE_CALL: Schema = {
             ],
             "requestedModalities": ["audio"],
             "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
-        }
+        },
+        {
+            "@odata.type": "#microsoft.graph.call",
+            "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+            "meetingInfo": {
+                "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+                "joinMeetingId": "1234567890",
+                "passcode": "aB3xYz",
+            },
+        },
+        {
+            "@odata.type": "#microsoft.graph.call",
+            "requestedModalities": ["audio"],
+            "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+            "chatInfo": {"@odata.type": "#microsoft.graph.chatInfo", "threadId": "19:meeting_M2Iz@thread.v2"},
+            "meetingInfo": {
+                "@odata.type": "#microsoft.graph.organizerMeetingInfo",
+                "organizer": {"user": {"id": "550fae72-d251-43ec-868c-373732c2704f"}},
+            },
+        },
     ],
 }
 ANSWER: Schema = {
@@ -223,6 +290,17 @@ REDIRECT: Schema = {
     "required": ["targets"],
     "properties": {"targets": TARGETS, "timeout": integer(15, 90), "callbackUri": nullable(URL)},
     "examples": [{"targets": [{"identity": {"phone": {"id": "+12345678901"}}}], "timeout": 30}],
+}
+INVITE_PARTICIPANTS: Schema = {
+    "type": "object",
+    "required": ["participants"],
+    "description": "At most 5 participants. A participant with 'replacesCallId' (invited alone, into a meeting) "
+    "is the far party of that peer-to-peer call of the same application, moved in with its media.",
+    "properties": {
+        "participants": {"type": "array", "minItems": 1, "maxItems": 5, "items": ref("invitationParticipantInfo")},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"participants": [{"identity": {"phone": {"id": "+12345678901"}}}], "clientContext": "c"}],
 }
 TRANSFER: Schema = {
     "type": "object",
@@ -312,17 +390,49 @@ CLIENT_CONTEXT_ONLY: Schema = {
     "properties": {"clientContext": CLIENT_CONTEXT},
     "examples": [{"clientContext": "ctx"}, {}],
 }
+START_HOLD_MUSIC: Schema = {
+    "type": "object",
+    "description": "No body is accepted too. " + CASE_NOTE,
+    "properties": {"customPrompt": nullable(ref("prompt")), "clientContext": CLIENT_CONTEXT},
+    "examples": [{"clientContext": "ctx"}, {}],
+}
+UPDATE_RECORDING_STATUS: Schema = {
+    "type": "object",
+    "required": ["status"],
+    "description": CASE_NOTE,
+    "properties": {
+        "status": {"type": "string", "enum": ["notRecording", "recording", "failed"]},
+        "clientContext": CLIENT_CONTEXT,
+    },
+    "examples": [{"status": "recording", "clientContext": "ctx"}],
+}
 TOKEN_REQUEST: Schema = {
     "type": "object",
-    "required": ["grant_type", "scope"],
-    "description": "client_id and client_secret go in the form, or in an 'Authorization: Basic' header.",
+    "required": ["grant_type"],
+    "description": "client_id and client_secret go in the form, or in an 'Authorization: Basic' header (public "
+    "clients send no secret). client_credentials needs scope; authorization_code needs code, redirect_uri and "
+    "code_verifier; refresh_token needs refresh_token; the device_code grant needs device_code.",
     "properties": {
-        "grant_type": {"const": "client_credentials"},
-        "scope": {"type": "string", "description": "<audience>/.default"},
+        "grant_type": {
+            "enum": [
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ]
+        },
+        "scope": {"type": "string", "description": "<audience>/.default, or delegated scopes"},
         "client_id": {"type": "string", "maxLength": 64},
         "client_secret": {"type": "string"},
+        "code": {"type": "string"},
+        "redirect_uri": {"type": "string"},
+        "code_verifier": {"type": "string"},
+        "refresh_token": {"type": "string"},
+        "device_code": {"type": "string"},
     },
 }
+
+_NOTIFICATION_URL: Schema = {"type": "string", "maxLength": 2048, "pattern": "^[hH][tT][tT][pP][sS]?://"}
 
 REQUEST_SCHEMAS: dict[str, Schema] = {
     "identity": IDENTITY,
@@ -333,11 +443,15 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "serviceHostedMediaConfig": SERVICE_HOSTED,
     "appHostedMediaConfig": APP_HOSTED,
     "mediaConfig": MEDIA_CONFIG,
+    "chatInfo": CHAT_INFO,
+    "organizerMeetingInfo": ORGANIZER_MEETING_INFO,
+    "joinMeetingIdMeetingInfo": JOIN_MEETING_ID_MEETING_INFO,
     "createCall": CREATE_CALL,
     "answer": ANSWER,
     "reject": REJECT,
     "redirect": REDIRECT,
     "transfer": TRANSFER,
+    "inviteParticipants": INVITE_PARTICIPANTS,
     "anyObject": ANY_OBJECT,
     "mediaPrompt": MEDIA_PROMPT,
     "textPrompt": TEXT_PROMPT,
@@ -346,5 +460,41 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "recordResponse": RECORD_RESPONSE,
     "sendDtmfTones": SEND_DTMF_TONES,
     "clientContext": CLIENT_CONTEXT_ONLY,
+    "startHoldMusic": START_HOLD_MUSIC,
+    "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
+    **meeting_schemas.REQUEST_SCHEMAS,
+    "subscriptionCreate": {
+        "type": "object",
+        "required": ["changeType", "notificationUrl", "resource", "expirationDateTime"],
+        "properties": {
+            "changeType": {"const": "created"},
+            "notificationUrl": _NOTIFICATION_URL,
+            "resource": {"enum": ["/communications/callRecords", "communications/callRecords"]},
+            "expirationDateTime": {
+                "type": "string",
+                "minLength": 1,
+                "format": "date-time",
+                "description": "at most 4230 min ahead",
+            },
+            "clientState": text(128),
+        },
+        "examples": [
+            {
+                "changeType": "created",
+                "notificationUrl": "https://bot.example/notify",
+                "resource": "/communications/callRecords",
+                "expirationDateTime": "2030-01-01T00:00:00Z",
+                "clientState": "secret",
+            }
+        ],
+    },
+    "subscriptionUpdate": {
+        "type": "object",
+        "properties": {
+            "expirationDateTime": {"type": "string", "minLength": 1, "format": "date-time"},
+            "notificationUrl": _NOTIFICATION_URL,
+        },
+        "examples": [{"expirationDateTime": "2030-01-01T00:00:00Z"}],
+    },
 }

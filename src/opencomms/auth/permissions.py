@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from enum import StrEnum
 
-__all__ = ["Permission", "normalize_roles", "parse_permission"]
+__all__ = ["DelegatedScope", "Permission", "normalize_roles", "parse_permission", "parse_scope"]
 
 
 class Permission(StrEnum):
@@ -20,6 +20,7 @@ class Permission(StrEnum):
     CALLS_JOIN_GROUP_CALL_ALL = "Calls.JoinGroupCall.All"
     CALLS_JOIN_GROUP_CALL_AS_GUEST_ALL = "Calls.JoinGroupCallAsGuest.All"
     CALLS_ACCESS_MEDIA_ALL = "Calls.AccessMedia.All"
+    ONLINE_MEETINGS_READ_ALL = "OnlineMeetings.Read.All"
     ONLINE_MEETINGS_READ_WRITE_ALL = "OnlineMeetings.ReadWrite.All"
     CALLS_RECORDS_READ_ALL = "CallRecords.Read.All"
 
@@ -49,3 +50,20 @@ def normalize_roles(names: Iterable[str]) -> frozenset[str]:
         found = _BY_LOWER.get(name.strip().lower())
         canonical.add(name if found is None else found.value)
     return frozenset(canonical)
+
+
+class DelegatedScope(StrEnum):
+    """Delegated permissions (the `scp` claim of a signed-in user's token). Every registered app may ask for
+    them: the operator who registers an app consents for the tenant, as an Entra ID admin does."""
+
+    ONLINE_MEETINGS_READ = "OnlineMeetings.Read"
+    ONLINE_MEETINGS_READ_WRITE = "OnlineMeetings.ReadWrite"
+    USER_READ = "User.Read"
+
+
+_SCOPES: dict[str, DelegatedScope] = {s.value.lower(): s for s in DelegatedScope}
+
+
+def parse_scope(name: str) -> DelegatedScope | None:
+    """The delegated scope for ``name`` (case-insensitive), or None if it is not one."""
+    return _SCOPES.get(name.strip().lower())

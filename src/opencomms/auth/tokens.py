@@ -1,4 +1,5 @@
-"""Access tokens (Microsoft identity platform v2 style, client-credentials) and callback tokens, RS256 only.
+"""Access tokens (Microsoft identity platform v2 style: application and delegated), ID tokens and callback
+tokens, RS256 only.
 
 Owns claim layout, issuance, validation and their caches; must not read the clock, check roles against APIs,
 or put token contents into error messages.
@@ -51,6 +52,10 @@ class AccessClaims:
     audience: str
     expires_at: float
     token_id: str
+    user_id: str | None = None
+    """The signed-in user (`oid`) of a delegated token; None for an application token."""
+    scopes: frozenset[str] = frozenset()
+    """A delegated token's `scp`, split."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +164,53 @@ class TokenService:
         }
         return self._sign(claims, self._keyring.active), self._access_lifetime
 
+    def issue_delegated_token(
+        self, *, tenant_id: str, app_id: str, user_id: str, scopes: Iterable[str], audience: str, now: float
+    ) -> tuple[str, int]:
+        """A signed access token for a signed-in user (`scp`, `oid`), and its ``expires_in`` in seconds."""
+        if audience not in self._audiences:
+            raise ValueError("audience is not one this service accepts")
+        iat = int(now)
+        claims = {
+            "aud": audience,
+            "iss": self.issuer_for(tenant_id),
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + self._access_lifetime,
+            "tid": tenant_id,
+            "appid": app_id,
+            "azp": app_id,
+            "scp": " ".join(sorted(set(scopes))),
+            "sub": user_id,
+            "oid": user_id,
+            "ver": "2.0",
+            "jti": str(uuid.uuid4()),
+            "idtyp": "user",
+        }
+        return self._sign(claims, self._keyring.active), self._access_lifetime
+
+    def issue_id_token(
+        self, *, tenant_id: str, client_id: str, user_id: str, name: str, username: str, nonce: str | None, now: float
+    ) -> str:
+        """An OpenID Connect ID token for the client (audience = its client id)."""
+        iat = int(now)
+        claims: dict[str, Any] = {
+            "aud": client_id,
+            "iss": self.issuer_for(tenant_id),
+            "iat": iat,
+            "nbf": iat,
+            "exp": iat + self._access_lifetime,
+            "tid": tenant_id,
+            "oid": user_id,
+            "sub": user_id,
+            "name": name,
+            "preferred_username": username,
+            "ver": "2.0",
+        }
+        if nonce is not None:
+            claims["nonce"] = nonce
+        return self._sign(claims, self._keyring.active)
+
     def validate_access_token(self, token: str, now: float) -> AccessClaims:
         """The claims of a valid access token; raises :class:`TokenError`. Repeated tokens hit a cache."""
         hit = self._validated.get(token)
@@ -179,13 +231,21 @@ class TokenService:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise TokenError("malformed", "roles claim must be a list of strings")
+        scp = claims.get("scp")
+        user_id = None
+        if scp is not None:
+            user_id = _str_claim(claims, "oid")
+            if not isinstance(scp, str) or not user_id:
+                raise TokenError("malformed", "a delegated token needs a scp string and the user's oid")
         result = AccessClaims(
             tenant_id=tenant_id,
             app_id=app_id,
-            roles=normalize_roles(roles),
+            roles=frozenset() if scp is not None else normalize_roles(roles),
             audience=audience,
             expires_at=exp,
             token_id=_str_claim(claims, "jti") or _str_claim(claims, "uti"),
+            user_id=user_id,
+            scopes=frozenset(str(scp).split()) if scp is not None else frozenset(),
         )
         entry = _Validated(result, kid, private_pem, nbf - self._leeway, exp + self._leeway)
         _put_bounded(self._validated, token, entry, self._cache_size)

@@ -19,12 +19,14 @@ engine only through commands (`EnginePort.call`) and must not know service-hoste
   the next tick. So a frame is heard at the first tick after it arrives and bursts are played out one per tick;
   when frames have been left waiting at the start of 5 ticks in a row (a standing backlog, after a stall or
   from a bot whose clock runs fast), the oldest is dropped: latency beats completeness.
-* **Node to bot.** The leg's listener runs on the engine thread every tick; it queues copies and wakes the
-  event loop at most once per tick, which encodes them (mixed + the 4 loudest other participants, each with its
-  mediaStream sourceId) and hands them to the leg's sender task. A slow bot loses its oldest frames (8 kept).
-* **Events.** ToneDetected on the leg -> `dtmf`. Dominant speaker: the engine's VAD (a VadBank, as the engine
-  runs on what legs hear) on each other participant's own audio (the unmixed frames, so it works in group calls
-  too) -> `dominantSpeaker` when the dominant one changes.
+* **Node to bot.** The leg's listener (`HeardTalkers`) runs on the engine thread every tick; it queues copies and
+  wakes the event loop at most once per tick, which encodes them (mixed + the 4 loudest other participants, each
+  with the mediaStream sourceId the engine holds for it) and hands them to the leg's sender task. In a conference
+  the engine hands over only the talkers it mixed (K), so a bot in a meeting of 1000 costs what its talkers cost.
+  A slow bot loses its oldest frames (8 kept).
+* **Events.** ToneDetected on the leg -> `dtmf`. Dominant speaker -> `dominantSpeaker` when it changes: in a
+  conference, the engine's DominantSpeakerChanged; in a smaller conversation, the engine's VAD (a VadBank) on each
+  other participant's own audio (the unmixed frames).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from opencomms.calling.service import CallService
 from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
-from opencomms.media.speakers import DominantSpeaker, SpeakerVad, loudest
+from opencomms.media.speakers import HISTORY, DominantSpeaker, SpeakerVad, loudest
 from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.wire.apphosted import (
     MAX_UNMIXED,
@@ -148,7 +150,9 @@ class AppHostedMedia:
         self._bridges: dict[str, _Bridge] = {}
         self._by_conv: dict[str, set[str]] = {}
         self._vad = SpeakerVad()
-        self._frames: deque[tuple[str, Frame, list[tuple[str, Frame]], float]] = deque()
+        self._frames: deque[tuple[str, Frame, list[tuple[str, str, Frame]], float]] = deque()
+        self._conferences: set[str] = set()
+        """Conversations whose dominant speaker the engine reports (conferences): no VAD of ours there."""
         self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -186,13 +190,16 @@ class AppHostedMedia:
             members.discard(call.id)
             if not members:
                 del self._by_conv[bridge.conversation_id]
+                self._conferences.discard(bridge.conversation_id)
         self._stop(bridge, bye="call ended")
 
     def on_events(self, events: Sequence[eng.MediaEvent]) -> None:
         if not self._bridges:
             return
         for event in events:
-            if isinstance(event, eng.ToneDetected):
+            if isinstance(event, eng.DominantSpeakerChanged):
+                self._dominant(event)
+            elif isinstance(event, eng.ToneDetected):
                 bridge = self._bridges.get(event.leg_id)
                 if bridge is not None:
                     at = round(event.at * TICKS_PER_SECOND)
@@ -214,7 +221,12 @@ class AppHostedMedia:
 
     # -- engine side -----------------------------------------------------------------------------------------
     def _tick(
-        self, engine: eng.MediaEngine, bridge: _Bridge, heard: Frame, unmixed: list[tuple[str, Frame]], now: float
+        self,
+        engine: eng.MediaEngine,
+        bridge: _Bridge,
+        heard: Frame,
+        unmixed: list[tuple[str, int, Frame]],
+        now: float,
     ) -> None:
         """On the engine thread, at the end of every tick: give the next tick a frame from the bot if one waits
         (trimming a standing backlog), and queue what the leg heard for the event loop (waking it once a tick)."""
@@ -231,7 +243,8 @@ class AppHostedMedia:
             bridge.backlog_ticks = 0
         bridge.ticks += 1
         self._play_one(engine, bridge)
-        parts = [(other, frame.copy()) for other, frame in unmixed]  # the engine's views live for this call only
+        # the engine's views live for this call only
+        parts = [(other, str(source) if source else "", frame.copy()) for other, source, frame in unmixed]
         self._frames.append((bridge.call_id, heard.copy(), parts, now))
         if not self._scheduled:
             self._scheduled = True
@@ -253,15 +266,19 @@ class AppHostedMedia:
                 if speakers:
                     self._detect_speech(speakers)
                 speakers, frame_time = {}, now
-            speakers.update(unmixed)
+            speakers.update((other, frame) for other, _, frame in unmixed)
             bridge = self._bridges.get(leg_id)
             if bridge is None or bridge.ws is None:
                 continue
+            sources = {other: source for other, source, _ in unmixed}
             tagged: list[tuple[str, bytes]] = []
-            for other, frame in loudest(unmixed, MAX_UNMIXED):
-                leg = calls.leg(other)
-                if leg is not None:
-                    tagged.append((leg.source_id, frame.tobytes()))
+            for other, frame in loudest([(other, frame) for other, _, frame in unmixed], MAX_UNMIXED):
+                source = sources[other]
+                if not source:  # a leg the engine has no sourceId for: the roster's
+                    leg = calls.leg(other)
+                    source = leg.source_id if leg is not None else ""
+                if source:
+                    tagged.append((source, frame.tobytes()))
             bridge.sequence += 1
             message = encode_audio(bridge.sequence, round(now * TICKS_PER_SECOND), heard.tobytes(), tuple(tagged))
             if len(bridge.audio) == SEND_QUEUE_FRAMES:
@@ -280,9 +297,29 @@ class AppHostedMedia:
         for leg_id, speaking in self._vad.process(speakers.items()):
             self._speech(leg_id, speaking)
 
+    def _dominant(self, event: eng.DominantSpeakerChanged) -> None:
+        """The engine's dominant speaker of a conference: to every bot of it but the speaker itself."""
+        conv = event.mix_id
+        self._conferences.add(conv)
+        source = str(event.source_id) if event.source_id else None
+        if source is None and event.leg_id is not None:
+            leg = self.calls.leg(event.leg_id)
+            source = leg.source_id if leg is not None else None
+        for call_id in self._by_conv.get(conv, ()):
+            bridge = self._bridges.get(call_id)
+            if bridge is None or call_id == event.leg_id:
+                continue
+            speakers = bridge.speakers
+            speakers.current = source
+            if source is not None:
+                speakers.history = [source, *(s for s in speakers.history if s != source)][:HISTORY]
+            self._send_control(
+                bridge, encode_control("dominantSpeaker", sourceId=speakers.current, history=speakers.history)
+            )
+
     def _speech(self, leg_id: str, speaking: bool) -> None:
         leg = self.calls.leg(leg_id)
-        if leg is None:
+        if leg is None or leg.conversation_id in self._conferences:
             return
         for call_id in self._by_conv.get(leg.conversation_id, ()):
             bridge = self._bridges.get(call_id)
@@ -347,7 +384,7 @@ class AppHostedMedia:
                 engine.unsubscribe(bridge.subscription)
                 bridge.subscription = None
             if engine.has_leg(bridge.call_id) and not bridge.closing:
-                listener = eng.HeardParts(
+                listener = eng.HeardTalkers(
                     bridge.call_id, lambda _leg, heard, unmixed, now: self._tick(engine, bridge, heard, unmixed, now)
                 )
                 bridge.subscription = engine.subscribe(listener)

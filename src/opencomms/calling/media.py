@@ -277,10 +277,13 @@ class MediaService:
         cm.in_engine = True
         self._legs_in_engine += 1
         leg, mix, muted = call.id, call.conversation_id, call.muted
+        source = int(call.source_id) if call.source_id.isdigit() else 0  # the roster's sourceId (a number)
 
         def join(engine: eng.MediaEngine) -> None:
-            engine.add_leg(leg)
+            if not engine.has_leg(leg):  # a dial-in phone's leg is in the engine since the attendant answered it
+                engine.add_leg(leg)
             engine.join(leg, mix)
+            engine.set_source_id(leg, source)
             if muted:
                 engine.set_muted(leg, True)
 
@@ -288,10 +291,24 @@ class MediaService:
         for observer in self.observers:
             observer.connected(call)
 
+    def moved(self, leg_id: str) -> None:
+        """Leg `leg_id` leaves its conversation without ending (participants/invite with replacesCallId): its
+        engine leg stays; `connected` puts it in its new conversation's mix."""
+        cm = self._media.pop(leg_id, None)
+        if cm is not None and cm.in_engine:
+            self._legs_in_engine -= 1
+
     def muted(self, leg_id: str, muted: bool) -> None:
         cm = self._media.get(leg_id)
         if cm is not None and cm.in_engine:
             self.engine.call(lambda engine: engine.set_muted(leg_id, muted))
+
+    def server_muted(self, leg_id: str, muted: bool) -> None:
+        """A meeting participant muted (or unmuted) by someone else: its audio leaves (or rejoins) the mix; kept
+        apart from the leg's own mute in the engine."""
+        cm = self._media.get(leg_id)
+        if cm is not None and cm.in_engine:
+            self.engine.call(lambda engine: engine.set_server_muted(leg_id, muted))
 
     def ending(self, call: Call) -> None:
         for observer in self.observers:
@@ -391,7 +408,7 @@ class MediaService:
             return
         tag = getattr(event, "tag", None)
         op = self._ops.get(tag) if isinstance(tag, str) else None
-        if op is None or op.call_id != event.leg_id:
+        if op is None or op.call_id != getattr(event, "leg_id", None):
             return
         call = self.calls.leg(op.call_id)
         if isinstance(event, eng.PlayFinished) and op.kind is OpKind.PLAY_PROMPT and event.completed:

@@ -96,8 +96,8 @@ class Call:
             "resultInfo": None if self.result_info is None else self.result_info.to_wire(),
             "incomingContext": self.incoming_context,
             "callRoutes": self.call_routes,
-            "chatInfo": None,
-            "meetingInfo": None,
+            "chatInfo": self.extra.get("chatInfo"),
+            "meetingInfo": self.extra.get("meetingInfo"),
             "toneInfo": None,
             "transcription": None,
         }

@@ -4,7 +4,10 @@ Bodies come from `calling.notifications` (the same builders as before the conver
 unchanged). A roster change is computed once per run of Participant* events of a group call (legs that connect
 together make one run, as the calls slice sent them), by replaying the events onto the roster as it was before the
 command, and sent to each bot leg in it; external legs get nothing
-(their gateway speaks for them). A command's notifications are projected inside its unit of work and written with it
+(their gateway speaks for them). Meetings' rosters (classic and delta, serialized once per change whatever the
+number of listening legs, in `rosterSequenceNumber` order) are built by `calling.rosters.MeetingRosters` from the
+same events; finished operations reported by events (hold music) become their `deleted` operation notifications.
+A command's notifications are projected inside its unit of work and written with it
 (the ledger releases them to the dispatcher once the write has committed).
 """
 
@@ -17,9 +20,11 @@ import orjson
 
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import Call
+from opencomms.calling.rosters import MeetingRosters
 from opencomms.calling.subscribers import Batch, LegQuery
 from opencomms.directory import Directory
 from opencomms.domain import events as ev
+from opencomms.domain.conversation import Conversation
 from opencomms.domain.legs import LegKind
 from opencomms.domain.participants import Participant
 from opencomms.domain.rules import ConversationKind
@@ -46,6 +51,8 @@ class NotificationProjector:
     def __init__(self, directory: Directory, sink: Any) -> None:
         self.directory = directory
         self.sink: Sink = sink
+        self.meetings = MeetingRosters()
+        """Meeting rosters (classic and delta), one serialization per change."""
 
     # -- public: other services notify through the projector too --------------------------------------------
     def notify(self, call: Call, body: dict[str, Any]) -> None:
@@ -68,10 +75,21 @@ class NotificationProjector:
         return url
 
     # -- inside a unit of work --------------------------------------------------------------------------------
-    def project(self, batch: Batch, legs: LegQuery, now: float) -> list[OutboxEntry]:
+    def project(self, batch: Batch, legs: LegQuery, now: float, conv: Conversation | None = None) -> list[OutboxEntry]:
         """The notifications of `batch`'s events, in order (pure apart from new entry ids: a rerun makes new
-        ones). `legs`: the views of the legs as the command left them."""
-        return _Projection(self, batch, legs, now).run()
+        ones). `legs`: the views of the legs as the command left them; `conv`: the conversation as the command
+        left it (a meeting's roster goes to its listening legs)."""
+        entries = _Projection(self, batch, legs, now).run()
+        if conv is not None and batch.kind is ConversationKind.MEETING:
+            self.meetings.project(batch, conv, legs, lambda call, body: self._entry(entries, call, body, now))
+        return entries
+
+    def _entry(self, entries: list[OutboxEntry], call: Call, body: bytes, now: float) -> None:
+        url = self._url(call)
+        if url is not None:
+            entries.append(
+                new_entry(order_key=call.id, app_id=call.app_id, tenant_id=call.tenant_id, url=url, body=body, now=now)
+            )
 
 
 class _Projection:
@@ -88,18 +106,7 @@ class _Projection:
         self.ended: dict[str, Call] = {}
 
     def notify(self, call: Call, body: dict[str, Any]) -> None:
-        url = self.owner._url(call)
-        if url is not None:
-            self.entries.append(
-                new_entry(
-                    order_key=call.id,
-                    app_id=call.app_id,
-                    tenant_id=call.tenant_id,
-                    url=url,
-                    body=orjson.dumps(body),
-                    now=self.now,
-                )
-            )
+        self.owner._entry(self.entries, call, orjson.dumps(body), self.now)
 
     def run(self) -> list[OutboxEntry]:
         batch = self.batch
@@ -111,7 +118,7 @@ class _Projection:
 
     def event(self, batch: Batch, event: ev.Event) -> None:
         if isinstance(event, _PARTICIPANT_EVENTS):
-            if batch.kind is not ConversationKind.GROUP:
+            if batch.kind is not ConversationKind.GROUP:  # a meeting's roster: MeetingRosters
                 return
             roster = self._begin_roster(batch)
             if isinstance(event, ev.ParticipantLeft):
@@ -140,6 +147,9 @@ class _Projection:
                 self.notify(call, notes.call_updated(call, state=event.state.value, **extra))
             elif isinstance(event, ev.LegRouted):
                 self.notify(call, notes.call_updated(call, callRoutes=list(event.call_routes)))
+            elif isinstance(event, ev.OperationFinished):
+                url = f"{call.url}/operations/{event.operation['id']}"
+                self.notify(call, notes.envelope("deleted", url, event.operation))
 
     # -- rosters -------------------------------------------------------------------------------------------
     def _begin_roster(self, batch: Batch) -> dict[str, Participant]:

@@ -101,15 +101,27 @@ def _failure(reason: ResultInfo, connected: bool) -> JsonObj | None:
     return {"stage": "midcall" if connected else "callSetup", "reason": reason.message}
 
 
-def session(call: Call, reason: ResultInfo, quality: CallQuality, codec: str, ended_at: float) -> JsonObj:
-    """One callRecords.session (with its single segment) for external leg `call`."""
-    phone_is_caller = call.direction is CallDirection.OUTGOING  # the phone placed the call
-    other = (
-        (call.targets[0].get("identity") if call.targets else None) if phone_is_caller else call.source.get("identity")
-    )
-    phone = _endpoint(call.identity, True)
-    platform = _endpoint(other, False)
-    caller, callee = (phone, platform) if phone_is_caller else (platform, phone)
+def _other(call: Call) -> JsonObj | None:
+    """The identity of the party at the leg's other end: its target when it placed the call, else its caller."""
+    if call.direction is CallDirection.OUTGOING:
+        return call.targets[0].get("identity") if call.targets else None
+    identity: JsonObj | None = call.source.get("identity")
+    return identity
+
+
+def session(
+    call: Call, reason: ResultInfo, quality: CallQuality | None, codec: str, ended_at: float, *, group: bool = False
+) -> JsonObj:
+    """One callRecords.session (with its single segment) for leg `call`. An external leg (`quality` given) is the
+    phone against the platform; a bot's leg (`quality` None: its media never left the node, no RTP figures) is the
+    bot against its peer, or against the conference service in a group call or meeting."""
+    placed = call.direction is CallDirection.OUTGOING  # this leg's party placed the call
+    me = _endpoint(call.identity, True)
+    if quality is not None:
+        peer = _endpoint(_other(call), False)
+    else:
+        peer = _endpoint(None, False) if group else _endpoint(_other(call) or {}, True)
+    caller, callee = (me, peer) if placed else (peer, me)
     start, end = iso_time(call.created_at), iso_time(ended_at)
     failure = _failure(reason, call.connected)
     segment = {
@@ -124,7 +136,9 @@ def session(call: Call, reason: ResultInfo, quality: CallQuality, codec: str, en
                 "label": "main-audio",
                 "callerNetwork": {"networkTransportProtocol": "udp"},
                 "calleeNetwork": {"networkTransportProtocol": "udp"},
-                "streams": streams(quality, codec, phone_is_caller, start, end) if call.connected else [],
+                "streams": streams(quality, codec, placed, start, end)
+                if call.connected and quality is not None
+                else [],
             }
         ],
     }
@@ -141,19 +155,19 @@ def session(call: Call, reason: ResultInfo, quality: CallQuality, codec: str, en
     }
 
 
-def record_leg(
-    store: Store,
+def add_session(
+    doc: JsonObj | None,
     call: Call,
     reason: ResultInfo,
-    quality: CallQuality,
+    quality: CallQuality | None,
     codec: str,
     *,
     group: bool,
     now: float,
 ) -> JsonObj:
-    """Add external leg `call`'s session to its conversation's callRecord (created on first use); returns it."""
+    """The stored callRecord document `doc` (a new one if None) with leg `call`'s session added (or replaced).
+    Pure; the caller raises `version` once per write."""
     key = call.conversation_id
-    doc = store.get(KIND, key)
     phone_is_caller = call.direction is CallDirection.OUTGOING
     start, end = iso_time(call.created_at), iso_time(now)
     if doc is None:
@@ -175,19 +189,39 @@ def record_leg(
             },
         }
     record: JsonObj = doc["record"]
-    new = session(call, reason, quality, codec, now)
+    new = session(call, reason, quality, codec, now, group=group)
     record["sessions"] = [s for s in record["sessions"] if s["id"] != call.id] + [new]
-    record["version"] += 1
     record["startDateTime"] = min(record["startDateTime"], start)
     record["endDateTime"] = max(record["endDateTime"], end)
-    record["lastModifiedDateTime"] = end
+    record["lastModifiedDateTime"] = max(record["lastModifiedDateTime"], end)
     parties = [call.identity, call.source.get("identity") if not phone_is_caller else None]
     if phone_is_caller and call.targets:
         parties.append(call.targets[0].get("identity"))
     for party in parties:
         if party and party not in record["participants"]:
             record["participants"].append(party)
+    return doc
+
+
+def record_leg(
+    store: Store,
+    call: Call,
+    reason: ResultInfo,
+    quality: CallQuality | None,
+    codec: str,
+    *,
+    group: bool,
+    now: float,
+) -> JsonObj:
+    """Add external leg `call`'s session (with its RTP `quality`) to its conversation's callRecord (created on first
+    use); returns the record. Bot legs are written together by `record_legs`."""
+    key = call.conversation_id
+    doc = add_session(store.get(KIND, key), call, reason, quality, codec, group=group, now=now)
+    record: JsonObj = doc["record"]
+    record["version"] += 1
     store.put(KIND, key, doc)
+    if quality is None:
+        return record
     log.info(
         "call quality",
         extra={
@@ -202,6 +236,25 @@ def record_leg(
             "remote_loss_percent": quality.remote_loss_percent,
         },
     )
+    return record
+
+
+def record_legs(
+    store: Store, legs: list[tuple[Call, ResultInfo, float]], *, group: bool, fresh: bool
+) -> JsonObj | None:
+    """Add the sessions of ended bot legs (no RTP of their own) to their conversation's callRecord in one write:
+    `legs` are (leg, its result, when it ended), all of one conversation. `fresh`: the record cannot exist yet (no
+    external leg took part), so it is not read first. Returns the record (None: no legs)."""
+    if not legs:
+        return None
+    key = legs[0][0].conversation_id
+    doc = None if fresh else store.get(KIND, key)
+    for call, reason, at in legs:
+        doc = add_session(doc, call, reason, None, "unknown", group=group, now=at)
+    assert doc is not None
+    record: JsonObj = doc["record"]
+    record["version"] += 1
+    store.put(KIND, key, doc)
     return record
 
 
@@ -220,4 +273,4 @@ def view(store: Store, tenant_id: str, record_id: str, expand: str = "") -> Json
     return record
 
 
-__all__ = ["KIND", "iso_duration", "iso_time", "record_leg", "session", "streams", "view"]
+__all__ = ["KIND", "add_session", "iso_duration", "iso_time", "record_leg", "record_legs", "session", "streams", "view"]

@@ -70,6 +70,10 @@ class Caller:
     tenant_id: str
     app_id: str
     roles: frozenset[str]
+    user_id: str | None = None
+    """The signed-in user of a delegated token (None: an application token)."""
+    scopes: frozenset[str] = frozenset()
+    """A delegated token's `scp` (e.g. OnlineMeetings.ReadWrite)."""
 
 
 _TIMEOUTS = CallsConfig()

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.quotas import LiveCalls
 from opencomms.domain.conversation import Conversation
-from opencomms.domain.events import LegEnded
+from opencomms.domain.events import LegEnded, LegReleased
 from opencomms.domain.legs import Leg
 
 _DEFAULT_MODALITIES = ["audio"]
@@ -88,7 +88,7 @@ class LegViews:
         calls, by_leg = self.calls, self.by_leg
         if events is not None:
             for event in events:
-                if isinstance(event, LegEnded):
+                if isinstance(event, LegEnded | LegReleased):
                     by_leg.pop(event.leg_id, None)
                     calls.pop(event.leg_id, None)
         if conv is None or events is None:

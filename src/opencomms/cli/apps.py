@@ -21,6 +21,7 @@ def _row(a: Application) -> dict[str, Any]:
         "permissions": ",".join(a.permissions),
         "callback_url": a.callback_url,
         "redirect_uris": ",".join(a.redirect_uris),
+        "public_client": a.public_client,
         "secrets": len(a.secret_hashes),
     }
 
@@ -36,6 +37,9 @@ def app_create(
         str | None, typer.Option(help="Calling webhook: where incoming calls are notified.")
     ] = None,
     redirect_uri: Annotated[list[str] | None, typer.Option(help="Sign-in redirect URI (repeat).")] = None,
+    public_client: Annotated[
+        bool, typer.Option("--public-client", help="Users sign in to it without a client secret (CLI, desktop).")
+    ] = False,
     config_path: ConfigOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -46,8 +50,9 @@ def app_create(
         warn_if_refused(config(config_path, store), callback_url)
     d = directory(config_path, store)
     created, secret = d.create_app(tenant, name, permissions=permission or (), callback_url=callback_url)
-    if redirect_uri:
-        created = d.edit_app(created.id, AppChange(redirect_uris=tuple(redirect_uri)))
+    if redirect_uri or public_client:
+        change = AppChange(redirect_uris=tuple(redirect_uri) if redirect_uri else None, public_client=public_client)
+        created = d.edit_app(created.id, change)
     row = {"client_id": created.id, "client_secret": secret, **_row(created)}
     del row["secrets"]
     out([row], as_json)
@@ -97,6 +102,10 @@ def app_update(
     redirect_uri: Annotated[list[str] | None, typer.Option(help="Replace the redirect URIs (repeat).")] = None,
     add_redirect_uri: Annotated[list[str] | None, typer.Option(help="Add a redirect URI (repeat).")] = None,
     remove_redirect_uri: Annotated[list[str] | None, typer.Option(help="Remove a redirect URI (repeat).")] = None,
+    public_client: Annotated[
+        bool | None,
+        typer.Option("--public-client/--confidential-client", help="Allow sign-in without a client secret, or not."),
+    ] = None,
     config_path: ConfigOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
@@ -114,6 +123,7 @@ def app_update(
         redirect_uris=None if redirect_uri is None else tuple(redirect_uri),
         add_redirect_uris=tuple(add_redirect_uri or ()),
         remove_redirect_uris=tuple(remove_redirect_uri or ()),
+        public_client=public_client,
     )
     if change == AppChange():
         fail("nothing to change: give --name, --callback-url, --permission, --add-permission, … (see --help)")

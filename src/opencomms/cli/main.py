@@ -13,7 +13,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from opencomms.cli import apps, calls, instances, keys, serve, sip_accounts, status, tenants, users
+from opencomms.cli import admin, apps, calls, instances, keys, meetings, serve, sip_accounts, status, tenants, users
 from opencomms.cli.common import USAGE
 from opencomms.domain.errors import OpenCommsError
 from opencomms.store import StoreUnavailable
@@ -48,6 +48,9 @@ app.add_typer(instances.cli, name="instance")
 app.add_typer(calls.cli, name="calls")
 app.add_typer(keys.cli, name="keys")
 app.add_typer(sip_accounts.cli, name="sip-account")
+app.add_typer(meetings.cli, name="meetings")
+app.add_typer(meetings.policy_cli, name="policy")
+app.add_typer(admin.cli, name="admin")
 app.command("dev-cert")(keys.dev_cert)
 
 

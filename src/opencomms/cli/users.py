@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -15,12 +16,45 @@ cli = typer.Typer(help="Directory users.", no_args_is_help=True)
 def user_create(
     tenant: Annotated[str, typer.Option(help="Tenant id or domain.")],
     name: Annotated[str, typer.Option(help="Display name.")],
+    upn: Annotated[str | None, typer.Option(help="User principal name for sign-in (alice@contoso.example).")] = None,
     config: ConfigOpt = None,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    user = directory(config, store).create_user(tenant, name)
-    out([{"id": user.id, "tenant_id": user.tenant_id, "name": user.display_name}], as_json)
+    user = directory(config, store).create_user(tenant, name, upn=upn)
+    out([{"id": user.id, "tenant_id": user.tenant_id, "name": user.display_name, "upn": user.upn}], as_json)
+
+
+@cli.command("set-password")
+def user_set_password(
+    user: Annotated[str, typer.Argument(help="User id or user principal name.")],
+    password: Annotated[
+        str | None,
+        typer.Option(help="The password (prefer the prompt or OPENCOMMS_USER_PASSWORD: options land in history)."),
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the password: the user cannot sign in.")] = False,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Let a user sign in (authorization code, device code); the password is kept only as a salted scrypt hash."""
+    if not remove and password is None:
+        password = os.environ.get("OPENCOMMS_USER_PASSWORD") or typer.prompt(
+            "Password", hide_input=True, confirmation_prompt=True
+        )
+    directory(config, store).set_password(user, None if remove else password)
+    typer.echo("password removed" if remove else "password set")
+
+
+@cli.command("set-role")
+def user_set_role(
+    user: Annotated[str, typer.Argument(help="User id or user principal name.")],
+    role: Annotated[list[str] | None, typer.Argument(help="Roles to hold (admin: the operators' console).")] = None,
+    config: ConfigOpt = None,
+    store: StoreOpt = None,
+) -> None:
+    """Replace a user's platform roles; none given removes them all."""
+    updated = directory(config, store).set_roles(user, role or ())
+    typer.echo(f"roles: {', '.join(updated.roles) or '(none)'}")
 
 
 @cli.command("list")

@@ -36,9 +36,19 @@ class Create:
 
 @dataclass(frozen=True, slots=True)
 class Join:
-    """A leg joins a meeting: it is established at once, alone or not (a bot may wait by itself)."""
+    """A leg joins a meeting: it is established at once, alone or not (a bot may wait by itself), or waits in the
+    lobby (`in_lobby`: in the roster with isInLobby, out of the media) until a member admits it."""
 
     leg: LegSpec
+    in_lobby: bool = False
+    role: str = ""
+    """The bot's meeting role as the router decided it from its permission: 'member' or 'guest' ('' for others)."""
+    max_participants: int = 0
+    """Legs the meeting may hold at most (0: no limit); a join past it is refused."""
+    ends_at: float | None = None
+    """When the live meeting ends by itself (its endDateTime plus the grace); kept from the first join."""
+    lobby_timeout: float | None = None
+    """Seconds a lobby joiner waits to be admitted before it is removed (200/5855); None: no limit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +131,48 @@ class EndConversation:
     reason: ResultInfo
 
 
+# -- meetings (calling/meetings.py) ----------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """#opencomms admit/admitAll: lobby participants `participant_ids` (all of them when empty) join the media."""
+
+    leg_id: str
+    participant_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveParticipant:
+    """DELETE participants/{id}: end that participant's leg (removed by another participant)."""
+
+    leg_id: str
+    participant_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldMusic:
+    """startHoldMusic/stopHoldMusic on `participant_id`; `operation` is the finished operation to report."""
+
+    leg_id: str
+    participant_id: str
+    on: bool
+    operation: JsonObj = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRecordingStatus:
+    """updateRecordingStatus: every participant's recordingInfo becomes `status` (recording, notRecording, failed)."""
+
+    leg_id: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigureMeeting:
+    """The meeting resource changed (PATCH): its new end (endDateTime plus grace; None: no end)."""
+
+    ends_at: float | None
+
+
 # -- gateways and media ---------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class ConnectLeg:
@@ -132,6 +184,15 @@ class ConnectLeg:
 @dataclass(frozen=True, slots=True)
 class EndLeg:
     """The far end of an external leg hung up, declined, failed or could not be reached."""
+
+    leg_id: str
+    reason: ResultInfo
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseLeg:
+    """External leg `leg_id` leaves this peer-to-peer call to go on in another conversation (participants/invite
+    with replacesCallId): it is removed without ending (its signalling and media stay), the others end `reason`."""
 
     leg_id: str
     reason: ResultInfo
@@ -187,8 +248,14 @@ Command = (
     | Mute
     | MoveCallback
     | EndConversation
+    | Admit
+    | RemoveParticipant
+    | HoldMusic
+    | UpdateRecordingStatus
+    | ConfigureMeeting
     | ConnectLeg
     | EndLeg
+    | ReleaseLeg
     | FailMedia
     | AcceptTransfer
     | CompleteTransfer

@@ -4,7 +4,8 @@
 guards) before it changes anything, then applies it and returns the events, in order. Sans-I/O like
 `sip/transaction.py`: no clock, no ids, no network; a later step wires it behind a ledger and subscribers.
 Ending rules by kind: in a peer-to-peer or group call a leg left alone ends (`_settle`, as `CallService` does);
-in a meeting a leg alone waits, and the conversation ends when its last leg is gone.
+in a meeting a leg alone waits, and the conversation ends when its last leg is gone (or at the meeting's end time);
+the meeting commands (lobby, admit, remove, hold music, recording status) are `domain.meeting_rules`.
 `version` counts the commands applied (the ledger's fencing token); dropped stale commands do not count.
 """
 
@@ -20,7 +21,8 @@ from opencomms.domain.calls import CallDirection, CallEvent, CallState
 from opencomms.domain.errors import BadRequest, InvalidState, NotFound, OpenCommsError
 from opencomms.domain.ids import normalize_id
 from opencomms.domain.legs import JsonObj, Leg, result_doc, result_from_doc
-from opencomms.domain.lifecycle import LegLifecycle, Transfer
+from opencomms.domain.lifecycle import Transfer
+from opencomms.domain.meeting_rules import MEETING_HANDLERS, MeetingCommands, MeetingState
 from opencomms.domain.participants import Participant, Roster
 from opencomms.domain.results import ResultInfo
 from opencomms.domain.rules import (
@@ -37,7 +39,7 @@ DOC_FORMAT = 1
 DEFAULT_TIMEOUTS = ConversationTimeouts()
 
 
-class Conversation(LegLifecycle):
+class Conversation(MeetingCommands):
     """One conversation (Graph's callChainId). Mutable, but only through `apply`."""
 
     def __init__(
@@ -59,6 +61,7 @@ class Conversation(LegLifecycle):
         self.transfer: Transfer | None = None
         self.failure: ResultInfo | None = None
         """Why the last pending leg failed, reported to a leg that ends up alone before connecting."""
+        self.meeting = MeetingState() if kind is ConversationKind.MEETING else None
         self._events: list[ev.Event] = []
         self._now = 0.0
 
@@ -78,9 +81,9 @@ class Conversation(LegLifecycle):
     def participants_for(self, leg_id: str) -> list[Participant]:
         """GET participants as leg `leg_id` sees it (as `CallService.participants` does): every live leg, in the
         order the legs came, and its own leg whatever its state; roster entries where the leg is established."""
-        self.leg(leg_id)
+        me = self.leg(leg_id)
         out = []
-        for leg in self.legs.values():
+        for leg in self.legs.values() if not me.in_lobby else (me,):  # the lobby sees nothing of the meeting
             if leg.id != leg_id and not leg.live:
                 continue
             entry = self.roster.get(leg.participant_id)
@@ -100,7 +103,9 @@ class Conversation(LegLifecycle):
         raise BadRequest("'transferee' with a participantId is required to transfer out of a group call.")
 
     def next_deadline(self) -> float | None:
-        return min((d for leg in self.legs.values() for d in leg.deadlines()), default=None)
+        first = min((d for leg in self.legs.values() for d in leg.deadlines()), default=None)
+        ends = self._meeting_deadline()
+        return ends if first is None or (ends is not None and ends < first) else first
 
     # -- commands --------------------------------------------------------------------------------------------
     def check(self, command: c.Command) -> bool:
@@ -145,11 +150,6 @@ class Conversation(LegLifecycle):
         for invitation in cmd.invitations:
             self._invite(invitation, source=origin.source)
         self._settle()
-
-    def _join(self, cmd: c.Join) -> None:
-        leg = self._add(cmd.leg, CallDirection.OUTGOING, CallState.ESTABLISHING)
-        self._establishing(leg)
-        self._connect()
 
     def _invite_cmd(self, cmd: c.Invite) -> None:
         inviter = self.legs[cmd.leg_id]
@@ -258,7 +258,8 @@ class Conversation(LegLifecycle):
             target.version += 1
             self._emit(ev.LegMuted(target.id, target.kind, cmd.muted))
         if entry is not None and entry.muted != cmd.muted:
-            updated = self.roster.update(pid, muted=cmd.muted)
+            server = cmd.muted and entry.leg_id != leg.id  # muted by another participant: serverMuted
+            updated = self.roster.update(pid, muted=cmd.muted, server_muted=server)
             self._emit(ev.ParticipantUpdated(updated, updated.sequence))
 
     def _move_callback(self, cmd: c.MoveCallback) -> None:
@@ -277,6 +278,18 @@ class Conversation(LegLifecycle):
         if leg.state is CallState.INCOMING:
             self.failure = cmd.reason
         self._end(leg, cmd.reason)
+
+    def _release_leg(self, cmd: c.ReleaseLeg) -> None:
+        leg = self.legs.pop(cmd.leg_id)
+        leg.version += 1
+        self._emit(ev.LegReleased(leg.id, leg.kind, leg.to_doc()))
+        left = self.roster.leave(leg.participant_id)
+        if left is not None:
+            self._emit(ev.ParticipantLeft(left, left.sequence, cmd.reason))
+        for other in list(self.legs.values()):
+            if other.id in self.legs:
+                self._end(other, cmd.reason)
+        self._settle()
 
     def _fail_media(self, cmd: c.FailMedia) -> None:
         self._end(self.legs[cmd.leg_id], cmd.reason)
@@ -322,12 +335,14 @@ class Conversation(LegLifecycle):
             if leg.state is CallState.INCOMING and leg.answer_deadline is not None and leg.answer_deadline <= now:
                 self.failure = results.NO_ANSWER
                 self._end(leg, results.ANSWER_TIMEOUT)
+            elif leg.in_lobby and leg.answer_deadline is not None and leg.answer_deadline <= now:
+                self._end(leg, results.LOBBY_TIMEOUT)  # nobody admitted it in time
             elif leg.keepalive_deadline is not None and leg.keepalive_deadline <= now and leg.live:
                 self._end(leg, results.KEEPALIVE_LAPSED)
+        self._meeting_over(now)
 
     _handlers: dict[type, Callable[[Conversation, Any], None]] = {
         c.Create: _create,
-        c.Join: _join,
         c.Invite: _invite_cmd,
         c.Answer: _answer,
         c.Reject: _reject,
@@ -340,11 +355,13 @@ class Conversation(LegLifecycle):
         c.EndConversation: _end_conversation,
         c.ConnectLeg: _connect_leg,
         c.EndLeg: _end_leg,
+        c.ReleaseLeg: _release_leg,
         c.FailMedia: _fail_media,
         c.AcceptTransfer: _accept_transfer,
         c.CompleteTransfer: _complete_transfer,
         c.FailTransfer: _fail_transfer_cmd,
         c.FireTimers: _fire_timers,
+        **MEETING_HANDLERS,
     }
 
     # -- stored form -----------------------------------------------------------------------------------------
@@ -363,6 +380,7 @@ class Conversation(LegLifecycle):
             if t is None
             else {"transferor": t.transferor, "transferee": t.transferee, "target": t.target},
             "failure": None if self.failure is None else result_doc(self.failure),
+            "meeting": None if self.meeting is None else self.meeting.to_doc(),
         }
 
     @classmethod
@@ -375,4 +393,6 @@ class Conversation(LegLifecycle):
         t = doc.get("transfer")
         conv.transfer = None if t is None else Transfer(**t)
         conv.failure = result_from_doc(doc.get("failure"))
+        if (meeting := doc.get("meeting")) is not None:
+            conv.meeting = MeetingState.from_doc(meeting)
         return conv

@@ -30,13 +30,26 @@ class User:
     tenant_id: str
     display_name: str
     created_at: float = 0.0
+    upn: str | None = None
+    """User principal name (alice@contoso.example): what the user types at sign-in (the id works too)."""
+    password_hash: str | None = None
+    """scrypt hash of the sign-in password (auth/secrets.py); None: the user cannot sign in."""
+    roles: tuple[str, ...] = ()
+    """Platform roles of the user (`ADMIN_ROLE`: may sign in to the operators' console)."""
 
     def to_doc(self) -> dict[str, Any]:
-        return asdict(self)
+        doc = asdict(self)
+        doc["roles"] = list(self.roles)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> User:
-        return cls(**doc)
+        return cls(**{**doc, "roles": tuple(doc.get("roles") or ())})
+
+
+ADMIN_ROLE = "admin"
+"""The user role that opens the operators' console (`opencomms user set-role USER admin`)."""
+ROLES = frozenset({ADMIN_ROLE})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +66,9 @@ class Application:
     created_at: float = 0.0
     redirect_uris: tuple[str, ...] = ()
     """Where delegated sign-in may send users back (Graph's application.web.redirectUris)."""
+    public_client: bool = False
+    """A public client (a CLI, a desktop or mobile app) signs users in without a client secret (device code,
+    authorization code with PKCE); a confidential one must authenticate when it redeems a code."""
 
     def to_doc(self) -> dict[str, Any]:
         doc = asdict(self)

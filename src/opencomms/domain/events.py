@@ -80,6 +80,32 @@ class LegMuted:
 
 
 @dataclass(frozen=True, slots=True)
+class LegHeld:
+    """A leg is put on hold with music (startHoldMusic) or taken off it: its audio leaves or rejoins the mix."""
+
+    leg_id: str
+    kind: LegKind
+    held: bool
+
+
+@dataclass(frozen=True, slots=True)
+class OperationFinished:
+    """An operation of bot leg `leg_id` finished at once (hold music): its `deleted` notification is `operation`."""
+
+    leg_id: str
+    kind: LegKind
+    operation: JsonObj
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStatusChanged:
+    """A meeting's recording status changed (updateRecordingStatus): phones are to hear it announced (dial-in)."""
+
+    status: str
+    initiator: JsonObj
+
+
+@dataclass(frozen=True, slots=True)
 class LegEnded:
     """A leg is over (terminated) for `result`: its final notification; media and signalling are freed."""
 
@@ -88,6 +114,16 @@ class LegEnded:
     result: ResultInfo
     leg: JsonObj
     """The leg's stored form as it ended (it is no longer in the conversation)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LegReleased:
+    """A live external leg left the conversation without ending (it moves into another one with the same id): no
+    notification, no signalling, its media stays in the engine until the other conversation connects it."""
+
+    leg_id: str
+    kind: LegKind
+    leg: JsonObj
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +202,11 @@ Event = (
     | LegStateChanged
     | LegRouted
     | LegMuted
+    | LegHeld
+    | OperationFinished
+    | RecordingStatusChanged
     | LegEnded
+    | LegReleased
     | ParticipantJoined
     | ParticipantUpdated
     | ParticipantLeft

@@ -96,6 +96,10 @@ class Leg:
     external: str | None = None
     version: int = 1
     """The leg's own version (the `@odata.etag` of its call resource)."""
+    in_lobby: bool = False
+    """Meetings: the leg waits in the lobby (in the roster with isInLobby, not in the media) until admitted."""
+    role: str = ""
+    """Meetings: a bot's role ('member' joined with Calls.JoinGroupCall.All and may admit; 'guest')."""
 
     @classmethod
     def from_spec(cls, spec: LegSpec, *, direction: CallDirection, state: CallState, now: float) -> Leg:
@@ -158,6 +162,8 @@ class Leg:
             "muted": self.muted,
             "external": self.external,
             "version": self.version,
+            "in_lobby": self.in_lobby,
+            "role": self.role,
         }
 
     @classmethod

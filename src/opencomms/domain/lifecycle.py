@@ -121,20 +121,40 @@ class LegLifecycle:
             self._connect()
 
     def _connect(self) -> None:
-        """Establish every establishing leg once two legs are live (at once in a meeting)."""
+        """Establish every establishing leg once two legs are live (at once in a meeting; not from the lobby)."""
         live = [leg for leg in self.legs.values() if leg.live]
         if len(live) < 2 and self.kind is not ConversationKind.MEETING:
             return
         for leg in live:
-            if leg.state is CallState.ESTABLISHING:
-                self._transition(leg, CallEvent.CONNECTED)
-                leg.connected = True
-                if self.state is ConversationState.SETUP:
-                    self._conv_event(ConversationEvent.CONNECT)
-                self._emit(ev.LegEstablished(leg.id, leg.kind))
-                entry = Participant(leg.participant_id, leg.id, leg.identity, leg.source_id, leg.muted)
-                joined = self.roster.join(entry)
-                self._emit(ev.ParticipantJoined(joined, joined.sequence))
+            if leg.state is CallState.ESTABLISHING and not leg.in_lobby:
+                self._establish(leg)
+
+    def _establish(self, leg: Leg, *, joined: bool = True) -> None:
+        """One establishing leg enters the media; `joined`: it enters the roster too (not yet there from the lobby)."""
+        self._transition(leg, CallEvent.CONNECTED)
+        leg.connected = True
+        if self.state is ConversationState.SETUP:
+            self._conv_event(ConversationEvent.CONNECT)
+        self._emit(ev.LegEstablished(leg.id, leg.kind))
+        if joined:
+            entry = self.roster.join(self._entry(leg))
+            self._emit(ev.ParticipantJoined(entry, entry.sequence))
+
+    def _entry(self, leg: Leg) -> Participant:
+        """The roster entry of `leg` as it joins (a meeting's show its recording status)."""
+        meeting = getattr(self, "meeting", None)
+        recording = None if meeting is None else meeting.recording
+        initiator = None if meeting is None else meeting.recording_initiator
+        return Participant(
+            leg.participant_id,
+            leg.id,
+            leg.identity,
+            leg.source_id,
+            leg.muted,
+            in_lobby=leg.in_lobby,
+            recording=recording,
+            recording_initiator=initiator,
+        )
 
     def _fail_transfer(self, transferor: Leg, reason: ResultInfo) -> None:
         if transferor.state in (CallState.TRANSFERRING, CallState.TRANSFER_ACCEPTED):

@@ -27,6 +27,11 @@ class Participant:
     in_lobby: bool = False
     sequence: int = 0
     """The roster sequence number of this entry's last change."""
+    server_muted: bool = False
+    """Muted by another participant (participants/{id}/mute): `mediaStreams[].serverMuted`."""
+    recording: str | None = None
+    """Meetings: the recordingStatus its recordingInfo shows (None outside meetings: no recordingInfo)."""
+    recording_initiator: JsonObj | None = None
 
     def to_wire(self, *, with_sequence: bool = False, removed: str | None = None) -> JsonObj:
         body: JsonObj = {
@@ -40,12 +45,18 @@ class Participant:
                     "label": "main-audio",
                     "sourceId": self.source_id,
                     "direction": "sendReceive",
-                    "serverMuted": False,
+                    "serverMuted": self.server_muted,
                 }
             ],
             "isMuted": self.muted,
             "isInLobby": self.in_lobby,
         }
+        if self.recording is not None:
+            body["recordingInfo"] = {
+                "@odata.type": "#microsoft.graph.recordingInfo",
+                "initiator": self.recording_initiator,
+                "recordingStatus": self.recording,
+            }
         if with_sequence:
             body["rosterSequenceNumber"] = self.sequence
         if removed is not None:
@@ -61,6 +72,9 @@ class Participant:
             "muted": self.muted,
             "in_lobby": self.in_lobby,
             "sequence": self.sequence,
+            "server_muted": self.server_muted,
+            "recording": self.recording,
+            "recording_initiator": self.recording_initiator,
         }
 
     @classmethod

@@ -28,7 +28,12 @@ class ResultInfo:
 ENDED_BY_DELETE = ResultInfo(200, 5001, "The conversation has ended.")
 REMOTE_HUNG_UP = ResultInfo(200, 4097, "The remote participant hung up.")
 EVERYONE_LEFT = ResultInfo(200, 5002, "Everyone else left the call.")
+REMOVED_BY_PARTICIPANT = ResultInfo(200, 5000, "Removed from the meeting by another participant.")
+LOBBY_TIMEOUT = ResultInfo(200, 5855, "Removed from the lobby: nobody admitted the participant in time.")
+MEETING_TIME_OVER = ResultInfo(200, 5003, "The conversation has ended: the meeting's end time has passed.")
 TRANSFER_COMPLETED = ResultInfo(0, 7015, "GracefulTransferCompleted")
+CALL_REPLACED = ResultInfo(0, 7015, "GracefulTransferCompleted: the participant moved into another call.")
+"""A peer-to-peer call whose far party a participants/invite with replacesCallId moved into a meeting."""
 REDIRECTED = ResultInfo(200, 0, "The call was redirected.")
 REJECTED_BY_BOT = ResultInfo(200, 0, "The call was rejected.")
 ANSWERED_ELSEWHERE = ResultInfo(200, 0, "The call was answered by another target.")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from opencomms.domain import commands as c
 from opencomms.domain.calls import CALL_FSM, CallEvent, CallState
-from opencomms.domain.errors import BadRequest, InvalidState, NotFound, OpenCommsError
+from opencomms.domain.errors import AccessDenied, BadRequest, InvalidState, NotFound, OpenCommsError, QuotaExceeded
 from opencomms.domain.fsm import TransitionTable
 from opencomms.domain.legs import Leg
 
@@ -214,6 +214,44 @@ def _transferor_transferring(conv: Conversation, cmd: c.Command, leg: Leg | None
     return None
 
 
+def _room(conv: Conversation, cmd: c.Command, leg: Leg | None) -> OpenCommsError | None:
+    assert isinstance(cmd, c.Join)
+    if cmd.max_participants and len(conv.legs) >= cmd.max_participants:
+        return QuotaExceeded(f"The meeting has reached its maximum of {cmd.max_participants} participants.")
+    return None
+
+
+def _member(conv: Conversation, cmd: c.Command, leg: Leg | None) -> OpenCommsError | None:
+    """Organizer rights, as opencomms defines them: the bot joined as a member (Calls.JoinGroupCall.All)."""
+    assert leg is not None
+    if leg.role == "member":
+        return None
+    return AccessDenied("Only a bot that joined the meeting with 'Calls.JoinGroupCall.All' may admit participants.")
+
+
+def _participant_known(conv: Conversation, cmd: c.Command, leg: Leg | None) -> OpenCommsError | None:
+    ids = cmd.participant_ids if isinstance(cmd, c.Admit) else (getattr(cmd, "participant_id", ""),)
+    for pid in ids:
+        if pid not in conv.roster:
+            return NotFound(f"No participant {pid!r} in this call.")
+    return None
+
+
+def _one_on_hold(conv: Conversation, cmd: c.Command, leg: Leg | None) -> OpenCommsError | None:
+    assert isinstance(cmd, c.HoldMusic)
+    held = conv.meeting.held if conv.meeting is not None else None
+    if cmd.on and held is not None and held != cmd.participant_id:
+        return InvalidState("Another participant is on hold: one participant at a time can hear hold music.")
+    return None
+
+
+def _recording_status(conv: Conversation, cmd: c.Command, leg: Leg | None) -> OpenCommsError | None:
+    assert isinstance(cmd, c.UpdateRecordingStatus)
+    if cmd.status in ("notRecording", "recording", "failed"):
+        return None
+    return BadRequest("'status' must be one of: notRecording, recording, failed.")
+
+
 BOT_LEG = Guard("bot leg", _bot_leg)
 EXTERNAL_LEG = Guard("external leg", _external_leg)
 NOT_RINGING = Guard("not ringing (reject, not DELETE)", _not_ringing)
@@ -225,13 +263,18 @@ TRANSFER_TARGET = Guard("transfer target resolved", _transfer_target)
 INVITATIONS_GIVEN = Guard("at least one target", _invitations_given)
 MUTED_PARTICIPANT = Guard("muted participant in roster", _muted_participant)
 REFERRING = Guard("REFER transfer of this leg in progress", _referring)
+ROOM = Guard("room left in the meeting", _room)
+MEMBER = Guard("leg joined as a member (organizer rights)", _member)
+PARTICIPANT_KNOWN = Guard("participant in roster", _participant_known)
+ONE_ON_HOLD = Guard("one participant on hold", _one_on_hold)
+RECORDING_STATUS = Guard("known recording status", _recording_status)
 TRANSFEROR_TRANSFERRING = Guard("transferor transferring", _transferor_transferring)
 
 _ACT, _IGN = ConversationEvent.ACT, OnFail.IGNORE
 
 RULES: dict[type, Rule] = {
     c.Create: Rule(ConversationEvent.CREATE),
-    c.Join: Rule(ConversationEvent.JOIN, kinds=MEETING_ONLY),
+    c.Join: Rule(ConversationEvent.JOIN, guards=(ROOM,), kinds=MEETING_ONLY),
     c.Invite: Rule(
         _ACT, "leg_id", (BOT_LEG, leg_in(CallState.ESTABLISHED, action="invite"), INVITATIONS_GIVEN), MULTIPARTY
     ),
@@ -246,9 +289,37 @@ RULES: dict[type, Rule] = {
     c.Mute: Rule(_ACT, "leg_id", (BOT_LEG, leg_in(CallState.ESTABLISHED, action="mute"), MUTED_PARTICIPANT)),
     c.MoveCallback: Rule(_ACT, "leg_id", (BOT_LEG,), on_fail=_IGN),
     c.EndConversation: Rule(_ACT, kinds=MEETING_ONLY),
+    c.Admit: Rule(
+        _ACT,
+        "leg_id",
+        (BOT_LEG, leg_in(CallState.ESTABLISHED, action="admit"), MEMBER, PARTICIPANT_KNOWN),
+        MEETING_ONLY,
+    ),
+    c.RemoveParticipant: Rule(
+        _ACT, "leg_id", (BOT_LEG, leg_in(CallState.ESTABLISHED, action="remove"), PARTICIPANT_KNOWN), MULTIPARTY
+    ),
+    c.HoldMusic: Rule(
+        _ACT,
+        "leg_id",
+        (BOT_LEG, leg_in(CallState.ESTABLISHED, action="holdMusic"), PARTICIPANT_KNOWN, ONE_ON_HOLD),
+        MEETING_ONLY,
+    ),
+    c.UpdateRecordingStatus: Rule(
+        _ACT,
+        "leg_id",
+        (BOT_LEG, leg_in(CallState.ESTABLISHED, action="updateRecordingStatus"), RECORDING_STATUS),
+        MEETING_ONLY,
+    ),
+    c.ConfigureMeeting: Rule(_ACT, kinds=MEETING_ONLY, on_fail=_IGN),
     c.ConnectLeg: Rule(_ACT, "leg_id", (EXTERNAL_LEG, RINGING), on_fail=_IGN),
     c.EndLeg: Rule(_ACT, "leg_id", (EXTERNAL_LEG,), on_fail=_IGN),
     c.FailMedia: Rule(_ACT, "leg_id", (LIVE,), on_fail=_IGN),
+    c.ReleaseLeg: Rule(
+        _ACT,
+        "leg_id",
+        (EXTERNAL_LEG, leg_in(CallState.ESTABLISHED, action="replace"), NO_TRANSFER),
+        frozenset({ConversationKind.PEER_TO_PEER}),
+    ),
     c.AcceptTransfer: Rule(_ACT, "transferee_id", (REFERRING, TRANSFEROR_TRANSFERRING), on_fail=_IGN),
     c.CompleteTransfer: Rule(_ACT, "transferee_id", (REFERRING,), on_fail=_IGN),
     c.FailTransfer: Rule(_ACT, "transferee_id", (REFERRING,), on_fail=_IGN),

@@ -93,6 +93,11 @@ class SipCall:
     transfer_target: JsonObj | None = None
     source: str | None = None
     """Address an inbound call came from: it counts against that source's share (admission) until it ends."""
+    driver: Any = None
+    """Who speaks for the call while the core has no leg for it yet (the dial-in attendant, gateway/dialin.py):
+    the peer's BYE, CANCEL or media loss goes to `driver.gone(sc, reason)` instead of the core."""
+    started: bool = False
+    """200 OK sent and RTP started before the core had its leg (dial-in): `connected` has nothing left to do."""
 
 
 class SipGateway:
@@ -165,6 +170,8 @@ class SipGateway:
         self._dialling: set[str] = set()
         self._digest = DigestClient()
         self.registrations = Registrations(config, directory.store)
+        self.dialin: Any = None
+        """The dial-in driver (gateway/dialin.py `DialIn`), when the node has a dial-in number or meetings."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -244,7 +251,7 @@ class SipGateway:
             handle.respond(200)
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.leg_id is not None:
-                self._spawn(self.calls.external_ended(sc.leg_id, results.PSTN_HUNG_UP))
+                self._remote_gone(sc, results.PSTN_HUNG_UP)
         elif method == "REGISTER":
             self.registrations.handle(handle, req)
         elif method == "NOTIFY":
@@ -301,6 +308,8 @@ class SipGateway:
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
             return False
         inst = self._instance_for(req)
+        if inst is None and self.dialin is not None and self.dialin.wants(req):
+            return bool(await self.dialin.incoming(handle, req))  # the dial-in number, a meeting's SIP address
         if inst is None:
             handle.respond(404, "Not Found")
             return False
@@ -392,7 +401,9 @@ class SipGateway:
         handle.respond(200, body=sc.answer, content_type=SDP)
 
     def _remote_gone(self, sc: SipCall, reason: ResultInfo) -> None:
-        if sc.leg_id is not None:
+        if sc.driver is not None:
+            sc.driver.gone(sc, reason)
+        elif sc.leg_id is not None:
             self._spawn(self.calls.external_ended(sc.leg_id, reason))
         else:
             self._spawn(self._teardown(sc))
@@ -421,6 +432,11 @@ class SipGateway:
         ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": inst.id, "displayName": inst.display_name}
         return {"@odata.type": "#microsoft.graph.identitySet", "applicationInstance": ident}
 
+    def leg_of(self, sip_call_id: str) -> str | None:
+        """The leg id of the live SIP dialog with this Call-ID, if any (the console's timelines ask)."""
+        sc = self._by_dialog.get(sip_call_id)
+        return None if sc is None else sc.leg_id
+
     # -- Gateway (calling.subscribers) --------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
@@ -428,7 +444,7 @@ class SipGateway:
 
     def connected(self, call: Call) -> None:
         sc = self._by_key.get(call.id)
-        if sc is None:
+        if sc is None or sc.started:
             return
         sc.answered = True
         if sc.source is not None:
@@ -461,7 +477,10 @@ class SipGateway:
         codec = sc.media.codec.name if sc.media is not None else "unknown"
         quality = sc.rtp.quality()
         try:
-            group = self.calls.conversation_kind(call.conversation_id) is ConversationKind.GROUP
+            group = self.calls.conversation_kind(call.conversation_id) in (
+                ConversationKind.GROUP,
+                ConversationKind.MEETING,
+            )
             now = self.calls.now()
             record_leg(self.directory.store, call, reason, quality, codec, group=group, now=now)
         except Exception:

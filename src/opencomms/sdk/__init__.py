@@ -1,7 +1,8 @@
 """opencomms.sdk: write calling bots in Python against opencomms (or Microsoft Graph cloud communications).
 
 Core (stateless): `CommsClient` (REST, client-credentials auth, retries), `NotificationReceiver` (an ASGI
-callback endpoint validating the node's JWT), body builders, and `RedisCallState` for bots run as several
+callback endpoint validating the node's JWT), body builders, meetings (`parse_join_url`, `OnlineMeeting`,
+`Roster`), and `RedisCallState` for bots run as several
 workers. Calling (stateful): `opencomms.sdk.calling`. Application-hosted media: `opencomms.sdk.media`.
 Importing this package does not import the server (nor numpy, uvicorn or typer).
 """
@@ -26,11 +27,30 @@ from opencomms.sdk.builders import (
 from opencomms.sdk.client import CommsClient
 from opencomms.sdk.errors import AuthenticationError, CallbackAuthError, GraphError, SdkError
 from opencomms.sdk.jwks import DEFAULT_CALLBACK_ISSUER, CallbackValidator, JwksCache, jwks_url_for
-from opencomms.sdk.models import CallInfo, Operation, Participant, ResultInfo, ToneInfo, tone_key, tone_names
+from opencomms.sdk.meetings import (
+    JoinUrlError,
+    JoinUrlInfo,
+    chat_info,
+    join_meeting_id_meeting_info,
+    organizer_meeting_info,
+    outgoing_call_options,
+    parse_join_url,
+)
+from opencomms.sdk.models import (
+    CallInfo,
+    OnlineMeeting,
+    Operation,
+    Participant,
+    ResultInfo,
+    ToneInfo,
+    tone_key,
+    tone_names,
+)
 from opencomms.sdk.notifications import Notification, NotificationError, ResourceKind, parse_notifications
 from opencomms.sdk.ordering import CallSequencer, Deduper
 from opencomms.sdk.receiver import NotificationReceiver
 from opencomms.sdk.retry import RetryPolicy
+from opencomms.sdk.roster import Roster, RosterChange
 from opencomms.sdk.serve import serve_receiver
 
 if TYPE_CHECKING:
@@ -68,17 +88,22 @@ __all__ = [
     "CommsClient",
     "Deduper",
     "GraphError",
+    "JoinUrlError",
+    "JoinUrlInfo",
     "JwksCache",
     "LocalMediaSession",
     "Notification",
     "NotificationError",
     "NotificationReceiver",
+    "OnlineMeeting",
     "Operation",
     "Participant",
     "RedisCallState",
     "ResourceKind",
     "ResultInfo",
     "RetryPolicy",
+    "Roster",
+    "RosterChange",
     "SdkError",
     "TokenCache",
     "ToneInfo",
@@ -86,9 +111,14 @@ __all__ = [
     "application_instance_source",
     "application_instance_target",
     "application_target",
+    "chat_info",
+    "join_meeting_id_meeting_info",
     "jwks_url_for",
     "media_info",
     "media_prompt",
+    "organizer_meeting_info",
+    "outgoing_call_options",
+    "parse_join_url",
     "parse_notifications",
     "phone_target",
     "serve_receiver",

@@ -1,4 +1,5 @@
-"""CommsClient: a typed async client for the node's Graph REST surface (calls, participants, operations, media).
+"""CommsClient: a typed async client for the node's Graph REST surface (calls, participants, operations, media,
+online meetings and participant control in meetings).
 
 Stateless: every method is one request (plus token and retries). Every request carries a bearer token from
 `ClientCredentials` (cached, refreshed before expiry, fetched again once if the API refuses it), a fresh GUID
@@ -21,7 +22,12 @@ import aiohttp
 from opencomms.sdk.auth import ClientCredentials
 from opencomms.sdk.builders import JsonObj, service_hosted_media
 from opencomms.sdk.errors import GraphError, parse_retry_after
-from opencomms.sdk.models import CallInfo, Operation, Participant, tone_names
+from opencomms.sdk.meetings import (
+    join_meeting_id_meeting_info,
+    outgoing_call_options,
+    parse_join_url,
+)
+from opencomms.sdk.models import CallInfo, OnlineMeeting, Operation, Participant, tone_names
 from opencomms.sdk.retry import RetryPolicy
 
 CALLS = "/communications/calls"
@@ -286,6 +292,178 @@ class CommsClient:
 
     async def unmute(self, call_id: str, *, client_context: str | None = None) -> Operation:
         return await self._operation(call_id, "unmute", self._with_context({}, client_context))
+
+    # -- online meetings (onlineMeeting resources) --------------------------------------------------------
+    @staticmethod
+    def _meetings(user_id: str | None) -> str:
+        """`/users/{id}/onlineMeetings` (app permissions + an access policy), or `/me/onlineMeetings` (delegated)."""
+        return "/me/onlineMeetings" if user_id is None else f"/users/{_seg(user_id)}/onlineMeetings"
+
+    @staticmethod
+    def _meeting_body(
+        subject: str | None, start: str | None, end: str | None, passcode_required: bool | None, fields: JsonObj
+    ) -> JsonObj:
+        body: JsonObj = dict(fields)
+        for key, value in (("subject", subject), ("startDateTime", start), ("endDateTime", end)):
+            if value is not None:
+                body[key] = value
+        if passcode_required is not None:
+            settings = dict(body.get("joinMeetingIdSettings") or {})
+            settings["isPasscodeRequired"] = passcode_required
+            body["joinMeetingIdSettings"] = settings
+        return body
+
+    async def create_online_meeting(
+        self,
+        user_id: str | None,
+        *,
+        subject: str | None = None,
+        start: str | None = None,
+        end: str | None = None,
+        passcode_required: bool | None = None,
+        **fields: Any,
+    ) -> OnlineMeeting:
+        """Create a meeting organized by `user_id` (None: the signed-in user, `/me`). `start`/`end` are ISO 8601
+        date-times; other onlineMeeting members (camelCase: `lobbyBypassSettings`, `participants`, ...) as given."""
+        body = self._meeting_body(subject, start, end, passcode_required, fields)
+        return OnlineMeeting.from_wire(await self.request("POST", self._meetings(user_id), body))
+
+    async def create_or_get_online_meeting(
+        self, user_id: str | None, external_id: str, *, subject: str | None = None, **fields: Any
+    ) -> OnlineMeeting:
+        """The meeting with this `externalId`, created the first time."""
+        body = self._meeting_body(subject, None, None, None, {**fields, "externalId": external_id})
+        return OnlineMeeting.from_wire(await self.request("POST", f"{self._meetings(user_id)}/createOrGet", body))
+
+    async def get_online_meeting(self, user_id: str | None, meeting_id: str) -> OnlineMeeting:
+        return OnlineMeeting.from_wire(await self.request("GET", f"{self._meetings(user_id)}/{_seg(meeting_id)}"))
+
+    async def find_online_meeting(
+        self, user_id: str | None, *, join_web_url: str | None = None, join_meeting_id: str | None = None
+    ) -> OnlineMeeting | None:
+        """The meeting with this joinWebUrl or joinMeetingId (`$filter`), or None."""
+        if (join_web_url is None) == (join_meeting_id is None):
+            raise ValueError("give exactly one of join_web_url and join_meeting_id")
+        if join_web_url is not None:
+            flt = "JoinWebUrl eq '{}'".format(join_web_url.replace("'", "''"))
+        else:
+            flt = "joinMeetingIdSettings/joinMeetingId eq '{}'".format(str(join_meeting_id).replace("'", "''"))
+        data = await self.request("GET", f"{self._meetings(user_id)}?$filter={quote(flt, safe='')}")
+        items = data.get("value") if isinstance(data, dict) else None
+        found = [OnlineMeeting.from_wire(m) for m in items or [] if isinstance(m, dict)]
+        return found[0] if found else None
+
+    async def update_online_meeting(self, user_id: str | None, meeting_id: str, **fields: Any) -> OnlineMeeting:
+        """PATCH the meeting with onlineMeeting members (camelCase) as given."""
+        path = f"{self._meetings(user_id)}/{_seg(meeting_id)}"
+        return OnlineMeeting.from_wire(await self.request("PATCH", path, dict(fields)))
+
+    async def delete_online_meeting(self, user_id: str | None, meeting_id: str) -> None:
+        """DELETE: a live meeting ends for everyone in it."""
+        await self.request("DELETE", f"{self._meetings(user_id)}/{_seg(meeting_id)}")
+
+    # -- joining meetings ---------------------------------------------------------------------------------
+    async def join_meeting(
+        self,
+        *,
+        join_web_url: str | None = None,
+        join_meeting_id: str | None = None,
+        passcode: str | None = None,
+        chat_info: JsonObj | None = None,
+        meeting_info: JsonObj | None = None,
+        callback_uri: str | None = None,
+        media_config: JsonObj | None = None,
+        delta_roster: bool = False,
+        tenant_id: str | None = None,
+        allow_conversation_without_host: bool = True,
+        requested_modalities: Iterable[str] = ("audio",),
+        **extra: Any,
+    ) -> CallInfo:
+        """Join a meeting (POST /communications/calls): by `join_web_url` (parsed into chatInfo and
+        organizerMeetingInfo; raises JoinUrlError), by `join_meeting_id` (+ `passcode`), or with the
+        `chat_info` + `meeting_info` bodies given. Returns the call (`establishing`)."""
+        if join_web_url is not None:
+            info = parse_join_url(join_web_url)
+            chat_info = info.chat_info()
+            meeting_info = info.meeting_info(allow_conversation_without_host=allow_conversation_without_host)
+            tenant_id = tenant_id or info.tenant_id
+        elif join_meeting_id is not None:
+            meeting_info = join_meeting_id_meeting_info(join_meeting_id, passcode)
+        elif meeting_info is None:
+            raise ValueError("give join_web_url, join_meeting_id, or meeting_info (with chat_info)")
+        body: JsonObj = {
+            "@odata.type": "#microsoft.graph.call",
+            "requestedModalities": list(requested_modalities),
+            "mediaConfig": media_config or service_hosted_media(),
+            "meetingInfo": meeting_info,
+            **extra,
+        }
+        if chat_info is not None:
+            body["chatInfo"] = chat_info
+        if delta_roster:
+            body["callOptions"] = outgoing_call_options(delta_roster=True)
+        for key, value in (("callbackUri", callback_uri), ("tenantId", tenant_id)):
+            if value is not None:
+                body[key] = value
+        return CallInfo.from_wire(await self.request("POST", CALLS, body))
+
+    # -- participant control (meetings) -------------------------------------------------------------------
+    def _participant(self, call_id: str, participant_id: str) -> str:
+        return f"{CALLS}/{_seg(call_id)}/participants/{_seg(participant_id)}"
+
+    async def invite_participants(
+        self, call_id: str, participants: Sequence[JsonObj], *, client_context: str | None = None
+    ) -> Operation:
+        """participants/invite: ring up to 5 more parties (invitationParticipantInfo: the *_target builders)."""
+        body = self._with_context({"participants": list(participants)}, client_context)
+        return await self._operation(call_id, "participants/invite", body)
+
+    async def mute_participant(
+        self, call_id: str, participant_id: str, *, client_context: str | None = None
+    ) -> Operation:
+        """Server mute: the participant's audio leaves the meeting's mix."""
+        path = f"{self._participant(call_id, participant_id)}/mute"
+        return Operation.from_wire(await self.request("POST", path, self._with_context({}, client_context)))
+
+    async def remove_participant(self, call_id: str, participant_id: str) -> None:
+        """DELETE participants/{id}: the participant's leg ends (apps the tenant allows only)."""
+        await self.request("DELETE", self._participant(call_id, participant_id))
+
+    async def start_hold_music(
+        self,
+        call_id: str,
+        participant_id: str,
+        *,
+        custom_prompt: JsonObj | None = None,
+        client_context: str | None = None,
+    ) -> Operation:
+        body = self._with_context({} if custom_prompt is None else {"customPrompt": custom_prompt}, client_context)
+        path = f"{self._participant(call_id, participant_id)}/startHoldMusic"
+        return Operation.from_wire(await self.request("POST", path, body))
+
+    async def stop_hold_music(
+        self, call_id: str, participant_id: str, *, client_context: str | None = None
+    ) -> Operation:
+        path = f"{self._participant(call_id, participant_id)}/stopHoldMusic"
+        return Operation.from_wire(await self.request("POST", path, self._with_context({}, client_context)))
+
+    async def admit_participant(
+        self, call_id: str, participant_id: str, *, client_context: str | None = None
+    ) -> Operation:
+        """#opencomms extension: admit a lobby participant (bots that joined with organizer rights)."""
+        path = f"{self._participant(call_id, participant_id)}/admit"
+        return Operation.from_wire(await self.request("POST", path, self._with_context({}, client_context)))
+
+    async def admit_all(self, call_id: str, *, client_context: str | None = None) -> Operation:
+        """#opencomms extension: admit everyone waiting in the lobby."""
+        return await self._operation(call_id, "participants/admitAll", self._with_context({}, client_context))
+
+    async def update_recording_status(
+        self, call_id: str, status: str, *, client_context: str | None = None
+    ) -> Operation:
+        """status: `recording`, `notRecording` or `failed`; every participant's recordingInfo follows."""
+        body = self._with_context({"status": status}, client_context)
+        return await self._operation(call_id, "updateRecordingStatus", body)
 
     async def download_recording(self, location: str, token: str) -> bytes:
         """The WAV bytes of a recording (recordingLocation + recordingAccessToken of a record operation)."""

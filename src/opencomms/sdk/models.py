@@ -1,4 +1,5 @@
-"""Typed views of Graph resources the SDK returns: call, participant, commsOperation, resultInfo, toneInfo.
+"""Typed views of Graph resources the SDK returns: call, participant, commsOperation, resultInfo, toneInfo,
+onlineMeeting.
 
 Each is a frozen dataclass read tolerantly from Graph JSON (`from_wire`), keeping the full JSON in `raw`
 for members not surfaced as attributes.
@@ -116,6 +117,10 @@ class CallInfo:
         )
 
 
+IDENTITY_KINDS = ("user", "phone", "guest", "application", "applicationInstance", "device", "encrypted")
+"""Members of an identitySet, in the order a participant's kind is read."""
+
+
 @dataclass(frozen=True, slots=True)
 class Participant:
     id: str
@@ -123,12 +128,41 @@ class Participant:
     is_muted: bool = False
     source_ids: tuple[str, ...] = ()
     """Media source ids of the participant's streams (audio's sourceId identifies it in unmixed media)."""
+    is_in_lobby: bool = False
+    server_muted: bool = False
+    """Muted by a meeting member (`participants/{id}/mute`): its audio leaves the mix."""
+    sequence: int | None = None
+    """`rosterSequenceNumber` of the roster change that produced this entry (meetings)."""
+    removed_reason: str | None = None
+    """`removedState.reason` of a delta roster entry that says the participant left (`left`, `removed`, ...)."""
+    recording_status: str | None = None
+    """`recordingInfo.recordingStatus` (meetings): `notRecording`, `recording` or `failed`."""
     raw: JsonObj = field(default_factory=dict, repr=False)
 
     @property
     def app_id(self) -> str | None:
         app = self.identity.get("application")
         return _str(app, "id") if isinstance(app, dict) else None
+
+    @property
+    def kind(self) -> str | None:
+        """Which identity the participant has: `user`, `phone`, `guest`, `application`, ... (None if none)."""
+        for kind in IDENTITY_KINDS:
+            if isinstance(self.identity.get(kind), dict):
+                return kind
+        return None
+
+    @property
+    def display_name(self) -> str | None:
+        """The identity's displayName (a phone's number when it has none)."""
+        kind = self.kind
+        ident = self.identity.get(kind) if kind else None
+        if not isinstance(ident, dict):
+            return None
+        name = _str(ident, "displayName")
+        if name:
+            return name
+        return _str(ident, "id") if kind == "phone" else None
 
     @classmethod
     def from_wire(cls, value: JsonObj) -> Participant:
@@ -139,11 +173,20 @@ class Participant:
             for s in (streams if isinstance(streams, list) else [])
             if isinstance(s, dict) and isinstance(s.get("sourceId"), str)
         )
+        seq = value.get("rosterSequenceNumber")
+        removed = _obj(value, "removedState")
+        recording = _obj(value, "recordingInfo")
+        audio = next((s for s in (streams if isinstance(streams, list) else []) if isinstance(s, dict)), {})
         return cls(
             id=_str(value, "id") or "",
             identity=_obj(info, "identity") or {},
             is_muted=value.get("isMuted") is True,
             source_ids=sources,
+            is_in_lobby=value.get("isInLobby") is True,
+            server_muted=audio.get("serverMuted") is True,
+            sequence=seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+            removed_reason=(_str(removed, "reason") or "removed") if removed is not None else None,
+            recording_status=_str(recording, "recordingStatus") if recording is not None else None,
             raw=value,
         )
 
@@ -183,5 +226,53 @@ class Operation:
             completion_reason=_str(value, "completionReason"),
             recording_location=_str(value, "recordingLocation"),
             recording_access_token=_str(value, "recordingAccessToken"),
+            raw=value,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OnlineMeeting:
+    """An `onlineMeeting` resource: what people and bots need to join it."""
+
+    id: str
+    join_web_url: str
+    subject: str | None = None
+    thread_id: str | None = None
+    """chatInfo.threadId: with the organizer, what a join by URL names."""
+    organizer_id: str | None = None
+    join_meeting_id: str | None = None
+    passcode: str | None = None
+    passcode_required: bool = False
+    conference_id: str | None = None
+    """audioConferencing.conferenceId: what a phone enters after dialing `toll_number`."""
+    toll_number: str | None = None
+    dialin_url: str | None = None
+    external_id: str | None = None
+    start: str | None = None
+    end: str | None = None
+    raw: JsonObj = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_wire(cls, value: JsonObj) -> OnlineMeeting:
+        chat = _obj(value, "chatInfo") or {}
+        ids = _obj(value, "joinMeetingIdSettings") or {}
+        audio = _obj(value, "audioConferencing") or {}
+        participants = _obj(value, "participants") or {}
+        organizer = _obj(_obj(_obj(participants, "organizer") or {}, "identity") or {}, "user") or {}
+        return cls(
+            id=_str(value, "id") or "",
+            join_web_url=_str(value, "joinWebUrl") or "",
+            subject=_str(value, "subject"),
+            thread_id=_str(chat, "threadId"),
+            organizer_id=_str(organizer, "id"),
+            join_meeting_id=_str(ids, "joinMeetingId"),
+            passcode=_str(ids, "passcode"),
+            passcode_required=ids.get("isPasscodeRequired") is True,
+            conference_id=_str(audio, "conferenceId"),
+            toll_number=_str(audio, "tollNumber"),
+            dialin_url=_str(audio, "dialinUrl"),
+            external_id=_str(value, "externalId"),
+            start=_str(value, "startDateTime"),
+            end=_str(value, "endDateTime"),
             raw=value,
         )

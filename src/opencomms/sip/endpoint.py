@@ -103,6 +103,8 @@ class SipEndpoint:
         self.on_message: MessageObserver | None = None
         """Observer of each message parsed in and each request or response sent first time (not retransmissions):
         (sent, method, status; 0 for a request). The node's metrics count them; None: nobody."""
+        self.on_sip: Callable[[bool, SipRequest | SipResponse], None] | None = None
+        """Observer of the same messages as `on_message`, whole (the console's call timelines); None: nobody."""
         self.dialogs = DialogTable()
         self.layer = TransactionLayer(
             self.config.timers,
@@ -270,6 +272,8 @@ class SipEndpoint:
             request.headers.set_default("User-Agent", self.config.user_agent)
         if self.on_message is not None:
             self.on_message(True, request.method, 0)
+        if self.on_sip is not None:
+            self.on_sip(True, request)
 
     # -- client side
 
@@ -375,6 +379,8 @@ class SipEndpoint:
                 return
             if self.on_message is not None:
                 self._observe_in(message)
+            if self.on_sip is not None:
+                self.on_sip(False, message)
             if isinstance(message, SipRequest):
                 fix_via(message, source)
                 if self.admit is not None and message.method == "INVITE" and self._refused(message, source):
@@ -604,6 +610,8 @@ class SipEndpoint:
             handle.final_response = response
         if self.on_message is not None:
             self.on_message(True, request.method, status)
+        if self.on_sip is not None:
+            self.on_sip(True, response)
         self._uas_dialog(handle, response)
         if request.method == "INVITE" and response.is_success:
             handle.awaiting_ack = True

@@ -39,6 +39,7 @@ from opencomms.rtp.offer_answer import PCMA, PCMU, Codec, LocalSdp, NegotiationE
 from opencomms.rtp.sdp import SdpError, SessionDescription
 from opencomms.sip.destination import Destination
 from opencomms.sip.dialog import Dialog
+from opencomms.sip.digest_client import DigestClient
 from opencomms.sip.endpoint import SipEndpoint
 from opencomms.sip.endpoint_config import EndpointConfig
 from opencomms.sip.handles import ClientTransactionHandle, ServerTransactionHandle
@@ -147,6 +148,8 @@ class VirtualCall:
         self._answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._ended = asyncio.Event()
         self._cursor = 0.0
+        self._request: SipRequest | None = None
+        """The first INVITE (kept to answer a digest challenge once when the caller has credentials)."""
         listener.on_note = self.note
 
     # -- state
@@ -344,6 +347,12 @@ class VirtualCall:
         response = await handle
         self.status, self.reason = response.status, response.reason
         self.note(f"← {response.status} {response.reason}")
+        retry = self._authorized(response)
+        if retry is not None:
+            self.note("→ INVITE with credentials")
+            dest = Destination("udp", self.caller.server[0], self.caller.server[1])
+            await self._run_invite(self.caller.endpoint.send_request(retry, dest, on_provisional=self._provisional))
+            return
         if not response.is_success:
             self._apply(CallEvent.REJECTED)
             self.ended_by = self.ended_by or "rejected"
@@ -371,6 +380,28 @@ class VirtualCall:
             return
         self._rtp.start(media)
         self._answered.set_result(None)
+
+    def _authorized(self, response: SipResponse) -> SipRequest | None:
+        """The INVITE again with digest credentials answering a 401/407 (once), when the caller has them."""
+        first, credentials = self._request, self.caller.credentials
+        if response.status not in (401, 407) or first is None or credentials is None or self.state is not _S.DIALLING:
+            return None
+        self._request = None
+        name = "Proxy-Authenticate" if response.status == 407 else "WWW-Authenticate"
+        value = DigestClient().authorize(
+            ",".join(response.headers.get_all(name)), "INVITE", str(first.uri), *credentials, first.body
+        )
+        header = ("Proxy-Authorization" if response.status == 407 else "Authorization", value)
+        return self.caller.endpoint.new_request(
+            "INVITE",
+            first.uri,
+            from_=first.from_,
+            call_id=first.call_id,
+            cseq=first.cseq.number + 1,
+            headers=(header,),
+            body=first.body,
+            content_type=SDP,
+        )
 
     def _answered_then_cancelled(self) -> None:
         dialog = self._dialog
@@ -428,8 +459,11 @@ class VirtualCaller:
         host: str = "127.0.0.1",
         codecs: Sequence[Codec] = (PCMU, PCMA),
         rfc4733: bool = True,
+        credentials: tuple[str, str] | None = None,
     ) -> None:
         self.server = server
+        self.credentials = credentials
+        """(SIP user name, password) answering a 401/407 to an INVITE once (a registered softphone user)."""
         self.number = number
         self.display_name = display_name
         self.host = host
@@ -498,6 +532,7 @@ class VirtualCaller:
             content_type=SDP,
         )
         call.sip_call_id = request.call_id
+        call._request = request
         self.calls.append(call)
         self._by_call_id[request.call_id] = call
         call.note(f"→ INVITE {uri}")
@@ -505,6 +540,21 @@ class VirtualCaller:
             request, Destination("udp", self.server[0], self.server[1]), on_provisional=call._provisional
         )
         self._spawn(call._run_invite(handle))
+        return call
+
+    async def dial_in(
+        self, number: str, conference_id: str, passcode: str | None = None, *, method: str = "rfc4733"
+    ) -> VirtualCall:
+        """Dial a meeting dial-in number and answer the attendant: the conference id, then the passcode if given
+        (each followed by '#', each after its prompt began). Returns the call, joined or in the lobby."""
+        call = await self.dial(number)
+        await call.wait_answered()
+        await call.wait_for_speech()
+        await call.press(conference_id + "#", method)
+        if passcode is not None:
+            await call.wait_for_silence(0.3)
+            await call.wait_for_speech()
+            await call.press(passcode + "#", method)
         return call
 
     def _on_request(self, handle: ServerTransactionHandle, req: SipRequest, source: tuple[str, int]) -> None:

@@ -16,17 +16,26 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import secrets
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from opencomms.config import EgressConfig, MediaConfig, NodeConfig, SipConfig
+from opencomms.calling.meetings import InMemoryMeetings
+from opencomms.config import EgressConfig, MediaConfig, MeetingsConfig, NodeConfig, SipConfig
+from opencomms.domain.ids import new_id
+from opencomms.domain.meetings import MeetingInfo
+from opencomms.sdk import ClientCredentials, CommsClient, serve_receiver
+from opencomms.sdk.calling import CommunicationsClient
 from opencomms.server import Node
 from opencomms.testing.caller import VirtualCaller
 from opencomms.testing.harness import GraphClient, RecordingBot, running_node
 
-__all__ = ["ALL_CALL_PERMISSIONS", "BotCredentials", "TestBot", "TestPlatform"]
+__all__ = ["ALL_CALL_PERMISSIONS", "DIAL_IN_NUMBER", "BotCredentials", "TestBot", "TestMeeting", "TestPlatform"]
+
+DIAL_IN_NUMBER = "+18005550199"
+"""The test node's meeting dial-in number (`platform.dial_in_number`): a VirtualCaller dials it and keys in."""
 
 ALL_CALL_PERMISSIONS = ("Calls.Initiate.All", "Calls.InitiateGroupCall.All", "Calls.AccessMedia.All")
 """Application permissions a calling bot usually has (make calls, group calls, service-hosted media)."""
@@ -72,6 +81,26 @@ class TestBot:
         return self.webhook.url
 
 
+@dataclass(frozen=True, slots=True)
+class TestMeeting:
+    """An onlineMeeting made by `TestPlatform.create_meeting` (through the node's REST API): how to join it."""
+
+    __test__ = False
+
+    id: str
+    join_web_url: str
+    join_meeting_id: str
+    passcode: str
+    conference_id: str
+    """What a phone enters after dialing `dial_in_number`."""
+    dial_in_number: str
+    """audioConferencing.tollNumber ("" when the node has no `meetings.dial_in_number`)."""
+    thread_id: str
+    organizer_id: str
+    tenant_id: str
+    raw: dict[str, Any]
+
+
 def default_config(recordings_dir: str) -> NodeConfig:
     """A node for tests: loopback, port 0 for HTTP and SIP, memory store, quiet logs."""
     return NodeConfig(
@@ -83,6 +112,7 @@ def default_config(recordings_dir: str) -> NodeConfig:
         media=MediaConfig(recordings_dir=recordings_dir),
         egress=EgressConfig(allow=("127.0.0.1", "::1")),  # bots, prompt servers and media sockets on this host
         sip=SipConfig(host="127.0.0.1", port=0),
+        meetings=MeetingsConfig(dial_in_number=DIAL_IN_NUMBER),
     )
 
 
@@ -109,6 +139,7 @@ class TestPlatform:
         self.tenant_id = ""
         self.bots: dict[str, BotCredentials] = {}
         self._stack = contextlib.AsyncExitStack()
+        self._meeting_admin: GraphClient | None = None
 
     async def __aenter__(self) -> TestPlatform:
         try:
@@ -177,6 +208,11 @@ class TestPlatform:
             raise RuntimeError("SIP is disabled in this platform's configuration")
         return self.node.config.sip.host, sip.port
 
+    @property
+    def dial_in_number(self) -> str:
+        """What phones dial to reach the meeting attendant (`[meetings] dial_in_number`)."""
+        return self.node.config.meetings.dial_in_number
+
     # -- bots and callers
 
     def new_number(self) -> str:
@@ -236,6 +272,87 @@ class TestPlatform:
         webhook.app_id = creds.app_id
         client = await self._stack.enter_async_context(self.client(creds))
         return TestBot(creds, webhook, client)
+
+    def add_meeting(self, **fields: Any) -> MeetingInfo:
+        """A meeting bots can join, added to the node's live side by hand (`create_meeting` makes a real
+        onlineMeeting instead): generated id, thread id,
+        joinMeetingId and passcode (required) unless given; any `domain.meetings.MeetingInfo` field may be set."""
+        n = secrets.randbelow(10**10)
+        info = MeetingInfo(
+            **{
+                "id": new_id(),
+                "tenant_id": self.tenant_id,
+                "organizer_id": new_id(),
+                "organizer_name": "Organizer",
+                "thread_id": f"19:meeting_{secrets.token_hex(8)}@thread.v2",
+                "join_meeting_id": f"{n:010d}",
+                "passcode": secrets.token_urlsafe(6),
+                "passcode_required": True,
+                **fields,
+            }
+        )
+        lookup = self.node.adhoc_meetings
+        assert isinstance(lookup, InMemoryMeetings), "this node's meetings come from the onlineMeeting resources"
+        return lookup.add(info)
+
+    async def create_meeting(self, organizer: str | None = None, **fields: Any) -> TestMeeting:
+        """Create a real onlineMeeting through `POST /users/{organizer}/onlineMeetings`, as an application with
+        OnlineMeetings.ReadWrite.All and a tenant-wide access policy (registered on first use). `organizer` is a
+        user id, or the display name of a user created for it (default "Organizer"); `fields` are onlineMeeting
+        members as Graph spells them (`subject=...`, `lobbyBypassSettings={...}`), sent as given."""
+        directory = self.node.directory
+        user = directory.get_user(organizer) if organizer else None
+        if user is None:
+            user = directory.create_user(self.tenant_id, organizer or "Organizer")
+        admin = await self._meeting_admin_client()
+        status, body, _ = await admin.request("POST", f"/users/{user.id}/onlineMeetings", dict(fields))
+        if status != 201:
+            raise RuntimeError(f"creating the meeting failed: {status} {body}")
+        ids = body.get("joinMeetingIdSettings") or {}
+        audio = body.get("audioConferencing") or {}
+        return TestMeeting(
+            id=body["id"],
+            join_web_url=body["joinWebUrl"],
+            join_meeting_id=ids.get("joinMeetingId", ""),
+            passcode=ids.get("passcode", ""),
+            conference_id=audio.get("conferenceId", ""),
+            dial_in_number=audio.get("tollNumber", ""),
+            thread_id=body["chatInfo"]["threadId"],
+            organizer_id=user.id,
+            tenant_id=self.tenant_id,
+            raw=body,
+        )
+
+    async def delete_meeting(self, meeting: TestMeeting) -> int:
+        """DELETE the meeting (every live leg ends); returns the HTTP status."""
+        admin = await self._meeting_admin_client()
+        status, _, _ = await admin.request("DELETE", f"/users/{meeting.organizer_id}/onlineMeetings/{meeting.id}")
+        return status
+
+    async def _meeting_admin_client(self) -> GraphClient:
+        if self._meeting_admin is None:
+            directory = self.node.directory
+            perms = ["OnlineMeetings.ReadWrite.All"]
+            app, secret = directory.create_app(self.tenant_id, "Meetings Admin", permissions=perms)
+            self.node.meetings.policies.grant(app.id, None)  # tenant-wide
+            client = GraphClient(self.base_url, self.tenant_id, app.id, secret)
+            self._meeting_admin = await self._stack.enter_async_context(client)
+        return self._meeting_admin
+
+    async def calling_client(self, creds: BotCredentials, **options: Any) -> CommunicationsClient:
+        """The SDK's stateful calling client for `creds`, its notification receiver served on loopback and set as
+        the app's callback URL; closed with the platform. Options are CommunicationsClient's."""
+        client = await self._stack.enter_async_context(
+            CommsClient(self.base_url, ClientCredentials(self.base_url, creds.tenant, creds.client_id, creds.secret))
+        )
+        comms = CommunicationsClient(
+            client, callback_uri="", app_id=creds.app_id, jwks_url=self.jwks_url, issuer=self.issuer, **options
+        )
+        self._stack.push_async_callback(comms.close)
+        base = await self._stack.enter_async_context(serve_receiver(comms.receiver))
+        comms.callback_uri = f"{base}/{creds.app_id}/calls"
+        self.set_webhook(creds, comms.callback_uri)
+        return comms
 
     def client(self, creds: BotCredentials) -> GraphClient:
         """A small Graph client for `creds` (use it as an async context manager: it gets a token on entry)."""

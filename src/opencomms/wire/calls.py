@@ -139,6 +139,45 @@ def modalities(obj: JsonObj, key: str, path: str) -> list[str]:
     return [r.enum_value(item, f"{path}{key}[{i}]", MODALITIES) for i, item in enumerate(items)]
 
 
+MEETING_INFO_TYPES = ("organizerMeetingInfo", "joinMeetingIdMeetingInfo", "tokenMeetingInfo")
+
+
+def chat_info(value: Any, path: str) -> JsonObj:
+    obj = r.as_object(value, path)
+    r.odata_type(obj, path, ("chatInfo",))
+    r.string(obj, "threadId", f"{path}.", required=True, max_len=512)
+    r.string(obj, "messageId", f"{path}.", max_len=256)
+    r.string(obj, "replyChainMessageId", f"{path}.", max_len=256)
+    return {**obj, "@odata.type": "#microsoft.graph.chatInfo"}
+
+
+def meeting_info(value: Any, path: str) -> JsonObj:
+    """organizerMeetingInfo (with chatInfo) or joinMeetingIdMeetingInfo; tokenMeetingInfo is refused (policy
+    recording's incoming calls carry it; a bot cannot join with one)."""
+    obj = r.as_object(value, path)
+    kind = r.odata_type(obj, path, MEETING_INFO_TYPES)
+    if kind is None:
+        kind = "#microsoft.graph.joinMeetingIdMeetingInfo" if "joinMeetingId" in obj else ""
+        kind = kind or ("#microsoft.graph.organizerMeetingInfo" if "organizer" in obj else "")
+    if not kind:
+        raise BadRequest(f"'{path}' needs an '@odata.type' of: {', '.join(MEETING_INFO_TYPES)}.")
+    out: JsonObj = {**obj, "@odata.type": kind}
+    if kind.endswith("organizerMeetingInfo"):
+        if obj.get("organizer") is None:
+            raise BadRequest(f"'{path}.organizer' is required.")
+        out["organizer"] = identity_set(obj["organizer"], f"{path}.organizer")
+        r.boolean(obj, "allowConversationWithoutHost", f"{path}.")
+    elif kind.endswith("joinMeetingIdMeetingInfo"):
+        r.string(obj, "joinMeetingId", f"{path}.", required=True, max_len=64)
+        r.string(obj, "passcode", f"{path}.", max_len=64)
+    else:
+        raise BadRequest(
+            "'tokenMeetingInfo' cannot be used to join a meeting: give organizerMeetingInfo with "
+            "chatInfo, or joinMeetingIdMeetingInfo."
+        )
+    return out
+
+
 # -- request bodies -------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class CreateCall:
@@ -152,6 +191,9 @@ class CreateCall:
     call_options: JsonObj | None
     extra: JsonObj
     """Members of the open `call` type that we do not interpret; echoed back."""
+    chat_info: JsonObj | None = None
+    meeting_info: JsonObj | None = None
+    """A meeting join (calling/meetings.py) when set; `targets` is then empty."""
 
 
 _CREATE_KNOWN = {
@@ -164,6 +206,8 @@ _CREATE_KNOWN = {
     "tenantId",
     "subject",
     "callOptions",
+    "chatInfo",
+    "meetingInfo",
 }
 _READ_ONLY = {
     "id",
@@ -180,13 +224,19 @@ _READ_ONLY = {
 def create_call(body: Any) -> CreateCall:
     obj = r.as_object(body, "")
     r.odata_type(obj, "", ("call",))
-    if obj.get("chatInfo") is not None or obj.get("meetingInfo") is not None:
-        raise BadRequest(
-            "Joining online meetings is not supported yet: give 'targets' for a peer-to-peer or group call."
-        )
     if obj.get("mediaConfig") is None:
         raise BadRequest("'mediaConfig' is required.")
-    targets = r.array(obj, "targets", "", required=True, min_items=1, max_items=25) or []
+    meeting = None if obj.get("meetingInfo") is None else meeting_info(obj["meetingInfo"], "meetingInfo")
+    chat = None if obj.get("chatInfo") is None else chat_info(obj["chatInfo"], "chatInfo")
+    if meeting is None and chat is not None:
+        raise BadRequest("'chatInfo' joins a meeting together with 'meetingInfo' (organizerMeetingInfo).")
+    if meeting is not None and meeting["@odata.type"].endswith("organizerMeetingInfo") and chat is None:
+        raise BadRequest("'chatInfo' with the meeting's 'threadId' is required with organizerMeetingInfo.")
+    if meeting is not None:
+        r.array(obj, "targets", "", max_items=0)  # a join names no targets (invite them once joined)
+        targets = []
+    else:
+        targets = r.array(obj, "targets", "", required=True, min_items=1, max_items=25) or []
     source = obj.get("source")
     options = obj.get("callOptions")
     return CreateCall(
@@ -199,6 +249,8 @@ def create_call(body: Any) -> CreateCall:
         subject=r.string(obj, "subject", "", max_len=1024),
         call_options=None if options is None else call_options(options, "callOptions", "outgoingCallOptions"),
         extra={k: v for k, v in obj.items() if k not in _CREATE_KNOWN and k not in _READ_ONLY},
+        chat_info=chat,
+        meeting_info=meeting,
     )
 
 

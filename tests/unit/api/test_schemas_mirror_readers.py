@@ -18,8 +18,12 @@ from referencing.jsonschema import DRAFT202012
 from opencomms.api.openapi import document
 from opencomms.api.routes import all_routes
 from opencomms.domain.errors import BadRequest
+from opencomms.subscriptions import model as subs
 from opencomms.wire import calls as wc
+from opencomms.wire import invites as wi
 from opencomms.wire import media as wm
+from opencomms.wire import meeting_control as wmt
+from opencomms.wire.meetings import meeting_fields
 
 DOC = document(all_routes(), "http://node")
 REGISTRY: Registry = Registry().with_resource(  # type: ignore[call-arg]
@@ -31,11 +35,19 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "reject": wc.reject,
     "redirect": wc.redirect,
     "transfer": wc.transfer,
+    "inviteParticipants": wi.invite_participants,
     "anyObject": wc.empty_or_object,
     "playPrompt": wm.play_prompt,
     "recordResponse": wm.record_response,
     "sendDtmfTones": wm.send_dtmf_tones,
     "clientContext": wm.context_only,
+    "startHoldMusic": wmt.start_hold_music,
+    "updateRecordingStatus": wmt.update_recording_status,
+    "onlineMeeting": meeting_fields,
+    "createOrGetOnlineMeeting": lambda body: meeting_fields(body, require_external_id=True),
+    "onlineMeetingPatch": lambda body: meeting_fields(body, patch=True),
+    "subscriptionCreate": subs.read_create,
+    "subscriptionUpdate": subs.read_update,
 }
 LEAVES = st.one_of(
     st.none(),

@@ -43,6 +43,7 @@ def test_values_are_the_published_strings() -> None:
         "Calls.JoinGroupCall.All",
         "Calls.JoinGroupCallAsGuest.All",
         "Calls.AccessMedia.All",
+        "OnlineMeetings.Read.All",
         "OnlineMeetings.ReadWrite.All",
         "CallRecords.Read.All",
     }

@@ -10,6 +10,7 @@ from opencomms.domain import commands as c
 from opencomms.domain import events as ev
 from opencomms.domain import results
 from opencomms.domain.calls import CallState
+from opencomms.domain.errors import InvalidState
 from opencomms.domain.legs import LegKind
 from opencomms.domain.rules import ConversationKind, ConversationState
 from tests.unit.domain.conversation_kit import Run, code, ring, spec, unreachable
@@ -298,3 +299,28 @@ def test_stale_gateway_reports_are_dropped_without_a_version(command: c.Command)
     before = run.conv.to_doc()
     assert run.do(command) == []
     assert run.conv.to_doc() == before
+
+
+def test_release_leg_takes_the_phone_out_without_ending_it_and_ends_the_bot_replaced() -> None:
+    run = Run()
+    run.do(c.Create(spec("phone", LegKind.SIP), (ring("bob"),)))
+    run.do(c.Answer("bob"))
+    with pytest.raises(InvalidState):
+        run.conv.check(c.ReleaseLeg("bob", results.CALL_REPLACED))  # a bot's leg is not a gateway's to move
+    events = run.do(c.ReleaseLeg("phone", results.CALL_REPLACED))
+    assert [type(e) for e in events][:2] == [ev.LegReleased, ev.ParticipantLeft]
+    assert not any(isinstance(e, ev.LegEnded) and e.leg_id == "phone" for e in events)  # no BYE, media kept
+    assert code(run.ended("bob")) == (0, 7015)
+    assert isinstance(events[-1], ev.ConversationEnded)
+    assert run.conv.find_leg("phone") is None
+
+
+def test_release_leg_is_refused_in_group_calls_and_before_the_answer() -> None:
+    run = Run()
+    run.do(c.Create(spec("phone", LegKind.SIP), (ring("bob"),)))
+    with pytest.raises(InvalidState):
+        run.conv.check(c.ReleaseLeg("phone", results.CALL_REPLACED))  # still establishing
+    group = Run(G)
+    group.do(c.Create(spec("alice"), (ring("phone", LegKind.SIP), ring("carol"))))
+    with pytest.raises(InvalidState):
+        group.conv.check(c.ReleaseLeg("phone", results.CALL_REPLACED))

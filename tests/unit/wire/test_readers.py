@@ -427,8 +427,10 @@ def test_create_call_accepts_max_25_targets() -> None:
         ({"callOptions": True}, "'callOptions' must be a JSON object"),
         ({"callOptions": {"hideBotAfterEscalation": "yes"}}, "'callOptions.hideBotAfterEscalation' must be true"),
         ({"callOptions": {"@odata.type": "#microsoft.graph.callOptions"}}, "at 'callOptions'"),
-        ({"chatInfo": {"threadId": "19:x"}}, "Joining online meetings is not supported"),
-        ({"meetingInfo": {"joinMeetingId": "1"}}, "Joining online meetings is not supported"),
+        ({"chatInfo": {"threadId": "19:x"}}, "'chatInfo' joins a meeting together with 'meetingInfo'"),
+        ({"meetingInfo": {"joinMeetingId": "1"}}, "'targets' accepts at most 0 items"),
+        ({"meetingInfo": {"token": "t"}, "targets": None}, "'meetingInfo' needs an '@odata.type'"),
+        ({"meetingInfo": {"organizer": {"user": {"id": "u"}}}, "targets": None}, "'chatInfo' with the meeting's"),
     ],
 )
 def test_create_call_refusals_name_the_field(changes: dict[str, Any], fragment: str) -> None:

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
-from opencomms.api.routes import calls, identity, media, meta, metrics, records
+from opencomms.api.routes import (
+    calls,
+    identity,
+    invites,
+    media,
+    meeting_control,
+    meetings,
+    meta,
+    metrics,
+    records,
+    signin,
+    subscriptions,
+)
 from opencomms.api.routing import Route
 
 
 def all_routes() -> list[Route]:
-    return [*calls.ROUTES, *media.ROUTES, *records.ROUTES, *identity.ROUTES, *meta.ROUTES, *metrics.ROUTES]
+    return [
+        *calls.ROUTES,
+        *meeting_control.ROUTES,
+        *invites.ROUTES,
+        *media.ROUTES,
+        *records.ROUTES,
+        *identity.ROUTES,
+        *meta.ROUTES,
+        *metrics.ROUTES,
+        *meetings.ROUTES,
+        *signin.ROUTES,
+        *subscriptions.ROUTES,
+    ]

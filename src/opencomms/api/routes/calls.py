@@ -6,7 +6,7 @@ from opencomms.api.app import ApiContext
 from opencomms.api.callbacks import check_callback
 from opencomms.api.http import Request, Response
 from opencomms.api.routing import Kind, Route
-from opencomms.domain.errors import NotFound
+from opencomms.domain.errors import NotFound, ServiceUnavailable
 from opencomms.wire import calls as wire
 
 CALLS = "communications/calls"
@@ -21,7 +21,12 @@ async def create_call(ctx: ApiContext, req: Request) -> Response:
     if ctx.quotas is not None:  # 403 past a concurrency quota, 429 + Retry-After past a rate (calling/quotas.py)
         ctx.quotas.admit_create(req.who.app_id, req.who.tenant_id, ctx.clock())
     await check_callback(ctx, body.callback_uri)
-    call = await ctx.calls.create(req.who, body)
+    if body.meeting_info is not None:  # a bot joins a meeting (calling/meetings.py)
+        if ctx.live_meetings is None:
+            raise ServiceUnavailable("This node runs without live meetings.")
+        call = await ctx.live_meetings.join(req.who, body)
+    else:
+        call = await ctx.calls.create(req.who, body)
     base = _base(ctx, req)
     call = {"@odata.context": f"{base}/$metadata#communications/calls/$entity", **call}
     return Response(201, call, [(b"location", f"{base}/{CALLS}/{call['id']}".encode())])
@@ -96,12 +101,13 @@ ROUTES = [
         CALLS,
         create_call,
         Kind.GRAPH,
-        "Create a call (peer-to-peer, bot-to-bot or group)",
-        permission="Calls.Initiate.All | Calls.InitiateGroupCall.All (+Calls.AccessMedia.All for app-hosted media)",
+        "Create a call (peer-to-peer, bot-to-bot or group), or join a meeting (meetingInfo)",
+        permission="Calls.Initiate.All | Calls.InitiateGroupCall.All | Calls.JoinGroupCall.All | "
+        "Calls.JoinGroupCallAsGuest.All (+Calls.AccessMedia.All for app-hosted media)",
         request_schema="createCall",
         response_status=201,
         response_schema="call",
-        errors=(400, 403),
+        errors=(400, 403, 404, 503),
     ),
     Route("GET", f"{CALLS}/{{id}}", get_call, Kind.GRAPH, "Get a call", response_schema="call", errors=(404,)),
     Route(

@@ -14,7 +14,9 @@ from opencomms.api.app import ApiContext
 from opencomms.api.connections import source_key
 from opencomms.api.errors import OAuthError
 from opencomms.api.http import Request, Response
+from opencomms.api.routes.signin import DELEGATED_GRANTS, delegated_token
 from opencomms.api.routing import Kind, Route
+from opencomms.auth.permissions import DelegatedScope
 from opencomms.domain.errors import NotFound
 
 
@@ -53,8 +55,16 @@ async def token(ctx: ApiContext, req: Request) -> Response:
             client_id, _, secret = (unquote(p) for p in decoded.partition(":"))
         except (ValueError, UnicodeDecodeError):
             raise OAuthError(401, "invalid_client", "Malformed Basic authorization header.", 7000215) from None
+    if form.get("grant_type") in DELEGATED_GRANTS and ctx.signin is not None:
+        return await delegated_token(ctx, req, tenant, form, client_id, secret)
     if form.get("grant_type") != "client_credentials":
-        raise OAuthError(400, "unsupported_grant_type", "Only the client_credentials grant is supported.", 70003)
+        raise OAuthError(
+            400,
+            "unsupported_grant_type",
+            "Supported grants: client_credentials, authorization_code, refresh_token, "
+            "urn:ietf:params:oauth:grant-type:device_code.",
+            70003,
+        )
     if not client_id or not secret:
         raise OAuthError(400, "invalid_request", "client_id and client_secret are required.", 900144)
     audiences = list(ctx.tokens.audiences)
@@ -108,10 +118,24 @@ def openid_configuration(ctx: ApiContext, req: Request) -> Response:
             "token_endpoint": f"{base}/oauth2/v2.0/token",
             "jwks_uri": f"{base}/discovery/v2.0/keys",
             "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
-            "grant_types_supported": ["client_credentials"],
-            "response_types_supported": ["token"],
-            "scopes_supported": [f"{a}/.default" for a in ctx.tokens.audiences],
+            "device_authorization_endpoint": f"{base}/oauth2/v2.0/devicecode",
+            "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic", "none"],
+            "grant_types_supported": [
+                "client_credentials",
+                "authorization_code",
+                "refresh_token",
+                "urn:ietf:params:oauth:grant-type:device_code",
+            ],
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "code_challenge_methods_supported": ["S256"],
+            "scopes_supported": [
+                "openid",
+                "profile",
+                "offline_access",
+                *(f"{a}/.default" for a in ctx.tokens.audiences),
+                *(s.value for s in DelegatedScope),
+            ],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "claims_supported": [
@@ -124,8 +148,12 @@ def openid_configuration(ctx: ApiContext, req: Request) -> Response:
                 "appid",
                 "azp",
                 "roles",
+                "scp",
                 "sub",
                 "oid",
+                "name",
+                "preferred_username",
+                "nonce",
             ],
             "tenant_region_scope": None,
             "cloud_instance_name": host,
@@ -161,7 +189,7 @@ ROUTES = [
         "{tenant}/oauth2/v2.0/token",
         token,
         Kind.PUBLIC,
-        "Get an access token (client credentials)",
+        "Get an access token (client credentials, authorization code, refresh token, device code)",
         request_schema="tokenRequest",
         request_media="application/x-www-form-urlencoded",
         response_schema="tokenResponse",

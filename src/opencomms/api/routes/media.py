@@ -46,8 +46,10 @@ async def play_prompt(ctx: ApiContext, req: Request) -> Response:
 
 async def record_response(ctx: ApiContext, req: Request) -> Response:
     await _loaded(ctx, req)
-    body = req.json()
-    op = _media(ctx).record_response(req.who, req.params["id"], wire.record_response(empty_or_object(body)))
+    parsed = wire.record_response(empty_or_object(req.json()))
+    if ctx.live_meetings is not None:  # in a meeting: only once its recording status is 'recording' (Graph's rule)
+        await ctx.live_meetings.check_persist(req.who, req.params["id"])
+    op = _media(ctx).record_response(req.who, req.params["id"], parsed)
     return _operation(ctx, req, op)
 
 

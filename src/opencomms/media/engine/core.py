@@ -20,6 +20,11 @@ Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row i
    sender in-band, in this tick; the key is then played in-band on the sender's OUTPUT (from the next tick) for
    the members that need to hear it, and kept out of the DTMF detector of those already told (`keys`).
 
+Conferences (mixes of more than `talkers.select_above` members): step 2 mixes only the K loudest active members
+(`talkers`), emits DominantSpeakerChanged, and adds what is played to the whole mix (`play_to_mix`, `mixops`);
+`record_mix` records a mix's total. Server mute (`set_server_muted`) and the leg's own mute (`set_muted`) both keep
+a leg's OUTPUT out of every mix. `HeardTalkers` listeners get the talkers' own frames with their `set_source_id`.
+
 Speech events: SpeechStarted/SpeechStopped are emitted for legs that are capturing a recording, and for legs
 that opted in with `watch_speech(leg_id, True)`. ToneDetected is emitted for every leg.
 """
@@ -38,6 +43,7 @@ from ..frames import FRAME_SAMPLES, SAMPLE_RATE
 from ..slots import SlotTable
 from ..vad import VadBank, VadConfig
 from .events import (
+    DominantSpeakerChanged,
     EngineFull,
     EngineStats,
     MediaEvent,
@@ -52,8 +58,10 @@ from .keys import ReceivedKeys
 from .legs import Leg
 from .listeners import MAX_FAILURES, Listener, Listeners, Subscription
 from .mixing import Exclusions, Mixes
+from .mixops import MixPlayer, MixRecorder
 from .player import Player
 from .recorder import Recorder
+from .talkers import TalkerConfig
 from .tones import Sounding, ToneSender
 
 __all__ = ["MediaEngine"]
@@ -86,6 +94,7 @@ class MediaEngine:
         vad_config: VadConfig | None = None,
         tones_replace_output: bool = True,
         listener_max_failures: int = MAX_FAILURES,
+        talkers: TalkerConfig | None = None,
     ) -> None:
         if capacity < 1 or inbound_queue_frames < 1:
             raise ValueError("capacity and inbound_queue_frames must be positive")
@@ -100,13 +109,18 @@ class MediaEngine:
         self._inbound = InboundQueues(capacity, inbound_queue_frames)
         self._player = Player(capacity, self._by_row)
         self._tones = ToneSender(tones_replace_output)
-        self._mixes = Mixes(capacity)
+        self._mixes = Mixes(capacity, talkers)
+        self._mix_player = MixPlayer()
+        self._mix_recorder = MixRecorder(self._mixes)
+        self._source = np.zeros(capacity, dtype=np.int64)  # per row: the leg's sourceId (set_source_id)
         self._recorder = Recorder(self._speech_mask)
         # Work buffers (only the prefix [:n] is used).
         self._out = np.zeros((capacity, _N), dtype=np.int32)
         self._inp = np.zeros((capacity, _N), dtype=np.int32)
         self._x = np.zeros((capacity, _N), dtype=np.float32)
-        self._listeners = Listeners(capacity, self._mixes, max_failures=listener_max_failures)
+        self._listeners = Listeners(
+            capacity, self._mixes, max_failures=listener_max_failures, by_row=self._by_row, sources=self._source
+        )
         self._keys = ReceivedKeys(self._mixes, self._recorder, self._tones)
         self._row_gen = np.zeros(capacity, dtype=np.int64)  # per row: which add_leg put its leg there (0: free)
         self._gen = 0
@@ -170,6 +184,7 @@ class MediaEngine:
         assert dtmf_row == row == vad_row, "engine and DSP bank rows out of step"
         self._player.reset(row)
         self._muted[row] = False
+        self._source[row] = 0
         self._mixes.reset(row)
         self._speech_mask[row] = False
         self._inbound.reset(row)
@@ -203,7 +218,7 @@ class MediaEngine:
         self._slots.remove(row)
         self._dtmf.remove_channel(row)
         self._vad.remove_channel(row)
-        self._mixes.rows_changed()
+        self._mixes.reset(row)
 
     def _leg(self, leg_id: str) -> Leg:
         try:
@@ -218,10 +233,54 @@ class MediaEngine:
     def set_muted(self, leg_id: str, muted: bool) -> None:
         """A muted leg contributes silence to its mix; its player and tones still advance and finish on time."""
         leg = self._leg(leg_id)
+        leg.self_muted = muted
+        self._apply_mute(leg)
+
+    def set_server_muted(self, leg_id: str, muted: bool) -> None:
+        """Server mute (a meeting participant muted by someone else): as `set_muted`, but kept apart from the
+        leg's own mute, so that the leg unmuting itself does not undo it."""
+        leg = self._leg(leg_id)
+        leg.server_muted = muted
+        self._apply_mute(leg)
+
+    def _apply_mute(self, leg: Leg) -> None:
+        muted = leg.self_muted or leg.server_muted
         if leg.muted != muted:
             leg.muted = muted
             self._muted[leg.row] = muted
             self._muted_count += 1 if muted else -1
+
+    def set_source_id(self, leg_id: str, source_id: int) -> None:
+        """The leg's sourceId (the roster's mediaStreams sourceId), reported with its frames (`HeardTalkers`) and
+        in DominantSpeakerChanged."""
+        self._source[self._leg(leg_id).row] = source_id
+
+    # -- conferences -----------------------------------------------------------------------------------------
+
+    def talkers(self, mix_id: str) -> list[str]:
+        """The legs mixed in the last tick of conference `mix_id` (empty for a smaller or unknown mix)."""
+        by_row = self._by_row
+        return [leg.id for row in self._mixes.talkers_of(mix_id) if (leg := by_row[row]) is not None]
+
+    def play_to_mix(self, mix_id: str, tag: str, clips: Sequence[Samples]) -> None:
+        """Queue clips (1-D int16, 16 kHz, not copied) that every member of mix `mix_id` hears (a prompt to a
+        whole meeting), back to back after the mix's earlier plays. MixPlayFinished(tag, completed=True) in the
+        tick that mixes the last sample. It plays on while the mix has no members."""
+        self._mix_player.play(mix_id, tag, clips, self._pending)
+
+    def stop_mix_play(self, mix_id: str, tag: str | None = None) -> None:
+        """Stop the mix's plays with `tag`, or all; MixPlayFinished(completed=False) for each."""
+        self._mix_player.stop(mix_id, tag, self._pending)
+
+    def record_mix(self, mix_id: str, tag: str, *, max_seconds: float) -> None:
+        """Record what mix `mix_id` sounds like to a member that is not talking (its talkers and its plays), from
+        the next tick: MixRecordingFinished(MAX_DURATION) after `max_seconds`, or CANCELLED by `stop_mix_recording`
+        (or a second record_mix). Silence while the mix has no members."""
+        self._mix_recorder.record(mix_id, tag, max_seconds, self._pending)
+
+    def stop_mix_recording(self, mix_id: str, tag: str | None = None) -> None:
+        """Finish the mix's recording (if `tag` is None or matches) with CANCELLED, keeping what was captured."""
+        self._mix_recorder.stop(mix_id, tag, self._pending)
 
     def set_out_of_band_dtmf(self, leg_id: str, on: bool) -> None:
         """Whether the leg takes DTMF out of band (an RFC 4733 peer): tones the other members of its mix send are
@@ -395,9 +454,21 @@ class MediaEngine:
             out[self._muted[:n]] = 0
         self._recorder.start(now, events)
 
-        # 2. INPUT: the mix minus the leg's own contribution (and minus tones for out-of-band legs).
+        # 2. INPUT: the mix minus the leg's own contribution (and minus tones for out-of-band legs); conferences
+        # from their talkers; prompts played to whole mixes.
         inp = self._inp[:n]
-        self._mixes.step(out, inp, self._out_of_band(sounding, events) if sounding and self._oob_count else None)
+        fed = self._mix_player.step(now, events) if len(self._mix_player) else None
+        self._mixes.step(
+            out,
+            inp,
+            self._out_of_band(sounding, events) if sounding and self._oob_count else None,
+            muted=self._muted[:n] if self._muted_count else None,
+            fed=fed,
+        )
+        for mix_id, row in self._mixes.dominant:
+            speaker = self._by_row[row] if row >= 0 else None
+            source = None if speaker is None else int(self._source[row])
+            events.append(DominantSpeakerChanged(mix_id, None if speaker is None else speaker.id, source, now))
 
         # 3. DTMF and VAD on one float32 copy (without the keys already reported out of band).
         x = self._x[:n]
@@ -420,6 +491,8 @@ class MediaEngine:
         # 4. Recordings and listeners.
         if self._recorder.legs:
             self._recorder.capture(inp, vad.active, keys, now, events)
+        if len(self._mix_recorder):
+            self._mix_recorder.capture(now, events)
         self._listeners.step(inp, out, now)
 
         # 5. RFC 4733 keys pushed by the listeners (or since the last tick).
@@ -438,7 +511,7 @@ class MediaEngine:
             for other in self._mixes.members(leg.mix):
                 if other is leg or not other.out_of_band_dtmf:
                     continue
-                exclude.append((other.row, item.frame))
+                exclude.append((other.row, leg.row, item.frame))
                 for key, duration_ms, at in item.starts:
                     event = OutOfBandKey(other.id, key, duration_ms, at, leg.id)
                     events.append(event)

@@ -14,9 +14,12 @@ from ...domain.media import RecordStop
 
 __all__ = [
     "BatchTap",
+    "DominantSpeakerChanged",
     "EngineFull",
     "EngineStats",
     "MediaEvent",
+    "MixPlayFinished",
+    "MixRecordingFinished",
     "OutOfBandKey",
     "PlayFinished",
     "RecordingFinished",
@@ -24,6 +27,7 @@ __all__ = [
     "Samples",
     "SpeechStarted",
     "SpeechStopped",
+    "TalkersTap",
     "Tap",
     "ToneDetected",
     "TonesFinished",
@@ -37,6 +41,9 @@ BatchTap = Callable[[npt.NDArray[np.int32], float], None]
 """A listener for many legs at once: called once per tick with (INPUT of every row in use, frame time)."""
 UnmixedTap = Callable[[str, Samples, list[tuple[str, Samples]], float], None]
 """Like Tap, plus the OUTPUT of every other member of the leg's mix as (leg_id, frame) (application-hosted media)."""
+TalkersTap = Callable[[str, Samples, list[tuple[str, int, Samples]], float], None]
+"""Like Tap, plus the OUTPUT of each talker the leg hears as (leg_id, source_id, frame): in a conference the
+mixed talkers of the tick but the leg itself, in a smaller mix every other member (application-hosted media)."""
 
 
 class EngineFull(Exception):
@@ -128,6 +135,40 @@ class RecordingFinished:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class DominantSpeakerChanged:
+    """The loudest talker of a conference changed (with hysteresis, at most once per `dominant_hold_ticks`), or
+    the dominant speaker left the mix with nobody talking (`leg_id` None)."""
+
+    mix_id: str
+    leg_id: str | None
+    source_id: int | None
+    """The leg's `set_source_id` (the roster's mediaStreams sourceId), 0 if never set."""
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MixPlayFinished:
+    """A play_to_mix() ended: `completed` when its last sample went into the frame at `at`, else it was stopped."""
+
+    mix_id: str
+    tag: str
+    completed: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MixRecordingFinished:
+    """A record_mix() ended (MAX_DURATION or CANCELLED); `samples` is what the mix's listeners heard (16 kHz mono,
+    read-only): the sum of its talkers and of what was played to it."""
+
+    mix_id: str
+    tag: str
+    reason: RecordStop
+    samples: Samples = field(compare=False, repr=False)
+    at: float
+
+
 MediaEvent = (
     ToneDetected
     | SpeechStarted
@@ -137,6 +178,9 @@ MediaEvent = (
     | OutOfBandKey
     | RecordingStarted
     | RecordingFinished
+    | DominantSpeakerChanged
+    | MixPlayFinished
+    | MixRecordingFinished
 )
 """Everything `tick()` reports."""
 

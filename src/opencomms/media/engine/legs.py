@@ -21,6 +21,9 @@ class Leg:
     row: int
     mix: str | None = None
     muted: bool = False
+    """Muted by itself or by the server: its OUTPUT reaches no mix."""
+    self_muted: bool = False
+    server_muted: bool = False
     plays: deque[Play] = field(default_factory=deque)
     tones: deque[ToneRun] = field(default_factory=deque)
     recording: Recording | None = None

@@ -10,6 +10,9 @@ Kinds (the listener objects are frozen; `MediaEngine.subscribe(listener) -> Subs
   `fn(leg_id, frame, now)`.
 - `HeardParts(leg_id, fn)`: what the leg hears and, part by part, what every other member of its mix says,
   `fn(leg_id, heard, [(other_id, said), ...], now)` (application-hosted media).
+- `HeardTalkers(leg_id, fn)`: what the leg hears and the talkers it hears, each unmixed with its sourceId,
+  `fn(leg_id, heard, [(other_id, source_id, said), ...], now)`: in a conference only the K mixed talkers (so a
+  bot in a meeting of 1000 costs what the talkers cost), in a smaller mix every other member.
 - `Batch(fn)`: every row's INPUT in one `(rows, 320)` int32 array, `fn(inp, now)` (the RTP bank; rows by
   `MediaEngine.leg_key`).
 
@@ -32,13 +35,13 @@ import numpy.typing as npt
 
 from ..faults import FaultLog
 from ..frames import FRAME_SAMPLES
-from .events import BatchTap, Tap, UnmixedTap
+from .events import BatchTap, TalkersTap, Tap, UnmixedTap
 
 if TYPE_CHECKING:
     from .legs import Leg
     from .mixing import Mixes
 
-__all__ = ["Batch", "Heard", "HeardParts", "Listener", "Listeners", "Said", "Subscription"]
+__all__ = ["Batch", "Heard", "HeardParts", "HeardTalkers", "Listener", "Listeners", "Said", "Subscription"]
 
 log = logging.getLogger("opencomms.media")
 
@@ -72,13 +75,22 @@ class HeardParts:
 
 
 @dataclass(frozen=True, slots=True)
+class HeardTalkers:
+    """What leg `leg_id` hears, and each talker it hears unmixed: `fn(leg_id, heard, talkers, now)`, `talkers` a
+    list of (leg_id, source_id, frame) (see the module docstring)."""
+
+    leg_id: str
+    fn: TalkersTap
+
+
+@dataclass(frozen=True, slots=True)
 class Batch:
     """Every row's INPUT at once: `fn(inp, now)`, `inp` a read-only `(rows, 320)` int32 array in int16 range."""
 
     fn: BatchTap
 
 
-Listener = Heard | Said | HeardParts | Batch
+Listener = Heard | Said | HeardParts | HeardTalkers | Batch
 
 
 class Subscription:
@@ -103,11 +115,21 @@ class Subscription:
 class Listeners:
     """Every subscription of one engine, and the per-tick step that calls them."""
 
-    def __init__(self, capacity: int, mixes: Mixes, *, max_failures: int = MAX_FAILURES) -> None:
+    def __init__(
+        self,
+        capacity: int,
+        mixes: Mixes,
+        *,
+        max_failures: int = MAX_FAILURES,
+        by_row: list[Leg | None] | None = None,
+        sources: npt.NDArray[np.int64] | None = None,
+    ) -> None:
         if max_failures < 1:
             raise ValueError("max_failures must be positive")
         self.max_failures = max_failures
         self._mixes = mixes
+        self._by_row: list[Leg | None] = by_row if by_row is not None else [None] * capacity
+        self._sources = sources if sources is not None else np.zeros(capacity, dtype=np.int64)
         self._by_leg: dict[Leg, list[Subscription]] = {}
         self._batch: list[Subscription] = []
         self._heard = np.zeros((capacity, _N), dtype=np.int16)
@@ -170,7 +192,9 @@ class Listeners:
         self._heard_rows = np.array(sorted(heard), dtype=np.intp)
         self._said_rows = np.array(sorted(said), dtype=np.intp)
         self._parts_legs = tuple(
-            dict.fromkeys(s.leg for s in self._calls if s.leg is not None and isinstance(s.listener, HeardParts))
+            dict.fromkeys(
+                s.leg for s in self._calls if s.leg is not None and isinstance(s.listener, HeardParts | HeardTalkers)
+            )
         )
 
     # -- the tick ------------------------------------------------------------------------------------------
@@ -201,10 +225,17 @@ class Listeners:
         parts: dict[Leg, list[Leg]] = {}
         said = self._said_rows
         if self._parts_legs:
-            members = self._mixes.members
+            mixes = self._mixes
+            by_row = self._by_row
             extra: set[int] = set()
             for owner in self._parts_legs:
-                mates = [o for o in members(owner.mix) if o is not owner] if owner.mix is not None else []
+                if owner.mix is None:
+                    mates = []
+                elif mixes.is_conference(owner.mix):
+                    talking = mixes.talkers_of(owner.mix)
+                    mates = [o for row in talking if (o := by_row[row]) is not None and o is not owner]
+                else:
+                    mates = [o for o in mixes.members(owner.mix) if o is not owner]
                 parts[owner] = mates
                 extra.update(o.row for o in mates)
             if extra:
@@ -226,6 +257,10 @@ class Listeners:
                 elif isinstance(listener, HeardParts):
                     unmixed = [(o.id, said_ro[o.row]) for o in parts.get(leg, ())]
                     listener.fn(leg.id, heard_ro[leg.row], unmixed, now)
+                elif isinstance(listener, HeardTalkers):
+                    sources = self._sources
+                    talkers = [(o.id, int(sources[o.row]), said_ro[o.row]) for o in parts.get(leg, ())]
+                    listener.fn(leg.id, heard_ro[leg.row], talkers, now)
             except Exception as exc:
                 self._failed(sub, exc)
             else:

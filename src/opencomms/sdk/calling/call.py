@@ -3,19 +3,24 @@
 State, roster, tones and operation outcomes are applied in notification order (`apply`, called from the
 receiver's per-call lane), which wakes whatever awaits them: `answer` resolves once the call is established,
 `play_prompt` once its operation finished (or raises OperationFailed), `hang_up` once it is terminated.
+
+In a meeting, roster notifications (classic or delta) are merged into `roster` (see sdk/roster.py); a roster
+that arrives before the join request answered (so before the SDK knows whether it asked for delta rosters) waits
+until it is known. Participant control (mute, remove, admit, hold music, recording status, invite) is here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from opencomms.sdk.builders import JsonObj
 from opencomms.sdk.calling.errors import CallEnded, OperationFailed
 from opencomms.sdk.models import CallInfo, Operation, Participant, ResultInfo, ToneInfo
 from opencomms.sdk.notifications import Notification, ResourceKind
+from opencomms.sdk.roster import Roster, RosterChange
 
 if TYPE_CHECKING:
     from opencomms.sdk.calling.client import CommunicationsClient
@@ -26,13 +31,27 @@ ENDED = "terminated"
 class Call:
     """A call leg of this bot. Obtain it from `CommunicationsClient` (incoming calls, `create_call`)."""
 
-    def __init__(self, comms: CommunicationsClient, call_id: str, info: CallInfo | None = None) -> None:
+    def __init__(
+        self,
+        comms: CommunicationsClient,
+        call_id: str,
+        info: CallInfo | None = None,
+        *,
+        delta_roster: bool | None = False,
+    ) -> None:
         self.comms = comms
         self.id = call_id
         self.info = info
         self.state: str | None = info.state if info is not None else None
         self.result_info: ResultInfo | None = None
         self.participants: list[Participant] = []
+        """The current roster (merged from classic or delta roster notifications)."""
+        self.roster = Roster()
+        self.delta_roster = delta_roster
+        """Whether this leg asked for delta rosters; None until the join request answered."""
+        self._early_rosters: list[Notification] = []
+        self.roster_changes: list[RosterChange] = []
+        """Changes applied by the notification being handled (read by CommunicationsClient for its events)."""
         self.terminated = asyncio.Event()
         self._changed = asyncio.Condition()
         self._ops: dict[str, asyncio.Future[Operation]] = {}
@@ -49,15 +68,55 @@ class Call:
         if note.kind is ResourceKind.CALL:
             await self._apply_call(note)
         elif note.kind is ResourceKind.PARTICIPANTS:
-            self.participants = note.participants
+            self.roster_changes = []
+            if self.delta_roster is None:
+                self._early_rosters.append(note)
+            else:
+                await self._apply_roster(note)
         elif note.kind is ResourceKind.OPERATION:
             op = note.operation
             if op is not None and op.finished:
                 self._finish_op(op)
 
+    async def _apply_roster(self, note: Notification) -> None:
+        change = self.roster.apply(note.participants, whole=not self.delta_roster)
+        self.roster_changes.append(change)
+        async with self._changed:
+            self.participants = self.roster.participants
+            self._changed.notify_all()
+
+    async def set_delta_roster(self, delta: bool) -> list[RosterChange]:
+        """Fix the roster mode (once the join request answered); applies rosters that came before, returns
+        their changes."""
+        self.delta_roster = delta
+        early, self._early_rosters = self._early_rosters, []
+        changes: list[RosterChange] = []
+        for note in early:
+            self.roster_changes = []
+            await self._apply_roster(note)
+            changes.extend(self.roster_changes)
+        self.roster_changes = []
+        return changes
+
+    async def wait_roster(
+        self, check: Callable[[list[Participant]], bool], *, timeout: float | None = 10.0
+    ) -> list[Participant]:
+        """Wait until the current roster satisfies `check` (raises CallEnded if the call ends first)."""
+
+        def reached() -> bool:
+            return check(self.participants) or self.terminated.is_set()
+
+        async with self._changed:
+            await asyncio.wait_for(self._changed.wait_for(reached), timeout)
+        if not check(self.participants):
+            raise CallEnded(self.id, self.result_info)
+        return self.participants
+
     async def _apply_call(self, note: Notification) -> None:
         if note.change_type == "created" and note.call is not None:
             self.info = note.call
+        if note.is_incoming_call and self.delta_roster is None:
+            await self.set_delta_roster(False)
         tone = note.tone
         if tone is not None:
             self._tones.put_nowait(tone)
@@ -235,6 +294,45 @@ class Call:
 
     async def unmute(self) -> Operation:
         return await self._outcome(await self.comms.client.unmute(self.id), 10.0, "unmute")
+
+    # -- meetings: participant control --------------------------------------------------------------------
+    async def mute_participant(self, participant_id: str) -> Operation:
+        """Server-mute a participant of this meeting (its audio leaves the mix)."""
+        op = await self.comms.client.mute_participant(self.id, participant_id)
+        return await self._outcome(op, 10.0, "mute participant")
+
+    async def remove_participant(self, participant_id: str) -> None:
+        """End a participant's leg (the tenant must allow this app to remove participants)."""
+        await self.comms.client.remove_participant(self.id, participant_id)
+
+    async def admit(self, participant_id: str) -> Operation:
+        """#opencomms: admit a lobby participant."""
+        return await self._outcome(await self.comms.client.admit_participant(self.id, participant_id), 10.0, "admit")
+
+    async def admit_all(self) -> Operation:
+        """#opencomms: admit everyone in the lobby."""
+        return await self._outcome(await self.comms.client.admit_all(self.id), 10.0, "admitAll")
+
+    async def update_recording_status(self, status: str) -> Operation:
+        """`recording`, `notRecording` or `failed`: every participant's recordingInfo changes."""
+        op = await self.comms.client.update_recording_status(self.id, status)
+        return await self._outcome(op, 10.0, "updateRecordingStatus")
+
+    async def start_hold_music(
+        self, participant_id: str, *, custom_prompt: JsonObj | None = None, timeout: float | None = 10.0
+    ) -> Operation:
+        """Put a participant on hold with music; returns once the operation finished."""
+        op = await self.comms.client.start_hold_music(self.id, participant_id, custom_prompt=custom_prompt)
+        return await self._outcome(op, timeout, "startHoldMusic")
+
+    async def stop_hold_music(self, participant_id: str, *, timeout: float | None = 10.0) -> Operation:
+        op = await self.comms.client.stop_hold_music(self.id, participant_id)
+        return await self._outcome(op, timeout, "stopHoldMusic")
+
+    async def invite(self, targets: Sequence[JsonObj], *, timeout: float | None = 60.0) -> Operation:
+        """participants/invite (up to 5 targets); returns once the invitation finished."""
+        op = await self.comms.client.invite_participants(self.id, targets)
+        return await self._outcome(op, timeout, "invite")
 
     # -- tones -----------------------------------------------------------------------------------------
     async def next_tone(self, timeout: float | None = None) -> ToneInfo:

@@ -1,0 +1,109 @@
+"""Announcements phones hear in a meeting: the recording status changed, and (when the meeting's
+`isEntryExitAnnounced`) who joined or left.
+
+A subscriber of the conversation core: on a meeting's `RecordingStatusChanged`, `ParticipantJoined` (not into the
+lobby) or `ParticipantLeft` it speaks one short sentence (espeak-ng through the PromptLibrary, cached by text) to
+the whole meeting with the engine's `play_to_mix` (one clip for the mix, whatever its size), and only when a SIP leg
+is in the meeting: bots learn the same from their roster. Cheap by construction: nothing per leg, a name's
+sentence is synthesized once; it never blocks the unit of work (the speech is loaded in a task of its own).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+from opencomms.calling.service import CallService
+from opencomms.calling.subscribers import Batch, Subscriber
+from opencomms.domain import events as ev
+from opencomms.domain.ids import new_id
+from opencomms.domain.legs import JsonObj, LegKind
+from opencomms.domain.media import PromptError, PromptSpec
+from opencomms.domain.meetings import MeetingLookup
+from opencomms.domain.rules import ConversationKind
+from opencomms.media import engine as eng
+from opencomms.tasks import TaskSet
+
+log = logging.getLogger("opencomms.meetings")
+
+__all__ = ["RECORDING_STARTED", "RECORDING_STOPPED", "Announcer", "display_name"]
+
+RECORDING_STARTED = "This meeting is now being recorded."
+RECORDING_STOPPED = "Recording has stopped."
+MAX_NAME = 60
+"""Characters of a display name spoken at most."""
+
+
+class _Engine(Protocol):
+    def call(self, fn: Any) -> None: ...
+
+
+class _Loader(Protocol):
+    async def load(self, spec: PromptSpec) -> Any: ...
+
+
+def display_name(identity: JsonObj) -> str:
+    """The name to announce for an identitySet ('A participant' when it has none)."""
+    for kind in ("user", "phone", "guest", "application", "applicationInstance"):
+        item = identity.get(kind)
+        if isinstance(item, dict):
+            name = str(item.get("displayName") or ("A caller" if kind == "phone" else ""))
+            name = "".join(ch for ch in name if ch.isprintable())[:MAX_NAME].strip()
+            if name:
+                return name
+    return "A participant"
+
+
+class Announcer(Subscriber):
+    """Speaks recording changes and, in meetings that want it, joins and leaves to the meeting's phones."""
+
+    def __init__(
+        self, calls: CallService, lookup: MeetingLookup, prompts: _Loader, engine: _Engine, *, voice: str = ""
+    ) -> None:
+        self.calls = calls
+        self.lookup = lookup
+        self.prompts = prompts
+        self.engine = engine
+        self.voice = voice or None
+        self._tasks = TaskSet("announcements")
+        self.spoken = 0
+
+    def committed(self, batch: Batch, event: ev.Event) -> None:
+        if batch.kind is not ConversationKind.MEETING:
+            return
+        text: str | None = None
+        if isinstance(event, ev.RecordingStatusChanged):
+            if event.status == "recording":
+                text = RECORDING_STARTED
+            elif event.status == "notRecording":
+                text = RECORDING_STOPPED
+        elif isinstance(event, ev.ParticipantJoined | ev.ParticipantLeft):
+            if isinstance(event, ev.ParticipantJoined) and event.participant.in_lobby:
+                return
+            info = self.lookup.meeting(batch.conversation_id)
+            if info is None or not info.entry_exit_announced:
+                return
+            verb = "has joined" if isinstance(event, ev.ParticipantJoined) else "has left"
+            text = f"{display_name(event.participant.identity)} {verb}."
+        if text is not None:
+            self._tasks.spawn(self._speak(batch.conversation_id, text))
+
+    async def _speak(self, meeting_id: str, text: str) -> None:
+        conv = await self.calls.conversation(meeting_id)
+        if conv is None or not any(leg.kind is LegKind.SIP and leg.live for leg in conv.legs.values()):
+            return  # no phone to tell
+        try:
+            clip = await self.prompts.load(PromptSpec(text=text, voice=self.voice))
+        except PromptError as exc:
+            log.warning("announcement not spoken: %s", exc.message, extra={"meeting_id": meeting_id})
+            return
+        tag = new_id()
+        self.engine.call(lambda engine: _play(engine, meeting_id, tag, clip))
+        self.spoken += 1
+
+    async def close(self) -> None:
+        await self._tasks.close()
+
+
+def _play(engine: eng.MediaEngine, mix_id: str, tag: str, clip: Any) -> None:
+    engine.play_to_mix(mix_id, tag, [clip])

@@ -1,0 +1,1 @@
+"""Graph change-notification subscriptions (`/subscriptions`), for now on `/communications/callRecords`."""
