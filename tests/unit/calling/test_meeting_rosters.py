@@ -88,6 +88,7 @@ def test_a_change_is_serialized_once_whatever_the_number_of_listeners() -> None:
     assert len(h.take()) == 20
     one = len(orjson.dumps([h.conv.roster.get("p-ann").to_wire(with_sequence=True)]))  # type: ignore[union-attr]
     assert h.rosters.bytes_built - built == one
+    assert h.rosters.rebuilt == 1  # who listens is kept from the events, not found by scanning every leg
 
 
 def test_lobby_legs_hear_nothing_until_admitted() -> None:
@@ -105,10 +106,21 @@ def test_after_a_restart_the_listeners_come_back_from_the_conversation() -> None
     h = Harness()
     h.do(c.Join(bot("d", delta=True)))
     h.take()
-    h.rosters = MeetingRosters()  # a new node (or a rerun unit): no listener index to rebuild
+    h.rosters = MeetingRosters()  # a new node: the listener index is rebuilt from the conversation
     h.do(c.Join(phone("ann")))
     got = h.take()
-    assert list(got) == ["d"] and [e["id"] for e in got["d"]] == ["p-ann"]
+    assert list(got) == ["d"] and [e["id"] for e in got["d"]] == ["p-ann"] and h.rosters.rebuilt == 1
+
+
+def test_a_conversation_reloaded_after_a_failed_unit_rebuilds_the_listeners() -> None:
+    h = Harness()
+    h.do(c.Join(bot("d", delta=True)))
+    h.do(c.Join(phone("ann")))
+    h.take()
+    h.conv = Conversation.from_doc(h.conv.to_doc())  # the ledger dropped the copy a failed unit had changed
+    h.do(c.EndLeg("ann", results.PSTN_HUNG_UP))
+    got = h.take()
+    assert list(got) == ["d"] and got["d"][0]["id"] == "p-ann" and h.rosters.rebuilt == 2
 
 
 def test_roster_body_is_a_graph_notification() -> None:
