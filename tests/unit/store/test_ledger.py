@@ -285,6 +285,7 @@ async def test_a_cancelled_caller_still_releases_what_its_unit_committed(tmp_pat
     assert got is not None and got.version == 2  # the write went ahead…
     await asyncio.sleep(0)  # (the write's callbacks ran before the load's result came back)
     assert [e.body for e in rec.released] == [b"1", b"2"]  # …and so did its notification
+    assert [e for _, e in rec.events] == [("bumped", 1), ("bumped", 2)]  # …and its events reached the subscribers
     assert ledger.cached("c1") is None  # the cache does not guess: the next unit reloads
     assert await ledger.apply("c1", bump) == 3
     await store.aclose()
