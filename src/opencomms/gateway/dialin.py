@@ -403,10 +403,13 @@ class DialIn:
     def _softphone_user(
         self, handle: ServerTransactionHandle, req: SipRequest, meeting: MeetingInfo
     ) -> tuple[JsonObj, JoinerKind, str] | None:
-        """Digest-authenticate the INVITE against the registrar's accounts; the joiner's identity and kind."""
+        """Digest-authenticate the INVITE against the registrar's accounts (or, with `anonymous_sip_guests`, take an
+        INVITE without credentials as an anonymous guest); the joiner's identity and kind."""
         regs = self.gateway.registrations
         now = regs.clock()
         credentials = req.headers.get_all("Authorization")
+        if not credentials and self.config.anonymous_sip_guests:
+            return _anonymous_guest(req), JoinerKind.GUEST, ""
         if not credentials:
             headers = [("WWW-Authenticate", v) for v in regs.challenger.challenge_headers(now)]
             handle.respond(401, "Unauthorized", headers=headers)
@@ -503,6 +506,16 @@ class DialInEvents(Subscriber):
             self.dialin.lobby_left(event.leg_id, established=True)
         elif isinstance(event, ev.LegEnded) and event.kind is LegKind.SIP:
             self.dialin.lobby_left(event.leg_id, established=False)
+
+
+def _anonymous_guest(req: SipRequest) -> JsonObj:
+    """The identity of an unauthenticated caller to a meeting address (`anonymous_sip_guests`): a guest named by
+    its From header (the display name, else the URI's user part)."""
+    frm = req.from_
+    user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
+    name = "".join(ch for ch in (frm.display_name or user or "Guest") if ch.isprintable())[:60]
+    ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": str(frm.uri)[:256], "displayName": name}
+    return {"@odata.type": "#microsoft.graph.identitySet", "guest": ident}
 
 
 def _stopper(voice: str) -> Any:
