@@ -69,8 +69,8 @@ async def serve_node(rooms: int, size: int, ready: Path) -> None:
                 lobby_scope=LobbyScope.EVERYONE,
                 dial_in_bypass=True,
             )
-        host, port = platform.sip_address
-        ready.write_text(json.dumps({"port": port, "pid": os.getpid()}))
+        _, port = platform.sip_address
+        ready.write_text(json.dumps({"port": port, "pid": os.getpid()}))  # noqa: ASYNC240 (a few bytes, once)
         await stop.wait()
 
 
@@ -177,7 +177,8 @@ def main() -> None:
         parts.append(f"{label}: {cpu}, RTP within 5 ms {pct} %, {ok} ok / {failed} failed")
     node_cpu, ast_cpu = results.get("node", (None,))[0], results.get("asterisk", (None,))[0]
     ratio = f"; node/Asterisk CPU ratio {node_cpu / ast_cpu:.2f}" if node_cpu and ast_cpu else ""
-    print(f"RESULT conference_sip {args.rooms}x{args.size} ({legs} legs, every caller talking): " + "; ".join(parts) + ratio)
+    head = f"RESULT conference_sip {args.rooms}x{args.size} ({legs} legs, every caller talking): "
+    print(head + "; ".join(parts) + ratio)
 
 
 if __name__ == "__main__":

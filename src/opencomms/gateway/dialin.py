@@ -41,7 +41,7 @@ from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.mapping import caller_identity, normalize_number
-from opencomms.gateway.sip import RETRY_AFTER, SipCall, SipGateway, _warning
+from opencomms.gateway.sip import RETRY_AFTER, SipCall, SipGateway, _warning, reason_header
 from opencomms.media import engine as eng
 from opencomms.rtp import LocalSdp, RtpSession, SdpError
 from opencomms.rtp.address import AddressError
@@ -360,8 +360,7 @@ class DialIn:
         await self._release(dc, bye=False)
         endpoint = self.gateway.endpoint
         if dialog is not None and dialog in endpoint.dialogs:
-            text = reason.message.replace('"', "'")
-            header = ("Reason", f'opencomms;cause={reason.code};subcode={reason.subcode};text="{text}"')
+            header = reason_header(reason)
             try:
                 await asyncio.wait_for(endpoint.request_in_dialog(dialog, dialog.bye(headers=[header])), 10)
             except Exception:
