@@ -11,7 +11,8 @@ attendant succeeds, the driver drops its voice leg and hands the same leg id to 
 the core's media session moves the phone's engine leg (same row, same RTP stream: no re-INVITE) into the meeting's
 mix and the SIP gateway finds the call already answered (`SipCall.started`). Until the core has the leg, a BYE,
 CANCEL or media loss comes here (`SipCall.driver`); after, it goes to the core as for any call. A phone put in the
-lobby keeps the voice leg (it hears that it waits) until it is admitted or its leg ends (`DialInEvents`).
+lobby keeps the voice leg (it hears that it waits, then hold music) until it is admitted or its leg ends
+(`DialInEvents`).
 
 A meeting's SIP address is `sip:meeting-<joinMeetingId>@<node>`: a registered softphone user INVITEs it with
 digest credentials (401 challenge, the registrar's realm and accounts) and joins as a USER joiner (lobby by the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from opencomms.calling.hold_music import HOLD_SECONDS
 from opencomms.calling.invitations import new_source_id
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.subscribers import Batch, Subscriber
@@ -43,6 +45,7 @@ from opencomms.domain.results import ResultInfo
 from opencomms.gateway.mapping import caller_identity, normalize_number
 from opencomms.gateway.sip import RETRY_AFTER, SipCall, SipGateway, _warning, reason_header
 from opencomms.media import engine as eng
+from opencomms.media.hold_music import hold_music, loops_for
 from opencomms.rtp import LocalSdp, RtpSession, SdpError
 from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
@@ -350,6 +353,17 @@ class DialIn:
         else:
             dc.phase = _Phase.LOBBY  # DialInEvents drops the voice once it is admitted or gone
             await self._say(dc, LOBBY_PROMPT)
+            self._hold_music(dc)
+
+    def _hold_music(self, dc: DialInCall) -> None:
+        """The lobby's hold music, queued on the voice after the "please wait" prompt, for as long as the lobby
+        may keep the caller (it stops when the voice leg goes: admitted or gone)."""
+        if dc.phase is not _Phase.LOBBY:
+            return
+        clip = hold_music()
+        clips = [clip] * loops_for(len(clip), self.config.lobby_timeout or HOLD_SECONDS)
+        voice, tag = dc.voice, new_id()
+        self.engine.call(lambda engine: engine.play(voice, tag, clips) if engine.has_leg(voice) else None)
 
     async def _hang_up(self, dc: DialInCall, reason: ResultInfo) -> None:
         """End a call the core never had: BYE with the resultInfo in a Reason header (RFC 3326)."""
