@@ -67,7 +67,7 @@ async def two_phones_in_a_meeting(
     calls = list(await asyncio.gather(*(c.dial_in(platform.dial_in_number, "313131") for c in callers)))
     roster = await wait_roster(host, call_id, lambda es: len(phones(es)) == 2)
     ids = {e["info"]["identity"]["phone"]["id"]: e["id"] for e in phones(roster)}
-    await asyncio.gather(*(c.wait_for_silence(0.4) for c in calls))
+    await asyncio.gather(*(c.wait_for_silence(1.0) for c in calls))  # the attendant's last prompt is over
     return host, call_id, calls, ids
 
 

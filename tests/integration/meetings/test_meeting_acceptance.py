@@ -51,7 +51,11 @@ async def organizer_meeting(platform: TestPlatform, lobby: dict[str, Any]) -> tu
     organizer = node.directory.create_user(platform.tenant_id, "Megan Bowen", upn="megan@contoso.example")
     host = await platform.recording_bot("host", permissions=(*MEMBER, "OnlineMeetings.ReadWrite.All"))
     node.meetings.policies.grant(host.credentials.app_id, organizer.id)
-    body = {"subject": "Acceptance", "lobbyBypassSettings": lobby}
+    body = {
+        "subject": "Acceptance",
+        "lobbyBypassSettings": lobby,
+        "joinMeetingIdSettings": {"isPasscodeRequired": False},
+    }
     status, meeting, _ = await host.client.request("POST", f"/users/{organizer.id}/onlineMeetings", body)
     assert status == 201, meeting
     meeting["organizerId"] = organizer.id
@@ -94,11 +98,11 @@ async def unmixed_sources(sock: AudioSocket, seconds: float) -> set[str]:
     return seen
 
 
-async def quiet(*calls: VirtualCall) -> None:
-    await asyncio.gather(*(c.wait_for_silence(0.4) for c in calls))
+async def quiet(*calls: VirtualCall, seconds: float = 0.4) -> None:
+    await asyncio.gather(*(c.wait_for_silence(seconds) for c in calls))
 
 
-async def test_phones_and_bots_hear_each_other_under_their_source_ids_a_muted_phone_is_not_heard_a_removed_one_bye(
+async def test_phones_and_bots_hear_each_other_and_the_app_hosted_bot_gets_them_under_their_roster_source_ids(
     platform: TestPlatform, tmp_path: Path
 ) -> None:
     host, meeting = await organizer_meeting(platform, {"scope": "everyone", "isDialInBypassEnabled": True})
@@ -114,10 +118,10 @@ async def test_phones_and_bots_hear_each_other_under_their_source_ids_a_muted_ph
             roster = await wait_roster(host, host_call, lambda es: len(phones(es)) == 2)
             entry = {e["info"]["identity"]["phone"]["id"]: e for e in phones(roster)}
             source = {n: e["mediaStreams"][0]["sourceId"] for n, e in entry.items()}
-            await quiet(a, b)
+            await quiet(a, b, seconds=1.0)  # the attendant's last prompt is over (its pauses are shorter)
 
             # the SIPp phone joins by the meeting's SIP address (no credentials: an anonymous guest) and plays the
-            # in-band keys 4 7 * after 2 s; both dial-in phones hear them through the mix
+            # in-band keys 4 7 * after 1 s; both dial-in phones hear them through the mix
             scenario = tmp_path / "guest_inband.xml"
             text = (SCENARIO_DIR / "node_uac_dtmf_inband.xml").read_text()
             scenario.write_text(text.replace('<pause milliseconds="1500"/>', '<pause milliseconds="3000"/>'))
@@ -130,7 +134,7 @@ async def test_phones_and_bots_hear_each_other_under_their_source_ids_a_muted_ph
                     "127.0.0.1",
                     platform.node.sip.port,
                     service=f"meeting-{meeting['joinMeetingIdSettings']['joinMeetingId']}",
-                    call_duration_ms=2000,
+                    call_duration_ms=1000,
                     timeout=20,
                 )
             )
@@ -138,8 +142,6 @@ async def test_phones_and_bots_hear_each_other_under_their_source_ids_a_muted_ph
             assert not next(e for e in guest if "guest" in e["info"]["identity"])["isInLobby"]  # scope everyone
             assert "47*" in await a.wait_for_tones(3, timeout=10)
             assert "47*" in await b.wait_for_tones(3, timeout=10)
-            result = await sipp
-            assert result.ok, result.describe()
             await quiet(a, b)
 
             # each dial-in phone hears the other; the app-hosted bot gets the talker unmixed under its sourceId
@@ -160,7 +162,30 @@ async def test_phones_and_bots_hear_each_other_under_their_source_ids_a_muted_ph
             for i in range(0, len(speech), 640):
                 await sock.send(speech[i : i + 640])
             await asyncio.gather(a.wait_for_speech(timeout=5), b.wait_for_speech(timeout=5))
-            await quiet(a, b)
+            result = await sipp  # meanwhile silent (its pcap is over), it hung up
+            assert result.ok, result.describe()
+            await wait_roster(host, host_call, lambda es: not any("guest" in e["info"]["identity"] for e in es))
+
+        finally:
+            await ca.close()
+            await cb.close()
+
+
+async def test_a_server_muted_phone_is_not_heard_and_a_removed_phone_gets_a_bye(platform: TestPlatform) -> None:
+    host, meeting = await organizer_meeting(platform, {"scope": "everyone", "isDialInBypassEnabled": True})
+    host_call = await join(host, by_join_id(meeting))
+    listener = await platform.recording_bot("listener", permissions=MEMBER)
+    async with LocalMediaSession() as session:
+        await join(listener, by_join_id(meeting, mediaConfig=session.media_config("listener")))
+        sock = await session.audio_socket("listener", timeout=5)
+        (ca, a), (cb, b) = await asyncio.gather(
+            dial_in(platform, "+15550101", meeting), dial_in(platform, "+15550102", meeting)
+        )
+        try:
+            roster = await wait_roster(host, host_call, lambda es: len(phones(es)) == 2)
+            entry = {e["info"]["identity"]["phone"]["id"]: e for e in phones(roster)}
+            source = {n: e["mediaStreams"][0]["sourceId"] for n, e in entry.items()}
+            await quiet(a, b, seconds=1.0)  # the attendant's last prompt is over (its pauses are shorter)
 
             # server mute: b's audio leaves the mix
             pid = entry["+15550102"]["id"]
@@ -208,7 +233,7 @@ async def test_lobby_admission_recording_announcement_delta_rosters_and_delete_e
         )
         gid = next(e["id"] for e in waiting if "guest" in e["info"]["identity"])
         await guest.wait_for_speech()  # "please wait ..."
-        await quiet(phone)
+        await quiet(phone, seconds=1.0)
         await say(host, host_call, "Only members hear this.")
         await phone.wait_for_speech(timeout=10)
         status, _, _ = await host.client.request("POST", f"{CALLS}/{host_call}/participants/{gid}/admit", {})
