@@ -146,7 +146,7 @@ METRICS_COST = (
 
 MEETING_BENCHES = (
     (["bench/conference_tick.py"], "(b) one meeting of 1000 with 4 talkers: engine tick p99, target < 10 ms"),
-    (["bench/conference_legs.py"], "(a) rooms of 10, 3 talking, RTP both ways through the bank (no SIP): legs per core"),
+    (["bench/conference_legs.py"], "(a) rooms of 10, 3 talking, RTP both ways via the bank (no SIP): legs per core"),
     (
         ["bench/conference_sip.py", "30", "10", "--hold", "30", "--capture", "15"],
         "(a) the Asterisk anchor's bench_conference.sh against the node (meetings by SIP address) and ConfBridge",
