@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps test lint typecheck unit demo bench bench-security fuzz serve clean
+.PHONY: deps system-deps test lint typecheck unit demo bench bench-security bench-meetings fuzz serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: deps
 
 bench-security: deps
 	$(BIN)/python bench/run.py --only security
+
+bench-meetings: deps
+	$(BIN)/python bench/run.py --only meetings
 
 fuzz: deps
 	$(BIN)/python bench/fuzz_sip.py --sip 1000000 --sdp 100000

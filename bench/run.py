@@ -144,6 +144,26 @@ METRICS_COST = (
     ["bench/metrics_cost.py", "--rounds", "1"],
 )
 
+MEETING_BENCHES = (
+    (["bench/conference_tick.py"], "(b) one meeting of 1000 with 4 talkers: engine tick p99, target < 10 ms"),
+    (["bench/conference_legs.py"], "(a) rooms of 10, 3 talking, RTP both ways via the bank (no SIP): legs per core"),
+    (
+        ["bench/conference_sip.py", "30", "10", "--hold", "30", "--capture", "15"],
+        "(a) the Asterisk anchor's bench_conference.sh against the node (meetings by SIP address) and ConfBridge",
+    ),
+    (["bench/roster_cost.py"], "(c) CPU and roster bytes per join at 10, 100, 1000 (delta), target 1000th < 2x 10th"),
+    (["bench/meeting_join.py"], "(d) bot join to established at 20 joins/s, p99 target < 50 ms"),
+)
+
+
+def meetings(date: str, where: str) -> list[str]:
+    """The online-meeting figures of issue 17, one script each."""
+    lines = ["## Online meetings (issue 17)", "", "Conference media, rosters and joins; each line from its command."]
+    for args, what in MEETING_BENCHES:
+        out = run([PY, *args]).strip().splitlines()
+        lines += ["", f"{what}: `python {' '.join(args)}` — {date} — {where}", "", "```", *out[-4:], "```"]
+    return lines
+
 
 def splice(section: list[str]) -> None:
     """Replace one section of RESULTS.md (by its title line), keeping the others."""
@@ -166,6 +186,10 @@ def main() -> None:
         splice(security(date, where))
         print("wrote the hardening section of bench/RESULTS.md")
         return
+    if sys.argv[1:] == ["--only", "meetings"]:
+        splice(meetings(date, where))
+        print("wrote the online meetings section of bench/RESULTS.md")
+        return
     sections = [bot_to_bot(date, where), notify_dispatch(date, where)]
     extra = HERE / "dsp_micro.py"
     if extra.exists():
@@ -187,6 +211,7 @@ def main() -> None:
     sections.append(__import__("apphosted_latency").results_section(date, where))  # bench/apphosted_latency.py
     sections.append(script_section(*LEDGER, date, where))
     sections.append(script_section(*METRICS_COST, date, where))
+    sections.append(meetings(date, where))
     sections.append(security(date, where))
     text = [
         "# Benchmark results",

@@ -66,6 +66,10 @@ class MeetingsConfig:
     """Wrong entries or silences in a row before the attendant says goodbye and hangs up (200/5010)."""
     dial_in_entry_timeout: float = 15.0
     """Seconds the attendant waits for an entry (since the last key) before it counts as a wrong one."""
+    anonymous_sip_guests: bool = False
+    """An INVITE to a meeting's SIP address (`sip:meeting-<joinMeetingId>@node`) without digest credentials joins
+    as an anonymous guest (its From as identity) instead of getting a 401 challenge: the lobby applies unless the
+    meeting's lobbyBypassSettings scope is `everyone`. Off: only registered softphone users join by address."""
 
     def __post_init__(self) -> None:
         number = self.dial_in_number

@@ -27,6 +27,7 @@ from opencomms.auth.signin import SignIn
 from opencomms.auth.tokens import TokenService
 from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
+from opencomms.calling.hold_music import HoldMusicPlayer
 from opencomms.calling.media import MediaService
 from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
@@ -255,6 +256,8 @@ class Node:
             self.calls, self.live_meetings.lookup, self.prompts, self.media.engine, voice=config.meetings.dial_in_voice
         )
         self.calls.subscribe(announcer)
+        self.hold_music = HoldMusicPlayer(self.prompts, self.media.engine)
+        self.calls.subscribe(self.hold_music)
         if self.sip is None:
             return None, announcer
         dialin = DialIn(self.sip, self.live_meetings, self.prompts, config.meetings)
@@ -283,6 +286,7 @@ class Node:
         if self.dialin is not None:
             self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
         self._stack.push_async_callback(self.announcer.close)
+        self._stack.push_async_callback(self.hold_music.close)
         self._stack.push_async_callback(self.invites.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")

@@ -282,7 +282,7 @@ class LiveMeetingService:
         running = _operation(kind, client_context, status="running")
         done = {**running, "status": "completed", "resultInfo": results.MEDIA_COMPLETED.to_wire()}
         pid = normalize_id(participant_id)
-        await self.calls.execute(call.conversation_id, c.HoldMusic(call.id, pid, on, done))
+        await self.calls.execute(call.conversation_id, c.HoldMusic(call.id, pid, on, done, custom_prompt))
         return running
 
     async def admit(

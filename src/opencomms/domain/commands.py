@@ -156,6 +156,8 @@ class HoldMusic:
     participant_id: str
     on: bool
     operation: JsonObj = field(default_factory=dict)
+    prompt: JsonObj | None = None
+    """startHoldMusic's customPrompt (a normalised mediaPrompt); None: the node's built-in hold music."""
 
 
 @dataclass(frozen=True, slots=True)

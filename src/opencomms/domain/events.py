@@ -81,11 +81,13 @@ class LegMuted:
 
 @dataclass(frozen=True, slots=True)
 class LegHeld:
-    """A leg is put on hold with music (startHoldMusic) or taken off it: its audio leaves or rejoins the mix."""
+    """A leg is put on hold with music (startHoldMusic) or taken off it: its audio leaves or rejoins the mix, and
+    it hears `prompt` (the customPrompt; None: the built-in music) while held."""
 
     leg_id: str
     kind: LegKind
     held: bool
+    prompt: JsonObj | None = None
 
 
 @dataclass(frozen=True, slots=True)

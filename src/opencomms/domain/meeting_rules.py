@@ -166,7 +166,7 @@ class MeetingCommands(LegLifecycle):
             if meeting is not None:
                 meeting.held = cmd.participant_id if cmd.on else None
             leg.version += 1
-            self._emit(ev.LegHeld(leg.id, leg.kind, cmd.on))
+            self._emit(ev.LegHeld(leg.id, leg.kind, cmd.on, cmd.prompt if cmd.on else None))
         by = self.legs[cmd.leg_id]
         if cmd.operation:
             self._emit(ev.OperationFinished(by.id, by.kind, cmd.operation))

@@ -11,7 +11,8 @@ attendant succeeds, the driver drops its voice leg and hands the same leg id to 
 the core's media session moves the phone's engine leg (same row, same RTP stream: no re-INVITE) into the meeting's
 mix and the SIP gateway finds the call already answered (`SipCall.started`). Until the core has the leg, a BYE,
 CANCEL or media loss comes here (`SipCall.driver`); after, it goes to the core as for any call. A phone put in the
-lobby keeps the voice leg (it hears that it waits) until it is admitted or its leg ends (`DialInEvents`).
+lobby keeps the voice leg (it hears that it waits, then hold music) until it is admitted or its leg ends
+(`DialInEvents`).
 
 A meeting's SIP address is `sip:meeting-<joinMeetingId>@<node>`: a registered softphone user INVITEs it with
 digest credentials (401 challenge, the registrar's realm and accounts) and joins as a USER joiner (lobby by the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from opencomms.calling.hold_music import HOLD_SECONDS
 from opencomms.calling.invitations import new_source_id
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.subscribers import Batch, Subscriber
@@ -41,8 +43,9 @@ from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.mapping import caller_identity, normalize_number
-from opencomms.gateway.sip import RETRY_AFTER, SipCall, SipGateway, _warning
+from opencomms.gateway.sip import RETRY_AFTER, SipCall, SipGateway, _warning, reason_header
 from opencomms.media import engine as eng
+from opencomms.media.hold_music import hold_music, loops_for
 from opencomms.rtp import LocalSdp, RtpSession, SdpError
 from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
@@ -350,6 +353,17 @@ class DialIn:
         else:
             dc.phase = _Phase.LOBBY  # DialInEvents drops the voice once it is admitted or gone
             await self._say(dc, LOBBY_PROMPT)
+            self._hold_music(dc)
+
+    def _hold_music(self, dc: DialInCall) -> None:
+        """The lobby's hold music, queued on the voice after the "please wait" prompt, for as long as the lobby
+        may keep the caller (it stops when the voice leg goes: admitted or gone)."""
+        if dc.phase is not _Phase.LOBBY:
+            return
+        clip = hold_music()
+        clips = [clip] * loops_for(len(clip), self.config.lobby_timeout or HOLD_SECONDS)
+        voice, tag = dc.voice, new_id()
+        self.engine.call(lambda engine: engine.play(voice, tag, clips) if engine.has_leg(voice) else None)
 
     async def _hang_up(self, dc: DialInCall, reason: ResultInfo) -> None:
         """End a call the core never had: BYE with the resultInfo in a Reason header (RFC 3326)."""
@@ -360,8 +374,7 @@ class DialIn:
         await self._release(dc, bye=False)
         endpoint = self.gateway.endpoint
         if dialog is not None and dialog in endpoint.dialogs:
-            text = reason.message.replace('"', "'")
-            header = ("Reason", f'opencomms;cause={reason.code};subcode={reason.subcode};text="{text}"')
+            header = reason_header(reason)
             try:
                 await asyncio.wait_for(endpoint.request_in_dialog(dialog, dialog.bye(headers=[header])), 10)
             except Exception:
@@ -403,10 +416,13 @@ class DialIn:
     def _softphone_user(
         self, handle: ServerTransactionHandle, req: SipRequest, meeting: MeetingInfo
     ) -> tuple[JsonObj, JoinerKind, str] | None:
-        """Digest-authenticate the INVITE against the registrar's accounts; the joiner's identity and kind."""
+        """Digest-authenticate the INVITE against the registrar's accounts (or, with `anonymous_sip_guests`, take an
+        INVITE without credentials as an anonymous guest); the joiner's identity and kind."""
         regs = self.gateway.registrations
         now = regs.clock()
         credentials = req.headers.get_all("Authorization")
+        if not credentials and self.config.anonymous_sip_guests:
+            return _anonymous_guest(req), JoinerKind.GUEST, ""
         if not credentials:
             headers = [("WWW-Authenticate", v) for v in regs.challenger.challenge_headers(now)]
             handle.respond(401, "Unauthorized", headers=headers)
@@ -503,6 +519,16 @@ class DialInEvents(Subscriber):
             self.dialin.lobby_left(event.leg_id, established=True)
         elif isinstance(event, ev.LegEnded) and event.kind is LegKind.SIP:
             self.dialin.lobby_left(event.leg_id, established=False)
+
+
+def _anonymous_guest(req: SipRequest) -> JsonObj:
+    """The identity of an unauthenticated caller to a meeting address (`anonymous_sip_guests`): a guest named by
+    its From header (the display name, else the URI's user part)."""
+    frm = req.from_
+    user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
+    name = "".join(ch for ch in (frm.display_name or user or "Guest") if ch.isprintable())[:60]
+    ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": str(frm.uri)[:256], "displayName": name}
+    return {"@odata.type": "#microsoft.graph.identitySet", "guest": ident}
 
 
 def _stopper(voice: str) -> Any:

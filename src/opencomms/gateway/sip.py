@@ -470,7 +470,7 @@ class SipGateway:
             sc.invite.respond(status, phrase)
         if sc.dialing is not None and not sc.answered:
             sc.dialing.cancel()
-        self._spawn(self._teardown(sc, bye=sc.answered))
+        self._spawn(self._teardown(sc, bye=sc.answered, reason=reason))
 
     def _record(self, call: Call, sc: SipCall, reason: ResultInfo) -> None:
         """Keep the leg's media quality in its conversation's call record (same store transaction as its end)."""
@@ -502,7 +502,7 @@ class SipGateway:
         sc.rtp.on_timeout = lambda: self._remote_gone(sc, results.MEDIA_LOST)
         sc.rtp.on_error = lambda _step: self._remote_gone(sc, results.MEDIA_STREAM_FAILED)
 
-    async def _teardown(self, sc: SipCall, *, bye: bool = False) -> None:
+    async def _teardown(self, sc: SipCall, *, bye: bool = False, reason: ResultInfo | None = None) -> None:
         if sc.closed:
             return
         sc.closed = True
@@ -523,7 +523,8 @@ class SipGateway:
             log.warning("RTP session did not close cleanly", extra={"call_id": sc.leg_id}, exc_info=True)
         if bye and dialog is not None and dialog in self.endpoint.dialogs:  # not after the peer's own BYE
             try:
-                await asyncio.wait_for(self.endpoint.bye(dialog), 10)
+                headers = [reason_header(reason)] if reason is not None else []
+                await asyncio.wait_for(self.endpoint.request_in_dialog(dialog, dialog.bye(headers=headers)), 10)
             except Exception:
                 log.info("BYE not confirmed", extra={"call_id": sc.leg_id})
 
@@ -639,6 +640,12 @@ class SipGateway:
 
     def _spawn(self, coro: Any) -> None:
         self._tasks.spawn(coro)
+
+
+def reason_header(reason: ResultInfo) -> tuple[str, str]:
+    """The Reason header (RFC 3326) of a BYE the node sends: the leg's resultInfo, as its bot is told."""
+    text = "".join(c for c in reason.message[:200] if c.isprintable() and c not in '\\"')
+    return "Reason", f'opencomms;cause={reason.code};subcode={reason.subcode};text="{text}"'
 
 
 def _warning(exc: SdpError) -> tuple[str, str]:

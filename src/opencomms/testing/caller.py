@@ -137,6 +137,8 @@ class VirtualCall:
         """Final SIP status of the INVITE (200 when answered), None while it is pending."""
         self.reason = ""
         self.ended_by: str | None = None
+        self.bye_reason: str | None = None
+        """The Reason header (RFC 3326) of the far end's BYE, if it had one (the node's: the leg's resultInfo)."""
         """"caller" (we hung up or cancelled), "far end" (BYE received), "rejected" (no answer, an error)."""
         self.timeline: list[TimelineEntry] = []
         self.sip_call_id = ""
@@ -416,6 +418,7 @@ class VirtualCall:
     def _on_request(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         if req.method == "BYE":
             self.note("← BYE")
+            self.bye_reason = req.headers.get("Reason")
             handle.respond(200)
             self.note("→ 200 OK (BYE)")
             if self._apply(CallEvent.REMOTE_BYE):
