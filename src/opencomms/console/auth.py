@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,10 +111,13 @@ class Session:
 class Sessions:
     """Signed-in operators by session token (in memory), expiring by lifetime and idleness."""
 
-    def __init__(self, config: ConsoleConfig) -> None:
+    def __init__(self, config: ConsoleConfig, on_active: Callable[[float], None] | None = None) -> None:
         self.lifetime = config.session_lifetime
         self.idle = config.idle_timeout
         self._by_token: dict[str, Session] = {}
+        self.on_active = on_active
+        """Told, on every sign-in and every request of a live session, until when that session may stay active
+        (the timelines record only while someone may be watching)."""
 
     def open(self, operator: str, now: float) -> Session:
         self._purge(now)
@@ -122,7 +126,12 @@ class Sessions:
             self._by_token.pop(oldest.token, None)
         session = Session(secrets.token_urlsafe(32), operator, secrets.token_urlsafe(32), now, now)
         self._by_token[session.token] = session
+        self._active(session, now)
         return session
+
+    def _active(self, session: Session, now: float) -> None:
+        if self.on_active is not None:
+            self.on_active(min(now + self.idle, session.created_at + self.lifetime))
 
     def get(self, token: str | None, now: float) -> Session | None:
         """The live session of `token` (its idle clock restarted), or None."""
@@ -135,6 +144,7 @@ class Sessions:
             self._by_token.pop(token, None)
             return None
         session.last_seen = now
+        self._active(session, now)
         return session
 
     def close(self, token: str) -> None:

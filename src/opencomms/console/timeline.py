@@ -105,6 +105,18 @@ class Timelines:
         self.failures: collections.deque[Failure] = collections.deque(maxlen=100)
         self.sip_leg: Callable[[str], str | None] = lambda _call_id: None
         """SIP Call-ID -> leg id (the gateway's view), set by the wiring when SIP is on."""
+        self.watched_until = float("-inf")
+        """Timelines are recorded only while an operator is signed in (until this time): nobody watching, the
+        console costs the hot path one clock read per hook (failures are kept whatever)."""
+
+    def watch(self, until: float) -> None:
+        """An operator's session is active until `until`: record timelines until then."""
+        if until > self.watched_until:
+            self.watched_until = until
+
+    @property
+    def watching(self) -> bool:
+        return self.clock() < self.watched_until
 
     # -- storage ------------------------------------------------------------------------------------------------
     @staticmethod
@@ -151,12 +163,16 @@ class Timelines:
 
     def notification(self, entry: OutboxEntry) -> None:
         """A notification committed for delivery to a bot (order key: the call id)."""
+        if not self.watching:
+            return
         conv = self._conv_of.get(entry.order_key)
         if conv is not None:
             self.add(conv, "notify", entry.order_key, entry.order_key, raw=entry.body)
 
     def sip(self, sent: bool, call_id: str, line: str) -> None:
         """A SIP message of dialog `call_id` (the method and status line only; no URIs, no numbers)."""
+        if not self.watching:
+            return
         text = f"{'->' if sent else '<-'} SIP {line}"
         leg_id = self._leg_of_sip.get(call_id) or self.sip_leg(call_id)
         conv = self._conv_of.get(leg_id) if leg_id else None
@@ -214,6 +230,11 @@ class TimelineSubscriber(Subscriber):
         """Subscribers hear a commit's events before its notifications are released: the leg is linked to its
         conversation here, so the notifications (an incoming call's `created`) land on the right timeline."""
         t, conv = self.t, batch.conversation_id
+        if not t.watching:
+            if isinstance(event, ev.LegEnded) and event.result.code >= 400:
+                r, app_id = event.result, str(event.leg.get("app_id") or "")
+                t.failures.append(Failure(t.clock(), conv, event.leg_id, app_id, r.code, r.subcode, r.message))
+            return
         leg_id: str = getattr(event, "leg_id", "")
         if leg_id:
             t.link(leg_id, conv)

@@ -35,7 +35,7 @@ def attach_console(node: Any) -> ConsoleApp:
     node.calls.subscribe(TimelineSubscriber(timelines))
 
     def exchange(method: str, path: str, response: Response, seconds: float) -> None:
-        if "/communications/calls" not in path and "/app/calls" not in path:
+        if not timelines.watching or ("/communications/calls" not in path and "/app/calls" not in path):
             return
         location = next((v.decode("latin-1") for k, v in response.headers if k == b"location"), None)
         timelines.rest(method, path, response.status, location, at=node.clock() - seconds)
@@ -51,6 +51,8 @@ def attach_console(node: Any) -> ConsoleApp:
         timelines.sip_leg = gateway.leg_of
 
         def sip(sent: bool, message: SipRequest | SipResponse) -> None:
+            if not timelines.watching:
+                return
             try:
                 call_id = message.call_id
                 if isinstance(message, SipRequest):
@@ -69,7 +71,7 @@ def attach_console(node: Any) -> ConsoleApp:
         store=node.store,
         timelines=timelines,
         operators=Operators(node.store, config.admin_password_file, node.directory),
-        sessions=Sessions(config),
+        sessions=Sessions(config, on_active=timelines.watch),
         limiter=SignInLimiter(config),
         clock=node.clock,
         public_url=node.public_url,

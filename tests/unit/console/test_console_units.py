@@ -55,6 +55,24 @@ def test_directory_users_with_the_admin_role_are_operators() -> None:
         directory.set_roles(alice.id, ["root"])
 
 
+def test_timelines_record_only_while_an_operator_may_be_watching() -> None:
+    now = [0.0]
+    t = Timelines(max_calls=4, max_entries=8, clock=lambda: now[0])
+    sessions = Sessions(CONFIG, on_active=t.watch)
+    t.link("leg-1", "conv-1")
+    t.add("conv-1", "event", "kept")  # add itself is unconditional; the hooks ask `watching`
+    assert not t.watching
+    t.sip_leg = lambda _call_id: "leg-1"
+    t.sip(False, "sip-a", "INVITE")
+    assert [e.text for e in t.entries("conv-1")] == ["kept"]  # nobody signed in: the SIP hook records nothing
+    session = sessions.open("ops", now[0])
+    assert t.watching
+    t.sip(False, "sip-a", "BYE")
+    assert t.entries("conv-1")[-1].text.endswith("SIP BYE")
+    now[0] = CONFIG.idle_timeout + 1  # the session went idle: recording stops with it
+    assert not t.watching and sessions.get(session.token, now[0]) is None
+
+
 def test_sessions_expire_by_lifetime_and_idleness_and_check_csrf() -> None:
     sessions = Sessions(CONFIG)
     s = sessions.open("ops", 0.0)
@@ -87,6 +105,7 @@ def test_timelines_are_bounded_and_link_sip_messages_to_their_leg() -> None:
     now = [0.0]
     t = Timelines(max_calls=2, max_entries=3, clock=lambda: now[0])
     t.sip_leg = lambda call_id: "leg-1" if call_id == "sip-a" else None
+    t.watch(100.0)  # an operator is signed in
     t.sip(False, "sip-a", "INVITE")  # before the leg is linked: held back
     t.link("leg-1", "conv-1")
     now[0] = 1.0
