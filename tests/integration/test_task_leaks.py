@@ -48,7 +48,7 @@ async def test_a_node_stopped_mid_call_with_a_prompt_loading_leaves_no_task_runn
             )
             assert status == 200, op
             assert platform.node.sip is not None
-            platform.node.sip._spawn(_slow_to_cancel())  # a gateway task whose cleanup awaits
+            platform.node.sip.spawn(_slow_to_cancel())  # a gateway task whose cleanup awaits
             await asyncio.sleep(0.2)
             running = _others(before)
             assert any("media-load" in name for name in running)  # the prompt is still loading

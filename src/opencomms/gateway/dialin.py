@@ -43,12 +43,9 @@ from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.mapping import caller_identity, normalize_number
-from opencomms.gateway.sip import RETRY_AFTER, SipCall, SipGateway, _warning, reason_header
+from opencomms.gateway.sip import SipCall, SipGateway, reason_header
 from opencomms.media import engine as eng
 from opencomms.media.hold_music import hold_music, loops_for
-from opencomms.rtp import LocalSdp, RtpSession, SdpError
-from opencomms.rtp.address import AddressError
-from opencomms.rtp.sdp import SessionDescription
 from opencomms.sip.digest import AuthError
 from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import SipRequest
@@ -185,7 +182,7 @@ class DialIn:
         dc = self._calls.get(sc.leg_id or "")
         if dc is None:
             sc.driver = None
-            self.gateway._spawn(self.gateway._teardown(sc))
+            self.gateway.spawn(self.gateway.teardown(sc))
             return
         if dc.phase is _Phase.JOINING:
             dc.gone = dc.gone or reason
@@ -194,7 +191,7 @@ class DialIn:
         self._forget(dc)
         if dc.task is not None and dc.task is not asyncio.current_task():
             dc.task.cancel()
-        self.gateway._spawn(self._release(dc, bye=False))
+        self.gateway.spawn(self._release(dc, bye=False))
 
     # -- the media engine's events (a MediaService observer) ----------------------------------------------
     def connected(self, call: Call) -> None:
@@ -252,8 +249,8 @@ class DialIn:
         assert sc.media is not None
         await sc.rtp.start(sc.media)
         gw = self.gateway
-        sc.rtp.on_timeout = lambda: gw._remote_gone(sc, results.MEDIA_LOST)
-        sc.rtp.on_error = lambda _step: gw._remote_gone(sc, results.MEDIA_STREAM_FAILED)
+        sc.rtp.on_timeout = lambda: gw.remote_gone(sc, results.MEDIA_LOST)
+        sc.rtp.on_error = lambda _step: gw.remote_gone(sc, results.MEDIA_STREAM_FAILED)
 
     async def _attend(self, dc: DialInCall) -> None:
         loop = asyncio.get_running_loop()
@@ -383,7 +380,7 @@ class DialIn:
     async def _release(self, dc: DialInCall, *, bye: bool) -> None:
         dc.sc.driver = None
         self._drop_engine(dc, phone=True)
-        await self.gateway._teardown(dc.sc, bye=bye)
+        await self.gateway.teardown(dc.sc, bye=bye)
 
     def _drop_engine(self, dc: DialInCall, *, phone: bool) -> None:
         leg, voice = dc.leg, dc.voice
@@ -451,50 +448,13 @@ class DialIn:
     async def _answerable(self, handle: ServerTransactionHandle, req: SipRequest) -> SipCall | None:
         """The INVITE's RTP session and SDP answer, the call registered with the gateway and answered 200 OK."""
         gw = self.gateway
-        if not req.body:
-            warning = ("Warning", '399 opencomms "an SDP offer is required"')
-            handle.respond(488, "Not Acceptable Here", headers=[warning])
+        sc = await gw.open_call(handle, req)
+        if sc is None:
             return None
-        try:
-            offer = await gw.addresses.prepare(SessionDescription.parse(req.body))
-        except AddressError as exc:
-            handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
-            return None
-        except SdpError:
-            handle.respond(400, "Bad Request", headers=[("Warning", '399 opencomms "malformed SDP"')])
-            return None
-        if handle.responded:
-            return None
-        key = new_id()
-        rtp = RtpSession(key, gw.bank, gw.ports, gw.host, config=gw.rtp_config)
-        try:
-            port = await rtp.open()
-        except Exception:
-            log.exception("no RTP ports")
-            await rtp.close()
-            handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
-            return None
-        try:
-            sdp = LocalSdp(gw.host, port)
-            answer = sdp.answer(offer)
-        except BaseException as exc:
-            await rtp.close()
-            if not isinstance(exc, SdpError):
-                raise
-            handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
-            return None
-        sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
-        sc.answer = str(answer.sdp).encode()
-        sc.leg_id = key
         sc.driver = self
-        sc.source = handle.source.host
-        gw._by_key[key] = sc
-        gw._by_dialog[req.call_id] = sc
-        gw.admission.started(sc.source)
-        handle.on_cancel = lambda: gw._remote_gone(sc, results.PSTN_HUNG_UP)
         handle.respond(200, body=sc.answer, content_type=SDP)
         sc.answered = sc.started = True
-        gw.admission.answered(sc.source)
+        gw.admission.answered(handle.source.host)
         return sc
 
     async def close(self) -> None:

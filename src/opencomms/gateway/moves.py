@@ -64,4 +64,4 @@ class SipMoves:
         if sc is not None:
             sc.driver = None
             log.info("moved call hung up: it could not join", extra={"call_id": leg_id})
-            await self.gateway._teardown(sc, bye=True)
+            await self.gateway.teardown(sc, bye=True)

@@ -187,7 +187,7 @@ class SipGateway:
     async def close(self) -> None:
         try:
             for sc in list(self._by_key.values()):
-                await self._teardown(sc)
+                await self.teardown(sc)
             await self._tasks.close()
         finally:
             self.addresses.close()
@@ -244,14 +244,14 @@ class SipGateway:
     def _dispatch(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         method = req.method
         if method == "INVITE" and handle.dialog is None:
-            self._spawn(self._incoming_guarded(handle, req))
+            self.spawn(self._incoming_guarded(handle, req))
         elif method == "INVITE":
             self._reinvite(handle, req)
         elif method == "BYE":
             handle.respond(200)
             sc = self._by_dialog.get(req.call_id)
             if sc is not None and sc.leg_id is not None:
-                self._remote_gone(sc, results.PSTN_HUNG_UP)
+                self.remote_gone(sc, results.PSTN_HUNG_UP)
         elif method == "REGISTER":
             self.registrations.handle(handle, req)
         elif method == "NOTIFY":
@@ -298,7 +298,7 @@ class SipGateway:
             if sc is not None and sc.invite is handle:
                 if sc.leg_id is not None and self.calls.leg(sc.leg_id) is not None:
                     await self.calls.external_ended(sc.leg_id, results.CANNOT_ROUTE)
-                await self._teardown(sc)
+                await self.teardown(sc)
             else:
                 self.admission.abandoned(handle.source.host)
 
@@ -317,30 +317,47 @@ class SipGateway:
         if app is None:
             handle.respond(404, "Not Found")
             return False
+        sc = await self.open_call(handle, req)
+        if sc is None:
+            return False
+        frm = req.from_
+        user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
+        caller = caller_identity(user, frm.display_name, str(frm.uri))
+        callee = self._callee_identity(inst)
+        handle.respond(180, "Ringing")
+        await self.calls.accept_inbound(
+            app=app, callee=callee, caller=caller, external=sc.key, call_id=sc.leg_id, gateway=self
+        )
+        return True
+
+    async def open_call(self, handle: ServerTransactionHandle, req: SipRequest) -> SipCall | None:
+        """An INVITE's media, before anyone answers it: the offer's addresses checked, an RTP session opened, the
+        SDP answer made, the call registered with this gateway (a CANCEL ends it). None: the INVITE has been
+        answered with the reason (488 no or unusable offer, 400 malformed SDP, 503 no ports) or was cancelled."""
         if not req.body:
             handle.respond(
                 488, "Not Acceptable Here", headers=[("Warning", '399 opencomms "an SDP offer is required"')]
             )
-            return False
+            return None
         try:
             offer = await self.addresses.prepare(SessionDescription.parse(req.body))
         except AddressError as exc:  # before any port is taken: an unusable or slow address fails this call alone
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
-            return False
+            return None
         except SdpError:
             handle.respond(400, "Bad Request", headers=[("Warning", '399 opencomms "malformed SDP"')])
-            return False
+            return None
         if handle.responded:  # cancelled while its media address was being resolved
-            return False
-        key = leg_id = new_id()
-        rtp = RtpSession(leg_id, self.bank, self.ports, self.host, config=self.rtp_config)
+            return None
+        key = new_id()
+        rtp = RtpSession(key, self.bank, self.ports, self.host, config=self.rtp_config)
         try:
             port = await rtp.open()
         except Exception:
             log.exception("no RTP ports")
             await rtp.close()
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
-            return False
+            return None
         try:
             sdp = LocalSdp(self.host, port)
             answer = sdp.answer(offer)
@@ -349,25 +366,17 @@ class SipGateway:
             if not isinstance(exc, SdpError):  # not NegotiationError or an offer that makes no sense (no c= ...)
                 raise
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
-            return False
+            return None
         sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
         sc.allow = allowed_methods(req)
         sc.answer = str(answer.sdp).encode()
+        sc.leg_id = key
+        sc.source = handle.source.host
         self._by_key[key] = sc
         self._by_dialog[req.call_id] = sc
-        sc.source = handle.source.host
         self.admission.started(sc.source)
-        handle.on_cancel = lambda: self._remote_gone(sc, results.PSTN_HUNG_UP)
-        frm = req.from_
-        user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
-        caller = caller_identity(user, frm.display_name, str(frm.uri))
-        callee = self._callee_identity(inst)
-        handle.respond(180, "Ringing")
-        sc.leg_id = leg_id
-        await self.calls.accept_inbound(
-            app=app, callee=callee, caller=caller, external=key, call_id=leg_id, gateway=self
-        )
-        return True
+        handle.on_cancel = lambda: self.remote_gone(sc, results.PSTN_HUNG_UP)
+        return sc
 
     def _reinvite(self, handle: ServerTransactionHandle, req: SipRequest) -> None:
         sc = self._by_dialog.get(req.call_id)
@@ -377,7 +386,7 @@ class SipGateway:
         if not req.body:
             handle.respond(200, body=sc.answer, content_type=SDP)
             return
-        self._spawn(self._reoffered(sc, handle, req.body))
+        self.spawn(self._reoffered(sc, handle, req.body))
 
     async def _reoffered(self, sc: SipCall, handle: ServerTransactionHandle, body: bytes) -> None:
         """A re-INVITE's offer: answered, or refused with 488 while the call keeps the media it had."""
@@ -400,13 +409,13 @@ class SipGateway:
             pass
         handle.respond(200, body=sc.answer, content_type=SDP)
 
-    def _remote_gone(self, sc: SipCall, reason: ResultInfo) -> None:
+    def remote_gone(self, sc: SipCall, reason: ResultInfo) -> None:
         if sc.driver is not None:
             sc.driver.gone(sc, reason)
         elif sc.leg_id is not None:
-            self._spawn(self.calls.external_ended(sc.leg_id, reason))
+            self.spawn(self.calls.external_ended(sc.leg_id, reason))
         else:
-            self._spawn(self._teardown(sc))
+            self.spawn(self.teardown(sc))
 
     def _instance_for(self, req: SipRequest) -> Any:
         uri = req.uri
@@ -440,7 +449,7 @@ class SipGateway:
     # -- Gateway (calling.subscribers) --------------------------------------------------------------------------------
     def dial(self, call: Call) -> None:
         self._dialling.add(call.id)
-        self._spawn(self._dial_guarded(call))
+        self.spawn(self._dial_guarded(call))
 
     def connected(self, call: Call) -> None:
         sc = self._by_key.get(call.id)
@@ -451,7 +460,7 @@ class SipGateway:
             self.admission.answered(sc.source)
         if sc.invite is not None:
             sc.invite.respond(200, body=sc.answer, content_type=SDP)
-        self._spawn(self._start_media(sc))
+        self.spawn(self._start_media(sc))
 
     def can_refer(self, call: Call, target: JsonObj) -> bool:
         return can_refer(self, call, target)
@@ -470,7 +479,7 @@ class SipGateway:
             sc.invite.respond(status, phrase)
         if sc.dialing is not None and not sc.answered:
             sc.dialing.cancel()
-        self._spawn(self._teardown(sc, bye=sc.answered, reason=reason))
+        self.spawn(self.teardown(sc, bye=sc.answered, reason=reason))
 
     def _record(self, call: Call, sc: SipCall, reason: ResultInfo) -> None:
         """Keep the leg's media quality in its conversation's call record (same store transaction as its end)."""
@@ -499,10 +508,10 @@ class SipGateway:
             if sc.leg_id is not None:
                 await self.calls.external_ended(sc.leg_id, results.MEDIA_LOST)
             return
-        sc.rtp.on_timeout = lambda: self._remote_gone(sc, results.MEDIA_LOST)
-        sc.rtp.on_error = lambda _step: self._remote_gone(sc, results.MEDIA_STREAM_FAILED)
+        sc.rtp.on_timeout = lambda: self.remote_gone(sc, results.MEDIA_LOST)
+        sc.rtp.on_error = lambda _step: self.remote_gone(sc, results.MEDIA_STREAM_FAILED)
 
-    async def _teardown(self, sc: SipCall, *, bye: bool = False, reason: ResultInfo | None = None) -> None:
+    async def teardown(self, sc: SipCall, *, bye: bool = False, reason: ResultInfo | None = None) -> None:
         if sc.closed:
             return
         sc.closed = True
@@ -542,7 +551,7 @@ class SipGateway:
             if self.calls.leg(call.id) is not None and not isinstance(exc, asyncio.CancelledError):
                 await self.calls.external_ended(call.id, results.CANNOT_ROUTE)  # ending() tears it down
             elif sc is not None:
-                await asyncio.shield(self._teardown(sc, bye=sc.answered))
+                await asyncio.shield(self.teardown(sc, bye=sc.answered))
             if isinstance(exc, asyncio.CancelledError):
                 raise
 
@@ -608,16 +617,16 @@ class SipGateway:
                 log.warning("ACK not sent: the answer's Contact is unreachable", extra={"call_id": leg_id})
                 if self.calls.leg(leg_id) is not None:
                     await self.calls.external_ended(leg_id, results.CALLEE_UNREACHABLE)
-                await self._teardown(sc)
+                await self.teardown(sc)
                 return
         if sc.closed or self.calls.leg(leg_id) is None:  # the leg ended meanwhile (ring timeout, bot hung up)
             if response is not None and response.is_success and dialog is not None:
-                self._spawn(self.endpoint.bye(dialog))
+                self.spawn(self.endpoint.bye(dialog))
             return
         if response is None or not response.is_success:
             reason = results.NO_ANSWER if response is None else failure_for_status(response.status, response.reason)
             await self.calls.external_ended(leg_id, reason)
-            await self._teardown(sc)
+            await self.teardown(sc)
             return
         sc.dialog_call_id = response.call_id
         self._by_dialog[response.call_id] = sc
@@ -638,7 +647,7 @@ class SipGateway:
             return
         await self.calls.external_answered(leg_id)
 
-    def _spawn(self, coro: Any) -> None:
+    def spawn(self, coro: Any) -> None:
         self._tasks.spawn(coro)
 
 

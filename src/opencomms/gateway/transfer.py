@@ -51,7 +51,7 @@ def start_refer(gw: SipGateway, call: Call, target: JsonObj) -> None:
     """Send the REFER of a transfer the conversation started (after `can_refer` said yes); when the leg can no
     longer be moved that way, the transfer fails back to the node's own bridging."""
     if not can_refer(gw, call, target):
-        gw._spawn(gw.calls.external_transfer_failed(call.id, results.TRANSFER_FAILED, bridge=target))
+        gw.spawn(gw.calls.external_transfer_failed(call.id, results.TRANSFER_FAILED, bridge=target))
         return
     sc = gw._by_key[call.id]
     dialog = _dialog(sc)
@@ -62,7 +62,7 @@ def start_refer(gw: SipGateway, call: Call, target: JsonObj) -> None:
     uri = refer_target(number, trunk)
     sc.refer = ReferTransfer(call.id, str(uri))
     sc.transfer_target = target
-    gw._spawn(_refer(gw, sc, dialog, uri))
+    gw.spawn(_refer(gw, sc, dialog, uri))
     log.info("transfer by REFER", extra={"call_id": call.id})
 
 
@@ -99,16 +99,16 @@ def _apply(gw: SipGateway, sc: SipCall, refer: ReferTransfer, outcome: ReferOutc
         return
     leg = refer.leg_id
     if outcome.first_progress and outcome.state is ReferState.TRYING:
-        gw._spawn(gw.calls.external_transfer_accepted(leg))
+        gw.spawn(gw.calls.external_transfer_accepted(leg))
     if outcome.state is ReferState.SUCCEEDED:
         log.info("REFER transfer completed", extra={"call_id": leg})
-        gw._spawn(gw.calls.external_transferred(leg))
+        gw.spawn(gw.calls.external_transferred(leg))
     elif outcome.state is ReferState.FAILED:
         log.info("REFER transfer failed", extra={"call_id": leg, "status": outcome.status})
-        gw._spawn(gw.calls.external_transfer_failed(leg, _failure(outcome.status)))
+        gw.spawn(gw.calls.external_transfer_failed(leg, _failure(outcome.status)))
     elif outcome.state is ReferState.REFUSED:
         log.info("REFER refused: bridging instead", extra={"call_id": leg, "status": outcome.status})
-        gw._spawn(gw.calls.external_transfer_failed(leg, results.TRANSFER_FAILED, bridge=sc.transfer_target))
+        gw.spawn(gw.calls.external_transfer_failed(leg, results.TRANSFER_FAILED, bridge=sc.transfer_target))
 
 
 def _failure(status: int) -> ResultInfo:
