@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps test lint typecheck unit demo bench bench-security bench-meetings fuzz serve clean
+.PHONY: deps system-deps web test lint typecheck unit demo bench bench-security bench-meetings fuzz serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ system-deps:
 
 deps: system-deps $(STAMP)
 
+# the browser client (JsSIP) bundled into src/opencomms/web/static/call.js (not committed; no CDN at run time)
+WEB := src/opencomms/web/client
+web: $(WEB)/node_modules/.package-lock.json
+	cd $(WEB) && npm run --silent build
+
+$(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
+	cd $(WEB) && npm ci --no-audit --no-fund
+
 lint: deps
 	$(BIN)/ruff check src tests bench $(wildcard examples)
 	$(BIN)/ruff format --check src tests bench $(wildcard examples)
@@ -27,10 +35,10 @@ typecheck: deps
 unit: deps
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck
+test: lint typecheck web
 	$(BIN)/pytest -q -p no:cacheprovider
 
-demo: deps
+demo: deps web
 	$(BIN)/python -m opencomms.demo
 
 bench: deps
@@ -46,4 +54,4 @@ fuzz: deps
 	$(BIN)/python bench/fuzz_sip.py --sip 1000000 --sdp 100000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var $(WEB)/node_modules src/opencomms/web/static

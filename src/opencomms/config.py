@@ -487,6 +487,46 @@ class ConsoleConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebRtcConfig:
+    """Browsers as SIP legs (gateway/webrtc.py): SIP over WebSocket (RFC 7118) at `/sip/ws`, media through
+    rtpengine (ICE, DTLS-SRTP, Opus on the browser side; plain RTP with G.711 toward the node), the /web pages."""
+
+    enabled: bool = False
+    """Serve the WebSocket edge and /web (needs the SIP gateway and an rtpengine)."""
+    ws_host: str = "127.0.0.1"
+    """Address the WebSocket edge binds to (TLS with the node's tls_cert/tls_key: wss)."""
+    ws_port: int = 8443
+    """Port of the WebSocket edge (0 picks a free one)."""
+    ws_public_url: str = ""
+    """URL browsers open for SIP over WebSocket (default: ws[s]://ws_host:port/sip/ws)."""
+    allowed_origins: tuple[str, ...] = ()
+    """Origins whose pages may open the WebSocket (the node's own public URL always may)."""
+    max_connections: int = 1024
+    """WebSocket connections at once (beyond: refused with 503)."""
+    max_message: int = 65_535
+    """Largest WebSocket message (one SIP message), in bytes."""
+    ticket_ttl: float = 300.0
+    """Seconds a per-join ticket stays redeemable (it is redeemed once, when the WebSocket opens)."""
+    rtpengine: str = "127.0.0.1:2223"
+    """host:port of rtpengine's ng control socket."""
+    rtpengine_spawn: bool = True
+    """Start rtpengine with a generated configuration (false: one is already running at `rtpengine`)."""
+    rtpengine_port_min: int = 40000
+    """First UDP port rtpengine relays media on (a spawned rtpengine)."""
+    rtpengine_port_max: int = 40999
+    """Last UDP port rtpengine relays media on."""
+    rtpengine_timeout: float = 2.0
+    """Seconds an ng request may go unanswered before the call fails (rtpengine down: 503, not a hang)."""
+
+    def __post_init__(self) -> None:
+        host, _, port = self.rtpengine.rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError("webrtc.rtpengine must be host:port")
+        if self.rtpengine_timeout <= 0 or self.ticket_ttl <= 0:
+            raise ValueError("webrtc.rtpengine_timeout and webrtc.ticket_ttl must be positive seconds")
+
+
+@dataclass(frozen=True, slots=True)
 class NodeConfig:
     host: str = "127.0.0.1"
     """Address the HTTP(S) server binds to."""
@@ -521,6 +561,7 @@ class NodeConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     signin: SignInConfig = field(default_factory=SignInConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
 
     @property
     def tls(self) -> bool:

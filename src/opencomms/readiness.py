@@ -56,9 +56,12 @@ class Readiness:
         self._clock = clock
         self._seen: tuple[int, float] | None = None
         """(engine ticks, when) at the last check."""
+        self.extra: dict[str, Any] = {}
+        """More named checks, each `() -> (ok, detail)` (the WebRTC edge's rtpengine)."""
 
     async def check(self) -> tuple[bool, dict[str, Any]]:
         checks = {"store": self._store(), "media_engine": await self._engine(), "sip": self._sip()}
+        checks.update({name: check() for name, check in self.extra.items()})
         failing = sorted(name for name, (ok, _) in checks.items() if not ok)
         body = {
             "status": "notReady" if failing else "ready",

@@ -59,6 +59,7 @@ from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
 from opencomms.store.conversations import conversations_beside
 from opencomms.subscriptions.wiring import attach_call_records
+from opencomms.web.wiring import attach_webrtc
 
 log = logging.getLogger("opencomms.node")
 
@@ -235,6 +236,7 @@ class Node:
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
         self.console = attach_console(self) if config.console.enabled else None
+        self.webrtc = attach_webrtc(self) if config.webrtc.enabled and self.sip is not None else None
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,
@@ -283,6 +285,9 @@ class Node:
         if self.sip is not None:
             await self.sip.start()
             self._stack.push_async_callback(self.sip.close)
+        if self.webrtc is not None:  # after the gateway: its WebSockets feed the gateway's endpoint
+            await self.webrtc.start()
+            self._stack.push_async_callback(self.webrtc.close)
         if self.dialin is not None:
             self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
         self._stack.push_async_callback(self.announcer.close)
@@ -329,6 +334,7 @@ class Node:
             "media": {**self.media.stats, **self.engine.stats()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else self.sip.health(),
+            "webrtc": None if self.webrtc is None else self.webrtc.health(),
             "store": {"unit_faults": self.calls.faults, "notify_faults": self.dispatcher.store_faults},
             "http": self.http_guard.stats(),
         }

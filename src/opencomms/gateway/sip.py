@@ -98,6 +98,8 @@ class SipCall:
     the peer's BYE, CANCEL or media loss goes to `driver.gone(sc, reason)` instead of the core."""
     started: bool = False
     """200 OK sent and RTP started before the core had its leg (dial-in): `connected` has nothing left to do."""
+    relayed: bool = False
+    """A browser's call whose media rtpengine relays (gateway/webrtc.py): its rtpengine side is freed at the end."""
 
 
 class SipGateway:
@@ -172,6 +174,8 @@ class SipGateway:
         self.registrations = Registrations(config, directory.store)
         self.dialin: Any = None
         """The dial-in driver (gateway/dialin.py `DialIn`), when the node has a dial-in number or meetings."""
+        self.webrtc: Any = None
+        """The WebRTC edge (gateway/webrtc.py `WebRtcEdge`) for INVITEs from browsers; None: no browsers."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -324,6 +328,8 @@ class SipGateway:
         user = getattr(frm.uri, "user", None) or getattr(frm.uri, "number", None) or ""
         caller = caller_identity(user, frm.display_name, str(frm.uri))
         callee = self._callee_identity(inst)
+        if sc.relayed:
+            caller = self.webrtc.caller(handle) or caller
         handle.respond(180, "Ringing")
         await self.calls.accept_inbound(
             app=app, callee=callee, caller=caller, external=sc.key, call_id=sc.leg_id, gateway=self
@@ -339,8 +345,12 @@ class SipGateway:
                 488, "Not Acceptable Here", headers=[("Warning", '399 opencomms "an SDP offer is required"')]
             )
             return None
+        body = req.body
+        browser = self.webrtc is not None and self.webrtc.is_browser(handle)
+        if browser and (body := await self.webrtc.offer(handle, req)) is None:
+            return None  # answered: outside its grant, an SDP rtpengine refused, rtpengine down
         try:
-            offer = await self.addresses.prepare(SessionDescription.parse(req.body))
+            offer = await self.addresses.prepare(SessionDescription.parse(body))
         except AddressError as exc:  # before any port is taken: an unusable or slow address fails this call alone
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
             return None
@@ -366,10 +376,18 @@ class SipGateway:
             if not isinstance(exc, SdpError):  # not NegotiationError or an offer that makes no sense (no c= ...)
                 raise
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
+            if browser:
+                self.webrtc.forget(req.call_id)
+            return None
+        local = str(answer.sdp).encode()
+        if browser and ((local := await self.webrtc.answer(handle, req, local)) is None or handle.responded):
+            await rtp.close()  # answered (rtpengine failed) or cancelled meanwhile
+            self.webrtc.forget(req.call_id)
             return None
         sc = SipCall(key=key, rtp=rtp, sdp=sdp, invite=handle, media=answer.media, dialog_call_id=req.call_id)
         sc.allow = allowed_methods(req)
-        sc.answer = str(answer.sdp).encode()
+        sc.answer = local
+        sc.relayed = browser
         sc.leg_id = key
         sc.source = handle.source.host
         self._by_key[key] = sc
@@ -416,6 +434,13 @@ class SipGateway:
             self.spawn(self.calls.external_ended(sc.leg_id, reason))
         else:
             self.spawn(self.teardown(sc))
+
+    def browser_gone(self, transport: str, peer: tuple[str, int]) -> None:
+        """A browser's WebSocket closed (tab closed, network lost): its calls end now, BYE or not."""
+        for sc in list(self._by_key.values()):
+            source = sc.invite.source if sc.invite is not None else None
+            if source is not None and source.transport == transport and source.addr == peer and not sc.closed:
+                self.remote_gone(sc, results.PSTN_HUNG_UP)
 
     def _instance_for(self, req: SipRequest) -> Any:
         uri = req.uri
@@ -525,6 +550,8 @@ class SipGateway:
         # must not keep this call (its RTP session, sockets, SDP) alive that long through its callback.
         if sc.invite is not None:
             sc.invite.on_cancel = None
+        if sc.relayed and sc.dialog_call_id is not None:
+            self.webrtc.forget(sc.dialog_call_id)
         sc.rtp.on_timeout = sc.rtp.on_error = None
         try:
             await sc.rtp.close()  # media and ports go at once, not after the BYE's answer (up to 32 s on UDP)

@@ -74,6 +74,7 @@ from opencomms.sip.ua_dialogs import (
     fork_dialog,
 )
 from opencomms.sip.uri import SipUri, Uri, parse_uri
+from opencomms.sip.websocket import WS_TRANSPORTS, WsTransport
 
 __all__ = ["SipEndpoint"]
 
@@ -122,6 +123,8 @@ class SipEndpoint:
         }
         self.udp: UdpTransport | None = None
         self.tcp: TcpTransport | None = None
+        self.ws: WsTransport | None = None
+        """SIP over WebSocket (RFC 7118): connections an HTTP edge accepted and attached (`enable_websocket`)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at: float | None = None
@@ -158,6 +161,12 @@ class SipEndpoint:
             await self.udp.listen(cfg.host, cfg.udp_port)
         if self.tcp is not None and cfg.tcp_port is not None:
             await self.tcp.listen(cfg.host, cfg.tcp_port)
+
+    def enable_websocket(self, *, max_connections: int = 1024) -> WsTransport:
+        """The WebSocket transport (created once): its connections are attached by the edge that serves them."""
+        if self.ws is None:
+            self.ws = WsTransport(self._on_bytes, max_connections=max_connections)
+        return self.ws
 
     async def close(self) -> None:
         self._closed = True
@@ -198,10 +207,10 @@ class SipEndpoint:
 
     def listening(self) -> dict[str, bool]:
         """Whether each configured transport's listener is open (for /readyz)."""
-        return {t.kind: t.listening for t in (self.udp, self.tcp) if t is not None}
+        return {t.kind: t.listening for t in (self.udp, self.tcp, self.ws) if t is not None}
 
     def local_port(self, transport: str = "udp") -> int:
-        t = self.udp if transport == "udp" else self.tcp
+        t = self.udp if transport == "udp" else self.ws if transport in WS_TRANSPORTS else self.tcp
         if t is None:
             raise ValueError(f"no {transport} transport")
         return t.local_addr[1]
@@ -311,7 +320,7 @@ class SipEndpoint:
     ) -> SipRequest:
         """ACK a 2xx to our (re-)INVITE in `dialog` (stateless; re-sent if that 2xx is retransmitted)."""
         ack = dialog.create_ack(cseq, body=body, content_type=content_type, headers=headers)
-        target = dest or await self.resolve(dialog.next_hop(), dialog.transport or "udp")
+        target = dest or await self._next_hop(dialog)
         self._prepare(ack, target)
         self._run(self.layer.send_ack(ack, target, self._now()))
         return ack
@@ -326,7 +335,7 @@ class SipEndpoint:
     ) -> ClientTransactionHandle:
         """Send a request built by `dialog` (bye(), reinvite(), refer(), notify(), info(), options(), ...).
         The dialog follows the answer: target refresh on 2xx, removal after BYE or a 408/481."""
-        target = dest or await self.resolve(dialog.next_hop(), dialog.transport or "udp")
+        target = dest or await self._next_hop(dialog)
         handle = self.send_request(request, target, on_provisional=on_provisional)
         handle.in_dialog = dialog
         return handle
@@ -345,6 +354,13 @@ class SipEndpoint:
     async def bye(self, dialog: Dialog) -> SipResponse:
         """End a confirmed dialog (BYE) and forget it."""
         return await self.request_in_dialog(dialog, dialog.bye())
+
+    async def _next_hop(self, dialog: Dialog) -> Destination:
+        """Where an in-dialog request goes: over a WebSocket dialog's connection (its Contact names a `.invalid`
+        host, RFC 7118 §5.2), else the resolved remote target or route."""
+        if dialog.transport in WS_TRANSPORTS and dialog.peer is not None:
+            return Destination(dialog.transport, *dialog.peer)
+        return await self.resolve(dialog.next_hop(), dialog.transport or "udp")
 
     async def resolve(self, uri: Uri, default_transport: str = "udp") -> Destination:
         """Next-hop address of a SIP URI: maddr or host, port (default 5060/5061), `transport` parameter.
@@ -373,7 +389,7 @@ class SipEndpoint:
             if self.admit_early is not None and data.startswith(b"INVITE ") and self._refused_early(data, source):
                 return
             try:
-                message = parse(data, self.config.limits, stream=source.reliable)
+                message = parse(data, self.config.limits, stream=source.transport == "tcp")
             except SipParseError as err:
                 self._answer_parse_error(err, source)
                 return
@@ -466,6 +482,8 @@ class SipEndpoint:
             self.udp.send(data, dest.addr)
         elif dest.transport == "tcp" and self.tcp is not None:
             self.tcp.send(data, dest.addr)
+        elif dest.transport in WS_TRANSPORTS and self.ws is not None and self.ws.send(data, dest.addr):
+            pass
         else:
             self.loop.call_soon(self._on_transport_failure, dest)
 

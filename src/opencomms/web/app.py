@@ -1,0 +1,176 @@
+"""The browser side served by the node under `/web` (mounted in front of the Graph app, like the console).
+
+`GET /web/call` is the call page: one button calls the SIP address the page's ticket was issued for, one hangs
+up; the ticket (and the target and name) travel in the URL fragment, so they never reach a server log.
+`GET /web/static/call.js` is the JsSIP bundle built by `make web` (src/opencomms/web/client; no CDN at run time).
+`POST /web/tickets` issues a per-join ticket to an application (its app-only bearer token) for one SIP address of
+one of its own instances: `{"target": "sip:…", "displayName": "…"}` -> `{"ticket", "expiresIn", "wsUrl",
+"callUrl"}`; the bot's own web page hands the `callUrl` to its visitor.
+Every answer carries no-store, nosniff, a strict Content-Security-Policy (scripts only from /web/static, media and
+WebSocket to the edge), no framing. Errors are short JSON bodies, never a traceback.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+from opencomms.api.http import Receive, Scope, Send, read_body
+from opencomms.auth.tokens import TokenError, TokenService
+from opencomms.directory import Directory
+from opencomms.domain.errors import PayloadTooLarge
+from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
+
+__all__ = ["PREFIX", "WebApp", "WebContext"]
+
+log = logging.getLogger("opencomms.web")
+
+PREFIX = "/web"
+STATIC = Path(__file__).parent / "static"
+BUNDLE = STATIC / "call.js"
+_MAX_BODY = 4096
+
+
+@dataclass
+class WebContext:
+    tokens: TokenService
+    directory: Directory
+    tickets: WebJoinTickets
+    ws_url: Any
+    """() -> the WebSocket URL browsers open (known once the edge listens)."""
+    clock: Any
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+
+
+def _json(status: int, body: dict[str, Any]) -> _Reply:
+    return _Reply(status, orjson.dumps(body))
+
+
+def _error(status: int, code: str, message: str) -> _Reply:
+    return _json(status, {"error": {"code": code, "message": message}})
+
+
+class WebApp:
+    def __init__(self, ctx: WebContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        try:
+            reply = await self._handle(scope, receive, headers)
+        except PayloadTooLarge:
+            reply = _error(413, "payloadTooLarge", "The request body is too large.")
+        except Exception:
+            log.exception("web request failed")
+            reply = _error(500, "internalError", "Something went wrong; the node's log has the details.")
+        ws = self.ctx.ws_url()
+        origin = ws.split("/sip/", 1)[0]
+        csp = (
+            f"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src {origin}; "
+            "media-src 'self' blob: mediastream:; frame-ancestors 'none'; base-uri 'none'"
+        ).encode()
+        out = [
+            (b"content-type", reply.content_type),
+            (b"content-length", str(len(reply.body)).encode()),
+            (b"cache-control", b"no-store"),
+            (b"x-content-type-options", b"nosniff"),
+            (b"referrer-policy", b"no-referrer"),
+            (b"content-security-policy", csp),
+        ]
+        await send({"type": "http.response.start", "status": reply.status, "headers": out})
+        await send({"type": "http.response.body", "body": reply.body if scope["method"] != "HEAD" else b""})
+
+    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> _Reply:
+        method, path = scope["method"], scope["path"].rstrip("/")
+        if path == f"{PREFIX}/call" and method in ("GET", "HEAD"):
+            return _Reply(200, _page(self.ctx.ws_url()), b"text/html; charset=utf-8")
+        if path == f"{PREFIX}/static/call.js" and method in ("GET", "HEAD"):
+            try:
+                return _Reply(200, BUNDLE.read_bytes(), b"text/javascript; charset=utf-8")
+            except OSError:
+                return _error(503, "clientNotBuilt", "The web client is not built: run `make web`.")
+        if path == f"{PREFIX}/tickets":
+            if method != "POST":
+                return _error(405, "methodNotAllowed", "POST a target to get a ticket.")
+            return self._ticket(headers, await read_body(receive, _MAX_BODY))
+        return _error(404, "notFound", "No such page.")
+
+    def _ticket(self, headers: dict[str, str], body: bytes) -> _Reply:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return _error(401, "InvalidAuthenticationToken", "Send 'Authorization: Bearer <app token>'.")
+        try:
+            claims = self.ctx.tokens.validate_access_token(token.strip(), self.ctx.clock())
+        except TokenError as exc:
+            return _error(401, "InvalidAuthenticationToken", f"Access token validation failure: {exc}")
+        if claims.user_id is not None:
+            return _error(403, "Forbidden", "Tickets are issued to applications, not to signed-in users.")
+        try:
+            data = orjson.loads(body or b"{}")
+        except orjson.JSONDecodeError:
+            return _error(400, "BadRequest", "The body must be JSON.")
+        if not isinstance(data, dict):
+            return _error(400, "BadRequest", "The body must be a JSON object.")
+        target = normalize_target(str(data.get("target") or ""))
+        name = str(data.get("displayName") or "Guest").strip()[:64] or "Guest"
+        if not target:
+            return _error(400, "BadRequest", "'target' must be a SIP address sip:user@host.")
+        inst = self.ctx.directory.find_instance_by_address(target)
+        if inst is None or inst.app_id != claims.app_id:
+            return _error(403, "Forbidden", "'target' is not an address of one of this application's instances.")
+        grant = WebGrant(claims.tenant_id, name, target, None, claims.app_id)
+        ticket = self.ctx.tickets.issue(grant, self.ctx.clock())
+        fragment = f"ticket={quote(ticket)}&target={quote(target)}&name={quote(name)}"
+        return _json(
+            201,
+            {
+                "ticket": ticket,
+                "expiresIn": int(self.ctx.tickets.ttl),
+                "wsUrl": self.ctx.ws_url(),
+                "callUrl": f"{PREFIX}/call#{fragment}",
+            },
+        )
+
+
+def _page(ws_url: str) -> bytes:
+    return f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Call</title>
+<style>
+body {{ font: 1.1rem/1.5 system-ui, sans-serif; max-width: 28rem; margin: 2rem auto; padding: 0 1rem; }}
+button {{ font-size: 1.1rem; padding: .8rem 1.4rem; margin: .3rem .3rem .3rem 0; border-radius: .4rem; }}
+#call {{ background: #1b7f3b; color: #fff; border: 0; }}
+#hangup {{ background: #b3261e; color: #fff; border: 0; }}
+button:disabled {{ opacity: .4; }}
+button:focus-visible {{ outline: 3px solid #1a4fd6; outline-offset: 2px; }}
+meter {{ width: 100%; }}
+</style>
+</head>
+<body>
+<main id="call-config" data-ws-url="{html.escape(ws_url)}">
+<h1>Call <span id="target-name"></span></h1>
+<p id="status" role="status" aria-live="polite">Ready.</p>
+<button id="call" type="button">Call</button>
+<button id="hangup" type="button" disabled>Hang up</button>
+<p><label for="level">Incoming audio</label><br><meter id="level" min="0" max="1" value="0"></meter></p>
+<audio id="remote" autoplay></audio>
+</main>
+<script src="/web/static/call.js"></script>
+</body>
+</html>
+""".encode()

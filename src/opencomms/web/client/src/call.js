@@ -1,0 +1,106 @@
+// The /web/call page: one button calls the ticket's SIP address over SIP-over-WebSocket (JsSIP), one hangs up.
+// The ticket, target and name come in the URL fragment (never sent to a server); the WebSocket URL in the page.
+// The level of the received audio is measured with a WebAudio AnalyserNode (shown in the meter, and readable by
+// tests as window.opencommsCall.level()).
+import * as JsSIP from "jssip";
+
+const $ = (id) => document.getElementById(id);
+const config = $("call-config").dataset;
+const params = new URLSearchParams(location.hash.slice(1));
+const ticket = params.get("ticket") || "";
+const target = params.get("target") || "";
+const name = params.get("name") || "Guest";
+
+const state = { ua: null, session: null, peak: 0, rms: 0, analyser: null, status: "ready", error: "" };
+window.opencommsCall = {
+  status: () => state.status,
+  error: () => state.error,
+  level: () => ({ peak: state.peak, rms: state.rms }),
+};
+
+function show(status, text) {
+  state.status = status;
+  $("status").textContent = text;
+  $("call").disabled = status === "calling" || status === "in-call";
+  $("hangup").disabled = !(status === "calling" || status === "in-call");
+}
+
+function measure(stream) {
+  const audio = $("remote");
+  audio.srcObject = stream; // Chrome feeds WebAudio from a remote track only while an element plays it
+  const context = new AudioContext();
+  const analyser = context.createAnalyser();
+  analyser.fftSize = 2048;
+  context.createMediaStreamSource(stream).connect(analyser);
+  state.analyser = analyser;
+  const samples = new Float32Array(analyser.fftSize);
+  const tick = () => {
+    analyser.getFloatTimeDomainData(samples);
+    let peak = 0;
+    let sum = 0;
+    for (const s of samples) {
+      peak = Math.max(peak, Math.abs(s));
+      sum += s * s;
+    }
+    const rms = Math.sqrt(sum / samples.length);
+    state.peak = Math.max(state.peak, peak);
+    state.rms = Math.max(state.rms, rms);
+    $("level").value = Math.min(1, rms * 4);
+  };
+  context.resume().then(() => setInterval(tick, 50));
+}
+
+function ua() {
+  if (state.ua) return state.ua;
+  const url = `${config.wsUrl}?ticket=${encodeURIComponent(ticket)}`;
+  const socket = new JsSIP.WebSocketInterface(url);
+  const agent = new JsSIP.UA({
+    sockets: [socket],
+    uri: "sip:guest@opencomms.invalid",
+    display_name: name,
+    register: false,
+    session_timers: false,
+    connection_recovery_min_interval: 60,
+    connection_recovery_max_interval: 60,
+  });
+  agent.on("disconnected", () => {
+    if (state.status === "calling" || state.status === "in-call") show("ended", "Connection lost.");
+  });
+  agent.start();
+  state.ua = agent;
+  return agent;
+}
+
+function call() {
+  if (!ticket || !target) {
+    show("error", "This page needs a call link with a ticket.");
+    return;
+  }
+  show("calling", `Calling ${target}…`);
+  state.session = ua().call(target, {
+    mediaConstraints: { audio: true, video: false },
+    pcConfig: { iceServers: [] },
+    eventHandlers: {
+      confirmed: () => show("in-call", "In call."),
+      ended: () => show("ended", "Call ended."),
+      failed: (e) => {
+        const why = (e.message && e.message.getHeader && e.message.getHeader("Warning")) || e.cause || "failed";
+        state.error = String(why);
+        show("failed", `Call failed: ${why}`);
+      },
+    },
+  });
+  state.session.connection.addEventListener("track", (event) => {
+    const stream = event.streams[0] || new MediaStream([event.track]);
+    measure(stream);
+  });
+}
+
+function hangup() {
+  if (state.session && !state.session.isEnded()) state.session.terminate();
+}
+
+$("target-name").textContent = target.replace(/^sip:/, "");
+$("call").addEventListener("click", call);
+$("hangup").addEventListener("click", hangup);
+window.addEventListener("pagehide", hangup);

@@ -1,0 +1,35 @@
+"""attach_webrtc: the WebRTC edge (gateway/webrtc.py) joined to the node's SIP gateway, readiness and /web pages.
+
+Called once by the composition root when `[webrtc] enabled` and the SIP gateway runs; the node starts and closes
+the returned edge with its SIP gateway.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opencomms.gateway.webrtc import WebRtcEdge
+from opencomms.web.app import PREFIX, WebApp, WebContext
+
+__all__ = ["attach_webrtc"]
+
+
+def attach_webrtc(node: Any) -> WebRtcEdge:
+    config = node.config
+    gateway = node.sip
+    tls = (config.tls_cert, config.tls_key) if config.tls else None
+    edge = WebRtcEdge(
+        config.webrtc,
+        gateway.endpoint,
+        node.tokens,
+        node.directory,
+        public_url=node.public_url,
+        tls=tls,
+        clock=node.clock,
+    )
+    gateway.webrtc = edge
+    edge.on_closed = gateway.browser_gone
+    node.readiness.extra["rtpengine"] = edge.check
+    context = WebContext(node.tokens, node.directory, edge.tickets, lambda: edge.ws_url, node.clock)
+    node.app.mounts[PREFIX] = WebApp(context)
+    return edge

@@ -1,0 +1,85 @@
+"""What the WebRTC tests share: a node config with the WebRTC edge and a spawned rtpengine on free loopback ports,
+a ticket from the node for a bot's SIP address, and a minimal SIP-over-WebSocket client (Python, no browser)."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import uuid
+from typing import Any
+
+import aiohttp
+
+from opencomms.config import MediaConfig, NodeConfig, WebRtcConfig
+from tests.integration.conftest import Platform, node_config
+from tests.ports import free_port
+
+CHROME_OFFER = (
+    "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
+    "m=audio 9 UDP/TLS/RTP/SAVPF 111 0 8 126\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n"
+    "a=candidate:1 1 udp 2122260223 127.0.0.1 51000 typ host generation 0\r\n"
+    "a=ice-ufrag:abcd\r\na=ice-pwd:abcdefghijklmnopqrstuvwx\r\n"
+    "a=fingerprint:sha-256 12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:BC:DE:F0:12:34:56:78:9A:"
+    "BC:DE:F0\r\na=setup:actpass\r\na=mid:0\r\na=sendrecv\r\na=rtcp-mux\r\na=rtpmap:111 opus/48000/2\r\n"
+    "a=fmtp:111 minptime=10;useinbandfec=1\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n"
+    "a=rtpmap:126 telephone-event/8000\r\n"
+)
+
+
+def webrtc_config(*, spawn: bool = True, **webrtc: Any) -> NodeConfig:
+    base = random.randrange(41000, 59000, 200)
+    settings = WebRtcConfig(
+        enabled=True,
+        ws_port=0,
+        rtpengine=f"127.0.0.1:{free_port()}",
+        rtpengine_spawn=spawn,
+        rtpengine_port_min=base,
+        rtpengine_port_max=base + 199,
+        rtpengine_timeout=1.0,
+    )
+    media = MediaConfig(app_hosted_allow_private=("127.0.0.1",), app_hosted_connect_timeout=1.0)
+    return node_config(webrtc=dataclasses.replace(settings, **webrtc), media=media)
+
+
+async def ticket(p: Platform, bot: str, target: str, name: str = "Web Guest") -> dict[str, Any]:
+    client = p[bot].client
+    if client.token is None:
+        await client.authenticate()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{p.node.public_url}/web/tickets",
+            json={"target": target, "displayName": name},
+            headers={"Authorization": f"Bearer {client.token}"},
+        ) as resp,
+    ):
+        body: dict[str, Any] = await resp.json()
+        body["status"] = resp.status
+        return body
+
+
+def invite(target: str, sdp: str = CHROME_OFFER) -> str:
+    """An INVITE as JsSIP sends it over a WebSocket (Via WS to a .invalid host, Contact with transport=ws)."""
+    call_id = uuid.uuid4().hex
+    return (
+        f"INVITE {target} SIP/2.0\r\n"
+        f"Via: SIP/2.0/WS abc.invalid;branch=z9hG4bK{uuid.uuid4().hex[:12]}\r\n"
+        "Max-Forwards: 69\r\n"
+        f"To: <{target}>\r\n"
+        f'From: "Guest" <sip:guest@opencomms.invalid>;tag={uuid.uuid4().hex[:8]}\r\n'
+        f"Call-ID: {call_id}\r\n"
+        "CSeq: 1 INVITE\r\n"
+        "Contact: <sip:guest@abc.invalid;transport=ws;ob>\r\n"
+        "Content-Type: application/sdp\r\n"
+        f"Content-Length: {len(sdp)}\r\n\r\n{sdp}"
+    )
+
+
+async def final_status(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> tuple[int, str]:
+    """The first final response's status and text on `ws` (provisional ones skipped)."""
+    while True:
+        msg = await ws.receive(timeout=timeout)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        status = int(msg.data.split(" ", 2)[1])
+        if status >= 200:
+            return status, msg.data

@@ -1,0 +1,83 @@
+"""The WebRTC edge against hostile or broken input, on a real node with a real rtpengine: a WebSocket without a valid
+credential is refused before it opens, a ticket works once and for its one target only, an application cannot get a
+ticket for another application's bot, and rtpengine not running fails a browser's call at once (503, Warning) and
+shows in /healthz and /readyz instead of hanging the call."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+
+from tests.integration.conftest import make_platform
+from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
+
+BOB = "sip:support@bob.example"
+ALICE = "sip:desk@alice.example"
+
+
+def _ws_url(p: object, query: str) -> str:
+    edge = p.node.webrtc  # type: ignore[attr-defined]
+    return f"{edge.ws_url}?{query}"
+
+
+async def _handshake_status(url: str, **kw: object) -> int:
+    async with aiohttp.ClientSession() as http:
+        try:
+            async with http.ws_connect(url, protocols=("sip",), **kw):  # type: ignore[arg-type]
+                return 101
+        except aiohttp.WSServerHandshakeError as exc:
+            return exc.status
+
+
+async def test_websocket_needs_a_valid_single_use_credential() -> None:
+    async with make_platform(webrtc_config(), ("alice", "bob")) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        assert await _handshake_status(_ws_url(p, "")) == 401
+        assert await _handshake_status(_ws_url(p, "ticket=forged")) == 401
+        await p["bob"].client.authenticate()
+        assert await _handshake_status(_ws_url(p, f"access_token={p['bob'].client.token}")) == 401  # app token
+        issued = await ticket(p, "bob", BOB)
+        assert issued["status"] == 201, issued
+        assert issued["callUrl"].startswith("/web/call#ticket=")
+        evil = {"Origin": "https://evil.example"}
+        assert await _handshake_status(_ws_url(p, f"ticket={issued['ticket']}"), headers=evil) == 403
+        assert await _handshake_status(_ws_url(p, f"ticket={issued['ticket']}")) == 101
+        assert await _handshake_status(_ws_url(p, f"ticket={issued['ticket']}")) == 401  # used once already
+        assert p.node.webrtc.refused >= 4  # type: ignore[union-attr]
+
+
+async def test_tickets_are_for_an_own_instance_and_its_address_only() -> None:
+    async with make_platform(webrtc_config(), ("alice", "bob")) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        p.node.directory.create_instance(p["alice"].app_id, "Desk", sip_uri=ALICE)
+        assert (await ticket(p, "alice", BOB))["status"] == 403  # another application's bot
+        issued = await ticket(p, "bob", BOB)
+        async with aiohttp.ClientSession() as http, http.ws_connect(
+            _ws_url(p, f"ticket={issued['ticket']}"), protocols=("sip",)
+        ) as ws:
+            await ws.send_str(invite(ALICE))  # the ticket is for Bob's support address, not Alice's desk
+            status, text = await final_status(ws)
+            assert status == 403, text
+        assert not p["alice"].bot.notifications
+
+
+async def test_rtpengine_down_fails_the_call_quickly_and_is_a_health_error() -> None:
+    async with make_platform(webrtc_config(spawn=False), ("bob",)) as p:  # nothing listens at the ng address
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB)
+        async with aiohttp.ClientSession() as http:
+            async with http.ws_connect(_ws_url(p, f"ticket={issued['ticket']}"), protocols=("sip",)) as ws:
+                started = time.monotonic()
+                await ws.send_str(invite(BOB))
+                status, text = await final_status(ws)
+                assert status == 503 and "rtpengine" in text, text
+                assert time.monotonic() - started < 3.0
+            async with http.get(f"{p.node.public_url}/healthz") as resp:
+                assert (await resp.json())["webrtc"]["rtpengine"] == "unreachable"
+            async with http.get(f"{p.node.public_url}/readyz") as resp:
+                body = await resp.json()
+                assert resp.status == 503 and "rtpengine" in body["failing"], body
+        await asyncio.sleep(0)
+        assert not p["bob"].bot.notifications and p.node.sip is not None and p.node.sip.active == 0
