@@ -54,9 +54,10 @@ async def test_tickets_are_for_an_own_instance_and_its_address_only() -> None:
         p.node.directory.create_instance(p["alice"].app_id, "Desk", sip_uri=ALICE)
         assert (await ticket(p, "alice", BOB))["status"] == 403  # another application's bot
         issued = await ticket(p, "bob", BOB)
-        async with aiohttp.ClientSession() as http, http.ws_connect(
-            _ws_url(p, f"ticket={issued['ticket']}"), protocols=("sip",)
-        ) as ws:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(_ws_url(p, f"ticket={issued['ticket']}"), protocols=("sip",)) as ws,
+        ):
             await ws.send_str(invite(ALICE))  # the ticket is for Bob's support address, not Alice's desk
             status, text = await final_status(ws)
             assert status == 403, text

@@ -415,6 +415,9 @@ class DialIn:
     ) -> tuple[JsonObj, JoinerKind, str] | None:
         """Digest-authenticate the INVITE against the registrar's accounts (or, with `anonymous_sip_guests`, take an
         INVITE without credentials as an anonymous guest); the joiner's identity and kind."""
+        web = self.gateway.webrtc
+        if web is not None and web.is_browser(handle):  # a browser: its WebSocket's credential says who it is
+            return web.joiner(handle, meeting)  # type: ignore[no-any-return]
         regs = self.gateway.registrations
         now = regs.clock()
         credentials = req.headers.get_all("Authorization")

@@ -53,6 +53,7 @@ def render_config(s: RtpEngineSettings) -> str:
             f"port-max = {s.port_max}",
             f"timeout = {s.timeout}",
             f"offer-timeout = {s.timeout * 2}",
+            "delete-delay = 0",
             "table = -1",
             "foreground = true",
             "log-stderr = true",

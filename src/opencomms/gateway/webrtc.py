@@ -28,6 +28,8 @@ from aiohttp import WSMsgType, web
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.config import WebRtcConfig
 from opencomms.directory import Directory
+from opencomms.domain.meeting_rules import JoinerKind
+from opencomms.domain.meetings import MeetingInfo
 from opencomms.gateway.rtpengine import PLAIN_TO_WEBRTC, WEBRTC_TO_PLAIN, NgRejected, NgUnavailable, RtpEngineClient
 from opencomms.gateway.rtpengine_daemon import RtpEngineDaemon, RtpEngineSettings
 from opencomms.gateway.webjoin import WebGrant, WebJoinTickets
@@ -317,3 +319,18 @@ class WebRtcEdge:
         ident: dict[str, Any] = {"@odata.type": "#microsoft.graph.identity", "displayName": grant.display_name}
         ident["id"] = grant.user_id or f"guest:{handle.source.host}:{handle.source.port}"
         return {"@odata.type": "#microsoft.graph.identitySet", kind: ident}
+
+    def joiner(
+        self, handle: ServerTransactionHandle, meeting: MeetingInfo
+    ) -> tuple[dict[str, Any], JoinerKind, str] | None:
+        """Who a browser joining `meeting` by its SIP address is, for the lobby: a signed-in user of the meeting's
+        tenant is a user, anyone else a guest under the grant's name (None: answered 403, no grant)."""
+        grant = self.grant_of(handle)
+        identity = self.caller(handle)
+        if grant is None or identity is None:
+            handle.respond(403, "Forbidden")
+            return None
+        if grant.user_id is not None and grant.tenant_id == meeting.tenant_id:
+            return identity, JoinerKind.USER, grant.user_id
+        ident = identity.get("user") or identity.get("guest")
+        return {"@odata.type": "#microsoft.graph.identitySet", "guest": ident}, JoinerKind.GUEST, ""

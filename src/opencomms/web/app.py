@@ -4,7 +4,8 @@
 up; the ticket (and the target and name) travel in the URL fragment, so they never reach a server log.
 `GET /web/static/call.js` is the JsSIP bundle built by `make web` (src/opencomms/web/client; no CDN at run time).
 `POST /web/tickets` issues a per-join ticket to an application (its app-only bearer token) for one SIP address of
-one of its own instances: `{"target": "sip:…", "displayName": "…"}` -> `{"ticket", "expiresIn", "wsUrl",
+one of its own instances (`{"target": "sip:…", "displayName": "…"}`) or for a meeting of its tenant
+(`{"joinMeetingId": "…"}`, the meeting's SIP address `sip:meeting-<id>@host`) -> `{"ticket", "expiresIn", "wsUrl",
 "callUrl"}`; the bot's own web page hands the `callUrl` to its visitor.
 Every answer carries no-store, nosniff, a strict Content-Security-Policy (scripts only from /web/static, media and
 WebSocket to the edge), no framing. Errors are short JSON bodies, never a traceback.
@@ -45,6 +46,10 @@ class WebContext:
     ws_url: Any
     """() -> the WebSocket URL browsers open (known once the edge listens)."""
     clock: Any
+    meetings: Any = None
+    """The live meetings' lookup (`by_join_id`), for tickets to a meeting; None: bots only."""
+    sip_host: str = "127.0.0.1"
+    """Host of the meeting SIP addresses (`sip:meeting-<joinMeetingId>@host`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +128,20 @@ class WebApp:
             return _error(400, "BadRequest", "The body must be JSON.")
         if not isinstance(data, dict):
             return _error(400, "BadRequest", "The body must be a JSON object.")
-        target = normalize_target(str(data.get("target") or ""))
         name = str(data.get("displayName") or "Guest").strip()[:64] or "Guest"
-        if not target:
-            return _error(400, "BadRequest", "'target' must be a SIP address sip:user@host.")
-        inst = self.ctx.directory.find_instance_by_address(target)
-        if inst is None or inst.app_id != claims.app_id:
-            return _error(403, "Forbidden", "'target' is not an address of one of this application's instances.")
+        join_id = str(data.get("joinMeetingId") or "")
+        if join_id:
+            meeting = None if self.ctx.meetings is None else self.ctx.meetings.by_join_id(join_id)
+            if meeting is None or meeting.tenant_id != claims.tenant_id:
+                return _error(404, "NotFound", "No meeting of this tenant has that joinMeetingId.")
+            target = normalize_target(f"sip:meeting-{join_id}@{self.ctx.sip_host}")
+        else:
+            target = normalize_target(str(data.get("target") or ""))
+            if not target:
+                return _error(400, "BadRequest", "Give 'target' (a SIP address sip:user@host) or 'joinMeetingId'.")
+            inst = self.ctx.directory.find_instance_by_address(target)
+            if inst is None or inst.app_id != claims.app_id:
+                return _error(403, "Forbidden", "'target' is not an address of one of this application's instances.")
         grant = WebGrant(claims.tenant_id, name, target, None, claims.app_id)
         ticket = self.ctx.tickets.issue(grant, self.ctx.clock())
         fragment = f"ticket={quote(ticket)}&target={quote(target)}&name={quote(name)}"

@@ -30,6 +30,8 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
     gateway.webrtc = edge
     edge.on_closed = gateway.browser_gone
     node.readiness.extra["rtpengine"] = edge.check
-    context = WebContext(node.tokens, node.directory, edge.tickets, lambda: edge.ws_url, node.clock)
+    sip_host = config.sip.public_host or config.sip.host
+    lookup = node.live_meetings.lookup
+    context = WebContext(node.tokens, node.directory, edge.tickets, lambda: edge.ws_url, node.clock, lookup, sip_host)
     node.app.mounts[PREFIX] = WebApp(context)
     return edge

@@ -16,6 +16,12 @@ window.opencommsCall = {
   status: () => state.status,
   error: () => state.error,
   level: () => ({ peak: state.peak, rms: state.rms }),
+  codecs: async () => {
+    const pc = state.session && state.session.connection;
+    if (!pc) return [];
+    const stats = await pc.getStats();
+    return [...stats.values()].filter((s) => s.type === "codec").map((s) => s.mimeType);
+  },
 };
 
 function show(status, text) {

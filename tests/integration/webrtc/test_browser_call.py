@@ -1,0 +1,158 @@
+"""A browser calls a bot: headless Debian Chromium (Playwright, the system binary, a fake microphone playing a WAV)
+opens the node's /web/call page with a ticket, clicks Call; JsSIP reaches the node over SIP-over-WebSocket, its
+media (ICE, DTLS-SRTP, Opus) goes through the node's rtpengine and arrives as plain PCMU at an app-hosted bot. The
+bot hears the browser's WAV (energy envelope correlated with the file's), the page hears the bot's prompt (measured
+in the page with a WebAudio AnalyserNode on the received track), the page hangs up and the bot's call ends.
+
+A screenshot of the call page is kept in `test-output/webrtc/` at the repository root (gitignored): call.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import wave
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from playwright import async_api as playwright
+
+from opencomms.media.resample import resample
+from opencomms.media.wav import decode_wav
+from opencomms.sdk.media import AudioFrame, AudioSocket, LocalMediaSession
+from opencomms.web.app import BUNDLE
+from tests.integration.conftest import make_platform
+from tests.integration.webrtc.support import ticket, webrtc_config
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[3]
+OUTPUT = ROOT / "test-output" / "webrtc"
+BOB = "sip:support@bob.example"
+FRAME = 320
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",  # everything stays on 127.0.0.1
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
+
+
+def envelope(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
+    """RMS per 20 ms frame (robust to codecs, resampling and the browser's audio processing)."""
+    n = pcm.size // FRAME
+    frames = pcm[: n * FRAME].astype(np.float64).reshape(n, FRAME)
+    return np.sqrt((frames**2).mean(axis=1))
+
+
+def looped_correlation(heard: npt.NDArray[np.float64], source: npt.NDArray[np.float64]) -> float:
+    """The highest Pearson correlation of `heard`'s envelope with the looped `source`'s, over every phase of the loop
+    (Chromium's fake microphone plays the file in a loop, starting wherever it is when the call starts)."""
+    looped = np.tile(source, heard.size // source.size + 2)
+    phases = (looped[s : s + heard.size] for s in range(source.size))
+    return max(float(np.corrcoef(heard, phase)[0, 1]) for phase in phases)
+
+
+async def bot_media(sock: AudioSocket, heard: list[AudioFrame], frames: int) -> None:
+    """Keep what the browser says; answer every frame with a frame of a 440 Hz prompt (paced by the node)."""
+    t = np.arange(FRAME) / 16000.0
+    n = 0
+    async for frame in sock:
+        heard.append(frame)
+        tone = (9000 * np.sin(2 * np.pi * 440 * (t + n * FRAME / 16000.0))).astype("<i2")
+        await sock.send(tone.tobytes())
+        n += 1
+        if len(heard) >= frames:
+            return
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    """The JsSIP bundle, built by `make web` when it is not there yet."""
+    if not BUNDLE.exists():
+        subprocess.run(["make", "-C", str(ROOT), "web"], check=True, capture_output=True, timeout=300)
+    return BUNDLE
+
+
+@pytest.fixture(scope="module")
+def speech() -> npt.NDArray[np.int16]:
+    wav = subprocess.run(
+        ["espeak-ng", "--stdout", "-s", "150", "one two three four five, the browser speaks to the bot"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    return np.array(decode_wav(wav), dtype=np.int16)
+
+
+def microphone(path: Path, speech: npt.NDArray[np.int16]) -> Path:
+    """The WAV Chromium's fake microphone plays, at 48 kHz (it plays other rates at the wrong speed)."""
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(48000)
+        out.writeframes(resample(speech, 16000, 48000).astype("<i2").tobytes())
+    return path
+
+
+async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
+    tmp_path: Path, bundle: Path, speech: npt.NDArray[np.int16]
+) -> None:
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    source = envelope(speech)
+    mic = microphone(tmp_path / "mic.wav", speech)
+    args = [*ARGS, f"--use-file-for-fake-audio-capture={mic}"]
+
+    async with (
+        make_platform(webrtc_config(), ("bob",)) as p,
+        LocalMediaSession() as session,
+        playwright.async_playwright() as pw,
+    ):
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB, name="Wendy Web")
+        assert issued["status"] == 201, issued
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
+        try:
+            page = await browser.new_page()
+            page.on("console", lambda m: print("page:", m.text))
+            await page.goto(f"{p.node.public_url}{issued['callUrl']}")
+            await page.get_by_role("button", name="Call").click()
+
+            incoming = await p["bob"].bot.incoming(timeout=15)
+            caller: dict[str, Any] = incoming.resource_data["source"]["identity"]
+            assert caller["guest"]["displayName"] == "Wendy Web", caller  # the ticket's name, not From's
+            body = {"acceptedModalities": ["audio"], "mediaConfig": session.media_config("web-1")}
+            status, data, _ = await p["bob"].client.request(
+                "POST", f"/communications/calls/{incoming.call_id}/answer", body
+            )
+            assert status == 202, data
+            await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
+            sock = await session.audio_socket("web-1", timeout=10)
+            heard: list[AudioFrame] = []
+            await asyncio.wait_for(bot_media(sock, heard, frames=source.size + 150), timeout=30)
+
+            assert await page.evaluate("window.opencommsCall.status()") == "in-call"
+            level = await page.evaluate("window.opencommsCall.level()")
+            codecs = await page.evaluate("window.opencommsCall.codecs()")
+            await page.screenshot(path=str(OUTPUT / "call.png"), full_page=True)
+
+            await page.get_by_role("button", name="Hang up").click()
+            await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=10)
+        finally:
+            await browser.close()
+
+    # the bot heard the browser's microphone (the WAV, looped): its energy envelope follows the file's
+    pcm = np.frombuffer(b"".join(f.pcm for f in heard), dtype="<i2").astype(np.int16)
+    correlation = looped_correlation(envelope(pcm)[25:], source)  # the first half second: the call settling
+    assert correlation > 0.7, correlation  # another sentence scores about 0.2
+    # the page heard the bot's prompt through rtpengine (Opus on the browser's side)
+    assert level["rms"] > 0.05, level
+    assert "audio/opus" in codecs, codecs
+    assert (OUTPUT / "call.png").stat().st_size > 1000

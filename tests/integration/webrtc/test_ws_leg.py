@@ -1,0 +1,114 @@
+"""A browser's SIP leg without a browser: a Python WebSocket client speaks SIP as JsSIP does (Via WS to a `.invalid`
+host) with a Chrome offer (ICE, DTLS-SRTP, Opus). The node hands it to rtpengine, the bot is offered plain PCMU, the
+browser gets back ICE + DTLS + its own codec; a WebSocket that closes without a BYE (a tab closed) ends the call at
+once, and rtpengine forgets the call."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+
+from opencomms.domain.ids import new_id
+from opencomms.domain.meetings import MeetingInfo
+from opencomms.gateway.rtpengine import RtpEngineClient
+from tests.integration.conftest import Platform, make_platform
+from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
+
+BOB = "sip:support@bob.example"
+
+
+async def rtpengine_calls(address: tuple[str, int]) -> int:
+    client = RtpEngineClient(address)
+    try:
+        return len((await client.request("list", {"limit": 100})).get("calls", []))
+    finally:
+        client.close()
+
+
+async def test_browser_leg_is_relayed_and_a_closed_websocket_ends_the_call() -> None:
+    async with make_platform(webrtc_config(), ("bob",)) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        edge = p.node.webrtc
+        assert edge is not None
+        issued = await ticket(p, "bob", BOB, name="Wendy Web")
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{issued['wsUrl']}?ticket={issued['ticket']}", protocols=("sip",))
+            assert ws.protocol == "sip"
+            await ws.send_str(invite(BOB))
+            incoming = await p["bob"].bot.incoming(timeout=10)
+            assert incoming.resource_data["source"]["identity"]["guest"]["displayName"] == "Wendy Web"
+            assert await p["bob"].client.answer(incoming.call_id) == 202
+            status, ok = await final_status(ws)
+            assert status == 200, ok
+            assert "UDP/TLS/RTP/SAVPF" in ok and "a=fingerprint:sha-256" in ok and "a=ice-ufrag" in ok
+            assert "opus/48000" in ok  # the browser keeps Opus ...
+            assert p.node.sip is not None and p.node.sip.active == 1
+            (sip_call,) = p.node.sip._by_key.values()
+            assert sip_call.relayed and sip_call.media is not None
+            assert sip_call.media.codec.name == "PCMU"  # ... the node gets plain PCMU
+            contact = next(line for line in ok.split("\r\n") if line.startswith("Contact:"))
+            assert ";transport=ws" in contact and str(edge.port) in contact
+            assert await rtpengine_calls(edge.rtpengine.address) == 1
+            await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
+
+            await ws.close()  # the tab closes: no BYE
+            end = await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=5)
+            assert end.resource_data["resultInfo"]["code"] == 200
+        for _ in range(50):
+            if p.node.sip.active == 0 and await rtpengine_calls(edge.rtpengine.address) == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert p.node.sip.active == 0
+        assert await rtpengine_calls(edge.rtpengine.address) == 0
+
+
+async def test_browser_joins_a_meeting_by_its_join_meeting_id_as_a_guest() -> None:
+    async with make_platform(webrtc_config(), ("alice", "bob")) as p:
+        meeting = p.node.adhoc_meetings.add(
+            MeetingInfo(
+                id=new_id(),
+                tenant_id=p.tenant_id,
+                organizer_id=new_id(),
+                organizer_name="Organizer",
+                thread_id="19:meeting_webrtc@thread.v2",
+                join_meeting_id="4242424242",
+            )
+        )
+        assert (await ticket_for_meeting(p, "bob", "9999999999"))["status"] == 404
+        issued = await ticket_for_meeting(p, "bob", meeting.join_meeting_id)
+        assert issued["status"] == 201, issued
+        target = issued["callUrl"].split("target=")[1].split("&")[0].replace("%3A", ":").replace("%40", "@")
+        assert target.startswith("sip:meeting-4242424242@")
+        assert p.node.dialin is not None
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{issued['wsUrl']}?ticket={issued['ticket']}", protocols=("sip",)) as ws,
+        ):
+            await ws.send_str(invite(target))  # no digest: the ticket is the credential (a guest)
+            status, ok = await final_status(ws)
+            assert status == 200 and "UDP/TLS/RTP/SAVPF" in ok, ok
+            assert p.node.dialin.stats["dialled"] == 1
+        for _ in range(50):
+            if p.node.sip is not None and p.node.sip.active == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert p.node.sip is not None and p.node.sip.active == 0  # the closed WebSocket left the meeting
+
+
+async def ticket_for_meeting(p: Platform, bot: str, join_id: str) -> dict[str, Any]:
+    client = p[bot].client
+    if client.token is None:
+        await client.authenticate()
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{p.node.public_url}/web/tickets",
+            json={"joinMeetingId": join_id, "displayName": "Guest"},
+            headers={"Authorization": f"Bearer {client.token}"},
+        ) as resp,
+    ):
+        body: dict[str, Any] = await resp.json()
+        body["status"] = resp.status
+        return body
