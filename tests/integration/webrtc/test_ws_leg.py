@@ -6,13 +6,20 @@ once, and rtpengine forgets the call."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ssl
+from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
+from opencomms.auth.devcert import make_dev_cert
 from opencomms.domain.ids import new_id
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.gateway.rtpengine import RtpEngineClient
+from opencomms.gateway.webjoin import WebGrant
+from opencomms.testing import running_node
 from tests.integration.conftest import Platform, make_platform
 from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
 
@@ -112,3 +119,29 @@ async def ticket_for_meeting(p: Platform, bot: str, join_id: str) -> dict[str, A
         body: dict[str, Any] = await resp.json()
         body["status"] = resp.status
         return body
+
+
+async def test_over_tls_the_edge_is_wss_and_says_so_in_via_and_contact(tmp_path: Path) -> None:
+    paths = make_dev_cert(tmp_path / "tls")
+    config = dataclasses.replace(webrtc_config(), tls_cert=str(paths.cert), tls_key=str(paths.key))
+    async with running_node(config) as node:
+        edge = node.webrtc
+        assert edge is not None and edge.ws_url.startswith("wss://localhost:")
+        tenant = node.directory.create_tenant("Contoso", "contoso.example")
+        issued = edge.tickets.issue(WebGrant(tenant.id, "Wendy", BOB), node.clock())
+        context = ssl.create_default_context(cafile=str(paths.ca_cert))
+        options = (
+            f"OPTIONS {BOB} SIP/2.0\r\nVia: SIP/2.0/WSS abc.invalid;branch=z9hG4bKtls1\r\nMax-Forwards: 70\r\n"
+            f"To: <{BOB}>\r\nFrom: <sip:guest@opencomms.invalid>;tag=t1\r\nCall-ID: tls-1\r\nCSeq: 1 OPTIONS\r\n"
+            "Content-Length: 0\r\n\r\n"
+        )
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{edge.ws_url}?ticket={issued}", protocols=("sip",), ssl=context) as ws,
+        ):
+            await ws.send_str(options)
+            status, ok = await final_status(ws)
+            assert status == 200 and "SIP/2.0/WSS abc.invalid" in ok, ok
+        async with aiohttp.ClientSession() as http:  # plain ws:// to a TLS edge does not open
+            with pytest.raises(aiohttp.ClientError):
+                await http.ws_connect(edge.ws_url.replace("wss://", "ws://") + f"?ticket={issued}")
