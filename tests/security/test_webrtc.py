@@ -82,3 +82,17 @@ async def test_rtpengine_down_fails_the_call_quickly_and_is_a_health_error() -> 
                 assert resp.status == 503 and "rtpengine" in body["failing"], body
         await asyncio.sleep(0)
         assert not p["bob"].bot.notifications and p.node.sip is not None and p.node.sip.active == 0
+
+
+async def test_an_sdp_rtpengine_cannot_handle_fails_the_call_with_its_reason() -> None:
+    async with make_platform(webrtc_config(), ("bob",)) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(_ws_url(p, f"ticket={issued['ticket']}"), protocols=("sip",)) as ws,
+        ):
+            await ws.send_str(invite(BOB, sdp="v=0\r\ns=-\r\n"))
+            status, text = await final_status(ws)
+            assert status == 488 and "media relay refused the offer" in text, text
+        assert not p["bob"].bot.notifications and p.node.sip is not None and p.node.sip.active == 0

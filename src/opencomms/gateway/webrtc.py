@@ -23,7 +23,7 @@ import ssl
 import time
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.config import WebRtcConfig
@@ -83,6 +83,7 @@ class WebRtcEdge:
         self.on_closed: Any = None
         """Called with (transport, peer) when a browser's WebSocket closes (the gateway ends its calls)."""
         self._runner: web.AppRunner | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
         self._tasks = TaskSet("webrtc")
         self._probe: asyncio.Task[None] | None = None
 
@@ -107,7 +108,7 @@ class WebRtcEdge:
                 self.daemon = None
         app = web.Application()
         app.router.add_get("/sip/ws", self._websocket)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         context = None
         if self.tls is not None:
@@ -130,6 +131,9 @@ class WebRtcEdge:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
+        for ws in list(self._sockets):  # browsers hear "going away" now, not after the shutdown timeout
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"node stopping"), 1.0)
         await self._tasks.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -237,6 +241,7 @@ class WebRtcEdge:
             return web.Response(status=503, text="too many WebSocket connections\n")
         try:
             await ws.prepare(request)
+            self._sockets.add(ws)
             writer = asyncio.get_running_loop().create_task(self._write(ws, queue))
             try:
                 async for msg in ws:
@@ -251,6 +256,7 @@ class WebRtcEdge:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await writer
         finally:
+            self._sockets.discard(ws)
             self.transport.detach(conn)
             if self.on_closed is not None:
                 try:

@@ -151,7 +151,7 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
     # the bot heard the browser's microphone (the WAV, looped): its energy envelope follows the file's
     pcm = np.frombuffer(b"".join(f.pcm for f in heard), dtype="<i2").astype(np.int16)
     correlation = looped_correlation(envelope(pcm)[25:], source)  # the first half second: the call settling
-    assert correlation > 0.7, correlation  # another sentence scores about 0.2
+    assert correlation > 0.6, correlation  # about 0.85 here; another sentence scores about 0.2
     # the page heard the bot's prompt through rtpengine (Opus on the browser's side)
     assert level["rms"] > 0.05, level
     assert "audio/opus" in codecs, codecs
