@@ -96,3 +96,37 @@ async def test_an_sdp_rtpengine_cannot_handle_fails_the_call_with_its_reason() -
             status, text = await final_status(ws)
             assert status == 488 and "media relay refused the offer" in text, text
         assert not p["bob"].bot.notifications and p.node.sip is not None and p.node.sip.active == 0
+
+
+async def test_a_signed_in_users_token_opens_the_websocket_for_bots_of_their_tenant_only() -> None:
+    async with make_platform(webrtc_config(), ("bob",)) as p:
+        node = p.node
+        node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        user = node.directory.create_user(p.tenant_id, "Ursula User")
+        other_tenant = node.directory.create_tenant("Fabrikam", "fabrikam.example")
+        stranger = node.directory.create_user(other_tenant.id, "Sam Stranger")
+        audience = node.tokens.audiences[0]
+
+        def token(tenant_id: str, user_id: str) -> str:
+            issued, _ = node.tokens.issue_delegated_token(
+                tenant_id=tenant_id,
+                app_id=p["bob"].app_id,
+                user_id=user_id,
+                scopes=["Calls"],
+                audience=audience,
+                now=node.clock(),
+            )
+            return issued
+
+        async with aiohttp.ClientSession() as http:
+            url = _ws_url(p, f"access_token={token(other_tenant.id, stranger.id)}")
+            async with http.ws_connect(url, protocols=("sip",)) as ws:
+                await ws.send_str(invite(BOB))  # another tenant's bot
+                status, text = await final_status(ws)
+                assert status == 403, text
+            url = _ws_url(p, f"access_token={token(p.tenant_id, user.id)}")
+            async with http.ws_connect(url, protocols=("sip",)) as ws:
+                await ws.send_str(invite(BOB))
+                incoming = await p["bob"].bot.incoming(timeout=10)
+                caller = incoming.resource_data["source"]["identity"]["user"]
+                assert caller["id"] == user.id and caller["displayName"] == "Ursula User"

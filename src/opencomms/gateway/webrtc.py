@@ -32,7 +32,7 @@ from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.gateway.rtpengine import PLAIN_TO_WEBRTC, WEBRTC_TO_PLAIN, NgRejected, NgUnavailable, RtpEngineClient
 from opencomms.gateway.rtpengine_daemon import RtpEngineDaemon, RtpEngineSettings
-from opencomms.gateway.webjoin import WebGrant, WebJoinTickets
+from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
 from opencomms.sip.endpoint import SipEndpoint
 from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import SipRequest
@@ -287,7 +287,7 @@ class WebRtcEdge:
         """The browser's offer as plain RTP for the node, or None once the INVITE is answered with why not
         (403 outside the grant, 488 an SDP rtpengine cannot handle, 503 rtpengine not answering)."""
         grant = self.grant_of(handle)
-        if grant is None or not grant.allows(str(req.uri)):
+        if grant is None or not grant.allows(str(req.uri)) or not self._same_tenant(grant, str(req.uri)):
             handle.respond(403, "Forbidden", headers=[_warning("this connection may not call that address")])
             return None
         if not req.body:
@@ -300,6 +300,14 @@ class WebRtcEdge:
         except NgRejected as exc:
             handle.respond(488, "Not Acceptable Here", headers=[_warning(f"media relay refused the offer: {exc}")])
         return None
+
+    def _same_tenant(self, grant: WebGrant, target: str) -> bool:
+        """A signed-in user calls the bots of their own tenant (meetings decide for themselves: the lobby)."""
+        if grant.target is not None:
+            return True
+        inst = self.directory.find_instance_by_address(normalize_target(target))
+        app = None if inst is None else self.directory.get_app(inst.app_id)
+        return app is None or app.tenant_id == grant.tenant_id
 
     async def answer(self, handle: ServerTransactionHandle, req: SipRequest, sdp: bytes) -> bytes | None:
         """The node's answer as the browser needs it (ICE, DTLS-SRTP, its codec), or None once answered."""
