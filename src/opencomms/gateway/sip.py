@@ -404,10 +404,14 @@ class SipGateway:
         if not req.body:
             handle.respond(200, body=sc.answer, content_type=SDP)
             return
-        self.spawn(self._reoffered(sc, handle, req.body))
+        self.spawn(self._reoffered(sc, handle, req))
 
-    async def _reoffered(self, sc: SipCall, handle: ServerTransactionHandle, body: bytes) -> None:
-        """A re-INVITE's offer: answered, or refused with 488 while the call keeps the media it had."""
+    async def _reoffered(self, sc: SipCall, handle: ServerTransactionHandle, req: SipRequest) -> None:
+        """A re-INVITE's offer: answered, or refused with 488 while the call keeps the media it had (a browser's
+        offer and our answer go through rtpengine again)."""
+        body = req.body
+        if sc.relayed and (body := await self.webrtc.offer(handle, req)) is None:
+            return  # answered (rtpengine down or refusing): the call keeps its media
         try:
             offer = await self.addresses.prepare(SessionDescription.parse(body))
             if handle.responded:
@@ -419,7 +423,10 @@ class SipGateway:
         except (SdpError, NegotiationError) as exc:
             handle.respond(488, "Not Acceptable Here", headers=[_warning(exc)])
             return
-        sc.answer = str(answer.sdp).encode()
+        local = str(answer.sdp).encode()
+        if sc.relayed and (local := await self.webrtc.answer(handle, req, local)) is None:
+            return
+        sc.answer = local
         sc.media = answer.media
         try:
             sc.rtp.update(answer.media)

@@ -83,3 +83,26 @@ async def final_status(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0
         status = int(msg.data.split(" ", 2)[1])
         if status >= 200:
             return status, msg.data
+
+
+def in_dialog(sent_invite: str, ok: str, method: str, cseq: int, sdp: str = "") -> str:
+    """A request in the dialog that `ok` (the 200 to `sent_invite`) confirmed: ACK, a re-INVITE, BYE."""
+
+    def header(text: str, name: str) -> str:
+        return next(line for line in text.split("\r\n") if line.lower().startswith(name.lower() + ":"))
+
+    target = sent_invite.split(" ", 2)[1]
+    lines = [
+        f"{method} {target} SIP/2.0",
+        f"Via: SIP/2.0/WS abc.invalid;branch=z9hG4bK{uuid.uuid4().hex[:12]}",
+        "Max-Forwards: 69",
+        header(ok, "To"),
+        header(sent_invite, "From"),
+        header(sent_invite, "Call-ID"),
+        f"CSeq: {cseq} {method}",
+        "Contact: <sip:guest@abc.invalid;transport=ws;ob>",
+    ]
+    if sdp:
+        lines.append("Content-Type: application/sdp")
+    lines.append(f"Content-Length: {len(sdp)}")
+    return "\r\n".join(lines) + "\r\n\r\n" + sdp

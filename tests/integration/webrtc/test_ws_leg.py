@@ -21,7 +21,7 @@ from opencomms.gateway.rtpengine import RtpEngineClient
 from opencomms.gateway.webjoin import WebGrant
 from opencomms.testing import running_node
 from tests.integration.conftest import Platform, make_platform
-from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
+from tests.integration.webrtc.support import CHROME_OFFER, final_status, in_dialog, invite, ticket, webrtc_config
 
 BOB = "sip:support@bob.example"
 
@@ -43,7 +43,7 @@ async def test_browser_leg_is_relayed_and_a_closed_websocket_ends_the_call() -> 
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(f"{issued['wsUrl']}?ticket={issued['ticket']}", protocols=("sip",))
             assert ws.protocol == "sip"
-            await ws.send_str(invite(BOB))
+            await ws.send_str(sent := invite(BOB))
             incoming = await p["bob"].bot.incoming(timeout=10)
             assert incoming.resource_data["source"]["identity"]["guest"]["displayName"] == "Wendy Web"
             assert await p["bob"].client.answer(incoming.call_id) == 202
@@ -59,6 +59,13 @@ async def test_browser_leg_is_relayed_and_a_closed_websocket_ends_the_call() -> 
             assert ";transport=ws" in contact and str(edge.port) in contact
             assert await rtpengine_calls(edge.rtpengine.address) == 1
             await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
+
+            # the browser puts the call on hold (a re-INVITE, through rtpengine again)
+            await ws.send_str(in_dialog(sent, ok, "ACK", 1))
+            await ws.send_str(in_dialog(sent, ok, "INVITE", 2, CHROME_OFFER.replace("a=sendrecv", "a=sendonly")))
+            status, held = await final_status(ws)
+            assert status == 200 and "a=recvonly" in held and "UDP/TLS/RTP/SAVPF" in held, held
+            assert sip_call.media is not None and not sip_call.media.direction.sends
 
             await ws.close()  # the tab closes: no BYE
             end = await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=5)
