@@ -130,3 +130,29 @@ async def test_a_signed_in_users_token_opens_the_websocket_for_bots_of_their_ten
                 incoming = await p["bob"].bot.incoming(timeout=10)
                 caller = incoming.resource_data["source"]["identity"]["user"]
                 assert caller["id"] == user.id and caller["displayName"] == "Ursula User"
+
+
+async def test_the_web_routes_answer_bad_requests_with_short_json_and_a_strict_policy() -> None:
+    async with make_platform(webrtc_config(), ("bob",)) as p:
+        base = p.node.public_url
+        await p["bob"].client.authenticate()
+        auth = {"Authorization": f"Bearer {p['bob'].client.token}"}
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/web/tickets", json={"target": BOB}) as resp:
+                assert resp.status == 401
+            async with http.post(f"{base}/web/tickets", data=b"{not json", headers=auth) as resp:
+                assert resp.status == 400 and (await resp.json())["error"]["code"] == "BadRequest"
+            async with http.post(f"{base}/web/tickets", data=b"x" * 10_000, headers=auth) as resp:
+                assert resp.status == 413
+            async with http.post(f"{base}/web/tickets", json={"target": "sip:nobody@nowhere"}, headers=auth) as resp:
+                assert resp.status == 403
+            async with http.get(f"{base}/web/tickets") as resp:
+                assert resp.status == 405
+            async with http.get(f"{base}/web/static/../app.py") as resp:
+                assert resp.status == 404
+            async with http.get(f"{base}/web/call") as resp:
+                page = await resp.text()
+                policy = resp.headers["content-security-policy"]
+                assert resp.status == 200 and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+                assert p.node.webrtc is not None and p.node.webrtc.ws_url in page
+                assert "ticket" not in page  # the ticket stays in the fragment: never in the page or a log
