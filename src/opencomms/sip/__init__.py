@@ -11,6 +11,7 @@ Layering inside the package (imports point down only):
                     admission refusals, responses not for us, forked 2xx (pure)
     early.py        the early refusal of a flood INVITE from its raw bytes (pure)
     transport.py    asyncio UDP/TCP; StreamFramer (pure)
+    websocket.py    SIP over WebSocket (RFC 7118): the table of connections an HTTP edge attached (no I/O)
     dialog.py       RFC 3261 §12 dialog state and in-dialog requests (pure)
     transactions/   RFC 3261 §17 (+ RFC 6026) machines and the TransactionLayer (pure, `now` in, actions out)
     destination.py  where a message goes (transport, host, port; §18.2.2 response address)

@@ -15,7 +15,7 @@ __all__ = ["Destination", "response_destination"]
 
 @dataclass(frozen=True, slots=True)
 class Destination:
-    """Where to send: transport ("udp", "tcp"), host (IP literal) and port."""
+    """Where to send: transport ("udp", "tcp", "ws", "wss"), host (IP literal) and port."""
 
     transport: str
     host: str

@@ -37,7 +37,6 @@ class WsConnection:
     send_text: Callable[[str], bool]
     """Queues one message; False when the connection cannot take it (closed, or not reading)."""
     grant: Any = None
-    close: Callable[[], None] | None = None
 
 
 class WsTransport:
