@@ -141,6 +141,8 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
             assert await page.evaluate("window.opencommsCall.status()") == "in-call"
             level = await page.evaluate("window.opencommsCall.level()")
             codecs = await page.evaluate("window.opencommsCall.codecs()")
+            join_ms = await page.evaluate("window.opencommsCall.joinMs()")
+            print(f"click to first audio heard in the page: {join_ms:.0f} ms (the bot answers over REST meanwhile)")
             await page.screenshot(path=str(OUTPUT / "call.png"), full_page=True)
 
             await page.get_by_role("button", name="Hang up").click()
@@ -154,5 +156,6 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
     assert correlation > 0.6, correlation  # about 0.85 here; another sentence scores about 0.2
     # the page heard the bot's prompt through rtpengine (Opus on the browser's side)
     assert level["rms"] > 0.05, level
+    assert 0 < join_ms < 5000, join_ms
     assert "audio/opus" in codecs, codecs
     assert (OUTPUT / "call.png").stat().st_size > 1000

@@ -11,11 +11,13 @@ const ticket = params.get("ticket") || "";
 const target = params.get("target") || "";
 const name = params.get("name") || "Guest";
 
-const state = { ua: null, session: null, peak: 0, rms: 0, analyser: null, status: "ready", error: "" };
+const state = { ua: null, session: null, peak: 0, rms: 0, analyser: null, status: "ready", error: "", clicked: 0, heard: 0 };
 window.opencommsCall = {
   status: () => state.status,
   error: () => state.error,
   level: () => ({ peak: state.peak, rms: state.rms }),
+  // milliseconds from the click on Call to the first audible frame received (0: none yet)
+  joinMs: () => (state.heard ? state.heard - state.clicked : 0),
   codecs: async () => {
     const pc = state.session && state.session.connection;
     if (!pc) return [];
@@ -49,6 +51,7 @@ function measure(stream) {
       sum += s * s;
     }
     const rms = Math.sqrt(sum / samples.length);
+    if (!state.heard && rms > 0.01) state.heard = performance.now();
     state.peak = Math.max(state.peak, peak);
     state.rms = Math.max(state.rms, rms);
     $("level").value = Math.min(1, rms * 4);
@@ -83,6 +86,8 @@ function call() {
     return;
   }
   show("calling", `Calling ${target}…`);
+  state.clicked = performance.now();
+  state.heard = 0;
   state.session = ua().call(target, {
     mediaConstraints: { audio: true, video: false },
     pcConfig: { iceServers: [] },
