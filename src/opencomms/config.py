@@ -495,8 +495,8 @@ class WebRtcConfig:
     """Serve the WebSocket edge and /web (needs the SIP gateway and an rtpengine)."""
     ws_host: str = "127.0.0.1"
     """Address the WebSocket edge binds to (TLS with the node's tls_cert/tls_key: wss)."""
-    ws_port: int = 8443
-    """Port of the WebSocket edge (0 picks a free one)."""
+    ws_port: int = 8089
+    """Port of the WebSocket edge (0 picks a free one); the node's uvicorn serves no WebSocket, so it is its own."""
     ws_public_url: str = ""
     """URL browsers open for SIP over WebSocket (default: ws[s]://ws_host:port/sip/ws)."""
     allowed_origins: tuple[str, ...] = ()
