@@ -517,6 +517,9 @@ class WebRtcConfig:
     """Last UDP port rtpengine relays media on."""
     rtpengine_timeout: float = 2.0
     """Seconds an ng request may go unanswered before the call fails (rtpengine down: 503, not a hang)."""
+    opus: bool = True
+    """Browsers send Opus (robust on lossy paths; rtpengine transcodes it to PCMU for the node); false: browsers
+    are answered with the G.711 they also offer and rtpengine only relays (no transcoding: far less CPU)."""
 
     def __post_init__(self) -> None:
         host, _, port = self.rtpengine.rpartition(":")

@@ -26,6 +26,7 @@ log = logging.getLogger("opencomms.rtpengine")
 __all__ = [
     "PLAIN_TO_WEBRTC",
     "WEBRTC_TO_PLAIN",
+    "WEBRTC_TO_PLAIN_RELAY",
     "BencodeError",
     "NgError",
     "NgProtocol",
@@ -157,6 +158,12 @@ WEBRTC_TO_PLAIN: Mapping[str, Any] = {
 }
 """Offer flags for a browser's offer going to the node: plain RTP/AVP, no ICE, RTCP on its own port, PCMU
 (the browser side answered with Opus when it offered Opus, else with what it offered of G.711)."""
+
+WEBRTC_TO_PLAIN_RELAY: Mapping[str, Any] = {
+    **{k: v for k, v in WEBRTC_TO_PLAIN.items() if k != "codec"},
+    "codec": {"strip": ["all"], "except": ["PCMU", "PCMA", "telephone-event"]},
+}
+"""As WEBRTC_TO_PLAIN, but the browser is left only the G.711 it offered: rtpengine relays without transcoding."""
 
 PLAIN_TO_WEBRTC: Mapping[str, Any] = {
     "replace": ["origin", "session-connection"],

@@ -30,7 +30,14 @@ from opencomms.config import WebRtcConfig
 from opencomms.directory import Directory
 from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
-from opencomms.gateway.rtpengine import PLAIN_TO_WEBRTC, WEBRTC_TO_PLAIN, NgRejected, NgUnavailable, RtpEngineClient
+from opencomms.gateway.rtpengine import (
+    PLAIN_TO_WEBRTC,
+    WEBRTC_TO_PLAIN,
+    WEBRTC_TO_PLAIN_RELAY,
+    NgRejected,
+    NgUnavailable,
+    RtpEngineClient,
+)
 from opencomms.gateway.rtpengine_daemon import RtpEngineDaemon, RtpEngineSettings
 from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
 from opencomms.sip.endpoint import SipEndpoint
@@ -293,7 +300,8 @@ class WebRtcEdge:
         if not req.body:
             return req.body
         try:
-            return await self.rtpengine.offer(req.call_id, req.from_.tag or "", req.body, WEBRTC_TO_PLAIN)
+            flags = WEBRTC_TO_PLAIN if self.config.opus else WEBRTC_TO_PLAIN_RELAY
+            return await self.rtpengine.offer(req.call_id, req.from_.tag or "", req.body, flags)
         except NgUnavailable:
             self.rtpengine_ok = False
             handle.respond(503, "Service Unavailable", headers=[_warning("media relay (rtpengine) unavailable")])

@@ -152,3 +152,19 @@ async def test_over_tls_the_edge_is_wss_and_says_so_in_via_and_contact(tmp_path:
         async with aiohttp.ClientSession() as http:  # plain ws:// to a TLS edge does not open
             with pytest.raises(aiohttp.ClientError):
                 await http.ws_connect(edge.ws_url.replace("wss://", "ws://") + f"?ticket={issued}")
+
+
+async def test_without_opus_the_browser_is_answered_with_g711_and_only_relayed() -> None:
+    async with make_platform(webrtc_config(opus=False), ("bob",)) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.ws_connect(f"{issued['wsUrl']}?ticket={issued['ticket']}", protocols=("sip",)) as ws,
+        ):
+            await ws.send_str(invite(BOB))
+            incoming = await p["bob"].bot.incoming(timeout=10)
+            assert await p["bob"].client.answer(incoming.call_id) == 202
+            status, ok = await final_status(ws)
+            assert status == 200 and "UDP/TLS/RTP/SAVPF" in ok, ok
+            assert "PCMU/8000" in ok and "opus" not in ok.lower()
