@@ -517,6 +517,13 @@ class WebRtcConfig:
     """Last UDP port rtpengine relays media on."""
     rtpengine_timeout: float = 2.0
     """Seconds an ng request may go unanswered before the call fails (rtpengine down: 503, not a hang)."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs browsers use (e.g. "turn:turn.example.com:3478?transport=udp"); empty: host candidates only."""
+    turn_secret_file: str = ""
+    """File holding coturn's `static-auth-secret` (coturn runs with `use-auth-secret`): each ticket then carries
+    time-limited TURN credentials (the TURN REST API scheme) for `ice_servers`."""
+    turn_ttl: float = 3600.0
+    """Seconds the TURN credentials of a ticket stay valid."""
     opus: bool = True
     """Browsers send Opus (robust on lossy paths; rtpengine transcodes it to PCMU for the node); false: browsers
     are answered with the G.711 they also offer and rtpengine only relays (no transcoding: far less CPU)."""

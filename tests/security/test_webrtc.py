@@ -6,7 +6,11 @@ shows in /healthz and /readyz instead of hanging the call."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import time
+from pathlib import Path
 
 import aiohttp
 
@@ -156,3 +160,19 @@ async def test_the_web_routes_answer_bad_requests_with_short_json_and_a_strict_p
                 assert resp.status == 200 and "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
                 assert p.node.webrtc is not None and p.node.webrtc.ws_url in page
                 assert "ticket" not in page  # the ticket stays in the fragment: never in the page or a log
+
+
+async def test_tickets_carry_time_limited_turn_credentials_when_coturn_is_configured(tmp_path: Path) -> None:
+    (tmp_path / "turn.secret").write_text("coturn-static-auth-secret\n")
+    config = webrtc_config(
+        ice_servers=("turn:127.0.0.1:3478?transport=udp",), turn_secret_file=str(tmp_path / "turn.secret")
+    )
+    async with make_platform(config, ("bob",)) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB)
+        (turn,) = issued["iceServers"]
+        expiry, _, _ = turn["username"].partition(":")
+        assert 0 < int(expiry) - p.node.clock() <= 3600
+        digest = hmac.new(b"coturn-static-auth-secret", turn["username"].encode(), hashlib.sha1).digest()
+        assert turn["credential"] == base64.b64encode(digest).decode()
+        assert "&ice=" in issued["callUrl"]  # in the fragment: never sent to a server

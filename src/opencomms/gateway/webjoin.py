@@ -11,10 +11,15 @@ validate tokens (the edge asks TokenService), or know SIP transactions.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["WebGrant", "WebJoinTickets", "normalize_target"]
+__all__ = ["WebGrant", "WebJoinTickets", "ice_servers", "normalize_target", "turn_credentials"]
 
 
 def normalize_target(target: str) -> str:
@@ -87,3 +92,22 @@ class WebJoinTickets:
             if self._tickets[first].expires > now:
                 return
             del self._tickets[first]
+
+
+def turn_credentials(secret: bytes, now: float, ttl: float, tag: str) -> tuple[str, str]:
+    """Time-limited TURN credentials as coturn checks them with `use-auth-secret` (the TURN REST API scheme):
+    username "<expiry>:<tag>", password base64(HMAC-SHA1(secret, username))."""
+    username = f"{int(now + ttl)}:{tag}"
+    digest = hmac.new(secret, username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+def ice_servers(urls: Sequence[str], secret: bytes | None, now: float, ttl: float, tag: str) -> list[dict[str, Any]]:
+    """The RTCPeerConnection `iceServers` for a browser: STUN URLs as they are, TURN URLs with credentials."""
+    stun = [u for u in urls if u.startswith(("stun:", "stuns:"))]
+    turn = [u for u in urls if u.startswith(("turn:", "turns:"))]
+    servers: list[dict[str, Any]] = [{"urls": stun}] if stun else []
+    if turn and secret:
+        username, credential = turn_credentials(secret, now, ttl, tag)
+        servers.append({"urls": turn, "username": username, "credential": credential})
+    return servers

@@ -13,8 +13,10 @@ WebSocket to the edge), no framing. Errors are short JSON bodies, never a traceb
 
 from __future__ import annotations
 
+import base64
 import html
 import logging
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from opencomms.api.http import Receive, Scope, Send, read_body
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.directory import Directory
 from opencomms.domain.errors import PayloadTooLarge
-from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
+from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, ice_servers, normalize_target
 
 __all__ = ["PREFIX", "WebApp", "WebContext"]
 
@@ -50,6 +52,11 @@ class WebContext:
     """The live meetings' lookup (`by_join_id`), for tickets to a meeting; None: bots only."""
     sip_host: str = "127.0.0.1"
     """Host of the meeting SIP addresses (`sip:meeting-<joinMeetingId>@host`)."""
+    ice_urls: tuple[str, ...] = ()
+    """STUN/TURN URLs for the browsers."""
+    turn_secret: bytes | None = None
+    """coturn's static-auth-secret (TURN credentials per ticket); None: no TURN credentials."""
+    turn_ttl: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,14 +150,19 @@ class WebApp:
             if inst is None or inst.app_id != claims.app_id:
                 return _error(403, "Forbidden", "'target' is not an address of one of this application's instances.")
         grant = WebGrant(claims.tenant_id, name, target, None, claims.app_id)
-        ticket = self.ctx.tickets.issue(grant, self.ctx.clock())
+        now = self.ctx.clock()
+        ticket = self.ctx.tickets.issue(grant, now)
+        ice = ice_servers(self.ctx.ice_urls, self.ctx.turn_secret, now, self.ctx.turn_ttl, secrets.token_hex(4))
         fragment = f"ticket={quote(ticket)}&target={quote(target)}&name={quote(name)}"
+        if ice:
+            fragment += "&ice=" + base64.urlsafe_b64encode(orjson.dumps(ice)).decode().rstrip("=")
         return _json(
             201,
             {
                 "ticket": ticket,
                 "expiresIn": int(self.ctx.tickets.ttl),
                 "wsUrl": self.ctx.ws_url(),
+                "iceServers": ice,
                 "callUrl": f"{PREFIX}/call#{fragment}",
             },
         )

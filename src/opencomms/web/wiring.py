@@ -6,6 +6,7 @@ the returned edge with its SIP gateway.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from opencomms.gateway.webrtc import WebRtcEdge
@@ -32,6 +33,19 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
     node.readiness.extra["rtpengine"] = edge.check
     sip_host = config.sip.public_host or config.sip.host
     lookup = node.live_meetings.lookup
-    context = WebContext(node.tokens, node.directory, edge.tickets, lambda: edge.ws_url, node.clock, lookup, sip_host)
+    rtc = config.webrtc
+    secret = Path(rtc.turn_secret_file).read_bytes().strip() if rtc.turn_secret_file else None
+    context = WebContext(
+        node.tokens,
+        node.directory,
+        edge.tickets,
+        lambda: edge.ws_url,
+        node.clock,
+        lookup,
+        sip_host,
+        ice_urls=rtc.ice_servers,
+        turn_secret=secret or None,
+        turn_ttl=rtc.turn_ttl,
+    )
     node.app.mounts[PREFIX] = WebApp(context)
     return edge

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
+import base64
+import hashlib
+import hmac
+
+from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, ice_servers, normalize_target, turn_credentials
 
 
 def test_normalize_target() -> None:
@@ -37,3 +41,19 @@ def test_a_grant_allows_its_target_only_and_a_user_grant_any() -> None:
     assert guest.allows("sip:Support@bob.example:5060")
     assert not guest.allows("sip:desk@alice.example")
     assert WebGrant("t1", "U", None, user_id="u1").allows("sip:anything@anywhere")
+
+
+def test_turn_credentials_follow_the_turn_rest_scheme_coturn_checks() -> None:
+    username, password = turn_credentials(b"s3cret", now=1000.0, ttl=3600, tag="ab12")
+    assert username == "4600:ab12"
+    expected = base64.b64encode(hmac.new(b"s3cret", b"4600:ab12", hashlib.sha1).digest()).decode()
+    assert password == expected
+
+
+def test_ice_servers_give_credentials_to_turn_urls_only_and_only_with_a_secret() -> None:
+    urls = ("stun:stun.example:3478", "turn:turn.example:3478?transport=udp")
+    servers = ice_servers(urls, b"k", now=0, ttl=60, tag="t")
+    assert servers[0] == {"urls": ["stun:stun.example:3478"]}
+    assert servers[1]["urls"] == ["turn:turn.example:3478?transport=udp"] and servers[1]["username"] == "60:t"
+    assert ice_servers(urls, None, now=0, ttl=60, tag="t") == [{"urls": ["stun:stun.example:3478"]}]
+    assert ice_servers((), b"k", now=0, ttl=60, tag="t") == []

@@ -10,6 +10,16 @@ const params = new URLSearchParams(location.hash.slice(1));
 const ticket = params.get("ticket") || "";
 const target = params.get("target") || "";
 const name = params.get("name") || "Guest";
+const iceServers = (() => {
+  // STUN/TURN servers (TURN with time-limited credentials) from the ticket, base64url JSON in the fragment
+  const raw = params.get("ice");
+  if (!raw) return [];
+  try {
+    return JSON.parse(atob(raw.replace(/-/g, "+").replace(/_/g, "/")));
+  } catch {
+    return [];
+  }
+})();
 
 const state = { ua: null, session: null, peak: 0, rms: 0, analyser: null, status: "ready", error: "", clicked: 0, heard: 0 };
 window.opencommsCall = {
@@ -90,7 +100,7 @@ function call() {
   state.heard = 0;
   state.session = ua().call(target, {
     mediaConstraints: { audio: true, video: false },
-    pcConfig: { iceServers: [] },
+    pcConfig: { iceServers },
     eventHandlers: {
       confirmed: () => show("in-call", "In call."),
       ended: () => show("ended", "Call ended."),
