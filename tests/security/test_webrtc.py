@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.integration.conftest import make_platform
 from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
@@ -47,6 +48,10 @@ async def test_websocket_needs_a_valid_single_use_credential() -> None:
         assert issued["callUrl"].startswith("/web/call#ticket=")
         evil = {"Origin": "https://evil.example"}
         assert await _handshake_status(_ws_url(p, f"ticket={issued['ticket']}"), headers=evil) == 403
+        async with aiohttp.ClientSession() as http:  # no 'sip' subprotocol: refused, and the ticket not spent
+            with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                await http.ws_connect(_ws_url(p, f"ticket={issued['ticket']}"))
+            assert refused.value.status == 400
         assert await _handshake_status(_ws_url(p, f"ticket={issued['ticket']}")) == 101
         assert await _handshake_status(_ws_url(p, f"ticket={issued['ticket']}")) == 401  # used once already
         assert p.node.webrtc.refused >= 4  # type: ignore[union-attr]

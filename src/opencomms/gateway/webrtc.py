@@ -220,14 +220,15 @@ class WebRtcEdge:
         if not self._origin_ok(request.headers.get("Origin")):
             self.refused += 1
             return web.Response(status=403, text="origin not allowed\n")
+        ws = web.WebSocketResponse(protocols=("sip",), max_msg_size=self.config.max_message, heartbeat=30.0)
+        ready = ws.can_prepare(request)
+        if not ready.ok or ready.protocol != "sip":  # before the ticket is spent
+            self.refused += 1
+            return web.Response(status=400, text="a WebSocket with subprotocol 'sip' is required\n")
         grant = self._grant(request)
         if grant is None:
             self.refused += 1
             return web.Response(status=401, text="a valid ticket or access token is required\n")
-        ws = web.WebSocketResponse(protocols=("sip",), max_msg_size=self.config.max_message, heartbeat=30.0)
-        if not ws.can_prepare(request).ok or ws.can_prepare(request).protocol != "sip":
-            self.refused += 1
-            return web.Response(status=400, text="a WebSocket with subprotocol 'sip' is required\n")
         peer = request.transport.get_extra_info("peername") if request.transport is not None else None
         if not isinstance(peer, tuple):
             return web.Response(status=400, text="no peer address\n")
