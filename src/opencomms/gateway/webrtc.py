@@ -7,7 +7,8 @@ Origin is the node's or an allowed one; an accepted connection is attached to th
 with its `WebGrant`. From then on the SIP gateway treats the browser like a phone, with three differences it asks
 this edge about (`is_browser`): an INVITE may only reach what the grant allows (403), its SDP offer goes through
 rtpengine (`offer`: ICE, DTLS-SRTP and Opus in, plain RTP/AVP with PCMU out) and the node's answer back (`answer`),
-and the caller identity is the grant's. rtpengine not answering fails the INVITE with 503 within
+and the caller identity is the grant's (`caller`; `joiner` for a meeting's lobby: a signed-in user of the meeting's
+tenant is a user, anyone else a guest; no digest needed). rtpengine not answering fails the INVITE with 503 within
 `rtpengine_timeout` seconds and shows in /healthz and /readyz (`check`).
 
 Owns: the aiohttp server and its connections (a bounded send queue each), the rtpengine client (and a spawned
