@@ -8,7 +8,7 @@ work reads before its commit. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.quotas import LiveCalls
@@ -83,8 +83,15 @@ class LegViews:
     def conversation_of(self, leg_id: str) -> str | None:
         return self.by_leg.get(leg_id)
 
-    def sync(self, conv_id: str, conv: Conversation | None, events: Iterable[object] | None = None) -> None:
-        """After a commit (`events`: its events) or a load (`events` None: every leg of `conv` is looked at)."""
+    def sync(
+        self,
+        conv_id: str,
+        conv: Conversation | None,
+        events: Iterable[object] | None = None,
+        legs: Collection[str] | None = None,
+    ) -> None:
+        """After a commit (`events`: its events; `legs`: the legs its command changed, None: every leg of `conv`) or
+        a load (`events` None: every leg of `conv` is looked at). O(changed legs) after a command on a meeting."""
         calls, by_leg = self.calls, self.by_leg
         if events is not None:
             for event in events:
@@ -98,7 +105,11 @@ class LegViews:
                 calls.pop(leg_id, None)
         if conv is None:
             return
-        for leg in conv.legs.values():
+        if legs is None or events is None:
+            changed: Iterable[Leg] = conv.legs.values()
+        else:
+            changed = [leg for leg in map(conv.legs.get, legs) if leg is not None]
+        for leg in changed:
             view = calls.get(leg.id)
             if view is None:
                 by_leg[leg.id] = conv_id
