@@ -219,7 +219,7 @@ class Core:
                 u.delete()
             batch = Batch(conv.id, conv.tenant_id, conv.kind, tuple(events), roster_before)
             if events:
-                u.notify(*projector.project(batch, UnitViews(conv), clock(), conv))
+                u.notify(*projector.project(batch, UnitViews(conv, self.views, conv.touched), clock(), conv))
             u.emit(_Committed(batch, conv if conv.legs else None, conv.touched))
             return events
 

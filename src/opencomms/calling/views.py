@@ -120,16 +120,27 @@ class LegViews:
 
 class UnitViews:
     """The views a unit of work reads: its conversation's legs as the command left them (built on demand, not
-    kept: the node's `LegViews` change only after the commit)."""
+    kept: the node's `LegViews` change only after the commit). Given the node's views and the legs the command
+    changed, a leg it did not change is read from the node's view (in step with the last commit): a roster sent to
+    N legs builds no N views."""
 
-    __slots__ = ("_conv", "_made")
+    __slots__ = ("_committed", "_conv", "_made", "_touched")
 
-    def __init__(self, conv: Conversation) -> None:
+    def __init__(
+        self, conv: Conversation, committed: LegViews | None = None, touched: Collection[str] = frozenset()
+    ) -> None:
         self._conv = conv
         self._made: dict[str, Call] = {}
+        self._committed = committed
+        self._touched = touched
 
     def leg(self, leg_id: str) -> Call | None:
         view = self._made.get(leg_id)
+        if view is None and self._committed is not None and leg_id not in self._touched:
+            view = self._committed.calls.get(leg_id)
+            if view is not None and self._committed.by_leg.get(leg_id) == self._conv.id and leg_id in self._conv.legs:
+                return view
+            view = None
         if view is None:
             leg = self._conv.legs.get(leg_id)
             if leg is None:
