@@ -59,6 +59,8 @@ class Joins:
 
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}
+        self.answered: list[float] = []
+        """Milliseconds from each join POST to its 201."""
         self.size: dict[str, int] = {}
         """Legs in the meeting when the join was sent (joins sent before it)."""
         self.established: dict[str, float] = {}
@@ -109,6 +111,7 @@ async def run(args: argparse.Namespace, base: str, tenant: str, user_id: str, ap
                 failures.append(type(exc).__name__ + ": " + str(exc)[:200])
                 return
             joins.sent[call.id] = sent
+            joins.answered.append((time.perf_counter() - sent) * 1000)
             joins.size[call.id] = i
             event = joins.done.setdefault(call.id, asyncio.Event())
             try:
@@ -152,6 +155,7 @@ async def run(args: argparse.Namespace, base: str, tenant: str, user_id: str, ap
             "p99_ms": round(pct(lat, 0.99), 2),
             "max_ms": round(max(lat), 2) if lat else float("nan"),
             "p99_by_size": by_size,
+            "post_201_p50_p99_ms": [round(pct(joins.answered, 0.5), 2), round(pct(joins.answered, 0.99), 2)],
             "notifications": joins.notifications,
             "roster_notifications": joins.roster_notifications,
             "target_p99_ms": 50,

@@ -4,12 +4,16 @@ notifications, each with its own call's resourceUrl and the same delta; fewer le
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import orjson
 
 from opencomms.calling.meetings import JOIN, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.service import Caller, CallService
+from opencomms.calling.views import view_of
 from opencomms.config import MeetingsConfig
 from opencomms.directory import Directory
+from opencomms.domain import commands as c
 from opencomms.domain.legs import LegKind, LegSpec
 from opencomms.domain.meetings import LobbyScope, MeetingInfo
 from opencomms.store import MemoryStore
@@ -82,3 +86,20 @@ async def test_fewer_legs_than_the_minimum_get_one_post_each() -> None:
     off, sink, meeting = await meeting_with_bots(MeetingsConfig(roster_batch_min=0), 20)
     await off.join_external(meeting.id, phone(2))
     assert [len(items) for items in rosters(sink.entries)] == [1] * 20
+
+
+async def test_leg_views_refreshed_by_changed_legs_match_the_conversation() -> None:
+    meetings, _, meeting = await meeting_with_bots(MeetingsConfig(), 5)
+    calls = meetings.calls
+    bots = list(calls.core.views.calls)
+    await meetings.join_external(meeting.id, phone(1))
+    await calls.mute(bots[1], True)
+    await calls.move_callback(bots[2], "http://127.0.0.1:9/moved")
+    await calls.execute(meeting.id, c.KeepAlive(bots[3]), now=5000.0)
+    conv = calls.core.ledger.cached(meeting.id)
+    assert conv is not None and set(calls.core.views.calls) == set(conv.legs)
+    for leg_id, leg in conv.legs.items():  # each view is what a full refresh would make of its leg
+        assert asdict(calls.core.views.calls[leg_id]) == asdict(view_of(conv.id, conv.tenant_id, leg))
+    view = calls.core.views.calls
+    assert view[bots[1]].muted and view[bots[2]].callback_uri == "http://127.0.0.1:9/moved"
+    assert view[bots[3]].keepalive_deadline == conv.legs[bots[3]].keepalive_deadline

@@ -27,7 +27,7 @@ from opencomms.store.conversations import (
     MemoryConversationStore,
     StaleVersion,
 )
-from opencomms.store.conversations_sqlite import SqliteConversationStore
+from opencomms.store.conversations_sqlite import SqliteConversationStore, read_conversations
 
 MEETING = "m1"
 NEW = (MEETING, "t1", ConversationKind.MEETING)
@@ -173,6 +173,7 @@ async def test_a_whole_document_stored_before_parts_is_replaced_by_its_parts(tmp
     got = await st.load(MEETING)
     assert got is not None and [leg["id"] for leg in got.doc["legs"]] == ["host", "b"]
     await st.aclose()
+    assert read_conversations(str(tmp_path / "c.db")) == [got.doc]  # the CLI's reader assembles the parts too
 
 
 class WholeOnly(ConversationStore):
