@@ -67,7 +67,6 @@ def conversation_delta(conv: Conversation) -> Delta:
             complete=True,
             legs_added=legs,
             deadline=conv.next_deadline(),
-            touched=frozenset(legs),
         )
     else:
         leg_of, entry_of = conv.legs, conv.roster.get
@@ -86,7 +85,6 @@ def conversation_delta(conv: Conversation) -> Delta:
             legs_added=changes.legs_new,
             legs_removed=changes.legs_gone,
             deadline=conv.next_deadline(),
-            touched=frozenset(changes.legs + changes.legs_gone),
         )
     if VERIFY_DELTAS:
         _verify(conv, delta)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from opencomms.domain.errors import Conflict
 from opencomms.store.base import Doc, OutboxEntry, Store
@@ -75,13 +75,11 @@ class Delta:
     removed: Collection[str] = ()
     complete: bool = False
     """`parts` and `legs_added` are all of them: the store drops every other part and leg row of the conversation
-    (the first write of a new conversation, or of one loaded from a whole document)."""
+    (the aggregate's first write after it was created or loaded: whatever form the store held is replaced)."""
     legs_added: Collection[str] = ()
     legs_removed: Collection[str] = ()
     deadline: float | None = None
     """The conversation's earliest timer (None: none)."""
-    touched: frozenset[str] = field(default=frozenset())
-    """The leg ids whose parts this delta writes or removes (what the node's leg views refresh)."""
 
     @property
     def legs_changed(self) -> bool:
