@@ -13,7 +13,8 @@ also sends a roster change to every leg already in the meeting (delta rosters by
 whole rosters): by default every bot stays, so the meeting grows to `--joins` legs; `--stay S` makes each bot hang
 up S seconds after it joined (a meeting of about rate x S legs). Prints one JSON line; the CPU figures are the
 node's and this process's (every bot's REST client and callback server) per join; `p99_by_size` is the join p99 by
-the meeting's size when the join was sent (`--bucket` legs per bucket: "0-99", "100-199", ...).
+the meeting's size when the join was sent (`--bucket` legs per bucket: "0-99", "100-199", ...), and
+`post_201_p50_p99_ms` the time to the POST's 201 (the node's REST side alone).
 """
 
 from __future__ import annotations
