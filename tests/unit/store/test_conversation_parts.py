@@ -4,6 +4,7 @@ a load assembles the whole document, and a store that cannot write parts keeps w
 
 from __future__ import annotations
 
+import random
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Collection, Iterable, Sequence
 from pathlib import Path
@@ -15,8 +16,9 @@ from opencomms.calling.ledger import as_unit, conversation_delta, conversation_l
 from opencomms.domain import commands as c
 from opencomms.domain import results
 from opencomms.domain.conversation import Conversation
+from opencomms.domain.errors import OpenCommsError
 from opencomms.domain.legs import LegKind, LegSpec
-from opencomms.domain.rules import ConversationKind
+from opencomms.domain.rules import ConversationKind, ConversationState
 from opencomms.store import OutboxEntry, StoreUnavailable
 from opencomms.store import conversations_sqlite as sqlite_store
 from opencomms.store.base import Doc
@@ -28,6 +30,8 @@ from opencomms.store.conversations import (
     StaleVersion,
 )
 from opencomms.store.conversations_sqlite import SqliteConversationStore, read_conversations
+from tests.unit.domain.conversation_kit import TIMEOUTS, ring, spec
+from tests.unit.domain.test_conversation_fuzz import NAMES, random_command
 
 MEETING = "m1"
 NEW = (MEETING, "t1", ConversationKind.MEETING)
@@ -234,3 +238,32 @@ async def test_a_store_without_partial_writes_gets_whole_documents() -> None:
     await run(ledger, phone("c"))
     got = await st.load(MEETING)
     assert got is not None and [leg["id"] for leg in got.doc["legs"]] == ["host", "b", "c"]
+
+
+@pytest.mark.parametrize("kind", list(ConversationKind))
+@pytest.mark.parametrize("seed", range(25))
+async def test_random_commands_written_in_parts_load_as_the_whole_document(kind: ConversationKind, seed: int) -> None:
+    rng = random.Random(seed)
+    st = MemoryConversationStore()
+    conv = Conversation("conv", "tenant", kind, timeouts=TIMEOUTS)
+    first = c.Join(spec("a")) if kind is ConversationKind.MEETING else c.Create(spec("a"), (ring("b"),))
+    conv.apply(first, 0.0)
+    version = await st.commit_delta("conv", 0, conversation_delta(conv))
+    now = 0.0
+    for step in range(60):
+        if conv.state is ConversationState.ENDED or not conv.legs:
+            break
+        now += rng.choice([0.0, 1.0, 20.0, 61.0, 3000.0])
+        fresh = rng.choice(NAMES) if rng.random() < 0.2 else f"n{step}"
+        try:
+            conv.apply(random_command(rng, fresh, list(conv.legs)), now)
+        except OpenCommsError:
+            continue
+        if not conv.legs:
+            break
+        version = await st.commit_delta("conv", version, conversation_delta(conv))
+        loaded = await st.load("conv")
+        assert loaded is not None and loaded.doc == conv.to_doc(), step
+        brute = min((d for leg in conv.legs.values() for d in leg.deadlines()), default=None)
+        assert await st.next_deadline() == conv.next_deadline() and (brute is None or conv.next_deadline() <= brute)
+        assert {leg for leg in conv.legs if await st.find_leg(leg) == "conv"} == set(conv.legs)
