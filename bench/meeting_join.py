@@ -12,7 +12,9 @@ by a real HTTP server on loopback that validates every callback JWT. Joins go ro
 also sends a roster change to every leg already in the meeting (delta rosters by default; `--roster classic` for
 whole rosters): by default every bot stays, so the meeting grows to `--joins` legs; `--stay S` makes each bot hang
 up S seconds after it joined (a meeting of about rate x S legs). Prints one JSON line; the CPU figures are the
-node's and this process's (every bot's REST client and callback server) per join.
+node's and this process's (every bot's REST client and callback server) per join; `p99_by_size` is the join p99 by
+the meeting's size when the join was sent (`--bucket` legs per bucket: "0-99", "100-199", ...), and
+`post_201_p50_p99_ms` the time to the POST's 201 (the node's REST side alone).
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ class Joins:
 
     def __init__(self) -> None:
         self.sent: dict[str, float] = {}
+        self.answered: list[float] = []
+        """Milliseconds from each join POST to its 201."""
+        self.size: dict[str, int] = {}
+        """Legs in the meeting when the join was sent (joins sent before it)."""
         self.established: dict[str, float] = {}
         self.done: dict[str, asyncio.Event] = {}
         self.notifications = 0
@@ -106,6 +112,8 @@ async def run(args: argparse.Namespace, base: str, tenant: str, user_id: str, ap
                 failures.append(type(exc).__name__ + ": " + str(exc)[:200])
                 return
             joins.sent[call.id] = sent
+            joins.answered.append((time.perf_counter() - sent) * 1000)
+            joins.size[call.id] = i
             event = joins.done.setdefault(call.id, asyncio.Event())
             try:
                 await asyncio.wait_for(event.wait(), args.timeout)
@@ -126,6 +134,14 @@ async def run(args: argparse.Namespace, base: str, tenant: str, user_id: str, ap
         await asyncio.sleep(0.5)  # let the last roster notifications arrive
         await scheduler.delete_online_meeting(user_id, meeting.id)  # ends every leg
         lat = joins.latencies_ms()
+        buckets: dict[int, list[float]] = {}
+        for call_id, t in joins.sent.items():
+            if call_id in joins.established:
+                size = joins.size[call_id] if args.stay <= 0 else 0
+                buckets.setdefault(size // args.bucket, []).append((joins.established[call_id] - t) * 1000)
+        by_size = {
+            f"{b * args.bucket}-{(b + 1) * args.bucket - 1}": round(pct(v, 0.99), 2) for b, v in sorted(buckets.items())
+        }
         return {
             "joins": len(lat),
             "failed": len(failures),
@@ -139,6 +155,8 @@ async def run(args: argparse.Namespace, base: str, tenant: str, user_id: str, ap
             "p90_ms": round(pct(lat, 0.9), 2),
             "p99_ms": round(pct(lat, 0.99), 2),
             "max_ms": round(max(lat), 2) if lat else float("nan"),
+            "p99_by_size": by_size,
+            "post_201_p50_p99_ms": [round(pct(joins.answered, 0.5), 2), round(pct(joins.answered, 0.99), 2)],
             "notifications": joins.notifications,
             "roster_notifications": joins.roster_notifications,
             "target_p99_ms": 50,
@@ -177,6 +195,7 @@ def main() -> None:
         "--stay", type=float, default=0.0, help="seconds each bot stays before hanging up (0: to the end)"
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for one join's established")
+    parser.add_argument("--bucket", type=int, default=100, help="meeting sizes per p99_by_size bucket")
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="opencomms-bench-"))

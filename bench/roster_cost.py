@@ -2,6 +2,7 @@
 participants (issue 17, benchmark (c); target: the 1000th join costs < 2x the 10th).
 
     .venv/bin/python bench/roster_cost.py [--sizes 10,100,1000] [--bots 3] [--samples 30] [--roster delta]
+                                          [--store memory|sqlite]
 
 A meeting gets `--bots` bots (joined over LiveMeetingService.join with callOptions.isDeltaRosterEnabled, the legs that
 receive rosters) and then phones (external legs, `LiveMeetingService.join_external`) until it holds N participants;
@@ -10,8 +11,9 @@ the next `--samples` joins are measured one by one with `time.thread_time()`. Tw
 * `core`: the command and its projection, as the node runs them: `Conversation.apply(Join)` and the notification
   projector's meeting rosters (`calling/rosters.py`: the change built and serialized once, one body per listening
   bot), the conversation's roster copy the unit of work takes (`roster_before`) included;
-* `node`: the whole `CallService.execute` unit of work on the async ledger over a memory conversation store (the
-  above, plus the leg views kept in step and the conversation document and its notifications written).
+* `node`: the whole `CallService.execute` unit of work on the async ledger over the conversation store (`--store
+  memory`, or `sqlite`: a SQLite file written on the loop, so that the write's CPU is counted) (the above, plus
+  the leg views kept in step and the conversation's changed parts and its notifications written).
 
 Notification bytes per join are the roster bodies submitted (every other notification of the join is the
 joiner's own). Prints one line per size and a last line with the 1000th/10th ratios.
@@ -22,8 +24,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 from opencomms.calling.invitations import new_source_id
 from opencomms.calling.meetings import JOIN, InMemoryMeetings, LiveMeetingService
@@ -43,6 +47,8 @@ from opencomms.domain.meetings import LobbyScope, MeetingInfo
 from opencomms.domain.rules import ConversationKind
 from opencomms.store import MemoryStore
 from opencomms.store.base import OutboxEntry
+from opencomms.store.conversations import ConversationStore
+from opencomms.store.conversations_sqlite import SqliteConversationStore
 from opencomms.wire import calls as wire
 
 
@@ -95,14 +101,20 @@ def join_body(meeting: MeetingInfo, delta: bool) -> wire.CreateCall:
     )
 
 
-async def node_path(sizes: list[int], bots: int, samples: int, delta: bool) -> dict[int, tuple[float, float]]:
-    """Per size: (median CPU µs, mean roster bytes) of one join through CallService.execute."""
+async def node_path(
+    sizes: list[int], bots: int, samples: int, delta: bool, db: str | None = None
+) -> dict[int, tuple[float, float]]:
+    """Per size: (median CPU µs, mean roster bytes) of one join through CallService.execute (`db`: a SQLite file
+    for the conversations, written on the loop; None: in memory)."""
     store = MemoryStore()
     directory = Directory(store)
     tenant = directory.create_tenant("bench")
     app, _ = directory.create_app(tenant.id, "bot", permissions=[JOIN], callback_url="http://127.0.0.1:9/bot")
     sink = CountingSink(store)
-    calls = CallService(store, directory, sink)
+    conversations: ConversationStore | None = None
+    if db is not None:
+        conversations = SqliteConversationStore(db, writer_thread=False, synchronous="OFF")
+    calls = CallService(store, directory, sink, conversations=conversations)
     meeting = MeetingInfo(
         new_id(),
         tenant.id,
@@ -124,6 +136,8 @@ async def node_path(sizes: list[int], bots: int, samples: int, delta: bool) -> d
         while n < size - 1:
             await meetings.join_external(meeting.id, phone(n))
             n += 1
+        if isinstance(conversations, SqliteConversationStore):  # as the node's checkpointer does, off the loop
+            await conversations.run(lambda db: db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall())
         cpu: list[float] = []
         sent = 0
         for _ in range(samples):
@@ -136,6 +150,8 @@ async def node_path(sizes: list[int], bots: int, samples: int, delta: bool) -> d
         n_participants = len(calls.legs())
         assert n_participants == size - 1, n_participants
         out[size] = (statistics.median(cpu) * 1e6, sent / samples)
+    if conversations is not None:
+        await conversations.aclose()
     return out
 
 
@@ -203,20 +219,24 @@ def main() -> None:
     parser.add_argument("--bots", type=int, default=3, help="bots listening with delta rosters")
     parser.add_argument("--samples", type=int, default=30, help="joins measured per size")
     parser.add_argument("--roster", choices=("delta", "classic"), default="delta")
+    parser.add_argument("--store", choices=("memory", "sqlite"), default="memory", help="the conversation store")
     args = parser.parse_args()
     sizes = sorted(int(s) for s in args.sizes.split(","))
     delta = args.roster == "delta"
     core = core_path(sizes, args.bots, args.samples, delta)
-    node = asyncio.run(node_path(sizes, args.bots, args.samples, delta))
+    with tempfile.TemporaryDirectory(prefix="roster-cost-") as tmp:
+        db = str(Path(tmp) / "conversations.db") if args.store == "sqlite" else None
+        node = asyncio.run(node_path(sizes, args.bots, args.samples, delta, db))
     for size in sizes:
         print(
             f"roster_cost {args.roster} N={size:5d} bots={args.bots}: core {core[size][0]:7.1f} us/join, "
-            f"node {node[size][0]:7.1f} us/join, roster bytes {node[size][1]:8.0f}/join"
+            f"node ({args.store}) {node[size][0]:7.1f} us/join, roster bytes {node[size][1]:8.0f}/join"
         )
     lo, hi = sizes[0], sizes[-1]
     print(
         f"roster_cost ratio N={hi}/N={lo}: core {core[hi][0] / core[lo][0]:.2f}x, "
-        f"node {node[hi][0] / node[lo][0]:.2f}x, bytes {node[hi][1] / max(node[lo][1], 1):.2f}x (target < 2x)"
+        f"node ({args.store}) {node[hi][0] / node[lo][0]:.2f}x, bytes {node[hi][1] / max(node[lo][1], 1):.2f}x "
+        "(target < 2x)"
     )
 
 

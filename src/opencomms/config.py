@@ -70,6 +70,11 @@ class MeetingsConfig:
     """An INVITE to a meeting's SIP address (`sip:meeting-<joinMeetingId>@node`) without digest credentials joins
     as an anonymous guest (its From as identity) instead of getting a 401 challenge: the lobby applies unless the
     meeting's lobbyBypassSettings scope is `everyone`. Off: only registered softphone users join by address."""
+    roster_batch_min: int = 16
+    """Listening legs of one meeting on one webhook (app and callback URL) from which a roster delta reaches them
+    in shared POSTs (`value` with one notification per leg) instead of one POST per leg. 0: always one per leg."""
+    roster_batch: int = 100
+    """Notifications one shared roster POST carries at most."""
 
     def __post_init__(self) -> None:
         number = self.dial_in_number
@@ -77,6 +82,8 @@ class MeetingsConfig:
             raise FieldError("dial_in_number", "an E.164 number such as +14255550100")
         if self.max_participants < 0:
             raise FieldError("max_participants", "a whole number >= 0")
+        if self.roster_batch_min < 0 or self.roster_batch < 1:
+            raise FieldError("roster_batch", "roster_batch_min >= 0 and roster_batch >= 1")
         if self.dial_in_tries < 1:
             raise FieldError("dial_in_tries", "a whole number >= 1")
         if self.dial_in_entry_timeout <= 0:

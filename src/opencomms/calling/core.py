@@ -41,10 +41,12 @@ _ALWAYS_WRITTEN = (c.KeepAlive, c.MoveCallback, c.FireTimers)
 
 
 class _Committed(NamedTuple):
-    """What a unit hands to `_published`: its events and the conversation as the command left it (None: ended)."""
+    """What a unit hands to `_published`: its events, the conversation as the command left it (None: ended) and the
+    legs the command changed."""
 
     batch: Batch
     state: Conversation | None
+    legs: frozenset[str]
 
 
 class Sink(Protocol):
@@ -217,8 +219,8 @@ class Core:
                 u.delete()
             batch = Batch(conv.id, conv.tenant_id, conv.kind, tuple(events), roster_before)
             if events:
-                u.notify(*projector.project(batch, UnitViews(conv), clock(), conv))
-            u.emit(_Committed(batch, conv if conv.legs else None))
+                u.notify(*projector.project(batch, UnitViews(conv, self.views, conv.touched), clock(), conv))
+            u.emit(_Committed(batch, conv if conv.legs else None, conv.touched))
             return events
 
         return unit
@@ -250,7 +252,7 @@ class Core:
         for item in items:
             assert isinstance(item, _Committed)
             batch, conv = item.batch, item.state
-            self.views.sync(conv_id, conv, batch.events)
+            self.views.sync(conv_id, conv, batch.events, item.legs)
             self.timers.noted(conv_id, None if conv is None else conv.next_deadline())
             subscribers = self.subscribers
             for event in batch.events:

@@ -134,6 +134,8 @@ class LiveMeetingService:
         self.lookup = lookup
         self.config = config or MeetingsConfig()
         self.clock = clock
+        projector = calls.core.projector
+        projector.roster_batch_min, projector.roster_batch = self.config.roster_batch_min, self.config.roster_batch
         rate = self.config.passcode_failures_per_minute
         self._guesses = KeyedTokenBucket(rate / 60.0, rate) if rate else None
         """Wrong passcodes per application: a bucket each, so that passcodes cannot be guessed."""

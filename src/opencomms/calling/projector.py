@@ -7,6 +7,9 @@ command, and sent to each bot leg in it; external legs get nothing
 (their gateway speaks for them). Meetings' rosters (classic and delta, serialized once per change whatever the
 number of listening legs, in `rosterSequenceNumber` order) are built by `calling.rosters.MeetingRosters` from the
 same events; finished operations reported by events (hold music) become their `deleted` operation notifications.
+A roster delta for the legs of one meeting on one webhook (app and URL) goes as one POST per `roster_batch` legs
+once at least `roster_batch_min` legs share it (a join into a meeting of N bot legs: O(webhooks) POSTs, not N),
+ordered on a lane of its own (`<meeting>/rosters/<app>/<url>`; the SDK orders by rosterSequenceNumber).
 A command's notifications are projected inside its unit of work and written with it
 (the ledger releases them to the dispatcher once the write has committed).
 """
@@ -20,7 +23,7 @@ import orjson
 
 from opencomms.calling import notifications as notes
 from opencomms.calling.model import Call
-from opencomms.calling.rosters import MeetingRosters
+from opencomms.calling.rosters import MeetingRosters, roster_body, roster_many_body
 from opencomms.calling.subscribers import Batch, LegQuery
 from opencomms.directory import Directory
 from opencomms.domain import events as ev
@@ -53,6 +56,10 @@ class NotificationProjector:
         self.sink: Sink = sink
         self.meetings = MeetingRosters()
         """Meeting rosters (classic and delta), one serialization per change."""
+        self.roster_batch_min = 0
+        """Legs of one meeting on one webhook from which a roster delta goes in shared POSTs (0: one per leg)."""
+        self.roster_batch = 100
+        """Notifications one shared roster POST carries at most."""
 
     # -- public: other services notify through the projector too --------------------------------------------
     def notify(self, call: Call, body: dict[str, Any]) -> None:
@@ -81,8 +88,39 @@ class NotificationProjector:
         left it (a meeting's roster goes to its listening legs)."""
         entries = _Projection(self, batch, legs, now).run()
         if conv is not None and batch.kind is ConversationKind.MEETING:
-            self.meetings.project(batch, conv, legs, lambda call, body: self._entry(entries, call, body, now))
+            self.meetings.project(
+                batch,
+                conv,
+                legs,
+                lambda call, body: self._entry(entries, call, body, now),
+                (lambda calls, payload: self._rosters(entries, conv.id, calls, payload, now))
+                if self.roster_batch_min > 0
+                else None,
+            )
         return entries
+
+    def _rosters(self, entries: list[OutboxEntry], conv_id: str, calls: list[Call], payload: bytes, now: float) -> None:
+        """One roster delta to `calls`: per webhook, one POST per leg below `roster_batch_min` legs, else shared
+        POSTs of `roster_batch` notifications at most."""
+        hooks: dict[tuple[str, str, str], list[Call]] = {}
+        for call in calls:
+            url = self._url(call)
+            if url is not None:
+                hooks.setdefault((call.app_id, call.tenant_id, url), []).append(call)
+        size = max(1, self.roster_batch)
+        for (app_id, tenant_id, url), members in hooks.items():
+            if len(members) < self.roster_batch_min:
+                for call in members:
+                    body = roster_body(call.url, payload)
+                    entries.append(
+                        new_entry(order_key=call.id, app_id=app_id, tenant_id=tenant_id, url=url, body=body, now=now)
+                    )
+                continue
+            lane = f"{conv_id}/rosters/{app_id}/{url}"
+            for start in range(0, len(members), size):
+                body = roster_many_body([call.url for call in members[start : start + size]], payload)
+                entry = new_entry(order_key=lane, app_id=app_id, tenant_id=tenant_id, url=url, body=body, now=now)
+                entries.append(entry)
 
     def _entry(self, entries: list[OutboxEntry], call: Call, body: bytes, now: float) -> None:
         url = self._url(call)

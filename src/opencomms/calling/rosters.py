@@ -9,7 +9,8 @@ in: a join costs O(legs that listen) + O(changes), never O(N^2). Who listens is 
 conversation object: the projection runs inside the unit of work, before its commit, so the index is trusted only
 for the same in-memory conversation at a later version (the ledger drops a conversation whose unit failed and
 loads a fresh one, so an index touched by a write that did not land is never reused); otherwise it is rebuilt from
-the conversation as the command left it.
+the conversation as the command left it. The delta of a change goes to every listening leg at once (`send_many`):
+the projector may carry the notifications of many legs on one webhook in one POST (`roster_many_body`).
 """
 
 from __future__ import annotations
@@ -34,9 +35,21 @@ _HEAD = (
 )
 
 
+_ITEM = b'{"@odata.type":"#microsoft.graph.commsNotification","changeType":"updated","resourceUrl":'
+_MANY = b'{"@odata.type":"#microsoft.graph.commsNotifications","value":['
+
+
 def roster_body(call_url: str, payload: bytes) -> bytes:
     """The `updated` notification on `{call_url}/participants` whose resourceData is `payload` (a JSON array)."""
     return b"".join((_HEAD, orjson.dumps(f"{call_url}/participants"), b',"resourceData":', payload, b"}]}"))
+
+
+def roster_many_body(call_urls: list[str], payload: bytes) -> bytes:
+    """One commsNotifications body carrying the `updated` notification of each call's participants, all with
+    resourceData `payload` (Graph's `value` is a list: a webhook may get several notifications in one POST)."""
+    tail = b',"resourceData":' + payload + b"}"
+    items = [b"".join((_ITEM, orjson.dumps(f"{url}/participants"), tail)) for url in call_urls]
+    return b"".join((_MANY, b",".join(items), b"]}"))
 
 
 @dataclass(slots=True)
@@ -58,9 +71,17 @@ class MeetingRosters:
         """Listener indexes rebuilt from a conversation (a restart, a failed or rerun unit, another node's write)."""
         self._prune_at = 1024
 
-    def project(self, batch: Batch, conv: Conversation, legs: LegQuery, send: Callable[[Call, bytes], None]) -> None:
-        """Send (through `send`) the roster notifications of `batch`'s events to the listening legs of `conv` (as
-        the command left it; `legs`: their views)."""
+    def project(
+        self,
+        batch: Batch,
+        conv: Conversation,
+        legs: LegQuery,
+        send: Callable[[Call, bytes], None],
+        send_many: Callable[[list[Call], bytes], None] | None = None,
+    ) -> None:
+        """Send (through `send`, one leg's body) the roster notifications of `batch`'s events to the listening legs
+        of `conv` (as the command left it; `legs`: their views); the legs that get the delta, through `send_many`
+        (the legs, the delta payload) when it is given."""
         listening = self._listening(conv)
         changes: list[tuple[Participant, str | None]] = []
         new: set[str] = set()
@@ -83,6 +104,7 @@ class MeetingRosters:
             return
         delta: bytes | None = None
         whole: bytes | None = None
+        to_many: list[Call] = []
         for leg_id, wants_delta in listening.items():
             if leg_id in new or (not wants_delta and changes):
                 if whole is None:
@@ -95,8 +117,14 @@ class MeetingRosters:
             else:
                 continue
             call = legs.leg(leg_id)
-            if call is not None:
+            if call is None:
+                continue
+            if payload is delta and send_many is not None:
+                to_many.append(call)
+            else:
                 send(call, roster_body(call.url, payload))
+        if to_many and delta is not None and send_many is not None:
+            send_many(to_many, delta)
 
     def forget(self, conversation_id: str) -> None:
         """Drop a conversation's listener index (it is rebuilt from the conversation when next needed)."""

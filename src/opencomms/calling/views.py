@@ -8,7 +8,7 @@ work reads before its commit. Pure: no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.quotas import LiveCalls
@@ -83,8 +83,15 @@ class LegViews:
     def conversation_of(self, leg_id: str) -> str | None:
         return self.by_leg.get(leg_id)
 
-    def sync(self, conv_id: str, conv: Conversation | None, events: Iterable[object] | None = None) -> None:
-        """After a commit (`events`: its events) or a load (`events` None: every leg of `conv` is looked at)."""
+    def sync(
+        self,
+        conv_id: str,
+        conv: Conversation | None,
+        events: Iterable[object] | None = None,
+        legs: Collection[str] | None = None,
+    ) -> None:
+        """After a commit (`events`: its events; `legs`: the legs its command changed, None: every leg of `conv`) or
+        a load (`events` None: every leg of `conv` is looked at). O(changed legs) after a command on a meeting."""
         calls, by_leg = self.calls, self.by_leg
         if events is not None:
             for event in events:
@@ -98,7 +105,11 @@ class LegViews:
                 calls.pop(leg_id, None)
         if conv is None:
             return
-        for leg in conv.legs.values():
+        if legs is None or events is None:
+            changed: Iterable[Leg] = conv.legs.values()
+        else:
+            changed = [leg for leg in map(conv.legs.get, legs) if leg is not None]
+        for leg in changed:
             view = calls.get(leg.id)
             if view is None:
                 by_leg[leg.id] = conv_id
@@ -109,16 +120,27 @@ class LegViews:
 
 class UnitViews:
     """The views a unit of work reads: its conversation's legs as the command left them (built on demand, not
-    kept: the node's `LegViews` change only after the commit)."""
+    kept: the node's `LegViews` change only after the commit). Given the node's views and the legs the command
+    changed, a leg it did not change is read from the node's view (in step with the last commit): a roster sent to
+    N legs builds no N views."""
 
-    __slots__ = ("_conv", "_made")
+    __slots__ = ("_committed", "_conv", "_made", "_touched")
 
-    def __init__(self, conv: Conversation) -> None:
+    def __init__(
+        self, conv: Conversation, committed: LegViews | None = None, touched: Collection[str] = frozenset()
+    ) -> None:
         self._conv = conv
         self._made: dict[str, Call] = {}
+        self._committed = committed
+        self._touched = touched
 
     def leg(self, leg_id: str) -> Call | None:
         view = self._made.get(leg_id)
+        if view is None and self._committed is not None and leg_id not in self._touched:
+            view = self._committed.calls.get(leg_id)
+            if view is not None and self._committed.by_leg.get(leg_id) == self._conv.id and leg_id in self._conv.legs:
+                return view
+            view = None
         if view is None:
             leg = self._conv.legs.get(leg_id)
             if leg is None:

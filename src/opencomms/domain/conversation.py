@@ -7,11 +7,15 @@ Ending rules by kind: in a peer-to-peer or group call a leg left alone ends (`_s
 in a meeting a leg alone waits, and the conversation ends when its last leg is gone (or at the meeting's end time);
 the meeting commands (lobby, admit, remove, hold music, recording status) are `domain.meeting_rules`.
 `version` counts the commands applied (the ledger's fencing token); dropped stale commands do not count.
+Stored form: `to_doc` (the whole document), or `header_doc` plus one part per leg and per roster entry, of which
+`take_changes` says which changed since the last write (the legs a command names or its events name, the roster
+entries that joined, changed or left): a command on a meeting of 1000 legs writes what it changed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from opencomms.domain import commands as c
@@ -37,6 +41,24 @@ from opencomms.domain.rules import (
 
 DOC_FORMAT = 1
 DEFAULT_TIMEOUTS = ConversationTimeouts()
+_LEG_FIELDS = ("leg_id", "by_leg_id", "target_leg_id", "transferor_id", "transferee_id")
+"""Fields of events that name a leg of the conversation (a leg an event names may have changed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a conversation since its last write (`Conversation.take_changes`)."""
+
+    whole: bool
+    """Nothing of it was written in parts yet (new, or loaded from the store): write every part."""
+    legs: tuple[str, ...]
+    """Legs added or changed, still in the conversation (the added ones in the order they came)."""
+    legs_gone: tuple[str, ...]
+    legs_new: tuple[str, ...]
+    """Legs added and still in the conversation."""
+    participants: tuple[str, ...]
+    """Roster entries joined or updated (the joined ones in roster order)."""
+    participants_left: tuple[str, ...]
 
 
 class Conversation(MeetingCommands):
@@ -64,6 +86,13 @@ class Conversation(MeetingCommands):
         self.meeting = MeetingState() if kind is ConversationKind.MEETING else None
         self._events: list[ev.Event] = []
         self._now = 0.0
+        self._dirty: dict[str, None] = {}
+        self._new: set[str] = set()
+        self._whole = True
+        self._deadline_of: dict[str, float] = {}
+        """The earliest deadline of each leg that has one (kept for the legs each command changes)."""
+        self.touched: frozenset[str] = frozenset()
+        """The legs the last command added, changed or removed."""
 
     # -- queries ---------------------------------------------------------------------------------------------
     def find_leg(self, leg_id: str) -> Leg | None:
@@ -103,7 +132,7 @@ class Conversation(MeetingCommands):
         raise BadRequest("'transferee' with a participantId is required to transfer out of a group call.")
 
     def next_deadline(self) -> float | None:
-        first = min((d for leg in self.legs.values() for d in leg.deadlines()), default=None)
+        first = min(self._deadline_of.values(), default=None)
         ends = self._meeting_deadline()
         return ends if first is None or (ends is not None and ends < first) else first
 
@@ -134,6 +163,7 @@ class Conversation(MeetingCommands):
     def apply(self, command: c.Command, now: float) -> list[ev.Event]:
         """Apply one command at time `now`; its events in order. Nothing changes when it raises."""
         if not self.check(command):
+            self.touched = frozenset()
             return []
         self._events, self._now = [], now
         event = RULES[type(command)].conversation_event
@@ -142,7 +172,44 @@ class Conversation(MeetingCommands):
         self._handlers[type(command)](self, command)
         self.version += 1
         events, self._events = self._events, []
+        self._touch(command, events)
         return events
+
+    def _touch(self, command: c.Command, events: list[ev.Event]) -> None:
+        """Note the legs the command and its events name: changed (or gone) since the last write."""
+        touched = set()
+        leg_field = RULES[type(command)].leg_field
+        if leg_field is not None:
+            touched.add(str(getattr(command, leg_field)))
+        for event in events:
+            for name in _LEG_FIELDS:
+                leg_id = getattr(event, name, None)
+                if leg_id:
+                    touched.add(leg_id)
+            participant = getattr(event, "participant", None)
+            if participant is not None:
+                touched.add(participant.leg_id)
+        dirty, deadline_of, legs = self._dirty, self._deadline_of, self.legs
+        for leg_id in touched:
+            dirty.setdefault(leg_id)
+            leg = legs.get(leg_id)
+            first = None if leg is None else min(leg.deadlines(), default=None)
+            if first is None:
+                deadline_of.pop(leg_id, None)
+            else:
+                deadline_of[leg_id] = first
+        self.touched = frozenset(touched)
+
+    def take_changes(self) -> Changes:
+        """What changed since the last call (see `Changes`), and start again from nothing changed."""
+        legs = self.legs
+        changed = tuple(leg_id for leg_id in self._dirty if leg_id in legs)
+        gone = tuple(leg_id for leg_id in self._dirty if leg_id not in legs)
+        new = tuple(leg_id for leg_id in self._new if leg_id in legs)
+        participants, left = self.roster.take_changes()
+        whole, self._whole = self._whole, False
+        self._dirty, self._new = {}, set()
+        return Changes(whole, changed, gone, new, tuple(participants), tuple(left))
 
     def _create(self, cmd: c.Create) -> None:
         origin = self._add(cmd.origin, CallDirection.OUTGOING, CallState.ESTABLISHING)
@@ -366,6 +433,13 @@ class Conversation(MeetingCommands):
 
     # -- stored form -----------------------------------------------------------------------------------------
     def to_doc(self) -> JsonObj:
+        doc = self.header_doc()
+        doc["legs"] = [leg.to_doc() for leg in self.legs.values()]
+        doc["roster"]["participants"] = [p.to_doc() for p in self.roster.entries()]
+        return doc
+
+    def header_doc(self) -> JsonObj:
+        """The stored form but the legs and the roster's entries (their lists are empty)."""
         t = self.transfer
         return {
             "format": DOC_FORMAT,
@@ -374,8 +448,8 @@ class Conversation(MeetingCommands):
             "kind": self.kind.value,
             "state": self.state.value,
             "version": self.version,
-            "legs": [leg.to_doc() for leg in self.legs.values()],
-            "roster": self.roster.to_doc(),
+            "legs": [],
+            "roster": {"sequence": self.roster.sequence, "participants": []},
             "transfer": None
             if t is None
             else {"transferor": t.transferor, "transferee": t.transferee, "target": t.target},
@@ -390,6 +464,10 @@ class Conversation(MeetingCommands):
         conv.version = int(doc["version"])
         conv.legs = {leg["id"]: Leg.from_doc(leg) for leg in doc["legs"]}
         conv.roster = Roster.from_doc(doc["roster"])
+        for leg in conv.legs.values():
+            first = min(leg.deadlines(), default=None)
+            if first is not None:
+                conv._deadline_of[leg.id] = first
         t = doc.get("transfer")
         conv.transfer = None if t is None else Transfer(**t)
         conv.failure = result_from_doc(doc.get("failure"))

@@ -48,6 +48,10 @@ class LegLifecycle:
     failure: ResultInfo | None
     _events: list[ev.Event]
     _now: float
+    _dirty: dict[str, None]
+    """Leg ids changed, added or removed since the last `take_changes` (an added leg goes last, as in `legs`)."""
+    _new: set[str]
+    """Leg ids added since the last `take_changes`."""
 
     def _emit(self, event: ev.Event) -> None:
         self._events.append(event)
@@ -62,6 +66,9 @@ class LegLifecycle:
     def _add(self, spec: LegSpec, direction: CallDirection, state: CallState) -> Leg:
         leg = Leg.from_spec(spec, direction=direction, state=state, now=self._now)
         self.legs[leg.id] = leg
+        self._dirty.pop(leg.id, None)
+        self._dirty[leg.id] = None
+        self._new.add(leg.id)
         return leg
 
     def _establishing(self, leg: Leg) -> None:

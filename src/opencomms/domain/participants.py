@@ -83,13 +83,25 @@ class Participant:
 
 
 class Roster:
-    """Participants in join order, keyed by participant id, and the conversation's roster sequence number."""
+    """Participants in join order, keyed by participant id, and the conversation's roster sequence number. It notes
+    which entries changed and which left since `take_changes` last ran (what a partial write stores)."""
 
-    __slots__ = ("_by_id", "sequence")
+    __slots__ = ("_by_id", "_changed", "_left", "sequence")
 
     def __init__(self, participants: list[Participant] | None = None, sequence: int = 0) -> None:
         self._by_id: dict[str, Participant] = {p.id: p for p in participants or ()}
         self.sequence = sequence
+        self._changed: dict[str, None] = {}
+        """Participant ids joined or updated (a join goes last, as in `_by_id`)."""
+        self._left: set[str] = set()
+
+    def take_changes(self) -> tuple[list[str], list[str]]:
+        """(ids of the entries joined or updated, in roster order for the joined ones; ids of those that left) since
+        the last call. An id that left and joined again is in both: remove it, then write it (it is last now)."""
+        changed = [pid for pid in self._changed if pid in self._by_id]
+        left = list(self._left)
+        self._changed, self._left = {}, set()
+        return changed, left
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -106,6 +118,11 @@ class Roster:
     def join(self, participant: Participant) -> Participant:
         self.sequence += 1
         entry = replace(participant, sequence=self.sequence)
+        if entry.id in self._by_id:
+            self._changed.setdefault(entry.id)
+        else:
+            self._changed.pop(entry.id, None)
+            self._changed[entry.id] = None
         self._by_id[entry.id] = entry
         return entry
 
@@ -113,12 +130,15 @@ class Roster:
         self.sequence += 1
         entry = replace(self._by_id[participant_id], sequence=self.sequence, **changes)
         self._by_id[participant_id] = entry
+        self._changed.setdefault(participant_id)
         return entry
 
     def leave(self, participant_id: str) -> Participant | None:
         entry = self._by_id.pop(participant_id, None)
         if entry is None:
             return None
+        self._changed.pop(participant_id, None)
+        self._left.add(participant_id)
         self.sequence += 1
         return replace(entry, sequence=self.sequence)
 

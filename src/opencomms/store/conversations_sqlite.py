@@ -1,10 +1,13 @@
 """The SQLite conversation store: one connection on a dedicated writer thread, so the event loop never waits for I/O.
 
-Same file as the node's SqliteStore (0600, WAL, synchronous=NORMAL: a killed process loses nothing committed), two
-tables of its own (`conversations` with a version and the earliest deadline, `conversation_legs`) and the shared
-`outbox` table the dispatcher drains. Requests queue for the thread; the commits made during one loop iteration go
-as one batch, and batches that queued while the thread was busy are merged: one SQLite transaction (one fsync of
-the WAL when it is due) for many conversations, each write still version-checked under a savepoint of its own, so
+Same file as the node's SqliteStore (0600, WAL, synchronous=NORMAL: a killed process loses nothing committed), three
+tables of its own (`conversations` with a version and the earliest deadline, `conversation_legs`, and
+`conversation_parts`: the parts of a conversation written with `commit_delta`, keyed (conversation, part key), in
+the order each was first written) and the shared `outbox` table the dispatcher drains. A delta updates the header
+row (the version check: a stale delta writes nothing) and then only its parts and leg rows, in the same savepoint.
+Requests queue for the thread; the commits made during one loop iteration go as one batch, and batches that queued
+while the thread was busy are merged: one SQLite transaction (one fsync of the WAL when it is due) for many
+conversations, each write still version-checked under a savepoint of its own, so
 a stale writer is refused alone. A fault (disk full, read-only, the lock held elsewhere past `busy_timeout`) fails
 the whole batch with StoreUnavailable and writes nothing. Results cross back with one `call_soon_threadsafe` per
 batch. It knows nothing of what the documents hold.
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from opencomms.store.base import Doc, OutboxEntry, StoreUnavailable
-from opencomms.store.conversations import ConversationStore, Loaded, StaleVersion, check_commit
+from opencomms.store.conversations import ConversationStore, Delta, Loaded, StaleVersion, assemble, check_commit
 from opencomms.store.sqlite import OUTBOX_SELECT, SqliteStore, _dumps, _is_fault, _loads, outbox_entry, unavailable
 
 __all__ = ["SqliteConversationStore", "read_conversations"]
@@ -45,11 +48,25 @@ CREATE TABLE IF NOT EXISTS conversation_legs (
     conv TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS conversation_legs_conv ON conversation_legs(conv);
+CREATE TABLE IF NOT EXISTS conversation_parts (
+    conv TEXT NOT NULL,
+    key  TEXT NOT NULL,
+    ord  INTEGER NOT NULL,
+    doc  TEXT NOT NULL,
+    PRIMARY KEY (conv, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS conversation_parts_ord ON conversation_parts(conv, ord);
 """
 _INSERT = "INSERT INTO conversations(id, version, deadline, doc) VALUES(?,1,?,?) ON CONFLICT(id) DO NOTHING"
 _UPDATE = "UPDATE conversations SET version=version+1, deadline=?, doc=? WHERE id=? AND version=?"
 _DELETE = "DELETE FROM conversations WHERE id=? AND version=?"
 _VERSION = "SELECT version FROM conversations WHERE id=?"
+_PARTS = "SELECT key, doc FROM conversation_parts WHERE conv=? ORDER BY ord"
+_DROP_PARTS = "DELETE FROM conversation_parts WHERE conv=?"
+_PUT_PART = (
+    "INSERT INTO conversation_parts(conv, key, ord, doc) VALUES(?,?,?,?)"
+    " ON CONFLICT(conv, key) DO UPDATE SET doc=excluded.doc"
+)
 _OUTBOX = (
     "INSERT INTO outbox(id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts) VALUES"
 )
@@ -57,14 +74,28 @@ _CHUNK = 100
 
 
 @dataclass(slots=True)
+class _Parts:
+    """A delta's parts (serialised), removed part keys and leg index changes."""
+
+    parts: list[tuple[str, str]]
+    removed: list[str]
+    complete: bool
+    legs_added: tuple[str, ...]
+    legs_removed: tuple[str, ...]
+
+
+@dataclass(slots=True)
 class _Write:
     conv_id: str
     expected: int
     doc: str | None
+    """The whole document, or the header of a delta (None: delete)."""
     deadline: float | None
     legs: tuple[str, ...] | None
     outbox: list[tuple[Any, ...]]
     fut: asyncio.Future[int]
+    parts: _Parts | None = None
+    """A delta's parts (None: `doc` is the whole document and replaces any parts)."""
 
 
 @dataclass(slots=True)
@@ -180,10 +211,15 @@ class SqliteConversationStore(ConversationStore):
         return fut
 
     async def load(self, conv_id: str) -> Loaded | None:
-        row = await self._read(
-            lambda db: db.execute("SELECT doc, version FROM conversations WHERE id=?", (conv_id,)).fetchone()
-        )
-        return None if row is None else Loaded(_loads(row[0]), row[1])
+        def read(db: sqlite3.Connection) -> tuple[Any, list[Any]] | None:
+            row = db.execute("SELECT doc, version FROM conversations WHERE id=?", (conv_id,)).fetchone()
+            return None if row is None else (row, db.execute(_PARTS, (conv_id,)).fetchall())
+
+        got = await self._read(read)
+        if got is None:
+            return None
+        row, parts = got
+        return Loaded(_assembled(row[0], parts), row[1])
 
     def commit(
         self,
@@ -206,6 +242,26 @@ class SqliteConversationStore(ConversationStore):
         self._submit(
             _Write(conv_id, expected_version, text, deadline, None if legs is None else tuple(legs), rows, fut)
         )
+        return fut
+
+    def commit_delta(
+        self, conv_id: str, expected_version: int, delta: Delta, outbox: Sequence[OutboxEntry] = ()
+    ) -> Awaitable[int]:
+        check_commit(expected_version, delta.header)
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        rows = [
+            (e.id, e.order_key, e.app_id, e.tenant_id, e.url, e.body, e.created_at, e.next_attempt_at, e.attempts)
+            for e in outbox
+        ]
+        parts = _Parts(
+            [(key, _dumps(part)) for key, part in delta.parts],  # on the loop: a snapshot of what the unit left
+            list(delta.removed),
+            delta.complete,
+            tuple(delta.legs_added),
+            tuple(delta.legs_removed),
+        )
+        header = _dumps(delta.header)
+        self._submit(_Write(conv_id, expected_version, header, delta.deadline, None, rows, fut, parts))
         return fut
 
     async def find_leg(self, leg_id: str) -> str | None:
@@ -389,6 +445,7 @@ class SqliteConversationStore(ConversationStore):
             elif db.execute(_DELETE, (conv, expected)).rowcount == 0:
                 return self._stale(db, op)
             db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+            db.execute(_DROP_PARTS, (conv,))
             version = 0
         else:
             if expected == 0:
@@ -398,6 +455,10 @@ class SqliteConversationStore(ConversationStore):
             if cur.rowcount == 0:
                 return self._stale(db, op)
             version = expected + 1
+            if op.parts is not None:
+                _write_parts(db, conv, op.parts)
+            elif expected:
+                db.execute(_DROP_PARTS, (conv,))  # a whole document replaces the parts
             if op.legs is not None:
                 db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
                 for start in range(0, len(op.legs), _CHUNK):
@@ -418,6 +479,33 @@ class SqliteConversationStore(ConversationStore):
     def _stale(db: sqlite3.Connection, op: _Write) -> StaleVersion:
         found = db.execute(_VERSION, (op.conv_id,)).fetchone()
         return StaleVersion(op.conv_id, op.expected, 0 if found is None else found[0])
+
+
+def _write_parts(db: sqlite3.Connection, conv: str, delta: _Parts) -> None:
+    """Write a delta's parts and leg rows (after its header passed the version check)."""
+    if delta.complete:
+        db.execute(_DROP_PARTS, (conv,))
+        db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+    elif delta.removed:
+        db.executemany("DELETE FROM conversation_parts WHERE conv=? AND key=?", [(conv, k) for k in delta.removed])
+    if delta.parts:
+        last = db.execute("SELECT max(ord) FROM conversation_parts WHERE conv=?", (conv,)).fetchone()[0]
+        first = 1 if last is None else int(last) + 1  # a new part goes last; a changed one keeps its place
+        db.executemany(_PUT_PART, [(conv, key, first + i, text) for i, (key, text) in enumerate(delta.parts)])
+    if delta.legs_removed and not delta.complete:
+        gone = [(leg, conv) for leg in delta.legs_removed]
+        db.executemany("DELETE FROM conversation_legs WHERE leg=? AND conv=?", gone)
+    if delta.legs_added:
+        db.executemany(
+            "INSERT INTO conversation_legs(leg, conv) VALUES(?,?) ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
+            [(leg, conv) for leg in delta.legs_added],
+        )
+
+
+def _assembled(doc: str, parts: list[Any]) -> Doc:
+    """A stored header (or whole document) and its parts' rows, in order, as the whole document."""
+    whole: Doc = _loads(doc)
+    return assemble(whole, ((str(key), _loads(text)) for key, text in parts)) if parts else whole
 
 
 def _append(db: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -447,11 +535,20 @@ def read_conversations(path: str) -> list[Doc]:
     except sqlite3.Error as exc:
         raise unavailable(exc, path) from exc
     try:
-        rows = db.execute("SELECT doc FROM conversations ORDER BY id").fetchall()
+        rows = db.execute("SELECT id, doc FROM conversations ORDER BY id").fetchall()
+        try:
+            parts = db.execute("SELECT conv, key, doc FROM conversation_parts ORDER BY conv, ord").fetchall()
+        except sqlite3.OperationalError as exc:  # a file written before parts existed
+            if "no such table" not in str(exc):
+                raise
+            parts = []
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return []
         raise unavailable(exc, path) from exc
     finally:
         db.close()
-    return [_loads(row[0]) for row in rows]
+    by_conv: dict[str, list[Any]] = {}
+    for conv, key, text in parts:
+        by_conv.setdefault(conv, []).append((key, text))
+    return [_assembled(doc, by_conv.get(conv_id, [])) for conv_id, doc in rows]

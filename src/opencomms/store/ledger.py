@@ -7,7 +7,10 @@ the new document and the notifications in one write with the version it loaded, 
 notifications to the dispatcher and the events to the subscribers. A `StaleVersion` (another writer got there
 first) reloads and runs the command again, `retries` times at most; any other failure (StoreUnavailable, an error
 in the command) drops the cached conversation, so the next command reloads what the store holds. Generic over the
-aggregate (`Aggregate`: `to_doc`, `from_doc`, `version`); no I/O of its own, no Graph or SIP knowledge.
+aggregate (`Aggregate`: `to_doc`, `from_doc`, `version`); no I/O of its own, no Graph or SIP knowledge. Given a
+`delta` function (the aggregate's change since its last commit as a `store.conversations.Delta`), a conversation is
+written with `store.commit_delta`, in parts: a command on a large conversation writes and indexes O(changed), not
+O(size) (a store without partial writes writes the whole document instead).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Generic, Protocol, Self, TypeVar
 
 from opencomms.domain.ids import new_id
 from opencomms.store.base import Doc, OutboxEntry
-from opencomms.store.conversations import ConversationStore, StaleVersion
+from opencomms.store.conversations import ConversationStore, Delta, StaleVersion
 
 __all__ = ["Aggregate", "Index", "Ledger", "Unit", "new_entry"]
 
@@ -112,7 +115,8 @@ class Unit(Generic[A]):
 class _Cached(Generic[A]):
     state: A
     version: int
-    index: Index
+    legs: set[str]
+    """The legs indexed for it (in `Ledger._legs`)."""
 
 
 class _Lock:
@@ -135,13 +139,15 @@ class Ledger(Generic[A]):
         release: Callable[[list[OutboxEntry]], None] | None = None,
         publish: Callable[[str, list[object]], None] | None = None,
         on_load: Callable[[str, A], None] | None = None,
+        delta: Callable[[A], Delta] | None = None,
         retries: int = 3,
         cache_size: int = 100_000,
     ) -> None:
         """`index`: what the store indexes of a conversation (default: nothing); `release`: hands committed
         notifications to the dispatcher; `publish`: hands committed events of a conversation to its subscribers
         (before its notifications are released: what a subscriber submits for the same calls goes first);
-        `on_load`: hears each conversation read from the store into the cache (recovery after a restart);
+        `on_load`: hears each conversation read from the store into the cache (recovery after a restart); `delta`:
+        what changed of a conversation since it was last committed or loaded (None: write whole documents);
         `retries`: reruns of a command refused as stale before StaleVersion reaches the caller; `cache_size`:
         conversations kept in memory (least recently used leave first)."""
         if retries < 0 or cache_size < 1:
@@ -152,6 +158,7 @@ class Ledger(Generic[A]):
         self._release = release
         self._publish = publish
         self._on_load = on_load
+        self._delta = delta
         self.retries = retries
         self.cache_size = cache_size
         self._cache: collections.OrderedDict[str, _Cached[A]] = collections.OrderedDict()
@@ -227,7 +234,7 @@ class Ledger(Generic[A]):
         """Forget the cached conversation (the next command reloads it)."""
         hit = self._cache.pop(conv_id, None)
         if hit is not None:
-            self._unindex(conv_id, hit.index.legs)
+            self._unindex(conv_id, hit.legs)
 
     def states(self) -> list[A]:
         """The conversations in memory (a snapshot; do not change them)."""
@@ -280,16 +287,22 @@ class Ledger(Generic[A]):
             return
         state = unit.state
         entries = list(unit.outbox)
+        delta: Delta | None = None
+        index = Index()
         try:  # an index or a document that cannot be made, a closed store: nothing was written
-            index = Index() if state is None else self._index_of(state)
-            hit = self._cache.get(conv_id)
-            legs: Collection[str] | None = index.legs
-            if hit is not None and state is not None and hit.index.legs == index.legs:
-                legs = None  # unchanged: the store keeps its leg rows
-            doc = None if state is None else state.to_doc()
-            fut = asyncio.ensure_future(
-                self.store.commit(conv_id, unit.version, doc, entries, legs=legs, deadline=index.deadline)
-            )
+            if state is not None and self._delta is not None:
+                delta = self._delta(state)
+                fut = asyncio.ensure_future(self.store.commit_delta(conv_id, unit.version, delta, entries))
+            else:
+                index = Index() if state is None else self._index_of(state)
+                hit = self._cache.get(conv_id)
+                legs: Collection[str] | None = index.legs
+                if hit is not None and state is not None and hit.legs == index.legs:
+                    legs = None  # unchanged: the store keeps its leg rows
+                doc = None if state is None else state.to_doc()
+                fut = asyncio.ensure_future(
+                    self.store.commit(conv_id, unit.version, doc, entries, legs=legs, deadline=index.deadline)
+                )
         except BaseException:
             self._rollback(conv_id)
             raise
@@ -310,6 +323,9 @@ class Ledger(Generic[A]):
         self.commits += 1
         if state is None:
             self.evict(conv_id)
+        elif delta is not None:
+            state.version = version
+            self._remember_delta(conv_id, state, version, delta)
         else:
             state.version = version
             self._remember(conv_id, state, version, index)
@@ -340,12 +356,33 @@ class Ledger(Generic[A]):
 
     def _remember(self, conv_id: str, state: A, version: int, index: Index) -> None:
         old = self._cache.get(conv_id)
-        if old is not None and old.index.legs != index.legs:
-            self._unindex(conv_id, old.index.legs)
-        self._cache[conv_id] = _Cached(state, version, index)
+        if old is not None and old.legs != index.legs:
+            self._unindex(conv_id, old.legs)
+        self._cache[conv_id] = _Cached(state, version, set(index.legs))
         self._cache.move_to_end(conv_id)
         for leg in index.legs:
             self._legs[leg] = conv_id
+        self._trim()
+
+    def _remember_delta(self, conv_id: str, state: A, version: int, delta: Delta) -> None:
+        """After a delta's commit: the cache and the leg index change by what the delta changed."""
+        old = self._cache.get(conv_id)
+        if old is None or delta.complete:  # (evicted meanwhile: the legs are counted again)
+            every = frozenset(delta.legs_added) if delta.complete else self._index_of(state).legs
+            self._remember(conv_id, state, version, Index(every))
+            return
+        old.state, old.version = state, version
+        self._cache.move_to_end(conv_id)
+        legs, index = old.legs, self._legs
+        for leg in delta.legs_removed:
+            legs.discard(leg)
+            if index.get(leg) == conv_id:
+                del index[leg]
+        for leg in delta.legs_added:
+            legs.add(leg)
+            index[leg] = conv_id
+
+    def _trim(self) -> None:
         while len(self._cache) > self.cache_size:
             oldest = next(iter(self._cache))
             if oldest in self._locks:  # in use: keep it (the cache may exceed its size for a moment)
