@@ -36,7 +36,7 @@ log = logging.getLogger("opencomms.calls")
 
 __all__ = ["Core", "Timers"]
 
-_ALWAYS_WRITTEN = (c.KeepAlive, c.MoveCallback, c.FireTimers)
+_ALWAYS_WRITTEN = (c.KeepAlive, c.MoveCallback, c.FireTimers, c.ConfigureMeeting)
 """Commands that change a deadline or a URL without an event: their unit writes even when no event came."""
 
 
