@@ -56,7 +56,8 @@ class MeetingsConfig:
     """Seconds a joiner waits in the lobby to be admitted before it is removed (200/5855). 0: no limit."""
     passcode_failures_per_minute: int = 10
     """Wrong or missing meeting passcodes one application may send per minute (the burst too); past it joins by
-    joinMeetingId answer 429 with Retry-After, so passcodes cannot be guessed. 0: no limit."""
+    joinMeetingId answer 429 with Retry-After, so passcodes cannot be guessed. The same budget applies per source
+    address to short join links (`/meet/{joinMeetingId}?p=`) that name no meeting. 0: no limit."""
     remove_participant_apps: tuple[str, ...] = ()
     """Application ids allowed to remove participants (DELETE participants/{id}), as Teams'
     AllowRemoveParticipantAppIds; every other app gets 403."""

@@ -2,10 +2,12 @@
 `isEntryExitAnnounced`) who joined or left.
 
 A subscriber of the conversation core: on a meeting's `RecordingStatusChanged`, `ParticipantJoined` (not into the
-lobby) or `ParticipantLeft` it speaks one short sentence (espeak-ng through the PromptLibrary, cached by text) to
-the whole meeting with the engine's `play_to_mix` (one clip for the mix, whatever its size), and only when a SIP leg
-is in the meeting: bots learn the same from their roster. Cheap by construction: nothing per leg, a name's
-sentence is synthesized once; it never blocks the unit of work (the speech is loaded in a task of its own).
+lobby), an admission from the lobby (a `ParticipantUpdated` of someone the roster before the command had in the
+lobby: admit, admitAll, or lobbyBypassSettings that now let them in) or `ParticipantLeft` (not from the lobby) it
+speaks one short sentence (espeak-ng through the PromptLibrary, cached by text) to the whole meeting with the
+engine's `play_to_mix` (one clip for the mix, whatever its size), and only when a SIP leg is in the meeting: bots
+learn the same from their roster. Cheap by construction: nothing per leg, a name's sentence is synthesized once; it
+never blocks the unit of work (the speech is loaded in a task of its own).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ class Announcer(Subscriber):
         self.voice = voice or None
         self._tasks = TaskSet("announcements")
         self.spoken = 0
+        self._lobby_of: Batch | None = None
+        self._lobby: set[str] = set()
 
     def committed(self, batch: Batch, event: ev.Event) -> None:
         if batch.kind is not ConversationKind.MEETING:
@@ -77,16 +81,26 @@ class Announcer(Subscriber):
                 text = RECORDING_STARTED
             elif event.status == "notRecording":
                 text = RECORDING_STOPPED
-        elif isinstance(event, ev.ParticipantJoined | ev.ParticipantLeft):
-            if isinstance(event, ev.ParticipantJoined) and event.participant.in_lobby:
+        elif isinstance(event, ev.ParticipantJoined | ev.ParticipantLeft | ev.ParticipantUpdated):
+            if event.participant.in_lobby:
+                return  # the lobby is not the meeting: waiting, or leaving it, is not announced
+            if isinstance(event, ev.ParticipantUpdated) and not self._admitted(batch, event.participant.id):
                 return
             info = self.lookup.meeting(batch.conversation_id)
             if info is None or not info.entry_exit_announced:
                 return
-            verb = "has joined" if isinstance(event, ev.ParticipantJoined) else "has left"
+            verb = "has left" if isinstance(event, ev.ParticipantLeft) else "has joined"
             text = f"{display_name(event.participant.identity)} {verb}."
         if text is not None:
             self._tasks.spawn(self._speak(batch.conversation_id, text))
+
+    def _admitted(self, batch: Batch, participant_id: str) -> bool:
+        """The update is an admission: the participant was in the lobby before the command (admit, admitAll, or the
+        meeting's new lobbyBypassSettings). The batch's lobby is read once per batch."""
+        if batch is not self._lobby_of:
+            self._lobby_of = batch
+            self._lobby = {p.id for p in batch.roster_before if p.in_lobby}
+        return participant_id in self._lobby
 
     async def _speak(self, meeting_id: str, text: str) -> None:
         conv = await self.calls.conversation(meeting_id)

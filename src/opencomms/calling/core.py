@@ -36,7 +36,7 @@ log = logging.getLogger("opencomms.calls")
 
 __all__ = ["Core", "Timers"]
 
-_ALWAYS_WRITTEN = (c.KeepAlive, c.MoveCallback, c.FireTimers)
+_ALWAYS_WRITTEN = (c.KeepAlive, c.MoveCallback, c.FireTimers, c.ConfigureMeeting)
 """Commands that change a deadline or a URL without an event: their unit writes even when no event came."""
 
 
@@ -177,19 +177,22 @@ class Core:
         `due_only`: only if a timer of the conversation is due at `now` (FireTimers)."""
         at = self.clock() if now is None else now
         try:
-            return await self.ledger.apply(conv_id, self._unit(command, at, new, missing, due_only))
+            return await self.ledger.apply(conv_id, self.unit(command, at, new=new, missing=missing, due_only=due_only))
         except StoreUnavailable:
             self.faults += 1
             raise
 
-    def _unit(
+    def unit(
         self,
         command: c.Command,
         now: float,
-        new: tuple[str, ConversationKind] | None,
-        missing: bool,
-        due_only: bool,
+        *,
+        new: tuple[str, ConversationKind] | None = None,
+        missing: bool = False,
+        due_only: bool = False,
     ) -> Callable[[Unit[Conversation]], list[ev.Event]]:
+        """The re-runnable ledger command `run` applies (a `StaleVersion` reruns it on the reloaded conversation):
+        `command` at `now`, the conversation put or deleted, its notifications projected, its events emitted."""
         timeouts = self.timeouts_of()
         projector = self.projector
         clock = self.clock

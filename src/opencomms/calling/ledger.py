@@ -2,28 +2,22 @@
 
 `calling.core` runs every command of the node through the ledger; this module is what the ledger needs of the
 aggregate: `conversation_index` (the legs the store indexes and the earliest timer), `conversation_delta` (what a
-commit writes: the header, and the parts of the legs and roster entries that changed), `conversation_ledger` and
-`as_unit`, a re-runnable ledger command (a `StaleVersion` reruns it on the reloaded conversation) that applies one
-domain command, puts or deletes the conversation and emits its events (the core's own unit adds the projected
-notifications). Pure apart from what the ledger does with the unit.
+commit writes: the header, and the parts of the legs and roster entries that changed) and `conversation_ledger`.
+The re-runnable unit that applies one command is `calling.core.Core.unit`.
 """
 
 from __future__ import annotations
 
 import os
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 
-from opencomms.domain import commands as c
-from opencomms.domain import events as ev
 from opencomms.domain.conversation import Conversation
-from opencomms.domain.errors import NotFound
-from opencomms.domain.rules import ConversationKind, ConversationTimeouts
 from opencomms.store.base import Doc
 from opencomms.store.conversations import ConversationStore, Delta
-from opencomms.store.ledger import Index, Ledger, Unit
+from opencomms.store.ledger import Index, Ledger
 
-__all__ = ["as_unit", "conversation_delta", "conversation_index", "conversation_ledger"]
+__all__ = ["conversation_delta", "conversation_index", "conversation_ledger"]
 
 LEGS = "legs/"
 PARTICIPANTS = "roster.participants/"
@@ -118,32 +112,3 @@ def _verify(conv: Conversation, delta: Delta) -> None:
     first = min((d for leg in conv.legs.values() for d in leg.deadlines()), default=None)
     if first != min(conv._deadline_of.values(), default=None):
         raise AssertionError(f"conversation {conv.id}: the leg deadlines kept ({conv._deadline_of}) are stale")
-
-
-def as_unit(
-    command: c.Command,
-    now: float,
-    *,
-    timeouts: ConversationTimeouts | None = None,
-    new: tuple[str, str, ConversationKind] | None = None,
-) -> Callable[[Unit[Conversation]], list[ev.Event]]:
-    """A ledger command applying `command` at `now`; `new` = (id, tenant id, kind) creates the conversation (the
-    unit then expects none stored: a second creator is refused as stale)."""
-
-    def run(unit: Unit[Conversation]) -> list[ev.Event]:
-        conv = unit.state
-        if conv is None:
-            if new is None:
-                raise NotFound(f"No conversation {unit.conv_id!r}.")
-            conv = Conversation(new[0], new[1], new[2])
-        if timeouts is not None:
-            conv.timeouts = timeouts
-        events = conv.apply(command, now)
-        if not conv.legs:
-            unit.delete()
-        elif events or isinstance(command, c.KeepAlive | c.MoveCallback):
-            unit.put(conv)
-        unit.emit(*events)
-        return events
-
-    return run

@@ -43,7 +43,15 @@ log = logging.getLogger("opencomms.meetings")
 JOIN = "Calls.JoinGroupCall.All"
 JOIN_AS_GUEST = "Calls.JoinGroupCallAsGuest.All"
 
-__all__ = ["JOIN", "JOIN_AS_GUEST", "ChainedLookup", "InMemoryMeetings", "LiveMeetingService"]
+__all__ = [
+    "JOIN",
+    "JOIN_AS_GUEST",
+    "ChainedLookup",
+    "InMemoryMeetings",
+    "LiveMeetingService",
+    "OperationDocuments",
+    "joiner_of",
+]
 
 
 class InMemoryMeetings:
@@ -119,6 +127,26 @@ class MeetingMedia(Subscriber):
             self.media.muted(event.leg_id, event.held or (call is not None and call.muted))
 
 
+class OperationDocuments(Subscriber):
+    """The documents of operations the core finishes within their command (startHoldMusic, stopHoldMusic), for
+    GET .../operations/{id} as Graph serves every commsOperation; they go when the bot's leg ends."""
+
+    def __init__(self, calls: CallService) -> None:
+        self.calls = calls
+        self._docs: dict[str, list[str]] = {}
+        """Leg id -> the ids of its stored operations."""
+
+    def committed(self, batch: Batch, event: ev.Event) -> None:
+        if isinstance(event, ev.OperationFinished):
+            op_id = str(event.operation.get("id") or "")
+            with self.calls.unit():
+                self.calls.store.put("operation", f"{event.leg_id}/{op_id}", event.operation)
+            self._docs.setdefault(event.leg_id, []).append(op_id)
+        elif isinstance(event, ev.LegEnded | ev.LegReleased):
+            for op_id in self._docs.pop(event.leg_id, []):
+                self.calls.store.delete("operation", f"{event.leg_id}/{op_id}")
+
+
 class LiveMeetingService:
     """Bots join meetings and control their participants; the resource side ends and changes live meetings."""
 
@@ -139,6 +167,7 @@ class LiveMeetingService:
         rate = self.config.passcode_failures_per_minute
         self._guesses = KeyedTokenBucket(rate / 60.0, rate) if rate else None
         """Wrong passcodes per application: a bucket each, so that passcodes cannot be guessed."""
+        calls.subscribe(OperationDocuments(calls))
 
     def attach_media(self, media: MediaHooks) -> None:
         """The media session hears holds (the composition root calls this once)."""
@@ -202,7 +231,8 @@ class LiveMeetingService:
         if info is None:
             raise NotFound(f"No online meeting {meeting_id!r}.")
         self._check_not_over(info)
-        return await self._join(info, spec, in_lobby=not bypasses_lobby(info, joiner, user_id))
+        in_lobby = not bypasses_lobby(info, joiner, user_id)
+        return await self._join(info, spec, in_lobby=in_lobby, role=joiner.value)  # the role: see `joiner_of`
 
     async def _join(self, info: MeetingInfo, spec: LegSpec, *, in_lobby: bool, role: str = "") -> list[ev.Event]:
         ends_at = None if info.end is None else info.end + self.config.end_grace
@@ -329,7 +359,30 @@ class LiveMeetingService:
         log.info("meeting ended", extra={"meeting_id": meeting_id})
 
     async def meeting_changed(self, info: MeetingInfo) -> None:
-        if await self.calls.conversation(info.id) is None:
+        """The meeting resource changed (PATCH): its new end applies, and the lobby participants its new
+        lobbyBypassSettings let in are admitted (as by admitAll: media, roster, announcement, the lobby music stops)."""
+        conv = await self.calls.conversation(info.id)
+        if conv is None:
             return
         ends_at = None if info.end is None else info.end + self.config.end_grace
-        await self.calls.execute(info.id, c.ConfigureMeeting(ends_at))
+        admit = tuple(
+            entry.id
+            for entry in conv.roster.entries()
+            if entry.in_lobby
+            and (leg := conv.legs.get(entry.leg_id)) is not None
+            and bypasses_lobby(info, *joiner_of(leg.kind, leg.role, leg.identity))
+        )
+        await self.calls.execute(info.id, c.ConfigureMeeting(ends_at, admit))
+        if admit:
+            log.info("lobby participants let in by the meeting's new settings", extra={"meeting_id": info.id})
+
+
+def joiner_of(kind: LegKind, role: str, identity: JsonObj) -> tuple[JoinerKind, str]:
+    """Who a leg is as far as the lobby is concerned (and its user id), as it joined: a bot by its role (member or
+    guest), a gateway's leg by the joiner kind `join_external` kept as its role (a user's id is its identity's)."""
+    if kind is LegKind.BOT:
+        return (JoinerKind.MEMBER if role == MEMBER else JoinerKind.GUEST), ""
+    joiner = JoinerKind(role) if role in set(JoinerKind) else JoinerKind.GUEST
+    user = identity.get("user")
+    uid = str(user.get("id") or "") if joiner is JoinerKind.USER and isinstance(user, dict) else ""
+    return joiner, uid

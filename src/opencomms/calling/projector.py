@@ -187,7 +187,8 @@ class _Projection:
                 self.notify(call, notes.call_updated(call, callRoutes=list(event.call_routes)))
             elif isinstance(event, ev.OperationFinished):
                 url = f"{call.url}/operations/{event.operation['id']}"
-                self.notify(call, notes.envelope("deleted", url, event.operation))
+                data = {**event.operation, "@odata.id": url, "@odata.etag": 'W/"2"'}  # as media operations
+                self.notify(call, notes.envelope("deleted", url, data))
 
     # -- rosters -------------------------------------------------------------------------------------------
     def _begin_roster(self, batch: Batch) -> dict[str, Participant]:

@@ -170,9 +170,11 @@ class UpdateRecordingStatus:
 
 @dataclass(frozen=True, slots=True)
 class ConfigureMeeting:
-    """The meeting resource changed (PATCH): its new end (endDateTime plus grace; None: no end)."""
+    """The meeting resource changed (PATCH): its new end (endDateTime plus grace; None: no end), and the lobby
+    participants its new lobbyBypassSettings let in (`admit`: the router applied the policy to each of them)."""
 
     ends_at: float | None
+    admit: tuple[str, ...] = ()
 
 
 # -- gateways and media ---------------------------------------------------------------------------------------

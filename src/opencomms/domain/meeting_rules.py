@@ -138,8 +138,11 @@ class MeetingCommands(LegLifecycle):
             self._establish(leg)  # O(1): a meeting connects the joiner alone, whoever is there
 
     def _admit(self, cmd: c.Admit) -> None:
-        wanted = set(cmd.participant_ids)
-        for entry in self.roster.entries() if not wanted else [self.roster.get(p) for p in cmd.participant_ids]:
+        self._let_in(cmd.participant_ids, everyone=not cmd.participant_ids)
+
+    def _let_in(self, participant_ids: tuple[str, ...], *, everyone: bool = False) -> None:
+        """Lobby participants `participant_ids` (every lobby participant when `everyone`) join the media."""
+        for entry in self.roster.entries() if everyone else [self.roster.get(p) for p in participant_ids]:
             if entry is None or not entry.in_lobby:
                 continue
             leg = self.legs.get(entry.leg_id)
@@ -187,6 +190,7 @@ class MeetingCommands(LegLifecycle):
     def _configure_meeting(self, cmd: c.ConfigureMeeting) -> None:
         if self.meeting is not None:
             self.meeting.ends_at = cmd.ends_at
+        self._let_in(cmd.admit)
 
     def _meeting_over(self, now: float) -> bool:
         """FireTimers: the meeting's end time (plus grace) has passed: every leg ends."""

@@ -8,6 +8,7 @@ PATCH tells it, through the optional `LiveMeetings` the composition root registe
 
 from __future__ import annotations
 
+import hmac
 import logging
 import time
 from collections.abc import Callable
@@ -17,13 +18,14 @@ from opencomms.calling.service import Caller
 from opencomms.config import MeetingsConfig
 from opencomms.directory import Directory
 from opencomms.domain.directory import User
-from opencomms.domain.errors import AccessDenied, BadRequest, NotFound
+from opencomms.domain.errors import AccessDenied, BadRequest, NotFound, Throttled
 from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.meeting_resource import OnlineMeeting, meeting_id_for, thread_id_for
 from opencomms.domain.meetings import LiveMeetings, LobbyScope
 from opencomms.domain.results import ResultInfo
 from opencomms.meetings.directory import MeetingDirectory, external_key
 from opencomms.meetings.policy import AccessPolicies
+from opencomms.ratelimit import KeyedTokenBucket, retry_after
 from opencomms.wire.meetings import MeetingFields
 
 __all__ = ["MEETING_DELETED", "MeetingService"]
@@ -57,6 +59,26 @@ class MeetingService:
         self.clock = clock
         self.live: LiveMeetings | None = None
         """The live side (registered at the composition root); None: no live meetings to tell."""
+        rate = self.config.passcode_failures_per_minute
+        self._short_guesses = KeyedTokenBucket(rate / 60.0, rate) if rate else None
+        """Short links that named no meeting (or a wrong passcode) per source address: ids cannot be swept."""
+
+    def by_short_link(self, join_meeting_id: str, passcode: str, source: str) -> OnlineMeeting:
+        """The meeting a short join link (`/meet/{joinMeetingId}?p={passcode}`, Teams' newer form) names: the
+        passcode must match when the meeting requires one. An unknown id and a wrong passcode are the same 404
+        (no oracle); past `passcode_failures_per_minute` of them from one address, 429."""
+        guesses, now = self._short_guesses, self.clock()
+        if guesses is not None and (wait := guesses.wait(source, now)) is not None:
+            raise Throttled("Too many unknown meeting links from this address; retry later.", retry_after(wait))
+        join_id = join_meeting_id.replace(" ", "")
+        found = self.meetings.find(f"join:{join_id}") if join_id.isdigit() and len(join_id) <= 32 else None
+        if found is not None and (
+            not found.passcode_required or hmac.compare_digest(passcode.encode(), found.passcode.encode())
+        ):
+            return found
+        if guesses is not None:
+            guesses.charge(source, now)
+        raise NotFound("No such meeting.")
 
     def to_wire(self, meeting: OnlineMeeting) -> dict[str, object]:
         return meeting.to_wire(self.public_url, self.config.dial_in_number)

@@ -380,13 +380,14 @@ class CommsClient:
         **extra: Any,
     ) -> CallInfo:
         """Join a meeting (POST /communications/calls): by `join_web_url` (parsed into chatInfo and
-        organizerMeetingInfo; raises JoinUrlError), by `join_meeting_id` (+ `passcode`), or with the
-        `chat_info` + `meeting_info` bodies given. Returns the call (`establishing`)."""
+        organizerMeetingInfo, or a short `/meet/{id}?p=` link into joinMeetingIdMeetingInfo; raises
+        JoinUrlError), by `join_meeting_id` (+ `passcode`), or with the `chat_info` + `meeting_info` bodies given.
+        Returns the call (`establishing`)."""
         if join_web_url is not None:
             info = parse_join_url(join_web_url)
             chat_info = info.chat_info()
             meeting_info = info.meeting_info(allow_conversation_without_host=allow_conversation_without_host)
-            tenant_id = tenant_id or info.tenant_id
+            tenant_id = tenant_id or info.tenant_id or None
         elif join_meeting_id is not None:
             meeting_info = join_meeting_id_meeting_info(join_meeting_id, passcode)
         elif meeting_info is None:

@@ -5,7 +5,9 @@ A join URL has the anatomy `https://{host}/l/meetup-join/{threadId}/{messageId}?
 thread id and the context URL-encoded). Microsoft's `JoinInfo.ParseJoinURL` (Graph communications samples) decodes
 the whole URL, takes the last two path segments before `?context=` as thread and message ids and reads `Tid`
 (tenant), `Oid` (organizer) and an optional `MessageId` (the reply chain) from the JSON context; `parse_join_url`
-does the same, for the node's own host as well as `teams.microsoft.com`.
+does the same, for the node's own host as well as `teams.microsoft.com`. It also reads Teams' newer short link,
+`https://{host}/meet/{joinMeetingId}?p={passcode}`: that one names the meeting by its join id and passcode, so a bot
+joins it with joinMeetingIdMeetingInfo (the node serves the same short form for its own meetings).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import re
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_plus, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from opencomms.sdk.errors import SdkError
 
@@ -22,15 +24,18 @@ JsonObj = dict[str, Any]
 
 MAX_JOIN_URL = 4096
 _JOIN = re.compile(r"/l/meetup-join/(?P<thread>[^/?#]+)/(?P<message>[^/?#]+)/?\?context=(?P<context>\{.*\})")
+_SHORT = re.compile(r"^/meet/(?P<id>\d{6,32})/?$")
 
 
 class JoinUrlError(SdkError, ValueError):
-    """The text is not a meeting join URL of the `/l/meetup-join/{thread}/{message}?context={…}` anatomy."""
+    """The text is not a meeting join URL: neither `/l/meetup-join/{thread}/{message}?context={…}` nor the short
+    `/meet/{joinMeetingId}?p={passcode}`."""
 
 
 @dataclass(frozen=True, slots=True)
 class JoinUrlInfo:
-    """What a join URL says: the meeting's chat thread and its organizer (the two halves of a join by URL)."""
+    """What a join URL says: the meeting's chat thread and its organizer (the two halves of a join by URL), or, for
+    a short link, the meeting's join id and passcode (then the thread and organizer fields are empty)."""
 
     thread_id: str
     message_id: str
@@ -40,11 +45,26 @@ class JoinUrlInfo:
     """`Oid`: the organizer's user id."""
     reply_chain_message_id: str | None = None
     """`MessageId` of the context, when present (channel meetings)."""
+    join_meeting_id: str | None = None
+    """A short link's joinMeetingId (`/meet/{joinMeetingId}`)."""
+    passcode: str | None = None
+    """A short link's passcode (`?p=`), when it has one."""
 
-    def chat_info(self) -> JsonObj:
+    @property
+    def is_short(self) -> bool:
+        """A short link: the join names the meeting by joinMeetingId (+ passcode), without chatInfo."""
+        return self.join_meeting_id is not None
+
+    def chat_info(self) -> JsonObj | None:
+        """The join's chatInfo (None for a short link: its join has none)."""
+        if self.is_short:
+            return None
         return chat_info(self.thread_id, self.message_id, self.reply_chain_message_id)
 
     def meeting_info(self, *, allow_conversation_without_host: bool = True) -> JsonObj:
+        """The join's meetingInfo: organizerMeetingInfo, or joinMeetingIdMeetingInfo for a short link."""
+        if self.join_meeting_id is not None:
+            return join_meeting_id_meeting_info(self.join_meeting_id, self.passcode)
         return organizer_meeting_info(
             self.organizer_id, self.tenant_id, allow_conversation_without_host=allow_conversation_without_host
         )
@@ -59,10 +79,15 @@ def parse_join_url(url: str) -> JoinUrlInfo:
     scheme = urlsplit(text).scheme.lower()
     if scheme not in ("http", "https"):
         raise JoinUrlError(f"not an http(s) join URL: {text[:100]!r}")
+    parts = urlsplit(text)
+    short = _SHORT.match(parts.path)
+    if short is not None:
+        passcode = (parse_qs(parts.query).get("p") or [""])[0]
+        return JoinUrlInfo("", "", "", "", join_meeting_id=short["id"], passcode=passcode or None)
     decoded = unquote_plus(text)
     match = _JOIN.search(decoded)
     if match is None:
-        expected = "/l/meetup-join/{thread}/{message}?context={...}"
+        expected = "/l/meetup-join/{thread}/{message}?context={...} or /meet/{joinMeetingId}?p={passcode}"
         raise JoinUrlError(f"join URL cannot be parsed (expected {expected}): {text[:200]!r}")
     try:
         context = json.loads(match["context"])

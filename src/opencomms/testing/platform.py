@@ -323,6 +323,15 @@ class TestPlatform:
             raw=body,
         )
 
+    async def update_meeting(self, meeting: TestMeeting, **fields: Any) -> dict[str, Any]:
+        """PATCH the meeting with `fields` (onlineMeeting members as Graph spells them); returns the new resource."""
+        admin = await self._meeting_admin_client()
+        url = f"/users/{meeting.organizer_id}/onlineMeetings/{meeting.id}"
+        status, body, _ = await admin.request("PATCH", url, dict(fields))
+        if status != 200:
+            raise RuntimeError(f"updating the meeting failed: {status} {body}")
+        return dict(body)
+
     async def delete_meeting(self, meeting: TestMeeting) -> int:
         """DELETE the meeting (every live leg ends); returns the HTTP status."""
         admin = await self._meeting_admin_client()

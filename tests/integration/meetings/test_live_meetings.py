@@ -248,10 +248,25 @@ async def test_hold_music_operations_finish_with_a_notification(platform: TestPl
     assert op["status"] == "running" and op["clientContext"] == "hold-1"
     done = await host.webhook.wait_for(lambda n: n.resource_url.endswith(f"/operations/{op['id']}"))
     assert done[0].change_type == "deleted" and done[0].resource_data["status"] == "completed"
+    assert done[0].resource_data["@odata.id"].endswith(f"/operations/{op['id']}")
+    status, got, _ = await host.client.request("GET", f"{CALLS}/{a}/operations/{op['id']}")  # a Graph operation
+    assert status == 200 and got["@odata.type"] == "#microsoft.graph.startHoldMusicOperation"
+    assert got["status"] == "completed" and got["clientContext"] == "hold-1" and got["resultInfo"]["code"] == 200
+    status, _, _ = await others[0].client.request("GET", f"{CALLS}/{a}/operations/{op['id']}")
+    assert status == 404  # another app's call
     status, err, _ = await host.client.request("POST", f"{CALLS}/{a}/participants/{second}/startHoldMusic", {})
     assert status == 400 and "one participant at a time" in err["error"]["message"]
     status, op, _ = await host.client.request("POST", f"{CALLS}/{a}/participants/{first}/stopHoldMusic", {})
     assert status == 202 and op["@odata.type"] == "#microsoft.graph.stopHoldMusicOperation"
     await host.webhook.wait_for(lambda n: n.resource_url.endswith(f"/operations/{op['id']}"))
+    status, got, _ = await host.client.request("GET", f"{CALLS}/{a}/operations/{op['id']}")
+    assert status == 200 and got["@odata.type"] == "#microsoft.graph.stopHoldMusicOperation"
+    assert got["status"] == "completed"
+    ops = platform.node.store.scan("operation")
+    assert sum(1 for key, _ in ops if key.startswith(f"{a}/")) == 2
     status, _, _ = await host.client.request("POST", f"{CALLS}/{a}/participants/{second}/startHoldMusic", {})
     assert status == 202
+    status, _, _ = await host.client.request("DELETE", f"{CALLS}/{a}")
+    assert status == 204
+    await host.webhook.wait_state(a, "terminated")
+    assert not [key for key, _ in platform.node.store.scan("operation") if key.startswith(f"{a}/")]  # gone with it

@@ -91,6 +91,22 @@ async def test_joins_and_leaves_only_when_the_meeting_announces_them_and_not_int
     assert loader2.texts == []
 
 
+async def test_an_admission_from_the_lobby_is_a_join_and_a_lobby_exit_or_other_update_is_not() -> None:
+    waiting = Participant("p2", "l2", {"user": {"displayName": "Bob"}}, "2", in_lobby=True)
+    present = Participant("p1", "l1", PHONE, "1")
+    admitted = Participant("p2", "l2", {"user": {"displayName": "Bob"}}, "2", sequence=5)
+    muted = Participant("p1", "l1", PHONE, "1", sequence=6)
+    announcer, loader, _ = make([LegKind.SIP])
+    admit = Batch("m1", "t1", ConversationKind.MEETING, (ev.ParticipantUpdated(admitted, 5),), (present, waiting))
+    await run(announcer, admit)
+    assert loader.texts == ["Bob has joined."]
+    announcer2, loader2, _ = make([LegKind.SIP])
+    other = Batch("m1", "t1", ConversationKind.MEETING, (ev.ParticipantUpdated(muted, 6),), (present,))
+    await run(announcer2, other)
+    await run(announcer2, batch(ev.ParticipantLeft(waiting, 7)))  # hung up in the lobby: never in the meeting
+    assert loader2.texts == []
+
+
 def test_display_names_are_bounded_and_printable() -> None:
     assert display_name({"application": {"displayName": "Bot\x07" + "x" * 100}}) == "Bot" + "x" * 57
     assert display_name({"phone": {"id": "+1555"}}) == "A caller"

@@ -8,7 +8,7 @@ import dataclasses
 import pytest
 
 from opencomms.calling.invitations import new_source_id
-from opencomms.calling.meetings import InMemoryMeetings, LiveMeetingService
+from opencomms.calling.meetings import InMemoryMeetings, LiveMeetingService, joiner_of
 from opencomms.calling.service import CallService
 from opencomms.config import MeetingsConfig
 from opencomms.directory import Directory
@@ -16,6 +16,7 @@ from opencomms.domain import results
 from opencomms.domain.calls import CallState
 from opencomms.domain.errors import InvalidState, NotFound
 from opencomms.domain.legs import LegKind, LegSpec
+from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.store import MemoryStore
@@ -70,3 +71,12 @@ async def test_end_meeting_and_meeting_changed_reach_the_live_conversation(setup
     assert conv is not None and conv.meeting is not None and conv.meeting.ends_at == NOW + 630
     await meetings.end_meeting("m1", results.ENDED_BY_DELETE)
     assert await calls.conversation("m1") is None and calls.active_calls == 0
+
+
+def test_a_leg_is_the_joiner_it_joined_as() -> None:
+    user = {"user": {"id": "u1"}}
+    assert joiner_of(LegKind.BOT, "member", {}) == (JoinerKind.MEMBER, "")
+    assert joiner_of(LegKind.BOT, "guest", {}) == (JoinerKind.GUEST, "")
+    assert joiner_of(LegKind.SIP, "phone", {"user": {"id": "sip:x@y"}}) == (JoinerKind.PHONE, "")  # dialled in
+    assert joiner_of(LegKind.SIP, "user", user) == (JoinerKind.USER, "u1")
+    assert joiner_of(LegKind.SIP, "", user) == (JoinerKind.GUEST, "")  # unknown: the strictest

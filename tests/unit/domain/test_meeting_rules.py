@@ -198,3 +198,13 @@ def test_a_lobby_joiner_nobody_admits_is_removed_after_the_lobby_timeout() -> No
     assert run.conv.leg("late").state is CallState.ESTABLISHED and run.conv.leg("late").answer_deadline is None
     left = next(e for e in run.events if isinstance(e, ev.ParticipantLeft))
     assert removed_reason(left.reason) == "lobbyTimeout"
+
+
+def test_a_changed_meeting_lets_in_the_lobby_participants_the_router_names_and_no_one_else() -> None:
+    run = meeting_with("bot")
+    run.do(c.Join(spec("phone", LegKind.SIP), in_lobby=True, role="phone"))
+    run.do(c.Join(spec("guest"), in_lobby=True, role="guest"))
+    out = run.do(c.ConfigureMeeting(None, ("p-phone", "p-bot", "p-nobody")))  # a member or a stranger: no-ops
+    assert [type(e) for e in out] == [ev.ParticipantUpdated, ev.LegEstablished]
+    assert run.conv.leg("phone").state is CallState.ESTABLISHED and not run.conv.leg("phone").in_lobby
+    assert run.conv.leg("guest").in_lobby and run.conv.leg("guest").state is CallState.ESTABLISHING

@@ -71,11 +71,29 @@ def test_channel_meeting_government_cloud_uppercase_escapes_and_trailing_paramet
     assert own.organizer_id == OID and own.message_id == "0"
 
 
+def test_teams_short_link_names_the_meeting_by_join_id_and_passcode() -> None:
+    info = parse_join_url("https://teams.microsoft.com/meet/2345678901234?p=AbCdEf")
+    assert info.is_short and (info.join_meeting_id, info.passcode) == ("2345678901234", "AbCdEf")
+    assert info.chat_info() is None
+    assert info.meeting_info() == {
+        "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+        "joinMeetingId": "2345678901234",
+        "passcode": "AbCdEf",
+    }
+    bare = parse_join_url("  http://127.0.0.1:8080/meet/345678901234/\n")  # the node's own, without a passcode
+    assert bare.join_meeting_id == "345678901234" and bare.passcode is None
+    assert "passcode" not in bare.meeting_info()
+    context = quote(json.dumps({"Tid": TID, "Oid": OID}))
+    long = parse_join_url(f"https://teams.microsoft.com/l/meetup-join/19%3ax%40thread.v2/0?context={context}")
+    assert not long.is_short and long.join_meeting_id is None
+
+
 @pytest.mark.parametrize(
     ("url", "why"),
     [
         ("", "non-empty"),
-        ("https://teams.microsoft.com/meet/2345678901234?p=AbCdEf", "cannot be parsed"),
+        ("https://teams.microsoft.com/meet/12?p=AbCdEf", "cannot be parsed"),  # a short link has a real join id
+        ("https://teams.microsoft.com/meet/abc234567890?p=AbCdEf", "cannot be parsed"),
         ("ftp://teams.microsoft.com/l/meetup-join/19%3ax%40thread.v2/0?context=%7b%7d", "http"),
         ("https://teams.microsoft.com/l/meetup-join/19%3ax%40thread.v2/0", "cannot be parsed"),
         ("https://teams.microsoft.com/l/meetup-join/19%3ax%40thread.v2/0?context=%7bTid%7d", "not JSON"),

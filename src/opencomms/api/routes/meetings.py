@@ -23,6 +23,7 @@ USERS = "users/{userId}/onlineMeetings"
 MINE = "me/onlineMeetings"
 _FILTER = re.compile(r"^\s*(joinweburl|joinmeetingidsettings/joinmeetingid)\s+eq\s+'((?:[^']|'')*)'\s*$", re.I)
 _JOIN_PATH = re.compile(r"/l/meetup-join/([^/?#]+)/")
+_SHORT_PATH = re.compile(r"/meet/(\d{1,32})/?$")
 
 
 def _service(ctx: ApiContext) -> MeetingService:
@@ -91,8 +92,13 @@ async def list_meetings(ctx: ApiContext, req: Request) -> Response:
 
 
 def _thread_key(join_url: str) -> str | None:
-    """The thread key of a joinWebUrl, whether the client sent it encoded once (as Teams writes it) or twice."""
-    match = _JOIN_PATH.search(urlsplit(join_url.strip()).path + "/") if len(join_url) <= 2048 else None
+    """The thread key of a joinWebUrl, whether the client sent it encoded once (as Teams writes it) or twice; the
+    join id key of a short link (`/meet/{joinMeetingId}?p=…`)."""
+    path = urlsplit(join_url.strip()).path if len(join_url) <= 2048 else ""
+    short = _SHORT_PATH.search(path)
+    if short is not None:
+        return f"join:{short.group(1)}"
+    match = _JOIN_PATH.search(path + "/") if path else None
     if match is None:
         return None
     thread = unquote(unquote(match.group(1)))
@@ -146,6 +152,15 @@ def join_page(ctx: ApiContext, req: Request) -> Response:
         else ""
     )
     return page(200, "Online meeting", f"<p>This meeting exists. Bots join it with its join link.</p>{phone}")
+
+
+def short_link(ctx: ApiContext, req: Request) -> Response:
+    """Teams' newer short join link, `/meet/{joinMeetingId}?p={passcode}`: a redirect to the meeting's joinWebUrl
+    (which stays in the /l/meetup-join anatomy every parser expects)."""
+    passcode = (parse_qs(req.query).get("p") or [""])[0][:64]
+    found = _service(ctx).by_short_link(req.params["joinMeetingId"][:64], passcode, req.source)
+    location = str(_service(ctx).to_wire(found)["joinWebUrl"])
+    return Response(302, headers=[*_PAGE_HEADERS, (b"location", location.encode())])
 
 
 def dialin_page(ctx: ApiContext, req: Request) -> Response:
@@ -256,6 +271,16 @@ ROUTES = [
         "A meeting's join link (HTML)",
         response_media="text/html",
         errors=(404,),
+    ),
+    Route(
+        "GET",
+        "meet/{joinMeetingId}",
+        short_link,
+        Kind.PUBLIC,
+        "A meeting's short join link (Teams' /meet/{joinMeetingId}?p={passcode}): redirects to its joinWebUrl",
+        response_status=302,
+        errors=(404, 429),
+        query=(("p", "The meeting's passcode (required when the meeting requires one)"),),
     ),
     Route(
         "GET",
