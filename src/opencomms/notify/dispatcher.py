@@ -541,10 +541,13 @@ class Dispatcher:
                     await asyncio.sleep(delay)
                     try:
                         await self._remove_finished()
-                        break
                     except Exception as exc:  # a store fault: the entries wait, the worker lives on
                         self._fault(exc, "removing finished entries")
                         delay = self._fault_retry
+                        continue
+                    if not self._finished:  # else: heads finished while the removal was under way
+                        break
+                    delay = self._remove_batch_s
             finally:
                 self._removal_armed = False
 

@@ -1,0 +1,68 @@
+"""A node on Redis (`store_url = "redis://..."`) serves what it serves on SQLite: a bot-to-bot call and a phone's
+call to a bot, with its directory, keys, conversations and notifications all in a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from opencomms.config import ClusterConfig, NodeConfig
+from opencomms.domain.ids import new_id
+from opencomms.store.conversations import stored_conversations
+from opencomms.store.redis_common import RedisTarget
+from opencomms.store.redis_sync import RedisStore
+from tests.integration import test_bot_to_bot as b2b
+from tests.integration.conftest import make_platform, node_config
+from tests.redis_fixtures import redis_url
+from tests.sipp.sipp import LOOPBACK, run_sipp
+
+__all__ = ["redis_url"]  # fixtures
+
+NUMBER = "+14255550100"
+
+
+def redis_config(url: str, node_id: str = "n1", prefix: str = "") -> NodeConfig:
+    cluster = ClusterConfig(node_id=node_id, key_prefix=prefix or f"t{new_id()[:8]}:")
+    return dataclasses.replace(node_config(), store_url=url, cluster=cluster)
+
+
+async def test_bot_to_bot_call_on_redis(redis_url: str) -> None:
+    cfg = redis_config(redis_url)
+    async with make_platform(cfg) as p:
+        assert isinstance(p.node.store, RedisStore)
+        await b2b.test_call_answer_and_hang_up(p)  # the whole SQLite test, on Redis
+        a_id, _ = await b2b.place_call(p)
+        live = await stored_conversations(p.node.conversations)
+        assert len(live) == 1  # the conversation is in Redis, leased by this node
+        other = RedisStore(RedisTarget(redis_url, "observer", prefix=cfg.cluster.key_prefix))
+        assert other.get("tenant", p.tenant_id) is not None  # the directory too: any node sees it
+        assert await p["alice"].client.hang_up(a_id) == 204
+        await p["bob"].bot.wait_for(lambda n: n.call_id != a_id and n.change_type == "deleted")
+        assert await stored_conversations(p.node.conversations) == []
+        await asyncio.wait_for(p.node.dispatcher.wait_idle(), 5)
+        assert other.outbox_load() == []  # every notification delivered and acknowledged
+        other.close()
+
+
+async def test_phone_calls_bot_on_redis(redis_url: str) -> None:
+    async with make_platform(redis_config(redis_url), ("bob",)) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Reception", phone_number=NUMBER)
+        assert p.node.sip is not None
+        sipp = asyncio.create_task(
+            asyncio.to_thread(
+                run_sipp,
+                "uac_basic.xml",
+                LOOPBACK,
+                p.node.sip.port,
+                service=NUMBER.lstrip("+"),
+                call_duration_ms=1000,
+            )
+        )
+        incoming = await p["bob"].bot.incoming(timeout=10)
+        assert await p["bob"].client.answer(incoming.call_id) == 202
+        await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
+        result = await sipp
+        assert result.ok, result.describe()
+        end = await p["bob"].bot.wait_for(lambda n: n.change_type == "deleted", timeout=10)
+        assert end[0].resource_data["resultInfo"]["subcode"] == 4097
+        assert p.node.calls.active_calls == 0 and p.node.sip.active == 0
