@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Collection, Coroutine, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -31,6 +31,7 @@ from opencomms.domain.errors import ServiceUnavailable
 from opencomms.store import redis_common as rc
 from opencomms.store.base import OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import ConversationStore, Loaded, StaleVersion, check_commit
+from opencomms.store.redis_batch import Pipeliner, sha1
 from opencomms.store.sqlite import _dumps, _loads
 
 __all__ = ["LeaseLost", "NotOwner", "RedisConversationStore"]
@@ -63,6 +64,26 @@ class NotOwner(ServiceUnavailable):
         self.owner = owner
 
 
+_COMMIT, _LOAD, _DUE, _REMOVE = (sha1(script) for script in (rc.COMMIT, rc.LOAD, rc.DUE, rc.REMOVE))
+
+
+def _settle(done: asyncio.Future[int], raw: asyncio.Future[Any], outcome: Callable[[Any], int]) -> None:
+    """Hand a commit's caller its outcome, once the pipeline has the reply."""
+    if done.done():
+        return
+    if raw.cancelled():
+        done.cancel()
+        return
+    exc = raw.exception()
+    if exc is None:
+        try:
+            done.set_result(outcome(raw.result()))
+        except Exception as refused:  # StaleVersion, LeaseLost, NotOwner
+            done.set_exception(refused)
+    else:
+        done.set_exception(exc)
+
+
 def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -89,13 +110,16 @@ class RedisConversationStore(ConversationStore):
             "state": k("outbox", "state"),
         }
         self._owner_prefix = k("owner") + ":"
-        self._commit_script = self._redis.register_script(rc.COMMIT)
-        self._load_script = self._redis.register_script(rc.LOAD)
         self._renew_script = self._redis.register_script(rc.RENEW)
         self._release_script = self._redis.register_script(rc.RELEASE)
-        self._due_script = self._redis.register_script(rc.DUE)
-        self._remove_script = self._redis.register_script(rc.REMOVE)
         self._keep_script = self._redis.register_script(rc.KEEP)
+        self._pipe = Pipeliner(
+            self._redis,
+            [rc.COMMIT, rc.LOAD, rc.DUE, rc.REMOVE],
+            lambda exc: rc.unavailable(exc, rc.redacted(self.target.url)),
+            FAULTS,
+        )
+        """Commits, loads, timers and outbox bookkeeping: one pipeline at a time (store.redis_batch)."""
         self._held: dict[str, str] = {}
         """conversation id -> the lease token this node holds on it."""
         self._renewer: asyncio.Task[None] | None = None
@@ -116,6 +140,11 @@ class RedisConversationStore(ConversationStore):
 
     def _owner(self, conv_id: str) -> str:
         return self._owner_prefix + conv_id
+
+    def _script(self, sha: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
+        if self._closed:
+            raise StoreUnavailable("the conversation store is closed", reason="unavailable")
+        return self._pipe.submit("EVALSHA", sha, len(keys), *keys, *args)
 
     async def _call(self, pending: Awaitable[Any]) -> Any:
         if self._closed:
@@ -142,11 +171,8 @@ class RedisConversationStore(ConversationStore):
     # -- conversations ---------------------------------------------------------------------------------------
     async def load(self, conv_id: str) -> Loaded | None:
         await self._ready()
-        res = await self._call(
-            self._load_script(
-                keys=[self._conv(conv_id), self._owner(conv_id), self._fixed["fence"]],
-                args=[self.node, self.target.lease_ms],
-            )
+        res = await self._script(
+            _LOAD, [self._conv(conv_id), self._owner(conv_id), self._fixed["fence"]], [self.node, self.target.lease_ms]
         )
         tag = _s(res[0])
         if tag == "owner":
@@ -186,14 +212,26 @@ class RedisConversationStore(ConversationStore):
             len(entries),
             *rc.entry_args(entries),
         ]
-        # A task: the write goes on even if the caller is cancelled (await the result to learn the outcome).
-        return asyncio.ensure_future(self._commit(conv_id, expected_version, args))
+        if not self._group:  # the first write: the consumer group first
+            return asyncio.ensure_future(self._first_commit(conv_id, expected_version, args))
+        # Queued now: the write goes on even if the caller is cancelled (await the result to learn the outcome).
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._send_commit(conv_id, args).add_done_callback(
+            lambda raw: _settle(done, raw, lambda res: self._committed(conv_id, expected_version, args, res))
+        )
+        return done
 
-    async def _commit(self, conv_id: str, expected: int, args: list[Any]) -> int:
+    async def _first_commit(self, conv_id: str, expected: int, args: list[Any]) -> int:
         await self._ready()
+        return self._committed(conv_id, expected, args, await self._send_commit(conv_id, args))
+
+    def _send_commit(self, conv_id: str, args: list[Any]) -> asyncio.Future[Any]:
         f = self._fixed
         keys = [self._conv(conv_id), self._owner(conv_id), f["legs"], f["deadlines"], f["convs"], f["fence"]]
-        res = await self._call(self._commit_script(keys=[*keys, f["outbox"], f["seq"], f["ids"]], args=args))
+        return self._script(_COMMIT, [*keys, f["outbox"], f["seq"], f["ids"]], args)
+
+    def _committed(self, conv_id: str, expected: int, args: list[Any], res: Any) -> int:
+        """The outcome of a commit script's reply: the new version, or the refusal as an error."""
         tag = _s(res[0])
         if tag == "ok":
             version = int(res[1])
@@ -210,7 +248,7 @@ class RedisConversationStore(ConversationStore):
         raise LeaseLost(conv_id, _s(res[1]))
 
     async def find_leg(self, leg_id: str) -> str | None:
-        got = await self._call(self._redis.hget(self._fixed["legs"], leg_id))
+        got = await self._pipe.submit("HGET", self._fixed["legs"], leg_id)
         return None if got is None else _s(got)
 
     async def due(self, now: float, limit: int = 256) -> list[tuple[str, float]]:
@@ -218,9 +256,7 @@ class RedisConversationStore(ConversationStore):
 
     async def _due(self, now: str, limit: int) -> list[tuple[str, float]]:
         await self._ready()
-        res = await self._call(
-            self._due_script(keys=[self._fixed["deadlines"]], args=[now, limit, self.node, self._owner_prefix])
-        )
+        res = await self._script(_DUE, [self._fixed["deadlines"]], [now, limit, self.node, self._owner_prefix])
         return [(_s(res[i]), float(res[i + 1])) for i in range(0, len(res), 2)]
 
     async def next_deadline(self) -> float | None:
@@ -315,14 +351,12 @@ class RedisConversationStore(ConversationStore):
         ids = list(entry_ids)
         f = self._fixed
         for start in range(0, len(ids), 500):
-            await self._call(
-                self._remove_script(keys=[f["outbox"], f["ids"], f["state"]], args=ids[start : start + 500])
-            )
+            await self._script(_REMOVE, [f["outbox"], f["ids"], f["state"]], ids[start : start + 500])
 
     async def outbox_update(self, entries: Iterable[OutboxEntry]) -> None:
         mapping = {e.id: rc.encode_state(e) for e in entries}
         if mapping:
-            await self._call(self._redis.hset(self._fixed["state"], mapping=mapping))  # type: ignore[arg-type]
+            await self._pipe.submit("HSET", self._fixed["state"], *(v for item in mapping.items() for v in item))
 
     async def aclose(self) -> None:
         if self._closed:
@@ -339,4 +373,5 @@ class RedisConversationStore(ConversationStore):
                     keys=[self._owner(c) for c, _ in chunk], args=[self.node, *(t for _, t in chunk)]
                 )
         self._closed = True
+        await self._pipe.aclose()
         await self._redis.aclose()
