@@ -137,6 +137,17 @@ class RedisStore(Store):
         gen = self._run(self._redis.get, self._gen)
         return (int(gen) if gen else 0) - self._own
 
+    def conversations(self) -> list[Doc]:
+        """Every stored conversation document, in id order (the CLI; the node reads them through the ledger)."""
+        ids = [k.decode() for k in self._run(self._redis.zrange, self.target.key("convs"), 0, -1)]
+        docs: list[Doc] = []
+        for start in range(0, len(ids), 500):
+            pipe = self._redis.pipeline(transaction=False)
+            for conv_id in ids[start : start + 500]:
+                pipe.hget(self.target.key("conv", conv_id), "doc")
+            docs += [_loads(raw) for raw in self._run(pipe.execute) if raw is not None]
+        return docs
+
     # -- outbox ------------------------------------------------------------------------------------------
     def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
         return self.outbox_append_many([entry])[0]

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
+from typer.testing import CliRunner
+
+from opencomms.cli.main import app
 from opencomms.config import ClusterConfig, NodeConfig
 from opencomms.domain.ids import new_id
 from opencomms.store.conversations import stored_conversations
@@ -36,6 +40,12 @@ async def test_bot_to_bot_call_on_redis(redis_url: str) -> None:
         assert len(live) == 1  # the conversation is in Redis, leased by this node
         other = RedisStore(RedisTarget(redis_url, "observer", prefix=cfg.cluster.key_prefix))
         assert other.get("tenant", p.tenant_id) is not None  # the directory too: any node sees it
+        env = {"OPENCOMMS_CLUSTER__KEY_PREFIX": cfg.cluster.key_prefix}
+        listed = await asyncio.to_thread(
+            CliRunner().invoke, app, ["calls", "list", "--store", redis_url, "--json"], env=env
+        )
+        assert listed.exit_code == 0, listed.output
+        assert a_id in {row["id"] for row in json.loads(listed.output)}  # the CLI reads the cluster's calls
         assert await p["alice"].client.hang_up(a_id) == 204
         await p["bob"].bot.wait_for(lambda n: n.call_id != a_id and n.change_type == "deleted")
         assert await stored_conversations(p.node.conversations) == []
