@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+from pathlib import Path
 
 from typer.testing import CliRunner
 
@@ -15,9 +16,10 @@ from opencomms.domain.ids import new_id
 from opencomms.store.conversations import stored_conversations
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
+from opencomms.testing.harness import app_target
 from tests.integration import test_bot_to_bot as b2b
 from tests.integration.conftest import make_platform, node_config
-from tests.redis_fixtures import redis_url
+from tests.redis_fixtures import PersistentRedis, redis_url
 from tests.sipp.sipp import LOOPBACK, run_sipp
 
 __all__ = ["redis_url"]  # fixtures
@@ -76,3 +78,25 @@ async def test_phone_calls_bot_on_redis(redis_url: str) -> None:
         end = await p["bob"].bot.wait_for(lambda n: n.change_type == "deleted", timeout=10)
         assert end[0].resource_data["resultInfo"]["subcode"] == 4097
         assert p.node.calls.active_calls == 0 and p.node.sip.active == 0
+
+
+async def test_redis_down_is_503_and_the_node_recovers_when_it_returns(tmp_path: Path) -> None:
+    server = PersistentRedis(tmp_path)
+    await server.astart()
+    try:
+        async with make_platform(redis_config(server.url), ("alice", "bob")) as p:
+            a_id, b_id = await b2b.place_call(p)
+            await asyncio.to_thread(server.stop)  # Redis goes away (its data is on disk)
+            status, body = await p["alice"].client.create_call(p["alice"].bot.url, [app_target(p["bob"].app_id)])
+            assert status == 503 and body["error"]["code"] == "serviceNotAvailable", body
+            status, _, headers = await p["bob"].client.request("POST", f"/communications/calls/{b_id}/reject", {})
+            assert status == 503 and int(headers["Retry-After"]) >= 1
+            await server.astart()  # back on the same port: no node restart
+            assert await p["bob"].client.answer(b_id) == 202
+            await p["alice"].bot.wait_state(a_id, "established")
+            assert await p["alice"].client.hang_up(a_id) == 204
+            await p["bob"].bot.wait_for(lambda n: n.call_id == b_id and n.change_type == "deleted")
+            a2, _ = await b2b.place_call(p)  # new calls work again
+            assert await p["alice"].client.hang_up(a2) == 204
+    finally:
+        await asyncio.to_thread(server.stop)

@@ -15,6 +15,7 @@ from opencomms.notify import Dispatcher, RetryPolicy
 from opencomms.store import OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import StaleVersion
 from opencomms.store.conversations_redis import LeaseLost, NotOwner, RedisConversationStore
+from opencomms.store.ledger import Ledger, Unit
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
 from tests.redis_fixtures import redis_target, redis_url
@@ -157,3 +158,44 @@ async def test_redis_down_is_store_unavailable(redis_url: str) -> None:
     await st.aclose()
     with pytest.raises(StoreUnavailable):
         RedisStore(RedisTarget("redis://127.0.0.1:1/0", "a", timeout=0.2))
+
+
+@dataclasses.dataclass
+class Counter:
+    """A stand-in aggregate for the ledger."""
+
+    n: int = 0
+    version: int = 0
+
+    def to_doc(self) -> dict[str, int]:
+        return {"n": self.n}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, int]) -> Counter:
+        return cls(doc["n"])
+
+
+def bump(unit: Unit[Counter]) -> int:
+    state = unit.state or Counter()
+    state.n += 1
+    unit.put(state)
+    return state.n
+
+
+async def test_the_ledger_of_a_node_that_lost_its_lease_reloads_or_gives_way(
+    nodes: Callable[[str], RedisConversationStore],
+) -> None:
+    a, b = nodes("a"), nodes("b")
+    la, lb = Ledger(a, Counter), Ledger(b, Counter)
+    assert await la.apply("c1", bump) == 1 and await la.apply("c1", bump) == 2
+    pause(a)
+    await asyncio.sleep(a.target.lease * 1.3)  # a's lease lapsed, nobody took it: a's next command reloads
+    assert await la.apply("c1", bump) == 3 and la.stale == 1
+    pause(a)
+    await asyncio.sleep(a.target.lease * 1.3)
+    assert await lb.apply("c1", bump) == 4  # b takes the lapsed conversation over, from the stored state
+    with pytest.raises(NotOwner):  # a's cached copy is refused, and a may not take it back while b holds it
+        await la.apply("c1", bump)
+    assert la.cached("c1") is None
+    got = await b.load("c1")
+    assert got is not None and got.doc == {"n": 4} and got.version == 4
