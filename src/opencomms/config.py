@@ -368,8 +368,9 @@ class ClusterConfig:
     poll: float = 0.5
     """Seconds between the dispatcher's looks at the shared outbox (new entries, entries of dead nodes)."""
     timeout: float = 0.25
-    """Seconds a Redis command may take before the request fails with 503 + Retry-After (the synchronous store
-    waits on the event loop: keep it short)."""
+    """Seconds a command of the synchronous store (directory, keys, registrar) may take before the request fails
+    with 503 + Retry-After: it waits on the event loop, keep it short. The conversation store's commands, which the
+    loop does not wait for, get four times as long (at least 1 s)."""
 
     def __post_init__(self) -> None:
         for name in ("lease", "claim_idle", "poll", "timeout"):

@@ -95,9 +95,8 @@ class RedisConversationStore(ConversationStore):
         rc.check_url(target.url)
         self.target = target
         self.node = target.node
-        self._redis = client or aioredis.Redis.from_url(
-            target.url, socket_timeout=target.timeout, socket_connect_timeout=target.timeout
-        )
+        wait = max(1.0, 4 * target.timeout)  # the loop does not wait for these: a loaded Redis gets longer
+        self._redis = client or aioredis.Redis.from_url(target.url, socket_timeout=wait, socket_connect_timeout=wait)
         k = target.key
         self._fixed = {
             "legs": k("legs"),
