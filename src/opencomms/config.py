@@ -363,8 +363,10 @@ class ClusterConfig:
     lease: float = 3.0
     """Seconds a conversation's ownership lasts without renewal (renewed every third of it); a node that stops
     renewing loses its conversations to the others after this long."""
-    claim_idle: float = 3.0
-    """Seconds a notification may sit unacknowledged on a silent node before another node claims it (XAUTOCLAIM)."""
+    claim_idle: float = 1.5
+    """Seconds a notification may sit unacknowledged on a silent node before another node claims it (XAUTOCLAIM).
+    A live node keeps its own entries fresh every `poll`. Keep `claim_idle + poll` within two thirds of `lease`, so
+    that a dead node's notifications are claimed before its conversations can be taken over (per-call order)."""
     poll: float = 0.5
     """Seconds between the dispatcher's looks at the shared outbox (new entries, entries of dead nodes)."""
     timeout: float = 0.25

@@ -49,7 +49,7 @@ class RedisTarget:
     node: str
     prefix: str = "opencomms:"
     lease: float = 3.0
-    claim_idle: float = 3.0
+    claim_idle: float = 1.5
     poll: float = 0.5
     timeout: float = 0.25
 

@@ -26,7 +26,7 @@ from tests.redis_fixtures import redis_url
 
 __all__ = ["redis_url"]  # fixtures
 
-CLUSTER = {"LEASE": "1.0", "CLAIM_IDLE": "1.0", "POLL": "0.2"}
+CLUSTER = {"LEASE": "1.2", "CLAIM_IDLE": "0.6", "POLL": "0.2"}
 
 
 def start_node_a(url: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -66,7 +66,7 @@ async def test_a_dead_nodes_notifications_are_delivered_by_another_node(redis_ur
         app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
         bot.app_id, apps[name] = app.id, (app.id, secret)
     proc, a_url = await asyncio.to_thread(start_node_a, redis_url, prefix, tmp_path)
-    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.0, claim_idle=1.0, poll=0.2)
+    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
     cfg = dataclasses.replace(
         node_config(), store_url=redis_url, cluster=cluster, notify=NotifyConfig(initial_retry_delay=0.1)
     )
