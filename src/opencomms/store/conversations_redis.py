@@ -8,7 +8,8 @@ refused with `LeaseLost` (a StaleVersion: the ledger drops its cached copy and r
 if nobody else did), and a lease token lower than the one the document was last written with is refused too, so a
 node back from a pause or a partition never overwrites newer state.
 
-Leases: `load` takes the lease of a conversation nobody holds (SET with a TTL and a token from a counter), renews
+Leases: `load` takes the lease of a conversation nobody holds (SET with a TTL and a token from a counter; taking
+over another node's conversation also claims that node's pending notifications first, see `on_claimed`), renews
 it when it is this node's, and refuses with `NotOwner` (503, Retry-After) when another live node holds it. A
 background task renews every lease this node holds every third of the lease time; leases go with a deleted
 conversation and are handed back on close. Timers (`due`, `next_deadline`) list only conversations this node owns
@@ -126,6 +127,8 @@ class RedisConversationStore(ConversationStore):
         self._closed = False
         self.outbox_poll = target.poll
         """Seconds between the dispatcher's claims (notify.claims)."""
+        self.on_claimed: Callable[[list[OutboxEntry]], None] | None = None
+        """Hears the notifications taken over with a conversation (the dispatcher's claim loop sets it)."""
         self.leases_lost = 0
         """Leases found taken or lapsed when renewing."""
 
@@ -180,7 +183,25 @@ class RedisConversationStore(ConversationStore):
         if tag == "none":
             return None
         self._held[conv_id] = _s(res[1])
+        previous = _s(res[4])
+        if previous:  # a takeover: the last writer's undelivered notifications go before anything this one adds
+            await self._adopt(previous)
         return Loaded(_loads(res[2]), int(res[3]))
+
+    async def _adopt(self, node: str) -> None:
+        """Claim every notification pending on `node` (whose lease on a conversation lapsed) and hand them to
+        `on_claimed` at once, without waiting for them to go idle: per-call order across a takeover."""
+        out = self._fixed["outbox"]
+        pending = await self._call(self._redis.xpending_range(out, rc.GROUP, "-", "+", 10_000, consumername=node))
+        if not pending:
+            return
+        ids = [p["message_id"] for p in pending]
+        claimed = await self._call(self._redis.xclaim(out, rc.GROUP, self.node, 0, ids))
+        entries = await self._decode(claimed)
+        if entries:
+            log.info("took over %d notifications of node %s", len(entries), node)
+            if self.on_claimed is not None:
+                self.on_claimed(entries)
 
     def commit(
         self,

@@ -2,7 +2,7 @@
 
 Layout (every key starts with the configured prefix, `opencomms:` by default):
 
-    conv:<id>      hash   doc, version, fence (token of its last writer), legs (JSON list)
+    conv:<id>      hash   doc, version, fence (token of its last writer), node (its last writer), legs (JSON list)
     owner:<id>     string "<node>|<token>" with a TTL: the conversation's owner under a lease
     fence          counter of lease tokens (a fencing token grows with every new lease)
     legs           hash   leg id -> conversation id
@@ -240,7 +240,7 @@ if ARGV[4] == 'del' then
   redis.call('DEL', KEYS[2])
 else
   newver = expected + 1
-  redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'version', newver, 'fence', token)
+  redis.call('HSET', KEYS[1], 'doc', ARGV[3], 'version', newver, 'fence', token, 'node', node)
   if ARGV[5] ~= '-' then
     unlegs()
     for _, leg in ipairs(cjson.decode(ARGV[5])) do redis.call('HSET', KEYS[3], leg, conv) end
@@ -255,7 +255,8 @@ return append(7, 11, tonumber(ARGV[10]), node, {'ok', newver, token})
 )
 
 LOAD = """
--- KEYS: conv, owner, fence; ARGV: node, lease ms. Loads the conversation under this node's lease (taken when free).
+-- KEYS: conv, owner, fence; ARGV: node, lease ms. Loads the conversation under this node's lease (taken when free);
+-- a takeover also names the node that wrote it last (its pending notifications go first).
 local owner = redis.call('GET', KEYS[2])
 local token
 if owner then
@@ -264,13 +265,15 @@ if owner then
   token = string.sub(owner, sep + 1)
   redis.call('PEXPIRE', KEYS[2], ARGV[2])
 end
-local cur = redis.call('HMGET', KEYS[1], 'doc', 'version')
+local cur = redis.call('HMGET', KEYS[1], 'doc', 'version', 'node')
 if not cur[1] then return {'none'} end
+local previous = ''
 if not token then
   token = tostring(redis.call('INCR', KEYS[3]))
   redis.call('SET', KEYS[2], ARGV[1] .. '|' .. token, 'PX', ARGV[2])
+  if cur[3] and cur[3] ~= ARGV[1] then previous = cur[3] end
 end
-return {'ok', token, cur[1], cur[2]}
+return {'ok', token, cur[1], cur[2], previous}
 """
 
 RENEW = """

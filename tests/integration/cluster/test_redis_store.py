@@ -90,8 +90,9 @@ async def test_a_lapsed_lease_is_refused_and_cannot_overwrite_newer_state(
     got = await b.load("c1")
     assert got is not None and got.doc == {"by": "b"} and got.version == 2
     assert await b.find_leg("leg2") == "c1" and await b.find_leg("leg3") is None
-    assert [e.id for e in await b.outbox_load()] == ["c1-2"]  # a's refused writes appended nothing
-    assert [e.id for e in await a.outbox_load()] == ["c1-1"]
+    # a's refused writes appended nothing; b took a's pending notification over with the conversation
+    assert [e.id for e in await b.outbox_load()] == ["c1-1", "c1-2"]
+    assert await a.outbox_load() == []
     assert await b.due(100.0) == [("c1", 60.0)] and await a.due(100.0) == []  # timers: the owner's only
 
 
@@ -199,3 +200,20 @@ async def test_the_ledger_of_a_node_that_lost_its_lease_reloads_or_gives_way(
     assert la.cached("c1") is None
     got = await b.load("c1")
     assert got is not None and got.doc == {"n": 4} and got.version == 4
+
+
+async def test_taking_a_conversation_over_claims_the_last_writers_notifications_first(
+    nodes: Callable[[str], RedisConversationStore],
+) -> None:
+    a, b = nodes("a"), nodes("b")
+    b.target = dataclasses.replace(b.target, claim_idle=60.0)  # not the idle claims: the takeover itself
+    await a.commit("c1", 0, {}, [entry("c1", 1), entry("c1", 2)])
+    await a.commit("c2", 0, {}, [entry("c2", 1)])
+    pause(a)
+    await asyncio.sleep(a.target.lease * 1.3)
+    heard: list[list[str]] = []
+    b.on_claimed = lambda entries: heard.append([e.id for e in entries])
+    assert await b.load("c1") is not None
+    assert heard == [["c1-1", "c1-2", "c2-1"]]  # before load returns, so before b's own entries of c1
+    assert await b.load("c1") is not None and len(heard) == 1  # b's own now: nothing more to take
+    assert await b.outbox_claim() == [] and [e.id for e in await b.outbox_load()] == ["c1-1", "c1-2", "c2-1"]
