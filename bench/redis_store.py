@@ -1,9 +1,10 @@
 """Benchmark: bot-to-bot cycles per node CPU-second with the node's state on Redis vs on its embedded SQLite.
 
-The same run as bench/bot_to_bot.py (a paced phase, then --workers cycles back to back), once against a node on
-`sqlite:///…` and once against a node on `redis://…` (a throwaway redis-server started here, no persistence), one
-after the other in one run. Reports, per store, the closed-loop cycles/s, the node's CPU milliseconds per cycle,
-cycles per node CPU-second, and for Redis the redis-server's own CPU per cycle; the last line compares the two.
+The same run as bench/bot_to_bot.py (a paced phase, then --workers cycles back to back), against a node on
+`sqlite:///…` and then a node on `redis://…` (a throwaway redis-server started here, no persistence), --rounds
+times alternately in one run (the machine is shared: alternating spreads its noise over both). Reports, per store,
+the best closed-loop cycles/s, the node's CPU milliseconds per cycle, cycles per node CPU-second, and for Redis the
+redis-server's own CPU per cycle; the last line compares the two.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ PROFILE: list[str] = []
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]
 import bot_to_bot  # noqa: E402  (bench/bot_to_bot.py: the cycle driver and its bots)
+import redis  # noqa: E402
 
 from opencomms.directory import Directory  # noqa: E402
 from opencomms.store import open_store  # noqa: E402
@@ -86,17 +88,40 @@ def one(args: argparse.Namespace, store_url: str, tmp: Path, extra_pid: int | No
     }
 
 
+def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The rounds of one store as one figure: totals, CPU per cycle over all cycles, the best cycles/s."""
+    cycles = sum(r["cycles"] for r in runs)
+    node_ms = sum(r["node_cpu_ms_per_cycle"] * r["cycles"] for r in runs)
+    redis_ms = [r["redis_cpu_ms_per_cycle"] * r["cycles"] for r in runs if r["redis_cpu_ms_per_cycle"] is not None]
+    return {
+        "rounds": len(runs),
+        "cycles": cycles,
+        "failed": sum(r["failed"] for r in runs),
+        "best_cycles_per_s": max(r["cycles_per_s"] for r in runs),
+        "node_cpu_ms_per_cycle": round(node_ms / max(1, cycles), 3),
+        "cycles_per_node_cpu_s": round(cycles * 1000 / node_ms, 1) if node_ms else None,
+        "redis_cpu_ms_per_cycle": round(sum(redis_ms) / max(1, cycles), 3) if redis_ms else None,
+        "per_round_node_cpu_ms": [r["node_cpu_ms_per_cycle"] for r in runs],
+        "duplicates": sum(r["duplicates"] for r in runs),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rate", type=float, default=20.0, help="paced cycles per second (phase 1)")
-    parser.add_argument("--seconds", type=float, default=6.0, help="duration of each phase, per store")
+    parser.add_argument("--seconds", type=float, default=4.0, help="duration of each phase, per store and round")
     parser.add_argument("--workers", type=int, default=16, help="concurrent cycles in phase 2")
+    parser.add_argument("--rounds", type=int, default=2, help="SQLite then Redis, this many times (a shared machine)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="opencomms-bench-redis-"))
-    figures = {"sqlite": one(args, f"sqlite:///{tmp / 'node.db'}", tmp, None)}
+    rounds: dict[str, list[dict[str, Any]]] = {"sqlite": [], "redis": []}
     with RedisServer() as server:
         assert server.process is not None
-        figures["redis"] = one(args, server.url, tmp, server.process.pid)
+        for i in range(args.rounds):
+            rounds["sqlite"].append(one(args, f"sqlite:///{tmp / f'node{i}.db'}", tmp, None))
+            redis.Redis.from_url(server.url).flushdb()  # each round provisions its bots afresh
+            rounds["redis"].append(one(args, server.url, tmp, server.process.pid))
+    figures = {name: merged(runs) for name, runs in rounds.items()}
     for name, fig in figures.items():
         print(json.dumps({"bench": "redis_store", "store": name, **fig}))
     lite, red = figures["sqlite"], figures["redis"]
