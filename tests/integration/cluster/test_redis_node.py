@@ -8,11 +8,13 @@ import dataclasses
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from opencomms.cli.main import app
 from opencomms.config import ClusterConfig, NodeConfig
 from opencomms.domain.ids import new_id
+from opencomms.gateway.register import Registrations
 from opencomms.store.conversations import stored_conversations
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
@@ -20,6 +22,7 @@ from opencomms.testing.harness import app_target
 from tests.integration import test_bot_to_bot as b2b
 from tests.integration.conftest import make_platform, node_config
 from tests.redis_fixtures import PersistentRedis, redis_url
+from tests.sipp import sipp as harness
 from tests.sipp.sipp import LOOPBACK, run_sipp
 
 __all__ = ["redis_url"]  # fixtures
@@ -100,3 +103,27 @@ async def test_redis_down_is_503_and_the_node_recovers_when_it_returns(tmp_path:
             assert await p["alice"].client.hang_up(a2) == 204
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_registrar_bindings_and_sip_accounts_are_shared(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harness, "WORKDIR_BASE", tmp_path)
+    cfg = redis_config(redis_url)
+    async with make_platform(cfg, ()) as p:
+        assert p.node.sip is not None
+        p.node.sip.registrations.accounts.add(p.tenant_id, "alice", "correct horse")
+        result = await asyncio.to_thread(
+            run_sipp,
+            "uac_register.xml",
+            LOOPBACK,
+            p.node.sip.port,
+            service="alice",
+            timeout=10,
+            keys={"auth_user": "alice", "auth_pass": "correct horse"},
+        )
+        assert result.ok, result.describe()
+        other = RedisStore(RedisTarget(redis_url, "n2", prefix=cfg.cluster.key_prefix))  # another node's store
+        [binding] = Registrations(cfg.sip, other).bindings("alice")
+        assert binding.contact.startswith("sip:alice@127.0.0.1:")
+        other.close()
