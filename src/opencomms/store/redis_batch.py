@@ -52,6 +52,7 @@ class Pipeliner:
         self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closed = False
         self.batches = 0
         """Pipelines sent."""
         self.commands = 0
@@ -59,6 +60,8 @@ class Pipeliner:
 
     def submit(self, *command: Any) -> asyncio.Future[Any]:
         """Queue `command` (e.g. "EVALSHA", sha, 2, key1, key2, arg…); its future gets the raw reply or an error."""
+        if self._closed:
+            raise StoreUnavailable("the conversation store is closed", reason="unavailable")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queue.append((command, fut))
         if self._task is None:
@@ -115,6 +118,7 @@ class Pipeliner:
             await self._send(again, retry=False)
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

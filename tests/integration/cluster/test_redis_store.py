@@ -217,3 +217,17 @@ async def test_taking_a_conversation_over_claims_the_last_writers_notifications_
     assert heard == [["c1-1", "c1-2", "c2-1"]]  # before load returns, so before b's own entries of c1
     assert await b.load("c1") is not None and len(heard) == 1  # b's own now: nothing more to take
     assert await b.outbox_claim() == [] and [e.id for e in await b.outbox_load()] == ["c1-1", "c1-2", "c2-1"]
+
+
+async def test_a_closed_store_refuses_and_hands_its_leases_back(nodes: Callable[[str], RedisConversationStore]) -> None:
+    a, b = nodes("a"), nodes("b")
+    await a.commit("c1", 0, {"v": 1}, [entry("c1", 1)])
+    await a.aclose()
+    for call in (lambda: a.load("c1"), lambda: a.find_leg("x"), lambda: a.outbox_remove(["c1-1"])):
+        with pytest.raises(StoreUnavailable):
+            await call()
+    with pytest.raises(StoreUnavailable):
+        a.commit("c1", 1, {"v": 2})
+    got = await b.load("c1")  # at once: a handed its lease back when it closed
+    assert got is not None and got.doc == {"v": 1}
+    assert [e.id for e in await b.outbox_load()] == ["c1-1"]  # taken over with the conversation
