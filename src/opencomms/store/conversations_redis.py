@@ -13,7 +13,8 @@ over another node's conversation also claims that node's pending notifications f
 it when it is this node's, and refuses with `NotOwner` (503, Retry-After) when another live node holds it. A
 background task renews every lease this node holds every third of the lease time; leases go with a deleted
 conversation and are handed back on close. Timers (`due`, `next_deadline`) list only conversations this node owns
-or nobody owns. Redis errors (refused, timed out, read-only, out of memory) are StoreUnavailable.
+or nobody owns. Commits, loads, timer queries and outbox bookkeeping share one pipeline at a time
+(store.redis_batch). Redis errors (refused, timed out, read-only, out of memory) are StoreUnavailable.
 """
 
 from __future__ import annotations
