@@ -360,6 +360,35 @@ class LedgerConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """Several nodes on one Redis (`store_url = "redis://host:port/db"`; store/redis_*.py, notify/claims.py)."""
+
+    node_id: str = ""
+    """This node's name in the cluster: the owner of the conversations it leases and its consumer name on the outbox
+    stream. Keep it stable across restarts (a restarted node finds its pending notifications). Empty: host-pid."""
+    key_prefix: str = "opencomms:"
+    """Prefix of every Redis key the platform writes (several platforms may share one Redis)."""
+    lease: float = 3.0
+    """Seconds a conversation's ownership lasts without renewal (renewed every third of it); a node that stops
+    renewing loses its conversations to the others after this long."""
+    claim_idle: float = 1.5
+    """Seconds a notification may sit unacknowledged on a silent node before another node claims it (XAUTOCLAIM).
+    A live node keeps its own entries fresh every `poll`. Keep `claim_idle + poll` within two thirds of `lease`, so
+    that a dead node's notifications are claimed before its conversations can be taken over (per-call order)."""
+    poll: float = 0.5
+    """Seconds between the dispatcher's looks at the shared outbox (new entries, entries of dead nodes)."""
+    timeout: float = 0.25
+    """Seconds a command of the synchronous store (directory, keys, registrar) may take before the request fails
+    with 503 + Retry-After: it waits on the event loop, keep it short. The conversation store's commands, which the
+    loop does not wait for, get four times as long (at least 1 s)."""
+
+    def __post_init__(self) -> None:
+        for name in ("lease", "claim_idle", "poll", "timeout"):
+            if getattr(self, name) <= 0:
+                raise FieldError(name, "a number of seconds > 0")
+
+
+@dataclass(frozen=True, slots=True)
 class QuotaConfig:
     """Limits that keep one application from exhausting the node (calling/quotas.py, calling/media.py). A value of
     0 disables that limit. Concurrency and size limits answer 403 quotaLimitReached; rates answer 429 with
@@ -557,7 +586,7 @@ class NodeConfig:
     tls_key: str = ""
     """PEM private key file for tls_cert."""
     store_url: str = "sqlite:///var/opencomms.db"
-    """memory:// or sqlite:///path.db (relative to the working directory)."""
+    """memory://, sqlite:///path.db (relative to the working directory) or redis://host:port/db (several nodes)."""
     max_body_bytes: int = 1 << 20
     """Largest accepted request body, in bytes (larger: 413)."""
     log_level: str = "info"
@@ -573,6 +602,7 @@ class NodeConfig:
     sip: SipConfig = field(default_factory=SipConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     ledger: LedgerConfig = field(default_factory=LedgerConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
     quotas: QuotaConfig = field(default_factory=QuotaConfig)
     http: HttpConfig = field(default_factory=HttpConfig)
     egress: EgressConfig = field(default_factory=EgressConfig)

@@ -58,6 +58,7 @@ from opencomms.readiness import Readiness
 from opencomms.rlimit import raise_descriptor_limit
 from opencomms.store import Store, StoreUnavailable, open_store
 from opencomms.store.conversations import conversations_beside
+from opencomms.store.redis_common import redis_target
 from opencomms.subscriptions.wiring import attach_call_records
 from opencomms.web.wiring import attach_webrtc
 
@@ -74,7 +75,13 @@ class Node:
         self.config = config
         self.clock = clock
         self.store = (
-            store if store is not None else open_store(config.store_url, busy_timeout=config.storage.busy_timeout)
+            store
+            if store is not None
+            else open_store(
+                config.store_url,
+                busy_timeout=config.storage.busy_timeout,
+                cluster=redis_target(config.store_url, config.cluster),
+            )
         )
         self.directory = Directory(self.store, clock)
         self._sock: socket.socket | None = None

@@ -15,6 +15,7 @@ from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, fail, open_cli_st
 from opencomms.domain.ids import normalize_id
 from opencomms.logs import mask_value
 from opencomms.store.conversations_sqlite import read_conversations
+from opencomms.store.redis_sync import RedisStore
 
 cli = typer.Typer(help="Calls in the store: list them, show one.", no_args_is_help=True)
 
@@ -37,8 +38,9 @@ def party(identity_set: Any) -> str:
 
 def stored_legs(st: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(call leg, its conversation) for every leg the store holds: legs live inside their conversation's
-    document, in the conversation store's table of the same SQLite file."""
-    return [(leg, conv) for conv in read_conversations(st.path) for leg in conv.get("legs") or ()]
+    document, in the conversation store's table of the same SQLite file (or the same Redis)."""
+    convs = st.conversations() if isinstance(st, RedisStore) else read_conversations(st.path)
+    return [(leg, conv) for conv in convs for leg in conv.get("legs") or ()]
 
 
 def when(epoch: Any) -> str:

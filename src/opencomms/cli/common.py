@@ -3,6 +3,7 @@ and turning a user's mistake into one line on stderr with exit code 2 (`UserErro
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -13,12 +14,13 @@ from opencomms.config import NodeConfig, load_config
 from opencomms.directory import Directory
 from opencomms.net.egress import EgressPolicy, EgressRefused, merge_allow
 from opencomms.store import Store, open_store
+from opencomms.store.redis_common import default_node_id, redis_target
 
 USAGE = 2
 """Exit code of every user error (bad value, unknown id, store unreachable), as click uses for bad options."""
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="TOML configuration file.")]
-StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (sqlite:///path.db).")]
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (sqlite:///path.db or redis://host:port/db).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
@@ -39,8 +41,11 @@ def open_cli_store(path: Path | None, store: str | None) -> Store:
     cfg = config(path, store)
     if cfg.store_url.startswith("memory:"):
         fail("the CLI needs a persistent store: pass --store sqlite:///path.db (or set OPENCOMMS_STORE_URL)")
+    cluster = redis_target(cfg.store_url, cfg.cluster)
+    if cluster is not None:  # a cluster's Redis: the CLI is one more client (its own name, never an owner)
+        return open_store(cfg.store_url, cluster=dataclasses.replace(cluster, node=f"cli-{default_node_id()}"))
     if not cfg.store_url.startswith("sqlite:///"):
-        fail(f"store URL {cfg.store_url!r} is not supported: use sqlite:///path.db")
+        fail(f"store URL {cfg.store_url!r} is not supported: use sqlite:///path.db or redis://host:port/db")
     return open_store(cfg.store_url)
 
 

@@ -64,6 +64,7 @@ from yarl import URL
 
 from opencomms.domain.ids import new_id
 from opencomms.net.egress import EgressPolicy, EgressRefused, refusal
+from opencomms.notify.claims import ClaimingOutbox, claim_loop
 from opencomms.notify.http1 import Http1Poster
 from opencomms.notify.retry import Outcome, RetryPolicy, classify, parse_retry_after
 from opencomms.store.base import OutboxEntry, Store
@@ -281,6 +282,9 @@ class Dispatcher:
             self._workers = [
                 group.create_task(self._work(), name=f"notify-worker-{i}") for i in range(self._max_in_flight)
             ]
+            if isinstance(self._outbox, ClaimingOutbox):  # a cluster's outbox: deliver what no live node holds
+                claims = claim_loop(self._outbox, self.held_ids, self.release, lambda e: self._fault(e, "claiming"))
+                self._workers.append(group.create_task(claims, name="notify-claims"))
         except BaseException:
             self._run = _RunState.CLOSED
             self._forget()
@@ -379,6 +383,13 @@ class Dispatcher:
         self._idle.clear()
         for entry in entries:
             self._stage(entry)
+
+    def held_ids(self) -> set[str]:
+        """Ids of the entries this dispatcher holds (queued, waiting, in flight or finished but not removed)."""
+        held = {entry.id for lane in self._lanes.values() for entry in lane.entries}
+        held.update(entry.id for entry in self._staged)
+        held.update(entry_id for entry_id, _, _ in self._finished)
+        return held
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:
@@ -530,10 +541,13 @@ class Dispatcher:
                     await asyncio.sleep(delay)
                     try:
                         await self._remove_finished()
-                        break
                     except Exception as exc:  # a store fault: the entries wait, the worker lives on
                         self._fault(exc, "removing finished entries")
                         delay = self._fault_retry
+                        continue
+                    if not self._finished:  # else: heads finished while the removal was under way
+                        break
+                    delay = self._remove_batch_s
             finally:
                 self._removal_armed = False
 

@@ -4,8 +4,9 @@ Keyed by conversation id. `commit` checks the stored version against the one the
 a writer holding an old version is refused with `StaleVersion` and nothing of its write lands), replaces or deletes
 the document, and appends the notifications its events produced, all in one atomic write. Index queries (which
 conversation a leg belongs to, which conversations have a timer due, every live conversation page by page) replace
-the load-all at start. The memory implementation lives here; SQLite in `store.conversations_sqlite`; Redis later
-(WATCH/MULTI or one Lua script per commit). It holds no domain knowledge: documents are JSON-able dicts.
+the load-all at start. The memory implementation lives here; SQLite in `store.conversations_sqlite`; Redis in
+`store.conversations_redis` (one Lua script per commit, with a lease per conversation). It holds no domain
+knowledge: documents are JSON-able dicts.
 
 Partial writes (`commit_delta`): a large conversation (a meeting of 1000 legs) is stored as a header plus one part
 per leg or participant, so that a command writes what it changed (O(changed legs), not O(N)). A part's key is
@@ -22,10 +23,14 @@ import abc
 import asyncio
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from opencomms.domain.errors import Conflict
 from opencomms.store.base import Doc, OutboxEntry, Store
 from opencomms.store.sqlite import _dumps, _loads
+
+if TYPE_CHECKING:
+    from opencomms.store.redis_common import RedisTarget
 
 __all__ = [
     "ConversationStore",
@@ -360,13 +365,24 @@ class MemoryConversationStore(ConversationStore):
 
 
 async def open_conversations(
-    url: str, *, outbox: Store | None = None, busy_timeout: float = 1.0, max_batch: int = 512
+    url: str,
+    *,
+    outbox: Store | None = None,
+    busy_timeout: float = 1.0,
+    max_batch: int = 512,
+    cluster: RedisTarget | None = None,
 ) -> ConversationStore:
     """Open the conversation store for the node's store URL (`memory://`: in process, its outbox in `outbox`, the
     node's MemoryStore, so that its dispatcher delivers it; `sqlite:///path.db`: the same file as the node's store).
-    Raises StoreUnavailable when the file cannot be opened for writing."""
+    Raises StoreUnavailable when the file cannot be opened for writing. `redis://host:port/db`: see
+    store.conversations_redis (this node's name and timings in `cluster`, default host-pid)."""
     if url.startswith("memory:"):
         return MemoryConversationStore(outbox)
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        from opencomms.store.conversations_redis import RedisConversationStore
+        from opencomms.store.redis_common import RedisTarget, default_node_id
+
+        return RedisConversationStore(cluster if cluster is not None else RedisTarget(url, default_node_id()))
     if url.startswith("sqlite:///"):
         from opencomms.store.conversations_sqlite import SqliteConversationStore
 
@@ -380,8 +396,15 @@ def conversations_beside(
     store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512, writer_thread: bool = False
 ) -> ConversationStore:
     """The conversation store that goes with the node's synchronous `store` (blocking: call it at start-up): the
-    same SQLite file, or, for any other store, one in memory whose outbox is `store`'s (one outbox either way)."""
+    same SQLite file, the same Redis, or, for any other store, one in memory whose outbox is `store`'s (one outbox
+    either way)."""
+    from opencomms.store.redis_sync import RedisStore
     from opencomms.store.sqlite import SqliteStore
+
+    if isinstance(store, RedisStore):
+        from opencomms.store.conversations_redis import RedisConversationStore
+
+        return RedisConversationStore(store.target)
 
     if isinstance(store, SqliteStore) and store.path != ":memory:":
         from opencomms.store.conversations_sqlite import SqliteConversationStore

@@ -18,14 +18,20 @@ from opencomms.store.conversations import (
     StaleVersion,
     open_conversations,
 )
+from opencomms.store.conversations_redis import RedisConversationStore
 from opencomms.store.conversations_sqlite import SqliteConversationStore
+from tests.redis_fixtures import redis_target, redis_url
+
+__all__ = ["redis_target", "redis_url"]  # fixtures
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[ConversationStore]:
     st: ConversationStore
     if request.param == "memory":
         st = MemoryConversationStore()
+    elif request.param == "redis":
+        st = RedisConversationStore(request.getfixturevalue("redis_target"))
     else:
         st = await SqliteConversationStore.open(str(tmp_path / "s.db"))
     yield st
@@ -170,4 +176,4 @@ async def test_open_by_store_url(tmp_path: Path) -> None:
     assert isinstance(lite, SqliteConversationStore)
     await lite.aclose()
     with pytest.raises(ValueError):
-        await open_conversations("redis://localhost")
+        await open_conversations("mongodb://localhost")

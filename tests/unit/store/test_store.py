@@ -9,11 +9,19 @@ from pathlib import Path
 import pytest
 
 from opencomms.store import MemoryStore, OutboxEntry, SqliteStore, Store, open_store
+from opencomms.store.redis_sync import RedisStore
+from tests.redis_fixtures import redis_target, redis_url
+
+__all__ = ["redis_target", "redis_url"]  # fixtures
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    st: Store = MemoryStore() if request.param == "memory" else SqliteStore(str(tmp_path / "s.db"))
+    st: Store
+    if request.param == "redis":
+        st = RedisStore(request.getfixturevalue("redis_target"))
+    else:
+        st = MemoryStore() if request.param == "memory" else SqliteStore(str(tmp_path / "s.db"))
     yield st
     st.close()
 

@@ -1,0 +1,134 @@
+"""One pipeline at a time to Redis: the commands the loop submits while the previous pipeline is in flight go
+together in the next one.
+
+The conversation store sends its commits, loads and outbox bookkeeping through a `Pipeliner`: `submit` queues a
+raw command and returns a future; one task sends everything queued as one pipeline (no MULTI: each command is atomic
+on its own, the scripts included), hands each future its reply, and starts over with what queued meanwhile. Under
+load the batches grow by themselves (like the SQLite writer's), so the node pays one round trip and one connection
+for many units, not one task, one connection and one round trip per command (redis-py's asyncio client costs ~60 us
+of CPU per command and caps its connection pool). Scripts go by SHA: loaded once, loaded again after NOSCRIPT (a
+restarted Redis), and the refused commands resent. A connection fault fails the batch's futures with
+StoreUnavailable; the commands may or may not have run (as with any lost reply): callers that must know reload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+
+from opencomms.store.base import StoreUnavailable
+
+log = logging.getLogger("opencomms.store")
+
+MAX_BATCH = 512
+"""Commands per pipeline at most."""
+
+
+def sha1(script: str) -> str:
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+class Pipeliner:
+    """Queues raw commands for `client` and sends them in pipelines, one at a time (see the module notes)."""
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        scripts: list[str],
+        fault: Callable[[BaseException], StoreUnavailable],
+        faults: tuple[type[BaseException], ...],
+    ) -> None:
+        self._redis = client
+        self._scripts = {sha1(s): s for s in scripts}
+        self._fault = fault
+        self._faults = faults
+        self._queue: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.batches = 0
+        """Pipelines sent."""
+        self.commands = 0
+        """Commands sent (commands / batches: the batching achieved)."""
+
+    def submit(self, *command: Any) -> asyncio.Future[Any]:
+        """Queue `command` (e.g. "EVALSHA", sha, 2, key1, key2, arg…); its future gets the raw reply or an error."""
+        if self._closed:
+            raise StoreUnavailable("the conversation store is closed", reason="unavailable")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append((command, fut))
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="opencomms-redis-pipeline")
+        self._wake.set()
+        return fut
+
+    async def load_scripts(self) -> None:
+        for script in self._scripts.values():
+            await self._redis.script_load(script)
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue:
+                batch, self._queue = self._queue[:MAX_BATCH], self._queue[MAX_BATCH:]
+                try:
+                    await self._send(batch, retry=True)
+                except Exception as exc:  # a bug here must not leave waiters hanging forever
+                    log.exception("a Redis pipeline failed")
+                    _fail(batch, exc)
+
+    async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], *, retry: bool) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for command, _ in batch:
+            pipe.execute_command(*command)
+        try:
+            replies = await pipe.execute(raise_on_error=False)
+        except self._faults as exc:
+            error = self._fault(exc)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(StoreUnavailable(error.message, reason=error.reason))
+            return
+        self.batches += 1
+        self.commands += len(batch)
+        again: list[tuple[tuple[Any, ...], asyncio.Future[Any]]] = []
+        for (command, fut), reply in zip(batch, replies, strict=True):
+            if retry and isinstance(reply, rx.NoScriptError):
+                again.append((command, fut))
+            elif fut.done():
+                continue
+            elif isinstance(reply, Exception):
+                fut.set_exception(self._fault(reply) if isinstance(reply, self._faults) else reply)
+            else:
+                fut.set_result(reply)
+        if again:  # Redis lost its scripts (restarted): load them and resend those commands once
+            try:
+                await self.load_scripts()
+            except self._faults as exc:
+                _fail(again, self._fault(exc))
+                return
+            await self._send(again, retry=False)
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        _fail(self._queue, StoreUnavailable("the conversation store is closed", reason="unavailable"))
+        self._queue = []
+
+
+def _fail(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], exc: BaseException) -> None:
+    for _, fut in batch:
+        if not fut.done():
+            fut.set_exception(exc)

@@ -1,0 +1,222 @@
+"""The synchronous Store on Redis: directory, app keys and secrets, SIP accounts, registrar bindings, operations.
+
+The node uses its Store synchronously on the event loop (the directory, the registrar, the key ring), so this one
+talks to Redis with redis-py's blocking client and a short socket timeout (`cluster.timeout`, 0.25 s by default):
+on loopback or a LAN a command costs one round trip (tens of microseconds to a millisecond), and a Redis that does
+not answer fails the request with StoreUnavailable (503 + Retry-After) instead of stalling the node. Documents are
+one hash per kind (`doc:<kind>`, key -> JSON). A `transaction()` keeps its writes in memory (reads inside it see
+them) and sends them at the end as one MULTI/EXEC; outbox entries go through the same script as the conversation
+store's (the stream, read into this node's pending list in the same step). Every write bumps `docs:gen`, which
+`change_marker` compares with the count of this store's own writes, so a node's directory cache sees the writes of
+the other nodes and of the CLI. No WATCH: a transaction's reads are not fenced against other nodes (the documents
+here are written by one request at a time: an admin, a registration, an operation of the owner's call).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import redis
+from redis import exceptions as rx
+
+from opencomms.store import redis_common as rc
+from opencomms.store.base import Doc, OutboxEntry, Store, StoreUnavailable
+from opencomms.store.sqlite import _dumps, _loads
+
+__all__ = ["RedisStore"]
+
+FAULTS = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnlyError, rx.OutOfMemoryError)
+
+_DELETED = None
+"""An overlay value: the document is deleted by the open transaction."""
+
+
+class RedisStore(Store):
+    """Documents and the outbox in Redis, for a node of a cluster (see the module notes)."""
+
+    def __init__(self, target: rc.RedisTarget, *, client: redis.Redis | None = None) -> None:
+        rc.check_url(target.url)
+        self.target = target
+        self.path = rc.redacted(target.url)
+        self._redis = client or redis.Redis.from_url(
+            target.url, socket_timeout=target.timeout, socket_connect_timeout=target.timeout
+        )
+        self._gen = target.key("docs", "gen")
+        self._outbox = [target.key("outbox"), target.key("outbox", "seq"), target.key("outbox", "ids")]
+        self._ids = target.key("outbox", "ids")
+        self._state = target.key("outbox", "state")
+        self._append = self._redis.register_script(rc.APPEND)
+        self._remove = self._redis.register_script(rc.REMOVE)
+        self._overlay: dict[tuple[str, str], str | None] = {}
+        self._entries: list[OutboxEntry] = []
+        self._own = 0
+        """Writes of this store (each one bumped docs:gen once)."""
+        self._closed = False
+        try:
+            self._redis.xgroup_create(self._outbox[0], rc.GROUP, id="0", mkstream=True)
+        except rx.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        except FAULTS as exc:
+            raise rc.unavailable(exc, self.path) from exc
+
+    def _hash(self, kind: str) -> str:
+        return self.target.key("doc", kind)
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._closed:
+            raise StoreUnavailable(f"store {self.path} is closed", reason="unavailable")
+        try:
+            return fn(*args, **kwargs)
+        except FAULTS as exc:
+            raise rc.unavailable(exc, self.path) from exc
+
+    # -- documents ---------------------------------------------------------------------------------------
+    def get(self, kind: str, key: str) -> Doc | None:
+        if self._depth and (kind, key) in self._overlay:
+            raw = self._overlay[(kind, key)]
+        else:
+            raw = self._run(self._redis.hget, self._hash(kind), key)
+        return None if raw is None else _loads(raw)  # type: ignore[no-any-return]
+
+    def put(self, kind: str, key: str, doc: Doc) -> None:
+        self.put_docs([(kind, key, doc)])
+
+    def put_docs(self, items: Iterable[tuple[str, str, Doc]]) -> None:
+        rows = [(kind, key, _dumps(doc)) for kind, key, doc in items]
+        if self._depth:
+            for kind, key, text in rows:
+                self._overlay[(kind, key)] = text
+            return
+        if rows:
+            pipe = self._redis.pipeline(transaction=True)
+            for kind, key, text in rows:
+                pipe.hset(self._hash(kind), key, text)
+            pipe.incr(self._gen)
+            self._own += 1
+            self._run(pipe.execute)
+
+    def delete(self, kind: str, key: str) -> bool:
+        if self._depth:
+            existed = self.get(kind, key) is not None
+            self._overlay[(kind, key)] = _DELETED
+            return existed
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hdel(self._hash(kind), key)
+        pipe.incr(self._gen)
+        self._own += 1
+        return bool(self._run(pipe.execute)[0])
+
+    def delete_many(self, kind: str, keys: Iterable[str]) -> None:
+        keys = list(keys)
+        if self._depth:
+            for key in keys:
+                self._overlay[(kind, key)] = _DELETED
+        elif keys:
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.hdel(self._hash(kind), *keys)
+            pipe.incr(self._gen)
+            self._own += 1
+            self._run(pipe.execute)
+
+    def scan(self, kind: str) -> Iterator[tuple[str, Doc]]:
+        raw: dict[Any, Any] = self._run(self._redis.hgetall, self._hash(kind))
+        docs = {(k.decode() if isinstance(k, bytes) else k): v for k, v in raw.items()}
+        if self._depth:
+            for (k_kind, key), text in self._overlay.items():
+                if k_kind == kind:
+                    if text is None:
+                        docs.pop(key, None)
+                    else:
+                        docs[key] = text
+        return ((key, _loads(docs[key])) for key in sorted(docs))
+
+    def change_marker(self) -> object:
+        """docs:gen less this store's own writes: changes only when someone else wrote."""
+        gen = self._run(self._redis.get, self._gen)
+        return (int(gen) if gen else 0) - self._own
+
+    def conversations(self) -> list[Doc]:
+        """Every stored conversation document, in id order (the CLI; the node reads them through the ledger)."""
+        ids = [k.decode() for k in self._run(self._redis.zrange, self.target.key("convs"), 0, -1)]
+        docs: list[Doc] = []
+        for start in range(0, len(ids), 500):
+            pipe = self._redis.pipeline(transaction=False)
+            for conv_id in ids[start : start + 500]:
+                pipe.hget(self.target.key("conv", conv_id), "doc")
+            docs += [_loads(raw) for raw in self._run(pipe.execute) if raw is not None]
+        return docs
+
+    # -- outbox ------------------------------------------------------------------------------------------
+    def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
+        return self.outbox_append_many([entry])[0]
+
+    def outbox_append_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
+        if not entries:
+            return []
+        if self._depth:  # numbered now (a gap if the transaction rolls back), appended at its commit
+            last = int(self._run(self._redis.incrby, self._outbox[1], len(entries)))
+            numbered = [e.with_seq(last - len(entries) + 1 + i) for i, e in enumerate(entries)]
+            self._entries.extend(numbered)
+            return numbered
+        seqs = self._run(self._append, keys=self._outbox, args=self._append_args([e.with_seq(0) for e in entries]))
+        return [e.with_seq(int(s)) for e, s in zip(entries, seqs, strict=True)]
+
+    def _append_args(self, entries: list[OutboxEntry]) -> list[Any]:
+        return [self.target.node, len(entries), *rc.entry_args(entries)]
+
+    def outbox_update(self, entry: OutboxEntry) -> None:
+        self._run(self._redis.hset, self._state, entry.id, rc.encode_state(entry))
+
+    def outbox_remove(self, entry_id: str) -> None:
+        self.outbox_remove_many([entry_id])
+
+    def outbox_remove_many(self, entry_ids: Iterable[str]) -> None:
+        ids = list(entry_ids)
+        for start in range(0, len(ids), 500):
+            self._run(self._remove, keys=[self._outbox[0], self._ids, self._state], args=ids[start : start + 500])
+
+    def outbox_load(self) -> list[OutboxEntry]:
+        """Every entry still in the stream (any node's), in seq order (tools and tests)."""
+        pairs = self._run(self._redis.xrange, self._outbox[0])
+        if not pairs:
+            return []
+        states = self._run(self._redis.hmget, self._state, [fields[b"i"].decode() for _, fields in pairs])
+        entries = [rc.decode_entry(fields, state) for (_, fields), state in zip(pairs, states, strict=True)]
+        return sorted((e for e in entries if e is not None), key=lambda e: e.seq)
+
+    # -- transaction primitives (the template is Store.transaction)
+    def _begin(self) -> None:
+        self._overlay = {}
+        self._entries = []
+
+    def _commit(self) -> None:
+        overlay, self._overlay = self._overlay, {}
+        entries, self._entries = self._entries, []
+        if not overlay and not entries:
+            return
+        pipe = self._redis.pipeline(transaction=True)
+        for (kind, key), text in overlay.items():
+            if text is None:
+                pipe.hdel(self._hash(kind), key)
+            else:
+                pipe.hset(self._hash(kind), key, text)
+        if overlay:
+            pipe.incr(self._gen)
+            self._own += 1
+        if entries:
+            self._append(keys=self._outbox, args=self._append_args(entries), client=pipe)
+        self._run(pipe.execute)
+
+    def _rollback(self) -> None:
+        self._overlay = {}
+        self._entries = []
+
+    def _fault(self, exc: BaseException) -> StoreUnavailable | None:
+        return rc.unavailable(exc, self.path) if isinstance(exc, FAULTS) else None
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._redis.close()

@@ -1,0 +1,107 @@
+"""Two nodes on one Redis: node A (its own process) creates a call and dies (`kill -9`) with its notifications still
+undelivered (the bots were down); node B claims them from the outbox stream and delivers them in per-call order,
+then serves the call itself once A's lease has lapsed (bot-to-bot signalling survives the node)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from opencomms.config import ClusterConfig, NotifyConfig
+from opencomms.directory import Directory
+from opencomms.domain.ids import new_id
+from opencomms.store.redis_common import RedisTarget
+from opencomms.store.redis_sync import RedisStore
+from opencomms.testing import GraphClient, RecordingBot, running_node
+from opencomms.testing.harness import app_target
+from tests.integration.conftest import ALL_CALL_PERMISSIONS, node_config
+from tests.redis_fixtures import redis_url
+
+__all__ = ["redis_url"]  # fixtures
+
+CLUSTER = {"LEASE": "1.2", "CLAIM_IDLE": "0.6", "POLL": "0.2"}
+
+
+def start_node_a(url: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    ready = tmp / "a.ready"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+        "OPENCOMMS_LOG_LEVEL": "warning",
+        "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1",
+        "OPENCOMMS_SIP__PORT": "0",
+        "OPENCOMMS_NOTIFY__INITIAL_RETRY_DELAY": "0.1",
+        "OPENCOMMS_NOTIFY__MAX_RETRY_DELAY": "0.2",
+        "OPENCOMMS_CLUSTER__NODE_ID": "a",
+        "OPENCOMMS_CLUSTER__KEY_PREFIX": prefix,
+        **{f"OPENCOMMS_CLUSTER__{k}": v for k, v in CLUSTER.items()},
+    }
+    argv = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", url, "--port", "0"]
+    proc = subprocess.Popen([*argv, "--ready-file", str(ready)], env=env, stderr=(tmp / "a.log").open("wb"))
+    deadline = time.monotonic() + 20
+    while not ready.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp / "a.log").read_text()
+        time.sleep(0.05)
+    return proc, ready.read_text()
+
+
+async def test_a_dead_nodes_notifications_are_delivered_by_another_node(redis_url: str, tmp_path: Path) -> None:
+    prefix = f"t{new_id()[:8]}:"
+    store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
+    directory = Directory(store)
+    tenant = directory.create_tenant("Contoso", "contoso.example")
+    down = True
+    bots: dict[str, RecordingBot] = {}
+    apps: dict[str, tuple[str, str]] = {}
+    for name in ("alice", "bob"):
+        bots[name] = bot = RecordingBot(app_id="", jwks_url="", responder=lambda _: 503 if down else 202)
+        await bot.start(f"/{name}/calls")
+        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
+        bot.app_id, apps[name] = app.id, (app.id, secret)
+    proc, a_url = await asyncio.to_thread(start_node_a, redis_url, prefix, tmp_path)
+    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
+    cfg = dataclasses.replace(
+        node_config(), store_url=redis_url, cluster=cluster, notify=NotifyConfig(initial_retry_delay=0.1)
+    )
+    try:
+        async with running_node(cfg) as node_b:
+            for bot in bots.values():  # the keys are the cluster's: B's JWKS is A's
+                bot.jwks_url = f"{node_b.public_url}/common/discovery/v2.0/keys"
+            async with GraphClient(a_url, tenant.id, *apps["alice"]) as alice:
+                status, call = await alice.create_call(bots["alice"].url, [app_target(apps["bob"][0])])
+                assert status == 201, call
+            await asyncio.sleep(0.5)  # A tries, the bots answer 503: the notifications wait on A
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+            down = False
+            incoming = await bots["bob"].incoming(timeout=8)  # delivered by B, once A's entries went idle
+            await bots["alice"].wait_state(call["id"], "establishing", timeout=8)
+            assert node_b.dispatcher.stats.delivered >= 2
+            async with GraphClient(node_b.public_url, tenant.id, *apps["bob"]) as bob:
+                # B serves the call once A's lease has lapsed (503 + Retry-After until then)
+                for _ in range(50):
+                    if (status := await bob.answer(incoming.call_id)) != 503:
+                        break
+                    await asyncio.sleep(0.1)
+                assert status == 202
+            await bots["alice"].wait_state(call["id"], "established", timeout=8)
+            async with GraphClient(node_b.public_url, tenant.id, *apps["alice"]) as alice_b:
+                assert await alice_b.hang_up(call["id"]) == 204
+            await bots["bob"].wait_for(lambda n: n.change_type == "deleted", timeout=8)
+            await bots["alice"].wait_state(call["id"], "terminated", timeout=8)
+            states: list[Any] = [n.state for n in bots["alice"].for_call(call["id"])]
+            assert states == ["establishing", "established", "terminating", "terminated"]  # per-call order
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for bot in bots.values():
+            await bot.stop()
+        store.close()
