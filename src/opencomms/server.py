@@ -47,7 +47,7 @@ from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
-from opencomms.media.tts import Tts
+from opencomms.media.voices import voices_from_config
 from opencomms.meetings.directory import MeetingDirectory
 from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
@@ -142,6 +142,9 @@ class Node:
             max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
         )
+        self.voices = voices_from_config(
+            config.tts, espeak_executable=mc.tts_executable, max_prompt_seconds=mc.max_prompt_seconds
+        )
         self.prompts = PromptLibrary(
             SafeFetcher(
                 FetchPolicy(
@@ -150,7 +153,7 @@ class Node:
                 ),
                 egress=self.egress,
             ),
-            Tts(executable=mc.tts_executable),
+            self.voices,
             max_prompt_seconds=mc.max_prompt_seconds,
             max_cache_bytes=mc.prompt_cache_mb << 20,
             budget=(prompt_budget := MemoryBudget(config.quotas.prompt_memory_mb << 20)),
@@ -274,6 +277,7 @@ class Node:
         self.engine.start()
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
+        self._stack.push_async_callback(self.voices.close)  # after the prompts close: their renders are cancelled
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.recordings.remove_partial()
@@ -290,6 +294,8 @@ class Node:
         self._stack.push_async_callback(self.invites.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
+        if self.config.tts.piper_preload:
+            self._tasks.create_task(self.voices.preload(), name="opencomms-piper-preload")
         self._stack.callback(self._cancel_timer)
         deadline = self.calls.next_deadline()
         if deadline is not None:

@@ -72,6 +72,7 @@ CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
     ("log_format",): "text",
     ("sip", "register_digest_algorithms"): ("MD5", "SHA-256"),
     ("meetings", "dial_in_number"): "+14255550100",
+    ("tts", "engine"): "espeak",
 }
 """Fields that take one of a few values: the valid other value the loading test uses."""
 
