@@ -247,6 +247,28 @@ class TtsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StreamsConfig:
+    """Media streams in Twilio Media Streams' format (#opencomms startMediaStream, calling/mediastreams.py)."""
+
+    connect_timeout: float = 10.0
+    """Seconds the node keeps trying to open a stream's WebSocket (retrying every 0.2 s) before it gives the
+    stream up (the call goes on)."""
+    max_per_call: int = 1
+    """Streams one call may have at once (Twilio: one bidirectional stream per call)."""
+    playout_seconds: float = 60.0
+    """Audio from the bot queued for playing into the call, in seconds; `media` past it is dropped (counted)
+    until the queue drains or the bot sends `clear`."""
+    send_queue_messages: int = 50
+    """Messages (1 s of 20 ms media) waiting for a slow bot's socket; past it the oldest media is dropped."""
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout <= 0 or self.playout_seconds <= 0:
+            raise FieldError("connect_timeout" if self.connect_timeout <= 0 else "playout_seconds", "a number > 0")
+        if self.max_per_call < 1 or self.send_queue_messages < 1:
+            raise FieldError("max_per_call" if self.max_per_call < 1 else "send_queue_messages", "a whole number >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class EgressConfig:
     allow: tuple[str, ...] = ()
     """Hosts, addresses or CIDRs the node may connect to although private or loopback: a bot on the same host
@@ -552,6 +574,7 @@ class NodeConfig:
     signin: SignInConfig = field(default_factory=SignInConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
 
     @property
     def tls(self) -> bool:

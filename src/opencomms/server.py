@@ -29,6 +29,7 @@ from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.hold_music import HoldMusicPlayer
 from opencomms.calling.media import MediaService
+from opencomms.calling.mediastreams import MediaStreams
 from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
@@ -182,6 +183,10 @@ class Node:
             egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
+        self.media_streams = MediaStreams(
+            self.calls, _EnginePort(self.engine, mc.max_legs), config=config.streams, egress=self.egress
+        )
+        self.media.observers.append(self.media_streams)
         self.meeting_directory = MeetingDirectory(self.store)
         self.adhoc_meetings = InMemoryMeetings()
         """Meetings added by hand (the testing kit), found after the onlineMeeting resources."""
@@ -225,6 +230,7 @@ class Node:
                 )
             ),
             egress=self.egress,
+            media_streams=self.media_streams,
         )
         self.meetings = MeetingService(
             self.meeting_directory, self.directory, config.meetings, public_url=self.public_url, clock=clock
@@ -277,6 +283,7 @@ class Node:
         self.engine.start()
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
+        self._stack.push_async_callback(self.media_streams.close)
         self._stack.push_async_callback(self.voices.close)  # after the prompts close: their renders are cancelled
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencomms.api import meeting_schemas
+from opencomms.api import meeting_schemas, stream_schemas
 from opencomms.wire import apphosted
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
@@ -477,6 +477,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
     **meeting_schemas.REQUEST_SCHEMAS,
+    **stream_schemas.REQUEST_SCHEMAS,
     "subscriptionCreate": {
         "type": "object",
         "required": ["changeType", "notificationUrl", "resource", "expirationDateTime"],
