@@ -224,3 +224,47 @@ async def test_stop_media_stream_and_refusals() -> None:
             )
             assert status == 404
             await call.hang_up()
+
+
+async def test_a_meeting_participants_own_audio_is_streamed() -> None:
+    """In a meeting, `participantId` streams that participant's own (unmixed) audio: here another bot speaking a
+    text prompt, while a third participant, heard in the streaming bot's mix, is not in the stream."""
+    from tests.integration.meetings.test_live_meetings import MEMBER, by_chat, join, wait_roster
+
+    async with TestPlatform() as platform:
+        meeting = platform.add_meeting(passcode=None, passcode_required=False)
+        listener = await platform.recording_bot("listener", permissions=MEMBER)
+        speaker = await platform.recording_bot("speaker", permissions=MEMBER)
+        listener_call = await join(listener, by_chat(meeting))
+        speaker_call = await join(speaker, by_chat(meeting))
+        other = await platform.recording_bot("other", permissions=MEMBER)
+        other_call = await join(other, by_chat(meeting))
+
+        def is_speaker(entry: dict[str, Any]) -> bool:
+            return bool(entry["info"]["identity"].get("application", {}).get("id") == speaker.credentials.app_id)
+
+        roster = await wait_roster(listener, listener_call, lambda entries: any(map(is_speaker, entries)))
+        pid = next(e["id"] for e in roster if is_speaker(e))
+        ai = PipecatBot()
+        async with ws_server(ai) as url:
+            status, op = await start_stream(listener, listener_call, {"url": url, "participantId": pid})
+            assert status == 200, op
+            await asyncio.wait_for(ai.started.wait(), 10)
+            await ai.wait(lambda: len(ai.heard) > 10)
+            own = {"@odata.type": "#opencomms.textPrompt", "text": "This is someone else."}
+            status, played, _ = await other.client.request(
+                "POST", f"/communications/calls/{other_call}/playPrompt", {"prompts": [own]}
+            )
+            assert status == 200
+            await other.webhook.wait_for(
+                lambda n: n.resource_url.endswith(played["id"]) and n.change_type == "deleted", timeout=15
+            )
+            assert np.abs(ai.heard_audio()).max() < 200  # a third participant is in the listener's mix, not the stream
+            prompt = {"@odata.type": "#opencomms.textPrompt", "text": "Hello everyone, this is the speaker."}
+            status, _, _ = await speaker.client.request(
+                "POST", f"/communications/calls/{speaker_call}/playPrompt", {"prompts": [prompt]}
+            )
+            assert status == 200
+            await ai.wait(lambda: np.abs(ai.heard_audio()).max() > 2000, timeout=15)
+            status, error = await start_stream(listener, listener_call, {"url": url, "participantId": "nobody"})
+            assert status in (403, 404), error  # one stream per call, or no such participant
