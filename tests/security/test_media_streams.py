@@ -28,6 +28,9 @@ async def test_a_stream_to_a_forbidden_address_never_connects_and_the_call_goes_
                 assert status == 200, op
                 streams = platform.node.media_streams
                 await eventually(lambda: streams.stats.failed > 0)
+                failed = await bot.webhook.wait_for(lambda n: n.resource_url.endswith(op["id"]))
+                assert failed[0].resource_data["status"] == "failed"
+                assert failed[0].resource_data["resultInfo"]["subcode"] == 9142
                 assert listener.connections == 0 and streams.active == 0
                 assert platform.node.calls.leg(call_id) is not None and not call.ended  # the call goes on
                 await call.hang_up()

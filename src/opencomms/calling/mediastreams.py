@@ -36,6 +36,7 @@ import aiohttp
 import numpy as np
 from yarl import URL
 
+from opencomms.calling import notifications as notes
 from opencomms.calling.media import EnginePort
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.service import ACCESS_MEDIA, CallService
@@ -43,6 +44,7 @@ from opencomms.config import StreamsConfig
 from opencomms.domain.calls import CallState
 from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExceeded
 from opencomms.domain.ids import new_id, normalize_id
+from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
 from opencomms.media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
@@ -55,6 +57,10 @@ __all__ = ["MediaStreams", "StreamStats"]
 
 log = logging.getLogger("opencomms.media")
 
+START_OPERATION = "#opencomms.startMediaStreamOperation"
+STREAM_DONE = ResultInfo(200, 0, "The media stream is connected.")
+STREAM_UNREACHABLE = ResultInfo(410, 9142, "The media stream's WebSocket could not be reached (or is not allowed).")
+"""The start operation's outcome when the socket cannot be opened within connect_timeout (subcode ours)."""
 RETRY_SECONDS = 0.2
 MARK_ROOM = 1024
 """Marks a playout queue holds beyond its audio."""
@@ -85,6 +91,8 @@ class _Stream:
     down: dict[str, Resampler] = field(default_factory=dict)
     up: Resampler = field(default_factory=lambda: Resampler(wire.SAMPLE_RATE, SAMPLE_RATE))
     pending: np.ndarray[Any, np.dtype[np.int16]] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
+    op_id: str = ""
+    """The startMediaStream operation: `running` until the socket opens, then completed (or failed)."""
     started_at: float | None = None
     """Engine time of the first frame sent (timestamps count from it)."""
     closing: bool = False
@@ -172,9 +180,11 @@ class MediaStreams:
         self._streams[sid] = stream
         self._by_call.setdefault(call.id, []).append(sid)
         self.stats.started += 1
+        op = self._operation(call, START_OPERATION, req.client_context, status="running", streamSid=sid)
+        stream.op_id = op["id"]
         stream.task = self._loop.create_task(self._run(stream), name=f"mediastream-{sid}")
         log.info("media stream started", extra={"call_id": call.id, "stream_sid": sid})
-        return self._operation(call, "#opencomms.startMediaStreamOperation", req.client_context, streamSid=sid)
+        return op
 
     def stop(self, caller: Caller, call_id: str, req: wire.StopMediaStream) -> JsonObj:
         """stopMediaStream: `stop` to the bot and the socket closes (one stream, or every stream of the call)."""
@@ -197,19 +207,41 @@ class MediaStreams:
                 return leg.id
         raise NotFound(f"No participant {participant_id!r} in this call.")
 
-    def _operation(self, call: Call, kind: str, client_context: str | None, **extra: Any) -> JsonObj:
+    def _operation(
+        self, call: Call, kind: str, client_context: str | None, *, status: str = "completed", **extra: Any
+    ) -> JsonObj:
         op_id = new_id()
+        result = STREAM_DONE.to_wire() if status == "completed" else None
         body: JsonObj = {
             "@odata.type": kind,
             "id": op_id,
-            "status": "completed",
+            "status": status,
             "clientContext": client_context,
-            "resultInfo": {"@odata.type": "#microsoft.graph.resultInfo", "code": 200, "subcode": 0, "message": ""},
+            "resultInfo": result,
             **extra,
         }
         with self.calls.unit():
             self.calls.store.put("operation", f"{call.id}/{op_id}", body)
         return body
+
+    def _started(self, stream: _Stream, result: ResultInfo) -> None:
+        """The start operation ends (the socket opened, or could not be opened): stored, and the bot notified
+        (`deleted` on the operation, as Graph reports finished operations) if its call still exists."""
+        call = self.calls.leg(stream.call_id)
+        if call is None or not stream.op_id:
+            return
+        url = f"/communications/calls/{stream.call_id}/operations/{stream.op_id}"
+        body: JsonObj = {
+            "@odata.type": START_OPERATION,
+            "id": stream.op_id,
+            "status": "completed" if result.code < 400 else "failed",
+            "clientContext": stream.request.client_context,
+            "resultInfo": result.to_wire(),
+            "streamSid": stream.sid,
+        }
+        with self.calls.unit():
+            self.calls.store.put("operation", f"{stream.call_id}/{stream.op_id}", body)
+            self.calls.notify(call, notes.envelope("deleted", url, {**body, "@odata.id": url, "@odata.etag": 'W/"2"'}))
 
     # -- MediaService observer (event loop) ------------------------------------------------------------------
     def connected(self, call: Call) -> None:
@@ -395,12 +427,15 @@ class MediaStreams:
             if ws is None:
                 self.stats.failed += 1
                 log.warning("media stream endpoint unreachable", extra={"call_id": stream.call_id})
+                if not stream.closing:
+                    self._started(stream, STREAM_UNREACHABLE)
                 self._end(stream.sid)
                 return
             stream.ws = ws
             self.stats.connected += 1
             await ws.send_str(stream.encoder.connected())
             await ws.send_str(stream.encoder.start())
+            self._started(stream, STREAM_DONE)
             self.engine.call(self._listeners(stream))
             sender = asyncio.get_running_loop().create_task(self._send_loop(stream, ws))
             try:

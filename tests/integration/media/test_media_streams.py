@@ -147,8 +147,14 @@ async def test_pipecat_serializer_hears_the_caller_and_the_caller_hears_it_back(
         async with ws_server(ai) as url, platform.caller(number="+15550123") as caller:
             call, call_id = await answered_call(platform, bot, caller)
             status, op = await start_stream(bot, call_id, {"url": url, "customParameters": {"lang": "en"}})
-            assert status == 200 and op["status"] == "completed" and op["streamSid"].startswith("MZ"), op
+            assert status == 200 and op["status"] == "running" and op["streamSid"].startswith("MZ"), op
             await asyncio.wait_for(ai.started.wait(), 10)
+            done = await bot.webhook.wait_for(
+                lambda n: n.resource_url.endswith(op["id"]) and n.change_type == "deleted"
+            )
+            assert (
+                done[0].resource_data["status"] == "completed" and done[0].resource_data["streamSid"] == op["streamSid"]
+            )
             connected, start = ai.events[0], ai.events[1]
             assert connected == {"event": "connected", "protocol": "Call", "version": "1.0.0"}
             assert start["start"]["callSid"] == call_id and start["streamSid"] == op["streamSid"]
