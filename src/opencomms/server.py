@@ -296,7 +296,8 @@ class Node:
             self._stack.push_async_callback(self.sip.close)
         if self.dialin is not None:
             self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
-            self.dialin.prefetch()
+            if self.config.meetings.dial_in_number:  # a node that answers a dial-in number: its callers wait not
+                self.dialin.prefetch()
         self._stack.push_async_callback(self.announcer.close)
         self._stack.push_async_callback(self.hold_music.close)
         self._stack.push_async_callback(self.invites.close)

@@ -249,6 +249,10 @@ async def test_record_with_prompt_beep_and_stop_tone(media: Media) -> None:
         },
     )
     assert status == 200
+    prompts = media.p.node.prompts
+    async with asyncio.timeout(15):  # piper's first render on a cold node takes a while on a busy host
+        while prompts.stats.entries == 0:  # noqa: ASYNC110 - observing the cache from outside
+            await asyncio.sleep(0.02)
     await media.action("alice", a_id, "playPrompt", {"prompts": [media.prompt("long.wav")]})
     await asyncio.sleep(2.5)
     await media.action("alice", a_id, "sendDtmfTones", {"tones": ["pound"]})
