@@ -458,11 +458,10 @@ class DialIn:
         return sc
 
     def prefetch(self) -> None:
-        """Render what every caller hears first (the welcome, then "joining") in the background now, so that the
-        first caller does not wait for text-to-speech (piper's worker loads its model on first use)."""
+        """Render the welcome every caller hears first in the background now, so that the first caller does not
+        wait for text-to-speech (piper's worker loads its model on first use; the other prompts follow warm)."""
         voice = self.config.dial_in_voice or None
-        prompts = AttendantPrompts()
-        self.prompts.prefetch(PromptSpec(text=text, voice=voice) for text in (prompts.welcome, prompts.joining))
+        self.prompts.prefetch([PromptSpec(text=AttendantPrompts().welcome, voice=voice)])
 
     async def close(self) -> None:
         """Stop every attendant (the gateway then tears the calls down)."""

@@ -116,6 +116,10 @@ class PromptLibrary:
     def stats(self) -> PromptStats:
         return PromptStats(self._hits, self._misses, self._failures, self._bytes, len(self._cache))
 
+    def cached(self, spec: PromptSpec) -> bool:
+        """Whether `spec`'s audio is in the cache (loaded, not evicted)."""
+        return spec.cache_key() in self._cache
+
     async def load(self, spec: PromptSpec) -> Audio:
         """The prompt's audio (16 kHz mono int16, read-only), from the cache or loaded now.
 

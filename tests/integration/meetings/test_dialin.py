@@ -5,6 +5,7 @@ hanging up mid-prompt leaves nothing behind; recording status and joins are anno
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,21 +13,23 @@ from typing import Any
 
 import pytest
 
+from opencomms.config import TtsConfig
 from opencomms.domain.meetings import LobbyScope
-from opencomms.testing.platform import TestBot, TestPlatform
+from opencomms.testing.platform import TestBot, TestPlatform, default_config
 from tests.sipp.sipp import SCENARIO_DIR, run_sipp
 
 from .test_live_meetings import MEMBER, by_chat, join, wait_roster
 
 CALLS = "/communications/calls"
-JOINED = 15.0
-"""Seconds a phone may take to join after the attendant: the first caller of a node may wait for piper's model to load
-and the attendant's prompts to render (prefetched at start) on a busy test host."""
 
 
 @pytest.fixture
-async def platform() -> AsyncIterator[TestPlatform]:
-    async with TestPlatform() as p:
+async def platform(tmp_path: Path) -> AsyncIterator[TestPlatform]:
+    # These tests time the attendant's dialogue (keys during prompts, a SIPp phone that stays 6 s): espeak-ng
+    # renders in milliseconds where piper's first render on a busy 2-core test host takes seconds. The piper
+    # attendant is exercised by tests/examples/test_meeting_assistant.py (three phones dial in).
+    config = default_config(str(tmp_path / "recordings"))
+    async with TestPlatform(dataclasses.replace(config, tts=TtsConfig(engine="espeak"))) as p:
         yield p
 
 
@@ -57,7 +60,7 @@ async def test_phone_dials_in_keys_id_and_passcode_joins_the_roster_and_hears_th
         await call.wait_for_silence(0.4)
         await call.wait_for_speech()  # "please enter the meeting passcode"
         await call.press("9876#", "inband")  # in-band keys work too
-        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1, JOINED)
+        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
         phone = phones(roster)[0]
         assert phone["info"]["identity"]["phone"]["id"] == "+15550111"
         assert phone["isInLobby"] is False
@@ -117,7 +120,7 @@ async def test_recording_status_and_entry_are_announced_to_the_phone(platform: T
         call = await caller.dial(platform.dial_in_number)
         await call.wait_answered()
         await call.press("717171#")
-        await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1, JOINED)
+        await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
         await call.wait_for_silence(0.6)
         announcer = platform.node.announcer
         before = announcer.spoken
@@ -189,7 +192,7 @@ async def test_a_phone_waits_in_the_lobby_until_admitted_and_leaves_nothing_when
     base = engine_legs(platform)
     async with platform.caller() as caller:
         first = await caller.dial_in(platform.dial_in_number, "818181", "55")
-        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1, JOINED)
+        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
         waiting = phones(roster)[0]
         assert waiting["isInLobby"] is True
         await first.wait_for_silence(0.3)
@@ -204,7 +207,7 @@ async def test_a_phone_waits_in_the_lobby_until_admitted_and_leaves_nothing_when
         second = await caller.dial_in(platform.dial_in_number, "818181", "55", method="inband")
         await wait_roster(bot, call_id, lambda entries: any(e["isInLobby"] for e in phones(entries)))
         await second.hang_up()
-        await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1, JOINED)
+        await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
     sip_gateway = platform.node.sip
     assert sip_gateway is not None
     await settled(lambda: engine_legs(platform) == base and sip_gateway.ports.in_use == 0)  # no phone or voice left
@@ -272,5 +275,5 @@ async def test_a_phone_dials_into_a_meeting_created_over_rest_with_its_audio_con
     async with platform.caller(number="+15550123") as caller:
         passcode = settings["passcode"] if settings.get("isPasscodeRequired") else None
         await caller.dial_in(audio["tollNumber"], audio["conferenceId"], passcode)
-        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1, JOINED)
+        roster = await wait_roster(bot, call_id, lambda entries: len(phones(entries)) == 1)
         assert phones(roster)[0]["info"]["identity"]["phone"]["id"] == "+15550123"

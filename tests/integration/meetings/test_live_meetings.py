@@ -67,11 +67,10 @@ def rosters(bot: TestBot, call_id: str) -> list[Notification]:
     return [n for n in bot.webhook.for_call(call_id) if n.resource_url.endswith("/participants")]
 
 
-async def wait_roster(bot: TestBot, call_id: str, check: Any, timeout: float = 5.0) -> list[dict[str, Any]]:
+async def wait_roster(bot: TestBot, call_id: str, check: Any) -> list[dict[str, Any]]:
     """The first roster notification of `call_id` whose entries satisfy `check`."""
     found = await bot.webhook.wait_for(
-        lambda n: n.call_id == call_id and n.resource_url.endswith("/participants") and check(n.resource_data),
-        timeout=timeout,
+        lambda n: n.call_id == call_id and n.resource_url.endswith("/participants") and check(n.resource_data)
     )
     return list(found[0].resource_data)
 
