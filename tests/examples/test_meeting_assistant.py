@@ -15,12 +15,11 @@ import pytest
 from examples.meeting_assistant.assistant import greeting, main, run_assistant
 from examples.meeting_assistant.commands import KeyCommands, Leave, Mute
 
-from opencomms.media.tts import Tts
 from opencomms.media.wav import decode_wav
 from opencomms.sdk.calling import Call, CommunicationsClient
 from opencomms.testing.audio import contains, find_signal
 from opencomms.testing.platform import TestMeeting, TestPlatform
-from tests.examples.conftest import settings_for
+from tests.examples.conftest import settings_for, spoken_by
 
 MEMBER = ("Calls.JoinGroupCall.All", "Calls.AccessMedia.All", "Calls.InitiateGroupCall.All")
 
@@ -50,7 +49,7 @@ async def test_greets_each_joiner_mutes_on_request_and_leaves_when_asked(platfor
         _, b = await participant(platform, meeting, "Bob")
         assert (await assistant.wait_event("greeted", "Bob")).seat == 2
         heard = decode_wav(await a.download_recording(await asyncio.wait_for(record, 15)))
-        spoken = await Tts().synthesize(greeting("Bob", 2), "en-us", None)
+        spoken = await spoken_by(platform, greeting("Bob", 2))
         match = find_signal(heard, spoken)
         assert match.score > 0.9, match
 
@@ -87,7 +86,7 @@ async def test_three_phones_dial_in_are_greeted_and_one_has_another_muted_then_d
         greeted = {n: (await assistant.wait_event("greeted", n, timeout=40)).seat for n in names}
         assert sorted(greeted.values()) == [1, 2, 3]
         last = next(n for n, seat in greeted.items() if seat == 3)  # every phone was in the meeting for it
-        spoken = await Tts().synthesize(greeting(last, 3), "en-us", None)
+        spoken = await spoken_by(platform, greeting(last, 3))
         heard = [contains(p.heard_audio(), spoken, min_score=0.8) for p in phones]
         assert min(heard) > 0.8, heard
 

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from opencomms.config import MediaConfig
+from opencomms.domain.media import PromptSpec
 from opencomms.media.wav import decode_wav, encode_wav
 from opencomms.testing import GraphClient, running_node
 from opencomms.testing.harness import Notification, app_target
@@ -249,6 +250,10 @@ async def test_record_with_prompt_beep_and_stop_tone(media: Media) -> None:
         },
     )
     assert status == 200
+    prompts, spec = media.p.node.prompts, PromptSpec(text="Speak after the beep.", voice="en-us")
+    async with asyncio.timeout(15):  # piper's first render on a cold node takes a while on a busy host
+        while not prompts.cached(spec):  # noqa: ASYNC110 - observing the cache from outside
+            await asyncio.sleep(0.02)
     await media.action("alice", a_id, "playPrompt", {"prompts": [media.prompt("long.wav")]})
     await asyncio.sleep(2.5)
     await media.action("alice", a_id, "sendDtmfTones", {"tones": ["pound"]})

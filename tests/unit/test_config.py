@@ -73,6 +73,7 @@ CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
     ("sip", "register_digest_algorithms"): ("MD5", "SHA-256"),
     ("meetings", "dial_in_number"): "+14255550100",
     ("webrtc", "rtpengine"): "127.0.0.1:2224",
+    ("tts", "engine"): "espeak",
 }
 """Fields that take one of a few values: the valid other value the loading test uses."""
 

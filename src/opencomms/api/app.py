@@ -69,6 +69,8 @@ class ApiContext:
     """Change-notification subscriptions (subscriptions.service.SubscriptionService); None: 404."""
     invites: ParticipantInvites | None = None
     """participants/invite (None: 503)."""
+    media_streams: Any = None
+    """#opencomms media streams (calling.mediastreams.MediaStreams); None: 503 on start/stopMediaStream."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from opencomms.api import meeting_schemas
+from opencomms.api import meeting_schemas, stream_schemas
 from opencomms.wire import apphosted
 from opencomms.wire import calls as wc
 from opencomms.wire import media as wm
@@ -331,13 +331,26 @@ TEXT_PROMPT: Schema = {
     "type": "object",
     "title": "textPrompt",
     "required": ["text"],
-    "description": "opencomms extension: spoken by the node's text-to-speech engine. Without @odata.type, a prompt "
-    "with 'text' and no 'mediaInfo' is a textPrompt.",
+    "description": "opencomms extension: spoken by the node's text-to-speech engine (piper's natural voice for "
+    "English by default, espeak-ng for other languages and espeak variants such as 'en-us+f3'). Without "
+    "@odata.type, a prompt with 'text' and no 'mediaInfo' is a textPrompt.",
     "properties": {
         "@odata.type": {"type": "string", "enum": [wm.TEXT_PROMPT]},
         "text": {"type": "string", "minLength": 1, "maxLength": wm.MAX_TEXT, "pattern": "\\S"},
-        "voice": VOICE,
+        "voice": {
+            **VOICE,
+            "description": "opencomms: a piper voice (its model's name, e.g. 'en_US-joe-medium'), an English tag "
+            "('en-us': the node's English voice) or an espeak-ng voice ('de', 'en-us+f3').",
+        },
         "language": VOICE,
+        "speed": nullable(
+            {
+                "type": "number",
+                "minimum": wm.MIN_SPEED,
+                "maximum": wm.MAX_SPEED,
+                "description": "opencomms: speaking rate relative to the voice's own pace (default 1).",
+            }
+        ),
     },
     "if": {"not": {"required": ["@odata.type"]}},
     "then": {"not": {"required": ["mediaInfo"]}},
@@ -464,6 +477,7 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
     "updateRecordingStatus": UPDATE_RECORDING_STATUS,
     "tokenRequest": TOKEN_REQUEST,
     **meeting_schemas.REQUEST_SCHEMAS,
+    **stream_schemas.REQUEST_SCHEMAS,
     "subscriptionCreate": {
         "type": "object",
         "required": ["changeType", "notificationUrl", "resource", "expirationDateTime"],

@@ -23,15 +23,19 @@ class PromptSpec:
     """espeak-ng voice name, e.g. 'en-us' or 'en-us+f3' (textPrompt.voice)."""
     language: str | None = None
     """BCP 47 language tag, used as the voice when no voice is given (textPrompt.language)."""
+    speed: float | None = None
+    """Speaking rate, 1.0 the voice's own (textPrompt.speed, 0.5-2.0); None: the voice's own."""
 
     @property
     def is_text(self) -> bool:
         return self.text is not None
 
     def cache_key(self) -> str:
-        """Media prompts cache by resourceId (else URI); text prompts by text, voice and language."""
+        """Media prompts cache by resourceId (else URI); text prompts by text, voice, language, speed and the
+        rendered sample rate (16 kHz, the engine's)."""
         if self.text is not None:
-            return f"text\x00{self.voice or ''}\x00{self.language or ''}\x00{self.text}"
+            speed = f"{self.speed:g}" if self.speed is not None else ""
+            return f"text\x00{self.voice or ''}\x00{self.language or ''}\x00{speed}\x0016000\x00{self.text}"
         if self.resource_id:
             return f"id\x00{self.resource_id.lower()}"
         return f"uri\x00{self.uri}"

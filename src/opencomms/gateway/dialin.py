@@ -34,7 +34,7 @@ from opencomms.calling.subscribers import Batch, Subscriber
 from opencomms.config import MeetingsConfig
 from opencomms.domain import events as ev
 from opencomms.domain import results
-from opencomms.domain.attendant import Attendant, Goodbye, Join, Say
+from opencomms.domain.attendant import Attendant, AttendantPrompts, Goodbye, Join, Say
 from opencomms.domain.errors import OpenCommsError
 from opencomms.domain.ids import new_id
 from opencomms.domain.legs import LegKind, LegSpec
@@ -459,6 +459,12 @@ class DialIn:
         sc.answered = sc.started = True
         gw.admission.answered(handle.source.host)
         return sc
+
+    def prefetch(self) -> None:
+        """Render the welcome every caller hears first in the background now, so that the first caller does not
+        wait for text-to-speech (piper's worker loads its model on first use; the other prompts follow warm)."""
+        voice = self.config.dial_in_voice or None
+        self.prompts.prefetch([PromptSpec(text=AttendantPrompts().welcome, voice=voice)])
 
     async def close(self) -> None:
         """Stop every attendant (the gateway then tears the calls down)."""

@@ -59,9 +59,11 @@ class Fetcher(Protocol):
 
 
 class Synthesizer(Protocol):
-    """What the library needs of `Tts`."""
+    """What the library needs of `Voices` (or `Tts`): `speed` is passed only when the prompt gives one."""
 
-    async def synthesize(self, text: str, voice: str | None, language: str | None) -> Audio: ...
+    async def synthesize(
+        self, text: str, voice: str | None, language: str | None, speed: float | None = None
+    ) -> Audio: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,10 @@ class PromptLibrary:
     @property
     def stats(self) -> PromptStats:
         return PromptStats(self._hits, self._misses, self._failures, self._bytes, len(self._cache))
+
+    def cached(self, spec: PromptSpec) -> bool:
+        """Whether `spec`'s audio is in the cache (loaded, not evicted)."""
+        return spec.cache_key() in self._cache
 
     async def load(self, spec: PromptSpec) -> Audio:
         """The prompt's audio (16 kHz mono int16, read-only), from the cache or loaded now.
@@ -250,7 +256,10 @@ class PromptLibrary:
     async def _load_reserved(self, key: str, spec: PromptSpec, reservation: Reservation | None) -> Audio:
         started = self._clock()
         if spec.text is not None:
-            audio = await self._tts.synthesize(spec.text, spec.voice, spec.language)
+            if spec.speed is None:
+                audio = await self._tts.synthesize(spec.text, spec.voice, spec.language)
+            else:
+                audio = await self._tts.synthesize(spec.text, spec.voice, spec.language, speed=spec.speed)
             seconds = audio.size / SAMPLE_RATE
             if seconds > self.max_prompt_seconds:
                 raise PromptError(
@@ -311,7 +320,8 @@ class PromptLibrary:
 def _describe(spec: PromptSpec) -> str:
     """A log-safe name: resourceId or host, never the text, a full URL or its query."""
     if spec.text is not None:
-        return f"text({len(spec.text)} chars, voice={spec.voice or spec.language or 'default'})"
+        speed = "" if spec.speed is None else f", speed={spec.speed:g}"
+        return f"text({len(spec.text)} chars, voice={spec.voice or spec.language or 'default'}{speed})"
     if spec.resource_id:
         return f"resource {spec.resource_id}"
     uri = spec.uri or ""

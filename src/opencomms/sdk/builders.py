@@ -64,13 +64,18 @@ def media_prompt(uri: str, resource_id: str | None = None) -> JsonObj:
     return {"@odata.type": "#microsoft.graph.mediaPrompt", "mediaInfo": media_info(uri, resource_id)}
 
 
-def text_prompt(text: str, voice: str | None = None, language: str | None = None) -> JsonObj:
-    """Text the node speaks with text-to-speech (opencomms extension `#opencomms.textPrompt`)."""
+def text_prompt(
+    text: str, voice: str | None = None, language: str | None = None, speed: float | None = None
+) -> JsonObj:
+    """Text the node speaks with text-to-speech (opencomms extension `#opencomms.textPrompt`): English with a
+    natural piper voice unless `voice` names an espeak-ng one; `speed` 0.5-2.0 times the voice's pace."""
     prompt: JsonObj = {"@odata.type": "#opencomms.textPrompt", "text": text}
     if voice:
         prompt["voice"] = voice
     if language:
         prompt["language"] = language
+    if speed is not None:
+        prompt["speed"] = speed
     return prompt
 
 

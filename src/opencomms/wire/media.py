@@ -22,6 +22,9 @@ MAX_TEXT = 2000
 """Longest text of one textPrompt, in characters."""
 TONES = wire_tones.TONES
 """Graph `tone` names sendDtmfTones accepts."""
+MIN_SPEED = 0.5
+MAX_SPEED = 2.0
+"""textPrompt.speed: the speaking rate relative to the voice's own."""
 TEXT_PROMPT = "#opencomms.textPrompt"
 MEDIA_PROMPT = "#microsoft.graph.mediaPrompt"
 STOP_TONE_KEYS = frozenset("0123456789*#ABCD")
@@ -58,6 +61,15 @@ def _voice(obj: dict[str, Any], key: str, path: str) -> str | None:
     return value
 
 
+def _speed(obj: dict[str, Any], path: str) -> float | None:
+    value = obj.get("speed")
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not MIN_SPEED <= value <= MAX_SPEED:
+        raise BadRequest(f"'{path}.speed' must be a number from {MIN_SPEED:g} to {MAX_SPEED:g} (1 = the voice's pace).")
+    return float(value)
+
+
 def prompt(value: Any, path: str) -> tuple[PromptSpec, dict[str, Any]]:
     """One prompt: its spec, and its normalised JSON."""
     obj = r.as_object(value, path)
@@ -66,7 +78,12 @@ def prompt(value: Any, path: str) -> tuple[PromptSpec, dict[str, Any]]:
         text = r.string(obj, "text", f"{path}.", required=True, max_len=MAX_TEXT) or ""
         if not text.strip():
             raise BadRequest(f"'{path}.text' must contain something to say.")
-        spec = PromptSpec(text=text, voice=_voice(obj, "voice", path), language=_voice(obj, "language", path))
+        spec = PromptSpec(
+            text=text,
+            voice=_voice(obj, "voice", path),
+            language=_voice(obj, "language", path),
+            speed=_speed(obj, path),
+        )
         return spec, {**obj, "@odata.type": TEXT_PROMPT}
     if obj.get("mediaInfo") is None:
         raise BadRequest(f"'{path}.mediaInfo' is required.")

@@ -5,6 +5,7 @@ hanging up mid-prompt leaves nothing behind; recording status and joins are anno
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,8 +13,9 @@ from typing import Any
 
 import pytest
 
+from opencomms.config import TtsConfig
 from opencomms.domain.meetings import LobbyScope
-from opencomms.testing.platform import TestBot, TestPlatform
+from opencomms.testing.platform import TestBot, TestPlatform, default_config
 from tests.sipp.sipp import SCENARIO_DIR, run_sipp
 
 from .test_live_meetings import MEMBER, by_chat, join, wait_roster
@@ -22,8 +24,12 @@ CALLS = "/communications/calls"
 
 
 @pytest.fixture
-async def platform() -> AsyncIterator[TestPlatform]:
-    async with TestPlatform() as p:
+async def platform(tmp_path: Path) -> AsyncIterator[TestPlatform]:
+    # These tests time the attendant's dialogue (keys during prompts, a SIPp phone that stays 6 s): espeak-ng
+    # renders in milliseconds where piper's first render on a busy 2-core test host takes seconds. The piper
+    # attendant is exercised by tests/examples/test_meeting_assistant.py (three phones dial in).
+    config = default_config(str(tmp_path / "recordings"))
+    async with TestPlatform(dataclasses.replace(config, tts=TtsConfig(engine="espeak"))) as p:
         yield p
 
 

@@ -22,6 +22,7 @@ from opencomms.subscriptions import model as subs
 from opencomms.wire import calls as wc
 from opencomms.wire import invites as wi
 from opencomms.wire import media as wm
+from opencomms.wire import mediastreams as wms
 from opencomms.wire import meeting_control as wmt
 from opencomms.wire.meetings import meeting_fields
 
@@ -48,6 +49,8 @@ READERS: dict[str, Callable[[Any], Any]] = {
     "onlineMeetingPatch": lambda body: meeting_fields(body, patch=True),
     "subscriptionCreate": subs.read_create,
     "subscriptionUpdate": subs.read_update,
+    "startMediaStream": wms.start_media_stream,
+    "stopMediaStream": lambda body: wms.stop_media_stream(wc.empty_or_object(body)),
 }
 LEAVES = st.one_of(
     st.none(),

@@ -13,6 +13,7 @@ from opencomms.api.routes import (
     metrics,
     records,
     signin,
+    streams,
     subscriptions,
 )
 from opencomms.api.routing import Route
@@ -24,6 +25,7 @@ def all_routes() -> list[Route]:
         *meeting_control.ROUTES,
         *invites.ROUTES,
         *media.ROUTES,
+        *streams.ROUTES,
         *records.ROUTES,
         *identity.ROUTES,
         *meta.ROUTES,
