@@ -35,6 +35,8 @@ from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
+from opencomms.calling.transcription import CallTranscription
+from opencomms.calling.transcription import from_config as transcription_from_config
 from opencomms.config import NodeConfig
 from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
@@ -231,6 +233,7 @@ class Node:
         self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
+        self.transcription = self._transcription(config)
         self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
@@ -266,6 +269,18 @@ class Node:
         self.calls.subscribe(DialInEvents(dialin))
         return dialin, announcer
 
+    def _transcription(self, config: NodeConfig) -> CallTranscription | None:
+        """Live transcription when `[speech] enabled` (the models load now: a missing one stops the start)."""
+        if not config.speech.enabled:
+            return None
+        transcription = transcription_from_config(
+            self.calls, _EnginePort(self.engine, config.media.max_legs), config.speech
+        )
+        self.media.observers.append(transcription)
+        self.calls.subscribe(transcription)
+        self.api.transcription = transcription
+        return transcription
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         self._loop = asyncio.get_running_loop()
@@ -274,6 +289,9 @@ class Node:
         self.engine.start()
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
+        if self.transcription is not None:
+            self.transcription.start_pool()
+            self._stack.push_async_callback(self.transcription.close)
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.recordings.remove_partial()

@@ -25,6 +25,7 @@ from opencomms.calling.meetings import LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
+from opencomms.calling.transcription import CallTranscription
 from opencomms.directory import Directory
 from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
@@ -69,6 +70,8 @@ class ApiContext:
     """Change-notification subscriptions (subscriptions.service.SubscriptionService); None: 404."""
     invites: ParticipantInvites | None = None
     """participants/invite (None: 503)."""
+    transcription: CallTranscription | None = None
+    """Live transcription (calling.transcription.CallTranscription); None: startTranscription answers 503."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

@@ -14,6 +14,7 @@ from opencomms.api.routes import (
     records,
     signin,
     subscriptions,
+    transcription,
 )
 from opencomms.api.routing import Route
 
@@ -31,4 +32,5 @@ def all_routes() -> list[Route]:
         *meetings.ROUTES,
         *signin.ROUTES,
         *subscriptions.ROUTES,
+        *transcription.ROUTES,
     ]
