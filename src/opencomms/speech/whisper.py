@@ -141,10 +141,14 @@ class WhisperTranscriber:
 def drop_restart(text: str) -> str:
     """Whisper's typical loop on a short window: after a sentence end it starts the utterance again ("Send me the
     slides. Send me the"). Cut the text where a sentence starts with the same two words as the text."""
-    first = text.lower().split()[:2]
+    first = _words(text)[:2]
     if len(first) < 2:
         return text
     for match in _SENTENCE_END.finditer(text):
-        if text[match.end() :].lower().split()[:2] == first:
+        if _words(text[match.end() :])[:2] == first:
             return text[: match.start() + 1]
     return text
+
+
+def _words(text: str) -> list[str]:
+    return [w.strip(".,?!;:\"'") for w in text.lower().split()]
