@@ -173,6 +173,11 @@ class TranscriptionPool:
     def speakers(self) -> int:
         return len(self._segmenters)
 
+    @property
+    def held_samples(self) -> int:
+        """Audio samples the segmenters hold now, all speakers together (read from any thread: approximate)."""
+        return sum(seg.held_samples for seg in list(self._segmenters.values()))
+
     # -- input (any thread) ------------------------------------------------------------------------------------
     def feed(self, key: Hashable, frame: npt.NDArray[np.int16], at: float) -> None:
         """One frame of speaker `key` at stream time `at` (the frame is copied)."""
