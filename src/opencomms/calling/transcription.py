@@ -39,7 +39,7 @@ from opencomms.calling.subscribers import Batch, Subscriber
 from opencomms.config import SpeechConfig
 from opencomms.domain import events as ev
 from opencomms.domain.calls import CallState
-from opencomms.domain.errors import AccessDenied, InvalidState
+from opencomms.domain.errors import AccessDenied, InvalidState, ServiceUnavailable
 from opencomms.domain.ids import new_id
 from opencomms.domain.rules import ConversationKind
 from opencomms.media import engine as eng
@@ -111,7 +111,11 @@ class CallTranscription(Subscriber):
     ) -> None:
         self.calls = calls
         self.engine = engine
-        self.pool = pool(self._from_pool)
+        self._make_pool = pool
+        self.pool: TranscriptionPool | None = None
+        """Made (models loaded, threads started) at the first startTranscription, on a worker thread."""
+        self._pool_lock = asyncio.Lock()
+        self._closed = False
         self._clock = clock
         self._monotonic = monotonic
         self._sessions: dict[str, _Session] = {}
@@ -125,16 +129,26 @@ class CallTranscription(Subscriber):
     def active(self) -> int:
         return len(self._sessions)
 
-    def start_pool(self) -> None:
-        self.pool.start()
+    async def _started_pool(self) -> TranscriptionPool:
+        async with self._pool_lock:
+            if self._closed:
+                raise ServiceUnavailable("The node is stopping.")
+            if self.pool is None:
+                pool = await asyncio.to_thread(self._make_pool, self._from_pool)
+                pool.start()
+                self.pool = pool
+            return self.pool
 
     async def close(self) -> None:
+        self._closed = True
         sessions = list(self._sessions.values())
         self._sessions.clear()
         self._closing.clear()
         for session in sessions:
             self._unsubscribe(session)
-        await asyncio.to_thread(self.pool.close)
+        async with self._pool_lock:
+            if self.pool is not None:
+                await asyncio.to_thread(self.pool.close)
 
     # -- REST actions ------------------------------------------------------------------------------------------
     async def start(self, caller: Caller, call_id: str, client_context: str | None) -> JsonObj:
@@ -147,14 +161,15 @@ class CallTranscription(Subscriber):
             if conv is not None and conv.meeting is not None and conv.meeting.recording != "recording":
                 raise AccessDenied("A meeting may be transcribed only after updateRecordingStatus has set 'recording'.")
         self._loop = asyncio.get_running_loop()
-        if call.id not in self._sessions:
+        pool = await self._started_pool()
+        if call.id not in self._sessions and self.calls.leg(call.id) is not None:
             session = _Session(call.id, call.conversation_id, self._monotonic(), self._clock())
             previous = self._closing.pop(call.id, None)
             if previous is not None:  # restarted: sequence ids go on
                 session.sequence = previous.sequence
             self._sessions[call.id] = session
             self.stats.sessions += 1
-            self.engine.call(self._subscribing(session))
+            self.engine.call(self._subscribing(session, pool))
             self._notify_state(call, "active")
             log.info("transcription started", extra={"call_id": call.id})
         return _operation("startTranscription", client_context)
@@ -176,9 +191,12 @@ class CallTranscription(Subscriber):
     def ending(self, call: Call) -> None:
         self._end(call.id)
         self._closing.pop(call.id, None)
+        pool = self.pool
+        if pool is None:
+            return
         for session in self._sessions.values():  # a speaker left: decode what it was saying
             if session.conversation_id == call.conversation_id:
-                self.pool.end((session.call_id, call.id))
+                pool.end((session.call_id, call.id))
 
     def on_events(self, events: Sequence[eng.MediaEvent]) -> None:
         pass
@@ -194,8 +212,7 @@ class CallTranscription(Subscriber):
                 self._notify_state(call, "inactive")
 
     # -- engine side -------------------------------------------------------------------------------------------
-    def _subscribing(self, session: _Session) -> Callable[[eng.MediaEngine], None]:
-        pool = self.pool
+    def _subscribing(self, session: _Session, pool: TranscriptionPool) -> Callable[[eng.MediaEngine], None]:
         call_id = session.call_id
 
         quiet: dict[str, int] = {}  # per speaker: silent frames in a row (engine thread)
@@ -223,6 +240,8 @@ class CallTranscription(Subscriber):
     def _unsubscribe(self, session: _Session) -> None:
         session.active = False
         pool = self.pool
+        if pool is None:
+            return
 
         def remove(engine: eng.MediaEngine) -> None:
             if session.subscription is not None:
@@ -308,29 +327,32 @@ class CallTranscription(Subscriber):
 
 
 def from_config(calls: CallService, engine: EnginePort, config: SpeechConfig) -> CallTranscription:
-    """The node's transcription from its `[speech]` section: loads the VAD and Whisper models now (a missing
-    model or package raises `SpeechConfigError` at start)."""
+    """The node's transcription from its `[speech]` section. The packages and model files are checked now (a
+    missing one raises `SpeechConfigError` at start); the models load at the first startTranscription (or now with
+    `preload`)."""
     from opencomms.speech.pool import PoolConfig
     from opencomms.speech.segmenter import SegmenterConfig
     from opencomms.speech.silero import SileroVad
-    from opencomms.speech.whisper import WhisperConfig, WhisperTranscriber
+    from opencomms.speech.whisper import WhisperConfig, WhisperTranscriber, check_model
 
-    recognizer = WhisperTranscriber(
-        WhisperConfig(
-            model_path=config.model_path,
-            beam_size=config.beam_size,
-            threads_per_worker=config.threads_per_worker,
-            workers=config.workers,
-            no_speech_threshold=config.no_speech_threshold,
-        )
+    whisper = WhisperConfig(
+        model_path=config.model_path,
+        beam_size=config.beam_size,
+        threads_per_worker=config.threads_per_worker,
+        workers=config.workers,
+        no_speech_threshold=config.no_speech_threshold,
     )
-    vad = SileroVad()
+    check_model(whisper)
     pool_config = PoolConfig(
         workers=config.workers, max_batch=config.max_batch, max_queued=config.max_queued, max_wait=config.max_wait
     )
     segmenter = SegmenterConfig(min_silence=config.min_silence, max_seconds=config.max_utterance)
-    return CallTranscription(
-        calls,
-        engine,
-        lambda deliver: TranscriptionPool(recognizer, vad, deliver, config=pool_config, segmenter=segmenter),
-    )
+
+    def make(deliver: Callable[[Caption], None]) -> TranscriptionPool:
+        recognizer = WhisperTranscriber(whisper)
+        return TranscriptionPool(recognizer, SileroVad(), deliver, config=pool_config, segmenter=segmenter)
+
+    if config.preload:
+        made = make(lambda _caption: None)  # load once now: a broken model stops the start
+        made.close()
+    return CallTranscription(calls, engine, make)

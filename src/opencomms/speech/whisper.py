@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from .errors import SpeechConfigError
 
-__all__ = ["Recognized", "WhisperConfig", "WhisperTranscriber", "bundled_model_path", "drop_restart"]
+__all__ = ["Recognized", "WhisperConfig", "WhisperTranscriber", "bundled_model_path", "check_model", "drop_restart"]
 
 _SENTENCE_END = re.compile(r"[.?!]\s+")
 _FRAMES_PER_SECOND = 100
@@ -60,6 +60,20 @@ class WhisperConfig:
     """Whisper's no-speech probability above which an utterance is taken for noise (no text)."""
 
 
+def check_model(config: WhisperConfig) -> str:
+    """The model directory `config` names, after checking that it and the packages transcription needs are
+    there (without loading anything); `SpeechConfigError` otherwise."""
+    import importlib.util
+
+    for package in ("faster_whisper", "ctranslate2", "onnxruntime"):
+        if importlib.util.find_spec(package) is None:
+            raise SpeechConfigError(f"transcription needs the '{package}' package (pip install faster-whisper)")
+    path = config.model_path or bundled_model_path()
+    if not Path(path, "model.bin").is_file():
+        raise SpeechConfigError(f"no Whisper model (model.bin) in {path}")
+    return path
+
+
 @dataclass(frozen=True, slots=True)
 class Recognized:
     """The text of one utterance ('' for noise) and Whisper's no-speech probability."""
@@ -74,9 +88,7 @@ class WhisperTranscriber:
     def __init__(self, config: WhisperConfig | None = None) -> None:
         self.config = cfg = config or WhisperConfig()
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        path = cfg.model_path or bundled_model_path()
-        if not Path(path, "model.bin").is_file():
-            raise SpeechConfigError(f"no Whisper model (model.bin) in {path}")
+        path = check_model(cfg)
         try:
             import ctranslate2
             from faster_whisper import WhisperModel
