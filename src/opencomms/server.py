@@ -276,6 +276,7 @@ class Node:
         transcription = transcription_from_config(
             self.calls, _EnginePort(self.engine, config.media.max_legs), config.speech
         )
+        transcription.meetings = self.live_meetings.lookup
         self.media.observers.append(transcription)
         self.calls.subscribe(transcription)
         self.api.transcription = transcription

@@ -10,7 +10,9 @@ thread), and the notifications. Must not decode audio nor know SIP, RTP or how l
   `#opencomms.startTranscriptionOperation` / `stopTranscriptionOperation`, and the call's Graph property
   `transcription` (`callTranscriptionInfo`: `active` / `inactive`, `lastModifiedDateTime`) is notified. In a
   meeting, start is refused (403) until updateRecordingStatus has set `recording` (Graph's rule for media that is
-  kept), and a status that leaves `recording` turns every transcription of the meeting off.
+  kept), and a status that leaves `recording` turns every transcription of the meeting off. Per meeting, the
+  onlineMeeting's `allowTranscription`: false refuses it (403); true turns it on by itself for the bot whose
+  updateRecordingStatus sets `recording`; absent leaves it to the bots.
 * **Captions.** Each utterance arrives as an `updated` notification of the call whose resourceData carries
   `transcript`, an `#opencomms.transcript`: `id`, `sequenceId` (per call), `text`, `isFinal` (true: captions are
   whole utterances), `status` (`final`, or `overloaded` when the node could not decode the span in time: no text),
@@ -41,9 +43,11 @@ from opencomms.domain import events as ev
 from opencomms.domain.calls import CallState
 from opencomms.domain.errors import AccessDenied, InvalidState, ServiceUnavailable
 from opencomms.domain.ids import new_id
+from opencomms.domain.meetings import MeetingLookup
 from opencomms.domain.rules import ConversationKind
 from opencomms.media import engine as eng
 from opencomms.speech.pool import OVERLOADED, Caption, TranscriptionPool
+from opencomms.tasks import TaskSet
 
 __all__ = ["SILENT_PEAK", "CallTranscription", "TranscriptionStats", "from_config"]
 
@@ -116,6 +120,9 @@ class CallTranscription(Subscriber):
         """Made (models loaded, threads started) at the first startTranscription, on a worker thread."""
         self._pool_lock = asyncio.Lock()
         self._closed = False
+        self._tasks = TaskSet("transcription")
+        self.meetings: MeetingLookup | None = None
+        """The meetings' settings (allowTranscription); None: every meeting allows it, none turns it on."""
         self._clock = clock
         self._monotonic = monotonic
         self._sessions: dict[str, _Session] = {}
@@ -141,6 +148,7 @@ class CallTranscription(Subscriber):
 
     async def close(self) -> None:
         self._closed = True
+        await self._tasks.close()
         sessions = list(self._sessions.values())
         self._sessions.clear()
         self._closing.clear()
@@ -157,9 +165,16 @@ class CallTranscription(Subscriber):
         if call.state is not CallState.ESTABLISHED:
             raise InvalidState("Transcription needs an established call.")
         if self.calls.conversation_kind(call.conversation_id) is ConversationKind.MEETING:
+            info = self.meetings.meeting(call.conversation_id) if self.meetings is not None else None
+            if info is not None and info.allow_transcription is False:
+                raise AccessDenied("The meeting does not allow transcription (its allowTranscription is false).")
             conv = await self.calls.conversation(call.conversation_id)
             if conv is not None and conv.meeting is not None and conv.meeting.recording != "recording":
                 raise AccessDenied("A meeting may be transcribed only after updateRecordingStatus has set 'recording'.")
+        await self._begin(call)
+        return _operation("startTranscription", client_context)
+
+    async def _begin(self, call: Call) -> None:
         self._loop = asyncio.get_running_loop()
         pool = await self._started_pool()
         if call.id not in self._sessions and self.calls.leg(call.id) is not None:
@@ -172,7 +187,6 @@ class CallTranscription(Subscriber):
             self.engine.call(self._subscribing(session, pool))
             self._notify_state(call, "active")
             log.info("transcription started", extra={"call_id": call.id})
-        return _operation("startTranscription", client_context)
 
     async def stop(self, caller: Caller, call_id: str, client_context: str | None) -> JsonObj:
         call = self.calls.own(caller, call_id)
@@ -203,13 +217,32 @@ class CallTranscription(Subscriber):
 
     # -- conversation subscriber ------------------------------------------------------------------------------
     def committed(self, batch: Batch, event: ev.Event) -> None:
-        if not isinstance(event, ev.RecordingStatusChanged) or event.status == "recording":
+        if not isinstance(event, ev.RecordingStatusChanged):
+            return
+        if event.status == "recording":
+            self._meeting_records(batch.conversation_id, event.initiator)
             return
         for session in [s for s in self._sessions.values() if s.conversation_id == batch.conversation_id]:
             self._end(session.call_id)
             call = self.calls.leg(session.call_id)
             if call is not None:
                 self._notify_state(call, "inactive")
+
+    def _meeting_records(self, meeting_id: str, initiator: JsonObj) -> None:
+        """A meeting whose `allowTranscription` is true is transcribed from the moment it records: for the bot whose
+        updateRecordingStatus set `recording` (it holds Calls.AccessMedia.All)."""
+        info = self.meetings.meeting(meeting_id) if self.meetings is not None else None
+        if info is None or info.allow_transcription is not True:
+            return
+        for call in self.calls.legs():
+            if (
+                call.conversation_id == meeting_id
+                and not call.is_external
+                and call.identity == initiator
+                and call.state is CallState.ESTABLISHED
+                and call.id not in self._sessions
+            ):
+                self._tasks.spawn(self._begin(call), name=f"transcription-{call.id}")
 
     # -- engine side -------------------------------------------------------------------------------------------
     def _subscribing(self, session: _Session, pool: TranscriptionPool) -> Callable[[eng.MediaEngine], None]:

@@ -152,3 +152,52 @@ async def test_three_phones_in_a_meeting_each_transcript_names_its_speaker(platf
     finally:
         for caller in callers:
             await caller.__aexit__(None, None, None)
+
+
+def join_body(meeting: Any) -> dict[str, Any]:
+    return {
+        "requestedModalities": ["audio"],
+        "mediaConfig": SERVICE_HOSTED,
+        "meetingInfo": {
+            "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+            "joinMeetingId": meeting.join_meeting_id,
+            "passcode": meeting.passcode,
+        },
+    }
+
+
+async def joined(bot: TestBot, meeting: Any) -> str:
+    status, created, _ = await bot.client.request("POST", CALLS, join_body(meeting))
+    assert status == 201, created
+    await bot.webhook.wait_state(created["id"], "established")
+    return str(created["id"])
+
+
+async def test_the_meeting_setting_turns_transcription_on_with_recording_or_forbids_it(platform: TestPlatform) -> None:
+    recording = {"status": "recording"}
+    closed = await platform.create_meeting(allowTranscription=False)  # a real onlineMeeting, Graph's setting
+    bot = await platform.recording_bot("notes", permissions=MEMBER)
+    call_id = await joined(bot, closed)
+    status, _, _ = await bot.client.request("POST", f"{CALLS}/{call_id}/updateRecordingStatus", recording)
+    assert status == 200
+    status, err, _ = await bot.client.request("POST", f"{CALLS}/{call_id}/startTranscription", {})
+    assert status == 403 and "allowTranscription" in err["error"]["message"]
+
+    meeting = platform.add_meeting(allow_transcription=True)
+    scribe = await platform.recording_bot("scribe", permissions=MEMBER)
+    speaker = await platform.recording_bot("speaker", permissions=MEMBER)
+    scribe_call = await joined(scribe, meeting)
+    speaker_call = await joined(speaker, meeting)
+    status, _, _ = await scribe.client.request("POST", f"{CALLS}/{scribe_call}/updateRecordingStatus", recording)
+    assert status == 200  # the meeting's setting turns transcription on for the bot that records
+    await scribe.webhook.wait_for(lambda n: n.call_id == scribe_call and transcription_state(n) == "active")
+    assert not [n for n in speaker.webhook.for_call(speaker_call) if transcription_state(n)]
+
+    text = "Remember to lock the door when you leave the building."
+    prompt = {"@odata.type": "#opencomms.textPrompt", "text": text, "voice": "en-us+m3"}
+    status, _, _ = await speaker.client.request("POST", f"{CALLS}/{speaker_call}/playPrompt", {"prompts": [prompt]})
+    assert status == 200
+    found = await scribe.webhook.wait_for(lambda n: "transcript" in n.resource_data, timeout=15)
+    transcript = found[0].resource_data["transcript"]
+    assert word_error_rate([(text, transcript["text"])]) <= 0.2, transcript
+    assert transcript["identity"]["application"]["id"] == speaker.credentials.app_id
