@@ -349,6 +349,7 @@ class Node:
             "sip": None if self.sip is None else self.sip.health(),
             "store": {"unit_faults": self.calls.faults, "notify_faults": self.dispatcher.store_faults},
             "http": self.http_guard.stats(),
+            "transcription": None if self.transcription is None else self.transcription.health(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------

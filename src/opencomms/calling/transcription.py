@@ -24,6 +24,7 @@ thread), and the notifications. Must not decode audio nor know SIP, RTP or how l
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -194,6 +195,17 @@ class CallTranscription(Subscriber):
         if self._end(call.id):
             self._notify_state(call, "inactive")
         return _operation("stopTranscription", client_context)
+
+    def health(self) -> dict[str, Any]:
+        """Counters for /healthz: sessions, captions, overloads, and the pool's (when it has started)."""
+        pool = self.pool
+        return {
+            "active": len(self._sessions),
+            **dataclasses.asdict(self.stats),
+            "pool": None
+            if pool is None
+            else {"queued": pool.queued, "speakers": pool.speakers, **dataclasses.asdict(pool.stats)},
+        }
 
     def transcribing(self, call_id: str) -> bool:
         return call_id in self._sessions

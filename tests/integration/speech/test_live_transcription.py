@@ -85,6 +85,8 @@ async def test_a_caller_s_sentence_reaches_the_bot_as_a_transcript(platform: Tes
         await call.play_wav(speak("This sentence is not transcribed.", "en+f2"))
         await call.play_wav(SILENCE)
         assert len(transcripts(bot, call_id)) == 1
+        health = platform.node.health()["transcription"]
+        assert health["captions"] == 1 and health["overloaded"] == 0 and health["pool"]["queued"] == 0
         assert await bot.client.hang_up(call_id) == 204
     assert platform.node.transcription is not None and platform.node.transcription.active == 0
 
