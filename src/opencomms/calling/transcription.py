@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from opencomms.calling import notifications as notes
 from opencomms.calling.media import EnginePort
 from opencomms.calling.model import Call, JsonObj
@@ -264,7 +262,7 @@ class CallTranscription(Subscriber):
 
         def tap(_leg: str, _heard: Any, talkers: list[tuple[str, int, Any]], now: float) -> None:
             for speaker, _source, frame in talkers:
-                if int(np.abs(frame).max()) < SILENT_PEAK:
+                if max(int(frame.max()), -int(frame.min())) < SILENT_PEAK:
                     run = quiet[speaker] = quiet.get(speaker, 0) + 1
                     if run > SILENT_FRAMES:
                         continue
