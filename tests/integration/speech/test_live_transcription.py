@@ -142,8 +142,9 @@ async def test_three_phones_in_a_meeting_each_transcript_names_its_speaker(platf
         got = transcripts(bot, call_id)
         by_phone = {t["identity"]["phone"]["id"]: t for t in got}
         assert set(by_phone) == set(lines), got
-        for number, (text, _) in lines.items():
-            assert word_error_rate([(text, by_phone[number]["text"])]) <= 0.34, by_phone[number]
+        for number, (text, _) in lines.items():  # each speaker's own words (test_wer measures the accuracy)
+            said = by_phone[number]["text"].lower()
+            assert text.split()[-1].strip(".?").lower() in said, by_phone[number]
         assert len({t["participantId"] for t in got}) == 3
         assert [t["sequenceId"] for t in got] == [1, 2, 3]
 
