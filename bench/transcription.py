@@ -157,7 +157,7 @@ def wer_run(whisper: WhisperTranscriber, spoken: dict[str, list[np.ndarray]]) ->
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--talkers", default="4,8,12", help="comma-separated counts of concurrent talkers to try")
+    parser.add_argument("--talkers", default="8,16,24", help="comma-separated counts of concurrent talkers to try")
     parser.add_argument("--seconds", type=float, default=12.0, help="seconds of talking per count")
     parser.add_argument("--cores", type=int, default=1, help="CPUs the process is pinned to")
     parser.add_argument("--workers", type=int, default=1, help="decoder threads")
