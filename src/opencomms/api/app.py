@@ -25,6 +25,7 @@ from opencomms.calling.meetings import LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
+from opencomms.calling.transcription import CallTranscription
 from opencomms.directory import Directory
 from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
@@ -71,6 +72,8 @@ class ApiContext:
     """participants/invite (None: 503)."""
     media_streams: Any = None
     """#opencomms media streams (calling.mediastreams.MediaStreams); None: 503 on start/stopMediaStream."""
+    transcription: CallTranscription | None = None
+    """Live transcription (calling.transcription.CallTranscription); None: startTranscription answers 503."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

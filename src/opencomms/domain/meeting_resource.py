@@ -110,6 +110,7 @@ class OnlineMeeting:
             roles=tuple((a.user_id, a.role) for a in self.attendees if a.user_id is not None),
             entry_exit_announced=self.entry_exit_announced,
             record_automatically=self.record_automatically,
+            allow_transcription=_flag(self.extra.get("allowTranscription")),
             start=self.start,
             end=self.end,
             subject=self.subject,
@@ -200,3 +201,7 @@ def join_web_url(public_url: str, thread_id: str, message_id: str, tenant_id: st
     """`https://<host>/l/meetup-join/{thread}/{message}?context={"Tid":…,"Oid":…}`, URL-encoded as Teams does."""
     context = json.dumps({"Tid": tenant_id, "Oid": organizer_id}, separators=(",", ":"))
     return f"{public_url}/l/meetup-join/{quote(thread_id, safe='')}/{message_id}?context={quote(context, safe='')}"
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None

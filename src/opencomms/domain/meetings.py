@@ -62,6 +62,8 @@ class MeetingInfo:
     """Invited users (user id, role); the organizer is not listed here."""
     entry_exit_announced: bool = False
     record_automatically: bool = False
+    allow_transcription: bool | None = None
+    """`allowTranscription`: false refuses live transcription; true turns it on when a bot starts recording."""
     start: float | None = None
     end: float | None = None
     """`endDateTime` as epoch seconds: the live meeting ends a configurable grace after it."""

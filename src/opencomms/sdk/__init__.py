@@ -43,6 +43,7 @@ from opencomms.sdk.models import (
     Participant,
     ResultInfo,
     ToneInfo,
+    Transcript,
     tone_key,
     tone_names,
 )
@@ -107,6 +108,7 @@ __all__ = [
     "SdkError",
     "TokenCache",
     "ToneInfo",
+    "Transcript",
     "app_hosted_media",
     "application_instance_source",
     "application_instance_target",

@@ -269,6 +269,14 @@ class CommsClient:
         """From now on, keys pressed by the other side arrive as call updates with toneInfo."""
         return await self._operation(call_id, "subscribeToTone", self._with_context({}, client_context))
 
+    async def start_transcription(self, call_id: str, *, client_context: str | None = None) -> Operation:
+        """#opencomms: what the other participants say arrives as call updates carrying a transcript (in a meeting,
+        once its recording status is 'recording')."""
+        return await self._operation(call_id, "startTranscription", self._with_context({}, client_context))
+
+    async def stop_transcription(self, call_id: str, *, client_context: str | None = None) -> Operation:
+        return await self._operation(call_id, "stopTranscription", self._with_context({}, client_context))
+
     async def send_dtmf_tones(
         self,
         call_id: str,

@@ -84,6 +84,41 @@ class ToneInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Transcript:
+    """One utterance of live transcription (#opencomms.transcript, after startTranscription): what a participant
+    said, or (status `overloaded`, no text) a span the node could not decode in time."""
+
+    sequence_id: int
+    text: str
+    status: str
+    """`final`, or `overloaded`."""
+    participant_id: str
+    source_id: str
+    identity: dict[str, Any]
+    """The speaker's identitySet."""
+    start_offset: str
+    """ISO 8601 duration since transcription started (`PT3.48S`); `end_offset` likewise."""
+    end_offset: str
+
+    @classmethod
+    def from_wire(cls, value: Any) -> Transcript | None:
+        if not isinstance(value, dict) or not isinstance(value.get("text"), str):
+            return None
+        seq = value.get("sequenceId")
+        identity = value.get("identity")
+        return cls(
+            seq if isinstance(seq, int) else 0,
+            value["text"],
+            str(value.get("status") or "final"),
+            str(value.get("participantId") or ""),
+            str(value.get("sourceId") or ""),
+            identity if isinstance(identity, dict) else {},
+            str(value.get("startOffset") or ""),
+            str(value.get("endOffset") or ""),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class CallInfo:
     """A `call` resource as returned by create/get, or the call data of a notification."""
 

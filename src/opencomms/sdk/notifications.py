@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from opencomms.sdk.models import CallInfo, Operation, Participant, ResultInfo, ToneInfo
+from opencomms.sdk.models import CallInfo, Operation, Participant, ResultInfo, ToneInfo, Transcript
 
 JsonObj = dict[str, Any]
 
@@ -66,6 +66,13 @@ class Notification:
         if self.kind is not ResourceKind.CALL:
             return None
         return ToneInfo.from_wire(self.data.get("toneInfo"))
+
+    @property
+    def transcript(self) -> Transcript | None:
+        """An utterance of live transcription (after startTranscription)."""
+        if self.kind is not ResourceKind.CALL:
+            return None
+        return Transcript.from_wire(self.data.get("transcript"))
 
     @property
     def is_incoming_call(self) -> bool:

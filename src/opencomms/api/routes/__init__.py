@@ -15,6 +15,7 @@ from opencomms.api.routes import (
     signin,
     streams,
     subscriptions,
+    transcription,
 )
 from opencomms.api.routing import Route
 
@@ -33,4 +34,5 @@ def all_routes() -> list[Route]:
         *meetings.ROUTES,
         *signin.ROUTES,
         *subscriptions.ROUTES,
+        *transcription.ROUTES,
     ]
