@@ -45,8 +45,10 @@ from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
+from opencomms.media.engine.commands import EngineCommand
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
+from opencomms.media.taps import taps_of
 from opencomms.media.tts import Tts
 from opencomms.meetings.directory import MeetingDirectory
 from opencomms.meetings.service import MeetingService
@@ -142,6 +144,7 @@ class Node:
             max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
         )
+        self.engine.after_tick.append(taps_of(self.engine.engine).drain)  # app-hosted legs' frames, per tick
         self.prompts = PromptLibrary(
             SafeFetcher(
                 FetchPolicy(
@@ -462,8 +465,8 @@ class _EnginePort:
         self._thread = thread
         self.capacity = capacity
 
-    def call(self, fn: Callable[[MediaEngine], None]) -> None:
-        self._thread.call(fn)
+    def call(self, command: EngineCommand[None]) -> None:
+        self._thread.call(command)
 
 
 class _Server(uvicorn.Server):
