@@ -55,8 +55,11 @@ class EngineThread:
     host), the missed ticks are skipped (`overruns` and `skipped_ticks` count them) instead of being run in a
     burst: at most `max_lag_ticks` ticks ever run back to back.
 
-    Other threads act on the engine only through `call(fn)` / `call_result(fn)`: closures queued and run on
-    the engine thread at the start of the next tick, in order. An exception from a fire-and-forget command is
+    Other threads act on the engine only through `call(fn)` / `call_result(fn)`: engine commands (data with
+    `apply(engine)`, media/engine/commands.py; the event loop sends nothing else, so the same calls reach a media
+    process, mediahost/) or, for engine-side helpers and tests, plain functions of the engine, queued and run on
+    the engine thread at the start of the next tick, in order. `after_tick` functions run after each tick and
+    their events join the tick's. An exception from a fire-and-forget command is
     counted by kind (the command's name and the exception type, `command_error_kinds`) and logged at most once a
     minute per kind; one from `call_result` is set on its future (the caller handles it). It never stops the
     thread. `on_events(events)` is called on the engine

@@ -19,8 +19,9 @@ from typing import Any
 __all__ = ["MAX_FDS", "Receiver", "Sender", "encode"]
 
 HEADER = struct.Struct("!II")  # payload bytes, descriptors
-MAX_FDS = 256
-"""Descriptors one receive may carry (enough for 128 RTP sessions attached in one batch)."""
+MAX_FDS = 250
+"""Descriptors one message carries at most (Linux refuses more than 253 per sendmsg, SCM_MAX_FD): a frame with
+more is sent in pieces, the first ones one byte each, and a receive stops after each piece that has some."""
 _CMSG = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 
 
@@ -43,7 +44,11 @@ class Sender:
         return bool(self._chunks)
 
     def push(self, frame: bytes, fds: list[int] | None = None) -> None:
-        self._chunks.append((memoryview(frame), list(fds or ())))
+        view, fds = memoryview(frame), list(fds or ())
+        while len(fds) > MAX_FDS and len(view) > 1:
+            self._chunks.append((view[:1], fds[:MAX_FDS]))
+            view, fds = view[1:], fds[MAX_FDS:]
+        self._chunks.append((view, fds))
 
     def flush(self) -> None:
         """Send what the socket takes (BlockingIOError stops it; other OSErrors propagate)."""
