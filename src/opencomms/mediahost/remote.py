@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 from ..histogram import TICK_BOUNDS, FixedHistogram
 from ..media.engine import MediaEvent
 from ..media.engine.commands import EngineCommand
+from ..rtp.stats import CallQuality
 from ..rtp.stream import Stream, StreamParams
 from .streams import StreamAttach, StreamDetach, StreamDtmf, StreamReport, StreamUpdate, WorkerSettings
 from .wire import Receiver, Sender, encode
@@ -418,11 +419,11 @@ class RemoteBank:
                 if st.on_fault is not None:
                     st.on_fault(value)
 
-    def _reports(self, reports: list[StreamReport]) -> None:
-        for report in reports:
-            st = self._mirrors.get(report[0])
+    def _reports(self, reports: list[tuple[str, float, float, tuple[Any, ...]]]) -> None:
+        for leg, last_rtp, last_rtcp, figures in reports:
+            st = self._mirrors.get(leg)
             if st is not None:
-                _mirror(st, report)
+                _mirror(st, (leg, last_rtp, last_rtcp, CallQuality(*figures)))
 
 
 def _mirror(stream: Stream, report: StreamReport) -> None:
