@@ -148,7 +148,7 @@ class TapClose:
 @dataclass(frozen=True, slots=True)
 class TapPush:
     leg_id: str
-    frame: Samples
+    frame: Samples = field(compare=False, repr=False)
 
     def apply(self, engine: MediaEngine) -> None:
         taps_of(engine).push(self.leg_id, frame=self.frame)

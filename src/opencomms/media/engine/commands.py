@@ -10,7 +10,7 @@ loop keeps changing, asyncio objects, sockets or callables; must not block.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from .core import MediaEngine
@@ -109,7 +109,7 @@ class Play:
 
     leg_id: str
     tag: str
-    clips: tuple[Samples, ...]
+    clips: tuple[Samples, ...] = field(compare=False, repr=False)
     if_present: bool = False
 
     def apply(self, engine: MediaEngine) -> None:
@@ -147,7 +147,7 @@ class Record:
 
     leg_id: str
     tag: str
-    clips: tuple[Samples, ...]
+    clips: tuple[Samples, ...] = field(compare=False, repr=False)
     max_seconds: float
     initial_silence_seconds: float
     max_silence_seconds: float
@@ -185,7 +185,7 @@ class PlayToMix:
 
     mix_id: str
     tag: str
-    clips: tuple[Samples, ...]
+    clips: tuple[Samples, ...] = field(compare=False, repr=False)
 
     def apply(self, engine: MediaEngine) -> None:
         engine.play_to_mix(self.mix_id, self.tag, self.clips)
@@ -198,7 +198,7 @@ class HoldMusicStart:
     leg_id: str
     music_id: str
     tag: str
-    clips: tuple[Samples, ...]
+    clips: tuple[Samples, ...] = field(compare=False, repr=False)
 
     def apply(self, engine: MediaEngine) -> None:
         if not engine.has_leg(self.leg_id):
