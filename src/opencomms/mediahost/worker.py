@@ -13,6 +13,7 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
+import gc
 import logging
 import os
 import queue
@@ -72,6 +73,9 @@ class _Worker:
         self._closing = False
 
     def run(self, receiver: Receiver, pending: list[tuple[Any, list[int]]]) -> None:
+        gc.collect()
+        gc.freeze()  # as the node does: start-up objects out of the collector's view, fewer and shorter pauses
+        gc.set_threshold(10_000, 20, 20)
         self.thread.start()
         writer = threading.Thread(target=self._write, name="opencomms-media-out", daemon=True)
         writer.start()
