@@ -10,7 +10,8 @@ in a child process (`--node`): a TestPlatform on loopback with `[meetings] anony
 meetings whose joinMeetingIds are 1..ROOMS with the lobby bypassed for everyone (made in the node's process through
 the testing kit, no REST backdoor), SIP on a free UDP port; its CPU is the whole process's. Server pinned to CPU 0
 and SIPp/tcpdump to CPU 1 for both (bench_conference.sh's PIN=1 for Asterisk; the node pins itself), when the
-machine has two CPUs (OPENCOMMS_BENCH_NO_PIN=1: no pinning).
+machine has two CPUs (OPENCOMMS_BENCH_NO_PIN=1: no pinning). OPENCOMMS_BENCH_MEDIA_PROCESS=1: the node's media
+engine and RTP run in its media process (`[media] process`).
 
 Figures per server: CPU per leg-second (server cores over the window / legs, in ms), RTP within 5 ms of its 20 ms
 schedule (tools/rtp_gaps.py on a tcpdump of the server's RTP), failed calls; then the node/Asterisk CPU ratio.
@@ -36,6 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
 NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
+MEDIA_PROCESS = os.environ.get("OPENCOMMS_BENCH_MEDIA_PROCESS") == "1"
+"""The node runs `[media] process = true` (its CPU figure then misses the media child's: TARGET_PID is the node)."""
 
 
 async def serve_node(rooms: int, size: int, ready: Path) -> None:
@@ -51,7 +54,7 @@ async def serve_node(rooms: int, size: int, ready: Path) -> None:
         store_url="memory://",
         log_level="warning",
         log_format="text",
-        media=MediaConfig(max_legs=max(legs * 2 + 64, 4096)),
+        media=MediaConfig(max_legs=max(legs * 2 + 64, 4096), process=MEDIA_PROCESS),
         sip=SipConfig(host="127.0.0.1", port=0),
         meetings=MeetingsConfig(anonymous_sip_guests=True, max_participants=max(size + 10, 100)),
     )

@@ -222,6 +222,11 @@ class MediaConfig:
     conference_select_above: int = 4
     """Mixes with more members than this are mixed from their `conference_talkers` loudest talkers (with dominant-
     speaker events); smaller ones mix every member."""
+    process: bool = False
+    """Run the media engine and every RTP socket in a child process of the node (`python -m
+    opencomms.mediahost.worker`, started and stopped with it) instead of a thread: packet timing no longer
+    shares the interpreter lock with the event loop's bursts (HTTP, SIP, store). Commands, events and app-hosted
+    frames cross a Unix socketpair, batched per loop iteration and per tick; RTP sockets cross as descriptors."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -48,9 +48,13 @@ from opencomms.gateway.sip import SipGateway
 from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
+from opencomms.media.engine.commands import EngineCommand
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
+from opencomms.media.taps import taps_of
 from opencomms.media.voices import voices_from_config
+from opencomms.mediahost.remote import MediaProcess
+from opencomms.mediahost.streams import WorkerSettings
 from opencomms.meetings.directory import MeetingDirectory
 from opencomms.meetings.service import MeetingService
 from opencomms.metrics.wiring import attach_metrics
@@ -143,16 +147,7 @@ class Node:
             cache_size=lc.cache_size,
         )
         self.calls.core.timers.fault_retry = config.storage.fault_retry
-        self.engine = EngineThread(
-            MediaEngine(
-                capacity=mc.max_legs,
-                inbound_queue_frames=mc.engine_inbound_queue_frames,
-                talkers=TalkerConfig(talkers=mc.conference_talkers, select_above=mc.conference_select_above),
-            ),
-            on_events=self._on_media_events,
-            max_lag_ticks=mc.engine_max_lag_ticks,
-            realtime_priority=mc.realtime_priority or None,
-        )
+        self.engine: EngineThread | MediaProcess = self._media_engine(config)
         self.voices = voices_from_config(
             config.tts, espeak_executable=mc.tts_executable, max_prompt_seconds=mc.max_prompt_seconds
         )
@@ -271,6 +266,30 @@ class Node:
         self._stack = contextlib.AsyncExitStack()
         self._server: uvicorn.Server | None = None
 
+    def _media_engine(self, config: NodeConfig) -> EngineThread | MediaProcess:
+        """The media engine's thread, or its child process with `[media] process`."""
+        mc = config.media
+        talkers = TalkerConfig(talkers=mc.conference_talkers, select_above=mc.conference_select_above)
+        if mc.process:
+            settings = WorkerSettings(
+                capacity=mc.max_legs,
+                inbound_queue_frames=mc.engine_inbound_queue_frames,
+                talkers=talkers,
+                max_lag_ticks=mc.engine_max_lag_ticks,
+                realtime_priority=mc.realtime_priority or None,
+                bank_capacity=max(16, min(1024, config.sip.max_calls)),  # as SipGateway sizes its own bank
+                log_level=logging.getLogger("opencomms").getEffectiveLevel(),
+            )
+            return MediaProcess(settings, on_events=lambda events: self.media.on_events(events))
+        thread = EngineThread(
+            MediaEngine(capacity=mc.max_legs, inbound_queue_frames=mc.engine_inbound_queue_frames, talkers=talkers),
+            on_events=self._on_media_events,
+            max_lag_ticks=mc.engine_max_lag_ticks,
+            realtime_priority=mc.realtime_priority or None,
+        )
+        thread.after_tick.append(taps_of(thread.engine).drain)  # the app-hosted legs' frames join each tick's events
+        return thread
+
     def _dial_in(self, config: NodeConfig) -> tuple[DialIn | None, Announcer]:
         """Phones join meetings (dial-in attendant, softphones by SIP address) and hear their announcements."""
         announcer = Announcer(
@@ -307,6 +326,8 @@ class Node:
         self._stack.push_async_callback(self.calls.aclose)
         self.engine.start()
         self._stack.callback(self.engine.stop)
+        if isinstance(self.engine, MediaProcess):
+            await self.engine.wait_ready()
         self._stack.push_async_callback(self.app_hosted.close)
         self._stack.push_async_callback(self.media_streams.close)
         self._stack.push_async_callback(self.voices.close)  # after the prompts close: their renders are cancelled
@@ -505,12 +526,13 @@ class Node:
 class _EnginePort:
     """The media service's view of the engine thread: its capacity, and commands run on its thread."""
 
-    def __init__(self, thread: EngineThread, capacity: int) -> None:
+    def __init__(self, thread: EngineThread | MediaProcess, capacity: int) -> None:
         self._thread = thread
         self.capacity = capacity
+        self.shares_process = isinstance(thread, EngineThread)
 
-    def call(self, fn: Callable[[MediaEngine], None]) -> None:
-        self._thread.call(fn)
+    def call(self, command: EngineCommand[None]) -> None:
+        self._thread.call(command)
 
 
 class _Server(uvicorn.Server):

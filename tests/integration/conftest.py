@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -101,3 +102,17 @@ def node_config(**changes: Any) -> NodeConfig:
 async def platform() -> AsyncIterator[Platform]:
     async with make_platform(node_config()) as p:
         yield p
+
+
+@pytest.fixture(autouse=True)
+def _media_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPENCOMMS_TEST_MEDIA_PROCESS=1 runs every node of the suite with `[media] process = true`."""
+    if os.environ.get("OPENCOMMS_TEST_MEDIA_PROCESS") != "1":
+        return
+    original = Node.__init__
+
+    def init(self: Node, config: NodeConfig, *args: Any, **kwargs: Any) -> None:
+        media = dataclasses.replace(config.media, process=True)
+        original(self, dataclasses.replace(config, media=media), *args, **kwargs)
+
+    monkeypatch.setattr(Node, "__init__", init)

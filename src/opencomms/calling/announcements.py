@@ -23,7 +23,7 @@ from opencomms.domain.legs import JsonObj, LegKind
 from opencomms.domain.media import PromptError, PromptSpec
 from opencomms.domain.meetings import MeetingLookup
 from opencomms.domain.rules import ConversationKind
-from opencomms.media import engine as eng
+from opencomms.media.engine import commands as cmd
 from opencomms.tasks import TaskSet
 
 log = logging.getLogger("opencomms.meetings")
@@ -112,12 +112,8 @@ class Announcer(Subscriber):
             log.warning("announcement not spoken: %s", exc.message, extra={"meeting_id": meeting_id})
             return
         tag = new_id()
-        self.engine.call(lambda engine: _play(engine, meeting_id, tag, clip))
+        self.engine.call(cmd.PlayToMix(meeting_id, tag, (clip,)))
         self.spoken += 1
 
     async def close(self) -> None:
         await self._tasks.close()
-
-
-def _play(engine: eng.MediaEngine, mix_id: str, tag: str, clip: Any) -> None:
-    engine.play_to_mix(mix_id, tag, [clip])

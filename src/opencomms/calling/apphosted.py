@@ -14,16 +14,17 @@ engine only through commands (`EnginePort.call`) and must not know service-hoste
   (`opencomms.net.egress`) judges the URL and every redirect hop of the handshake; host names are resolved and
   checked at connect time and the connection goes to the checked address. A refused hop ends the leg (410/9140).
 * **Bot to node.** Frames wait in the leg's playout queue (8 frames, the oldest dropped when full); the engine's
-  far-end queue gets at most one frame of the leg per tick (`push_inbound`): a command sent on arrival pushes it
+  far-end queue gets at most one frame of the leg per tick (`push_inbound`, media/taps.py): a `TapPush` command
+  sent on arrival pushes it
   for the coming tick when that tick has none yet, else the leg's listener (end of each tick) pushes the next one for
   the next tick. So a frame is heard at the first tick after it arrives and bursts are played out one per tick;
   when frames have been left waiting at the start of 5 ticks in a row (a standing backlog, after a stall or
   from a bot whose clock runs fast), the oldest is dropped: latency beats completeness.
-* **Node to bot.** The leg's listener (`HeardTalkers`) runs on the engine thread every tick; it queues copies and
-  wakes the event loop at most once per tick, which encodes them (mixed + the 4 loudest other participants, each
-  with the mediaStream sourceId the engine holds for it) and hands them to the leg's sender task. In a conference
-  the engine hands over only the talkers it mixed (K), so a bot in a meeting of 1000 costs what its talkers cost.
-  A slow bot loses its oldest frames (8 kept).
+* **Node to bot.** The leg's listener (`HeardTalkers`, media/taps.py) runs on the engine's side every tick; it
+  keeps copies, which reach the loop with the tick's events as one HeardFrames event. The loop encodes them
+  (mixed + the 4 loudest other participants, each with the mediaStream sourceId the engine holds for it) and
+  hands them to the leg's sender task. In a conference the engine hands over only the talkers it mixed (K), so a
+  bot in a meeting of 1000 costs what its talkers cost. A slow bot loses its oldest frames (8 kept).
 * **Events.** ToneDetected on the leg -> `dtmf`. Dominant speaker -> `dominantSpeaker` when it changes: in a
   conference, the engine's DominantSpeakerChanged; in a smaller conversation, the engine's VAD (a VadBank) on each
   other participant's own audio (the unmixed frames).
@@ -35,7 +36,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -49,6 +50,7 @@ from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
 from opencomms.media.speakers import HISTORY, DominantSpeaker, SpeakerVad, loudest
+from opencomms.media.taps import TapClose, TapOpen, TapPush
 from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.wire.apphosted import (
     MAX_UNMIXED,
@@ -71,12 +73,10 @@ log = logging.getLogger("opencomms.media")
 
 RETRY_SECONDS = 0.2
 SEND_QUEUE_FRAMES = 8
-BACKLOG_TICKS = 5
 HEARTBEAT_SECONDS = 5.0
 MAX_MESSAGE_BYTES = 64 * 1024
 
 Frame = eng.Samples
-EngineCommand = Callable[[eng.MediaEngine], None]
 
 
 @dataclass(eq=False)
@@ -90,17 +90,6 @@ class _Bridge:
     task: asyncio.Task[None] | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
     audio: deque[bytes] = field(default_factory=lambda: deque(maxlen=SEND_QUEUE_FRAMES))
-    inbound: deque[Frame] = field(default_factory=lambda: deque(maxlen=SEND_QUEUE_FRAMES))
-    """From the bot, waiting for the engine (appended on the event loop, taken on the engine thread)."""
-    backlog_ticks: int = 0
-    ticks: int = 0
-    """Ticks the leg's listener has seen (engine thread): the index of the coming tick."""
-    subscription: eng.Subscription | None = None
-    """The leg's engine listener (engine thread)."""
-    pushed_for: int = -1
-    """The last tick a frame from the bot was pushed for (engine thread)."""
-    excess_at: int = -1
-    """The last tick that started with a frame from the bot left waiting (engine thread)."""
     control: deque[str] = field(default_factory=deque)
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     speakers: DominantSpeaker = field(default_factory=DominantSpeaker)
@@ -153,7 +142,6 @@ class AppHostedMedia:
         self._frames: deque[tuple[str, Frame, list[tuple[str, str, Frame]], float]] = deque()
         self._conferences: set[str] = set()
         """Conversations whose dominant speaker the engine reports (conferences): no VAD of ours there."""
-        self._scheduled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self.stats = AppHostedStats()
@@ -194,16 +182,23 @@ class AppHostedMedia:
         self._stop(bridge, bye="call ended")
 
     def on_events(self, events: Sequence[eng.MediaEvent]) -> None:
-        if not self._bridges:
-            return
+        heard = False
         for event in events:
-            if isinstance(event, eng.DominantSpeakerChanged):
+            if isinstance(event, eng.HeardFrames):
+                self.stats.frames_trimmed += event.trimmed
+                self._frames.extend(event.frames)
+                heard = True
+            elif not self._bridges:
+                continue
+            elif isinstance(event, eng.DominantSpeakerChanged):
                 self._dominant(event)
             elif isinstance(event, eng.ToneDetected):
                 bridge = self._bridges.get(event.leg_id)
                 if bridge is not None:
                     at = round(event.at * TICKS_PER_SECOND)
                     self._send_control(bridge, encode_control("dtmf", key=event.key, tone=tone_name(event.key), at=at))
+        if heard:
+            self._flush()
 
     async def close(self) -> None:
         """Stop every bridge (the node is shutting down) and close the HTTP session."""
@@ -220,43 +215,7 @@ class AppHostedMedia:
             self._session = None
 
     # -- engine side -----------------------------------------------------------------------------------------
-    def _tick(
-        self,
-        engine: eng.MediaEngine,
-        bridge: _Bridge,
-        heard: Frame,
-        unmixed: list[tuple[str, int, Frame]],
-        now: float,
-    ) -> None:
-        """On the engine thread, at the end of every tick: give the next tick a frame from the bot if one waits
-        (trimming a standing backlog), and queue what the leg heard for the event loop (waking it once a tick)."""
-        if bridge.excess_at == bridge.ticks:  # a frame waited through this tick's start: it could have been heard
-            bridge.backlog_ticks += 1
-            if bridge.backlog_ticks >= BACKLOG_TICKS:  # a standing backlog: drop its oldest frame
-                bridge.backlog_ticks = 0
-                try:
-                    bridge.inbound.popleft()
-                    self.stats.frames_trimmed += 1
-                except IndexError:
-                    pass
-        else:
-            bridge.backlog_ticks = 0
-        bridge.ticks += 1
-        self._play_one(engine, bridge)
-        # the engine's views live for this call only
-        parts = [(other, str(source) if source else "", frame.copy()) for other, source, frame in unmixed]
-        self._frames.append((bridge.call_id, heard.copy(), parts, now))
-        if not self._scheduled:
-            self._scheduled = True
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(self._flush)
-                except RuntimeError:  # the loop closed meanwhile
-                    pass
-
     def _flush(self) -> None:
-        self._scheduled = False  # before draining: a frame queued from now on schedules another flush
         calls = self.calls
         speakers: dict[str, Frame] = {}
         frame_time = None
@@ -349,53 +308,13 @@ class AppHostedMedia:
         task = bridge.task
         if task is not None and task is not asyncio.current_task():
             task.cancel()
-
-        def unsubscribe(engine: eng.MediaEngine) -> None:
-            if bridge.subscription is not None:
-                engine.unsubscribe(bridge.subscription)
-                bridge.subscription = None
-
-        self.engine.call(unsubscribe)
-
-    @staticmethod
-    def _play_one(engine: eng.MediaEngine, bridge: _Bridge, *, arrival: bool = False) -> None:
-        """Engine thread: push the oldest frame from the bot for the coming tick, unless one is already pushed
-        for it (so the engine's far-end queue holds at most one frame of this leg). On an arrival (run just
-        before the tick), note whether frames are left waiting: the sign of a backlog."""
-        coming = bridge.ticks
-        if bridge.pushed_for >= coming:
-            if arrival and bridge.inbound:
-                bridge.excess_at = coming
-            return
-        try:
-            frame = bridge.inbound.popleft()
-        except IndexError:  # nothing waits (or a reconnection emptied the queue meanwhile)
-            return
-        if engine.has_leg(bridge.call_id):
-            engine.push_inbound(bridge.call_id, frame)
-            bridge.pushed_for = coming
-
-    def _tapping(self, bridge: _Bridge) -> EngineCommand:
-        """The command that subscribes the leg's listener (bound to this engine and bridge), once per connection:
-        the one of a previous connection goes."""
-
-        def install(engine: eng.MediaEngine) -> None:
-            if bridge.subscription is not None:
-                engine.unsubscribe(bridge.subscription)
-                bridge.subscription = None
-            if engine.has_leg(bridge.call_id) and not bridge.closing:
-                listener = eng.HeardTalkers(
-                    bridge.call_id, lambda _leg, heard, unmixed, now: self._tick(engine, bridge, heard, unmixed, now)
-                )
-                bridge.subscription = engine.subscribe(listener)
-
-        return install
+        self.engine.call(TapClose(bridge.call_id))
 
     async def _run(self, bridge: _Bridge) -> None:
         try:
             failure = await self._connect(bridge)
             while failure is None:
-                self.engine.call(self._tapping(bridge))
+                self.engine.call(TapOpen(bridge.call_id))
                 if await self._serve(bridge) or bridge.closing:
                     return
                 bridge.reconnects += 1
@@ -471,9 +390,6 @@ class AppHostedMedia:
         assert ws is not None
         sender = asyncio.get_running_loop().create_task(self._send_loop(bridge, ws))
 
-        def playout(engine: eng.MediaEngine) -> None:
-            self._play_one(engine, bridge, arrival=True)
-
         leg = bridge.call_id
         try:
             async for msg in ws:
@@ -486,10 +402,8 @@ class AppHostedMedia:
                         self.stats.bad_messages += 1
                         continue
                     self.stats.frames_received += 1
-                    if len(bridge.inbound) == SEND_QUEUE_FRAMES:
-                        self.stats.frames_trimmed += 1
-                    bridge.inbound.append(np.frombuffer(audio.pcm, dtype="<i2").astype(np.int16))
-                    self.engine.call(playout)  # heard at the coming tick if it is this leg's first frame for it
+                    frame = np.frombuffer(audio.pcm, dtype="<i2").astype(np.int16)
+                    self.engine.call(TapPush(leg, frame))  # heard at the coming tick if it is the leg's first for it
                 elif msg.type is aiohttp.WSMsgType.TEXT:
                     try:
                         control = decode_control(msg.data)
@@ -505,7 +419,6 @@ class AppHostedMedia:
         finally:
             sender.cancel()
             bridge.audio.clear()
-            bridge.inbound.clear()
             if not bridge.closing:  # else _run's clean-up sends the queued `bye` and closes
                 bridge.ws = None
                 bridge.control.clear()

@@ -23,7 +23,7 @@ from opencomms.domain.ids import new_id
 from opencomms.domain.legs import JsonObj
 from opencomms.domain.media import PromptError, PromptSpec
 from opencomms.domain.rules import ConversationKind
-from opencomms.media import engine as eng
+from opencomms.media.engine import commands as cmd
 from opencomms.media.hold_music import hold_music, loops_for
 from opencomms.tasks import TaskSet
 from opencomms.wire.media import prompt as media_prompt
@@ -90,31 +90,13 @@ class HoldMusicPlayer(Subscriber):
         clips = [clip] * loops_for(len(clip), HOLD_SECONDS)
         music = music_leg(leg_id)
 
-        def start(engine: eng.MediaEngine) -> None:
-            if not engine.has_leg(leg_id):
-                return
-            try:
-                engine.add_leg(music)
-            except eng.EngineFull:
-                log.warning("no hold music: the media engine is full", extra={"call_id": leg_id})
-                return
-            engine.join(music, music)
-            engine.join(leg_id, music)
-            engine.play(music, tag, clips)
-
-        self.engine.call(start)
+        self.engine.call(cmd.HoldMusicStart(leg_id, music, tag, tuple(clips)))
 
     def _stop(self, leg_id: str, *, rejoin: str | None) -> None:
         self._held.pop(leg_id, None)
         music = music_leg(leg_id)
 
-        def stop(engine: eng.MediaEngine) -> None:
-            if engine.has_leg(music):
-                engine.remove_leg(music)
-            if rejoin is not None and engine.has_leg(leg_id):
-                engine.join(leg_id, rejoin)
-
-        self.engine.call(stop)
+        self.engine.call(cmd.HoldMusicStop(leg_id, music, rejoin))
 
     async def close(self) -> None:
         await self._tasks.close()

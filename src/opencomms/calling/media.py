@@ -17,7 +17,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +38,7 @@ from opencomms.domain.operations import OP_FSM, OpEvent, OpKind, OpStatus
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
 from opencomms.media.budget import MemoryBudget, heap_trimmer
+from opencomms.media.engine import commands as cmd
 from opencomms.media.prompts import beep
 from opencomms.media.wav import encode_wav
 from opencomms.tasks import TaskSet
@@ -62,11 +63,14 @@ LOAD_WINDOW = 4
 
 
 class EnginePort(Protocol):
-    """How the service reaches the media engine: `call(fn)` runs fn(engine) on the engine's own thread."""
+    """How the service reaches the media engine: `call(command)` runs `command.apply(engine)` on the engine's side
+    (its thread, or the media process), in order."""
 
     capacity: int
+    shares_process: bool
+    """The engine runs in this process (its thread): `InThread` commands work (not with `[media] process`)."""
 
-    def call(self, fn: Callable[[eng.MediaEngine], None]) -> None: ...
+    def call(self, command: cmd.EngineCommand[None]) -> None: ...
 
 
 class LegObserver(Protocol):
@@ -276,18 +280,8 @@ class MediaService:
             return
         cm.in_engine = True
         self._legs_in_engine += 1
-        leg, mix, muted = call.id, call.conversation_id, call.muted
         source = int(call.source_id) if call.source_id.isdigit() else 0  # the roster's sourceId (a number)
-
-        def join(engine: eng.MediaEngine) -> None:
-            if not engine.has_leg(leg):  # a dial-in phone's leg is in the engine since the attendant answered it
-                engine.add_leg(leg)
-            engine.join(leg, mix)
-            engine.set_source_id(leg, source)
-            if muted:
-                engine.set_muted(leg, True)
-
-        self.engine.call(join)
+        self.engine.call(cmd.ConnectLeg(call.id, call.conversation_id, source, call.muted))
         for observer in self.observers:
             observer.connected(call)
 
@@ -301,14 +295,14 @@ class MediaService:
     def muted(self, leg_id: str, muted: bool) -> None:
         cm = self._media.get(leg_id)
         if cm is not None and cm.in_engine:
-            self.engine.call(lambda engine: engine.set_muted(leg_id, muted))
+            self.engine.call(cmd.SetMuted(leg_id, muted))
 
     def server_muted(self, leg_id: str, muted: bool) -> None:
         """A meeting participant muted (or unmuted) by someone else: its audio leaves (or rejoins) the mix; kept
         apart from the leg's own mute in the engine."""
         cm = self._media.get(leg_id)
         if cm is not None and cm.in_engine:
-            self.engine.call(lambda engine: engine.set_server_muted(leg_id, muted))
+            self.engine.call(cmd.SetServerMuted(leg_id, muted))
 
     def ending(self, call: Call) -> None:
         for observer in self.observers:
@@ -320,8 +314,7 @@ class MediaService:
                 self._finish(op, OpEvent.FAIL, results.MEDIA_CALL_ENDED, call=call)
             if cm.in_engine:
                 self._legs_in_engine -= 1
-                leg = call.id
-                self.engine.call(lambda engine: engine.remove_leg(leg))
+                self.engine.call(cmd.RemoveLeg((call.id,)))
             for op_id in cm.op_ids:
                 self.calls.store.delete("operation", f"{call.id}/{op_id}")
         self.recordings.call_ended(call.id)
@@ -374,8 +367,7 @@ class MediaService:
             cm.tones[op.id] = op
             self._ops[op.id] = op
         if cm.in_engine:
-            leg, tag, gap_ms = call.id, op.id, max(MIN_TONE_GAP_MS, gap)
-            self.engine.call(lambda engine: engine.send_tones(leg, tag, keys, tone_ms=TONE_MS, gap_ms=gap_ms))
+            self.engine.call(cmd.SendTones(call.id, op.id, keys, TONE_MS, max(MIN_TONE_GAP_MS, gap)))
         else:
             self._finish_later(op, results.MEDIA_OVERLOADED)
         return op.to_wire()
@@ -622,39 +614,29 @@ class MediaService:
         leg, tag = op.call_id, op.id
         clips = list(op.audio or [])
         if op.kind is OpKind.PLAY_PROMPT:
-            self.engine.call(lambda engine: engine.play(leg, tag, clips))
+            self.engine.call(cmd.Play(leg, tag, tuple(clips)))
             return
         req = op.record
         assert req is not None
         if req.play_beep:
             clips.append(self._beep)
-
-        def record(engine: eng.MediaEngine) -> None:
-            if clips:
-                engine.play(leg, tag, clips)
-            engine.record(
+        self.engine.call(
+            cmd.Record(
                 leg,
                 tag,
+                tuple(clips),
                 max_seconds=req.max_record_duration,
                 initial_silence_seconds=req.initial_silence_timeout,
                 max_silence_seconds=req.max_silence_timeout,
                 stop_keys=req.stop_tones,
-                after_play=tag if clips else None,
             )
-
-        self.engine.call(record)
+        )
 
     def _stop_running(self, call: Call, cm: CallMedia, op: MediaOp) -> None:
         """Fail a queued or running prompt/record with 400/8508 and stop its audio (inside a unit)."""
         self._cancel_loading(op)
         if op.started:
-            leg, tag = call.id, op.id
-
-            def stop(engine: eng.MediaEngine) -> None:
-                engine.stop_play(leg, tag)
-                engine.stop_recording(leg, tag)
-
-            self.engine.call(stop)
+            self.engine.call(cmd.StopOperation(call.id, op.id))
         reason = "operationCanceled" if op.kind is OpKind.RECORD else "mediaOperationCanceled"
         self._finish(op, OpEvent.FAIL, results.MEDIA_CANCELLED, call=call, completionReason=reason)
 

@@ -42,10 +42,11 @@ from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.service import ACCESS_MEDIA, CallService
 from opencomms.config import StreamsConfig
 from opencomms.domain.calls import CallState
-from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExceeded
+from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExceeded, ServiceUnavailable
 from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
+from opencomms.media.engine.commands import InThread
 from opencomms.media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
 from opencomms.media.resample import Resampler
@@ -156,6 +157,10 @@ class MediaStreams:
             raise InvalidState(f"The action 'startMediaStream' is not allowed while the call is '{call.state.value}'.")
         if is_app_hosted(call.media_config or {}):
             raise InvalidState("The action 'startMediaStream' needs service-hosted media; this call is app-hosted.")
+        if not self.engine.shares_process:
+            raise ServiceUnavailable(
+                "Media streams need the media engine in the node's process ([media] process = false)."
+            )
         if len(self._by_call.get(call.id, ())) >= self.config.max_per_call:
             raise QuotaExceeded(f"This call already has {self.config.max_per_call} media stream(s); stop one first.")
         inbound_leg = call.id
@@ -299,7 +304,7 @@ class MediaStreams:
                 engine.unsubscribe(subscription)
             subscriptions.clear()
 
-        self.engine.call(unsubscribe)
+        self.engine.call(InThread(unsubscribe))
         log.info("media stream stopped", extra={"call_id": stream.call_id, "stream_sid": sid})
 
     # -- engine side -------------------------------------------------------------------------------------------
@@ -436,7 +441,7 @@ class MediaStreams:
             await ws.send_str(stream.encoder.connected())
             await ws.send_str(stream.encoder.start())
             self._started(stream, STREAM_DONE)
-            self.engine.call(self._listeners(stream))
+            self.engine.call(InThread(self._listeners(stream)))
             sender = asyncio.get_running_loop().create_task(self._send_loop(stream, ws))
             try:
                 await self._receive(stream, ws)

@@ -45,6 +45,7 @@ from opencomms.domain.ids import new_id
 from opencomms.domain.meetings import MeetingLookup
 from opencomms.domain.rules import ConversationKind
 from opencomms.media import engine as eng
+from opencomms.media.engine.commands import InThread
 from opencomms.speech.pool import OVERLOADED, Caption, TranscriptionPool
 from opencomms.tasks import TaskSet
 
@@ -163,6 +164,10 @@ class CallTranscription(Subscriber):
         CallService.require(caller, ACCESS_MEDIA)
         if call.state is not CallState.ESTABLISHED:
             raise InvalidState("Transcription needs an established call.")
+        if not self.engine.shares_process:
+            raise ServiceUnavailable(
+                "Live transcription needs the media engine in the node's process ([media] process = false)."
+            )
         if self.calls.conversation_kind(call.conversation_id) is ConversationKind.MEETING:
             info = self.meetings.meeting(call.conversation_id) if self.meetings is not None else None
             if info is not None and info.allow_transcription is False:
@@ -183,7 +188,7 @@ class CallTranscription(Subscriber):
                 session.sequence = previous.sequence
             self._sessions[call.id] = session
             self.stats.sessions += 1
-            self.engine.call(self._subscribing(session, pool))
+            self.engine.call(InThread(self._subscribing(session, pool)))
             self._notify_state(call, "active")
             log.info("transcription started", extra={"call_id": call.id})
 
@@ -293,7 +298,7 @@ class CallTranscription(Subscriber):
             for speaker in session.speakers:  # what they were saying is still decoded and delivered
                 pool.end((session.call_id, speaker))
 
-        self.engine.call(remove)
+        self.engine.call(InThread(remove))
 
     def _end(self, call_id: str) -> bool:
         session = self._sessions.pop(call_id, None)

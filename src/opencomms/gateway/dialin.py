@@ -45,6 +45,7 @@ from opencomms.domain.results import ResultInfo
 from opencomms.gateway.mapping import caller_identity, normalize_number
 from opencomms.gateway.sip import SipCall, SipGateway, reason_header
 from opencomms.media import engine as eng
+from opencomms.media.engine import commands as cmd
 from opencomms.media.hold_music import hold_music, loops_for
 from opencomms.sip.digest import AuthError
 from opencomms.sip.handles import ServerTransactionHandle
@@ -206,7 +207,7 @@ class DialIn:
                 dc = self._by_voice.get(event.leg_id)
                 if dc is not None and dc.phase is _Phase.ATTENDANT:
                     dc.keys.put_nowait(event.key)
-                    self.engine.call(_stopper(dc.voice))  # a key interrupts the prompt
+                    self.engine.call(cmd.StopPlay(dc.voice))  # a key interrupts the prompt
             elif isinstance(event, eng.PlayFinished):
                 dc = self._by_voice.get(event.leg_id)
                 if dc is not None and dc.play_tag == event.tag and dc.playing is not None and not dc.playing.done():
@@ -234,17 +235,7 @@ class DialIn:
     async def _start_media(self, dc: DialInCall) -> None:
         leg, voice, mix = dc.leg, dc.voice, dc.mix
 
-        def setup(engine: eng.MediaEngine) -> None:
-            engine.add_leg(leg)
-            try:
-                engine.add_leg(voice)
-            except Exception:
-                engine.remove_leg(leg)
-                raise
-            engine.join(leg, mix)
-            engine.join(voice, mix)
-
-        await asyncio.wrap_future(self.engine.call_result(setup))
+        await asyncio.wrap_future(self.engine.call_result(cmd.DialInSetup(leg, voice, mix)))
         sc = dc.sc
         assert sc.media is not None
         await sc.rtp.start(sc.media)
@@ -297,7 +288,7 @@ class DialIn:
         dc.play_tag = tag
         dc.playing = asyncio.get_running_loop().create_future()
         voice = dc.voice
-        self.engine.call(lambda engine: engine.play(voice, tag, [clip]))
+        self.engine.call(cmd.Play(voice, tag, (clip,)))
 
     async def _played(self, dc: DialInCall) -> None:
         playing = dc.playing
@@ -360,7 +351,7 @@ class DialIn:
         clip = hold_music()
         clips = [clip] * loops_for(len(clip), self.config.lobby_timeout or HOLD_SECONDS)
         voice, tag = dc.voice, new_id()
-        self.engine.call(lambda engine: engine.play(voice, tag, clips) if engine.has_leg(voice) else None)
+        self.engine.call(cmd.Play(voice, tag, tuple(clips), if_present=True))
 
     async def _hang_up(self, dc: DialInCall, reason: ResultInfo) -> None:
         """End a call the core never had: BYE with the resultInfo in a Reason header (RFC 3326)."""
@@ -385,12 +376,7 @@ class DialIn:
     def _drop_engine(self, dc: DialInCall, *, phone: bool) -> None:
         leg, voice = dc.leg, dc.voice
 
-        def drop(engine: eng.MediaEngine) -> None:
-            engine.remove_leg(voice)
-            if phone:
-                engine.remove_leg(leg)
-
-        self.engine.call(drop)
+        self.engine.call(cmd.RemoveLeg((voice, leg) if phone else (voice,)))
 
     def _forget(self, dc: DialInCall) -> None:
         dc.phase = _Phase.DONE
@@ -498,7 +484,3 @@ def _anonymous_guest(req: SipRequest) -> JsonObj:
     name = "".join(ch for ch in (frm.display_name or user or "Guest") if ch.isprintable())[:60]
     ident: JsonObj = {"@odata.type": "#microsoft.graph.identity", "id": str(frm.uri)[:256], "displayName": name}
     return {"@odata.type": "#microsoft.graph.identitySet", "guest": ident}
-
-
-def _stopper(voice: str) -> Any:
-    return lambda engine: engine.stop_play(voice)

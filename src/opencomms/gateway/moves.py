@@ -13,6 +13,7 @@ import logging
 
 from opencomms.domain.results import ResultInfo
 from opencomms.gateway.sip import SipCall, SipGateway
+from opencomms.media.engine import commands as cmd
 
 log = logging.getLogger("opencomms.sip")
 
@@ -60,7 +61,7 @@ class SipMoves:
         held = self._held.pop(leg_id, None)
         self._gone.pop(leg_id, None)
         sc = held[0] if held is not None else self.gateway._by_key.get(leg_id)
-        self.gateway.engine.call(lambda engine: engine.remove_leg(leg_id))
+        self.gateway.engine.call(cmd.RemoveLeg((leg_id,)))
         if sc is not None:
             sc.driver = None
             log.info("moved call hung up: it could not join", extra={"call_id": leg_id})

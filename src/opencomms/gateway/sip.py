@@ -47,6 +47,7 @@ from opencomms.rtp import (
     RtpBank,
     RtpSession,
     SdpError,
+    StreamBank,
 )
 from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
@@ -118,7 +119,10 @@ class SipGateway:
         self.engine = engine
         """The EngineThread (`call`, `call_result`)."""
         self.host = config.public_host or config.host
-        self.bank = RtpBank(engine, capacity=max(16, min(capacity, config.max_calls)))
+        remote = getattr(engine, "rtp_bank", None)  # the media process's bank (`[media] process`)
+        self.bank: StreamBank = (
+            remote if remote is not None else RtpBank(engine, capacity=max(16, min(capacity, config.max_calls)))
+        )
         self.ports = PortAllocator(config.rtp_port_min, config.rtp_port_max)
         self.endpoint = SipEndpoint(
             EndpointConfig(

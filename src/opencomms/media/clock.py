@@ -31,6 +31,7 @@ import numpy as np
 from opencomms.histogram import TICK_BOUNDS, FixedHistogram
 
 from .engine import MediaEngine, MediaEvent
+from .engine.commands import EngineCommand
 from .faults import FaultLog
 from .frames import FRAME_MS
 
@@ -39,7 +40,10 @@ __all__ = ["EngineThread"]
 log = logging.getLogger("opencomms.media")
 
 T = TypeVar("T")
-_Command = tuple[Callable[[MediaEngine], Any], "Future[Any] | None"]
+Command = EngineCommand[Any] | Callable[[MediaEngine], Any]
+"""What `call` takes: an engine command (data, `apply(engine)`: the only kind that can cross to a media process),
+or a plain function of the engine (in-thread helpers such as the RTP bank's paced send, and tests)."""
+_Command = tuple[Command, "Future[Any] | None"]
 
 
 class EngineThread:
@@ -51,8 +55,11 @@ class EngineThread:
     host), the missed ticks are skipped (`overruns` and `skipped_ticks` count them) instead of being run in a
     burst: at most `max_lag_ticks` ticks ever run back to back.
 
-    Other threads act on the engine only through `call(fn)` / `call_result(fn)`: closures queued and run on
-    the engine thread at the start of the next tick, in order. An exception from a fire-and-forget command is
+    Other threads act on the engine only through `call(fn)` / `call_result(fn)`: engine commands (data with
+    `apply(engine)`, media/engine/commands.py; the event loop sends nothing else, so the same calls reach a media
+    process, mediahost/) or, for engine-side helpers and tests, plain functions of the engine, queued and run on
+    the engine thread at the start of the next tick, in order. `after_tick` functions run after each tick and
+    their events join the tick's. An exception from a fire-and-forget command is
     counted by kind (the command's name and the exception type, `command_error_kinds`) and logged at most once a
     minute per kind; one from `call_result` is set on its future (the caller handles it). It never stops the
     thread. `on_events(events)` is called on the engine
@@ -114,6 +121,8 @@ class EngineThread:
         """Commands sent after stop()."""
         self.event_errors = 0
         """Exceptions raised by `on_events`."""
+        self.after_tick: list[Callable[[], list[MediaEvent]]] = []
+        """Run on the engine thread after each tick: their events join the tick's (the app-hosted taps' frames)."""
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
 
@@ -153,8 +162,9 @@ class EngineThread:
 
     # -- commands ---------------------------------------------------------------------------------------------
 
-    def call(self, fn: Callable[[MediaEngine], object]) -> None:
-        """Run `fn(engine)` on the engine thread before the next tick (fire and forget; errors are logged).
+    def call(self, fn: Command) -> None:
+        """Run `fn.apply(engine)` (a command) or `fn(engine)` on the engine thread before the next tick (fire and
+        forget; errors are logged).
         After `stop()` the command is dropped and counted (`dropped_commands`): shutdown paths of the callers
         may still send clean-up commands, and there is nothing left to clean."""
         if self._stopped:
@@ -162,7 +172,7 @@ class EngineThread:
             return
         self._commands.put((fn, None))
 
-    def call_result(self, fn: Callable[[MediaEngine], T]) -> Future[T]:
+    def call_result(self, fn: EngineCommand[T] | Callable[[MediaEngine], T]) -> Future[T]:
         """Like `call`, returning a Future with fn's result or exception (e.g. EngineFull from add_leg); after
         `stop()` the future fails at once with RuntimeError."""
         future: Future[T] = Future()
@@ -182,7 +192,8 @@ class EngineThread:
             if future is not None and not future.set_running_or_notify_cancel():
                 continue
             try:
-                result = fn(self.engine)
+                apply = getattr(fn, "apply", None)
+                result = apply(self.engine) if apply is not None else fn(self.engine)  # type: ignore[operator]
             except Exception as exc:
                 self.command_errors += 1
                 if future is not None:
@@ -229,6 +240,8 @@ class EngineThread:
             self._drain()
             try:
                 events = self.engine.tick(due)
+                for collect in self.after_tick:
+                    events.extend(collect())
             except Exception as exc:
                 self._tick_faults.record(type(exc).__name__, exc)
                 events = []

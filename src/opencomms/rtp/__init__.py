@@ -30,7 +30,7 @@ from .packet import RtpError, RtpPacket
 from .ports import PortAllocator, PortsExhausted
 from .rtcp import RtcpError
 from .sdp import Direction, SdpError, SessionDescription
-from .session import RtpSession
+from .session import RtpSession, StreamBank
 from .stats import CallQuality
 from .stream import RtpConfig
 
@@ -59,6 +59,7 @@ __all__ = [
     "RtpSession",
     "SdpError",
     "SessionDescription",
+    "StreamBank",
     "accept_answer",
     "answer",
     "make_offer",

@@ -19,12 +19,14 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from ..media.engine import Batch, MediaEngine, OutOfBandKey, Subscription
+from ..media.engine.commands import EngineCommand
 from ..media.faults import FaultLog
 from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.slots import SlotTable
@@ -51,13 +53,13 @@ _FAULTED = -2  # _egen of a row whose stream was dropped after an error of its o
 
 class EngineHost(Protocol):
     """What the bank needs of the engine's driver (clock.EngineThread fits): the engine, and a way to run
-    closures on the engine's thread before the next tick."""
+    commands on the engine's thread before the next tick."""
 
     engine: MediaEngine
 
-    def call(self, fn: Callable[[MediaEngine], object]) -> None: ...
+    def call(self, fn: EngineCommand[object] | Callable[[MediaEngine], object]) -> None: ...
 
-    def call_result(self, fn: Callable[[MediaEngine], T]) -> Future[T]: ...
+    def call_result(self, fn: EngineCommand[T]) -> Future[T]: ...
 
 
 class RtpBank:
@@ -155,25 +157,20 @@ class RtpBank:
         """Start sending and receiving for `stream` (its first params applied) on its engine leg, which must
         exist: add it first through the same host, so the commands keep their order. The future fails with
         KeyError (no such leg), ValueError (leg already attached) or BankFullError."""
-        return self.host.call_result(lambda engine: self._attach(engine, stream))
+        return self.host.call_result(_Attach(self, stream))
 
     def detach(self, stream: Stream, *, bye: bool = True) -> Future[None]:
         """Stop the stream (an RTCP BYE first, unless `bye` is False) and free its row; once the future is done the
         engine thread no longer uses its sockets, which the caller may close. Idempotent."""
-        return self.host.call_result(lambda engine: self._detach(engine, stream, bye))
+        return self.host.call_result(_Detach(self, stream, bye))
 
     def update(self, stream: Stream, params: StreamParams) -> None:
         """Apply new negotiated parameters before the next tick (re-INVITE, hold)."""
-        self.host.call(lambda engine: self._update(engine, stream, params))
+        self.host.call(_Update(self, stream, params))
 
     def send_dtmf(self, stream: Stream, key: str, duration_ms: float, gap_ms: float) -> None:
         """Queue one RFC 4733 event (sent only while the stream has a telephone-event payload type)."""
-
-        def queue(_engine: MediaEngine) -> None:
-            stream.dtmf.append((key, duration_ms, gap_ms))
-            stream.events_on = True
-
-        self.host.call(queue)
+        self.host.call(_Dtmf(stream, key, duration_ms, gap_ms))
 
     def _attach(self, engine: MediaEngine, st: Stream) -> None:
         if st.leg_id in self._by_leg:
@@ -522,3 +519,47 @@ class RtpBank:
             out["packets_measured"] = total
             out["within_5ms_pct"] = round(100.0 * float(self.lateness_ms[:5].sum()) / total, 3)
         return out
+
+
+# -- the bank's commands (in this process only: they carry the bank and the stream objects) ---------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Attach:
+    bank: RtpBank
+    stream: Stream
+
+    def apply(self, engine: MediaEngine) -> None:
+        self.bank._attach(engine, self.stream)
+
+
+@dataclass(frozen=True, slots=True)
+class _Detach:
+    bank: RtpBank
+    stream: Stream
+    bye: bool
+
+    def apply(self, engine: MediaEngine) -> None:
+        self.bank._detach(engine, self.stream, self.bye)
+
+
+@dataclass(frozen=True, slots=True)
+class _Update:
+    bank: RtpBank
+    stream: Stream
+    params: StreamParams
+
+    def apply(self, engine: MediaEngine) -> None:
+        self.bank._update(engine, self.stream, self.params)
+
+
+@dataclass(frozen=True, slots=True)
+class _Dtmf:
+    stream: Stream
+    key: str
+    duration_ms: float
+    gap_ms: float
+
+    def apply(self, engine: MediaEngine) -> None:
+        self.stream.dtmf.append((self.key, self.duration_ms, self.gap_ms))
+        self.stream.events_on = True

@@ -14,17 +14,35 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, Protocol
 
 from ..media.dtmf.tones import normalize_key
-from .bank import RtpBank
 from .offer_answer import NegotiatedAudio
 from .ports import PortAllocator, PortPair
 from .stats import CallQuality
 from .stream import RtpConfig, Stream, StreamParams
 
-__all__ = ["RtpConfig", "RtpSession"]
+__all__ = ["RtpConfig", "RtpSession", "StreamBank"]
 
 log = logging.getLogger("opencomms.rtp")
+
+
+class StreamBank(Protocol):
+    """Where a session's stream runs: the RtpBank on the engine thread, or the media process's (mediahost)."""
+
+    @property
+    def streams(self) -> int: ...
+
+    def attach(self, stream: Stream) -> Future[None]: ...
+
+    def detach(self, stream: Stream, *, bye: bool = True) -> Future[Any]: ...
+
+    def update(self, stream: Stream, params: StreamParams) -> None: ...
+
+    def send_dtmf(self, stream: Stream, key: str, duration_ms: float, gap_ms: float) -> None: ...
+
+    def stats(self) -> dict[str, Any]: ...
 
 
 class RtpSession:
@@ -46,7 +64,7 @@ class RtpSession:
     def __init__(
         self,
         leg_id: str,
-        bank: RtpBank,
+        bank: StreamBank,
         ports: PortAllocator,
         local_ip: str,
         *,

@@ -198,6 +198,9 @@ class Stream:
         """Called on the engine thread, once, when the bank drops this stream after an error of its own."""
         self.packets_received = 0
         self.octets_received = 0
+        self.reported: CallQuality | None = None
+        """Set on the node's mirror of a stream that runs in the media process: its figures as last reported
+        (`quality()` returns them)."""
         self.invalid_packets = 0
         self.foreign_packets = 0
         """Valid packets from an address other than the latched source (dropped)."""
@@ -413,6 +416,8 @@ class Stream:
 
     def quality(self) -> CallQuality:
         """The stream's figures so far (read without locking: at most one packet stale)."""
+        if self.reported is not None:
+            return self.reported
         stats, block = self.stats, self.remote_block
         expected = self._carried_expected + (stats.expected if stats is not None else 0)
         lost = max(0, self._carried_lost + (stats.lost if stats is not None else 0))

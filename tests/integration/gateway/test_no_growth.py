@@ -29,7 +29,7 @@ async def _state(node: Node) -> dict[str, int]:
         "gateway dialogs": len(sip._by_dialog),
         "gateway tasks": len(sip._tasks),
         "gateway dialling": len(sip._dialling),
-        "rtp streams": len(sip.bank._by_leg),
+        "rtp streams": sip.bank.streams,
         "rtp ports": sip.ports.in_use,
         "sip dialogs": len(sip.endpoint.dialogs),
         "media calls": len(media._media),

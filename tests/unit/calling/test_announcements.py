@@ -43,7 +43,7 @@ class Engine:
         self.played: list[str] = []
 
     def call(self, fn: Any) -> None:
-        fn(SimpleNamespace(play_to_mix=lambda mix, tag, clips: self.played.append(mix)))
+        fn.apply(SimpleNamespace(play_to_mix=lambda mix, tag, clips: self.played.append(mix)))
 
 
 def batch(*events: ev.Event, kind: ConversationKind = ConversationKind.MEETING) -> Batch:

@@ -44,7 +44,8 @@ class ManualHost:
         queue, self._queue = self._queue, []
         for fn, future in queue:
             try:
-                result = fn(self.engine)
+                apply = getattr(fn, "apply", None)  # an engine command, or the bank's paced send (a function)
+                result = apply(self.engine) if apply is not None else fn(self.engine)
             except Exception as exc:
                 if future is None:
                     raise

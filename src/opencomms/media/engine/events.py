@@ -169,6 +169,16 @@ class MixRecordingFinished:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class HeardFrames:
+    """Not from `tick()` itself: what the app-hosted legs heard in one tick (media/taps.py), copies the loop may
+    keep: (leg_id, heard frame, [(other leg, its sourceId or "", its frame)...], frame time) per tapped leg;
+    `trimmed` counts frames from bots dropped since the last report (a full queue, a standing backlog)."""
+
+    frames: tuple[tuple[str, Samples, list[tuple[str, str, Samples]], float], ...] = field(repr=False)
+    trimmed: int = 0
+
+
 MediaEvent = (
     ToneDetected
     | SpeechStarted
@@ -181,6 +191,7 @@ MediaEvent = (
     | DominantSpeakerChanged
     | MixPlayFinished
     | MixRecordingFinished
+    | HeardFrames
 )
 """Everything `tick()` reports."""
 
