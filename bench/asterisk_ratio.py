@@ -15,8 +15,8 @@ node); rounds alternate Asterisk, node(s), Asterisk, node(s)... so that both see
 The anchor is installed from ../shared/anchors/asterisk/install.sh when /opt/asterisk-anchor is missing; it runs
 with a private run dir and SIP port. --node-src NAME=PATH (repeatable) runs one node per source tree (PYTHONPATH)
 to compare two versions of the node in the same run (default: this checkout's src). CPU is utime+stime from
-/proc: the node's process (all threads), the bot's process apart, Asterisk's process. Prints one line per round,
-then one summary line per server, the ratio, and one JSON line last.
+/proc: the node's process and its descendants (all threads), the bot's process apart, Asterisk's process.
+Prints one line per round, then one summary line per server, the ratio, and one JSON line last.
 """
 
 from __future__ import annotations
@@ -228,6 +228,24 @@ class Asterisk:
         subprocess.run([str(ANCHOR / "run.sh"), "stop"], env=self.env, capture_output=True, check=False)
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds (utime+stime) of `pid` and its live descendants (a node may run media in child processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _cpu_seconds(p)
+        todo += children.get(p, [])
+    return total
+
+
 def cps_round(port: int, pid: int, service: str, rate: int, seconds: int, out: Path) -> dict[str, Any]:
     """One bench_cps.sh run against a running server; its result.json."""
     env = {**os.environ, "TARGET_PORT": str(port), "TARGET_PID": str(pid), "SERVICE": service, "OUT_DIR": str(out)}
@@ -266,6 +284,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             targets += [(n.name, n.sip_port, n.proc.pid, NUMBER.lstrip("+"), n) for n in order]
             for name, port, pid, service, node in targets:
                 bot0 = _cpu_seconds(node.bot.pid) if node else 0.0
+                cpu0 = tree_cpu(pid)
                 counts0 = node.bot_counts() if node else {}
                 prof = None
                 if node and args.profile:
@@ -274,9 +293,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     cmd += ["-r", "100", "-o", str(path), "-d", str(args.seconds)]
                     prof = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 r = cps_round(port, pid, service, args.rate, args.seconds, tmp / f"{name}-{i}")
+                cpu = tree_cpu(pid) - cpu0  # bench_cps.sh counts the server's own process only
                 if prof:
                     prof.wait(60)
                 r["name"] = name
+                r["server_cpu_s"] = round(cpu, 3)
                 if node:
                     time.sleep(0.5)  # the last BYEs' notifications reach the bot
                     r["bot_cpu_s"] = round(_cpu_seconds(node.bot.pid) - bot0, 3)
