@@ -1,0 +1,103 @@
+"""The web client's meeting page in headless Debian Chromium, opened at a meeting's joinWebUrl: a guest waits in the
+lobby until a bot admits them; the roster the page shows comes from the node's feed (lobby, admission, the page's
+own mute as isMuted in the bot's roster, a bot's server mute, the recording indicator when updateRecordingStatus
+says recording); a bot removes the browser like a phone; a closed tab leaves the meeting.
+
+Screenshots (gitignored) in `test-output/webrtc/` at the repository root: lobby.png and meeting-control.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+from playwright import async_api as playwright
+
+from opencomms.domain.meetings import LobbyScope
+from opencomms.testing.platform import TestPlatform
+from tests.integration.meetings.test_live_meetings import MEMBER, join, wait_roster
+from tests.integration.webrtc.browsers import (
+    build_bundles,
+    chromium,
+    join_url,
+    meeting_node,
+    open_as_guest,
+    page_value,
+    participant,
+    screenshot,
+    wait_page,
+)
+
+CALLS = "/communications/calls"
+SERVICE_HOSTED = {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def bundles() -> None:
+    build_bundles()
+
+
+def by_join_id(join_meeting_id: str) -> dict[str, object]:
+    info = {"@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo", "joinMeetingId": join_meeting_id}
+    return {"requestedModalities": ["audio"], "mediaConfig": SERVICE_HOSTED, "meetingInfo": info}
+
+
+async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_is_removed_by_a_bot(
+    tmp_path: Path,
+) -> None:
+    async with TestPlatform(meeting_node(tmp_path)) as p, playwright.async_playwright() as pw:
+        meeting = p.add_meeting(
+            subject="Web standup", passcode=None, passcode_required=False, lobby_scope=LobbyScope.ORGANIZATION
+        )
+        host = await p.recording_bot("host", permissions=MEMBER)
+        call = await join(host, by_join_id(meeting.join_meeting_id))
+        p.node.live_meetings.config = dataclasses.replace(
+            p.node.live_meetings.config, remove_participant_apps=(host.credentials.client_id,)
+        )
+        async with chromium(pw) as browser:
+            page = await open_as_guest(browser, join_url(p.node.public_url, meeting), "Gail Guest")
+            assert await page.title() == "Web standup"
+
+            # a guest waits in the lobby: the page says so, the bot's roster shows it in the lobby
+            await wait_page(page, "m.status() === 'lobby'")
+            roster = await wait_roster(host, call, lambda es: (e := participant(es, "Gail Guest")) and e["isInLobby"])
+            gail = participant(roster, "Gail Guest")
+            assert gail is not None and gail["mediaStreams"][0]["sourceId"]
+            assert await page_value(page, "m.roster().length") == 1  # the lobby sees only itself
+            await screenshot(page, "lobby.png")
+
+            # the bot admits the guest: the page is in the meeting and sees the bot
+            status, _, _ = await host.client.request("POST", f"{CALLS}/{call}/participants/{gail['id']}/admit", {})
+            assert status == 200
+            await wait_page(page, "m.status() === 'in-meeting' && m.roster().some(p => p.kind === 'application')")
+
+            # mute in the page shows in the bot's roster (isMuted) and in the page's
+            await page.get_by_role("button", name="Mute").click()
+            await wait_roster(host, call, lambda es: (e := participant(es, "Gail Guest")) and e["isMuted"])
+            await wait_page(page, "m.roster().some(p => p.me && p.isMuted)")
+            assert await page.get_by_role("button", name="Unmute").get_attribute("aria-pressed") == "true"
+
+            # the recording indicator follows updateRecordingStatus
+            assert not await page.locator("#recording").is_visible()
+            body = {"status": "recording", "clientContext": "rec"}
+            status, _, _ = await host.client.request("POST", f"{CALLS}/{call}/updateRecordingStatus", body)
+            assert status == 200
+            await wait_page(page, "m.recording() === 'recording'")
+            assert await page.locator("#recording").is_visible()
+
+            # unmuted in the page; then the bot server-mutes the browser like a phone, and the page shows it
+            await page.get_by_role("button", name="Unmute").click()
+            await wait_roster(host, call, lambda es: (e := participant(es, "Gail Guest")) and not e["isMuted"])
+            status, _, _ = await host.client.request(
+                "POST", f"{CALLS}/{call}/participants/{gail['id']}/mute", {"clientContext": "m"}
+            )
+            assert status == 200
+            await wait_page(page, "m.roster().some(p => p.me && p.serverMuted)")
+            await screenshot(page, "meeting-control.png")
+
+            # the bot removes the browser like a phone: the page's call ends
+            status, _, _ = await host.client.request("DELETE", f"{CALLS}/{call}/participants/{gail['id']}")
+            assert status == 204
+            await wait_page(page, "m.status() === 'left'")
+            await wait_roster(host, call, lambda es: participant(es, "Gail Guest") is None)
