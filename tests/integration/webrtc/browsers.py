@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import numpy as np
 import numpy.typing as npt
-from playwright import async_api as playwright
+import orjson
 
 from opencomms.config import MediaConfig, MeetingsConfig, NodeConfig
 from opencomms.domain.meetings import MeetingInfo
@@ -66,7 +66,7 @@ def meeting_node(tmp: Path, **meetings: Any) -> NodeConfig:
 
 
 def join_url(public_url: str, meeting: MeetingInfo) -> str:
-    context = quote('{"Tid":"%s","Oid":"%s"}' % (meeting.tenant_id, meeting.organizer_id), safe="")
+    context = quote(orjson.dumps({"Tid": meeting.tenant_id, "Oid": meeting.organizer_id}).decode(), safe="")
     return f"{public_url}/l/meetup-join/{quote(meeting.thread_id, safe='')}/0?context={context}"
 
 
