@@ -38,6 +38,10 @@ window.opencommsMeeting = {
   recording: () => state.recording,
   speaker: () => state.speaker,
   level: () => ({ peak: state.peak, rms: state.rms, recent: state.recent }),
+  resetLevel: () => {
+    state.peak = 0;
+    state.rms = 0;
+  },
   tones: () => state.tones,
   codecs: async () => {
     const pc = state.session && state.session.connection;
