@@ -101,3 +101,34 @@ async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_i
             assert status == 204
             await wait_page(page, "m.status() === 'left'")
             await wait_roster(host, call, lambda es: participant(es, "Gail Guest") is None)
+
+
+async def test_a_signed_in_user_signs_in_in_the_page_with_pkce_and_joins_past_the_lobby_as_a_user(
+    tmp_path: Path,
+) -> None:
+    async with TestPlatform(meeting_node(tmp_path)) as p, playwright.async_playwright() as pw:
+        directory = p.node.directory
+        user = directory.create_user(p.tenant_id, "Sam Signed", upn="sam@contoso.example")
+        directory.set_password(user.id, "correct horse battery staple")
+        app, _ = directory.create_app(p.tenant_id, "Meeting page")
+        redirect = f"{p.node.public_url}/web/meeting"
+        directory.update_app(dataclasses.replace(app, redirect_uris=(redirect,), public_client=True))
+        meeting = p.add_meeting(
+            subject="Signed in", passcode=None, passcode_required=False, lobby_scope=LobbyScope.ORGANIZATION
+        )
+        host = await p.recording_bot("host", permissions=MEMBER)
+        call = await join(host, by_join_id(meeting.join_meeting_id))
+        async with chromium(pw) as browser:
+            page = await browser.new_page()
+            await page.goto(join_url(p.node.public_url, meeting))
+            await page.get_by_role("button", name="Sign in").click()
+            await page.get_by_label("User name").fill("sam@contoso.example")
+            await page.get_by_label("Password").fill("correct horse battery staple")
+            await page.get_by_role("button", name="Sign in").click()  # the node's sign-in form
+            # back on /web/meeting: the page redeems the code with its verifier and joins with the access token
+            await wait_page(page, "m.status() === 'in-meeting'")
+            assert "code=" not in page.url  # the code left the address bar
+            roster = await wait_roster(host, call, lambda es: participant(es, "Sam Signed") is not None)
+            sam = participant(roster, "Sam Signed")
+            assert sam is not None and sam["info"]["identity"]["user"]["id"] == user.id and not sam["isInLobby"]
+            assert await page_value(page, "m.roster().some(p => p.me && p.kind === 'user')")
