@@ -48,9 +48,10 @@ def _error(status: int, code: str, message: str) -> PageReply:
 class MeetingPages:
     """The join page, the signed-in landing page and guest tickets (`ctx`: the web app's WebContext)."""
 
-    def __init__(self, ctx: Any, public_url: str) -> None:
+    def __init__(self, ctx: Any, public_url: str, dial_in_number: str = "") -> None:
         self.ctx = ctx
         self.public_url = public_url.rstrip("/")
+        self.dial_in_number = dial_in_number
         self.guests = KeyedTokenBucket(GUEST_RATE, GUEST_BURST)
 
     def _meeting(self, thread: str) -> MeetingInfo | None:
@@ -81,7 +82,11 @@ class MeetingPages:
             "target": self.target(meeting),
             "redirect": self.public_url + SIGNED_IN_PATH,
         }
-        return PageReply(200, _document(data["subject"], data, self.ctx.ws_url()), b"text/html; charset=utf-8")
+        phone = ""
+        if self.dial_in_number and meeting.conference_id:
+            phone = f"Or join by phone: call {self.dial_in_number} and enter conference id {meeting.conference_id}#."
+        document = _document(data["subject"], data, self.ctx.ws_url(), phone)
+        return PageReply(200, document, b"text/html; charset=utf-8")
 
     def signed_in_page(self) -> PageReply:
         """Where the sign-in comes back with ?code=…&state=…: the script finds the rest in sessionStorage."""
@@ -149,7 +154,7 @@ input, select { padding: .5rem; width: 100%; border: 1px solid #666; border-radi
 """
 
 
-def _document(title: str, data: dict[str, str] | None, ws_url: str = "") -> bytes:
+def _document(title: str, data: dict[str, str] | None, ws_url: str = "", phone: str = "") -> bytes:
     if data is None:
         body = "<main><h1>Meeting not found</h1><p>This join link does not lead to a meeting on this node.</p></main>"
         return _html(title, body, script=False)
@@ -165,6 +170,7 @@ def _document(title: str, data: dict[str, str] | None, ws_url: str = "") -> byte
 <div class="row"><button id="guest" class="primary" type="submit">Join as guest</button>
 <button id="signin" type="button" class="hidden">Sign in</button></div>
 </form>
+<p id="phone">{html.escape(phone)}</p>
 </section>
 <section id="meeting" class="hidden" aria-labelledby="roster-heading">
 <p id="recording" class="hidden" role="status" aria-live="polite">● Recording</p>

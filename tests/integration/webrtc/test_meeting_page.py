@@ -48,7 +48,11 @@ async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_i
 ) -> None:
     async with TestPlatform(meeting_node(tmp_path)) as p, playwright.async_playwright() as pw:
         meeting = p.add_meeting(
-            subject="Web standup", passcode=None, passcode_required=False, lobby_scope=LobbyScope.ORGANIZATION
+            subject="Web standup",
+            passcode=None,
+            passcode_required=False,
+            lobby_scope=LobbyScope.ORGANIZATION,
+            conference_id="314159",
         )
         host = await p.recording_bot("host", permissions=MEMBER)
         call = await join(host, by_join_id(meeting.join_meeting_id))
@@ -58,6 +62,7 @@ async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_i
         async with chromium(pw) as browser:
             page = await open_as_guest(browser, join_url(p.node.public_url, meeting), "Gail Guest")
             assert await page.title() == "Web standup"
+            assert "conference id" in await page.locator("#phone").inner_text()
 
             # a guest waits in the lobby: the page says so, the bot's roster shows it in the lobby
             await wait_page(page, "m.status() === 'lobby'")
@@ -78,6 +83,12 @@ async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_i
             await wait_page(page, "m.roster().some(p => p.me && p.isMuted)")
             assert await page.get_by_role("button", name="Unmute").get_attribute("aria-pressed") == "true"
 
+            # the device picker lists the microphones (enumerateDevices) and switches the one the call sends
+            mics = await page.locator("#mic option").all_text_contents()
+            assert mics and all(mics), mics
+            await page.get_by_label("Microphone").select_option(label=mics[-1])
+            await wait_page(page, f"m.microphone() === {mics[-1]!r}")
+
             # the recording indicator follows updateRecordingStatus
             assert not await page.locator("#recording").is_visible()
             body = {"status": "recording", "clientContext": "rec"}
@@ -87,7 +98,8 @@ async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_i
             assert await page.locator("#recording").is_visible()
 
             # unmuted in the page; then the bot server-mutes the browser like a phone, and the page shows it
-            await page.get_by_role("button", name="Unmute").click()
+            await page.get_by_role("button", name="Unmute").focus()
+            await page.keyboard.press("Space")  # by keyboard
             await wait_roster(host, call, lambda es: (e := participant(es, "Gail Guest")) and not e["isMuted"])
             status, _, _ = await host.client.request(
                 "POST", f"{CALLS}/{call}/participants/{gail['id']}/mute", {"clientContext": "m"}

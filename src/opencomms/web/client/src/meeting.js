@@ -43,6 +43,12 @@ window.opencommsMeeting = {
     state.rms = 0;
   },
   tones: () => state.tones,
+  // the label of the microphone track the call sends (the device picker replaces it)
+  microphone: () => {
+    const pc = state.session && state.session.connection;
+    const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+    return sender ? sender.track.label : "";
+  },
   codecs: async () => {
     const pc = state.session && state.session.connection;
     if (!pc) return [];
