@@ -2,7 +2,8 @@
 
 `GET /web/call` is the call page: one button calls the SIP address the page's ticket was issued for, one hangs
 up; the ticket (and the target and name) travel in the URL fragment, so they never reach a server log.
-`GET /web/static/call.js` is the JsSIP bundle built by `make web` (src/opencomms/web/client; no CDN at run time).
+`GET /web/static/call.js` and `meeting.js` are the JsSIP bundles built by `make web` (src/opencomms/web/client; no
+CDN at run time). The meeting pages (`/l/meetup-join/…`, `/web/meeting`, `POST /web/join`) are web/meeting.py's.
 `POST /web/tickets` issues a per-join ticket to an application (its app-only bearer token) for one SIP address of
 one of its own instances (`{"target": "sip:…", "displayName": "…"}`) or for a meeting of its tenant
 (`{"joinMeetingId": "…"}`, the meeting's SIP address `sip:meeting-<id>@host`) -> `{"ticket", "expiresIn", "wsUrl",

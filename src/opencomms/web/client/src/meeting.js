@@ -58,11 +58,13 @@ window.opencommsMeeting = {
 };
 
 function show(status, text) {
+  const first = status === "in-meeting" && state.status !== "in-meeting";
   state.status = status;
   $("status").textContent = text;
   const inMeeting = status === "joining" || status === "lobby" || status === "in-meeting";
   $("join").classList.toggle("hidden", inMeeting || status === "left");
   $("meeting").classList.toggle("hidden", !inMeeting);
+  if (first && document.activeElement === document.body) $("mute").focus(); // keyboard users land on the controls
 }
 
 // -- roster ---------------------------------------------------------------------------------------------------
