@@ -50,7 +50,7 @@ def build_bundles() -> None:
 
 def meeting_node(tmp: Path, **meetings: Any) -> NodeConfig:
     """A test node (TestPlatform's defaults: dial-in number, loopback) with the WebRTC edge and rtpengine."""
-    base = webrtc_config()
+    base = webrtc_config(rtpengine_timeout=3.0)  # a busy machine: rtpengine may take a while to answer
     media = MediaConfig(
         recordings_dir=str(tmp), app_hosted_allow_private=("127.0.0.1",), app_hosted_connect_timeout=1.0
     )

@@ -59,15 +59,21 @@ def by_join_id(join_meeting_id: str, media_config: dict[str, Any] = SERVICE_HOST
 
 
 async def unmixed(sock: AudioSocket, sources: tuple[str, ...], frames: int) -> dict[str, list[float]]:
-    """Each source's energy per frame in the bot's next `frames` frames (0 where the node left it out as silent)."""
-    series: dict[str, list[float]] = {s: [] for s in sources}
-    for _ in range(frames):
+    """Each source's energy per 20 ms in the bot's next `frames` frames, placed by the frames' timestamps (a frame
+    the node could not deliver to a slow bot leaves a gap instead of shifting the rest; 0 where the node left the
+    source out as silent)."""
+    series: dict[str, list[float]] = {s: [0.0] * frames for s in sources}
+    first = None
+    while True:
         frame = await sock.receive(timeout=5)
-        heard = {u.source_id: np.frombuffer(u.pcm, "<i2") for u in frame.unmixed}
-        for s in sources:
-            pcm = heard.get(s)
-            series[s].append(0.0 if pcm is None else float(np.sqrt(np.mean(pcm.astype(np.float64) ** 2))))
-    return series
+        first = frame.timestamp if first is None else first
+        index = (frame.timestamp - first) // 200_000
+        if index >= frames:
+            return series
+        for u in frame.unmixed:
+            if u.source_id in series:
+                pcm = np.frombuffer(u.pcm, "<i2").astype(np.float64)
+                series[u.source_id][index] = float(np.sqrt(np.mean(pcm**2)))
 
 
 def everyone(roster: list[dict[str, Any]], names: tuple[str, ...]) -> bool:
@@ -138,8 +144,9 @@ async def test_two_browsers_and_a_phone_with_an_app_hosted_bot(tmp_path: Path) -
                 for wav in ("Ann", "Ben")
             }
             print("envelope correlations (browser, wav):", {k: round(v, 2) for k, v in scores.items()})
-            assert scores[("Ann", "Ann")] > 0.5 and scores[("Ben", "Ben")] > 0.5, scores  # about 0.9 here
-            assert scores[("Ann", "Ann")] > scores[("Ann", "Ben")] and scores[("Ben", "Ben")] > scores[("Ben", "Ann")]
+            # about 0.9 for its own WAV and 0.25 for the other's here; lower when the machine is very busy
+            for who, other in (("Ann", "Ben"), ("Ben", "Ann")):
+                assert scores[(who, who)] > 0.5 and scores[(who, who)] > scores[(who, other)] + 0.15, scores
 
             # the page shows who is speaking (the engine's dominant speaker, one of the browsers)
             assert await wait_page(ann, "m.speaker()") in source.values()
@@ -151,7 +158,7 @@ async def test_two_browsers_and_a_phone_with_an_app_hosted_bot(tmp_path: Path) -
             tones = await host.webhook.wait_for(
                 lambda n: n.call_id == host_call and "toneInfo" in (n.resource_data or {}), count=3, timeout=10
             )
-            assert [n.resource_data["toneInfo"]["tone"] for n in tones][:3] == ["tone4", "tone7", "pound"]
+            assert [n.resource_data["toneInfo"]["tone"] for n in tones] == ["tone4", "tone7", "pound"]
 
             # both mute in their pages (the roster says so); the phone is quiet: each page hears the bot's prompt
             await asyncio.gather(

@@ -307,10 +307,32 @@ function end(text, status = "left") {
   if (state.ua) state.ua.stop();
 }
 
+// RFC 4733 through the call's RTCDTMFSender. Keys pressed while others still sound wait in our own queue and go
+// when the sender's buffer has drained (JsSIP's sendDTMF re-inserts the sender's buffer, which can still hold the
+// key that is sounding: that key would be sent twice).
+const keypad = { queue: "", playing: false };
+
 function dial(key) {
-  if (!state.session || !state.session.isEstablished()) return;
-  state.session.sendDTMF(key, { transportType: JsSIP.C.DTMF_TRANSPORT.RFC2833, duration: 160, interToneGap: 100 });
+  const pc = state.session && state.session.isEstablished() && state.session.connection;
+  const sender = pc && pc.getSenders().find((s) => s.dtmf && s.track);
+  if (!sender || !sender.dtmf.canInsertDTMF) return;
+  keypad.queue += key;
   state.tones += key;
+  if (!keypad.playing) sendKeys(sender.dtmf);
+}
+
+function sendKeys(dtmf) {
+  if (!keypad.queue) {
+    keypad.playing = false;
+    return;
+  }
+  keypad.playing = true;
+  dtmf.ontonechange = (event) => {
+    if (event.tone === "") sendKeys(dtmf);
+  };
+  const keys = keypad.queue;
+  keypad.queue = "";
+  dtmf.insertDTMF(keys, 160, 100);
 }
 
 async function listDevices() {
