@@ -57,5 +57,4 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
     node.calls.subscribe(feed)
     node.media.observers.append(feed)
     edge.routes.append((FEED_PATH, feed.handler))
-    node.web_feed = feed
     return edge

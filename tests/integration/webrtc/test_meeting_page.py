@@ -1,7 +1,8 @@
 """The web client's meeting page in headless Debian Chromium, opened at a meeting's joinWebUrl: a guest waits in the
 lobby until a bot admits them; the roster the page shows comes from the node's feed (lobby, admission, the page's
 own mute as isMuted in the bot's roster, a bot's server mute, the recording indicator when updateRecordingStatus
-says recording); a bot removes the browser like a phone; a closed tab leaves the meeting.
+says recording); the device picker switches the microphone; a bot removes the browser like a phone. A signed-in
+user signs in in the page (authorization code + PKCE), joins past the lobby as a user, and leaves.
 
 Screenshots (gitignored) in `test-output/webrtc/` at the repository root: lobby.png and meeting-control.png.
 """
@@ -144,3 +145,8 @@ async def test_a_signed_in_user_signs_in_in_the_page_with_pkce_and_joins_past_th
             sam = participant(roster, "Sam Signed")
             assert sam is not None and sam["info"]["identity"]["user"]["id"] == user.id and not sam["isInLobby"]
             assert await page_value(page, "m.roster().some(p => p.me && p.kind === 'user')")
+
+            # Leave ends the browser's participation for the bot too
+            await page.get_by_role("button", name="Leave").click()
+            await wait_page(page, "m.status() === 'left'")
+            await wait_roster(host, call, lambda es: participant(es, "Sam Signed") is None)
