@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import aiohttp
 import pytest
 from playwright import async_api as playwright
 
@@ -29,6 +30,7 @@ from tests.integration.webrtc.browsers import (
     screenshot,
     wait_page,
 )
+from tests.integration.webrtc.support import final_status, invite
 
 CALLS = "/communications/calls"
 SERVICE_HOSTED = {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"}
@@ -150,3 +152,25 @@ async def test_a_signed_in_user_signs_in_in_the_page_with_pkce_and_joins_past_th
             await page.get_by_role("button", name="Leave").click()
             await wait_page(page, "m.status() === 'left'")
             await wait_roster(host, call, lambda es: participant(es, "Sam Signed") is None)
+
+
+async def test_a_real_online_meetings_join_web_url_opens_the_join_page_and_a_guest_gets_in_by_it(
+    tmp_path: Path,
+) -> None:
+    """No browser: the onlineMeeting resource's own joinWebUrl serves the page, and its guest ticket joins."""
+    async with TestPlatform(meeting_node(tmp_path)) as p, aiohttp.ClientSession() as http:
+        meeting = await p.create_meeting(subject="Planning")
+        async with http.get(meeting.join_web_url) as resp:
+            page = await resp.text()
+            assert resp.status == 200 and "<title>Planning</title>" in page
+        target = f"sip:meeting-{meeting.join_meeting_id}@"
+        assert f'data-target="{target}' in page and 'src="/web/static/meeting.js"' in page
+        body = {"thread": meeting.thread_id, "displayName": "Gus"}
+        async with http.post(f"{p.node.public_url}/web/join", json=body) as resp:
+            assert resp.status == 201
+            issued = await resp.json()
+        assert issued["target"].startswith(target)
+        async with http.ws_connect(f"{issued['wsUrl']}?ticket={issued['ticket']}", protocols=("sip",)) as sip:
+            await sip.send_str(invite(issued["target"]))
+            status, _ = await final_status(sip)
+            assert status == 200  # in the lobby (a guest), answered: the link holder needs no passcode
