@@ -62,7 +62,7 @@ function show(status, text) {
   state.status = status;
   $("status").textContent = text;
   const inMeeting = status === "joining" || status === "lobby" || status === "in-meeting";
-  $("join").classList.toggle("hidden", inMeeting || status === "left");
+  $("join").classList.toggle("hidden", inMeeting || status === "left" || !config.thread); // /web/meeting: no guest form
   $("meeting").classList.toggle("hidden", !inMeeting);
   if (first && document.activeElement === document.body) $("mute").focus(); // keyboard users land on the controls
 }
@@ -348,6 +348,9 @@ async function listDevices() {
   };
   fill($("mic"), "audioinput");
   fill($("speaker-out"), "audiooutput");
+  // a speaker can be chosen only where the browser lets a page pick its output (setSinkId)
+  const outputs = Boolean($("remote").setSinkId) && $("speaker-out").length > 0;
+  $("speaker-out").parentElement.classList.toggle("hidden", !outputs);
 }
 
 async function pickMicrophone() {
@@ -390,7 +393,10 @@ function setup() {
     $("signin").classList.remove("hidden");
     $("signin").addEventListener("click", () => signIn().catch((e) => show("failed", `Sign-in failed: ${e}`)));
   }
-  if (!config.thread) signedIn().catch((e) => show("failed", `Sign-in failed: ${e}`));
+  if (!config.thread) {
+    $("join").classList.add("hidden");
+    signedIn().catch((e) => show("failed", `Sign-in failed: ${e}`));
+  }
 }
 
 setup();
