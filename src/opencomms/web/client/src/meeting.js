@@ -154,7 +154,8 @@ function ua(wsUrl, query, name) {
     connection_recovery_min_interval: 60,
     connection_recovery_max_interval: 60,
   });
-  agent.on("disconnected", () => {
+  agent.on("disconnected", (e) => {
+    console.warn(`SIP WebSocket closed (${(e && e.code) || ""} ${(e && e.reason) || ""})`);
     if (state.status === "joining" || state.status === "lobby" || state.status === "in-meeting") end("Connection lost.");
   });
   agent.start();
@@ -200,6 +201,7 @@ function join(target, wsUrl, query, name, iceServers) {
       failed: (e) => {
         const why = (e.message && e.message.getHeader && e.message.getHeader("Warning")) || e.cause || "failed";
         state.error = String(why);
+        console.warn(`join failed (${e.originator}): ${why}`);
         end(`Could not join: ${why}`, "failed");
       },
     },
