@@ -21,6 +21,8 @@ import orjson
 from opencomms.config import MediaConfig, MeetingsConfig, NodeConfig
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.media.resample import resample
+from opencomms.media.wav import decode_wav
+from opencomms.testing.platform import DIAL_IN_NUMBER, default_config
 from opencomms.web.app import BUNDLE, MEETING_BUNDLE
 from tests.integration.webrtc.support import webrtc_config
 
@@ -44,7 +46,10 @@ PAGE = "window.opencommsMeeting"
 
 
 def build_bundles() -> None:
-    if not (BUNDLE.exists() and MEETING_BUNDLE.exists()):
+    """`make web` when a bundle is missing or older than the client's sources."""
+    sources = (BUNDLE.parent.parent / "client" / "src").glob("*.js")
+    newest = max((f.stat().st_mtime for f in sources), default=0.0)
+    if not all(b.exists() and b.stat().st_mtime >= newest for b in (BUNDLE, MEETING_BUNDLE)):
         subprocess.run(["make", "-C", str(ROOT), "web"], check=True, capture_output=True, timeout=300)
 
 
@@ -54,8 +59,6 @@ def meeting_node(tmp: Path, **meetings: Any) -> NodeConfig:
     media = MediaConfig(
         recordings_dir=str(tmp), app_hosted_allow_private=("127.0.0.1",), app_hosted_connect_timeout=1.0
     )
-    from opencomms.testing.platform import DIAL_IN_NUMBER, default_config
-
     config = default_config(str(tmp))
     return dataclasses.replace(
         config,
@@ -71,8 +74,6 @@ def join_url(public_url: str, meeting: MeetingInfo) -> str:
 
 
 def speech(text: str, voice: str = "en") -> npt.NDArray[np.int16]:
-    from opencomms.media.wav import decode_wav
-
     wav = subprocess.run(
         ["espeak-ng", "--stdout", "-v", voice, "-s", "150", text], capture_output=True, check=True
     ).stdout
