@@ -14,7 +14,6 @@ import orjson
 
 from opencomms.domain.meetings import LobbyScope
 from opencomms.testing.platform import TestPlatform
-from opencomms.web.meeting import GUEST_BURST
 from tests.integration.webrtc.browsers import join_url, meeting_node
 from tests.integration.webrtc.support import final_status, invite
 
@@ -107,9 +106,19 @@ async def test_guest_joins_are_checked_and_rate_limited(tmp_path: Path) -> None:
             assert resp.status == 413
         statuses = [
             (await _guest(http, p, {"thread": meeting.thread_id, "displayName": f"G{i}"}))[0]
-            for i in range(int(GUEST_BURST) + 2)
+            for i in range(p.node.config.webrtc.guest_join_burst + 2)
         ]
-        assert 429 in statuses and statuses.count(201) <= GUEST_BURST
+        assert 429 in statuses and statuses.count(201) <= p.node.config.webrtc.guest_join_burst
+
+
+async def test_a_node_without_web_guests_refuses_guest_joins(tmp_path: Path) -> None:
+    config = meeting_node(tmp_path)
+    config = dataclasses.replace(config, webrtc=dataclasses.replace(config.webrtc, web_guests=False))
+    async with TestPlatform(config) as p, aiohttp.ClientSession() as http:
+        meeting = p.add_meeting(passcode=None, passcode_required=False)
+        assert (await _guest(http, p, {"thread": meeting.thread_id, "displayName": "Eve"}))[0] == 403
+        async with http.get(join_url(p.node.public_url, meeting)) as resp:
+            assert 'data-guests=""' in await resp.text()
 
 
 async def test_the_join_page_escapes_the_subject_and_runs_no_inline_script(tmp_path: Path) -> None:

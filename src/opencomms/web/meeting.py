@@ -29,9 +29,6 @@ __all__ = ["JOIN_PREFIX", "SIGNED_IN_PATH", "MeetingPages", "PageReply"]
 
 JOIN_PREFIX = "/l/meetup-join"
 SIGNED_IN_PATH = "/web/meeting"
-GUEST_RATE = 0.5
-"""Guest tickets per second per client address (burst GUEST_BURST): a flood cannot push others' tickets out."""
-GUEST_BURST = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +45,22 @@ def _error(status: int, code: str, message: str) -> PageReply:
 class MeetingPages:
     """The join page, the signed-in landing page and guest tickets (`ctx`: the web app's WebContext)."""
 
-    def __init__(self, ctx: Any, public_url: str, dial_in_number: str = "") -> None:
+    def __init__(
+        self,
+        ctx: Any,
+        public_url: str,
+        dial_in_number: str = "",
+        *,
+        guests: bool = True,
+        guest_rate: float = 0.5,
+        guest_burst: int = 10,
+    ) -> None:
         self.ctx = ctx
         self.public_url = public_url.rstrip("/")
         self.dial_in_number = dial_in_number
-        self.guests = KeyedTokenBucket(GUEST_RATE, GUEST_BURST)
+        self.allow_guests = guests
+        self.guests = KeyedTokenBucket(guest_rate, guest_burst)
+        """Guest tickets per client address: a flood cannot push others' tickets out of the bounded ticket store."""
 
     def _meeting(self, thread: str) -> MeetingInfo | None:
         lookup = self.ctx.meetings
@@ -81,6 +89,7 @@ class MeetingPages:
             "client-id": self.client_id(meeting.tenant_id),
             "target": self.target(meeting),
             "redirect": self.public_url + SIGNED_IN_PATH,
+            "guests": "true" if self.allow_guests else "",
         }
         phone = ""
         if self.dial_in_number and meeting.conference_id:
@@ -94,6 +103,8 @@ class MeetingPages:
         return PageReply(200, _document("Online meeting", data, self.ctx.ws_url()), b"text/html; charset=utf-8")
 
     def guest_ticket(self, body: bytes, source: str) -> PageReply:
+        if not self.allow_guests:
+            return _error(403, "Forbidden", "Guests cannot join from the web page on this node; sign in.")
         now = self.ctx.clock()
         if self.guests.take(source, now) is not None:
             return _error(429, "TooManyRequests", "Too many joins from this address; wait a little.")

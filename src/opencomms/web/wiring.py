@@ -49,7 +49,14 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
         turn_secret=secret or None,
         turn_ttl=rtc.turn_ttl,
     )
-    context.pages = MeetingPages(context, node.public_url, config.meetings.dial_in_number)
+    context.pages = MeetingPages(
+        context,
+        node.public_url,
+        config.meetings.dial_in_number,
+        guests=rtc.web_guests,
+        guest_rate=rtc.guest_join_rate,
+        guest_burst=rtc.guest_join_burst,
+    )
     app = WebApp(context)
     node.app.mounts[PREFIX] = app
     node.app.mounts[JOIN_PREFIX] = app  # the joinWebUrl opens the web client's join page

@@ -391,6 +391,11 @@ function setup() {
   window.addEventListener("pagehide", () => {
     if (state.session && !state.session.isEnded()) state.session.terminate();
   });
+  if (!config.guests) {
+    // guests may not join from the page here: only sign-in
+    $("guest-form").querySelector("p").classList.add("hidden");
+    $("guest").classList.add("hidden");
+  }
   if (config.clientId) {
     $("signin").classList.remove("hidden");
     $("signin").addEventListener("click", () => signIn().catch((e) => show("failed", `Sign-in failed: ${e}`)));
