@@ -79,6 +79,8 @@ async def test_a_guest_waits_in_the_lobby_is_admitted_mutes_sees_recording_and_i
             status, _, _ = await host.client.request("POST", f"{CALLS}/{call}/participants/{gail['id']}/admit", {})
             assert status == 200
             await wait_page(page, "m.status() === 'in-meeting' && m.roster().some(p => p.kind === 'application')")
+            assert await page.locator("#roster").get_attribute("aria-live") == "polite"  # roster changes are spoken
+            assert await page.evaluate("document.activeElement.id") == "mute"  # keyboard users land on the controls
 
             # mute in the page shows in the bot's roster (isMuted) and in the page's
             await page.get_by_role("button", name="Mute").click()
