@@ -17,7 +17,7 @@ system-deps:
 
 deps: system-deps $(STAMP)
 
-# the browser client (JsSIP) bundled into src/opencomms/web/static/call.js (not committed; no CDN at run time)
+# the browser client (JsSIP) bundled into src/opencomms/web/static/{call,meeting}.js (not committed; no CDN at run time)
 WEB := src/opencomms/web/client
 web: $(WEB)/node_modules/.package-lock.json
 	cd $(WEB) && npm run --silent build

@@ -659,6 +659,13 @@ class WebRtcConfig:
     opus: bool = True
     """Browsers send Opus (robust on lossy paths; rtpengine transcodes it to PCMU for the node); false: browsers
     are answered with the G.711 they also offer and rtpengine only relays (no transcoding: far less CPU)."""
+    web_guests: bool = True
+    """A meeting's joinWebUrl page lets anyone holding the link join as a guest with a name (guests wait in the lobby
+    as lobbyBypassSettings say); false: only signed-in users join from the page."""
+    guest_join_rate: float = 0.5
+    """Guest joins per second one client address may ask for on the meeting page (bursts of `guest_join_burst`)."""
+    guest_join_burst: int = 10
+    """Guest joins one client address may ask for at once before `guest_join_rate` applies."""
 
     def __post_init__(self) -> None:
         host, _, port = self.rtpengine.rpartition(":")
@@ -666,6 +673,8 @@ class WebRtcConfig:
             raise ValueError("webrtc.rtpengine must be host:port")
         if self.rtpengine_timeout <= 0 or self.ticket_ttl <= 0:
             raise ValueError("webrtc.rtpengine_timeout and webrtc.ticket_ttl must be positive seconds")
+        if self.guest_join_rate <= 0 or self.guest_join_burst < 1:
+            raise ValueError("webrtc.guest_join_rate must be positive and webrtc.guest_join_burst at least 1")
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,15 @@ class Mute:
 
 
 @dataclass(frozen=True, slots=True)
+class MuteSelf:
+    """A gateway's participant muted or unmuted itself (a browser's mute button): isMuted in the roster, and the mix
+    follows, as for a bot's own mute."""
+
+    leg_id: str
+    muted: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class MoveCallback:
     """The bot answered a notification with 302/307: later notifications of the leg go to `url`."""
 
@@ -250,6 +259,7 @@ Command = (
     | HangUp
     | KeepAlive
     | Mute
+    | MuteSelf
     | MoveCallback
     | EndConversation
     | Admit

@@ -329,6 +329,9 @@ class Conversation(MeetingCommands):
             updated = self.roster.update(pid, muted=cmd.muted, server_muted=server)
             self._emit(ev.ParticipantUpdated(updated, updated.sequence))
 
+    def _mute_self(self, cmd: c.MuteSelf) -> None:
+        self._mute(c.Mute(cmd.leg_id, cmd.muted))
+
     def _move_callback(self, cmd: c.MoveCallback) -> None:
         self.legs[cmd.leg_id].attrs["callback_uri"] = cmd.url
 
@@ -418,6 +421,7 @@ class Conversation(MeetingCommands):
         c.HangUp: _hang_up,
         c.KeepAlive: _keep_alive,
         c.Mute: _mute,
+        c.MuteSelf: _mute_self,
         c.MoveCallback: _move_callback,
         c.EndConversation: _end_conversation,
         c.ConnectLeg: _connect_leg,

@@ -287,6 +287,7 @@ RULES: dict[type, Rule] = {
     c.HangUp: Rule(_ACT, "leg_id", (BOT_LEG, NOT_RINGING, leg_allows(CallEvent.HANG_UP))),
     c.KeepAlive: Rule(_ACT, "leg_id", (BOT_LEG, leg_allows(CallEvent.KEEP_ALIVE))),
     c.Mute: Rule(_ACT, "leg_id", (BOT_LEG, leg_in(CallState.ESTABLISHED, action="mute"), MUTED_PARTICIPANT)),
+    c.MuteSelf: Rule(_ACT, "leg_id", (EXTERNAL_LEG, leg_in(CallState.ESTABLISHED, action="mute"))),
     c.MoveCallback: Rule(_ACT, "leg_id", (BOT_LEG,), on_fail=_IGN),
     c.EndConversation: Rule(_ACT, kinds=MEETING_ONLY),
     c.Admit: Rule(

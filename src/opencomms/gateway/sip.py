@@ -446,6 +446,18 @@ class SipGateway:
         else:
             self.spawn(self.teardown(sc))
 
+    def browser_legs(self, transport: str, peer: tuple[str, int]) -> list[str]:
+        """The legs of the live calls a browser's WebSocket (`transport`, `peer`) made."""
+        return [
+            sc.leg_id
+            for sc in self._by_key.values()
+            if sc.invite is not None
+            and sc.invite.source.transport == transport
+            and sc.invite.source.addr == peer
+            and sc.leg_id is not None
+            and not sc.closed
+        ]
+
     def browser_gone(self, transport: str, peer: tuple[str, int]) -> None:
         """A browser's WebSocket closed (tab closed, network lost): its calls end now, BYE or not."""
         for sc in list(self._by_key.values()):

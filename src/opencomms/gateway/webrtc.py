@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import ssl
 import time
@@ -49,12 +50,17 @@ from opencomms.tasks import TaskSet
 
 log = logging.getLogger("opencomms.webrtc")
 
-__all__ = ["WebRtcEdge"]
+__all__ = ["WebRtcEdge", "credential_key"]
 
 SEND_QUEUE = 256
 """Messages queued toward one browser; a browser that does not read beyond that is disconnected."""
 PROBE_INTERVAL = 5.0
 """Seconds between rtpengine liveness pings."""
+
+
+def credential_key(credential: str) -> str:
+    """How the edge remembers a ticket or token a WebSocket was opened with (a digest: never the secret)."""
+    return hashlib.sha256(credential.encode("utf-8", "replace")).hexdigest()
 
 
 def _warning(text: str) -> tuple[str, str]:
@@ -90,8 +96,13 @@ class WebRtcEdge:
         self.refused = 0
         self.on_closed: Any = None
         """Called with (transport, peer) when a browser's WebSocket closes (the gateway ends its calls)."""
+        self.routes: list[tuple[str, Any]] = []
+        """More GET handlers on the edge's port (the meeting page's event feed, web/feed.py), set before start."""
+        self.by_credential: dict[str, WsConnection] = {}
+        """Open SIP WebSockets by the digest of the ticket or token that opened them (`credential_key`): the
+        meeting page's feed proves it is the same page with the same credential."""
         self._runner: web.AppRunner | None = None
-        self._sockets: set[web.WebSocketResponse] = set()
+        self.sockets: set[web.WebSocketResponse] = set()
         self._tasks = TaskSet("webrtc")
         self._probe: asyncio.Task[None] | None = None
 
@@ -116,6 +127,8 @@ class WebRtcEdge:
                 self.daemon = None
         app = web.Application()
         app.router.add_get("/sip/ws", self._websocket)
+        for path, handler in self.routes:
+            app.router.add_get(path, handler)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=2.0)
         await self._runner.setup()
         context = None
@@ -139,7 +152,7 @@ class WebRtcEdge:
             self._probe.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe
-        for ws in list(self._sockets):  # browsers hear "going away" now, not after the shutdown timeout
+        for ws in list(self.sockets):  # browsers hear "going away" now, not after the shutdown timeout
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(ws.close(code=WSCloseCode.GOING_AWAY, message=b"node stopping"), 1.0)
         await self._tasks.close()
@@ -248,9 +261,11 @@ class WebRtcEdge:
         if not self.transport.attach(conn):
             self.refused += 1
             return web.Response(status=503, text="too many WebSocket connections\n")
+        credential = credential_key(request.query.get("ticket") or request.query.get("access_token") or "")
+        self.by_credential[credential] = conn
         try:
             await ws.prepare(request)
-            self._sockets.add(ws)
+            self.sockets.add(ws)
             writer = asyncio.get_running_loop().create_task(self._write(ws, queue))
             try:
                 async for msg in ws:
@@ -265,8 +280,10 @@ class WebRtcEdge:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await writer
         finally:
-            self._sockets.discard(ws)
+            self.sockets.discard(ws)
             self.transport.detach(conn)
+            if self.by_credential.get(credential) is conn:
+                del self.by_credential[credential]
             if self.on_closed is not None:
                 try:
                     self.on_closed(conn.transport, conn.peer)

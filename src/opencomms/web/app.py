@@ -2,7 +2,8 @@
 
 `GET /web/call` is the call page: one button calls the SIP address the page's ticket was issued for, one hangs
 up; the ticket (and the target and name) travel in the URL fragment, so they never reach a server log.
-`GET /web/static/call.js` is the JsSIP bundle built by `make web` (src/opencomms/web/client; no CDN at run time).
+`GET /web/static/call.js` and `meeting.js` are the JsSIP bundles built by `make web` (src/opencomms/web/client; no
+CDN at run time). The meeting pages (`/l/meetup-join/…`, `/web/meeting`, `POST /web/join`) are web/meeting.py's.
 `POST /web/tickets` issues a per-join ticket to an application (its app-only bearer token) for one SIP address of
 one of its own instances (`{"target": "sip:…", "displayName": "…"}`) or for a meeting of its tenant
 (`{"joinMeetingId": "…"}`, the meeting's SIP address `sip:meeting-<id>@host`) -> `{"ticket", "expiresIn", "wsUrl",
@@ -29,6 +30,7 @@ from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.directory import Directory
 from opencomms.domain.errors import PayloadTooLarge
 from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, ice_servers, normalize_target
+from opencomms.web.meeting import JOIN_PREFIX, SIGNED_IN_PATH, PageReply
 
 __all__ = ["PREFIX", "WebApp", "WebContext"]
 
@@ -37,6 +39,7 @@ log = logging.getLogger("opencomms.web")
 PREFIX = "/web"
 STATIC = Path(__file__).parent / "static"
 BUNDLE = STATIC / "call.js"
+MEETING_BUNDLE = STATIC / "meeting.js"
 _MAX_BODY = 4096
 
 
@@ -57,6 +60,8 @@ class WebContext:
     turn_secret: bytes | None = None
     """coturn's static-auth-secret (TURN credentials per ticket); None: no TURN credentials."""
     turn_ttl: float = 3600.0
+    pages: Any = None
+    """The meeting pages (web/meeting.py `MeetingPages`): the joinWebUrl's join page and guest tickets."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +95,7 @@ class WebApp:
         ws = self.ctx.ws_url()
         origin = ws.split("/sip/", 1)[0]
         csp = (
-            f"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src {origin}; "
+            f"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self' {origin}; "
             "media-src 'self' blob: mediastream:; frame-ancestors 'none'; base-uri 'none'"
         ).encode()
         out = [
@@ -108,16 +113,34 @@ class WebApp:
         method, path = scope["method"], scope["path"].rstrip("/")
         if path == f"{PREFIX}/call" and method in ("GET", "HEAD"):
             return _Reply(200, _page(self.ctx.ws_url()), b"text/html; charset=utf-8")
-        if path == f"{PREFIX}/static/call.js" and method in ("GET", "HEAD"):
+        bundles = {f"{PREFIX}/static/call.js": BUNDLE, f"{PREFIX}/static/meeting.js": MEETING_BUNDLE}
+        if path in bundles and method in ("GET", "HEAD"):
             try:
-                return _Reply(200, BUNDLE.read_bytes(), b"text/javascript; charset=utf-8")
+                return _Reply(200, bundles[path].read_bytes(), b"text/javascript; charset=utf-8")
             except OSError:
                 return _error(503, "clientNotBuilt", "The web client is not built: run `make web`.")
+        pages = self.ctx.pages
+        if pages is not None and (reply := await self._meeting(pages, scope, receive, method, path)) is not None:
+            return _Reply(reply.status, reply.body, reply.content_type)
         if path == f"{PREFIX}/tickets":
             if method != "POST":
                 return _error(405, "methodNotAllowed", "POST a target to get a ticket.")
             return self._ticket(headers, await read_body(receive, _MAX_BODY))
         return _error(404, "notFound", "No such page.")
+
+    @staticmethod
+    async def _meeting(pages: Any, scope: Scope, receive: Receive, method: str, path: str) -> Any:
+        """The meeting pages' routes (web/meeting.py), or None for another path."""
+        if path.startswith(JOIN_PREFIX + "/") and method in ("GET", "HEAD"):
+            return pages.join_page(path)
+        if path == SIGNED_IN_PATH and method in ("GET", "HEAD"):
+            return pages.signed_in_page()
+        if path == f"{PREFIX}/join":
+            if method != "POST":
+                return PageReply(405, b'{"error":{"code":"methodNotAllowed","message":"POST to join."}}')
+            client = scope.get("client") or ("", 0)
+            return pages.guest_ticket(await read_body(receive, _MAX_BODY), str(client[0]))
+        return None
 
     def _ticket(self, headers: dict[str, str], body: bytes) -> _Reply:
         scheme, _, token = headers.get("authorization", "").partition(" ")

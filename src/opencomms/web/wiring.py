@@ -11,6 +11,8 @@ from typing import Any
 
 from opencomms.gateway.webrtc import WebRtcEdge
 from opencomms.web.app import PREFIX, WebApp, WebContext
+from opencomms.web.feed import FEED_PATH, MeetingFeed
+from opencomms.web.meeting import JOIN_PREFIX, MeetingPages
 
 __all__ = ["attach_webrtc"]
 
@@ -47,5 +49,19 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
         turn_secret=secret or None,
         turn_ttl=rtc.turn_ttl,
     )
-    node.app.mounts[PREFIX] = WebApp(context)
+    context.pages = MeetingPages(
+        context,
+        node.public_url,
+        config.meetings.dial_in_number,
+        guests=rtc.web_guests,
+        guest_rate=rtc.guest_join_rate,
+        guest_burst=rtc.guest_join_burst,
+    )
+    app = WebApp(context)
+    node.app.mounts[PREFIX] = app
+    node.app.mounts[JOIN_PREFIX] = app  # the joinWebUrl opens the web client's join page
+    feed = MeetingFeed(node.calls, gateway, edge)
+    node.calls.subscribe(feed)
+    node.media.observers.append(feed)
+    edge.routes.append((FEED_PATH, feed.handler))
     return edge

@@ -4,10 +4,13 @@ a roster sent to every leg by the model itself would be O(N^2))."""
 
 from __future__ import annotations
 
+import pytest
+
 from opencomms.domain import commands as c
 from opencomms.domain import events as ev
 from opencomms.domain import results
 from opencomms.domain.calls import CallState
+from opencomms.domain.errors import InvalidState
 from opencomms.domain.legs import LegKind
 from opencomms.domain.rules import ConversationKind, ConversationState
 from tests.unit.domain.conversation_kit import Run, code, ring, spec
@@ -105,3 +108,19 @@ def test_ending_the_meeting_ends_every_leg() -> None:
     run.do(c.EndConversation(results.ENDED_BY_DELETE))
     assert {e.leg_id for e in run.events if isinstance(e, ev.LegEnded)} == {"bot", "ann", "bob"}
     assert len(run.conv.roster) == 0 and run.conv.state is ConversationState.ENDED
+
+
+def test_a_gateway_participant_mutes_itself_and_a_bot_cannot_use_that_command() -> None:
+    run = Run(M)
+    run.do(c.Join(spec("bot")))
+    run.do(c.Join(spec("web", LegKind.SIP)))
+    out = run.do(c.MuteSelf("web", True))  # a browser's mute button
+    assert [type(e) for e in out] == [ev.LegMuted, ev.ParticipantUpdated]
+    entry = run.conv.roster.get("p-web")
+    assert entry is not None and entry.muted and not entry.server_muted
+    assert run.do(c.MuteSelf("web", True)) == []  # no change
+    run.do(c.MuteSelf("web", False))
+    entry = run.conv.roster.get("p-web")
+    assert entry is not None and not entry.muted
+    with pytest.raises(InvalidState):
+        run.do(c.MuteSelf("bot", True))  # a bot mutes itself over REST (c.Mute)
