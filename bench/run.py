@@ -144,6 +144,24 @@ METRICS_COST = (
     ["bench/metrics_cost.py", "--rounds", "1"],
 )
 
+RTP_TIMING = (
+    "## RTP timing without privileges: engine thread vs media process (issue 16)",
+    "N long G.711 calls (RTP both ways, a prompt looping) while SIPp places short calls into an IVR bot; no "
+    "SCHED_FIFO, no pinning; each mode in a fresh node, rounds interleaved. Target >= 99.9 % within 5 ms at 500.",
+    ["bench/rtp_timing.py", "--calls", "200", "--rate", "50", "--seconds", "15", "--rounds", "2"],
+)
+REDIS_STORE = (
+    "## The node on Redis vs SQLite: bot-to-bot cycles per node CPU-second (issue 11)",
+    "The same bot-to-bot load on a node with store_url=redis:// (a real redis-server) and on SQLite, "
+    "rounds alternating.",
+    ["bench/redis_store.py"],
+)
+SPEECH = (
+    "## Speech: live transcription and piper voices (issue 15)",
+    "(a) concurrent talkers per core with captions within 1.5 s (p95) and (b) WER of the live pipeline at 16 kHz and "
+    "through G.711 (espeak-ng voices); (c) piper render time per second of audio, uncached and cached.",
+)
+
 MEETING_BENCHES = (
     (["bench/conference_tick.py"], "(b) one meeting of 1000 with 4 talkers: engine tick p99, target < 10 ms"),
     (["bench/conference_legs.py"], "(a) rooms of 10, 3 talking, RTP both ways via the bank (no SIP): legs per core"),
@@ -162,6 +180,16 @@ def meetings(date: str, where: str) -> list[str]:
     for args, what in MEETING_BENCHES:
         out = run([PY, *args]).strip().splitlines()
         lines += ["", f"{what}: `python {' '.join(args)}` — {date} — {where}", "", "```", *out[-4:], "```"]
+    return lines
+
+
+def speech(date: str, where: str) -> list[str]:
+    """The speech figures of issue 15, one script each."""
+    title, intro = SPEECH
+    lines = [title, "", intro]
+    for args in (["bench/transcription.py"], ["bench/piper_render.py", "--prompts", "8"]):
+        out = run([PY, *args]).strip().splitlines()
+        lines += ["", f"`python {' '.join(args)}` — {date} — {where}", "", "```", *out[-3:], "```"]
     return lines
 
 
@@ -185,6 +213,16 @@ def main() -> None:
     if sys.argv[1:] == ["--only", "security"]:
         splice(security(date, where))
         print("wrote the hardening section of bench/RESULTS.md")
+        return
+    only = {
+        "ratio": lambda: __import__("asterisk_ratio").results_section(date, where),
+        "rtp-timing": lambda: script_section(*RTP_TIMING, date, where),
+        "redis": lambda: script_section(*REDIS_STORE, date, where),
+        "speech": lambda: speech(date, where),
+    }
+    if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in only:
+        splice(only[sys.argv[2]]())
+        print(f"wrote the {sys.argv[2]} section of bench/RESULTS.md")
         return
     if sys.argv[1:] == ["--only", "meetings"]:
         splice(meetings(date, where))
@@ -212,6 +250,10 @@ def main() -> None:
     sections.append(script_section(*LEDGER, date, where))
     sections.append(script_section(*METRICS_COST, date, where))
     sections.append(meetings(date, where))
+    sections.append(__import__("asterisk_ratio").results_section(date, where))  # bench/asterisk_ratio.py
+    sections.append(script_section(*RTP_TIMING, date, where))
+    sections.append(script_section(*REDIS_STORE, date, where))
+    sections.append(speech(date, where))
     sections.append(security(date, where))
     text = [
         "# Benchmark results",
