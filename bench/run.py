@@ -151,13 +151,13 @@ RTP_TIMING = (
     ["bench/rtp_timing.py", "--calls", "200", "--rate", "50", "--seconds", "15", "--rounds", "2"],
 )
 REDIS_STORE = (
-    "## The node on Redis vs SQLite: bot-to-bot cycles per node CPU-second (issue 11)",
+    "## The node on Redis vs SQLite (issue 11)",
     "The same bot-to-bot load on a node with store_url=redis:// (a real redis-server) and on SQLite, "
     "rounds alternating.",
     ["bench/redis_store.py"],
 )
 SPEECH = (
-    "## Speech: live transcription and piper voices (issue 15)",
+    "## Speech (issue 15)",
     "(a) concurrent talkers per core with captions within 1.5 s (p95) and (b) WER of the live pipeline at 16 kHz and "
     "through G.711 (espeak-ng voices); (c) piper render time per second of audio, uncached and cached.",
 )
