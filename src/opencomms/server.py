@@ -35,6 +35,7 @@ from opencomms.calling.quotas import CallQuotas
 from opencomms.calling.recording_access import FailureLimits
 from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
+from opencomms.cluster.wiring import attach_cluster
 from opencomms.config import NodeConfig
 from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
@@ -244,6 +245,7 @@ class Node:
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
         self.console = attach_console(self) if config.console.enabled else None
         self.webrtc = attach_webrtc(self) if config.webrtc.enabled and self.sip is not None else None
+        self.cluster = attach_cluster(self)
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,
@@ -300,6 +302,8 @@ class Node:
         self._stack.push_async_callback(self.announcer.close)
         self._stack.push_async_callback(self.hold_music.close)
         self._stack.push_async_callback(self.invites.close)
+        if self.cluster is not None:
+            await self.cluster.start(self._stack)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         self._stack.callback(self._cancel_timer)
@@ -344,6 +348,7 @@ class Node:
             "webrtc": None if self.webrtc is None else self.webrtc.health(),
             "store": {"unit_faults": self.calls.faults, "notify_faults": self.dispatcher.store_faults},
             "http": self.http_guard.stats(),
+            "cluster": {"role": "single"} if self.cluster is None else self.cluster.health(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------

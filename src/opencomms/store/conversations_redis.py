@@ -64,6 +64,8 @@ class NotOwner(ServiceUnavailable):
         super().__init__(f"conversation {conv_id} is served by node {owner.split('|')[0]}", retry_after=1)
         self.conv_id = conv_id
         self.owner = owner
+        self.owner_node = owner.split("|")[0]
+        """The owning node's id: the API forwards the request there (cluster.forward)."""
 
 
 _COMMIT, _LOAD, _DUE, _REMOVE = (sha1(script) for script in (rc.COMMIT, rc.LOAD, rc.DUE, rc.REMOVE))

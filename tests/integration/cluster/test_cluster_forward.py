@@ -1,0 +1,103 @@
+"""Any node serves any REST request: a bot creates a call through node A and acts on it through node B (B forwards
+to A, the owner, signed with the cluster secret); /healthz of each node names its role, id, leases and Redis; a
+request that claims to be forwarded but is not signed by a node of the cluster is refused."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+from opencomms.cluster.forward import BY, CALLER, SIGNATURE, TIME
+from opencomms.config import ClusterConfig
+from opencomms.directory import Directory
+from opencomms.domain.ids import new_id
+from opencomms.server import Node
+from opencomms.store.redis_common import RedisTarget
+from opencomms.store.redis_sync import RedisStore
+from opencomms.testing import GraphClient, RecordingBot, running_node
+from opencomms.testing.harness import app_target
+from tests.integration.conftest import ALL_CALL_PERMISSIONS, node_config
+from tests.redis_fixtures import redis_url
+
+__all__ = ["redis_url"]  # fixtures
+
+
+@asynccontextmanager
+async def two_nodes(url: str) -> AsyncIterator[tuple[list[Node], str, dict[str, Any]]]:
+    """Nodes a and b on one Redis, a tenant with apps alice and bob (their webhooks running)."""
+    prefix = f"t{new_id()[:8]}:"
+    store = RedisStore(RedisTarget(url, "setup", prefix=prefix))
+    directory = Directory(store)
+    tenant = directory.create_tenant("Contoso", "contoso.example")
+    apps: dict[str, Any] = {}
+    async with AsyncExitStack() as stack:
+        stack.callback(store.close)
+        nodes = []
+        for name in ("a", "b"):
+            cluster = ClusterConfig(node_id=name, key_prefix=prefix, lease=1.5, claim_idle=0.6, poll=0.2)
+            nodes.append(await stack.enter_async_context(running_node(node_config(store_url=url, cluster=cluster))))
+        for name in ("alice", "bob"):
+            bot = RecordingBot(app_id="", jwks_url=f"{nodes[0].public_url}/common/discovery/v2.0/keys")
+            await bot.start(f"/{name}/calls")
+            stack.push_async_callback(bot.stop)
+            app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
+            bot.app_id = app.id
+            apps[name] = (bot, app.id, secret)
+        yield nodes, tenant.id, apps
+
+
+async def test_a_call_created_through_one_node_is_served_through_another(redis_url: str) -> None:
+    async with two_nodes(redis_url) as (nodes, tenant, apps):
+        a, b = nodes
+        alice_bot, alice_id, alice_secret = apps["alice"]
+        bob_bot, bob_id, bob_secret = apps["bob"]
+        async with (
+            GraphClient(a.public_url, tenant, alice_id, alice_secret) as alice_a,
+            GraphClient(b.public_url, tenant, alice_id, alice_secret) as alice_b,
+            GraphClient(b.public_url, tenant, bob_id, bob_secret) as bob_b,
+        ):
+            status, call = await alice_a.create_call(alice_bot.url, [app_target(bob_id)])
+            assert status == 201, call
+            incoming = await bob_bot.incoming(timeout=5)
+            assert await bob_b.answer(incoming.call_id) == 202  # B forwards to A, the owner
+            await alice_bot.wait_state(call["id"], "established", timeout=5)
+            status, got, _ = await alice_b.request("GET", f"/communications/calls/{call['id']}")
+            assert status == 200 and got["state"] == "established"
+            status, _, _ = await alice_b.request("GET", f"/communications/calls/{new_id()}")
+            assert status == 404
+            assert b.cluster is not None and b.cluster.forwarder.forwarded >= 2
+            assert a.cluster is not None and a.cluster.forwarder.received >= 2
+            assert await alice_b.hang_up(call["id"]) == 204
+            await alice_bot.wait_state(call["id"], "terminated", timeout=5)
+            await bob_bot.wait_for(lambda n: n.change_type == "deleted", timeout=5)
+
+
+async def test_healthz_names_the_node_and_its_leases(redis_url: str) -> None:
+    async with two_nodes(redis_url) as (nodes, tenant, apps):
+        a, b = nodes
+        alice_bot, alice_id, alice_secret = apps["alice"]
+        async with GraphClient(a.public_url, tenant, alice_id, alice_secret) as alice:
+            status, call = await alice.create_call(alice_bot.url, [app_target(apps["bob"][1])])
+            assert status == 201
+            health_a = (await alice.request("GET", f"{a.public_url}/healthz"))[1]["cluster"]
+            health_b = (await alice.request("GET", f"{b.public_url}/healthz"))[1]["cluster"]
+            assert health_a["node_id"] == "a" and health_a["role"] == "node" and health_a["redis"] == "ok"
+            assert health_a["leases"] >= 1 and health_b["leases"] == 0
+            assert await alice.hang_up(call["id"]) == 204
+
+
+async def test_an_unsigned_forwarded_request_is_refused(redis_url: str) -> None:
+    async with two_nodes(redis_url) as (nodes, tenant, apps):
+        a = nodes[0]
+        _bot, alice_id, alice_secret = apps["alice"]
+        forged = {
+            BY: "b",
+            TIME: "0",
+            SIGNATURE: "00",
+            CALLER: f'{{"t":"{tenant}","a":"{alice_id}","r":[],"u":null,"s":[]}}',
+        }
+        async with GraphClient(a.public_url, tenant, alice_id, alice_secret) as alice:
+            alice.token = "not-a-token"
+            status, body, _ = await alice.request("GET", f"/communications/calls/{new_id()}", headers=forged)
+            assert status == 401, body
