@@ -128,6 +128,7 @@ request_route {{
         sl_send_reply("503", "No node available");
         exit;
     }}
+    xlog("L_NOTICE", "$rm $ci -> $du\n");
     t_on_failure("NEXT_NODE");
     route(RELAY);
 }}

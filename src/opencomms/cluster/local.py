@@ -117,9 +117,12 @@ class LocalCluster:
             )
             for i in range(p.nodes)
         ]
-        for i, (http, sip) in enumerate(ports, 1):
+        # node 1 first: on a fresh Redis it makes the cluster's signing keys, which the others then load
+        self.nodes.append(self._start_node(1, *ports[0]))
+        self._await_node(self.nodes[0])
+        for i, (http, sip) in enumerate(ports[1:], 2):
             self.nodes.append(self._start_node(i, http, sip))
-        for node in self.nodes:
+        for node in self.nodes[1:]:
             self._await_node(node)
         self.sip_port = p.sip_port or free_port(p.host)
         self._start_kamailio()
