@@ -4,10 +4,15 @@ request that claims to be forwarded but is not signed by a node of the cluster i
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+from typer.testing import CliRunner
+
+from opencomms.cli.main import app as cli
 from opencomms.cluster.forward import BY, CALLER, SIGNATURE, TIME
 from opencomms.config import ClusterConfig
 from opencomms.directory import Directory
@@ -84,6 +89,14 @@ async def test_healthz_names_the_node_and_its_leases(redis_url: str) -> None:
             health_b = (await alice.request("GET", f"{b.public_url}/healthz"))[1]["cluster"]
             assert health_a["node_id"] == "a" and health_a["role"] == "node" and health_a["redis"] == "ok"
             assert health_a["leases"] >= 1 and health_b["leases"] == 0
+            env = {"OPENCOMMS_CLUSTER__KEY_PREFIX": a.config.cluster.key_prefix}
+            argv = ["calls", "show", call["id"], "--store", redis_url, "--json"]
+            shown = await asyncio.to_thread(CliRunner().invoke, cli, argv, env=env)
+            assert shown.exit_code == 0, shown.output
+            assert json.loads(shown.output)["owner_node"] == "a"  # the operator sees which node serves it
+            assert json.loads(shown.output)["owner_url"] == a.public_url
+            listed = await asyncio.to_thread(CliRunner().invoke, cli, ["calls", "list", *argv[3:]], env=env)
+            assert [row["owner_node"] for row in json.loads(listed.output)] == ["a", "a"]
             assert await alice.hang_up(call["id"]) == 204
 
 
