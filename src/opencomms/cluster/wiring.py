@@ -4,11 +4,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
 from opencomms.cluster.forward import Forwarder
+from opencomms.cluster.orphans import OrphanSweep
 from opencomms.cluster.registry import NodeRegistry
+from opencomms.domain import results
+from opencomms.store.conversations_redis import RedisConversationStore
 from opencomms.store.redis_common import redis_target
 
 if TYPE_CHECKING:
@@ -24,6 +28,12 @@ class ClusterMember:
         self.node = node
         self.registry = registry
         self.forwarder = Forwarder(registry)
+        store = node.conversations
+        self.sweep = (
+            OrphanSweep(node, store, registry.target.lease) if isinstance(store, RedisConversationStore) else None
+        )
+        self._sweeper: asyncio.Task[None] | None = None
+        node.calls.orphan_result = results.NODE_LOST
 
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
         sip = self.node.sip
@@ -33,6 +43,16 @@ class ClusterMember:
         await self.registry.start()
         stack.push_async_callback(self.registry.aclose)
         stack.push_async_callback(self.forwarder.aclose)
+        if self.sweep is not None:
+            self._sweeper = asyncio.get_running_loop().create_task(self.sweep.run(), name="opencomms-orphan-sweep")
+            stack.push_async_callback(self._stop_sweep)
+
+    async def _stop_sweep(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
 
     def health(self) -> dict[str, Any]:
         store = self.node.conversations
@@ -44,6 +64,7 @@ class ClusterMember:
             "leases": getattr(store, "leases", 0),
             "leases_lost": getattr(store, "leases_lost", 0),
             "redis": "ok" if self.registry.redis_ok else "unreachable",
+            "taken_over": 0 if self.sweep is None else self.sweep.taken,
             "forwarded": self.forwarder.forwarded,
             "received_forwarded": self.forwarder.received,
         }
