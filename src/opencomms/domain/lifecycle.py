@@ -34,6 +34,7 @@ class Transfer:
     target: str
     """Leg id of the new ringing leg at the target; '' while the transferee's gateway transfers it (REFER)."""
 
+
 _TOLD_TO_PEER = (results.MEDIA_STREAM_FAILED, results.NODE_LOST)
 """Why a peer-to-peer call's other leg ended that its bot learns as such, not just "hung up"."""
 
