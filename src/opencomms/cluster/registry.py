@@ -43,6 +43,11 @@ class NodeRegistry:
         self.started = time.time()
 
     @property
+    def redis(self) -> aioredis.Redis:
+        """The registry's Redis client (the cluster throttle shares it)."""
+        return self._redis
+
+    @property
     def ttl_ms(self) -> int:
         return max(1000, 3 * self.target.lease_ms)
 

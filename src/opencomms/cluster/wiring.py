@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from opencomms.cluster.forward import Forwarder
 from opencomms.cluster.orphans import OrphanSweep
 from opencomms.cluster.registry import NodeRegistry
+from opencomms.cluster.throttle import ClusterThrottle
 from opencomms.domain import results
 from opencomms.store.conversations_redis import RedisConversationStore
 from opencomms.store.redis_common import redis_target
@@ -32,8 +33,10 @@ class ClusterMember:
         self.sweep = (
             OrphanSweep(node, store, registry.target.lease) if isinstance(store, RedisConversationStore) else None
         )
-        self._sweeper: asyncio.Task[None] | None = None
         node.calls.orphan_result = results.NODE_LOST
+        self.throttle = ClusterThrottle(node.config.throttle, registry.redis, registry.target.key)
+        node.api.throttle = self.throttle
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self, stack: contextlib.AsyncExitStack) -> None:
         sip = self.node.sip
@@ -43,16 +46,19 @@ class ClusterMember:
         await self.registry.start()
         stack.push_async_callback(self.registry.aclose)
         stack.push_async_callback(self.forwarder.aclose)
+        loop = asyncio.get_running_loop()
+        stack.push_async_callback(self._stop_tasks)
         if self.sweep is not None:
-            self._sweeper = asyncio.get_running_loop().create_task(self.sweep.run(), name="opencomms-orphan-sweep")
-            stack.push_async_callback(self._stop_sweep)
+            self._tasks.append(loop.create_task(self.sweep.run(), name="opencomms-orphan-sweep"))
+        self._tasks.append(loop.create_task(self.throttle.run(self.node.clock), name="opencomms-cluster-throttle"))
 
-    async def _stop_sweep(self) -> None:
-        if self._sweeper is not None:
-            self._sweeper.cancel()
+    async def _stop_tasks(self) -> None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
-            self._sweeper = None
+                await task
 
     def health(self) -> dict[str, Any]:
         store = self.node.conversations

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from opencomms.cli.main import app as cli
 from opencomms.cluster.forward import BY, CALLER, SIGNATURE, TIME
-from opencomms.config import ClusterConfig
+from opencomms.config import ClusterConfig, ThrottleConfig
 from opencomms.directory import Directory
 from opencomms.domain.ids import new_id
 from opencomms.server import Node
@@ -29,7 +29,7 @@ __all__ = ["redis_url"]  # fixtures
 
 
 @asynccontextmanager
-async def two_nodes(url: str) -> AsyncIterator[tuple[list[Node], str, dict[str, Any]]]:
+async def two_nodes(url: str, **changes: Any) -> AsyncIterator[tuple[list[Node], str, dict[str, Any]]]:
     """Nodes a and b on one Redis, a tenant with apps alice and bob (their webhooks running)."""
     prefix = f"t{new_id()[:8]}:"
     store = RedisStore(RedisTarget(url, "setup", prefix=prefix))
@@ -41,7 +41,9 @@ async def two_nodes(url: str) -> AsyncIterator[tuple[list[Node], str, dict[str, 
         nodes = []
         for name in ("a", "b"):
             cluster = ClusterConfig(node_id=name, key_prefix=prefix, lease=1.5, claim_idle=0.6, poll=0.2)
-            nodes.append(await stack.enter_async_context(running_node(node_config(store_url=url, cluster=cluster))))
+            nodes.append(
+                await stack.enter_async_context(running_node(node_config(store_url=url, cluster=cluster, **changes)))
+            )
         for name in ("alice", "bob"):
             bot = RecordingBot(app_id="", jwks_url=f"{nodes[0].public_url}/common/discovery/v2.0/keys")
             await bot.start(f"/{name}/calls")
@@ -114,3 +116,22 @@ async def test_an_unsigned_forwarded_request_is_refused(redis_url: str) -> None:
             alice.token = "not-a-token"
             status, body, _ = await alice.request("GET", f"/communications/calls/{new_id()}", headers=forged)
             assert status == 401, body
+
+
+async def test_throttling_counts_an_apps_requests_across_the_cluster(redis_url: str) -> None:
+    """Each node alone would let 4 requests a second through (its own bucket holds 10); together they count the
+    app's 8 requests against the cluster-wide 3 a second and refuse the next ones on both nodes (429)."""
+    async with two_nodes(redis_url, throttle=ThrottleConfig(rate=3, burst=10)) as (nodes, tenant, apps):
+        _bot, alice_id, alice_secret = apps["alice"]
+        async with (
+            GraphClient(nodes[0].public_url, tenant, alice_id, alice_secret) as on_a,
+            GraphClient(nodes[1].public_url, tenant, alice_id, alice_secret) as on_b,
+        ):
+            path = f"/communications/calls/{new_id()}"
+            for _ in range(4):
+                assert (await on_a.request("GET", path))[0] == 404
+                assert (await on_b.request("GET", path))[0] == 404
+            await asyncio.sleep(0.5)  # the counts meet in Redis
+            for client in (on_a, on_b):
+                status, _, headers = await client.request("GET", path)
+                assert status == 429 and int(headers["Retry-After"]) >= 1

@@ -30,7 +30,7 @@ __all__ = ["redis_url"]  # fixtures
 CLUSTER = {"LEASE": "1.2", "CLAIM_IDLE": "0.6", "POLL": "0.2"}
 
 
-def start_node_a(url: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_node_a(url: str, prefix: str, tmp: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
     ready = tmp / "a.ready"
     env = {
         **os.environ,
@@ -43,6 +43,7 @@ def start_node_a(url: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[byt
         "OPENCOMMS_CLUSTER__NODE_ID": "a",
         "OPENCOMMS_CLUSTER__KEY_PREFIX": prefix,
         **{f"OPENCOMMS_CLUSTER__{k}": v for k, v in CLUSTER.items()},
+        **extra,
     }
     argv = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", url, "--port", "0"]
     proc = subprocess.Popen([*argv, "--ready-file", str(ready)], env=env, stderr=(tmp / "a.log").open("wb"))
@@ -179,6 +180,47 @@ async def test_a_dead_nodes_phone_calls_end_and_its_bot_to_bot_calls_survive(red
             proc.wait()
         if sipp is not None:
             await sipp
+        for bot in bots.values():
+            await bot.stop()
+        store.close()
+
+
+async def test_a_dead_nodes_timers_fire_on_another_node(redis_url: str, tmp_path: Path) -> None:
+    """A call ringing on node A when A dies: node B takes the conversation over by itself and ends the call when
+    its answer window (stored with it) closes; the caller's bot hears it from B."""
+    prefix = f"t{new_id()[:8]}:"
+    store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
+    directory = Directory(store)
+    tenant = directory.create_tenant("Contoso", "contoso.example")
+    bots: dict[str, RecordingBot] = {}
+    apps: dict[str, tuple[str, str]] = {}
+    for name in ("alice", "bob"):
+        bots[name] = bot = RecordingBot(app_id="", jwks_url="")
+        await bot.start(f"/{name}/calls")
+        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
+        bot.app_id, apps[name] = app.id, (app.id, secret)
+    proc, a_url = await asyncio.to_thread(
+        start_node_a, redis_url, prefix, tmp_path, OPENCOMMS_CALLS__ANSWER_TIMEOUT="4"
+    )
+    for bot in bots.values():
+        bot.jwks_url = f"{a_url}/common/discovery/v2.0/keys"
+    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
+    cfg = dataclasses.replace(node_config(), store_url=redis_url, cluster=cluster)
+    try:
+        async with running_node(cfg) as node_b:
+            async with GraphClient(a_url, tenant.id, *apps["alice"]) as alice:
+                status, call = await alice.create_call(bots["alice"].url, [app_target(apps["bob"][0])])
+                assert status == 201
+            await bots["bob"].incoming(timeout=5)  # ringing, never answered
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+            ended = await bots["alice"].wait_state(call["id"], "terminated", timeout=10)
+            assert ended.resource_data["resultInfo"]["code"] != 503  # the answer window, not a lost node
+            assert node_b.cluster is not None and node_b.cluster.sweep is not None and node_b.cluster.sweep.taken >= 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
         for bot in bots.values():
             await bot.stop()
         store.close()
