@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 
 from opencomms.cluster.local import ClusterPlan, LocalCluster
+from opencomms.config import SipConfig
 from opencomms.directory import Directory
 from opencomms.domain.ids import new_id
+from opencomms.gateway.register import Registrations
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
 from opencomms.testing import GraphClient, RecordingBot
@@ -142,3 +144,29 @@ async def test_a_node_that_stops_answering_leaves_the_set(cluster: LocalCluster,
         os.kill(frozen.pid, signal.SIGCONT)
         await client.__aexit__(None, None, None)
         await bot.stop()
+
+
+async def test_a_phone_registers_through_kamailio_with_any_node(cluster: LocalCluster, tmp_path: Path) -> None:
+    """REGISTER goes to any node (the challenge from one, the answer to it possibly at another): the registrar and
+    its accounts are shared in Redis, and the binding is there for every node."""
+    store = RedisStore(RedisTarget(cluster.redis_url, "setup", prefix=cluster.plan.key_prefix))
+    tenant = Directory(store).create_tenant("Fabrikam", f"f{new_id()[:8]}.example")
+    Registrations(SipConfig(), store).accounts.add(tenant.id, "alice", "correct horse")
+    try:
+        for i in range(3):  # the round robin sends them to each node in turn
+            result = await asyncio.to_thread(
+                run_sipp,
+                "uac_register.xml",
+                LOOPBACK,
+                cluster.sip_port,
+                service="alice",
+                timeout=10,
+                keys={"auth_user": "alice", "auth_pass": "correct horse"},
+                workdir=tmp_path / f"sipp{i}",
+            )
+            assert result.ok, result.describe()
+        bindings = Registrations(SipConfig(), store).bindings("alice")
+        assert len(bindings) == 3  # one per SIPp run (its own port each), whichever node took it
+        assert all(b.contact.startswith("sip:alice@127.0.0.1:") for b in bindings)
+    finally:
+        store.close()
