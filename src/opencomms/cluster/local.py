@@ -206,6 +206,14 @@ class LocalCluster:
                 raise ClusterError(f"kamailio did not start: {_tail(log)}")
             time.sleep(0.1)
 
+    def restart_kamailio(self) -> None:
+        """Stop Kamailio and start it again on the same port (calls in progress carry on: in-dialog requests
+        follow their Record-Route, which needs no state)."""
+        if self.kamailio is not None:
+            _signal(self.kamailio, signal.SIGTERM)
+            _reap(self.kamailio, 5)
+        self._start_kamailio()
+
     # -- running ---------------------------------------------------------------------------------------------
     def dead(self) -> list[str]:
         """The parts that exited by themselves (their names)."""

@@ -170,3 +170,32 @@ async def test_a_phone_registers_through_kamailio_with_any_node(cluster: LocalCl
         assert all(b.contact.startswith("sip:alice@127.0.0.1:") for b in bindings)
     finally:
         store.close()
+
+
+async def test_calls_in_progress_survive_a_kamailio_restart(cluster: LocalCluster, tmp_path: Path) -> None:
+    bot, client, _answers = await answering_bot(cluster)
+    try:
+        calls = asyncio.create_task(
+            asyncio.to_thread(
+                run_sipp,
+                "uac_basic.xml",
+                LOOPBACK,
+                cluster.sip_port,
+                calls=3,
+                rate=10,
+                service=bot_numbers[-1].lstrip("+"),
+                call_duration_ms=4000,
+                recv_timeout_ms=8000,
+                timeout=30,
+                workdir=tmp_path / "sipp",
+            )
+        )
+        await bot.wait_for(lambda n: n.state == "established", count=3, timeout=10)
+        await asyncio.to_thread(cluster.restart_kamailio)  # mid-call: the BYEs go through the new Kamailio
+        result = await calls
+        assert result.ok, result.describe()
+        assert result.counter("SuccessfulCall") == 3
+        await bot.wait_for(lambda n: n.change_type == "deleted", count=3, timeout=10)
+    finally:
+        await client.__aexit__(None, None, None)
+        await bot.stop()
