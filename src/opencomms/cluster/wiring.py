@@ -81,6 +81,11 @@ def attach_cluster(node: Node) -> ClusterMember | None:
     target = redis_target(node.config.store_url, node.config.cluster)
     if target is None:
         return None
-    member = ClusterMember(node, NodeRegistry(target, node.public_url))
+    cfg = node.config
+    internal = cfg.cluster.internal_url.rstrip("/")
+    if not internal:
+        scheme = "https" if cfg.tls else "http"
+        internal = f"{scheme}://{cfg.host}:{node.port}" if cfg.public_url else node.public_url
+    member = ClusterMember(node, NodeRegistry(target, internal))
     node.api.forwarder = member.forwarder
     return member

@@ -135,3 +135,18 @@ async def test_throttling_counts_an_apps_requests_across_the_cluster(redis_url: 
             for client in (on_a, on_b):
                 status, _, headers = await client.request("GET", path)
                 assert status == 429 and int(headers["Retry-After"]) >= 1
+
+
+async def test_nodes_behind_one_public_url_forward_to_their_own_addresses(redis_url: str) -> None:
+    """Several machines behind one load balancer share its public URL (so a token any node issues is valid at
+    every node); each registers its own address for forwarding."""
+    async with two_nodes(redis_url, public_url="http://127.0.0.1:9") as (nodes, tenant, apps):
+        a, b = nodes
+        assert a.cluster is not None and b.cluster is not None
+        assert a.cluster.registry.url == f"http://127.0.0.1:{a.port}" != b.cluster.registry.url
+        assert await b.cluster.registry.url_of("a") == a.cluster.registry.url
+        _bot, alice_id, _secret = apps["alice"]
+        token, _ = a.tokens.issue_access_token(
+            tenant_id=tenant, app_id=alice_id, roles=(), audience=a.public_url, now=a.clock()
+        )
+        assert b.tokens.validate_access_token(token, b.clock()).app_id == alice_id
