@@ -49,7 +49,7 @@ def signature(secret: bytes, by: str, at: str, caller: str, method: str, path: s
 class Forwarder:
     """Forwards requests to conversation owners and checks requests forwarded to this node."""
 
-    def __init__(self, registry: NodeRegistry, *, timeout: float = 10.0) -> None:
+    def __init__(self, registry: NodeRegistry, *, timeout: float = 5.0) -> None:
         self.registry = registry
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None

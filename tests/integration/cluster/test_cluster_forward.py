@@ -99,6 +99,8 @@ async def test_healthz_names_the_node_and_its_leases(redis_url: str) -> None:
             assert json.loads(shown.output)["owner_url"] == a.public_url
             listed = await asyncio.to_thread(CliRunner().invoke, cli, ["calls", "list", *argv[3:]], env=env)
             assert [row["owner_node"] for row in json.loads(listed.output)] == ["a", "a"]
+            status_a = await asyncio.to_thread(CliRunner().invoke, cli, ["status", "--url", a.public_url])
+            assert "node a: " in status_a.output and "Redis ok" in status_a.output, status_a.output
             assert await alice.hang_up(call["id"]) == 204
 
 
