@@ -211,10 +211,10 @@ async def test_a_dead_nodes_timers_fire_on_another_node(redis_url: str, tmp_path
             async with GraphClient(a_url, tenant.id, *apps["alice"]) as alice:
                 status, call = await alice.create_call(bots["alice"].url, [app_target(apps["bob"][0])])
                 assert status == 201
-            await bots["bob"].incoming(timeout=5)  # ringing, never answered
+            await bots["bob"].incoming(timeout=10)  # ringing, never answered
             proc.send_signal(signal.SIGKILL)
             await asyncio.to_thread(proc.wait)
-            ended = await bots["alice"].wait_state(call["id"], "terminated", timeout=10)
+            ended = await bots["alice"].wait_state(call["id"], "terminated", timeout=20)
             assert ended.resource_data["resultInfo"]["code"] != 503  # the answer window, not a lost node
             assert node_b.cluster is not None and node_b.cluster.sweep is not None and node_b.cluster.sweep.taken >= 1
     finally:
