@@ -23,6 +23,8 @@ import orjson
 from opencomms.api.http import Request, Response
 from opencomms.calling.service import Caller
 from opencomms.domain.errors import Unauthenticated
+from opencomms.store.base import StoreUnavailable
+from opencomms.store.conversations_redis import FAULTS
 
 if TYPE_CHECKING:
     from opencomms.cluster.registry import NodeRegistry
@@ -72,7 +74,10 @@ class Forwarder:
             fresh = abs(time.time() - float(at)) <= MAX_SKEW
         except ValueError:
             fresh = False
-        secret = await self.registry.secret()
+        try:
+            secret = await self.registry.secret()
+        except FAULTS as exc:
+            raise StoreUnavailable(f"the cluster secret cannot be read: {exc}") from None
         want = signature(secret, by, at, who, request.method, request.path, request.query, request.body)
         if not (fresh and hmac.compare_digest(want, sig)):
             raise Unauthenticated("This node-to-node request is not signed by a node of this cluster.")
@@ -84,12 +89,16 @@ class Forwarder:
         unreachable; the caller answers 503 + Retry-After then)."""
         if BY in request.headers or owner == self.registry.node:
             return None
-        url = await self.registry.url_of(owner)
+        try:
+            url = await self.registry.url_of(owner)
+            secret = await self.registry.secret()
+        except FAULTS as exc:  # Redis is down: the caller answers 503 + Retry-After
+            log.warning("cannot forward to node %s: %s", owner, exc)
+            return None
         if url is None:
             return None
         at = repr(time.time())
         me = self.registry.node
-        secret = await self.registry.secret()
         headers = {k: v for k, v in request.headers.items() if k in _PASSED}
         who = "" if request.caller is None else _who(request.caller)
         sig = signature(secret, me, at, who, request.method, request.path, request.query, request.body)
