@@ -162,11 +162,13 @@ def run_cluster(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
             assert cluster.kamailio is not None and cluster.redis is not None
             pids = [n.process.pid for n in cluster.nodes]
             idle = _idle_rate(pids)
-            node0 = sum(_cpu_seconds(p) for p in pids)
+            each0 = [_cpu_seconds(p) for p in pids]
+            node0 = sum(each0)
             kam0, red0 = _tree_cpu(cluster.kamailio.pid), _cpu_seconds(cluster.redis.pid)
             wall0 = time.monotonic()
             result = _calls(args, cluster.sip_port, tmp)
             wall = time.monotonic() - wall0
+            each = [round(_cpu_seconds(p) - c, 2) for p, c in zip(pids, each0, strict=True)]
             node_cpu = sum(_cpu_seconds(p) for p in pids) - node0
             extra = {
                 "kamailio": _tree_cpu(cluster.kamailio.pid) - kam0,
@@ -174,7 +176,9 @@ def run_cluster(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
             }
         finally:
             bot.stop()
-    return _figures(f"cluster-{nodes}", args, result, wall, node_cpu, idle, extra)
+    row = _figures(f"cluster-{nodes}", args, result, wall, node_cpu, idle, extra)
+    row["node_cpu_s_each"] = each  # node 1 first: the bot's node, which forwards to the others
+    return row
 
 
 def main() -> None:
