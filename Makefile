@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps web test lint typecheck unit demo bench bench-security bench-meetings fuzz serve clean
+.PHONY: deps system-deps web test lint typecheck unit demo cluster bench bench-security bench-meetings fuzz serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +40,11 @@ test: lint typecheck web
 
 demo: deps web
 	$(BIN)/python -m opencomms.demo
+
+# a local cluster: redis-server, Kamailio and NODES nodes on loopback (Ctrl-C stops them)
+NODES ?= 3
+cluster: deps
+	$(BIN)/opencomms cluster up --nodes $(NODES)
 
 bench: deps
 	$(BIN)/python bench/run.py

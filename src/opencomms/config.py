@@ -404,6 +404,10 @@ class ClusterConfig:
     that a dead node's notifications are claimed before its conversations can be taken over (per-call order)."""
     poll: float = 0.5
     """Seconds between the dispatcher's looks at the shared outbox (new entries, entries of dead nodes)."""
+    internal_url: str = ""
+    """Where the other nodes reach this node's REST API when they forward a request for a conversation it owns
+    (registered in Redis). Empty: the node's public URL, or http(s)://host:port when `public_url` is set (several
+    nodes behind one load balancer share that public URL, and so the token issuer)."""
     timeout: float = 0.25
     """Seconds a command of the synchronous store (directory, keys, registrar) may take before the request fails
     with 503 + Retry-After: it waits on the event loop, keep it short. The conversation store's commands, which the

@@ -38,6 +38,7 @@ from opencomms.calling.recordings import RecordingPolicy, RecordingStore
 from opencomms.calling.service import CallService
 from opencomms.calling.transcription import CallTranscription
 from opencomms.calling.transcription import from_config as transcription_from_config
+from opencomms.cluster.wiring import attach_cluster
 from opencomms.config import NodeConfig
 from opencomms.console.wiring import attach_console
 from opencomms.directory import Directory
@@ -251,6 +252,7 @@ class Node:
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
         self.console = attach_console(self) if config.console.enabled else None
         self.webrtc = attach_webrtc(self) if config.webrtc.enabled and self.sip is not None else None
+        self.cluster = attach_cluster(self)
         self.descriptor_limit = raise_descriptor_limit()
         self.http_guard = HttpGuard(
             config.http,
@@ -352,6 +354,8 @@ class Node:
         self._stack.push_async_callback(self.announcer.close)
         self._stack.push_async_callback(self.hold_music.close)
         self._stack.push_async_callback(self.invites.close)
+        if self.cluster is not None:
+            await self.cluster.start(self._stack)
         self._tasks = await self._stack.enter_async_context(asyncio.TaskGroup())
         self._keys_task = self._tasks.create_task(self._maintenance(), name="opencomms-maintenance")
         if self.config.tts.piper_preload:
@@ -399,6 +403,7 @@ class Node:
             "store": {"unit_faults": self.calls.faults, "notify_faults": self.dispatcher.store_faults},
             "http": self.http_guard.stats(),
             "transcription": None if self.transcription is None else self.transcription.health(),
+            "cluster": {"role": "single"} if self.cluster is None else self.cluster.health(),
         }
 
     # -- HTTP server -------------------------------------------------------------------------------------

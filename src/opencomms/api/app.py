@@ -27,7 +27,7 @@ from opencomms.calling.recordings import RecordingStore
 from opencomms.calling.service import Caller, CallService
 from opencomms.calling.transcription import CallTranscription
 from opencomms.directory import Directory
-from opencomms.domain.errors import AccessDenied, BadRequest, Throttled, Unauthenticated
+from opencomms.domain.errors import AccessDenied, BadRequest, ServiceUnavailable, Throttled, Unauthenticated
 from opencomms.domain.ids import is_guid, new_id
 from opencomms.logs import request_context
 from opencomms.meetings.service import MeetingService
@@ -74,6 +74,9 @@ class ApiContext:
     """#opencomms media streams (calling.mediastreams.MediaStreams); None: 503 on start/stopMediaStream."""
     transcription: CallTranscription | None = None
     """Live transcription (calling.transcription.CallTranscription); None: startTranscription answers 503."""
+    forwarder: Any = None
+    """Several nodes: passes a request for a conversation another node owns to that node and checks requests
+    forwarded to this one (cluster.forward.Forwarder); None: a single node."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
@@ -147,7 +150,9 @@ class GraphApp:
         route, params, version = self.router.match(scope["method"], scope["path"])
         scope["opencomms.route"] = route.template
         caller = None
-        if route.kind is Kind.GRAPH:
+        fwd = self.ctx.forwarder
+        forwarded = fwd is not None and fwd.is_forwarded(headers)  # authenticated by the node that forwarded it
+        if route.kind is Kind.GRAPH and not forwarded:
             caller = self._authenticate(headers)
             if caller.user_id is not None and not route.delegated:
                 raise AccessDenied("This API accepts application tokens only, not a signed-in user's token.")
@@ -168,9 +173,17 @@ class GraphApp:
             caller=caller,
             source=client[0] if (client := scope.get("client")) else "",
         )
-        result = route.handler(self.ctx, request)
-        if inspect.isawaitable(result):
-            result = await result
+        if forwarded:
+            request.caller = await fwd.verify(request)
+        try:
+            result = route.handler(self.ctx, request)
+            if inspect.isawaitable(result):
+                result = await result
+        except ServiceUnavailable as exc:  # another node owns the conversation: ask it
+            owner = getattr(exc, "owner_node", "")
+            if not owner or fwd is None or (answer := await fwd.forward(request, owner)) is None:
+                raise
+            return answer  # type: ignore[no-any-return]
         return result
 
     def _authenticate(self, headers: dict[str, str]) -> Caller:

@@ -32,8 +32,10 @@ def load_keyring(store: Store, now: float, key_file: str = "") -> KeyRing:
     if keys:
         return KeyRing(sorted(keys, key=lambda k: k.created_at))
     ring = KeyRing.empty_with_new_key(now)
-    save_keyring(store, ring)
-    return ring
+    # only add (never replace): nodes of a cluster starting together on a fresh store may each make a first key
+    store.put(KIND, ring.active.kid, ring.active.to_doc())
+    keys = [SigningKey.from_doc(doc) for _, doc in store.scan(KIND)]
+    return KeyRing(sorted(keys, key=lambda k: k.created_at))
 
 
 def save_keyring(store: Store, ring: KeyRing, key_file: str = "") -> None:

@@ -125,6 +125,8 @@ class CallService:
         self._conv_timeouts = ConversationTimeouts()
         self.core.timeouts_of = self._timeouts
         self._tasks = TaskSet("calls")
+        self.orphan_result = results.GATEWAY_RESTARTED
+        """How an external leg another process held ends when its conversation is loaded here (a cluster: NODE_LOST)."""
         """Commands started by a listener (ending the legs a previous process held)."""
 
     # -- composition -------------------------------------------------------------------------------------
@@ -156,7 +158,7 @@ class CallService:
         if self._media is not None:
             self._media.loaded(view for leg_id in conv.legs if (view := self.leg(leg_id)) is not None)
         for leg in self.gateways.orphans(conv.legs.values()):
-            self._tasks.spawn(self.external_ended(leg.id, results.GATEWAY_RESTARTED), name="opencomms-orphan-leg")
+            self._tasks.spawn(self.external_ended(leg.id, self.orphan_result), name="opencomms-orphan-leg")
 
     # -- queries -----------------------------------------------------------------------------------------
     @property

@@ -43,6 +43,14 @@ def stored_legs(st: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return [(leg, conv) for conv in convs for leg in conv.get("legs") or ()]
 
 
+def owner(st: Any, conv_id: str) -> dict[str, Any]:
+    """Which node serves the conversation: its id and URL on a cluster (Redis), nothing on a single node."""
+    if not isinstance(st, RedisStore):
+        return {}
+    node, url = st.owner(conv_id)
+    return {"owner_node": node or "(none: the next node to touch it takes it)", "owner_url": url}
+
+
 def when(epoch: Any) -> str:
     return datetime.fromtimestamp(float(epoch or 0), UTC).isoformat(timespec="seconds") if epoch else ""
 
@@ -70,11 +78,11 @@ def calls_list(
 ) -> None:
     """Live calls (those the store still holds), oldest first; numbers masked."""
     st = open_cli_store(config, store)
-    docs = sorted((leg for leg, _ in stored_legs(st)), key=lambda d: float(d.get("created_at") or 0))
+    docs = sorted(stored_legs(st), key=lambda pair: float(pair[0].get("created_at") or 0))
     app_key = normalize_id(app_id) if app_id else None
     rows = [
-        summary(d)
-        for d in docs
+        summary(d) | ({"owner_node": st.owner(str(conv.get("id") or ""))[0]} if isinstance(st, RedisStore) else {})
+        for d, conv in docs
         if (app_key is None or d.get("app_id") == app_key) and (state is None or d.get("state") == state.lower())
     ]
     out(rows, as_json)
@@ -95,6 +103,7 @@ def calls_show(call_id: str, config: ConfigOpt = None, store: StoreOpt = None, a
     conversation = {k: v for k, v in conv.items() if k != "legs"} | {"legs": [leg.get("id") for leg in conv["legs"]]}
     result = {
         **summary(doc),
+        **owner(st, str(conv.get("id") or "")),
         "call": mask_value("", doc),
         "conversation": None if conversation is None else mask_value("", conversation),
         "operations": mask_value("", operations),

@@ -13,7 +13,20 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from opencomms.cli import admin, apps, calls, instances, keys, meetings, serve, sip_accounts, status, tenants, users
+from opencomms.cli import (
+    admin,
+    apps,
+    calls,
+    cluster,
+    instances,
+    keys,
+    meetings,
+    serve,
+    sip_accounts,
+    status,
+    tenants,
+    users,
+)
 from opencomms.cli.common import USAGE
 from opencomms.domain.errors import OpenCommsError
 from opencomms.store import StoreUnavailable
@@ -52,6 +65,7 @@ app.add_typer(meetings.cli, name="meetings")
 app.add_typer(meetings.policy_cli, name="policy")
 app.add_typer(admin.cli, name="admin")
 app.command("dev-cert")(keys.dev_cert)
+app.add_typer(cluster.cli, name="cluster")
 
 
 def main() -> None:

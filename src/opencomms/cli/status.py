@@ -56,7 +56,18 @@ def _from_node(url: str, insecure: bool) -> dict[str, Any]:
         f"{media.get('overruns', 0)} overruns",
         "notifications": ", ".join(f"{k} {v}" for k, v in notes.items() if isinstance(v, int | float)),
         "store_faults": health.get("store"),
+        "cluster": _cluster(health.get("cluster")),
     }
+
+
+def _cluster(part: Any) -> str:
+    """One line of /healthz's cluster part: the role, and on a cluster the node id, leases and Redis."""
+    if not isinstance(part, dict) or part.get("role") != "node":
+        return "single node"
+    return (
+        f"node {part.get('node_id')}: {part.get('leases')} conversations leased, Redis {part.get('redis')}, "
+        f"{part.get('forwarded')} requests forwarded, {part.get('taken_over')} conversations taken over"
+    )
 
 
 def _from_store(config_path: Any, store: str | None) -> dict[str, Any]:

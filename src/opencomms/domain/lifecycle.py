@@ -35,6 +35,10 @@ class Transfer:
     """Leg id of the new ringing leg at the target; '' while the transferee's gateway transfers it (REFER)."""
 
 
+_TOLD_TO_PEER = (results.MEDIA_STREAM_FAILED, results.NODE_LOST)
+"""Why a peer-to-peer call's other leg ended that its bot learns as such, not just "hung up"."""
+
+
 class LegLifecycle:
     """The shared rules of a conversation; the state they act on is the aggregate's."""
 
@@ -199,7 +203,7 @@ class LegLifecycle:
                     return
             elif gone.id == transfer.transferor:
                 self.transfer = None  # blind transfer: the target keeps ringing
-        if gone.result_info == results.MEDIA_STREAM_FAILED and self.kind is ConversationKind.PEER_TO_PEER:
+        if gone.result_info in _TOLD_TO_PEER and self.kind is ConversationKind.PEER_TO_PEER:
             self.failure = gone.result_info  # the bot learns why its peer is gone, not just "hung up"
         self._settle()
 
@@ -226,7 +230,7 @@ class LegLifecycle:
         lone = candidates[0]
         if lone.state is CallState.INCOMING:
             self._end(lone, results.REMOTE_HUNG_UP)
-        elif lone.connected and self.failure == results.MEDIA_STREAM_FAILED:
+        elif lone.connected and self.failure in _TOLD_TO_PEER:
             self._end(lone, self.failure)
         elif lone.connected:
             group = self.kind is ConversationKind.GROUP

@@ -88,6 +88,10 @@ GATEWAY_RESTARTED = ResultInfo(500, 9130, "The gateway restarted and lost this c
 TRUNK_FAILED = ResultInfo(502, 9131, "The SIP trunk could not place the call.")
 MEDIA_ADDRESS_REFUSED = ResultInfo(488, 9132, "Media setup failed: the far end's media address cannot be used.")
 MEDIA_STREAM_FAILED = ResultInfo(500, 9133, "Media failure: the call's RTP stream failed and was stopped.")
+# 9134: several nodes (cluster): the node that held this leg's SIP dialog and media stopped (killed, crashed, cut
+# off from Redis longer than its lease); another node took the conversation over and ended the leg, since its RTP
+# and dialog state lived only there. Bot-to-bot legs (no media) are not ended: they carry on on the new owner.
+NODE_LOST = ResultInfo(503, 9134, "The node serving this call's media stopped; another node ended the call.")
 
 # Application-hosted media (the node's WebSocket to the bot's media endpoint; see wire/apphosted.py)
 APP_MEDIA_UNREACHABLE = ResultInfo(

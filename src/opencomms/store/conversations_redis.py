@@ -64,6 +64,8 @@ class NotOwner(ServiceUnavailable):
         super().__init__(f"conversation {conv_id} is served by node {owner.split('|')[0]}", retry_after=1)
         self.conv_id = conv_id
         self.owner = owner
+        self.owner_node = owner.split("|")[0]
+        """The owning node's id: the API forwards the request there (cluster.forward)."""
 
 
 _COMMIT, _LOAD, _DUE, _REMOVE = (sha1(script) for script in (rc.COMMIT, rc.LOAD, rc.DUE, rc.REMOVE))
@@ -114,6 +116,7 @@ class RedisConversationStore(ConversationStore):
         self._renew_script = self._redis.register_script(rc.RENEW)
         self._release_script = self._redis.register_script(rc.RELEASE)
         self._keep_script = self._redis.register_script(rc.KEEP)
+        self._unowned_script = self._redis.register_script(rc.UNOWNED)
         self._pipe = Pipeliner(
             self._redis,
             [rc.COMMIT, rc.LOAD, rc.DUE, rc.REMOVE],
@@ -288,6 +291,21 @@ class RedisConversationStore(ConversationStore):
         start = f"({after}" if after else "-"
         ids = await self._call(self._redis.zrange(self._fixed["convs"], start, "+", bylex=True, offset=0, num=limit))
         return [_s(i) for i in ids]
+
+    async def unowned(self, limit: int = 256) -> list[str]:
+        """Live conversations whose lease nobody holds (their owner died or let go), at most `limit`: the cluster's
+        sweep loads them, which ends their orphaned legs and fires their timers (cluster.orphans)."""
+        found: list[str] = []
+        start = 0
+        while len(found) < limit:
+            res = await self._call(
+                self._unowned_script(keys=[self._fixed["convs"]], args=[self._owner_prefix, limit - len(found), start])
+            )
+            found += [_s(i) for i in res[1:]]
+            start = int(res[0])
+            if start == 0:
+                break
+        return found
 
     # -- leases ----------------------------------------------------------------------------------------------
     async def _renew_loop(self) -> None:

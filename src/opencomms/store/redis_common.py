@@ -341,3 +341,18 @@ table.insert(args, 'JUSTID')
 redis.call(unpack(args))
 return #args - 6
 """
+
+UNOWNED = """
+-- KEYS: convs; ARGV: owner key prefix, limit, start index. Live conversations nobody holds the lease of (their
+-- owner died or let go), from `start` in id order; returns {next start (0: done), ids...}.
+local out, start, limit = {0}, tonumber(ARGV[3]), tonumber(ARGV[2])
+local ids = redis.call('ZRANGE', KEYS[1], start, start + 999)
+for i, id in ipairs(ids) do
+  if redis.call('EXISTS', ARGV[1] .. id) == 0 then
+    table.insert(out, id)
+    if #out > limit then out[1] = start + i; return out end
+  end
+end
+if #ids == 1000 then out[1] = start + 1000 end
+return out
+"""

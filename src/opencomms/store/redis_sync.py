@@ -148,6 +148,16 @@ class RedisStore(Store):
             docs += [_loads(raw) for raw in self._run(pipe.execute) if raw is not None]
         return docs
 
+    def owner(self, conv_id: str) -> tuple[str, str]:
+        """(node id, its URL) of the node holding the conversation's lease; ("", "") when nobody does (its owner
+        died or let go: the next node to touch it takes it), URL "" when that node is not registered."""
+        raw = self._run(self._redis.get, self.target.key("owner", conv_id))
+        if raw is None:
+            return "", ""
+        node = raw.decode().split("|")[0]
+        entry = self._run(self._redis.get, self.target.key("node", node))
+        return node, str(_loads(entry).get("url", "")) if entry else ""
+
     # -- outbox ------------------------------------------------------------------------------------------
     def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
         return self.outbox_append_many([entry])[0]

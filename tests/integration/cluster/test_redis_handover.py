@@ -23,13 +23,14 @@ from opencomms.testing import GraphClient, RecordingBot, running_node
 from opencomms.testing.harness import app_target
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, node_config
 from tests.redis_fixtures import redis_url
+from tests.sipp.sipp import LOOPBACK, run_sipp
 
 __all__ = ["redis_url"]  # fixtures
 
 CLUSTER = {"LEASE": "1.2", "CLAIM_IDLE": "0.6", "POLL": "0.2"}
 
 
-def start_node_a(url: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_node_a(url: str, prefix: str, tmp: Path, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
     ready = tmp / "a.ready"
     env = {
         **os.environ,
@@ -42,6 +43,7 @@ def start_node_a(url: str, prefix: str, tmp: Path) -> tuple[subprocess.Popen[byt
         "OPENCOMMS_CLUSTER__NODE_ID": "a",
         "OPENCOMMS_CLUSTER__KEY_PREFIX": prefix,
         **{f"OPENCOMMS_CLUSTER__{k}": v for k, v in CLUSTER.items()},
+        **extra,
     }
     argv = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", url, "--port", "0"]
     proc = subprocess.Popen([*argv, "--ready-file", str(ready)], env=env, stderr=(tmp / "a.log").open("wb"))
@@ -98,6 +100,123 @@ async def test_a_dead_nodes_notifications_are_delivered_by_another_node(redis_ur
             await bots["alice"].wait_state(call["id"], "terminated", timeout=8)
             states: list[Any] = [n.state for n in bots["alice"].for_call(call["id"])]
             assert states == ["establishing", "established", "terminating", "terminated"]  # per-call order
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        for bot in bots.values():
+            await bot.stop()
+        store.close()
+
+
+async def test_a_dead_nodes_phone_calls_end_and_its_bot_to_bot_calls_survive(redis_url: str, tmp_path: Path) -> None:
+    """kill -9 of the node that held a phone's call and a bot-to-bot call: within a few seconds another node (which
+    nobody asked anything) takes both conversations over; the phone's leg, whose dialog and RTP lived on the dead
+    node, ends with resultInfo 503/9134 (NODE_LOST) and its bot is told; the bot-to-bot call carries on."""
+    prefix = f"t{new_id()[:8]}:"
+    store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
+    directory = Directory(store)
+    tenant = directory.create_tenant("Contoso", "contoso.example")
+    bots: dict[str, RecordingBot] = {}
+    apps: dict[str, tuple[str, str]] = {}
+    for name in ("alice", "bob", "desk"):
+        bots[name] = bot = RecordingBot(app_id="", jwks_url="")
+        await bot.start(f"/{name}/calls")
+        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
+        bot.app_id, apps[name] = app.id, (app.id, secret)
+    number = "+14255550177"
+    directory.create_instance(apps["desk"][0], "Desk", phone_number=number)
+    proc, a_url = await asyncio.to_thread(start_node_a, redis_url, prefix, tmp_path)
+    for bot in bots.values():
+        bot.jwks_url = f"{a_url}/common/discovery/v2.0/keys"
+    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
+    cfg = dataclasses.replace(node_config(), store_url=redis_url, cluster=cluster)
+    sipp: asyncio.Task[Any] | None = None
+    try:
+        async with running_node(cfg) as node_b:
+            async with (
+                GraphClient(a_url, tenant.id, *apps["alice"]) as alice,
+                GraphClient(a_url, tenant.id, *apps["bob"]) as bob,
+                GraphClient(a_url, tenant.id, *apps["desk"]) as desk,
+            ):
+                status, b2b = await alice.create_call(bots["alice"].url, [app_target(apps["bob"][0])])
+                assert status == 201
+                assert await bob.answer((await bots["bob"].incoming(timeout=5)).call_id) == 202
+                await bots["alice"].wait_state(b2b["id"], "established", timeout=5)
+                _, health, _ = await alice.request("GET", f"{a_url}/healthz")
+                sipp = asyncio.create_task(
+                    asyncio.to_thread(
+                        run_sipp,
+                        "uac_basic.xml",
+                        LOOPBACK,
+                        health["sip"]["port"],
+                        service=number.lstrip("+"),
+                        call_duration_ms=20000,
+                        timeout=10,
+                    )
+                )
+                phone = await bots["desk"].incoming(timeout=8)
+                assert await desk.answer(phone.call_id) == 202
+                await bots["desk"].wait_state(phone.call_id, "established", timeout=8)
+            killed = time.monotonic()
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+            ended = await bots["desk"].wait_state(phone.call_id, "terminated", timeout=8)
+            assert time.monotonic() - killed < 5
+            info = ended.resource_data["resultInfo"]
+            assert (info["code"], info["subcode"]) == (503, 9134), info
+            assert node_b.cluster is not None and node_b.cluster.sweep is not None
+            assert node_b.cluster.sweep.taken >= 2
+            assert not [n for n in bots["alice"].for_call(b2b["id"]) if n.state == "terminated"]
+            async with GraphClient(node_b.public_url, tenant.id, *apps["alice"]) as alice_b:
+                status, got, _ = await alice_b.request("GET", f"/communications/calls/{b2b['id']}")
+                assert status == 200 and got["state"] == "established"  # survived the node
+                assert await alice_b.hang_up(b2b["id"]) == 204
+            await bots["alice"].wait_state(b2b["id"], "terminated", timeout=5)
+            await bots["bob"].wait_for(lambda n: n.change_type == "deleted", timeout=5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if sipp is not None:
+            await sipp
+        for bot in bots.values():
+            await bot.stop()
+        store.close()
+
+
+async def test_a_dead_nodes_timers_fire_on_another_node(redis_url: str, tmp_path: Path) -> None:
+    """A call ringing on node A when A dies: node B takes the conversation over by itself and ends the call when
+    its answer window (stored with it) closes; the caller's bot hears it from B."""
+    prefix = f"t{new_id()[:8]}:"
+    store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
+    directory = Directory(store)
+    tenant = directory.create_tenant("Contoso", "contoso.example")
+    bots: dict[str, RecordingBot] = {}
+    apps: dict[str, tuple[str, str]] = {}
+    for name in ("alice", "bob"):
+        bots[name] = bot = RecordingBot(app_id="", jwks_url="")
+        await bot.start(f"/{name}/calls")
+        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
+        bot.app_id, apps[name] = app.id, (app.id, secret)
+    proc, a_url = await asyncio.to_thread(
+        start_node_a, redis_url, prefix, tmp_path, OPENCOMMS_CALLS__ANSWER_TIMEOUT="4"
+    )
+    for bot in bots.values():
+        bot.jwks_url = f"{a_url}/common/discovery/v2.0/keys"
+    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
+    cfg = dataclasses.replace(node_config(), store_url=redis_url, cluster=cluster)
+    try:
+        async with running_node(cfg) as node_b:
+            async with GraphClient(a_url, tenant.id, *apps["alice"]) as alice:
+                status, call = await alice.create_call(bots["alice"].url, [app_target(apps["bob"][0])])
+                assert status == 201
+            await bots["bob"].incoming(timeout=10)  # ringing, never answered
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(proc.wait)
+            ended = await bots["alice"].wait_state(call["id"], "terminated", timeout=20)
+            assert ended.resource_data["resultInfo"]["code"] != 503  # the answer window, not a lost node
+            assert node_b.cluster is not None and node_b.cluster.sweep is not None and node_b.cluster.sweep.taken >= 1
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -1,0 +1,214 @@
+"""Cluster benchmark: SIP calls per second through Kamailio to 1, 2 and 3 nodes on one Redis, and the node
+CPU-seconds each call costs, against a single node on SQLite (SIPp straight at it) in the same run.
+
+Run: .venv/bin/python bench/cluster_calls.py [--rate 15] [--seconds 5] [--hold-ms 1000] [--nodes 1,2,3]
+     [--bot builtin|ivr]
+
+Each configuration starts from nothing: the SQLite node (`opencomms serve`), or a local cluster as
+`opencomms cluster up` starts it (redis-server, Kamailio with the generated dispatcher configuration, N nodes);
+one bot (bench/sip_calls.py's built-in bot by default: answers, plays a 0.6 s WAV) pointed at node 1 only, so
+requests for calls other nodes own are forwarded; SIPp (bench/sipp/uac_ivr.xml) offers --rate calls/s for
+--seconds, each held --hold-ms. CPU is read from /proc before and after: the nodes' (summed), Kamailio's (all its
+processes) and Redis's. Prints one line per configuration, then one JSON line with every figure. The calls/s is
+what succeeded of the offered rate (the machine's 2 shared cores cap it; the CPU per call is the figure to
+compare, and projects the capacity of more cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "src")]
+
+from bench.sip_calls import NUMBER, PERMISSIONS, SCENARIO, BotProcess, _cpu_seconds, free_port  # noqa: E402
+
+
+def _tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its direct children (Kamailio's workers)."""
+    total = _cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                total += _cpu_seconds(int(entry.name))
+    return total
+
+
+def _setup(store: Any, bot_choice: str, node_url: str, tmp: Path) -> BotProcess:
+    from opencomms.directory import Directory
+
+    directory = Directory(store)
+    tenant = directory.create_tenant("Bench", "bench.example")
+    app, secret = directory.create_app(tenant.id, "ivr", permissions=PERMISSIONS)
+    directory.create_instance(app.id, "Reception", phone_number=NUMBER)
+    bot = BotProcess(bot_choice, node_url, tenant.id, app.id, secret, tmp)
+    directory.update_app(replace(directory.require_app(app.id), callback_url=bot.url))
+    return bot
+
+
+def _calls(args: argparse.Namespace, port: int, tmp: Path) -> Any:
+    from tests.sipp.sipp import run_sipp
+
+    return run_sipp(
+        SCENARIO,
+        "127.0.0.1",
+        port,
+        calls=int(args.rate * args.seconds),
+        rate=args.rate,
+        service=NUMBER.lstrip("+"),
+        call_duration_ms=args.hold_ms,
+        recv_timeout_ms=10000,
+        timeout=args.seconds + 60,
+        workdir=tmp / "sipp",
+    )
+
+
+IDLE_SECONDS = 2.0
+"""Seconds the nodes' idle CPU (media clock, lease renewals, sweeps) is measured before the calls."""
+
+
+def _idle_rate(pids: list[int]) -> float:
+    """CPU seconds per second the nodes spend with no call."""
+    cpu0 = sum(_cpu_seconds(p) for p in pids)
+    time.sleep(IDLE_SECONDS)
+    return (sum(_cpu_seconds(p) for p in pids) - cpu0) / IDLE_SECONDS
+
+
+def _figures(
+    name: str, args: argparse.Namespace, result: Any, wall: float, node_cpu: float, idle: float, extra: dict[str, float]
+) -> dict[str, Any]:
+    ok = max(1, result.successful)
+    return {
+        "config": name,
+        "successful": result.successful,
+        "failed": result.failed,
+        "calls_per_s": round(result.successful / args.seconds, 1),
+        "node_cpu_s": round(node_cpu, 2),
+        "node_cpu_ms_per_call": round(1000 * node_cpu / ok, 2),
+        "node_idle_cpu_pct": round(100 * idle, 1),
+        "node_cpu_ms_per_call_net_of_idle": round(1000 * max(0.0, node_cpu - idle * wall) / ok, 2),
+        **{f"{k}_cpu_ms_per_call": round(1000 * v / ok, 2) for k, v in extra.items()},
+    }
+
+
+def run_sqlite(args: argparse.Namespace) -> dict[str, Any]:
+    import signal
+    import subprocess
+
+    from opencomms.store import open_store
+
+    tmp = Path(tempfile.mkdtemp(prefix="opencomms-clusterbench-sqlite-"))
+    store_url = f"sqlite:///{tmp / 'node.db'}"
+    http_port, sip_port = free_port(), free_port()
+    store = open_store(store_url)
+    bot = _setup(store, args.bot, f"http://127.0.0.1:{http_port}", tmp)
+    store.close()
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "OPENCOMMS_LOG_LEVEL": "warning",
+        "OPENCOMMS_SIP__PORT": str(sip_port),
+        "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1",
+    }
+    ready = tmp / "ready"
+    cmd = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(http_port)]
+    node = subprocess.Popen([*cmd, "--ready-file", str(ready)], env=env, stderr=(tmp / "node.log").open("wb"))
+    try:
+        while not ready.exists():
+            if node.poll() is not None:
+                raise SystemExit((tmp / "node.log").read_text())
+            time.sleep(0.05)
+        bot.go()
+        time.sleep(0.5)
+        idle = _idle_rate([node.pid])
+        cpu0, wall0 = _cpu_seconds(node.pid), time.monotonic()
+        result = _calls(args, sip_port, tmp)
+        wall, cpu = time.monotonic() - wall0, _cpu_seconds(node.pid) - cpu0
+    finally:
+        node.send_signal(signal.SIGTERM)
+        node.wait(30)
+        bot.stop()
+    return _figures("sqlite-1", args, result, wall, cpu, idle, {})
+
+
+def run_cluster(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
+    from opencomms.cluster.local import ClusterPlan, LocalCluster
+    from opencomms.store.redis_common import RedisTarget
+    from opencomms.store.redis_sync import RedisStore
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"opencomms-clusterbench-{nodes}-"))
+    env = (("OPENCOMMS_LOG_LEVEL", "warning"), ("OPENCOMMS_EGRESS__ALLOW", "127.0.0.1,::1"))
+    plan = ClusterPlan(nodes=nodes, sip_port=0, http_port=0, node_sip_port=0, run_dir=str(tmp / "run"), env=env)
+    with LocalCluster(plan) as cluster:
+        store = RedisStore(RedisTarget(cluster.redis_url, "bench", prefix=plan.key_prefix))
+        bot = _setup(store, args.bot, cluster.nodes[0].url, tmp)
+        store.close()
+        try:
+            bot.go()
+            time.sleep(0.5)
+            assert cluster.kamailio is not None and cluster.redis is not None
+            pids = [n.process.pid for n in cluster.nodes]
+            idle = _idle_rate(pids)
+            each0 = [_cpu_seconds(p) for p in pids]
+            node0 = sum(each0)
+            kam0, red0 = _tree_cpu(cluster.kamailio.pid), _cpu_seconds(cluster.redis.pid)
+            wall0 = time.monotonic()
+            result = _calls(args, cluster.sip_port, tmp)
+            wall = time.monotonic() - wall0
+            each = [round(_cpu_seconds(p) - c, 2) for p, c in zip(pids, each0, strict=True)]
+            node_cpu = sum(_cpu_seconds(p) for p in pids) - node0
+            extra = {
+                "kamailio": _tree_cpu(cluster.kamailio.pid) - kam0,
+                "redis": _cpu_seconds(cluster.redis.pid) - red0,
+            }
+        finally:
+            bot.stop()
+    row = _figures(f"cluster-{nodes}", args, result, wall, node_cpu, idle, extra)
+    row["node_cpu_s_each"] = each  # node 1 first: the bot's node, which forwards to the others
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rate", type=float, default=15.0, help="calls per second SIPp offers")
+    parser.add_argument("--seconds", type=float, default=5.0, help="seconds of calls per configuration")
+    parser.add_argument("--hold-ms", type=int, default=1000, help="how long each call lasts")
+    parser.add_argument("--nodes", default="1,2,3", help="cluster sizes to run (comma-separated)")
+    parser.add_argument("--bot", default="builtin", help="builtin (bench/sip_calls.py's) or ivr (examples/ivr)")
+    parser.add_argument("--bot-process", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    rows = [run_sqlite(args)]
+    print(json.dumps(rows[-1]), flush=True)
+    for n in (int(x) for x in args.nodes.split(",") if x.strip()):
+        rows.append(run_cluster(args, n))
+        print(json.dumps(rows[-1]), flush=True)
+    base = rows[0]["node_cpu_ms_per_call_net_of_idle"]
+    for row in rows[1:]:
+        net = row["node_cpu_ms_per_call_net_of_idle"]
+        row["node_overhead_vs_sqlite_pct"] = round(100 * (net / base - 1), 1) if base else None
+    summary = {
+        "bench": "cluster_calls",
+        "offered_rate": args.rate,
+        "seconds": args.seconds,
+        "hold_ms": args.hold_ms,
+        "bot": args.bot,
+        "rows": rows,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
