@@ -46,6 +46,7 @@ from yarl import URL
 from opencomms.calling.media import EnginePort
 from opencomms.calling.model import Call
 from opencomms.calling.service import CallService
+from opencomms.calling.wsbridge import close_ws, egress_session, open_ws, send_loop
 from opencomms.domain import results
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
@@ -73,7 +74,6 @@ log = logging.getLogger("opencomms.media")
 
 RETRY_SECONDS = 0.2
 SEND_QUEUE_FRAMES = 8
-HEARTBEAT_SECONDS = 5.0
 MAX_MESSAGE_BYTES = 64 * 1024
 
 Frame = eng.Samples
@@ -293,11 +293,7 @@ class AppHostedMedia:
     # -- the connection ----------------------------------------------------------------------------------------
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            # the trace re-checks every hop of the handshake: a redirect to an IP literal never reaches the resolver
-            connector = self._egress.connector(ssl=self._ssl, limit=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, trace_configs=[self._egress.trace_config()]
-            )
+            self._session = egress_session(self._egress, self._ssl)
         return self._session
 
     def _stop(self, bridge: _Bridge, *, bye: str | None) -> None:
@@ -333,7 +329,8 @@ class AppHostedMedia:
             log.exception("app-hosted media failed", extra={"call_id": bridge.call_id})
             await self.calls.media_failed(bridge.call_id, results.APP_MEDIA_LOST)
         finally:
-            await self._close_ws(bridge)
+            ws, bridge.ws = bridge.ws, None
+            await close_ws(ws, bridge.control)  # with the `bye` queued by _stop
 
     async def _connect(self, bridge: _Bridge) -> ResultInfo | None:
         """Connect and exchange hello/ready before the deadline: None, or why not."""
@@ -348,13 +345,7 @@ class AppHostedMedia:
             ws: aiohttp.ClientWebSocketResponse | None = None
             try:
                 async with asyncio.timeout_at(deadline):
-                    ws = await self._http().ws_connect(
-                        url,
-                        heartbeat=HEARTBEAT_SECONDS,
-                        max_msg_size=MAX_MESSAGE_BYTES,
-                        autoclose=True,
-                        compress=0,
-                    )
+                    ws = await open_ws(self._http(), url, max_msg_size=MAX_MESSAGE_BYTES)
                     await ws.send_str(hello)
                     msg = await ws.receive()
                     if msg.type is aiohttp.WSMsgType.TEXT and decode_control(msg.data).get("type") == "ready":
@@ -388,7 +379,9 @@ class AppHostedMedia:
         """Carry media until the socket closes: True for a `bye` from the bot, False for a drop."""
         ws = bridge.ws
         assert ws is not None
-        sender = asyncio.get_running_loop().create_task(self._send_loop(bridge, ws))
+        sender = asyncio.get_running_loop().create_task(
+            send_loop(ws, bridge.wake, bridge.control, bridge.audio, on_frame=self._sent)
+        )
 
         leg = bridge.call_id
         try:
@@ -425,27 +418,5 @@ class AppHostedMedia:
                 if not ws.closed:
                     await ws.close()
 
-    async def _send_loop(self, bridge: _Bridge, ws: aiohttp.ClientWebSocketResponse) -> None:
-        try:
-            while True:
-                await bridge.wake.wait()
-                bridge.wake.clear()
-                while bridge.control:
-                    await ws.send_str(bridge.control.popleft())
-                while bridge.audio:
-                    await ws.send_bytes(bridge.audio.popleft())
-                    self.stats.frames_sent += 1
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            pass  # the receive loop sees the close
-
-    async def _close_ws(self, bridge: _Bridge) -> None:
-        ws, bridge.ws = bridge.ws, None
-        if ws is None or ws.closed:
-            return
-        try:
-            async with asyncio.timeout(1.0):
-                while bridge.control:
-                    await ws.send_str(bridge.control.popleft())
-                await ws.close()
-        except (TimeoutError, ConnectionError, aiohttp.ClientError, RuntimeError):
-            pass
+    def _sent(self) -> None:
+        self.stats.frames_sent += 1

@@ -40,6 +40,7 @@ from opencomms.calling import notifications as notes
 from opencomms.calling.media import EnginePort
 from opencomms.calling.model import Call, JsonObj
 from opencomms.calling.service import ACCESS_MEDIA, CallService
+from opencomms.calling.wsbridge import close_ws, egress_session, open_ws, send_loop
 from opencomms.config import StreamsConfig
 from opencomms.domain.calls import CallState
 from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExceeded, ServiceUnavailable
@@ -65,7 +66,6 @@ STREAM_UNREACHABLE = ResultInfo(410, 9142, "The media stream's WebSocket could n
 RETRY_SECONDS = 0.2
 MARK_ROOM = 1024
 """Marks a playout queue holds beyond its audio."""
-HEARTBEAT_SECONDS = 5.0
 Frame = eng.Samples
 Caller = Any
 """auth's caller (app id, tenant id, roles), as CallService takes it."""
@@ -420,10 +420,7 @@ class MediaStreams:
     # -- the connection ----------------------------------------------------------------------------------------
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = self._egress.connector(ssl=self._ssl, limit=0)
-            self._session = aiohttp.ClientSession(
-                connector=connector, trust_env=False, trace_configs=[self._egress.trace_config()]
-            )
+            self._session = egress_session(self._egress, self._ssl)
         return self._session
 
     async def _run(self, stream: _Stream) -> None:
@@ -442,7 +439,9 @@ class MediaStreams:
             await ws.send_str(stream.encoder.start())
             self._started(stream, STREAM_DONE)
             self.engine.call(InThread(self._listeners(stream)))
-            sender = asyncio.get_running_loop().create_task(self._send_loop(stream, ws))
+            sender = asyncio.get_running_loop().create_task(
+                send_loop(ws, stream.wake, stream.outbox, on_text=self._sent)
+            )
             try:
                 await self._receive(stream, ws)
             finally:
@@ -455,7 +454,8 @@ class MediaStreams:
             log.exception("media stream failed", extra={"call_id": stream.call_id})
             self._end(stream.sid)
         finally:
-            await self._close_ws(stream)
+            ws, stream.ws = stream.ws, None
+            await close_ws(ws, stream.outbox)  # with the `stop` queued by _end
 
     async def _connect(self, stream: _Stream) -> aiohttp.ClientWebSocketResponse | None:
         loop = asyncio.get_running_loop()
@@ -464,13 +464,7 @@ class MediaStreams:
         while not stream.closing:
             try:
                 async with asyncio.timeout_at(deadline):
-                    return await self._http().ws_connect(
-                        url,
-                        heartbeat=HEARTBEAT_SECONDS,
-                        max_msg_size=wire.MAX_MESSAGE_BYTES,
-                        autoclose=True,
-                        compress=0,
-                    )
+                    return await open_ws(self._http(), url, max_msg_size=wire.MAX_MESSAGE_BYTES)
             except TimeoutError:
                 return None
             except (aiohttp.ClientError, OSError) as exc:
@@ -506,25 +500,5 @@ class MediaStreams:
             elif isinstance(message, wire.Clear):
                 self._clear(stream)
 
-    async def _send_loop(self, stream: _Stream, ws: aiohttp.ClientWebSocketResponse) -> None:
-        try:
-            while True:
-                await stream.wake.wait()
-                stream.wake.clear()
-                while stream.outbox:
-                    await ws.send_str(stream.outbox.popleft())
-                    self.stats.media_sent += 1
-        except (ConnectionError, aiohttp.ClientError, RuntimeError):
-            pass  # the receive loop sees the close
-
-    async def _close_ws(self, stream: _Stream) -> None:
-        ws, stream.ws = stream.ws, None
-        if ws is None or ws.closed:
-            return
-        try:
-            async with asyncio.timeout(1.0):
-                while stream.outbox:  # the `stop` queued by _end
-                    await ws.send_str(stream.outbox.popleft())
-                await ws.close()
-        except (TimeoutError, ConnectionError, aiohttp.ClientError, RuntimeError):
-            pass
+    def _sent(self) -> None:
+        self.stats.media_sent += 1
