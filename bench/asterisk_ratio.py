@@ -22,7 +22,6 @@ Prints one line per round, then one summary line per server, the ratio, and one 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
@@ -39,7 +38,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from sip_calls import PERMISSIONS, SERVICE_HOSTED, Bot, _cpu_seconds, _prompt_wav, free_port  # noqa: E402
+from sip_calls import PERMISSIONS, Bot, _cpu_seconds, _prompt_wav, free_port, stdin_reader  # noqa: E402
 
 ANCHOR = Path(os.environ.get("ANCHOR_DIR", ROOT.parent.parent / "shared" / "anchors" / "asterisk"))
 if not ANCHOR.is_dir():  # worktrees live in /work/wt/<name>; the main checkout in /work/main
@@ -59,41 +58,8 @@ class ShortBot(Bot):
         self.wav = _prompt_wav(1.0)
         self.counts.update({"deleted": 0, "delete_errors": 0})
 
-    async def handle(self, request: Any) -> Any:
-        from aiohttp import web
-
-        if not self._valid(request.headers.get("Authorization", "")):
-            self.counts["rejected_tokens"] += 1
-            return web.Response(status=401)
-        body = await request.json()
-        for item in body.get("value", []):
-            self.counts["notifications"] += 1
-            url: str = item.get("resourceUrl", "")
-            data = item.get("resourceData") or {}
-            parts = url.split("/")
-            call_id = parts[3] if len(parts) > 3 else ""
-            if "/operations/" in url:
-                if data.get("status") == "completed":
-                    self.counts["prompts_completed"] += 1
-                    self._spawn(self.hang_up(call_id))
-                continue
-            state = data.get("state")
-            if item.get("changeType") == "created" and state == "incoming":
-                self.counts["incoming"] += 1
-                self._spawn(self.answer(call_id))
-            elif state == "established":
-                self.counts["established"] += 1
-                self._spawn(self.play(call_id))
-            elif item.get("changeType") == "deleted":
-                self.counts["terminated"] += 1
-        return web.Response(status=202)
-
-    async def answer(self, call_id: str) -> None:
-        t0 = time.perf_counter()
-        body = {"callbackUri": self.url, "acceptedModalities": ["audio"], "mediaConfig": SERVICE_HOSTED}
-        status = await self._post(f"{call_id}/answer", body)
-        self.answer_ms.append((time.perf_counter() - t0) * 1000.0)
-        self.counts["answered" if status == 202 else "answer_errors"] += 1
+    def prompt_completed(self, call_id: str) -> None:
+        self._spawn(self.hang_up(call_id))
 
     async def hang_up(self, call_id: str) -> None:
         headers = {"Authorization": f"Bearer {self.token}"}
@@ -107,18 +73,13 @@ async def bot_main(node: str, tenant: str, client_id: str, secret: str, port: in
     bot = ShortBot(node, tenant, client_id, secret)
     await bot.start(port)
     print(json.dumps({"url": bot.url}), flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    reader = await stdin_reader()
     await reader.readline()  # "go": the node is up
     await bot.login()
     print(json.dumps({"ready": True}), flush=True)
     while (await reader.readline()).strip() == b"counts":
         print(json.dumps(bot.counts), flush=True)
-    if bot.tasks:
-        await asyncio.wait(bot.tasks, timeout=5)
-    await bot.session.close()
-    await bot.runner.cleanup()
+    await bot.stop()
     print(json.dumps(bot.counts), flush=True)
 
 

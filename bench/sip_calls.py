@@ -188,6 +188,7 @@ class Bot:
             if "/operations/" in url:
                 if data.get("status") == "completed":
                     self.counts["prompts_completed"] += 1
+                    self.prompt_completed(call_id)
                 continue
             state = data.get("state")
             if item.get("changeType") == "created" and state == "incoming":
@@ -200,6 +201,9 @@ class Bot:
                 self.counts["terminated"] += 1
         return web.Response(status=202)
 
+    def prompt_completed(self, call_id: str) -> None:
+        """A prompt of the call has played (a subclass may act on it)."""
+
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
@@ -210,6 +214,13 @@ class Bot:
         async with self.session.post(f"{self.node}/v1.0/communications/calls/{path}", json=body, headers=headers) as r:
             await r.read()
             return r.status
+
+    async def stop(self) -> None:
+        """Let the requests under way finish (5 s at most), then close the client and the webhook server."""
+        if self.tasks:
+            await asyncio.wait(self.tasks, timeout=5)
+        await self.session.close()
+        await self.runner.cleanup()
 
     async def answer(self, call_id: str) -> None:
         t0 = time.perf_counter()
@@ -229,21 +240,23 @@ class Bot:
         self.counts["prompts" if status in (200, 201, 202) else "prompt_errors"] += 1
 
 
+async def stdin_reader() -> asyncio.StreamReader:
+    """The bot process's stdin, read on the event loop (the driver's "go" / "stop" lines)."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    return reader
+
+
 async def bot_main(node: str, tenant: str, client_id: str, secret: str, port: int) -> None:
     """Run the built-in bot until stdin closes or says "stop"; print its URL first and its counts last."""
     bot = Bot(node, tenant, client_id, secret)
     await bot.start(port)
     print(json.dumps({"url": bot.url, "prompt": bot.prompt_url}), flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    reader = await stdin_reader()
     await reader.readline()  # "go": the node is up
     await bot.login()
     await reader.readline()  # "stop" (or EOF)
-    if bot.tasks:
-        await asyncio.wait(bot.tasks, timeout=5)
-    await bot.session.close()
-    await bot.runner.cleanup()
+    await bot.stop()
     print(
         json.dumps(
             {
