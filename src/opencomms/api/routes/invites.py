@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from opencomms.api.app import ApiContext
 from opencomms.api.http import Request, Response
+from opencomms.api.routes.call_actions import operation_response
 from opencomms.api.routing import Kind, Route
 from opencomms.domain.errors import ServiceUnavailable
 from opencomms.wire import invites as wire
@@ -14,8 +15,7 @@ async def invite(ctx: ApiContext, req: Request) -> Response:
         raise ServiceUnavailable("This node runs without participant invitations.")
     body = wire.invite_participants(req.json())
     op = await ctx.invites.invite(req.who, req.params["id"], body)
-    location = f"{ctx.public_url}/{req.version}/communications/calls/{req.params['id']}/operations/{op['id']}"
-    return Response(200, op, [(b"location", location.encode())])
+    return operation_response(ctx, req, op)
 
 
 ROUTES = [

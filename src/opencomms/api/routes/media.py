@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from opencomms.api.app import ApiContext
 from opencomms.api.http import Request, Response
+from opencomms.api.routes.call_actions import load_call, operation_response
 from opencomms.api.routing import Kind, Route
 from opencomms.calling.media import MediaService
 from opencomms.calling.recordings import DENIED
 from opencomms.domain.errors import NotFound, ServiceUnavailable, Unauthenticated
-from opencomms.domain.ids import normalize_id
 from opencomms.wire import media as wire
 from opencomms.wire.calls import empty_or_object
 
@@ -26,61 +26,49 @@ def _media(ctx: ApiContext) -> MediaService:
     return ctx.media
 
 
-async def _loaded(ctx: ApiContext, req: Request) -> None:
-    """Bring the call's conversation into this node's memory if the store has it (the media service reads views);
-    whether the caller may act on it is the media service's question, asked after the body is read."""
-    if ctx.calls.leg(req.params["id"]) is None:
-        await ctx.calls.find(normalize_id(req.params["id"]))
-
-
-def _operation(ctx: ApiContext, req: Request, op: dict[str, object]) -> Response:
-    location = f"{ctx.public_url}/{req.version}/communications/calls/{req.params['id']}/operations/{op['id']}"
-    return Response(200, op, [(b"location", location.encode())])
-
-
 async def play_prompt(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = _media(ctx).play_prompt(req.who, req.params["id"], wire.play_prompt(req.json()))
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def record_response(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     parsed = wire.record_response(empty_or_object(req.json()))
     if ctx.live_meetings is not None:  # in a meeting: only once its recording status is 'recording' (Graph's rule)
         await ctx.live_meetings.check_persist(req.who, req.params["id"])
     op = _media(ctx).record_response(req.who, req.params["id"], parsed)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def cancel_media_processing(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = _media(ctx).cancel_media_processing(req.who, req.params["id"], wire.context_only(req.json()))
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def subscribe_to_tone(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = _media(ctx).subscribe_to_tone(req.who, req.params["id"], wire.context_only(req.json()))
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def send_dtmf_tones(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = _media(ctx).send_dtmf_tones(req.who, req.params["id"], wire.send_dtmf_tones(req.json()))
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def mute(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = await _media(ctx).set_muted(req.who, req.params["id"], wire.context_only(req.json()), True)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def unmute(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = await _media(ctx).set_muted(req.who, req.params["id"], wire.context_only(req.json()), False)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 def get_recording(ctx: ApiContext, req: Request) -> Response:

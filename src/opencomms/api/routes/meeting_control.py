@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from opencomms.api.app import ApiContext
 from opencomms.api.http import Request, Response
+from opencomms.api.routes.call_actions import operation_response
 from opencomms.api.routing import Kind, Route
 from opencomms.calling.meetings import LiveMeetingService
 from opencomms.domain.errors import ServiceUnavailable
@@ -24,15 +25,10 @@ def _meetings(ctx: ApiContext) -> LiveMeetingService:
     return ctx.live_meetings
 
 
-def _operation(ctx: ApiContext, req: Request, op: dict[str, object], status: int = 200) -> Response:
-    location = f"{ctx.public_url}/{req.version}/communications/calls/{req.params['id']}/operations/{op['id']}"
-    return Response(status, op, [(b"location", location.encode())])
-
-
 async def mute_participant(ctx: ApiContext, req: Request) -> Response:
     context = context_only(req.json())
     op = await _meetings(ctx).mute(req.who, req.params["id"], req.params["pid"], context)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def remove_participant(ctx: ApiContext, req: Request) -> Response:
@@ -46,31 +42,31 @@ async def start_hold_music(ctx: ApiContext, req: Request) -> Response:
     op = await meetings.hold_music(
         req.who, req.params["id"], req.params["pid"], True, body.client_context, body.custom_prompt
     )
-    return _operation(ctx, req, op, 202)
+    return operation_response(ctx, req, op, 202)
 
 
 async def stop_hold_music(ctx: ApiContext, req: Request) -> Response:
     context = context_only(req.json())
     op = await _meetings(ctx).hold_music(req.who, req.params["id"], req.params["pid"], False, context)
-    return _operation(ctx, req, op, 202)
+    return operation_response(ctx, req, op, 202)
 
 
 async def admit(ctx: ApiContext, req: Request) -> Response:
     context = context_only(req.json())
     op = await _meetings(ctx).admit(req.who, req.params["id"], (req.params["pid"],), context)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def admit_all(ctx: ApiContext, req: Request) -> Response:
     context = context_only(req.json())
     op = await _meetings(ctx).admit(req.who, req.params["id"], (), context)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def update_recording_status(ctx: ApiContext, req: Request) -> Response:
     body = wire.update_recording_status(req.json())
     op = await _meetings(ctx).update_recording_status(req.who, req.params["id"], body.status, body.client_context)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 def _post(path: str, handler: object, summary: str, schema: str, *, status: int = 200, **kw: object) -> Route:

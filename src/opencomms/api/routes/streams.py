@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from opencomms.api.app import ApiContext
 from opencomms.api.http import Request, Response
+from opencomms.api.routes.call_actions import load_call, operation_response
 from opencomms.api.routing import Kind, Route
 from opencomms.calling.mediastreams import MediaStreams
 from opencomms.domain.errors import ServiceUnavailable
-from opencomms.domain.ids import normalize_id
 from opencomms.wire import mediastreams as wire
 from opencomms.wire.calls import empty_or_object
 
@@ -23,26 +23,16 @@ def _streams(ctx: ApiContext) -> MediaStreams:
     return streams
 
 
-async def _loaded(ctx: ApiContext, req: Request) -> None:
-    if ctx.calls.leg(req.params["id"]) is None:
-        await ctx.calls.find(normalize_id(req.params["id"]))
-
-
-def _operation(ctx: ApiContext, req: Request, op: dict[str, object]) -> Response:
-    location = f"{ctx.public_url}/{req.version}/communications/calls/{req.params['id']}/operations/{op['id']}"
-    return Response(200, op, [(b"location", location.encode())])
-
-
 async def start_media_stream(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     body = wire.start_media_stream(req.json())
-    return _operation(ctx, req, await _streams(ctx).start(req.who, req.params["id"], body))
+    return operation_response(ctx, req, await _streams(ctx).start(req.who, req.params["id"], body))
 
 
 async def stop_media_stream(ctx: ApiContext, req: Request) -> Response:
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     body = wire.stop_media_stream(empty_or_object(req.json()))
-    return _operation(ctx, req, _streams(ctx).stop(req.who, req.params["id"], body))
+    return operation_response(ctx, req, _streams(ctx).stop(req.who, req.params["id"], body))
 
 
 ROUTES = [

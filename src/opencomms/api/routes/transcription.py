@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from opencomms.api.app import ApiContext
 from opencomms.api.http import Request, Response
+from opencomms.api.routes.call_actions import load_call, operation_response
 from opencomms.api.routing import Kind, Route
 from opencomms.calling.transcription import CallTranscription
 from opencomms.domain.errors import ServiceUnavailable
-from opencomms.domain.ids import normalize_id
 from opencomms.wire.media import context_only
 
 CALL = "communications/calls/{id}"
@@ -21,28 +21,18 @@ def _transcription(ctx: ApiContext) -> CallTranscription:
     return ctx.transcription
 
 
-async def _loaded(ctx: ApiContext, req: Request) -> None:
-    if ctx.calls.leg(req.params["id"]) is None:
-        await ctx.calls.find(normalize_id(req.params["id"]))
-
-
-def _operation(ctx: ApiContext, req: Request, op: dict[str, object]) -> Response:
-    location = f"{ctx.public_url}/{req.version}/communications/calls/{req.params['id']}/operations/{op['id']}"
-    return Response(200, op, [(b"location", location.encode())])
-
-
 async def start_transcription(ctx: ApiContext, req: Request) -> Response:
     context = context_only(req.json())
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = await _transcription(ctx).start(req.who, req.params["id"], context)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 async def stop_transcription(ctx: ApiContext, req: Request) -> Response:
     context = context_only(req.json())
-    await _loaded(ctx, req)
+    await load_call(ctx, req)
     op = await _transcription(ctx).stop(req.who, req.params["id"], context)
-    return _operation(ctx, req, op)
+    return operation_response(ctx, req, op)
 
 
 def _post(path: str, handler: object, summary: str) -> Route:
