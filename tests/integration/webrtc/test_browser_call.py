@@ -10,8 +10,6 @@ A screenshot of the call page is kept in `test-output/webrtc/` at the repository
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -20,45 +18,15 @@ import numpy.typing as npt
 import pytest
 from playwright import async_api as playwright
 
-from opencomms.media.resample import resample
-from opencomms.media.wav import decode_wav
 from opencomms.sdk.media import AudioFrame, AudioSocket, LocalMediaSession
 from opencomms.web.app import BUNDLE
 from tests.integration.conftest import make_platform
+from tests.integration.webrtc import browsers
+from tests.integration.webrtc.browsers import OUTPUT, build_bundles, chromium, envelope, looped_correlation, microphone
 from tests.integration.webrtc.support import ticket, webrtc_config
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[3]
-OUTPUT = ROOT / "test-output" / "webrtc"
 BOB = "sip:support@bob.example"
 FRAME = 320
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--allow-loopback-in-peer-connection",  # everything stays on 127.0.0.1
-    "--disable-features=WebRtcHideLocalIpsWithMdns",
-    "--autoplay-policy=no-user-gesture-required",
-]
-
-
-def envelope(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.float64]:
-    """RMS per 20 ms frame (robust to codecs, resampling and the browser's audio processing)."""
-    n = pcm.size // FRAME
-    frames = pcm[: n * FRAME].astype(np.float64).reshape(n, FRAME)
-    return np.sqrt((frames**2).mean(axis=1))
-
-
-def looped_correlation(heard: npt.NDArray[np.float64], source: npt.NDArray[np.float64]) -> float:
-    """The highest Pearson correlation of `heard`'s envelope with the looped `source`'s, over every phase of the loop
-    (Chromium's fake microphone plays the file in a loop, starting wherever it is when the call starts)."""
-    looped = np.tile(source, heard.size // source.size + 2)
-    phases = (looped[s : s + heard.size] for s in range(source.size))
-    return max(float(np.corrcoef(heard, phase)[0, 1]) for phase in phases)
 
 
 def timeline(frames: list[AudioFrame]) -> npt.NDArray[np.int16]:
@@ -88,30 +56,14 @@ async def bot_media(sock: AudioSocket, heard: list[AudioFrame], frames: int) -> 
 
 @pytest.fixture(scope="module")
 def bundle() -> Path:
-    """The JsSIP bundle, built by `make web` when it is not there yet."""
-    if not BUNDLE.exists():
-        subprocess.run(["make", "-C", str(ROOT), "web"], check=True, capture_output=True, timeout=300)
+    """The JsSIP bundle, built by `make web` when it is missing or stale."""
+    build_bundles()
     return BUNDLE
 
 
 @pytest.fixture(scope="module")
 def speech() -> npt.NDArray[np.int16]:
-    wav = subprocess.run(
-        ["espeak-ng", "--stdout", "-s", "150", "one two three four five, the browser speaks to the bot"],
-        capture_output=True,
-        check=True,
-    ).stdout
-    return np.array(decode_wav(wav), dtype=np.int16)
-
-
-def microphone(path: Path, speech: npt.NDArray[np.int16]) -> Path:
-    """The WAV Chromium's fake microphone plays, at 48 kHz (it plays other rates at the wrong speed)."""
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(48000)
-        out.writeframes(resample(speech, 16000, 48000).astype("<i2").tobytes())
-    return path
+    return browsers.speech("one two three four five, the browser speaks to the bot")
 
 
 async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
@@ -120,7 +72,6 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
     OUTPUT.mkdir(parents=True, exist_ok=True)
     source = envelope(speech)
     mic = microphone(tmp_path / "mic.wav", speech)
-    args = [*ARGS, f"--use-file-for-fake-audio-capture={mic}"]
 
     async with (
         make_platform(webrtc_config(), ("bob",)) as p,
@@ -130,8 +81,7 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
         p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
         issued = await ticket(p, "bob", BOB, name="Wendy Web")
         assert issued["status"] == 201, issued
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=args)
-        try:
+        async with chromium(pw, mic) as browser:
             page = await browser.new_page()
             page.on("console", lambda m: print("page:", m.text))
             await page.goto(f"{p.node.public_url}{issued['callUrl']}")
@@ -159,8 +109,6 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
 
             await page.get_by_role("button", name="Hang up").click()
             await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=10)
-        finally:
-            await browser.close()
 
     # the bot heard the browser's microphone (the WAV, looped): its energy envelope follows the file's
     pcm = timeline(heard)

@@ -2,9 +2,8 @@
 // The ticket, target and name come in the URL fragment (never sent to a server); the WebSocket URL in the page.
 // The level of the received audio is measured with a WebAudio AnalyserNode (shown in the meter, and readable by
 // tests as window.opencommsCall.level()).
-import * as JsSIP from "jssip";
+import { $, codecs, failure, measure, userAgent } from "./common.js";
 
-const $ = (id) => document.getElementById(id);
 const config = $("call-config").dataset;
 const params = new URLSearchParams(location.hash.slice(1));
 const ticket = params.get("ticket") || "";
@@ -21,19 +20,14 @@ const iceServers = (() => {
   }
 })();
 
-const state = { ua: null, session: null, peak: 0, rms: 0, analyser: null, status: "ready", error: "", clicked: 0, heard: 0 };
+const state = { ua: null, session: null, peak: 0, rms: 0, status: "ready", error: "", clicked: 0, heard: 0 };
 window.opencommsCall = {
   status: () => state.status,
   error: () => state.error,
   level: () => ({ peak: state.peak, rms: state.rms }),
   // milliseconds from the click on Call to the first audible frame received (0: none yet)
   joinMs: () => (state.heard ? state.heard - state.clicked : 0),
-  codecs: async () => {
-    const pc = state.session && state.session.connection;
-    if (!pc) return [];
-    const stats = await pc.getStats();
-    return [...stats.values()].filter((s) => s.type === "codec").map((s) => s.mimeType);
-  },
+  codecs: () => codecs(state.session),
 };
 
 function show(status, text) {
@@ -43,51 +37,21 @@ function show(status, text) {
   $("hangup").disabled = !(status === "calling" || status === "in-call");
 }
 
-function measure(stream) {
-  const audio = $("remote");
-  audio.srcObject = stream; // Chrome feeds WebAudio from a remote track only while an element plays it
-  const context = new AudioContext();
-  const analyser = context.createAnalyser();
-  analyser.fftSize = 2048;
-  context.createMediaStreamSource(stream).connect(analyser);
-  state.analyser = analyser;
-  const samples = new Float32Array(analyser.fftSize);
-  const tick = () => {
-    analyser.getFloatTimeDomainData(samples);
-    let peak = 0;
-    let sum = 0;
-    for (const s of samples) {
-      peak = Math.max(peak, Math.abs(s));
-      sum += s * s;
-    }
-    const rms = Math.sqrt(sum / samples.length);
-    if (!state.heard && rms > 0.01) state.heard = performance.now();
-    state.peak = Math.max(state.peak, peak);
-    state.rms = Math.max(state.rms, rms);
-    $("level").value = Math.min(1, rms * 4);
-  };
-  context.resume().then(() => setInterval(tick, 50));
+function heard(rms, peak) {
+  if (!state.heard && rms > 0.01) state.heard = performance.now();
+  state.peak = Math.max(state.peak, peak);
+  state.rms = Math.max(state.rms, rms);
+  $("level").value = Math.min(1, rms * 4);
 }
 
 function ua() {
-  if (state.ua) return state.ua;
-  const url = `${config.wsUrl}?ticket=${encodeURIComponent(ticket)}`;
-  const socket = new JsSIP.WebSocketInterface(url);
-  const agent = new JsSIP.UA({
-    sockets: [socket],
-    uri: "sip:guest@opencomms.invalid",
-    display_name: name,
-    register: false,
-    session_timers: false,
-    connection_recovery_min_interval: 60,
-    connection_recovery_max_interval: 60,
-  });
-  agent.on("disconnected", () => {
-    if (state.status === "calling" || state.status === "in-call") show("ended", "Connection lost.");
-  });
-  agent.start();
-  state.ua = agent;
-  return agent;
+  if (!state.ua) {
+    const url = `${config.wsUrl}?ticket=${encodeURIComponent(ticket)}`;
+    state.ua = userAgent(url, "sip:guest@opencomms.invalid", name, () => {
+      if (state.status === "calling" || state.status === "in-call") show("ended", "Connection lost.");
+    });
+  }
+  return state.ua;
 }
 
 function call() {
@@ -105,7 +69,7 @@ function call() {
       confirmed: () => show("in-call", "In call."),
       ended: () => show("ended", "Call ended."),
       failed: (e) => {
-        const why = (e.message && e.message.getHeader && e.message.getHeader("Warning")) || e.cause || "failed";
+        const why = failure(e);
         state.error = String(why);
         show("failed", `Call failed: ${why}`);
       },
@@ -113,7 +77,7 @@ function call() {
   });
   state.session.connection.addEventListener("track", (event) => {
     const stream = event.streams[0] || new MediaStream([event.track]);
-    measure(stream);
+    measure($("remote"), stream, heard);
   });
 }
 

@@ -3,9 +3,8 @@
 // SIP-over-WebSocket (JsSIP): the roster with who is speaking (from the node's feed, web/feed.py), mute, leave, a
 // dial pad (RFC 4733 through rtpengine), the recording indicator and a device picker.
 // Tests read the page's state through window.opencommsMeeting.
-import * as JsSIP from "jssip";
+import { $, codecs, failure, measure, userAgent } from "./common.js";
 
-const $ = (id) => document.getElementById(id);
 const config = $("meeting-config").dataset;
 const STORE = "opencomms.meeting";
 
@@ -49,12 +48,7 @@ window.opencommsMeeting = {
     const sender = pc && pc.getSenders().find((s) => s.track && s.track.kind === "audio");
     return sender ? sender.track.label : "";
   },
-  codecs: async () => {
-    const pc = state.session && state.session.connection;
-    if (!pc) return [];
-    const stats = await pc.getStats();
-    return [...stats.values()].filter((s) => s.type === "codec").map((s) => s.mimeType);
-  },
+  codecs: () => codecs(state.session),
 };
 
 function show(status, text) {
@@ -144,47 +138,17 @@ function openFeed() {
 
 // -- joining --------------------------------------------------------------------------------------------------
 function ua(wsUrl, query, name) {
-  const socket = new JsSIP.WebSocketInterface(`${wsUrl}?${query}`);
-  const agent = new JsSIP.UA({
-    sockets: [socket],
-    uri: "sip:web@opencomms.invalid",
-    display_name: name,
-    register: false,
-    session_timers: false,
-    connection_recovery_min_interval: 60,
-    connection_recovery_max_interval: 60,
-  });
-  agent.on("disconnected", (e) => {
+  state.ua = userAgent(`${wsUrl}?${query}`, "sip:web@opencomms.invalid", name, (e) => {
     console.warn(`SIP WebSocket closed (${(e && e.code) || ""} ${(e && e.reason) || ""})`);
     if (state.status === "joining" || state.status === "lobby" || state.status === "in-meeting") end("Connection lost.");
   });
-  agent.start();
-  state.ua = agent;
-  return agent;
+  return state.ua;
 }
 
-function measure(stream) {
-  const audio = $("remote");
-  audio.srcObject = stream; // Chrome feeds WebAudio from a remote track only while an element plays it
-  const context = new AudioContext();
-  const analyser = context.createAnalyser();
-  analyser.fftSize = 2048;
-  context.createMediaStreamSource(stream).connect(analyser);
-  const samples = new Float32Array(analyser.fftSize);
-  const tick = () => {
-    analyser.getFloatTimeDomainData(samples);
-    let peak = 0;
-    let sum = 0;
-    for (const s of samples) {
-      peak = Math.max(peak, Math.abs(s));
-      sum += s * s;
-    }
-    const rms = Math.sqrt(sum / samples.length);
-    state.recent = rms;
-    state.peak = Math.max(state.peak, peak);
-    state.rms = Math.max(state.rms, rms);
-  };
-  context.resume().then(() => setInterval(tick, 50));
+function heard(rms, peak) {
+  state.recent = rms;
+  state.peak = Math.max(state.peak, peak);
+  state.rms = Math.max(state.rms, rms);
 }
 
 function join(target, wsUrl, query, name, iceServers) {
@@ -199,14 +163,14 @@ function join(target, wsUrl, query, name, iceServers) {
       },
       ended: () => end("You left the meeting."),
       failed: (e) => {
-        const why = (e.message && e.message.getHeader && e.message.getHeader("Warning")) || e.cause || "failed";
+        const why = failure(e);
         state.error = String(why);
         console.warn(`join failed (${e.originator}): ${why}`);
         end(`Could not join: ${why}`, "failed");
       },
     },
   });
-  state.session.connection.addEventListener("track", (event) => measure(event.streams[0] || new MediaStream([event.track])));
+  state.session.connection.addEventListener("track", (event) => measure($("remote"), event.streams[0] || new MediaStream([event.track]), heard));
 }
 
 async function joinAsGuest(event) {
