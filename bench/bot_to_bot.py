@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from typing import Any
 import aiohttp
 import jwt
 from aiohttp import web
+from sip_calls import _cpu_seconds, free_port, wait_ready  # bench/sip_calls.py (this folder is on sys.path)
 
 EXPECTED = {
     "alice": ["establishing", "established", "terminating", "terminated"],
@@ -303,13 +303,20 @@ async def run(
     }
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), 0 when unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def provision(store_url: str) -> tuple[str, dict[str, tuple[str, str]]]:
+    """A tenant with the two bots ("alice", "bob": app id and secret) in the store at `store_url`."""
+    from opencomms.directory import Directory
+    from opencomms.store import open_store
+
+    store = open_store(store_url)
+    directory = Directory(store)
+    tenant = directory.create_tenant("Bench", "bench.example")
+    apps: dict[str, tuple[str, str]] = {}
+    for name in ("alice", "bob"):
+        app, secret = directory.create_app(tenant.id, name, permissions=["Calls.Initiate.All"])
+        apps[name] = (app.id, secret)
+    store.close()
+    return tenant.id, apps
 
 
 def main() -> None:
@@ -319,22 +326,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=48, help="concurrent cycles in phase 2")
     args = parser.parse_args()
 
-    from opencomms.directory import Directory
-    from opencomms.store import open_store
-
     tmp = Path(tempfile.mkdtemp(prefix="opencomms-bench-"))
     store_url = f"sqlite:///{tmp / 'node.db'}"
-    store = open_store(store_url)
-    directory = Directory(store)
-    tenant = directory.create_tenant("Bench", "bench.example")
-    apps: dict[str, tuple[str, str]] = {}
-    for name in ("alice", "bob"):
-        app, secret = directory.create_app(tenant.id, name, permissions=["Calls.Initiate.All"])
-        apps[name] = (app.id, secret)
-    store.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    tenant_id, apps = provision(store_url)
+    port = free_port()
     ready = tmp / "ready"
     env = {
         **os.environ,
@@ -362,18 +357,15 @@ def main() -> None:
         stderr=node_log,
     )
     try:
-        while not ready.exists():
-            if node.poll() is not None:
-                raise SystemExit((tmp / "node.log").read_text())
-            time.sleep(0.05)
+        wait_ready(node, ready, tmp / "node.log")
         base = ready.read_text()
         cpu0 = _cpu_seconds(node.pid)
         try:
             import uvloop
 
-            result = uvloop.run(run(args, base, tenant.id, apps, store_url))
+            result = uvloop.run(run(args, base, tenant_id, apps, store_url))
         except ImportError:
-            result = asyncio.run(run(args, base, tenant.id, apps, store_url))
+            result = asyncio.run(run(args, base, tenant_id, apps, store_url))
         cycles = result["paced"]["cycles"] + result["max"]["cycles"]
         result["node_cpu_ms_per_cycle"] = round((_cpu_seconds(node.pid) - cpu0) * 1000 / max(1, cycles), 3)
     finally:

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "src")]
 
-from bench.sip_calls import NUMBER, PERMISSIONS, SCENARIO, BotProcess, _cpu_seconds, free_port  # noqa: E402
+from bench.sip_calls import NUMBER, PERMISSIONS, SCENARIO, BotProcess, _cpu_seconds, free_port, wait_ready  # noqa: E402
 
 
 def _tree_cpu(pid: int) -> float:
@@ -127,10 +127,7 @@ def run_sqlite(args: argparse.Namespace) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(http_port)]
     node = subprocess.Popen([*cmd, "--ready-file", str(ready)], env=env, stderr=(tmp / "node.log").open("wb"))
     try:
-        while not ready.exists():
-            if node.poll() is not None:
-                raise SystemExit((tmp / "node.log").read_text())
-            time.sleep(0.05)
+        wait_ready(node, ready, tmp / "node.log")
         bot.go()
         time.sleep(0.5)
         idle = _idle_rate([node.pid])

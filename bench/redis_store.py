@@ -14,11 +14,9 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -28,25 +26,15 @@ HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "src")]
 import bot_to_bot  # noqa: E402  (bench/bot_to_bot.py: the cycle driver and its bots)
 import redis  # noqa: E402
+from sip_calls import _cpu_seconds, free_port, wait_ready  # noqa: E402
 
-from opencomms.directory import Directory  # noqa: E402
-from opencomms.store import open_store  # noqa: E402
 from opencomms.testing.redis import RedisServer  # noqa: E402
 
 
 def one(args: argparse.Namespace, store_url: str, tmp: Path, extra_pid: int | None) -> dict[str, Any]:
     """Provision two bots on `store_url`, run a node on it, drive the cycles; the figures of this store."""
-    store = open_store(store_url)
-    directory = Directory(store)
-    tenant = directory.create_tenant("Bench", "bench.example")
-    apps: dict[str, tuple[str, str]] = {}
-    for name in ("alice", "bob"):
-        app, secret = directory.create_app(tenant.id, name, permissions=["Calls.Initiate.All"])
-        apps[name] = (app.id, secret)
-    store.close()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    tenant_id, apps = bot_to_bot.provision(store_url)
+    port = free_port()
     ready = tmp / f"ready-{port}"
     env = {
         **os.environ,
@@ -62,15 +50,12 @@ def one(args: argparse.Namespace, store_url: str, tmp: Path, extra_pid: int | No
     argv = [sys.executable, *PROFILE, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(port)]
     node = subprocess.Popen([*argv, "--ready-file", str(ready)], env=env, stderr=log)
     try:
-        while not ready.exists():
-            if node.poll() is not None:
-                raise SystemExit((tmp / f"node-{port}.log").read_text())
-            time.sleep(0.05)
-        cpu0 = bot_to_bot._cpu_seconds(node.pid)
-        extra0 = bot_to_bot._cpu_seconds(extra_pid) if extra_pid else 0.0
-        result = asyncio.run(bot_to_bot.run(args, ready.read_text(), tenant.id, apps, store_url))
-        node_cpu = bot_to_bot._cpu_seconds(node.pid) - cpu0
-        extra_cpu = (bot_to_bot._cpu_seconds(extra_pid) - extra0) if extra_pid else 0.0
+        wait_ready(node, ready, tmp / f"node-{port}.log")
+        cpu0 = _cpu_seconds(node.pid)
+        extra0 = _cpu_seconds(extra_pid) if extra_pid else 0.0
+        result = asyncio.run(bot_to_bot.run(args, ready.read_text(), tenant_id, apps, store_url))
+        node_cpu = _cpu_seconds(node.pid) - cpu0
+        extra_cpu = (_cpu_seconds(extra_pid) - extra0) if extra_pid else 0.0
     finally:
         node.send_signal(signal.SIGTERM)
         node.wait(10)

@@ -67,6 +67,14 @@ def free_port() -> int:
     raise SystemExit("no free port on 127.0.0.1")
 
 
+def wait_ready(node: subprocess.Popen[bytes], ready: Path, log: Path) -> None:
+    """Wait for the node's --ready-file; exit with its log when it dies first."""
+    while not ready.exists():
+        if node.poll() is not None:
+            raise SystemExit(log.read_text())
+        time.sleep(0.05)
+
+
 def _cpu_seconds(pid: int) -> float:
     """utime + stime of a process (Linux /proc), 0 when unreadable."""
     try:
@@ -395,10 +403,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cmd[1:2] = ["-m", "cProfile", "-o", args.cprofile, "-m"]
     node = subprocess.Popen([*cmd, "--ready-file", str(ready)], env=env, stderr=node_log, cwd=ROOT)
     try:
-        while not ready.exists():
-            if node.poll() is not None:
-                raise SystemExit((tmp / "node.log").read_text())
-            time.sleep(0.05)
+        wait_ready(node, ready, tmp / "node.log")
         bot.go()
         time.sleep(0.5)
         if args.profile:

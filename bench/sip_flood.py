@@ -33,7 +33,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT), str(ROOT / "src")]
 
-from sip_calls import NUMBER, PERMISSIONS, SCENARIO, BotProcess, _resolve_bot, free_port  # noqa: E402
+from sip_calls import NUMBER, PERMISSIONS, SCENARIO, BotProcess, _resolve_bot, free_port, wait_ready  # noqa: E402
 
 SILENT_NUMBER = "+14255550199"
 FLOOD_SOURCE = "127.0.0.2"
@@ -133,10 +133,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     node = subprocess.Popen([*cmd, "--ready-file", str(ready)], env=env, stderr=node_log, cwd=ROOT)
     flooder = Flooder(sip_port, NUMBER if args.target == "ivr" else SILENT_NUMBER, args.flood_rate, args.seconds)
     try:
-        while not ready.exists():
-            if node.poll() is not None:
-                raise SystemExit((tmp / "node.log").read_text())
-            time.sleep(0.05)
+        wait_ready(node, ready, tmp / "node.log")
         bot.go()
         time.sleep(0.5)
         flooder.start()
