@@ -30,7 +30,7 @@ from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.directory import Directory
 from opencomms.domain.errors import PayloadTooLarge
 from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, ice_servers, normalize_target
-from opencomms.web.meeting import JOIN_PREFIX, SIGNED_IN_PATH, PageReply
+from opencomms.web.meeting import JOIN_PREFIX, SIGNED_IN_PATH, MeetingPages, PageReply, error_reply, json_object
 
 __all__ = ["PREFIX", "WebApp", "WebContext"]
 
@@ -64,19 +64,8 @@ class WebContext:
     """The meeting pages (web/meeting.py `MeetingPages`): the joinWebUrl's join page and guest tickets."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Reply:
-    status: int
-    body: bytes
-    content_type: bytes = b"application/json"
-
-
-def _json(status: int, body: dict[str, Any]) -> _Reply:
-    return _Reply(status, orjson.dumps(body))
-
-
-def _error(status: int, code: str, message: str) -> _Reply:
-    return _json(status, {"error": {"code": code, "message": message}})
+def _json(status: int, body: dict[str, Any]) -> PageReply:
+    return PageReply(status, orjson.dumps(body))
 
 
 class WebApp:
@@ -88,10 +77,10 @@ class WebApp:
         try:
             reply = await self._handle(scope, receive, headers)
         except PayloadTooLarge:
-            reply = _error(413, "payloadTooLarge", "The request body is too large.")
+            reply = error_reply(413, "payloadTooLarge", "The request body is too large.")
         except Exception:
             log.exception("web request failed")
-            reply = _error(500, "internalError", "Something went wrong; the node's log has the details.")
+            reply = error_reply(500, "internalError", "Something went wrong; the node's log has the details.")
         ws = self.ctx.ws_url()
         origin = ws.split("/sip/", 1)[0]
         csp = (
@@ -109,27 +98,27 @@ class WebApp:
         await send({"type": "http.response.start", "status": reply.status, "headers": out})
         await send({"type": "http.response.body", "body": reply.body if scope["method"] != "HEAD" else b""})
 
-    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> _Reply:
+    async def _handle(self, scope: Scope, receive: Receive, headers: dict[str, str]) -> PageReply:
         method, path = scope["method"], scope["path"].rstrip("/")
         if path == f"{PREFIX}/call" and method in ("GET", "HEAD"):
-            return _Reply(200, _page(self.ctx.ws_url()), b"text/html; charset=utf-8")
+            return PageReply(200, _page(self.ctx.ws_url()), b"text/html; charset=utf-8")
         bundles = {f"{PREFIX}/static/call.js": BUNDLE, f"{PREFIX}/static/meeting.js": MEETING_BUNDLE}
         if path in bundles and method in ("GET", "HEAD"):
             try:
-                return _Reply(200, bundles[path].read_bytes(), b"text/javascript; charset=utf-8")
+                return PageReply(200, bundles[path].read_bytes(), b"text/javascript; charset=utf-8")
             except OSError:
-                return _error(503, "clientNotBuilt", "The web client is not built: run `make web`.")
+                return error_reply(503, "clientNotBuilt", "The web client is not built: run `make web`.")
         pages = self.ctx.pages
         if pages is not None and (reply := await self._meeting(pages, scope, receive, method, path)) is not None:
-            return _Reply(reply.status, reply.body, reply.content_type)
+            return reply
         if path == f"{PREFIX}/tickets":
             if method != "POST":
-                return _error(405, "methodNotAllowed", "POST a target to get a ticket.")
+                return error_reply(405, "methodNotAllowed", "POST a target to get a ticket.")
             return self._ticket(headers, await read_body(receive, _MAX_BODY))
-        return _error(404, "notFound", "No such page.")
+        return error_reply(404, "notFound", "No such page.")
 
     @staticmethod
-    async def _meeting(pages: Any, scope: Scope, receive: Receive, method: str, path: str) -> Any:
+    async def _meeting(pages: MeetingPages, scope: Scope, receive: Receive, method: str, path: str) -> PageReply | None:
         """The meeting pages' routes (web/meeting.py), or None for another path."""
         if path.startswith(JOIN_PREFIX + "/") and method in ("GET", "HEAD"):
             return pages.join_page(path)
@@ -142,36 +131,35 @@ class WebApp:
             return pages.guest_ticket(await read_body(receive, _MAX_BODY), str(client[0]))
         return None
 
-    def _ticket(self, headers: dict[str, str], body: bytes) -> _Reply:
+    def _ticket(self, headers: dict[str, str], body: bytes) -> PageReply:
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return _error(401, "InvalidAuthenticationToken", "Send 'Authorization: Bearer <app token>'.")
+            return error_reply(401, "InvalidAuthenticationToken", "Send 'Authorization: Bearer <app token>'.")
         try:
             claims = self.ctx.tokens.validate_access_token(token.strip(), self.ctx.clock())
         except TokenError as exc:
-            return _error(401, "InvalidAuthenticationToken", f"Access token validation failure: {exc}")
+            return error_reply(401, "InvalidAuthenticationToken", f"Access token validation failure: {exc}")
         if claims.user_id is not None:
-            return _error(403, "Forbidden", "Tickets are issued to applications, not to signed-in users.")
-        try:
-            data = orjson.loads(body or b"{}")
-        except orjson.JSONDecodeError:
-            return _error(400, "BadRequest", "The body must be JSON.")
-        if not isinstance(data, dict):
-            return _error(400, "BadRequest", "The body must be a JSON object.")
+            return error_reply(403, "Forbidden", "Tickets are issued to applications, not to signed-in users.")
+        data = json_object(body)
+        if isinstance(data, PageReply):
+            return data
         name = str(data.get("displayName") or "Guest").strip()[:64] or "Guest"
         join_id = str(data.get("joinMeetingId") or "")
         if join_id:
             meeting = None if self.ctx.meetings is None else self.ctx.meetings.by_join_id(join_id)
             if meeting is None or meeting.tenant_id != claims.tenant_id:
-                return _error(404, "NotFound", "No meeting of this tenant has that joinMeetingId.")
+                return error_reply(404, "NotFound", "No meeting of this tenant has that joinMeetingId.")
             target = normalize_target(f"sip:meeting-{join_id}@{self.ctx.sip_host}")
         else:
             target = normalize_target(str(data.get("target") or ""))
             if not target:
-                return _error(400, "BadRequest", "Give 'target' (a SIP address sip:user@host) or 'joinMeetingId'.")
+                return error_reply(400, "BadRequest", "Give 'target' (a SIP address sip:user@host) or 'joinMeetingId'.")
             inst = self.ctx.directory.find_instance_by_address(target)
             if inst is None or inst.app_id != claims.app_id:
-                return _error(403, "Forbidden", "'target' is not an address of one of this application's instances.")
+                return error_reply(
+                    403, "Forbidden", "'target' is not an address of one of this application's instances."
+                )
         grant = WebGrant(claims.tenant_id, name, target, None, claims.app_id)
         now = self.ctx.clock()
         ticket = self.ctx.tickets.issue(grant, now)

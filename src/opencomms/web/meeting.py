@@ -25,7 +25,7 @@ from opencomms.domain.meetings import MeetingInfo
 from opencomms.gateway.webjoin import WebGrant, ice_servers, normalize_target
 from opencomms.ratelimit import KeyedTokenBucket
 
-__all__ = ["JOIN_PREFIX", "SIGNED_IN_PATH", "MeetingPages", "PageReply"]
+__all__ = ["JOIN_PREFIX", "SIGNED_IN_PATH", "MeetingPages", "PageReply", "error_reply", "json_object"]
 
 JOIN_PREFIX = "/l/meetup-join"
 SIGNED_IN_PATH = "/web/meeting"
@@ -38,8 +38,20 @@ class PageReply:
     content_type: bytes = b"application/json"
 
 
-def _error(status: int, code: str, message: str) -> PageReply:
+def error_reply(status: int, code: str, message: str) -> PageReply:
+    """A JSON error body in Graph's shape."""
     return PageReply(status, orjson.dumps({"error": {"code": code, "message": message}}))
+
+
+def json_object(body: bytes) -> dict[str, Any] | PageReply:
+    """A request body that must be a JSON object (empty: {}), or the 400 saying it is not."""
+    try:
+        data = orjson.loads(body or b"{}")
+    except orjson.JSONDecodeError:
+        return error_reply(400, "BadRequest", "The body must be JSON.")
+    if not isinstance(data, dict):
+        return error_reply(400, "BadRequest", "The body must be a JSON object.")
+    return data
 
 
 class MeetingPages:
@@ -104,22 +116,19 @@ class MeetingPages:
 
     def guest_ticket(self, body: bytes, source: str) -> PageReply:
         if not self.allow_guests:
-            return _error(403, "Forbidden", "Guests cannot join from the web page on this node; sign in.")
+            return error_reply(403, "Forbidden", "Guests cannot join from the web page on this node; sign in.")
         now = self.ctx.clock()
         if self.guests.take(source, now) is not None:
-            return _error(429, "TooManyRequests", "Too many joins from this address; wait a little.")
-        try:
-            data = orjson.loads(body or b"{}")
-        except orjson.JSONDecodeError:
-            return _error(400, "BadRequest", "The body must be JSON.")
-        if not isinstance(data, dict):
-            return _error(400, "BadRequest", "The body must be a JSON object.")
+            return error_reply(429, "TooManyRequests", "Too many joins from this address; wait a little.")
+        data = json_object(body)
+        if isinstance(data, PageReply):
+            return data
         meeting = self._meeting(str(data.get("thread") or ""))
         if meeting is None or not meeting.join_meeting_id:
-            return _error(404, "NotFound", "No such meeting.")
+            return error_reply(404, "NotFound", "No such meeting.")
         name = " ".join(str(data.get("displayName") or "").split())[:64]
         if not name:
-            return _error(400, "BadRequest", "Give a 'displayName' to join as a guest.")
+            return error_reply(400, "BadRequest", "Give a 'displayName' to join as a guest.")
         target = self.target(meeting)
         ticket = self.ctx.tickets.issue(WebGrant(meeting.tenant_id, name, target, None, None), now)
         ctx = self.ctx

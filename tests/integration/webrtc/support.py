@@ -41,7 +41,8 @@ def webrtc_config(*, spawn: bool = True, **webrtc: Any) -> NodeConfig:
     return node_config(webrtc=dataclasses.replace(settings, **webrtc), media=media)
 
 
-async def ticket(p: Platform, bot: str, target: str, name: str = "Web Guest") -> dict[str, Any]:
+async def ticket(p: Platform, bot: str, target: str = "", name: str = "Web Guest", join_id: str = "") -> dict[str, Any]:
+    """POST /web/tickets as the bot's app: for `target`, or for the meeting whose joinMeetingId is `join_id`."""
     client = p[bot].client
     if client.token is None:
         await client.authenticate()
@@ -49,7 +50,7 @@ async def ticket(p: Platform, bot: str, target: str, name: str = "Web Guest") ->
         aiohttp.ClientSession() as http,
         http.post(
             f"{p.node.public_url}/web/tickets",
-            json={"target": target, "displayName": name},
+            json={"displayName": name, **({"joinMeetingId": join_id} if join_id else {"target": target})},
             headers={"Authorization": f"Bearer {client.token}"},
         ) as resp,
     ):

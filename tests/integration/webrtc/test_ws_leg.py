@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import ssl
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -20,7 +19,7 @@ from opencomms.domain.meetings import MeetingInfo
 from opencomms.gateway.rtpengine import RtpEngineClient
 from opencomms.gateway.webjoin import WebGrant
 from opencomms.testing import running_node
-from tests.integration.conftest import Platform, make_platform
+from tests.integration.conftest import make_platform
 from tests.integration.webrtc.support import CHROME_OFFER, final_status, in_dialog, invite, ticket, webrtc_config
 
 BOB = "sip:support@bob.example"
@@ -90,8 +89,8 @@ async def test_browser_joins_a_meeting_by_its_join_meeting_id_as_a_guest() -> No
                 join_meeting_id="4242424242",
             )
         )
-        assert (await ticket_for_meeting(p, "bob", "9999999999"))["status"] == 404
-        issued = await ticket_for_meeting(p, "bob", meeting.join_meeting_id)
+        assert (await ticket(p, "bob", name="Guest", join_id="9999999999"))["status"] == 404
+        issued = await ticket(p, "bob", name="Guest", join_id=meeting.join_meeting_id)
         assert issued["status"] == 201, issued
         target = issued["callUrl"].split("target=")[1].split("&")[0].replace("%3A", ":").replace("%40", "@")
         assert target.startswith("sip:meeting-4242424242@")
@@ -109,23 +108,6 @@ async def test_browser_joins_a_meeting_by_its_join_meeting_id_as_a_guest() -> No
                 break
             await asyncio.sleep(0.1)
         assert p.node.sip is not None and p.node.sip.active == 0  # the closed WebSocket left the meeting
-
-
-async def ticket_for_meeting(p: Platform, bot: str, join_id: str) -> dict[str, Any]:
-    client = p[bot].client
-    if client.token is None:
-        await client.authenticate()
-    async with (
-        aiohttp.ClientSession() as http,
-        http.post(
-            f"{p.node.public_url}/web/tickets",
-            json={"joinMeetingId": join_id, "displayName": "Guest"},
-            headers={"Authorization": f"Bearer {client.token}"},
-        ) as resp,
-    ):
-        body: dict[str, Any] = await resp.json()
-        body["status"] = resp.status
-        return body
 
 
 async def test_over_tls_the_edge_is_wss_and_says_so_in_via_and_contact(tmp_path: Path) -> None:
