@@ -11,16 +11,17 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
-from opencomms.config import ClusterConfig, NotifyConfig
+from opencomms.config import ClusterConfig, NodeConfig, NotifyConfig
 from opencomms.directory import Directory
 from opencomms.domain.ids import new_id
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
 from opencomms.testing import GraphClient, RecordingBot, running_node
-from opencomms.testing.harness import app_target
+from opencomms.testing.harness import Responder, app_target
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, node_config
 from tests.redis_fixtures import redis_url
 from tests.sipp.sipp import LOOPBACK, run_sipp
@@ -54,24 +55,48 @@ def start_node_a(url: str, prefix: str, tmp: Path, **extra: str) -> tuple[subpro
     return proc, ready.read_text()
 
 
+async def start_bots(
+    directory: Directory, tenant_id: str, names: tuple[str, ...], responder: Responder | None = None
+) -> tuple[dict[str, RecordingBot], dict[str, tuple[str, str]]]:
+    """A RecordingBot per name, each with its app (id, secret) calling back to it; jwks_url is set once a node is up."""
+    bots: dict[str, RecordingBot] = {}
+    apps: dict[str, tuple[str, str]] = {}
+    for name in names:
+        bots[name] = bot = RecordingBot(app_id="", jwks_url="", responder=responder)
+        await bot.start(f"/{name}/calls")
+        app, secret = directory.create_app(tenant_id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
+        bot.app_id, apps[name] = app.id, (app.id, secret)
+    return bots, apps
+
+
+def node_b_config(redis_url: str, prefix: str, **changes: Any) -> NodeConfig:
+    """Node B (in this process): the cluster's short lease and claim times, like node A's."""
+    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
+    return dataclasses.replace(node_config(), store_url=redis_url, cluster=cluster, **changes)
+
+
+async def shut_down(
+    proc: subprocess.Popen[bytes], bots: dict[str, RecordingBot], store: RedisStore, sipp: Awaitable[Any] | None = None
+) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if sipp is not None:
+        await sipp
+    for bot in bots.values():
+        await bot.stop()
+    store.close()
+
+
 async def test_a_dead_nodes_notifications_are_delivered_by_another_node(redis_url: str, tmp_path: Path) -> None:
     prefix = f"t{new_id()[:8]}:"
     store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
     directory = Directory(store)
     tenant = directory.create_tenant("Contoso", "contoso.example")
     down = True
-    bots: dict[str, RecordingBot] = {}
-    apps: dict[str, tuple[str, str]] = {}
-    for name in ("alice", "bob"):
-        bots[name] = bot = RecordingBot(app_id="", jwks_url="", responder=lambda _: 503 if down else 202)
-        await bot.start(f"/{name}/calls")
-        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
-        bot.app_id, apps[name] = app.id, (app.id, secret)
+    bots, apps = await start_bots(directory, tenant.id, ("alice", "bob"), lambda _: 503 if down else 202)
     proc, a_url = await asyncio.to_thread(start_node_a, redis_url, prefix, tmp_path)
-    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
-    cfg = dataclasses.replace(
-        node_config(), store_url=redis_url, cluster=cluster, notify=NotifyConfig(initial_retry_delay=0.1)
-    )
+    cfg = node_b_config(redis_url, prefix, notify=NotifyConfig(initial_retry_delay=0.1))
     try:
         async with running_node(cfg) as node_b:
             for bot in bots.values():  # the keys are the cluster's: B's JWKS is A's
@@ -101,12 +126,7 @@ async def test_a_dead_nodes_notifications_are_delivered_by_another_node(redis_ur
             states: list[Any] = [n.state for n in bots["alice"].for_call(call["id"])]
             assert states == ["establishing", "established", "terminating", "terminated"]  # per-call order
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for bot in bots.values():
-            await bot.stop()
-        store.close()
+        await shut_down(proc, bots, store)
 
 
 async def test_a_dead_nodes_phone_calls_end_and_its_bot_to_bot_calls_survive(redis_url: str, tmp_path: Path) -> None:
@@ -117,20 +137,13 @@ async def test_a_dead_nodes_phone_calls_end_and_its_bot_to_bot_calls_survive(red
     store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
     directory = Directory(store)
     tenant = directory.create_tenant("Contoso", "contoso.example")
-    bots: dict[str, RecordingBot] = {}
-    apps: dict[str, tuple[str, str]] = {}
-    for name in ("alice", "bob", "desk"):
-        bots[name] = bot = RecordingBot(app_id="", jwks_url="")
-        await bot.start(f"/{name}/calls")
-        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
-        bot.app_id, apps[name] = app.id, (app.id, secret)
+    bots, apps = await start_bots(directory, tenant.id, ("alice", "bob", "desk"))
     number = "+14255550177"
     directory.create_instance(apps["desk"][0], "Desk", phone_number=number)
     proc, a_url = await asyncio.to_thread(start_node_a, redis_url, prefix, tmp_path)
     for bot in bots.values():
         bot.jwks_url = f"{a_url}/common/discovery/v2.0/keys"
-    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
-    cfg = dataclasses.replace(node_config(), store_url=redis_url, cluster=cluster)
+    cfg = node_b_config(redis_url, prefix)
     sipp: asyncio.Task[Any] | None = None
     try:
         async with running_node(cfg) as node_b:
@@ -175,14 +188,7 @@ async def test_a_dead_nodes_phone_calls_end_and_its_bot_to_bot_calls_survive(red
             await bots["alice"].wait_state(b2b["id"], "terminated", timeout=5)
             await bots["bob"].wait_for(lambda n: n.change_type == "deleted", timeout=5)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if sipp is not None:
-            await sipp
-        for bot in bots.values():
-            await bot.stop()
-        store.close()
+        await shut_down(proc, bots, store, sipp)
 
 
 async def test_a_dead_nodes_timers_fire_on_another_node(redis_url: str, tmp_path: Path) -> None:
@@ -192,20 +198,13 @@ async def test_a_dead_nodes_timers_fire_on_another_node(redis_url: str, tmp_path
     store = RedisStore(RedisTarget(redis_url, "setup", prefix=prefix))
     directory = Directory(store)
     tenant = directory.create_tenant("Contoso", "contoso.example")
-    bots: dict[str, RecordingBot] = {}
-    apps: dict[str, tuple[str, str]] = {}
-    for name in ("alice", "bob"):
-        bots[name] = bot = RecordingBot(app_id="", jwks_url="")
-        await bot.start(f"/{name}/calls")
-        app, secret = directory.create_app(tenant.id, name, permissions=ALL_CALL_PERMISSIONS, callback_url=bot.url)
-        bot.app_id, apps[name] = app.id, (app.id, secret)
+    bots, apps = await start_bots(directory, tenant.id, ("alice", "bob"))
     proc, a_url = await asyncio.to_thread(
         start_node_a, redis_url, prefix, tmp_path, OPENCOMMS_CALLS__ANSWER_TIMEOUT="4"
     )
     for bot in bots.values():
         bot.jwks_url = f"{a_url}/common/discovery/v2.0/keys"
-    cluster = ClusterConfig(node_id="b", key_prefix=prefix, lease=1.2, claim_idle=0.6, poll=0.2)
-    cfg = dataclasses.replace(node_config(), store_url=redis_url, cluster=cluster)
+    cfg = node_b_config(redis_url, prefix)
     try:
         async with running_node(cfg) as node_b:
             async with GraphClient(a_url, tenant.id, *apps["alice"]) as alice:
@@ -218,9 +217,4 @@ async def test_a_dead_nodes_timers_fire_on_another_node(redis_url: str, tmp_path
             assert ended.resource_data["resultInfo"]["code"] != 503  # the answer window, not a lost node
             assert node_b.cluster is not None and node_b.cluster.sweep is not None and node_b.cluster.sweep.taken >= 1
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        for bot in bots.values():
-            await bot.stop()
-        store.close()
+        await shut_down(proc, bots, store)
