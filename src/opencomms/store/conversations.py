@@ -410,7 +410,11 @@ def conversations_beside(
         from opencomms.store.conversations_sqlite import SqliteConversationStore
 
         return SqliteConversationStore(
-            store.path, busy_timeout=busy_timeout, max_batch=max_batch, writer_thread=writer_thread
+            store.path,
+            busy_timeout=busy_timeout,
+            max_batch=max_batch,
+            writer_thread=writer_thread,
+            connection=None if writer_thread else store.connection,  # on the loop: the store's own connection
         )
     return MemoryConversationStore(store)
 

@@ -63,10 +63,6 @@ _DELETE = "DELETE FROM conversations WHERE id=? AND version=?"
 _VERSION = "SELECT version FROM conversations WHERE id=?"
 _PARTS = "SELECT key, doc FROM conversation_parts WHERE conv=? ORDER BY ord"
 _DROP_PARTS = "DELETE FROM conversation_parts WHERE conv=?"
-_PUT_PART = (
-    "INSERT INTO conversation_parts(conv, key, ord, doc) VALUES(?,?,?,?)"
-    " ON CONFLICT(conv, key) DO UPDATE SET doc=excluded.doc"
-)
 _OUTBOX = (
     "INSERT INTO outbox(id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts) VALUES"
 )
@@ -146,25 +142,36 @@ class SqliteConversationStore(ConversationStore):
         max_batch: int = 512,
         open_timeout: float = 5.0,
         writer_thread: bool = True,
+        connection: sqlite3.Connection | None = None,
     ) -> None:
         """Open (or create, 0600) the database and start the writer thread. Blocking: call it at start-up or
         through `open()`. `busy_timeout`: seconds a batch waits for a lock another process holds before it fails
         with StoreUnavailable (the loop does not wait meanwhile); `max_batch`: requests merged into one
         transaction at most; `writer_thread` False: each loop iteration's batch is written on the loop itself, at the
-        end of the iteration (no thread hand-off; the loop waits for the write and for a lock held elsewhere)."""
+        end of the iteration (no thread hand-off; the loop waits for the write and for a lock held elsewhere).
+        `connection`: the node's SqliteStore connection to the same file, shared (only without the writer thread;
+        its owner closes it and its busy timeout applies, not `busy_timeout`): one page cache and no lock traffic
+        between two connections of one process."""
         self.path = path
         self.max_batch = max_batch
+        self._shared = connection is not None
+        if connection is not None and writer_thread:
+            raise ValueError("a shared connection is written on the loop: writer_thread must be False")
         try:
-            db = SqliteStore._open(path, synchronous, open_timeout)
-            try:
-                db.executescript(_SCHEMA)
-                db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
-                # The node's SqliteStore checkpoints the WAL on a thread of its own (store.checkpoint); a commit of
-                # ours checkpoints only past ~80 MB of WAL, as the SqliteStore's own connection does.
-                db.execute("PRAGMA wal_autocheckpoint=20000")
-            except BaseException:
-                db.close()
-                raise
+            if connection is not None:
+                connection.executescript(_SCHEMA)
+                db = connection
+            else:
+                db = SqliteStore._open(path, synchronous, open_timeout)
+                try:
+                    db.executescript(_SCHEMA)
+                    db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
+                    # The node's SqliteStore checkpoints the WAL on a thread of its own (store.checkpoint); a commit
+                    # of ours checkpoints only past ~80 MB of WAL, as the SqliteStore's own connection does.
+                    db.execute("PRAGMA wal_autocheckpoint=20000")
+                except BaseException:
+                    db.close()
+                    raise
         except (sqlite3.Error, OSError) as exc:
             raise unavailable(exc, path) from exc
         self._db = db
@@ -196,6 +203,11 @@ class SqliteConversationStore(ConversationStore):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        if self._shared and self._db.in_transaction and not self._closed:
+            # the SqliteStore that shares the connection holds a transaction open across an await: after it
+            assert self._loop is not None
+            self._flush_handle = self._loop.call_soon(self._flush)
+            return
         if self._pending:
             batch, self._pending = self._pending, []
             if self._thread is not None:
@@ -311,7 +323,8 @@ class SqliteConversationStore(ConversationStore):
             self._flush()
         self._closed = True
         if self._thread is None:
-            self._db.close()
+            if not self._shared:  # a shared connection is its owner's to close
+                self._db.close()
             return
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
@@ -456,11 +469,12 @@ class SqliteConversationStore(ConversationStore):
                 return self._stale(db, op)
             version = expected + 1
             if op.parts is not None:
-                _write_parts(db, conv, op.parts)
+                _write_parts(db, conv, op.parts, fresh=expected == 0)
             elif expected:
                 db.execute(_DROP_PARTS, (conv,))  # a whole document replaces the parts
             if op.legs is not None:
-                db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+                if expected:
+                    db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
                 for start in range(0, len(op.legs), _CHUNK):
                     chunk = op.legs[start : start + _CHUNK]
                     places = ",".join(["(?,?)"] * len(chunk))
@@ -481,25 +495,48 @@ class SqliteConversationStore(ConversationStore):
         return StaleVersion(op.conv_id, op.expected, 0 if found is None else found[0])
 
 
-def _write_parts(db: sqlite3.Connection, conv: str, delta: _Parts) -> None:
-    """Write a delta's parts and leg rows (after its header passed the version check)."""
+def _write_parts(db: sqlite3.Connection, conv: str, delta: _Parts, *, fresh: bool) -> None:
+    """Write a delta's parts and leg rows (after its header passed the version check; `fresh`: the header row was
+    just inserted, so the conversation has no parts or leg rows yet). One statement per kind of change and chunk:
+    every statement costs the loop a GIL hand-off."""
     if delta.complete:
-        db.execute(_DROP_PARTS, (conv,))
-        db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
-    elif delta.removed:
-        db.executemany("DELETE FROM conversation_parts WHERE conv=? AND key=?", [(conv, k) for k in delta.removed])
+        if not fresh:
+            db.execute(_DROP_PARTS, (conv,))
+            db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+    else:
+        for chunk in _chunked(delta.removed):
+            db.execute(f"DELETE FROM conversation_parts WHERE conv=? AND key IN ({_marks(len(chunk))})", (conv, *chunk))
+        for chunk in _chunked(delta.legs_removed):
+            db.execute(f"DELETE FROM conversation_legs WHERE conv=? AND leg IN ({_marks(len(chunk))})", (conv, *chunk))
     if delta.parts:
-        last = db.execute("SELECT max(ord) FROM conversation_parts WHERE conv=?", (conv,)).fetchone()[0]
-        first = 1 if last is None else int(last) + 1  # a new part goes last; a changed one keeps its place
-        db.executemany(_PUT_PART, [(conv, key, first + i, text) for i, (key, text) in enumerate(delta.parts)])
-    if delta.legs_removed and not delta.complete:
-        gone = [(leg, conv) for leg in delta.legs_removed]
-        db.executemany("DELETE FROM conversation_legs WHERE leg=? AND conv=?", gone)
-    if delta.legs_added:
-        db.executemany(
-            "INSERT INTO conversation_legs(leg, conv) VALUES(?,?) ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
-            [(leg, conv) for leg in delta.legs_added],
+        if delta.complete or fresh:
+            first = 1
+        else:
+            last = db.execute("SELECT max(ord) FROM conversation_parts WHERE conv=?", (conv,)).fetchone()[0]
+            first = 1 if last is None else int(last) + 1  # a new part goes last; a changed one keeps its place
+        rows = [(conv, key, first + i, text) for i, (key, text) in enumerate(delta.parts)]
+        for batch in _chunked(rows):
+            places = ",".join(["(?,?,?,?)"] * len(batch))
+            db.execute(
+                f"INSERT INTO conversation_parts(conv, key, ord, doc) VALUES{places}"
+                " ON CONFLICT(conv, key) DO UPDATE SET doc=excluded.doc",
+                [v for row in batch for v in row],
+            )
+    for chunk in _chunked(delta.legs_added):
+        places = ",".join(["(?,?)"] * len(chunk))
+        db.execute(
+            f"INSERT INTO conversation_legs(leg, conv) VALUES{places}"
+            " ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
+            [v for leg in chunk for v in (leg, conv)],
         )
+
+
+def _chunked(items: Sequence[_T]) -> list[Sequence[_T]]:
+    return [items[start : start + _CHUNK] for start in range(0, len(items), _CHUNK)]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 def _assembled(doc: str, parts: list[Any]) -> Doc:

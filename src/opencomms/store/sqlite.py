@@ -175,6 +175,7 @@ class SqliteStore(Store):
         written (read-only, missing directory, disk full)."""
         self.path = path
         self._depth = 0
+        self._begin_due = False
         self._closed = False
         self._checkpointer: Checkpointer | None = None
         try:
@@ -218,36 +219,36 @@ class SqliteStore(Store):
     # -- documents ---------------------------------------------------------------------------------------
     @_guarded
     def get(self, kind: str, key: str) -> Doc | None:
-        row = self._db.execute("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
+        row = self._x("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
         return None if row is None else _loads(row[0])  # type: ignore[no-any-return]
 
     @_guarded
     def put(self, kind: str, key: str, doc: Doc) -> None:
-        self._db.execute(_PUT, (kind, key, _dumps(doc)))
+        self._x(_PUT, (kind, key, _dumps(doc)))
 
     @_guarded
     def put_docs(self, items: Iterable[tuple[str, str, Doc]]) -> None:
         rows = [(kind, key, _dumps(doc)) for kind, key, doc in items]
         for chunk in _chunks(rows):  # one statement per chunk: every statement costs the loop a GIL hand-off
             sql = f"INSERT INTO docs(kind, key, doc) VALUES{_PLACES3 * len(chunk)}"[:-1] + _UPSERT
-            self._db.execute(sql, [value for row in chunk for value in row])
+            self._x(sql, [value for row in chunk for value in row])
 
     @_guarded
     def delete(self, kind: str, key: str) -> bool:
-        cur = self._db.execute(_DELETE, (kind, key))
+        cur = self._x(_DELETE, (kind, key))
         return cur.rowcount > 0
 
     @_guarded
     def delete_many(self, kind: str, keys: Iterable[str]) -> None:
         for chunk in _chunks(list(keys)):
-            self._db.execute(f"DELETE FROM docs WHERE kind=? AND key IN ({_places(len(chunk))})", (kind, *chunk))
+            self._x(f"DELETE FROM docs WHERE kind=? AND key IN ({_places(len(chunk))})", (kind, *chunk))
 
     def scan(self, kind: str) -> Iterator[tuple[str, Doc]]:
         return self._scan(kind, self._rows(kind))
 
     @_guarded
     def _rows(self, kind: str) -> list[tuple[str, str]]:
-        return self._db.execute("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,)).fetchall()
+        return self._x("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,)).fetchall()
 
     @staticmethod
     def _scan(kind: str, rows: list[tuple[str, str]]) -> Iterator[tuple[str, Doc]]:
@@ -257,12 +258,12 @@ class SqliteStore(Store):
     @_guarded
     def change_marker(self) -> object:
         """SQLite's data_version: it changes when another connection commits to the database file."""
-        return self._db.execute("PRAGMA data_version").fetchone()[0]
+        return self._x("PRAGMA data_version").fetchone()[0]
 
     # -- outbox ------------------------------------------------------------------------------------------
     @_guarded
     def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
-        cur = self._db.execute(
+        cur = self._x(
             _OUTBOX_INSERT + " VALUES(?,?,?,?,?,?,?,?,?)",
             (
                 entry.id,
@@ -281,19 +282,19 @@ class SqliteStore(Store):
 
     @_guarded
     def outbox_update(self, entry: OutboxEntry) -> None:
-        self._db.execute(
+        self._x(
             "UPDATE outbox SET url=?, next_attempt_at=?, attempts=? WHERE id=?",
             (entry.url, entry.next_attempt_at, entry.attempts, entry.id),
         )
 
     @_guarded
     def outbox_remove(self, entry_id: str) -> None:
-        self._db.execute("DELETE FROM outbox WHERE id=?", (entry_id,))
+        self._x("DELETE FROM outbox WHERE id=?", (entry_id,))
 
     @_guarded
     def outbox_remove_many(self, entry_ids: Iterable[str]) -> None:
         for chunk in _chunks(list(entry_ids)):
-            self._db.execute(f"DELETE FROM outbox WHERE id IN ({_places(len(chunk))})", chunk)
+            self._x(f"DELETE FROM outbox WHERE id IN ({_places(len(chunk))})", chunk)
 
     @_guarded
     def outbox_append_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
@@ -316,7 +317,7 @@ class SqliteStore(Store):
                     e.attempts,
                 )
             ]
-            cur = self._db.execute(f"{_OUTBOX_INSERT} VALUES{_PLACES9 * len(chunk)}"[:-1], values)
+            cur = self._x(f"{_OUTBOX_INSERT} VALUES{_PLACES9 * len(chunk)}"[:-1], values)
             assert cur.lastrowid is not None  # sqlite always sets it after an INSERT
             first = cur.lastrowid - len(chunk) + 1
             appended.extend(e.with_seq(first + i) for i, e in enumerate(chunk))
@@ -324,14 +325,30 @@ class SqliteStore(Store):
 
     @_guarded
     def outbox_load(self) -> list[OutboxEntry]:
-        return [outbox_entry(r) for r in self._db.execute(OUTBOX_SELECT).fetchall()]
+        return [outbox_entry(r) for r in self._x(OUTBOX_SELECT).fetchall()]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     # -- transaction primitives (the template is Store.transaction)
+    def _x(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """Run one statement, first opening the transaction `transaction()` asked for (BEGIN is lazy: a block that
+        touches nothing costs no lock and no commit)."""
+        if self._begin_due:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._begin_due = False
+        return self._db.execute(sql, params)
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The one connection (the node's conversation store shares it: see store.conversations_sqlite)."""
+        return self._db
+
     def _begin(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._begin_due = True
 
     def _commit(self) -> None:
+        if self._begin_due:  # nothing was read or written inside the block
+            self._begin_due = False
+            return
         self._db.execute("COMMIT")
 
     def _fault(self, exc: BaseException) -> StoreUnavailable | None:
@@ -339,6 +356,7 @@ class SqliteStore(Store):
 
     def _rollback(self) -> None:
         """Roll back what is left of a failed transaction (SQLite may have rolled it back itself)."""
+        self._begin_due = False
         if self._db.in_transaction:
             try:
                 self._db.execute("ROLLBACK")
