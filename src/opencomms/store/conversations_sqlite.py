@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from opencomms.store.base import Doc, OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import ConversationStore, Delta, Loaded, StaleVersion, assemble, check_commit
@@ -401,10 +401,54 @@ class SqliteConversationStore(ConversationStore):
         """One transaction for the batch. A stale write changes nothing before it is refused, so the fast path
         needs no savepoints; an error half way through a write (a bug, e.g. a duplicate outbox id) raises _Isolate
         there, and the batch runs again `isolated`, where that write alone fails."""
+        db.execute("BEGIN IMMEDIATE")
+        results = self._body(db, writes, isolated=isolated)
+        db.execute("COMMIT")
+        self._count(writes, results)
+        return results
+
+    # -- riding in the SqliteStore's transaction (store.sqlite.Rider; a shared connection) ---------------------------
+    def take(self) -> list[_Write | _Outbox] | None:
+        """The writes submitted during this loop iteration, taken to ride in the transaction the SqliteStore that
+        shares the connection is opening (None: nothing, or not now: reads among them, or too many)."""
+        pending = self._pending
+        if not pending or self._closed or len(pending) > self.max_batch:
+            return None
+        writes: list[_Write | _Outbox] = []
+        for op in pending:
+            if isinstance(op, _Read):
+                return None
+            writes.append(op)
+        self._pending = []
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        return writes
+
+    def write(self, db: sqlite3.Connection, batch: object) -> object:
+        writes: list[_Write | _Outbox] = batch  # type: ignore[assignment]
+        results = self._body(db, writes, isolated=False)
+        return writes, results
+
+    def deliver(self, results: object) -> None:
+        writes, done = cast(tuple[list[_Write | _Outbox], list[tuple[asyncio.Future[Any], Any]]], results)
+        self._count(writes, done)
+        _deliver(done)
+
+    def fail(self, batch: object, exc: BaseException) -> None:
+        writes: list[_Write | _Outbox] = batch  # type: ignore[assignment]
+        _deliver([(op.fut, self._error(exc)) for op in writes])
+
+    def alone(self, batch: object) -> None:
+        writes: list[_Write | _Outbox] = batch  # type: ignore[assignment]
+        _deliver(self._execute(self._db, list(writes)))
+
+    def _body(
+        self, db: sqlite3.Connection, writes: list[_Write | _Outbox], *, isolated: bool
+    ) -> list[tuple[asyncio.Future[Any], Any]]:
+        """The batch's statements inside an open transaction (see `_transaction`)."""
         results: list[tuple[asyncio.Future[Any], Any]] = []
         outbox: list[tuple[Any, ...]] = []
-        db.execute("BEGIN IMMEDIATE")
-        committed = 0
         for op in writes:
             if isinstance(op, _Outbox):
                 for start in range(0, len(op.remove), _CHUNK):
@@ -426,8 +470,6 @@ class SqliteConversationStore(ConversationStore):
                 outcome = exc  # a bug in this write: it alone fails
             if isinstance(outcome, sqlite3.Error):
                 db.execute("ROLLBACK TO w")
-            elif not isinstance(outcome, StaleVersion):
-                committed += 1
             if isolated:
                 db.execute("RELEASE w")
             results.append((op.fut, outcome))
@@ -438,13 +480,14 @@ class SqliteConversationStore(ConversationStore):
                 if _is_fault(exc):
                     raise
                 raise _Isolate from exc
-        db.execute("COMMIT")
+        return results
+
+    def _count(self, writes: list[_Write | _Outbox], results: list[tuple[asyncio.Future[Any], Any]]) -> None:
         stats = self.stats
         stats.transactions += 1
-        stats.commits += committed
+        stats.commits += sum(1 for _, r in results if isinstance(r, int))  # a version: the write landed
         stats.stale += sum(1 for _, r in results if isinstance(r, StaleVersion))
         stats.largest_batch = max(stats.largest_batch, len(writes))
-        return results
 
     def _write(self, db: sqlite3.Connection, op: _Write, outbox: list[tuple[Any, ...]] | None) -> int | StaleVersion:
         """Version-check and write one conversation; its outbox rows go to `outbox` (appended by the caller after

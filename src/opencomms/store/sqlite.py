@@ -18,7 +18,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import orjson
 
@@ -159,6 +159,27 @@ def outbox_entry(r: Any) -> OutboxEntry:
     )
 
 
+class Rider(Protocol):
+    """Writes queued by another user of the store's connection (the node's conversation store) that ride in the
+    store's next write transaction, ahead of the store's own writes, instead of one transaction of their own."""
+
+    def take(self) -> object | None:
+        """The queued writes, taken (None: none to take now)."""
+
+    def write(self, db: sqlite3.Connection, batch: object) -> object:
+        """Write `batch` inside the open transaction; its results. Raises on a fault (the whole transaction fails)
+        or on a bug in one write (then the batch goes `alone`)."""
+
+    def deliver(self, results: object) -> None:
+        """The transaction committed: hand the waiters their results."""
+
+    def fail(self, batch: object, exc: BaseException) -> None:
+        """The transaction failed: hand every waiter of `batch` the error."""
+
+    def alone(self, batch: object) -> None:
+        """Write `batch` now in a transaction of its own (and deliver its results)."""
+
+
 class SqliteStore(Store):
     def __init__(
         self,
@@ -176,6 +197,10 @@ class SqliteStore(Store):
         self.path = path
         self._depth = 0
         self._begin_due = False
+        self.rider: Rider | None = None
+        """Set by the conversation store that shares the connection (store.conversations_sqlite)."""
+        self._riding: tuple[object, object] | None = None
+        """The rider's batch and results in the open transaction, delivered at its commit."""
         self._closed = False
         self._checkpointer: Checkpointer | None = None
         try:
@@ -219,7 +244,7 @@ class SqliteStore(Store):
     # -- documents ---------------------------------------------------------------------------------------
     @_guarded
     def get(self, kind: str, key: str) -> Doc | None:
-        row = self._x("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
+        row = self._x("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key), write=False).fetchone()
         return None if row is None else _loads(row[0])  # type: ignore[no-any-return]
 
     @_guarded
@@ -248,7 +273,7 @@ class SqliteStore(Store):
 
     @_guarded
     def _rows(self, kind: str) -> list[tuple[str, str]]:
-        return self._x("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,)).fetchall()
+        return self._x("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,), write=False).fetchall()
 
     @staticmethod
     def _scan(kind: str, rows: list[tuple[str, str]]) -> Iterator[tuple[str, Doc]]:
@@ -258,7 +283,7 @@ class SqliteStore(Store):
     @_guarded
     def change_marker(self) -> object:
         """SQLite's data_version: it changes when another connection commits to the database file."""
-        return self._x("PRAGMA data_version").fetchone()[0]
+        return self._x("PRAGMA data_version", write=False).fetchone()[0]
 
     # -- outbox ------------------------------------------------------------------------------------------
     @_guarded
@@ -325,17 +350,69 @@ class SqliteStore(Store):
 
     @_guarded
     def outbox_load(self) -> list[OutboxEntry]:
-        return [outbox_entry(r) for r in self._x(OUTBOX_SELECT).fetchall()]
+        return [outbox_entry(r) for r in self._x(OUTBOX_SELECT, write=False).fetchall()]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     # -- transaction primitives (the template is Store.transaction)
-    def _x(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+    def _x(self, sql: str, params: Any = (), *, write: bool = True) -> sqlite3.Cursor:
         """Run one statement, first opening the transaction `transaction()` asked for (BEGIN is lazy: a block that
-        touches nothing costs no lock and no commit)."""
+        touches nothing costs no lock and no commit). A write outside a transaction while the rider has writes
+        queued takes them along in one transaction."""
+        db = self._db
+        rider = self.rider
         if self._begin_due:
-            self._db.execute("BEGIN IMMEDIATE")
             self._begin_due = False
-        return self._db.execute(sql, params)
+            self._start(None if rider is None else rider.take())
+        elif write and rider is not None and not db.in_transaction and (batch := rider.take()) is not None:
+            self._start(batch)
+            try:
+                cur = db.execute(sql, params)
+                self._end()
+            except BaseException:
+                self._rollback()
+                raise
+            return cur
+        return db.execute(sql, params)
+
+    def _start(self, batch: object | None) -> None:
+        """BEGIN, with the rider's `batch` of queued writes first (under a savepoint of their own: a block of this
+        store that rolls back leaves them to commit)."""
+        db = self._db
+        rider = self.rider
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            if rider is not None and batch is not None:
+                rider.fail(batch, exc)
+            raise
+        if rider is None or batch is None:
+            return
+        try:
+            results = rider.write(db, batch)
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _is_fault(exc):
+                rider.fail(batch, exc)
+                raise
+            rider.alone(batch)  # a bug in one of its writes: it is sorted out in a transaction of its own
+            db.execute("BEGIN IMMEDIATE")
+            return
+        db.execute("SAVEPOINT own")
+        self._riding = (batch, results)
+
+    def _end(self) -> None:
+        """COMMIT, then hand the rider its results."""
+        riding, self._riding = self._riding, None
+        if riding is not None:
+            self._db.execute("RELEASE own")
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._riding = riding  # _rollback hands the rider the error
+            raise
+        if riding is not None and self.rider is not None:
+            self.rider.deliver(riding[1])
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -349,7 +426,7 @@ class SqliteStore(Store):
         if self._begin_due:  # nothing was read or written inside the block
             self._begin_due = False
             return
-        self._db.execute("COMMIT")
+        self._end()
 
     def _fault(self, exc: BaseException) -> StoreUnavailable | None:
         return unavailable(exc, self.path) if isinstance(exc, sqlite3.Error) and _is_fault(exc) else None
@@ -357,9 +434,23 @@ class SqliteStore(Store):
     def _rollback(self) -> None:
         """Roll back what is left of a failed transaction (SQLite may have rolled it back itself)."""
         self._begin_due = False
-        if self._db.in_transaction:
+        riding, self._riding = self._riding, None
+        db = self._db
+        if riding is not None and self.rider is not None:
+            try:  # this store's writes go; the rider's, written before them, commit
+                if not db.in_transaction:
+                    raise sqlite3.OperationalError("the transaction was rolled back")
+                db.execute("ROLLBACK TO own")
+                db.execute("RELEASE own")
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.rider.fail(riding[0], exc)
+            else:
+                self.rider.deliver(riding[1])
+                return
+        if db.in_transaction:
             try:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             except sqlite3.Error as exc:  # the connection is unusable: the next statement reports it
                 log.warning("rollback failed: %s", exc)
 
