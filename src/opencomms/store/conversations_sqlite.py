@@ -1,4 +1,5 @@
-"""The SQLite conversation store: one connection on a dedicated writer thread, so the event loop never waits for I/O.
+"""The SQLite conversation store: its own connection on a dedicated writer thread (the event loop never waits for I/O),
+or, on the loop, the node's SqliteStore connection shared (`connection`; the node's default: see store.sqlite).
 
 Same file as the node's SqliteStore (0600, WAL, synchronous=NORMAL: a killed process loses nothing committed), three
 tables of its own (`conversations` with a version and the earliest deadline, `conversation_legs`, and

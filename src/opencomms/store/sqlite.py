@@ -1,8 +1,15 @@
 """SQLite store: the embedded persistent default. One connection, WAL journal, owned by one event loop (plus a
 thread of its own that runs the WAL checkpoints, see store.checkpoint).
 
-Writes outside an explicit transaction commit at once; `transaction()` groups them. With WAL and
-synchronous=NORMAL a killed process loses nothing committed (an OS crash may lose the last commits).
+Writes outside an explicit transaction commit at once; `transaction()` groups them (its BEGIN is lazy: a block that
+reads or writes nothing costs no statement). With WAL and synchronous=NORMAL a killed process loses nothing
+committed (an OS crash may lose the last commits; the WAL is fsynced at checkpoints).
+
+The node's conversation store (store.conversations_sqlite, on the loop) shares this connection: one page cache, no
+lock and cache-invalidation traffic between two connections of one process. The conversation writes it queued during
+the current loop iteration ride in this store's next write transaction (`Rider`), ahead of the store's own writes and
+under a savepoint of their own, so that one commit carries both; a block of this store that rolls back leaves them to
+commit, a fault (at a statement or at the commit) fails both with StoreUnavailable.
 
 Faults are contained: every SQLite I/O failure (disk full, read-only, I/O error, the write lock held by another
 process beyond `busy_timeout`) leaves the transaction rolled back and raises `StoreUnavailable`, which the API
