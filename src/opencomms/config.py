@@ -364,7 +364,8 @@ class LedgerConfig:
     busy_timeout: float = 0.075
     """Seconds a batch of conversation writes waits for the SQLite write lock another process holds before its units
     fail with 503 + Retry-After. It waits on the writer thread (the event loop goes on meanwhile), but the requests
-    whose commands are in the batch wait with it, and so do the batches queued behind it: keep it short."""
+    whose commands are in the batch wait with it, and so do the batches queued behind it: keep it short. Only with
+    `writer_thread`: on the loop the conversations share the node store's connection and its `storage.busy_timeout`."""
     max_batch: int = 512
     """Conversation writes merged into one SQLite transaction at most."""
     retries: int = 3
@@ -374,8 +375,9 @@ class LedgerConfig:
     writer_thread: bool = False
     """SQLite: true writes conversations on a thread of their own (the loop never waits for the disk or for a lock
     held elsewhere, at the price of a thread hand-off per batch: ~10% more CPU per bot-to-bot cycle, lower peak
-    cycles/s). False (default): each loop iteration's commits are written together on the loop at the end of the
-    iteration, as one transaction; the loop waits up to `busy_timeout` for a lock another process holds."""
+    cycles/s). False (default): on the node store's own SQLite connection, each loop iteration's commits are written
+    together on the loop, as one transaction (or inside the node store's next write transaction of that iteration);
+    the loop waits up to `storage.busy_timeout` for a lock another process holds."""
 
     def __post_init__(self) -> None:
         for name in ("busy_timeout", "retries"):

@@ -409,9 +409,16 @@ def conversations_beside(
     if isinstance(store, SqliteStore) and store.path != ":memory:":
         from opencomms.store.conversations_sqlite import SqliteConversationStore
 
-        return SqliteConversationStore(
-            store.path, busy_timeout=busy_timeout, max_batch=max_batch, writer_thread=writer_thread
+        conversations = SqliteConversationStore(
+            store.path,
+            busy_timeout=busy_timeout,
+            max_batch=max_batch,
+            writer_thread=writer_thread,
+            connection=None if writer_thread else store.connection,  # on the loop: the store's own connection
         )
+        if not writer_thread:  # its queued writes ride in the store's next write transaction
+            store.rider = conversations
+        return conversations
     return MemoryConversationStore(store)
 
 

@@ -1,4 +1,5 @@
-"""The SQLite conversation store: one connection on a dedicated writer thread, so the event loop never waits for I/O.
+"""The SQLite conversation store: its own connection on a dedicated writer thread (the event loop never waits for I/O),
+or, on the loop, the node's SqliteStore connection shared (`connection`; the node's default: see store.sqlite).
 
 Same file as the node's SqliteStore (0600, WAL, synchronous=NORMAL: a killed process loses nothing committed), three
 tables of its own (`conversations` with a version and the earliest deadline, `conversation_legs`, and
@@ -23,7 +24,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from opencomms.store.base import Doc, OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import ConversationStore, Delta, Loaded, StaleVersion, assemble, check_commit
@@ -63,10 +64,6 @@ _DELETE = "DELETE FROM conversations WHERE id=? AND version=?"
 _VERSION = "SELECT version FROM conversations WHERE id=?"
 _PARTS = "SELECT key, doc FROM conversation_parts WHERE conv=? ORDER BY ord"
 _DROP_PARTS = "DELETE FROM conversation_parts WHERE conv=?"
-_PUT_PART = (
-    "INSERT INTO conversation_parts(conv, key, ord, doc) VALUES(?,?,?,?)"
-    " ON CONFLICT(conv, key) DO UPDATE SET doc=excluded.doc"
-)
 _OUTBOX = (
     "INSERT INTO outbox(id, order_key, app_id, tenant_id, url, body, created_at, next_attempt_at, attempts) VALUES"
 )
@@ -146,25 +143,36 @@ class SqliteConversationStore(ConversationStore):
         max_batch: int = 512,
         open_timeout: float = 5.0,
         writer_thread: bool = True,
+        connection: sqlite3.Connection | None = None,
     ) -> None:
         """Open (or create, 0600) the database and start the writer thread. Blocking: call it at start-up or
         through `open()`. `busy_timeout`: seconds a batch waits for a lock another process holds before it fails
         with StoreUnavailable (the loop does not wait meanwhile); `max_batch`: requests merged into one
         transaction at most; `writer_thread` False: each loop iteration's batch is written on the loop itself, at the
-        end of the iteration (no thread hand-off; the loop waits for the write and for a lock held elsewhere)."""
+        end of the iteration (no thread hand-off; the loop waits for the write and for a lock held elsewhere).
+        `connection`: the node's SqliteStore connection to the same file, shared (only without the writer thread;
+        its owner closes it and its busy timeout applies, not `busy_timeout`): one page cache and no lock traffic
+        between two connections of one process."""
         self.path = path
         self.max_batch = max_batch
+        self._shared = connection is not None
+        if connection is not None and writer_thread:
+            raise ValueError("a shared connection is written on the loop: writer_thread must be False")
         try:
-            db = SqliteStore._open(path, synchronous, open_timeout)
-            try:
-                db.executescript(_SCHEMA)
-                db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
-                # The node's SqliteStore checkpoints the WAL on a thread of its own (store.checkpoint); a commit of
-                # ours checkpoints only past ~80 MB of WAL, as the SqliteStore's own connection does.
-                db.execute("PRAGMA wal_autocheckpoint=20000")
-            except BaseException:
-                db.close()
-                raise
+            if connection is not None:
+                connection.executescript(_SCHEMA)
+                db = connection
+            else:
+                db = SqliteStore._open(path, synchronous, open_timeout)
+                try:
+                    db.executescript(_SCHEMA)
+                    db.execute(f"PRAGMA busy_timeout={max(0, int(busy_timeout * 1000))}")
+                    # The node's SqliteStore checkpoints the WAL on a thread of its own (store.checkpoint); a commit
+                    # of ours checkpoints only past ~80 MB of WAL, as the SqliteStore's own connection does.
+                    db.execute("PRAGMA wal_autocheckpoint=20000")
+                except BaseException:
+                    db.close()
+                    raise
         except (sqlite3.Error, OSError) as exc:
             raise unavailable(exc, path) from exc
         self._db = db
@@ -196,6 +204,11 @@ class SqliteConversationStore(ConversationStore):
 
     def _flush(self) -> None:
         self._flush_handle = None
+        if self._shared and self._db.in_transaction and not self._closed:
+            # the SqliteStore that shares the connection holds a transaction open across an await: after it
+            assert self._loop is not None
+            self._flush_handle = self._loop.call_soon(self._flush)
+            return
         if self._pending:
             batch, self._pending = self._pending, []
             if self._thread is not None:
@@ -311,7 +324,8 @@ class SqliteConversationStore(ConversationStore):
             self._flush()
         self._closed = True
         if self._thread is None:
-            self._db.close()
+            if not self._shared:  # a shared connection is its owner's to close
+                self._db.close()
             return
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
@@ -388,10 +402,54 @@ class SqliteConversationStore(ConversationStore):
         """One transaction for the batch. A stale write changes nothing before it is refused, so the fast path
         needs no savepoints; an error half way through a write (a bug, e.g. a duplicate outbox id) raises _Isolate
         there, and the batch runs again `isolated`, where that write alone fails."""
+        db.execute("BEGIN IMMEDIATE")
+        results = self._body(db, writes, isolated=isolated)
+        db.execute("COMMIT")
+        self._count(writes, results)
+        return results
+
+    # -- riding in the SqliteStore's transaction (store.sqlite.Rider; a shared connection) ---------------------------
+    def take(self) -> list[_Write | _Outbox] | None:
+        """The writes submitted during this loop iteration, taken to ride in the transaction the SqliteStore that
+        shares the connection is opening (None: nothing, or not now: reads among them, or too many)."""
+        pending = self._pending
+        if not pending or self._closed or len(pending) > self.max_batch:
+            return None
+        writes: list[_Write | _Outbox] = []
+        for op in pending:
+            if isinstance(op, _Read):
+                return None
+            writes.append(op)
+        self._pending = []
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        return writes
+
+    def write(self, db: sqlite3.Connection, batch: object) -> object:
+        writes: list[_Write | _Outbox] = batch  # type: ignore[assignment]
+        results = self._body(db, writes, isolated=False)
+        return writes, results
+
+    def deliver(self, results: object) -> None:
+        writes, done = cast(tuple[list[_Write | _Outbox], list[tuple[asyncio.Future[Any], Any]]], results)
+        self._count(writes, done)
+        _deliver(done)
+
+    def fail(self, batch: object, exc: BaseException) -> None:
+        writes: list[_Write | _Outbox] = batch  # type: ignore[assignment]
+        _deliver([(op.fut, self._error(exc)) for op in writes])
+
+    def alone(self, batch: object) -> None:
+        writes: list[_Write | _Outbox] = batch  # type: ignore[assignment]
+        _deliver(self._execute(self._db, list(writes)))
+
+    def _body(
+        self, db: sqlite3.Connection, writes: list[_Write | _Outbox], *, isolated: bool
+    ) -> list[tuple[asyncio.Future[Any], Any]]:
+        """The batch's statements inside an open transaction (see `_transaction`)."""
         results: list[tuple[asyncio.Future[Any], Any]] = []
         outbox: list[tuple[Any, ...]] = []
-        db.execute("BEGIN IMMEDIATE")
-        committed = 0
         for op in writes:
             if isinstance(op, _Outbox):
                 for start in range(0, len(op.remove), _CHUNK):
@@ -413,8 +471,6 @@ class SqliteConversationStore(ConversationStore):
                 outcome = exc  # a bug in this write: it alone fails
             if isinstance(outcome, sqlite3.Error):
                 db.execute("ROLLBACK TO w")
-            elif not isinstance(outcome, StaleVersion):
-                committed += 1
             if isolated:
                 db.execute("RELEASE w")
             results.append((op.fut, outcome))
@@ -425,13 +481,14 @@ class SqliteConversationStore(ConversationStore):
                 if _is_fault(exc):
                     raise
                 raise _Isolate from exc
-        db.execute("COMMIT")
+        return results
+
+    def _count(self, writes: list[_Write | _Outbox], results: list[tuple[asyncio.Future[Any], Any]]) -> None:
         stats = self.stats
         stats.transactions += 1
-        stats.commits += committed
+        stats.commits += sum(1 for _, r in results if isinstance(r, int))  # a version: the write landed
         stats.stale += sum(1 for _, r in results if isinstance(r, StaleVersion))
         stats.largest_batch = max(stats.largest_batch, len(writes))
-        return results
 
     def _write(self, db: sqlite3.Connection, op: _Write, outbox: list[tuple[Any, ...]] | None) -> int | StaleVersion:
         """Version-check and write one conversation; its outbox rows go to `outbox` (appended by the caller after
@@ -456,11 +513,12 @@ class SqliteConversationStore(ConversationStore):
                 return self._stale(db, op)
             version = expected + 1
             if op.parts is not None:
-                _write_parts(db, conv, op.parts)
+                _write_parts(db, conv, op.parts, fresh=expected == 0)
             elif expected:
                 db.execute(_DROP_PARTS, (conv,))  # a whole document replaces the parts
             if op.legs is not None:
-                db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+                if expected:
+                    db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
                 for start in range(0, len(op.legs), _CHUNK):
                     chunk = op.legs[start : start + _CHUNK]
                     places = ",".join(["(?,?)"] * len(chunk))
@@ -481,25 +539,48 @@ class SqliteConversationStore(ConversationStore):
         return StaleVersion(op.conv_id, op.expected, 0 if found is None else found[0])
 
 
-def _write_parts(db: sqlite3.Connection, conv: str, delta: _Parts) -> None:
-    """Write a delta's parts and leg rows (after its header passed the version check)."""
+def _write_parts(db: sqlite3.Connection, conv: str, delta: _Parts, *, fresh: bool) -> None:
+    """Write a delta's parts and leg rows (after its header passed the version check; `fresh`: the header row was
+    just inserted, so the conversation has no parts or leg rows yet). One statement per kind of change and chunk:
+    every statement costs the loop a GIL hand-off."""
     if delta.complete:
-        db.execute(_DROP_PARTS, (conv,))
-        db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
-    elif delta.removed:
-        db.executemany("DELETE FROM conversation_parts WHERE conv=? AND key=?", [(conv, k) for k in delta.removed])
+        if not fresh:
+            db.execute(_DROP_PARTS, (conv,))
+            db.execute("DELETE FROM conversation_legs WHERE conv=?", (conv,))
+    else:
+        for chunk in _chunked(delta.removed):
+            db.execute(f"DELETE FROM conversation_parts WHERE conv=? AND key IN ({_marks(len(chunk))})", (conv, *chunk))
+        for chunk in _chunked(delta.legs_removed):
+            db.execute(f"DELETE FROM conversation_legs WHERE conv=? AND leg IN ({_marks(len(chunk))})", (conv, *chunk))
     if delta.parts:
-        last = db.execute("SELECT max(ord) FROM conversation_parts WHERE conv=?", (conv,)).fetchone()[0]
-        first = 1 if last is None else int(last) + 1  # a new part goes last; a changed one keeps its place
-        db.executemany(_PUT_PART, [(conv, key, first + i, text) for i, (key, text) in enumerate(delta.parts)])
-    if delta.legs_removed and not delta.complete:
-        gone = [(leg, conv) for leg in delta.legs_removed]
-        db.executemany("DELETE FROM conversation_legs WHERE leg=? AND conv=?", gone)
-    if delta.legs_added:
-        db.executemany(
-            "INSERT INTO conversation_legs(leg, conv) VALUES(?,?) ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
-            [(leg, conv) for leg in delta.legs_added],
+        if delta.complete or fresh:
+            first = 1
+        else:
+            last = db.execute("SELECT max(ord) FROM conversation_parts WHERE conv=?", (conv,)).fetchone()[0]
+            first = 1 if last is None else int(last) + 1  # a new part goes last; a changed one keeps its place
+        rows = [(conv, key, first + i, text) for i, (key, text) in enumerate(delta.parts)]
+        for batch in _chunked(rows):
+            places = ",".join(["(?,?,?,?)"] * len(batch))
+            db.execute(
+                f"INSERT INTO conversation_parts(conv, key, ord, doc) VALUES{places}"
+                " ON CONFLICT(conv, key) DO UPDATE SET doc=excluded.doc",
+                [v for row in batch for v in row],
+            )
+    for chunk in _chunked(delta.legs_added):
+        places = ",".join(["(?,?)"] * len(chunk))
+        db.execute(
+            f"INSERT INTO conversation_legs(leg, conv) VALUES{places}"
+            " ON CONFLICT(leg) DO UPDATE SET conv=excluded.conv",
+            [v for leg in chunk for v in (leg, conv)],
         )
+
+
+def _chunked(items: Sequence[_T]) -> list[Sequence[_T]]:
+    return [items[start : start + _CHUNK] for start in range(0, len(items), _CHUNK)]
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
 
 
 def _assembled(doc: str, parts: list[Any]) -> Doc:

@@ -1,8 +1,15 @@
 """SQLite store: the embedded persistent default. One connection, WAL journal, owned by one event loop (plus a
 thread of its own that runs the WAL checkpoints, see store.checkpoint).
 
-Writes outside an explicit transaction commit at once; `transaction()` groups them. With WAL and
-synchronous=NORMAL a killed process loses nothing committed (an OS crash may lose the last commits).
+Writes outside an explicit transaction commit at once; `transaction()` groups them (its BEGIN is lazy: a block that
+reads or writes nothing costs no statement). With WAL and synchronous=NORMAL a killed process loses nothing
+committed (an OS crash may lose the last commits; the WAL is fsynced at checkpoints).
+
+The node's conversation store (store.conversations_sqlite, on the loop) shares this connection: one page cache, no
+lock and cache-invalidation traffic between two connections of one process. The conversation writes it queued during
+the current loop iteration ride in this store's next write transaction (`Rider`), ahead of the store's own writes and
+under a savepoint of their own, so that one commit carries both; a block of this store that rolls back leaves them to
+commit, a fault (at a statement or at the commit) fails both with StoreUnavailable.
 
 Faults are contained: every SQLite I/O failure (disk full, read-only, I/O error, the write lock held by another
 process beyond `busy_timeout`) leaves the transaction rolled back and raises `StoreUnavailable`, which the API
@@ -18,7 +25,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 import orjson
 
@@ -159,6 +166,27 @@ def outbox_entry(r: Any) -> OutboxEntry:
     )
 
 
+class Rider(Protocol):
+    """Writes queued by another user of the store's connection (the node's conversation store) that ride in the
+    store's next write transaction, ahead of the store's own writes, instead of one transaction of their own."""
+
+    def take(self) -> object | None:
+        """The queued writes, taken (None: none to take now)."""
+
+    def write(self, db: sqlite3.Connection, batch: object) -> object:
+        """Write `batch` inside the open transaction; its results. Raises on a fault (the whole transaction fails)
+        or on a bug in one write (then the batch goes `alone`)."""
+
+    def deliver(self, results: object) -> None:
+        """The transaction committed: hand the waiters their results."""
+
+    def fail(self, batch: object, exc: BaseException) -> None:
+        """The transaction failed: hand every waiter of `batch` the error."""
+
+    def alone(self, batch: object) -> None:
+        """Write `batch` now in a transaction of its own (and deliver its results)."""
+
+
 class SqliteStore(Store):
     def __init__(
         self,
@@ -175,6 +203,11 @@ class SqliteStore(Store):
         written (read-only, missing directory, disk full)."""
         self.path = path
         self._depth = 0
+        self._begin_due = False
+        self.rider: Rider | None = None
+        """Set by the conversation store that shares the connection (store.conversations_sqlite)."""
+        self._riding: tuple[object, object] | None = None
+        """The rider's batch and results in the open transaction, delivered at its commit."""
         self._closed = False
         self._checkpointer: Checkpointer | None = None
         try:
@@ -218,36 +251,36 @@ class SqliteStore(Store):
     # -- documents ---------------------------------------------------------------------------------------
     @_guarded
     def get(self, kind: str, key: str) -> Doc | None:
-        row = self._db.execute("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key)).fetchone()
+        row = self._x("SELECT doc FROM docs WHERE kind=? AND key=?", (kind, key), write=False).fetchone()
         return None if row is None else _loads(row[0])  # type: ignore[no-any-return]
 
     @_guarded
     def put(self, kind: str, key: str, doc: Doc) -> None:
-        self._db.execute(_PUT, (kind, key, _dumps(doc)))
+        self._x(_PUT, (kind, key, _dumps(doc)))
 
     @_guarded
     def put_docs(self, items: Iterable[tuple[str, str, Doc]]) -> None:
         rows = [(kind, key, _dumps(doc)) for kind, key, doc in items]
         for chunk in _chunks(rows):  # one statement per chunk: every statement costs the loop a GIL hand-off
             sql = f"INSERT INTO docs(kind, key, doc) VALUES{_PLACES3 * len(chunk)}"[:-1] + _UPSERT
-            self._db.execute(sql, [value for row in chunk for value in row])
+            self._x(sql, [value for row in chunk for value in row])
 
     @_guarded
     def delete(self, kind: str, key: str) -> bool:
-        cur = self._db.execute(_DELETE, (kind, key))
+        cur = self._x(_DELETE, (kind, key))
         return cur.rowcount > 0
 
     @_guarded
     def delete_many(self, kind: str, keys: Iterable[str]) -> None:
         for chunk in _chunks(list(keys)):
-            self._db.execute(f"DELETE FROM docs WHERE kind=? AND key IN ({_places(len(chunk))})", (kind, *chunk))
+            self._x(f"DELETE FROM docs WHERE kind=? AND key IN ({_places(len(chunk))})", (kind, *chunk))
 
     def scan(self, kind: str) -> Iterator[tuple[str, Doc]]:
         return self._scan(kind, self._rows(kind))
 
     @_guarded
     def _rows(self, kind: str) -> list[tuple[str, str]]:
-        return self._db.execute("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,)).fetchall()
+        return self._x("SELECT key, doc FROM docs WHERE kind=? ORDER BY key", (kind,), write=False).fetchall()
 
     @staticmethod
     def _scan(kind: str, rows: list[tuple[str, str]]) -> Iterator[tuple[str, Doc]]:
@@ -257,12 +290,12 @@ class SqliteStore(Store):
     @_guarded
     def change_marker(self) -> object:
         """SQLite's data_version: it changes when another connection commits to the database file."""
-        return self._db.execute("PRAGMA data_version").fetchone()[0]
+        return self._x("PRAGMA data_version", write=False).fetchone()[0]
 
     # -- outbox ------------------------------------------------------------------------------------------
     @_guarded
     def outbox_append(self, entry: OutboxEntry) -> OutboxEntry:
-        cur = self._db.execute(
+        cur = self._x(
             _OUTBOX_INSERT + " VALUES(?,?,?,?,?,?,?,?,?)",
             (
                 entry.id,
@@ -281,19 +314,19 @@ class SqliteStore(Store):
 
     @_guarded
     def outbox_update(self, entry: OutboxEntry) -> None:
-        self._db.execute(
+        self._x(
             "UPDATE outbox SET url=?, next_attempt_at=?, attempts=? WHERE id=?",
             (entry.url, entry.next_attempt_at, entry.attempts, entry.id),
         )
 
     @_guarded
     def outbox_remove(self, entry_id: str) -> None:
-        self._db.execute("DELETE FROM outbox WHERE id=?", (entry_id,))
+        self._x("DELETE FROM outbox WHERE id=?", (entry_id,))
 
     @_guarded
     def outbox_remove_many(self, entry_ids: Iterable[str]) -> None:
         for chunk in _chunks(list(entry_ids)):
-            self._db.execute(f"DELETE FROM outbox WHERE id IN ({_places(len(chunk))})", chunk)
+            self._x(f"DELETE FROM outbox WHERE id IN ({_places(len(chunk))})", chunk)
 
     @_guarded
     def outbox_append_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
@@ -316,7 +349,7 @@ class SqliteStore(Store):
                     e.attempts,
                 )
             ]
-            cur = self._db.execute(f"{_OUTBOX_INSERT} VALUES{_PLACES9 * len(chunk)}"[:-1], values)
+            cur = self._x(f"{_OUTBOX_INSERT} VALUES{_PLACES9 * len(chunk)}"[:-1], values)
             assert cur.lastrowid is not None  # sqlite always sets it after an INSERT
             first = cur.lastrowid - len(chunk) + 1
             appended.extend(e.with_seq(first + i) for i, e in enumerate(chunk))
@@ -324,24 +357,107 @@ class SqliteStore(Store):
 
     @_guarded
     def outbox_load(self) -> list[OutboxEntry]:
-        return [outbox_entry(r) for r in self._db.execute(OUTBOX_SELECT).fetchall()]
+        return [outbox_entry(r) for r in self._x(OUTBOX_SELECT, write=False).fetchall()]
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     # -- transaction primitives (the template is Store.transaction)
+    def _x(self, sql: str, params: Any = (), *, write: bool = True) -> sqlite3.Cursor:
+        """Run one statement, first opening the transaction `transaction()` asked for (BEGIN is lazy: a block that
+        touches nothing costs no lock and no commit). A write outside a transaction while the rider has writes
+        queued takes them along in one transaction."""
+        db = self._db
+        rider = self.rider
+        if self._begin_due:
+            self._begin_due = False
+            self._start(None if rider is None else rider.take())
+        elif write and rider is not None and not db.in_transaction and (batch := rider.take()) is not None:
+            self._start(batch)
+            try:
+                cur = db.execute(sql, params)
+                self._end()
+            except BaseException:
+                self._rollback()
+                raise
+            return cur
+        return db.execute(sql, params)
+
+    def _start(self, batch: object | None) -> None:
+        """BEGIN, with the rider's `batch` of queued writes first (under a savepoint of their own: a block of this
+        store that rolls back leaves them to commit)."""
+        db = self._db
+        rider = self.rider
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            if rider is not None and batch is not None:
+                rider.fail(batch, exc)
+            raise
+        if rider is None or batch is None:
+            return
+        try:
+            results = rider.write(db, batch)
+        except BaseException as exc:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error) and _is_fault(exc):
+                rider.fail(batch, exc)
+                raise
+            rider.alone(batch)  # a bug in one of its writes: it is sorted out in a transaction of its own
+            db.execute("BEGIN IMMEDIATE")
+            return
+        db.execute("SAVEPOINT own")
+        self._riding = (batch, results)
+
+    def _end(self) -> None:
+        """COMMIT, then hand the rider its results."""
+        riding, self._riding = self._riding, None
+        if riding is not None:
+            self._db.execute("RELEASE own")
+        try:
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._riding = riding  # _rollback hands the rider the error
+            raise
+        if riding is not None and self.rider is not None:
+            self.rider.deliver(riding[1])
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The one connection (the node's conversation store shares it: see store.conversations_sqlite)."""
+        return self._db
+
     def _begin(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
+        self._begin_due = True
 
     def _commit(self) -> None:
-        self._db.execute("COMMIT")
+        if self._begin_due:  # nothing was read or written inside the block
+            self._begin_due = False
+            return
+        self._end()
 
     def _fault(self, exc: BaseException) -> StoreUnavailable | None:
         return unavailable(exc, self.path) if isinstance(exc, sqlite3.Error) and _is_fault(exc) else None
 
     def _rollback(self) -> None:
         """Roll back what is left of a failed transaction (SQLite may have rolled it back itself)."""
-        if self._db.in_transaction:
+        self._begin_due = False
+        riding, self._riding = self._riding, None
+        db = self._db
+        if riding is not None and self.rider is not None:
+            try:  # this store's writes go; the rider's, written before them, commit
+                if not db.in_transaction:
+                    raise sqlite3.OperationalError("the transaction was rolled back")
+                db.execute("ROLLBACK TO own")
+                db.execute("RELEASE own")
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self.rider.fail(riding[0], exc)
+            else:
+                self.rider.deliver(riding[1])
+                return
+        if db.in_transaction:
             try:
-                self._db.execute("ROLLBACK")
+                db.execute("ROLLBACK")
             except sqlite3.Error as exc:  # the connection is unusable: the next statement reports it
                 log.warning("rollback failed: %s", exc)
 

@@ -166,9 +166,9 @@ async def test_a_failure_between_parts_leaves_nothing_half_written(
     before = await st.load(MEETING)
     real = sqlite_store._write_parts
 
-    def half(db: sqlite3.Connection, conv: str, delta: Any) -> None:  # the first part lands, then the disk fails
+    def half(db: sqlite3.Connection, conv: str, delta: Any, **kw: Any) -> None:  # a part lands, then the disk fails
         delta.parts = delta.parts[:1]
-        real(db, conv, delta)
+        real(db, conv, delta, **kw)
         raise sqlite3.OperationalError("disk I/O error")
 
     monkeypatch.setattr(sqlite_store, "_write_parts", half)
