@@ -74,6 +74,8 @@ class ApiContext:
     """#opencomms media streams (calling.mediastreams.MediaStreams); None: 503 on start/stopMediaStream."""
     transcription: CallTranscription | None = None
     """Live transcription (calling.transcription.CallTranscription); None: startTranscription answers 503."""
+    meeting_artifacts: Any = None
+    """Meeting transcripts and recordings (meetings.artifacts.ArtifactStore); None: those routes answer 503."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:
