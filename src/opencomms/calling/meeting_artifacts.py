@@ -32,7 +32,7 @@ from opencomms.domain.rules import ConversationKind
 from opencomms.media import engine as eng
 from opencomms.media.engine.commands import RecordMix, StopMixRecording
 from opencomms.media.wav import encode_wav
-from opencomms.meetings.artifacts import RECORDING, TRANSCRIPT, ArtifactStore, Cue, to_vtt
+from opencomms.meetings.artifacts import RECORDING, TRANSCRIPT, Artifact, ArtifactStore, Cue, to_vtt
 
 __all__ = ["MeetingArtifacts", "speaker_name"]
 
@@ -212,6 +212,13 @@ def attach_meeting_artifacts(node: Any) -> MeetingArtifacts:
     `recording_max_age`), the live side as a conversation subscriber, media observer and caption hook, the API."""
     media, meetings = node.config.media, node.config.meetings
     store = ArtifactStore(media.recordings_dir, node.store, retention_seconds=media.recording_max_age, clock=node.clock)
+
+    def saved(artifact: Artifact) -> None:  # change notifications (the subscriptions are attached later)
+        subscriptions = getattr(node, "subscriptions", None)
+        if subscriptions is not None:
+            subscriptions.artifact_created(artifact.tenant_id, artifact.kind, artifact.meeting_id, artifact.id)
+
+    store.on_saved = saved
     live = MeetingArtifacts(
         store,
         node.media.engine,

@@ -17,6 +17,7 @@ import pytest
 
 from opencomms.config import MediaConfig, SpeechConfig
 from opencomms.media.wav import decode_wav
+from opencomms.subscriptions.model import iso
 from opencomms.testing import TestPlatform
 from opencomms.testing.harness import GraphClient
 from opencomms.testing.platform import TestMeeting, default_config
@@ -66,6 +67,19 @@ async def test_a_recorded_meeting_has_a_transcript_naming_its_speakers_and_a_rec
         joinMeetingIdSettings={"isPasscodeRequired": False},
     )
     bot = await platform.recording_bot("notes", permissions=MEMBER)
+    subscriptions = platform.node.subscriptions
+
+    async def no_handshake(url: str) -> None:
+        return None
+
+    subscriptions.validate = no_handshake  # type: ignore[method-assign]
+    watcher = {
+        "changeType": "created",
+        "notificationUrl": "http://127.0.0.1:9/notify",
+        "resource": "/communications/onlineMeetings/getAllTranscripts",
+        "expirationDateTime": iso(platform.node.clock() + 3600),
+    }
+    await subscriptions.create(platform.tenant_id, bot.credentials.app_id, watcher)
     call_id = await joined(bot, meeting)
     lines = {
         "+15550101": ("Please hold while I transfer you to a colleague.", "en+f2"),
@@ -101,6 +115,7 @@ async def test_a_recorded_meeting_has_a_transcript_naming_its_speakers_and_a_rec
 
     archive = await reader(platform, READ_ALL)
     [transcript] = await listed(archive, meeting, "transcripts")
+    assert subscriptions.sent == 1  # the getAllTranscripts subscription was told (recordings: nobody asked)
     base = f"/users/{meeting.organizer_id}/onlineMeetings/{meeting.id}"
     assert transcript["meetingId"] == meeting.id
     assert transcript["meetingOrganizer"]["user"]["id"] == meeting.organizer_id
