@@ -1,6 +1,6 @@
 """The speech-driven IVR on a real node: a phone hears "say sales or support", first says something else (asked
-again), then asks for technical support (an espeak-ng voice, through G.711) and is transferred to the support bot; the sales
-bot never rings. The word matcher alone: one department or none."""
+again), then asks for technical support (an espeak-ng voice, through G.711) and is transferred to the support
+bot; the sales bot never rings. The word matcher alone: one department or none."""
 
 from __future__ import annotations
 
