@@ -3,7 +3,8 @@
 A *recording period* opens when updateRecordingStatus sets `recording` in a meeting and closes when the status
 leaves it or the meeting ends. During a period:
 * **Recording** (`[meetings] record_meetings`): the engine records the meeting's mix (`RecordMix`, at most
-  `recording_max_seconds`); when the period closes the mix is saved as the meeting's `callRecording`.
+  `recording_max_seconds`, at most `max_recorded_meetings` meetings at once: the mix is held in memory); when the
+  period closes the mix is saved as the meeting's `callRecording`.
 * **Transcript**: the captions of the meeting's live transcription (calling/transcription.py, which itself runs
   only while the status is `recording`) are kept as cues, speaker-attributed by display name. The first bot call
   whose captions arrive is the period's scribe; another transcribing bot adds only what the scribe cannot hear (the
@@ -75,6 +76,7 @@ class MeetingArtifacts(Subscriber):
         *,
         record_meetings: bool = True,
         max_seconds: float = 3600.0,
+        max_recordings: int = 8,
         transcript_grace: float = 3.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -83,6 +85,9 @@ class MeetingArtifacts(Subscriber):
         self.meetings = meetings
         self.record_meetings = record_meetings
         self.max_seconds = max_seconds
+        self.max_recordings = max_recordings
+        self.refused_recordings = 0
+        """Periods that got no recording because `max_recordings` mixes were being recorded."""
         self.transcript_grace = transcript_grace
         self.clock = clock
         self._periods: dict[str, _Period] = {}
@@ -122,7 +127,10 @@ class MeetingArtifacts(Subscriber):
             return
         period = _Period(info, new_id(), self.clock())
         self._periods[meeting_id] = period
-        if self.record_meetings:
+        if self.record_meetings and len(self._recordings) >= self.max_recordings:
+            self.refused_recordings += 1
+            log.warning("meeting not recorded: max_recorded_meetings reached", extra={"meeting_id": meeting_id})
+        elif self.record_meetings:
             period.recording = True
             self._recordings[period.correlation_id] = period
             self.engine.call(RecordMix(meeting_id, period.correlation_id, self.max_seconds))
@@ -225,6 +233,7 @@ def attach_meeting_artifacts(node: Any) -> MeetingArtifacts:
         node.live_meetings.lookup,
         record_meetings=meetings.record_meetings,
         max_seconds=meetings.recording_max_seconds,
+        max_recordings=meetings.max_recorded_meetings,
         transcript_grace=meetings.transcript_grace,
         clock=node.clock,
     )

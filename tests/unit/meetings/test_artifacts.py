@@ -137,3 +137,19 @@ async def test_a_period_without_captions_keeps_no_transcript(tmp_path: Path) -> 
     live.committed(_batch("m1", ev.ConversationEnded("m1")), ev.ConversationEnded("m1"))
     await asyncio.sleep(0.01)
     assert store.list("m1", TRANSCRIPT) == [] and store.list("m1", RECORDING) == []
+
+
+async def test_past_the_limit_a_meeting_gets_no_recording(tmp_path: Path) -> None:
+    store = _store(tmp_path, [0.0])
+    engine = FakeEngine()
+    infos = {m: MeetingInfo(id=m, tenant_id="t", organizer_id="o", organizer_name="O", thread_id=m) for m in "ab"}
+
+    class Both:
+        def meeting(self, meeting_id: str) -> MeetingInfo | None:
+            return infos.get(meeting_id)
+
+    live = MeetingArtifacts(store, engine, Both(), max_recordings=1, transcript_grace=0)  # type: ignore[arg-type]
+    start = ev.RecordingStatusChanged("recording", {})
+    live.committed(_batch("a", start), start)
+    live.committed(_batch("b", start), start)
+    assert [c.mix_id for c in engine.commands] == ["a"] and live.refused_recordings == 1
