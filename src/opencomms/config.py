@@ -98,6 +98,16 @@ class MeetingsConfig:
     in shared POSTs (`value` with one notification per leg) instead of one POST per leg. 0: always one per leg."""
     roster_batch: int = 100
     """Notifications one shared roster POST carries at most."""
+    record_meetings: bool = True
+    """While a meeting's recording status is `recording`, the node records its mix and keeps it as the meeting's
+    callRecording (`.../onlineMeetings/{id}/recordings`); off: only transcripts are kept."""
+    recording_max_seconds: float = 3600.0
+    """Longest meeting recording kept in one period (held in memory while it runs: 32 kB per second)."""
+    max_recorded_meetings: int = 8
+    """Meetings whose mix the node records at once (memory: up to recording_max_seconds x 32 kB each); a meeting
+    that starts recording past it gets a transcript but no callRecording (logged)."""
+    transcript_grace: float = 3.0
+    """Seconds after a recording period ends before its transcript is saved (its last utterances are decoded)."""
 
     def __post_init__(self) -> None:
         number = self.dial_in_number
@@ -107,6 +117,11 @@ class MeetingsConfig:
             raise FieldError("max_participants", "a whole number >= 0")
         if self.roster_batch_min < 0 or self.roster_batch < 1:
             raise FieldError("roster_batch", "roster_batch_min >= 0 and roster_batch >= 1")
+        if not self.recording_max_seconds > 0 or self.transcript_grace < 0 or self.max_recorded_meetings < 0:
+            raise FieldError(
+                "recording_max_seconds",
+                "recording_max_seconds > 0, transcript_grace >= 0 and max_recorded_meetings >= 0",
+            )
         if self.dial_in_tries < 1:
             raise FieldError("dial_in_tries", "a whole number >= 1")
         if self.dial_in_entry_timeout <= 0:

@@ -30,6 +30,7 @@ from opencomms.calling.apphosted import AppHostedMedia
 from opencomms.calling.hold_music import HoldMusicPlayer
 from opencomms.calling.media import MediaService
 from opencomms.calling.mediastreams import MediaStreams
+from opencomms.calling.meeting_artifacts import attach_meeting_artifacts
 from opencomms.calling.meeting_invites import ParticipantInvites
 from opencomms.calling.meetings import ChainedLookup, InMemoryMeetings, LiveMeetingService
 from opencomms.calling.quotas import CallQuotas
@@ -247,6 +248,7 @@ class Node:
         self.readiness = Readiness(self.store, self.engine, None if self.sip is None else self.sip.endpoint)
         self.api.ready = self.readiness.check
         self.transcription = self._transcription(config)
+        self.meeting_artifacts = attach_meeting_artifacts(self)
         self.subscriptions = attach_call_records(self)
         self.app = build_app(self.api)
         self.metrics = attach_metrics(self) if config.metrics.enabled else None
@@ -335,6 +337,7 @@ class Node:
         self._stack.push_async_callback(self.voices.close)  # after the prompts close: their renders are cancelled
         if self.transcription is not None:
             self._stack.push_async_callback(self.transcription.close)
+        self._stack.callback(self.meeting_artifacts.close)  # after transcription: its last captions are in
         self._stack.push_async_callback(self.prompts.close)
         self._stack.push_async_callback(self.media.aclose)  # before the prompts close: its loads await them
         self.recordings.remove_partial()
@@ -507,6 +510,7 @@ class Node:
             try:
                 with self.store.transaction():
                     self.recordings.purge_due(live_calls=set(self.calls.calls))
+                    self.meeting_artifacts.artifacts.purge_due()
             except StoreUnavailable as exc:
                 log.warning("recording clean-up postponed: %s", exc.message)
             except Exception:

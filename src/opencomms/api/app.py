@@ -77,6 +77,8 @@ class ApiContext:
     forwarder: Any = None
     """Several nodes: passes a request for a conversation another node owns to that node and checks requests
     forwarded to this one (cluster.forward.Forwarder); None: a single node."""
+    meeting_artifacts: Any = None
+    """Meeting transcripts and recordings (meetings.artifacts.ArtifactStore); None: those routes answer 503."""
 
 
 def build_app(ctx: ApiContext) -> GraphApp:

@@ -484,7 +484,13 @@ REQUEST_SCHEMAS: dict[str, Schema] = {
         "properties": {
             "changeType": {"const": "created"},
             "notificationUrl": _NOTIFICATION_URL,
-            "resource": {"enum": ["/communications/callRecords", "communications/callRecords"]},
+            "resource": {
+                "enum": [
+                    f"{slash}communications/{name}"
+                    for name in ("callRecords", "onlineMeetings/getAllTranscripts", "onlineMeetings/getAllRecordings")
+                    for slash in ("/", "")
+                ]
+            },
             "expirationDateTime": {
                 "type": "string",
                 "minLength": 1,

@@ -23,6 +23,8 @@ class Permission(StrEnum):
     ONLINE_MEETINGS_READ_ALL = "OnlineMeetings.Read.All"
     ONLINE_MEETINGS_READ_WRITE_ALL = "OnlineMeetings.ReadWrite.All"
     CALLS_RECORDS_READ_ALL = "CallRecords.Read.All"
+    ONLINE_MEETING_TRANSCRIPT_READ_ALL = "OnlineMeetingTranscript.Read.All"
+    ONLINE_MEETING_RECORDING_READ_ALL = "OnlineMeetingRecording.Read.All"
 
 
 # Spellings found in Microsoft's own material (reference §14 row 5).
@@ -59,6 +61,8 @@ class DelegatedScope(StrEnum):
     ONLINE_MEETINGS_READ = "OnlineMeetings.Read"
     ONLINE_MEETINGS_READ_WRITE = "OnlineMeetings.ReadWrite"
     USER_READ = "User.Read"
+    ONLINE_MEETING_TRANSCRIPT_READ_ALL = "OnlineMeetingTranscript.Read.All"
+    ONLINE_MEETING_RECORDING_READ_ALL = "OnlineMeetingRecording.Read.All"
 
 
 _SCOPES: dict[str, DelegatedScope] = {s.value.lower(): s for s in DelegatedScope}

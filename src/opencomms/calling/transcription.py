@@ -49,7 +49,7 @@ from opencomms.media.engine.commands import InThread
 from opencomms.speech.pool import OVERLOADED, Caption, TranscriptionPool
 from opencomms.tasks import TaskSet
 
-__all__ = ["SILENT_PEAK", "CallTranscription", "TranscriptionStats", "from_config"]
+__all__ = ["SILENT_PEAK", "CallTranscription", "HeardCaption", "TranscriptionStats", "from_config"]
 
 log = logging.getLogger("opencomms.speech")
 
@@ -71,6 +71,21 @@ class _Session:
     """Speaker legs heard (engine thread while subscribed)."""
     sequence: int = 0
     active: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HeardCaption:
+    """A final caption with text, as the meeting transcript keeps it (calling/meeting_artifacts.py)."""
+
+    call_id: str
+    """The transcribing bot's call."""
+    conversation_id: str
+    speaker_leg: str
+    identity: JsonObj
+    start: float
+    end: float
+    """Wall-clock epoch seconds."""
+    text: str
 
 
 @dataclass
@@ -130,6 +145,8 @@ class CallTranscription(Subscriber):
         """Stopped sessions of live calls: what their speakers had said still arrives (dropped when the call ends)."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self._speaker_cache: dict[str, tuple[str, str, JsonObj]] = {}
+        self.heard: list[Callable[[HeardCaption], None]] = []
+        """Told of every final caption with text (a meeting's transcript); failures are logged."""
         self.stats = TranscriptionStats()
 
     @property
@@ -353,6 +370,21 @@ class CallTranscription(Subscriber):
         }
         with self.calls.unit():
             self.calls.notify(call, notes.call_updated(call, transcript=transcript))
+        if caption.text and caption.status != OVERLOADED:
+            heard = HeardCaption(
+                call_id,
+                session.conversation_id,
+                speaker_id,
+                identity,
+                session.started_wall + start,
+                session.started_wall + end,
+                caption.text,
+            )
+            for hook in self.heard:
+                try:
+                    hook(heard)
+                except Exception:
+                    log.exception("caption hook failed")
 
     def _speaker(self, leg_id: str) -> tuple[str, str, JsonObj]:
         leg = self.calls.leg(leg_id)

@@ -84,10 +84,19 @@ class MeetingService:
         return meeting.to_wire(self.public_url, self.config.dial_in_number)
 
     # -- who -----------------------------------------------------------------------------------------------
-    def organizer(self, caller: Caller, user_id: str, *, write: bool) -> User:
-        """The user whose meetings `caller` acts on at /users/{user_id} (or /me); raises 403/404."""
+    def organizer(
+        self,
+        caller: Caller,
+        user_id: str,
+        *,
+        write: bool,
+        roles: tuple[str, ...] | None = None,
+        scopes: tuple[str, ...] | None = None,
+    ) -> User:
+        """The user whose meetings `caller` acts on at /users/{user_id} (or /me); raises 403/404. `roles` and
+        `scopes` replace the meeting permissions (transcripts and recordings have their own)."""
         if caller.user_id is not None:
-            scopes = _WRITE_SCOPES if write else _READ_SCOPES
+            scopes = scopes or (_WRITE_SCOPES if write else _READ_SCOPES)
             if not caller.scopes & set(scopes):
                 raise AccessDenied(f"The token lacks the delegated permission {scopes[0]}.")
             if user_id != ME and normalize_id(user_id) != caller.user_id:
@@ -98,7 +107,7 @@ class MeetingService:
             return user
         if user_id == ME:
             raise AccessDenied("/me requires a delegated (signed-in user) token; use /users/{id} with an app token.")
-        needed = _WRITE if write else _READ
+        needed = roles or (_WRITE if write else _READ)
         if not caller.roles & set(needed):
             raise AccessDenied(f"The application lacks the permission {needed[-1]}.")
         user = self.directory.get_user(user_id) if len(user_id) <= 64 else None

@@ -1,9 +1,10 @@
 """The subscription resource as Graph has it, and its rules: what may be subscribed, for how long, and the body of
 a change notification. Pure: no I/O, no clock (times are handed in).
 
-Only `created` notifications on `/communications/callRecords` exist (as in Graph for that resource), with Graph's
-maximum lifetime for call records: 4230 minutes. `clientState` (up to 128 characters) comes back in every
-notification so the receiver can tell them from forgeries.
+Only `created` notifications exist, on `/communications/callRecords` and on the tenant's meeting transcripts and
+recordings (`/communications/onlineMeetings/getAllTranscripts`, `.../getAllRecordings`, as in Graph), each needing
+its read permission (`RESOURCES`), with Graph's maximum lifetime for call records: 4230 minutes. `clientState` (up
+to 128 characters) comes back in every notification so the receiver can tell them from forgeries.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 from opencomms.domain.errors import BadRequest
 
 __all__ = [
+    "ALL_RECORDINGS",
+    "ALL_TRANSCRIPTS",
     "CALL_RECORDS",
     "MAX_CLIENT_STATE",
     "MAX_LIFETIME_MINUTES",
+    "RESOURCES",
     "Subscription",
     "notification",
     "parse_create",
@@ -27,6 +31,14 @@ __all__ = [
 ]
 
 CALL_RECORDS = "communications/callRecords"
+ALL_TRANSCRIPTS = "communications/onlineMeetings/getAllTranscripts"
+ALL_RECORDINGS = "communications/onlineMeetings/getAllRecordings"
+RESOURCES = {
+    CALL_RECORDS: "CallRecords.Read.All",
+    ALL_TRANSCRIPTS: "OnlineMeetingTranscript.Read.All",
+    ALL_RECORDINGS: "OnlineMeetingRecording.Read.All",
+}
+"""Every resource one may subscribe to, and the application permission it needs."""
 MAX_LIFETIME_MINUTES = 4230
 MAX_CLIENT_STATE = 128
 KIND = "subscription"
@@ -52,10 +64,7 @@ def _expiration(value: Any, now: float) -> float:
     if at <= now:
         raise BadRequest("Subscription expiration must be in the future.")
     if at > now + MAX_LIFETIME_MINUTES * 60:
-        raise BadRequest(
-            f"Subscription expiration can only be {MAX_LIFETIME_MINUTES} minutes in the future for resource "
-            f"'/{CALL_RECORDS}'."
-        )
+        raise BadRequest(f"Subscription expiration can only be {MAX_LIFETIME_MINUTES} minutes in the future.")
     return at
 
 
@@ -142,14 +151,16 @@ def read_create(body: Any) -> JsonObj:
         raise BadRequest("The body must be a JSON object (a subscription).")
     resource = _text(body, "resource", required=True)
     assert resource is not None
-    if resource.strip("/").lower() != CALL_RECORDS.lower():
-        raise BadRequest(f"Resource '{resource}' is not supported: subscribe to '/{CALL_RECORDS}'.")
+    known = {r.lower(): r for r in RESOURCES}.get(resource.strip("/").lower())
+    if known is None:
+        supported = ", ".join(f"'/{r}'" for r in RESOURCES)
+        raise BadRequest(f"Resource '{resource}' is not supported: subscribe to one of {supported}.")
     change = (_text(body, "changeType", required=True) or "").strip()
     if [c.strip() for c in change.split(",")] != ["created"]:
-        raise BadRequest(f"changeType '{change}' is not supported for '/{CALL_RECORDS}': use 'created'.")
+        raise BadRequest(f"changeType '{change}' is not supported for '/{known}': use 'created'.")
     expires = _text(body, "expirationDateTime", required=True)
     client_state = _text(body, "clientState", required=False, limit=MAX_CLIENT_STATE)
-    return {"url": _url(body), "clientState": client_state, "expirationDateTime": expires}
+    return {"url": _url(body), "clientState": client_state, "expirationDateTime": expires, "resource": known}
 
 
 def parse_create(body: Any, *, sub_id: str, tenant_id: str, app_id: str, now: float) -> Subscription:
@@ -157,7 +168,7 @@ def parse_create(body: Any, *, sub_id: str, tenant_id: str, app_id: str, now: fl
     read = read_create(body)
     expires = _expiration(read["expirationDateTime"], now)
     return Subscription(
-        sub_id, tenant_id, app_id, "/" + CALL_RECORDS, "created", read["url"], expires, read["clientState"]
+        sub_id, tenant_id, app_id, "/" + read["resource"], "created", read["url"], expires, read["clientState"]
     )
 
 
@@ -184,9 +195,12 @@ def parse_update(sub: Subscription, body: Any, now: float) -> Subscription:
     return out
 
 
-def notification(sub: Subscription, record_id: str) -> JsonObj:
-    """The change-notification collection Graph POSTs when call record `record_id` is created."""
-    resource = f"{CALL_RECORDS}/{record_id}"
+def notification(
+    sub: Subscription, record_id: str, resource: str | None = None, odata_type: str = "#microsoft.graph.callRecord"
+) -> JsonObj:
+    """The change-notification collection Graph POSTs when call record `record_id` (or the resource at `resource`,
+    of `odata_type`: a meeting's transcript or recording) is created."""
+    resource = resource or f"{CALL_RECORDS}/{record_id}"
     return {
         "value": [
             {
@@ -197,8 +211,8 @@ def notification(sub: Subscription, record_id: str) -> JsonObj:
                 "subscriptionExpirationDateTime": iso(sub.expires_at),
                 "tenantId": sub.tenant_id,
                 "resourceData": {
-                    "oDataType": "#microsoft.graph.callRecord",
-                    "@odata.type": "#microsoft.graph.callRecord",
+                    "oDataType": odata_type,
+                    "@odata.type": odata_type,
                     "@odata.id": resource,
                     "id": record_id,
                 },

@@ -24,7 +24,16 @@ from opencomms.domain.ids import new_id
 from opencomms.net.egress import EgressPolicy, refusal
 from opencomms.notify.dispatcher import Dispatcher
 from opencomms.store.base import Store
-from opencomms.subscriptions.model import KIND, Subscription, notification, parse_create, parse_update
+from opencomms.subscriptions.model import (
+    ALL_RECORDINGS,
+    ALL_TRANSCRIPTS,
+    CALL_RECORDS,
+    KIND,
+    Subscription,
+    notification,
+    parse_create,
+    parse_update,
+)
 
 __all__ = ["SubscriptionService"]
 
@@ -144,18 +153,33 @@ class SubscriptionService:
     def record_created(self, tenant_id: str, record_id: str) -> None:
         """Notify the tenant's live callRecords subscriptions of a new record (durably, through the dispatcher);
         delete the expired ones. Runs inside the caller's dispatcher transaction when there is one."""
+        self._created(tenant_id, CALL_RECORDS, record_id, None, "#microsoft.graph.callRecord")
+
+    def artifact_created(self, tenant_id: str, kind: str, meeting_id: str, artifact_id: str) -> None:
+        """A meeting's transcript (`kind` "transcript") or recording is ready: notify the tenant's getAllTranscripts
+        (getAllRecordings) subscriptions, with Graph's resource path of the new item."""
+        collection, subscribed, odata = (
+            ("transcripts", ALL_TRANSCRIPTS, "#microsoft.graph.callTranscript")
+            if kind == "transcript"
+            else ("recordings", ALL_RECORDINGS, "#microsoft.graph.callRecording")
+        )
+        resource = f"communications/onlineMeetings('{meeting_id}')/{collection}('{artifact_id}')"
+        with self.dispatcher.transaction():
+            self._created(tenant_id, subscribed, artifact_id, resource, odata)
+
+    def _created(self, tenant_id: str, subscribed: str, item_id: str, resource: str | None, odata: str) -> None:
         subs = self._all()
         if not subs:
             return
         now = self.clock()
         for sub in list(subs.values()):
-            if sub.tenant_id != tenant_id:
+            if sub.tenant_id != tenant_id or sub.resource.strip("/") != subscribed:
                 continue
             if sub.expires_at <= now:
                 self.store.delete(KIND, sub.id)
                 subs.pop(sub.id, None)
                 continue
-            body = orjson.dumps(notification(sub, record_id))
+            body = orjson.dumps(notification(sub, item_id, resource, odata))
             self.dispatcher.submit(
                 order_key=f"subscription:{sub.id}",
                 app_id=sub.app_id,

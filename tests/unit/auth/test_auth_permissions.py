@@ -46,6 +46,8 @@ def test_values_are_the_published_strings() -> None:
         "OnlineMeetings.Read.All",
         "OnlineMeetings.ReadWrite.All",
         "CallRecords.Read.All",
+        "OnlineMeetingTranscript.Read.All",
+        "OnlineMeetingRecording.Read.All",
     }
     assert {str(p) for p in Permission} == expected
     assert set(Permission) == expected  # members compare equal to their plain-string values

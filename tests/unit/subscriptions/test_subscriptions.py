@@ -115,3 +115,28 @@ async def test_notifications_go_to_live_subscriptions_of_the_tenant_only() -> No
     dispatcher.sent.clear()
     service.record_created("t1", "rec-3")
     assert dispatcher.sent == []
+
+
+async def test_meeting_transcripts_and_recordings_notify_only_their_own_subscribers() -> None:
+    dispatcher = FakeDispatcher()
+    service = SubscriptionService(MemoryStore(), dispatcher, egress=None, clock=lambda: NOW)  # type: ignore[arg-type]
+
+    async def no_handshake(url: str) -> None:
+        return None
+
+    service.validate = no_handshake  # type: ignore[method-assign]
+    transcripts = await service.create("t1", "app1", body(resource="communications/onlineMeetings/getAllTranscripts"))
+    assert transcripts.resource == "/communications/onlineMeetings/getAllTranscripts"
+    await service.create("t1", "app1", body())  # callRecords: not told of transcripts
+    service.artifact_created("t1", "transcript", "m-1", "tr-1")
+    service.artifact_created("t1", "recording", "m-1", "rec-1")  # nobody subscribed to recordings
+    service.artifact_created("t2", "transcript", "m-2", "tr-2")  # another tenant's
+    (sent,) = dispatcher.sent
+    (change,) = orjson.loads(sent["body"])["value"]
+    assert change["subscriptionId"] == transcripts.id
+    assert change["resource"] == "communications/onlineMeetings('m-1')/transcripts('tr-1')"
+    assert change["resourceData"]["@odata.type"] == "#microsoft.graph.callTranscript"
+    assert change["resourceData"]["id"] == "tr-1"
+    dispatcher.sent.clear()
+    service.record_created("t1", "r")
+    assert len(dispatcher.sent) == 1  # the callRecords subscription only

@@ -1,6 +1,8 @@
 """Change-notification subscriptions, as Graph's `/subscriptions`: create (with the validation handshake), list,
-get, renew (PATCH expirationDateTime) and delete. Only `/communications/callRecords` (changeType `created`) for now;
-it needs CallRecords.Read.All, like reading the records. See subscriptions/service.py.
+get, renew (PATCH expirationDateTime) and delete. Only changeType `created`, on `/communications/callRecords` (needs
+CallRecords.Read.All, like reading the records) and on the tenant's meeting transcripts and recordings
+(`/communications/onlineMeetings/getAllTranscripts`: OnlineMeetingTranscript.Read.All; `.../getAllRecordings`:
+OnlineMeetingRecording.Read.All). Listing and managing them takes any of the three. See subscriptions/service.py.
 """
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ READ_ALL = Permission.CALLS_RECORDS_READ_ALL.value
 SUBS = "subscriptions"
 
 
-def _service(ctx: ApiContext, req: Request) -> SubscriptionService:
-    CallService.require(req.who, READ_ALL)
+def _service(ctx: ApiContext, req: Request, needed: str | None = None) -> SubscriptionService:
+    if needed is not None:
+        CallService.require(req.who, needed)
+    elif not req.who.roles & set(model.RESOURCES.values()):
+        CallService.require(req.who, READ_ALL)  # the same 403 as before
     service: SubscriptionService | None = ctx.subscriptions
     if service is None:
         raise NotFound("This node has no change-notification subscriptions.")
@@ -32,8 +37,8 @@ def _entity(ctx: ApiContext, req: Request) -> str:
 
 async def create_subscription(ctx: ApiContext, req: Request) -> Response:
     body = req.json()
-    model.read_create(body)  # a malformed body is 400 before anything else is judged
-    service = _service(ctx, req)
+    read = model.read_create(body)  # a malformed body is 400 before anything else is judged
+    service = _service(ctx, req, model.RESOURCES[read["resource"]])
     sub = await service.create(req.who.tenant_id, req.who.app_id, body)
     location = f"{ctx.public_url}/{req.version}/{SUBS}/{sub.id}".encode()
     return Response(201, {"@odata.context": _entity(ctx, req), **sub.graph()}, [(b"location", location)])

@@ -28,10 +28,12 @@ __all__ = [
     "Play",
     "PlayToMix",
     "Record",
+    "RecordMix",
     "RemoveLeg",
     "SendTones",
     "SetMuted",
     "SetServerMuted",
+    "StopMixRecording",
     "StopOperation",
     "StopPlay",
 ]
@@ -204,6 +206,29 @@ class PlayToMix:
 
     def apply(self, engine: MediaEngine) -> None:
         engine.play_to_mix(self.mix_id, self.tag, self.clips)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordMix:
+    """Record a whole mix (a meeting's recording): MixRecordingFinished(tag) when it stops or is full."""
+
+    mix_id: str
+    tag: str
+    max_seconds: float
+
+    def apply(self, engine: MediaEngine) -> None:
+        engine.record_mix(self.mix_id, self.tag, max_seconds=self.max_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class StopMixRecording:
+    """Finish a mix's recording `tag` (MixRecordingFinished CANCELLED with what was captured)."""
+
+    mix_id: str
+    tag: str
+
+    def apply(self, engine: MediaEngine) -> None:
+        engine.stop_mix_recording(self.mix_id, self.tag)
 
 
 @dataclass(frozen=True, slots=True)

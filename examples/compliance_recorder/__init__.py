@@ -1,0 +1,1 @@
+"""A compliance recorder: records a meeting (per-speaker tracks plus the mix) only once its recording status is set."""
