@@ -98,9 +98,10 @@ class MeetingsConfig:
     in shared POSTs (`value` with one notification per leg) instead of one POST per leg. 0: always one per leg."""
     roster_batch: int = 100
     """Notifications one shared roster POST carries at most."""
-    record_meetings: bool = True
+    record_meetings: bool = False
     """While a meeting's recording status is `recording`, the node records its mix and keeps it as the meeting's
-    callRecording (`.../onlineMeetings/{id}/recordings`); off: only transcripts are kept."""
+    callRecording (`.../onlineMeetings/{id}/recordings`); off (the default: no media is persisted unless the
+    operator turns this on): only transcripts of bots' live transcription are kept."""
     recording_max_seconds: float = 3600.0
     """Longest meeting recording kept in one period (held in memory while it runs: 32 kB per second)."""
     max_recorded_meetings: int = 8

@@ -29,7 +29,7 @@ ENV = {
     "OPENCOMMS_MEDIA__CONFERENCE_SELECT_ABOVE": "8",
     "OPENCOMMS_THROTTLE__MAX_APPS": "10",
     "OPENCOMMS_MEETINGS__DIAL_IN_NUMBER": "+14255550100",
-    "OPENCOMMS_MEETINGS__RECORD_MEETINGS": "false",
+    "OPENCOMMS_MEETINGS__RECORD_MEETINGS": "true",
     "OPENCOMMS_MEETINGS__RECORDING_MAX_SECONDS": "600",
     "OPENCOMMS_MEETINGS__MAX_RECORDED_MEETINGS": "3",
     "OPENCOMMS_MEETINGS__TRANSCRIPT_GRACE": "1.5",
@@ -58,7 +58,7 @@ def test_component_knobs_reach_their_components() -> None:
         assert (talkers.talkers, talkers.select_above) == (5, 8)
         assert node.api.throttle._buckets.max_keys == 10
         art = node.meeting_artifacts
-        assert (art.record_meetings, art.max_seconds, art.max_recordings, art.transcript_grace) == (False, 600, 3, 1.5)
+        assert (art.record_meetings, art.max_seconds, art.max_recordings, art.transcript_grace) == (True, 600, 3, 1.5)
         assert art.artifacts.retention_seconds == 7200 and node.api.meeting_artifacts is art.artifacts
     finally:
         node.store.close()

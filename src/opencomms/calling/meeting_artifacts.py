@@ -74,7 +74,7 @@ class MeetingArtifacts(Subscriber):
         engine: EnginePort,
         meetings: MeetingLookup,
         *,
-        record_meetings: bool = True,
+        record_meetings: bool = False,
         max_seconds: float = 3600.0,
         max_recordings: int = 8,
         transcript_grace: float = 3.0,

@@ -36,7 +36,7 @@ async def platform(tmp_path: Path) -> AsyncIterator[TestPlatform]:
         base,
         speech=SpeechConfig(enabled=True),
         media=MediaConfig(recordings_dir=str(tmp_path)),
-        meetings=dataclasses.replace(base.meetings, transcript_grace=0.5),
+        meetings=dataclasses.replace(base.meetings, transcript_grace=0.5, record_meetings=True),
     )
     async with TestPlatform(config) as p:
         yield p

@@ -101,7 +101,9 @@ async def test_a_recording_period_keeps_the_mix_and_one_scribe_s_captions(tmp_pa
     store = _store(tmp_path, now)
     engine = FakeEngine()
     info = MeetingInfo(id="m1", tenant_id="t", organizer_id="o", organizer_name="O", thread_id="th")
-    live = MeetingArtifacts(store, engine, Lookup(info), transcript_grace=0.01, clock=lambda: now[0])  # type: ignore[arg-type]
+    live = MeetingArtifacts(
+        store, engine, Lookup(info), record_meetings=True, transcript_grace=0.01, clock=lambda: now[0]
+    )  # type: ignore[arg-type]
 
     def caption(call: str, speaker: str, at: float, text: str) -> HeardCaption:
         return HeardCaption(call, "m1", speaker, {"phone": {"id": speaker}}, at, at + 1, text)
@@ -148,7 +150,7 @@ async def test_past_the_limit_a_meeting_gets_no_recording(tmp_path: Path) -> Non
         def meeting(self, meeting_id: str) -> MeetingInfo | None:
             return infos.get(meeting_id)
 
-    live = MeetingArtifacts(store, engine, Both(), max_recordings=1, transcript_grace=0)  # type: ignore[arg-type]
+    live = MeetingArtifacts(store, engine, Both(), record_meetings=True, max_recordings=1, transcript_grace=0)  # type: ignore[arg-type]
     start = ev.RecordingStatusChanged("recording", {})
     live.committed(_batch("a", start), start)
     live.committed(_batch("b", start), start)
