@@ -92,6 +92,8 @@ def test_a_bad_configuration_value_is_one_line(
 
 
 COMMAND_CASES = [
+    (["cluster", "up", "--nodes", "0"], ["nodes", "1 to 64"]),
+    (["cluster", "up", "--nodes", "1", "--run-dir", "/etc/hostname/x"], ["run directory /etc/hostname/x"]),
     (["tenant", "create", "--name", "x", "--domain", "contoso.example", *S], ["exists already"]),
     (["tenant", "delete", "nope", *S], ["No tenant 'nope'"]),
     (["tenant", "list", "--store", "memory://"], ["persistent store"]),

@@ -127,7 +127,7 @@ async def test_noise_and_music_do_not_flood_captions_nor_stop_the_next_sentence(
             await bot.webhook.wait_for(
                 lambda n: (  # the sentence came through (the exact words are test_wer's business)
                     "transcript" in n.resource_data
-                    and word_error_rate([(sentence, n.resource_data["transcript"]["text"])]) <= 0.6
+                    and word_error_rate([(sentence, n.resource_data["transcript"]["text"])]) <= 0.8
                     and "transfer" in n.resource_data["transcript"]["text"].lower()
                 ),
                 timeout=15,

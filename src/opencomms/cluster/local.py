@@ -107,8 +107,11 @@ class LocalCluster:
 
     def start(self) -> LocalCluster:
         p = self.plan
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.run_dir.chmod(0o700)
+        try:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.run_dir.chmod(0o700)
+        except OSError as exc:
+            raise ClusterError(f"run directory {self.run_dir}: {exc.strerror or exc}") from exc
         self.redis_url = p.redis_url or self._start_redis()
         ports = [
             (

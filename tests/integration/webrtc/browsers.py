@@ -130,7 +130,13 @@ async def wait_page(page: Any, condition: str, timeout: float = 15.0) -> Any:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
     while True:
-        value = await page_value(page, condition)
+        # while a navigation (the sign-in's redirect back) loads the next page, its script has not run yet: not yet
+        try:
+            value = await page_value(page, f"m !== undefined && ({condition})")
+        except Exception as exc:  # playwright's Error while the page navigates
+            if "context was destroyed" not in str(exc) and "navigat" not in str(exc):
+                raise
+            value = None
         if value:
             return value
         if loop.time() > end:
