@@ -11,7 +11,9 @@ import asyncio
 import logging
 import os
 import signal
+from collections.abc import Coroutine
 from dataclasses import dataclass
+from typing import Any
 
 from opencomms.sdk import ClientCredentials, CommsClient, jwks_url_for
 
@@ -87,6 +89,22 @@ def setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def run_bot(
+    parser: argparse.ArgumentParser, main: Coroutine[Any, Any, int], errors: tuple[type[Exception], ...] = ()
+) -> int:
+    """Run a bot's `main` with logging set up: a missing setting exits 2 and one of the bot's own `errors` exits 1,
+    each with one line; Ctrl-C exits 130."""
+    setup_logging()
+    try:
+        return asyncio.run(main)
+    except SettingsError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    except errors as exc:
+        parser.exit(1, f"error: {exc}\n")
+    except KeyboardInterrupt:
+        return 130
 
 
 async def serve_until_signalled(ready_line: str) -> None:

@@ -32,7 +32,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from examples.common import BotSettings, SettingsError, host_port, setup_logging
+from examples.common import BotSettings, host_port, run_bot
 from opencomms.sdk import GraphError, serve_receiver
 from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
 from opencomms.sdk.media import FRAME_BYTES, AudioFrame, LocalMediaSession, MediaClosed
@@ -245,15 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.join_url:
         parser.error("--join-url (or MEETING_JOIN_URL) is required")
-    setup_logging()
-    try:
-        return asyncio.run(_main(args))
-    except SettingsError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    except (GraphError, OperationFailed, ValueError) as exc:
-        parser.exit(1, f"error: {exc}\n")
-    except KeyboardInterrupt:
-        return 130
+    return run_bot(parser, _main(args), (GraphError, OperationFailed, ValueError))  # JoinUrlError is a ValueError
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
-from examples.common import BotSettings, SettingsError, host_port, setup_logging
+from examples.common import BotSettings, host_port, run_bot
 from examples.meeting_assistant.commands import KeyCommands, Leave, Mute
 from opencomms.sdk import GraphError, Participant, RosterChange, ToneInfo, serve_receiver, text_prompt
 from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
@@ -271,15 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.join_url:
         parser.error("--join-url (or MEETING_JOIN_URL) is required")
-    setup_logging()
-    try:
-        return asyncio.run(_main(args))
-    except SettingsError as exc:
-        parser.exit(2, f"error: {exc}\n")
-    except (GraphError, ValueError) as exc:  # JoinUrlError is a ValueError
-        parser.exit(1, f"error: {exc}\n")
-    except KeyboardInterrupt:
-        return 130
+    return run_bot(parser, _main(args), (GraphError, ValueError))  # JoinUrlError is a ValueError
 
 
 if __name__ == "__main__":
