@@ -156,6 +156,11 @@ REDIS_STORE = (
     "rounds alternating.",
     ["bench/redis_store.py"],
 )
+CLUSTER_CALLS = (
+    "## SIP calls through Kamailio to 1, 2, 3 nodes vs one SQLite node (issue 11)",
+    "The built-in bot on node 1; node CPU per call net of idle, Kamailio and Redis apart; target overhead < 15 %.",
+    ["bench/cluster_calls.py", "--rate", "30", "--seconds", "6"],
+)
 SPEECH = (
     "## Speech (issue 15)",
     "(a) concurrent talkers per core with captions within 1.5 s (p95) and (b) WER of the live pipeline at 16 kHz and "
@@ -218,6 +223,7 @@ def main() -> None:
         "ratio": lambda: __import__("asterisk_ratio").results_section(date, where),
         "rtp-timing": lambda: script_section(*RTP_TIMING, date, where),
         "redis": lambda: script_section(*REDIS_STORE, date, where),
+        "cluster": lambda: script_section(*CLUSTER_CALLS, date, where),
         "speech": lambda: speech(date, where),
     }
     if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in only:
@@ -253,6 +259,7 @@ def main() -> None:
     sections.append(__import__("asterisk_ratio").results_section(date, where))  # bench/asterisk_ratio.py
     sections.append(script_section(*RTP_TIMING, date, where))
     sections.append(script_section(*REDIS_STORE, date, where))
+    sections.append(script_section(*CLUSTER_CALLS, date, where))
     sections.append(speech(date, where))
     sections.append(security(date, where))
     text = [
