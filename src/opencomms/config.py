@@ -362,6 +362,18 @@ class SipConfig:
     """Digest password at the trunk (prefer OPENCOMMS_SIP__TRUNK_PASSWORD over a file)."""
     trunk_caller_id: str = ""
     """Number presented to the trunk when the bot gives none (E.164)."""
+    codecs: tuple[str, ...] = ("PCMU", "PCMA", "G722")
+    """Audio codecs of SIP legs: what the node accepts and, in this order, offers (PCMU, PCMA, G722). G.722 carries
+    the engine's 16 kHz audio whole (browser legs through rtpengine, wideband phones); G.711 is narrowed to 8 kHz.
+    Answers follow the offerer's order unless `prefer_our_codec_order`."""
+    prefer_our_codec_order: bool = False
+    """Answer with the first of `codecs` an offer contains (e.g. PCMU before a phone's G722) instead of the
+    offerer's first choice."""
+
+    def __post_init__(self) -> None:
+        unknown = [c for c in self.codecs if c.upper() not in ("PCMU", "PCMA", "G722")]
+        if unknown or not self.codecs:
+            raise ValueError(f"sip.codecs: {unknown or 'empty'}; known: PCMU, PCMA, G722")
 
 
 @dataclass(frozen=True, slots=True)

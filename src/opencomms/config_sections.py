@@ -185,8 +185,12 @@ class WebRtcConfig:
     turn_ttl: float = 3600.0
     """Seconds the TURN credentials of a ticket stay valid."""
     opus: bool = True
-    """Browsers send Opus (robust on lossy paths; rtpengine transcodes it to PCMU for the node); false: browsers
-    are answered with the G.711 they also offer and rtpengine only relays (no transcoding: far less CPU)."""
+    """Browsers send Opus (robust on lossy paths; rtpengine transcodes it to `node_codecs` for the node); false:
+    browsers are answered with the G.711 they also offer and rtpengine only relays (no transcoding: far less CPU)."""
+    node_codecs: tuple[str, ...] = ("G722", "PCMU")
+    """What rtpengine offers the node for a browser's Opus, preferred first: G722 keeps the browser's audio
+    wideband (16 kHz, the engine's rate) end to end; PCMU narrows it to 8 kHz (a node with `sip.codecs` without
+    G722 picks it)."""
     web_guests: bool = True
     """A meeting's joinWebUrl page lets anyone holding the link join as a guest with a name (guests wait in the lobby
     as lobbyBypassSettings say); false: only signed-in users join from the page."""
@@ -201,5 +205,7 @@ class WebRtcConfig:
             raise ValueError("webrtc.rtpengine must be host:port")
         if self.rtpengine_timeout <= 0 or self.ticket_ttl <= 0:
             raise ValueError("webrtc.rtpengine_timeout and webrtc.ticket_ttl must be positive seconds")
+        if not self.node_codecs or any(c.upper() not in ("G722", "PCMU", "PCMA") for c in self.node_codecs):
+            raise ValueError("webrtc.node_codecs must name G722, PCMU or PCMA")
         if self.guest_join_rate <= 0 or self.guest_join_burst < 1:
             raise ValueError("webrtc.guest_join_rate must be positive and webrtc.guest_join_burst at least 1")

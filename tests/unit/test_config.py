@@ -72,6 +72,8 @@ CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
     ("log_level",): "debug",
     ("log_format",): "text",
     ("sip", "register_digest_algorithms"): ("MD5", "SHA-256"),
+    ("sip", "codecs"): ("G722", "PCMA"),
+    ("webrtc", "node_codecs"): ("PCMU", "G722"),
     ("meetings", "dial_in_number"): "+14255550100",
     ("webrtc", "rtpengine"): "127.0.0.1:2224",
     ("tts", "engine"): "espeak",

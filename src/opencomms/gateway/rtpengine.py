@@ -6,8 +6,9 @@ the sans-I/O core (requests out as bytes, datagrams in, a response matched to it
 skin `RtpEngineClient` sends, retransmits on silence and gives up after `timeout` seconds with `NgUnavailable`, so
 a dead rtpengine fails a call quickly instead of hanging it.
 
-Owns: the flags that turn a browser's offer (ICE, DTLS-SRTP, Opus, rtcp-mux) into plain RTP/AVP with G.711 for
-the node (`WEBRTC_TO_PLAIN`), and the node's answer back into what the browser offered (`PLAIN_TO_WEBRTC`).
+Owns: the flags that turn a browser's offer (ICE, DTLS-SRTP, Opus, rtcp-mux) into plain RTP/AVP with G.722 (16
+kHz: the engine's own rate) or G.711 for the node (`webrtc_to_plain`, `WEBRTC_TO_PLAIN`), and the node's answer back
+into what the browser offered (`PLAIN_TO_WEBRTC`).
 Must not: know SIP transactions or calls; parse SDP (rtpengine does that; the node parses what it gets back).
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "RtpEngineClient",
     "bdecode",
     "bencode",
+    "webrtc_to_plain",
 ]
 
 Bencodable = int | bytes | str | list[Any] | dict[str, Any]
@@ -148,19 +150,29 @@ def _decode(data: bytes, i: int, depth: int) -> tuple[Any, int]:
 
 # --- flags --------------------------------------------------------------------------------------------------------
 
-WEBRTC_TO_PLAIN: Mapping[str, Any] = {
+_PLAIN: Mapping[str, Any] = {
     "transport-protocol": "RTP/AVP",
     "ICE": "remove",
     "rtcp-mux": ["demux"],
     "replace": ["origin", "session-connection"],
-    # the node is offered G.711 + RFC 4733 only; the browser keeps Opus (accepted on its side), transcoded here
-    "codec": {"mask": ["all"], "transcode": ["PCMU", "telephone-event"], "accept": ["opus"]},
 }
-"""Offer flags for a browser's offer going to the node: plain RTP/AVP, no ICE, RTCP on its own port, PCMU
-(the browser side answered with Opus when it offered Opus, else with what it offered of G.711)."""
+
+
+def webrtc_to_plain(node_codecs: tuple[str, ...] = ("G722", "PCMU")) -> dict[str, Any]:
+    """Offer flags for a browser's offer going to the node: plain RTP/AVP, no ICE, RTCP on its own port, and the
+    node offered only `node_codecs` (in this order; the node answers with the first it supports) + RFC 4733.
+    Every codec of the browser is masked from the node's side, and `accept: opus` answers the browser with Opus
+    whenever it offered Opus, so rtpengine transcodes Opus (48 kHz) <-> G.722 (16 kHz) or G.711 (8 kHz) between
+    the two; a browser without Opus is answered with what it offered of `node_codecs`."""
+    transcode = [*node_codecs, "telephone-event"]
+    return {**_PLAIN, "codec": {"mask": ["all"], "transcode": transcode, "accept": ["opus"]}}
+
+
+WEBRTC_TO_PLAIN: Mapping[str, Any] = webrtc_to_plain()
+"""`webrtc_to_plain()` with its default: G.722 toward the node (wideband end to end), PCMU as the fallback."""
 
 WEBRTC_TO_PLAIN_RELAY: Mapping[str, Any] = {
-    **{k: v for k, v in WEBRTC_TO_PLAIN.items() if k != "codec"},
+    **_PLAIN,
     "codec": {"strip": ["all"], "except": ["PCMU", "PCMA", "telephone-event"]},
 }
 """As WEBRTC_TO_PLAIN, but the browser is left only the G.711 it offered: rtpengine relays without transcoding."""

@@ -48,6 +48,7 @@ from opencomms.rtp import (
     RtpSession,
     SdpError,
     StreamBank,
+    codecs_named,
 )
 from opencomms.rtp.address import AddressError
 from opencomms.rtp.sdp import SessionDescription
@@ -119,6 +120,7 @@ class SipGateway:
         self.engine = engine
         """The EngineThread (`call`, `call_result`)."""
         self.host = config.public_host or config.host
+        self.codecs = codecs_named(config.codecs)
         remote = getattr(engine, "rtp_bank", None)  # the media process's bank (`[media] process`)
         self.bank: StreamBank = (
             remote if remote is not None else RtpBank(engine, capacity=max(16, min(capacity, config.max_calls)))
@@ -187,6 +189,10 @@ class SipGateway:
         # Legs whose signalling a previous process held cannot be recovered: the calling core ends them when it
         # loads their conversation (`holds` says which legs this process serves).
         log.info("sip gateway listening", extra={"port": self.port})
+
+    def _local_sdp(self, port: int) -> LocalSdp:
+        """Our side of a new call's SDP, with the configured codecs and answer rule."""
+        return LocalSdp(self.host, port, self.codecs, prefer_ours=self.config.prefer_our_codec_order)
 
     def holds(self, leg_id: str) -> bool:
         """True when this process serves leg `leg_id`'s signalling (dialling it, or a dialog of ours)."""
@@ -373,7 +379,7 @@ class SipGateway:
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
             return None
         try:
-            sdp = LocalSdp(self.host, port)
+            sdp = self._local_sdp(port)
             answer = sdp.answer(offer)
         except BaseException as exc:  # the ports go back whatever failed (and the INVITE gets its answer)
             await rtp.close()
@@ -628,7 +634,7 @@ class SipGateway:
             await rtp.close()
             return
         self._dialling.discard(call.id)
-        sc = SipCall(key=key, rtp=rtp, sdp=LocalSdp(self.host, port), leg_id=call.id)
+        sc = SipCall(key=key, rtp=rtp, sdp=self._local_sdp(port), leg_id=call.id)
         self._by_key[key] = sc
         try:
             hop = route.next_hop

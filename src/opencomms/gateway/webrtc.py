@@ -6,10 +6,10 @@ per-join ticket (`?ticket=`) or a signed-in user's delegated access token (`?acc
 Origin is the node's or an allowed one; an accepted connection is attached to the SIP endpoint's `WsTransport`
 with its `WebGrant`. From then on the SIP gateway treats the browser like a phone, with three differences it asks
 this edge about (`is_browser`): an INVITE may only reach what the grant allows (403), its SDP offer goes through
-rtpengine (`offer`: ICE, DTLS-SRTP and Opus in, plain RTP/AVP with PCMU out) and the node's answer back (`answer`),
-and the caller identity is the grant's (`caller`; `joiner` for a meeting's lobby: a signed-in user of the meeting's
-tenant is a user, anyone else a guest; no digest needed). rtpengine not answering fails the INVITE with 503 within
-`rtpengine_timeout` seconds and shows in /healthz and /readyz (`check`).
+rtpengine (`offer`: ICE, DTLS-SRTP and Opus in, plain RTP/AVP with G.722 or PCMU out) and the node's answer back
+(`answer`), and the caller identity is the grant's (`caller`; `joiner` for a meeting's lobby: a signed-in user of
+the meeting's tenant is a user, anyone else a guest; no digest needed). rtpengine not answering fails the INVITE
+with 503 within `rtpengine_timeout` seconds and shows in /healthz and /readyz (`check`).
 
 Owns: the aiohttp server and its connections (a bounded send queue each), the rtpengine client (and a spawned
 rtpengine), the tickets, the liveness probe of rtpengine. Must not: decide call policy or touch RTP sessions.
@@ -34,11 +34,11 @@ from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
 from opencomms.gateway.rtpengine import (
     PLAIN_TO_WEBRTC,
-    WEBRTC_TO_PLAIN,
     WEBRTC_TO_PLAIN_RELAY,
     NgRejected,
     NgUnavailable,
     RtpEngineClient,
+    webrtc_to_plain,
 )
 from opencomms.gateway.rtpengine_daemon import RtpEngineDaemon, RtpEngineSettings
 from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
@@ -319,7 +319,7 @@ class WebRtcEdge:
         if not req.body:
             return req.body
         try:
-            flags = WEBRTC_TO_PLAIN if self.config.opus else WEBRTC_TO_PLAIN_RELAY
+            flags = webrtc_to_plain(self.config.node_codecs) if self.config.opus else WEBRTC_TO_PLAIN_RELAY
             return await self.rtpengine.offer(req.call_id, req.from_.tag or "", req.body, flags)
         except NgUnavailable:
             self.rtpengine_ok = False

@@ -1,10 +1,10 @@
-"""SIP media: SDP offer/answer and RTP/RTCP for G.711 calls bridged into the media engine.
+"""SIP media: SDP offer/answer and RTP/RTCP for G.711 and G.722 calls bridged into the media engine.
 
 `sdp` (parse/serialize), `address` (what a c= line may name and the node may send to: AddressError, 488/301),
 `offer_answer` (RFC 3264 rules, 488 on no common codec), `packet` (RTP header),
 `rtcp` (SR/RR/SDES/BYE), `stats` (RFC 3550 receiver statistics, CallQuality), `jitter` (adaptive playout),
 `ports` (even port pairs), `transcode` (batched 16k<->8k), `stream` (one call's receive logic, RTCP, RtpConfig),
-`bank` (the engine-thread batch: socket I/O, G.711, playout), `session` (RtpSession: the event loop's lifecycle,
+`bank` (the engine-thread batch: socket I/O, G.711/G.722, playout), `session` (RtpSession: the event loop's lifecycle,
 callbacks, media timeout). Importers use the names below.
 """
 
@@ -14,7 +14,9 @@ from .address import AddressError
 from .bank import RtpBank
 from .jitter import LOST, JitterBuffer, JitterConfig
 from .offer_answer import (
+    ALL_CODECS,
     DEFAULT_CODECS,
+    G722,
     PCMA,
     PCMU,
     Answer,
@@ -24,6 +26,7 @@ from .offer_answer import (
     NegotiationError,
     accept_answer,
     answer,
+    codecs_named,
     make_offer,
 )
 from .packet import RtpError, RtpPacket
@@ -35,7 +38,9 @@ from .stats import CallQuality
 from .stream import RtpConfig
 
 __all__ = [
+    "ALL_CODECS",
     "DEFAULT_CODECS",
+    "G722",
     "LOST",
     "PCMA",
     "PCMU",
@@ -62,5 +67,6 @@ __all__ = [
     "StreamBank",
     "accept_answer",
     "answer",
+    "codecs_named",
     "make_offer",
 ]

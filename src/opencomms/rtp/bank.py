@@ -3,8 +3,9 @@ leg hears leaves as RTP, what arrived on every socket is read, played out of the
 RTCP goes out when due.
 
 Owns the bank rows (one per attached stream), the socket poller, the batched 16 kHz <-> 8 kHz conversion and
-G.711 coding, RTP numbering (sequence, timestamp from the tick time, marker), playout with loss concealment, and
-all socket I/O of attached streams. Must not touch asyncio objects or block (sockets are non-blocking); other
+G.711 coding, the G.722 coders of wideband rows (16 kHz straight, one coder per row and direction), RTP numbering
+(sequence, timestamp from the tick time, marker), playout with loss concealment, and all socket I/O of attached
+streams. Must not touch asyncio objects or block (sockets are non-blocking); other
 threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are engine commands.
 """
 
@@ -29,6 +30,7 @@ from ..media.engine import Batch, MediaEngine, OutOfBandKey, Subscription
 from ..media.engine.commands import EngineCommand
 from ..media.faults import FaultLog
 from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from ..media.g722 import G722Decoder, G722Encoder
 from ..media.slots import SlotTable
 from .jitter import LOST
 from .stream import RATE, Outgoing, Stream, StreamParams
@@ -39,7 +41,7 @@ __all__ = ["EngineHost", "RtpBank"]
 log = logging.getLogger("opencomms.rtp")
 
 T = TypeVar("T")
-FRAME = 160  # 20 ms at 8 kHz: one G.711 payload
+FRAME = 160  # 20 ms at 8 kHz: one G.711 payload (and one G.722 payload: 320 samples at 16 kHz)
 PACKET = 12 + FRAME
 _HEADER = struct.Struct("!BBHII")
 _TIMESPEC = struct.Struct("@qq")
@@ -131,6 +133,9 @@ class RtpBank:
         self._state_np = np.frombuffer(self._state, dtype=np.uint8)
         self._alaw = np.zeros(capacity, dtype=np.bool_)
         self._last8 = np.zeros((capacity, FRAME), dtype=np.int16)
+        self._g722 = np.zeros(capacity, dtype=np.bool_)  # rows coded G.722: 16 kHz both ways, no conversion
+        self._coders: list[tuple[G722Encoder, G722Decoder] | None] = [None] * capacity
+        self._last16 = np.zeros((capacity, 320), dtype=np.int16)  # a G.722 row's last good frame (concealment)
         self.measure_lateness = measure_lateness
         self._durations = np.zeros(window, dtype=np.float64)
         self._send_durations = np.zeros(window, dtype=np.float64)
@@ -190,6 +195,7 @@ class RtpBank:
         self._up.reset(row)
         self._last8[row] = 0
         self._alaw[row] = st.params.alaw
+        self._set_codec(row, st.params.g722)
         for sock, is_rtcp in ((st.rtp_sock, False), (st.rtcp_sock, True)):
             if sock is None:
                 continue
@@ -224,6 +230,7 @@ class RtpBank:
             del self._by_leg[st.leg_id]
             self._streams[row] = None
             self._egen[row] = -1
+            self._set_codec(row, False)
             self._slots.remove(row)
             st.row, st.views, st.key_sink = -1, (), None
 
@@ -263,7 +270,20 @@ class RtpBank:
         st.apply(params)
         if st.row >= 0:
             self._alaw[st.row] = params.alaw
+            self._set_codec(st.row, params.g722)
             self._out_of_band(engine, st, params.telephone_event is not None)
+
+    def _set_codec(self, row: int, g722: bool) -> None:
+        """Give `row` fresh G.722 coders (or drop them) when it switches between G.722 and G.711; the rate
+        converters and concealment memory start over with the new codec."""
+        if g722 == bool(self._g722[row]):
+            return
+        self._g722[row] = g722
+        self._coders[row] = (G722Encoder(), G722Decoder()) if g722 else None
+        self._down.reset(row)
+        self._up.reset(row)
+        self._last8[row] = 0
+        self._last16[row] = 0
 
     def _out_of_band(self, engine: MediaEngine, st: Stream, on: bool) -> None:
         """A stream with telephone-event takes the DTMF its conversation sends as RFC 4733 events, not in-band:
@@ -343,6 +363,13 @@ class RtpBank:
         alaw = self._alaw[:n]
         if alaw.any():
             codes[alaw] = alaw_encode(pcm8[alaw])
+        wide = self._g722[:n]
+        if wide.any():  # from the 16 kHz frame itself: the 8 kHz conversion above is not used for these rows
+            coders = self._coders
+            for row in np.flatnonzero(wide).tolist():
+                coder = coders[row]
+                if coder is not None:
+                    codes[row] = np.frombuffer(coder[0].encode(pcm[row]), dtype=np.uint8)
         flip = self._flip = 1 - self._flip
         self._tx[flip][:n, 12:] = codes
         pack, buf = _HEADER.pack_into, self._txbufs[flip]
@@ -487,8 +514,25 @@ class RtpBank:
             pcm8[st.row] = (self._last8[st.row] * _FADE[st.conceal]).astype(np.int16)
         self._last8[:n][good] = pcm8[good]
         up = self._up.process(pcm8)
+        if self._g722[:n].any():
+            self._play_wide(up, played, concealed)
         rows = np.fromiter((st.row for st in played + concealed), dtype=np.intp, count=len(played) + len(concealed))
         self.host.engine.push_inbound_rows(self._erow[rows], up[rows])
+
+    def _play_wide(self, up: npt.NDArray[np.int16], played: list[Stream], concealed: list[Stream]) -> None:
+        """Overwrite the 16 kHz frames of the G.722 rows: decoded straight from their payloads (no 8 kHz step),
+        or concealed from their last good frame."""
+        wide, coders, last16, rx = self._g722, self._coders, self._last16, self._rx
+        for st in played:
+            row = st.row
+            coder = coders[row]
+            if wide[row] and coder is not None:
+                last16[row] = coder[1].decode(rx[row].tobytes())
+                up[row] = last16[row]
+        for st in concealed:
+            row = st.row
+            if wide[row]:
+                up[row] = (last16[row] * _FADE[st.conceal]).astype(np.int16)
 
     # -- statistics ----------------------------------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
-"""SDP offer/answer (RFC 3264) for one G.711 audio stream with RFC 4733 telephone-event.
+"""SDP offer/answer (RFC 3264) for one G.711 or G.722 audio stream with RFC 4733 telephone-event.
 
-Owns codec choice (PCMU/PCMA, the offerer's order, its payload-type numbers), telephone-event matching (same clock
-as the codec, event ranges intersected with 0-16), direction rules (hold: sendonly -> recvonly, inactive ->
+Owns codec choice (PCMU/PCMA/G722, the offerer's order or ours, its payload-type numbers), telephone-event matching
+(same clock as the codec, event ranges intersected with 0-16), direction rules (hold: sendonly -> recvonly, inactive ->
 inactive, RFC 2543 c=0.0.0.0), rejected streams (port 0), the 488 error, and the origin version of our own SDP in
 a dialog (`LocalSdp`). Must not parse text (sdp.py), touch sockets or know SIP transactions: SDP objects in, SDP
 objects and a `NegotiatedAudio` for the RTP session out.
@@ -28,7 +28,9 @@ from .sdp import (
 )
 
 __all__ = [
+    "ALL_CODECS",
     "DEFAULT_CODECS",
+    "G722",
     "PCMA",
     "PCMU",
     "SUPPORTED_EVENTS",
@@ -39,6 +41,7 @@ __all__ = [
     "NegotiationError",
     "accept_answer",
     "answer",
+    "codecs_named",
     "make_offer",
 ]
 
@@ -61,7 +64,26 @@ class Codec:
 
 PCMU = Codec("PCMU", 0)
 PCMA = Codec("PCMA", 8)
+G722 = Codec("G722", 9)
+"""G.722: 16 kHz audio, yet 8000 in the SDP and RTP clock (RFC 3551 §4.5.2)."""
 DEFAULT_CODECS: tuple[Codec, ...] = (PCMU, PCMA)
+ALL_CODECS: tuple[Codec, ...] = (PCMU, PCMA, G722)
+"""Every codec the RTP engine carries (our answer reader recognises any of them in our own offers)."""
+_BY_NAME = {c.name: c for c in ALL_CODECS}
+
+
+def codecs_named(names: Sequence[str]) -> tuple[Codec, ...]:
+    """Codecs by name ("PCMU", "PCMA", "G722"; any case), in the given order; ValueError for another name."""
+    out: list[Codec] = []
+    for name in names:
+        codec = _BY_NAME.get(name.upper())
+        if codec is None:
+            raise ValueError(f"unknown codec {name!r} (known: {', '.join(_BY_NAME)})")
+        if codec not in out:
+            out.append(codec)
+    if not out:
+        raise ValueError("at least one codec is needed")
+    return tuple(out)
 
 
 class NegotiationError(SdpError):
@@ -90,7 +112,7 @@ class NegotiatedAudio:
     telephone_event: int | None
     """Payload type to send RFC 4733 events with (the peer's number), None: DTMF goes in-band."""
     receive_payload_types: Mapping[int, str]
-    """Payload types we accept and what they carry: "PCMU", "PCMA" or "telephone-event"."""
+    """Payload types we accept and what they carry: "PCMU", "PCMA", "G722" or "telephone-event"."""
     events: frozenset[int] = frozenset()
     """RFC 4733 events both sides support."""
     remote_ptime: int | None = None
@@ -123,6 +145,14 @@ def _match(fmt: tuple[str, int, int | None] | None, codecs: Sequence[Codec]) -> 
         if fmt[0] == c.name.upper() and fmt[1] == c.clock_rate:
             return c
     return None
+
+
+def _choose(m: MediaDescription, supported: Sequence[Codec], prefer_ours: bool) -> Codec | None:
+    """The codec to answer `m` with: the offerer's first that we support, or (`prefer_ours`) our first it offers."""
+    if prefer_ours:
+        offered = [c for pt in m.payload_types if (c := _match(_format(m, pt), supported))]
+        return next((c for c in supported if c in offered), None)
+    return next((c for pt in m.payload_types if (c := _match(_format(m, pt), supported))), None)
 
 
 def _telephone_event(m: MediaDescription, clock_rate: int, allowed: frozenset[int]) -> tuple[int, frozenset[int]]:
@@ -246,9 +276,11 @@ def answer(
     ptime: int | None = 20,
     username: str = "-",
     session_name: str = "-",
+    prefer_ours: bool = False,
 ) -> Answer:
     """Answer `offer`: accept the first audio stream (RTP/AVP or RTP/AVPF) offering one of `supported`, choosing
-    the first such codec in the offerer's order under the offerer's payload type, plus its telephone-event at the
+    the first such codec in the offerer's order (with `prefer_ours`: the first of `supported` it offers) under
+    the offerer's payload type, plus its telephone-event at the
     same clock (events intersected with 0-16); every other m= line is rejected with port 0. Our direction is
     what the offer allows of `direction` (our wish, e.g. sendonly when we hold): an offer that does not receive
     (sendonly, inactive, or c=0.0.0.0) gets no audio from us. Raises NegotiationError (488) when no stream can be
@@ -266,7 +298,7 @@ def answer(
         elif m.proto.upper() not in _PROFILES:
             reasons.append(f"{m.proto} is not supported (plain RTP/AVP only)")
         else:
-            codec = next((c for pt in m.payload_types if (c := _match(_format(m, pt), supported))), None)
+            codec = _choose(m, supported, prefer_ours)
             if codec is None:
                 offered = ", ".join("/".join(map(str, f[:2])) for pt in m.payload_types if (f := _format(m, pt)))
                 reasons.append(f"no common codec (offered {offered or 'none'})")
@@ -314,7 +346,7 @@ def accept_answer(offer: SessionDescription, answer_sdp: SessionDescription) -> 
     om, am = offer.media[index], answer_sdp.media[index]
     if am.media != "audio" or am.port == 0:
         raise NegotiationError("the peer rejected the audio stream", 304)
-    ours = [c for pt in om.payload_types if (c := _match(_format(om, pt), DEFAULT_CODECS + _dynamic(om)))]
+    ours = [c for pt in om.payload_types if (c := _match(_format(om, pt), ALL_CODECS + _dynamic(om)))]
     picked = next(((pt, c) for pt in am.payload_types if (c := _match(_format(am, pt), ours))), None)
     if picked is None:
         raise NegotiationError("the answer names no codec we offered")
@@ -365,7 +397,10 @@ class LocalSdp:
         username: str = "-",
         session_name: str = "-",
         session_id: int | None = None,
+        prefer_ours: bool = False,
     ) -> None:
+        self.prefer_ours = prefer_ours
+        """Answers take the first of `codecs` an offer contains, not the offerer's first (see `answer`)."""
         self.local_ip = local_ip
         self.local_port = local_port
         self.codecs = tuple(codecs)
@@ -409,6 +444,7 @@ class LocalSdp:
             ptime=self.ptime,
             username=self.username,
             session_name=self.session_name,
+            prefer_ours=self.prefer_ours,
         )
         return Answer(self._stamp(result.sdp), result.media)
 

@@ -27,6 +27,7 @@ from ..media.dtmf.rfc4733 import (
     TelephoneEventStarted,
 )
 from ..media.g711 import alaw_to_ulaw, ulaw_to_alaw
+from ..media.g722 import G722_SILENCE
 from .address import is_literal
 from .jitter import JitterBuffer, JitterConfig
 from .offer_answer import NegotiatedAudio
@@ -51,12 +52,13 @@ __all__ = ["Outgoing", "RtpConfig", "Stream", "StreamParams"]
 log = logging.getLogger("opencomms.rtp")
 
 RATE = 8000
-ULAW, ALAW, EVENT = 0, 1, 2
+ULAW, ALAW, EVENT, WIDE = 0, 1, 2, 3
+_FILL = {ULAW: 0xFF, ALAW: 0xD5, WIDE: G722_SILENCE}
 _FIXED = struct.Struct("!BBHII")
 
 Outgoing = tuple["Stream", "memoryview | bytes", tuple[str, int]]
 """A packet ready to go: (stream, datagram, destination)."""
-_KINDS = {"PCMU": ULAW, "PCMA": ALAW, "telephone-event": EVENT}
+_KINDS = {"PCMU": ULAW, "PCMA": ALAW, "G722": WIDE, "telephone-event": EVENT}
 _RNG = random.Random()  # RTCP interval jitter of every stream (seeding one per stream costs more than a call)
 
 
@@ -93,6 +95,9 @@ class StreamParams:
     """Payload type of our audio packets (the peer's number for the codec)."""
     alaw: bool = False
     """PCMA instead of PCMU, both ways (received packets of the other law are transcoded)."""
+    g722: bool = False
+    """G.722 both ways (16 kHz audio, no 8 kHz step; received G.711 packets are then dropped, and G.722 packets
+    while G.711 is negotiated)."""
     telephone_event: int | None = None
     """Payload type for RFC 4733 events we send; None: DTMF stays in-band."""
     sends: bool = True
@@ -106,6 +111,7 @@ class StreamParams:
         return cls(
             payload_type=media.codec.payload_type,
             alaw=media.codec.name.upper() == "PCMA",
+            g722=media.codec.name.upper() == "G722",
             telephone_event=media.telephone_event,
             sends=media.direction.sends,
             receives=media.direction.receives,
@@ -152,7 +158,7 @@ class Stream:
         self._source: tuple[str, int] | None = None
         self._rtcp_source: tuple[str, int] | None = None
         # receive
-        self.jb = JitterBuffer(_with_fill(config.jitter, False))
+        self.jb = JitterBuffer(_with_fill(config.jitter, _FILL[ULAW]))
         self.stats: ReceiverStats | None = None
         self._te_rx = TelephoneEventReceiver(RATE)
         self.last_rtp = -math.inf
@@ -216,10 +222,10 @@ class Stream:
         old = self.params
         self.params = params
         self._kinds = {pt: _KINDS[name] for pt, name in params.receive_payload_types.items() if name in _KINDS}
-        law = ALAW if params.alaw else ULAW
+        law = WIDE if params.g722 else ALAW if params.alaw else ULAW
         if law != self._law:
             self._law = law
-            self.jb = JitterBuffer(_with_fill(self.config.jitter, params.alaw))
+            self.jb = JitterBuffer(_with_fill(self.config.jitter, _FILL[law]))
         if params.remote_rtp != old.remote_rtp or self.rtp_addr is None:
             self._source = None
             self.rtp_addr = self._sendable(params.remote_rtp)
@@ -288,6 +294,9 @@ class Stream:
             return
         payload = data[start:end]
         if kind != self._law:
+            if WIDE in (kind, self._law):  # no byte mapping between G.722 and G.711: not this stream's codec
+                self.unknown_payload += 1
+                return
             payload = (ulaw_to_alaw(payload) if kind == ULAW else alaw_to_ulaw(payload)).tobytes()
         self.jb.put(ssrc, ts, payload, arrival)
 
@@ -436,5 +445,5 @@ class Stream:
 
 
 @functools.lru_cache(maxsize=64)  # one config per node in practice: no dataclass copy per call
-def _with_fill(config: JitterConfig, alaw: bool) -> JitterConfig:
-    return replace(config, fill=0xD5 if alaw else 0xFF, clock_rate=RATE, frame_ms=20)
+def _with_fill(config: JitterConfig, fill: int) -> JitterConfig:
+    return replace(config, fill=fill, clock_rate=RATE, frame_ms=20)

@@ -174,6 +174,11 @@ class VirtualCall:
     def rtp_stats(self) -> RtpPeerStats:
         return self._rtp.stats
 
+    @property
+    def codec(self) -> str | None:
+        """The negotiated audio codec ("PCMU", "PCMA", "G722"); None before the answer."""
+        return None if self._rtp.media is None else self._rtp.media.codec.name
+
     def _apply(self, event: CallEvent) -> bool:
         if not CALL_FSM.allows(self.state, event):
             return False
@@ -289,10 +294,10 @@ class VirtualCall:
             pcm = decode_wav(source)
         else:
             pcm = source if rate == SAMPLE_RATE else resample(np.asarray(source, dtype=np.int16), rate, SAMPLE_RATE)
-        narrow = resample(np.ascontiguousarray(pcm, dtype=np.int16), SAMPLE_RATE, RATE)
-        seconds = narrow.size / RATE
+        pcm = np.ascontiguousarray(pcm, dtype=np.int16)
+        seconds = pcm.size / SAMPLE_RATE
         self.note(f"play {seconds:.1f} s of audio")
-        done = self._rtp.queue_audio(narrow)
+        done = self._rtp.queue_audio(pcm, rate=SAMPLE_RATE)  # G.722: as it is; G.711: narrowed to 8 kHz
         if wait:
             await done
         return seconds
@@ -521,7 +526,7 @@ class VirtualCaller:
         await self.start()
         uri = self.target_uri(target)
         listener = Listener()
-        rtp = RtpPeer(self.host, on_audio=listener.feed, on_key=listener.key_received)
+        rtp = RtpPeer(self.host, on_audio=listener.feed, on_key=listener.key_received, on_wide_audio=listener.feed_wide)
         port = await rtp.open()
         sdp = LocalSdp(self.host, port, self.codecs, telephone_event_pt=101 if self.rfc4733 else None)
         call = VirtualCall(self, uri, rtp, sdp, listener)

@@ -47,7 +47,8 @@ class SpeechSegment:
 
 
 class Listener:
-    """Feed it received 8 kHz audio with `feed`; read `audio()`, `tones`, `segments`; wait with `until`."""
+    """Feed it received 8 kHz audio with `feed` (16 kHz with `feed_wide`); read `audio()`, `tones`, `segments`;
+    wait with `until`."""
 
     def __init__(self, vad: VadConfig | None = None) -> None:
         self._resampler = Resampler(8000, SAMPLE_RATE)
@@ -93,6 +94,18 @@ class Listener:
         if self.closed or samples.size == 0:
             return
         wide = self._resampler.process(np.ascontiguousarray(samples, dtype=np.int16))
+        pending = np.concatenate([self._pending, wide]) if self._pending.size else wide
+        whole = pending.size - pending.size % FRAME_SAMPLES
+        for at in range(0, whole, FRAME_SAMPLES):
+            self._frame(pending[at : at + FRAME_SAMPLES])
+        self._pending = pending[whole:]
+        self._wake()
+
+    def feed_wide(self, samples: Samples) -> None:
+        """Received audio, 16 kHz int16 (a G.722 call), in stream order."""
+        if self.closed or samples.size == 0:
+            return
+        wide = np.ascontiguousarray(samples, dtype=np.int16)
         pending = np.concatenate([self._pending, wide]) if self._pending.size else wide
         whole = pending.size - pending.size % FRAME_SAMPLES
         for at in range(0, whole, FRAME_SAMPLES):

@@ -28,6 +28,8 @@ from opencomms.media.dtmf.rfc4733 import (
 )
 from opencomms.media.dtmf.tones import normalize_key
 from opencomms.media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
+from opencomms.media.g722 import G722Decoder, G722Encoder
+from opencomms.media.resample import Resampler, resample
 from opencomms.rtp.offer_answer import NegotiatedAudio
 from opencomms.rtp.packet import RtpError, pack_header, parse_header
 
@@ -114,7 +116,8 @@ class RtpPeer:
     """One call's RTP as a phone does it. `await open()` binds (put `port` in the SDP), `start(media)` begins
     sending every 20 ms to the negotiated address, `await close()` stops everything (idempotent).
 
-    Received audio is handed to `on_audio` as 8 kHz int16 arrays in stream order (lost packets as silence);
+    Received audio is handed to `on_audio` as 8 kHz int16 arrays in stream order (lost packets as silence); when
+    G.722 is negotiated it goes at 16 kHz to `on_wide_audio` instead, if given (else narrowed for `on_audio`);
     the first report of each received RFC 4733 event calls `on_key(key)`. Both run on the event loop."""
 
     def __init__(
@@ -123,9 +126,12 @@ class RtpPeer:
         *,
         on_audio: Callable[[Samples], None] | None = None,
         on_key: Callable[[str], None] | None = None,
+        on_wide_audio: Callable[[Samples], None] | None = None,
     ) -> None:
         self.host = host
         self.on_audio = on_audio
+        self.on_wide_audio = on_wide_audio
+        self._g722: tuple[G722Encoder, G722Decoder, Resampler] | None = None
         self.on_key = on_key
         self.stats = RtpPeerStats()
         self.media: NegotiatedAudio | None = None
@@ -199,9 +205,18 @@ class RtpPeer:
 
     # -- what to send
 
-    def queue_audio(self, samples: Samples) -> asyncio.Future[None]:
-        """Send `samples` (8 kHz int16) after what is already queued; the future resolves once the last one left
-        (or the peer closed: a call that ends while a caller speaks or presses keys is not an error)."""
+    @property
+    def wideband(self) -> bool:
+        """G.722 is negotiated: audio goes 16 kHz both ways."""
+        return self.media is not None and self.media.codec.name == "G722"
+
+    def queue_audio(self, samples: Samples, *, rate: int = RATE) -> asyncio.Future[None]:
+        """Send `samples` (int16 at `rate`: 8000 or 16000, converted to the codec's rate now) after what is
+        already queued; the future resolves once the last one left (or the peer closed: a call that ends while a
+        caller speaks or presses keys is not an error)."""
+        wanted = 16000 if self.wideband else RATE
+        if rate != wanted and samples.size:
+            samples = resample(np.ascontiguousarray(samples, dtype=np.int16), rate, wanted)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed or samples.size == 0:
             done.set_result(None)
@@ -280,11 +295,12 @@ class RtpPeer:
         return True
 
     def _next_audio(self) -> Samples:
-        out = np.zeros(SAMPLES, dtype=np.int16)
+        count = 2 * SAMPLES if self.wideband else SAMPLES
+        out = np.zeros(count, dtype=np.int16)
         filled = 0
-        while filled < SAMPLES and self._audio:
+        while filled < count and self._audio:
             item = self._audio[0]
-            take = min(SAMPLES - filled, item.samples.size - item.position)
+            take = min(count - filled, item.samples.size - item.position)
             out[filled : filled + take] = item.samples[item.position : item.position + take]
             item.position += take
             filled += take
@@ -294,10 +310,16 @@ class RtpPeer:
                     item.done.set_result(None)
         return out
 
-    @staticmethod
-    def _encode(samples: Samples, media: NegotiatedAudio) -> bytes:
+    def _encode(self, samples: Samples, media: NegotiatedAudio) -> bytes:
+        if media.codec.name == "G722":
+            return self._coders()[0].encode(samples)
         codes = alaw_encode(samples) if media.codec.name == "PCMA" else ulaw_encode(samples)
         return codes.tobytes()
+
+    def _coders(self) -> tuple[G722Encoder, G722Decoder, Resampler]:
+        if self._g722 is None:
+            self._g722 = (G722Encoder(), G722Decoder(), Resampler(16000, RATE))
+        return self._g722
 
     def _send(self, pt: int, marker: bool, timestamp: int, payload: bytes, dest: tuple[str, int]) -> None:
         sock = self._rtp
@@ -323,7 +345,7 @@ class RtpPeer:
             self.stats.packets_dropped += 1
             return
         kind = media.receive_payload_types.get(pt)
-        if kind not in ("PCMU", "PCMA", "telephone-event"):
+        if kind not in ("PCMU", "PCMA", "G722", "telephone-event"):
             self.stats.packets_dropped += 1
             return
         if self._last_seq is not None and ssrc == self._last_ssrc:
@@ -341,13 +363,22 @@ class RtpPeer:
         if kind == "telephone-event":
             self._event(payload, ts)
             return
-        samples = alaw_decode(payload) if kind == "PCMA" else ulaw_decode(payload)
+        per_tick = 2 if kind == "G722" else 1  # samples per RTP clock unit (G.722: 16 kHz audio, 8000 clock)
+        if kind == "G722":
+            samples = self._coders()[1].decode(payload)
+        else:
+            samples = alaw_decode(payload) if kind == "PCMA" else ulaw_decode(payload)
         gap = 0 if self._next_ts is None else (ts - self._next_ts) & 0xFFFFFFFF
         if gap > _MAX_GAP * SAMPLES:
             gap = 0  # a jump (or a step back): start over from here
-        self._next_ts = (ts + samples.size) & 0xFFFFFFFF
+        self._next_ts = (ts + samples.size // per_tick) & 0xFFFFFFFF
         if gap:  # lost packets, or a telephone event during which no audio was sent: silence
-            samples = np.concatenate([np.zeros(gap, dtype=np.int16), samples])
+            samples = np.concatenate([np.zeros(gap * per_tick, dtype=np.int16), samples])
+        if kind == "G722":
+            if self.on_wide_audio is not None:
+                self.on_wide_audio(samples)
+                return
+            samples = self._coders()[2].process(samples)
         if self.on_audio is not None:
             self.on_audio(samples)
 
