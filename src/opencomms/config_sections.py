@@ -149,7 +149,8 @@ class ConsoleConfig:
 @dataclass(frozen=True, slots=True)
 class WebRtcConfig:
     """Browsers as SIP legs (gateway/webrtc.py): SIP over WebSocket (RFC 7118) at `/sip/ws`, media through
-    rtpengine (ICE, DTLS-SRTP, Opus on the browser side; plain RTP with G.711 toward the node), the /web pages."""
+    rtpengine (ICE, DTLS-SRTP, Opus on the browser side; plain RTP with G.722 or G.711 toward the node), the /web
+    pages."""
 
     enabled: bool = False
     """Serve the WebSocket edge and /web (needs the SIP gateway and an rtpengine)."""

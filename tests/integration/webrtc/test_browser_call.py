@@ -1,6 +1,6 @@
 """A browser calls a bot: headless Debian Chromium (Playwright, the system binary, a fake microphone playing a WAV)
 opens the node's /web/call page with a ticket, clicks Call; JsSIP reaches the node over SIP-over-WebSocket, its
-media (ICE, DTLS-SRTP, Opus) goes through the node's rtpengine and arrives as plain PCMU at an app-hosted bot. The
+media (ICE, DTLS-SRTP, Opus) goes through the node's rtpengine and arrives as plain G.722 at an app-hosted bot. The
 bot hears the browser's WAV (energy envelope correlated with the file's), the page hears the bot's prompt (measured
 in the page with a WebAudio AnalyserNode on the received track), the page hangs up and the bot's call ends.
 

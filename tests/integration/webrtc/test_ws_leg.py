@@ -1,5 +1,5 @@
 """A browser's SIP leg without a browser: a Python WebSocket client speaks SIP as JsSIP does (Via WS to a `.invalid`
-host) with a Chrome offer (ICE, DTLS-SRTP, Opus). The node hands it to rtpengine, the bot is offered plain PCMU, the
+host) with a Chrome offer (ICE, DTLS-SRTP, Opus). The node hands it to rtpengine, the bot is offered plain G.722, the
 browser gets back ICE + DTLS + its own codec; a WebSocket that closes without a BYE (a tab closed) ends the call at
 once, and rtpengine forgets the call."""
 
@@ -53,7 +53,7 @@ async def test_browser_leg_is_relayed_and_a_closed_websocket_ends_the_call() -> 
             assert p.node.sip is not None and p.node.sip.active == 1
             (sip_call,) = p.node.sip._by_key.values()
             assert sip_call.relayed and sip_call.media is not None
-            assert sip_call.media.codec.name == "PCMU"  # ... the node gets plain PCMU
+            assert sip_call.media.codec.name == "G722"  # ... the node gets plain G.722 (16 kHz, transcoded)
             contact = next(line for line in ok.split("\r\n") if line.startswith("Contact:"))
             assert ";transport=ws" in contact and str(edge.port) in contact
             assert await rtpengine_calls(edge.rtpengine.address) == 1

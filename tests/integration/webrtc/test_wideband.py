@@ -1,0 +1,103 @@
+"""Wideband from a browser to a bot: Chromium's Opus reaches the node as G.722 (rtpengine transcodes Opus <-> G.722,
+the node's engine runs at 16 kHz), so what the browser's microphone has above 4 kHz reaches the bot's unmixed frames;
+G.711 (8 kHz) would cut it all. The leg's codec toward the node is visible in the call record (`audioCodec`), the
+browser's side stays Opus, and with `webrtc.node_codecs = ["PCMU"]` the same microphone arrives narrowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from playwright import async_api as playwright
+
+from opencomms.sdk.media import AudioFrame, LocalMediaSession
+from opencomms.web.app import BUNDLE
+from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
+from tests.integration.webrtc import browsers
+from tests.integration.webrtc.browsers import build_bundles, chromium, microphone
+from tests.integration.webrtc.support import ticket, webrtc_config
+from tests.integration.webrtc.test_browser_call import bot_media, timeline
+from tests.unit.media.test_media_g722 import band_rms
+
+BOB = "sip:support@bob.example"
+RECORDS = "/communications/callRecords"
+
+
+@pytest.fixture(scope="module")
+def bundle() -> Path:
+    build_bundles()
+    return BUNDLE
+
+
+def _mic() -> npt.NDArray[np.int16]:
+    """Speech, then bursts of a 6 kHz tone (bursts: the browser's noise suppression damps a steady tone)."""
+    words = browsers.speech("six sharp fricatives, she sells sea shells")
+    bursts = [np.concatenate([browsers.tone(6000.0, 0.3, 8000), np.zeros(4800, dtype=np.int16)]) for _ in range(4)]
+    return np.concatenate([words, *bursts])
+
+
+def _config(node_codecs: tuple[str, ...]) -> Any:
+    config = webrtc_config(node_codecs=node_codecs)
+    low = random.randrange(30000, 38000, 2)  # away from the default range other nodes on this machine may hold
+    return dataclasses.replace(config, sip=dataclasses.replace(config.sip, rtp_port_min=low, rtp_port_max=low + 998))
+
+
+async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[str, Any]:
+    mic = microphone(tmp_path / f"mic-{node_codecs[0]}.wav", _mic())
+    perms = {"bob": [*ALL_CALL_PERMISSIONS, "CallRecords.Read.All"]}
+    async with (
+        make_platform(_config(node_codecs), ("bob",), perms) as p,
+        LocalMediaSession() as session,
+        playwright.async_playwright() as pw,
+    ):
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB, name="Wendy Wideband")
+        assert issued["status"] == 201, issued
+        async with chromium(pw, mic) as browser:
+            page = await browser.new_page()
+            await page.goto(f"{p.node.public_url}{issued['callUrl']}")
+            await page.get_by_role("button", name="Call").click()
+            incoming = await p["bob"].bot.incoming(timeout=15)
+            body = {"acceptedModalities": ["audio"], "mediaConfig": session.media_config("web-1")}
+            status, data, _ = await p["bob"].client.request(
+                "POST", f"/communications/calls/{incoming.call_id}/answer", body
+            )
+            assert status == 202, data
+            await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
+            sock = await session.audio_socket("web-1", timeout=10)
+            heard: list[AudioFrame] = []
+            await asyncio.wait_for(bot_media(sock, heard, frames=400), timeout=30)  # 8 s: the loop, twice
+            codecs = await page.evaluate("window.opencommsCall.codecs()")
+            await page.get_by_role("button", name="Hang up").click()
+            await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=10)
+        chain = incoming.resource_data["callChainId"]
+        query = "?$expand=sessions($expand=segments)"
+        status, record, _ = await p["bob"].client.request("GET", f"{RECORDS}/{chain}{query}")
+        assert status == 200, record
+    streams = [s for ses in record["sessions"] for seg in ses["segments"] for m in seg["media"] for s in m["streams"]]
+    pcm = timeline(heard)[8000:]  # past the call settling
+    return {
+        "browser_codecs": codecs,
+        "node_codecs": {s["audioCodec"] for s in streams},
+        "high": band_rms(pcm, 4000, 8000),
+        "tone": band_rms(pcm, 5800, 6200),
+        "all": band_rms(pcm, 100, 8000),
+    }
+
+
+async def test_a_browsers_opus_reaches_the_bot_as_wideband_g722(tmp_path: Path, bundle: Path) -> None:
+    wide = await _browser_call(tmp_path, ("G722", "PCMU"))
+    narrow = await _browser_call(tmp_path, ("PCMU",))
+    print("G.722 toward the node:", wide, "\nPCMU toward the node:", narrow)
+    assert wide["node_codecs"] == {"g722"} and narrow["node_codecs"] == {"pcmu"}
+    assert "audio/opus" in wide["browser_codecs"] and "audio/opus" in narrow["browser_codecs"]
+    assert wide["all"] > 300 and narrow["all"] > 300  # the bot heard the browser both times
+    assert wide["tone"] > 0.2 * wide["all"]  # the 6 kHz bursts survived Opus -> G.722 -> 16 kHz engine
+    assert narrow["high"] < 0.02 * narrow["all"]  # G.711 leaves nothing above 4 kHz
