@@ -5,8 +5,9 @@ target, redeemed once, short-lived) or a signed-in user's delegated access token
 a `WebGrant` attached to the connection; an INVITE on that connection may only reach what its grant allows
 (`allows`), and the caller identity the bot sees is the grant's, not what the browser wrote in From.
 
-Owns: ticket issue/redeem (pure: `now` is an input; bounded), the grant and its target rule. Must not: do I/O,
-validate tokens (the edge asks TokenService), or know SIP transactions.
+Owns: ticket issue/redeem in one node's memory (pure: `now` is an input; bounded), the `TicketBook` interface (a
+cluster keeps tickets in Redis: gateway/webjoin_redis.py, so that any node redeems what another issued), the grant
+and its target rule. Must not: do I/O, validate tokens (the edge asks TokenService), or know SIP transactions.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ import hmac
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["WebGrant", "WebJoinTickets", "ice_servers", "normalize_target", "turn_credentials"]
+__all__ = ["TicketBook", "WebGrant", "WebJoinTickets", "ice_servers", "normalize_target", "turn_credentials"]
+
+MAX_TICKET = 64
+"""Longest ticket string looked up (ours are 32 characters); longer ones are refused without a lookup."""
 
 
 def normalize_target(target: str) -> str:
@@ -54,6 +58,16 @@ class WebGrant:
         return self.target is None or normalize_target(target) == self.target
 
 
+class TicketBook(Protocol):
+    """Where per-join tickets live: issued once, redeemed once, within `ttl` seconds."""
+
+    ttl: float
+
+    def issue(self, grant: WebGrant, now: float) -> str: ...
+
+    def redeem(self, ticket: str, now: float) -> WebGrant | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _Ticket:
     grant: WebGrant
@@ -81,7 +95,7 @@ class WebJoinTickets:
 
     def redeem(self, ticket: str, now: float) -> WebGrant | None:
         """The ticket's grant, once; None for an unknown, used or expired ticket."""
-        found = self._tickets.pop(ticket, None) if 0 < len(ticket) <= 64 else None
+        found = self._tickets.pop(ticket, None) if 0 < len(ticket) <= MAX_TICKET else None
         if found is None or found.expires <= now:
             return None
         return found.grant

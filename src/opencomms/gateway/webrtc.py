@@ -41,7 +41,7 @@ from opencomms.gateway.rtpengine import (
     webrtc_to_plain,
 )
 from opencomms.gateway.rtpengine_daemon import RtpEngineDaemon, RtpEngineSettings
-from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, normalize_target
+from opencomms.gateway.webjoin import TicketBook, WebGrant, WebJoinTickets, normalize_target
 from opencomms.sip.endpoint import SipEndpoint
 from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import SipRequest
@@ -79,6 +79,7 @@ class WebRtcEdge:
         public_url: str,
         tls: tuple[str, str] | None = None,
         clock: Any = time.time,
+        tickets: TicketBook | None = None,
     ) -> None:
         self.config = config
         self.endpoint = endpoint
@@ -90,7 +91,8 @@ class WebRtcEdge:
         host, _, port = config.rtpengine.rpartition(":")
         self.rtpengine = RtpEngineClient((host, int(port)), timeout=config.rtpengine_timeout)
         self.daemon: RtpEngineDaemon | None = None
-        self.tickets = WebJoinTickets(config.ticket_ttl)
+        self.tickets: TicketBook = tickets or WebJoinTickets(config.ticket_ttl)
+        """Per-join tickets: this node's memory, or Redis in a cluster (any node redeems what another issued)."""
         self.transport = endpoint.enable_websocket(max_connections=config.max_connections)
         self.rtpengine_ok: bool | None = None
         self.refused = 0
@@ -160,6 +162,9 @@ class WebRtcEdge:
             await self._runner.cleanup()
             self._runner = None
         self.rtpengine.close()
+        close_tickets = getattr(self.tickets, "close", None)
+        if close_tickets is not None:
+            close_tickets()
         if self.daemon is not None:
             await self.daemon.stop()
             self.daemon = None

@@ -29,7 +29,8 @@ from opencomms.api.http import Receive, Scope, Send, read_body
 from opencomms.auth.tokens import TokenError, TokenService
 from opencomms.directory import Directory
 from opencomms.domain.errors import PayloadTooLarge
-from opencomms.gateway.webjoin import WebGrant, WebJoinTickets, ice_servers, normalize_target
+from opencomms.gateway.webjoin import TicketBook, WebGrant, ice_servers, normalize_target
+from opencomms.store.base import StoreUnavailable
 from opencomms.web.meeting import JOIN_PREFIX, SIGNED_IN_PATH, MeetingPages, PageReply, error_reply, json_object
 
 __all__ = ["PREFIX", "WebApp", "WebContext"]
@@ -47,7 +48,7 @@ _MAX_BODY = 4096
 class WebContext:
     tokens: TokenService
     directory: Directory
-    tickets: WebJoinTickets
+    tickets: TicketBook
     ws_url: Any
     """() -> the WebSocket URL browsers open (known once the edge listens)."""
     clock: Any
@@ -78,6 +79,9 @@ class WebApp:
             reply = await self._handle(scope, receive, headers)
         except PayloadTooLarge:
             reply = error_reply(413, "payloadTooLarge", "The request body is too large.")
+        except StoreUnavailable:  # the cluster's Redis (tickets) is unreachable: try again, not a crash
+            log.warning("web request failed: the store is unavailable")
+            reply = error_reply(503, "serviceUnavailable", "The node cannot reach its store; try again shortly.")
         except Exception:
             log.exception("web request failed")
             reply = error_reply(500, "internalError", "Something went wrong; the node's log has the details.")

@@ -1,7 +1,8 @@
 """attach_webrtc: the WebRTC edge (gateway/webrtc.py) joined to the node's SIP gateway, readiness and /web pages.
 
 Called once by the composition root when `[webrtc] enabled` and the SIP gateway runs; the node starts and closes
-the returned edge with its SIP gateway.
+the returned edge with its SIP gateway. A node whose store is Redis keeps its web join tickets there (any node of
+the cluster redeems them).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from opencomms.gateway.webjoin_redis import RedisWebJoinTickets
 from opencomms.gateway.webrtc import WebRtcEdge
+from opencomms.store.redis_common import redis_target
 from opencomms.web.app import PREFIX, WebApp, WebContext
 from opencomms.web.feed import FEED_PATH, MeetingFeed
 from opencomms.web.meeting import JOIN_PREFIX, MeetingPages
@@ -21,6 +24,8 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
     config = node.config
     gateway = node.sip
     tls = (config.tls_cert, config.tls_key) if config.tls else None
+    target = redis_target(config.store_url, config.cluster)
+    tickets = RedisWebJoinTickets(target, config.webrtc.ticket_ttl) if target is not None else None
     edge = WebRtcEdge(
         config.webrtc,
         gateway.endpoint,
@@ -29,6 +34,7 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
         public_url=node.public_url,
         tls=tls,
         clock=node.clock,
+        tickets=tickets,
     )
     gateway.webrtc = edge
     edge.on_closed = gateway.browser_gone
