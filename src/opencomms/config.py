@@ -367,8 +367,9 @@ class SipConfig:
     the engine's 16 kHz audio whole (browser legs through rtpengine, wideband phones); G.711 is narrowed to 8 kHz.
     Answers follow the offerer's order unless `prefer_our_codec_order`."""
     prefer_our_codec_order: bool = False
-    """Answer with the first of `codecs` an offer contains (e.g. PCMU before a phone's G722) instead of the
-    offerer's first choice."""
+    """Answer phones and trunks with the first of `codecs` their offer contains (e.g. PCMU before a phone's G722:
+    keeps them narrowband, saving G.722's CPU) instead of the offerer's first choice. Browser legs always follow
+    rtpengine's offer, which `webrtc.node_codecs` orders."""
 
     def __post_init__(self) -> None:
         unknown = [c for c in self.codecs if c.upper() not in ("PCMU", "PCMA", "G722")]

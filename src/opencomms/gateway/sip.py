@@ -190,9 +190,11 @@ class SipGateway:
         # loads their conversation (`holds` says which legs this process serves).
         log.info("sip gateway listening", extra={"port": self.port})
 
-    def _local_sdp(self, port: int) -> LocalSdp:
-        """Our side of a new call's SDP, with the configured codecs and answer rule."""
-        return LocalSdp(self.host, port, self.codecs, prefer_ours=self.config.prefer_our_codec_order)
+    def _local_sdp(self, port: int, *, relayed: bool = False) -> LocalSdp:
+        """Our side of a new call's SDP, with the configured codecs and answer rule; a browser's offer (made by
+        rtpengine from `webrtc.node_codecs`, the node's own choice) is answered in its order."""
+        prefer_ours = self.config.prefer_our_codec_order and not relayed
+        return LocalSdp(self.host, port, self.codecs, prefer_ours=prefer_ours)
 
     def holds(self, leg_id: str) -> bool:
         """True when this process serves leg `leg_id`'s signalling (dialling it, or a dialog of ours)."""
@@ -379,7 +381,7 @@ class SipGateway:
             handle.respond(503, "Service Unavailable", headers=[("Retry-After", RETRY_AFTER)])
             return None
         try:
-            sdp = self._local_sdp(port)
+            sdp = self._local_sdp(port, relayed=browser)
             answer = sdp.answer(offer)
         except BaseException as exc:  # the ports go back whatever failed (and the INVITE gets its answer)
             await rtp.close()

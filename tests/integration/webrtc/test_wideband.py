@@ -12,17 +12,20 @@ import random
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import numpy as np
 import numpy.typing as npt
 import pytest
 from playwright import async_api as playwright
 
+from opencomms.rtp import G722, PCMU
 from opencomms.sdk.media import AudioFrame, LocalMediaSession
+from opencomms.testing import VirtualCaller
 from opencomms.web.app import BUNDLE
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
 from tests.integration.webrtc import browsers
 from tests.integration.webrtc.browsers import build_bundles, chromium, microphone
-from tests.integration.webrtc.support import ticket, webrtc_config
+from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
 from tests.integration.webrtc.test_browser_call import bot_media, timeline
 from tests.unit.media.test_media_g722 import band_rms
 
@@ -101,3 +104,31 @@ async def test_a_browsers_opus_reaches_the_bot_as_wideband_g722(tmp_path: Path, 
     assert wide["all"] > 300 and narrow["all"] > 300  # the bot heard the browser both times
     assert wide["tone"] > 0.2 * wide["all"]  # the 6 kHz bursts survived Opus -> G.722 -> 16 kHz engine
     assert narrow["high"] < 0.02 * narrow["all"]  # G.711 leaves nothing above 4 kHz
+
+
+async def test_phones_kept_narrow_by_our_order_while_browsers_stay_wideband() -> None:
+    """`sip.prefer_our_codec_order` with PCMU first: a phone offering G722 first gets PCMU, a browser's leg (whose
+    offer rtpengine makes from `webrtc.node_codecs`) still gets G.722."""
+    config = _config(("G722", "PCMU"))
+    sip = dataclasses.replace(config.sip, codecs=("PCMU", "PCMA", "G722"), prefer_our_codec_order=True)
+    async with make_platform(dataclasses.replace(config, sip=sip), ("bob",)) as p:
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB, phone_number="+14255550177")
+        issued = await ticket(p, "bob", BOB, name="Wendy Web")
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(f"{issued['wsUrl']}?ticket={issued['ticket']}", protocols=("sip",))
+            await ws.send_str(invite(BOB))
+            incoming = await p["bob"].bot.incoming(timeout=10)
+            assert await p["bob"].client.answer(incoming.call_id) == 202
+            status, ok = await final_status(ws)
+            assert status == 200 and "opus/48000" in ok, ok
+            assert p.node.sip is not None
+            (browser,) = p.node.sip._by_key.values()
+            assert browser.relayed and browser.media is not None and browser.media.codec.name == "G722"
+            async with VirtualCaller(("127.0.0.1", p.node.sip.port), codecs=(G722, PCMU)) as caller:
+                call = await caller.dial("+14255550177")
+                phone_in = await p["bob"].bot.incoming(timeout=10, index=1)
+                assert await p["bob"].client.answer(phone_in.call_id) == 202
+                await call.wait_answered()
+                assert call.codec == "PCMU"
+                await call.hang_up()
+            await ws.close()
