@@ -22,7 +22,6 @@ from tests.redis_fixtures import redis_target, redis_url
 __all__ = ["redis_target", "redis_url"]  # fixtures
 
 GRANT = WebGrant("tenant-1", "Wendy Web", "sip:support@bob.example", None, "app-1")
-BOB = "sip:support@bob.example"
 
 
 def test_a_ticket_issued_by_one_node_is_redeemed_once_by_another(redis_target: RedisTarget) -> None:
