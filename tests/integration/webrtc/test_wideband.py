@@ -24,7 +24,7 @@ from opencomms.testing import VirtualCaller
 from opencomms.web.app import BUNDLE
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
 from tests.integration.webrtc import browsers
-from tests.integration.webrtc.browsers import build_bundles, chromium, microphone
+from tests.integration.webrtc.browsers import build_bundles, chromium, envelope, looped_correlation, microphone
 from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
 from tests.integration.webrtc.test_browser_call import bot_media, timeline
 from tests.unit.media.test_media_g722 import band_rms
@@ -92,6 +92,7 @@ async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[st
         "high": band_rms(pcm, 4000, 8000),
         "tone": band_rms(pcm, 5800, 6200),
         "all": band_rms(pcm, 100, 8000),
+        "correlation": looped_correlation(envelope(pcm), envelope(_mic())),  # the browser's WAV, as in the bot
     }
 
 
@@ -102,6 +103,7 @@ async def test_a_browsers_opus_reaches_the_bot_as_wideband_g722(tmp_path: Path, 
     assert wide["node_codecs"] == {"g722"} and narrow["node_codecs"] == {"pcmu"}
     assert "audio/opus" in wide["browser_codecs"] and "audio/opus" in narrow["browser_codecs"]
     assert wide["all"] > 300 and narrow["all"] > 300  # the bot heard the browser both times
+    assert wide["correlation"] > 0.6, wide  # its WAV: about 0.8 (PCMU about 0.4: the tone bursts are lost)
     assert wide["tone"] > 0.2 * wide["all"]  # the 6 kHz bursts survived Opus -> G.722 -> 16 kHz engine
     assert narrow["high"] < 0.02 * narrow["all"]  # G.711 leaves nothing above 4 kHz
 
