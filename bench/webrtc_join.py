@@ -110,6 +110,8 @@ async def one_join(browser: Any, url: str, name: str, threshold: float, timeout:
     try:
         await context.add_init_script(INIT_SCRIPT.replace("__THRESHOLD__", repr(threshold)))
         page = await context.new_page()
+        console: list[str] = []
+        page.on("console", lambda m: console.append(m.text) if m.type in ("error", "warning") else None)
         await page.goto(url)
         await page.get_by_label("Your name").fill(name)
         await page.get_by_role("button", name="Join as guest").click()
@@ -125,6 +127,7 @@ async def one_join(browser: Any, url: str, name: str, threshold: float, timeout:
         out: dict[str, Any] = {"status": status, "peak": round(float(timing.get("peak") or 0.0), 3)}
         if timing.get("heard") is None:
             out["error"] = await page.evaluate("document.getElementById('status').textContent")
+            out["console"] = console[-3:]
         for key in ("track", "connected", "heard"):
             value = timing.get(key)
             out[f"{key}_ms"] = None if value is None or click is None else round(value - click, 1)
