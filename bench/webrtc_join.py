@@ -77,6 +77,25 @@ INIT_SCRIPT = """
     }
   }
   window.RTCPeerConnection = Timed;
+  // the first line of every SIP message, for a join that fails
+  const trace = [];
+  window.__sipTrace = trace;
+  const NativeSocket = window.WebSocket;
+  class TracedSocket extends NativeSocket {
+    send(data) {
+      if (typeof data === "string") trace.push(`${Math.round(performance.now())} > ${data.split("\\r\\n")[0]}`);
+      super.send(data);
+    }
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("message", (e) => {
+        if (typeof e.data === "string") trace.push(`${Math.round(performance.now())} < ${e.data.split("\\r\\n")[0]}`);
+      });
+      this.addEventListener("close", (e) => trace.push(`${Math.round(performance.now())} closed ${e.code}`));
+    }
+  }
+  window.WebSocket = TracedSocket;
+  for (const key of ["CONNECTING", "OPEN", "CLOSING", "CLOSED"]) TracedSocket[key] = NativeSocket[key];
 })();
 """
 
@@ -128,6 +147,8 @@ async def one_join(browser: Any, url: str, name: str, threshold: float, timeout:
         if timing.get("heard") is None:
             out["error"] = await page.evaluate("document.getElementById('status').textContent")
             out["console"] = console[-3:]
+            out["sip"] = await page.evaluate("window.__sipTrace")
+            out["click_at"] = round(click) if click is not None else None
         for key in ("track", "connected", "heard"):
             value = timing.get(key)
             out[f"{key}_ms"] = None if value is None or click is None else round(value - click, 1)
