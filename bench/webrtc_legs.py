@@ -462,7 +462,8 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
     rows: list[dict[str, Any]] = []
     node_pid, a_pid, b_pid = info["pid"], info["rtpengine_pid"], daemon.process.pid
     try:
-        async with aiohttp.ClientSession() as http:
+        # no pool limit: every leg holds its WebSocket (aiohttp's default of 100 would stall leg 101 forever)
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             started = 0
             gate = asyncio.Semaphore(args.concurrency)
 
@@ -479,6 +480,7 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
                     tasks.append(asyncio.create_task(one(i)))
                 await asyncio.gather(*tasks)
                 setup_s = time.perf_counter() - t0
+                print(f"{len(browsers.open)} legs up ({len(browsers.failures)} failed)", file=sys.stderr, flush=True)
                 started = size
                 await asyncio.sleep(args.warmup)
                 for leg in (leg for _, _, leg in browsers.open):
@@ -670,6 +672,7 @@ def main() -> None:
             os.sched_setaffinity(0, {NODE_CPU})
         run(serve_node(args.legs, args.size, Path(args.node), args.media_process, args.codec == "opus"))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a parent's SIGTERM: stop the node too
     if args.aiortc_worker:
         if PIN:
             os.sched_setaffinity(0, {LOAD_CPU})
