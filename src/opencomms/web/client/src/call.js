@@ -2,7 +2,7 @@
 // The ticket, target and name come in the URL fragment (never sent to a server); the WebSocket URL in the page.
 // The level of the received audio is measured with a WebAudio AnalyserNode (shown in the meter, and readable by
 // tests as window.opencommsCall.level()).
-import { $, codecs, failure, measure, userAgent } from "./common.js";
+import { $, codecs, failure, measure, userAgent, whenConnected } from "./common.js";
 
 const config = $("call-config").dataset;
 const params = new URLSearchParams(location.hash.slice(1));
@@ -62,7 +62,14 @@ function call() {
   show("calling", `Calling ${target}…`);
   state.clicked = performance.now();
   state.heard = 0;
-  state.session = ua().call(target, {
+  const agent = ua();
+  whenConnected(agent, () => {
+    if (state.status === "calling") dial(agent);
+  });
+}
+
+function dial(agent) {
+  state.session = agent.call(target, {
     mediaConstraints: { audio: true, video: false },
     pcConfig: { iceServers },
     eventHandlers: {

@@ -21,6 +21,13 @@ export function userAgent(url, uri, name, onDisconnected) {
   return agent;
 }
 
+// Run `start` once the agent's WebSocket is open: JsSIP sends the INVITE as soon as the offer is ready and fails the
+// call ("Canceled") when the socket is still connecting, which a busy node or network makes happen.
+export function whenConnected(agent, start) {
+  if (agent.isConnected()) start();
+  else agent.once("connected", start);
+}
+
 // the node's Warning header on a failed INVITE, else JsSIP's cause
 export const failure = (e) => (e.message && e.message.getHeader && e.message.getHeader("Warning")) || e.cause || "failed";
 

@@ -3,7 +3,7 @@
 // SIP-over-WebSocket (JsSIP): the roster with who is speaking (from the node's feed, web/feed.py), mute, leave, a
 // dial pad (RFC 4733 through rtpengine), the recording indicator and a device picker.
 // Tests read the page's state through window.opencommsMeeting.
-import { $, codecs, failure, measure, userAgent } from "./common.js";
+import { $, codecs, failure, measure, userAgent, whenConnected } from "./common.js";
 
 const config = $("meeting-config").dataset;
 const STORE = "opencomms.meeting";
@@ -153,7 +153,14 @@ function heard(rms, peak) {
 
 function join(target, wsUrl, query, name, iceServers) {
   show("joining", "Joining…");
-  state.session = ua(wsUrl, query, name).call(target, {
+  const agent = ua(wsUrl, query, name);
+  whenConnected(agent, () => {
+    if (state.status === "joining") call(agent, target, iceServers); // not when the page left meanwhile
+  });
+}
+
+function call(agent, target, iceServers) {
+  state.session = agent.call(target, {
     mediaConstraints: { audio: true, video: false },
     pcConfig: { iceServers: iceServers || [] },
     eventHandlers: {
