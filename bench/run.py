@@ -167,6 +167,15 @@ SPEECH = (
     "through G.711 (espeak-ng voices); (c) piper render time per second of audio, uncached and cached.",
 )
 
+BROWSERS = (
+    "## Browsers over WebRTC (issue 12)",
+    "Browser legs per core (rtpengine plays the browsers: ICE, DTLS-SRTP, Opus, through the real SIP-over-WebSocket "
+    "edge into meetings of 10; node + its rtpengine vs aiortc in the same run; target >= 200 legs per core at "
+    ">= 99.9 % within 5 ms), click-to-audio join time in headless Chromium (target p99 < 1 s), and the node's codec "
+    "cost per leg, G.722 (wideband toward the node) vs PCMU.",
+    [["bench/webrtc_legs.py"], ["bench/webrtc_join.py"], ["bench/codec_legs.py"]],
+)
+
 MEETING_BENCHES = (
     (["bench/conference_tick.py"], "(b) one meeting of 1000 with 4 talkers: engine tick p99, target < 10 ms"),
     (["bench/conference_legs.py"], "(a) rooms of 10, 3 talking, RTP both ways via the bank (no SIP): legs per core"),
@@ -188,14 +197,24 @@ def meetings(date: str, where: str) -> list[str]:
     return lines
 
 
-def speech(date: str, where: str) -> list[str]:
-    """The speech figures of issue 15, one script each."""
-    title, intro = SPEECH
+def scripts_section(title: str, intro: str, scripts: list[list[str]], date: str, where: str) -> list[str]:
+    """A section of several scripts: each one's command, date, machine and last lines."""
     lines = [title, "", intro]
-    for args in (["bench/transcription.py"], ["bench/piper_render.py", "--prompts", "8"]):
+    for args in scripts:
         out = run([PY, *args]).strip().splitlines()
         lines += ["", f"`python {' '.join(args)}` — {date} — {where}", "", "```", *out[-3:], "```"]
     return lines
+
+
+def speech(date: str, where: str) -> list[str]:
+    """The speech figures of issue 15, one script each."""
+    scripts = [["bench/transcription.py"], ["bench/piper_render.py", "--prompts", "8"]]
+    return scripts_section(*SPEECH, scripts, date, where)
+
+
+def browsers(date: str, where: str) -> list[str]:
+    """The browser figures of issue 12, one script each."""
+    return scripts_section(*BROWSERS, date, where)
 
 
 def splice(section: list[str]) -> None:
@@ -225,6 +244,7 @@ def main() -> None:
         "redis": lambda: script_section(*REDIS_STORE, date, where),
         "cluster": lambda: script_section(*CLUSTER_CALLS, date, where),
         "speech": lambda: speech(date, where),
+        "browsers": lambda: browsers(date, where),
     }
     if len(sys.argv) == 3 and sys.argv[1] == "--only" and sys.argv[2] in only:
         splice(only[sys.argv[2]]())
@@ -261,6 +281,7 @@ def main() -> None:
     sections.append(script_section(*REDIS_STORE, date, where))
     sections.append(script_section(*CLUSTER_CALLS, date, where))
     sections.append(speech(date, where))
+    sections.append(browsers(date, where))
     sections.append(security(date, where))
     text = [
         "# Benchmark results",
