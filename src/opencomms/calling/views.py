@@ -74,11 +74,13 @@ class LegViews:
     which conversation each leg belongs to. Brought in step after each commit and each load, never inside a unit
     of work (a unit that fails leaves them as they were)."""
 
-    __slots__ = ("by_leg", "calls")
+    __slots__ = ("by_conv", "by_leg", "calls")
 
     def __init__(self) -> None:
         self.calls = LiveCalls()
         self.by_leg: dict[str, str] = {}
+        self.by_conv: dict[str, set[str]] = {}
+        """The leg ids of `by_leg` per conversation: a conversation's end drops its legs without a scan of all."""
 
     def conversation_of(self, leg_id: str) -> str | None:
         return self.by_leg.get(leg_id)
@@ -92,17 +94,15 @@ class LegViews:
     ) -> None:
         """After a commit (`events`: its events; `legs`: the legs its command changed, None: every leg of `conv`) or
         a load (`events` None: every leg of `conv` is looked at). O(changed legs) after a command on a meeting."""
-        calls, by_leg = self.calls, self.by_leg
+        calls, by_leg, by_conv = self.calls, self.by_leg, self.by_conv
         if events is not None:
             for event in events:
                 if isinstance(event, LegEnded | LegReleased):
-                    by_leg.pop(event.leg_id, None)
-                    calls.pop(event.leg_id, None)
+                    self._drop(event.leg_id)
         if conv is None or events is None:
             keep = () if conv is None else conv.legs
-            for leg_id in [k for k, v in by_leg.items() if v == conv_id and k not in keep]:
-                by_leg.pop(leg_id, None)
-                calls.pop(leg_id, None)
+            for leg_id in [k for k in by_conv.get(conv_id, ()) if k not in keep]:
+                self._drop(leg_id)
         if conv is None:
             return
         if legs is None or events is None:
@@ -112,10 +112,25 @@ class LegViews:
         for leg in changed:
             view = calls.get(leg.id)
             if view is None:
-                by_leg[leg.id] = conv_id
+                old = by_leg.get(leg.id)
+                if old != conv_id:
+                    if old is not None:
+                        self._drop(leg.id)
+                    by_leg[leg.id] = conv_id
+                    by_conv.setdefault(conv_id, set()).add(leg.id)
                 calls[leg.id] = view_of(conv_id, conv.tenant_id, leg)
             else:
                 refresh(view, leg)
+
+    def _drop(self, leg_id: str) -> None:
+        self.calls.pop(leg_id, None)
+        conv_id = self.by_leg.pop(leg_id, None)
+        if conv_id is not None:
+            legs = self.by_conv.get(conv_id)
+            if legs is not None:
+                legs.discard(leg_id)
+                if not legs:
+                    del self.by_conv[conv_id]
 
 
 class UnitViews:

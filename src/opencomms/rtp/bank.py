@@ -118,6 +118,11 @@ class RtpBank:
         self._egen = np.full(capacity, -1, dtype=np.int64)  # ...and generation there (-1: no stream)
         self._subscription: Subscription | None = None
         self._keys: list[tuple[Stream, str, float]] = []  # RFC 4733 keys received in this tick's receive step
+        # Streams whose jitter buffer holds or plays audio (a packet came since it was last found idle): the play
+        # step pops only these, so a leg whose far end sends nothing costs nothing there. For the others, the
+        # flush in which their buffer went idle (its skipped pops only decay its lateness peak: `rest` on waking).
+        self._hearing: dict[Stream, None] = {}
+        self._idle_since: dict[Stream, int] = {}
         self._down = FrameConverter(capacity, 16000, RATE)
         self._up = FrameConverter(capacity, RATE, 16000)
         # Two packet buffers, used in turn by successive batches: a paced batch is still waiting to be sent when
@@ -191,6 +196,7 @@ class RtpBank:
         st.views = tuple(view[st.offset : st.offset + PACKET] for view in self._txviews)
         self._streams[row] = st
         self._by_leg[st.leg_id] = st
+        self._idle_since[st] = self.flushes
         self._down.reset(row)
         self._up.reset(row)
         self._last8[row] = 0
@@ -228,6 +234,8 @@ class RtpBank:
             self._unregister(st)
             row = st.row
             del self._by_leg[st.leg_id]
+            self._hearing.pop(st, None)
+            self._idle_since.pop(st, None)
             self._streams[row] = None
             self._egen[row] = -1
             self._set_codec(row, False)
@@ -341,7 +349,7 @@ class RtpBank:
         if self._keys:
             self._push_keys()
         received = time.monotonic()
-        self._play(tick, now)
+        self._play(live, now)
         wall = 0.0
         for st in tick:
             if now >= st.rtcp_next and st.fault is None:
@@ -437,6 +445,7 @@ class RtpBank:
         offset = time.time() - time.monotonic() if kernel else 0.0
         unpack = _TIMESPEC.unpack_from
         fds = self._fds
+        hearing, idle_since = self._hearing, self._idle_since
         count = 0
         for _round in range(_MAX_ROUNDS):
             ready = self._ready()
@@ -466,28 +475,41 @@ class RtpBank:
                         st.on_rtcp(data, addr, arrival, arrival + offset if kernel else time.time())
                     else:
                         st.on_rtp(data, addr, arrival)
+                        if st not in hearing:
+                            hearing[st] = None
+                            since = idle_since.pop(st, None)
+                            if since is not None:
+                                st.jb.rest(self.flushes - since - 1)
                 except Exception as exc:  # a datagram our code could not handle: its stream only is dropped
                     st.invalid_packets += 1
                     self._fault(st, "receive", exc)
         self.datagrams += count
 
-    def _play(self, tick: list[Stream], now: float) -> None:
+    def _play(self, live: npt.NDArray[np.bool_], now: float) -> None:
+        """Pop a frame from each hearing stream of a live leg; a stream whose buffer is found idle leaves the set
+        until its next packet (`_receive`)."""
         n = self._slots.end
         state, rxbuf = self._state, self._rxbuf
         state_np = self._state_np[:n]
         state_np[:] = 0
         played: list[Stream] = []
         concealed: list[Stream] = []
-        for st in tick:
-            if not st.params.receives or st.fault is not None:
+        hearing = self._hearing
+        for st in list(hearing) if hearing else ():
+            row = st.row
+            if row < 0 or row >= n or not live[row] or not st.params.receives or st.fault is not None:
                 continue
+            jb = st.jb
             try:
-                out = st.jb.pop(now)
+                out = jb.pop(now)
             except Exception as exc:
                 self._fault(st, "play", exc)
                 continue
             if out is None:
                 st.conceal = 0
+                if jb.idle:
+                    del hearing[st]
+                    self._idle_since[st] = self.flushes
             elif out is LOST:
                 st.frames_concealed += 1
                 st.conceal += 1

@@ -18,6 +18,7 @@ __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
 
 _TS_MOD = 1 << 32
 _HALF = 1 << 31
+_PEAK_DECAY = 0.998  # per pop
 
 
 class Lost(enum.Enum):
@@ -120,6 +121,16 @@ class JitterBuffer:
     @property
     def playing(self) -> bool:
         return self._play is not None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing buffered and not playing: `pop` returns None (and only decays the lateness peak) until `put`."""
+        return self._play is None and not self._order
+
+    def rest(self, pops: int) -> None:
+        """Account for `pops` calls of `pop` skipped while idle (their only effect: the lateness peak decays)."""
+        if pops > 0 and self._peak:
+            self._peak *= _PEAK_DECAY**pops
 
     @property
     def target_ms(self) -> float:
@@ -247,11 +258,13 @@ class JitterBuffer:
     def pop(self, now: float) -> bytes | Lost | None:
         """The next 20 ms frame, LOST, or None (see the class docstring). Call once per 20 ms."""
         frame = self.frame_samples
-        self._peak *= 0.998  # ~7 s half-life at 50 pops/s
+        self._peak *= _PEAK_DECAY  # ~7 s half-life at 50 pops/s
         play = self._play
         if play is None:
-            self._retarget()  # the target is read only here and in _watch_level: computed when needed
-            if not self._order or (now - self._since) * self._rate < self._target - 1e-6:
+            if not self._order:  # idle (most ticks of a leg the far end sends nothing to): no target needed
+                return None
+            self._retarget()  # the target is read only here, in _watch_level and target_ms: computed when needed
+            if (now - self._since) * self._rate < self._target - 1e-6:
                 return None
             play = self._play = self._order[0]
             self._stalled = 0

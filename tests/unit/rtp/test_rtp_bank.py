@@ -302,3 +302,31 @@ def test_attach_errors_and_detach_is_idempotent(udp: Callable[[], socket.socket]
     host.tick(0.02)
     assert first.result() is None and second.result() is None and bank.streams == 0
     assert bank.stats()["streams"] == 0 and bank.stats()["flushes"] == 1
+
+
+def test_a_stream_that_hears_nothing_costs_no_playout_and_plays_when_packets_come(
+    udp: Callable[[], socket.socket],
+) -> None:
+    host, _bank, stream, peer = setup(udp)
+    pops: list[float] = []
+    real_pop = stream.jb.pop
+
+    def counted(now: float) -> object:
+        pops.append(now)
+        return real_pop(now)
+
+    stream.jb.pop = counted  # type: ignore[method-assign]
+    for k in range(10):
+        host.tick(0.02 * k)
+    assert pops == []  # the far end sent nothing: its jitter buffer is not polled every tick
+    wave = tone(0.2, 500.0)[::2]
+    for k in range(10, 30):  # a talkspurt, then silence again
+        if k < 20:
+            payload = ulaw_encode(wave[(k - 10) * 160 : (k - 9) * 160]).tobytes()
+            peer.sendto(pack_header(0, k == 10, 100 + k, 160 * k, 9) + payload, stream.rtp_sock.getsockname())
+        host.tick(0.02 * k)
+    assert stream.frames_played == 10 and pops[0] == pytest.approx(0.2)
+    polled = len(pops)
+    for k in range(30, 40):
+        host.tick(0.02 * k)
+    assert len(pops) == polled  # idle again after the talkspurt's tail: no more polling

@@ -109,14 +109,17 @@ def test_playout_and_rtcp_errors_are_per_stream(udp: Callable[[], socket.socket]
             raise ValueError("corrupt buffer")
 
     host.tick(0.0)  # attached (RTCP scheduled)
+    # a buffer is popped only once its stream hears packets: one packet puts the bad stream's buffer to work
+    peers["bad"].sendto(pack_header(0, False, 1, 160, 0x1234) + bytes(160), streams["bad"].rtp_sock.getsockname())
+    host.tick(0.02)
     streams["bad"].jb = Broken()  # type: ignore[assignment]
     streams["good1"].rtcp_next = 0.0
     streams["good2"].send_rtcp = raising(OverflowError("port"))  # type: ignore[method-assign]
     streams["good2"].rtcp_next = 0.0
-    for k in range(1, 10):
+    for k in range(2, 11):
         host.tick(0.02 * k)
     assert sorted(faults) == ["play", "rtcp"] and streams["good1"].fault is None
-    assert len(received(peers["good1"])) == 10 and streams["good1"].packets_sent == 10
+    assert len(received(peers["good1"])) == 11 and streams["good1"].packets_sent == 11
     assert bank.stats()["stream_fault_kinds"] == {"play:ValueError": 1, "rtcp:OverflowError": 1}
 
 

@@ -236,3 +236,17 @@ def test_put_packet() -> None:
     jb = JitterBuffer()
     jb.put_packet(RtpPacket(0, 1, 1000, 5, frame(3)), 0.0)
     assert jb.pop(0.04) == frame(3)
+
+
+def test_rest_decays_the_lateness_peak_as_the_skipped_pops_would_have() -> None:
+    skipped, polled = JitterBuffer(), JitterBuffer()
+    for jb in (skipped, polled):
+        jb.put(1, 1000, frame(0), 0.0)
+        jb._peak = 800.0  # a late packet was seen
+        while not jb.idle:
+            jb.pop(1.0)
+    for _ in range(100):
+        polled.pop(2.0)
+    skipped.rest(100)
+    assert skipped.idle and skipped.target_ms == pytest.approx(polled.target_ms)
+    assert skipped._peak == pytest.approx(polled._peak) and skipped._peak < 800.0 * 0.9
