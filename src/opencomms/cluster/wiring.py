@@ -60,6 +60,17 @@ class ClusterMember:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def live_recorded_calls(self) -> set[str]:
+        """The calls with recordings that are still going on anywhere in the cluster: this node's, and those whose
+        conversation is still stored (owned by another node). A recording's deletion is scheduled only once its call
+        has ended on every node, so a node's clean-up never shortens the recordings of another node's live call."""
+        calls = self.node.calls
+        live = set(calls.calls)
+        for call_id in sorted(self.node.recordings.call_ids() - live):
+            if await calls.core.conversation_of(call_id) is not None:
+                live.add(call_id)
+        return live
+
     def health(self) -> dict[str, Any]:
         store = self.node.conversations
         return {
