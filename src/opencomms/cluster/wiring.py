@@ -31,7 +31,7 @@ class ClusterMember:
         self.forwarder = Forwarder(registry)
         store = node.conversations
         self.sweep = (
-            OrphanSweep(node, store, registry.target.lease) if isinstance(store, RedisConversationStore) else None
+            OrphanSweep(node, store, registry.target.lease / 3) if isinstance(store, RedisConversationStore) else None
         )
         node.calls.orphan_result = results.NODE_LOST
         self.throttle = ClusterThrottle(node.config.throttle, registry.redis, registry.target.key)
