@@ -104,13 +104,13 @@ class Bench:
             directory.update_app(replace(directory.require_app(client_id), callback_url=self.urls[name]))
         store.close()
         for name, (client_id, secret) in self.apps.items():
+            base = self.bases.get(name, self.base)
             form = {
                 "grant_type": "client_credentials",
                 "client_id": client_id,
                 "client_secret": secret,
-                "scope": f"{self.base}/.default",
+                "scope": f"{base}/.default",
             }
-            base = self.bases.get(name, self.base)
             async with self.session.post(f"{base}/{self.tenant}/oauth2/v2.0/token", data=form) as resp:
                 self.tokens[name] = (await resp.json())["access_token"]
         async with self.session.get(f"{self.base}/common/discovery/v2.0/keys") as resp:

@@ -332,9 +332,9 @@ class RedisConversationStore(ConversationStore):
             )
             for i in res:
                 conv_id, token = chunk[int(i) - 1]
-                if self._held.get(conv_id) == token:
+                if self._held.get(conv_id) == token:  # not ended (deleted, lease let go) while the script ran
                     del self._held[conv_id]
-                lost.append(conv_id)
+                    lost.append(conv_id)
         if lost:
             self.leases_lost += len(lost)
             log.warning("lost the lease of %d conversations", len(lost))
