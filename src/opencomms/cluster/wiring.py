@@ -64,10 +64,14 @@ class ClusterMember:
         """The calls with recordings that are still going on anywhere in the cluster: this node's, and those whose
         conversation is still stored (owned by another node). A recording's deletion is scheduled only once its call
         has ended on every node, so a node's clean-up never shortens the recordings of another node's live call."""
-        calls = self.node.calls
+        calls, store = self.node.calls, self.node.conversations
         live = set(calls.calls)
         for call_id in sorted(self.node.recordings.call_ids() - live):
-            if await calls.core.conversation_of(call_id) is not None:
+            if isinstance(store, RedisConversationStore):
+                found = await store.find_leg(call_id, remembered=False)
+            else:
+                found = await calls.core.conversation_of(call_id)
+            if found is not None:
                 live.add(call_id)
         return live
 

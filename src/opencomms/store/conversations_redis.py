@@ -301,8 +301,10 @@ class RedisConversationStore(ConversationStore):
             raise NotOwner(conv_id, _s(res[1]))
         raise LeaseLost(conv_id, _s(res[1]))
 
-    async def find_leg(self, leg_id: str) -> str | None:
-        known = self._recall(self._leg_convs, leg_id)
+    async def find_leg(self, leg_id: str, *, remembered: bool = True) -> str | None:
+        """The conversation of leg `leg_id` (remembered for a third of a lease; `remembered=False`: ask Redis, for
+        whether the conversation still exists)."""
+        known = self._recall(self._leg_convs, leg_id) if remembered else None
         if known is not None:
             return known
         got = await self._pipe.submit("HGET", self._fixed["legs"], leg_id)
