@@ -35,8 +35,8 @@ ENV = (
 )
 
 
-def one(args: argparse.Namespace, nodes: int, tmp: Path) -> dict[str, Any]:
-    plan = ClusterPlan(nodes=nodes, sip_port=0, http_port=0, node_sip_port=0, run_dir=str(tmp / f"run{nodes}"), env=ENV)
+def one(args: argparse.Namespace, nodes: int, run_dir: Path) -> dict[str, Any]:
+    plan = ClusterPlan(nodes=nodes, sip_port=0, http_port=0, node_sip_port=0, run_dir=str(run_dir), env=ENV)
     with LocalCluster(plan) as cluster:
         tenant_id, apps = bot_to_bot.provision(cluster.redis_url)
         urls = [n.url for n in cluster.nodes]
@@ -70,9 +70,9 @@ def main() -> None:
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="opencomms-bench-cluster-b2b-"))
     rows: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-    for _ in range(args.rounds):
+    for i in range(args.rounds):
         for nodes in (1, 2):
-            rows[nodes].append(one(args, nodes, tmp))
+            rows[nodes].append(one(args, nodes, tmp / f"run{nodes}-{i}"))  # a fresh Redis each time
             print(json.dumps(rows[nodes][-1]), flush=True)
     best = {n: max(r["cycles_per_s"] for r in runs) for n, runs in rows.items()}
     cpu = {
