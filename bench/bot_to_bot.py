@@ -53,9 +53,18 @@ class Cycle:
 
 
 class Bench:
-    def __init__(self, base: str, tenant: str, apps: dict[str, tuple[str, str]], store_url: str) -> None:
+    def __init__(
+        self,
+        base: str,
+        tenant: str,
+        apps: dict[str, tuple[str, str]],
+        store_url: str,
+        bases: dict[str, str] | None = None,
+    ) -> None:
         self.store_url = store_url
         self.base = base
+        self.bases = bases or {}
+        """A node per bot (its tokens and REST requests), for a cluster; default: `base` for both."""
         self.tenant = tenant
         self.apps = apps
         self.tokens: dict[str, str] = {}
@@ -95,13 +104,14 @@ class Bench:
             directory.update_app(replace(directory.require_app(client_id), callback_url=self.urls[name]))
         store.close()
         for name, (client_id, secret) in self.apps.items():
+            base = self.bases.get(name, self.base)
             form = {
                 "grant_type": "client_credentials",
                 "client_id": client_id,
                 "client_secret": secret,
-                "scope": f"{self.base}/.default",
+                "scope": f"{base}/.default",
             }
-            async with self.session.post(f"{self.base}/{self.tenant}/oauth2/v2.0/token", data=form) as resp:
+            async with self.session.post(f"{base}/{self.tenant}/oauth2/v2.0/token", data=form) as resp:
                 self.tokens[name] = (await resp.json())["access_token"]
         async with self.session.get(f"{self.base}/common/discovery/v2.0/keys") as resp:
             for key in (await resp.json())["keys"]:
@@ -168,7 +178,10 @@ class Bench:
         assert self.session is not None
         t0 = time.perf_counter()
         async with self.session.request(
-            method, f"{self.base}/v1.0{path}", json=body, headers={"Authorization": f"Bearer {self.tokens[name]}"}
+            method,
+            f"{self.bases.get(name, self.base)}/v1.0{path}",
+            json=body,
+            headers={"Authorization": f"Bearer {self.tokens[name]}"},
         ) as resp:
             data = await resp.json() if resp.status == 201 else None
             status = resp.status
@@ -242,9 +255,14 @@ class Bench:
 
 
 async def run(
-    args: argparse.Namespace, base: str, tenant: str, apps: dict[str, tuple[str, str]], store_url: str
+    args: argparse.Namespace,
+    base: str,
+    tenant: str,
+    apps: dict[str, tuple[str, str]],
+    store_url: str,
+    bases: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    bench = Bench(base, tenant, apps, store_url)
+    bench = Bench(base, tenant, apps, store_url, bases)
     await bench.start()
     # phase 1: paced
     ok = failed = 0

@@ -2,7 +2,7 @@
 CPU-seconds each call costs, against a single node on SQLite (SIPp straight at it) in the same run.
 
 Run: .venv/bin/python bench/cluster_calls.py [--rate 15] [--seconds 5] [--hold-ms 1000] [--nodes 1,2,3]
-     [--bot builtin|ivr]
+     [--bot builtin|ivr] [--per-node]
 
 Each configuration starts from nothing: the SQLite node (`opencomms serve`), or a local cluster as
 `opencomms cluster up` starts it (redis-server, Kamailio with the generated dispatcher configuration, N nodes);
@@ -142,6 +142,8 @@ def run_sqlite(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_cluster(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
+    if args.per_node:  # every node as loaded as the SQLite node: --rate calls/s each
+        args = argparse.Namespace(**{**vars(args), "rate": args.rate * nodes})
     from opencomms.cluster.local import ClusterPlan, LocalCluster
     from opencomms.store.redis_common import RedisTarget
     from opencomms.store.redis_sync import RedisStore
@@ -185,6 +187,12 @@ def main() -> None:
     parser.add_argument("--hold-ms", type=int, default=1000, help="how long each call lasts")
     parser.add_argument("--nodes", default="1,2,3", help="cluster sizes to run (comma-separated)")
     parser.add_argument("--bot", default="builtin", help="builtin (bench/sip_calls.py's) or ivr (examples/ivr)")
+    parser.add_argument(
+        "--per-node",
+        action="store_true",
+        help="offer --rate calls/s per node (N x --rate to a cluster of N): each node as loaded as the SQLite one "
+        "(a node's CPU per call grows as its load falls: per-tick and per-wakeup costs are shared by fewer calls)",
+    )
     parser.add_argument("--bot-process", help=argparse.SUPPRESS)
     args = parser.parse_args()
     rows = [run_sqlite(args)]
@@ -199,6 +207,7 @@ def main() -> None:
     summary = {
         "bench": "cluster_calls",
         "offered_rate": args.rate,
+        "per_node": args.per_node,
         "seconds": args.seconds,
         "hold_ms": args.hold_ms,
         "bot": args.bot,

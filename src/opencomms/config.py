@@ -226,7 +226,9 @@ class MediaConfig:
     tts_executable: str = "espeak-ng"
     """Text-to-speech engine for #opencomms.textPrompt."""
     recordings_dir: str = "var/recordings"
-    """Where recordResponse files are written (relative to the working directory)."""
+    """Where recordResponse files and meeting artifacts are written (relative to the working directory). In a
+    cluster every node must see the same directory (a shared mount such as NFS; `opencomms cluster up` gives its
+    nodes one): the index is in Redis and any node serves any recording's download."""
     recording_token_lifetime: float = 3600.0
     """Seconds a recordingAccessToken stays valid."""
     recording_retention: float = 3600.0

@@ -508,8 +508,9 @@ class Node:
         while True:
             await asyncio.sleep(KEY_MAINTENANCE_INTERVAL)
             try:
+                live = set(self.calls.calls) if self.cluster is None else await self.cluster.live_recorded_calls()
                 with self.store.transaction():
-                    self.recordings.purge_due(live_calls=set(self.calls.calls))
+                    self.recordings.purge_due(live_calls=live)
                     self.meeting_artifacts.artifacts.purge_due()
             except StoreUnavailable as exc:
                 log.warning("recording clean-up postponed: %s", exc.message)

@@ -206,6 +206,10 @@ class RecordingStore:
     def count(self) -> int:
         return sum(1 for _ in self.store.scan(KIND))
 
+    def call_ids(self) -> set[str]:
+        """The calls that have recordings in the index (of this node or, on a shared store, of any node)."""
+        return {str(doc["call_id"]) for _, doc in self.store.scan(KIND)}
+
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -22,6 +22,7 @@ import orjson
 
 from opencomms.api.http import Request, Response
 from opencomms.calling.service import Caller
+from opencomms.cluster.http1 import ForwardClient
 from opencomms.domain.errors import Unauthenticated
 from opencomms.store.base import StoreUnavailable
 from opencomms.store.conversations_redis import FAULTS
@@ -41,6 +42,8 @@ MAX_SKEW = 30.0
 """Seconds a forwarded request's timestamp may differ from this node's clock."""
 _PASSED = ("content-type", "client-request-id", "scenario-id", "accept")
 _RETURNED = (b"location", b"retry-after", b"content-type")
+_LEAN = frozenset({"GET", "POST", "PATCH", "PUT", "DELETE"})
+"""Methods forwarded through the lean HTTP/1.1 client (cluster.http1); others (HEAD) go through aiohttp."""
 
 
 def signature(secret: bytes, by: str, at: str, caller: str, method: str, path: str, query: str, body: bytes) -> str:
@@ -55,6 +58,7 @@ class Forwarder:
         self.registry = registry
         self.timeout = timeout
         self._session: aiohttp.ClientSession | None = None
+        self._lean = ForwardClient(timeout=timeout, keep=frozenset(_RETURNED))
         self.forwarded = 0
         """Requests this node passed to their owner."""
         self.received = 0
@@ -103,27 +107,35 @@ class Forwarder:
         who = "" if request.caller is None else _who(request.caller)
         sig = signature(secret, me, at, who, request.method, request.path, request.query, request.body)
         headers.update({BY: me, TIME: at, SIGNATURE: sig, CALLER: who})
-        target = url.rstrip("/") + request.path + (f"?{request.query}" if request.query else "")
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        path = request.path + (f"?{request.query}" if request.query else "")
         try:
-            async with self._session.request(
-                request.method, target, data=request.body or None, headers=headers, allow_redirects=False
-            ) as resp:
-                payload = await resp.read()
-                kept = [
-                    (k.lower().encode(), v.encode()) for k, v in resp.headers.items() if k.lower().encode() in _RETURNED
-                ]
-                ctype = resp.headers.get("content-type", "application/json").encode()
-                status = resp.status
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            if request.method in _LEAN and url.startswith("http://"):
+                status, kept, payload = await self._lean.request(request.method, url, path, headers, request.body)
+            else:
+                status, kept, payload = await self._aiohttp(request.method, url.rstrip("/") + path, headers, request)
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             log.warning("forwarding to node %s failed: %s", owner, exc)
             return None
         self.forwarded += 1
+        ctype = next((v for k, v in kept if k == b"content-type"), b"application/json")
         kept = [(k, v) for k, v in kept if k != b"content-type"]
         return Response(status, None, kept, raw=payload, content_type=ctype)
 
+    async def _aiohttp(
+        self, method: str, target: str, headers: dict[str, str], request: Request
+    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The general path (https internal URLs, unusual methods)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.timeout))
+        async with self._session.request(
+            method, target, data=request.body or None, headers=headers, allow_redirects=False
+        ) as resp:
+            payload = await resp.read()
+            kept = [(k.lower().encode(), v.encode()) for k, v in resp.headers.items()]
+            return resp.status, [(k, v) for k, v in kept if k in _RETURNED], payload
+
     async def aclose(self) -> None:
+        self._lean.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

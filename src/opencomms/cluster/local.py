@@ -218,6 +218,23 @@ class LocalCluster:
         self._start_kamailio()
 
     # -- running ---------------------------------------------------------------------------------------------
+    def kill_node(self, index: int) -> None:
+        """`kill -9` node `index` (0-based) and reap it: a node dying without handing anything back."""
+        proc = self.nodes[index].process
+        _signal(proc, signal.SIGKILL)
+        proc.wait()
+
+    def restart_node(self, index: int) -> NodeProcess:
+        """Start node `index` (0-based) again after it ended, with its node id and ports (it rejoins the cluster and
+        the dispatcher set; its pending notifications, if any are left, are its own again)."""
+        old = self.nodes[index]
+        if old.process.poll() is None:
+            raise ClusterError(f"{old.node_id} is still running")
+        node = self._start_node(index + 1, old.http_port, old.sip_port)
+        self.nodes[index] = node
+        self._await_node(node)
+        return node
+
     def dead(self) -> list[str]:
         """The parts that exited by themselves (their names)."""
         parts = [("redis-server", self.redis), ("kamailio", self.kamailio)]

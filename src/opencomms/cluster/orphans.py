@@ -1,5 +1,6 @@
-"""The sweep that makes a dead node's conversations live on: every lease period, each node looks for live
-conversations whose lease nobody holds and loads them (the first node to do so takes the lease; the others are
+"""The sweep that makes a dead node's conversations live on: every third of the lease period (as often as leases are
+renewed; a dead node's bots are told within about 4/3 of the lease), each node looks for live conversations whose
+lease nobody holds and loads them (the first node to do so takes the lease; the others are
 refused and skip them). Loading a conversation claims its last writer's undelivered notifications first, ends the
 legs whose SIP dialog and media lived on the dead node (resultInfo NODE_LOST, 503/9134: their bots are told), keeps
 bot-to-bot legs (no media) as they are, and lets its timers (answer windows, keepalive) fire here.

@@ -31,7 +31,7 @@ class ClusterMember:
         self.forwarder = Forwarder(registry)
         store = node.conversations
         self.sweep = (
-            OrphanSweep(node, store, registry.target.lease) if isinstance(store, RedisConversationStore) else None
+            OrphanSweep(node, store, registry.target.lease / 3) if isinstance(store, RedisConversationStore) else None
         )
         node.calls.orphan_result = results.NODE_LOST
         self.throttle = ClusterThrottle(node.config.throttle, registry.redis, registry.target.key)
@@ -59,6 +59,21 @@ class ClusterMember:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+
+    async def live_recorded_calls(self) -> set[str]:
+        """The calls with recordings that are still going on anywhere in the cluster: this node's, and those whose
+        conversation is still stored (owned by another node). A recording's deletion is scheduled only once its call
+        has ended on every node, so a node's clean-up never shortens the recordings of another node's live call."""
+        calls, store = self.node.calls, self.node.conversations
+        live = set(calls.calls)
+        for call_id in sorted(self.node.recordings.call_ids() - live):
+            if isinstance(store, RedisConversationStore):
+                found = await store.find_leg(call_id, remembered=False)
+            else:
+                found = await calls.core.conversation_of(call_id)
+            if found is not None:
+                live.add(call_id)
+        return live
 
     def health(self) -> dict[str, Any]:
         store = self.node.conversations

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterable, Sequence
 from typing import Any
 
@@ -67,6 +68,9 @@ class NotOwner(ServiceUnavailable):
         self.owner_node = owner.split("|")[0]
         """The owning node's id: the API forwards the request there (cluster.forward)."""
 
+
+REMEMBERED = 8192
+"""Conversations (and legs) of other nodes remembered at most; past it the memory starts afresh."""
 
 _COMMIT, _LOAD, _DUE, _REMOVE = (sha1(script) for script in (rc.COMMIT, rc.LOAD, rc.DUE, rc.REMOVE))
 
@@ -135,6 +139,12 @@ class RedisConversationStore(ConversationStore):
         """Hears the notifications taken over with a conversation (the dispatcher's claim loop sets it)."""
         self.leases_lost = 0
         """Leases found taken or lapsed when renewing."""
+        self._others: dict[str, tuple[str, float]] = {}
+        """conversation id -> (its owner "node|token", until when): another node's conversation, refused with
+        NotOwner from memory for a third of a lease (a request forwarded to a node that no longer owns it is answered
+        503 + Retry-After; a conversation found unowned by the sweep is forgotten here at once)."""
+        self._leg_convs: dict[str, tuple[str, float]] = {}
+        """leg id -> (conversation id, until when): the store's leg index, remembered as long as `_others`."""
 
     @property
     def leases(self) -> int:
@@ -175,15 +185,35 @@ class RedisConversationStore(ConversationStore):
             self._group = True
 
     # -- conversations ---------------------------------------------------------------------------------------
+    def _remember(self, memory: dict[str, tuple[str, float]], key: str, value: str) -> None:
+        if len(memory) >= REMEMBERED:
+            memory.clear()
+        memory[key] = (value, time.monotonic() + self.target.lease / 3)
+
+    @staticmethod
+    def _recall(memory: dict[str, tuple[str, float]], key: str) -> str | None:
+        known = memory.get(key)
+        if known is None:
+            return None
+        if known[1] > time.monotonic():
+            return known[0]
+        del memory[key]
+        return None
+
     async def load(self, conv_id: str) -> Loaded | None:
         await self._ready()
+        owner = None if conv_id in self._held else self._recall(self._others, conv_id)
+        if owner is not None:  # another node's, a moment ago: no round trip to learn it again
+            raise NotOwner(conv_id, owner)
         res = await self._script(
             _LOAD, [self._conv(conv_id), self._owner(conv_id), self._fixed["fence"]], [self.node, self.target.lease_ms]
         )
         tag = _s(res[0])
         if tag == "owner":
             self._held.pop(conv_id, None)
+            self._remember(self._others, conv_id, _s(res[1]))
             raise NotOwner(conv_id, _s(res[1]))
+        self._others.pop(conv_id, None)
         if tag == "none":
             return None
         self._held[conv_id] = _s(res[1])
@@ -271,9 +301,17 @@ class RedisConversationStore(ConversationStore):
             raise NotOwner(conv_id, _s(res[1]))
         raise LeaseLost(conv_id, _s(res[1]))
 
-    async def find_leg(self, leg_id: str) -> str | None:
+    async def find_leg(self, leg_id: str, *, remembered: bool = True) -> str | None:
+        """The conversation of leg `leg_id` (remembered for a third of a lease; `remembered=False`: ask Redis, for
+        whether the conversation still exists)."""
+        known = self._recall(self._leg_convs, leg_id) if remembered else None
+        if known is not None:
+            return known
         got = await self._pipe.submit("HGET", self._fixed["legs"], leg_id)
-        return None if got is None else _s(got)
+        if got is None:
+            return None
+        self._remember(self._leg_convs, leg_id, conv_id := _s(got))
+        return conv_id
 
     async def due(self, now: float, limit: int = 256) -> list[tuple[str, float]]:
         return await self._due(repr(now), limit)
@@ -302,6 +340,8 @@ class RedisConversationStore(ConversationStore):
                 self._unowned_script(keys=[self._fixed["convs"]], args=[self._owner_prefix, limit - len(found), start])
             )
             found += [_s(i) for i in res[1:]]
+            for conv_id in found:  # its owner is gone: the next load asks Redis (and takes it over)
+                self._others.pop(conv_id, None)
             start = int(res[0])
             if start == 0:
                 break
@@ -332,9 +372,9 @@ class RedisConversationStore(ConversationStore):
             )
             for i in res:
                 conv_id, token = chunk[int(i) - 1]
-                if self._held.get(conv_id) == token:
+                if self._held.get(conv_id) == token:  # not ended (deleted, lease let go) while the script ran
                     del self._held[conv_id]
-                lost.append(conv_id)
+                    lost.append(conv_id)
         if lost:
             self.leases_lost += len(lost)
             log.warning("lost the lease of %d conversations", len(lost))

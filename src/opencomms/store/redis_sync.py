@@ -6,9 +6,11 @@ on loopback or a LAN a command costs one round trip (tens of microseconds to a m
 not answer fails the request with StoreUnavailable (503 + Retry-After) instead of stalling the node. Documents are
 one hash per kind (`doc:<kind>`, key -> JSON). A `transaction()` keeps its writes in memory (reads inside it see
 them) and sends them at the end as one MULTI/EXEC; outbox entries go through the same script as the conversation
-store's (the stream, read into this node's pending list in the same step). Every write bumps `docs:gen`, which
-`change_marker` compares with the count of this store's own writes, so a node's directory cache sees the writes of
-the other nodes and of the CLI. No WATCH: a transaction's reads are not fenced against other nodes (the documents
+store's (the stream, read into this node's pending list in the same step). Every write of a kind the directory
+caches (`CACHED_KINDS`) bumps `docs:gen`, which `change_marker` compares with the count of this store's own writes,
+so a node's directory cache sees the writes of the other nodes and of the CLI (and not every call record or
+operation another node writes: those would empty it several times a second under load).
+No WATCH: a transaction's reads are not fenced against other nodes (the documents
 here are written by one request at a time: an admin, a registration, an operation of the owner's call).
 """
 
@@ -27,6 +29,9 @@ from opencomms.store.sqlite import _dumps, _loads
 __all__ = ["RedisStore"]
 
 FAULTS = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnlyError, rx.OutOfMemoryError)
+
+CACHED_KINDS = frozenset({"tenant", "app", "instance", "address", "user"})
+"""The document kinds the directory (opencomms.directory) reads through a cache: their writes change the marker."""
 
 _DELETED = None
 """An overlay value: the document is deleted by the open transaction."""
@@ -93,8 +98,7 @@ class RedisStore(Store):
             pipe = self._redis.pipeline(transaction=True)
             for kind, key, text in rows:
                 pipe.hset(self._hash(kind), key, text)
-            pipe.incr(self._gen)
-            self._own += 1
+            self._bump(pipe, {kind for kind, _, _ in rows})
             self._run(pipe.execute)
 
     def delete(self, kind: str, key: str) -> bool:
@@ -104,8 +108,7 @@ class RedisStore(Store):
             return existed
         pipe = self._redis.pipeline(transaction=True)
         pipe.hdel(self._hash(kind), key)
-        pipe.incr(self._gen)
-        self._own += 1
+        self._bump(pipe, {kind})
         return bool(self._run(pipe.execute)[0])
 
     def delete_many(self, kind: str, keys: Iterable[str]) -> None:
@@ -116,9 +119,14 @@ class RedisStore(Store):
         elif keys:
             pipe = self._redis.pipeline(transaction=True)
             pipe.hdel(self._hash(kind), *keys)
+            self._bump(pipe, {kind})
+            self._run(pipe.execute)
+
+    def _bump(self, pipe: Any, kinds: set[str]) -> None:
+        """Count a write of cached kinds in `docs:gen` (in the write's own MULTI)."""
+        if not kinds.isdisjoint(CACHED_KINDS):
             pipe.incr(self._gen)
             self._own += 1
-            self._run(pipe.execute)
 
     def scan(self, kind: str) -> Iterator[tuple[str, Doc]]:
         raw: dict[Any, Any] = self._run(self._redis.hgetall, self._hash(kind))
@@ -212,9 +220,7 @@ class RedisStore(Store):
                 pipe.hdel(self._hash(kind), key)
             else:
                 pipe.hset(self._hash(kind), key, text)
-        if overlay:
-            pipe.incr(self._gen)
-            self._own += 1
+        self._bump(pipe, {kind for kind, _ in overlay})
         if entries:
             self._append(keys=self._outbox, args=self._append_args(entries), client=pipe)
         self._run(pipe.execute)

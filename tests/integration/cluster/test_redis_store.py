@@ -231,3 +231,28 @@ async def test_a_closed_store_refuses_and_hands_its_leases_back(nodes: Callable[
     got = await b.load("c1")  # at once: a handed its lease back when it closed
     assert got is not None and got.doc == {"v": 1}
     assert [e.id for e in await b.outbox_load()] == ["c1-1"]  # taken over with the conversation
+
+
+def test_a_node_sees_directory_writes_of_other_nodes_and_not_their_call_records(redis_target: RedisTarget) -> None:
+    """The directory's cache marker moves with another node's (or the CLI's) app writes, not with the call records
+    and operations every call writes: those would empty every node's directory cache several times a second."""
+    from opencomms.directory import Directory
+
+    a = RedisStore(redis_target)
+    b = RedisStore(dataclasses.replace(redis_target, node="n2"))
+    try:
+        marker = a.change_marker()
+        b.put("callRecord", "c1", {"id": "c1"})
+        b.delete("operation", "x/y")
+        with b.transaction():
+            b.put("operation", "x/z", {"id": "z"})
+        assert a.change_marker() == marker
+        tenant = Directory(b).create_tenant("Contoso", "contoso.example")
+        assert a.change_marker() != marker
+        assert Directory(a).get_tenant(tenant.id) is not None
+        marker = a.change_marker()
+        a.put("app", "k", {"id": "k"})  # its own writes: its caches are told directly
+        assert a.change_marker() == marker
+    finally:
+        a.close()
+        b.close()
