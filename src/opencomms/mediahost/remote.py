@@ -113,6 +113,7 @@ class MediaProcess:
                 pass_fds=(theirs.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
+                start_new_session=os.environ.get("OPENCOMMS_MEDIA_SESSION", "1") == "1",
             )
         finally:
             theirs.close()
@@ -311,7 +312,8 @@ class MediaProcess:
             counts, total = value["histogram"]
             self.tick_histogram.counts, self.tick_histogram.sum = counts, total
             self.lateness_ms = value["lateness_ms"]
-            self.rtp_bank._reports(value["streams"])
+            if value["streams"] is not None:
+                self.rtp_bank._reports(value["streams"])
             if self._ready is not None and self.ticks:
                 self._ready.set()
 

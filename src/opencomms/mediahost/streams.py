@@ -43,6 +43,10 @@ class WorkerSettings:
     talkers: TalkerConfig = field(default_factory=TalkerConfig)
     max_lag_ticks: int = 5
     realtime_priority: int | None = None
+    latency_slice: float | None = 0.0005
+    """The engine thread's scheduling slice (EngineThread.latency_slice); None keeps the kernel's."""
+    spin: float = 0.0
+    """EngineThread.spin."""
     bank_capacity: int = 1024
     measure_lateness: bool = False
     log_level: int = 30
