@@ -27,6 +27,7 @@ from typing import Any
 
 from ..media.clock import EngineThread
 from ..media.engine import MediaEngine
+from ..media.feeds import feeds_of
 from ..media.taps import taps_of
 from ..rtp.bank import RtpBank
 from .streams import ChildStreams, StreamAttach, WorkerSettings, register
@@ -37,8 +38,13 @@ __all__ = ["main"]
 log = logging.getLogger("opencomms.media")
 
 STATS_EVERY = 0.04
-"""Seconds between statistics and stream reports (receive times and figures) with few streams; with many, 0.2 ms
-per stream (0.1 s at 500), at most 0.25 s: a report costs a few microseconds per stream, in this thread."""
+"""Seconds between statistics with few streams; with many, 0.2 ms per stream (0.1 s at 500), at most 0.25 s."""
+REPORTS_EVERY = 1.0
+"""Seconds between stream reports (receive times and call-quality figures, for media timeouts and call records,
+which count in seconds): a report costs a few microseconds per stream, taken from the engine thread's time."""
+SWITCH_INTERVAL = 0.0005
+"""The child's GIL switch interval: woken for a tick, the engine thread waits at most this for the reader or the
+writer thread (the node's loop is not in this interpreter)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,8 +71,12 @@ class _Worker:
             on_events=lambda events: self.out.put(("e", events)),
             max_lag_ticks=settings.max_lag_ticks,
             realtime_priority=settings.realtime_priority,
+            switch_interval=SWITCH_INTERVAL,
+            latency_slice=settings.latency_slice,
+            spin=settings.spin,
         )
         self.thread.after_tick.append(taps_of(engine).drain)
+        self.thread.after_tick.append(feeds_of(engine).drain)
         self.bank = RtpBank(self.thread, capacity=settings.bank_capacity, measure_lateness=settings.measure_lateness)
         self.streams = ChildStreams(self.bank)
         register(engine, self.streams)
@@ -112,7 +122,7 @@ class _Worker:
         self.out.put(("r", (ident, exc is None, future.result() if exc is None else exc)))
 
     def _write(self) -> None:
-        next_stats = time.monotonic()
+        next_stats = next_reports = time.monotonic()
         out = self.out
         while True:
             now = time.monotonic()
@@ -132,7 +142,10 @@ class _Worker:
             now = time.monotonic()
             if now >= next_stats:
                 next_stats = now + min(0.25, max(STATS_EVERY, 0.0002 * len(self.streams.streams)))
-                items.append(("s", self._stats()))
+                reports = now >= next_reports
+                if reports:
+                    next_reports = now + REPORTS_EVERY
+                items.append(("s", self._stats(reports)))
             if items:
                 try:
                     self.sock.sendall(encode(items))
@@ -143,7 +156,7 @@ class _Worker:
             if stop:
                 return
 
-    def _stats(self) -> dict[str, Any]:
+    def _stats(self, reports: bool) -> dict[str, Any]:
         thread = self.thread
         hist = thread.tick_histogram
         return {
@@ -152,7 +165,7 @@ class _Worker:
             "histogram": (list(hist.counts), hist.sum),
             "bank": self.bank.stats(),
             "lateness_ms": self.bank.lateness_ms.tolist() if self.settings.measure_lateness else None,
-            "streams": self.streams.reports(),
+            "streams": self.streams.reports() if reports else None,
         }
 
 
