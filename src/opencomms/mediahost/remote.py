@@ -50,8 +50,13 @@ class MediaProcess:
         on_events: Callable[[list[MediaEvent]], None] | None = None,
         *,
         python: str = sys.executable,
+        own_session: bool = True,
     ) -> None:
         self.settings = settings
+        self.own_session = own_session
+        """Start the child in a session of its own (setsid): with the kernel's autogroups (most desktop and server
+        kernels) it is then a scheduling group of its own, given its share of the CPU beside the node's group
+        however many threads and children the node runs, without any privilege."""
         self.on_events = on_events
         self.python = python
         self.rtp_bank = RemoteBank(self, settings.bank_capacity)
@@ -113,7 +118,7 @@ class MediaProcess:
                 pass_fds=(theirs.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
-                start_new_session=os.environ.get("OPENCOMMS_MEDIA_SESSION", "1") == "1",
+                start_new_session=self.own_session,
             )
         finally:
             theirs.close()
@@ -344,7 +349,7 @@ class MediaProcess:
         whether it runs."""
         out: dict[str, Any] = dict(self._stats.get("thread") or {"ticks": 0, "engine_legs": 0})
         out["dropped_commands"] = out.get("dropped_commands", 0) + self.dropped_commands
-        out["media_process"] = {"pid": self.pid, "running": self.running}
+        out["media_process"] = {"pid": self.pid, "running": self.running, "gc": self._stats.get("gc")}
         return out
 
 

@@ -81,11 +81,15 @@ class _Worker:
         self.streams = ChildStreams(self.bank)
         register(engine, self.streams)
         self._closing = False
+        self._gc_started = 0.0
+        self.gc_pauses = [0, 0.0, 0.0]
+        """Collections of this process, their total and their longest pause (seconds)."""
 
     def run(self, receiver: Receiver, pending: list[tuple[Any, list[int]]]) -> None:
         gc.collect()
         gc.freeze()  # as the node does: start-up objects out of the collector's view, fewer and shorter pauses
         gc.set_threshold(10_000, 20, 20)
+        gc.callbacks.append(self._gc_timed)
         self.thread.start()
         writer = threading.Thread(target=self._write, name="opencomms-media-out", daemon=True)
         writer.start()
@@ -116,6 +120,16 @@ class _Worker:
                 future.add_done_callback(functools.partial(self._answer, ident))
         for fd in fds:  # descriptors no command claimed
             os.close(fd)
+
+    def _gc_timed(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        pauses = self.gc_pauses
+        pauses[0] += 1
+        pauses[1] += took
+        pauses[2] = max(pauses[2], took)
 
     def _answer(self, ident: int, future: Future[Any]) -> None:
         exc = future.exception()
@@ -164,6 +178,11 @@ class _Worker:
             "ticks": thread.ticks,
             "histogram": (list(hist.counts), hist.sum),
             "bank": self.bank.stats(),
+            "gc": {
+                "collections": self.gc_pauses[0],
+                "total_ms": 1000.0 * self.gc_pauses[1],
+                "max_ms": 1000.0 * self.gc_pauses[2],
+            },
             "lateness_ms": self.bank.lateness_ms.tolist() if self.settings.measure_lateness else None,
             "streams": self.streams.reports() if reports else None,
         }
