@@ -45,6 +45,8 @@ which count in seconds): a report costs a few microseconds per stream, taken fro
 SWITCH_INTERVAL = 0.0005
 """The child's GIL switch interval: woken for a tick, the engine thread waits at most this for the reader or the
 writer thread (the node's loop is not in this interpreter)."""
+GC_YOUNG, GC_MIDDLE, GC_FULL = 10_000, 20, 20
+"""The child's collection schedule (see `_Worker._collect`): CPython's thresholds, run after ticks."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -82,14 +84,16 @@ class _Worker:
         register(engine, self.streams)
         self._closing = False
         self._gc_started = 0.0
+        self._young = 0
         self.gc_pauses = [0, 0.0, 0.0]
         """Collections of this process, their total and their longest pause (seconds)."""
 
     def run(self, receiver: Receiver, pending: list[tuple[Any, list[int]]]) -> None:
         gc.collect()
         gc.freeze()  # as the node does: start-up objects out of the collector's view, fewer and shorter pauses
-        gc.set_threshold(10_000, 20, 20)
         gc.callbacks.append(self._gc_timed)
+        gc.disable()  # collections run on the engine thread right after a tick (`_collect`), never inside one
+        self.thread.after_tick.append(self._collect)
         self.thread.start()
         writer = threading.Thread(target=self._write, name="opencomms-media-out", daemon=True)
         writer.start()
@@ -120,6 +124,21 @@ class _Worker:
                 future.add_done_callback(functools.partial(self._answer, ident))
         for fd in fds:  # descriptors no command claimed
             os.close(fd)
+
+    def _collect(self) -> list[Any]:
+        """After a tick (its packets sent at its start, the next tick's not due for most of 20 ms): the young
+        generation when it holds GC_YOUNG objects (any thread's), the middle one every GC_MIDDLE of those, the
+        whole heap every GC_FULL of those (its pause, a few ms, lands in the tick's slack, not in packet timing)."""
+        if gc.get_count()[0] < GC_YOUNG:
+            return []
+        self._young += 1
+        if self._young % (GC_MIDDLE * GC_FULL) == 0:
+            gc.collect(2)
+        elif self._young % GC_MIDDLE == 0:
+            gc.collect(1)
+        else:
+            gc.collect(0)
+        return []
 
     def _gc_timed(self, phase: str, _info: dict[str, Any]) -> None:
         if phase == "start":
