@@ -66,4 +66,3 @@ def test_a_talkers_feed_leaves_quiet_speakers_out_until_they_speak() -> None:
     assert frames and frames[0][1][0][0] == "caller"  # type: ignore[index]  # it spoke: it crosses again
     run(engine, FeedOpen("gone", "nobody", "said"))  # a leg that is gone: nothing opened
     assert len(feeds_of(engine)) == 1
-
