@@ -379,7 +379,15 @@ class RemoteBank:
             closed: Future[None] = Future()
             closed.set_exception(ValueError(f"the RTP sockets of leg {leg!r} are closed"))
             return closed
-        cmd = StreamAttach(leg, stream.config, stream.cname, stream.ssrc, stream.params, stream.rtcp_sock is not None)
+        cmd = StreamAttach(
+            leg,
+            stream.config,
+            stream.cname,
+            stream.ssrc,
+            stream.params,
+            stream.rtcp_sock is not None,
+            numbering=(stream.seq, stream.ts_base),
+        )
         self._mirrors[leg] = stream
         future = self.host.call_result(cmd, fds=tuple(sock.fileno() for sock in socks), close=socks)
         future.add_done_callback(lambda f: self._attached(stream, f))

@@ -74,6 +74,7 @@ class ChildStreams:
                 cmd.config,
                 cname=cmd.cname,
                 ssrc=cmd.ssrc,
+                numbering=cmd.numbering,
                 on_key=lambda key: self.notes.append(("key", leg, key)),
             )
             st.on_fault = lambda step: self.notes.append(("fault", leg, step))
@@ -131,6 +132,8 @@ class StreamAttach:
     params: StreamParams
     rtcp: bool
     fds: tuple[int, ...] = ()
+    numbering: tuple[int, int] | None = None
+    """The node's stream's first sequence number and timestamp base (the child then reads no randomness)."""
 
     def apply(self, engine: MediaEngine) -> None:
         streams_of(engine).attach(engine, self)
