@@ -330,4 +330,5 @@ class EngineThread:
             "tick_p99_ms": round(float(np.percentile(recent, 99)), 3),
             "tick_max_ms": round(float(recent.max()), 3),
             "engine_legs": self.engine.legs,
+            "short_slice": self.short_slice,
         }
