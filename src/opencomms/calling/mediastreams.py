@@ -49,7 +49,7 @@ from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExc
 from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
-from opencomms.media.feeds import FeedClear, FeedClose, FeedOpen, FeedPush
+from opencomms.media.feeds import FeedClear, FeedClose, FeedKind, FeedOpen, FeedPush
 from opencomms.media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
 from opencomms.media.resample import Resampler
@@ -328,12 +328,12 @@ class MediaStreams:
             self._feed(stream, stream.call_id, "said", "outbound")
         self._top_up(stream)
 
-    def _feed(self, stream: _Stream, leg_id: str, kind: str, track: str) -> str:
+    def _feed(self, stream: _Stream, leg_id: str, kind: FeedKind, track: str) -> str:
         self._feed_ids += 1
         feed_id = f"mediastream/{self._feed_ids}"
         self._feeds[feed_id] = (stream, track)
         stream.feeds.append(feed_id)
-        self.engine.call(FeedOpen(feed_id, leg_id, kind, send=bool(track)))  # type: ignore[arg-type]
+        self.engine.call(FeedOpen(feed_id, leg_id, kind, send=bool(track)))
         return feed_id
 
     def _fed(self, event: eng.FedFrames) -> None:

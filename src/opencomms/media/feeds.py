@@ -18,7 +18,7 @@ from typing import Literal
 
 from .engine import FedFrames, Heard, HeardTalkers, MediaEngine, MediaEvent, Said, Samples, Subscription
 
-__all__ = ["PLAY_QUEUE_FRAMES", "FeedClear", "FeedClose", "FeedOpen", "FeedPush", "Feeds", "feeds_of"]
+__all__ = ["PLAY_QUEUE_FRAMES", "FeedClear", "FeedClose", "FeedKind", "FeedOpen", "FeedPush", "Feeds", "feeds_of"]
 
 PLAY_QUEUE_FRAMES = 50
 """Frames a playing feed holds at most (1 s; the node keeps it a few frames deep): the oldest are dropped past it."""
