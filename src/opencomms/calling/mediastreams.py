@@ -68,8 +68,9 @@ STREAM_UNREACHABLE = ResultInfo(410, 9142, "The media stream's WebSocket could n
 RETRY_SECONDS = 0.2
 MARK_ROOM = 1024
 """Marks a playout queue holds beyond its audio."""
-PLAY_AHEAD = 5
-"""Frames of a stream's playout the engine's feed holds (100 ms: the loop tops it up as they play)."""
+PLAY_AHEAD = 25
+"""Frames of a stream's playout the engine's feed holds (0.5 s, topped up by the loop as they play: a busy loop
+leaves no gap; `clear` empties the feed too, and marks echo by frames taken, so the depth delays neither)."""
 Frame = eng.Samples
 Caller = Any
 """auth's caller (app id, tenant id, roles), as CallService takes it."""
