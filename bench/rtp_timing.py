@@ -66,7 +66,9 @@ def _pcts(hist: list[int]) -> tuple[float, float]:
     return round(within, 3), float(p99)
 
 
-async def node_main(mode: str, n: int, rate: float, seconds: float, warmup: float, hold_ms: int) -> dict[str, Any]:
+async def node_main(
+    mode: str, n: int, rate: float, seconds: float, warmup: float, hold_ms: int, rtp_ports: str
+) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
     import numpy as np
@@ -100,7 +102,13 @@ async def node_main(mode: str, n: int, rate: float, seconds: float, warmup: floa
         port=http_port,
         store_url=store_url,
         log_level="warning",
-        sip=SipConfig(host="127.0.0.1", port=sip_port, max_calls=n + 2 * int(rate * hold_ms / 1000) + 200),
+        sip=SipConfig(
+            host="127.0.0.1",
+            port=sip_port,
+            max_calls=n + 2 * int(rate * hold_ms / 1000) + 200,
+            rtp_port_min=int(rtp_ports.split("-")[0]),
+            rtp_port_max=int(rtp_ports.split("-")[1]),
+        ),
         egress=EgressConfig(allow=("127.0.0.1", "::1")),
         media=MediaConfig(max_legs=max(4096, 2 * n + 1000), process=mode.startswith("process")),
     )
@@ -186,7 +194,9 @@ async def node_main(mode: str, n: int, rate: float, seconds: float, warmup: floa
         "rx_lateness_p99_ms": rx["rx_lateness_p99_ms"],
         "late_ticks": stats["late_ticks"] - stats0["late_ticks"],
         "skipped_ticks": stats["skipped_ticks"] - stats0["skipped_ticks"],
+        "tick_p50_ms": stats["tick_p50_ms"],
         "tick_p99_ms": stats["tick_p99_ms"],
+        "media_gc": (stats.get("media_process") or {}).get("gc"),
         "sipp_successful": result.successful,
         "sipp_failed": result.failed,
         "node_cpu_cores": round(cpu / wall, 3),
@@ -213,16 +223,20 @@ def main() -> None:
     ap.add_argument("--hold-ms", type=int, default=1000)
     ap.add_argument("--modes", default="thread,process")
     ap.add_argument("--rounds", type=int, default=1, help="modes run interleaved this many times (a noisy host)")
+    ap.add_argument("--rtp-ports", default="20000-30000", help="the node's RTP port range (another node on the host)")
     ap.add_argument("--node", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.node:
-        out = asyncio.run(node_main(args.node, args.calls, args.rate, args.seconds, args.warmup, args.hold_ms))
+        out = asyncio.run(
+            node_main(args.node, args.calls, args.rate, args.seconds, args.warmup, args.hold_ms, args.rtp_ports)
+        )
         print(json.dumps(out), flush=True)
         return
     rows = []
     for mode in args.modes.split(",") * args.rounds:
         cmd = [sys.executable, __file__, "--node", mode, "--calls", str(args.calls), "--rate", str(args.rate)]
         cmd += ["--seconds", str(args.seconds), "--warmup", str(args.warmup), "--hold-ms", str(args.hold_ms)]
+        cmd += ["--rtp-ports", args.rtp_ports]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.seconds * 4 + 300)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{") and '"rtp_timing"' in line]

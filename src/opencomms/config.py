@@ -256,6 +256,10 @@ class MediaConfig:
     """SCHED_FIFO priority (1-99) for the media engine thread, as media servers run their media threads, so that other
     processes on the core cannot delay a tick (Linux; needs root or CAP_SYS_NICE, else a warning and normal
     scheduling). 0 keeps normal scheduling."""
+    latency_slice_ms: float = 0.5
+    """Scheduling slice the media engine thread asks the kernel for (Linux >= 6.12, no privilege; 0.1-100 ms): woken
+    for a tick it preempts a busy task on its core instead of waiting out that task's slice. 0 keeps the kernel's
+    default (older kernels ignore it)."""
     conference_talkers: int = 3
     """Loudest talkers mixed at once in a conference (a mix larger than `conference_select_above`): every member
     hears their sum minus its own voice, so a meeting costs what its talkers cost."""
@@ -624,6 +628,7 @@ _POSITIVE = ("egress.resolve_timeout",)
 _PORTS = ("port", "sip.port", "sip.rtp_port_min", "sip.rtp_port_max")
 _RANGES = {
     "media.realtime_priority": (0, 99),
+    "media.latency_slice_ms": (0, 100),
     "media.conference_talkers": (1, 16),
     "media.conference_select_above": (2, 1 << 20),
 }

@@ -51,6 +51,7 @@ from opencomms.media.budget import MemoryBudget
 from opencomms.media.clock import EngineThread
 from opencomms.media.engine import MediaEngine, MediaEvent, TalkerConfig
 from opencomms.media.engine.commands import EngineCommand
+from opencomms.media.feeds import feeds_of
 from opencomms.media.fetch import FetchPolicy, SafeFetcher
 from opencomms.media.prompts import PromptLibrary
 from opencomms.media.taps import taps_of
@@ -281,6 +282,7 @@ class Node:
                 talkers=talkers,
                 max_lag_ticks=mc.engine_max_lag_ticks,
                 realtime_priority=mc.realtime_priority or None,
+                latency_slice=mc.latency_slice_ms / 1000.0 or None,
                 bank_capacity=max(16, min(1024, config.sip.max_calls)),  # as SipGateway sizes its own bank
                 log_level=logging.getLogger("opencomms").getEffectiveLevel(),
             )
@@ -290,8 +292,10 @@ class Node:
             on_events=self._on_media_events,
             max_lag_ticks=mc.engine_max_lag_ticks,
             realtime_priority=mc.realtime_priority or None,
+            latency_slice=mc.latency_slice_ms / 1000.0 or None,
         )
         thread.after_tick.append(taps_of(thread.engine).drain)  # the app-hosted legs' frames join each tick's events
+        thread.after_tick.append(feeds_of(thread.engine).drain)  # and the node-side feeds' (transcription, streams)
         return thread
 
     def _dial_in(self, config: NodeConfig) -> tuple[DialIn | None, Announcer]:

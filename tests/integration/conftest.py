@@ -106,13 +106,14 @@ async def platform() -> AsyncIterator[Platform]:
 
 @pytest.fixture(autouse=True)
 def _media_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    """OPENCOMMS_TEST_MEDIA_PROCESS=1 runs every node of the suite with `[media] process = true`."""
-    if os.environ.get("OPENCOMMS_TEST_MEDIA_PROCESS") != "1":
+    """OPENCOMMS_TEST_MEDIA_PROCESS=1 runs every node of the suite with `[media] process = true`, =0 with false."""
+    forced = os.environ.get("OPENCOMMS_TEST_MEDIA_PROCESS")
+    if forced not in ("0", "1"):
         return
     original = Node.__init__
 
     def init(self: Node, config: NodeConfig, *args: Any, **kwargs: Any) -> None:
-        media = dataclasses.replace(config.media, process=True)
+        media = dataclasses.replace(config.media, process=forced == "1")
         original(self, dataclasses.replace(config, media=media), *args, **kwargs)
 
     monkeypatch.setattr(Node, "__init__", init)

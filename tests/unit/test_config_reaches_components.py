@@ -36,6 +36,7 @@ ENV = {
     "OPENCOMMS_MEDIA__RECORDING_MAX_AGE": "7200",
     "OPENCOMMS_SIGNIN__CODE_LIFETIME": "42",
     "OPENCOMMS_SIGNIN__START_BURST": "7",
+    "OPENCOMMS_MEDIA__PROCESS": "false",  # the engine thread, whose engine this test reads
 }
 
 

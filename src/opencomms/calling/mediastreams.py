@@ -3,20 +3,22 @@ format, and the bot's audio back into the call (#opencomms startMediaStream / st
 defined in wire/mediastreams.py.
 
 Owns one task per stream (connect through the egress policy, `connected` + `start`, then receive), the stream's
-engine listeners, the audio conversion (16 kHz frames <-> 8 kHz µ-law) and the playout queue. It is a MediaService
-observer (legs joining and ending, engine events) and reaches the engine only through commands, like
-calling/apphosted.py, which it follows:
+engine feeds (media/feeds.py: data commands, so the engine may run in this process or in the media process), the
+audio conversion (16 kHz frames <-> 8 kHz µ-law) and the playout queue. It is a MediaService observer (legs
+joining and ending, engine events) and reaches the engine only through commands, like calling/apphosted.py, which
+it follows:
 
 * **Node to bot.** `Heard(call)` (what the bot's call hears: the caller, or the meeting's mix) or, with
   `participantId`, `Said(participant)` (that participant's own, unmixed audio) is the `inbound` track; `Said(call)`
-  (what the bot's call says: prompts and the stream's own audio) the `outbound` track. Listeners run on the engine
-  thread and only copy frames; the event loop converts them (a streaming 16 -> 8 kHz resampler per track, µ-law)
+  (what the bot's call says: prompts and the stream's own audio) the `outbound` track. Feeds on the engine side
+  only copy frames (FedFrames events); the event loop converts them (a streaming 16 -> 8 kHz resampler per track, µ-law)
   and sends one `media` per 20 ms per track. A slow bot loses its oldest messages (`send_queue_messages` kept).
 * **Bot to node.** `media` payloads (any length) are decoded, resampled to 16 kHz and cut into 20 ms frames in the
-  stream's playout queue (bounded by `playout_seconds`; past it, audio is dropped and counted). Every tick the
-  engine thread plays the next frame into the call (`push_inbound`: the call's participants hear it as the bot
-  speaking, summed with its prompts). A `mark` waits in the queue behind the audio sent before it and is echoed
-  when that audio has played; `clear` empties the queue and echoes its marks at once.
+  stream's playout queue (bounded by `playout_seconds`; past it, audio is dropped and counted), of which the
+  engine's feed holds the next `PLAY_AHEAD` frames: every tick it plays one into the call (`push_inbound`: the
+  call's participants hear it as the bot speaking, summed with its prompts) and reports how many it has taken, by
+  which the loop tops it up. A `mark` waits in the queue behind the audio sent before it and is echoed when that
+  audio has played; `clear` empties both queues and echoes their marks at once.
 * **Events.** Keys the call hears (ToneDetected) -> `dtmf`. The call ending, the participant leaving or
   stopMediaStream -> `stop`, then the socket closes. A bot closing its socket ends its stream only; a stream that
   cannot connect within `connect_timeout` is given up (logged, counted). The call always goes on.
@@ -28,7 +30,7 @@ import asyncio
 import logging
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,11 +45,11 @@ from opencomms.calling.service import ACCESS_MEDIA, CallService
 from opencomms.calling.wsbridge import close_ws, egress_session, open_ws, send_loop
 from opencomms.config import StreamsConfig
 from opencomms.domain.calls import CallState
-from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExceeded, ServiceUnavailable
+from opencomms.domain.errors import BadRequest, InvalidState, NotFound, QuotaExceeded
 from opencomms.domain.ids import new_id, normalize_id
 from opencomms.domain.results import ResultInfo
 from opencomms.media import engine as eng
-from opencomms.media.engine.commands import InThread
+from opencomms.media.feeds import FeedClear, FeedClose, FeedKind, FeedOpen, FeedPush
 from opencomms.media.frames import FRAME_SAMPLES, SAMPLE_RATE
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
 from opencomms.media.resample import Resampler
@@ -66,6 +68,9 @@ STREAM_UNREACHABLE = ResultInfo(410, 9142, "The media stream's WebSocket could n
 RETRY_SECONDS = 0.2
 MARK_ROOM = 1024
 """Marks a playout queue holds beyond its audio."""
+PLAY_AHEAD = 25
+"""Frames of a stream's playout the engine's feed holds (0.5 s, topped up by the loop as they play: a busy loop
+leaves no gap; `clear` empties the feed too, and marks echo by frames taken, so the depth delays neither)."""
 Frame = eng.Samples
 Caller = Any
 """auth's caller (app id, tenant id, roles), as CallService takes it."""
@@ -81,14 +86,22 @@ class _Stream:
     request: wire.StartMediaStream
     encoder: wire.StreamEncoder
     playout: deque[Frame | str]
-    """Frames to play and mark names, in order (appended on the event loop, taken on the engine thread)."""
+    """Frames to play and mark names, in order, not yet handed to the engine's feed."""
     outbox: deque[str]
     max_frames: int
     """Queued audio (frames and marks) past which the bot's audio is dropped."""
     task: asyncio.Task[None] | None = None
     ws: aiohttp.ClientWebSocketResponse | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)
-    subscriptions: list[eng.Subscription] = field(default_factory=list)
+    feeds: list[str] = field(default_factory=list)
+    play_feed: str = ""
+    """The engine feed that plays the bot's audio into the call (also the inbound track when that is the call's)."""
+    sent: int = 0
+    """Frames handed to the play feed."""
+    taken: int = 0
+    """Frames the play feed has played or cleared (as last reported)."""
+    marks: deque[tuple[int, str]] = field(default_factory=deque)
+    """Marks whose audio is in the feed: (frames sent before it, name), echoed once that many are taken."""
     down: dict[str, Resampler] = field(default_factory=dict)
     up: Resampler = field(default_factory=lambda: Resampler(wire.SAMPLE_RATE, SAMPLE_RATE))
     pending: np.ndarray[Any, np.dtype[np.int16]] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
@@ -137,8 +150,10 @@ class MediaStreams:
         self._streams: dict[str, _Stream] = {}
         self._by_call: dict[str, list[str]] = {}
         self._frames: deque[tuple[_Stream, str, Frame | str, float]] = deque()
-        """(stream, track or "mark", frame or mark name, engine time), from the engine thread."""
-        self._scheduled = False
+        """(stream, track or "mark", frame or mark name, engine time), from the engine's feeds."""
+        self._feeds: dict[str, tuple[_Stream, str]] = {}
+        """Open feeds: their stream and the track they carry ("" for the play feed without a track)."""
+        self._feed_ids = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -157,10 +172,6 @@ class MediaStreams:
             raise InvalidState(f"The action 'startMediaStream' is not allowed while the call is '{call.state.value}'.")
         if is_app_hosted(call.media_config or {}):
             raise InvalidState("The action 'startMediaStream' needs service-hosted media; this call is app-hosted.")
-        if not self.engine.shares_process:
-            raise ServiceUnavailable(
-                "Media streams need the media engine in the node's process ([media] process = false)."
-            )
         if len(self._by_call.get(call.id, ())) >= self.config.max_per_call:
             raise QuotaExceeded(f"This call already has {self.config.max_per_call} media stream(s); stop one first.")
         inbound_leg = call.id
@@ -262,7 +273,9 @@ class MediaStreams:
         if not self._streams:
             return
         for event in events:
-            if isinstance(event, eng.ToneDetected):
+            if isinstance(event, eng.FedFrames):
+                self._fed(event)
+            elif isinstance(event, eng.ToneDetected):
                 for sid in self._by_call.get(event.leg_id, ()):
                     stream = self._streams[sid]
                     self._send(stream, stream.encoder.dtmf(event.key))
@@ -297,76 +310,76 @@ class MediaStreams:
             task.cancel()
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        subscriptions = stream.subscriptions
-
-        def unsubscribe(engine: eng.MediaEngine) -> None:
-            for subscription in subscriptions:
-                engine.unsubscribe(subscription)
-            subscriptions.clear()
-
-        self.engine.call(InThread(unsubscribe))
+        for feed_id in stream.feeds:
+            self._feeds.pop(feed_id, None)
+            self.engine.call(FeedClose(feed_id))
+        stream.feeds.clear()
         log.info("media stream stopped", extra={"call_id": stream.call_id, "stream_sid": sid})
 
-    # -- engine side -------------------------------------------------------------------------------------------
-    def _listeners(self, stream: _Stream) -> Callable[[eng.MediaEngine], None]:
-        """The command that subscribes the stream's listeners (engine thread): `Heard(call)` plays the queued
-        audio every tick and carries the inbound track unless a participant's `Said` does; `Said(call)` carries
-        the outbound track."""
+    # -- engine feeds ------------------------------------------------------------------------------------------
+    def _open_feeds(self, stream: _Stream) -> None:
+        """Open the stream's feeds: `heard` on the call plays the bot's audio every tick and carries the inbound
+        track unless a participant's `said` does; `said` on the call carries the outbound track."""
         tracks = stream.encoder.tracks
         own_inbound = "inbound" in tracks and stream.inbound_leg == stream.call_id
+        stream.play_feed = self._feed(stream, stream.call_id, "heard", "inbound" if own_inbound else "")
+        if "inbound" in tracks and not own_inbound:
+            self._feed(stream, stream.inbound_leg, "said", "inbound")
+        if "outbound" in tracks:
+            self._feed(stream, stream.call_id, "said", "outbound")
+        self._top_up(stream)
 
-        def install(engine: eng.MediaEngine) -> None:
-            if stream.closing or not engine.has_leg(stream.call_id):
-                return
+    def _feed(self, stream: _Stream, leg_id: str, kind: FeedKind, track: str) -> str:
+        self._feed_ids += 1
+        feed_id = f"mediastream/{self._feed_ids}"
+        self._feeds[feed_id] = (stream, track)
+        stream.feeds.append(feed_id)
+        self.engine.call(FeedOpen(feed_id, leg_id, kind, send=bool(track)))
+        return feed_id
 
-            def tick(_leg: str, frame: Frame, now: float) -> None:
-                self._play_one(engine, stream, now)
-                if own_inbound:
-                    self._queue(stream, "inbound", frame.copy(), now)
-
-            def participant(_leg: str, frame: Frame, now: float) -> None:
-                self._queue(stream, "inbound", frame.copy(), now)
-
-            def outbound(_leg: str, frame: Frame, now: float) -> None:
-                self._queue(stream, "outbound", frame.copy(), now)
-
-            stream.subscriptions.append(engine.subscribe(eng.Heard(stream.call_id, tick)))
-            if "inbound" in tracks and not own_inbound and engine.has_leg(stream.inbound_leg):
-                stream.subscriptions.append(engine.subscribe(eng.Said(stream.inbound_leg, participant)))
-            if "outbound" in tracks:
-                stream.subscriptions.append(engine.subscribe(eng.Said(stream.call_id, outbound)))
-
-        return install
-
-    def _play_one(self, engine: eng.MediaEngine, stream: _Stream, now: float) -> None:
-        """Engine thread: echo the marks at the head of the queue (their audio has played), then play one frame."""
-        playout = stream.playout
-        while True:
-            try:
-                item = playout.popleft()
-            except IndexError:
-                return
-            if isinstance(item, str):
-                self._queue(stream, "mark", item, now)
+    def _fed(self, event: eng.FedFrames) -> None:
+        feeds = self._feeds
+        for feed_id, frame, now, taken in event.frames:
+            entry = feeds.get(feed_id)
+            if entry is None:
                 continue
-            engine.push_inbound(stream.call_id, item)
-            self.stats.frames_played += 1
-            return
+            stream, track = entry
+            if feed_id == stream.play_feed:
+                if taken > stream.taken:
+                    self.stats.frames_played += taken - stream.taken
+                    stream.taken = taken
+                self._top_up(stream)
+                self._echo_marks(stream, now)
+            if track and isinstance(frame, np.ndarray):
+                self._frames.append((stream, track, frame, now))
+        if self._frames:
+            self._flush()
 
-    def _queue(self, stream: _Stream, kind: str, item: Frame | str, now: float) -> None:
-        """Engine thread: hand an item to the event loop, waking it at most once per batch."""
-        self._frames.append((stream, kind, item, now))
-        if not self._scheduled:
-            self._scheduled = True
-            loop = self._loop
-            if loop is not None and not loop.is_closed():
-                try:
-                    loop.call_soon_threadsafe(self._flush)
-                except RuntimeError:  # the loop closed meanwhile
-                    pass
+    def _top_up(self, stream: _Stream) -> None:
+        """Hand the feed the next frames of the playout queue (it holds PLAY_AHEAD at most); the marks met on the
+        way wait for the frames before them to be taken."""
+        if stream.closing or not stream.play_feed:
+            return
+        room = PLAY_AHEAD - (stream.sent - stream.taken)
+        frames: list[Frame] = []
+        playout = stream.playout
+        while playout and (room > 0 or isinstance(playout[0], str)):
+            item = playout.popleft()
+            if isinstance(item, str):
+                stream.marks.append((stream.sent + len(frames), item))
+                continue
+            frames.append(item)
+            room -= 1
+        if frames:
+            stream.sent += len(frames)
+            self.engine.call(FeedPush(stream.play_feed, tuple(frames)))
+
+    def _echo_marks(self, stream: _Stream, now: float) -> None:
+        marks = stream.marks
+        while marks and marks[0][0] <= stream.taken:
+            self._frames.append((stream, "mark", marks.popleft()[1], now))
 
     def _flush(self) -> None:
-        self._scheduled = False
         while self._frames:
             stream, kind, item, now = self._frames.popleft()
             if stream.closing or stream.ws is None:
@@ -405,9 +418,16 @@ class MediaStreams:
                 continue
             stream.playout.append(pending[start : start + FRAME_SAMPLES].copy())
         stream.pending = pending[whole:].copy()
+        self._top_up(stream)
 
     def _clear(self, stream: _Stream) -> None:
         stream.pending = np.zeros(0, dtype=np.int16)
+        if stream.sent > stream.taken:
+            self.engine.call(FeedClear(stream.play_feed))
+            stream.taken = stream.sent  # the feed reports no more than it was sent
+        while stream.marks:
+            self.stats.marks += 1
+            self._send(stream, stream.encoder.mark(stream.marks.popleft()[1]))
         while True:
             try:
                 item = stream.playout.popleft()
@@ -438,7 +458,7 @@ class MediaStreams:
             await ws.send_str(stream.encoder.connected())
             await ws.send_str(stream.encoder.start())
             self._started(stream, STREAM_DONE)
-            self.engine.call(InThread(self._listeners(stream)))
+            self._open_feeds(stream)
             sender = asyncio.get_running_loop().create_task(
                 send_loop(ws, stream.wake, stream.outbox, on_text=self._sent)
             )
@@ -497,6 +517,10 @@ class MediaStreams:
                     self.stats.bad_messages += 1  # a flood of marks: not queued (never echoed)
                 else:
                     stream.playout.append(message.name)
+                    self._top_up(stream)
+                    if stream.marks:
+                        self._echo_marks(stream, 0.0)
+                        self._flush()
             elif isinstance(message, wire.Clear):
                 self._clear(stream)
 

@@ -1,10 +1,12 @@
 """Live transcription of a call, node side: a bot turns it on for its call (`POST .../opencomms.startTranscription`)
 and receives what every other participant says, one utterance at a time, as call notifications.
 
-Owns, per transcribing call, the engine listener (`HeardTalkers` on the bot's leg: each other participant's own
-audio, unmixed, with its sourceId; in a conference only the talkers the engine mixes) that hands frames to the
-`TranscriptionPool` (speech/pool.py: VAD and Whisper on threads of their own, never the event loop or the engine
-thread), and the notifications. Must not decode audio nor know SIP, RTP or how legs are stored.
+Owns, per transcribing call, the engine feed (media/feeds.py: `talkers` on the bot's leg, each other participant's
+own audio, unmixed, with its sourceId, in a conference only the talkers the engine mixes; silent speakers stop
+crossing; the frames arrive as FedFrames events, from the engine thread or from the media process alike) whose
+frames the event loop hands to the `TranscriptionPool` (speech/pool.py: VAD and Whisper on threads of their own,
+never the event loop or the engine), and the notifications. Must not decode audio nor know SIP, RTP or how legs
+are stored.
 
 * **Turning on and off.** `startTranscription` / `stopTranscription` (Calls.AccessMedia.All) answer a completed
   `#opencomms.startTranscriptionOperation` / `stopTranscriptionOperation`, and the call's Graph property
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -45,7 +48,7 @@ from opencomms.domain.ids import new_id
 from opencomms.domain.meetings import MeetingLookup
 from opencomms.domain.rules import ConversationKind
 from opencomms.media import engine as eng
-from opencomms.media.engine.commands import InThread
+from opencomms.media.feeds import FeedClose, FeedOpen
 from opencomms.speech.pool import OVERLOADED, Caption, TranscriptionPool
 from opencomms.tasks import TaskSet
 
@@ -66,9 +69,9 @@ class _Session:
     conversation_id: str
     started_mono: float
     started_wall: float
-    subscription: eng.Subscription | None = None
+    feed_id: str = ""
     speakers: set[str] = field(default_factory=set)
-    """Speaker legs heard (engine thread while subscribed)."""
+    """Speaker legs heard."""
     sequence: int = 0
     active: bool = True
 
@@ -141,6 +144,8 @@ class CallTranscription(Subscriber):
         self._clock = clock
         self._monotonic = monotonic
         self._sessions: dict[str, _Session] = {}
+        self._feeds: dict[str, _Session] = {}
+        self._feed_ids = itertools.count(1)
         self._closing: dict[str, _Session] = {}
         """Stopped sessions of live calls: what their speakers had said still arrives (dropped when the call ends)."""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -181,10 +186,6 @@ class CallTranscription(Subscriber):
         CallService.require(caller, ACCESS_MEDIA)
         if call.state is not CallState.ESTABLISHED:
             raise InvalidState("Transcription needs an established call.")
-        if not self.engine.shares_process:
-            raise ServiceUnavailable(
-                "Live transcription needs the media engine in the node's process ([media] process = false)."
-            )
         if self.calls.conversation_kind(call.conversation_id) is ConversationKind.MEETING:
             info = self.meetings.meeting(call.conversation_id) if self.meetings is not None else None
             if info is not None and info.allow_transcription is False:
@@ -197,7 +198,7 @@ class CallTranscription(Subscriber):
 
     async def _begin(self, call: Call) -> None:
         self._loop = asyncio.get_running_loop()
-        pool = await self._started_pool()
+        await self._started_pool()
         if call.id not in self._sessions and self.calls.leg(call.id) is not None:
             session = _Session(call.id, call.conversation_id, self._monotonic(), self._clock())
             previous = self._closing.pop(call.id, None)
@@ -205,7 +206,11 @@ class CallTranscription(Subscriber):
                 session.sequence = previous.sequence
             self._sessions[call.id] = session
             self.stats.sessions += 1
-            self.engine.call(InThread(self._subscribing(session, pool)))
+            session.feed_id = f"transcription/{next(self._feed_ids)}"
+            self._feeds[session.feed_id] = session
+            self.engine.call(
+                FeedOpen(session.feed_id, call.id, "talkers", quiet_peak=SILENT_PEAK, quiet_frames=SILENT_FRAMES)
+            )
             self._notify_state(call, "active")
             log.info("transcription started", extra={"call_id": call.id})
 
@@ -245,7 +250,21 @@ class CallTranscription(Subscriber):
                 pool.end((session.call_id, call.id))
 
     def on_events(self, events: Sequence[eng.MediaEvent]) -> None:
-        pass
+        """The talkers' frames of every transcribing call, to the pool."""
+        pool, feeds = self.pool, self._feeds
+        if pool is None or not feeds:
+            return
+        for event in events:
+            if not isinstance(event, eng.FedFrames):
+                continue
+            for feed_id, talkers, now, _taken in event.frames:
+                session = feeds.get(feed_id)
+                if session is None or not session.active or not isinstance(talkers, tuple):
+                    continue
+                call_id = session.call_id
+                for speaker, _source, frame in talkers:
+                    session.speakers.add(speaker)
+                    pool.feed((call_id, speaker), frame, now)
 
     # -- conversation subscriber ------------------------------------------------------------------------------
     def committed(self, batch: Batch, event: ev.Event) -> None:
@@ -276,46 +295,16 @@ class CallTranscription(Subscriber):
             ):
                 self._tasks.spawn(self._begin(call), name=f"transcription-{call.id}")
 
-    # -- engine side -------------------------------------------------------------------------------------------
-    def _subscribing(self, session: _Session, pool: TranscriptionPool) -> Callable[[eng.MediaEngine], None]:
-        call_id = session.call_id
-
-        quiet: dict[str, int] = {}  # per speaker: silent frames in a row (engine thread)
-
-        def tap(_leg: str, _heard: Any, talkers: list[tuple[str, int, Any]], now: float) -> None:
-            for speaker, _source, frame in talkers:
-                if max(int(frame.max()), -int(frame.min())) < SILENT_PEAK:
-                    run = quiet[speaker] = quiet.get(speaker, 0) + 1
-                    if run > SILENT_FRAMES:
-                        continue
-                else:
-                    quiet[speaker] = 0
-                session.speakers.add(speaker)
-                pool.feed((call_id, speaker), frame, now)
-            if len(quiet) > len(talkers) + 64:  # speakers who left
-                for gone in set(quiet) - {t[0] for t in talkers}:
-                    del quiet[gone]
-
-        def install(engine: eng.MediaEngine) -> None:
-            if session.active and session.subscription is None and engine.has_leg(call_id):
-                session.subscription = engine.subscribe(eng.HeardTalkers(call_id, tap))
-
-        return install
-
+    # -- the feed ------------------------------------------------------------------------------------------------
     def _unsubscribe(self, session: _Session) -> None:
         session.active = False
+        if self._feeds.pop(session.feed_id, None) is not None:
+            self.engine.call(FeedClose(session.feed_id))
         pool = self.pool
         if pool is None:
             return
-
-        def remove(engine: eng.MediaEngine) -> None:
-            if session.subscription is not None:
-                engine.unsubscribe(session.subscription)
-                session.subscription = None
-            for speaker in session.speakers:  # what they were saying is still decoded and delivered
-                pool.end((session.call_id, speaker))
-
-        self.engine.call(InThread(remove))
+        for speaker in session.speakers:  # what they were saying is still decoded and delivered
+            pool.end((session.call_id, speaker))
 
     def _end(self, call_id: str) -> bool:
         session = self._sessions.pop(call_id, None)

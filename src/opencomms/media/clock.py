@@ -15,8 +15,10 @@ started, and keep event-loop work between GIL releases short.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
+import platform
 import queue
 import sys
 import threading
@@ -44,6 +46,35 @@ Command = EngineCommand[Any] | Callable[[MediaEngine], Any]
 """What `call` takes: an engine command (data, `apply(engine)`: the only kind that can cross to a media process),
 or a plain function of the engine (in-thread helpers such as the RTP bank's paced send, and tests)."""
 _Command = tuple[Command, "Future[Any] | None"]
+_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine()) if sys.platform == "linux" else None
+
+
+class _SchedAttr(ctypes.Structure):
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("policy", ctypes.c_uint32),
+        ("flags", ctypes.c_uint64),
+        ("nice", ctypes.c_int32),
+        ("priority", ctypes.c_uint32),
+        ("runtime", ctypes.c_uint64),
+        ("deadline", ctypes.c_uint64),
+        ("period", ctypes.c_uint64),
+    ]
+
+
+def request_slice(seconds: float) -> bool:
+    """Ask the kernel for a shorter scheduling slice for the calling thread (Linux >= 6.12, EEVDF: sched_setattr
+    with SCHED_OTHER and `sched_runtime`; no privilege needed, the nice value is kept). A task with a short slice
+    gets an earlier deadline: woken, it preempts a busy task on its core instead of waiting for that task's slice
+    to end. False where unsupported (older kernels accept the call and ignore it)."""
+    if _SCHED_SETATTR is None or not 0.0001 <= seconds <= 0.1:
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        attr = _SchedAttr(ctypes.sizeof(_SchedAttr), 0, 0, os.getpriority(os.PRIO_PROCESS, 0), 0, int(seconds * 1e9))
+        return int(libc.syscall(_SCHED_SETATTR, 0, ctypes.byref(attr), 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 class EngineThread:
@@ -78,6 +109,8 @@ class EngineThread:
         clock: Callable[[], float] = time.monotonic,
         switch_interval: float | None = 0.002,
         realtime_priority: int | None = None,
+        latency_slice: float | None = None,
+        spin: float = 0.0,
     ) -> None:
         if tick_seconds <= 0 or max_lag_ticks < 1 or window < 1:
             raise ValueError("tick_seconds, max_lag_ticks and window must be positive")
@@ -96,6 +129,16 @@ class EngineThread:
         a tick. Refused or unsupported: it keeps the normal policy (`realtime` says which)."""
         self.realtime = False
         """The thread runs SCHED_FIFO (set once it started)."""
+        self.latency_slice = latency_slice
+        """If set (seconds, 0.1-100 ms), the thread asks for this scheduling slice when it starts (`request_slice`:
+        no privilege, Linux >= 6.12): woken for a tick it preempts the task running on its core."""
+        self.short_slice = False
+        """The kernel took `latency_slice` (set once the thread started)."""
+        self.spin = spin
+        """Seconds before each tick's due time the thread stops sleeping and polls the clock (yielding the GIL
+        between polls): a wake-up that comes late costs nothing then. 0 sleeps until due."""
+        self.before_tick: list[Callable[[], None]] = []
+        """Run on the engine thread first thing at each tick, before queued commands (the RTP bank's paced send)."""
         self._name = name
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -220,14 +263,18 @@ class EngineThread:
 
     def _run(self) -> None:
         self._go_realtime()
-        period, clock = self.tick_seconds, self._clock
+        if self.latency_slice is not None and not self.realtime:
+            self.short_slice = request_slice(self.latency_slice)
+        period, clock, spin = self.tick_seconds, self._clock, self.spin
         t0 = clock()
         k = 0
         while not self._stop.is_set():
             due = t0 + k * period
-            wait = due - clock()
+            wait = due - clock() - spin
             if wait > 0 and self._stop.wait(wait):
                 break
+            while spin and clock() < due:
+                time.sleep(0)
             behind = int((clock() - due) / period)
             if behind > self.max_lag_ticks:
                 self.overruns += 1
@@ -237,6 +284,11 @@ class EngineThread:
             elif behind >= 1:
                 self.late_ticks += 1
             started = clock()
+            for first in self.before_tick:
+                try:
+                    first()
+                except Exception as exc:
+                    self._tick_faults.record(type(exc).__name__, exc)
             self._drain()
             try:
                 events = self.engine.tick(due)
@@ -278,4 +330,5 @@ class EngineThread:
             "tick_p99_ms": round(float(np.percentile(recent, 99)), 3),
             "tick_max_ms": round(float(recent.max()), 3),
             "engine_legs": self.engine.legs,
+            "short_slice": self.short_slice,
         }

@@ -50,8 +50,13 @@ class MediaProcess:
         on_events: Callable[[list[MediaEvent]], None] | None = None,
         *,
         python: str = sys.executable,
+        own_session: bool = True,
     ) -> None:
         self.settings = settings
+        self.own_session = own_session
+        """Start the child in a session of its own (setsid): with the kernel's autogroups (most desktop and server
+        kernels) it is then a scheduling group of its own, given its share of the CPU beside the node's group
+        however many threads and children the node runs, without any privilege."""
         self.on_events = on_events
         self.python = python
         self.rtp_bank = RemoteBank(self, settings.bank_capacity)
@@ -113,6 +118,7 @@ class MediaProcess:
                 pass_fds=(theirs.fileno(),),
                 env=env,
                 stdin=subprocess.DEVNULL,
+                start_new_session=self.own_session,
             )
         finally:
             theirs.close()
@@ -311,7 +317,8 @@ class MediaProcess:
             counts, total = value["histogram"]
             self.tick_histogram.counts, self.tick_histogram.sum = counts, total
             self.lateness_ms = value["lateness_ms"]
-            self.rtp_bank._reports(value["streams"])
+            if value["streams"] is not None:
+                self.rtp_bank._reports(value["streams"])
             if self._ready is not None and self.ticks:
                 self._ready.set()
 
@@ -342,7 +349,7 @@ class MediaProcess:
         whether it runs."""
         out: dict[str, Any] = dict(self._stats.get("thread") or {"ticks": 0, "engine_legs": 0})
         out["dropped_commands"] = out.get("dropped_commands", 0) + self.dropped_commands
-        out["media_process"] = {"pid": self.pid, "running": self.running}
+        out["media_process"] = {"pid": self.pid, "running": self.running, "gc": self._stats.get("gc")}
         return out
 
 
@@ -372,7 +379,15 @@ class RemoteBank:
             closed: Future[None] = Future()
             closed.set_exception(ValueError(f"the RTP sockets of leg {leg!r} are closed"))
             return closed
-        cmd = StreamAttach(leg, stream.config, stream.cname, stream.ssrc, stream.params, stream.rtcp_sock is not None)
+        cmd = StreamAttach(
+            leg,
+            stream.config,
+            stream.cname,
+            stream.ssrc,
+            stream.params,
+            stream.rtcp_sock is not None,
+            numbering=(stream.seq, stream.ts_base),
+        )
         self._mirrors[leg] = stream
         future = self.host.call_result(cmd, fds=tuple(sock.fileno() for sock in socks), close=socks)
         future.add_done_callback(lambda f: self._attached(stream, f))

@@ -43,6 +43,10 @@ class WorkerSettings:
     talkers: TalkerConfig = field(default_factory=TalkerConfig)
     max_lag_ticks: int = 5
     realtime_priority: int | None = None
+    latency_slice: float | None = 0.0005
+    """The engine thread's scheduling slice (EngineThread.latency_slice); None keeps the kernel's."""
+    spin: float = 0.0
+    """EngineThread.spin."""
     bank_capacity: int = 1024
     measure_lateness: bool = False
     log_level: int = 30
@@ -70,6 +74,7 @@ class ChildStreams:
                 cmd.config,
                 cname=cmd.cname,
                 ssrc=cmd.ssrc,
+                numbering=cmd.numbering,
                 on_key=lambda key: self.notes.append(("key", leg, key)),
             )
             st.on_fault = lambda step: self.notes.append(("fault", leg, step))
@@ -127,6 +132,8 @@ class StreamAttach:
     params: StreamParams
     rtcp: bool
     fds: tuple[int, ...] = ()
+    numbering: tuple[int, int] | None = None
+    """The node's stream's first sequence number and timestamp base (the child then reads no randomness)."""
 
     def apply(self, engine: MediaEngine) -> None:
         streams_of(engine).attach(engine, self)

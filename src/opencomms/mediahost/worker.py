@@ -27,6 +27,7 @@ from typing import Any
 
 from ..media.clock import EngineThread
 from ..media.engine import MediaEngine
+from ..media.feeds import feeds_of
 from ..media.taps import taps_of
 from ..rtp.bank import RtpBank
 from .streams import ChildStreams, StreamAttach, WorkerSettings, register
@@ -37,8 +38,15 @@ __all__ = ["main"]
 log = logging.getLogger("opencomms.media")
 
 STATS_EVERY = 0.04
-"""Seconds between statistics and stream reports (receive times and figures) with few streams; with many, 0.2 ms
-per stream (0.1 s at 500), at most 0.25 s: a report costs a few microseconds per stream, in this thread."""
+"""Seconds between statistics with few streams; with many, 0.2 ms per stream (0.1 s at 500), at most 0.25 s."""
+REPORTS_EVERY = 1.0
+"""Seconds between stream reports (receive times and call-quality figures, for media timeouts and call records,
+which count in seconds): a report costs a few microseconds per stream, taken from the engine thread's time."""
+SWITCH_INTERVAL = 0.0005
+"""The child's GIL switch interval: woken for a tick, the engine thread waits at most this for the reader or the
+writer thread (the node's loop is not in this interpreter)."""
+GC_YOUNG, GC_MIDDLE, GC_FULL = 10_000, 20, 20
+"""The child's collection schedule (see `_Worker._collect`): CPython's thresholds, run after ticks."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -65,17 +73,27 @@ class _Worker:
             on_events=lambda events: self.out.put(("e", events)),
             max_lag_ticks=settings.max_lag_ticks,
             realtime_priority=settings.realtime_priority,
+            switch_interval=SWITCH_INTERVAL,
+            latency_slice=settings.latency_slice,
+            spin=settings.spin,
         )
         self.thread.after_tick.append(taps_of(engine).drain)
+        self.thread.after_tick.append(feeds_of(engine).drain)
         self.bank = RtpBank(self.thread, capacity=settings.bank_capacity, measure_lateness=settings.measure_lateness)
         self.streams = ChildStreams(self.bank)
         register(engine, self.streams)
         self._closing = False
+        self._gc_started = 0.0
+        self._young = 0
+        self.gc_pauses = [0, 0.0, 0.0]
+        """Collections of this process, their total and their longest pause (seconds)."""
 
     def run(self, receiver: Receiver, pending: list[tuple[Any, list[int]]]) -> None:
         gc.collect()
         gc.freeze()  # as the node does: start-up objects out of the collector's view, fewer and shorter pauses
-        gc.set_threshold(10_000, 20, 20)
+        gc.callbacks.append(self._gc_timed)
+        gc.disable()  # collections run on the engine thread right after a tick (`_collect`), never inside one
+        self.thread.after_tick.append(self._collect)
         self.thread.start()
         writer = threading.Thread(target=self._write, name="opencomms-media-out", daemon=True)
         writer.start()
@@ -107,12 +125,37 @@ class _Worker:
         for fd in fds:  # descriptors no command claimed
             os.close(fd)
 
+    def _collect(self) -> list[Any]:
+        """After a tick (its packets sent at its start, the next tick's not due for most of 20 ms): the young
+        generation when it holds GC_YOUNG objects (any thread's), the middle one every GC_MIDDLE of those, the
+        whole heap every GC_FULL of those (its pause, a few ms, lands in the tick's slack, not in packet timing)."""
+        if gc.get_count()[0] < GC_YOUNG:
+            return []
+        self._young += 1
+        if self._young % (GC_MIDDLE * GC_FULL) == 0:
+            gc.collect(2)
+        elif self._young % GC_MIDDLE == 0:
+            gc.collect(1)
+        else:
+            gc.collect(0)
+        return []
+
+    def _gc_timed(self, phase: str, _info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+            return
+        took = time.perf_counter() - self._gc_started
+        pauses = self.gc_pauses
+        pauses[0] += 1
+        pauses[1] += took
+        pauses[2] = max(pauses[2], took)
+
     def _answer(self, ident: int, future: Future[Any]) -> None:
         exc = future.exception()
         self.out.put(("r", (ident, exc is None, future.result() if exc is None else exc)))
 
     def _write(self) -> None:
-        next_stats = time.monotonic()
+        next_stats = next_reports = time.monotonic()
         out = self.out
         while True:
             now = time.monotonic()
@@ -132,7 +175,10 @@ class _Worker:
             now = time.monotonic()
             if now >= next_stats:
                 next_stats = now + min(0.25, max(STATS_EVERY, 0.0002 * len(self.streams.streams)))
-                items.append(("s", self._stats()))
+                reports = now >= next_reports
+                if reports:
+                    next_reports = now + REPORTS_EVERY
+                items.append(("s", self._stats(reports)))
             if items:
                 try:
                     self.sock.sendall(encode(items))
@@ -143,7 +189,7 @@ class _Worker:
             if stop:
                 return
 
-    def _stats(self) -> dict[str, Any]:
+    def _stats(self, reports: bool) -> dict[str, Any]:
         thread = self.thread
         hist = thread.tick_histogram
         return {
@@ -151,8 +197,13 @@ class _Worker:
             "ticks": thread.ticks,
             "histogram": (list(hist.counts), hist.sum),
             "bank": self.bank.stats(),
+            "gc": {
+                "collections": self.gc_pauses[0],
+                "total_ms": 1000.0 * self.gc_pauses[1],
+                "max_ms": 1000.0 * self.gc_pauses[2],
+            },
             "lateness_ms": self.bank.lateness_ms.tolist() if self.settings.measure_lateness else None,
-            "streams": self.streams.reports(),
+            "streams": self.streams.reports() if reports else None,
         }
 
 

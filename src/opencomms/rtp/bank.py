@@ -48,6 +48,10 @@ _TIMESPEC = struct.Struct("@qq")
 _TICK = 0.02  # the engine's frame period
 _FADE = (0.0, 1.0, 0.5, 0.25)  # concealment gain by consecutive lost frame; silence after
 _MAX_ROUNDS = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
+RECEIVE_BUFFER = 24 * 1024
+"""SO_RCVBUF of an attached stream's sockets (Linux doubles it: about 60 G.711 packets, 1.2 s): after a stall the
+kernel has dropped what the jitter buffer would drop as too late anyway, instead of the bank reading seconds of stale
+packets tick after tick (with the allocator's 256 KB, 12 s per stream: a stalled bank could not catch up)."""
 _SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _FAULTED = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
@@ -132,6 +136,11 @@ class RtpBank:
         self._txviews = tuple(memoryview(b) for b in self._txbufs)
         self._flip = 0
         self.paced = paced
+        self._paced: tuple[list[Outgoing], float] | None = None
+        first = getattr(host, "before_tick", None)
+        self._first = isinstance(first, list)
+        if isinstance(first, list):
+            first.append(self._send_paced)  # the batch leaves ahead of commands queued during the tick
         self._rxbuf = bytearray(capacity * FRAME)
         self._rx = np.frombuffer(self._rxbuf, dtype=np.uint8).reshape(capacity, FRAME)
         self._state = bytearray(capacity)  # per row this tick: 0 nothing, 1 frame, 2 conceal
@@ -207,6 +216,7 @@ class RtpBank:
                 continue
             if self._kernel_ts and _SO_TIMESTAMPNS is not None:
                 sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             self._fds[sock.fileno()] = (st, sock, is_rtcp)
             st.fds += (sock.fileno(),)
             if self._epoll is not None:
@@ -409,9 +419,19 @@ class RtpBank:
             return
         if self.paced:  # at the very start of the next tick, before the engine's own work
             due = now + _TICK
-            self.host.call(lambda _engine: self._transmit(batch, due))
+            if self._first:
+                if self._paced is not None:  # a tick ran twice before one started (never with EngineThread)
+                    self._transmit(*self._paced)
+                self._paced = (batch, due)
+            else:
+                self.host.call(lambda _engine: self._transmit(batch, due))
         else:
             self._transmit(batch, now)
+
+    def _send_paced(self) -> None:
+        paced, self._paced = self._paced, None
+        if paced is not None:
+            self._transmit(*paced)
 
     def _transmit(self, batch: list[Outgoing], due: float) -> None:
         measure = self.measure_lateness

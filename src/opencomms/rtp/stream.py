@@ -136,6 +136,7 @@ class Stream:
         ssrc: int | None = None,
         on_key: Callable[[str], None] | None = None,
         rng: random.Random | None = None,
+        numbering: tuple[int, int] | None = None,
     ) -> None:
         self.leg_id = leg_id
         self.rtp_sock = rtp_sock
@@ -173,8 +174,8 @@ class Stream:
         self.fds: tuple[int, ...] = ()
         """The socket descriptors the bank polls for this stream (set at attach)."""
         """This stream's packet slot in each of the bank's two packet buffers."""
-        self.seq = secrets.randbelow(1 << 16)
-        self.ts_base = secrets.randbits(32)
+        # (first sequence number, timestamp base): random, or `numbering` (a media process takes the node's own)
+        self.seq, self.ts_base = numbering or (secrets.randbelow(1 << 16), secrets.randbits(32))
         self.ts_offset: int | None = None
         """RTP timestamp = (ts_offset + round(tick time * 8000)) mod 2^32, fixed by the first tick."""
         self.events_on = False

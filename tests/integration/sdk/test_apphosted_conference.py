@@ -29,6 +29,7 @@ PHONES = {"p1": (9000, 9101), "p2": (6000, 9102), "p3": (3000, 9103), "p4": (400
 )
 async def test_an_app_hosted_bot_in_a_conference_gets_the_talkers_with_their_source_ids(tmp_path: Any) -> None:
     media = MediaConfig(
+        process=False,  # the closures below run on the engine thread
         app_hosted_allow_private=("127.0.0.1",),
         app_hosted_connect_timeout=2.0,
         recordings_dir=str(tmp_path),

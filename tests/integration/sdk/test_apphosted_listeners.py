@@ -31,7 +31,10 @@ def tone(seconds: float) -> npt.NDArray[np.int16]:
 )
 async def test_the_socket_a_recorder_and_a_batch_listener_get_the_same_frames_in_the_same_tick(tmp_path: Any) -> None:
     media = MediaConfig(
-        app_hosted_allow_private=("127.0.0.1",), app_hosted_connect_timeout=2.0, recordings_dir=str(tmp_path)
+        process=False,  # the closures below run on the engine thread
+        app_hosted_allow_private=("127.0.0.1",),
+        app_hosted_connect_timeout=2.0,
+        recordings_dir=str(tmp_path),
     )
     async with (
         make_platform(node_config(media=media), names=("alice", "bob")) as p,

@@ -4,6 +4,8 @@ overload, statistics, start/stop. Real threads and short sleeps (well under a se
 from __future__ import annotations
 
 import logging
+import platform
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -117,3 +119,16 @@ def test_failing_event_handler_is_counted() -> None:
         ticks = thread.ticks
         wait_for(lambda: thread.ticks > ticks + 1)
     assert thread.event_errors == 1
+
+
+def test_before_tick_runs_ahead_of_queued_commands_and_a_short_slice_needs_no_privilege() -> None:
+    order: list[str] = []
+    engine = MediaEngine(4)
+    thread = EngineThread(engine, latency_slice=0.0005, spin=0.001)
+    thread.before_tick.append(lambda: order.append("first"))
+    thread.call(lambda _engine: order.append("command"))
+    with thread:
+        wait_for(lambda: thread.ticks >= 3)
+    assert order[:2] == ["first", "command"]  # the RTP bank's paced send leaves before the tick's commands
+    if sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64"):
+        assert thread.short_slice  # sched_setattr(SCHED_OTHER, runtime) is allowed to any user

@@ -54,6 +54,7 @@ async def test_commands_results_events_and_rtp_cross_the_process_boundary() -> N
         proc.call(Play("bot", "hello", (np.full(16000, 3000, np.int16),)))  # 1 s heard by "sip" -> RTP out
         packets = [RtpPacket.parse(peer.recv(2048)) for _ in range(20)]
         assert {p.ssrc for p in packets} == {0x1234} and all(p.payload_type == 0 for p in packets)
+        assert packets[0].sequence == stream.seq  # the child numbers from the node's own (no randomness read there)
         deadline = time.monotonic() + 3.0
         while not any(isinstance(e, PlayFinished) and e.tag == "hello" for e in events):
             assert time.monotonic() < deadline, events

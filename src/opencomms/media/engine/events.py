@@ -179,6 +179,15 @@ class HeardFrames:
     trimmed: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class FedFrames:
+    """Not from `tick()` itself: what the node-side feeds collected in one tick (media/feeds.py), copies the loop may
+    keep: (feed_id, frame | ((talker leg, its sourceId or "", its frame), ...) | None, frame time, frames the
+    feed has taken from its play queue so far) per feed."""
+
+    frames: tuple[tuple[str, object, float, int], ...] = field(repr=False)
+
+
 MediaEvent = (
     ToneDetected
     | SpeechStarted
@@ -192,6 +201,7 @@ MediaEvent = (
     | MixPlayFinished
     | MixRecordingFinished
     | HeardFrames
+    | FedFrames
 )
 """Everything `tick()` reports."""
 
