@@ -27,7 +27,13 @@ from opencomms.config_sections import (
     FieldError as FieldError,
 )
 from opencomms.config_sections import (
+    HttpConfig as HttpConfig,
+)
+from opencomms.config_sections import (
     MetricsConfig as MetricsConfig,
+)
+from opencomms.config_sections import (
+    QuotaConfig as QuotaConfig,
 )
 from opencomms.config_sections import (
     SignInConfig as SignInConfig,
@@ -454,66 +460,6 @@ class ClusterConfig:
         for name in ("lease", "claim_idle", "poll", "timeout"):
             if getattr(self, name) <= 0:
                 raise FieldError(name, "a number of seconds > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class QuotaConfig:
-    """Limits that keep one application from exhausting the node (calling/quotas.py, calling/media.py). A value of
-    0 disables that limit. Concurrency and size limits answer 403 quotaLimitReached; rates answer 429 with
-    Retry-After."""
-
-    concurrent_calls_per_app: int = 1000
-    """Live call legs one application may hold at once: calls it created and calls ringing or answered by it
-    (inbound calls to a bot at its limit are refused as busy, 486)."""
-    concurrent_calls_per_tenant: int = 5000
-    """Live call legs all applications of one tenant may hold at once (counted as per application)."""
-    calls_per_minute_per_app: int = 600
-    """Calls one application may create per minute (POST /communications/calls; a burst of this size, refilled
-    evenly over the minute)."""
-    calls_per_minute_per_tenant: int = 3000
-    """Calls all applications of one tenant may create per minute."""
-    queued_media_ops_per_call: int = 20
-    """playPrompt and recordResponse operations one call may have queued or running at once."""
-    queued_prompt_mb_per_call: int = 64
-    """Decoded prompt audio the queued operations of one call may hold, in MiB (beyond: the operation fails
-    413/9111)."""
-    prompt_memory_mb: int = 512
-    """Node-wide budget for prompt audio being downloaded, decoded or held by queued operations, in MiB (the
-    prompt cache is bounded separately by media.prompt_cache_mb). A load that would exceed it fails its operation
-    with 503/9110 instead of allocating."""
-
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            if getattr(self, f.name) < 0:
-                raise FieldError(f.name, "a whole number >= 0 (0 disables the limit)")
-
-
-@dataclass(frozen=True, slots=True)
-class HttpConfig:
-    """Limits the HTTP server enforces on the bytes of a request before the application sees it."""
-
-    max_request_line: int = 8192
-    """Longest request target (URL with query), in bytes; longer: 414 and the connection is closed."""
-    max_header_bytes: int = 32768
-    """Largest header section (all header lines together), in bytes; larger: 431 and the connection is closed
-    without reading the rest."""
-    max_headers: int = 100
-    """Most header fields in one request; more: 431 and close."""
-    header_timeout: float = 10.0
-    """Seconds a client has to send a complete request head, counted from its first byte (from the accept for a
-    new connection); slower (slowloris): 408 and the connection is closed. Over TLS, also the time allowed for
-    the handshake."""
-    body_timeout: float = 30.0
-    """Seconds a client has, once its request head is complete, to send the whole body; slower: 408 and close."""
-    keepalive_timeout: float = 30.0
-    """Seconds an idle keep-alive connection stays open between two requests."""
-    max_connections: int = 0
-    """Open HTTP connections at once. When reached, a newcomer takes the place of the oldest idle connection of
-    the source holding the most (fair shares), else gets 503 and is closed. 0: half the process's descriptor
-    limit (raised to its hard limit at start), at most 16384."""
-    max_connections_per_source: int = 256
-    """Open HTTP connections from one source (an IPv4 address or an IPv6 /64); beyond, new ones get 503 and are
-    closed (0: no cap). Behind a reverse proxy every client is the proxy: raise it or set 0."""
 
 
 @dataclass(frozen=True, slots=True)
