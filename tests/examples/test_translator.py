@@ -17,6 +17,7 @@ from examples.translator.bot import run_translator
 
 from opencomms.config import SpeechConfig
 from opencomms.domain.media import PromptSpec
+from opencomms.speech.wer import word_error_rate
 from opencomms.testing.audio import contains
 from opencomms.testing.platform import TestPlatform, default_config
 from opencomms.testing.speech import synthesize
@@ -25,6 +26,7 @@ from tests.examples.conftest import settings_for
 pytestmark = pytest.mark.slow
 
 MEMBER = ("Calls.JoinGroupCall.All", "Calls.AccessMedia.All")
+SPANISH = "Buenos días, quiero reservar una mesa."
 
 
 @pytest.fixture
@@ -77,3 +79,31 @@ async def test_english_speech_is_heard_in_spanish_by_a_phone(platform: TestPlatf
     assert "museo" in done.spoken.lower()
     spoken = await platform.node.prompts.load(PromptSpec(text=done.spoken, voice="es", language="es"))
     assert contains(phone.heard_audio(), spoken, min_score=0.8) > 0.8  # the phone heard the Spanish prompt
+
+
+async def test_spanish_speech_is_heard_in_english_by_a_phone(platform: TestPlatform, tmp_path: Path) -> None:
+    """The reverse: a phone named as a Spanish speaker says a Spanish sentence; the bot hears that participant's own
+    audio through a media stream, recognizes it with the multilingual Whisper, and speaks Apertium's English."""
+    meeting = await platform.create_meeting(
+        lobbyBypassSettings={"scope": "everyone", "isDialInBypassEnabled": True},
+        joinMeetingIdSettings={"isPasscodeRequired": False},
+    )
+    creds = await platform.register_bot("translator", permissions=MEMBER, display_name="Translator")
+    async with platform.caller(number="+15550102", display_name="Ana") as ana:
+        phone = await ana.dial_in(platform.dial_in_number, meeting.conference_id)
+        await phone.wait_for_silence(0.5)
+        settings = settings_for(platform, creds)
+        async with run_translator(settings, meeting.join_web_url, spanish=frozenset({"Ana"})) as bot:
+            await phone.wait_for_silence(0.5)
+            assert bot.ear is not None and bot.ear.streams == 1  # Ana's own audio reaches the Spanish ear
+            await phone.play_wav(synthesize(SPANISH, "es"))
+            await phone.play_wav(np.zeros(16000, dtype=np.int16))
+            done = await bot.wait_translation("reservar", language="en", timeout=40)
+            await phone.wait_for_silence(0.5)
+
+    # recognized in Spanish; through G.711 Whisper base often misses a word ("una meta", "Pues, en los días")
+    assert done.speaker == "Ana" and word_error_rate([(SPANISH, done.heard)]) <= 0.5, done
+    assert done.spoken == await Apertium("spa-eng").translate(done.heard) and "reserve" in done.spoken, done
+    assert not [t for t in bot.translations if t.language == "es"]  # the English model's reading of Ana is ignored
+    spoken = await platform.node.prompts.load(PromptSpec(text=done.spoken))
+    assert contains(phone.heard_audio(), spoken, min_score=0.8) > 0.8  # the phone heard the English prompt
