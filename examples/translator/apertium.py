@@ -64,6 +64,10 @@ class Apertium:
             proc.kill()
             await proc.wait()
             raise TranslationError(f"apertium {self.pair} took longer than {self.timeout} s") from None
+        except asyncio.CancelledError:  # the bot is leaving: no orphan process
+            proc.kill()
+            await asyncio.shield(proc.wait())
+            raise
         if proc.returncode != 0:
             raise TranslationError(f"apertium {self.pair} failed: {err.decode(errors='replace').strip()[:200]}")
         return " ".join(out.decode(errors="replace").split())
