@@ -195,7 +195,9 @@ def main() -> None:
         if result["ok"]:
             best = max(best, talkers)
             costs.append(float(result["cpu_per_talker"]))  # type: ignore[arg-type]
-    summary: dict[str, object] = {"talkers_per_core": round(best / args.cores, 1), "target_p95_s": args.target}
+    summary: dict[str, object] = {}
+    if not args.no_load:
+        summary.update(talkers_per_core=round(best / args.cores, 1), target_p95_s=args.target)
     if costs:  # what a core would carry at 70 % load, from the CPU a talker cost in the runs that passed
         summary["talkers_per_core_at_70pct_cpu"] = round(0.7 / max(costs), 1)
     if not args.no_wer:
