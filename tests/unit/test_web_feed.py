@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opencomms.calling.transcription import HeardCaption
 from opencomms.domain import events as ev
 from opencomms.domain.participants import Participant
 from opencomms.web.feed import MeetingFeed, _Listener, page_entry
@@ -48,3 +49,23 @@ def test_a_page_in_the_lobby_hears_only_about_itself_until_admitted() -> None:
     assert me.queue.get_nowait()["participant"]["name"] == "Xavier"
     feed._deliver(me, ev.ParticipantLeft(person("g", "guest", "Gail"), 6))
     assert me.queue.get_nowait() == {"type": "ended"}
+
+
+def test_captions_reach_pages_in_the_meeting_once_and_never_the_lobby() -> None:
+    class Calls:
+        def leg(self, leg_id: str) -> Any:
+            return None  # the speaker left meanwhile: its name still comes from the caption's identity
+
+    feed = MeetingFeed(calls=Calls(), gateway=None, edge=None)  # type: ignore[arg-type]
+    inside = _Listener("conv", "leg-g", "g", in_lobby=False)
+    lobby = _Listener("conv", "leg-l", "l", in_lobby=True)
+    feed._listeners["conv"] = {inside, lobby}
+    phone = {"phone": {"id": "+15550123"}}
+    feed.caption(HeardCaption("scribe-1", "conv", "leg-p", phone, 100.0, 102.0, "Hello  there."))
+    feed.caption(HeardCaption("scribe-2", "conv", "leg-p", phone, 100.1, 102.0, "Hello there."))  # a second bot
+    feed.caption(HeardCaption("scribe-1", "other", "leg-q", phone, 100.0, 101.0, "Not this meeting."))
+    message = inside.queue.get_nowait()
+    assert message["type"] == "caption" and message["speaker"] == "Phone ··23" and message["text"] == "Hello there."
+    assert inside.queue.empty() and lobby.queue.empty()
+    feed.caption(HeardCaption("scribe-1", "conv", "leg-p", phone, 110.0, 111.0, "Hello there."))  # said again
+    assert inside.queue.get_nowait()["start"] == 110.0

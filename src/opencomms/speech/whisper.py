@@ -26,6 +26,7 @@ from .errors import SpeechConfigError
 __all__ = ["Recognized", "WhisperConfig", "WhisperTranscriber", "bundled_model_path", "check_model", "drop_restart"]
 
 _SENTENCE_END = re.compile(r"[.?!]\s+")
+_CLAUSE_END = re.compile(r"[,;]\s+")
 _FRAMES_PER_SECOND = 100
 _MAX_FRAMES = 3000
 
@@ -152,13 +153,19 @@ class WhisperTranscriber:
 
 def drop_restart(text: str) -> str:
     """Whisper's typical loop on a short window: after a sentence end it starts the utterance again ("Send me the
-    slides. Send me the"). Cut the text where a sentence starts with the same two words as the text."""
-    first = _words(text)[:2]
+    slides. Send me the"). Cut the text where a sentence starts with the same two words as the text, or where a
+    sentence or (after at least four words) a clause starts with two of the text's first three words in place
+    ("The kitchen needs paint, the kitchen leaves and a"; "Could you call me? Good you call me")."""
+    words = _words(text)
+    first, first3 = words[:2], words[:3]
     if len(first) < 2:
         return text
-    for match in _SENTENCE_END.finditer(text):
-        if _words(text[match.end() :])[:2] == first:
-            return text[: match.start() + 1]
+    cuts: list[tuple[int, str]] = [(m.start(), text[m.start()]) for m in _SENTENCE_END.finditer(text)]
+    cuts += [(m.start(), ".") for m in _CLAUSE_END.finditer(text) if len(_words(text[: m.start()])) >= 4]
+    for at, end in sorted(cuts):
+        rest = _words(text[at + 1 :])
+        if rest[:2] == first or (len(first3) == 3 and sum(a == b for a, b in zip(first3, rest[:3], strict=False)) >= 2):
+            return text[:at] + end
     return text
 
 

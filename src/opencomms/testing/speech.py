@@ -1,22 +1,31 @@
-"""Speech test material: everyday sentences, spoken by espeak-ng voices other than the prompts' default
-(`en-us`), at 16 kHz, and the same audio through a phone line (G.711 µ-law at 8 kHz and back). Used by the WER
-tests and bench/transcription.py; needs the espeak-ng program."""
+"""Speech test material: everyday sentences, spoken by voices the node's prompts never use, at 16 kHz, and the
+same audio through a phone line (G.711 µ-law at 8 kHz and back). Used by the WER tests and bench/transcription.py.
+
+The voices (`VOICES`) are Debian's offline synthesizers with statistical-parametric voices, which sound like
+people far more than espeak-ng's formant voices: flite's `slt`, `rms` and `awb` (CMU clustergen/Arctic) and
+festival's HTS voice `cmu_us_slt_arctic_hts` (packages flite, festival, festvox-us-slt-hts). A voice is named
+`flite:<voice>`, `festival:<voice>` or by an espeak-ng voice name (`en-us+m3`: the older formant voices, kept for the
+bad-input tests). Each renders at its own rate and is resampled to 16 kHz."""
 
 from __future__ import annotations
 
 import subprocess
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
-from opencomms.media.resample import resample
+from opencomms.media.resample import STREAMING, resample
 from opencomms.media.wav import decode_wav
 
-__all__ = ["SENTENCES", "VOICES", "phone_line", "synthesize"]
+__all__ = ["ESPEAK_VOICES", "SENTENCES", "VOICES", "phone_line", "synthesize"]
 
-VOICES = ("en-us+m3", "en+f2")
-"""espeak-ng voices the tests speak with (variants the node's prompts do not use)."""
+VOICES = ("flite:slt", "flite:rms", "flite:awb", "festival:cmu_us_slt_arctic_hts")
+"""The voices the WER tests and bench speak with (none is a voice the node's prompts use: piper's joe, espeak-ng)."""
+ESPEAK_VOICES = ("en-us+m3", "en+f2")
+"""espeak-ng variants the prompts do not use (formant voices: Whisper tiny.en does poorly on them)."""
 
 SENTENCES = (
     "Please send the quarterly report to the finance team by Friday.",
@@ -53,7 +62,22 @@ SENTENCES = (
 
 
 def synthesize(text: str, voice: str, *, speed: int = 175) -> npt.NDArray[np.int16]:
-    """`text` spoken by espeak-ng `voice` at `speed` words a minute, 16 kHz mono int16."""
+    """`text` spoken by `voice` (see the module docstring), 16 kHz mono int16; `speed` (words a minute) is for
+    espeak-ng voices only."""
+    engine, _, name = voice.partition(":")
+    if engine in ("flite", "festival") and name:
+        with tempfile.TemporaryDirectory(prefix="opencomms-tts-") as tmp:
+            out = Path(tmp, "out.wav")
+            if engine == "flite":
+                subprocess.run(["flite", "-voice", name, "-t", text, "-o", str(out)], capture_output=True, check=True)
+            else:
+                subprocess.run(
+                    ["text2wave", "-eval", f"(voice_{name})", "-o", str(out)],
+                    input=text.encode(),
+                    capture_output=True,
+                    check=True,
+                )
+            return decode_wav(out.read_bytes())
     wav = subprocess.run(
         ["espeak-ng", "--stdout", "-v", voice, "-s", str(speed)], input=text.encode(), capture_output=True, check=True
     ).stdout
@@ -61,6 +85,8 @@ def synthesize(text: str, voice: str, *, speed: int = 175) -> npt.NDArray[np.int
 
 
 def phone_line(audio: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
-    """`audio` (16 kHz) as a phone sends it: down to 8 kHz, G.711 µ-law, decoded and back up to 16 kHz."""
+    """`audio` (16 kHz) as the node hears it from a phone: band-limited to 8 kHz (the phone's side), G.711 µ-law,
+    decoded and brought back up to 16 kHz with the engine's own upsampling filter (`STREAMING`, as rtp/transcode.py
+    does for a G.711 leg)."""
     narrow = resample(audio, 16_000, 8_000)
-    return resample(ulaw_decode(ulaw_encode(narrow)), 8_000, 16_000)
+    return resample(ulaw_decode(ulaw_encode(narrow)), 8_000, 16_000, STREAMING)

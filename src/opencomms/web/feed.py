@@ -5,8 +5,10 @@ token its SIP WebSocket was opened with; the feed serves the meeting of the call
 while it lasts: no other credential, no meeting chosen by the page. The page gets a snapshot (`roster`, as
 `participants_for` its own leg shows it: the lobby sees only itself), then changes: `participant` (joined or
 updated), `left`, `speaker` (the engine's dominant speaker, by sourceId), `recording` (updateRecordingStatus),
-`ended`. The page sends `{"type": "mute", "muted": bool}`: the leg mutes itself, which the roster shows as
-isMuted (and the mix follows), as a bot's own mute does.
+`caption` (live transcription: a speaker's name and the words of one utterance, from the same captions the
+transcribing bot gets; the same utterance heard by two transcribing bots is sent once), `ended`. The page sends
+`{"type": "mute", "muted": bool}`: the leg mutes itself, which the roster shows as isMuted (and the mix follows),
+as a bot's own mute does.
 
 Owns: the listeners (a bounded queue each), the page's view of a roster entry (no phone number in it). Must not:
 decide who is in a meeting (the conversation core does) or touch media beyond the leg's own mute.
@@ -18,6 +20,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,7 @@ from aiohttp import WSMsgType, web
 
 from opencomms.calling.model import Call
 from opencomms.calling.subscribers import Batch, Subscriber
+from opencomms.calling.transcription import HeardCaption
 from opencomms.domain import commands as c
 from opencomms.domain import events as ev
 from opencomms.domain.participants import Participant
@@ -43,14 +47,16 @@ QUEUE = 256
 """Messages queued toward one page; a page that does not read beyond that loses its feed (it may reopen it)."""
 FIND_TRIES = 20
 """Tenths of a second the feed waits for the page's call to reach the meeting (the INVITE is being answered)."""
+CAPTION_CHARS = 500
+"""Longest caption text sent to a page (an utterance is at most [speech] max_utterance seconds anyway)."""
+_RECENT_CAPTIONS = 32
 _KINDS = ("user", "guest", "phone", "application", "applicationInstance")
 _NUMBERISH = re.compile(r"^[+\d\s().-]{4,}$")
 
 
-def page_entry(p: Participant, me: str = "") -> dict[str, Any]:
-    """A roster entry as the page shows it: a name, a kind, the sourceId, mute and lobby state; a phone's number
-    only as its last two digits."""
-    identity = p.identity or {}
+def page_name(identity: dict[str, Any] | None) -> tuple[str, str]:
+    """(name, kind) of an identitySet as the page shows it: a phone's number only as its last two digits."""
+    identity = identity or {}
     kind = next((k for k in _KINDS if isinstance(identity.get(k), dict)), "unknown")
     inner = identity.get(kind) or {}
     name = str(inner.get("displayName") or "").strip()
@@ -59,9 +65,16 @@ def page_entry(p: Participant, me: str = "") -> dict[str, Any]:
         name = f"Phone ··{digits[-2:]}" if digits else "Phone"
     if not name:
         name = "Bot" if kind.startswith("application") else "Guest"
+    return name[:64], kind
+
+
+def page_entry(p: Participant, me: str = "") -> dict[str, Any]:
+    """A roster entry as the page shows it: a name, a kind, the sourceId, mute and lobby state; a phone's number
+    only as its last two digits."""
+    name, kind = page_name(p.identity)
     return {
         "id": p.id,
-        "name": name[:64],
+        "name": name,
         "kind": kind,
         "sourceId": p.source_id,
         "isMuted": p.muted,
@@ -97,6 +110,8 @@ class MeetingFeed(Subscriber):
         self.gateway = gateway
         self.edge = edge
         self._listeners: dict[str, set[_Listener]] = {}
+        self._recent: dict[str, deque[tuple[str, str, float]]] = {}
+        """Per meeting with listeners: the latest captions sent (speaker leg, text, start), to send each once."""
 
     @property
     def listening(self) -> int:
@@ -129,6 +144,32 @@ class MeetingFeed(Subscriber):
             event, ev.ConversationEnded
         ):
             listener.put({"type": "ended"})
+
+    # -- live transcription (CallTranscription.heard) -----------------------------------------------------------------
+    def caption(self, heard: HeardCaption) -> None:
+        """A final caption of a transcribed meeting: to its pages (not the lobby), once per utterance."""
+        listeners = self._listeners.get(heard.conversation_id)
+        if not listeners:
+            self._recent.pop(heard.conversation_id, None)
+            return
+        text = " ".join(heard.text.split())[:CAPTION_CHARS]
+        recent = self._recent.setdefault(heard.conversation_id, deque(maxlen=_RECENT_CAPTIONS))
+        if any(leg == heard.speaker_leg and t == text and abs(at - heard.start) < 3.0 for leg, t, at in recent):
+            return  # a second transcribing bot heard the same utterance
+        recent.append((heard.speaker_leg, text, heard.start))
+        call = self.calls.leg(heard.speaker_leg)
+        name, _ = page_name(heard.identity)
+        message = {
+            "type": "caption",
+            "speaker": name,
+            "participantId": call.my_participant_id if call is not None else "",
+            "sourceId": call.source_id if call is not None else "",
+            "text": text,
+            "start": round(heard.start, 3),
+        }
+        for listener in list(listeners):
+            if not listener.in_lobby:
+                listener.put(message)
 
     # -- media events (LegObserver) ------------------------------------------------------------------------------
     def connected(self, call: Call) -> None:
@@ -201,6 +242,7 @@ class MeetingFeed(Subscriber):
                 members.discard(listener)
                 if not members:
                     del self._listeners[listener.conversation_id]
+                    self._recent.pop(listener.conversation_id, None)
             if not ws.closed:
                 await ws.close()
         return ws

@@ -161,6 +161,11 @@ input, select { padding: .5rem; width: 100%; border: 1px solid #666; border-radi
 .row { display: flex; flex-wrap: wrap; gap: .5rem; align-items: center; }
 .hidden { display: none !important; }
 #recording { color: var(--bad); font-weight: 600; }
+#captions {
+  list-style: none; padding: .4rem .6rem; margin: .6rem 0; background: #111; color: #fff; border-radius: .4rem;
+}
+#captions li { padding: .15rem 0; }
+#captions .who { font-weight: 600; margin-right: .4rem; }
 #roster { list-style: none; padding: 0; margin: 0; }
 #roster li {
   display: flex; justify-content: space-between; gap: .5rem; padding: .5rem .6rem; border-bottom: 1px solid #ddd;
@@ -194,6 +199,7 @@ def _document(title: str, data: dict[str, str] | None, ws_url: str = "", phone: 
 </section>
 <section id="meeting" class="hidden" aria-labelledby="roster-heading">
 <p id="recording" class="hidden" role="status" aria-live="polite">● Recording</p>
+<ol id="captions" class="hidden" aria-live="polite" aria-relevant="additions" aria-label="Captions"></ol>
 <div class="row" role="group" aria-label="Call controls">
 <button id="mute" type="button" aria-pressed="false">Mute</button>
 <button id="leave" type="button" class="danger">Leave</button>

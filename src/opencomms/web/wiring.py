@@ -70,4 +70,6 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
     node.calls.subscribe(feed)
     node.media.observers.append(feed)
     edge.routes.append((FEED_PATH, feed.handler))
+    if node.transcription is not None:  # live captions on the meeting page
+        node.transcription.heard.append(feed.caption)
     return edge

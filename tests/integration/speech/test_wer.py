@@ -1,11 +1,13 @@
-"""Word error rate of the live pipeline (Silero VAD cuts, Whisper tiny.en decodes, as bots receive it) on
-sentences spoken by espeak-ng voices the prompts do not use, at 16 kHz and through G.711. The test computes the
-WER itself (speech/wer.py) and compares it with the model alone on the whole utterances."""
+"""Word error rate of the live pipeline (Silero VAD cuts, Whisper tiny.en decodes, as bots receive it) on sentences
+spoken by voices the prompts never use (flite's slt, rms and awb, festival's HTS slt: opencomms.testing.speech), at
+16 kHz and through G.711 as the node hears a phone. The test computes the WER itself (speech/wer.py) and compares
+it with the model alone on the whole utterances; bench/transcription.py measures the whole set of 30 sentences."""
 
 from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -18,8 +20,10 @@ from opencomms.testing.speech import SENTENCES, VOICES, phone_line, synthesize
 
 pytestmark = pytest.mark.slow
 
-SET = SENTENCES[:12]
+SET = SENTENCES[::5]  # six sentences, fixed
 GAP = np.zeros(12_000, dtype=np.int16)  # 0.75 s between sentences
+LIMITS = {"16k": 0.06, "g711": 0.08}
+"""The issue's targets for the live pipeline (this set: about 2 % and 6 %; the 30 sentences: bench (b))."""
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +33,8 @@ def whisper() -> WhisperTranscriber:
 
 @pytest.fixture(scope="module")
 def spoken() -> dict[str, list[np.ndarray]]:
-    return {voice: [synthesize(s, voice) for s in SET] for voice in VOICES}
+    with ThreadPoolExecutor(2) as render:  # flite and festival are subprocesses
+        return {voice: list(render.map(lambda s, v=voice: synthesize(s, v), SET)) for voice in VOICES}
 
 
 def pipeline(whisper: WhisperTranscriber, utterances: list[np.ndarray]) -> list[str]:
@@ -67,13 +72,10 @@ def test_pipeline_word_error_rate(whisper: WhisperTranscriber, spoken: dict[str,
     rates = {}
     for voice, utterances in spoken.items():
         audio = utterances if line == "16k" else [phone_line(u) for u in utterances]
-        offline = [r.text for r in whisper.transcribe(audio)]
+        offline = [r.text for i in range(0, len(audio), 4) for r in whisper.transcribe(audio[i : i + 4])]
         live = pipeline(whisper, audio)
         rates[voice] = (word_error_rate(zip(SET, offline, strict=True)), word_error_rate([(reference, " ".join(live))]))
     offline_wer = sum(r[0] for r in rates.values()) / len(rates)
     live_wer = sum(r[1] for r in rates.values()) / len(rates)
-    # tiny.en on espeak-ng's formant voices: about 10 % at 16 kHz, 20-30 % once band-limited to 4 kHz (G.711);
-    # bench/transcription.py measures the whole set
-    limit = 0.18 if line == "16k" else 0.40
-    assert live_wer <= limit, rates
-    assert live_wer <= offline_wer + 0.08, rates  # cutting by VAD loses little
+    assert live_wer <= LIMITS[line], rates
+    assert live_wer <= offline_wer + 0.02, rates  # cutting by VAD loses (almost) nothing

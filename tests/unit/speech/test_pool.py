@@ -123,3 +123,12 @@ def test_a_restarted_sentence_is_cut() -> None:
     assert drop_restart("Send me the slides. Send me the") == "Send me the slides."
     assert drop_restart("Yes. Yes, I agree.") == "Yes. Yes, I agree."
     assert drop_restart("Good morning. Good morning everyone.") == "Good morning."
+    # a restart after a clause, or misheard in one word (both seen on the WER set through G.711)
+    assert drop_restart("The kitchen needs a new coat of paint, the kitchen leaves and a") == (
+        "The kitchen needs a new coat of paint."
+    )
+    assert drop_restart("Could you call me back? Good You Call Me Back When") == "Could you call me back?"
+    # speech that repeats itself is left alone
+    assert drop_restart("I think, I think we should go.") == "I think, I think we should go."
+    repeated = "Well, the price is high, the price is right."
+    assert drop_restart(repeated) == repeated

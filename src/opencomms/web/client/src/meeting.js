@@ -1,7 +1,8 @@
 // The meeting page (a meeting's joinWebUrl, and /web/meeting where sign-in comes back): join as a guest with a
 // name, or sign in (authorization code + PKCE against the node's identity endpoints), then take part over
 // SIP-over-WebSocket (JsSIP): the roster with who is speaking (from the node's feed, web/feed.py), mute, leave, a
-// dial pad (RFC 4733 through rtpengine), the recording indicator and a device picker.
+// dial pad (RFC 4733 through rtpengine), the recording indicator, live captions (when the meeting is transcribed:
+// speaker and words of the last few utterances) and a device picker.
 // Tests read the page's state through window.opencommsMeeting.
 import { $, codecs, failure, measure, userAgent, whenConnected } from "./common.js";
 
@@ -21,6 +22,7 @@ const state = {
   speaker: null,
   muted: false,
   roster: new Map(),
+  captions: [],
   peak: 0,
   rms: 0,
   recent: 0,
@@ -36,6 +38,7 @@ window.opencommsMeeting = {
   inLobby: () => state.inLobby,
   recording: () => state.recording,
   speaker: () => state.speaker,
+  captions: () => state.captions.map((c) => ({ speaker: c.speaker, text: c.text })),
   level: () => ({ peak: state.peak, rms: state.rms, recent: state.recent }),
   resetLevel: () => {
     state.peak = 0;
@@ -88,7 +91,28 @@ function renderRoster() {
   for (const item of [...list.children]) if (!seen.has(item.dataset.id)) item.remove();
 }
 
+// -- captions -------------------------------------------------------------------------------------------------
+const CAPTION_LINES = 4;
+
+function addCaption(message) {
+  state.captions.push({ speaker: String(message.speaker || ""), text: String(message.text || "") });
+  if (state.captions.length > CAPTION_LINES) state.captions.shift();
+  const list = $("captions");
+  const item = document.createElement("li");
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = `${message.speaker}:`;
+  item.append(who, document.createTextNode(String(message.text || "")));
+  list.appendChild(item);
+  while (list.children.length > CAPTION_LINES) list.firstElementChild.remove();
+  list.classList.remove("hidden");
+}
+
 function onFeed(message) {
+  if (message.type === "caption") {
+    addCaption(message);
+    return;
+  }
   if (message.type === "roster") {
     state.me = message.me;
     state.inLobby = message.inLobby;
