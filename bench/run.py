@@ -171,7 +171,8 @@ CLUSTER = (
 SPEECH = (
     "## Speech (issue 15)",
     "(a) concurrent talkers per core with captions within 1.5 s (p95) and (b) WER of the live pipeline at 16 kHz and "
-    "through G.711 (espeak-ng voices); (c) piper render time per second of audio, uncached and cached.",
+    "through G.711 (flite and festival voices the prompts do not use; targets 6 % / 8 %); (c) piper render time "
+    "per second of audio, uncached and cached.",
 )
 
 BROWSERS = (
