@@ -18,7 +18,7 @@ OPENCOMMS_BENCH_RT=N: the node's engine thread runs SCHED_FIFO N (`[media] realt
 --sweep LEGS,...: afterwards the node alone with bench/conference_load.py's generator (one process placing the SIP
 calls and sending/receiving every leg's RTP, 3 talking per meeting, kernel receive times), which holds 500+ legs on
 one core where 50 SIPp instances do not; `--sweep-modes process,thread` ([media] process on/off). Its RESULT line
-is printed after this script's own.
+is printed after this script's own, which is repeated last.
 
 Figures per server: CPU per leg-second (server cores over the window / legs, in ms), RTP within 5 ms of its 20 ms
 schedule (tools/rtp_gaps.py on a tcpdump of the server's RTP), failed calls; then the node/Asterisk CPU ratio.
@@ -194,7 +194,7 @@ def main() -> None:
     ratio = f"; node/Asterisk CPU ratio {node_cpu / ast_cpu:.2f}" if node_cpu and ast_cpu else ""
     head = f"RESULT conference_sip {args.rooms}x{args.size} ({legs} legs, every caller talking): "
     print(head + "; ".join(parts) + ratio, flush=True)
-    if args.sweep:
+    if args.sweep:  # its lines, then its RESULT line, then ours again (last: what bench/run.py keeps)
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         import conference_load
 
@@ -205,6 +205,7 @@ def main() -> None:
             [int(x) for x in args.sweep.split(",") if x], load_args.modes.split(","), load_args, pin_self=True
         )
         print(result)
+        print(head + "; ".join(parts) + ratio)
 
 
 if __name__ == "__main__":
