@@ -313,6 +313,8 @@ class Generator:
         placed = 0
         k = 0
         phase = "ramp"
+        next_check = 0.0
+        waiting: list[Leg] = [self.legs[0]] if self.legs else []
         t_up = t_window = t_end = 0.0
         node0: float = 0.0
         gen0 = 0.0
@@ -326,15 +328,18 @@ class Generator:
                 self._send_sip(leg.invite)
                 leg.next_retry = now + 0.5
                 placed += 1
-            for leg in self.legs[:placed]:
-                if not leg.answered and not leg.failed and now >= leg.next_retry:
-                    leg.retries += 1
-                    if leg.retries > 6:
-                        leg.failed = True
-                        continue
-                    self._send_sip(leg.invite)
-                    leg.next_retry = now + min(4.0, 0.5 * 2**leg.retries)
-            if phase == "ramp" and placed == len(self.legs) and all(g.answered or g.failed for g in self.legs):
+            if phase == "ramp" and now >= next_check:  # the unanswered INVITEs, ten times a second
+                next_check = now + 0.1
+                waiting = [g for g in self.legs[:placed] if not g.answered and not g.failed]
+                for leg in waiting:
+                    if now >= leg.next_retry:
+                        leg.retries += 1
+                        if leg.retries > 6:
+                            leg.failed = True
+                            continue
+                        self._send_sip(leg.invite)
+                        leg.next_retry = now + min(4.0, 0.5 * 2**leg.retries)
+            if phase == "ramp" and placed == len(self.legs) and not waiting:
                 phase, t_up = "settle", now
                 figures["ramp_s"] = round(now - start, 1)
             elif phase == "settle" and now >= t_up + settle:
