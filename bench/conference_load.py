@@ -558,6 +558,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main() -> None:
     args = parser().parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the node of the running point stops too
     sizes = [int(x) for x in args.legs.split(",") if x]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     for m in modes:

@@ -177,6 +177,7 @@ def main() -> None:
             return
         asyncio.run(serve_node(args.rooms, args.size, Path(args.node)))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the node (or the sweep's) stops too
     common = {"HOLD_S": str(args.hold), "CAPTURE_S": str(min(args.capture, args.hold)), "RAMP": str(args.ramp)}
     results: dict[str, tuple[float | None, float | None, int, int]] = {}
     for label, run in (("node", bench_node), ("asterisk", bench_asterisk)):
