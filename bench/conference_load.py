@@ -177,6 +177,8 @@ class Generator:
         self.sent = 0
         self.send_errors = 0
         self.in_dialog = 0
+        self.failures: dict[str, int] = {}
+        """Final responses >= 300 to our INVITEs, by status line."""
 
     # -- messages --
     def _invite(self, leg: Leg) -> bytes:
@@ -222,6 +224,9 @@ class Generator:
             if leg is None or not cseq.endswith("INVITE") or code < 200:
                 return
             if code >= 300:
+                if not leg.failed:
+                    reason = first.split(" ", 1)[1]
+                    self.failures[reason] = self.failures.get(reason, 0) + 1
                 leg.failed = True
                 return
             leg.to = _header(head, "To") or _header(head, "t")
@@ -335,6 +340,7 @@ class Generator:
                     if now >= leg.next_retry:
                         leg.retries += 1
                         if leg.retries > 6:
+                            self.failures["no answer"] = self.failures.get("no answer", 0) + 1
                             leg.failed = True
                             continue
                         self._send_sip(leg.invite)
@@ -377,6 +383,7 @@ class Generator:
             received=self.received,
             send_errors=self.send_errors,
             node_requests=self.in_dialog,
+            failures=self.failures,
         )
         return figures
 
@@ -496,7 +503,8 @@ def line(r: dict[str, object]) -> str:
     assert isinstance(rtp, dict)
     return (
         f"{r['mode']:>7} {r['legs']:>4} legs ({r['rooms']}x{int(str(r['legs'])) // int(str(r['rooms']))}): "
-        f"{r['answered']} up / {r['failed']} failed, ramp {r.get('ramp_s')} s; "
+        f"{r['answered']} up / {r['failed']} failed{' ' + str(r['failures']) if r.get('failures') else ''}, "
+        f"ramp {r.get('ramp_s')} s; "
         f"RTP within 5 ms {rtp.get('within_5ms_pct')} % ({rtp.get('streams')}/{rtp.get('streams_expected')} streams, "
         f"{rtp.get('packets')} packets, p99/max lateness {rtp.get('lateness_ms_p99')}/{rtp.get('lateness_ms_max')} ms, "
         f"worst stream {rtp.get('worst_stream_within_5ms_pct')} %); "

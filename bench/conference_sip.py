@@ -64,7 +64,16 @@ async def serve_node(rooms: int, size: int, ready: Path) -> None:
         log_level="warning",
         log_format="text",
         media=MediaConfig(max_legs=max(legs * 2 + 64, 4096), process=MEDIA_PROCESS, realtime_priority=REALTIME),
-        sip=SipConfig(host="127.0.0.1", port=0),
+        # one load generator is one source: it may hold every call (the default share is half of max_calls); RTP
+        # ports below the kernel's ephemeral range and apart from the 20000-30000 of other nodes on the machine
+        sip=SipConfig(
+            host="127.0.0.1",
+            port=0,
+            max_calls=max(1000, legs + 100),
+            call_source_share=1.0,
+            rtp_port_min=10000,
+            rtp_port_max=19998,
+        ),
         meetings=MeetingsConfig(anonymous_sip_guests=True, max_participants=max(size + 10, 100)),
     )
     stop = asyncio.Event()
