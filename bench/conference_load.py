@@ -19,7 +19,10 @@ Each (mode, legs) point is a fresh node: bench/conference_sip.py's node (`--node
 the generator pinned to CPU 1 (OPENCOMMS_BENCH_NO_PIN=1: no pinning). Modes: `process` = `[media] process = true`
 (engine and RTP in the node's media child), `thread` = the engine thread in the node's process. Node CPU = the node
 process and its children (the media child) over the window. A point passes when >= 99.9 % of the node's packets
-left within 5 ms; legs per core = the largest passing point of a mode. The generator prints its own CPU.
+left within 5 ms; legs per core = the largest passing point of a mode. The generator prints its own CPU (about
+0.1-0.25 cores at 500-600 legs; 0.28 cores sending and receiving 35,000 packets/s for 700 legs against itself).
+OPENCOMMS_BENCH_RT=N: the node's engine thread runs SCHED_FIFO N (see conference_sip.py). On a loaded machine the
+node pinned to CPU 0 is starved and sends late or not at all: check `uptime` first (the figure needs a quiet one).
 One RESULT line last; `results_lines()` returns it for bench/conference_sip.py --sweep.
 """
 
