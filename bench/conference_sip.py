@@ -13,6 +13,13 @@ and SIPp/tcpdump to CPU 1 for both (bench_conference.sh's PIN=1 for Asterisk; th
 machine has two CPUs (OPENCOMMS_BENCH_NO_PIN=1: no pinning). OPENCOMMS_BENCH_MEDIA_PROCESS=1: the node's media
 engine and RTP run in its media process (`[media] process`).
 
+OPENCOMMS_BENCH_RT=N: the node's engine thread runs SCHED_FIFO N (`[media] realtime_priority`).
+
+--sweep LEGS,...: afterwards the node alone with bench/conference_load.py's generator (one process placing the SIP
+calls and sending/receiving every leg's RTP, 3 talking per meeting, kernel receive times), which holds 500+ legs on
+one core where 50 SIPp instances do not; `--sweep-modes process,thread` ([media] process on/off). Its RESULT line
+is printed after this script's own, which is repeated last.
+
 Figures per server: CPU per leg-second (server cores over the window / legs, in ms), RTP within 5 ms of its 20 ms
 schedule (tools/rtp_gaps.py on a tcpdump of the server's RTP), failed calls; then the node/Asterisk CPU ratio.
 One result line last. The machine is shared and noisy: compare only within one run.
@@ -39,6 +46,8 @@ NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
 MEDIA_PROCESS = os.environ.get("OPENCOMMS_BENCH_MEDIA_PROCESS") == "1"
 """The node runs `[media] process = true` (its CPU figure then misses the media child's: TARGET_PID is the node)."""
+REALTIME = int(os.environ.get("OPENCOMMS_BENCH_RT", "0") or 0)
+"""`[media] realtime_priority` of the node (SCHED_FIFO engine thread, as media servers run; 0: off, the default)."""
 
 
 async def serve_node(rooms: int, size: int, ready: Path) -> None:
@@ -54,8 +63,17 @@ async def serve_node(rooms: int, size: int, ready: Path) -> None:
         store_url="memory://",
         log_level="warning",
         log_format="text",
-        media=MediaConfig(max_legs=max(legs * 2 + 64, 4096), process=MEDIA_PROCESS),
-        sip=SipConfig(host="127.0.0.1", port=0),
+        media=MediaConfig(max_legs=max(legs * 2 + 64, 4096), process=MEDIA_PROCESS, realtime_priority=REALTIME),
+        # one load generator is one source: it may hold every call (the default share is half of max_calls); RTP
+        # ports below the kernel's ephemeral range and apart from the 20000-30000 of other nodes on the machine
+        sip=SipConfig(
+            host="127.0.0.1",
+            port=0,
+            max_calls=max(1000, legs + 100),
+            call_source_share=1.0,
+            rtp_port_min=10000,
+            rtp_port_max=19998,
+        ),
         meetings=MeetingsConfig(anonymous_sip_guests=True, max_participants=max(size + 10, 100)),
     )
     stop = asyncio.Event()
@@ -153,6 +171,9 @@ def main() -> None:
     ap.add_argument("--capture", type=int, default=20, help="seconds of RTP captured inside the hold (CAPTURE_S)")
     ap.add_argument("--ramp", type=int, default=30, help="calls per second while the calls come up")
     ap.add_argument("--only", choices=("node", "asterisk"), default=None)
+    ap.add_argument("--sweep", default="", help="leg counts for the node-only sweep with conference_load.py")
+    ap.add_argument("--sweep-modes", default="process,thread", help="media modes of the sweep")
+    ap.add_argument("--sweep-seconds", type=float, default=20.0, help="measurement window of each sweep point")
     ap.add_argument("--node", metavar="READY_FILE", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.node:
@@ -165,6 +186,7 @@ def main() -> None:
             return
         asyncio.run(serve_node(args.rooms, args.size, Path(args.node)))
         return
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the node (or the sweep's) stops too
     common = {"HOLD_S": str(args.hold), "CAPTURE_S": str(min(args.capture, args.hold)), "RAMP": str(args.ramp)}
     results: dict[str, tuple[float | None, float | None, int, int]] = {}
     for label, run in (("node", bench_node), ("asterisk", bench_asterisk)):
@@ -181,7 +203,19 @@ def main() -> None:
     node_cpu, ast_cpu = results.get("node", (None,))[0], results.get("asterisk", (None,))[0]
     ratio = f"; node/Asterisk CPU ratio {node_cpu / ast_cpu:.2f}" if node_cpu and ast_cpu else ""
     head = f"RESULT conference_sip {args.rooms}x{args.size} ({legs} legs, every caller talking): "
-    print(head + "; ".join(parts) + ratio)
+    print(head + "; ".join(parts) + ratio, flush=True)
+    if args.sweep:  # its lines, then its RESULT line, then ours again (last: what bench/run.py keeps)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        import conference_load
+
+        load_args = conference_load.parser().parse_args(
+            ["--legs", args.sweep, "--modes", args.sweep_modes, "--seconds", str(args.sweep_seconds)]
+        )
+        _, result = conference_load.sweep(
+            [int(x) for x in args.sweep.split(",") if x], load_args.modes.split(","), load_args, pin_self=True
+        )
+        print(result)
+        print(head + "; ".join(parts) + ratio)
 
 
 if __name__ == "__main__":

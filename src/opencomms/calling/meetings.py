@@ -128,8 +128,9 @@ class MeetingMedia(Subscriber):
 
 
 class OperationDocuments(Subscriber):
-    """The documents of operations the core finishes within their command (startHoldMusic, stopHoldMusic), for
-    GET .../operations/{id} as Graph serves every commsOperation; they go when the bot's leg ends."""
+    """The documents of operations the core finishes within their command (startHoldMusic, stopHoldMusic) and of
+    those the REST action answers completed (participants/mute, updateRecordingStatus, #opencomms admit/admitAll),
+    for GET .../operations/{id} as Graph serves every commsOperation; they go when the bot's leg ends."""
 
     def __init__(self, calls: CallService) -> None:
         self.calls = calls
@@ -145,6 +146,15 @@ class OperationDocuments(Subscriber):
         elif isinstance(event, ev.LegEnded | ev.LegReleased):
             for op_id in self._docs.pop(event.leg_id, []):
                 self.calls.store.delete("operation", f"{event.leg_id}/{op_id}")
+
+    def keep(self, leg_id: str, operation: JsonObj) -> JsonObj:
+        """Store `operation` (a document the action answers) under the bot's leg while that leg lives; returns it."""
+        if self.calls.leg(leg_id) is not None:
+            op_id = str(operation["id"])
+            with self.calls.unit():
+                self.calls.store.put("operation", f"{leg_id}/{op_id}", operation)
+            self._docs.setdefault(leg_id, []).append(op_id)
+        return operation
 
 
 class LiveMeetingService:
@@ -167,7 +177,8 @@ class LiveMeetingService:
         rate = self.config.passcode_failures_per_minute
         self._guesses = KeyedTokenBucket(rate / 60.0, rate) if rate else None
         """Wrong passcodes per application: a bucket each, so that passcodes cannot be guessed."""
-        calls.subscribe(OperationDocuments(calls))
+        self.operations = OperationDocuments(calls)
+        calls.subscribe(self.operations)
 
     def attach_media(self, media: MediaHooks) -> None:
         """The media session hears holds (the composition root calls this once)."""
@@ -285,7 +296,7 @@ class LiveMeetingService:
         """participants/{id}/mute: a server mute (that audio leaves the mix; serverMuted in the roster)."""
         call = self.calls.own(caller, call_id)
         await self.calls.execute(call.conversation_id, c.Mute(call.id, True, normalize_id(participant_id)))
-        return _operation("#microsoft.graph.muteParticipantOperation", client_context)
+        return self.operations.keep(call.id, _operation("#microsoft.graph.muteParticipantOperation", client_context))
 
     async def remove(self, caller: Caller, call_id: str, participant_id: str) -> None:
         """DELETE participants/{id}: only apps the node's configuration names (AllowRemoveParticipantAppIds)."""
@@ -324,7 +335,7 @@ class LiveMeetingService:
         call = self.calls.own(caller, call_id)
         ids = tuple(normalize_id(p) for p in participant_ids)
         await self.calls.execute(call.conversation_id, c.Admit(call.id, ids))
-        return _operation("#opencomms.admitParticipantsOperation", client_context)
+        return self.operations.keep(call.id, _operation("#opencomms.admitParticipantsOperation", client_context))
 
     async def update_recording_status(
         self, caller: Caller, call_id: str, status: str, client_context: str | None
@@ -335,7 +346,8 @@ class LiveMeetingService:
         CallService.require(caller, ACCESS_MEDIA)
         await self.calls.execute(call.conversation_id, c.UpdateRecordingStatus(call.id, status))
         log.info("recording status", extra={"call_id": call.id, "status": status})
-        return _operation("#microsoft.graph.updateRecordingStatusOperation", client_context, resultInfo=None)
+        op = _operation("#microsoft.graph.updateRecordingStatusOperation", client_context, resultInfo=None)
+        return self.operations.keep(call.id, op)
 
     async def check_persist(self, caller: Caller, call_id: str) -> None:
         """Graph's rule: in a meeting no API that persists media works until the recording status is `recording`."""

@@ -270,3 +270,37 @@ async def test_hold_music_operations_finish_with_a_notification(platform: TestPl
     assert status == 204
     await host.webhook.wait_state(a, "terminated")
     assert not [key for key, _ in platform.node.store.scan("operation") if key.startswith(f"{a}/")]  # gone with it
+
+
+async def test_mute_admit_and_recording_operations_are_readable(platform: TestPlatform) -> None:
+    meeting = platform.add_meeting(lobby_scope=LobbyScope.ORGANIZATION)
+    host = await platform.recording_bot("host", permissions=MEMBER)
+    guest = await platform.recording_bot("guest", permissions=GUEST)
+    a = await join(host, by_chat(meeting))
+    g = await join(guest, by_id(meeting, meeting.passcode), state="establishing")
+    waiting = await wait_roster(host, a, lambda es: any(e["isInLobby"] for e in es))
+    lobby = next(e for e in waiting if e["isInLobby"])
+
+    actions = (
+        (f"participants/{lobby['id']}/admit", "#opencomms.admitParticipantsOperation", {"clientContext": "admit-1"}),
+        ("participants/admitAll", "#opencomms.admitParticipantsOperation", {"clientContext": "all-1"}),
+        (f"participants/{lobby['id']}/mute", "#microsoft.graph.muteParticipantOperation", {"clientContext": "m-1"}),
+        ("updateRecordingStatus", "#microsoft.graph.updateRecordingStatusOperation", {"status": "recording"}),
+    )
+    ids = []
+    for path, kind, body in actions:
+        status, op, headers = await host.client.request("POST", f"{CALLS}/{a}/{path}", body)
+        assert status == 200 and op["@odata.type"] == kind, (path, op)
+        assert headers["Location"].endswith(f"/operations/{op['id']}")
+        status, got, _ = await host.client.request("GET", f"{CALLS}/{a}/operations/{op['id']}")
+        assert status == 200 and got == op, path  # the document the action answered: type, status, resultInfo
+        assert got["status"] == "completed" and got["clientContext"] == body.get("clientContext")
+        ids.append(op["id"])
+    await guest.webhook.wait_state(g, "established")
+    status, _, _ = await host.client.request("GET", f"{CALLS}/{a}/operations/not-an-operation")
+    assert status == 404
+    status, _, _ = await guest.client.request("GET", f"{CALLS}/{a}/operations/{ids[0]}")
+    assert status == 404  # another app's call
+    assert await host.client.hang_up(a) == 204
+    await host.webhook.wait_state(a, "terminated")
+    assert not [key for key, _ in platform.node.store.scan("operation") if key.startswith(f"{a}/")]  # gone with it

@@ -135,6 +135,7 @@ class Mixes:
         self._selections: list[Selection] = []
         self._where: dict[int, tuple[int, int]] = {}  # conference mix index -> (size group, position)
         self._in_conference = np.zeros(capacity, dtype=np.bool_)
+        self._said = np.empty((0, _N), dtype=np.int32)
         self.dominant: list[tuple[str, int]] = []
         """This tick's dominant-speaker changes: (mix id, row or -1 for none)."""
 
@@ -285,13 +286,19 @@ class Mixes:
             self.totals[mix_id] = np.clip(total, _INT16_MIN, _INT16_MAX).astype(np.int32, copy=False)
         np.clip(inp, _INT16_MIN, _INT16_MAX, out=inp)
 
-    @staticmethod
     def _conference(
-        sel: Selection, members: npt.NDArray[np.intp], out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]
+        self, sel: Selection, members: npt.NDArray[np.intp], out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]
     ) -> npt.NDArray[np.int32]:
-        """Every member hears its mix's talkers' sum minus its own part; returns the sums `(mixes, 320)`."""
-        said = out[sel.rows] * sel.valid[:, :, None]
+        """Every member hears its mix's talkers' sum minus its own part; returns the sums `(mixes, 320)`. The talkers'
+        frames are gathered into a scratch kept between ticks (no large temporary per tick); the places of a mix
+        with fewer than K talkers hold zeros, so subtracting them from their (distinct) rows changes nothing."""
+        count, keep = sel.rows.shape
+        if self._said.shape[0] < count * keep:
+            self._said = np.empty((max(count * keep, 2 * self._said.shape[0]), _N), dtype=np.int32)
+        said = self._said[: count * keep].reshape(count, keep, _N)
+        np.take(out, sel.rows, axis=0, out=said, mode="clip")  # rows are in range: "clip" writes without a copy
+        said *= sel.valid[:, :, None]
         total: npt.NDArray[np.int32] = said.sum(axis=1, dtype=np.int32)
         inp[members] = total[:, None, :]
-        inp[sel.rows[sel.valid]] -= said[sel.valid]
+        inp[sel.rows] -= said
         return total

@@ -82,6 +82,21 @@ class Talkers:
         self.changed_at = np.full(capacity, -(1 << 30), dtype=np.int64)
         """Per mix index: the tick of the last dominant-speaker change."""
         self.tick = 0
+        self._scratch = np.empty((0, FRAME_SAMPLES), dtype=np.float32)
+
+    def _energy(self, out: npt.NDArray[np.int32], flat: npt.NDArray[np.intp]) -> npt.NDArray[np.float32]:
+        """Sum of squares of each row `flat` of `out`. Computed for the prefix up to the last of them in a float32
+        scratch kept between ticks: a gather and a cast of every member's frame made two large temporaries each
+        tick, whose fresh pages (allocations above malloc's mmap threshold) cost more than the arithmetic."""
+        if not flat.size:
+            return np.zeros(0, dtype=np.float32)
+        rows = int(flat.max()) + 1
+        if self._scratch.shape[0] < rows:
+            self._scratch = np.empty((max(rows, 2 * self._scratch.shape[0]), FRAME_SAMPLES), dtype=np.float32)
+        frames = self._scratch[:rows]
+        np.copyto(frames, out[:rows], casting="unsafe")
+        energy: npt.NDArray[np.float32] = np.einsum("ij,ij->i", frames, frames)[flat]
+        return energy
 
     def reset(self, row: int) -> None:
         """A row was added or removed: silent, inactive, not a talker."""
@@ -107,8 +122,7 @@ class Talkers:
         cfg = self.config
         count, size = members.shape
         flat = members.ravel()
-        frames = out[flat].astype(np.float32)
-        db = 10.0 * np.log10(np.einsum("ij,ij->i", frames, frames) / FRAME_SAMPLES + 1e-3) - _FULL_SCALE_DB
+        db = 10.0 * np.log10(self._energy(out, flat) / FRAME_SAMPLES + 1e-3) - _FULL_SCALE_DB
         level = self.level[flat]
         level = np.where(db > level, level + 0.5 * (db - level), np.maximum(db, level - cfg.release_db))
         hang = np.where(db > cfg.threshold_db, cfg.hangover_ticks, np.maximum(self.hang[flat] - 1, 0))
