@@ -216,6 +216,8 @@ class RedisConversationStore(ConversationStore):
         self._others.pop(conv_id, None)
         if tag == "none":
             return None
+        if conv_id not in self._held and self._leg_convs:  # taken over: its legs are this node's to write now
+            self._leg_convs.clear()  # (rare: cheaper to relearn every remembered leg than to search for its own)
         self._held[conv_id] = _s(res[1])
         previous = _s(res[4])
         if previous:  # a takeover: the last writer's undelivered notifications go before anything this one adds
@@ -310,7 +312,9 @@ class RedisConversationStore(ConversationStore):
         got = await self._pipe.submit("HGET", self._fixed["legs"], leg_id)
         if got is None:
             return None
-        self._remember(self._leg_convs, leg_id, conv_id := _s(got))
+        conv_id = _s(got)
+        if conv_id not in self._held:  # this node's own writes change its legs: only other nodes' are remembered
+            self._remember(self._leg_convs, leg_id, conv_id)
         return conv_id
 
     async def due(self, now: float, limit: int = 256) -> list[tuple[str, float]]:
