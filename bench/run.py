@@ -188,8 +188,9 @@ MEETING_BENCHES = (
     (["bench/conference_tick.py"], "(b) one meeting of 1000 with 4 talkers: engine tick p99, target < 10 ms"),
     (["bench/conference_legs.py"], "(a) rooms of 10, 3 talking, RTP both ways via the bank (no SIP): legs per core"),
     (
-        ["bench/conference_sip.py", "30", "10", "--hold", "30", "--capture", "15"],
-        "(a) the Asterisk anchor's bench_conference.sh against the node (meetings by SIP address) and ConfBridge",
+        ["bench/conference_sip.py", "30", "10", "--hold", "30", "--capture", "15", "--sweep", "300,500,600"],
+        "(a) the Asterisk anchor's bench_conference.sh against the node (meetings by SIP address) and ConfBridge, "
+        "then legs per core with bench/conference_load.py (one-process SIP+RTP generator, kernel receive times)",
     ),
     (["bench/roster_cost.py"], "(c) CPU and roster bytes per join at 10, 100, 1000 (delta), target 1000th < 2x 10th"),
     (["bench/meeting_join.py"], "(d) bot join to established at 20 joins/s, p99 target < 50 ms"),
