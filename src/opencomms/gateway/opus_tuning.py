@@ -1,0 +1,138 @@
+"""OpusTuning: how rtpengine encodes the Opus it sends to browsers (complexity, bandwidth, channels, bitrate).
+
+rtpengine transcodes every browser leg (Opus <-> G.722/G.711), and libopus's encoder dominates its CPU: ffmpeg's
+libopus wrapper encodes at complexity 10, stereo, up to fullband, unless told otherwise. The node's audio is at
+most 16 kHz (G.722) and mono, so a wideband (SILK) mono encoder at complexity 3 sends the same sound for a
+fraction of the CPU (see bench/webrtc_legs.py).
+
+Two ways reach the encoder:
+- the ng codec spec `opus/48000/2/<bitrate>///compression_level=<n>` (`codec: {set: [...]}`, `ng_codec_set`):
+  the bitrate works in every rtpengine; the complexity only from rtpengine mr11.3 on (its own libopus encoder).
+- for rtpengine before mr11.3 (Debian 12 ships 10.5, whose ffmpeg encoder takes no options), a spawned rtpengine
+  gets a small preload library (`build_preload`, compiled with the system's C compiler into the daemon's own
+  directory) that wraps `opus_multistream_encoder_ctl`: when ffmpeg sets the complexity (it always does, once per
+  encoder), the library sets ours instead and adds the bandwidth cap and the channel count. Without a compiler
+  the node logs a warning and rtpengine runs with ffmpeg's defaults (only the bitrate applies).
+
+Owns: the codec spec, the preload library's source and build, its environment. Must not: start processes other
+than the compiler, or speak ng.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger("opencomms.rtpengine")
+
+__all__ = ["BANDWIDTHS", "OpusTuning", "build_preload"]
+
+BANDWIDTHS: dict[str, int] = {
+    "narrowband": 1101,
+    "mediumband": 1102,
+    "wideband": 1103,
+    "superwideband": 1104,
+    "fullband": 1105,
+}
+"""libopus's OPUS_BANDWIDTH_* values by name (4, 6, 8, 12, 20 kHz of audio)."""
+
+_PRELOAD_C = r"""
+/* opencomms: set libopus encoder options that ffmpeg (as rtpengine < mr11.3 drives it) leaves at its defaults. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+typedef int (*ctl_f)(void *, int, ...);
+
+static int env_int(const char *name) {
+	const char *v = getenv(name);
+	return v && *v ? atoi(v) : -1;
+}
+
+int opus_multistream_encoder_ctl(void *st, int request, ...) {
+	static ctl_f real;
+	if (!real)
+		real = (ctl_f) dlsym(RTLD_NEXT, "opus_multistream_encoder_ctl");
+	va_list ap;
+	va_start(ap, request);
+	void *a = va_arg(ap, void *); /* every ctl takes at most two arguments; unused ones are ignored */
+	void *b = va_arg(ap, void *);
+	va_end(ap);
+	if (request == 4010 /* OPUS_SET_COMPLEXITY_REQUEST */) {
+		int bw = env_int("OPENCOMMS_OPUS_MAX_BANDWIDTH");
+		int ch = env_int("OPENCOMMS_OPUS_FORCE_CHANNELS");
+		int c = env_int("OPENCOMMS_OPUS_COMPLEXITY");
+		if (bw >= 1101 && bw <= 1105)
+			real(st, 4004 /* OPUS_SET_MAX_BANDWIDTH_REQUEST */, (int32_t) bw);
+		if (ch == 1 || ch == 2)
+			real(st, 4022 /* OPUS_SET_FORCE_CHANNELS_REQUEST */, (int32_t) ch);
+		if (c >= 0 && c <= 10)
+			return real(st, request, (int32_t) c);
+	}
+	return real(st, request, a, b);
+}
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class OpusTuning:
+    """The Opus encoder settings toward browsers (`webrtc.opus_*`)."""
+
+    complexity: int = 3
+    """libopus complexity 0..10 (10: ffmpeg's default)."""
+    max_bandwidth: str = "wideband"
+    """Widest audio band encoded (a key of BANDWIDTHS)."""
+    mono: bool = True
+    """Encode one channel (the stream stays `opus/48000/2`, as RFC 7587 wants; decoders play it on both)."""
+    bitrate: int = 0
+    """Bits per second (0: rtpengine's default, 32000 for stereo Opus)."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.complexity <= 10:
+            raise ValueError("Opus complexity must be 0..10")
+        if self.max_bandwidth not in BANDWIDTHS:
+            raise ValueError(f"Opus bandwidth must be one of {', '.join(BANDWIDTHS)}")
+        if self.bitrate and not 6000 <= self.bitrate <= 510_000:
+            raise ValueError("Opus bitrate must be 0 (rtpengine's default) or 6000..510000 bit/s")
+
+    def codec_spec(self) -> str:
+        """The ng `codec: {set: [...]}` entry for the browser's Opus (name/clock/channels/bitrate/ptime/fmtp/opts)."""
+        bitrate = str(self.bitrate) if self.bitrate else ""
+        return f"opus/48000/2/{bitrate}///compression_level={self.complexity}"
+
+    def environment(self) -> dict[str, str]:
+        """What the preload library reads."""
+        return {
+            "OPENCOMMS_OPUS_COMPLEXITY": str(self.complexity),
+            "OPENCOMMS_OPUS_MAX_BANDWIDTH": str(BANDWIDTHS[self.max_bandwidth]),
+            "OPENCOMMS_OPUS_FORCE_CHANNELS": "1" if self.mono else "",
+        }
+
+
+def build_preload(directory: Path, compiler: str = "cc") -> Path | None:
+    """Compile the preload library into `directory`; None (and a warning) when there is no compiler or it fails."""
+    cc = shutil.which(compiler)
+    if cc is None:
+        log.warning("no C compiler (%s): rtpengine encodes Opus with ffmpeg's defaults (complexity 10)", compiler)
+        return None
+    src, lib = directory / "opus_tuning.c", directory / "opus_tuning.so"
+    src.write_text(_PRELOAD_C)
+    try:
+        done = subprocess.run(
+            [cc, "-shared", "-fPIC", "-O2", "-o", str(lib), str(src), "-ldl"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        log.warning("could not build the Opus tuning library: %s", exc)
+        return None
+    if done.returncode != 0:
+        log.warning("could not build the Opus tuning library: %s", done.stderr.decode("utf-8", "replace")[-500:])
+        return None
+    return lib
