@@ -58,6 +58,12 @@ int opus_multistream_encoder_ctl(void *st, int request, ...) {
 	static ctl_f real;
 	if (!real)
 		real = (ctl_f) dlsym(RTLD_NEXT, "opus_multistream_encoder_ctl");
+	if (!real) { /* loaded with dlopen rather than preloaded: ask libopus itself */
+		void *h = dlopen("libopus.so.0", RTLD_NOW | RTLD_NOLOAD);
+		real = h ? (ctl_f) dlsym(h, "opus_multistream_encoder_ctl") : 0;
+	}
+	if (!real)
+		return -1; /* OPUS_BAD_ARG */
 	va_list ap;
 	va_start(ap, request);
 	void *a = va_arg(ap, void *); /* every ctl takes at most two arguments; unused ones are ignored */
