@@ -35,8 +35,13 @@ Prints one JSON line per size, a summary line, and one JSON line last.
 
 What Debian's rtpengine (10.5) does here, checked before writing this: two instances set up DTLS to each other
 (A answers B's `setup:actpass` with `setup:active`), both run full ICE (`ICE: force`, host candidates on 127.0.0.1),
-and Opus is transcoded through ffmpeg's libopus (stereo, 32 kbit/s, the encoder's default complexity: 10.5 has no
-Opus encoder options). perf on A under this load: about 60 % of its CPU in libopus (decode and encode).
+and Opus is transcoded through ffmpeg's libopus (32 kbit/s; 10.5 passes no encoder options to ffmpeg, whose default
+is stereo, fullband, complexity 10). perf on A under this load with those defaults: about 60 % of its CPU in libopus
+(decode and encode). The node's rtpengine now encodes as `webrtc.opus_complexity`, `opus_max_bandwidth`,
+`opus_mono` say (gateway/opus_tuning.py: a preloaded library in 10.5); `--webrtc key=value` sets any [webrtc] field
+of the node (e.g. `--webrtc opus_complexity=10 --webrtc opus_max_bandwidth=fullband --webrtc opus_mono=false`:
+ffmpeg's defaults, as before). `--browser-opus chrome` (default) makes B encode as Chrome does (mono, complexity 9,
+fullband), which is what A decodes; `ffmpeg` keeps rtpengine's defaults there (stereo, complexity 10).
 """
 
 from __future__ import annotations

@@ -13,6 +13,9 @@ Two ways reach the encoder:
   directory) that wraps `opus_multistream_encoder_ctl`: when ffmpeg sets the complexity (it always does, once per
   encoder), the library sets ours instead and adds the bandwidth cap and the channel count. Without a compiler
   the node logs a warning and rtpengine runs with ffmpeg's defaults (only the bitrate applies).
+The same library remembers libopus's static 48 kHz mode (`opus_custom_mode_create`): Debian's libopus, built with
+custom modes, runs CPUID on each call and its multistream API calls it for every frame; CPUID traps under most
+hypervisors (perf on this machine: a third of rtpengine's CPU).
 
 Owns: the codec spec, the preload library's source and build, its environment. Must not: start processes other
 than the compiler, or speak ng.
@@ -52,6 +55,37 @@ typedef int (*ctl_f)(void *, int, ...);
 static int env_int(const char *name) {
 	const char *v = getenv(name);
 	return v && *v ? atoi(v) : -1;
+}
+
+/* Debian builds libopus with custom modes, where opus_custom_mode_create() runs CPUID (opus_select_arch) on every
+ * call, and the multistream encoder and decoder reach it for every frame (through opus_*_get_size): under a
+ * hypervisor that traps CPUID this was a third of rtpengine's CPU. The 48 kHz / 20 ms mode is a static table, the
+ * same pointer on every call: remember it. */
+typedef void *(*mode_f)(int32_t, int, int *);
+static void *volatile mode_48000_960;
+
+void *opus_custom_mode_create(int32_t Fs, int frame_size, int *error) {
+	static mode_f real;
+	if (Fs == 48000 && frame_size == 960 && mode_48000_960) {
+		if (error)
+			*error = 0; /* OPUS_OK */
+		return mode_48000_960;
+	}
+	if (!real)
+		real = (mode_f) dlsym(RTLD_NEXT, "opus_custom_mode_create");
+	if (!real) {
+		void *h = dlopen("libopus.so.0", RTLD_NOW | RTLD_NOLOAD);
+		real = h ? (mode_f) dlsym(h, "opus_custom_mode_create") : 0;
+	}
+	if (!real) {
+		if (error)
+			*error = -1;
+		return 0;
+	}
+	void *mode = real(Fs, frame_size, error);
+	if (Fs == 48000 && frame_size == 960 && mode && (!error || *error == 0))
+		mode_48000_960 = mode;
+	return mode;
 }
 
 int opus_multistream_encoder_ctl(void *st, int request, ...) {

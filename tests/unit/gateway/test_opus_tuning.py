@@ -72,3 +72,19 @@ def test_the_preload_library_sets_our_complexity_bandwidth_and_channels(
         assert get(4007) == 0  # OPUS_GET_VBR
     finally:
         opus.opus_multistream_encoder_destroy(ctypes.c_void_p(enc))
+
+
+@pytest.mark.skipif(shutil.which("cc") is None or not ctypes.util.find_library("opus"), reason="needs cc and libopus")
+def test_the_preload_library_hands_out_libopus_own_48k_mode(tmp_path: Path) -> None:
+    lib = build_preload(tmp_path)
+    assert lib is not None
+    shim = ctypes.CDLL(str(lib), mode=ctypes.RTLD_GLOBAL)
+    opus = ctypes.CDLL(ctypes.util.find_library("opus"), mode=ctypes.RTLD_GLOBAL)
+    for f in (shim.opus_custom_mode_create, opus.opus_custom_mode_create):
+        f.restype = ctypes.c_void_p
+    err = ctypes.c_int(-9)
+    real = opus.opus_custom_mode_create(48000, 960, ctypes.byref(err))
+    assert real and err.value == 0
+    for _ in range(2):  # the first call asks libopus, the next ones are remembered
+        err.value = -9
+        assert shim.opus_custom_mode_create(48000, 960, ctypes.byref(err)) == real and err.value == 0
