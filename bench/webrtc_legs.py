@@ -35,8 +35,13 @@ Prints one JSON line per size, a summary line, and one JSON line last.
 
 What Debian's rtpengine (10.5) does here, checked before writing this: two instances set up DTLS to each other
 (A answers B's `setup:actpass` with `setup:active`), both run full ICE (`ICE: force`, host candidates on 127.0.0.1),
-and Opus is transcoded through ffmpeg's libopus (stereo, 32 kbit/s, the encoder's default complexity: 10.5 has no
-Opus encoder options). perf on A under this load: about 60 % of its CPU in libopus (decode and encode).
+and Opus is transcoded through ffmpeg's libopus (32 kbit/s; 10.5 passes no encoder options to ffmpeg, whose default
+is stereo, fullband, complexity 10). perf on A under this load with those defaults: about 60 % of its CPU in libopus
+(decode and encode). The node's rtpengine now encodes as `webrtc.opus_complexity`, `opus_max_bandwidth`,
+`opus_mono` say (gateway/opus_tuning.py: a preloaded library in 10.5); `--webrtc key=value` sets any [webrtc] field
+of the node (e.g. `--webrtc opus_complexity=10 --webrtc opus_max_bandwidth=fullband --webrtc opus_mono=false`:
+ffmpeg's defaults, as before). `--browser-opus chrome` (default) makes B encode as Chrome does (mono, complexity 9,
+fullband), which is what A decodes; `ffmpeg` keeps rtpengine's defaults there (stereo, complexity 10).
 """
 
 from __future__ import annotations
@@ -88,7 +93,27 @@ FROM_BROWSER = {"replace": ["origin", "session-connection"]}
 # --- the node under test (child process) -----------------------------------------------------------------------
 
 
-async def serve_node(legs: int, size: int, ready: Path, media_process: bool, opus: bool) -> None:
+def webrtc_overrides(items: list[str]) -> dict[str, Any]:
+    """`--webrtc key=value` as WebRtcConfig fields (typed as the field's default)."""
+    from opencomms.config import WebRtcConfig
+
+    defaults = WebRtcConfig()
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        default = getattr(defaults, key)  # AttributeError: no such field
+        if isinstance(default, bool):
+            out[key] = value.lower() in ("1", "true", "yes", "on")
+        elif isinstance(default, tuple):
+            out[key] = tuple(v for v in value.split(",") if v)
+        else:
+            out[key] = type(default)(value)
+    return out
+
+
+async def serve_node(
+    legs: int, size: int, ready: Path, media_process: bool, opus: bool, overrides: dict[str, Any]
+) -> None:
     from opencomms.config import MediaConfig, MeetingsConfig, NodeConfig, SipConfig, WebRtcConfig
     from opencomms.domain.meetings import LobbyScope
     from opencomms.gateway.webjoin import WebGrant
@@ -119,6 +144,7 @@ async def serve_node(legs: int, size: int, ready: Path, media_process: bool, opu
             max_connections=max(1024, legs + 64),
             ticket_ttl=600.0,
             opus=opus,
+            **overrides,
         ),
     )
     stop = asyncio.Event()
@@ -458,7 +484,13 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
         s.bind(("127.0.0.1", 0))
         ng = s.getsockname()[1]
     base = random.randrange(48000, 58000, 1000)
-    daemon = RtpEngineDaemon(RtpEngineSettings(ng_port=ng, port_min=base, port_max=base + 999, timeout=60, log_level=4))
+    from opencomms.gateway.opus_tuning import OpusTuning
+
+    # what the browsers' Opus encoder does: Chrome's libwebrtc encodes mono (no `stereo=1` asked) at complexity 9
+    # on desktops, fullband; "ffmpeg": rtpengine's own default (stereo, complexity 10)
+    opus = OpusTuning(complexity=9, max_bandwidth="fullband", mono=True) if args.browser_opus == "chrome" else None
+    settings = RtpEngineSettings(ng_port=ng, port_min=base, port_max=base + 999, timeout=60, log_level=4, opus=opus)
+    daemon = RtpEngineDaemon(settings)
     await daemon.start()
     assert daemon.process is not None
     b = RtpEngineClient(daemon.address, timeout=5.0)
@@ -662,6 +694,19 @@ def main() -> None:
         help="stop at the first size below the timing target (default: go on while the core has CPU left)",
     )
     ap.add_argument("--media-process", action="store_true", help="the node runs `[media] process = true`")
+    ap.add_argument(
+        "--browser-opus",
+        choices=("chrome", "ffmpeg"),
+        default="chrome",
+        help="the simulated browsers' Opus: as Chrome's (mono, complexity 9) or rtpengine's default (stereo, 10)",
+    )
+    ap.add_argument(
+        "--webrtc",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a [webrtc] setting of the node, e.g. opus_complexity=10 (repeatable)",
+    )
     ap.add_argument("--node", metavar="READY_FILE", help=argparse.SUPPRESS)
     ap.add_argument("--legs", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--aiortc-worker", metavar="INFO_FILE", help=argparse.SUPPRESS)
@@ -676,7 +721,8 @@ def main() -> None:
     if args.node:
         if PIN:
             os.sched_setaffinity(0, {NODE_CPU})
-        run(serve_node(args.legs, args.size, Path(args.node), args.media_process, args.codec == "opus"))
+        overrides = webrtc_overrides(args.webrtc)
+        run(serve_node(args.legs, args.size, Path(args.node), args.media_process, args.codec == "opus", overrides))
         return
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout` or a parent's SIGTERM: stop the node too
     if args.aiortc_worker:
@@ -695,6 +741,9 @@ def main() -> None:
         if args.media_process:
             cmd.append("--media-process")
         cmd += ["--codec", args.codec]
+        webrtc_overrides(args.webrtc)  # a typo fails here, not in the child
+        for item in args.webrtc:
+            cmd += ["--webrtc", item]
         node = subprocess.Popen(cmd, env=child_env(), cwd=ROOT)
         try:
             for _ in range(1200):
@@ -739,6 +788,8 @@ def main() -> None:
     result = {
         "bench": "webrtc_legs",
         "codec": args.codec,
+        "webrtc": args.webrtc,
+        "browser_opus": args.browser_opus,
         "legs_per_core": best["legs"] if best else 0,
         "largest_tried": rows[-1]["asked"] if rows else 0,
         "target_legs_per_core": TARGET_LEGS_PER_CORE,

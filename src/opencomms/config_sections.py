@@ -204,6 +204,22 @@ class WebRtcConfig:
     """What rtpengine offers the node for a browser's Opus, preferred first: G722 keeps the browser's audio
     wideband (16 kHz, the engine's rate) end to end; PCMU narrows it to 8 kHz (a node with `sip.codecs` without
     G722 picks it)."""
+    opus_complexity: int = 3
+    """libopus encoder complexity (0..10) of the Opus rtpengine sends browsers: its encoder is most of rtpengine's
+    CPU per leg; 10 (ffmpeg's default) costs about twice what 3 does for the node's <= 16 kHz audio; SFUs and PBXs
+    run 2..5. rtpengine >= mr11.3 takes it in the codec spec; a spawned older one (Debian 12: 10.5) gets it from a
+    small library compiled with the system's `cc` and preloaded (no compiler: complexity 10, a warning)."""
+    opus_max_bandwidth: str = "wideband"
+    """Widest band of that Opus: narrowband, mediumband, wideband (8 kHz of audio, SILK: cheap; all G.722 carries),
+    superwideband or fullband (CELT: costs more and adds nothing to the node's 16 kHz audio). Spawned rtpengine
+    only (as the preload above)."""
+    opus_mono: bool = True
+    """Encode that Opus as one channel (the node's audio is mono; the SDP stays `opus/48000/2` per RFC 7587 and
+    browsers play it on both channels). Spawned rtpengine only (as the preload above)."""
+    opus_bitrate: int = 0
+    """Bits per second of that Opus (0: rtpengine's default, 32000; 6000..510000), any rtpengine."""
+    rtpengine_threads: int = 0
+    """Worker threads of a spawned rtpengine (0: its default, one per CPU)."""
     web_guests: bool = True
     """A meeting's joinWebUrl page lets anyone holding the link join as a guest with a name (guests wait in the lobby
     as lobbyBypassSettings say); false: only signed-in users join from the page."""
@@ -220,6 +236,16 @@ class WebRtcConfig:
             raise ValueError("webrtc.rtpengine_timeout and webrtc.ticket_ttl must be positive seconds")
         if not self.node_codecs or any(c.upper() not in ("G722", "PCMU", "PCMA") for c in self.node_codecs):
             raise ValueError("webrtc.node_codecs must name G722, PCMU or PCMA")
+        if not 0 <= self.opus_complexity <= 10:
+            raise ValueError("webrtc.opus_complexity must be 0..10")
+        if self.opus_max_bandwidth not in ("narrowband", "mediumband", "wideband", "superwideband", "fullband"):
+            raise ValueError(
+                "webrtc.opus_max_bandwidth must be narrowband, mediumband, wideband, superwideband or fullband"
+            )
+        if self.opus_bitrate and not 6000 <= self.opus_bitrate <= 510_000:
+            raise ValueError("webrtc.opus_bitrate must be 0 or 6000..510000")
+        if self.rtpengine_threads < 0:
+            raise ValueError("webrtc.rtpengine_threads must be >= 0")
         if self.guest_join_rate <= 0 or self.guest_join_burst < 1:
             raise ValueError("webrtc.guest_join_rate must be positive and webrtc.guest_join_burst at least 1")
 

@@ -76,6 +76,8 @@ CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
     ("webrtc", "node_codecs"): ("PCMU", "G722"),
     ("meetings", "dial_in_number"): "+14255550100",
     ("webrtc", "rtpengine"): "127.0.0.1:2224",
+    ("webrtc", "opus_max_bandwidth"): "fullband",
+    ("webrtc", "opus_bitrate"): 24000,
     ("tts", "engine"): "espeak",
 }
 """Fields that take one of a few values: the valid other value the loading test uses."""

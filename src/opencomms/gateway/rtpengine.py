@@ -158,14 +158,19 @@ _PLAIN: Mapping[str, Any] = {
 }
 
 
-def webrtc_to_plain(node_codecs: tuple[str, ...] = ("G722", "PCMU")) -> dict[str, Any]:
+def webrtc_to_plain(node_codecs: tuple[str, ...] = ("G722", "PCMU"), opus_spec: str = "") -> dict[str, Any]:
     """Offer flags for a browser's offer going to the node: plain RTP/AVP, no ICE, RTCP on its own port, and the
     node offered only `node_codecs` (in this order; the node answers with the first it supports) + RFC 4733.
     Every codec of the browser is masked from the node's side, and `accept: opus` answers the browser with Opus
     whenever it offered Opus, so rtpengine transcodes Opus (48 kHz) <-> G.722 (16 kHz) or G.711 (8 kHz) between
-    the two; a browser without Opus is answered with what it offered of `node_codecs`."""
+    the two; a browser without Opus is answered with what it offered of `node_codecs`. `opus_spec` (e.g.
+    `opus/48000/2/24000///compression_level=3`, gateway/opus_tuning.py) sets the bitrate and encoder options of
+    the Opus rtpengine sends the browser (`codec: {set: [...]}`)."""
     transcode = [*node_codecs, "telephone-event"]
-    return {**_PLAIN, "codec": {"mask": ["all"], "transcode": transcode, "accept": ["opus"]}}
+    codec: dict[str, Any] = {"mask": ["all"], "transcode": transcode, "accept": ["opus"]}
+    if opus_spec:
+        codec["set"] = [opus_spec]
+    return {**_PLAIN, "codec": codec}
 
 
 WEBRTC_TO_PLAIN: Mapping[str, Any] = webrtc_to_plain()

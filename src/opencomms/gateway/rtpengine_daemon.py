@@ -1,7 +1,8 @@
 """RtpEngineDaemon: the rtpengine process the node (or a test) starts for itself, on a generated configuration.
 
 Owns: the configuration file (one interface, the ng control socket, the RTP port range, userspace forwarding:
-`table = -1`, no kernel module), the child process (killed with its parent through PR_SET_PDEATHSIG, stopped
+`table = -1`, no kernel module, `num-threads`), the Opus tuning library it preloads (gateway/opus_tuning.py), the
+child process (killed with its parent through PR_SET_PDEATHSIG, stopped
 with SIGTERM then SIGKILL), and waiting until it answers ng pings. Must not: speak ng beyond ping (that is
 `rtpengine.RtpEngineClient`), or decide anything about calls.
 """
@@ -12,12 +13,14 @@ import asyncio
 import contextlib
 import ctypes
 import logging
+import os
 import shutil
 import signal
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from opencomms.gateway.opus_tuning import OpusTuning, build_preload
 from opencomms.gateway.rtpengine import RtpEngineClient
 
 log = logging.getLogger("opencomms.rtpengine")
@@ -41,6 +44,10 @@ class RtpEngineSettings:
     """Seconds without RTP before rtpengine drops a call by itself."""
     binary: str = "rtpengine"
     log_level: int = 5
+    num_threads: int = 0
+    """rtpengine's worker threads (0: its default, one per CPU)."""
+    opus: OpusTuning | None = None
+    """Preload the Opus tuning library with these settings (None: ffmpeg's defaults)."""
 
 
 def render_config(s: RtpEngineSettings) -> str:
@@ -58,6 +65,7 @@ def render_config(s: RtpEngineSettings) -> str:
             "foreground = true",
             "log-stderr = true",
             f"log-level = {s.log_level}",
+            *([f"num-threads = {s.num_threads}"] if s.num_threads > 0 else []),
             "",
         ]
     )
@@ -90,6 +98,12 @@ class RtpEngineDaemon:
         self._dir = tempfile.TemporaryDirectory(prefix="opencomms-rtpengine-")
         conf = Path(self._dir.name) / "rtpengine.conf"
         conf.write_text(render_config(self.settings))
+        env = None
+        if self.settings.opus is not None:
+            lib = await asyncio.to_thread(build_preload, Path(self._dir.name))
+            if lib is not None:
+                preload = " ".join(p for p in (str(lib), os.environ.get("LD_PRELOAD", "")) if p)
+                env = {**os.environ, **self.settings.opus.environment(), "LD_PRELOAD": preload}
         self.process = await asyncio.create_subprocess_exec(
             binary,
             f"--config-file={conf}",
@@ -98,6 +112,7 @@ class RtpEngineDaemon:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             preexec_fn=_die_with_parent,
+            env=env,
         )
         self._log_task = asyncio.get_running_loop().create_task(self._relay_log())
         client = RtpEngineClient(self.address, timeout=0.5, retransmit=0.2)

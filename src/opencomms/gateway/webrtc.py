@@ -32,6 +32,7 @@ from opencomms.config import WebRtcConfig
 from opencomms.directory import Directory
 from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
+from opencomms.gateway.opus_tuning import OpusTuning
 from opencomms.gateway.rtpengine import (
     PLAIN_TO_WEBRTC,
     WEBRTC_TO_PLAIN_RELAY,
@@ -107,6 +108,12 @@ class WebRtcEdge:
         self.sockets: set[web.WebSocketResponse] = set()
         self._tasks = TaskSet("webrtc")
         self._probe: asyncio.Task[None] | None = None
+        self.opus_tuning = OpusTuning(
+            complexity=config.opus_complexity,
+            max_bandwidth=config.opus_max_bandwidth,
+            mono=config.opus_mono,
+            bitrate=config.opus_bitrate,
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,6 +127,8 @@ class WebRtcEdge:
                     ng_port=port,
                     port_min=cfg.rtpengine_port_min,
                     port_max=cfg.rtpengine_port_max,
+                    num_threads=cfg.rtpengine_threads,
+                    opus=self.opus_tuning if cfg.opus else None,
                 )
             )
             try:
@@ -324,7 +333,10 @@ class WebRtcEdge:
         if not req.body:
             return req.body
         try:
-            flags = webrtc_to_plain(self.config.node_codecs) if self.config.opus else WEBRTC_TO_PLAIN_RELAY
+            cfg = self.config
+            flags = (
+                webrtc_to_plain(cfg.node_codecs, self.opus_tuning.codec_spec()) if cfg.opus else WEBRTC_TO_PLAIN_RELAY
+            )
             return await self.rtpengine.offer(req.call_id, req.from_.tag or "", req.body, flags)
         except NgUnavailable:
             self.rtpengine_ok = False
