@@ -27,6 +27,7 @@ pytestmark = pytest.mark.slow
 
 MEMBER = ("Calls.JoinGroupCall.All", "Calls.AccessMedia.All")
 SPANISH = "Buenos días, quiero reservar una mesa."
+ENGLISH = "The museum opens at nine and closes at five."
 
 
 @pytest.fixture
@@ -69,14 +70,16 @@ async def test_english_speech_is_heard_in_spanish_by_a_phone(platform: TestPlatf
         await phone.wait_for_silence(0.5)
         async with run_translator(settings_for(platform, creds), meeting.join_web_url) as bot:
             await phone.wait_for_silence(0.5)  # the recording announcement is over
-            await phone.play_wav(synthesize("The museum opens at nine and closes at five.", "flite:slt"))
+            await phone.play_wav(synthesize(ENGLISH, "flite:slt"))
             await phone.play_wav(np.zeros(16000, dtype=np.int16))
-            done = await bot.wait_translation("museum", timeout=30)
+            done = await bot.wait_translation("closes", timeout=30)
             await phone.wait_for_silence(0.5)
 
-    assert done.speaker == "Alice"
+    # heard through G.711 and cut by the VAD: the first words are sometimes misheard ("You will open that nine"),
+    # numbers may come as digits ("at 9")
+    assert done.speaker == "Alice" and word_error_rate([(ENGLISH, done.heard)]) <= 0.5, done
     assert done.spoken == await Apertium("eng-spa").translate(done.heard)  # Apertium's Spanish, spoken as is
-    assert "museo" in done.spoken.lower()
+    assert "cierra" in done.spoken.lower(), done
     spoken = await platform.node.prompts.load(PromptSpec(text=done.spoken, voice="es", language="es"))
     assert contains(phone.heard_audio(), spoken, min_score=0.8) > 0.8  # the phone heard the Spanish prompt
 
