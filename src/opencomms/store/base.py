@@ -108,6 +108,11 @@ class Store(abc.ABC):
         self.put(kind, key, doc)
         return doc
 
+    def delete_later(self, kind: str, keys: Iterable[str]) -> None:
+        """Delete documents nobody reads any more (an ended call's operations); a store may hold the deletion a
+        moment to send it with its next write. Default: at once."""
+        self.delete_many(kind, keys)
+
     def delete_many(self, kind: str, keys: Iterable[str]) -> None:
         """Delete several documents of one kind (missing ones are ignored)."""
         for key in keys:

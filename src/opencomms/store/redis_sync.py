@@ -10,7 +10,8 @@ writes the documents and appends the entries (numbered there, in commit order; t
 transaction have seq 0) with the same append part as the conversation store's (the stream, read into this node's
 pending list in the same step): one round trip per transaction. A single write outside a transaction is one command
 (with its MULTI only when it must also bump the marker), and `update` writes a document without reading it first
-(`SWAP`: compare and set against what it guessed, merged again only if someone else wrote it). Every write of a
+(`SWAP`: compare and set against what it guessed, merged again only if someone else wrote it). `delete_later` (an
+ended call's operations) rides along with the next write (or goes alone after `LATER_S`). Every write of a
 kind the directory caches (`CACHED_KINDS`) bumps `docs:gen`, which `change_marker` compares with the count of this
 store's own writes, so a node's directory cache sees the writes of the other nodes and of the CLI (and not every call
 record or operation another node writes: those would empty it several times a second under load).
@@ -20,6 +21,8 @@ here are written by one request at a time: an admin, a registration, an operatio
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -31,6 +34,14 @@ from opencomms.store.base import Doc, OutboxEntry, Store, StoreUnavailable
 from opencomms.store.sqlite import _dumps, _loads
 
 __all__ = ["RedisStore"]
+
+log = logging.getLogger("opencomms.store")
+
+LATER_S = 0.1
+"""Seconds a `delete_later` waits for a write to ride along with before it is sent alone."""
+
+MAX_LATER = 10_000
+"""Deletions held at most (Redis down for long: the oldest are dropped; a restart's sweep removes what remains)."""
 
 FAULTS = (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnlyError, rx.OutOfMemoryError)
 
@@ -63,6 +74,9 @@ class RedisStore(Store):
         self._entries: list[OutboxEntry] = []
         self._own = 0
         """Writes of this store (each one bumped docs:gen once)."""
+        self._later: list[tuple[str, str]] = []
+        """(kind, key) of documents to delete with the next write (`delete_later`)."""
+        self._later_timer: asyncio.TimerHandle | None = None
         self._closed = False
         try:
             self._redis.xgroup_create(self._outbox[0], rc.GROUP, id="0", mkstream=True)
@@ -100,15 +114,17 @@ class RedisStore(Store):
             for kind, key, text in rows:
                 self._overlay[(kind, key)] = text
             return
-        if len(rows) == 1 and rows[0][0] not in CACHED_KINDS:
+        if len(rows) == 1 and rows[0][0] not in CACHED_KINDS and not self._later:
             kind, key, text = rows[0]
             self._run(self._redis.hset, self._hash(kind), key, text)
         elif rows:
             pipe = self._redis.pipeline(transaction=True)
+            later = self._ride_along(pipe)
             for kind, key, text in rows:
                 pipe.hset(self._hash(kind), key, text)
-            self._bump(pipe, {kind for kind, _, _ in rows})
+            self._bump(pipe, {kind for kind, _, _ in rows} | {kind for kind, _ in self._later})
             self._run(pipe.execute)
+            del self._later[:later]
 
     def delete(self, kind: str, key: str) -> bool:
         if self._depth:
@@ -134,6 +150,43 @@ class RedisStore(Store):
             pipe.hdel(self._hash(kind), *keys)
             self._bump(pipe, {kind})
             self._run(pipe.execute)
+
+    def delete_later(self, kind: str, keys: Iterable[str]) -> None:
+        """Held until the next write (documents, a transaction) sends them with it, or `LATER_S` passes; at once
+        without an event loop (the CLI)."""
+        if self._depth:  # with the transaction
+            for key in keys:
+                self._overlay[(kind, key)] = _DELETED
+            return
+        self._later += [(kind, key) for key in keys]
+        del self._later[:-MAX_LATER]
+        if self._later_timer is not None or not self._later:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._send_later()
+            return
+        self._later_timer = loop.call_later(LATER_S, self._send_later)
+
+    def _ride_along(self, pipe: Any) -> int:
+        """Queue the held deletions on `pipe` (before the write's own commands); how many (dropped once it ran)."""
+        for kind, key in self._later:
+            pipe.hdel(self._hash(kind), key)
+        return len(self._later)
+
+    def _send_later(self) -> None:
+        self._later_timer = None
+        if not self._later or self._closed or self._depth:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        later = self._ride_along(pipe)
+        try:
+            self._run(pipe.execute)
+        except StoreUnavailable as exc:  # kept for the next write or the next delete_later
+            log.warning("deletions held: %s", exc.message)
+            return
+        del self._later[:later]
 
     def update(self, kind: str, key: str, change: Callable[[Doc | None], Doc]) -> Doc:
         """Outside a transaction: one round trip when nobody else wrote the document since `change` was last applied
@@ -248,27 +301,32 @@ class RedisStore(Store):
             self._commit_script(overlay, entries)
             return
         pipe = self._redis.pipeline(transaction=True)
+        later = self._ride_along(pipe)
+        kinds = {kind for kind, _ in self._later}
         for (kind, key), text in overlay.items():
             if text is None:
                 pipe.hdel(self._hash(kind), key)
             else:
                 pipe.hset(self._hash(kind), key, text)
-        self._bump(pipe, {kind for kind, _ in overlay})
+        self._bump(pipe, kinds | {kind for kind, _ in overlay})
         self._run(pipe.execute)
+        del self._later[:later]
 
     def _commit_script(self, overlay: dict[tuple[str, str], str | None], entries: list[OutboxEntry]) -> None:
         """The documents and the entries of a transaction in one `DOCS` script (one round trip)."""
         keys = [*self._outbox, self._gen]
         index: dict[str, int] = {}
         docs: list[Any] = []
-        for (kind, key), text in overlay.items():
+        later = len(self._later)
+        for (kind, key), text in [*((k, None) for k in self._later), *overlay.items()]:
             if kind not in index:
                 keys.append(self._hash(kind))
                 index[kind] = len(keys)  # Lua's KEYS are 1-based
             docs += [index[kind], "d" if text is None else "h", key, text or ""]
         bump = not CACHED_KINDS.isdisjoint(index)
-        args = [self.target.node, len(entries), "1" if bump else "0", len(overlay), *docs, *rc.entry_args(entries)]
+        args = [self.target.node, len(entries), "1" if bump else "0", len(docs) // 4, *docs, *rc.entry_args(entries)]
         self._run(self._docs, keys=keys, args=args)
+        del self._later[:later]
         if bump:
             self._own += 1
 
@@ -281,5 +339,9 @@ class RedisStore(Store):
 
     def close(self) -> None:
         if not self._closed:
+            if self._later_timer is not None:
+                self._later_timer.cancel()
+                self._later_timer = None
+            self._send_later()
             self._closed = True
             self._redis.close()

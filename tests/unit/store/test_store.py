@@ -213,3 +213,31 @@ def test_redis_writes_of_a_call_take_one_round_trip_each(redis_target: RedisTarg
     finally:
         store.close()
         other.close()
+
+
+async def test_redis_delete_later_rides_along_with_the_next_write(redis_target: RedisTarget) -> None:
+    """An ended call's operations are deleted with the next write (no round trip of their own), or alone shortly."""
+    import asyncio
+
+    from opencomms.store import redis_sync
+
+    counting = _Counting.from_url(redis_target.url)
+    store = RedisStore(redis_target, client=counting)
+    other = RedisStore(redis_target)
+    try:
+        store.put_docs([("operation", "c/1", {"s": 1}), ("operation", "c/2", {"s": 2})])
+        counting.trips = 0
+        store.delete_later("operation", ["c/1"])
+        assert counting.trips == 0 and other.get("operation", "c/1") == {"s": 1}
+        store.put("operation", "d/1", {"s": 3})
+        assert counting.trips == 1 and other.get("operation", "c/1") is None
+        with store.transaction():  # and with a transaction's script
+            store.delete_later("operation", ["d/1"])
+            store.outbox_append(entry(1))
+        assert other.get("operation", "d/1") is None
+        store.delete_later("operation", ["c/2"])  # nothing else written: sent alone after LATER_S
+        await asyncio.sleep(redis_sync.LATER_S + 0.1)
+        assert other.get("operation", "c/2") is None
+    finally:
+        store.close()
+        other.close()
