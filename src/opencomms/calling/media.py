@@ -315,8 +315,8 @@ class MediaService:
             if cm.in_engine:
                 self._legs_in_engine -= 1
                 self.engine.call(cmd.RemoveLeg((call.id,)))
-            for op_id in cm.op_ids:
-                self.calls.store.delete("operation", f"{call.id}/{op_id}")
+            # nobody reads them any more (the call is gone): deleted with the store's next write
+            self.calls.store.delete_later("operation", [f"{call.id}/{op_id}" for op_id in cm.op_ids])
         self.recordings.call_ended(call.id)
 
     # -- REST actions ------------------------------------------------------------------------------------

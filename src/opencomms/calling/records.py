@@ -215,18 +215,20 @@ def record_leg(
 ) -> JsonObj:
     """Add external leg `call`'s session (with its RTP `quality`) to its conversation's callRecord (created on first
     use); returns the record. Bot legs are written together by `record_legs`."""
-    key = call.conversation_id
-    doc = add_session(store.get(KIND, key), call, reason, quality, codec, group=group, now=now)
-    record: JsonObj = doc["record"]
-    record["version"] += 1
-    store.put(KIND, key, doc)
+
+    def change(current: JsonObj | None) -> JsonObj:
+        doc = add_session(current, call, reason, quality, codec, group=group, now=now)
+        doc["record"]["version"] += 1
+        return doc
+
+    record: JsonObj = store.update(KIND, call.conversation_id, change)["record"]
     if quality is None:
         return record
     log.info(
         "call quality",
         extra={
             "call_id": call.id,
-            "callChainId": key,
+            "callChainId": call.conversation_id,
             "phone": str((call.identity.get("phone") or call.identity.get("user") or {}).get("id") or ""),
             "packets_sent": quality.packets_sent,
             "packets_received": quality.packets_received,

@@ -7,7 +7,7 @@ The outbox is an ordered, durable queue of notification deliveries.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from typing import Any
@@ -101,6 +101,18 @@ class Store(abc.ABC):
         for kind, key, doc in items:
             self.put(kind, key, doc)
 
+    def update(self, kind: str, key: str, change: Callable[[Doc | None], Doc]) -> Doc:
+        """Write `change(the document or None)` and return it. `change` builds a new document from what it is given
+        and may be called more than once (a store may guess first and check when it writes: Redis)."""
+        doc = change(self.get(kind, key))
+        self.put(kind, key, doc)
+        return doc
+
+    def delete_later(self, kind: str, keys: Iterable[str]) -> None:
+        """Delete documents nobody reads any more (an ended call's operations); a store may hold the deletion a
+        moment to send it with its next write. Default: at once."""
+        self.delete_many(kind, keys)
+
     def delete_many(self, kind: str, keys: Iterable[str]) -> None:
         """Delete several documents of one kind (missing ones are ignored)."""
         for key in keys:
@@ -118,7 +130,8 @@ class Store(abc.ABC):
         """Persist a new entry; returns it with its `seq` assigned."""
 
     def outbox_append_many(self, entries: list[OutboxEntry]) -> list[OutboxEntry]:
-        """Persist new entries in this order (a store may do it in one statement); returns them with `seq`."""
+        """Persist new entries in this order (a store may do it in one statement); returns them with `seq` (inside a
+        transaction a store may number them at its commit instead, in commit order: Redis returns them with seq 0)."""
         return [self.outbox_append(entry) for entry in entries]
 
     @abc.abstractmethod

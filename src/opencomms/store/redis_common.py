@@ -254,6 +254,44 @@ return append(7, 11, tonumber(ARGV[10]), node, {'ok', newver, token})
 """
 )
 
+DOCS = (
+    _APPEND
+    + """
+-- KEYS: outbox, outbox:seq, outbox:ids, docs:gen, document hashes...; ARGV: 1 node, 2 n entries, 3 bump ('1': INCR
+-- docs:gen), 4 n documents, then 4 per document (index of its hash in KEYS, 'h' put | 'd' delete, field, JSON), then
+-- the entries. A transaction of the synchronous store in one step: its documents and its outbox entries (numbered
+-- here, in commit order) land together, in one round trip.
+local b = 5
+for _ = 1, tonumber(ARGV[4]) do
+  local key = KEYS[tonumber(ARGV[b])]
+  if ARGV[b + 1] == 'd' then
+    redis.call('HDEL', key, ARGV[b + 2])
+  else
+    redis.call('HSET', key, ARGV[b + 2], ARGV[b + 3])
+  end
+  b = b + 4
+end
+if ARGV[3] == '1' then redis.call('INCR', KEYS[4]) end
+return append(1, b, tonumber(ARGV[2]), ARGV[1], {})
+"""
+)
+
+SWAP = """
+-- KEYS: document hash, docs:gen; ARGV: field, '1' when it is expected to exist ('0': absent), the expected JSON,
+-- the new JSON, '1' to bump docs:gen. Writes the document only if it is still what the writer read or guessed:
+-- returns {1}, else {0} (absent now) or {0, current JSON} for the writer to merge into and try again.
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if ARGV[2] == '0' then
+  if cur then return {0, cur} end
+elseif cur ~= ARGV[3] then
+  if cur then return {0, cur} end
+  return {0}
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+if ARGV[5] == '1' then redis.call('INCR', KEYS[2]) end
+return {1}
+"""
+
 LOAD = """
 -- KEYS: conv, owner, fence; ARGV: node, lease ms. Loads the conversation under this node's lease (taken when free);
 -- a takeover also names the node that wrote it last (its pending notifications go first).

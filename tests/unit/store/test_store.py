@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 
 from opencomms.store import MemoryStore, OutboxEntry, SqliteStore, Store, open_store
+from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
 from tests.redis_fixtures import redis_target, redis_url
 
@@ -101,9 +104,10 @@ def test_batched_writes_match_single_ones(store: Store) -> None:
     with store.transaction():
         single = store.outbox_append(entry(0))
         many = store.outbox_append_many([entry(i) for i in range(1, 131)])
-    loaded = store.outbox_load()
-    assert loaded == [single, *many] and [e.seq for e in many] == sorted({e.seq for e in many})
-    assert many[0].seq > single.seq
+    loaded = store.outbox_load()  # numbered in append order (inside a transaction a store may number at the commit)
+    assert [e.id for e in loaded] == [single.id, *(e.id for e in many)]
+    assert [e.seq for e in loaded] == sorted({e.seq for e in loaded}) and loaded[0].seq > 0
+    assert [e.with_seq(0) for e in loaded] == [e.with_seq(0) for e in [single, *many]]
     store.outbox_remove_many([e.id for e in many[:120]] + ["missing"])
     assert [e.id for e in store.outbox_load()] == [single.id, *(e.id for e in many[120:])]
 
@@ -139,3 +143,101 @@ def test_outbox_entry_with_seq_keeps_every_other_field() -> None:
         "attempts",
         "seq",
     ]
+
+
+def test_update_builds_on_the_stored_document(store: Store) -> None:
+    """`update` hands its change the stored document (None at first) and writes what it returns."""
+    seen: list[object] = []
+
+    def bump(doc: dict[str, int] | None) -> dict[str, int]:
+        seen.append(doc)
+        return {"n": (doc or {"n": 0})["n"] + 1}
+
+    assert store.update("callRecord", "c", bump) == {"n": 1}
+    assert store.update("callRecord", "c", bump) == {"n": 2}
+    with store.transaction():
+        assert store.update("callRecord", "c", bump) == {"n": 3}
+    assert store.get("callRecord", "c") == {"n": 3} and seen[-1] == {"n": 2}
+
+
+class _Counting(redis.Redis):
+    """A redis client that counts the round trips (commands and pipelines) the store sends."""
+
+    trips = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.trips += 1
+        return super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        execute = pipe.execute
+
+        def run(raise_on_error: bool = True) -> Any:
+            self.trips += 1
+            return execute(raise_on_error)
+
+        pipe.execute = run  # type: ignore[method-assign]
+        return pipe
+
+
+def test_redis_writes_of_a_call_take_one_round_trip_each(redis_target: RedisTarget) -> None:
+    """A media operation's document with its notification, a call record and a lone document: one round trip each
+    (no INCRBY to number the entries first, no script check, no read before the record's write)."""
+    counting = _Counting.from_url(redis_target.url)
+    store = RedisStore(redis_target, client=counting)
+    other = RedisStore(redis_target)
+    try:
+        counting.trips = 0
+        store.put("operation", "call/op", {"status": "running"})
+        assert counting.trips == 1
+        counting.trips = 0
+        with store.transaction():
+            store.put("operation", "call/op", {"status": "completed"})
+            store.outbox_append_many([entry(1), entry(2)])
+        assert counting.trips <= 2  # the script is loaded once (NOSCRIPT), then one EVALSHA per commit
+        counting.trips = 0
+        with store.transaction():
+            store.put("operation", "call/op2", {"status": "completed"})
+            store.outbox_append(entry(3))
+        assert counting.trips == 1
+        assert [e.id for e in other.outbox_load()] == ["id-1", "id-2", "id-3"]
+        assert other.get("operation", "call/op") == {"status": "completed"}
+        counting.trips = 0
+        assert store.update("callRecord", "c", lambda doc: {"sessions": [*(doc or {"sessions": []})["sessions"], "a"]})
+        assert counting.trips <= 2 and other.get("callRecord", "c") == {"sessions": ["a"]}
+        # another node wrote the record meanwhile: the guess fails and the change is applied to what it wrote
+        other.put("callRecord", "c", {"sessions": ["b"]})
+        store.update("callRecord", "c", lambda doc: {"sessions": [*(doc or {"sessions": []})["sessions"], "c"]})
+        assert other.get("callRecord", "c") == {"sessions": ["b", "c"]}
+    finally:
+        store.close()
+        other.close()
+
+
+async def test_redis_delete_later_rides_along_with_the_next_write(redis_target: RedisTarget) -> None:
+    """An ended call's operations are deleted with the next write (no round trip of their own), or alone shortly."""
+    import asyncio
+
+    from opencomms.store import redis_sync
+
+    counting = _Counting.from_url(redis_target.url)
+    store = RedisStore(redis_target, client=counting)
+    other = RedisStore(redis_target)
+    try:
+        store.put_docs([("operation", "c/1", {"s": 1}), ("operation", "c/2", {"s": 2})])
+        counting.trips = 0
+        store.delete_later("operation", ["c/1"])
+        assert counting.trips == 0 and other.get("operation", "c/1") == {"s": 1}
+        store.put("operation", "d/1", {"s": 3})
+        assert counting.trips == 1 and other.get("operation", "c/1") is None
+        with store.transaction():  # and with a transaction's script
+            store.delete_later("operation", ["d/1"])
+            store.outbox_append(entry(1))
+        assert other.get("operation", "d/1") is None
+        store.delete_later("operation", ["c/2"])  # nothing else written: sent alone after LATER_S
+        await asyncio.sleep(redis_sync.LATER_S + 0.1)
+        assert other.get("operation", "c/2") is None
+    finally:
+        store.close()
+        other.close()
