@@ -128,7 +128,9 @@ class Pool(Generic[R]):
         self._factory = factory
         self._timeout = timeout
         self._max_idle = max_idle_per_origin
+        """Idle connections kept per origin; one released beyond that is closed."""
         self._idle_seconds = idle_seconds
+        """An idle connection older than this is closed rather than reused."""
         self._egress = egress
         self._idle: dict[tuple[str, int], list[Connection[R]]] = {}
         self._closed = False
