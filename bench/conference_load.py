@@ -52,6 +52,9 @@ from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+
+from _common import stop_node, wait_ready_file  # noqa: E402
+
 ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
 NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
@@ -461,22 +464,12 @@ def node_process(rooms: int, size: int, media_process: bool) -> Iterator[tuple[i
         pin = (lambda: os.sched_setaffinity(0, {NODE_CPU})) if PIN else None  # the media child inherits it
         node = subprocess.Popen(cmd, env=env, cwd=ROOT, preexec_fn=pin)
         try:
-            for _ in range(1200):
-                if ready.exists() or node.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if not ready.exists():
-                raise SystemExit("the node did not start")
+            wait_ready_file(node, ready)
             time.sleep(0.2)
             info = json.loads(ready.read_text())
             yield int(info["port"]), int(info["pid"])
         finally:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
+            stop_node(node)
 
 
 def point(legs: int, size: int, talkers: int, mode: str, args: argparse.Namespace) -> dict[str, object]:

@@ -37,10 +37,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+from _common import open_meeting, stop_node, wait_ready_file  # noqa: E402
+
 ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
 NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
@@ -53,7 +55,6 @@ REALTIME = int(os.environ.get("OPENCOMMS_BENCH_RT", "0") or 0)
 async def serve_node(rooms: int, size: int, ready: Path) -> None:
     """The node under test: meetings 1..rooms (scope everyone), SIP on a free port; runs until SIGTERM."""
     from opencomms.config import MediaConfig, MeetingsConfig, NodeConfig, SipConfig
-    from opencomms.domain.meetings import LobbyScope
     from opencomms.testing.platform import TestPlatform
 
     legs = rooms * size
@@ -82,14 +83,7 @@ async def serve_node(rooms: int, size: int, ready: Path) -> None:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     async with TestPlatform(config) as platform:
         for k in range(1, rooms + 1):
-            platform.add_meeting(
-                join_meeting_id=str(k),
-                subject=f"bench room {k}",
-                passcode=None,
-                passcode_required=False,
-                lobby_scope=LobbyScope.EVERYONE,
-                dial_in_bypass=True,
-            )
+            open_meeting(platform, k)
         _, port = platform.sip_address
         ready.write_text(json.dumps({"port": port, "pid": os.getpid()}))  # noqa: ASYNC240 (a few bytes, once)
         await stop.wait()
@@ -133,12 +127,7 @@ def bench_node(rooms: int, size: int, common: dict[str, str]) -> dict[str, objec
         env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}
         node = subprocess.Popen(cmd, env=env, cwd=ROOT)
         try:
-            for _ in range(600):
-                if ready.exists() or node.poll() is not None:
-                    break
-                time.sleep(0.05)
-            if not ready.exists():
-                raise SystemExit("the node did not start")
+            wait_ready_file(node, ready, 30.0)
             info = json.loads(ready.read_text())
             env2 = {**common, "TARGET_PORT": str(info["port"]), "TARGET_PID": str(info["pid"])}
             env2["SERVICE_PREFIX"] = "meeting-"
@@ -146,12 +135,7 @@ def bench_node(rooms: int, size: int, common: dict[str, str]) -> dict[str, objec
                 env2["LOAD_CPUS"] = str(LOAD_CPU)
             return run_conference(rooms, size, env2, "node")
         finally:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
+            stop_node(node)
 
 
 def bench_asterisk(rooms: int, size: int, common: dict[str, str]) -> dict[str, object]:

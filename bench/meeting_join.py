@@ -33,6 +33,8 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+from _common import cpu_seconds
+
 from opencomms.sdk import ClientCredentials, CommsClient, Notification, NotificationReceiver, jwks_url_for
 from opencomms.sdk.serve import serve_receiver
 
@@ -44,15 +46,6 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), 0 when unreadable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Joins:

@@ -69,6 +69,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # this worktree's sources, whatever PYTHONPATH says
+
+from _common import cpu_seconds, open_meeting, stop_node, wait_ready_file  # noqa: E402
+
 NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
 TARGET_PCT = 99.9
@@ -115,7 +118,6 @@ async def serve_node(
     legs: int, size: int, ready: Path, media_process: bool, opus: bool, overrides: dict[str, Any]
 ) -> None:
     from opencomms.config import MediaConfig, MeetingsConfig, NodeConfig, SipConfig, WebRtcConfig
-    from opencomms.domain.meetings import LobbyScope
     from opencomms.gateway.webjoin import WebGrant
     from opencomms.testing.platform import TestPlatform
 
@@ -158,14 +160,7 @@ async def serve_node(
         for i in range(legs):
             room = i // size + 1
             if i % size == 0:
-                platform.add_meeting(
-                    join_meeting_id=str(room),
-                    subject=f"bench room {room}",
-                    passcode=None,
-                    passcode_required=False,
-                    lobby_scope=LobbyScope.EVERYONE,
-                    dial_in_bypass=True,
-                )
+                open_meeting(platform, room)
             target = f"sip:meeting-{room}@127.0.0.1"
             tickets.append(edge.tickets.issue(WebGrant(platform.tenant_id, f"Browser {i}", target), time.time()))
             targets.append(target)
@@ -175,14 +170,6 @@ async def serve_node(
 
 
 # --- CPU accounting -------------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def descendants(pid: int) -> list[int]:
@@ -746,13 +733,8 @@ def main() -> None:
             cmd += ["--webrtc", item]
         node = subprocess.Popen(cmd, env=child_env(), cwd=ROOT)
         try:
-            for _ in range(1200):
-                if ready.exists() or node.poll() is not None:
-                    break
-                time.sleep(0.05)
+            wait_ready_file(node, ready)
             time.sleep(0.1)
-            if not ready.exists():
-                raise SystemExit("the node did not start")
             info = json.loads(ready.read_text())
             if PIN:
                 os.sched_setaffinity(0, {LOAD_CPU})
@@ -762,12 +744,7 @@ def main() -> None:
                 aio = run_aiortc(ready, sizes[-1], args.aiortc, args)
                 print(json.dumps({"aiortc": aio}), flush=True)
         finally:
-            node.send_signal(signal.SIGTERM)
-            try:
-                node.wait(30)
-            except subprocess.TimeoutExpired:
-                node.kill()
-                node.wait()
+            stop_node(node)
     passed = [r for r in rows if r["pass"]]
     best = passed[-1] if passed else None
     closest = max(rows, key=lambda r: r["within_5ms_pct"]) if rows else {}

@@ -1,5 +1,6 @@
 """What every example bot needs: who it is on which node (settings from the environment or flags), a client,
-and running until Ctrl-C.
+and running until Ctrl-C; for meeting bots also the join-URL flags, the notification receiver and telling the
+meeting that it is recorded.
 
 The secret is read from the environment (`BOT_SECRET`), never from the command line, where `ps` would show it.
 """
@@ -8,14 +9,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from opencomms.sdk import ClientCredentials, CommsClient, jwks_url_for
+from opencomms.sdk import ClientCredentials, CommsClient, GraphError, jwks_url_for, serve_receiver
+from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
 
 
 class SettingsError(ValueError):
@@ -115,3 +119,55 @@ async def serve_until_signalled(ready_line: str) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+# -- meeting bots (transcriber, translator, compliance recorder, meeting assistant) ---------------------------
+
+
+def meeting_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """A meeting bot's parser with `--join-url` [MEETING_JOIN_URL]; add the bot's own options, then call
+    `parse_meeting_args`."""
+    parser = argparse.ArgumentParser(prog=prog, description=(doc or "").split("\n")[0])
+    parser.add_argument(
+        "--join-url", default=os.environ.get("MEETING_JOIN_URL"), help="the meeting's joinWebUrl [MEETING_JOIN_URL]"
+    )
+    return parser
+
+
+def parse_meeting_args(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Add `--listen` and the bot identity arguments, parse; a missing join URL is a usage error."""
+    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0), help="HOST:PORT for notifications")
+    BotSettings.add_arguments(parser)
+    args = parser.parse_args(argv)
+    if not args.join_url:
+        parser.error("--join-url (or MEETING_JOIN_URL) is required")
+    return args
+
+
+@asynccontextmanager
+async def meeting_comms(settings: BotSettings, host: str, port: int, path: str) -> AsyncIterator[CommunicationsClient]:
+    """A calling client whose notifications are served on host:port (0: any free port) under `path`."""
+    async with settings.client() as client:
+        comms = CommunicationsClient(client, callback_uri="", app_id=settings.app_id, jwks_url=settings.jwks_url)
+        async with comms, serve_receiver(comms.receiver, host, port) as base:
+            comms.callback_uri = f"{base}{path}"
+            yield comms
+
+
+async def record_and_transcribe(comms: CommunicationsClient, call: Call, *, timeout: float) -> None:
+    """Wait for the meeting leg, tell the meeting it is recorded (first: Graph's compliance rule), then start live
+    transcription."""
+    await call.wait_state("established", timeout=timeout)
+    await call.update_recording_status("recording")
+    await comms.client.start_transcription(call.id)
+
+
+async def stop_recording_and_leave(call: Call | None, *, recording: bool = True) -> None:
+    """Tell the meeting the recording stopped (if `recording`) and hang up; quiet if the call is already gone."""
+    if call is None or call.terminated.is_set():
+        return
+    if recording:
+        with contextlib.suppress(GraphError, OperationFailed, CallEnded, TimeoutError):
+            await call.update_recording_status("notRecording")
+    with contextlib.suppress(GraphError, TimeoutError):
+        await call.hang_up()

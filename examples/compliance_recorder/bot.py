@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import re
 import shutil
 import time
@@ -32,9 +31,16 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from examples.common import BotSettings, host_port, run_bot
-from opencomms.sdk import GraphError, serve_receiver
-from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
+from examples.common import (
+    BotSettings,
+    meeting_comms,
+    meeting_parser,
+    parse_meeting_args,
+    run_bot,
+    stop_recording_and_leave,
+)
+from opencomms.sdk import GraphError
+from opencomms.sdk.calling import Call, CommunicationsClient, OperationFailed
 from opencomms.sdk.media import FRAME_BYTES, AudioFrame, LocalMediaSession, MediaClosed
 
 log = logging.getLogger("examples.compliance_recorder")
@@ -142,12 +148,7 @@ class ComplianceRecorder:
         was recorded)."""
         call, was = self.call, self.recording
         self.recording = False
-        if call is not None and not call.terminated.is_set():
-            if was:
-                with contextlib.suppress(GraphError, OperationFailed, CallEnded, TimeoutError):
-                    await call.update_recording_status("notRecording")
-            with contextlib.suppress(GraphError, TimeoutError):
-                await call.hang_up()
+        await stop_recording_and_leave(call, recording=was)
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -204,16 +205,13 @@ async def run_recorder(
     """Join and record; on exit stop recording, leave and write the files (see `ComplianceRecorder.folder`)."""
     await asyncio.to_thread(out.mkdir, parents=True, exist_ok=True)
     await asyncio.to_thread(purge, out, time.time())
-    async with settings.client() as client, LocalMediaSession(host, 0) as media:
-        comms = CommunicationsClient(client, callback_uri="", app_id=settings.app_id, jwks_url=settings.jwks_url)
-        async with comms, serve_receiver(comms.receiver, host, port) as base:
-            comms.callback_uri = f"{base}/recorder/calls"
-            recorder = ComplianceRecorder(comms, media, out, keep_seconds)
-            try:
-                await recorder.join(join_web_url)
-                yield recorder
-            finally:
-                await recorder.stop()
+    async with meeting_comms(settings, host, port, "/recorder/calls") as comms, LocalMediaSession(host, 0) as media:
+        recorder = ComplianceRecorder(comms, media, out, keep_seconds)
+        try:
+            await recorder.join(join_web_url)
+            yield recorder
+        finally:
+            await recorder.stop()
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -234,17 +232,10 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.compliance_recorder", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--join-url", default=os.environ.get("MEETING_JOIN_URL"), help="the meeting's joinWebUrl [MEETING_JOIN_URL]"
-    )
+    parser = meeting_parser("python -m examples.compliance_recorder", __doc__)
     parser.add_argument("--out", default="recordings", help="the folder recordings are written under")
     parser.add_argument("--keep-days", type=float, default=30.0, help="days a recording is kept")
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0), help="HOST:PORT for notifications")
-    BotSettings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.join_url:
-        parser.error("--join-url (or MEETING_JOIN_URL) is required")
+    args = parse_meeting_args(parser, argv)
     return run_bot(parser, _main(args), (GraphError, OperationFailed, ValueError))  # JoinUrlError is a ValueError
 
 

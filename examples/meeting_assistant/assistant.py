@@ -21,14 +21,19 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 
-from examples.common import BotSettings, host_port, run_bot
+from examples.common import (
+    BotSettings,
+    meeting_comms,
+    meeting_parser,
+    parse_meeting_args,
+    run_bot,
+)
 from examples.meeting_assistant.commands import KeyCommands, Leave, Mute
-from opencomms.sdk import GraphError, Participant, RosterChange, ToneInfo, serve_receiver, text_prompt
+from opencomms.sdk import GraphError, Participant, RosterChange, ToneInfo, text_prompt
 from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
 
 log = logging.getLogger("examples.meeting_assistant")
@@ -233,16 +238,13 @@ async def run_assistant(
 ) -> AsyncIterator[MeetingAssistant]:
     """Serve the bot's notifications on host:port (0: any free port), join the meeting, yield the assistant;
     leaves the meeting on exit."""
-    async with settings.client() as client:
-        comms = CommunicationsClient(client, callback_uri="", app_id=settings.app_id, jwks_url=settings.jwks_url)
-        async with comms, serve_receiver(comms.receiver, host, port) as base:
-            comms.callback_uri = f"{base}/assistant/calls"
-            assistant = MeetingAssistant(comms, voice=voice)
-            try:
-                await assistant.join(join_web_url)
-                yield assistant
-            finally:
-                await assistant.close()
+    async with meeting_comms(settings, host, port, "/assistant/calls") as comms:
+        assistant = MeetingAssistant(comms, voice=voice)
+        try:
+            await assistant.join(join_web_url)
+            yield assistant
+        finally:
+            await assistant.close()
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -261,16 +263,9 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.meeting_assistant", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--join-url", default=os.environ.get("MEETING_JOIN_URL"), help="the meeting's joinWebUrl [MEETING_JOIN_URL]"
-    )
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0), help="HOST:PORT for notifications")
+    parser = meeting_parser("python -m examples.meeting_assistant", __doc__)
     parser.add_argument("--voice", default="en-us", help="text-to-speech voice of the prompts")
-    BotSettings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.join_url:
-        parser.error("--join-url (or MEETING_JOIN_URL) is required")
+    args = parse_meeting_args(parser, argv)
     return run_bot(parser, _main(args), (GraphError, ValueError))  # JoinUrlError is a ValueError
 
 

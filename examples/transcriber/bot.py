@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import os
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -27,9 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from examples.common import BotSettings, host_port, run_bot
-from opencomms.sdk import GraphError, Transcript, serve_receiver
-from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
+from examples.common import (
+    BotSettings,
+    meeting_comms,
+    meeting_parser,
+    parse_meeting_args,
+    record_and_transcribe,
+    run_bot,
+    stop_recording_and_leave,
+)
+from opencomms.sdk import GraphError, Transcript
+from opencomms.sdk.calling import Call, CommunicationsClient
 
 log = logging.getLogger("examples.transcriber")
 _OFFSET = re.compile(r"^PT(?:(\d+)H)?(?:(\d+)M)?(?:([\d.]+)S)?$")
@@ -80,20 +86,12 @@ class Transcriber:
     async def join(self, join_web_url: str, *, timeout: float = 30.0) -> Call:
         call = await self.comms.join_meeting(join_web_url=join_web_url)
         self.call = call
-        await call.wait_state("established", timeout=timeout)
-        await call.update_recording_status("recording")  # the meeting is told first (Graph's compliance rule)
-        await self.comms.client.start_transcription(call.id)
+        await record_and_transcribe(self.comms, call, timeout=timeout)
         log.info("transcribing %s", call.id)
         return call
 
     async def leave(self) -> None:
-        call = self.call
-        if call is None or call.terminated.is_set():
-            return
-        with contextlib.suppress(GraphError, OperationFailed, CallEnded, TimeoutError):
-            await call.update_recording_status("notRecording")
-        with contextlib.suppress(GraphError, TimeoutError):
-            await call.hang_up()
+        await stop_recording_and_leave(self.call)
 
     async def wait_lines(self, count: int, *, timeout: float = 20.0) -> list[Line]:
         async with self.changed:
@@ -122,16 +120,13 @@ async def run_transcriber(
 ) -> AsyncIterator[Transcriber]:
     """Serve the bot's notifications, join the meeting, record and transcribe into `out`; leaves on exit."""
     with out.open("a", encoding="utf-8") as fh:
-        async with settings.client() as client:
-            comms = CommunicationsClient(client, callback_uri="", app_id=settings.app_id, jwks_url=settings.jwks_url)
-            async with comms, serve_receiver(comms.receiver, host, port) as base:
-                comms.callback_uri = f"{base}/transcriber/calls"
-                bot = Transcriber(comms, fh)
-                try:
-                    await bot.join(join_web_url)
-                    yield bot
-                finally:
-                    await bot.leave()
+        async with meeting_comms(settings, host, port, "/transcriber/calls") as comms:
+            bot = Transcriber(comms, fh)
+            try:
+                await bot.join(join_web_url)
+                yield bot
+            finally:
+                await bot.leave()
 
 
 async def _main(args: argparse.Namespace) -> int:
@@ -144,16 +139,9 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.transcriber", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--join-url", default=os.environ.get("MEETING_JOIN_URL"), help="the meeting's joinWebUrl [MEETING_JOIN_URL]"
-    )
+    parser = meeting_parser("python -m examples.transcriber", __doc__)
     parser.add_argument("--out", default="transcript.txt", help="the transcript file (appended to)")
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0), help="HOST:PORT for notifications")
-    BotSettings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.join_url:
-        parser.error("--join-url (or MEETING_JOIN_URL) is required")
+    args = parse_meeting_args(parser, argv)
     return run_bot(parser, _main(args), (GraphError, ValueError))  # JoinUrlError is a ValueError
 
 

@@ -24,17 +24,24 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from examples.common import BotSettings, host_port, run_bot
+from examples.common import (
+    BotSettings,
+    meeting_comms,
+    meeting_parser,
+    parse_meeting_args,
+    record_and_transcribe,
+    run_bot,
+    stop_recording_and_leave,
+)
 from examples.transcriber.bot import speaker
 from examples.translator.apertium import Apertium, TranslationError
 from examples.translator.spanish import SpanishEar
-from opencomms.sdk import GraphError, Transcript, serve_receiver, text_prompt
+from opencomms.sdk import GraphError, Transcript, text_prompt
 from opencomms.sdk.calling import Call, CallEnded, CommunicationsClient, OperationFailed
 from opencomms.sdk.models import Participant
 
@@ -88,9 +95,7 @@ class Translator:
     async def join(self, join_web_url: str, *, timeout: float = 30.0) -> Call:
         call = await self.comms.join_meeting(join_web_url=join_web_url)
         self.call = call
-        await call.wait_state("established", timeout=timeout)
-        await call.update_recording_status("recording")  # transcription in a meeting needs it (Graph's rule)
-        await self.comms.client.start_transcription(call.id)
+        await record_and_transcribe(self.comms, call, timeout=timeout)  # transcription needs recording (Graph)
         self._speaker = asyncio.create_task(self._speak_loop(call), name="translator-speaker")
         for participant in list(call.participants):
             await self._on_joined(call, participant)
@@ -102,13 +107,7 @@ class Translator:
             self._speaker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._speaker
-        call = self.call
-        if call is None or call.terminated.is_set():
-            return
-        with contextlib.suppress(GraphError, OperationFailed, CallEnded, TimeoutError):
-            await call.update_recording_status("notRecording")
-        with contextlib.suppress(GraphError, TimeoutError):
-            await call.hang_up()
+        await stop_recording_and_leave(self.call)
 
     async def wait_translation(self, heard: str = "", *, language: str = "", timeout: float = 30.0) -> Translation:
         """The first translation spoken of an utterance whose text contains `heard` (case-insensitive) into
@@ -230,11 +229,7 @@ async def run_translator(
     async with contextlib.AsyncExitStack() as stack:
         if ear is not None:
             await stack.enter_async_context(ear.serve(host))
-        client = await stack.enter_async_context(settings.client())
-        comms = CommunicationsClient(client, callback_uri="", app_id=settings.app_id, jwks_url=settings.jwks_url)
-        await stack.enter_async_context(comms)
-        base = await stack.enter_async_context(serve_receiver(comms.receiver, host, port))
-        comms.callback_uri = f"{base}/translator/calls"
+        comms = await stack.enter_async_context(meeting_comms(settings, host, port, "/translator/calls"))
         bot = Translator(comms, apertium, voice=voice, spanish=spanish, back=back, ear=ear)
         translator.append(bot)
         try:
@@ -258,20 +253,13 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m examples.translator", description=__doc__.split("\n")[0])
-    parser.add_argument(
-        "--join-url", default=os.environ.get("MEETING_JOIN_URL"), help="the meeting's joinWebUrl [MEETING_JOIN_URL]"
-    )
+    parser = meeting_parser("python -m examples.translator", __doc__)
     parser.add_argument("--pair", default="eng-spa", help="the Apertium pair (default eng-spa: English to Spanish)")
     parser.add_argument("--voice", default="es", help="the espeak-ng voice that speaks the translation")
     parser.add_argument(
         "--spanish", action="append", metavar="NAME", help="a participant (display name) who speaks Spanish; repeatable"
     )
-    parser.add_argument("--listen", type=host_port, default=("127.0.0.1", 0), help="HOST:PORT for notifications")
-    BotSettings.add_arguments(parser)
-    args = parser.parse_args(argv)
-    if not args.join_url:
-        parser.error("--join-url (or MEETING_JOIN_URL) is required")
+    args = parse_meeting_args(parser, argv)
     return run_bot(parser, _main(args), (GraphError, ValueError))  # TranslationConfigError is a ValueError
 
 

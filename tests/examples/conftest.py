@@ -35,6 +35,30 @@ async def prompt_loaded(platform: TestPlatform, text: str, voice: str = "en-us",
             await asyncio.sleep(0.01)
 
 
+def ivr_menu(*, key_timeout: float) -> str:
+    """The stateless IVR's two-menu YAML (main: 1 -> sales, # hangs up; sales: 9 -> back) with espeak prompts."""
+    return f"""
+voice: en-us
+key_timeout: {key_timeout}
+max_retries: 2
+give_up: hangup
+messages:
+  invalid: "Invalid."
+  timeout: "Nothing?"
+  goodbye: "Bye."
+menus:
+  main:
+    prompt: "Main."
+    options:
+      "1": {{menu: sales}}
+      "#": hangup
+  sales:
+    prompt: "Sales."
+    options:
+      "9": back
+"""
+
+
 def set_webhook(platform: TestPlatform, creds: BotCredentials, url: str) -> None:
     """Point an application's callback URL at a bot that only knows its port once it runs."""
     directory = platform.node.directory

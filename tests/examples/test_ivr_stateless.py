@@ -20,28 +20,9 @@ from examples.ivr.stateless import run_worker
 
 from opencomms.testing.platform import TestPlatform
 from opencomms.testing.redis import redis_server
-from tests.examples.conftest import set_webhook, settings_for
+from tests.examples.conftest import ivr_menu, set_webhook, settings_for
 
-MENU = """
-voice: en-us
-key_timeout: 1.5
-max_retries: 2
-give_up: hangup
-messages:
-  invalid: "Invalid."
-  timeout: "Nothing?"
-  goodbye: "Bye."
-menus:
-  main:
-    prompt: "Main."
-    options:
-      "1": {menu: sales}
-      "#": hangup
-  sales:
-    prompt: "Sales."
-    options:
-      "9": back
-"""
+MENU = ivr_menu(key_timeout=1.5)
 
 
 async def finished(url: str, prefix: str, timeout: float = 5.0) -> tuple[list[Any], list[Any]]:

@@ -9,21 +9,21 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 from examples.common import BotSettings
 from examples.ivr.cluster import run_cluster
 
-from opencomms.cluster.local import ClusterPlan, LocalCluster
+from opencomms.cluster.local import LocalCluster
 from opencomms.directory import Directory
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
 from opencomms.testing.caller import VirtualCall, VirtualCaller
+from tests.examples.conftest import ivr_menu
+from tests.integration.cluster.support import NODE_ENV, healthz, three_nodes
 from tests.integration.conftest import ALL_CALL_PERMISSIONS
 
 pytestmark = pytest.mark.skipif(
@@ -31,49 +31,15 @@ pytestmark = pytest.mark.skipif(
     reason="needs kamailio and redis-server",
 )
 
-NODE_ENV = (
-    ("OPENCOMMS_LOG_LEVEL", "warning"),
-    ("OPENCOMMS_EGRESS__ALLOW", "127.0.0.1,::1"),
-    ("OPENCOMMS_CLUSTER__LEASE", "1.5"),
-    ("OPENCOMMS_CLUSTER__CLAIM_IDLE", "0.6"),
-    ("OPENCOMMS_CLUSTER__POLL", "0.2"),
-    ("OPENCOMMS_TTS__ENGINE", "espeak"),  # the menus in milliseconds on every node (piper's model starts slowly)
-)
+# the menus in milliseconds on every node (piper's model starts slowly)
+IVR_NODE_ENV = (*NODE_ENV, ("OPENCOMMS_TTS__ENGINE", "espeak"))
 NUMBER = "+14255550142"
-MENU = """
-voice: en-us
-key_timeout: 4
-max_retries: 2
-give_up: hangup
-messages:
-  invalid: "Invalid."
-  timeout: "Nothing?"
-  goodbye: "Bye."
-menus:
-  main:
-    prompt: "Main."
-    options:
-      "1": {menu: sales}
-      "#": hangup
-  sales:
-    prompt: "Sales."
-    options:
-      "9": back
-"""
+MENU = ivr_menu(key_timeout=4)
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    run = tmp_path_factory.mktemp("cluster")
-    plan = ClusterPlan(nodes=3, sip_port=0, http_port=0, node_sip_port=0, run_dir=str(run), env=NODE_ENV)
-    with LocalCluster(plan) as c:
-        yield c
-
-
-def healthz(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:
-        body: dict[str, Any] = json.loads(resp.read())
-        return body
+    yield from three_nodes(tmp_path_factory, IVR_NODE_ENV)
 
 
 def provision(cluster: LocalCluster) -> BotSettings:

@@ -7,18 +7,16 @@ Kamailio's Record-Route. A node that stops answering leaves the dispatcher set: 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from opencomms.cluster.local import ClusterPlan, LocalCluster
+from opencomms.cluster.local import LocalCluster
 from opencomms.config import SipConfig
 from opencomms.directory import Directory
 from opencomms.domain.ids import new_id
@@ -26,6 +24,7 @@ from opencomms.gateway.register import Registrations
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
 from opencomms.testing import GraphClient, RecordingBot
+from tests.integration.cluster.support import healthz, three_nodes
 from tests.integration.conftest import ALL_CALL_PERMISSIONS
 from tests.sipp.sipp import LOOPBACK, run_sipp, sipp_available
 
@@ -34,27 +33,10 @@ pytestmark = pytest.mark.skipif(
     reason="needs kamailio, redis-server and sipp",
 )
 
-NODE_ENV = (
-    ("OPENCOMMS_LOG_LEVEL", "warning"),
-    ("OPENCOMMS_EGRESS__ALLOW", "127.0.0.1,::1"),
-    ("OPENCOMMS_CLUSTER__LEASE", "1.5"),
-    ("OPENCOMMS_CLUSTER__CLAIM_IDLE", "0.6"),
-    ("OPENCOMMS_CLUSTER__POLL", "0.2"),
-)
-
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    run = tmp_path_factory.mktemp("cluster")
-    plan = ClusterPlan(nodes=3, sip_port=0, http_port=0, node_sip_port=0, run_dir=str(run), env=NODE_ENV)
-    with LocalCluster(plan) as c:
-        yield c
-
-
-def healthz(url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(f"{url}/healthz", timeout=5) as resp:
-        body: dict[str, Any] = json.loads(resp.read())
-        return body
+    yield from three_nodes(tmp_path_factory)
 
 
 bot_numbers: list[str] = []

@@ -75,6 +75,18 @@ async def wait_roster(bot: TestBot, call_id: str, check: Any) -> list[dict[str, 
     return list(found[0].resource_data)
 
 
+async def guest_in_lobby(platform: TestPlatform) -> tuple[TestBot, TestBot, str, str, dict[str, Any]]:
+    """A member bot in an organization-only meeting and a guest bot waiting in its lobby: (host, guest, host's
+    call, guest's call, the guest's roster entry as the host sees it)."""
+    meeting = platform.add_meeting(lobby_scope=LobbyScope.ORGANIZATION)
+    host = await platform.recording_bot("host", permissions=MEMBER)
+    guest = await platform.recording_bot("guest", permissions=GUEST)
+    a = await join(host, by_chat(meeting))
+    g = await join(guest, by_id(meeting, meeting.passcode), state="establishing")
+    waiting = await wait_roster(host, a, lambda es: any(e["isInLobby"] for e in es))
+    return host, guest, a, g, next(e for e in waiting if e["isInLobby"])
+
+
 async def test_two_bots_join_by_chat_info_and_by_join_id_with_rosters_in_sequence(platform: TestPlatform) -> None:
     meeting = platform.add_meeting(subject="Standup")
     classic = await platform.recording_bot("classic", permissions=MEMBER)
@@ -142,13 +154,7 @@ async def test_server_mute_and_remove(platform: TestPlatform) -> None:
 
 
 async def test_a_guest_waits_in_the_lobby_until_a_member_admits_it(platform: TestPlatform) -> None:
-    meeting = platform.add_meeting(lobby_scope=LobbyScope.ORGANIZATION)
-    host = await platform.recording_bot("host", permissions=MEMBER)
-    guest = await platform.recording_bot("guest", permissions=GUEST)
-    a = await join(host, by_chat(meeting))
-    g = await join(guest, by_id(meeting, meeting.passcode), state="establishing")
-    waiting = await wait_roster(host, a, lambda es: any(e["isInLobby"] for e in es))
-    lobby = next(e for e in waiting if e["isInLobby"])
+    host, guest, a, g, lobby = await guest_in_lobby(platform)
     assert "guest" in lobby["info"]["identity"]
     await asyncio.sleep(0.2)
     assert [n.state for n in guest.webhook.for_call(g)] == ["establishing"]  # nothing of the meeting yet
@@ -273,13 +279,7 @@ async def test_hold_music_operations_finish_with_a_notification(platform: TestPl
 
 
 async def test_mute_admit_and_recording_operations_are_readable(platform: TestPlatform) -> None:
-    meeting = platform.add_meeting(lobby_scope=LobbyScope.ORGANIZATION)
-    host = await platform.recording_bot("host", permissions=MEMBER)
-    guest = await platform.recording_bot("guest", permissions=GUEST)
-    a = await join(host, by_chat(meeting))
-    g = await join(guest, by_id(meeting, meeting.passcode), state="establishing")
-    waiting = await wait_roster(host, a, lambda es: any(e["isInLobby"] for e in es))
-    lobby = next(e for e in waiting if e["isInLobby"])
+    host, guest, a, g, lobby = await guest_in_lobby(platform)
 
     actions = (
         (f"participants/{lobby['id']}/admit", "#opencomms.admitParticipantsOperation", {"clientContext": "admit-1"}),

@@ -1,5 +1,6 @@
 """What the WebRTC tests share: a node config with the WebRTC edge and a spawned rtpengine on free loopback ports,
-a ticket from the node for a bot's SIP address, and a minimal SIP-over-WebSocket client (Python, no browser)."""
+a ticket from the node for a bot's SIP address, answering a call with app-hosted media, and a minimal
+SIP-over-WebSocket client (Python, no browser)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from opencomms.config import MediaConfig, NodeConfig, WebRtcConfig
+from opencomms.sdk.media import AudioSocket, LocalMediaSession
 from tests.integration.conftest import Platform, node_config
 from tests.ports import free_port
 
@@ -57,6 +59,16 @@ async def ticket(p: Platform, bot: str, target: str = "", name: str = "Web Guest
         body: dict[str, Any] = await resp.json()
         body["status"] = resp.status
         return body
+
+
+async def answer_with_media(p: Platform, bot: str, call_id: str, session: LocalMediaSession) -> AudioSocket:
+    """Answer `call_id` as `bot` with app-hosted media on `session` (call key web-1); its audio socket once the call
+    is established."""
+    body = {"acceptedModalities": ["audio"], "mediaConfig": session.media_config("web-1")}
+    status, data, _ = await p[bot].client.request("POST", f"/communications/calls/{call_id}/answer", body)
+    assert status == 202, data
+    await p[bot].bot.wait_state(call_id, "established", timeout=10)
+    return await session.audio_socket("web-1", timeout=10)
 
 
 def invite(target: str, sdp: str = CHROME_OFFER) -> str:

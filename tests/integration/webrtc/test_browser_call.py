@@ -23,7 +23,7 @@ from opencomms.web.app import BUNDLE
 from tests.integration.conftest import make_platform
 from tests.integration.webrtc import browsers
 from tests.integration.webrtc.browsers import OUTPUT, build_bundles, chromium, envelope, looped_correlation, microphone
-from tests.integration.webrtc.support import ticket, webrtc_config
+from tests.integration.webrtc.support import answer_with_media, ticket, webrtc_config
 
 BOB = "sip:support@bob.example"
 FRAME = 320
@@ -90,13 +90,7 @@ async def test_browser_calls_an_app_hosted_bot_through_rtpengine(
             incoming = await p["bob"].bot.incoming(timeout=15)
             caller: dict[str, Any] = incoming.resource_data["source"]["identity"]
             assert caller["guest"]["displayName"] == "Wendy Web", caller  # the ticket's name, not From's
-            body = {"acceptedModalities": ["audio"], "mediaConfig": session.media_config("web-1")}
-            status, data, _ = await p["bob"].client.request(
-                "POST", f"/communications/calls/{incoming.call_id}/answer", body
-            )
-            assert status == 202, data
-            await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
-            sock = await session.audio_socket("web-1", timeout=10)
+            sock = await answer_with_media(p, "bob", incoming.call_id, session)
             heard: list[AudioFrame] = []
             await asyncio.wait_for(bot_media(sock, heard, frames=source.size + 150), timeout=30)
 

@@ -25,7 +25,7 @@ from opencomms.web.app import BUNDLE
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
 from tests.integration.webrtc import browsers
 from tests.integration.webrtc.browsers import build_bundles, chromium, envelope, looped_correlation, microphone
-from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
+from tests.integration.webrtc.support import answer_with_media, final_status, invite, ticket, webrtc_config
 from tests.integration.webrtc.test_browser_call import bot_media, timeline
 from tests.unit.media.test_media_g722 import band_rms
 
@@ -68,13 +68,7 @@ async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[st
             await page.goto(f"{p.node.public_url}{issued['callUrl']}")
             await page.get_by_role("button", name="Call").click()
             incoming = await p["bob"].bot.incoming(timeout=15)
-            body = {"acceptedModalities": ["audio"], "mediaConfig": session.media_config("web-1")}
-            status, data, _ = await p["bob"].client.request(
-                "POST", f"/communications/calls/{incoming.call_id}/answer", body
-            )
-            assert status == 202, data
-            await p["bob"].bot.wait_state(incoming.call_id, "established", timeout=10)
-            sock = await session.audio_socket("web-1", timeout=10)
+            sock = await answer_with_media(p, "bob", incoming.call_id, session)
             heard: list[AudioFrame] = []
             await asyncio.wait_for(bot_media(sock, heard, frames=400), timeout=30)  # 8 s: the loop, twice
             codecs = await page.evaluate("window.opencommsCall.codecs()")

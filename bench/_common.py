@@ -1,0 +1,56 @@
+"""What the meeting benches share (conference_sip, conference_load, webrtc_legs, meeting_join): a node child process
+started and stopped, its ready file, meetings anyone joins, and a process's CPU seconds.
+
+Imported as `_common` (bench scripts run by path, so bench/ is first on sys.path)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+
+def wait_ready_file(node: subprocess.Popen[Any], ready: Path, seconds: float = 60.0) -> None:
+    """Wait until the node child writes `ready`; SystemExit if it dies or takes longer than `seconds`."""
+    for _ in range(int(seconds / 0.05)):
+        if ready.exists() or node.poll() is not None:
+            break
+        time.sleep(0.05)
+    if not ready.exists():
+        raise SystemExit("the node did not start")
+
+
+def stop_node(node: subprocess.Popen[Any], timeout: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL after `timeout` seconds."""
+    node.send_signal(signal.SIGTERM)
+    try:
+        node.wait(timeout)
+    except subprocess.TimeoutExpired:
+        node.kill()
+        node.wait()
+
+
+def open_meeting(platform: Any, room: int) -> None:
+    """Meeting `room` (join id str(room)) on a TestPlatform: no passcode, no lobby, dial-in straight in."""
+    from opencomms.domain.meetings import LobbyScope
+
+    platform.add_meeting(
+        join_meeting_id=str(room),
+        subject=f"bench room {room}",
+        passcode=None,
+        passcode_required=False,
+        lobby_scope=LobbyScope.EVERYONE,
+        dial_in_bypass=True,
+    )
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (Linux /proc), 0 when unreadable."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
