@@ -28,28 +28,7 @@ from bench.sip_calls import free_port  # noqa: E402
 from opencomms.store.base import OutboxEntry, Store  # noqa: E402
 from opencomms.store.redis_common import RedisTarget  # noqa: E402
 from opencomms.store.redis_sync import RedisStore  # noqa: E402
-
-
-class Counting(redis.Redis):
-    """Counts round trips: commands and pipelines."""
-
-    trips = 0
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.trips += 1
-        return super().execute_command(*args, **options)
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        execute = pipe.execute
-
-        def run(raise_on_error: bool = True) -> Any:
-            self.trips += 1
-            return execute(raise_on_error)
-
-        pipe.execute = run  # type: ignore[method-assign]
-        return pipe
-
+from opencomms.testing.redis_trips import CountingRedis  # noqa: E402
 
 OP = {"@odata.type": "#microsoft.graph.playPromptOperation", "status": "running", "clientContext": "x" * 36}
 RECORD = {
@@ -81,7 +60,7 @@ def one_call(store: Store, i: int) -> None:
 
 async def run(calls: int, port: int) -> dict[str, Any]:
     url = f"redis://127.0.0.1:{port}/0"
-    client = Counting.from_url(url)
+    client = CountingRedis.from_url(url)
     store = RedisStore(RedisTarget(url, "bench", prefix="bench"), client=client)
     for i in range(50):  # warm up (scripts loaded)
         one_call(store, -i - 1)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import redis
 
 from opencomms.store import MemoryStore, OutboxEntry, SqliteStore, Store, open_store
 from opencomms.store.redis_common import RedisTarget
 from opencomms.store.redis_sync import RedisStore
+from opencomms.testing.redis_trips import CountingRedis
 from tests.redis_fixtures import redis_target, redis_url
 
 __all__ = ["redis_target", "redis_url"]  # fixtures
@@ -160,31 +159,10 @@ def test_update_builds_on_the_stored_document(store: Store) -> None:
     assert store.get("callRecord", "c") == {"n": 3} and seen[-1] == {"n": 2}
 
 
-class _Counting(redis.Redis):
-    """A redis client that counts the round trips (commands and pipelines) the store sends."""
-
-    trips = 0
-
-    def execute_command(self, *args: Any, **options: Any) -> Any:
-        self.trips += 1
-        return super().execute_command(*args, **options)
-
-    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
-        pipe = super().pipeline(transaction, shard_hint)
-        execute = pipe.execute
-
-        def run(raise_on_error: bool = True) -> Any:
-            self.trips += 1
-            return execute(raise_on_error)
-
-        pipe.execute = run  # type: ignore[method-assign]
-        return pipe
-
-
 def test_redis_writes_of_a_call_take_one_round_trip_each(redis_target: RedisTarget) -> None:
     """A media operation's document with its notification, a call record and a lone document: one round trip each
     (no INCRBY to number the entries first, no script check, no read before the record's write)."""
-    counting = _Counting.from_url(redis_target.url)
+    counting = CountingRedis.from_url(redis_target.url)
     store = RedisStore(redis_target, client=counting)
     other = RedisStore(redis_target)
     try:
@@ -221,7 +199,7 @@ async def test_redis_delete_later_rides_along_with_the_next_write(redis_target: 
 
     from opencomms.store import redis_sync
 
-    counting = _Counting.from_url(redis_target.url)
+    counting = CountingRedis.from_url(redis_target.url)
     store = RedisStore(redis_target, client=counting)
     other = RedisStore(redis_target)
     try:
