@@ -72,22 +72,29 @@ async def answering_bot(cluster: LocalCluster) -> tuple[RecordingBot, GraphClien
     return bot, client, answers
 
 
+async def call_the_bot(
+    cluster: LocalCluster, workdir: Path, *, calls: int, rate: int, hold_ms: int, timeout: float
+) -> Any:
+    """SIPp's basic scenario through Kamailio to the last answering bot's number."""
+    return await asyncio.to_thread(
+        run_sipp,
+        "uac_basic.xml",
+        LOOPBACK,
+        cluster.sip_port,
+        calls=calls,
+        rate=rate,
+        service=bot_numbers[-1].lstrip("+"),
+        call_duration_ms=hold_ms,
+        recv_timeout_ms=8000,
+        timeout=timeout,
+        workdir=workdir,
+    )
+
+
 async def test_calls_through_kamailio_spread_over_three_nodes(cluster: LocalCluster, tmp_path: Path) -> None:
     bot, client, answers = await answering_bot(cluster)
     try:
-        result = await asyncio.to_thread(
-            run_sipp,
-            "uac_basic.xml",
-            LOOPBACK,
-            cluster.sip_port,
-            calls=9,
-            rate=6,
-            service=bot_numbers[-1].lstrip("+"),
-            call_duration_ms=300,
-            recv_timeout_ms=8000,
-            timeout=40,
-            workdir=tmp_path / "sipp",
-        )
+        result = await call_the_bot(cluster, tmp_path / "sipp", calls=9, rate=6, hold_ms=300, timeout=40)
         assert result.ok, result.describe()
         assert result.counter("SuccessfulCall") == 9
         assert [await a for a in answers] == [202] * 9  # answered through node 1, whoever owns the call
@@ -107,19 +114,7 @@ async def test_a_node_that_stops_answering_leaves_the_set(cluster: LocalCluster,
     os.kill(frozen.pid, signal.SIGSTOP)  # alive but silent: its OPTIONS probes time out
     try:
         await asyncio.sleep(4)  # a probe every second, one failure takes it out
-        result = await asyncio.to_thread(
-            run_sipp,
-            "uac_basic.xml",
-            LOOPBACK,
-            cluster.sip_port,
-            calls=4,
-            rate=4,
-            service=bot_numbers[-1].lstrip("+"),
-            call_duration_ms=200,
-            recv_timeout_ms=8000,
-            timeout=30,
-            workdir=tmp_path / "sipp",
-        )
+        result = await call_the_bot(cluster, tmp_path / "sipp", calls=4, rate=4, hold_ms=200, timeout=30)
         assert result.ok, result.describe()
         assert result.counter("SuccessfulCall") == 4
     finally:
@@ -157,21 +152,8 @@ async def test_a_phone_registers_through_kamailio_with_any_node(cluster: LocalCl
 async def test_calls_in_progress_survive_a_kamailio_restart(cluster: LocalCluster, tmp_path: Path) -> None:
     bot, client, _answers = await answering_bot(cluster)
     try:
-        calls = asyncio.create_task(
-            asyncio.to_thread(
-                run_sipp,
-                "uac_basic.xml",
-                LOOPBACK,
-                cluster.sip_port,
-                calls=3,
-                rate=10,
-                service=bot_numbers[-1].lstrip("+"),
-                call_duration_ms=4000,
-                recv_timeout_ms=8000,
-                timeout=30,
-                workdir=tmp_path / "sipp",
-            )
-        )
+        sipp = call_the_bot(cluster, tmp_path / "sipp", calls=3, rate=10, hold_ms=4000, timeout=30)
+        calls = asyncio.create_task(sipp)
         await bot.wait_for(lambda n: n.state == "established", count=3, timeout=10)
         await asyncio.to_thread(cluster.restart_kamailio)  # mid-call: the BYEs go through the new Kamailio
         result = await calls
