@@ -42,6 +42,12 @@ is stereo, fullband, complexity 10). perf on A under this load with those defaul
 of the node (e.g. `--webrtc opus_complexity=10 --webrtc opus_max_bandwidth=fullband --webrtc opus_mono=false`:
 ffmpeg's defaults, as before). `--browser-opus chrome` (default) makes B encode as Chrome does (mono, complexity 9,
 fullband), which is what A decodes; `ffmpeg` keeps rtpengine's defaults there (stereo, complexity 10).
+Chrome also obeys the Opus fmtp of the answer it gets (gateway/opus_fmtp.py, `webrtc.browser_opus_*`):
+`maxplaybackrate` caps its band and default bitrate (16000: wideband, 20 kbit/s), `usedtx=1` turns on DTX, where a
+silent sender sends one comfort-noise packet every 400 ms. The simulated browsers do the same (B's encoder; the
+silent legs' Python side sends every 20th packet, sequence numbers contiguous, timestamps running on), set from the
+node's [webrtc] settings, and every 200 OK's fmtp is checked against them (a mismatch fails the leg); the result
+line shows the fmtp ("browser_fmtp") and what B encoded ("browser_encoder").
 """
 
 from __future__ import annotations
@@ -78,6 +84,8 @@ TARGET_PCT = 99.9
 TARGET_LEGS_PER_CORE = 200
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 PTIME = 0.02
+DTX_EVERY = 20
+"""A silent WebRTC sender in DTX sends a comfort-noise update every 400 ms (libwebrtc's Opus DTX)."""
 
 TO_BROWSER = {
     "transport-protocol": "UDP/TLS/RTP/SAVPF",
@@ -201,6 +209,8 @@ class Leg:
     sock: socket.socket
     ssrc: int
     talking: bool
+    dtx: bool = False
+    """Silent and in DTX (the node's answer said usedtx=1): one packet every DTX_EVERY ticks, as WebRTC sends."""
     dest: tuple[str, int] | None = None
     seq: int = 0
     ts: int = 0
@@ -232,13 +242,13 @@ class Media(threading.Thread):
         self.silence = b"\xff" * 160
         self.lock = threading.Lock()
 
-    def add(self, talking: bool) -> Leg:
+    def add(self, talking: bool, dtx: bool = False) -> Leg:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-        leg = Leg(sock, random.getrandbits(32), talking)
+        leg = Leg(sock, random.getrandbits(32), talking, dtx and not talking)
         with self.lock:
             self.legs[sock.fileno()] = leg
             self.poll.register(sock.fileno(), select.EPOLLIN)
@@ -263,6 +273,9 @@ class Media(threading.Thread):
                 payload_tone = self.tone[k % len(self.tone)]
                 for leg in legs:
                     if leg.dest is None:
+                        continue
+                    if leg.dtx and (k + leg.ssrc) % DTX_EVERY:  # DTX: no packet this tick, the clock runs on
+                        leg.ts = (leg.ts + 160) & 0xFFFFFFFF
                         continue
                     header = struct.pack(
                         "!BBHII", 0x80, 0x80 if leg.seq == 0 else 0, leg.seq & 0xFFFF, leg.ts, leg.ssrc
@@ -398,6 +411,51 @@ def plain_sdp(port: int) -> bytes:
     ).encode()
 
 
+def opus_fmtp(sdp: str) -> dict[str, str]:
+    """The fmtp parameters of the Opus in `sdp` (lower-case names)."""
+    lines = sdp.replace("\r\n", "\n").split("\n")
+    pts = {line[9:].split()[0] for line in lines if line.startswith("a=rtpmap:") and " opus/48000" in line.lower()}
+    for line in lines:
+        if line.startswith("a=fmtp:") and line[7:].split(" ", 1)[0] in pts:
+            params = (p.strip().partition("=") for p in line.split(" ", 1)[1].split(";"))
+            return {k.lower(): v for k, _, v in params if k}
+    return {}
+
+
+@dataclass(frozen=True)
+class ChromeOpus:
+    """What Chrome's encoder does with the node's answer: `maxplaybackrate` caps its band and sets its default
+    bitrate (libwebrtc's audio_encoder_opus: <= 8000 narrowband 12 kbit/s, <= 12000 mediumband, <= 16000 wideband
+    20 kbit/s, above fullband 32 kbit/s), `usedtx=1` turns DTX on; complexity 9, mono on desktops."""
+
+    max_rate: int = 48000
+    dtx: bool = False
+
+    @property
+    def bandwidth(self) -> str:
+        for rate, name in ((8000, "narrowband"), (12000, "mediumband"), (16000, "wideband"), (24000, "superwideband")):
+            if self.max_rate <= rate:
+                return name
+        return "fullband"
+
+    @property
+    def bitrate(self) -> int:
+        return 12000 if self.max_rate <= 8000 else 20000 if self.max_rate <= 16000 else 32000
+
+    @staticmethod
+    def expected(args: argparse.Namespace) -> ChromeOpus:
+        """From the node's [webrtc] settings (what its answers will say; every answer is checked against it)."""
+        from opencomms.config import WebRtcConfig
+
+        cfg = WebRtcConfig(**webrtc_overrides(args.webrtc))
+        rate = getattr(cfg, "browser_opus_max_rate", 0) or 48000
+        return ChromeOpus(rate, bool(getattr(cfg, "browser_opus_dtx", False)))
+
+    def matches(self, fmtp: dict[str, str]) -> bool:
+        asked = int(fmtp.get("maxplaybackrate", "48000") or 48000)
+        return asked == self.max_rate and (fmtp.get("usedtx") == "1") == self.dtx
+
+
 def media_port(sdp: bytes) -> int:
     for line in sdp.decode().split("\r\n"):
         if line.startswith("m=audio "):
@@ -408,8 +466,12 @@ def media_port(sdp: bytes) -> int:
 class Browsers:
     """Legs of simulated browsers: B's WebRTC side, the node's edge over SIP-over-WebSocket, Python's plain side."""
 
-    def __init__(self, ws_url: str, b: Any, media: Media, flags: dict[str, Any]) -> None:
+    def __init__(
+        self, ws_url: str, b: Any, media: Media, flags: dict[str, Any], chrome: ChromeOpus | None = None
+    ) -> None:
         self.ws_url = ws_url
+        self.chrome = chrome
+        self.fmtp: dict[str, str] | None = None
         self.flags = flags
         self.b = b
         self.media = media
@@ -418,7 +480,7 @@ class Browsers:
         self.open: list[tuple[Any, asyncio.Task[None], Leg]] = []
 
     async def start_leg(self, http: Any, ticket: str, target: str, talking: bool) -> None:
-        leg = self.media.add(talking)
+        leg = self.media.add(talking, self.chrome is not None and self.chrome.dtx)
         call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
         try:
             offer = await self.b.offer(call_id, tag, plain_sdp(leg.sock.getsockname()[1]), self.flags)
@@ -434,6 +496,11 @@ class Browsers:
             if status != 200:
                 raise RuntimeError(f"INVITE answered {status} {header(msg.data, 'Warning')}")
             ok = msg.data
+            fmtp = opus_fmtp(ok.split("\r\n\r\n", 1)[1])
+            if self.fmtp is None:
+                self.fmtp = fmtp
+            if self.chrome is not None and not self.chrome.matches(fmtp):
+                raise RuntimeError(f"the node's Opus fmtp {fmtp} is not what the simulated browsers do: {self.chrome}")
             to_tag = header(ok, "To").split("tag=", 1)[1].split(";")[0]
             answer = await self.b.answer(call_id, tag, to_tag, ok.split("\r\n\r\n", 1)[1].encode(), FROM_BROWSER)
             await ws.send_str(ack(sent, ok))
@@ -475,7 +542,11 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
 
     # what the browsers' Opus encoder does: Chrome's libwebrtc encodes mono (no `stereo=1` asked) at complexity 9
     # on desktops, fullband; "ffmpeg": rtpengine's own default (stereo, complexity 10)
-    opus = OpusTuning(complexity=9, max_bandwidth="fullband", mono=True) if args.browser_opus == "chrome" else None
+    chrome = ChromeOpus.expected(args) if args.browser_opus == "chrome" and args.codec == "opus" else None
+    opus = OpusTuning(complexity=9, max_bandwidth=chrome.bandwidth, mono=True) if chrome is not None else None
+    flags = TO_BROWSER if args.codec == "opus" else TO_BROWSER_G711
+    if chrome is not None:
+        flags = {**flags, "codec": {**TO_BROWSER["codec"], "transcode": [f"opus/48000/2/{chrome.bitrate}"]}}
     settings = RtpEngineSettings(ng_port=ng, port_min=base, port_max=base + 999, timeout=60, log_level=4, opus=opus)
     daemon = RtpEngineDaemon(settings)
     await daemon.start()
@@ -483,7 +554,7 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
     b = RtpEngineClient(daemon.address, timeout=5.0)
     media = Media()
     media.start()
-    browsers = Browsers(info["ws"], b, media, TO_BROWSER if args.codec == "opus" else TO_BROWSER_G711)
+    browsers = Browsers(info["ws"], b, media, flags, chrome)
     rows: list[dict[str, Any]] = []
     node_pid, a_pid, b_pid = info["pid"], info["rtpengine_pid"], daemon.process.pid
     try:
@@ -565,7 +636,10 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
         b.close()
         await daemon.stop()
     first_failures = browsers.failures[:3]
-    return rows, {"first_failures": first_failures, "unexpected_requests": unexpected}
+    notes = {"first_failures": first_failures, "unexpected_requests": unexpected, "browser_fmtp": browsers.fmtp}
+    if chrome is not None:
+        notes["browser_encoder"] = {"bandwidth": chrome.bandwidth, "bitrate": chrome.bitrate, "dtx": chrome.dtx}
+    return rows, notes
 
 
 # --- aiortc for the comparison (a child process) --------------------------------------------------------------

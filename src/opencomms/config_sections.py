@@ -220,6 +220,13 @@ class WebRtcConfig:
     """Bits per second of that Opus (0: rtpengine's default, 32000; 6000..510000), any rtpengine."""
     rtpengine_threads: int = 0
     """Worker threads of a spawned rtpengine (0: its default, one per CPU)."""
+    browser_opus_max_rate: int = 16000
+    """`maxplaybackrate`/`sprop-maxcapturerate` in the Opus fmtp the node answers browsers with (gateway/opus_fmtp.py):
+    16000 (the engine's rate) has WebRTC encode wideband SILK at 20 kbit/s, cheaper for rtpengine to decode than
+    fullband at 32 with nothing lost to the node; 8000, 12000, 24000, 48000, or 0 to say nothing."""
+    browser_opus_dtx: bool = True
+    """`usedtx=1` in that fmtp: a silent browser sends a comfort-noise packet every 400 ms instead of 50 packets a
+    second, so the listeners of a meeting cost rtpengine and the node next to nothing on their way in."""
     web_guests: bool = True
     """A meeting's joinWebUrl page lets anyone holding the link join as a guest with a name (guests wait in the lobby
     as lobbyBypassSettings say); false: only signed-in users join from the page."""
@@ -246,6 +253,8 @@ class WebRtcConfig:
             raise ValueError("webrtc.opus_bitrate must be 0 or 6000..510000")
         if self.rtpengine_threads < 0:
             raise ValueError("webrtc.rtpengine_threads must be >= 0")
+        if self.browser_opus_max_rate not in (0, 8000, 12000, 16000, 24000, 48000):
+            raise ValueError("webrtc.browser_opus_max_rate must be 0, 8000, 12000, 16000, 24000 or 48000")
         if self.guest_join_rate <= 0 or self.guest_join_burst < 1:
             raise ValueError("webrtc.guest_join_rate must be positive and webrtc.guest_join_burst at least 1")
 

@@ -78,6 +78,7 @@ CHOICE_OTHERS: dict[tuple[str, ...], Any] = {
     ("webrtc", "rtpengine"): "127.0.0.1:2224",
     ("webrtc", "opus_max_bandwidth"): "fullband",
     ("webrtc", "opus_bitrate"): 24000,
+    ("webrtc", "browser_opus_max_rate"): 8000,
     ("tts", "engine"): "espeak",
 }
 """Fields that take one of a few values: the valid other value the loading test uses."""

@@ -32,6 +32,7 @@ from opencomms.config import WebRtcConfig
 from opencomms.directory import Directory
 from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
+from opencomms.gateway.opus_fmtp import BrowserOpus, with_opus_fmtp
 from opencomms.gateway.opus_tuning import OpusTuning
 from opencomms.gateway.rtpengine import (
     PLAIN_TO_WEBRTC,
@@ -114,6 +115,7 @@ class WebRtcEdge:
             mono=config.opus_mono,
             bitrate=config.opus_bitrate,
         )
+        self.browser_opus = BrowserOpus(max_rate=config.browser_opus_max_rate, dtx=config.browser_opus_dtx)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -354,9 +356,11 @@ class WebRtcEdge:
         return app is None or app.tenant_id == grant.tenant_id
 
     async def answer(self, handle: ServerTransactionHandle, req: SipRequest, sdp: bytes) -> bytes | None:
-        """The node's answer as the browser needs it (ICE, DTLS-SRTP, its codec), or None once answered."""
+        """The node's answer as the browser needs it (ICE, DTLS-SRTP, its codec, and what its Opus should be:
+        `browser_opus`), or None once answered."""
         try:
-            return await self.rtpengine.answer(req.call_id, req.from_.tag or "", handle.to_tag, sdp, PLAIN_TO_WEBRTC)
+            answer = await self.rtpengine.answer(req.call_id, req.from_.tag or "", handle.to_tag, sdp, PLAIN_TO_WEBRTC)
+            return with_opus_fmtp(answer, self.browser_opus.params()) if self.config.opus else answer
         except NgUnavailable:
             self.rtpengine_ok = False
             handle.respond(503, "Service Unavailable", headers=[_warning("media relay (rtpengine) unavailable")])
