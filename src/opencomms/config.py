@@ -419,9 +419,15 @@ class LedgerConfig:
     cycles/s). False (default): on the node store's own SQLite connection, each loop iteration's commits are written
     together on the loop, as one transaction (or inside the node store's next write transaction of that iteration);
     the loop waits up to `storage.busy_timeout` for a lock another process holds."""
+    group_commit: float = 0.004
+    """SQLite: seconds a batch of conversation writes waits, after the previous batch, for more writes to join it
+    (group commit: one transaction, one WAL append and one lock round for the writes of several loop iterations). A
+    batch that finds the last one older than this goes at once, so an idle node adds no delay; a busy one adds up to
+    this much to a command's reply and writes at most 1/`group_commit` transactions a second. Durability is the same
+    (a command answers after its transaction commits). 0: every loop iteration's writes go at its end."""
 
     def __post_init__(self) -> None:
-        for name in ("busy_timeout", "retries"):
+        for name in ("busy_timeout", "retries", "group_commit"):
             if getattr(self, name) < 0:
                 raise FieldError(name, "a number >= 0")
         for name in ("max_batch", "cache_size"):

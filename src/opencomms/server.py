@@ -117,7 +117,11 @@ class Node:
         )
         lc = config.ledger
         self.conversations = conversations_beside(
-            self.store, busy_timeout=lc.busy_timeout, max_batch=lc.max_batch, writer_thread=lc.writer_thread
+            self.store,
+            busy_timeout=lc.busy_timeout,
+            max_batch=lc.max_batch,
+            writer_thread=lc.writer_thread,
+            group_window=lc.group_commit,
         )
         nc = config.notify
         self.dispatcher = Dispatcher(

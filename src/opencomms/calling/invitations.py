@@ -7,8 +7,6 @@ participant id, media source id) and resolves every target through `calling.rout
 
 from __future__ import annotations
 
-import secrets
-
 from opencomms.calling.model import JsonObj
 from opencomms.calling.quotas import LiveCalls
 from opencomms.calling.routing import Router
@@ -16,12 +14,13 @@ from opencomms.domain.commands import Invitation
 from opencomms.domain.directory import Application
 from opencomms.domain.ids import new_id
 from opencomms.domain.legs import LegKind, LegSpec
+from opencomms.randpool import random_below
 
 _AUDIO = ["audio"]
 
 
 def new_source_id() -> str:
-    return str(secrets.randbelow(2**31 - 2) + 1)
+    return str(random_below(2**31 - 2) + 1)
 
 
 def origin(

@@ -17,7 +17,7 @@ A command's notifications are projected inside its unit of work and written with
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -40,7 +40,7 @@ _ACTIVE = {"@odata.type": "#microsoft.graph.callMediaState", "audio": "active"}
 _PARTICIPANT_EVENTS = (ev.ParticipantJoined, ev.ParticipantUpdated, ev.ParticipantLeft)
 
 
-class Sink:
+class Sink(Protocol):
     """Where the bodies of notifications outside a conversation command go (media operations, tones): the
     dispatcher's durable outbox."""
 

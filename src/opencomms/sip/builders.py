@@ -7,9 +7,9 @@ Must not: parse bytes, keep state, add a Via (the endpoint does when it sends), 
 from __future__ import annotations
 
 import functools
-import secrets
 from collections.abc import Iterable
 
+from opencomms.randpool import random_bytes
 from opencomms.sip.headers import HeaderError, Headers, NameAddr, parse_name_addr
 from opencomms.sip.message import DIALOG_CREATING, HeaderItems, SipRequest, SipResponse, reason_phrase
 from opencomms.sip.parser import SipParseError
@@ -28,11 +28,11 @@ __all__ = [
 
 def new_tag() -> str:
     """A From/To tag: 64 random bits (RFC 3261 §19.3 asks for at least 32)."""
-    return secrets.token_hex(8)
+    return random_bytes(8).hex()
 
 
 def new_call_id(host: str | None = None) -> str:
-    token = secrets.token_hex(16)
+    token = random_bytes(16).hex()
     return f"{token}@{host}" if host else token
 
 

@@ -9,11 +9,11 @@ Must not: send anything, run timers or resolve names. Via is left to the endpoin
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from opencomms.randpool import random_below
 from opencomms.sip.builders import build_request
 from opencomms.sip.headers import NameAddr
 from opencomms.sip.message import HeaderItems, SipRequest, SipResponse
@@ -46,7 +46,7 @@ def _first_contact(message: SipRequest | SipResponse) -> Uri | None:
 
 
 def _initial_cseq() -> int:
-    return secrets.randbelow(2**16) + 1
+    return random_below(2**16) + 1
 
 
 @dataclass(eq=False)

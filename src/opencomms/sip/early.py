@@ -11,10 +11,10 @@ Must not: keep state, decide admission, or raise on any input.
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
+from opencomms.randpool import random_bytes
 from opencomms.sip.destination import Destination
 from opencomms.sip.headers import HeaderError, parse_via
 from opencomms.sip.message import HeaderItems, reason_phrase
@@ -129,7 +129,7 @@ def refusal_bytes(
         top = _RPORT.sub(b";rport=" + str(rport).encode(), top, count=1)
     top += b";received=" + received.encode("ascii", "replace")
     out = [f"SIP/2.0 {status} {reason}".encode(), top, *invite.vias[1:], invite.from_]
-    out.append(invite.to + b";tag=" + os.urandom(5).hex().encode())
+    out.append(invite.to + b";tag=" + random_bytes(5).hex().encode())
     out += [invite.call_id, invite.cseq]
     out += [f"{name}: {value}".encode() for name, value in headers]
     if server:

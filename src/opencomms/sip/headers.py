@@ -159,7 +159,7 @@ class Headers:
     @classmethod
     def from_canonical(cls, items: list[tuple[str, str]], keys: list[str]) -> Headers:
         """From fields whose names are already canonical and their keys (no copy, no re-normalisation)."""
-        new = cls.__new__(cls)
+        new = cls()  # (not cls.__new__: mypyc cannot compile that)
         new._items = items
         new._keys = keys
         return new

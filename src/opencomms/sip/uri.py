@@ -13,7 +13,6 @@ import ipaddress
 import re
 import string
 from dataclasses import dataclass, replace
-from typing import ClassVar
 from urllib.parse import unquote
 
 Params = tuple[tuple[str, str | None], ...]
@@ -257,7 +256,11 @@ class TelUri:
 
     number: str
     params: Params = ()
-    scheme: ClassVar[str] = "tel"
+
+    @property
+    def scheme(self) -> str:
+        """Always "tel" (a property, not a ClassVar: mypyc-compiled classes keep class variables read-only)."""
+        return "tel"
 
     def __str__(self) -> str:
         return f"tel:{self.number}{format_params(self.params)}"

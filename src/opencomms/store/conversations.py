@@ -393,7 +393,12 @@ async def open_conversations(
 
 
 def conversations_beside(
-    store: Store, *, busy_timeout: float = 1.0, max_batch: int = 512, writer_thread: bool = False
+    store: Store,
+    *,
+    busy_timeout: float = 1.0,
+    max_batch: int = 512,
+    writer_thread: bool = False,
+    group_window: float = 0.0,
 ) -> ConversationStore:
     """The conversation store that goes with the node's synchronous `store` (blocking: call it at start-up): the
     same SQLite file, the same Redis, or, for any other store, one in memory whose outbox is `store`'s (one outbox
@@ -415,6 +420,7 @@ def conversations_beside(
             max_batch=max_batch,
             writer_thread=writer_thread,
             connection=None if writer_thread else store.connection,  # on the loop: the store's own connection
+            group_window=group_window,
         )
         if not writer_thread:  # its queued writes ride in the store's next write transaction
             store.rider = conversations

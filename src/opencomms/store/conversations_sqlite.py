@@ -8,10 +8,12 @@ the order each was first written) and the shared `outbox` table the dispatcher d
 row (the version check: a stale delta writes nothing) and then only its parts and leg rows, in the same savepoint.
 Requests queue for the thread; the commits made during one loop iteration go as one batch, and batches that queued
 while the thread was busy are merged: one SQLite transaction (one fsync of the WAL when it is due) for many
-conversations, each write still version-checked under a savepoint of its own, so
-a stale writer is refused alone. A fault (disk full, read-only, the lock held elsewhere past `busy_timeout`) fails
-the whole batch with StoreUnavailable and writes nothing. Results cross back with one `call_soon_threadsafe` per
-batch. It knows nothing of what the documents hold.
+conversations, each write still version-checked under a savepoint of its own, so a stale writer is refused alone.
+With a group-commit window (`group_window`, the node's `ledger.group_commit`) a batch that comes less than the window
+after the previous one waits for the rest of it, so that the writes of several loop iterations share one transaction
+(a read does not wait); each waiter still hears only after its commit. A fault (disk full, read-only, the lock held
+elsewhere past `busy_timeout`) fails the whole batch with StoreUnavailable and writes nothing. Results cross back
+with one `call_soon_threadsafe` per batch. It knows nothing of what the documents hold.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ class SqliteConversationStore(ConversationStore):
         open_timeout: float = 5.0,
         writer_thread: bool = True,
         connection: sqlite3.Connection | None = None,
+        group_window: float = 0.0,
     ) -> None:
         """Open (or create, 0600) the database and start the writer thread. Blocking: call it at start-up or
         through `open()`. `busy_timeout`: seconds a batch waits for a lock another process holds before it fails
@@ -152,8 +155,11 @@ class SqliteConversationStore(ConversationStore):
         end of the iteration (no thread hand-off; the loop waits for the write and for a lock held elsewhere).
         `connection`: the node's SqliteStore connection to the same file, shared (only without the writer thread;
         its owner closes it and its busy timeout applies, not `busy_timeout`): one page cache and no lock traffic
-        between two connections of one process."""
+        between two connections of one process. `group_window`: seconds a batch waits, after the previous one, for
+        more writes to join it (0: each loop iteration's batch goes at the end of that iteration)."""
         self.path = path
+        self.group_window = group_window
+        self._last_flush = float("-inf")
         self.max_batch = max_batch
         self._shared = connection is not None
         if connection is not None and writer_thread:
@@ -180,6 +186,8 @@ class SqliteConversationStore(ConversationStore):
         self._pending: list[_Op] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._flush_handle: asyncio.Handle | None = None
+        self._waiting = False
+        """The flush is due at the end of the group-commit window (not at the end of this loop iteration)."""
         self._closed = False
         self.stats = _Stats()
         self._thread: threading.Thread | None = None
@@ -200,10 +208,22 @@ class SqliteConversationStore(ConversationStore):
         self._loop = loop
         self._pending.append(op)
         if self._flush_handle is None:  # everything submitted during this loop iteration goes as one batch
+            due = self._last_flush + self.group_window
+            self._waiting = not isinstance(op, _Read) and due > loop.time()
+            if self._waiting:  # group commit: the last batch went less than `group_window` ago; later writes join
+                self._flush_handle = loop.call_at(due, self._flush)
+            else:
+                self._flush_handle = loop.call_soon(self._flush)
+        elif self._waiting and isinstance(op, _Read):  # a read does not wait (nor do the writes queued before it)
+            self._flush_handle.cancel()
+            self._waiting = False
             self._flush_handle = loop.call_soon(self._flush)
 
     def _flush(self) -> None:
         self._flush_handle = None
+        self._waiting = False
+        if self._loop is not None:
+            self._last_flush = self._loop.time()
         if self._shared and self._db.in_transaction and not self._closed:
             # the SqliteStore that shares the connection holds a transaction open across an await: after it
             assert self._loop is not None
@@ -424,6 +444,9 @@ class SqliteConversationStore(ConversationStore):
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
+            self._waiting = False
+        if self._loop is not None:
+            self._last_flush = self._loop.time()
         return writes
 
     def write(self, db: sqlite3.Connection, batch: object) -> object:

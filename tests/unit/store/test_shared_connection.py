@@ -4,6 +4,7 @@ commit, a fault fails both, and an empty Store transaction costs no BEGIN/COMMIT
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -106,4 +107,43 @@ def test_an_empty_transaction_costs_no_statement(tmp_path: Path) -> None:
     with st.transaction():
         pass
     assert trace == []
+    st.close()
+
+
+async def test_group_commit_window_merges_batches_of_several_iterations_and_reads_do_not_wait(tmp_path: Path) -> None:
+    st = SqliteStore(str(tmp_path / "s.db"), checkpoint_thread=False)
+    conv = conversations_beside(st, group_window=0.05)
+    assert isinstance(conv, SqliteConversationStore)
+    loop = asyncio.get_running_loop()
+    assert await conv.commit("c0", 0, {"n": 0}) == 1  # idle: the first batch goes at once
+    before = conv.stats.transactions
+    started = loop.time()
+    first = conv.commit("c1", 0, {"n": 1}, [entry("c1", 1)])
+    await asyncio.sleep(0)  # another loop iteration: its write joins the waiting batch
+    second = conv.commit("c2", 0, {"n": 2})
+    assert await first == 1 and await second == 1
+    assert conv.stats.transactions - before == 1  # one transaction for both iterations' writes
+    assert loop.time() - started < 1.0
+    # a read right after a batch does not wait for the window, and takes the writes queued before it along
+    third = conv.commit("c3", 0, {"n": 3})
+    started = loop.time()
+    loaded = await conv.load("c3")
+    assert loaded is not None and loaded.doc == {"n": 3} and await third == 1
+    assert loop.time() - started < 0.04
+    await conv.aclose()
+    st.close()
+
+
+async def test_group_commit_window_zero_writes_each_iteration_at_its_end(tmp_path: Path) -> None:
+    st = SqliteStore(str(tmp_path / "s.db"), checkpoint_thread=False)
+    conv = conversations_beside(st)
+    assert isinstance(conv, SqliteConversationStore)
+    assert await conv.commit("c0", 0, {"n": 0}) == 1
+    before = conv.stats.transactions
+    first = conv.commit("c1", 0, {"n": 1})
+    await asyncio.sleep(0)
+    second = conv.commit("c2", 0, {"n": 2})
+    assert await first == 1 and await second == 1
+    assert conv.stats.transactions - before == 2
+    await conv.aclose()
     st.close()

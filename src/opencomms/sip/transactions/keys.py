@@ -6,9 +6,9 @@ Must not: hold transactions or state; pure functions over parsed messages.
 
 from __future__ import annotations
 
-import secrets
 from dataclasses import dataclass
 
+from opencomms.randpool import random_bytes
 from opencomms.sip.message import SipRequest, SipResponse
 
 __all__ = ["MAGIC_COOKIE", "TxKey", "client_key", "new_branch", "server_key"]
@@ -18,7 +18,7 @@ MAGIC_COOKIE = "z9hG4bK"
 
 def new_branch() -> str:
     """An RFC 3261 branch: the magic cookie and 96 random bits."""
-    return MAGIC_COOKIE + secrets.token_hex(12)
+    return MAGIC_COOKIE + random_bytes(12).hex()
 
 
 @dataclass(frozen=True, slots=True)
