@@ -313,8 +313,15 @@ class Stream:
             self._on_event(data[start:end], ts, arrival)
             return
         payload = data[start:end]
-        if seq == (self._prev_seq + 1) & 0xFFFF and self.lost_run and _ts_after(ts, self._prev_ts) > 160 * self.clock:
-            # The next packet after a gap in time: the peer sent nothing for a while (DTX), nothing was lost.
+        if (
+            self.lost_run
+            and seq == (self._prev_seq + 1) & 0xFFFF
+            and (
+                _ts_after(ts, self._prev_ts) > 160 * self.clock or self.lost_run >= self.config.jitter.idle_after_frames
+            )
+        ):
+            # The next packet after a gap in time (or after the buffer ran idle: rtpengine's transcoded output
+            # numbers its timestamps on, gap or not): the peer sent nothing for a while (DTX), nothing was lost.
             self.frames_concealed -= self.lost_run
             self.dtx_frames += self.lost_run
             self.lost_run = 0

@@ -12,7 +12,6 @@ import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 from playwright import async_api as playwright
 
