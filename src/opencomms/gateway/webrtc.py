@@ -364,7 +364,10 @@ class WebRtcEdge:
         `browser_opus`), or None once answered."""
         try:
             answer = await self.rtpengine.answer(req.call_id, req.from_.tag or "", handle.to_tag, sdp, PLAIN_TO_WEBRTC)
-            return with_opus_fmtp(answer, self.browser_opus.params()) if self.config.opus else answer
+            params = self.browser_opus.params()
+            if self.config.opus_in_node:  # the node decodes it: at most 40 kbit/s (the bank's packet slot), mono
+                params |= {"maxaveragebitrate": "40000", "stereo": "0"}
+            return with_opus_fmtp(answer, params) if self.config.opus else answer
         except NgUnavailable:
             self.rtpengine_ok = False
             handle.respond(503, "Service Unavailable", headers=[_warning("media relay (rtpengine) unavailable")])
