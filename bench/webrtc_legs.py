@@ -768,11 +768,28 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a [webrtc] setting of the node, e.g. opus_complexity=10 (repeatable)",
     )
+    ap.add_argument(
+        "--opus-in-node",
+        action="store_true",
+        help="webrtc.opus_in_node: rtpengine relays the browsers' Opus and the node codes it (no transcoding)",
+    )
+    ap.add_argument(
+        "--alternate",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="run the sweep ROUNDS times in each mode, rtpengine transcoding and --opus-in-node in turn, and compare",
+    )
     ap.add_argument("--node", metavar="READY_FILE", help=argparse.SUPPRESS)
     ap.add_argument("--legs", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--aiortc-worker", metavar="INFO_FILE", help=argparse.SUPPRESS)
     ap.add_argument("--aiortc-first", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.opus_in_node:
+        args.webrtc.append("opus_in_node=true")
+    if args.alternate > 0 and not args.node and not args.aiortc_worker:
+        alternate(args)
+        return
     try:
         import uvloop
 
@@ -877,6 +894,85 @@ def main() -> None:
         flush=True,
     )
     print(json.dumps(result))
+
+
+def alternate(args: argparse.Namespace) -> None:
+    """`--alternate N`: this script's sweep N times per mode, the two modes in turn (a busy machine then weighs on
+    both alike); per mode the median CPU per leg-second (node, rtpengine) and legs per core by CPU at each size."""
+    argv, skip = [], False
+    for item in sys.argv[1:]:
+        if skip:
+            skip = False
+            continue
+        if item == "--alternate":
+            skip = True
+            continue
+        if item.startswith("--alternate=") or item == "--opus-in-node":
+            continue
+        argv.append(item)
+    modes = {"rtpengine_transcodes": [], "opus_in_node": ["--opus-in-node"]}
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
+    load = os.getloadavg()[0]
+    for _round in range(args.alternate):
+        for mode, extra in modes.items():
+            done = subprocess.run(
+                [sys.executable, __file__, *argv, *extra], cwd=ROOT, capture_output=True, text=True, check=False
+            )
+            lines = [line for line in done.stdout.splitlines() if line.startswith('{"bench"')]
+            if not lines:
+                print(f"{mode}: no result (exit {done.returncode}): {done.stderr[-500:]}", flush=True)
+                continue
+            runs[mode].append(json.loads(lines[-1]))
+            print(f"{mode}: {json.dumps(runs[mode][-1]['cpu'])}", flush=True)
+
+    def median(values: list[float]) -> float | None:
+        values = sorted(v for v in values if v is not None)
+        return round(values[len(values) // 2], 3) if values else None
+
+    summary: dict[str, Any] = {}
+    for mode, results in runs.items():
+        by_size: dict[int, dict[str, list[float]]] = {}
+        for result in results:
+            for row in result["sizes"]:
+                if row["received_pct"] < 99.0 or row["legs"] != row["asked"]:
+                    continue
+                legs = row["legs"]
+                figures = by_size.setdefault(legs, {"node": [], "rtpengine": [], "timing": []})
+                figures["node"].append(1000 * row["node_cores"] / legs)
+                figures["rtpengine"].append(1000 * row["rtpengine_cores"] / legs)
+                figures["timing"].append(row["within_5ms_pct"])
+        summary[mode] = {}
+        for legs, f in sorted(by_size.items()):
+            node, rtpe = median(f["node"]), median(f["rtpengine"])
+            total = round(node + rtpe, 3) if node is not None and rtpe is not None else None
+            summary[mode][legs] = {
+                "node_ms_per_leg_s": node,
+                "rtpengine_ms_per_leg_s": rtpe,
+                "total_ms_per_leg_s": total,
+                "legs_per_core_by_cpu": round(1000 / total) if total else None,
+                "within_5ms_pct_median": median(f["timing"]),
+                "runs": len(f["node"]),
+            }
+    parts = []
+    for legs in sorted({n for s in summary.values() for n in s}):
+        a, b = summary["rtpengine_transcodes"].get(legs, {}), summary["opus_in_node"].get(legs, {})
+        parts.append(
+            f"{legs} legs: rtpengine transcoding node {a.get('node_ms_per_leg_s')} + rtpengine"
+            f" {a.get('rtpengine_ms_per_leg_s')} = {a.get('total_ms_per_leg_s')} ms ({a.get('legs_per_core_by_cpu')}"
+            f" legs/core), Opus in the node {b.get('node_ms_per_leg_s')} + {b.get('rtpengine_ms_per_leg_s')} ="
+            f" {b.get('total_ms_per_leg_s')} ms ({b.get('legs_per_core_by_cpu')} legs/core)"
+        )
+    print(f"webrtc_legs --alternate {args.alternate} (load {load:.2f} before): " + "; ".join(parts), flush=True)
+    print(
+        json.dumps(
+            {
+                "bench": "webrtc_legs_alternate",
+                "rounds": args.alternate,
+                "load_1min_before": round(load, 2),
+                "summary": summary,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

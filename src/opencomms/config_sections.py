@@ -227,6 +227,15 @@ class WebRtcConfig:
     browser_opus_dtx: bool = True
     """`usedtx=1` in that fmtp: a silent browser sends a comfort-noise packet every 400 ms instead of 50 packets a
     second, so the listeners of a meeting cost rtpengine and the node next to nothing on their way in."""
+    opus_in_node: bool = False
+    """rtpengine only relays a browser's Opus (ICE and DTLS-SRTP <-> plain RTP, no transcoding) and the node's RTP
+    bank codes it at 16 kHz itself (rtp/opus.py, libopus): about half the CPU per browser leg of rtpengine
+    transcoding to G.722, and one encoding per distinct mix in a meeting. False: rtpengine transcodes to
+    `node_codecs`. Needs `opus` and the system libopus (libopus0)."""
+    node_opus_complexity: int = 1
+    """libopus complexity (0..10) of the node's own Opus encoders (`opus_in_node`): 0-3 for voice."""
+    node_opus_bitrate: int = 24000
+    """Bits per second of the node's own Opus (`opus_in_node`; 6000..40000, VBR, wideband at most)."""
     web_guests: bool = True
     """A meeting's joinWebUrl page lets anyone holding the link join as a guest with a name (guests wait in the lobby
     as lobbyBypassSettings say); false: only signed-in users join from the page."""
@@ -251,6 +260,8 @@ class WebRtcConfig:
             )
         if self.opus_bitrate and not 6000 <= self.opus_bitrate <= 510_000:
             raise ValueError("webrtc.opus_bitrate must be 0 or 6000..510000")
+        if not 0 <= self.node_opus_complexity <= 10 or not 6000 <= self.node_opus_bitrate <= 40000:
+            raise ValueError("webrtc.node_opus_complexity must be 0..10 and webrtc.node_opus_bitrate 6000..40000")
         if self.rtpengine_threads < 0:
             raise ValueError("webrtc.rtpengine_threads must be >= 0")
         if self.browser_opus_max_rate not in (0, 8000, 12000, 16000, 24000, 48000):

@@ -54,7 +54,7 @@ def streams(quality: CallQuality, codec: str, phone_is_caller: bool, start: str,
     common = {
         "startDateTime": start,
         "endDateTime": end,
-        "audioCodec": codec.lower() if codec.lower() in ("pcmu", "pcma", "g722") else "unknown",
+        "audioCodec": codec.lower() if codec.lower() in ("pcmu", "pcma", "g722", "opus") else "unknown",
         "averageRoundTripTime": rtt,
         "maxRoundTripTime": rtt,
         "wasMediaBypassed": False,

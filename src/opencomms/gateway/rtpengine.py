@@ -27,6 +27,7 @@ log = logging.getLogger("opencomms.rtpengine")
 __all__ = [
     "PLAIN_TO_WEBRTC",
     "WEBRTC_TO_PLAIN",
+    "WEBRTC_TO_PLAIN_OPUS",
     "WEBRTC_TO_PLAIN_RELAY",
     "BencodeError",
     "NgError",
@@ -181,6 +182,13 @@ WEBRTC_TO_PLAIN_RELAY: Mapping[str, Any] = {
     "codec": {"strip": ["all"], "except": ["PCMU", "PCMA", "telephone-event"]},
 }
 """As WEBRTC_TO_PLAIN, but the browser is left only the G.711 it offered: rtpengine relays without transcoding."""
+
+WEBRTC_TO_PLAIN_OPUS: Mapping[str, Any] = {
+    **_PLAIN,
+    "codec": {"strip": ["all"], "except": ["opus", "PCMU", "PCMA", "telephone-event"]},
+}
+"""As WEBRTC_TO_PLAIN_RELAY, keeping the browser's Opus too (first, as browsers offer it): the node answers Opus
+(`webrtc.opus_in_node`) and codes it itself; rtpengine relays without transcoding."""
 
 PLAIN_TO_WEBRTC: Mapping[str, Any] = {
     "replace": ["origin", "session-connection"],

@@ -51,6 +51,7 @@ from opencomms.rtp import (
     codecs_named,
 )
 from opencomms.rtp.address import AddressError
+from opencomms.rtp.offer_answer import OPUS
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.session import RtpConfig
 from opencomms.rtp.stats import CallQuality
@@ -194,7 +195,10 @@ class SipGateway:
         """Our side of a new call's SDP, with the configured codecs and answer rule; a browser's offer (made by
         rtpengine from `webrtc.node_codecs`, the node's own choice) is answered in its order."""
         prefer_ours = self.config.prefer_our_codec_order and not relayed
-        return LocalSdp(self.host, port, self.codecs, prefer_ours=prefer_ours)
+        codecs = self.codecs
+        if relayed and self.webrtc is not None and self.webrtc.config.opus_in_node:
+            codecs = (OPUS, *codecs)  # rtpengine relays the browser's Opus: the bank codes it (rtp/opus_rows.py)
+        return LocalSdp(self.host, port, codecs, prefer_ours=prefer_ours)
 
     def holds(self, leg_id: str) -> bool:
         """True when this process serves leg `leg_id`'s signalling (dialling it, or a dialog of ours)."""

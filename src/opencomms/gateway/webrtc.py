@@ -36,6 +36,7 @@ from opencomms.gateway.opus_fmtp import BrowserOpus, with_opus_fmtp
 from opencomms.gateway.opus_tuning import OpusTuning
 from opencomms.gateway.rtpengine import (
     PLAIN_TO_WEBRTC,
+    WEBRTC_TO_PLAIN_OPUS,
     WEBRTC_TO_PLAIN_RELAY,
     NgRejected,
     NgUnavailable,
@@ -336,9 +337,12 @@ class WebRtcEdge:
             return req.body
         try:
             cfg = self.config
-            flags = (
-                webrtc_to_plain(cfg.node_codecs, self.opus_tuning.codec_spec()) if cfg.opus else WEBRTC_TO_PLAIN_RELAY
-            )
+            if not cfg.opus:
+                flags = WEBRTC_TO_PLAIN_RELAY
+            elif cfg.opus_in_node:
+                flags = WEBRTC_TO_PLAIN_OPUS
+            else:
+                flags = webrtc_to_plain(cfg.node_codecs, self.opus_tuning.codec_spec())
             return await self.rtpengine.offer(req.call_id, req.from_.tag or "", req.body, flags)
         except NgUnavailable:
             self.rtpengine_ok = False
@@ -360,7 +364,10 @@ class WebRtcEdge:
         `browser_opus`), or None once answered."""
         try:
             answer = await self.rtpengine.answer(req.call_id, req.from_.tag or "", handle.to_tag, sdp, PLAIN_TO_WEBRTC)
-            return with_opus_fmtp(answer, self.browser_opus.params()) if self.config.opus else answer
+            params = self.browser_opus.params()
+            if self.config.opus_in_node:  # the node decodes it: at most 40 kbit/s (the bank's packet slot), mono
+                params |= {"maxaveragebitrate": "40000", "stereo": "0"}
+            return with_opus_fmtp(answer, params) if self.config.opus else answer
         except NgUnavailable:
             self.rtpengine_ok = False
             handle.respond(503, "Service Unavailable", headers=[_warning("media relay (rtpengine) unavailable")])

@@ -33,6 +33,7 @@ from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.g722 import G722Decoder, G722Encoder
 from ..media.slots import SlotTable
 from .jitter import LOST
+from .opus_rows import OpusRows
 from .stream import RATE, Outgoing, Stream, StreamParams
 from .transcode import FrameConverter
 
@@ -150,6 +151,7 @@ class RtpBank:
         self._g722 = np.zeros(capacity, dtype=np.bool_)  # rows coded G.722: 16 kHz both ways, no conversion
         self._coders: list[tuple[G722Encoder, G722Decoder] | None] = [None] * capacity
         self._last16 = np.zeros((capacity, 320), dtype=np.int16)  # a G.722 row's last good frame (concealment)
+        self._opus = OpusRows(capacity, self._pcm)  # rows coded Opus (relayed browsers): 16 kHz, like G.722's
         self.measure_lateness = measure_lateness
         self._durations = np.zeros(window, dtype=np.float64)
         self._send_durations = np.zeros(window, dtype=np.float64)
@@ -211,6 +213,7 @@ class RtpBank:
         self._last8[row] = 0
         self._alaw[row] = st.params.alaw
         self._set_codec(row, st.params.g722)
+        self._opus.set(row, st.params.opus, st.config.opus)
         for sock, is_rtcp in ((st.rtp_sock, False), (st.rtcp_sock, True)):
             if sock is None:
                 continue
@@ -249,6 +252,7 @@ class RtpBank:
             self._streams[row] = None
             self._egen[row] = -1
             self._set_codec(row, False)
+            self._opus.set(row, False, st.config.opus)
             self._slots.remove(row)
             st.row, st.views, st.key_sink = -1, (), None
 
@@ -289,6 +293,7 @@ class RtpBank:
         if st.row >= 0:
             self._alaw[st.row] = params.alaw
             self._set_codec(st.row, params.g722)
+            self._opus.set(st.row, params.opus, st.config.opus)
             self._out_of_band(engine, st, params.telephone_event is not None)
 
     def _set_codec(self, row: int, g722: bool) -> None:
@@ -388,6 +393,10 @@ class RtpBank:
                 coder = coders[row]
                 if coder is not None:
                     codes[row] = np.frombuffer(coder[0].encode(pcm[row]), dtype=np.uint8)
+        opus = self._opus
+        if opus.rows[:n].any():  # one encoding per distinct mix: the payload is written into each row's slot
+            opus.encode(n, codes)
+        lengths = opus.lengths
         flip = self._flip = 1 - self._flip
         self._tx[flip][:n, 12:] = codes
         pack, buf = _HEADER.pack_into, self._txbufs[flip]
@@ -398,7 +407,7 @@ class RtpBank:
             offset = st.ts_offset
             if offset is None:
                 offset = st.ts_offset = st.ts_base - units
-            ts = (offset + units) & 0xFFFFFFFF
+            ts = (offset + units * st.clock) & 0xFFFFFFFF
             if st.events_on:
                 try:
                     if st.event_packets(now, ts, batch) and st.config.suppress_audio_during_dtmf:
@@ -410,11 +419,17 @@ class RtpBank:
             if addr is None or not p.sends:
                 st.was_sending = False
                 continue
+            size = PACKET
+            if p.opus:
+                size = 12 + lengths[st.row]
+                if size <= 14:  # our DTX: a silent (or libopus-discontinued) frame is not sent
+                    st.was_sending = False
+                    continue
             marker = 0 if st.was_sending else 0x80
             st.was_sending = True
             pack(buf, st.offset, 0x80, p.payload_type | marker, st.seq, ts, st.ssrc)
             st.seq = (st.seq + 1) & 0xFFFF
-            batch.append((st, st.views[flip], addr))
+            batch.append((st, st.views[flip] if size == PACKET else st.views[flip][:size], addr))
         if not batch:
             return
         if self.paced:  # at the very start of the next tick, before the engine's own work
@@ -532,6 +547,7 @@ class RtpBank:
                     self._idle_since[st] = self.flushes
             elif out is LOST:
                 st.frames_concealed += 1
+                st.lost_run += 1
                 st.conceal += 1
                 if st.conceal < len(_FADE):
                     state[st.row] = 2
@@ -540,7 +556,7 @@ class RtpBank:
                 off = st.row * FRAME
                 rxbuf[off : off + FRAME] = out
                 state[st.row] = 1
-                st.conceal = 0
+                st.conceal = st.lost_run = 0
                 st.frames_played += 1
                 played.append(st)
         if not played and not concealed:
@@ -558,6 +574,8 @@ class RtpBank:
         up = self._up.process(pcm8)
         if self._g722[:n].any():
             self._play_wide(up, played, concealed)
+        if self._opus.rows[:n].any():
+            self._opus.decode(self._rx, up, played, concealed)
         rows = np.fromiter((st.row for st in played + concealed), dtype=np.intp, count=len(played) + len(concealed))
         self.host.engine.push_inbound_rows(self._erow[rows], up[rows])
 

@@ -31,6 +31,7 @@ __all__ = [
     "ALL_CODECS",
     "DEFAULT_CODECS",
     "G722",
+    "OPUS",
     "PCMA",
     "PCMU",
     "SUPPORTED_EVENTS",
@@ -66,6 +67,10 @@ PCMU = Codec("PCMU", 0)
 PCMA = Codec("PCMA", 8)
 G722 = Codec("G722", 9)
 """G.722: 16 kHz audio, yet 8000 in the SDP and RTP clock (RFC 3551 §4.5.2)."""
+OPUS = Codec("opus", 111, 48000)
+"""Opus (RFC 7587: `opus/48000/2` in the SDP, a 48 kHz RTP clock, the dynamic payload type the offer gives): browsers'
+codec, carried straight to the node when rtpengine only relays (`webrtc.opus_in_node`); the bank codes it at 16 kHz.
+Not in ALL_CODECS: only a relayed browser's leg is offered it."""
 DEFAULT_CODECS: tuple[Codec, ...] = (PCMU, PCMA)
 ALL_CODECS: tuple[Codec, ...] = (PCMU, PCMA, G722)
 """Every codec the RTP engine carries (our answer reader recognises any of them in our own offers)."""
@@ -139,7 +144,7 @@ def _format(m: MediaDescription, pt: int) -> tuple[str, int, int | None] | None:
 
 
 def _match(fmt: tuple[str, int, int | None] | None, codecs: Sequence[Codec]) -> Codec | None:
-    if fmt is None or fmt[2] not in (None, 1):
+    if fmt is None or (fmt[2] not in (None, 1) and not (fmt[0] == "OPUS" and fmt[2] == 2)):
         return None
     for c in codecs:
         if fmt[0] == c.name.upper() and fmt[1] == c.clock_rate:
@@ -205,6 +210,11 @@ def _receive_map(m: MediaDescription, codecs: Sequence[Codec], te: int | None) -
     return out
 
 
+def _channels(codec: Codec) -> int | None:
+    """The rtpmap's channel count: Opus is always `opus/48000/2` (RFC 7587)."""
+    return 2 if codec.name == OPUS.name else None
+
+
 def _audio_media(
     port: int,
     proto: str,
@@ -215,7 +225,7 @@ def _audio_media(
     ptime: int | None,
 ) -> MediaDescription:
     formats = [str(c.payload_type) for c in codecs]
-    rtpmaps = {c.payload_type: RtpMap(c.payload_type, c.name, c.clock_rate) for c in codecs}
+    rtpmaps = {c.payload_type: RtpMap(c.payload_type, c.name, c.clock_rate, _channels(c)) for c in codecs}
     fmtps: dict[int, str] = {}
     if te_pt is not None:
         formats.append(str(te_pt))

@@ -31,6 +31,7 @@ from ..media.g722 import G722_SILENCE
 from .address import is_literal
 from .jitter import JitterBuffer, JitterConfig
 from .offer_answer import NegotiatedAudio
+from .opus import MAX_PACKET, OpusSettings
 from .packet import RtpError, pack_header, parse_header
 from .rtcp import (
     Bye,
@@ -52,13 +53,15 @@ __all__ = ["Outgoing", "RtpConfig", "Stream", "StreamParams"]
 log = logging.getLogger("opencomms.rtp")
 
 RATE = 8000
-ULAW, ALAW, EVENT, WIDE = 0, 1, 2, 3
-_FILL = {ULAW: 0xFF, ALAW: 0xD5, WIDE: G722_SILENCE}
+ULAW, ALAW, EVENT, WIDE, OPUS = 0, 1, 2, 3, 4
+_FILL = {ULAW: 0xFF, ALAW: 0xD5, WIDE: G722_SILENCE, OPUS: 0}
+OPUS_CLOCK = 6
+"""RTP timestamp units of Opus (48 kHz, RFC 7587) per unit of the bank's 8 kHz clock."""
 _FIXED = struct.Struct("!BBHII")
 
 Outgoing = tuple["Stream", "memoryview | bytes", tuple[str, int]]
 """A packet ready to go: (stream, datagram, destination)."""
-_KINDS = {"PCMU": ULAW, "PCMA": ALAW, "G722": WIDE, "telephone-event": EVENT}
+_KINDS = {"PCMU": ULAW, "PCMA": ALAW, "G722": WIDE, "opus": OPUS, "telephone-event": EVENT}
 _RNG = random.Random()  # RTCP interval jitter of every stream (seeding one per stream costs more than a call)
 
 
@@ -85,6 +88,8 @@ class RtpConfig:
     """Send no audio packets while an RFC 4733 event is on (the in-band tone would be heard twice)."""
     housekeeping: float = 1.0
     """Seconds between the event loop's media-timeout checks."""
+    opus: OpusSettings = field(default_factory=OpusSettings)
+    """How the bank encodes Opus on the streams that negotiated it (relayed browsers, `webrtc.opus_in_node`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,8 @@ class StreamParams:
     while G.711 is negotiated)."""
     telephone_event: int | None = None
     """Payload type for RFC 4733 events we send; None: DTMF stays in-band."""
+    opus: bool = False
+    """Opus both ways (a relayed browser: 16 kHz audio coded by the bank, a 48 kHz RTP clock)."""
     sends: bool = True
     receives: bool = True
     receive_payload_types: Mapping[int, str] = field(default_factory=lambda: {0: "PCMU", 8: "PCMA"})
@@ -112,6 +119,7 @@ class StreamParams:
             payload_type=media.codec.payload_type,
             alaw=media.codec.name.upper() == "PCMA",
             g722=media.codec.name.upper() == "G722",
+            opus=media.codec.name.upper() == "OPUS",
             telephone_event=media.telephone_event,
             sends=media.direction.sends,
             receives=media.direction.receives,
@@ -215,6 +223,16 @@ class Stream:
         self.rtcp_received = 0
         self.frames_played = 0
         self.frames_concealed = 0
+        self.lost_run = 0
+        """LOST frames played out (concealed) since the last good frame (set by the bank)."""
+        self.dtx_frames = 0
+        """Frames of the peer's discontinuous transmission: a gap in the timestamps closed by the next sequence
+        number was silence the peer did not send, not loss; the concealment counted for it is taken back."""
+        self.clock = 1
+        """RTP timestamp units per 8 kHz unit of the bank's clock (OPUS_CLOCK for Opus)."""
+        self._prev_seq = -1
+        self._prev_ts = 0
+        self._opus_origin: tuple[int, int] | None = None  # (SSRC, timestamp) the 48 -> 8 kHz mapping counts from
 
     # -- setup (engine thread once attached) -------------------------------------------------------------------
 
@@ -223,7 +241,8 @@ class Stream:
         old = self.params
         self.params = params
         self._kinds = {pt: _KINDS[name] for pt, name in params.receive_payload_types.items() if name in _KINDS}
-        law = WIDE if params.g722 else ALAW if params.alaw else ULAW
+        law = OPUS if params.opus else WIDE if params.g722 else ALAW if params.alaw else ULAW
+        self.clock = OPUS_CLOCK if law == OPUS else 1
         if law != self._law:
             self._law = law
             self.jb = JitterBuffer(_with_fill(self.config.jitter, _FILL[law]))
@@ -253,7 +272,7 @@ class Stream:
     def rtp_timestamp(self, at: float) -> int | None:
         """Our RTP timestamp at engine time `at` (None before the first tick): timestamps follow the tick clock."""
         offset = self.ts_offset
-        return None if offset is None else (offset + round(at * RATE)) & 0xFFFFFFFF
+        return None if offset is None else (offset + round(at * RATE) * self.clock) & 0xFFFFFFFF
 
     # -- receive (engine thread) ---------------------------------------------------------------------------------
 
@@ -294,12 +313,41 @@ class Stream:
             self._on_event(data[start:end], ts, arrival)
             return
         payload = data[start:end]
+        if (
+            self.lost_run
+            and seq == (self._prev_seq + 1) & 0xFFFF
+            and (
+                _ts_after(ts, self._prev_ts) > 160 * self.clock or self.lost_run >= self.config.jitter.idle_after_frames
+            )
+        ):
+            # The next packet after a gap in time (or after the buffer ran idle: rtpengine's transcoded output
+            # numbers its timestamps on, gap or not): the peer sent nothing for a while (DTX), nothing was lost.
+            self.frames_concealed -= self.lost_run
+            self.dtx_frames += self.lost_run
+            self.lost_run = 0
+        self._prev_seq, self._prev_ts = seq, ts
         if kind != self._law:
-            if WIDE in (kind, self._law):  # no byte mapping between G.722 and G.711: not this stream's codec
+            if WIDE in (kind, self._law) or OPUS in (kind, self._law):  # no byte mapping: not this stream's codec
                 self.unknown_payload += 1
                 return
             payload = (ulaw_to_alaw(payload) if kind == ULAW else alaw_to_ulaw(payload)).tobytes()
+        elif kind == OPUS:
+            payload, ts = self._opus_slot(ssrc, ts, payload)
+            if not payload:
+                return
         self.jb.put(ssrc, ts, payload, arrival)
+
+    def _opus_slot(self, ssrc: int, ts: int, payload: bytes) -> tuple[bytes, int]:
+        """An Opus packet as the jitter buffer takes it: a 20 ms slot of 160 bytes (its length, then the payload)
+        at an 8 kHz timestamp (counted from the SSRC's first packet, less 20 s for packets reordered before it)."""
+        if not 0 < len(payload) <= MAX_PACKET:
+            self.invalid_packets += 1
+            return b"", 0
+        origin = self._opus_origin
+        if origin is None or origin[0] != ssrc:
+            origin = self._opus_origin = (ssrc, (ts - 960_000) & 0xFFFFFFFF)
+        slot = bytes((len(payload),)) + payload + bytes(MAX_PACKET - len(payload))
+        return slot, ((ts - origin[1]) & 0xFFFFFFFF) // OPUS_CLOCK
 
     def _latch(self, addr: tuple[str, int], now: float) -> bool:
         if self._source is not None and now - self.last_rtp < self.config.relatch_after:
@@ -443,6 +491,12 @@ class Stream:
             remote_jitter_ms=round(block.jitter * 1000.0 / RATE, 3) if block is not None else None,
             concealed_frames=self.frames_concealed,
         )
+
+
+def _ts_after(ts: int, prev: int) -> int:
+    """How far RTP timestamp `ts` is after `prev` (mod 2^32; negative when before)."""
+    d = (ts - prev) & 0xFFFFFFFF
+    return d - (1 << 32) if d >= 1 << 31 else d
 
 
 @functools.lru_cache(maxsize=64)  # one config per node in practice: no dataclass copy per call

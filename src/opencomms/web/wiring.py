@@ -7,11 +7,13 @@ the cluster redeems them).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 from opencomms.gateway.webjoin_redis import RedisWebJoinTickets
 from opencomms.gateway.webrtc import WebRtcEdge
+from opencomms.rtp.opus import OpusSettings
 from opencomms.store.redis_common import redis_target
 from opencomms.web.app import PREFIX, WebApp, WebContext
 from opencomms.web.feed import FEED_PATH, MeetingFeed
@@ -37,6 +39,10 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
         tickets=tickets,
     )
     gateway.webrtc = edge
+    rtc = config.webrtc
+    if rtc.opus_in_node:  # the bank encodes the browsers' Opus itself
+        opus = OpusSettings(complexity=rtc.node_opus_complexity, bitrate=rtc.node_opus_bitrate)
+        gateway.rtp_config = dataclasses.replace(gateway.rtp_config, opus=opus)
     edge.on_closed = gateway.browser_gone
     node.readiness.extra["rtpengine"] = edge.check
     sip_host = config.sip.public_host or config.sip.host

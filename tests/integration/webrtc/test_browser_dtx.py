@@ -74,3 +74,47 @@ async def test_a_silent_browser_sends_almost_nothing_when_the_answer_asks_for_dt
     print(f"silent browser: {quiet} packets in {up:.1f} s with usedtx=1, {full} in {full_up:.1f} s without")
     assert full > 40 * full_up  # without DTX: 50 packets a second, silence or not
     assert quiet < 0.25 * full  # with it: a comfort-noise update every 400 ms (plus the first packets)
+
+
+@pytest.mark.parametrize("opus_in_node", [False, True], ids=["rtpengine-transcodes", "opus-in-node"])
+async def test_a_silent_browsers_dtx_gaps_count_as_silence_not_concealment(
+    tmp_path: Path, bundle: Path, opus_in_node: bool
+) -> None:
+    """The gaps between a silent browser's comfort-noise updates end with the next sequence number: nothing was
+    lost, so the callRecord's averageRatioOfConcealedSamples stays near 0 (it was about 0.67)."""
+    mic = microphone(tmp_path / "silence.wav", np.zeros(16000 * 4, dtype=np.int16))
+    perms = {"bob": [*ALL_CALL_PERMISSIONS, "CallRecords.Read.All"]}
+    async with (
+        make_platform(webrtc_config(opus_in_node=opus_in_node), ("bob",), perms) as p,
+        LocalMediaSession() as session,
+        playwright.async_playwright() as pw,
+    ):
+        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
+        issued = await ticket(p, "bob", BOB, name="Quiet Quentin")
+        async with chromium(pw, mic) as browser:
+            page = await browser.new_page()
+            await page.goto(f"{p.node.public_url}{issued['callUrl']}")
+            await page.get_by_role("button", name="Call").click()
+            incoming = await p["bob"].bot.incoming(timeout=15)
+            sock = await answer_with_media(p, "bob", incoming.call_id, session)
+            await asyncio.wait_for(bot_media(sock, [], frames=int(SECONDS * 50)), timeout=30)
+            assert p.node.sip is not None
+            (leg,) = p.node.sip._by_key.values()
+            dtx_frames = leg.rtp.stream.dtx_frames if leg.rtp.stream is not None else 0
+            await page.get_by_role("button", name="Hang up").click()
+            await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=10)
+        chain = incoming.resource_data["callChainId"]
+        query = "?$expand=sessions($expand=segments)"
+        status, record, _ = await p["bob"].client.request("GET", f"/communications/callRecords/{chain}{query}")
+        assert status == 200, record
+    (inbound,) = [
+        s
+        for ses in record["sessions"]
+        for seg in ses["segments"]
+        for m in seg["media"]
+        for s in m["streams"]
+        if s["streamId"] == "1"
+    ]
+    ratio = float(inbound["averageRatioOfConcealedSamples"])
+    print(f"silent browser (opus_in_node={opus_in_node}): concealed ratio {ratio}, DTX frames {dtx_frames}")
+    assert dtx_frames > 50 and ratio < 0.2, (ratio, dtx_frames)

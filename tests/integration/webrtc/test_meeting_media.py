@@ -13,6 +13,7 @@ A screenshot of the meeting page is kept (gitignored) as `test-output/webrtc/mee
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -93,12 +94,16 @@ async def prompt(sock: AudioSocket, seconds: float) -> None:
         await sock.send(pcm[i : i + 640])
 
 
-async def test_two_browsers_and_a_phone_with_an_app_hosted_bot(tmp_path: Path) -> None:
+@pytest.mark.parametrize("opus_in_node", [False, True], ids=["rtpengine-transcodes", "opus-in-node"])
+async def test_two_browsers_and_a_phone_with_an_app_hosted_bot(tmp_path: Path, opus_in_node: bool) -> None:
+    """With `webrtc.opus_in_node` the same meeting, rtpengine only relaying the browsers' Opus."""
+    config = meeting_node(tmp_path)
+    config = dataclasses.replace(config, webrtc=dataclasses.replace(config.webrtc, opus_in_node=opus_in_node))
     voices: dict[str, npt.NDArray[np.int16]] = {"Ann": speech(ANN), "Ben": speech(BEN, "en-us")}
     sources_env = {name: envelope(pcm) for name, pcm in voices.items()}
     mics = {name: microphone(tmp_path / f"{name}.wav", pcm) for name, pcm in voices.items()}
     async with (
-        TestPlatform(meeting_node(tmp_path)) as p,
+        TestPlatform(config) as p,
         LocalMediaSession() as session,
         playwright.async_playwright() as pw,
         chromium(pw, mics["Ann"]) as chrome_ann,
