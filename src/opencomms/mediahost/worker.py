@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+from .._compiled import state as compiled_state
 from ..media.clock import EngineThread
 from ..media.engine import MediaEngine
 from ..media.feeds import feeds_of
@@ -224,6 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="media-process %(levelname)s %(name)s: %(message)s")
     if os.getppid() == 1:
         return 0
+    log.info("media process %d: media path %s", os.getpid(), compiled_state())
     _Worker(sock, settings).run(receiver, frames)
     return 0
 

@@ -304,7 +304,7 @@ class JitterBuffer:
         return LOST
 
     def _watch_level(self, play: int) -> None:
-        level = self._end - play
+        level = float(self._end - play)
         if level < self._window_min:
             self._window_min = level
         self._window_pops += 1
