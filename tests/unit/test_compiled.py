@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -99,3 +100,13 @@ def test_a_stale_build_falls_back_to_pure_python_with_one_warning(tmp_path: Path
     )
     assert done.stdout.startswith("pure (the build is stale") and done.stdout.rstrip().endswith("[] True")
     assert done.stderr.count("media path: pure Python") == 1
+
+
+def test_the_settings_that_cross_the_media_process_boundary_pickle() -> None:
+    from opencomms.rtp.jitter import JitterConfig
+    from opencomms.rtp.stats import CallQuality
+    from opencomms.rtp.stream import RtpConfig, StreamParams
+
+    quality = CallQuality(1, 2, 3, 0.5, 1.5, 20.0, 7, 5.0, 1.0, 8)
+    for obj in (JitterConfig(min_delay_ms=30), RtpConfig(symmetric=False), StreamParams(payload_type=8), quality):
+        assert pickle.loads(pickle.dumps(obj)) == obj

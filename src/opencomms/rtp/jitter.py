@@ -12,6 +12,8 @@ import bisect
 import enum
 from dataclasses import dataclass
 
+from opencomms._compiled.pickling import Reduced, reduce_frozen
+
 from .packet import RtpPacket
 
 __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
@@ -58,6 +60,9 @@ class JitterConfig:
     """Pops over which the lowest buffer level is watched; if even that lowest level exceeds the target by a
     frame, one frame is dropped to cut the delay (at most one drop per window; the window shrinks to 5 pops while
     the excess is above 4 frames, so the delay left by a network stall is gone within a second or two)."""
+
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)
 
 
 class JitterBuffer:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from opencomms._compiled.pickling import Reduced, reduce_frozen
+
 from .rtcp import ReportBlock, SenderReport, compact_ntp
 
 __all__ = ["CallQuality", "ReceiverStats", "round_trip_time"]
@@ -177,3 +179,6 @@ class CallQuality:
     def to_dict(self) -> dict[str, float | int | None]:
         """Plain JSON-ready form (snake_case; the call-record writer maps names)."""
         return asdict(self)
+
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)

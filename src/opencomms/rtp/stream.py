@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from opencomms._compiled.pickling import Reduced, reduce_frozen
+
 from ..media.dtmf.rfc4733 import (
     TelephoneEventError,
     TelephoneEventReceiver,
@@ -86,6 +88,9 @@ class RtpConfig:
     housekeeping: float = 1.0
     """Seconds between the event loop's media-timeout checks."""
 
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)
+
 
 @dataclass(frozen=True, slots=True)
 class StreamParams:
@@ -119,6 +124,9 @@ class StreamParams:
             remote_rtp=media.remote_rtp,
             remote_rtcp=media.remote_rtcp,
         )
+
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)
 
 
 class Stream:
