@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import enum
 from dataclasses import dataclass
+from typing import Final, final
 
 from opencomms._compiled.pickling import Reduced, reduce_frozen
 
@@ -18,9 +19,9 @@ from .packet import RtpPacket
 
 __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
 
-_TS_MOD = 1 << 32
-_HALF = 1 << 31
-_PEAK_DECAY = 0.998  # per pop
+_TS_MOD: Final = 1 << 32
+_HALF: Final = 1 << 31
+_PEAK_DECAY: Final = 0.998  # per pop
 
 
 class Lost(enum.Enum):
@@ -65,6 +66,7 @@ class JitterConfig:
         return reduce_frozen(self)
 
 
+@final
 class JitterBuffer:
     """Put packets in as they arrive (`put`, any order, any size); `pop(now)` once per 20 ms tick returns:
 

@@ -19,6 +19,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Final, final
 
 from opencomms._compiled.pickling import Reduced, reduce_frozen
 
@@ -53,8 +54,11 @@ __all__ = ["Outgoing", "RtpConfig", "Stream", "StreamParams"]
 
 log = logging.getLogger("opencomms.rtp")
 
-RATE = 8000
-ULAW, ALAW, EVENT, WIDE = 0, 1, 2, 3
+RATE: Final = 8000
+ULAW: Final = 0
+ALAW: Final = 1
+EVENT: Final = 2
+WIDE: Final = 3
 _FILL = {ULAW: 0xFF, ALAW: 0xD5, WIDE: G722_SILENCE}
 _FIXED = struct.Struct("!BBHII")
 
@@ -129,6 +133,7 @@ class StreamParams:
         return reduce_frozen(self)
 
 
+@final
 class Stream:
     """One call's RTP state. Construct it (any thread), then `apply` its first params before attaching it to an
     RtpBank; from then on only the engine thread calls its methods (through the bank)."""
