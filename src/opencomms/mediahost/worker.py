@@ -203,6 +203,7 @@ class _Worker:
                 "total_ms": 1000.0 * self.gc_pauses[1],
                 "max_ms": 1000.0 * self.gc_pauses[2],
             },
+            "path": compiled_state(),
             "lateness_ms": self.bank.lateness_ms.tolist() if self.settings.measure_lateness else None,
             "streams": self.streams.reports() if reports else None,
         }
