@@ -17,6 +17,7 @@ import pytest
 
 from opencomms import _compiled
 from opencomms._compiled import ENV_SWITCH, MANIFEST, compiled_modules, modules, plan, source_hash
+from opencomms._compiled.build import imported_sources
 
 ROOT = Path(__file__).resolve().parents[2]
 SWITCHED_OFF = os.environ.get(ENV_SWITCH, "1") == "0"
@@ -54,7 +55,7 @@ def test_the_pure_python_path_passes_the_compiled_modules_unit_tests() -> None:
     assert " passed" in done.stdout and " skipped" not in done.stdout.splitlines()[-1]
 
 
-def _fake_build(tmp_path: Path, names: tuple[str, ...], digest: str) -> Path:
+def _fake_build(tmp_path: Path, names: tuple[str, ...], digest: str, depends: tuple[str, ...] = ()) -> Path:
     build = tmp_path / "build"
     files = {}
     for name in names:
@@ -62,7 +63,8 @@ def _fake_build(tmp_path: Path, names: tuple[str, ...], digest: str) -> Path:
         so.parent.mkdir(parents=True, exist_ok=True)
         so.write_bytes(b"")
         files[name] = str(so.relative_to(build))
-    (build / MANIFEST).write_text(json.dumps({"hash": digest, "modules": list(names), "files": files}))
+    manifest = {"hash": digest, "modules": list(names), "files": files, "depends": list(depends)}
+    (build / MANIFEST).write_text(json.dumps(manifest))
     return build
 
 
@@ -79,6 +81,19 @@ def test_a_build_is_used_only_when_made_from_the_current_sources_and_not_switche
         f.write("\n# edited after the build\n")
     assert "stale" in str(plan({}, build, names, src))
     assert "no build" in str(plan({}, tmp_path / "nowhere", names, src))
+
+
+def test_a_change_to_a_module_the_compiled_ones_import_makes_the_build_stale(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "src" / "opencomms" / "rtp", src / "opencomms" / "rtp")
+    names = ("opencomms.rtp.stream",)
+    depends = tuple(imported_sources(names, src))
+    assert "opencomms/rtp/address.py" in depends and "opencomms/rtp/stream.py" not in depends
+    build = _fake_build(tmp_path, names, source_hash(names, src, depends), depends)
+    assert isinstance(plan({}, build, names, src), dict)
+    with (src / "opencomms" / "rtp" / "address.py").open("a") as f:
+        f.write("\n# a constant mypyc may have inlined changed\n")
+    assert "stale" in str(plan({}, build, names, src))
 
 
 def test_a_stale_build_falls_back_to_pure_python_with_one_warning(tmp_path: Path) -> None:

@@ -49,12 +49,17 @@ def source_path(name: str, src_root: Path = SRC_ROOT) -> Path:
     return src_root.joinpath(*name.split(".")).with_suffix(".py")
 
 
-def source_hash(names: Sequence[str], src_root: Path = SRC_ROOT) -> str:
-    """What a build must have been made from: the listed modules' sources and this interpreter's tag."""
+def source_hash(names: Sequence[str], src_root: Path = SRC_ROOT, depends: Sequence[str] = ()) -> str:
+    """What a build must have been made from: the listed modules' sources, those of the modules they import
+    (`depends`, paths under src: mypyc may have inlined their constants) and this interpreter's tag."""
     digest = hashlib.sha256(sys.implementation.cache_tag.encode())
     for name in names:
         digest.update(b"\0" + name.encode() + b"\0")
         digest.update(source_path(name, src_root).read_bytes())
+    for rel in depends:
+        digest.update(b"\0" + rel.encode() + b"\0")
+        file = src_root / rel
+        digest.update(file.read_bytes() if file.is_file() else b"(missing)")
     return digest.hexdigest()
 
 
@@ -89,7 +94,8 @@ def check_build(build_dir: Path, names: Sequence[str], src_root: Path = SRC_ROOT
         return f"unreadable build manifest in {build_dir}: {exc}"
     if not isinstance(manifest, dict) or list(manifest.get("modules", ())) != list(names):
         return "the build compiled another module list (run `make compiled`)"
-    if manifest.get("hash") != source_hash(names, src_root):
+    depends = [str(rel) for rel in manifest.get("depends", ())]
+    if manifest.get("hash") != source_hash(names, src_root, depends):
         return "the build is stale: the sources changed since it was made (run `make compiled`)"
     files: dict[str, Path] = {}
     for name, rel in dict(manifest.get("files", {})).items():

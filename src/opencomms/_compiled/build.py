@@ -9,14 +9,42 @@ object files go to `build/compiled-tmp/`; nothing is written into src/.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from opencomms._compiled import MANIFEST, SRC_ROOT, check_build, default_build_dir, modules, source_hash, source_path
+
+
+def imported_sources(names: Sequence[str], src_root: Path = SRC_ROOT) -> list[str]:
+    """The source files (relative to src) of the opencomms modules the listed modules import, themselves excluded:
+    part of the build's hash, so that a change there (a constant mypyc inlined) makes the build stale too."""
+    found: set[str] = set()
+    for name in names:
+        package = name.rsplit(".", 1)[0]
+        tree = ast.parse(source_path(name, src_root).read_text())
+        for node in ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                    base = ".".join([*parent, *([base] if base else [])])
+                targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            for target in targets:
+                if not target.startswith("opencomms") or target in names:
+                    continue
+                for file in (source_path(target, src_root), src_root.joinpath(*target.split("."), "__init__.py")):
+                    if file.is_file():
+                        found.add(str(file.relative_to(src_root)))
+    return sorted(found)
 
 
 def build(out: Path, names: tuple[str, ...], jobs: int) -> None:
@@ -28,7 +56,8 @@ def build(out: Path, names: tuple[str, ...], jobs: int) -> None:
     shutil.rmtree(staging, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
     paths = [str(source_path(name).relative_to(SRC_ROOT)) for name in names]
-    digest = source_hash(names)
+    depends = imported_sources(names)
+    digest = source_hash(names, SRC_ROOT, depends)
     cwd = os.getcwd()
     os.chdir(SRC_ROOT)  # mypyc names modules by their path relative to the current directory
     try:
@@ -47,7 +76,9 @@ def build(out: Path, names: tuple[str, ...], jobs: int) -> None:
         if not so:
             raise SystemExit(f"mypyc produced no extension for {ext.name}")
         files[ext.name] = str(so[0].relative_to(staging))
-    (staging / MANIFEST).write_text(json.dumps({"hash": digest, "modules": list(names), "files": files}, indent=1))
+    (staging / MANIFEST).write_text(
+        json.dumps({"hash": digest, "modules": list(names), "files": files, "depends": depends}, indent=1)
+    )
     old = out.parent / (out.name + ".old")
     shutil.rmtree(old, ignore_errors=True)
     if out.exists():
