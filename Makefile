@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: deps system-deps web test lint typecheck unit demo cluster bench bench-security bench-meetings fuzz serve clean
+.PHONY: deps system-deps web compiled test lint typecheck unit demo cluster bench bench-security bench-meetings fuzz serve clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ web: $(WEB)/node_modules/.package-lock.json
 $(WEB)/node_modules/.package-lock.json: $(WEB)/package.json $(WEB)/package-lock.json
 	cd $(WEB) && npm ci --no-audit --no-fund
 
+# the compiled media path: the modules in src/opencomms/_compiled/modules.txt, compiled with mypyc (a dev/build
+# requirement) into build/compiled/ (not committed); a no-op when current. OPENCOMMS_COMPILED=0 runs pure Python.
+compiled: deps
+	$(BIN)/python -m opencomms._compiled.build
+
 lint: deps
 	$(BIN)/ruff check src tests bench $(wildcard examples)
 	$(BIN)/ruff format --check src tests bench $(wildcard examples)
@@ -32,31 +37,31 @@ lint: deps
 typecheck: deps
 	$(BIN)/mypy
 
-unit: deps
+unit: deps compiled
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck web
+test: lint typecheck web compiled
 	$(BIN)/pytest -q -p no:cacheprovider
 
-demo: deps web
+demo: deps web compiled
 	$(BIN)/python -m opencomms.demo
 
 # a local cluster: redis-server, Kamailio and NODES nodes on loopback (Ctrl-C stops them)
 NODES ?= 3
-cluster: deps
+cluster: deps compiled
 	$(BIN)/opencomms cluster up --nodes $(NODES)
 
-bench: deps
+bench: deps compiled
 	$(BIN)/python bench/run.py
 
-bench-security: deps
+bench-security: deps compiled
 	$(BIN)/python bench/run.py --only security
 
-bench-meetings: deps
+bench-meetings: deps compiled
 	$(BIN)/python bench/run.py --only meetings
 
 fuzz: deps
 	$(BIN)/python bench/fuzz_sip.py --sip 1000000 --sdp 100000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache var $(WEB)/node_modules src/opencomms/web/static
+	rm -rf $(VENV) build/compiled build/compiled-tmp .pytest_cache .mypy_cache .ruff_cache var $(WEB)/node_modules src/opencomms/web/static

@@ -7,7 +7,8 @@ of them also receive a packet every tick from the sink (a far end that talks). T
 thread, no sleep), commands applied before each tick as the engine thread does; the figure is process CPU time per
 tick (engine DSP + the bank's send, receive and play steps + every sendto). `--src PATH` (repeatable) runs the same
 measurement for several source trees in turn, alternating, `--rounds` times, and prints the median of each: the way
-to compare two versions of the code on a loaded machine.
+to compare two versions of the code on a loaded machine. `--compare-compiled` does the same for this tree's compiled
+media path (`make compiled`) against its pure-Python path (OPENCOMMS_COMPILED=0).
 """
 
 from __future__ import annotations
@@ -112,12 +113,23 @@ def main() -> None:
     parser.add_argument("--talking", type=int, default=0, help="legs whose far end sends a packet every tick")
     parser.add_argument("--src", action="append", default=[], help="a source tree to measure (repeatable)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per source tree (with --src)")
+    parser.add_argument(
+        "--compare-compiled",
+        action="store_true",
+        help="measure this tree compiled (make compiled) and pure (OPENCOMMS_COMPILED=0), alternating --rounds times",
+    )
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.compare_compiled:
+        compare_compiled(args)
+        return
     if args.one or not args.src:
         us = measure(args.streams, args.ticks, args.talking)
         if args.one:
+            from opencomms._compiled import state
+
             print(json.dumps(us))
+            print(json.dumps(state()), file=sys.stderr)
         else:
             print(f"rtp bank tick: {args.streams} streams ({args.talking} talking): {us:.0f} us CPU per tick")
         return
@@ -133,6 +145,30 @@ def main() -> None:
     for src, values in results.items():
         rounds = ", ".join(f"{v:.0f}" for v in values)
         print(f"rtp bank tick, {src}: {statistics.median(values):.0f} us CPU per tick (median; rounds {rounds})")
+
+
+def compare_compiled(args: argparse.Namespace) -> None:
+    """The compiled media path against the pure-Python one, same sources, alternating subprocesses."""
+    src = str(ROOT / "src")
+    results: dict[str, list[float]] = {"compiled": [], "pure": []}
+    for _ in range(args.rounds):
+        for label, switch in (("compiled", "1"), ("pure", "0")):
+            env = {**os.environ, "PYTHONPATH": src, "OPENCOMMS_COMPILED": switch}
+            cmd = [sys.executable, __file__, "--one", "--streams", str(args.streams), "--ticks", str(args.ticks)]
+            out = subprocess.run([*cmd, "--talking", str(args.talking)], env=env, capture_output=True, text=True)
+            if out.returncode != 0:
+                raise SystemExit(out.stderr[-2000:])
+            state = json.loads(out.stderr.strip().splitlines()[-1])
+            if (state == "compiled") != (label == "compiled"):
+                raise SystemExit(f"the {label} run ran {state}: build it with `make compiled`")
+            results[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    compiled, pure = (statistics.median(results[k]) for k in ("compiled", "pure"))
+    rounds = "; ".join(f"{k} " + ", ".join(f"{v:.0f}" for v in vs) for k, vs in results.items())
+    print(
+        f"rtp bank tick: {args.streams} streams ({args.talking} talking): compiled {compiled:.0f} us, "
+        f"pure {pure:.0f} us CPU per tick (median of {args.rounds} alternating rounds; {rounds}): "
+        f"compiled/pure {compiled / pure:.2f}"
+    )
 
 
 if __name__ == "__main__":

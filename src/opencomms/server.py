@@ -17,6 +17,7 @@ from typing import Any
 import uvicorn
 
 from opencomms import __version__
+from opencomms._compiled import state as compiled_state
 from opencomms.api import ApiContext, build_app
 from opencomms.api.connections import default_max_connections
 from opencomms.api.protocol import HttpGuard
@@ -380,9 +381,10 @@ class Node:
         # the default ran the collector (GIL held) very often, for objects that mostly die by refcount anyway.
         gc.set_threshold(10_000, 20, 20)
         log.info(
-            "node started (open-descriptor limit %d, HTTP connection cap %d)",
+            "node started (open-descriptor limit %d, HTTP connection cap %d, media path %s)",
             self.descriptor_limit,
             self.http_guard.book.max_total,
+            compiled_state(),
             extra={"url": self.public_url, "calls": self.calls.active_calls},
         )
         return self
@@ -407,7 +409,7 @@ class Node:
             "version": __version__,
             "calls": self.calls.active_calls,
             "notifications": dataclasses.asdict(self.dispatcher.stats),
-            "media": {**self.media.stats, **self.engine.stats()},
+            "media": {**self.media.stats, **self.engine.stats(), "path": compiled_state()},
             "app_hosted_media": {"active": self.app_hosted.active, **dataclasses.asdict(self.app_hosted.stats)},
             "sip": None if self.sip is None else self.sip.health(),
             "webrtc": None if self.webrtc is None else self.webrtc.health(),

@@ -25,8 +25,8 @@ import aiohttp
 import pytest
 
 from opencomms.config import SipConfig
+from opencomms.rtp.bank import RtpBank
 from opencomms.rtp.sdp import Connection, Direction, SessionDescription
-from opencomms.rtp.stream import Stream
 from opencomms.sip.message import SipResponse
 from opencomms.testing import caller as caller_module
 from opencomms.testing.caller import VirtualCall, VirtualCaller
@@ -222,20 +222,29 @@ async def test_a_trunk_answering_with_a_bad_address_gets_ack_and_bye_and_the_bot
         assert p.node.sip.active == 0 and p.node.sip.ports.in_use == 0 and p.node.calls.active_calls == 0
 
 
-async def test_calls_faulting_at_hang_up_or_set_up_leave_no_port_behind(monkeypatch: pytest.MonkeyPatch) -> None:
-    send_rtcp = Stream.send_rtcp
+class FailingRng(random.Random):
+    """A stream's RTCP interval draw that raises: its next `send_rtcp` (the BYE at hang-up) fails. Injected through
+    state, not by replacing the method, which the compiled media path does not allow."""
 
-    def bye_fails(self: Stream, now: float, wall: float, bye: bool = False) -> None:
-        if bye:  # a media error at hang-up (before the fix: the detach failed and the ports stayed taken)
-            raise TypeError("encoding of hostname failed")
-        send_rtcp(self, now, wall, bye)
+    def uniform(self, a: float, b: float) -> float:
+        raise TypeError("encoding of hostname failed")
 
-    monkeypatch.setattr(Stream, "send_rtcp", bye_fails)
+
+def bye_fails(p: Platform) -> None:
+    """A media error at hang-up for every stream now attached (before the fix: the detach failed and the ports
+    stayed taken)."""
+    assert p.node.sip is not None and isinstance(p.node.sip.bank, RtpBank)
+    for stream in list(p.node.sip.bank._by_leg.values()):
+        stream._rng = FailingRng()
+
+
+async def test_calls_faulting_at_hang_up_or_set_up_leave_no_port_behind() -> None:
     async with media_platform(pairs=4) as p, VirtualCaller(("127.0.0.1", p.node.sip.port)) as caller:  # type: ignore[union-attr]
         gateway = p.node.sip
         assert gateway is not None and gateway.ports.capacity == 4
         for i in range(8):  # twice the range: media error at hang-up, from either side
             call, call_id = await answered_call(p, caller)
+            bye_fails(p)
             if i % 2:
                 await call.hang_up()
             else:
@@ -261,7 +270,6 @@ async def test_calls_faulting_at_hang_up_or_set_up_leave_no_port_behind(monkeypa
             await ringing.wait_ended()
         h = await settled(p)
         assert (h["sip"]["calls"], h["sip"]["rtp_ports_in_use"], h["sip"]["rtp_streams"]) == (0, 0, 0), h
-        monkeypatch.setattr(Stream, "send_rtcp", send_rtcp)
         call, _ = await answered_call(p, caller)  # a normal call still gets through, with media
         await asyncio.sleep(0.5)
         assert call.rtp_stats.packets_received > 10

@@ -7,6 +7,7 @@ Pure, batched numpy code with no I/O and no clock; the engine that drives it per
 from __future__ import annotations
 
 from opencomms import blas as _blas  # noqa: F401  (pins BLAS threads before numpy loads)
+from opencomms._compiled import activated as _compiled  # noqa: F401  (compiled media path, if built)
 
 from .frames import FRAME_BYTES, FRAME_MS, FRAME_SAMPLES, SAMPLE_RATE
 from .resample import Resampler

@@ -349,7 +349,12 @@ class MediaProcess:
         whether it runs."""
         out: dict[str, Any] = dict(self._stats.get("thread") or {"ticks": 0, "engine_legs": 0})
         out["dropped_commands"] = out.get("dropped_commands", 0) + self.dropped_commands
-        out["media_process"] = {"pid": self.pid, "running": self.running, "gc": self._stats.get("gc")}
+        out["media_process"] = {
+            "pid": self.pid,
+            "running": self.running,
+            "gc": self._stats.get("gc"),
+            "path": self._stats.get("path"),  # compiled or pure (see opencomms._compiled)
+        }
         return out
 
 

@@ -25,6 +25,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
+from .._compiled import state as compiled_state
 from ..media.clock import EngineThread
 from ..media.engine import MediaEngine
 from ..media.feeds import feeds_of
@@ -202,6 +203,7 @@ class _Worker:
                 "total_ms": 1000.0 * self.gc_pauses[1],
                 "max_ms": 1000.0 * self.gc_pauses[2],
             },
+            "path": compiled_state(),
             "lateness_ms": self.bank.lateness_ms.tolist() if self.settings.measure_lateness else None,
             "streams": self.streams.reports() if reports else None,
         }
@@ -224,6 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=settings.log_level, format="media-process %(levelname)s %(name)s: %(message)s")
     if os.getppid() == 1:
         return 0
+    log.info("media process %d: media path %s", os.getpid(), compiled_state())
     _Worker(sock, settings).run(receiver, frames)
     return 0
 

@@ -9,6 +9,7 @@ callbacks, media timeout). Importers use the names below.
 """
 
 from opencomms import blas as _blas  # noqa: F401  (pins BLAS threads before numpy loads)
+from opencomms._compiled import activated as _compiled  # noqa: F401  (compiled media path, if built)
 
 from .address import AddressError
 from .bank import RtpBank

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Final, Protocol, TypeVar, final
 
 import numpy as np
 import numpy.typing as npt
@@ -42,20 +42,20 @@ __all__ = ["EngineHost", "RtpBank"]
 log = logging.getLogger("opencomms.rtp")
 
 T = TypeVar("T")
-FRAME = 160  # 20 ms at 8 kHz: one G.711 payload (and one G.722 payload: 320 samples at 16 kHz)
-PACKET = 12 + FRAME
+FRAME: Final = 160  # 20 ms at 8 kHz: one G.711 payload (and one G.722 payload: 320 samples at 16 kHz)
+PACKET: Final = 12 + FRAME
 _HEADER = struct.Struct("!BBHII")
 _TIMESPEC = struct.Struct("@qq")
-_TICK = 0.02  # the engine's frame period
+_TICK: Final = 0.02  # the engine's frame period
 _FADE = (0.0, 1.0, 0.5, 0.25)  # concealment gain by consecutive lost frame; silence after
-_MAX_ROUNDS = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
+_MAX_ROUNDS: Final = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
 RECEIVE_BUFFER = 24 * 1024
 """SO_RCVBUF of an attached stream's sockets (Linux doubles it: about 60 G.711 packets, 1.2 s): after a stall the
 kernel has dropped what the jitter buffer would drop as too late anyway, instead of the bank reading seconds of stale
 packets tick after tick (with the allocator's 256 KB, 12 s per stream: a stalled bank could not catch up)."""
 _SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 _ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
-_FAULTED = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
+_FAULTED: Final = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
 
 
 class EngineHost(Protocol):
@@ -69,6 +69,7 @@ class EngineHost(Protocol):
     def call_result(self, fn: EngineCommand[T]) -> Future[T]: ...
 
 
+@final
 class RtpBank:
     """The RTP streams of one media engine. A stream is attached to an existing engine leg (`attach`, an engine
     command); once per tick the engine hands the bank the INPUT of every row (its batch listener, after the

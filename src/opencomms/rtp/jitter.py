@@ -11,14 +11,17 @@ from __future__ import annotations
 import bisect
 import enum
 from dataclasses import dataclass
+from typing import Final, final
+
+from opencomms._compiled.pickling import Reduced, reduce_frozen
 
 from .packet import RtpPacket
 
 __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
 
-_TS_MOD = 1 << 32
-_HALF = 1 << 31
-_PEAK_DECAY = 0.998  # per pop
+_TS_MOD: Final = 1 << 32
+_HALF: Final = 1 << 31
+_PEAK_DECAY: Final = 0.998  # per pop
 
 
 class Lost(enum.Enum):
@@ -59,7 +62,11 @@ class JitterConfig:
     frame, one frame is dropped to cut the delay (at most one drop per window; the window shrinks to 5 pops while
     the excess is above 4 frames, so the delay left by a network stall is gone within a second or two)."""
 
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)
 
+
+@final
 class JitterBuffer:
     """Put packets in as they arrive (`put`, any order, any size); `pop(now)` once per 20 ms tick returns:
 
@@ -304,7 +311,7 @@ class JitterBuffer:
         return LOST
 
     def _watch_level(self, play: int) -> None:
-        level = self._end - play
+        level = float(self._end - play)
         if level < self._window_min:
             self._window_min = level
         self._window_pops += 1

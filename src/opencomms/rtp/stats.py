@@ -8,16 +8,19 @@ Must not parse or build packets (packet.py, rtcp.py), read clocks or do I/O: arr
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Final, final
+
+from opencomms._compiled.pickling import Reduced, reduce_frozen
 
 from .rtcp import ReportBlock, SenderReport, compact_ntp
 
 __all__ = ["CallQuality", "ReceiverStats", "round_trip_time"]
 
-RTP_SEQ_MOD = 1 << 16
-MAX_DROPOUT = 3000
-MAX_MISORDER = 100
-MIN_SEQUENTIAL = 2
-_TS_MOD = 1 << 32
+RTP_SEQ_MOD: Final = 1 << 16
+MAX_DROPOUT: Final = 3000
+MAX_MISORDER: Final = 100
+MIN_SEQUENTIAL: Final = 2
+_TS_MOD: Final = 1 << 32
 
 
 def _signed32(v: int) -> int:
@@ -25,6 +28,7 @@ def _signed32(v: int) -> int:
     return v - _TS_MOD if v & 0x80000000 else v
 
 
+@final
 class ReceiverStats:
     """Statistics of one source, exactly as RFC 3550 appendix A computes them.
 
@@ -177,3 +181,6 @@ class CallQuality:
     def to_dict(self) -> dict[str, float | int | None]:
         """Plain JSON-ready form (snake_case; the call-record writer maps names)."""
         return asdict(self)
+
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)

@@ -19,6 +19,9 @@ import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Final, final
+
+from opencomms._compiled.pickling import Reduced, reduce_frozen
 
 from ..media.dtmf.rfc4733 import (
     TelephoneEventError,
@@ -52,10 +55,14 @@ __all__ = ["Outgoing", "RtpConfig", "Stream", "StreamParams"]
 
 log = logging.getLogger("opencomms.rtp")
 
-RATE = 8000
-ULAW, ALAW, EVENT, WIDE, OPUS = 0, 1, 2, 3, 4
+RATE: Final = 8000
+ULAW: Final = 0
+ALAW: Final = 1
+EVENT: Final = 2
+WIDE: Final = 3
+OPUS: Final = 4
 _FILL = {ULAW: 0xFF, ALAW: 0xD5, WIDE: G722_SILENCE, OPUS: 0}
-OPUS_CLOCK = 6
+OPUS_CLOCK: Final = 6
 """RTP timestamp units of Opus (48 kHz, RFC 7587) per unit of the bank's 8 kHz clock."""
 _FIXED = struct.Struct("!BBHII")
 
@@ -90,6 +97,9 @@ class RtpConfig:
     """Seconds between the event loop's media-timeout checks."""
     opus: OpusSettings = field(default_factory=OpusSettings)
     """How the bank encodes Opus on the streams that negotiated it (relayed browsers, `webrtc.opus_in_node`)."""
+
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +138,11 @@ class StreamParams:
             remote_rtcp=media.remote_rtcp,
         )
 
+    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
+        return reduce_frozen(self)
 
+
+@final
 class Stream:
     """One call's RTP state. Construct it (any thread), then `apply` its first params before attaching it to an
     RtpBank; from then on only the engine thread calls its methods (through the bank)."""

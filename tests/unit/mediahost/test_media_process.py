@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from opencomms._compiled import state as compiled_state
 from opencomms.media.engine import PlayFinished
 from opencomms.media.engine.commands import AddLeg, ConnectLeg, Play
 from opencomms.mediahost.remote import MediaProcess
@@ -60,6 +61,7 @@ async def test_commands_results_events_and_rtp_cross_the_process_boundary() -> N
             assert time.monotonic() < deadline, events
             await asyncio.sleep(0.05)
         assert stream.quality().packets_sent >= 20  # the mirror follows the child's reports
+        assert proc.stats()["media_process"]["path"] == compiled_state()  # the child runs the node's media path
         await asyncio.wrap_future(proc.rtp_bank.detach(stream))
         assert proc.rtp_bank.streams == 0
         peer.close()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
+from opencomms._compiled import compiled_modules
 from opencomms.media.engine import Heard, MediaEngine, MediaEvent, ToneDetected
 from opencomms.media.g711 import alaw_decode, ulaw_decode, ulaw_encode
 from opencomms.rtp.bank import RtpBank
@@ -308,6 +309,8 @@ def test_a_stream_that_hears_nothing_costs_no_playout_and_plays_when_packets_com
     udp: Callable[[], socket.socket],
 ) -> None:
     host, _bank, stream, peer = setup(udp)
+    if "opencomms.rtp.jitter" in compiled_modules():  # run by tests/unit/test_compiled.py's pure-Python pass
+        pytest.skip("counts calls by replacing a method, which a compiled class does not allow")
     pops: list[float] = []
     real_pop = stream.jb.pop
 

@@ -4,6 +4,7 @@ between G.711 and G.722 on a re-negotiation; G.711 rows in the same batch are un
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Callable, Iterator
 
@@ -51,13 +52,9 @@ def _bank(udp: Callable[[], socket.socket]) -> tuple[ManualHost, RtpBank, dict[s
         engine.join(f"bot-{name}", name)
         peers[name] = udp()
         streams[name] = Stream(name, udp(), udp())
-        streams[name].apply(StreamParams(**{**_fields(params), "remote_rtp": peers[name].getsockname()}))
+        streams[name].apply(dataclasses.replace(params, remote_rtp=peers[name].getsockname()))
         bank.attach(streams[name])
     return host, bank, streams, peers
-
-
-def _fields(p: StreamParams) -> dict[str, object]:
-    return {f: getattr(p, f) for f in p.__slots__}  # type: ignore[attr-defined]
 
 
 def test_a_g722_row_sends_16khz_audio_next_to_a_pcmu_row(udp: Callable[[], socket.socket]) -> None:
@@ -111,7 +108,7 @@ def test_a_row_switches_codec_on_renegotiation(udp: Callable[[], socket.socket])
     first, *rest = received(peers["wide"])
     assert first.payload_type == 9 and [p.payload_type for p in rest] == [0, 0]
     assert bank._coders[streams["wide"].row] is None
-    bank.update(streams["wide"], StreamParams(**{**_fields(WIDE), "remote_rtp": peers["wide"].getsockname()}))
+    bank.update(streams["wide"], dataclasses.replace(WIDE, remote_rtp=peers["wide"].getsockname()))
     for k in range(3, 10):
         host.tick(0.02 * k)
     back = received(peers["wide"])

@@ -5,6 +5,7 @@ freed when detached. Driven by hand-ticked engines and real loopback sockets, li
 
 from __future__ import annotations
 
+import random
 import socket
 from collections.abc import Callable, Iterator
 
@@ -19,11 +20,28 @@ from tests.unit.rtp.test_rtp_bank import ManualHost, received
 LEGS = ("good1", "bad", "good2")
 
 
-def raising(exc: Exception) -> Callable[..., None]:
-    def fail(*_args: object, **_kwargs: object) -> None:
-        raise exc
+# Faults are injected through state (the media path may be compiled, whose methods cannot be replaced).
 
-    return fail
+
+class FailingRng(random.Random):
+    """An RTCP interval draw that raises: `Stream.send_rtcp` fails on its first line."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(0)
+        self.exc = exc
+
+    def uniform(self, a: float, b: float) -> float:
+        raise self.exc
+
+
+def break_rtcp(stream: Stream, exc: Exception) -> None:
+    stream._rng = FailingRng(exc)
+
+
+def break_buffer(stream: Stream, ssrc: int = 0x1234) -> None:
+    """A jitter buffer whose state got corrupt (as a bug would leave it): its `put` and `pop` raise TypeError."""
+    stream.jb._ssrc = ssrc  # the packets' source already: no restart clears the corrupt state
+    stream.jb._order = ["corrupt"]  # type: ignore[list-item]
 
 
 @pytest.fixture
@@ -83,10 +101,7 @@ def test_a_destination_no_socket_takes_silences_only_its_own_stream(
 def test_a_datagram_the_receive_path_cannot_handle_drops_only_that_stream(udp: Callable[[], socket.socket]) -> None:
     host, _bank, streams, peers, faults = three_calls(udp, paced=False)
 
-    def explode(*_args: object) -> None:
-        raise RuntimeError("a bug a crafted packet found")
-
-    streams["bad"].on_rtp = explode  # type: ignore[method-assign]
+    break_buffer(streams["bad"])  # a bug a crafted packet found
     packet = pack_header(0, False, 1, 160, 0x1234) + bytes(160)
     for k in range(20):
         for leg in LEGS:
@@ -101,32 +116,25 @@ def test_a_datagram_the_receive_path_cannot_handle_drops_only_that_stream(udp: C
 def test_playout_and_rtcp_errors_are_per_stream(udp: Callable[[], socket.socket]) -> None:
     host, bank, streams, peers, faults = three_calls(udp, paced=False)
 
-    class Broken:
-        jitter = 0.0
-        jitter_ms = 0.0
-
-        def pop(self, now: float) -> None:
-            raise ValueError("corrupt buffer")
-
     host.tick(0.0)  # attached (RTCP scheduled)
     # a buffer is popped only once its stream hears packets: one packet puts the bad stream's buffer to work
     peers["bad"].sendto(pack_header(0, False, 1, 160, 0x1234) + bytes(160), streams["bad"].rtp_sock.getsockname())
     host.tick(0.02)
-    streams["bad"].jb = Broken()  # type: ignore[assignment]
+    break_buffer(streams["bad"])
     streams["good1"].rtcp_next = 0.0
-    streams["good2"].send_rtcp = raising(OverflowError("port"))  # type: ignore[method-assign]
+    break_rtcp(streams["good2"], OverflowError("port"))
     streams["good2"].rtcp_next = 0.0
     for k in range(2, 11):
         host.tick(0.02 * k)
     assert sorted(faults) == ["play", "rtcp"] and streams["good1"].fault is None
     assert len(received(peers["good1"])) == 11 and streams["good1"].packets_sent == 11
-    assert bank.stats()["stream_fault_kinds"] == {"play:ValueError": 1, "rtcp:OverflowError": 1}
+    assert bank.stats()["stream_fault_kinds"] == {"play:TypeError": 1, "rtcp:OverflowError": 1}
 
 
 def test_a_failing_bye_at_detach_still_frees_the_row(udp: Callable[[], socket.socket]) -> None:
     host, bank, streams, _peers, _faults = three_calls(udp, paced=False)
     host.tick(0.0)
-    streams["bad"].send_rtcp = raising(TypeError("bad host"))  # type: ignore[method-assign]
+    break_rtcp(streams["bad"], TypeError("bad host"))
     done = bank.detach(streams["bad"])
     host.tick(0.02)
     assert done.result() is None and bank.streams == 2 and streams["bad"].row == -1

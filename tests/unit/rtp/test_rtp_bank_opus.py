@@ -5,6 +5,7 @@ not sent."""
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Callable, Iterator
 
@@ -55,8 +56,7 @@ def _meeting(
         engine.join(name, "m")
         peers[name] = udp()
         streams[name] = Stream(name, udp(), udp())
-        fields = {f: getattr(OPUS, f) for f in OPUS.__slots__}  # type: ignore[attr-defined]
-        streams[name].apply(StreamParams(**{**fields, "remote_rtp": peers[name].getsockname()}))
+        streams[name].apply(dataclasses.replace(OPUS, remote_rtp=peers[name].getsockname()))
         bank.attach(streams[name])
     return host, bank, streams, peers
 
