@@ -10,11 +10,10 @@ of CPU per command and caps its connection pool). The pipelines go over one conn
 (made by the client's pool, so with its address, credentials, database, TLS and timeouts), written and read directly:
 ~25 us of CPU per round trip instead of ~80 us through redis-py's Pipeline (pool checkout, retry and event
 machinery each time). Scripts go by SHA: loaded once, loaded again after NOSCRIPT (a restarted Redis), and the
-refused commands resent. A connection found closed when a batch goes out (Redis restarted meanwhile) is opened again
-and the batch resent once, as redis-py's retry did: the old connection's Redis ran none of it, and every command
-sent here is safe to repeat anyway (versioned and fenced writes, idempotent removals, reads). Any other connection
-fault fails the batch's futures with StoreUnavailable; the commands may or may not have run (as with any lost
-reply): callers that must know reload.
+refused commands resent. Before a batch goes out on a connection already open, the connection is checked as
+redis-py's pool checks one it hands out (closed by Redis meanwhile, e.g. a restart, or holding unread data: opened
+again, nothing sent yet). A connection fault fails the batch's futures with StoreUnavailable; the commands may or
+may not have run (as with any lost reply): callers that must know reload.
 """
 
 from __future__ import annotations
@@ -99,6 +98,13 @@ class Pipeliner:
         if self._conn is None:
             self._conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         conn = self._conn
+        if conn.is_connected:
+            try:
+                dirty = await conn.can_read()  # no I/O: EOF, a reset or stray bytes seen by the stream already
+            except (rx.ConnectionError, rx.TimeoutError, OSError):
+                dirty = True
+            if dirty:  # closed under us while idle (Redis restarted): a fresh connection, nothing sent yet
+                await conn.disconnect(nowait=True)
         await conn.send_packed_command(pack(commands), check_health=False)
         replies: list[Any] = []
         for _ in commands:
@@ -117,14 +123,7 @@ class Pipeliner:
     async def _send(self, batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], *, retry: bool) -> None:
         commands = [command for command, _ in batch]
         try:
-            try:
-                reused = self._conn is not None and self._conn.is_connected
-                replies = await self._exchange(commands)
-            except rx.ConnectionError:
-                await self._drop()
-                if not reused:
-                    raise
-                replies = await self._exchange(commands)  # closed while idle (Redis restarted): once more
+            replies = await self._exchange(commands)
         except self._faults as exc:
             await self._drop()
             error = self._fault(exc)
