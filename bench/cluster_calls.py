@@ -2,7 +2,7 @@
 CPU-seconds each call costs, against a single node on SQLite (SIPp straight at it) in the same run.
 
 Run: .venv/bin/python bench/cluster_calls.py [--rate 15] [--seconds 5] [--hold-ms 1000] [--nodes 1,2,3]
-     [--bot builtin|ivr] [--per-node]
+     [--bot builtin|ivr] [--per-node] [--same-load] [--rounds 1]
 
 Each configuration starts from nothing: the SQLite node (`opencomms serve`), or a local cluster as
 `opencomms cluster up` starts it (redis-server, Kamailio with the generated dispatcher configuration, N nodes);
@@ -12,6 +12,16 @@ requests for calls other nodes own are forwarded; SIPp (bench/sipp/uac_ivr.xml) 
 processes) and Redis's. Prints one line per configuration, then one JSON line with every figure. The calls/s is
 what succeeded of the offered rate (the machine's 2 shared cores cap it; the CPU per call is the figure to
 compare, and projects the capacity of more cores).
+
+What is compared. A node's CPU per call falls as its load rises (the media tick, the loop's wakeups, the store's
+batches are shared by more calls): the SQLite node alone costs ~45 % more per call at 10 calls/s than at 30. So at a
+fixed total rate (the default) a cluster of N nodes, each carrying 1/N of the calls, is compared with a SQLite node N
+times as busy as any of them: that difference is the load per node, not the cluster's overhead. `--per-node` offers
+--rate to every node (each node as busy as the SQLite one), and `--same-load` adds SQLite runs at rate/N, the load each
+node of N carries, to compare with at a fixed total; both are printed. The idle CPU subtracted ("net of idle") is
+measured for IDLE_SECONDS from the threads' exact run time (/proc/<pid>/task/*/schedstat, nanoseconds), not from
+clock ticks (10 ms each: a 2 s window of a node idling at ~12 ms/s was off by up to 40 %). `--rounds N` repeats
+every configuration N times, alternating the order, and compares the medians.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -76,15 +87,30 @@ def _calls(args: argparse.Namespace, port: int, tmp: Path) -> Any:
     )
 
 
-IDLE_SECONDS = 2.0
-"""Seconds the nodes' idle CPU (media clock, lease renewals, sweeps) is measured before the calls."""
+IDLE_SECONDS = 3.0
+"""Seconds the nodes' idle CPU (media clock, lease renewals, sweeps, claims, probes) is measured before the calls."""
+
+
+def _run_ns(pid: int) -> int:
+    """Nanoseconds the threads of `pid` alive now have run (exact, unlike the clock ticks of /proc/<pid>/stat)."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def _idle_rate(pids: list[int]) -> float:
     """CPU seconds per second the nodes spend with no call."""
-    cpu0 = sum(_cpu_seconds(p) for p in pids)
+    ns0, t0 = sum(_run_ns(p) for p in pids), time.monotonic()
     time.sleep(IDLE_SECONDS)
-    return (sum(_cpu_seconds(p) for p in pids) - cpu0) / IDLE_SECONDS
+    return (sum(_run_ns(p) for p in pids) - ns0) / 1e9 / (time.monotonic() - t0)
 
 
 def _figures(
@@ -98,7 +124,7 @@ def _figures(
         "calls_per_s": round(result.successful / args.seconds, 1),
         "node_cpu_s": round(node_cpu, 2),
         "node_cpu_ms_per_call": round(1000 * node_cpu / ok, 2),
-        "node_idle_cpu_pct": round(100 * idle, 1),
+        "node_idle_cpu_pct": round(100 * idle, 2),
         "node_cpu_ms_per_call_net_of_idle": round(1000 * max(0.0, node_cpu - idle * wall) / ok, 2),
         **{f"{k}_cpu_ms_per_call": round(1000 * v / ok, 2) for k, v in extra.items()},
     }
@@ -138,7 +164,8 @@ def run_sqlite(args: argparse.Namespace) -> dict[str, Any]:
         node.send_signal(signal.SIGTERM)
         node.wait(30)
         bot.stop()
-    return _figures("sqlite-1", args, result, wall, cpu, idle, {})
+    name = "sqlite-1" if getattr(args, "label", "") == "" else f"sqlite-1@{args.label}"
+    return _figures(name, args, result, wall, cpu, idle, {})
 
 
 def run_cluster(args: argparse.Namespace, nodes: int) -> dict[str, Any]:
@@ -193,17 +220,45 @@ def main() -> None:
         help="offer --rate calls/s per node (N x --rate to a cluster of N): each node as loaded as the SQLite one "
         "(a node's CPU per call grows as its load falls: per-tick and per-wakeup costs are shared by fewer calls)",
     )
+    parser.add_argument(
+        "--same-load",
+        action="store_true",
+        help="also run the SQLite node at rate/N for each cluster of N > 1 (the load each of its nodes carries)",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every configuration, order alternating")
     parser.add_argument("--bot-process", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    rows = [run_sqlite(args)]
-    print(json.dumps(rows[-1]), flush=True)
-    for n in (int(x) for x in args.nodes.split(",") if x.strip()):
-        rows.append(run_cluster(args, n))
-        print(json.dumps(rows[-1]), flush=True)
-    base = rows[0]["node_cpu_ms_per_call_net_of_idle"]
-    for row in rows[1:]:
-        net = row["node_cpu_ms_per_call_net_of_idle"]
-        row["node_overhead_vs_sqlite_pct"] = round(100 * (net / base - 1), 1) if base else None
+    sizes = [int(x) for x in args.nodes.split(",") if x.strip()]
+    plan: list[tuple[str, Any]] = [("sqlite", args)]
+    plan += [("cluster", n) for n in sizes]
+    if args.same_load and not args.per_node:
+        for n in (n for n in sizes if n > 1):
+            plan.append(("sqlite", argparse.Namespace(**{**vars(args), "rate": args.rate / n, "label": f"1/{n}"})))
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in range(args.rounds):
+        for kind, what in plan if r % 2 == 0 else plan[::-1]:
+            row = run_sqlite(what) if kind == "sqlite" else run_cluster(args, what)
+            row["round"] = r + 1
+            runs.setdefault(row["config"], []).append(row)
+            print(json.dumps(row), flush=True)
+    med = {name: statistics.median(x["node_cpu_ms_per_call_net_of_idle"] for x in rows) for name, rows in runs.items()}
+    idle = {name: statistics.median(x["node_idle_cpu_pct"] for x in rows) for name, rows in runs.items()}
+    base = med["sqlite-1"]
+    parts = [f"sqlite {base:.2f} ms"]
+    for n in sizes:
+        name = f"cluster-{n}"
+        text = f"{name} {med[name]:.2f} ({100 * (med[name] / base - 1):+.1f} %"
+        same = med.get(f"sqlite-1@1/{n}")
+        if same:
+            text += f"; vs sqlite at the same load {same:.2f}: {100 * (med[name] / same - 1):+.1f} %"
+        parts.append(text + ")")
+    how = "per node" if args.per_node else "in all"
+    print(
+        f"cluster_calls: {args.rate:g} calls/s {how}, {args.rounds} round(s), median node CPU per call net of idle: "
+        + ", ".join(parts)
+        + "; idle per node % of a core: "
+        + ", ".join(f"{k} {v / (int(k.split('-')[1]) if k.startswith('cluster') else 1):.2f}" for k, v in idle.items())
+    )
     summary = {
         "bench": "cluster_calls",
         "offered_rate": args.rate,
@@ -211,7 +266,9 @@ def main() -> None:
         "seconds": args.seconds,
         "hold_ms": args.hold_ms,
         "bot": args.bot,
-        "rows": rows,
+        "rounds": args.rounds,
+        "median_ms_per_call": med,
+        "overhead_vs_sqlite_pct": {k: round(100 * (v / base - 1), 1) for k, v in med.items() if k[0] == "c"},
     }
     print(json.dumps(summary))
 

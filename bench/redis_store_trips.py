@@ -2,6 +2,10 @@
 notification, its call record and its clean-up make through `RedisStore` (blocking, on the node's event loop),
 replayed --calls times against a private redis-server. Prints the round trips and the client CPU per call.
 
+Then the conversation store's share (`RedisConversationStore`, pipelined, not blocking): a call's commits, load,
+timer query, outbox bookkeeping and removals, each awaited alone (as on a node at a few calls per second, where
+every one is a pipeline of its own): its client CPU per call.
+
 Run: .venv/bin/python bench/redis_store_trips.py [--calls 2000]
 (run it from an older tree too to compare: it uses the store of the tree it lives in)
 """
@@ -82,6 +86,42 @@ async def run(calls: int, port: int) -> dict[str, Any]:
     }
 
 
+async def conversation_call(store: Any, i: int) -> None:
+    """The conversation store's commands of one call, each awaited on its own (as the node makes them)."""
+    conv = f"conv-{i:06}"
+    doc = {"id": conv, "legs": [{"id": f"leg-{i}", "state": "incoming"}], "x": "y" * 600}
+    out = [OutboxEntry(f"n-{i}-{k}", conv, "app", "t", "http://127.0.0.1:9/", b"{}" * 400, 1.0, 1.0) for k in range(5)]
+    version = await store.commit(conv, 0, doc, out[:1], legs=[f"leg-{i}"], deadline=2e9)
+    assert await store.load(conv) is not None
+    version = await store.commit(conv, version, doc, out[1:3])
+    await store.due(1.0)
+    version = await store.commit(conv, version, doc, out[3:4])
+    await store.outbox_update(out[:1])
+    for k in range(4):
+        await store.outbox_remove([out[k].id])
+    await store.commit(conv, version, None, out[4:])
+    await store.outbox_remove([out[4].id])
+
+
+async def run_conversations(calls: int, port: int) -> dict[str, Any]:
+    from opencomms.store.conversations_redis import RedisConversationStore
+
+    store = RedisConversationStore(RedisTarget(f"redis://127.0.0.1:{port}/0", "bench", prefix="benchc:", lease=30.0))
+    for i in range(50):  # warm up
+        await conversation_call(store, -i - 1)
+    cpu0 = time.process_time()
+    for i in range(calls):
+        await conversation_call(store, i)
+    cpu = time.process_time() - cpu0
+    await store.aclose()
+    return {
+        "bench": "redis_store_trips.conversations",
+        "calls": calls,
+        "pipelines_per_call": 13,
+        "client_cpu_us_per_call": round(1e6 * cpu / calls, 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=2000)
@@ -112,6 +152,9 @@ def main() -> None:
             except redis.ConnectionError:
                 time.sleep(0.05)
         print(json.dumps(asyncio.run(run(args.calls, port))))
+        import uvloop  # as on a node
+
+        print(json.dumps(uvloop.run(run_conversations(args.calls, port))))
     finally:
         server.terminate()
         server.wait(10)

@@ -161,6 +161,12 @@ class KeyRing:
         fresh = KeyRing(keys)
         self._keys = fresh._keys
 
+    def warm(self) -> None:
+        """Parse every key now (once per process, then cached): a node that loads keys another node made pays the
+        RSA parse (tens of milliseconds) at start, not in the first request or callback it signs or checks."""
+        for key in self._keys.values():
+            key.public_key()
+
     def rotate(self, now: float) -> SigningKey:
         """Generate a new active key; every previously active key is retired at ``now``."""
         new = generate_signing_key(now)

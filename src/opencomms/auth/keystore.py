@@ -24,7 +24,14 @@ log = logging.getLogger("opencomms.auth")
 
 
 def load_keyring(store: Store, now: float, key_file: str = "") -> KeyRing:
-    """The persisted keyring; a first key is made (and saved) on a fresh store or key file."""
+    """The persisted keyring, its keys parsed (`KeyRing.warm`); a first key is made (and saved) on a fresh store or
+    key file."""
+    ring = _load(store, now, key_file)
+    ring.warm()
+    return ring
+
+
+def _load(store: Store, now: float, key_file: str) -> KeyRing:
     if key_file:
         with _locked(key_file):
             return _load_file(store, key_file, now)

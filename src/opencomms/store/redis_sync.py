@@ -300,6 +300,14 @@ class RedisStore(Store):
         if entries:
             self._commit_script(overlay, entries)
             return
+        if len(overlay) == 1 and not self._later:
+            (kind, key), text = next(iter(overlay.items()))
+            if kind not in CACHED_KINDS:  # one write of a kind nobody caches: one command, no MULTI/EXEC around it
+                if text is None:
+                    self._run(self._redis.hdel, self._hash(kind), key)
+                else:
+                    self._run(self._redis.hset, self._hash(kind), key, text)
+                return
         pipe = self._redis.pipeline(transaction=True)
         later = self._ride_along(pipe)
         kinds = {kind for kind, _ in self._later}

@@ -134,3 +134,22 @@ def test_ring_survives_persistence() -> None:
     restored = KeyRing(SigningKey.from_doc(d) for d in json.loads(json.dumps([k.to_doc() for k in ring.keys])))
     assert restored.keys == ring.keys
     assert restored.active == ring.active
+
+
+def test_a_loaded_keyring_is_parsed_before_its_first_signature() -> None:
+    """A node loading keys another node made pays the RSA parse at start, not in its first call's callback."""
+    from opencomms.auth import keys as keys_module
+    from opencomms.auth.keystore import KIND, load_keyring
+    from opencomms.store.memory import MemoryStore
+
+    made = generate_signing_key(NOW)
+    store = MemoryStore()
+    store.put(KIND, made.kid, made.to_doc())
+    keys_module._load_private.cache_clear()
+    keys_module._load_public.cache_clear()
+    ring = load_keyring(store, NOW)
+    misses = keys_module._load_private.cache_info().misses
+    assert misses >= 1  # parsed by the load
+    ring.active.private_key()
+    ring.active.public_key()
+    assert keys_module._load_private.cache_info().misses == misses
