@@ -1,19 +1,20 @@
 """One pipeline at a time to Redis: the commands the loop submits while the previous pipeline is in flight go
 together in the next one.
 
-The conversation store sends its commits, loads and outbox bookkeeping through a `Pipeliner`: `submit` queues a
-raw command and returns a future; one task sends everything queued as one pipeline (no MULTI: each command is atomic
-on its own, the scripts included), hands each future its reply, and starts over with what queued meanwhile. Under
-load the batches grow by themselves (like the SQLite writer's), so the node pays one round trip and one connection
-for many units, not one task, one connection and one round trip per command (redis-py's asyncio client costs ~60 us
-of CPU per command and caps its connection pool). The pipelines go over one connection of the pipeliner's own
-(made by the client's pool, so with its address, credentials, database, TLS and timeouts), written and read directly:
-~25 us of CPU per round trip instead of ~80 us through redis-py's Pipeline (pool checkout, retry and event
-machinery each time). Scripts go by SHA: loaded once, loaded again after NOSCRIPT (a restarted Redis), and the
-refused commands resent. Before a batch goes out on a connection already open, the connection is checked as
-redis-py's pool checks one it hands out (closed by Redis meanwhile, e.g. a restart, or holding unread data: opened
-again, nothing sent yet). A connection fault fails the batch's futures with StoreUnavailable; the commands may or
-may not have run (as with any lost reply): callers that must know reload.
+The conversation store sends its commits, loads and outbox bookkeeping through a `Pipeliner`: `submit` queues a raw
+command and returns a future; one task sends everything queued as one pipeline (no MULTI: each command is atomic on
+its own, the scripts included), hands each future its reply, and starts over with what queued meanwhile. Under load
+the batches grow by themselves (like the SQLite writer's), so the node pays one round trip and one connection for
+many units, not one task, one connection and one round trip per command (redis-py's asyncio client costs ~60 us of
+CPU per command and caps its connection pool). The pipelines go over one connection of the pipeliner's own (made by
+the client's pool, so with its address, credentials, database, TLS and timeouts), written and read directly: ~25 us
+of CPU per round trip instead of ~80 us through redis-py's Pipeline (pool checkout, retry and event machinery each
+time); commands are packed, and replies parsed, by hiredis (Redis's C library). Scripts go by SHA: loaded once,
+loaded again after NOSCRIPT (a restarted Redis), and the refused commands resent. Before a batch goes out on a
+connection already open, the connection is checked as redis-py's pool checks one it hands out (closed by Redis
+meanwhile, e.g. a restart, or holding unread data: opened again, nothing sent yet). A connection fault fails the
+batch's futures with StoreUnavailable; the commands may or may not have run (as with any lost reply): callers that
+must know reload.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
 from redis import exceptions as rx
 
@@ -166,28 +168,10 @@ class Pipeliner:
         self._queue = []
 
 
-def _arg(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int) and not isinstance(value, bool):
-        return b"%d" % value
-    if isinstance(value, float):
-        return repr(value).encode()
-    raise TypeError(f"a Redis command argument cannot be a {type(value).__name__}")
-
-
 def pack(commands: list[tuple[Any, ...]]) -> bytes:
-    """The commands in Redis's protocol (RESP arrays of bulk strings), as redis-py packs them (bytes, str as
-    UTF-8, int, float by repr) at a third of its cost."""
-    out: list[bytes] = []
-    for command in commands:
-        out.append(b"*%d\r\n" % len(command))
-        for value in command:
-            raw = _arg(value)
-            out.append(b"$%d\r\n%b\r\n" % (len(raw), raw))
-    return b"".join(out)
+    """The commands in Redis's protocol (RESP arrays of bulk strings), packed by hiredis (Redis's own C library) as
+    redis-py packs them (bytes, str as UTF-8, int, float); TypeError for any other argument (None, bool)."""
+    return b"".join([hiredis.pack_command(command) for command in commands])
 
 
 def _fail(batch: list[tuple[tuple[Any, ...], asyncio.Future[Any]]], exc: BaseException) -> None:

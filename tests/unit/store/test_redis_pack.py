@@ -1,4 +1,4 @@
-"""The pipeline's own packing of Redis commands (store.redis_batch.pack) writes exactly what redis-py would."""
+"""The pipeline's packing of Redis commands (store.redis_batch.pack, hiredis) writes exactly what redis-py would."""
 
 from __future__ import annotations
 
