@@ -88,6 +88,7 @@ async def test_a_browser_and_a_bot_hear_each_other_with_opus_coded_by_the_node(t
         "correlation": correlation,
         "page_level": level,
         "encodes": encodes,
+        "waited_frames": len(heard) - len(from_audio(heard)),  # zeros before the browser's media flowed
     }
     print("opus in the node:", result)
     assert "audio/opus" in codecs, codecs

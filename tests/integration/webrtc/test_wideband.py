@@ -89,6 +89,7 @@ async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[st
         "tone": band_rms(pcm, 5800, 6200),
         "all": band_rms(pcm, 100, 8000),
         "correlation": looped_correlation(envelope(pcm), envelope(_mic())),  # the browser's WAV, as in the bot
+        "waited_frames": len(heard) - len(from_audio(heard)),  # zeros before the browser's media flowed
     }
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from opencomms.media.dtmf.rfc4733 import ReceivedEvent, TelephoneEventEnded
-from opencomms.rtp.offer_answer import G722, OPUS, PCMU, answer
+from opencomms.rtp.offer_answer import G722, OPUS, PCMU, Codec, answer
 from opencomms.rtp.packet import pack_header
 from opencomms.rtp.sdp import SessionDescription
 from opencomms.rtp.stream import Outgoing, Stream, StreamParams
@@ -52,14 +52,15 @@ def _stream(udp: Callable[[], socket.socket], rate: int, opus: bool) -> Stream:
 
 
 def test_the_event_rate_is_the_negotiated_telephone_events() -> None:
-    def rate(codecs: tuple[object, ...], offer: str = OFFER) -> int:
-        media = answer(SessionDescription.parse(offer), "127.0.0.1", 30000, codecs).media  # type: ignore[arg-type]
-        return StreamParams.from_media(media).event_rate
+    def negotiated(codecs: tuple[Codec, ...], offer: str = OFFER) -> tuple[str, int | None, int]:
+        media = answer(SessionDescription.parse(offer), "127.0.0.1", 30000, codecs).media
+        return media.codec.name, media.telephone_event, StreamParams.from_media(media).event_rate
 
-    assert rate((OPUS, PCMU)) == 48000  # telephone-event/48000 beside opus/48000/2
-    assert rate((PCMU,)) == 8000
-    g722 = OFFER.replace("m=audio 40000 RTP/AVP 111 0 8 110 126", "m=audio 40000 RTP/AVP 9 0 126")
-    assert rate((G722, PCMU), g722.replace("a=rtpmap:111", "a=rtpmap:9 G722/8000\r\na=rtpmap:111")) == 8000
+    assert negotiated((OPUS, PCMU)) == ("opus", 110, 48000)  # telephone-event/48000 beside opus/48000/2
+    assert negotiated((PCMU,)) == ("PCMU", 126, 8000)  # telephone-event/8000
+    g722 = OFFER.replace("m=audio 40000 RTP/AVP 111 0 8 110 126", "m=audio 40000 RTP/AVP 9 0 110 126")
+    g722 = g722.replace("a=rtpmap:111", "a=rtpmap:9 G722/8000\r\na=rtpmap:111")
+    assert negotiated((G722, PCMU), g722) == ("G722", 126, 8000)  # RFC 3551: G.722's RTP clock is 8000
 
 
 @pytest.mark.parametrize(("rate", "opus"), [(48000, True), (8000, False)])
