@@ -19,7 +19,7 @@ from opencomms.rtp.opus import available
 from opencomms.sdk.media import AudioFrame, LocalMediaSession
 from opencomms.web.app import BUNDLE
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
-from tests.integration.webrtc.browsers import build_bundles, chromium, envelope, looped_correlation, microphone
+from tests.integration.webrtc.browsers import build_bundles, chromium, drifting_correlation, envelope, microphone
 from tests.integration.webrtc.support import answer_with_media, ticket, webrtc_config
 from tests.integration.webrtc.test_browser_call import bot_media, from_audio, timeline
 from tests.integration.webrtc.test_wideband import _mic
@@ -80,7 +80,7 @@ async def test_a_browser_and_a_bot_hear_each_other_with_opus_coded_by_the_node(t
         assert status == 200, record
     streams = [s for ses in record["sessions"] for seg in ses["segments"] for m in seg["media"] for s in m["streams"]]
     pcm = timeline(from_audio(heard))[8000:]
-    correlation = looped_correlation(envelope(pcm), envelope(_mic()))
+    correlation = drifting_correlation(envelope(pcm), envelope(_mic()))
     result = {
         "node_codecs": {s["audioCodec"] for s in streams},
         "all": band_rms(pcm, 100, 8000),

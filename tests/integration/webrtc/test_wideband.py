@@ -24,7 +24,7 @@ from opencomms.testing import VirtualCaller
 from opencomms.web.app import BUNDLE
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
 from tests.integration.webrtc import browsers
-from tests.integration.webrtc.browsers import build_bundles, chromium, envelope, looped_correlation, microphone
+from tests.integration.webrtc.browsers import build_bundles, chromium, drifting_correlation, envelope, microphone
 from tests.integration.webrtc.support import answer_with_media, final_status, invite, ticket, webrtc_config
 from tests.integration.webrtc.test_browser_call import bot_media, from_audio, timeline
 from tests.unit.media.test_media_g722 import band_rms
@@ -88,7 +88,7 @@ async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[st
         "high": band_rms(pcm, 4000, 8000),
         "tone": band_rms(pcm, 5800, 6200),
         "all": band_rms(pcm, 100, 8000),
-        "correlation": looped_correlation(envelope(pcm), envelope(_mic())),  # the browser's WAV, as in the bot
+        "correlation": drifting_correlation(envelope(pcm), envelope(_mic())),  # the browser's WAV, as in the bot
         "waited_frames": len(heard) - len(from_audio(heard)),  # zeros before the browser's media flowed
     }
 
