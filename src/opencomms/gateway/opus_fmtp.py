@@ -17,10 +17,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-__all__ = ["BrowserOpus", "with_opus_fmtp"]
+__all__ = ["IN_NODE", "BrowserOpus", "with_opus_fmtp"]
 
 _OPUS_RTPMAP = re.compile(rb"^a=rtpmap:(\d{1,3}) opus/48000(?:/\d+)?\s*$", re.IGNORECASE)
 _RATES = (8000, 12000, 16000, 24000, 48000)
+IN_NODE = {"maxaveragebitrate": "40000", "stereo": "0", "useinbandfec": "1"}
+"""Added when the node decodes the browser's Opus (`webrtc.opus_in_node`): at most 40 kbit/s (the bank's packet slot),
+mono, and in-band FEC (the bank rebuilds a lost frame from the next packet's LBRR). Not asked when rtpengine
+transcodes: its decoder would not use it."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ from opencomms.config import WebRtcConfig
 from opencomms.directory import Directory
 from opencomms.domain.meeting_rules import JoinerKind
 from opencomms.domain.meetings import MeetingInfo
-from opencomms.gateway.opus_fmtp import BrowserOpus, with_opus_fmtp
+from opencomms.gateway.opus_fmtp import IN_NODE, BrowserOpus, with_opus_fmtp
 from opencomms.gateway.opus_tuning import OpusTuning
 from opencomms.gateway.rtpengine import (
     PLAIN_TO_WEBRTC,
@@ -365,8 +365,8 @@ class WebRtcEdge:
         try:
             answer = await self.rtpengine.answer(req.call_id, req.from_.tag or "", handle.to_tag, sdp, PLAIN_TO_WEBRTC)
             params = self.browser_opus.params()
-            if self.config.opus_in_node:  # the node decodes it: at most 40 kbit/s (the bank's packet slot), mono
-                params |= {"maxaveragebitrate": "40000", "stereo": "0"}
+            if self.config.opus_in_node:  # the node decodes it: 40 kbit/s at most, mono, in-band FEC
+                params |= IN_NODE
             return with_opus_fmtp(answer, params) if self.config.opus else answer
         except NgUnavailable:
             self.rtpengine_ok = False

@@ -310,6 +310,15 @@ class JitterBuffer:
         self.lost += 1
         return LOST
 
+    def upcoming(self) -> bytes | None:
+        """The frame the next `pop` returns if it is buffered already, without taking it (None otherwise): after a
+        LOST for a gap, the packet that followed the lost frame (Opus rebuilds the lost one from its in-band FEC)."""
+        play, order = self._play, self._order
+        if play is None or not order or order[0] != play:
+            return None
+        data = self._packets[play]
+        return data if len(data) == self.frame_samples else None
+
     def _watch_level(self, play: int) -> None:
         level = float(self._end - play)
         if level < self._window_min:

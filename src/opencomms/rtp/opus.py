@@ -4,7 +4,8 @@ library rtpengine itself links), coding at the engine's own 16 kHz (no resamplin
 
 One C call per frame and no allocation on the hot path: the encoder writes into its own preallocated packet buffer
 from a frame's address (`encode_at`), the decoder into its own preallocated 16 kHz frame (`decode`; None is a lost
-frame, concealed by libopus's PLC, which after a DTX packet is its comfort noise). A payload libopus refuses is
+frame, concealed by libopus's PLC, which after a DTX packet is its comfort noise; `recover(next payload)` rebuilds a
+lost frame from the in-band FEC of the packet after it). A payload libopus refuses is
 counted (`errors`) and concealed, never raised: a browser's bad packet costs one frame, not the call.
 
 Owns: the binding, the encoder settings (complexity, bitrate, VBR, DTX, voice, wideband at most) and the decoder.
@@ -205,6 +206,12 @@ class OpusDecoder:
         if n != FRAME_SAMPLES:
             self.frame[:] = 0
         return self.frame
+
+    def recover(self, following: bytes) -> npt.NDArray[np.int16]:
+        """The lost 20 ms just before the packet `following`, from that packet's in-band FEC (its LBRR data, RFC
+        6716 §2.1.7); libopus conceals (PLC) when it carries none. `following` is then decoded as usual."""
+        n = self._decode(self._handle, following, len(following), self._pcm_addr, FRAME_SAMPLES, 1)
+        return self.frame if n == FRAME_SAMPLES else self.decode(None)
 
     def __del__(self) -> None:
         handle, self._handle = getattr(self, "_handle", 0), 0

@@ -10,8 +10,10 @@ browser's decoder hears a few ms of transition (as with FreeSWITCH's shared conf
 not encoded and not sent (our DTX); libopus's own DTX frames (<= 2 bytes) are not sent either.
 
 Received Opus arrives from the jitter buffer in 160-byte slots (stream.py `_opus_slot`: its length, then the
-payload); each is decoded into the row's 16 kHz frame, a lost frame concealed by libopus (PLC; comfort noise after a
-DTX packet), a payload libopus refuses counted on the stream (`invalid_packets`) and concealed.
+payload); each is decoded into the row's 16 kHz frame, a lost frame rebuilt from the in-band FEC of the packet after
+it when the jitter buffer holds that one already (the answer asks browsers for `useinbandfec=1`), else concealed by
+libopus (PLC; comfort noise after a DTX packet), a payload libopus refuses counted on the stream (`invalid_packets`)
+and concealed.
 
 Owns: the Opus state of the bank's rows. Must not: do socket I/O or RTP numbering (bank.py).
 """
@@ -51,6 +53,8 @@ class OpusRows:
         """Frames encoded (one per distinct mix per tick)."""
         self.frames = 0
         """Row-frames sent from those encodings."""
+        self.recovered = 0
+        """Lost frames decoded from the next packet's in-band FEC (libopus's PLC where that packet has none)."""
 
     def set(self, row: int, on: bool, settings: OpusSettings) -> None:
         """Make `row` an Opus row (fresh decoder) or not."""
@@ -132,4 +136,10 @@ class OpusRows:
             row = st.row
             decoder = decoders[row]
             if rows[row] and decoder is not None:
-                up[row] = decoder.decode(None)
+                following = st.jb.upcoming()  # the packet after the lost one, if it is here already
+                size = following[0] if following is not None else 0
+                if following is not None and 0 < size < len(following):
+                    up[row] = decoder.recover(following[1 : 1 + size])
+                    self.recovered += 1
+                else:
+                    up[row] = decoder.decode(None)

@@ -115,6 +115,9 @@ class StreamParams:
     while G.711 is negotiated)."""
     telephone_event: int | None = None
     """Payload type for RFC 4733 events we send; None: DTMF stays in-band."""
+    event_rate: int = RATE
+    """Clock rate of the negotiated telephone-event (its rtpmap, which offer/answer matches to the audio codec's:
+    8000 with G.711 and G.722, 48000 with Opus): event durations and timestamps count in its units."""
     opus: bool = False
     """Opus both ways (a relayed browser: 16 kHz audio coded by the bank, a 48 kHz RTP clock)."""
     sends: bool = True
@@ -131,6 +134,7 @@ class StreamParams:
             g722=media.codec.name.upper() == "G722",
             opus=media.codec.name.upper() == "OPUS",
             telephone_event=media.telephone_event,
+            event_rate=media.codec.clock_rate,  # telephone-event is only accepted at the codec's rate
             sends=media.direction.sends,
             receives=media.direction.receives,
             receive_payload_types=dict(media.receive_payload_types),
@@ -257,6 +261,9 @@ class Stream:
         self._kinds = {pt: _KINDS[name] for pt, name in params.receive_payload_types.items() if name in _KINDS}
         law = OPUS if params.opus else WIDE if params.g722 else ALAW if params.alaw else ULAW
         self.clock = OPUS_CLOCK if law == OPUS else 1
+        if params.event_rate != self.te.clock_rate:  # RFC 4733 units follow the telephone-event's rtpmap
+            self.te = TelephoneEventSender(params.event_rate, 20, self.config.dtmf_volume)
+            self._te_rx = TelephoneEventReceiver(params.event_rate)
         if law != self._law:
             self._law = law
             self.jb = JitterBuffer(_with_fill(self.config.jitter, _FILL[law]))

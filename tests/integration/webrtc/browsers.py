@@ -103,6 +103,28 @@ def looped_correlation(heard: npt.NDArray[np.float64], source: npt.NDArray[np.fl
     return max(float(np.corrcoef(heard, looped[s : s + heard.size])[0, 1]) for s in range(source.size))
 
 
+def _pearson(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> float:
+    return float(np.corrcoef(a, b)[0, 1]) if a.std() > 0 and b.std() > 0 else -1.0
+
+
+def drifting_correlation(
+    heard: npt.NDArray[np.float64], source: npt.NDArray[np.float64], window: int = 100, drift: int = 5
+) -> float:
+    """`looped_correlation` that follows a drifting lag: the best phase of the loop over the whole of `heard`, then
+    for each `window` frames (2 s) of `heard` the best phase within `drift` frames (100 ms) of it (the node's jitter
+    buffer and a loaded browser's capture shift the audio by a frame or more over seconds); the Pearson correlation
+    of the whole of `heard` with the source so aligned."""
+    n, size = heard.size, source.size
+    looped = np.tile(source, n // size + 4)
+    base = max(range(size), key=lambda s: _pearson(heard, looped[s : s + n])) + size
+    aligned = np.empty(n)
+    for w in range(0, n, window):
+        seg = heard[w : w + window]
+        best = max(range(base - drift, base + drift + 1), key=lambda s: _pearson(seg, looped[s + w : s + w + seg.size]))
+        aligned[w : w + seg.size] = looped[best + w : best + w + seg.size]
+    return _pearson(heard, aligned)
+
+
 @contextlib.asynccontextmanager
 async def chromium(pw: Any, mic: Path | None = None) -> AsyncIterator[Any]:
     args = [*ARGS, f"--use-file-for-fake-audio-capture={mic}"] if mic is not None else ARGS
@@ -174,6 +196,7 @@ __all__ = [
     "OUTPUT",
     "build_bundles",
     "chromium",
+    "drifting_correlation",
     "envelope",
     "join_url",
     "looped_correlation",

@@ -24,9 +24,9 @@ from opencomms.testing import VirtualCaller
 from opencomms.web.app import BUNDLE
 from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
 from tests.integration.webrtc import browsers
-from tests.integration.webrtc.browsers import build_bundles, chromium, envelope, looped_correlation, microphone
+from tests.integration.webrtc.browsers import build_bundles, chromium, drifting_correlation, envelope, microphone
 from tests.integration.webrtc.support import answer_with_media, final_status, invite, ticket, webrtc_config
-from tests.integration.webrtc.test_browser_call import bot_media, timeline
+from tests.integration.webrtc.test_browser_call import bot_media, from_audio, timeline
 from tests.unit.media.test_media_g722 import band_rms
 
 BOB = "sip:support@bob.example"
@@ -70,7 +70,9 @@ async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[st
             incoming = await p["bob"].bot.incoming(timeout=15)
             sock = await answer_with_media(p, "bob", incoming.call_id, session)
             heard: list[AudioFrame] = []
-            await asyncio.wait_for(bot_media(sock, heard, frames=400), timeout=30)  # 8 s: the loop, twice
+            await asyncio.wait_for(
+                bot_media(sock, heard, frames=400, after_audio=True), timeout=45
+            )  # 8 s: the loop, twice
             codecs = await page.evaluate("window.opencommsCall.codecs()")
             await page.get_by_role("button", name="Hang up").click()
             await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=10)
@@ -79,14 +81,15 @@ async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[st
         status, record, _ = await p["bob"].client.request("GET", f"{RECORDS}/{chain}{query}")
         assert status == 200, record
     streams = [s for ses in record["sessions"] for seg in ses["segments"] for m in seg["media"] for s in m["streams"]]
-    pcm = timeline(heard)[8000:]  # past the call settling
+    pcm = timeline(from_audio(heard))[8000:]  # past the call settling
     return {
         "browser_codecs": codecs,
         "node_codecs": {s["audioCodec"] for s in streams},
         "high": band_rms(pcm, 4000, 8000),
         "tone": band_rms(pcm, 5800, 6200),
         "all": band_rms(pcm, 100, 8000),
-        "correlation": looped_correlation(envelope(pcm), envelope(_mic())),  # the browser's WAV, as in the bot
+        "correlation": drifting_correlation(envelope(pcm), envelope(_mic())),  # the browser's WAV, as in the bot
+        "waited_frames": len(heard) - len(from_audio(heard)),  # zeros before the browser's media flowed
     }
 
 
