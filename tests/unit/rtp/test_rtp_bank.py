@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -55,22 +55,6 @@ class ManualHost:
                 if future is not None:
                     future.set_result(result)
         self.events.extend((now, event) for event in self.engine.tick(now))
-
-
-@pytest.fixture
-def udp() -> Iterator[Callable[[], socket.socket]]:
-    opened: list[socket.socket] = []
-
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(1.0)
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def received(sock: socket.socket) -> list[RtpPacket]:

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
-import pytest
 
 from opencomms.media.engine import Heard, MediaEngine
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
@@ -22,21 +21,6 @@ from ..media.test_media_g722 import band_rms
 from .test_rtp_bank import ManualHost, received, tone
 
 WIDE = StreamParams(payload_type=9, g722=True, receive_payload_types={0: "PCMU", 8: "PCMA", 9: "G722"})
-
-
-@pytest.fixture
-def udp() -> Iterator[Callable[[], socket.socket]]:
-    opened: list[socket.socket] = []
-
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def _bank(udp: Callable[[], socket.socket]) -> tuple[ManualHost, RtpBank, dict[str, Stream], dict[str, socket.socket]]:

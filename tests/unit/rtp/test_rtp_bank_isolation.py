@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import random
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -42,22 +42,6 @@ def break_buffer(stream: Stream, ssrc: int = 0x1234) -> None:
     """A jitter buffer whose state got corrupt (as a bug would leave it): its `put` and `pop` raise TypeError."""
     stream.jb._ssrc = ssrc  # the packets' source already: no restart clears the corrupt state
     stream.jb._order = ["corrupt"]  # type: ignore[list-item]
-
-
-@pytest.fixture
-def udp() -> Iterator[Callable[[], socket.socket]]:
-    opened: list[socket.socket] = []
-
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(1.0)
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def three_calls(

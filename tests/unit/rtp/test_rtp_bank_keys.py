@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from opencomms.media.engine import ToneDetected
 from opencomms.rtp.packet import pack_header
-from tests.unit.rtp.test_rtp_bank import setup, udp  # noqa: F401  (udp: the fixture)
+from tests.unit.rtp.test_rtp_bank import setup
 
 TE = 101
 
@@ -20,7 +20,7 @@ def event(key_code: int, duration: int, *, end: bool = False) -> bytes:
 
 
 def test_a_telephone_event_is_a_tone_event_for_the_bot_in_the_tick_it_arrives(
-    udp: Callable[[], socket.socket],  # noqa: F811
+    udp: Callable[[], socket.socket],
 ) -> None:
     host, _bank, stream, peer = setup(udp, receive_payload_types={0: "PCMU", TE: "telephone-event"})
     ours = stream.rtp_sock.getsockname()
@@ -49,7 +49,7 @@ def test_a_telephone_event_is_a_tone_event_for_the_bot_in_the_tick_it_arrives(
     assert all(e.leg_id == "bot" for _, e in host.events if isinstance(e, ToneDetected))
 
 
-def test_keys_of_a_stream_whose_leg_was_removed_are_dropped(udp: Callable[[], socket.socket]) -> None:  # noqa: F811
+def test_keys_of_a_stream_whose_leg_was_removed_are_dropped(udp: Callable[[], socket.socket]) -> None:
     host, _bank, stream, peer = setup(udp, receive_payload_types={0: "PCMU", TE: "telephone-event"})
     ours = stream.rtp_sock.getsockname()
     host.tick(0.0)

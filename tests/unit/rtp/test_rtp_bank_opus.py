@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -24,21 +24,6 @@ from .test_rtp_opus import peak_hz
 pytestmark = pytest.mark.skipif(not available(), reason="libopus0 not installed")
 
 OPUS = StreamParams(payload_type=111, opus=True, receive_payload_types={111: "opus", 0: "PCMU"})
-
-
-@pytest.fixture
-def udp() -> Iterator[Callable[[], socket.socket]]:
-    opened: list[socket.socket] = []
-
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def _meeting(

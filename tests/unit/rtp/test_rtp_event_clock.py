@@ -5,7 +5,7 @@ peer sends is read as 100 ms."""
 from __future__ import annotations
 
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -18,21 +18,6 @@ from opencomms.rtp.stream import Outgoing, Stream, StreamParams
 from .test_rtp_opus_negotiation import OFFER
 
 TE = 101
-
-
-@pytest.fixture
-def udp() -> Iterator[Callable[[], socket.socket]]:
-    opened: list[socket.socket] = []
-
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        s.close()
 
 
 def _stream(udp: Callable[[], socket.socket], rate: int, opus: bool) -> Stream:

@@ -18,7 +18,7 @@ from opencomms.rtp.jitter import LOST, JitterBuffer, JitterConfig
 from opencomms.rtp.opus import OpusDecoder, OpusEncoder, available
 from opencomms.rtp.packet import pack_header
 
-from .test_rtp_bank_opus import _meeting, udp  # noqa: F401  (udp: the fixture)
+from .test_rtp_bank_opus import _meeting
 
 pytestmark = pytest.mark.skipif(not available(), reason="libopus0 not installed")
 
@@ -69,7 +69,7 @@ def test_the_jitter_buffer_shows_the_packet_after_a_lost_one_without_taking_it()
     assert jb.pop(0.22) == b"\x05" * 160 and jb.upcoming() is None  # ... and still played in its turn
 
 
-def test_the_bank_plays_a_lost_browser_frame_from_the_next_packets_fec(udp: Callable[[], socket.socket]) -> None:  # noqa: F811
+def test_the_bank_plays_a_lost_browser_frame_from_the_next_packets_fec(udp: Callable[[], socket.socket]) -> None:
     host, bank, streams, peers = _meeting(udp, ("a",))
     heard: list[np.ndarray] = []
     host.engine.subscribe(Heard("bot", lambda _leg, frame, _now: heard.append(frame.copy())))
