@@ -1,41 +1,14 @@
-"""Random bytes from os.urandom, read a few KiB at a time: the node's hot paths (ids, SIP tags, branches, CSeqs)
-take their randomness from one pooled read instead of a `getrandom` system call each, and each such call also hands
-the GIL to the media thread. The bytes are the operating system's CSPRNG's, as `secrets` would give; secrets that
-guard access (tokens, keys, nonces) keep using `secrets` directly.
+"""Random numbers for the node's hot paths (SIP tags, branches, Call-IDs, CSeqs) from one pooled os.urandom read
+instead of a `getrandom` system call each (each such call also hands the GIL to the media thread). The pool is
+`domain.ids.random_bytes`, which new ids use too. The bytes are the operating system's CSPRNG's, as `secrets` would
+give; secrets that guard access (tokens, keys, nonces) keep using `secrets` directly.
 """
 
 from __future__ import annotations
 
-import os
-import threading
+from opencomms.domain.ids import random_bytes
 
 __all__ = ["random_below", "random_bytes"]
-
-_POOL_BYTES = 4096
-_pool = b""
-_pool_at = 0
-_pool_lock = threading.Lock()
-
-
-def _reset_pool() -> None:
-    global _pool, _pool_at
-    _pool, _pool_at = b"", 0
-
-
-os.register_at_fork(after_in_child=_reset_pool)  # a child must never reuse its parent's randomness
-
-
-def random_bytes(n: int) -> bytes:
-    """`n` random bytes (os.urandom's), each handed out once."""
-    global _pool, _pool_at
-    if n > _POOL_BYTES // 4:
-        return os.urandom(n)
-    with _pool_lock:
-        at = _pool_at
-        if at + n > len(_pool):
-            _pool, at = os.urandom(_POOL_BYTES), 0
-        _pool_at = at + n
-        return _pool[at : at + n]
 
 
 def random_below(n: int) -> int:

@@ -1,4 +1,4 @@
-"""The pooled randomness behind SIP tags, branches and CSeqs: never the same bytes twice, uniform bounds, a fresh
+"""The pooled randomness behind ids, SIP tags, branches and CSeqs: never the same bytes twice, uniform bounds, a fresh
 pool in a forked child, and one system call for many values."""
 
 from __future__ import annotations
@@ -9,13 +9,14 @@ from unittest import mock
 import pytest
 
 from opencomms import randpool
+from opencomms.domain import ids
 from opencomms.sip.builders import new_call_id, new_tag
 from opencomms.sip.transactions.keys import new_branch
 
 
 def test_bytes_are_handed_out_once_and_read_in_bulk() -> None:
-    randpool._reset_pool()
-    with mock.patch.object(randpool.os, "urandom", wraps=os.urandom) as urandom:
+    ids._reset_pool()
+    with mock.patch.object(ids.os, "urandom", wraps=os.urandom) as urandom:
         chunks = [randpool.random_bytes(16) for _ in range(200)]
     assert len(set(chunks)) == 200 and all(len(c) == 16 for c in chunks)
     assert urandom.call_count == 1  # 3,200 bytes from one 4 KiB read

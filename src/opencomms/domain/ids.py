@@ -14,7 +14,7 @@ _CANONICAL_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 _GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
 
 
-_POOL_IDS = 256
+_POOL_BYTES = 4096
 _pool = b""
 _pool_at = 0
 _pool_lock = threading.Lock()
@@ -25,20 +25,27 @@ def _reset_pool() -> None:
     _pool, _pool_at = b"", 0
 
 
-os.register_at_fork(after_in_child=_reset_pool)  # a child must never hand out its parent's ids
+os.register_at_fork(after_in_child=_reset_pool)  # a child must never reuse its parent's randomness
+
+
+def random_bytes(n: int) -> bytes:
+    """`n` random bytes, os.urandom's (the CSPRNG `secrets` and uuid.uuid4 use), each handed out once, read 4 KiB at
+    a time: one system call (which also hands the GIL to other threads) per 4 KiB instead of one per id, tag or
+    branch on the node's hottest paths (`opencomms.randpool` serves the SIP stack from the same pool)."""
+    global _pool, _pool_at
+    if n > _POOL_BYTES // 4:
+        return os.urandom(n)
+    with _pool_lock:
+        at = _pool_at
+        if at + n > len(_pool):
+            _pool, at = os.urandom(_POOL_BYTES), 0
+        _pool_at = at + n
+        return _pool[at : at + n]
 
 
 def new_id() -> str:
-    """A new random GUID (version 4) in Graph's lower-case dashed form.
-
-    The randomness is os.urandom's, as uuid.uuid4 uses, but read 256 ids at a time: one system call (which also
-    hands the GIL to other threads) per 256 ids instead of one each, on the node's hottest paths."""
-    global _pool, _pool_at
-    with _pool_lock:
-        if _pool_at >= len(_pool):
-            _pool, _pool_at = os.urandom(16 * _POOL_IDS), 0
-        raw = bytearray(_pool[_pool_at : _pool_at + 16])
-        _pool_at += 16
+    """A new random GUID (version 4) in Graph's lower-case dashed form, from `random_bytes`."""
+    raw = bytearray(random_bytes(16))
     raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
     raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = raw.hex()
