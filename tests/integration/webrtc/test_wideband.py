@@ -16,21 +16,18 @@ import aiohttp
 import numpy as np
 import numpy.typing as npt
 import pytest
-from playwright import async_api as playwright
 
 from opencomms.rtp import G722, PCMU
-from opencomms.sdk.media import AudioFrame, LocalMediaSession
+from opencomms.sdk.media import AudioFrame
 from opencomms.testing import VirtualCaller
 from opencomms.web.app import BUNDLE
-from tests.integration.conftest import ALL_CALL_PERMISSIONS, make_platform
+from tests.integration.conftest import make_platform
 from tests.integration.webrtc import browsers
-from tests.integration.webrtc.browsers import build_bundles, chromium, drifting_correlation, envelope, microphone
-from tests.integration.webrtc.support import answer_with_media, final_status, invite, ticket, webrtc_config
+from tests.integration.webrtc.browsers import build_bundles, drifting_correlation, envelope, microphone
+from tests.integration.webrtc.calls import BOB, browser_calls_bob
+from tests.integration.webrtc.support import final_status, invite, ticket, webrtc_config
 from tests.integration.webrtc.test_browser_call import bot_media, from_audio, timeline
 from tests.unit.media.test_media_g722 import band_rms
-
-BOB = "sip:support@bob.example"
-RECORDS = "/communications/callRecords"
 
 
 @pytest.fixture(scope="module")
@@ -54,33 +51,13 @@ def _config(node_codecs: tuple[str, ...]) -> Any:
 
 async def _browser_call(tmp_path: Path, node_codecs: tuple[str, ...]) -> dict[str, Any]:
     mic = microphone(tmp_path / f"mic-{node_codecs[0]}.wav", _mic())
-    perms = {"bob": [*ALL_CALL_PERMISSIONS, "CallRecords.Read.All"]}
-    async with (
-        make_platform(_config(node_codecs), ("bob",), perms) as p,
-        LocalMediaSession() as session,
-        playwright.async_playwright() as pw,
-    ):
-        p.node.directory.create_instance(p["bob"].app_id, "Support", sip_uri=BOB)
-        issued = await ticket(p, "bob", BOB, name="Wendy Wideband")
-        assert issued["status"] == 201, issued
-        async with chromium(pw, mic) as browser:
-            page = await browser.new_page()
-            await page.goto(f"{p.node.public_url}{issued['callUrl']}")
-            await page.get_by_role("button", name="Call").click()
-            incoming = await p["bob"].bot.incoming(timeout=15)
-            sock = await answer_with_media(p, "bob", incoming.call_id, session)
-            heard: list[AudioFrame] = []
-            await asyncio.wait_for(
-                bot_media(sock, heard, frames=400, after_audio=True), timeout=45
-            )  # 8 s: the loop, twice
-            codecs = await page.evaluate("window.opencommsCall.codecs()")
-            await page.get_by_role("button", name="Hang up").click()
-            await p["bob"].bot.wait_state(incoming.call_id, "terminated", timeout=10)
-        chain = incoming.resource_data["callChainId"]
-        query = "?$expand=sessions($expand=segments)"
-        status, record, _ = await p["bob"].client.request("GET", f"{RECORDS}/{chain}{query}")
-        assert status == 200, record
-    streams = [s for ses in record["sessions"] for seg in ses["segments"] for m in seg["media"] for s in m["streams"]]
+    async with browser_calls_bob(_config(node_codecs), mic, "Wendy Wideband") as call:
+        heard: list[AudioFrame] = []
+        await asyncio.wait_for(
+            bot_media(call.sock, heard, frames=400, after_audio=True), timeout=45
+        )  # 8 s: the loop, twice
+        codecs = await call.page.evaluate("window.opencommsCall.codecs()")
+    streams = call.streams
     pcm = timeline(from_audio(heard))[8000:]  # past the call settling
     return {
         "browser_codecs": codecs,
