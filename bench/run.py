@@ -158,12 +158,13 @@ REDIS_STORE = (
 )
 CLUSTER = (
     "## Several nodes: Kamailio and Redis (issue 11)",
-    "(a) SIP calls through Kamailio to 1, 2, 3 nodes vs one SQLite node (the built-in bot on node 1; node CPU per call "
-    "net of idle, Kamailio and Redis apart; target overhead < 15 %); (b) failover: kill -9 of a node with calls up, "
+    "(a) SIP calls with the example IVR bot through Kamailio to 1, 2, 3 nodes vs one SQLite node, every node as busy "
+    "as the SQLite one (node CPU per call net of idle, medians of alternating rounds, Kamailio and Redis apart; target "
+    "overhead < 15 %); (b) failover: kill -9 of a node with calls up, "
     "time until every affected bot is told (target p99 < 5 s) and notifications lost over 10 cycles (target 0); "
     "(c) bot-to-bot cycles/s through two nodes vs one.",
     [
-        ["bench/cluster_calls.py", "--rate", "30", "--seconds", "6"],
+        ["bench/cluster_calls.py", "--rate", "15", "--seconds", "10", "--per-node", "--rounds", "3", "--bot", "ivr"],
         ["bench/cluster_failover.py", "--cycles", "10", "--calls", "4"],
         ["bench/cluster_bot_to_bot.py", "--rounds", "2"],
     ],
@@ -180,8 +181,14 @@ BROWSERS = (
     "Browser legs per core (rtpengine plays the browsers: ICE, DTLS-SRTP, Opus, through the real SIP-over-WebSocket "
     "edge into meetings of 10; node + its rtpengine vs aiortc in the same run; target >= 200 legs per core at "
     ">= 99.9 % within 5 ms), click-to-audio join time in headless Chromium (target p99 < 1 s), and the node's codec "
-    "cost per leg, G.722 (wideband toward the node) vs PCMU.",
-    [["bench/webrtc_legs.py"], ["bench/webrtc_join.py"], ["bench/codec_legs.py"]],
+    "cost per leg, G.722 (wideband toward the node) vs PCMU; then the same legs with the node coding Opus itself "
+    "(webrtc.opus_in_node: rtpengine relays only).",
+    [
+        ["bench/webrtc_legs.py"],
+        ["bench/webrtc_legs.py", "--opus-in-node", "--sizes", "50,100,150,200", "--aiortc", "0"],
+        ["bench/webrtc_join.py"],
+        ["bench/codec_legs.py"],
+    ],
 )
 
 MEETING_BENCHES = (
