@@ -13,9 +13,7 @@ from collections.abc import Coroutine, Mapping
 from functools import partial
 from typing import Any
 
-from yarl import URL
-
-from opencomms.net.http1client import IDLE_SECONDS, Connection, Pool
+from opencomms.net.http1client import IDLE_SECONDS, Connection, Pool, plain_http
 
 __all__ = ["IDLE_SECONDS", "MAX_BODY", "ForwardClient", "Reply"]
 
@@ -69,13 +67,10 @@ class ForwardClient(Pool[Reply]):
         cached = self._origins.get(base)
         if cached is not None:
             return cached
-        parsed = URL(base)
-        host, port = parsed.raw_host, parsed.port
-        if not host or port is None or parsed.scheme != "http" or parsed.user is not None:
-            raise ValueError("not a plain http URL")
+        host, port, authority, _path = plain_http(base)
         if len(self._origins) > 256:
             self._origins.clear()
-        result = self._origins[base] = (host.strip("[]"), port, parsed.raw_authority)
+        result = self._origins[base] = (host, port, authority)
         return result
 
     def request(

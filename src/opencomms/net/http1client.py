@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
 import httptools
+from yarl import URL
 
 from opencomms.net.egress import EgressPolicy
 
@@ -30,6 +31,16 @@ IDLE_SECONDS = 2.0
 seconds (uvicorn after 5), and a request racing that close would fail for nothing."""
 
 R = TypeVar("R")
+
+
+def plain_http(url: str) -> tuple[str, int, str, str]:
+    """(host, port, authority, path with query) of a plain http:// URL (no credentials, a port known); host without
+    IPv6 brackets; ValueError for anything else."""
+    parsed = URL(url)
+    host, port = parsed.raw_host, parsed.port
+    if not host or port is None or parsed.scheme != "http" or parsed.user is not None:
+        raise ValueError("not a plain http URL")
+    return host.strip("[]"), port, parsed.raw_authority, parsed.raw_path_qs or "/"
 
 
 class Connection(asyncio.Protocol, Generic[R]):

@@ -14,10 +14,8 @@ from __future__ import annotations
 from collections.abc import Coroutine, Mapping
 from typing import Any
 
-from yarl import URL
-
 from opencomms.net.egress import EgressPolicy
-from opencomms.net.http1client import IDLE_SECONDS, Connection, Pool
+from opencomms.net.http1client import IDLE_SECONDS, Connection, Pool, plain_http
 
 __all__ = ["IDLE_SECONDS", "Http1Poster", "PostResult"]
 
@@ -63,18 +61,13 @@ class Http1Poster(Pool[PostResult]):
         cached = self._targets.get(url)
         if cached is not None:
             return cached
-        parsed = URL(url)
-        host, port = parsed.raw_host, parsed.port
-        if not host or port is None or parsed.scheme != "http" or parsed.user is not None:
-            raise ValueError("not a plain http URL")
-        target = parsed.raw_path_qs or "/"
-        authority = parsed.raw_authority
+        host, port, authority, target = plain_http(url)
         if any(c in target + authority for c in "\r\n \t"):
             raise ValueError("invalid characters in the URL")
         head = f"POST {target} HTTP/1.1\r\nHost: {authority}\r\n".encode("latin-1")
         if len(self._targets) > 1024:
             self._targets.clear()
-        result = self._targets[url] = (host.strip("[]"), port, head)
+        result = self._targets[url] = (host, port, head)
         return result
 
     def post(self, url: str, headers: Mapping[str, str], body: bytes) -> Coroutine[Any, Any, PostResult]:
