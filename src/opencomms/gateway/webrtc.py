@@ -45,6 +45,7 @@ from opencomms.gateway.rtpengine import (
 )
 from opencomms.gateway.rtpengine_daemon import RtpEngineDaemon, RtpEngineSettings
 from opencomms.gateway.webjoin import TicketBook, WebGrant, WebJoinTickets, normalize_target
+from opencomms.sched import fifo_permitted
 from opencomms.sip.endpoint import SipEndpoint
 from opencomms.sip.handles import ServerTransactionHandle
 from opencomms.sip.message import SipRequest
@@ -119,6 +120,13 @@ class WebRtcEdge:
         self.browser_opus = BrowserOpus(max_rate=config.browser_opus_max_rate, dtx=config.browser_opus_dtx)
 
     # -- lifecycle -----------------------------------------------------------------------------------------------
+    def _relay_fifo(self) -> int:
+        """SCHED_FIFO priority for the spawned rtpengine: only while it relays (no codec work) and when permitted."""
+        cfg = self.config
+        relays = not cfg.opus or cfg.opus_in_node
+        priority = cfg.rtpengine_realtime_priority
+        return priority if relays and priority > 0 and fifo_permitted(priority) else 0
+
     async def start(self) -> None:
         cfg = self.config
         if cfg.rtpengine_spawn:
@@ -131,6 +139,8 @@ class WebRtcEdge:
                     port_min=cfg.rtpengine_port_min,
                     port_max=cfg.rtpengine_port_max,
                     num_threads=cfg.rtpengine_threads,
+                    latency_slice_ms=cfg.rtpengine_latency_slice_ms,
+                    realtime_priority=self._relay_fifo(),
                     opus=self.opus_tuning if cfg.opus else None,
                 )
             )

@@ -15,10 +15,8 @@ started, and keep event-loop work between GIL releases short.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
-import platform
 import queue
 import sys
 import threading
@@ -31,6 +29,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from opencomms.histogram import TICK_BOUNDS, FixedHistogram
+from opencomms.sched import request_slice
 
 from .engine import MediaEngine, MediaEvent
 from .engine.commands import EngineCommand
@@ -46,35 +45,6 @@ Command = EngineCommand[Any] | Callable[[MediaEngine], Any]
 """What `call` takes: an engine command (data, `apply(engine)`: the only kind that can cross to a media process),
 or a plain function of the engine (in-thread helpers such as the RTP bank's paced send, and tests)."""
 _Command = tuple[Command, "Future[Any] | None"]
-_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}.get(platform.machine()) if sys.platform == "linux" else None
-
-
-class _SchedAttr(ctypes.Structure):
-    _fields_ = [
-        ("size", ctypes.c_uint32),
-        ("policy", ctypes.c_uint32),
-        ("flags", ctypes.c_uint64),
-        ("nice", ctypes.c_int32),
-        ("priority", ctypes.c_uint32),
-        ("runtime", ctypes.c_uint64),
-        ("deadline", ctypes.c_uint64),
-        ("period", ctypes.c_uint64),
-    ]
-
-
-def request_slice(seconds: float) -> bool:
-    """Ask the kernel for a shorter scheduling slice for the calling thread (Linux >= 6.12, EEVDF: sched_setattr
-    with SCHED_OTHER and `sched_runtime`; no privilege needed, the nice value is kept). A task with a short slice
-    gets an earlier deadline: woken, it preempts a busy task on its core instead of waiting for that task's slice
-    to end. False where unsupported (older kernels accept the call and ignore it)."""
-    if _SCHED_SETATTR is None or not 0.0001 <= seconds <= 0.1:
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        attr = _SchedAttr(ctypes.sizeof(_SchedAttr), 0, 0, os.getpriority(os.PRIO_PROCESS, 0), 0, int(seconds * 1e9))
-        return int(libc.syscall(_SCHED_SETATTR, 0, ctypes.byref(attr), 0)) == 0
-    except (OSError, AttributeError):
-        return False
 
 
 class EngineThread:

@@ -30,9 +30,22 @@ def test_threads_reach_the_config_only_when_asked() -> None:
     assert "num-threads" not in render_config(RtpEngineSettings())
 
 
+def test_fifo_scheduling_reaches_the_config_only_when_asked() -> None:
+    text = render_config(RtpEngineSettings(realtime_priority=5))
+    assert "scheduling = fifo" in text and "priority = 5" in text
+    assert "scheduling" not in render_config(RtpEngineSettings())
+
+
 @pytest.mark.parametrize(
     "bad",
-    [{"opus_complexity": 11}, {"opus_max_bandwidth": "ultra"}, {"opus_bitrate": 100}, {"rtpengine_threads": -1}],
+    [
+        {"opus_complexity": 11},
+        {"opus_max_bandwidth": "ultra"},
+        {"opus_bitrate": 100},
+        {"rtpengine_threads": -1},
+        {"rtpengine_latency_slice_ms": 0.01},
+        {"rtpengine_realtime_priority": 100},
+    ],
 )
 def test_bad_opus_settings_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="webrtc"):
