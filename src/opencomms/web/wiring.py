@@ -8,18 +8,33 @@ the cluster redeems them).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
+from opencomms.config import WebRtcConfig
 from opencomms.gateway.webjoin_redis import RedisWebJoinTickets
 from opencomms.gateway.webrtc import WebRtcEdge
 from opencomms.rtp.opus import OpusSettings
+from opencomms.rtp.opus import available as opus_available
 from opencomms.store.redis_common import redis_target
 from opencomms.web.app import PREFIX, WebApp, WebContext
 from opencomms.web.feed import FEED_PATH, MeetingFeed
 from opencomms.web.meeting import JOIN_PREFIX, MeetingPages
 
-__all__ = ["attach_webrtc"]
+__all__ = ["attach_webrtc", "effective_webrtc"]
+
+log = logging.getLogger("opencomms.webrtc")
+
+
+def effective_webrtc(rtc: WebRtcConfig, libopus: bool) -> WebRtcConfig:
+    """The [webrtc] settings the edge runs: `opus_in_node` only with `opus` and the system libopus (without it,
+    said once in the log, rtpengine transcodes)."""
+    if not rtc.opus_in_node or (rtc.opus and libopus):
+        return rtc
+    if rtc.opus:
+        log.warning("webrtc.opus_in_node: the system libopus (libopus0) is missing; rtpengine transcodes Opus")
+    return dataclasses.replace(rtc, opus_in_node=False)
 
 
 def attach_webrtc(node: Any) -> WebRtcEdge:
@@ -28,8 +43,9 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
     tls = (config.tls_cert, config.tls_key) if config.tls else None
     target = redis_target(config.store_url, config.cluster)
     tickets = RedisWebJoinTickets(target, config.webrtc.ticket_ttl) if target is not None else None
+    rtc = effective_webrtc(config.webrtc, opus_available())
     edge = WebRtcEdge(
-        config.webrtc,
+        rtc,
         gateway.endpoint,
         node.tokens,
         node.directory,
@@ -39,7 +55,6 @@ def attach_webrtc(node: Any) -> WebRtcEdge:
         tickets=tickets,
     )
     gateway.webrtc = edge
-    rtc = config.webrtc
     if rtc.opus_in_node:  # the bank encodes the browsers' Opus itself
         opus = OpusSettings(complexity=rtc.node_opus_complexity, bitrate=rtc.node_opus_bitrate)
         gateway.rtp_config = dataclasses.replace(gateway.rtp_config, opus=opus)

@@ -1,4 +1,5 @@
-"""Wideband from a browser to a bot: Chromium's Opus reaches the node as G.722 (rtpengine transcodes Opus <-> G.722,
+"""Wideband from a browser to a bot with `webrtc.opus_in_node = false`: Chromium's Opus reaches the node as G.722
+(rtpengine transcodes Opus <-> G.722,
 the node's engine runs at 16 kHz), so what the browser's microphone has above 4 kHz reaches the bot's unmixed frames;
 G.711 (8 kHz) would cut it all. The leg's codec toward the node is visible in the call record (`audioCodec`), the
 browser's side stays Opus, and with `webrtc.node_codecs = ["PCMU"]` the same microphone arrives narrowed.
@@ -44,7 +45,7 @@ def _mic() -> npt.NDArray[np.int16]:
 
 
 def _config(node_codecs: tuple[str, ...]) -> Any:
-    config = webrtc_config(node_codecs=node_codecs)
+    config = webrtc_config(node_codecs=node_codecs, opus_in_node=False)  # rtpengine transcodes (not the default)
     low = random.randrange(30000, 38000, 2)  # away from the default range other nodes on this machine may hold
     return dataclasses.replace(config, sip=dataclasses.replace(config.sip, rtp_port_min=low, rtp_port_max=low + 998))
 

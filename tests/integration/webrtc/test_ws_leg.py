@@ -53,7 +53,7 @@ async def test_browser_leg_is_relayed_and_a_closed_websocket_ends_the_call() -> 
             assert p.node.sip is not None and p.node.sip.active == 1
             (sip_call,) = p.node.sip._by_key.values()
             assert sip_call.relayed and sip_call.media is not None
-            assert sip_call.media.codec.name == "G722"  # ... the node gets plain G.722 (16 kHz, transcoded)
+            assert sip_call.media.codec.name == "opus"  # ... relayed as it is: the node codes it (opus_in_node)
             contact = next(line for line in ok.split("\r\n") if line.startswith("Contact:"))
             assert ";transport=ws" in contact and str(edge.port) in contact
             assert await rtpengine_calls(edge.rtpengine.address) == 1

@@ -42,7 +42,7 @@ def test_the_relay_flags_keep_the_browsers_opus_and_the_knobs_are_checked() -> N
     codec = WEBRTC_TO_PLAIN_OPUS["codec"]
     assert codec["strip"] == ["all"] and "opus" in codec["except"] and "transcode" not in codec
     assert WEBRTC_TO_PLAIN_OPUS["transport-protocol"] == "RTP/AVP"
-    assert WebRtcConfig().opus_in_node is False
+    assert WebRtcConfig().opus_in_node is True  # the default since 2026-12-07
     for bad in ({"node_opus_complexity": 11}, {"node_opus_bitrate": 64000}):
         with pytest.raises(ValueError):
             WebRtcConfig(**bad)  # type: ignore[arg-type]
