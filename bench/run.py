@@ -178,14 +178,14 @@ SPEECH = (
 
 BROWSERS = (
     "## Browsers over WebRTC (issue 12)",
-    "Browser legs per core (rtpengine plays the browsers: ICE, DTLS-SRTP, Opus, through the real SIP-over-WebSocket "
-    "edge into meetings of 10; node + its rtpengine vs aiortc in the same run; target >= 200 legs per core at "
-    ">= 99.9 % within 5 ms), click-to-audio join time in headless Chromium (target p99 < 1 s), and the node's codec "
-    "cost per leg, G.722 (wideband toward the node) vs PCMU; then the same legs with the node coding Opus itself "
-    "(webrtc.opus_in_node: rtpengine relays only).",
+    "Browser legs per core: simulated browsers (a second rtpengine doing ICE and DTLS-SRTP, Opus coded once as Chrome "
+    "codes it) through the real SIP-over-WebSocket edge into meetings of 10, node + its rtpengine on one core with "
+    "the node's defaults (the node codes Opus, rtpengine relays at SCHED_FIFO), aiortc in the same run; target >= 200 "
+    "legs per core at >= 99.9 % within 5 ms. Then rtpengine transcoding (webrtc.opus_in_node = false), click-to-audio "
+    "join time in headless Chromium (target p99 < 1 s), and the node's codec cost per leg, G.722 vs PCMU.",
     [
-        ["bench/webrtc_legs.py"],
-        ["bench/webrtc_legs.py", "--opus-in-node", "--sizes", "50,100,150,200", "--aiortc", "0"],
+        ["bench/webrtc_legs.py", "--sizes", "100,200,250,300"],
+        ["bench/webrtc_legs.py", "--rtpengine-transcodes", "--sizes", "50,100", "--aiortc", "0"],
         ["bench/webrtc_join.py"],
         ["bench/codec_legs.py"],
     ],

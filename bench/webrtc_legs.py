@@ -2,19 +2,24 @@
 
 Run: PYTHONPATH=src .venv/bin/python bench/webrtc_legs.py [--sizes 10,20,30,40,50,100,200] [--size 10]
      [--talking 3] [--seconds 6] [--warmup 2] [--aiortc 4] [--codec opus|pcmu] [--media-process]
+     [--browser-opus precoded|chrome|ffmpeg] [--rtpengine-transcodes] [--webrtc KEY=VALUE] [--dump FILE]
+
+The node runs its defaults unless told otherwise: it codes the browsers' Opus itself (`webrtc.opus_in_node`) and
+its rtpengine only relays, at SCHED_FIFO where permitted (`webrtc.rtpengine_realtime_priority`);
+`--rtpengine-transcodes` has rtpengine transcode Opus to the node's codecs (the default before 2026-12-07).
 
 The node is this script in a child process (`--node`): a TestPlatform on loopback with the WebRTC edge, which
 spawns the node's rtpengine ("A", as in production), meetings of `--size` legs with the lobby bypassed, and one
 per-join guest ticket per leg (issued in the node's process, as POST /web/join issues them). The simulated
 browsers are a second rtpengine ("B", started like gateway/rtpengine_daemon.py with its own ng and port range)
-driven by this process: for each leg, a plain RTP/AVP PCMU offer from a Python socket goes to B, which turns it
+driven by this process: for each leg, a plain RTP/AVP offer from a Python socket goes to B, which turns it
 into a browser's offer (ICE, DTLS-SRTP actpass, Opus only, rtcp-mux); that offer is the INVITE a SIP-over-WebSocket
 client sends to the node's edge (`/sip/ws?ticket=`, as JsSIP does); the node's 200 OK (A's ICE + DTLS + Opus) is
-B's answer. So every leg runs ICE, a DTLS handshake and SRTP between B and A, Opus both ways, PCMU between A and
-the node's meeting mix. `--talking` legs per meeting send a tone, the others silence (PCMU from Python, 20 ms).
+B's answer. So every leg runs ICE, a DTLS handshake and SRTP between B and A, Opus both ways. `--talking` legs per
+meeting send a tone, the others silence (20 ms packets from Python; see `--browser-opus` below for who codes them).
 
-Timing is measured on the decoded side: the packets the node's mix sends come back through A (PCMU -> Opus, SRTP),
-B (Opus -> PCMU) to the leg's Python socket, timestamped by the kernel (SO_TIMESTAMPNS); per stream, in talkspurts,
+Timing is measured where the browser would receive: the packets the node's mix sends come back through A (SRTP), B
+to the leg's Python socket, timestamped by the kernel (SO_TIMESTAMPNS); per stream, in talkspurts,
 a packet is within 5 ms when it arrives no more than 5 ms after its due time on the RTP timestamp's 20 ms schedule
 (the tools/rtp_gaps.py rule). The node (and with it A, its child) is pinned to CPU 0; this process and B to CPU 1
 (OPENCOMMS_BENCH_NO_PIN=1: no pinning). Sizes grow in one node (legs are added, not restarted). A size passes when
@@ -48,6 +53,13 @@ silent sender sends one comfort-noise packet every 400 ms. The simulated browser
 silent legs' Python side sends every 20th packet, sequence numbers contiguous, timestamps running on), set from the
 node's [webrtc] settings, and every 200 OK's fmtp is checked against them (a mismatch fails the leg); the result
 line shows the fmtp ("browser_fmtp") and what B encoded ("browser_encoder").
+
+`--browser-opus precoded` (the default since 2026-12-07; `chrome` before): B codes nothing. Python's plain offer is
+Opus itself and its packets are one second of the tone and a silent frame coded ONCE by libopus with Chrome's
+settings for the node's answer (the same wideband bitrate and DTX), so B only does what a browser's network stack
+does (ICE, DTLS-SRTP) and timing is measured on the relayed Opus (48 kHz RTP clock). B coding Opus for every leg
+took a whole core at 150-200 legs and made the generator, not the node, late; the node and its rtpengine receive
+the same kind of stream either way.
 """
 
 from __future__ import annotations
@@ -85,6 +97,10 @@ TARGET_LEGS_PER_CORE = 200
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 PTIME = 0.02
 DTX_EVERY = 20
+SEND_SLOTS = 10
+"""The generator sends each leg in one of this many 2 ms slots of the 20 ms (by its SSRC): browsers are independent
+and their packets arrive spread over the tick, not in one burst (a burst of hundreds in the same millisecond made
+the simulated browsers' rtpengine relay late in some runs and not in others, by the phase between the two ticks)."""
 """A silent WebRTC sender in DTX sends a comfort-noise update every 400 ms (libwebrtc's Opus DTX)."""
 
 TO_BROWSER = {
@@ -96,8 +112,9 @@ TO_BROWSER = {
     "codec": {"transcode": ["opus"], "mask": ["PCMU"]},
 }
 """B's offer flags: the Python leg's plain PCMU offer becomes a browser's (ICE, DTLS-SRTP, Opus only)."""
-TO_BROWSER_G711 = {k: v for k, v in TO_BROWSER.items() if k != "codec"}
-"""`--codec pcmu`: a browser offering G.711 to a node with `webrtc.opus = false` (ICE, DTLS-SRTP, no transcoding)."""
+TO_BROWSER_RELAY = {k: v for k, v in TO_BROWSER.items() if k != "codec"}
+"""B relays what Python offers (ICE, DTLS-SRTP, no transcoding): `--codec pcmu` (a browser offering G.711 to a node
+with `webrtc.opus = false`) and `--browser-opus precoded` (Python sends the Opus itself)."""
 FROM_BROWSER = {"replace": ["origin", "session-connection"]}
 
 
@@ -204,6 +221,55 @@ def tree_cpu(pid: int) -> float:
 # --- the simulated browsers' plain side: a media thread -------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Payloads:
+    """What the Python side of every leg sends and expects back: payload type, RTP clock, one talker's frames
+    (looped) and a silent frame."""
+
+    pt: int
+    rate: int
+    tone: list[bytes]
+    silence: bytes
+    sdp: str
+    """The m= line's format and attributes of the plain offer to B."""
+
+    @property
+    def step(self) -> int:
+        return self.rate * 20 // 1000
+
+
+def tone_pcm(rate: int):  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    t = np.arange(rate) / rate
+    return (6000 * np.sin(2 * np.pi * 425 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t))).astype(np.int16)
+
+
+def pcmu_payloads() -> Payloads:
+    from opencomms.media.g711 import ulaw_encode
+
+    pcm = tone_pcm(8000)
+    tone = [bytes(ulaw_encode(pcm[i : i + 160])) for i in range(0, 8000, 160)]
+    return Payloads(0, 8000, tone, b"\xff" * 160, "0\r\na=rtpmap:0 PCMU/8000")
+
+
+def precoded_payloads(chrome: ChromeOpus) -> Payloads:
+    """`--browser-opus precoded`: one second of the tone and a silent frame coded ONCE by libopus as Chrome codes
+    for the node's answer (mono, complexity 9, wideband, its bitrate; DTX on the silent frame when asked), sent by
+    Python as they are, so B only relays: the browsers' side costs what relaying costs, not an Opus codec per leg."""
+    import numpy as np
+
+    from opencomms.rtp.opus import OpusEncoder, OpusSettings
+
+    talker = OpusEncoder(OpusSettings(complexity=9, bitrate=chrome.bitrate, dtx=False))
+    pcm = tone_pcm(16000)
+    tone = [talker.encode(pcm[i : i + 320]) for i in range(0, 16000, 320)]
+    quiet = OpusEncoder(OpusSettings(complexity=9, bitrate=chrome.bitrate, dtx=chrome.dtx))
+    silence = quiet.encode(np.zeros(320, dtype=np.int16))  # the first frame of silence: a full frame
+    offer = "111\r\na=rtpmap:111 opus/48000/2\r\na=fmtp:111 minptime=10;useinbandfec=1"  # Chrome's: no usedtx
+    return Payloads(111, 48000, tone, silence, offer)
+
+
 @dataclass
 class Leg:
     sock: socket.socket
@@ -214,32 +280,25 @@ class Leg:
     dest: tuple[str, int] | None = None
     seq: int = 0
     ts: int = 0
+    started: bool = False
     received: int = 0
     window: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
-def tone_frames() -> list[bytes]:
-    import numpy as np
-
-    from opencomms.media.g711 import ulaw_encode
-
-    t = np.arange(8000) / 8000
-    pcm = (6000 * np.sin(2 * np.pi * 425 * t) * (0.6 + 0.4 * np.sin(2 * np.pi * 1.3 * t))).astype(np.int16)
-    return [bytes(ulaw_encode(pcm[i : i + 160])) for i in range(0, 8000, 160)]
-
-
 class Media(threading.Thread):
-    """Sends every leg's 20 ms PCMU packet to B and receives what B decoded, with kernel timestamps."""
+    """Sends every leg's 20 ms packet (PCMU, or precoded Opus) to B and receives what B sends back (decoded to PCMU,
+    or relayed Opus), with kernel timestamps."""
 
-    def __init__(self) -> None:
+    def __init__(self, payloads: Payloads) -> None:
         super().__init__(daemon=True, name="bench-media")
         self.legs: dict[int, Leg] = {}
         self.poll = select.epoll()
         self.running = True
         self.recording = False
         self.sent = 0
-        self.tone = tone_frames()
-        self.silence = b"\xff" * 160
+        self.payloads = payloads
+        self.tone = payloads.tone
+        self.silence = payloads.silence
         self.lock = threading.Lock()
 
     def add(self, talking: bool, dtx: bool = False) -> Leg:
@@ -248,7 +307,9 @@ class Media(threading.Thread):
         sock.setblocking(False)
         sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
-        leg = Leg(sock, random.getrandbits(32), talking, dtx and not talking)
+        # random first sequence number and timestamp, as browsers start theirs (RFC 3550)
+        seq, ts = random.getrandbits(16), random.getrandbits(32)
+        leg = Leg(sock, random.getrandbits(32), talking, dtx and not talking, seq=seq, ts=ts)
         with self.lock:
             self.legs[sock.fileno()] = leg
             self.poll.register(sock.fileno(), select.EPOLLIN)
@@ -263,32 +324,36 @@ class Media(threading.Thread):
 
     def run(self) -> None:
         cmsg = socket.CMSG_SPACE(16)
+        pt, step = self.payloads.pt, self.payloads.step
+        pts = (0, 8) if pt == 0 else (pt,)  # what comes back: G.711 (B decoded it) or the relayed Opus
         due = time.monotonic()
-        k = 0
+        k = slot = 0
         while self.running:
             now = time.monotonic()
             if now >= due:
                 with self.lock:
-                    legs = list(self.legs.values())
+                    legs = [leg for leg in self.legs.values() if leg.ssrc % SEND_SLOTS == slot]
                 payload_tone = self.tone[k % len(self.tone)]
                 for leg in legs:
                     if leg.dest is None:
                         continue
                     if leg.dtx and (k + leg.ssrc) % DTX_EVERY:  # DTX: no packet this tick, the clock runs on
-                        leg.ts = (leg.ts + 160) & 0xFFFFFFFF
+                        leg.ts = (leg.ts + step) & 0xFFFFFFFF
                         continue
                     header = struct.pack(
-                        "!BBHII", 0x80, 0x80 if leg.seq == 0 else 0, leg.seq & 0xFFFF, leg.ts, leg.ssrc
+                        "!BBHII", 0x80, pt | (0 if leg.started else 0x80), leg.seq & 0xFFFF, leg.ts, leg.ssrc
                     )
                     with contextlib.suppress(OSError):
                         leg.sock.sendto(header + (payload_tone if leg.talking else self.silence), leg.dest)
                         self.sent += 1
                     leg.seq += 1
-                    leg.ts = (leg.ts + 160) & 0xFFFFFFFF
-                k += 1
-                due += PTIME
+                    leg.started = True
+                    leg.ts = (leg.ts + step) & 0xFFFFFFFF
+                slot = (slot + 1) % SEND_SLOTS
+                k += slot == 0
+                due += PTIME / SEND_SLOTS
                 if now - due > 0.2:  # fell far behind (a stalled machine): skip rather than burst
-                    due = now + PTIME
+                    due = now + PTIME / SEND_SLOTS
                 continue
             for fd, _ in self.poll.poll(max(0.0, due - now)):
                 leg_or_none = self.legs.get(fd)
@@ -311,12 +376,14 @@ class Media(threading.Thread):
                             sec, nsec = struct.unpack("qq", value[:16])
                             arrival = sec + nsec / 1e9
                     seq, ts = struct.unpack("!HI", data[2:8])
-                    if data[1] & 0x7F in (0, 8):
+                    if data[1] & 0x7F in pts:
                         leg.window.append((arrival, data[1] >> 7, seq, ts))
 
 
-def timing(legs: list[Leg], tolerance_ms: float = 5.0) -> dict[str, Any]:
-    """The rtp_gaps.py rule on each leg's window: talkspurts, lateness against the RTP timestamp schedule."""
+def timing(legs: list[Leg], tolerance_ms: float = 5.0, rate: int = 8000) -> dict[str, Any]:
+    """The rtp_gaps.py rule on each leg's window: talkspurts, lateness against the RTP timestamp schedule (`rate`:
+    the RTP clock, 8000 for G.711, 48000 for Opus)."""
+    step = rate * 20 // 1000
     total = within = 0
     lateness: list[float] = []
     worst = 100.0
@@ -326,7 +393,7 @@ def timing(legs: list[Leg], tolerance_ms: float = 5.0) -> dict[str, Any]:
             continue
         spurts, cur = [], [pkts[0]]
         for prev, p in itertools.pairwise(pkts):
-            if p[1] or ((p[2] - prev[2]) & 0xFFFF) != 1 or ((p[3] - prev[3]) & 0xFFFFFFFF) != 160:
+            if p[1] or ((p[2] - prev[2]) & 0xFFFF) != 1 or ((p[3] - prev[3]) & 0xFFFFFFFF) != step:
                 spurts.append(cur)
                 cur = [p]
             else:
@@ -335,7 +402,7 @@ def timing(legs: list[Leg], tolerance_ms: float = 5.0) -> dict[str, Any]:
         s_total = s_within = 0
         for sp in spurts:
             t0, ts0 = sp[0][0], sp[0][3]
-            offsets = [p[0] - t0 - ((p[3] - ts0) & 0xFFFFFFFF) / 8000.0 for p in sp]
+            offsets = [p[0] - t0 - ((p[3] - ts0) & 0xFFFFFFFF) / rate for p in sp]
             base = min(offsets)
             for o in offsets:
                 late = (o - base) * 1000
@@ -404,10 +471,10 @@ def reply_ok(request: str) -> str:
     return "\r\n".join(["SIP/2.0 200 OK", *keep, cseq, "Content-Length: 0"]) + "\r\n\r\n"
 
 
-def plain_sdp(port: int) -> bytes:
+def plain_sdp(port: int, media: str) -> bytes:
     return (
         "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        f"m=audio {port} RTP/AVP {media}\r\na=ptime:20\r\na=sendrecv\r\n"
     ).encode()
 
 
@@ -483,7 +550,8 @@ class Browsers:
         leg = self.media.add(talking, self.chrome is not None and self.chrome.dtx)
         call_id, tag = uuid.uuid4().hex, uuid.uuid4().hex[:8]
         try:
-            offer = await self.b.offer(call_id, tag, plain_sdp(leg.sock.getsockname()[1]), self.flags)
+            plain = plain_sdp(leg.sock.getsockname()[1], self.media.payloads.sdp)
+            offer = await self.b.offer(call_id, tag, plain, self.flags)
             ws = await http.ws_connect(f"{self.ws_url}?ticket={ticket}", protocols=("sip",), heartbeat=None)
             await ws.send_str(sent := invite(target, call_id, tag, offer.decode()))
             while True:
@@ -542,17 +610,24 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
 
     # what the browsers' Opus encoder does: Chrome's libwebrtc encodes mono (no `stereo=1` asked) at complexity 9
     # on desktops, fullband; "ffmpeg": rtpengine's own default (stereo, complexity 10)
-    chrome = ChromeOpus.expected(args) if args.browser_opus == "chrome" and args.codec == "opus" else None
-    opus = OpusTuning(complexity=9, max_bandwidth=chrome.bandwidth, mono=True) if chrome is not None else None
-    flags = TO_BROWSER if args.codec == "opus" else TO_BROWSER_G711
-    if chrome is not None:
+    # "precoded": Python sends Opus coded once as Chrome would and B relays it (the light generator)
+    coded_by_b = args.codec == "opus" and args.browser_opus != "precoded"
+    chrome = ChromeOpus.expected(args) if args.browser_opus != "ffmpeg" and args.codec == "opus" else None
+    opus = OpusTuning(complexity=9, max_bandwidth=chrome.bandwidth, mono=True) if chrome and coded_by_b else None
+    flags = TO_BROWSER if coded_by_b else TO_BROWSER_RELAY
+    if chrome is not None and coded_by_b:
         flags = {**flags, "codec": {**TO_BROWSER["codec"], "transcode": [f"opus/48000/2/{chrome.bitrate}"]}}
-    settings = RtpEngineSettings(ng_port=ng, port_min=base, port_max=base + 999, timeout=60, log_level=4, opus=opus)
+    payloads = precoded_payloads(chrome) if chrome is not None and not coded_by_b else pcmu_payloads()
+    # B only relaying (precoded) runs SCHED_FIFO where allowed: the measuring instrument must not be what is late
+    fifo = 10 if not coded_by_b and hasattr(os, "geteuid") and os.geteuid() == 0 else 0
+    settings = RtpEngineSettings(
+        ng_port=ng, port_min=base, port_max=base + 999, timeout=60, log_level=4, opus=opus, realtime_priority=fifo
+    )
     daemon = RtpEngineDaemon(settings)
     await daemon.start()
     assert daemon.process is not None
     b = RtpEngineClient(daemon.address, timeout=5.0)
-    media = Media()
+    media = Media(payloads)
     media.start()
     browsers = Browsers(info["ws"], b, media, flags, chrome)
     rows: list[dict[str, Any]] = []
@@ -599,7 +674,7 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
                     "failed": len(browsers.failures),
                     "setup_s": round(setup_s, 2),
                     "received_pct": round(100.0 * got / expected, 2) if expected else 0.0,
-                    **timing(legs),
+                    **timing(legs, rate=payloads.rate),
                     "node_and_rtpengine_cores": round(node_tree, 3),
                     "node_cores": round(node_tree - a_cpu, 3),
                     "rtpengine_cores": round(a_cpu, 3),
@@ -622,6 +697,9 @@ async def sweep(args: argparse.Namespace, info: dict[str, Any], sizes: list[int]
                     and node_tree < 1.0
                 )
                 rows.append(row)
+                if args.dump:  # every leg's received packets of this size, for a closer look at the timing
+                    dump = json.dumps([{"talking": leg.talking, "window": leg.window} for leg in legs])
+                    await asyncio.to_thread(Path(args.dump).write_text, dump)
                 print(json.dumps(row), flush=True)
                 # on to the next size while there is CPU left (a loaded machine fails the timing, not the CPU
                 # figures); a saturated core, failed legs or lost packets end the sweep
@@ -757,9 +835,10 @@ def main() -> None:
     ap.add_argument("--media-process", action="store_true", help="the node runs `[media] process = true`")
     ap.add_argument(
         "--browser-opus",
-        choices=("chrome", "ffmpeg"),
-        default="chrome",
-        help="the simulated browsers' Opus: as Chrome's (mono, complexity 9) or rtpengine's default (stereo, 10)",
+        choices=("precoded", "chrome", "ffmpeg"),
+        default="precoded",
+        help="the simulated browsers' Opus: coded once as Chrome codes and relayed by B (precoded: the light"
+        " generator), coded by B per leg as Chrome's (mono, complexity 9) or rtpengine's default (stereo, 10)",
     )
     ap.add_argument(
         "--webrtc",
@@ -771,7 +850,12 @@ def main() -> None:
     ap.add_argument(
         "--opus-in-node",
         action="store_true",
-        help="webrtc.opus_in_node: rtpengine relays the browsers' Opus and the node codes it (no transcoding)",
+        help="webrtc.opus_in_node (the node's default): rtpengine relays the browsers' Opus and the node codes it",
+    )
+    ap.add_argument(
+        "--rtpengine-transcodes",
+        action="store_true",
+        help="webrtc.opus_in_node = false: rtpengine transcodes the browsers' Opus to the node's codecs",
     )
     ap.add_argument(
         "--alternate",
@@ -780,13 +864,14 @@ def main() -> None:
         metavar="ROUNDS",
         help="run the sweep ROUNDS times in each mode, rtpengine transcoding and --opus-in-node in turn, and compare",
     )
+    ap.add_argument("--dump", metavar="FILE", help="write each leg's received packets (kernel time, marker, seq, ts)")
     ap.add_argument("--node", metavar="READY_FILE", help=argparse.SUPPRESS)
     ap.add_argument("--legs", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--aiortc-worker", metavar="INFO_FILE", help=argparse.SUPPRESS)
     ap.add_argument("--aiortc-first", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.opus_in_node:
-        args.webrtc.append("opus_in_node=true")
+    if args.opus_in_node or args.rtpengine_transcodes:
+        args.webrtc.append(f"opus_in_node={'false' if args.rtpengine_transcodes else 'true'}")
     if args.alternate > 0 and not args.node and not args.aiortc_worker:
         alternate(args)
         return
@@ -907,10 +992,10 @@ def alternate(args: argparse.Namespace) -> None:
         if item == "--alternate":
             skip = True
             continue
-        if item.startswith("--alternate=") or item == "--opus-in-node":
+        if item.startswith("--alternate=") or item in ("--opus-in-node", "--rtpengine-transcodes"):
             continue
         argv.append(item)
-    modes = {"rtpengine_transcodes": [], "opus_in_node": ["--opus-in-node"]}
+    modes = {"rtpengine_transcodes": ["--rtpengine-transcodes"], "opus_in_node": ["--opus-in-node"]}
     runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in modes}
     load = os.getloadavg()[0]
     for _round in range(args.alternate):
