@@ -22,7 +22,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["FRAME_SAMPLES", "MAX_PACKET", "OpusDecoder", "OpusEncoder", "OpusError", "OpusSettings", "available"]
+__all__ = [
+    "FRAME_SAMPLES",
+    "LARGE_SLOT",
+    "MAX_PACKET",
+    "MAX_RECEIVED",
+    "OpusDecoder",
+    "OpusEncoder",
+    "OpusError",
+    "OpusSettings",
+    "available",
+]
 
 RATE = 16000
 """The rate libopus codes at here: the engine's."""
@@ -31,6 +41,12 @@ FRAME_SAMPLES = 320
 MAX_PACKET = 159
 """Largest payload the encoder may produce (fits the bank's packet slot; 63 kbit/s at 20 ms, far above what a
 wideband voice encoder at <= 40 kbit/s writes)."""
+MAX_RECEIVED = 1276
+"""Largest Opus packet of one 20 ms frame (RFC 6716: a TOC byte and 1275 bytes): what a peer may send, whatever the
+answer's `maxaveragebitrate` asked (aiortc sends ~290 bytes, stereo fullband)."""
+LARGE_SLOT = 255
+"""The length byte of a jitter-buffer slot whose payload did not fit it (over MAX_PACKET): the payload waits in the
+stream's `opus_large`, under the key in the slot's next four bytes (rtp/stream.py, rtp/opus_rows.py)."""
 _MAX_DECODED = 6 * FRAME_SAMPLES  # 120 ms, the longest Opus packet
 
 _APPLICATION_VOIP = 2048

@@ -10,10 +10,10 @@ browser's decoder hears a few ms of transition (as with FreeSWITCH's shared conf
 not encoded and not sent (our DTX); libopus's own DTX frames (<= 2 bytes) are not sent either.
 
 Received Opus arrives from the jitter buffer in 160-byte slots (stream.py `_opus_slot`: its length, then the
-payload); each is decoded into the row's 16 kHz frame, a lost frame rebuilt from the in-band FEC of the packet after
-it when the jitter buffer holds that one already (the answer asks browsers for `useinbandfec=1`), else concealed by
-libopus (PLC; comfort noise after a DTX packet), a payload libopus refuses counted on the stream (`invalid_packets`)
-and concealed.
+payload; a payload too large for a slot waits on its stream, `Stream.opus_payload` finds it); each is decoded into
+the row's 16 kHz frame, a lost frame rebuilt from the in-band FEC of the packet after it when the jitter buffer
+holds that one already (the answer asks browsers for `useinbandfec=1`), else concealed by libopus (PLC; comfort
+noise after a DTX packet), a payload libopus refuses counted on the stream (`invalid_packets`) and concealed.
 
 Owns: the Opus state of the bank's rows. Must not: do socket I/O or RTP numbering (bank.py).
 """
@@ -126,10 +126,8 @@ class OpusRows:
             row = st.row
             decoder = decoders[row]
             if rows[row] and decoder is not None:
-                slot = rx[row]
-                size = int(slot[0])
                 errors = decoder.errors
-                up[row] = decoder.decode(slot[1 : 1 + size].tobytes() if size else None)
+                up[row] = decoder.decode(st.opus_payload(rx[row].tobytes(), take=True))
                 if decoder.errors != errors:
                     st.invalid_packets += 1
         for st in concealed:
@@ -137,9 +135,9 @@ class OpusRows:
             decoder = decoders[row]
             if rows[row] and decoder is not None:
                 following = st.jb.upcoming()  # the packet after the lost one, if it is here already
-                size = following[0] if following is not None else 0
-                if following is not None and 0 < size < len(following):
-                    up[row] = decoder.recover(following[1 : 1 + size])
+                payload = st.opus_payload(following, take=False) if following is not None else None
+                if payload:
+                    up[row] = decoder.recover(payload)
                     self.recovered += 1
                 else:
                     up[row] = decoder.decode(None)

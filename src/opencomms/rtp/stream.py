@@ -34,7 +34,7 @@ from ..media.g722 import G722_SILENCE
 from .address import is_literal
 from .jitter import JitterBuffer, JitterConfig
 from .offer_answer import NegotiatedAudio
-from .opus import MAX_PACKET, OpusSettings
+from .opus import LARGE_SLOT, MAX_PACKET, MAX_RECEIVED, OpusSettings
 from .packet import RtpError, pack_header, parse_header
 from .rtcp import (
     Bye,
@@ -69,6 +69,9 @@ _FIXED = struct.Struct("!BBHII")
 Outgoing = tuple["Stream", "memoryview | bytes", tuple[str, int]]
 """A packet ready to go: (stream, datagram, destination)."""
 _KINDS = {"PCMU": ULAW, "PCMA": ALAW, "G722": WIDE, "opus": OPUS, "telephone-event": EVENT}
+_LARGE_KEPT = 64
+"""Oversized Opus payloads a stream keeps for its slots (over a second of 20 ms packets: more than the jitter buffer
+holds)."""
 _RNG = random.Random()  # RTCP interval jitter of every stream (seeding one per stream costs more than a call)
 
 
@@ -251,6 +254,10 @@ class Stream:
         self._prev_seq = -1
         self._prev_ts = 0
         self._opus_origin: tuple[int, int] | None = None  # (SSRC, timestamp) the 48 -> 8 kHz mapping counts from
+        self.opus_large: dict[int, bytes] = {}
+        """Received Opus payloads too large for a jitter-buffer slot, by the key their slot holds (LARGE_SLOT); the
+        bank takes each when it plays its slot; at most `_LARGE_KEPT` wait (the oldest go first)."""
+        self._large_key = 0
 
     # -- setup (engine thread once attached) -------------------------------------------------------------------
 
@@ -360,15 +367,36 @@ class Stream:
 
     def _opus_slot(self, ssrc: int, ts: int, payload: bytes) -> tuple[bytes, int]:
         """An Opus packet as the jitter buffer takes it: a 20 ms slot of 160 bytes (its length, then the payload)
-        at an 8 kHz timestamp (counted from the SSRC's first packet, less 20 s for packets reordered before it)."""
-        if not 0 < len(payload) <= MAX_PACKET:
+        at an 8 kHz timestamp (counted from the SSRC's first packet, less 20 s for packets reordered before it). A
+        payload over MAX_PACKET (a sender that ignored the answer's `maxaveragebitrate`) waits in `opus_large` and
+        its slot says where (LARGE_SLOT, then the key)."""
+        size = len(payload)
+        if not 0 < size <= MAX_RECEIVED:
             self.invalid_packets += 1
             return b"", 0
         origin = self._opus_origin
         if origin is None or origin[0] != ssrc:
             origin = self._opus_origin = (ssrc, (ts - 960_000) & 0xFFFFFFFF)
-        slot = bytes((len(payload),)) + payload + bytes(MAX_PACKET - len(payload))
+        if size <= MAX_PACKET:
+            slot = bytes((size,)) + payload + bytes(MAX_PACKET - size)
+        else:
+            key = self._large_key = (self._large_key + 1) & 0xFFFFFFFF
+            large = self.opus_large
+            large[key] = payload
+            if len(large) > _LARGE_KEPT:  # slots the jitter buffer dropped (late, overflow) are never played
+                del large[next(iter(large))]
+            slot = bytes((LARGE_SLOT,)) + key.to_bytes(4, "big") + bytes(MAX_PACKET - 4)
         return slot, ((ts - origin[1]) & 0xFFFFFFFF) // OPUS_CLOCK
+
+    def opus_payload(self, slot: bytes, take: bool) -> bytes | None:
+        """The Opus payload a jitter-buffer slot holds (None: an empty slot, or a large payload no longer kept);
+        `take` removes a large one from `opus_large` (the slot is played), else it stays (in-band FEC reads the
+        packet after a lost one, played in its own turn later)."""
+        size = slot[0]
+        if size == LARGE_SLOT:
+            key = int.from_bytes(slot[1:5], "big")
+            return self.opus_large.pop(key, None) if take else self.opus_large.get(key)
+        return slot[1 : 1 + size] if size else None
 
     def _latch(self, addr: tuple[str, int], now: float) -> bool:
         if self._source is not None and now - self.last_rtp < self.config.relatch_after:

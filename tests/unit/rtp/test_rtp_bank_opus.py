@@ -88,6 +88,39 @@ def test_received_opus_is_heard_at_16khz_bad_payloads_counted(udp: Callable[[], 
     assert streams["a"].invalid_packets == 1 and streams["a"].frames_played >= 35
 
 
+def _padded(packet: bytes, size: int) -> bytes:
+    """The same one-frame Opus packet, `size` bytes long: code 3 with Opus padding (RFC 6716 3.2.5), as large as a
+    sender that ignores `maxaveragebitrate` writes (aiortc: ~290 bytes)."""
+    frame = packet[1:]
+    pad = size - 2 - len(frame)
+    count = pad // 255 + 1  # padding-length bytes: each 255 means 254 more and another length byte
+    pad -= count
+    lengths = bytes([255] * (pad // 254)) + bytes([pad % 254])
+    assert len(lengths) == count
+    return bytes([packet[0] | 0x03, 0x41]) + lengths + frame + bytes(pad)
+
+
+def test_opus_packets_larger_than_a_slot_are_heard_too(udp: Callable[[], socket.socket]) -> None:
+    host, _bank, streams, peers = _meeting(udp, ("a",))
+    heard: list[np.ndarray] = []
+    host.engine.subscribe(Heard("bot", lambda _leg, frame, _now: heard.append(frame.copy())))
+    host.tick(0.0)
+    ours = streams["a"].rtp_sock.getsockname()
+    wave, enc = tone(0.8, 6000.0), OpusEncoder()
+    sizes = []
+    for k in range(40):
+        packet = enc.encode(wave[k * 320 : (k + 1) * 320])
+        payload = _padded(packet, 290 if k % 2 else 1276) if k != 30 else b"\x01" * 1277  # 1277: over RFC 6716's
+        sizes.append(len(payload))
+        peers["a"].sendto(pack_header(111, k == 0, 100 + k, 5000 + 960 * k, 7) + payload, ours)
+        host.tick(0.02 * (k + 1))
+    audio = np.concatenate(heard[10:28])
+    assert min(sizes) == 290 and abs(peak_hz(audio) - 6000.0) < 20
+    assert np.sqrt(np.mean(audio.astype(float) ** 2)) > 3000
+    assert streams["a"].invalid_packets == 1 and streams["a"].frames_played >= 35
+    assert len(streams["a"].opus_large) <= 2  # taken as their slots are played
+
+
 def test_a_dtx_gap_is_silence_not_concealment(udp: Callable[[], socket.socket]) -> None:
     host, _bank, streams, peers = _meeting(udp, ("a",))
     ours = streams["a"].rtp_sock.getsockname()
