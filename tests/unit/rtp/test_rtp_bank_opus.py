@@ -71,23 +71,6 @@ def test_digital_silence_is_not_sent(udp: Callable[[], socket.socket]) -> None:
     assert received(peers["a"]) == [] and bank._opus.encodes == 0
 
 
-def test_received_opus_is_heard_at_16khz_bad_payloads_counted(udp: Callable[[], socket.socket]) -> None:
-    host, _bank, streams, peers = _meeting(udp, ("a",))
-    heard: list[np.ndarray] = []
-    host.engine.subscribe(Heard("bot", lambda _leg, frame, _now: heard.append(frame.copy())))
-    host.tick(0.0)
-    ours = streams["a"].rtp_sock.getsockname()
-    wave, enc = tone(0.8, 6000.0), OpusEncoder()
-    for k in range(40):
-        payload = b"\xff\xff\xff\xff" if k == 20 else enc.encode(wave[k * 320 : (k + 1) * 320])
-        peers["a"].sendto(pack_header(111, k == 0, 100 + k, 5000 + 960 * k, 7) + payload, ours)
-        host.tick(0.02 * (k + 1))
-    audio = np.concatenate(heard[10:35])
-    assert abs(peak_hz(audio) - 6000.0) < 20  # 6 kHz: wideband, no 8 kHz step
-    assert np.sqrt(np.mean(audio.astype(float) ** 2)) > 3000
-    assert streams["a"].invalid_packets == 1 and streams["a"].frames_played >= 35
-
-
 def _padded(packet: bytes, size: int) -> bytes:
     """The same one-frame Opus packet, `size` bytes long: code 3 with Opus padding (RFC 6716 3.2.5), as large as a
     sender that ignores `maxaveragebitrate` writes (aiortc: ~290 bytes)."""
@@ -100,25 +83,32 @@ def _padded(packet: bytes, size: int) -> bytes:
     return bytes([packet[0] | 0x03, 0x41]) + lengths + frame + bytes(pad)
 
 
-def test_opus_packets_larger_than_a_slot_are_heard_too(udp: Callable[[], socket.socket]) -> None:
+@pytest.mark.parametrize(
+    ("sizes", "bad"),
+    [((0, 0), b"\xff\xff\xff\xff"), ((290, 1276), b"\x01" * 1277)],  # 0: as encoded; 1277: over RFC 6716's 1276
+    ids=["slot-sized", "larger-than-a-slot"],
+)
+def test_received_opus_is_heard_at_16khz_bad_payloads_counted(
+    udp: Callable[[], socket.socket], sizes: tuple[int, int], bad: bytes
+) -> None:
+    """Packets that fit a jitter-buffer slot, and packets far larger (a peer ignoring the answer's bitrate)."""
     host, _bank, streams, peers = _meeting(udp, ("a",))
     heard: list[np.ndarray] = []
     host.engine.subscribe(Heard("bot", lambda _leg, frame, _now: heard.append(frame.copy())))
     host.tick(0.0)
     ours = streams["a"].rtp_sock.getsockname()
     wave, enc = tone(0.8, 6000.0), OpusEncoder()
-    sizes = []
     for k in range(40):
-        packet = enc.encode(wave[k * 320 : (k + 1) * 320])
-        payload = _padded(packet, 290 if k % 2 else 1276) if k != 30 else b"\x01" * 1277  # 1277: over RFC 6716's
-        sizes.append(len(payload))
-        peers["a"].sendto(pack_header(111, k == 0, 100 + k, 5000 + 960 * k, 7) + payload, ours)
+        payload = enc.encode(wave[k * 320 : (k + 1) * 320])
+        if sizes[k % 2]:
+            payload = _padded(payload, sizes[k % 2])
+        peers["a"].sendto(pack_header(111, k == 0, 100 + k, 5000 + 960 * k, 7) + (bad if k == 30 else payload), ours)
         host.tick(0.02 * (k + 1))
     audio = np.concatenate(heard[10:28])
-    assert min(sizes) == 290 and abs(peak_hz(audio) - 6000.0) < 20
+    assert abs(peak_hz(audio) - 6000.0) < 20  # 6 kHz: wideband, no 8 kHz step
     assert np.sqrt(np.mean(audio.astype(float) ** 2)) > 3000
     assert streams["a"].invalid_packets == 1 and streams["a"].frames_played >= 35
-    assert len(streams["a"].opus_large) <= 2  # taken as their slots are played
+    assert len(streams["a"].opus_large) <= 2  # large payloads are taken as their slots are played
 
 
 def test_a_dtx_gap_is_silence_not_concealment(udp: Callable[[], socket.socket]) -> None:
