@@ -239,7 +239,7 @@ class WebRtcConfig:
     second, so the listeners of a meeting cost rtpengine and the node next to nothing on their way in."""
     opus_in_node: bool = True
     """rtpengine only relays a browser's Opus (ICE and DTLS-SRTP <-> plain RTP, no transcoding) and the node's RTP
-    bank codes it at 16 kHz itself (rtp/opus.py, libopus): about a third of the CPU per browser leg of rtpengine
+    bank codes it at 16 kHz itself (rtp/opus.py, libopus): less than half the CPU per browser leg of rtpengine
     transcoding to G.722, and one encoding per distinct mix in a meeting. False: rtpengine transcodes to
     `node_codecs`. Needs `opus` and the system libopus (libopus0); without libopus the node logs a warning once
     and rtpengine transcodes."""
