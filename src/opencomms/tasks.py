@@ -13,10 +13,20 @@ import logging
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-__all__ = ["TaskSet"]
+__all__ = ["TaskSet", "honour_cancel"]
 
 _T = TypeVar("_T")
 log = logging.getLogger("opencomms.tasks")
+
+
+def honour_cancel() -> None:
+    """Raise CancelledError when the running task was asked to stop but has not stopped: a library it awaited
+    swallowed the cancellation (redis-py 8 can, around an XREADGROUP whose connection it releases), so the caller went
+    on as if nothing happened. A loop that calls this each round ends at its next round instead of never, and with
+    it the TaskGroup or shutdown waiting for it (a node's stop hung on exactly this)."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 class TaskSet:

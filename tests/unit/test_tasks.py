@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import pytest
 
-from opencomms.tasks import TaskSet
+from opencomms.tasks import TaskSet, honour_cancel
 
 
 async def test_close_cancels_and_awaits_every_running_task() -> None:
@@ -59,3 +60,35 @@ async def test_a_closed_set_refuses_new_work_without_running_it() -> None:
     await asyncio.sleep(0)
     assert ran == [] and len(tasks) == 0
     await tasks.close()  # idempotent
+
+
+async def test_a_loop_ends_when_a_library_swallowed_its_cancellation() -> None:
+    """A library that catches CancelledError and returns (redis-py 8 can, releasing a connection) would keep a
+    retry loop alive forever, and whoever waits for that task with it; `honour_cancel` each round ends it."""
+    inside = asyncio.Event()
+    stopped = False
+
+    async def library_call() -> None:
+        inside.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.05)
+
+    async def loop(honour: bool) -> None:
+        while not stopped:
+            if honour:
+                honour_cancel()
+            await library_call()
+
+    for honour in (False, True):
+        inside.clear()
+        task = asyncio.get_running_loop().create_task(loop(honour))
+        await inside.wait()
+        task.cancel()
+        done, _ = await asyncio.wait([task], timeout=0.3)
+        if honour:
+            assert done and task.cancelled()
+        else:
+            assert not done and task.cancelling() == 1  # asked to stop, going on regardless
+            stopped = True
+            await task
+            stopped = False

@@ -13,6 +13,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from opencomms.domain.errors import ServiceUnavailable
+from opencomms.tasks import honour_cancel
 
 if TYPE_CHECKING:
     from opencomms.server import Node
@@ -35,6 +36,7 @@ class OrphanSweep:
 
     async def run(self) -> None:
         while True:
+            honour_cancel()
             await asyncio.sleep(self.interval)
             try:
                 await self.sweep()

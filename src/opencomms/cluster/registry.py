@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 
 from opencomms.store.conversations_redis import FAULTS
 from opencomms.store.redis_common import RedisTarget
+from opencomms.tasks import honour_cancel
 
 __all__ = ["NodeRegistry"]
 
@@ -68,6 +69,7 @@ class NodeRegistry:
 
     async def _loop(self) -> None:
         while True:
+            honour_cancel()
             await asyncio.sleep(self.target.lease / 3)
             try:
                 await self._beat()

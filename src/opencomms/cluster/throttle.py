@@ -18,6 +18,7 @@ from opencomms.api.throttle import Throttle
 from opencomms.config import ThrottleConfig
 from opencomms.ratelimit import retry_after
 from opencomms.store.conversations_redis import FAULTS
+from opencomms.tasks import honour_cancel
 
 __all__ = ["ClusterThrottle"]
 
@@ -67,6 +68,7 @@ class ClusterThrottle(Throttle):
 
     async def run(self, clock: Callable[[], float] = time.time) -> None:
         while True:
+            honour_cancel()
             await asyncio.sleep(self.interval)
             try:
                 await self.sync(clock())

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from opencomms.store.base import OutboxEntry
+from opencomms.tasks import honour_cancel
 
 log = logging.getLogger("opencomms.notify")
 
@@ -52,6 +53,7 @@ async def claim_loop(
     outbox.on_claimed = adopt
     try:
         while True:
+            honour_cancel()
             await asyncio.sleep(outbox.outbox_poll)
             try:
                 claimed = await outbox.outbox_claim()

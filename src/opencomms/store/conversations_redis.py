@@ -36,6 +36,7 @@ from opencomms.store.base import OutboxEntry, StoreUnavailable
 from opencomms.store.conversations import ConversationStore, Loaded, StaleVersion, check_commit
 from opencomms.store.redis_batch import Pipeliner, sha1
 from opencomms.store.sqlite import _dumps, _loads
+from opencomms.tasks import honour_cancel
 
 __all__ = ["LeaseLost", "NotOwner", "RedisConversationStore"]
 
@@ -168,9 +169,11 @@ class RedisConversationStore(ConversationStore):
                 pending.close()
             raise StoreUnavailable("the conversation store is closed", reason="unavailable")
         try:
-            return await pending
+            result = await pending
         except FAULTS as exc:
             raise rc.unavailable(exc, rc.redacted(self.target.url)) from exc
+        honour_cancel()  # redis-py may have swallowed a cancellation: this caller must not go on
+        return result
 
     async def _ready(self) -> None:
         """Once: the consumer group exists, the lease renewal runs."""
@@ -354,6 +357,7 @@ class RedisConversationStore(ConversationStore):
     # -- leases ----------------------------------------------------------------------------------------------
     async def _renew_loop(self) -> None:
         while True:
+            honour_cancel()
             await asyncio.sleep(self.target.lease / 3)
             try:
                 await self.renew()
