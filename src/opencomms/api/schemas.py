@@ -189,7 +189,7 @@ JOIN_MEETING_ID_MEETING_INFO: Schema = {
     "required": ["joinMeetingId"],
     "properties": {
         "@odata.type": graph_types("joinMeetingIdMeetingInfo"),
-        "joinMeetingId": {"type": "string", "maxLength": 64},
+        "joinMeetingId": {"type": "string", "minLength": 1, "maxLength": 64},
         "passcode": text(64),
     },
 }

@@ -117,3 +117,20 @@ def test_schema_valid_bodies_are_read(name: str) -> None:
         assert not check.is_valid(body)
         with pytest.raises(BadRequest):
             read(body)
+
+
+def test_an_empty_join_meeting_id_is_refused_by_schema_and_reader() -> None:
+    """Found by the property above (CI, 2026-12-07): the schema let '' through where the reader refuses it."""
+    body = {
+        "@odata.type": "#microsoft.graph.call",
+        "requestedModalities": ["audio"],
+        "mediaConfig": {"@odata.type": "#microsoft.graph.serviceHostedMediaConfig"},
+        "meetingInfo": {
+            "@odata.type": "#microsoft.graph.joinMeetingIdMeetingInfo",
+            "joinMeetingId": "",
+            "passcode": "x",
+        },
+    }
+    assert not validator("createCall").is_valid(body)
+    with pytest.raises(BadRequest, match="must not be empty"):
+        wc.create_call(body)
