@@ -83,7 +83,11 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]  # this worktree's sources, whatever PYTHONPATH says
@@ -238,7 +242,8 @@ class Payloads:
         return self.rate * 20 // 1000
 
 
-def tone_pcm(rate: int):  # type: ignore[no-untyped-def]
+def tone_pcm(rate: int) -> npt.NDArray[np.int16]:
+    """One second of the talkers' tone (425 Hz, slowly modulated) at `rate`."""
     import numpy as np
 
     t = np.arange(rate) / rate

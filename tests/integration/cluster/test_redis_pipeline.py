@@ -5,6 +5,8 @@ gone fails the batch with StoreUnavailable."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -34,12 +36,23 @@ async def test_a_refused_command_fails_alone_and_the_others_of_its_batch_go_thro
         await st.aclose()
 
 
-async def test_a_restarted_redis_is_found_again_with_its_scripts(tmp_path: Path) -> None:
+@contextlib.asynccontextmanager
+async def restartable(tmp_path: Path) -> AsyncIterator[tuple[PersistentRedis, RedisConversationStore]]:
+    """A redis-server the test may stop and start again on the same port and data, and a store on it holding
+    conversation c1 at version 1."""
     server = PersistentRedis(tmp_path)
     await server.astart()
     st = RedisConversationStore(RedisTarget(server.url, "n1", lease=5.0, timeout=0.2))
     try:
         assert await st.commit("c1", 0, {"n": 1}) == 1
+        yield server, st
+    finally:
+        await st.aclose()
+        await asyncio.to_thread(server.stop)
+
+
+async def test_a_restarted_redis_is_found_again_with_its_scripts(tmp_path: Path) -> None:
+    async with restartable(tmp_path) as (server, st):
         await asyncio.to_thread(server.stop)
         with pytest.raises(StoreUnavailable):
             await st.commit("c1", 1, {"n": 2})
@@ -47,20 +60,10 @@ async def test_a_restarted_redis_is_found_again_with_its_scripts(tmp_path: Path)
         assert await st.commit("c1", 1, {"n": 2}) == 2  # a new connection; NOSCRIPT: loaded and resent
         loaded = await st.load("c1")
         assert loaded is not None and loaded.doc == {"n": 2}
-    finally:
-        await st.aclose()
-        await asyncio.to_thread(server.stop)
 
 
 async def test_redis_restarted_while_the_connection_was_idle_costs_no_failed_write(tmp_path: Path) -> None:
-    server = PersistentRedis(tmp_path)
-    await server.astart()
-    st = RedisConversationStore(RedisTarget(server.url, "n1", lease=5.0, timeout=0.2))
-    try:
-        assert await st.commit("c1", 0, {"n": 1}) == 1
+    async with restartable(tmp_path) as (server, st):
         await asyncio.to_thread(server.stop)
         await server.astart()  # the store's connection is closed under it, unnoticed until the next batch
         assert await st.commit("c1", 1, {"n": 2}) == 2
-    finally:
-        await st.aclose()
-        await asyncio.to_thread(server.stop)
