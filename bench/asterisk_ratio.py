@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,11 @@ class ShortBot(Bot):
 
 
 async def bot_main(node: str, tenant: str, client_id: str, secret: str, port: int) -> None:
-    """Serve until stdin says "stop"; "counts" prints the counts so far (one JSON line)."""
-    bot = ShortBot(node, tenant, client_id, secret)
+    await serve_bot(ShortBot(node, tenant, client_id, secret), port)
+
+
+async def serve_bot(bot: Bot, port: int) -> None:
+    """Serve until stdin says "stop"; "counts" prints the counts so far (one JSON line). NodeUnderTest's side."""
     await bot.start(port)
     print(json.dumps({"url": bot.url}), flush=True)
     reader = await stdin_reader()
@@ -87,9 +91,21 @@ async def bot_main(node: str, tenant: str, client_id: str, secret: str, port: in
 
 
 class NodeUnderTest:
-    """One `opencomms serve` (SQLite store, SIP on a free loopback port) from a source tree, plus its bot."""
+    """One `opencomms serve` (SQLite store, SIP on a free loopback port) from a source tree, plus its bot: by default
+    ShortBot; `bot_script` names another script whose `--bot-process SPEC *bot_args` runs `serve_bot` with its own
+    bot. `env` adds settings to the node's environment (OPENCOMMS_...)."""
 
-    def __init__(self, name: str, src: Path, workdir: Path, max_calls: int) -> None:
+    def __init__(
+        self,
+        name: str,
+        src: Path,
+        workdir: Path,
+        max_calls: int,
+        *,
+        bot_script: Path | None = None,
+        bot_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.name, self.src, self.workdir = name, src, workdir
         workdir.mkdir(parents=True)
         env = {**os.environ, "PYTHONPATH": str(src)}
@@ -108,7 +124,7 @@ class NodeUnderTest:
         bot_port = free_port()
         spec = json.dumps([node_url, tenant, client_id, secret, bot_port])
         self.bot = subprocess.Popen(
-            [sys.executable, __file__, "--bot-process", spec],
+            [sys.executable, str(bot_script or __file__), "--bot-process", spec, *bot_args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
@@ -130,6 +146,7 @@ class NodeUnderTest:
             "OPENCOMMS_SIP__HOST": "127.0.0.1",
             "OPENCOMMS_SIP__MAX_CALLS": str(max_calls),
             "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1",  # the bot's prompt on loopback
+            **(env or {}),
         }
         self.log = (workdir / "node.log").open("wb")
         cmd = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(self.http_port)]
