@@ -100,6 +100,17 @@ def menu_wav(path: Path) -> Path:
     return path
 
 
+def child_pids(pid: int) -> list[int]:
+    """The live children of a process (/proc/PID/task/*/children)."""
+    pids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            pids += [int(x) for x in task.read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
 # -- one round ----------------------------------------------------------------------------------------------------
 
 
@@ -213,8 +224,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 2 * args.calls + 50,
                 bot_script=Path(__file__),
                 bot_args=["--prompt", str(wav)],
-                env=env,
+                settings=env,
             )
+            children = child_pids(node.proc.pid)
+            if args.media_process and not children:
+                raise SystemExit("--media-process: the node started no media process")
+            print(f"node pid {node.proc.pid}, child processes {children}", file=sys.stderr, flush=True)
         time.sleep(1)
         for i in range(args.rounds):
             targets: list[tuple[str, int, int, str]] = []

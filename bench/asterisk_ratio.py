@@ -93,7 +93,7 @@ async def serve_bot(bot: Bot, port: int) -> None:
 class NodeUnderTest:
     """One `opencomms serve` (SQLite store, SIP on a free loopback port) from a source tree, plus its bot: by default
     ShortBot; `bot_script` names another script whose `--bot-process SPEC *bot_args` runs `serve_bot` with its own
-    bot. `env` adds settings to the node's environment (OPENCOMMS_...)."""
+    bot. `settings` adds OPENCOMMS_... variables to the node's environment."""
 
     def __init__(
         self,
@@ -104,7 +104,7 @@ class NodeUnderTest:
         *,
         bot_script: Path | None = None,
         bot_args: Sequence[str] = (),
-        env: Mapping[str, str] | None = None,
+        settings: Mapping[str, str] | None = None,
     ) -> None:
         self.name, self.src, self.workdir = name, src, workdir
         workdir.mkdir(parents=True)
@@ -146,7 +146,7 @@ class NodeUnderTest:
             "OPENCOMMS_SIP__HOST": "127.0.0.1",
             "OPENCOMMS_SIP__MAX_CALLS": str(max_calls),
             "OPENCOMMS_EGRESS__ALLOW": "127.0.0.1,::1",  # the bot's prompt on loopback
-            **(env or {}),
+            **(settings or {}),
         }
         self.log = (workdir / "node.log").open("wb")
         cmd = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(self.http_port)]
