@@ -41,7 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from asterisk_ratio import ANCHOR, NUMBER, Asterisk, NodeUnderTest, serve_bot, tree_cpu  # noqa: E402
+from asterisk_ratio import ANCHOR, NUMBER, Asterisk, NodeUnderTest, serve_bot, sipp_counts, tree_cpu  # noqa: E402
 from sip_calls import Bot, _cpu_seconds, _prompt_wav  # noqa: E402
 
 MENU_TEXT = (
@@ -314,10 +314,7 @@ def summarize(rounds: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
     }
     for name, rs in rounds.items():
         s: dict[str, Any] = {
-            "calls": sum(r["total"] for r in rs),
-            "ok": sum(r["successful"] for r in rs),
-            "failed": sum(r["failed"] for r in rs),
-            "retransmissions": sum(r["retransmissions"] for r in rs),
+            **sipp_counts(rs),
             "cores": round(statistics.median(r["server_cores"] for r in rs), 3),
             "cores_rounds": [round(r["server_cores"], 3) for r in rs],
             "ms_per_call_second": round(statistics.median(r["ms_per_call_second"] for r in rs), 3),

@@ -87,6 +87,16 @@ async def serve_bot(bot: Bot, port: int) -> None:
     print(json.dumps(bot.counts), flush=True)
 
 
+def sipp_counts(rounds: list[dict[str, Any]]) -> dict[str, int]:
+    """SIPp's calls, successful, failed and retransmissions summed over a server's rounds."""
+    return {
+        "calls": sum(r["total"] for r in rounds),
+        "ok": sum(r["successful"] for r in rounds),
+        "failed": sum(r["failed"] for r in rounds),
+        "retransmissions": sum(r["retransmissions"] for r in rounds),
+    }
+
+
 # -- the servers -------------------------------------------------------------------------------------------------
 
 
@@ -300,10 +310,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {"bench": "asterisk_ratio", "rate": args.rate, "seconds": args.seconds, "servers": {}}
     for name, rs in rounds.items():
         s = {
-            "calls": sum(r["total"] for r in rs),
-            "ok": sum(r["successful"] for r in rs),
-            "failed": sum(r["failed"] for r in rs),
-            "retransmissions": sum(r["retransmissions"] for r in rs),
+            **sipp_counts(rs),
             "cpu_ms_per_call": round(statistics.median(r["cpu_ms_per_call"] for r in rs), 2),
             "cpu_ms_per_call_rounds": [round(r["cpu_ms_per_call"], 2) for r in rs],
             "invite_200_p99_ms": max(_p99(r) for r in rs),

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def measure(streams: int, ticks: int, talking: int) -> float:
+def measure(streams: int, ticks: int, talking: int, ivr: bool = False) -> float:
     """CPU microseconds per tick (this process, this source tree)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from opencomms.media.engine import MediaEngine
@@ -35,7 +35,7 @@ def measure(streams: int, ticks: int, talking: int) -> float:
     from opencomms.rtp.packet import pack_header
     from opencomms.rtp.stream import Stream, StreamParams
 
-    engine = MediaEngine(streams + 8)
+    engine = MediaEngine(2 * streams + 8)
     queue: list[Any] = []
 
     class Host:
@@ -71,8 +71,22 @@ def measure(streams: int, ticks: int, talking: int) -> float:
     sink.setblocking(False)
     opened = [sink]
     targets = []
+    clips: tuple[Any, ...] = ()
+    if ivr:  # as bench/rtp_timing.py: each phone leg in a mix with a bot leg playing a long prompt
+        sys.path.insert(0, str(ROOT / "bench"))
+        import numpy as np
+        from rtp_sessions import _prompt
+
+        prompt = _prompt()
+        clips = tuple(np.roll(prompt, 4000 * k) for k in range(4))
     for i in range(streams):
         engine.add_leg(f"leg{i}")
+        if ivr:
+            from opencomms.media.engine.commands import ConnectLeg, Play
+
+            for cmd in (ConnectLeg(f"bot{i}", f"c{i}", 0, False), ConnectLeg(f"leg{i}", f"c{i}", 0, False)):
+                cmd.apply(engine)
+            Play(f"bot{i}", "prompt", (clips[i % len(clips)],)).apply(engine)
         rtp, rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
         for s in (rtp, rtcp):
             s.bind(("127.0.0.1", 0))
@@ -111,6 +125,7 @@ def main() -> None:
     parser.add_argument("--streams", type=int, default=150, help="phone legs with an RTP stream")
     parser.add_argument("--ticks", type=int, default=1500, help="20 ms ticks measured")
     parser.add_argument("--talking", type=int, default=0, help="legs whose far end sends a packet every tick")
+    parser.add_argument("--ivr", action="store_true", help="each leg in a mix with a bot leg playing a prompt")
     parser.add_argument("--src", action="append", default=[], help="a source tree to measure (repeatable)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per source tree (with --src)")
     parser.add_argument(
@@ -124,7 +139,7 @@ def main() -> None:
         compare_compiled(args)
         return
     if args.one or not args.src:
-        us = measure(args.streams, args.ticks, args.talking)
+        us = measure(args.streams, args.ticks, args.talking, args.ivr)
         if args.one:
             from opencomms._compiled import state
 
@@ -138,7 +153,8 @@ def main() -> None:
         for src in args.src:
             env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
             cmd = [sys.executable, __file__, "--one", "--streams", str(args.streams), "--ticks", str(args.ticks)]
-            out = subprocess.run([*cmd, "--talking", str(args.talking)], env=env, capture_output=True, text=True)
+            cmd += ["--talking", str(args.talking)] + (["--ivr"] if args.ivr else [])
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 raise SystemExit(out.stderr[-2000:])
             results[src].append(json.loads(out.stdout.strip().splitlines()[-1]))

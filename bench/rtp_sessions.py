@@ -162,9 +162,12 @@ def peer(seconds: float) -> None:
 class Peers:
     """The peer process, driven synchronously (stdin/stdout lines)."""
 
-    def __init__(self, ports: list[int], seconds: float) -> None:
+    def __init__(self, ports: list[int], seconds: float, *, new_session: bool = False) -> None:
+        """`new_session`: the peer in a session (so a scheduling autogroup) of its own, as another program."""
         cmd = [sys.executable, __file__, "--peer", "--seconds", str(seconds)]
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=new_session
+        )
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(ports) + "\n")
         self.proc.stdin.flush()

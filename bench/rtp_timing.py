@@ -12,9 +12,14 @@ SIPp runs bench/sipp/uac_ivr.xml at --rate calls/s into the built-in bot of benc
 JWT checks, answer over REST, a prompt, SIPp's BYE after --hold-ms): HTTP, SIP, the store and notifications keep
 the event loop busy, as in production.
 
-Modes: `thread` (the engine thread), `process` (`[media] process = true`), `process-niceN` (the same, the node's
-event loop thread then lowering its own priority to nice N, which needs no privilege: the media child, at the
-node's original priority, wins the CPU from the loop's bursts).
+Modes: `thread` (the engine thread), `process` (`[media] process = true`), and suffixes to either, combined in
+any order: `-niceN` (the node's event loop thread lowers its own priority to nice N) and `-sliceX` (`[media]
+latency_slice_ms = X`, 0 = the kernel's slice), e.g. `process-nice5-slice0`. None needs a privilege. With the
+kernel's autogroups every session is a scheduling group of equal weight: the media child runs in one of its own;
+the node shares this script's session, and so do the bot, the RTP peer and SIPp (the load) unless `--apart` gives
+each a session of its own, as separate programs would have. The placement changes the figures by tens of points
+(bench/RESULTS.md): compare modes only with the same placement, and a session whose group is at nice 0
+(`cat /proc/self/autogroup`).
 
 Figures, after --warmup: sent<=5ms and send p99 (the node's view: each packet's sendto against its tick's due
 time, every stream of the bank, SIPp's calls included), rx<=5ms and rx p99 (the peer's view: arrival minus RTP
@@ -30,6 +35,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -67,7 +73,7 @@ def _pcts(hist: list[int]) -> tuple[float, float]:
 
 
 async def node_main(
-    mode: str, n: int, rate: float, seconds: float, warmup: float, hold_ms: int, rtp_ports: str
+    mode: str, n: int, rate: float, seconds: float, warmup: float, hold_ms: int, rtp_ports: str, apart: bool
 ) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
@@ -84,6 +90,7 @@ async def node_main(
     from opencomms.server import Node
     from opencomms.store import open_store
 
+    slice_ms = re.search(r"-slice([0-9.]+)", mode)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 8 * n + 4096)), hard))
     tmp = Path(tempfile.mkdtemp(prefix=f"opencomms-rtptiming-{mode}-"))
@@ -94,7 +101,8 @@ async def node_main(
     app, secret = directory.create_app(tenant.id, "ivr", permissions=sip_calls.PERMISSIONS)
     directory.create_instance(app.id, "Reception", phone_number=sip_calls.NUMBER)
     http_port, sip_port = sip_calls.free_port(), sip_calls.free_port()
-    bot = sip_calls.BotProcess("builtin", f"http://127.0.0.1:{http_port}", tenant.id, app.id, secret, tmp)
+    node_url = f"http://127.0.0.1:{http_port}"
+    bot = sip_calls.BotProcess("builtin", node_url, tenant.id, app.id, secret, tmp, new_session=apart)
     directory.update_app(dataclasses.replace(directory.require_app(app.id), callback_url=bot.url))
     store.close()
     config = NodeConfig(
@@ -110,7 +118,11 @@ async def node_main(
             rtp_port_max=int(rtp_ports.split("-")[1]),
         ),
         egress=EgressConfig(allow=("127.0.0.1", "::1")),
-        media=MediaConfig(max_legs=max(4096, 2 * n + 1000), process=mode.startswith("process")),
+        media=MediaConfig(
+            max_legs=max(4096, 2 * n + 1000),
+            process=mode.startswith("process"),
+            **({"latency_slice_ms": float(slice_ms.group(1))} if slice_ms else {}),
+        ),
     )
     node = Node(config)
     if isinstance(node.engine, MediaProcess):
@@ -124,13 +136,14 @@ async def node_main(
         await started.wait()
         sip = node.sip
         assert sip is not None
-        if mode.startswith("process-nice"):  # the loop (this thread, and threads it starts) yields to the media child
-            os.setpriority(os.PRIO_PROCESS, 0, int(mode.removeprefix("process-nice")))
+        nice = re.search(r"-nice([0-9]+)", mode)
+        if nice:  # the loop (this thread, and threads it starts) yields to the media child
+            os.setpriority(os.PRIO_PROCESS, 0, int(nice.group(1)))
         bot.go()
         rtp = RtpConfig(media_timeout=None)
         sessions = [RtpSession(f"sip{i}", sip.bank, sip.ports, "127.0.0.1", config=rtp) for i in range(n)]
         local = [await s.open() for s in sessions]
-        gen = rtp_sessions.Peers(local, seconds + warmup + 3)
+        gen = rtp_sessions.Peers(local, seconds + warmup + 3, new_session=apart)
         host, port = gen.address
         clips = tuple(np.roll(prompt, 4000 * k) for k in range(4))
         for i in range(n):  # one batch: in a media process the clips cross once (pickle keeps them shared)
@@ -161,6 +174,7 @@ async def node_main(
                 recv_timeout_ms=10000,
                 timeout=seconds + 60,
                 workdir=tmp / "sipp",
+                new_session=apart,
             )
         )
         await asyncio.sleep(1.0)  # the SIPp load is on
@@ -174,6 +188,7 @@ async def node_main(
         media_cpu = _cpu(media_pid) if media_pid else None
         hist = [b - a for a, b in zip(hist0, _lateness(node), strict=True)]
         stats = node.engine.stats()
+        bank = {k: v for k, v in node.sip.bank.stats().items() if k.endswith("_ms") or k == "streams"}
         result = await sipp
         for s in sessions:
             await s.close()
@@ -197,6 +212,8 @@ async def node_main(
         "tick_p50_ms": stats["tick_p50_ms"],
         "tick_p99_ms": stats["tick_p99_ms"],
         "media_gc": (stats.get("media_process") or {}).get("gc"),
+        "engine_legs": stats.get("engine_legs"),
+        "bank": bank,
         "sipp_successful": result.successful,
         "sipp_failed": result.failed,
         "node_cpu_cores": round(cpu / wall, 3),
@@ -224,11 +241,16 @@ def main() -> None:
     ap.add_argument("--modes", default="thread,process")
     ap.add_argument("--rounds", type=int, default=1, help="modes run interleaved this many times (a noisy host)")
     ap.add_argument("--rtp-ports", default="20000-30000", help="the node's RTP port range (another node on the host)")
+    ap.add_argument(
+        "--apart", action="store_true", help="the bot, the RTP peer and SIPp each in a session of their own"
+    )
     ap.add_argument("--node", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.node:
         out = asyncio.run(
-            node_main(args.node, args.calls, args.rate, args.seconds, args.warmup, args.hold_ms, args.rtp_ports)
+            node_main(
+                args.node, args.calls, args.rate, args.seconds, args.warmup, args.hold_ms, args.rtp_ports, args.apart
+            )
         )
         print(json.dumps(out), flush=True)
         return
@@ -236,7 +258,7 @@ def main() -> None:
     for mode in args.modes.split(",") * args.rounds:
         cmd = [sys.executable, __file__, "--node", mode, "--calls", str(args.calls), "--rate", str(args.rate)]
         cmd += ["--seconds", str(args.seconds), "--warmup", str(args.warmup), "--hold-ms", str(args.hold_ms)]
-        cmd += ["--rtp-ports", args.rtp_ports]
+        cmd += ["--rtp-ports", args.rtp_ports] + (["--apart"] if args.apart else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.seconds * 4 + 300)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{") and '"rtp_timing"' in line]

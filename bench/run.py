@@ -256,6 +256,7 @@ def main() -> None:
         return
     only = {
         "ratio": lambda: __import__("asterisk_ratio").results_section(date, where),
+        "ivr": lambda: __import__("asterisk_ivr").results_section(date, where),
         "rtp-timing": lambda: script_section(*RTP_TIMING, date, where),
         "redis": lambda: script_section(*REDIS_STORE, date, where),
         "cluster": lambda: scripts_section(*CLUSTER, date, where),
@@ -293,6 +294,7 @@ def main() -> None:
     sections.append(script_section(*METRICS_COST, date, where))
     sections.append(meetings(date, where))
     sections.append(__import__("asterisk_ratio").results_section(date, where))  # bench/asterisk_ratio.py
+    sections.append(__import__("asterisk_ivr").results_section(date, where))  # bench/asterisk_ivr.py
     sections.append(script_section(*RTP_TIMING, date, where))
     sections.append(script_section(*REDIS_STORE, date, where))
     sections.append(scripts_section(*CLUSTER, date, where))

@@ -303,7 +303,18 @@ class BotProcess:
     with {python} {node} {tenant} {client_id} {port} {workdir}; the secret is in BOT_SECRET, as the examples
     read it, with OPENCOMMS_URL, BOT_TENANT, BOT_APP_ID and IVR_OPERATOR_APP_ID)."""
 
-    def __init__(self, choice: str, node: str, tenant: str, client_id: str, secret: str, workdir: Path) -> None:
+    def __init__(
+        self,
+        choice: str,
+        node: str,
+        tenant: str,
+        client_id: str,
+        secret: str,
+        workdir: Path,
+        *,
+        new_session: bool = False,
+    ) -> None:
+        """`new_session`: the built-in bot in a session (so a scheduling autogroup) of its own."""
         self.builtin = choice == "builtin"
         port = free_port()
         self.port = port
@@ -312,7 +323,9 @@ class BotProcess:
         if self.builtin:
             spec = json.dumps([node, tenant, client_id, secret, port])  # one argument: a secret may start with "-"
             cmd = [sys.executable, __file__, "--bot-process", spec]
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+            self.proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT, start_new_session=new_session
+            )
             assert self.proc.stdout is not None
             self.url = json.loads(self.proc.stdout.readline())["url"]
             return

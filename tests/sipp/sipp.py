@@ -267,6 +267,7 @@ def run_sipp(
     keys: Mapping[str, str] | None = None,
     workdir: str | os.PathLike[str] | None = None,
     extra_args: Sequence[str] = (),
+    new_session: bool = False,
 ) -> SippResult:
     """Run a client scenario until ``calls`` calls are done (``-m``) or ``timeout`` seconds have passed.
 
@@ -274,7 +275,8 @@ def run_sipp(
     (``-s``; sipp's default is ``service``). ``call_duration_ms``: length of the scenarios' ``<pause/>`` (``-d``).
     ``recv_timeout_ms``: how long any expected message may take before the call fails (``-recv_timeout``).
     ``max_concurrent``: ``-l``. ``keys``: ``-key name value`` for ``[name]`` in the scenario (e.g.
-    ``auth_user``/``auth_pass`` of uac_register.xml). ``extra_args`` go last, verbatim.
+    ``auth_user``/``auth_pass`` of uac_register.xml). ``extra_args`` go last, verbatim. ``new_session``: sipp in
+    a session (so a scheduling autogroup) of its own, as a separate program would be.
     A scenario failure is a result (``ok`` false), never an exception; :class:`SippError` means sipp is missing or
     the arguments are wrong.
     """
@@ -314,6 +316,7 @@ def run_sipp(
             errors="replace",
             timeout=timeout + _GRACE,
             check=False,
+            start_new_session=new_session,
         )
     except subprocess.TimeoutExpired as exc:
         stdout = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
