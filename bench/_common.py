@@ -1,13 +1,16 @@
 """What the meeting benches share (conference_sip, conference_load, webrtc_legs, meeting_join): a node child process
-started and stopped, its ready file, meetings anyone joins, and a process's CPU seconds.
+started and stopped, its ready file, meetings anyone joins, and a process's CPU seconds; and what every
+`results_section` does: run a bench script in a fresh process and read its last (JSON) line.
 
 Imported as `_common` (bench scripts run by path, so bench/ is first on sys.path)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -54,3 +57,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_json(script: str, *args: str, timeout: float) -> dict[str, Any]:
+    """`python bench/SCRIPT ARGS...` from the checkout's root; its last stdout line as JSON (a failed run: exit with
+    its command and the end of its stderr). The full stdout is under "_stdout"."""
+    cmd = [sys.executable, f"bench/{script}", *args]
+    print("$", " ".join(cmd), flush=True)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=Path(__file__).parent.parent)
+    if out.returncode != 0:
+        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{out.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    result["_stdout"] = out.stdout
+    return result

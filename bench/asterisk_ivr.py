@@ -41,6 +41,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+from _common import run_json  # noqa: E402
 from asterisk_ratio import ANCHOR, NUMBER, Asterisk, NodeUnderTest, serve_bot, sipp_counts, tree_cpu  # noqa: E402
 from sip_calls import Bot, _cpu_seconds, _prompt_wav  # noqa: E402
 
@@ -372,13 +373,7 @@ def summarize(rounds: dict[str, list[dict[str, Any]]], args: argparse.Namespace,
 def results_section(date: str, where: str) -> list[str]:
     """RESULTS.md lines (for bench/run.py): 300 calls, 30 s window, 2 rounds each, alternating."""
     shown = "python bench/asterisk_ivr.py --calls 300 --hold 30 --capture 15 --rounds 2"
-    cmd = [sys.executable, "bench/asterisk_ivr.py", "--calls", "300", "--hold", "30", "--capture", "15"]
-    cmd += ["--rounds", "2"]
-    print("$", " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=2400, cwd=ROOT, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{out.stderr[-4000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_json("asterisk_ivr.py", *shown.split()[2:], timeout=2400)
     a, n = result["servers"]["asterisk"], result["servers"]["node"]
     mode = "media process" if result["media_process"] else "media thread (default)"
     rows = [

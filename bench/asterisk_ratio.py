@@ -39,6 +39,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+from _common import run_json  # noqa: E402
 from sip_calls import PERMISSIONS, Bot, _cpu_seconds, _prompt_wav, free_port, stdin_reader  # noqa: E402
 
 ANCHOR = Path(os.environ.get("ANCHOR_DIR", ROOT.parent.parent / "shared" / "anchors" / "asterisk"))
@@ -344,12 +345,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def results_section(date: str, where: str) -> list[str]:
     """RESULTS.md lines (for bench/run.py): 100 calls/s for 20 s, 3 rounds each, alternating."""
     shown = "python bench/asterisk_ratio.py --rate 100 --seconds 20 --rounds 3"
-    cmd = [sys.executable, "bench/asterisk_ratio.py", "--rate", "100", "--seconds", "20", "--rounds", "3"]
-    print("$", " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{out.stderr[-4000:]}")
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    result = run_json("asterisk_ratio.py", *shown.split()[2:], timeout=1800)
     a, n = result["servers"]["asterisk"], result["servers"]["node"]
     rows = [
         ("node CPU per call / Asterisk's", f"{n['ratio']:.2f}", "<= 1.0 (moonshot 0.5)", ""),

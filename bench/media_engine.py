@@ -11,7 +11,6 @@ bench/run.py. Engine work only: no sockets, no node, no event loop.
 from __future__ import annotations
 
 import os
-import sys
 
 if __name__ == "__main__":  # pin BLAS before numpy loads: the figure is per core (run.py's import leaves it alone)
     for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -158,13 +157,10 @@ def main() -> None:
 
 def results_section(date: str, where: str) -> list[str]:
     """Run the benchmark in a fresh process and return its RESULTS.md section (for bench/run.py)."""
-    cmd = [sys.executable, "bench/media_engine.py"]
-    print("$", " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=HERE.parent, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{out.stderr[-4000:]}")
-    print(out.stdout, flush=True)
-    result = json.loads(out.stdout.strip().splitlines()[-1])
+    from _common import run_json
+
+    result = run_json("media_engine.py", timeout=600)
+    print(result["_stdout"], flush=True)
     lines = [
         "## Media engine: service-hosted legs per core",
         "",

@@ -31,6 +31,7 @@ def measure(streams: int, ticks: int, talking: int, ivr: bool = False) -> float:
     """CPU microseconds per tick (this process, this source tree)."""
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from opencomms.media.engine import MediaEngine
+    from opencomms.media.engine.commands import ConnectLeg, Play
     from opencomms.rtp.bank import RtpBank
     from opencomms.rtp.packet import pack_header
     from opencomms.rtp.stream import Stream, StreamParams
@@ -82,8 +83,6 @@ def measure(streams: int, ticks: int, talking: int, ivr: bool = False) -> float:
     for i in range(streams):
         engine.add_leg(f"leg{i}")
         if ivr:
-            from opencomms.media.engine.commands import ConnectLeg, Play
-
             for cmd in (ConnectLeg(f"bot{i}", f"c{i}", 0, False), ConnectLeg(f"leg{i}", f"c{i}", 0, False)):
                 cmd.apply(engine)
             Play(f"bot{i}", "prompt", (clips[i % len(clips)],)).apply(engine)
@@ -171,7 +170,8 @@ def compare_compiled(args: argparse.Namespace) -> None:
         for label, switch in (("compiled", "1"), ("pure", "0")):
             env = {**os.environ, "PYTHONPATH": src, "OPENCOMMS_COMPILED": switch}
             cmd = [sys.executable, __file__, "--one", "--streams", str(args.streams), "--ticks", str(args.ticks)]
-            out = subprocess.run([*cmd, "--talking", str(args.talking)], env=env, capture_output=True, text=True)
+            cmd += ["--talking", str(args.talking)] + (["--ivr"] if args.ivr else [])
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if out.returncode != 0:
                 raise SystemExit(out.stderr[-2000:])
             state = json.loads(out.stderr.strip().splitlines()[-1])

@@ -495,13 +495,10 @@ FALLBACK_RATES = (175, 150, 125, 100, 75, 50, 25)
 
 
 def _run_cli(args: list[str]) -> dict[str, Any]:
-    cmd = [sys.executable, "bench/sip_calls.py", *args]
-    print("$", " ".join(cmd), flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=ROOT, check=False)
-    if out.returncode != 0:
-        raise SystemExit(f"benchmark failed: {' '.join(cmd)}\n{out.stderr[-4000:]}")
-    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
-    print({k: v for k, v in result.items() if k not in ("command", "workdir")}, flush=True)
+    from _common import run_json
+
+    result = run_json("sip_calls.py", *args, timeout=900)
+    print({k: v for k, v in result.items() if k not in ("command", "workdir", "_stdout")}, flush=True)
     return result
 
 
