@@ -80,10 +80,14 @@ def measure(streams: int, ticks: int, talking: int, ivr: bool = False) -> float:
 
         prompt = _prompt()
         clips = tuple(np.roll(prompt, 4000 * k) for k in range(4))
+    import inspect
+
+    phone = {"analysed": False} if "analysed" in inspect.signature(engine.add_leg).parameters else {}
     for i in range(streams):
-        engine.add_leg(f"leg{i}")
+        engine.add_leg(f"leg{i}", **phone)  # a phone's leg, as the node adds it (older trees: analysed)
         if ivr:
-            for cmd in (ConnectLeg(f"bot{i}", f"c{i}", 0, False), ConnectLeg(f"leg{i}", f"c{i}", 0, False)):
+            phone_leg = ConnectLeg(f"leg{i}", f"c{i}", 0, False, *phone.values())
+            for cmd in (ConnectLeg(f"bot{i}", f"c{i}", 0, False), phone_leg):
                 cmd.apply(engine)
             Play(f"bot{i}", "prompt", (clips[i % len(clips)],)).apply(engine)
         rtp, rtcp = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))

@@ -281,7 +281,7 @@ class MediaService:
         cm.in_engine = True
         self._legs_in_engine += 1
         source = int(call.source_id) if call.source_id.isdigit() else 0  # the roster's sourceId (a number)
-        self.engine.call(cmd.ConnectLeg(call.id, call.conversation_id, source, call.muted))
+        self.engine.call(cmd.ConnectLeg(call.id, call.conversation_id, source, call.muted, bool(call.app_id)))
         for observer in self.observers:
             observer.connected(call)
 

@@ -86,16 +86,20 @@ class RemoveLeg:
 @dataclass(frozen=True, slots=True)
 class ConnectLeg:
     """A call's leg joins its conversation's mix: added first unless already in the engine (a dial-in phone's leg
-    is there since the attendant answered it), with the roster's source id and its mute state."""
+    is there since the attendant answered it), with the roster's source id and its mute state. `analysed`: whether
+    its INPUT goes through the DTMF and VAD detectors (not for a phone's own leg: no one gets its events)."""
 
     leg_id: str
     mix_id: str
     source_id: int
     muted: bool
+    analysed: bool = True
 
     def apply(self, engine: MediaEngine) -> None:
         if not engine.has_leg(self.leg_id):
-            engine.add_leg(self.leg_id)
+            engine.add_leg(self.leg_id, analysed=self.analysed)
+        else:
+            engine.set_analysed(self.leg_id, self.analysed)
         engine.join(self.leg_id, self.mix_id)
         engine.set_source_id(self.leg_id, self.source_id)
         if self.muted:
@@ -244,7 +248,7 @@ class HoldMusicStart:
         if not engine.has_leg(self.leg_id):
             return
         try:
-            engine.add_leg(self.music_id)
+            engine.add_leg(self.music_id, analysed=False)  # it hears nothing
         except EngineFull:
             log.warning("no hold music: the media engine is full", extra={"call_id": self.leg_id})
             return
@@ -277,7 +281,7 @@ class DialInSetup:
     mix_id: str
 
     def apply(self, engine: MediaEngine) -> None:
-        engine.add_leg(self.leg_id)
+        engine.add_leg(self.leg_id, analysed=False)  # the voice hears the phone's keys; the phone hears prompts
         try:
             engine.add_leg(self.voice_id)
         except Exception:

@@ -13,7 +13,11 @@ Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row i
    a leg in no mix (or alone in one) hears silence. A leg that takes DTMF out of band (`set_out_of_band_dtmf`)
    does not hear the other members' tones: it gets an OutOfBandKey event per key instead (only work when some
    leg sends tones and some leg is out of band).
-3. One float32 copy of INPUT feeds the DTMF bank and the VAD bank (both process only the prefix).
+3. One float32 copy of the INPUT of the *analysed* legs feeds the DTMF bank and the VAD bank (both process only
+   the prefix of their channels). A leg is analysed unless added with `analysed=False` (`set_analysed`): a phone's
+   leg, whose INPUT is what the phone hears, has no one to report its keys or speech to; a leg that records or
+   watches speech is analysed while it does. The banks' channels are their own compact table (`_dsp`), so legs
+   that are not analysed cost nothing there.
 4. Recordings (`recorder`) read the INPUT of their own legs; then the listeners (`listeners`: any number per leg
    and per kind, by `subscribe`) get read-only views of INPUT and OUTPUT, per-leg ones first, then batch ones.
 5. RFC 4733 keys pushed by a listener (`push_key`, the RTP bank) become ToneDetected on the legs that hear the
@@ -26,7 +30,8 @@ Conferences (mixes of more than `talkers.select_above` members): step 2 mixes on
 a leg's OUTPUT out of every mix. `HeardTalkers` listeners get the talkers' own frames with their `set_source_id`.
 
 Speech events: SpeechStarted/SpeechStopped are emitted for legs that are capturing a recording, and for legs
-that opted in with `watch_speech(leg_id, True)`. ToneDetected is emitted for every leg.
+that opted in with `watch_speech(leg_id, True)`. ToneDetected is emitted for every analysed leg (in-band keys) and
+for every leg hearing an out-of-band key (`push_key`).
 """
 
 from __future__ import annotations
@@ -130,6 +135,11 @@ class MediaEngine:
         self._oob_keys: list[OutOfBandKey] = []
         self._ticks = 0
         self._dsp_rows = 0
+        # The DSP channels (DTMF and VAD banks, in step): channel -> engine row and leg (free: row 0, None).
+        self._dsp_row = np.zeros(capacity, dtype=np.intp)
+        self._dsp_leg: list[Leg | None] = [None] * capacity
+        self._heard_active = np.zeros(capacity, dtype=np.bool_)
+        self._dsp_lent: dict[Leg, None] = {}  # legs not analysed with a channel while they record or watch speech
 
     # -- legs ------------------------------------------------------------------------------------------------
 
@@ -172,16 +182,14 @@ class MediaEngine:
         """Whether `leg_id` is in the engine."""
         return leg_id in self._legs
 
-    def add_leg(self, leg_id: str) -> None:
-        """Add a leg in the lowest free row, in no mix, unmuted, idle. EngineFull when full; ValueError if it
-        exists."""
+    def add_leg(self, leg_id: str, *, analysed: bool = True) -> None:
+        """Add a leg in the lowest free row, in no mix, unmuted, idle, its INPUT analysed for keys and speech unless
+        `analysed` is False (`set_analysed`). EngineFull when full; ValueError if it exists."""
         if leg_id in self._legs:
             raise ValueError(f"leg {leg_id!r} already exists")
         if len(self._legs) >= self.capacity:
             raise EngineFull(f"all {self.capacity} media legs are in use")
         row = self._slots.add()
-        dtmf_row, vad_row = self._dtmf.add_channel(), self._vad.add_channel()
-        assert dtmf_row == row == vad_row, "engine and DSP bank rows out of step"
         self._player.reset(row)
         self._muted[row] = False
         self._source[row] = 0
@@ -193,6 +201,41 @@ class MediaEngine:
         self._row_gen[row] = self._gen
         self._legs[leg_id] = leg
         self._by_row[row] = leg
+        leg.analysed = analysed
+        self._sync_dsp(leg)
+
+    def set_analysed(self, leg_id: str, on: bool) -> None:
+        """Whether the leg's INPUT goes through the DTMF and VAD banks (ToneDetected for in-band keys, speech
+        events). Off for a leg no one hears for (a phone's own leg); a recording or `watch_speech` keeps it on
+        while they last. Turning it on starts the detectors afresh."""
+        leg = self._leg(leg_id)
+        leg.analysed = on
+        self._sync_dsp(leg)
+
+    def _sync_dsp(self, leg: Leg) -> None:
+        """Give the leg a DSP channel when it needs analysis, free it when not (never during a tick)."""
+        lent = not leg.analysed and (leg.watch_speech or leg.recording is not None)
+        if lent:
+            self._dsp_lent[leg] = None
+        else:
+            self._dsp_lent.pop(leg, None)
+        wanted = leg.analysed or lent
+        if wanted and leg.dsp < 0:
+            channel = self._dtmf.add_channel()
+            vad_channel = self._vad.add_channel()
+            assert channel == vad_channel, "DTMF and VAD channels out of step"
+            leg.dsp = channel
+            self._dsp_row[channel] = leg.row
+            self._dsp_leg[channel] = leg
+        elif not wanted and leg.dsp >= 0:
+            self._free_dsp(leg)
+
+    def _free_dsp(self, leg: Leg) -> None:
+        channel, leg.dsp = leg.dsp, -1
+        self._dtmf.remove_channel(channel)
+        self._vad.remove_channel(channel)
+        self._dsp_row[channel] = 0
+        self._dsp_leg[channel] = None
 
     def remove_leg(self, leg_id: str) -> None:
         """Remove a leg and free its row; its player, tones and recording are dropped silently (no events).
@@ -216,8 +259,9 @@ class MediaEngine:
         self._by_row[row] = None
         self._row_gen[row] = 0
         self._slots.remove(row)
-        self._dtmf.remove_channel(row)
-        self._vad.remove_channel(row)
+        if leg.dsp >= 0:
+            self._free_dsp(leg)
+        self._dsp_lent.pop(leg, None)
         self._mixes.reset(row)
 
     def _leg(self, leg_id: str) -> Leg:
@@ -326,6 +370,7 @@ class MediaEngine:
         leg = self._leg(leg_id)
         leg.watch_speech = on
         self._recorder.update_speech_mask(leg)
+        self._sync_dsp(leg)
 
     # -- inbound -----------------------------------------------------------------------------------------------
 
@@ -405,9 +450,11 @@ class MediaEngine:
         - MAX_SILENCE: speech was heard, then `max_silence_seconds` without (<= 0: never).
         - MAX_DURATION: `max_seconds` of audio captured (exactly that many samples are kept).
 
-        One recording per leg: a second record() finishes the first with CANCELLED."""
+        One recording per leg: a second record() finishes the first with CANCELLED. The leg is analysed while
+        it records (`set_analysed`)."""
+        leg = self._leg(leg_id)
         self._recorder.record(
-            self._leg(leg_id),
+            leg,
             tag,
             max_seconds=max_seconds,
             initial_silence_seconds=initial_silence_seconds,
@@ -416,6 +463,7 @@ class MediaEngine:
             after_play=after_play,
             pending=self._pending,
         )
+        self._sync_dsp(leg)
 
     def stop_recording(self, leg_id: str, tag: str | None = None) -> None:
         """Finish the leg's recording (if `tag` is None or matches) with CANCELLED, keeping what was captured."""
@@ -423,6 +471,7 @@ class MediaEngine:
         if leg is None or leg.recording is None or (tag is not None and leg.recording.tag != tag):
             return
         self._recorder.cancel(leg, self._pending)
+        self._sync_dsp(leg)
 
     # -- the tick ---------------------------------------------------------------------------------------------
 
@@ -470,35 +519,60 @@ class MediaEngine:
             source = None if speaker is None else int(self._source[row])
             events.append(DominantSpeakerChanged(mix_id, None if speaker is None else speaker.id, source, now))
 
-        # 3. DTMF and VAD on one float32 copy (without the keys already reported out of band).
-        x = self._x[:n]
-        x[...] = inp
-        if sounding:
-            self._keys.hide(sounding, x)
-        self._dsp_rows = n
+        # 3. DTMF and VAD on one float32 copy of the analysed legs' INPUT (without the keys already reported out
+        # of band).
         keys: dict[int, list[DtmfKeyDetected]] = {}
-        for press in self._dtmf.process(x, now):
-            leg = self._by_row[press.channel]
-            assert leg is not None
-            events.append(ToneDetected(leg.id, press.key, press.start_time))
-            keys.setdefault(press.channel, []).append(press)
-        vad = self._vad.process(x)
-        for row in np.flatnonzero(vad.changed & self._speech_mask[:n]).tolist():
-            leg = self._by_row[row]
-            assert leg is not None
-            events.append(SpeechStarted(leg.id, now) if vad.active[row] else SpeechStopped(leg.id, now))
+        active = self._analyse(inp, sounding, now, events, keys) if self._dtmf.end else None
 
         # 4. Recordings and listeners.
         if self._recorder.legs:
-            self._recorder.capture(inp, vad.active, keys, now, events)
+            self._recorder.capture(inp, self._heard_active[:n] if active is None else active, keys, now, events)
         if len(self._mix_recorder):
             self._mix_recorder.capture(now, events)
         self._listeners.step(inp, out, now)
+        if self._dsp_lent:  # recordings that ended in this tick give their channel back
+            for leg in [leg for leg in self._dsp_lent if leg.recording is None and not leg.watch_speech]:
+                self._sync_dsp(leg)
 
         # 5. RFC 4733 keys pushed by the listeners (or since the last tick).
         if self._keys.pending:
             self._keys.flush(self._legs, now, events)
         return events
+
+    def _analyse(
+        self,
+        inp: npt.NDArray[np.int32],
+        sounding: list[Sounding] | None,
+        now: float,
+        events: list[MediaEvent],
+        keys: dict[int, list[DtmfKeyDetected]],
+    ) -> npt.NDArray[np.bool_]:
+        """Step 3 on the DSP channels in use: ToneDetected and speech events, each key by engine row in `keys`;
+        returns the VAD's verdict per engine row (rows not analysed: False)."""
+        k = self._dtmf.end
+        self._dsp_rows = k
+        x = self._x[:k]
+        x[...] = inp[self._dsp_row[:k]]
+        dsp_leg = self._dsp_leg
+        if sounding:
+            self._keys.hide(sounding, x)
+        for press in self._dtmf.process(x, now):
+            leg = dsp_leg[press.channel]
+            if leg is None:
+                continue
+            events.append(ToneDetected(leg.id, press.key, press.start_time))
+            keys.setdefault(leg.row, []).append(press)
+        vad = self._vad.process(x)
+        speech = self._speech_mask
+        for channel in np.flatnonzero(vad.changed).tolist():
+            leg = dsp_leg[channel]
+            if leg is not None and speech[leg.row]:
+                events.append(SpeechStarted(leg.id, now) if vad.active[channel] else SpeechStopped(leg.id, now))
+        active = self._heard_active[: self._slots.end]
+        active.fill(False)
+        live = self._dtmf.active[:k]
+        active[self._dsp_row[:k][live]] = vad.active[:k][live]
+        return active
 
     def _out_of_band(self, sounding: list[Sounding], events: list[MediaEvent]) -> Exclusions:
         """For each leg sending a tone frame, the out-of-band members of its mix: the frame to keep out of their

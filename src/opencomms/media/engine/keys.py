@@ -65,8 +65,8 @@ class ReceivedKeys:
 
     @staticmethod
     def hide(sounding: list[Sounding], x: npt.NDArray[np.float32]) -> None:
-        """Take the tone frames of runs already reported out of the detector input `x` of the legs told (what
-        they hear is unchanged)."""
+        """Take the tone frames of runs already reported out of the detector input `x` (by DSP channel) of the legs
+        told that are analysed (what they hear is unchanged)."""
         for item in sounding:
             if not item.told:
                 continue
@@ -74,5 +74,5 @@ class ReceivedKeys:
             if mix is None or item.leg.muted:
                 continue
             for other in item.told:
-                if other.mix == mix and not other.out_of_band_dtmf:
-                    x[other.row] -= item.frame
+                if other.mix == mix and not other.out_of_band_dtmf and other.dsp >= 0:
+                    x[other.dsp] -= item.frame

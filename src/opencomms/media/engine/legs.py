@@ -29,6 +29,10 @@ class Leg:
     recording: Recording | None = None
     watch_speech: bool = False
     out_of_band_dtmf: bool = False
+    analysed: bool = True
+    """Wanted in the DTMF and VAD banks (MediaEngine.set_analysed); a recording or watch_speech also puts it there."""
+    dsp: int = -1
+    """The leg's channel in the DTMF and VAD banks (-1: none)."""
 
     def reports_speech(self) -> bool:
         """Whether the leg's speech changes become events: it is watched, or capturing a recording."""
