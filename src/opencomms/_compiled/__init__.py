@@ -1,7 +1,8 @@
 """The compiled per-packet media path: which modules are compiled with mypyc, and whether to import them compiled.
 
 `modules.txt` (next to this file) lists the hot modules (RTP per packet, the media engine tick). `make compiled`
-(`python -m opencomms._compiled.build`) compiles them with mypyc into `build/compiled/` at the repository root,
+(`python -m opencomms._compiled.build`) compiles them with mypyc (or, for a module with a Cython twin `name.pyx`
+beside its reference `name.py`, with Cython) into `build/compiled/` at the repository root,
 never next to the sources, and writes `manifest.json` there with a hash of the sources it compiled. `activate()`,
 called by the packages that hold listed modules (`opencomms.rtp`, `opencomms.media`) before they import any of
 them, installs an import finder that serves the listed modules (and mypyc's shared library) from that build, but
@@ -49,6 +50,12 @@ def source_path(name: str, src_root: Path = SRC_ROOT) -> Path:
     return src_root.joinpath(*name.split(".")).with_suffix(".py")
 
 
+def cython_source(name: str, src_root: Path = SRC_ROOT) -> Path | None:
+    """The module's Cython twin (`name.pyx` beside `name.py`, the reference), compiled instead of the .py."""
+    pyx = source_path(name, src_root).with_suffix(".pyx")
+    return pyx if pyx.is_file() else None
+
+
 def source_hash(names: Sequence[str], src_root: Path = SRC_ROOT, depends: Sequence[str] = ()) -> str:
     """What a build must have been made from: the listed modules' sources, those of the modules they import
     (`depends`, paths under src: mypyc may have inlined their constants) and this interpreter's tag."""
@@ -56,6 +63,9 @@ def source_hash(names: Sequence[str], src_root: Path = SRC_ROOT, depends: Sequen
     for name in names:
         digest.update(b"\0" + name.encode() + b"\0")
         digest.update(source_path(name, src_root).read_bytes())
+        twin = cython_source(name, src_root)
+        if twin is not None:
+            digest.update(b"\0pyx\0" + twin.read_bytes())
     for rel in depends:
         digest.update(b"\0" + rel.encode() + b"\0")
         file = src_root / rel

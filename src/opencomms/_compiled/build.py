@@ -1,6 +1,8 @@
 """Build the compiled media path: `python -m opencomms._compiled.build [--force]` (what `make compiled` runs).
 
-Compiles the modules listed in modules.txt with mypyc (mypy is a dev/build requirement) into a fresh directory
+Compiles the modules listed in modules.txt with mypyc (mypy is a dev/build requirement), and those with a Cython
+twin (`name.pyx` beside the reference `name.py`) with Cython (also a dev/build requirement; `-O3 -march=native`:
+the build is made on, and for, the machine that runs it), into a fresh directory
 next to the build directory, writes its manifest (module -> .so, the source hash) and swaps it in, so that a
 failed build never leaves a half-written one behind. Does nothing when the build is current. The C files and
 object files go to `build/compiled-tmp/`; nothing is written into src/.
@@ -18,7 +20,16 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from opencomms._compiled import MANIFEST, SRC_ROOT, check_build, default_build_dir, modules, source_hash, source_path
+from opencomms._compiled import (
+    MANIFEST,
+    SRC_ROOT,
+    check_build,
+    cython_source,
+    default_build_dir,
+    modules,
+    source_hash,
+    source_path,
+)
 
 
 def imported_sources(names: Sequence[str], src_root: Path = SRC_ROOT) -> list[str]:
@@ -47,15 +58,20 @@ def imported_sources(names: Sequence[str], src_root: Path = SRC_ROOT) -> list[st
     return sorted(found)
 
 
+CYTHON_FLAGS = ["-O3", "-march=native"]
+
+
 def build(out: Path, names: tuple[str, ...], jobs: int) -> None:
+    from Cython.Build import cythonize  # type: ignore[import-untyped]
     from mypyc.build import mypycify
-    from setuptools import setup  # type: ignore[import-untyped]
+    from setuptools import Extension, setup  # type: ignore[import-untyped]
 
     tmp = out.parent / (out.name + "-tmp")
     staging = out.parent / (out.name + ".new")
     shutil.rmtree(staging, ignore_errors=True)
     tmp.mkdir(parents=True, exist_ok=True)
-    paths = [str(source_path(name).relative_to(SRC_ROOT)) for name in names]
+    twins = {name: pyx for name in names if (pyx := cython_source(name)) is not None}
+    paths = [str(source_path(name).relative_to(SRC_ROOT)) for name in names if name not in twins]
     depends = imported_sources(names)
     digest = source_hash(names, SRC_ROOT, depends)
     cwd = os.getcwd()
@@ -63,6 +79,14 @@ def build(out: Path, names: tuple[str, ...], jobs: int) -> None:
     try:
         args = ["--cache-dir", str(tmp / "mypy_cache"), *paths]
         extensions = mypycify(args, opt_level="3", target_dir=str(tmp / "c"), strip_asserts=False)
+        extensions += cythonize(  # type: ignore[no-untyped-call]
+            [
+                Extension(name, [str(pyx.relative_to(SRC_ROOT))], extra_compile_args=CYTHON_FLAGS)
+                for name, pyx in twins.items()
+            ],
+            build_dir=str(tmp / "cython"),
+            quiet=True,
+        )
         setup(
             name="opencomms-compiled",
             ext_modules=extensions,
@@ -74,7 +98,7 @@ def build(out: Path, names: tuple[str, ...], jobs: int) -> None:
     for ext in extensions:
         so = sorted(staging.joinpath(*ext.name.split(".")).parent.glob(ext.name.rsplit(".", 1)[-1] + ".*.so"))
         if not so:
-            raise SystemExit(f"mypyc produced no extension for {ext.name}")
+            raise SystemExit(f"the build produced no extension for {ext.name}")
         files[ext.name] = str(so[0].relative_to(staging))
     (staging / MANIFEST).write_text(
         json.dumps({"hash": digest, "modules": list(names), "files": files, "depends": depends}, indent=1)

@@ -18,6 +18,7 @@ from .fir import design_lowpass, kaiser_length
 __all__ = [
     "HIGH_QUALITY",
     "STREAMING",
+    "TELEPHONY",
     "FilterSpec",
     "Resampler",
     "resample",
@@ -45,6 +46,11 @@ class FilterSpec:
 
 STREAMING = FilterSpec(passband=0.85, stopband=1.10, attenuation_db=70.0)
 """Default for `Resampler`: 8 kHz <-> 16 kHz keeps 0-3.4 kHz flat, about 2 ms of delay."""
+TELEPHONY = FilterSpec(passband=0.85, stopband=1.15, attenuation_db=60.0)
+"""The RTP bank's G.711 legs (8 kHz <-> 16 kHz): flat to 3.4 kHz, -60 dB from 4.6 kHz (20 dB under G.711's own
+quantisation noise). The band edges are symmetric about 4 kHz, so the filter is half-band: every other tap is
+zero (rtp.transcode.halfband_plan, computed as such by rtp/g711rows.pyx). A little energy between 4 and 4.6 kHz
+aliases into 3.4-4 kHz, above the telephone band (300-3400 Hz)."""
 HIGH_QUALITY = FilterSpec(passband=0.84, stopband=0.93, attenuation_db=80.0)
 """Default for `resample`: no aliasing at all; for 16 kHz output flat to 6.7 kHz, -80 dB from 7.44 kHz."""
 

@@ -29,13 +29,12 @@ import numpy.typing as npt
 from ..media.engine import Batch, MediaEngine, OutOfBandKey, Subscription
 from ..media.engine.commands import EngineCommand
 from ..media.faults import FaultLog
-from ..media.g711 import alaw_decode, alaw_encode, ulaw_decode, ulaw_encode
 from ..media.g722 import G722Decoder, G722Encoder
 from ..media.slots import SlotTable
+from .g711rows import G711Rows
 from .jitter import LOST
 from .opus_rows import OpusRows
 from .stream import RATE, Outgoing, Stream, StreamParams
-from .transcode import FrameConverter
 
 __all__ = ["EngineHost", "RtpBank"]
 
@@ -129,8 +128,7 @@ class RtpBank:
         # flush in which their buffer went idle (its skipped pops only decay its lateness peak: `rest` on waking).
         self._hearing: dict[Stream, None] = {}
         self._idle_since: dict[Stream, int] = {}
-        self._down = FrameConverter(capacity, 16000, RATE)
-        self._up = FrameConverter(capacity, RATE, 16000)
+        self._g711 = G711Rows(capacity)  # G.711 coding and 8 <-> 16 kHz conversion, every row in one call a way
         # Two packet buffers, used in turn by successive batches: a paced batch is still waiting to be sent when
         # the next batch is built.
         self._txbufs = (bytearray(capacity * PACKET), bytearray(capacity * PACKET))
@@ -148,7 +146,8 @@ class RtpBank:
         self._state = bytearray(capacity)  # per row this tick: 0 nothing, 1 frame, 2 conceal
         self._state_np = np.frombuffer(self._state, dtype=np.uint8)
         self._alaw = np.zeros(capacity, dtype=np.bool_)
-        self._last8 = np.zeros((capacity, FRAME), dtype=np.int16)
+        self._fade = np.zeros(capacity, dtype=np.float64)  # per concealed row this tick: its gain
+        self._up16 = np.zeros((capacity, 320), dtype=np.int16)  # what the rows play this tick, at 16 kHz
         self._g722 = np.zeros(capacity, dtype=np.bool_)  # rows coded G.722: 16 kHz both ways, no conversion
         self._coders: list[tuple[G722Encoder, G722Decoder] | None] = [None] * capacity
         self._last16 = np.zeros((capacity, 320), dtype=np.int16)  # a G.722 row's last good frame (concealment)
@@ -209,9 +208,7 @@ class RtpBank:
         self._streams[row] = st
         self._by_leg[st.leg_id] = st
         self._idle_since[st] = self.flushes
-        self._down.reset(row)
-        self._up.reset(row)
-        self._last8[row] = 0
+        self._g711.reset(row)
         self._alaw[row] = st.params.alaw
         self._set_codec(row, st.params.g722)
         self._opus.set(row, st.params.opus, st.config.opus)
@@ -304,9 +301,7 @@ class RtpBank:
             return
         self._g722[row] = g722
         self._coders[row] = (G722Encoder(), G722Decoder()) if g722 else None
-        self._down.reset(row)
-        self._up.reset(row)
-        self._last8[row] = 0
+        self._g711.reset(row)
         self._last16[row] = 0
 
     def _out_of_band(self, engine: MediaEngine, st: Stream, on: bool) -> None:
@@ -350,16 +345,17 @@ class RtpBank:
         live = self.host.engine.row_generations[erow] == self._egen[:n]
         streams = self._streams
         tick = [st for st in (streams[r] for r in np.flatnonzero(live).tolist()) if st is not None]
-        pcm = self._pcm[:n]
-        if len(tick) == n:
-            pcm[...] = inp[erow]
-        else:  # free rows, and streams whose leg was removed (its row may be past the engine's rows in use)
-            pcm[...] = inp[np.where(live, erow, 0)]
-            pcm[~live] = 0
+        if self._g722[:n].any() or self._opus.rows[:n].any():  # their 16 kHz frames, coded as they are
+            pcm = self._pcm[:n]
+            if len(tick) == n:
+                pcm[...] = inp[erow]
+            else:  # free rows, and streams whose leg was removed (its row may be past the engine's rows in use)
+                pcm[...] = inp[np.where(live, erow, 0)]
+                pcm[~live] = 0
         keys = self.host.engine.out_of_band_keys
         if keys:
             self._queue_keys(keys)
-        self._send(tick, pcm, now)
+        self._send(tick, inp, erow, live, now)
         sent = time.monotonic()
         self._receive(now)
         if self._keys:
@@ -380,16 +376,21 @@ class RtpBank:
         self._durations[slot] = time.monotonic() - started
         self.flushes += 1
 
-    def _send(self, tick: list[Stream], pcm: npt.NDArray[np.int16], now: float) -> None:
-        n = pcm.shape[0]
-        pcm8 = self._down.process(pcm)
-        codes = ulaw_encode(pcm8)
-        alaw = self._alaw[:n]
-        if alaw.any():
-            codes[alaw] = alaw_encode(pcm8[alaw])
+    def _send(
+        self,
+        tick: list[Stream],
+        inp: npt.NDArray[np.int32],
+        erow: npt.NDArray[np.intp],
+        live: npt.NDArray[np.bool_],
+        now: float,
+    ) -> None:
+        n = erow.shape[0]
+        flip = self._flip = 1 - self._flip
+        codes = self._tx[flip][:n, 12:]  # the payloads, written in place
+        self._g711.encode(inp, erow, live, self._alaw[:n], codes)
         wide = self._g722[:n]
         if wide.any():  # from the 16 kHz frame itself: the 8 kHz conversion above is not used for these rows
-            coders = self._coders
+            coders, pcm = self._coders, self._pcm
             for row in np.flatnonzero(wide).tolist():
                 coder = coders[row]
                 if coder is not None:
@@ -398,8 +399,6 @@ class RtpBank:
         if opus.rows[:n].any():  # one encoding per distinct mix: the payload is written into each row's slot
             opus.encode(n, codes)
         lengths = opus.lengths
-        flip = self._flip = 1 - self._flip
-        self._tx[flip][:n, 12:] = codes
         pack, buf = _HEADER.pack_into, self._txbufs[flip]
         units = round(now * RATE)
         batch: list[Outgoing] = []
@@ -562,17 +561,11 @@ class RtpBank:
                 played.append(st)
         if not played and not concealed:
             return
-        codes = self._rx[:n]
-        pcm8 = ulaw_decode(codes)
-        alaw = self._alaw[:n]
-        if alaw.any():
-            pcm8[alaw] = alaw_decode(codes[alaw])
-        good = state_np == 1
-        pcm8[state_np == 0] = 0
+        fade = self._fade
         for st in concealed:
-            pcm8[st.row] = (self._last8[st.row] * _FADE[st.conceal]).astype(np.int16)
-        self._last8[:n][good] = pcm8[good]
-        up = self._up.process(pcm8)
+            fade[st.row] = _FADE[st.conceal]
+        up = self._up16[:n]
+        self._g711.decode(self._rx[:n], state_np, fade[:n], self._alaw[:n], up)
         if self._g722[:n].any():
             self._play_wide(up, played, concealed)
         if self._opus.rows[:n].any():

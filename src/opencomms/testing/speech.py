@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from opencomms.media.g711 import ulaw_decode, ulaw_encode
-from opencomms.media.resample import STREAMING, resample
+from opencomms.media.resample import TELEPHONY, resample
 from opencomms.media.wav import decode_wav
 
 __all__ = ["ESPEAK_VOICES", "SENTENCES", "VOICES", "phone_line", "synthesize"]
@@ -86,7 +86,7 @@ def synthesize(text: str, voice: str, *, speed: int = 175) -> npt.NDArray[np.int
 
 def phone_line(audio: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
     """`audio` (16 kHz) as the node hears it from a phone: band-limited to 8 kHz (the phone's side), G.711 µ-law,
-    decoded and brought back up to 16 kHz with the engine's own upsampling filter (`STREAMING`, as rtp/transcode.py
-    does for a G.711 leg)."""
+    decoded and brought back up to 16 kHz with the RTP bank's own filter for a G.711 leg (`TELEPHONY`, as
+    rtp/g711rows.py does)."""
     narrow = resample(audio, 16_000, 8_000)
-    return resample(ulaw_decode(ulaw_encode(narrow)), 8_000, 16_000, STREAMING)
+    return resample(ulaw_decode(ulaw_encode(narrow)), 8_000, 16_000, TELEPHONY)
