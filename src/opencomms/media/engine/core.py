@@ -16,7 +16,7 @@ Per tick, for the rows in use (the prefix `[:n]`, n = one past the highest row i
 3. One float32 copy of the INPUT of the *analysed* legs feeds the DTMF bank and the VAD bank (both process only
    the prefix of their channels). A leg is analysed unless added with `analysed=False` (`set_analysed`): a phone's
    leg, whose INPUT is what the phone hears, has no one to report its keys or speech to; a leg that records or
-   watches speech is analysed while it does. The banks' channels are their own compact table (`_dsp`), so legs
+   watches speech is analysed while it does. The banks' channels are their own compact table (`_dsp_row`), so legs
    that are not analysed cost nothing there.
 4. Recordings (`recorder`) read the INPUT of their own legs; then the listeners (`listeners`: any number per leg
    and per kind, by `subscribe`) get read-only views of INPUT and OUTPUT, per-leg ones first, then batch ones.
@@ -526,7 +526,10 @@ class MediaEngine:
 
         # 4. Recordings and listeners.
         if self._recorder.legs:
-            self._recorder.capture(inp, self._heard_active[:n] if active is None else active, keys, now, events)
+            if active is None:  # no leg analysed (a recording lends its leg a channel: not expected)
+                active = self._heard_active[:n]
+                active.fill(False)
+            self._recorder.capture(inp, active, keys, now, events)
         if len(self._mix_recorder):
             self._mix_recorder.capture(now, events)
         self._listeners.step(inp, out, now)
