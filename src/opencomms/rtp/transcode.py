@@ -64,7 +64,6 @@ class HalfbandPlan:
     phase: int
     i0: int
     taps: npt.NDArray[np.float32]
-    delay: int
 
 
 def halfband_plan(src_rate: int, dst_rate: int, spec: FilterSpec, frame_ms: int = 20) -> HalfbandPlan:
@@ -72,20 +71,19 @@ def halfband_plan(src_rate: int, dst_rate: int, spec: FilterSpec, frame_ms: int 
     quarter of the higher rate: every other tap is zero). ValueError for any other filter."""
     if sorted((src_rate, dst_rate)) != [8000, 16000]:
         raise ValueError("a half-band plan goes between 8 and 16 kHz")
-    dense, hist, delay, _, _ = _dense_map(src_rate, dst_rate, frame_ms, spec)
+    dense, hist, _, _, _ = _dense_map(src_rate, dst_rate, frame_ms, spec)
     dense[np.abs(dense) < 1e-9] = 0.0  # the sinc's zeros, up to rounding
     down = src_rate > dst_rate
     counts = np.count_nonzero(dense, axis=1 if down else 0)  # per input row (down) or output column (up)
     centre_phase = 0 if counts[0::2].max(initial=0) <= 1 else 1
     if counts[centre_phase::2].max(initial=0) > 1:
         raise ValueError("not a half-band filter")
+    phase = 1 - centre_phase
     if down:  # the centre-phase inputs meet only the centre tap; the others the FIR
         r0 = int(np.flatnonzero(dense[centre_phase::2, 0])[0]) * 2 + centre_phase
-        phase = 1 - centre_phase
         fir = dense[phase::2, 0]
     else:  # the centre-phase outputs are one input each; the others the FIR
         r0 = int(np.flatnonzero(dense[:, centre_phase])[0])
-        phase = 1 - centre_phase
         fir = dense[:, phase]
     nz = np.flatnonzero(fir)
     plan = HalfbandPlan(
@@ -96,7 +94,6 @@ def halfband_plan(src_rate: int, dst_rate: int, spec: FilterSpec, frame_ms: int 
         phase,
         int(nz[0]),
         fir[nz[0] : nz[-1] + 1].astype(np.float32),
-        delay,
     )
     if not np.allclose(_plan_dense(plan, dense.shape), dense, atol=1e-7):
         raise AssertionError("half-band plan does not match the filter")  # construction bug, not input
