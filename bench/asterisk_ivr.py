@@ -42,7 +42,16 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 from _common import run_json  # noqa: E402
-from asterisk_ratio import ANCHOR, NUMBER, Asterisk, NodeUnderTest, serve_bot, sipp_counts, tree_cpu  # noqa: E402
+from asterisk_ratio import (  # noqa: E402
+    ANCHOR,
+    NUMBER,
+    Asterisk,
+    NodeUnderTest,
+    ensure_anchor,
+    serve_bot,
+    sipp_counts,
+    tree_cpu,
+)
 from sip_calls import Bot, _cpu_seconds, _prompt_wav  # noqa: E402
 
 MENU_TEXT = (
@@ -225,6 +234,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     ast: Asterisk | None = None
     rounds: dict[str, list[dict[str, Any]]] = {}
     try:
+        ensure_anchor()  # its bench_concurrent.sh drives both servers
         if args.only != "node":
             ast = Asterisk(tmp)
         if args.only != "asterisk":

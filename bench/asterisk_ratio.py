@@ -199,12 +199,18 @@ class NodeUnderTest:
                 self.bot.wait()
 
 
+def ensure_anchor() -> None:
+    """Install the anchor (Asterisk and the tools its scripts run: SIPp, sox, espeak-ng, tcpdump) when missing."""
+    tools = ("sipp", "sox", "espeak-ng", "tcpdump")
+    if not (PREFIX / "sbin" / "asterisk").exists() or not all(shutil.which(t) for t in tools):
+        subprocess.run([str(ANCHOR / "install.sh")], check=True)
+
+
 class Asterisk:
     """The anchor, started once with a private run dir and SIP port (anchor run.sh)."""
 
     def __init__(self, workdir: Path) -> None:
-        if not (PREFIX / "sbin" / "asterisk").exists():
-            subprocess.run([str(ANCHOR / "install.sh")], check=True)
+        ensure_anchor()
         self.env = {**os.environ, "RUN_DIR": str(workdir / "asterisk-run"), "SIP_PORT": str(free_port())}
         self.env["RTP_START"], self.env["RTP_END"] = "40000", "44999"
         self.port = int(self.env["SIP_PORT"])
