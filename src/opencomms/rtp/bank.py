@@ -12,11 +12,8 @@ threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are 
 from __future__ import annotations
 
 import logging
-import select
-import selectors
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -34,6 +31,7 @@ from ..media.slots import SlotTable
 from .g711rows import G711Rows
 from .jitter import LOST
 from .opus_rows import OpusRows
+from .sockio import DatagramIO
 from .stream import RATE, Outgoing, Stream, StreamParams
 
 __all__ = ["EngineHost", "RtpBank"]
@@ -44,7 +42,6 @@ T = TypeVar("T")
 FRAME: Final = 160  # 20 ms at 8 kHz: one G.711 payload (and one G.722 payload: 320 samples at 16 kHz)
 PACKET: Final = 12 + FRAME
 _HEADER = struct.Struct("!BBHII")
-_TIMESPEC = struct.Struct("@qq")
 _TICK: Final = 0.02  # the engine's frame period
 _FADE = (0.0, 1.0, 0.5, 0.25)  # concealment gain by consecutive lost frame; silence after
 _MAX_ROUNDS: Final = 8  # socket reads per stream per tick at most (a flood waits in the kernel, which drops the excess)
@@ -52,9 +49,22 @@ RECEIVE_BUFFER = 24 * 1024
 """SO_RCVBUF of an attached stream's sockets (Linux doubles it: about 60 G.711 packets, 1.2 s): after a stall the
 kernel has dropped what the jitter buffer would drop as too late anyway, instead of the bank reading seconds of stale
 packets tick after tick (with the allocator's 256 KB, 12 s per stream: a stalled bank could not catch up)."""
-_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
-_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
 _FAULTED: Final = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
+
+
+@dataclass(slots=True)
+class _Outbox:
+    """One tick's packets, sent together (paced: at the start of the next tick): RFC 4733 packets first (bytes of
+    their own), then the audio packets, each in its stream's slot of packet buffer `flip` (the row it had when
+    the batch was built: a stream no longer in that row sends nothing)."""
+
+    flip: int
+    due: float
+    events: list[Outgoing]
+    streams: list[Stream]
+    rows: list[int]
+    sizes: list[int]
+    peers: list[tuple[str, int]]
 
 
 class EngineHost(Protocol):
@@ -114,10 +124,8 @@ class RtpBank:
         self._slots = SlotTable(capacity)
         self._streams: list[Stream | None] = [None] * capacity
         self._by_leg: dict[str, Stream] = {}
-        self._epoll = select.epoll() if hasattr(select, "epoll") else None
-        self._selector = selectors.DefaultSelector() if self._epoll is None else None
-        self._fds: dict[int, tuple[Stream, socket.socket, bool]] = {}
-        self._kernel_ts = kernel_timestamps and _SO_TIMESTAMPNS is not None
+        self._io = DatagramIO(2 * capacity, kernel_timestamps)  # slot 2 * row: the stream's RTP socket, + 1: RTCP
+        self._kernel_ts = self._io.timestamps
         self._pcm = np.zeros((capacity, 320), dtype=np.int16)
         self._erow = np.zeros(capacity, dtype=np.intp)  # per bank row: its leg's engine row...
         self._egen = np.full(capacity, -1, dtype=np.int64)  # ...and generation there (-1: no stream)
@@ -133,10 +141,9 @@ class RtpBank:
         # the next batch is built.
         self._txbufs = (bytearray(capacity * PACKET), bytearray(capacity * PACKET))
         self._tx = tuple(np.frombuffer(b, dtype=np.uint8).reshape(capacity, PACKET) for b in self._txbufs)
-        self._txviews = tuple(memoryview(b) for b in self._txbufs)
         self._flip = 0
         self.paced = paced
-        self._paced: tuple[list[Outgoing], float] | None = None
+        self._paced: _Outbox | None = None
         first = getattr(host, "before_tick", None)
         self._first = isinstance(first, list)
         if isinstance(first, list):
@@ -204,7 +211,6 @@ class RtpBank:
         row = self._slots.add()
         self._erow[row], self._egen[row] = erow, gen
         st.row, st.offset = row, row * PACKET
-        st.views = tuple(view[st.offset : st.offset + PACKET] for view in self._txviews)
         self._streams[row] = st
         self._by_leg[st.leg_id] = st
         self._idle_since[st] = self.flushes
@@ -212,18 +218,12 @@ class RtpBank:
         self._alaw[row] = st.params.alaw
         self._set_codec(row, st.params.g722)
         self._opus.set(row, st.params.opus, st.config.opus)
-        for sock, is_rtcp in ((st.rtp_sock, False), (st.rtcp_sock, True)):
+        for sock, slot in ((st.rtp_sock, 2 * row), (st.rtcp_sock, 2 * row + 1)):
             if sock is None:
                 continue
-            if self._kernel_ts and _SO_TIMESTAMPNS is not None:
-                sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
-            self._fds[sock.fileno()] = (st, sock, is_rtcp)
-            st.fds += (sock.fileno(),)
-            if self._epoll is not None:
-                self._epoll.register(sock.fileno(), select.EPOLLIN)
-            elif self._selector is not None:
-                self._selector.register(sock, selectors.EVENT_READ)
+            self._io.register(slot, sock)
+            st.fds += (slot,)
         st.schedule_rtcp(time.monotonic())
         st.key_sink = self._key_received
         self._out_of_band(engine, st, st.params.telephone_event is not None)
@@ -252,22 +252,13 @@ class RtpBank:
             self._set_codec(row, False)
             self._opus.set(row, False, st.config.opus)
             self._slots.remove(row)
-            st.row, st.views, st.key_sink = -1, (), None
+            st.row, st.key_sink = -1, None
 
     def _unregister(self, st: Stream) -> None:
-        """Stop polling the stream's sockets (idempotent)."""
-        for fd in st.fds:  # numbers taken at attach: the owner may have closed the sockets already
-            entry = self._fds.get(fd)
-            if entry is None or entry[0] is not st:
-                continue
-            del self._fds[fd]
-            try:
-                if self._epoll is not None:
-                    self._epoll.unregister(fd)
-                elif self._selector is not None:
-                    self._selector.unregister(entry[1])
-            except (OSError, KeyError, ValueError):
-                pass
+        """Stop polling the stream's sockets (idempotent; the owner may have closed them already)."""
+        for slot in st.fds:
+            if self._streams[slot >> 1] is st:
+                self._io.unregister(slot)
         st.fds = ()
 
     def _fault(self, st: Stream, step: str, exc: BaseException) -> None:
@@ -401,7 +392,8 @@ class RtpBank:
         lengths = opus.lengths
         pack, buf = _HEADER.pack_into, self._txbufs[flip]
         units = round(now * RATE)
-        batch: list[Outgoing] = []
+        box = _Outbox(flip, now, [], [], [], [], [])
+        events, streams, rows, sizes, peers = box.events, box.streams, box.rows, box.sizes, box.peers
         for st in tick:
             p = st.params
             offset = st.ts_offset
@@ -410,7 +402,7 @@ class RtpBank:
             ts = (offset + units * st.clock) & 0xFFFFFFFF
             if st.events_on:
                 try:
-                    if st.event_packets(now, ts, batch) and st.config.suppress_audio_during_dtmf:
+                    if st.event_packets(now, ts, events) and st.config.suppress_audio_during_dtmf:
                         continue
                 except Exception as exc:
                     self._fault(st, "send", exc)
@@ -429,95 +421,107 @@ class RtpBank:
             st.was_sending = True
             pack(buf, st.offset, 0x80, p.payload_type | marker, st.seq, ts, st.ssrc)
             st.seq = (st.seq + 1) & 0xFFFF
-            batch.append((st, st.views[flip] if size == PACKET else st.views[flip][:size], addr))
-        if not batch:
+            streams.append(st)
+            rows.append(st.row)
+            sizes.append(size)
+            peers.append(addr)
+        if not streams and not events:
             return
         if self.paced:  # at the very start of the next tick, before the engine's own work
-            due = now + _TICK
+            box.due = now + _TICK
             if self._first:
                 if self._paced is not None:  # a tick ran twice before one started (never with EngineThread)
-                    self._transmit(*self._paced)
-                self._paced = (batch, due)
+                    self._transmit(self._paced)
+                self._paced = box
             else:
-                self.host.call(lambda _engine: self._transmit(batch, due))
+                self.host.call(lambda _engine: self._transmit(box))
         else:
-            self._transmit(batch, now)
+            self._transmit(box)
 
     def _send_paced(self) -> None:
         paced, self._paced = self._paced, None
         if paced is not None:
-            self._transmit(*paced)
+            self._transmit(paced)
 
-    def _transmit(self, batch: list[Outgoing], due: float) -> None:
+    def _transmit(self, box: _Outbox) -> None:
+        """Send a batch: its RFC 4733 packets one by one, then its audio packets in one call (sockio). A stream
+        detached meanwhile (its socket may be closing) or dropped after an error sends nothing; a packet the
+        kernel refused (unreachable, no buffer) is lost and its stream goes on; a destination no socket can take
+        drops its stream."""
         measure = self.measure_lateness
-        clock = time.monotonic
-        for st, data, addr in batch:
+        for st, data, addr in box.events:
             if st.row < 0 or st.fault is not None:
-                continue  # detached meanwhile (its socket may be closing), or dropped after an error
+                continue
             try:
                 st.rtp_sock.sendto(data, addr)
-            except OSError:  # unreachable, refused, no buffer: this packet is lost, the stream goes on
+            except OSError:
                 st.send_errors += 1
                 continue
-            except Exception as exc:  # an address no socket can take: this stream only is dropped
+            except Exception as exc:
                 st.send_errors += 1
                 self._fault(st, "send", exc)
                 continue
             st.packets_sent += 1
             st.octets_sent += len(data) - 12
             if measure:
-                self.lateness_ms[min(100, max(0, int((clock() - due) * 1000.0)))] += 1
-
-    def _ready(self) -> list[tuple[int, int]]:
-        """(fd, events) of the readable sockets."""
-        if self._epoll is not None:
-            return self._epoll.poll(0)
-        assert self._selector is not None
-        return [(key.fd, 0) for key, _ in self._selector.select(0)]
+                self.lateness_ms[min(100, max(0, int((time.monotonic() - box.due) * 1000.0)))] += 1
+        if not box.streams:
+            return
+        sent: list[Stream] = []
+        slots: list[int] = []
+        offsets: list[int] = []
+        lengths: list[int] = []
+        peers: list[tuple[str, int]] = []
+        for j, st in enumerate(box.streams):
+            row = box.rows[j]
+            if st.row != row or st.fault is not None:
+                continue
+            sent.append(st)
+            slots.append(2 * row)
+            offsets.append(row * PACKET)
+            lengths.append(box.sizes[j])
+            peers.append(box.peers[j])
+        failed = self._io.send(
+            self._txbufs[box.flip], slots, offsets, lengths, peers, self.lateness_ms if measure else None, box.due
+        )
+        for i, st in enumerate(sent):
+            if failed is not None and i in failed:
+                st.send_errors += 1
+                if failed[i] < 0:
+                    self._fault(st, "send", ValueError(f"no socket can send to {peers[i]!r}"))
+                continue
+            st.packets_sent += 1
+            st.octets_sent += lengths[i] - 12
 
     def _receive(self, now: float) -> None:
         kernel = self._kernel_ts
         offset = time.time() - time.monotonic() if kernel else 0.0
-        unpack = _TIMESPEC.unpack_from
-        fds = self._fds
+        io, streams = self._io, self._streams
         hearing, idle_since = self._hearing, self._idle_since
         count = 0
-        for _round in range(_MAX_ROUNDS):
-            ready = self._ready()
-            if not ready:
-                break
-            for fd, _ in ready:
-                entry = fds.get(fd)
-                if entry is None:
-                    continue
-                st, sock, is_rtcp = entry
-                try:
-                    data, ancillary, _flags, addr = sock.recvmsg(2048, _ANCILLARY)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    st.invalid_packets += 1
-                    continue
-                count += 1
-                arrival = now
-                if ancillary:
-                    sec, nsec = unpack(ancillary[0][2])
-                    arrival = sec + nsec * 1e-9 - offset
-                if st.fault is not None:
-                    continue
-                try:
-                    if is_rtcp:
-                        st.on_rtcp(data, addr, arrival, arrival + offset if kernel else time.time())
-                    else:
-                        st.on_rtp(data, addr, arrival)
-                        if st not in hearing:
-                            hearing[st] = None
-                            since = idle_since.pop(st, None)
-                            if since is not None:
-                                st.jb.rest(self.flushes - since - 1)
-                except Exception as exc:  # a datagram our code could not handle: its stream only is dropped
-                    st.invalid_packets += 1
-                    self._fault(st, "receive", exc)
+        for i in range(io.receive(_MAX_ROUNDS)):
+            slot, data, addr, stamp = io.take(i)
+            st = streams[slot >> 1]
+            if st is None or st.fault is not None:
+                continue
+            if data is None:
+                st.invalid_packets += 1
+                continue
+            count += 1
+            arrival = stamp - offset if stamp >= 0.0 else now
+            try:
+                if slot & 1:
+                    st.on_rtcp(data, addr, arrival, stamp if stamp >= 0.0 else time.time())
+                else:
+                    st.on_rtp(data, addr, arrival)
+                    if st not in hearing:
+                        hearing[st] = None
+                        since = idle_since.pop(st, None)
+                        if since is not None:
+                            st.jb.rest(self.flushes - since - 1)
+            except Exception as exc:  # a datagram our code could not handle: its stream only is dropped
+                st.invalid_packets += 1
+                self._fault(st, "receive", exc)
         self.datagrams += count
 
     def _play(self, live: npt.NDArray[np.bool_], now: float) -> None:

@@ -199,10 +199,9 @@ class Stream:
         # send (the bank's numbering state)
         self.row = -1
         self.offset = 0
-        self.views: tuple[memoryview, ...] = ()
+        """Where this stream's packet is in each of the bank's two packet buffers (set at attach)."""
         self.fds: tuple[int, ...] = ()
-        """The socket descriptors the bank polls for this stream (set at attach)."""
-        """This stream's packet slot in each of the bank's two packet buffers."""
+        """The bank's I/O slots of this stream's sockets (set at attach; rtp/sockio.py)."""
         # (first sequence number, timestamp base): random, or `numbering` (a media process takes the node's own)
         self.seq, self.ts_base = numbering or (secrets.randbelow(1 << 16), secrets.randbits(32))
         self.ts_offset: int | None = None

@@ -17,7 +17,7 @@ import pytest
 from opencomms._compiled import compiled_modules
 from opencomms.media.engine import Heard, MediaEngine, MediaEvent, ToneDetected
 from opencomms.media.g711 import alaw_decode, ulaw_decode, ulaw_encode
-from opencomms.rtp.bank import RtpBank
+from opencomms.rtp.bank import PACKET, RtpBank, _Outbox
 from opencomms.rtp.packet import RtpPacket, pack_header
 from opencomms.rtp.rtcp import Bye, ReceiverReport, SenderReport, SourceDescription, parse_compound
 from opencomms.rtp.stream import RtpConfig, Stream, StreamParams
@@ -131,7 +131,8 @@ def test_paced_sending_goes_out_at_the_start_of_the_next_tick(udp: Callable[[], 
     assert detached.result() is None and [p.payload_type for p in received(peer)] == [101]
     host.tick(0.08)
     assert received(peer) == []
-    bank._transmit([(stream, b"late", peer.getsockname())], 0.1)  # a batch that outlived its stream's detach
+    late = _Outbox(0, 0.1, [(stream, b"late", peer.getsockname())], [stream], [0], [PACKET], [peer.getsockname()])
+    bank._transmit(late)  # a batch that outlived its stream's detach
     assert received(peer) == [] and stream.packets_sent == 3
     assert int(bank.lateness_ms.sum()) == 3 and bank.stats()["packets_measured"] == 3
 

@@ -1,0 +1,179 @@
+"""Batched datagram I/O of the RTP bank: every packet of a tick sent in one call, every ready socket read in one.
+
+Owns one epoll set of the bank's sockets, each known by a slot number the bank chooses (its row twice: RTP, RTCP),
+and the buffer datagrams are read into. Must not know RTP, streams or the engine: it moves bytes between sockets
+and the bank. This file is the reference (`OPENCOMMS_COMPILED=0`, and where there is no compiler); `sockio.pyx` is
+the same class in C (`make compiled`): it calls `sendto`/`recvmsg` itself with the GIL released once per batch, so
+the event loop's thread does not take the GIL at every packet, and no Python objects are made for a packet but its
+payload (and its source address when that changed).
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import struct
+import sys
+import time
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from .address import is_literal
+
+__all__ = ["MAX_DATAGRAM", "DatagramIO", "Received"]
+
+MAX_DATAGRAM: Final = 2048
+"""Bytes read of one datagram (longer ones are cut: no RTP packet of ours comes near)."""
+_TIMESPEC = struct.Struct("@qq")
+_SO_TIMESTAMPNS: int | None = getattr(socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+_ANCILLARY = socket.CMSG_SPACE(_TIMESPEC.size)
+_UNSENDABLE: Final = -1
+
+Received = tuple[int, bytes | None, tuple[str, int], float]
+"""One datagram read: (slot, payload or None when reading failed, source address, kernel arrival time on the wall
+clock or -1.0)."""
+
+
+class DatagramIO:
+    """Non-blocking datagram sockets known by slot (0 <= slot < `slots`), sent to and read in batches.
+
+    `send` takes a tick's packets as parallel lists (the slot whose socket sends, the offset and length in one
+    buffer, the destination) and returns the failures by index: an errno, or -1 for a destination no socket can
+    take (not a literal address). `receive(rounds)` polls every registered socket and reads one datagram from each
+    ready one, up to `rounds` times while some are ready; `take(i)` hands out the i-th read. With `timestamps` the
+    sockets are asked for the kernel's receive time (SO_TIMESTAMPNS)."""
+
+    def __init__(self, slots: int, timestamps: bool) -> None:
+        self._socks: list[socket.socket | None] = [None] * slots
+        self._fds = [-1] * slots  # taken at register: the owner may close the socket before unregistering it
+        self._by_fd: dict[int, int] = {}
+        self._peers: list[object] = [None] * slots  # per slot: the destination last checked
+        self._sources: list[object] = [None] * slots  # per slot: the source last handed out
+        self._epoll = select.epoll()
+        self.timestamps = timestamps and _SO_TIMESTAMPNS is not None
+        self._read: list[Received] = []
+
+    def register(self, slot: int, sock: socket.socket) -> None:
+        """Poll `sock` as `slot` (which must be free)."""
+        if self.timestamps and _SO_TIMESTAMPNS is not None:
+            sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        fd = sock.fileno()
+        self._epoll.register(fd, select.EPOLLIN)
+        self._socks[slot], self._fds[slot] = sock, fd
+        self._peers[slot] = self._sources[slot] = None
+        self._by_fd[fd] = slot
+
+    def unregister(self, slot: int) -> None:
+        """Stop polling `slot` (idempotent; its socket may be closed already)."""
+        fd = self._fds[slot]
+        if self._socks[slot] is None:
+            return
+        self._socks[slot], self._fds[slot] = None, -1
+        del self._by_fd[fd]
+        try:
+            self._epoll.unregister(fd)
+        except (OSError, ValueError):
+            pass
+
+    def send(
+        self,
+        buf: bytearray,
+        slots: list[int],
+        offsets: list[int],
+        lengths: list[int],
+        peers: list[tuple[str, int]],
+        lateness: npt.NDArray[np.int64] | None,
+        due: float,
+    ) -> dict[int, int] | None:
+        """Send `buf[offsets[i]:offsets[i] + lengths[i]]` from slot `slots[i]` to `peers[i]`, for every i in order.
+        Returns None when all left, else {i: errno, or -1 for a destination no socket can take}. With `lateness`,
+        each packet sent adds one to bucket min(100, whole ms after `due`) (time.monotonic)."""
+        view = memoryview(buf)
+        socks, known = self._socks, self._peers
+        failed: dict[int, int] | None = None
+        n = len(slots)
+        if len(offsets) != n or len(lengths) != n or len(peers) != n:
+            raise ValueError("slots, offsets, lengths and peers must be as long")
+        for i in range(n):
+            slot, offset, length, peer = slots[i], offsets[i], lengths[i], peers[i]
+            sock = socks[slot] if 0 <= slot < len(socks) else None
+            if offset < 0 or length < 0 or offset + length > len(buf):
+                raise ValueError(f"packet {i} lies outside the buffer")
+            if sock is None:
+                failed = failed or {}
+                failed[i] = errno.EBADF
+                continue
+            if peer is not known[slot]:  # never a name lookup on the media thread: literal addresses only
+                known[slot] = None
+                if not _literal(peer):
+                    failed = failed or {}
+                    failed[i] = _UNSENDABLE
+                    continue
+                known[slot] = peer
+            try:
+                sock.sendto(view[offset : offset + length], peer)
+            except OSError as exc:
+                failed = failed or {}
+                failed[i] = exc.errno or errno.EIO
+                continue
+            except (TypeError, ValueError, OverflowError):  # not an address this socket takes
+                failed = failed or {}
+                failed[i] = _UNSENDABLE
+                continue
+            if lateness is not None:
+                lateness[min(100, max(0, int((time.monotonic() - due) * 1000.0)))] += 1
+        return failed
+
+    def receive(self, rounds: int) -> int:
+        """Read one datagram from every ready socket, again while some are ready, `rounds` times at most; returns how
+        many were read (the previous reads are forgotten)."""
+        read = self._read
+        read.clear()
+        by_fd, socks = self._by_fd, self._socks
+        for _round in range(rounds):
+            ready = self._epoll.poll(0)
+            if not ready:
+                break
+            for fd, _events in ready:
+                slot = by_fd.get(fd)
+                sock = None if slot is None else socks[slot]
+                if slot is None or sock is None:
+                    continue
+                try:
+                    data, ancillary, _flags, addr = sock.recvmsg(MAX_DATAGRAM, _ANCILLARY)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    read.append((slot, None, ("", 0), -1.0))
+                    continue
+                stamp = -1.0
+                for level, kind, value in ancillary:
+                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(value) >= _TIMESPEC.size:
+                        sec, nsec = _TIMESPEC.unpack_from(value)
+                        stamp = sec + nsec * 1e-9
+                last = self._sources[slot]
+                if addr == last:
+                    addr = last  # the same object as before: the stream compares it by identity first
+                else:
+                    self._sources[slot] = addr
+                read.append((slot, data, addr, stamp))
+        return len(read)
+
+    def take(self, i: int) -> Received:
+        """The i-th datagram of the last `receive`."""
+        return self._read[i]
+
+    def close(self) -> None:
+        """Release the poller (the sockets are their owners')."""
+        self._epoll.close()
+
+
+def _literal(peer: object) -> bool:
+    """(host, port[, flowinfo, scope_id]) with a literal IP address and a port number."""
+    if not isinstance(peer, tuple) or len(peer) < 2:
+        return False
+    host, port = peer[0], peer[1]
+    return isinstance(host, str) and is_literal(host.split("%", 1)[0]) and isinstance(port, int) and 0 <= port <= 65535

@@ -1,0 +1,398 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
+"""DatagramIO compiled (Cython, `make compiled`): the same class as sockio.py, which stays the reference and documents
+the API. `send` and `receive` call sendto, epoll_wait and recvmsg themselves, with the GIL released once per batch
+(Python's socket methods release and take it back at every packet, and with the event loop's thread waiting for it,
+each of those hands the GIL over); a packet read costs one bytes object, and a tuple only when its source address
+differs from the last one read on that slot."""
+
+import socket as _socket
+import sys
+
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from libc.errno cimport EAGAIN, EBADF, EINTR, EIO, errno
+from libc.stdint cimport uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport calloc, free
+from libc.string cimport memcmp, memcpy, memset
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+from posix.uio cimport iovec
+from posix.unistd cimport close
+
+cdef extern from "<errno.h>" nogil:
+    int EWOULDBLOCK
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    struct sockaddr:
+        unsigned short sa_family
+    struct msghdr:
+        void* msg_name
+        socklen_t msg_namelen
+        iovec* msg_iov
+        size_t msg_iovlen
+        void* msg_control
+        size_t msg_controllen
+        int msg_flags
+    struct cmsghdr:
+        size_t cmsg_len
+        int cmsg_level
+        int cmsg_type
+    cmsghdr* CMSG_FIRSTHDR(msghdr*)
+    cmsghdr* CMSG_NXTHDR(msghdr*, cmsghdr*)
+    unsigned char* CMSG_DATA(cmsghdr*)
+    ssize_t sendto(int, const void*, size_t, int, const sockaddr*, socklen_t)
+    ssize_t recvmsg(int, msghdr*, int)
+    int SOL_SOCKET
+    int MSG_DONTWAIT
+    int AF_INET
+    int AF_INET6
+
+cdef extern from "<netinet/in.h>" nogil:
+    struct in_addr:
+        uint32_t s_addr
+    struct in6_addr:
+        unsigned char s6_addr[16]
+    struct sockaddr_in:
+        unsigned short sin_family
+        uint16_t sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        unsigned short sin6_family
+        uint16_t sin6_port
+        uint32_t sin6_flowinfo
+        in6_addr sin6_addr
+        uint32_t sin6_scope_id
+
+cdef extern from "<arpa/inet.h>" nogil:
+    int inet_pton(int, const char*, void*)
+    const char* inet_ntop(int, const void*, char*, socklen_t)
+    uint16_t htons(uint16_t)
+    uint16_t ntohs(uint16_t)
+    uint32_t htonl(uint32_t)
+    uint32_t ntohl(uint32_t)
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int)
+    int epoll_ctl(int, int, int, epoll_event*)
+    int epoll_wait(int, epoll_event*, int, int)
+    int EPOLL_CLOEXEC
+    int EPOLL_CTL_ADD
+    int EPOLL_CTL_DEL
+    int EPOLLIN
+
+__all__ = ["MAX_DATAGRAM", "DatagramIO", "Received"]
+
+MAX_DATAGRAM = 2048
+cdef enum:
+    _MAX = 2048
+    _CONTROL = 64
+    _UNSENDABLE = -1
+_SO_TIMESTAMPNS = getattr(_socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
+cdef int _SCM_TIMESTAMPNS = 35 if _SO_TIMESTAMPNS is None else _SO_TIMESTAMPNS
+Received = tuple
+
+
+cdef struct _Addr:
+    sockaddr_in6 sa  # large enough for both families
+    socklen_t length
+
+
+cdef inline double _monotonic() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef object _tuple_of(const _Addr* a):
+    cdef char host[64]
+    cdef const sockaddr_in* v4
+    cdef const sockaddr_in6* v6
+    if a.sa.sin6_family == AF_INET:
+        v4 = <const sockaddr_in*>&a.sa
+        inet_ntop(AF_INET, &v4.sin_addr, host, 64)
+        return (host.decode("ascii"), ntohs(v4.sin_port))
+    v6 = &a.sa
+    inet_ntop(AF_INET6, &v6.sin6_addr, host, 64)
+    return (host.decode("ascii"), ntohs(v6.sin6_port), ntohl(v6.sin6_flowinfo), v6.sin6_scope_id)
+
+
+cdef int _pack(object peer, int family, _Addr* out) except -2:
+    """`peer` as a sockaddr of `family` in `out`: 0, or -1 for a destination this socket cannot take."""
+    cdef sockaddr_in* v4
+    cdef sockaddr_in6* v6
+    cdef bytes host
+    cdef object port
+    if not isinstance(peer, tuple) or len(peer) < 2 or not isinstance(peer[0], str) or not isinstance(peer[1], int):
+        return -1
+    port = peer[1]
+    if not 0 <= port <= 65535:
+        return -1
+    try:
+        host = (<str>peer[0]).split("%", 1)[0].encode("ascii")
+    except UnicodeEncodeError:
+        return -1
+    memset(out, 0, sizeof(_Addr))
+    if family == AF_INET:
+        v4 = <sockaddr_in*>&out.sa
+        if inet_pton(AF_INET, host, &v4.sin_addr) != 1:
+            return -1
+        v4.sin_family = AF_INET
+        v4.sin_port = htons(<uint16_t>port)
+        out.length = sizeof(sockaddr_in)
+        return 0
+    if family != AF_INET6:
+        return -1
+    v6 = &out.sa
+    if inet_pton(AF_INET6, host, &v6.sin6_addr) != 1:
+        return -1
+    v6.sin6_family = AF_INET6
+    v6.sin6_port = htons(<uint16_t>port)
+    if len(peer) >= 4 and isinstance(peer[2], int) and isinstance(peer[3], int):
+        v6.sin6_flowinfo = htonl(<uint32_t>(peer[2] & 0xFFFFFFFF))
+        v6.sin6_scope_id = <uint32_t>(peer[3] & 0xFFFFFFFF)
+    out.length = sizeof(sockaddr_in6)
+    return 0
+
+
+cdef class DatagramIO:
+    """Non-blocking datagram sockets known by slot, sent to and read in batches (see sockio.py)."""
+
+    cdef int _slots
+    cdef int _epfd
+    cdef int _cap
+    cdef int _count
+    cdef public bint timestamps
+    cdef int* _fd
+    cdef int* _family
+    cdef _Addr* _peer  # per slot: the destination last packed, from the object in _peers
+    cdef _Addr* _last  # per slot: the source last handed out as a tuple, the object in _sources
+    cdef list _socks
+    cdef list _peers
+    cdef list _sources
+    cdef epoll_event* _events
+    cdef unsigned char* _slab
+    cdef int* _slot_of
+    cdef int* _length
+    cdef double* _stamp
+    cdef _Addr* _source
+    cdef int _send_cap
+    cdef int* _s_fd
+    cdef const unsigned char** _s_data
+    cdef size_t* _s_len
+    cdef _Addr** _s_addr
+    cdef int* _s_err
+
+    def __cinit__(self, int slots, bint timestamps):
+        self._epfd = -1
+        if slots <= 0:
+            raise ValueError("slots must be positive")
+        self._slots = slots
+        self._cap = max(64, slots)
+        self._fd = <int*>calloc(slots, sizeof(int))
+        self._family = <int*>calloc(slots, sizeof(int))
+        self._peer = <_Addr*>calloc(slots, sizeof(_Addr))
+        self._last = <_Addr*>calloc(slots, sizeof(_Addr))
+        self._events = <epoll_event*>calloc(slots, sizeof(epoll_event))
+        self._slab = <unsigned char*>calloc(self._cap, _MAX)
+        self._slot_of = <int*>calloc(self._cap, sizeof(int))
+        self._length = <int*>calloc(self._cap, sizeof(int))
+        self._stamp = <double*>calloc(self._cap, sizeof(double))
+        self._source = <_Addr*>calloc(self._cap, sizeof(_Addr))
+        if (not self._fd or not self._family or not self._peer or not self._last or not self._events or not self._slab
+                or not self._slot_of or not self._length or not self._stamp or not self._source):
+            raise MemoryError()
+        for i in range(slots):
+            self._fd[i] = -1
+        self._epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self._epfd < 0:
+            raise OSError(errno, "epoll_create1 failed")
+        self.timestamps = timestamps and _SO_TIMESTAMPNS is not None
+        self._socks = [None] * slots
+        self._peers = [None] * slots
+        self._sources = [None] * slots
+        self._count = 0
+
+    def __dealloc__(self):
+        if self._epfd >= 0:
+            close(self._epfd)
+        free(self._fd); free(self._family); free(self._peer); free(self._last); free(self._events)
+        free(self._slab); free(self._slot_of); free(self._length); free(self._stamp); free(self._source)
+        free(self._s_fd); free(self._s_data); free(self._s_len); free(self._s_addr); free(self._s_err)
+
+    def register(self, int slot, sock):
+        if not 0 <= slot < self._slots:
+            raise IndexError(slot)
+        if self.timestamps:
+            sock.setsockopt(_socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+        cdef int fd = sock.fileno()
+        cdef epoll_event ev
+        memset(&ev, 0, sizeof(ev))
+        ev.events = EPOLLIN
+        ev.data.u32 = <uint32_t>slot
+        if epoll_ctl(self._epfd, EPOLL_CTL_ADD, fd, &ev) != 0:
+            raise OSError(errno, "epoll_ctl failed")
+        self._fd[slot] = fd
+        self._family[slot] = sock.family
+        self._socks[slot] = sock
+        self._peers[slot] = None
+        self._sources[slot] = None
+
+    def unregister(self, int slot):
+        if not 0 <= slot < self._slots or self._socks[slot] is None:
+            return
+        cdef epoll_event ev
+        epoll_ctl(self._epfd, EPOLL_CTL_DEL, self._fd[slot], &ev)  # a closed socket has left the set already
+        self._fd[slot] = -1
+        self._socks[slot] = None
+        self._peers[slot] = None
+        self._sources[slot] = None
+
+    cdef int _reserve(self, int n) except -1:
+        if n <= self._send_cap:
+            return 0
+        free(self._s_fd); free(self._s_data); free(self._s_len); free(self._s_addr); free(self._s_err)
+        self._send_cap = 0
+        self._s_fd = <int*>calloc(n, sizeof(int))
+        self._s_data = <const unsigned char**>calloc(n, sizeof(void*))
+        self._s_len = <size_t*>calloc(n, sizeof(size_t))
+        self._s_addr = <_Addr**>calloc(n, sizeof(void*))
+        self._s_err = <int*>calloc(n, sizeof(int))
+        if not self._s_fd or not self._s_data or not self._s_len or not self._s_addr or not self._s_err:
+            raise MemoryError()
+        self._send_cap = n
+        return 0
+
+    def send(self, buf, list slots, list offsets, list lengths, list peers, lateness, double due):
+        cdef const unsigned char[::1] data = buf
+        cdef Py_ssize_t n = len(slots), size = data.shape[0]
+        cdef Py_ssize_t i, offset, length
+        cdef int slot, fd, k
+        cdef dict failed = None
+        cdef list known = self._peers
+        cdef long long[::1] late
+        cdef bint measure = lateness is not None
+        if measure:
+            late = lateness
+        if len(offsets) != n or len(lengths) != n or len(peers) != n:
+            raise ValueError("slots, offsets, lengths and peers must be as long")
+        self._reserve(n)
+        for i in range(n):
+            self._s_fd[i] = -1
+            self._s_err[i] = 0
+            slot = slots[i]
+            offset, length = offsets[i], lengths[i]
+            if not 0 <= slot < self._slots or self._fd[slot] < 0:
+                self._s_err[i] = EBADF
+                continue
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ValueError(f"packet {i} lies outside the buffer")
+            peer = peers[i]
+            if peer is not known[slot]:
+                known[slot] = None
+                if _pack(peer, self._family[slot], &self._peer[slot]) != 0:
+                    self._s_err[i] = _UNSENDABLE
+                    continue
+                known[slot] = peer
+            self._s_fd[i] = self._fd[slot]
+            self._s_data[i] = &data[0] + offset if size else NULL
+            self._s_len[i] = length
+            self._s_addr[i] = &self._peer[slot]
+        with nogil:
+            for i in range(n):
+                fd = self._s_fd[i]
+                if fd < 0:
+                    continue
+                if sendto(fd, self._s_data[i], self._s_len[i], MSG_DONTWAIT,
+                          <const sockaddr*>&self._s_addr[i].sa, self._s_addr[i].length) < 0:
+                    self._s_err[i] = errno if errno else EIO
+                elif measure:
+                    k = <int>((_monotonic() - due) * 1000.0)
+                    late[0 if k < 0 else (100 if k > 100 else k)] += 1
+        for i in range(n):
+            if self._s_err[i]:
+                if failed is None:
+                    failed = {}
+                failed[i] = self._s_err[i]
+        return failed
+
+    def receive(self, int rounds):
+        cdef int k = 0, r, j, ready, slot, fd
+        cdef ssize_t got
+        cdef msghdr msg
+        cdef iovec iov
+        cdef cmsghdr* c
+        cdef unsigned char control[_CONTROL]
+        cdef long long ts[2]
+        cdef bint full = False
+        with nogil:
+            for r in range(rounds):
+                ready = epoll_wait(self._epfd, self._events, self._slots, 0)
+                if ready <= 0:
+                    break
+                for j in range(ready):
+                    if k >= self._cap:
+                        full = True
+                        break
+                    slot = <int>self._events[j].data.u32
+                    fd = self._fd[slot] if slot < self._slots else -1
+                    if fd < 0:
+                        continue
+                    iov.iov_base = self._slab + <size_t>k * _MAX
+                    iov.iov_len = _MAX
+                    memset(&msg, 0, sizeof(msg))
+                    msg.msg_name = &self._source[k].sa
+                    msg.msg_namelen = sizeof(sockaddr_in6)
+                    msg.msg_iov = &iov
+                    msg.msg_iovlen = 1
+                    msg.msg_control = control
+                    msg.msg_controllen = _CONTROL
+                    got = recvmsg(fd, &msg, MSG_DONTWAIT)
+                    self._slot_of[k] = slot
+                    self._stamp[k] = -1.0
+                    if got < 0:
+                        if errno == EAGAIN or errno == EWOULDBLOCK or errno == EINTR:
+                            continue
+                        self._length[k] = -1
+                        k += 1
+                        continue
+                    self._length[k] = <int>got
+                    self._source[k].length = msg.msg_namelen
+                    c = CMSG_FIRSTHDR(&msg)
+                    while c != NULL:
+                        if c.cmsg_level == SOL_SOCKET and c.cmsg_type == _SCM_TIMESTAMPNS:
+                            memcpy(ts, CMSG_DATA(c), sizeof(ts))
+                            self._stamp[k] = ts[0] + ts[1] * 1e-9
+                        c = CMSG_NXTHDR(&msg, c)
+                    k += 1
+                if full:
+                    break
+        self._count = k
+        return k
+
+    def take(self, int i):
+        if not 0 <= i < self._count:
+            raise IndexError(i)
+        cdef int slot = self._slot_of[i], n = self._length[i]
+        cdef _Addr* src = &self._source[i]
+        cdef _Addr* last = &self._last[slot]
+        if n < 0:
+            return (slot, None, ("", 0), -1.0)
+        data = PyBytes_FromStringAndSize(<char*>self._slab + <size_t>i * _MAX, n)
+        source = self._sources[slot]
+        if source is None or src.length != last.length or memcmp(&src.sa, &last.sa, src.length) != 0:
+            source = _tuple_of(src)
+            memcpy(last, src, sizeof(_Addr))
+            self._sources[slot] = source
+        return (slot, data, source, self._stamp[i])
+
+    def close(self):
+        if self._epfd >= 0:
+            close(self._epfd)
+            self._epfd = -1
