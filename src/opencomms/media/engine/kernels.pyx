@@ -165,14 +165,14 @@ def pairs(
         for i in range(m):
             ra, rb = a[i], b[i]
             sa, sb, da, db = &out[ra, 0], &out[rb, 0], &inp[ra, 0], &inp[rb, 0]
-            if clip:
+            if clip:  # one loop a direction: each vectorises (rows of `out` and `inp` never overlap)
                 for j in range(_FRAME):
                     da[j] = _clip16(sb[j])
+                for j in range(_FRAME):
                     db[j] = _clip16(sa[j])
             else:
-                for j in range(_FRAME):
-                    da[j] = sb[j]
-                    db[j] = sa[j]
+                memcpy(da, sb, _FRAME * sizeof(int32_t))
+                memcpy(db, sa, _FRAME * sizeof(int32_t))
 
 
 def clip16(int32_t[:, ::1] inp):
