@@ -72,3 +72,8 @@ class ClipBank:
 
     def windows(self, slot: int) -> npt.NDArray[np.int16]:
         return self._windows[slot]
+
+    @property
+    def all_windows(self) -> list[npt.NDArray[np.int16]]:
+        """`windows(slot)` of every slot, indexed by slot (a free slot's is empty); read-only use."""
+        return self._windows

@@ -8,6 +8,7 @@ import numpy.typing as npt
 
 from ..frames import FRAME_SAMPLES
 from .events import Samples
+from .kernels import queue_pop, queue_push
 
 _N = FRAME_SAMPLES
 
@@ -53,26 +54,13 @@ class InboundQueues:
         """`push` for distinct rows at once (`frames`: one `(len(rows), 320)` int16 frame per row)."""
         if rows.size == 0:
             return
-        q = self._frames
-        length, head = self._qlen[rows], self._head[rows]
-        self._ring[rows, (head + length) % q] = frames
-        full = length == q
-        dropped = int(np.count_nonzero(full))
-        if dropped:
-            self._head[rows[full]] = (head[full] + 1) % q
-            self.dropped += dropped
-            rows = rows[~full]
-        self._qlen[rows] += 1
-        self._queued += rows.size
+        dropped = queue_push(self._ring, self._head, self._qlen, rows, frames)
+        self.dropped += dropped
+        self._queued += rows.size - dropped
 
     def step(self, out: npt.NDArray[np.int32], n: int) -> bool:
         """Move each queued row's oldest frame into `out` (the prefix `[:n]`); whether any row had one."""
         if not self._queued:
             return False
-        rows = np.flatnonzero(self._qlen[:n] > 0)
-        heads = self._head[rows]
-        out[rows] = self._ring[rows, heads]
-        self._head[rows] = (heads + 1) % self._frames
-        self._qlen[rows] -= 1
-        self._queued -= rows.size
+        self._queued -= queue_pop(self._ring, self._head, self._qlen, out[:n])
         return True

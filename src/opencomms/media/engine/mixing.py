@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..frames import FRAME_SAMPLES
+from .kernels import clip16, pairs
 
 if TYPE_CHECKING:
     from .legs import Leg
@@ -91,27 +92,24 @@ def mix(
     """INPUT of every row in a pair or small group: the sum of the other members' OUTPUT, minus the `exclude`
     frames of its row, clipped to int16 range (silence for a row in no mix or alone in one). Conferences are
     left to `Mixes.step`; call this directly only for a topology without them."""
-    _mix_small(topo, out, inp)
+    _mix_small(topo, out, inp, clip=False)
     for row, _sender, frame in exclude or ():
         inp[row] -= frame
-    np.clip(inp, _INT16_MIN, _INT16_MAX, out=inp)
+    clip16(inp)
 
 
-def _mix_small(topo: Topology, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]) -> None:
+def _mix_small(topo: Topology, out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32], clip: bool) -> bool:
+    """INPUT of the rows in pairs and small groups (silence for the others), the pairs clipped when `clip`; whether
+    that left all of `inp` clipped (only pairs, or none)."""
     if topo.silent:
         inp.fill(0)
-    if topo.adjacent_pairs:
-        pairs_in, pairs_out = inp.reshape(-1, 2, _N), out.reshape(-1, 2, _N)
-        pairs_in[:, 0] = pairs_out[:, 1]
-        pairs_in[:, 1] = pairs_out[:, 0]
-    elif topo.pairs[0].size:
-        a, b = topo.pairs
-        inp[a] = out[b]
-        inp[b] = out[a]
+    if topo.pairs[0].size:
+        pairs(out, inp, *topo.pairs, topo.adjacent_pairs, clip)
     for members in topo.groups:
         contributions = out[members]
         totals = contributions.sum(axis=1, dtype=np.int32)
         inp[members] = totals[:, None, :] - contributions
+    return clip and not topo.groups
 
 
 class Mixes:
@@ -252,7 +250,9 @@ class Mixes:
             for index in old.difference(self._where):
                 talkers.forget(index)
         topo = self._topology
-        _mix_small(topo, out, inp)
+        # The usual tick (two-party calls, nothing added to INPUT afterwards): the pairs are clipped as they are
+        # mixed, in one pass, and no clip of the whole INPUT is left to do.
+        clipped = _mix_small(topo, out, inp, clip=not exclude and not fed and not topo.conferences)
         self.totals = {}
         self.dominant = []
         talkers.tick += 1
@@ -284,7 +284,8 @@ class Mixes:
             if fed and mix_id in fed:
                 total = total + fed[mix_id]
             self.totals[mix_id] = np.clip(total, _INT16_MIN, _INT16_MAX).astype(np.int32, copy=False)
-        np.clip(inp, _INT16_MIN, _INT16_MAX, out=inp)
+        if not clipped:
+            clip16(inp)
 
     def _conference(
         self, sel: Selection, members: npt.NDArray[np.intp], out: npt.NDArray[np.int32], inp: npt.NDArray[np.int32]

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from ..frames import FRAME_SAMPLES
 from .clips import ClipBank
 from .events import MediaEvent, PlayFinished, Samples
+from .kernels import play_frames
 from .recorder import play_ended
 
 if TYPE_CHECKING:
@@ -37,8 +38,8 @@ class Play:
 
 class Player:
     """Every leg's player. Per row: the slot of the clip being played (-1: none) and the position in it. The
-    step gathers one frame per leg with one fancy-index per distinct clip (rows of the clip's strided frame
-    view); only legs whose clip ends during the frame get per-leg Python work."""
+    step copies one frame per playing leg from its clip's strided frame view (`kernels.play_frames`); only legs
+    whose clip ends during the frame get per-leg Python work."""
 
     def __init__(self, capacity: int, by_row: list[Leg | None]) -> None:
         self.clips = ClipBank()
@@ -139,29 +140,9 @@ class Player:
         for leg in self._starting:
             self._continue(leg, out, 0, now, events)
         self._starting.clear()
-        clip = self._clip[:n]
-        playing = np.flatnonzero(clip >= 0)
-        if playing.size == 0:
-            return
-        slots = clip[playing]
-        pos = self._pos[playing]
-        order = np.argsort(slots, kind="stable")
-        sorted_slots = slots[order]
-        bounds = np.flatnonzero(sorted_slots[1:] != sorted_slots[:-1]) + 1
-        starts = [0, *bounds.tolist()]
-        stops = [*bounds.tolist(), playing.size]
-        for a, b in zip(starts, stops, strict=True):
-            idx = order[a:b]
-            rows = playing[idx]
-            frames = self.clips.windows(int(sorted_slots[a]))[pos[idx]]
-            if add:
-                out[rows] += frames
-            else:
-                out[rows] = frames
-        pos += _N
-        self._pos[playing] = pos
-        lengths = self.clips.lengths[slots]
-        for i in np.flatnonzero(pos >= lengths).tolist():
-            ended = self._by_row[int(playing[i])]
-            assert ended is not None
-            self._continue(ended, out, int(pos[i] - lengths[i]), now, events)
+        lengths = self.clips.lengths
+        ended = play_frames(out[:n], self._clip[:n], self._pos[:n], lengths, self.clips.all_windows, add)
+        for row in ended:
+            ended_leg = self._by_row[row]
+            assert ended_leg is not None
+            self._continue(ended_leg, out, int(self._pos[row] - lengths[self._clip[row]]), now, events)
