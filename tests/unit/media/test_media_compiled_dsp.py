@@ -97,7 +97,7 @@ def test_the_twins_export_the_references_names_and_constants() -> None:
     assert goertzel_module.goertzel_power(block, 697.0, RATE) == ref.goertzel_power(block, 697.0, RATE)
 
 
-@pytest.mark.parametrize("rate", [16000, 8000])
+@pytest.mark.parametrize("rate", [16000, 8000, 12000, 8200])  # 12 kHz: a remainder of pairs; 8.2 kHz: odd hops
 def test_every_key_at_levels_around_the_floor_gives_the_same_windows(rate: int) -> None:
     steps = [-1.0, -0.3, 0.3, 1.0, 20.0, 42.0]
     levels = [(FLOOR_DBFS + step, FLOOR_DBFS + step) for step in steps for _key in range(16)]

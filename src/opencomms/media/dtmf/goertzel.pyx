@@ -1,10 +1,11 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False, language_level=3
 """goertzel compiled (Cython, `make compiled`): the same module as goertzel.py, which stays the reference and
 documents the API (the constants and `goertzel_power` are copied from it; a unit test holds them equal). The
-ToneAnalyzer here makes one pass per channel: the sub-block DFTs as 16 running sums per sample (four sets of
-accumulators, so that the sums do not wait on each other), the kept sub-blocks re-phased, then each window's level,
-tone-share, twist and relative-peak tests in scalar code, with no temporaries. Same keys as the reference and the
-same fractions up to the rounding of float sums."""
+ToneAnalyzer here makes one pass per channel, with no temporaries: each sub-block's DFT at the 8 fundamentals taken
+about its middle, where samples q and hop-1-q meet the same cosine and opposite sines (so a pair's sum and difference
+need half the products of a plain DFT; four pairs at a time into separate sums), then turned to phases from the frame
+start; the kept sub-blocks re-phased; each window's level, tone-share, twist and relative-peak tests in scalar code.
+Same keys as the reference and the same fractions up to the rounding of float sums (~1e-6)."""
 
 import math
 
@@ -81,15 +82,19 @@ class ToneAnalyzer:
         self.sample_rate = sample_rate
         hops, w = self.hops_per_frame, self.window
         omega = 2.0 * math.pi * FUNDAMENTALS / sample_rate
-        n = np.arange(self.frame_samples, dtype=np.float64).reshape(hops, 1, self.hop)
-        phase = omega.reshape(1, _NF, 1) * n
-        basis = np.concatenate([np.cos(phase), np.sin(phase)], axis=1)  # (hops, 16, hop)
+        # Sample q and sample hop-1-q of a sub-block sit at -+phi from its middle: their sum meets cos(phi), their
+        # difference sin(phi) (half the products of a plain DFT), then each sub-block is turned by its middle's phase.
+        middle = (self.hop - 1) / 2.0
+        phi = np.outer(np.arange(self.hop // 2) - middle, omega)  # (hop // 2, 8)
+        theta = np.outer(np.arange(hops) * self.hop + middle, omega)  # (hops, 8)
         shift = omega * self.frame_samples
         amplitude = FULL_SCALE * 10.0 ** ((config.min_tone_dbm0 + DBM0_IN_DBFS) / 20.0)
         self._ys = np.zeros((capacity, _KEEP, _NY), dtype=np.float32)  # kept sub-blocks, per channel
         self._es = np.zeros((capacity, _KEEP), dtype=np.float32)
         self._k = _Kernel(
-            np.ascontiguousarray(basis.transpose(0, 2, 1), dtype=np.float32),  # (hops, hop, 16)
+            self.hop,
+            np.concatenate([np.cos(phi), np.sin(phi)], axis=1).astype(np.float32),
+            np.concatenate([np.cos(theta), np.sin(theta)], axis=1).astype(np.float32),
             np.cos(shift).astype(np.float32),
             np.sin(shift).astype(np.float32),
             self._ys,
@@ -121,7 +126,8 @@ class ToneAnalyzer:
 
 
 cdef class _Kernel:
-    cdef float[:, :, ::1] basis
+    cdef float[:, ::1] basis  # (hop // 2, 16): pairs' cos, sin about a sub-block's middle
+    cdef float[:, ::1] rotation  # (hops, 16): cos, sin of each sub-block's middle from the frame start
     cdef float[:, :, ::1] ys
     cdef float[:, ::1] es
     cdef float shift_cos[_NF]
@@ -131,7 +137,9 @@ cdef class _Kernel:
 
     def __init__(
         self,
-        float[:, :, ::1] basis,
+        int hop,
+        float[:, ::1] basis,
+        float[:, ::1] rotation,
         float[::1] shift_cos,
         float[::1] shift_sin,
         float[:, :, ::1] ys,
@@ -144,8 +152,12 @@ cdef class _Kernel:
         float window,
     ):
         cdef int f
-        self.basis, self.ys, self.es = basis, ys, es
-        self.hops, self.hop = basis.shape[0], basis.shape[1]
+        if basis.shape[0] != hop // 2 or basis.shape[1] != _NB or rotation.shape[1] != _NB:
+            raise ValueError("basis and rotation do not match the hop")
+        if rotation.shape[0] > _MAX_HOPS or ys.shape[1] != _KEEP or ys.shape[2] != _NY:
+            raise ValueError("too many hops per frame, or the kept sub-blocks' shape is wrong")
+        self.basis, self.rotation, self.ys, self.es = basis, rotation, ys, es
+        self.hops, self.hop = rotation.shape[0], hop
         for f in range(_NF):
             self.shift_cos[f] = shift_cos[f]
             self.shift_sin[f] = shift_sin[f]
@@ -170,18 +182,19 @@ cdef class _Kernel:
     ) noexcept nogil:
         """One channel's frame `xr`, its kept sub-blocks `ys` (_KEEP x _NY) and energies `es`; the key and
         fraction of the window ending at hop h into keys[h * stride], fraction[h * stride]."""
-        cdef int hops = self.hops, hop = self.hop, h, k, t, j, f, best_row, best_col, strong
+        cdef int hops = self.hops, hop = self.hop, half = self.hop // 2, h, k, t, j, f, best_row, best_col, strong
         cdef float y[_MAX_HOPS + _KEEP][_NY]
         cdef float e[_MAX_HOPS + _KEEP]
         cdef float a0[_NB]
         cdef float a1[_NB]
         cdef float a2[_NB]
         cdef float a3[_NB]
-        cdef float v0, v1, v2, v3, c, sn, re, im, total, dc, rmax, cmax, share
+        cdef float p0, p1, p2, p3, m0, m1, m2, m3, c, sn, re, im, total, dc, rmax, cmax, share
         cdef float win[_NY]
         cdef float power[_NF]
         cdef const float* xs
         cdef const float* b
+        cdef const float* rot
         for j in range(_KEEP):
             for f in range(_NY):
                 y[j][f] = ys[j * _NY + f]
@@ -194,23 +207,38 @@ cdef class _Kernel:
                 a1[j] = 0.0
                 a2[j] = 0.0
                 a3[j] = 0.0
-            b = &self.basis[h, 0, 0]
-            for k in range(hop // 4):  # DFTs: four sets of running sums, so they do not wait on each other
+            b = &self.basis[0, 0]
+            for k in range(half // 4):  # four pairs at a time, into four sets of sums that do not wait on each other
                 t = 4 * k
-                v0, v1, v2, v3 = xs[t], xs[t + 1], xs[t + 2], xs[t + 3]
-                for j in range(_NB):
-                    a0[j] += v0 * b[j]
-                    a1[j] += v1 * b[_NB + j]
-                    a2[j] += v2 * b[2 * _NB + j]
-                    a3[j] += v3 * b[3 * _NB + j]
+                p0, m0 = xs[t] + xs[hop - 1 - t], xs[t] - xs[hop - 1 - t]
+                p1, m1 = xs[t + 1] + xs[hop - 2 - t], xs[t + 1] - xs[hop - 2 - t]
+                p2, m2 = xs[t + 2] + xs[hop - 3 - t], xs[t + 2] - xs[hop - 3 - t]
+                p3, m3 = xs[t + 3] + xs[hop - 4 - t], xs[t + 3] - xs[hop - 4 - t]
+                for j in range(_NF):
+                    a0[j] += p0 * b[j]
+                    a0[_NF + j] += m0 * b[_NF + j]
+                    a1[j] += p1 * b[_NB + j]
+                    a1[_NF + j] += m1 * b[_NB + _NF + j]
+                    a2[j] += p2 * b[2 * _NB + j]
+                    a2[_NF + j] += m2 * b[2 * _NB + _NF + j]
+                    a3[j] += p3 * b[3 * _NB + j]
+                    a3[_NF + j] += m3 * b[3 * _NB + _NF + j]
                 b += 4 * _NB
-            for t in range(hop - hop % 4, hop):
-                v0 = xs[t]
-                for j in range(_NB):
-                    a0[j] += v0 * b[j]
+            for t in range(half - half % 4, half):
+                p0, m0 = xs[t] + xs[hop - 1 - t], xs[t] - xs[hop - 1 - t]
+                for j in range(_NF):
+                    a0[j] += p0 * b[j]
+                    a0[_NF + j] += m0 * b[_NF + j]
                 b += _NB
-            for j in range(_NB):
-                y[_KEEP + h][j] = (a0[j] + a1[j]) + (a2[j] + a3[j])
+            if hop % 2:  # the middle sample, at phase 0
+                for j in range(_NF):
+                    a0[j] += xs[half]
+            rot = &self.rotation[h, 0]
+            for f in range(_NF):  # from phases about the sub-block's middle to phases from the frame start
+                re = (a0[f] + a1[f]) + (a2[f] + a3[f])
+                im = (a0[_NF + f] + a1[_NF + f]) + (a2[_NF + f] + a3[_NF + f])
+                y[_KEEP + h][f] = re * rot[f] - im * rot[_NF + f]
+                y[_KEEP + h][_NF + f] = re * rot[_NF + f] + im * rot[f]
             oc_dtmf_sums(xs, hop, &y[_KEEP + h][_NB], &e[_KEEP + h])
         # The last sub-blocks, re-phased to the next frame's start.
         for j in range(_KEEP):
