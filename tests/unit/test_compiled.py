@@ -22,7 +22,14 @@ from opencomms._compiled.build import imported_sources
 ROOT = Path(__file__).resolve().parents[2]
 SWITCHED_OFF = os.environ.get(ENV_SWITCH, "1") == "0"
 # The unit tests of the compiled modules, run again on the pure path.
-PURE_TESTS = ["tests/unit/rtp", "tests/unit/media/test_engine_kernels.py"]
+PURE_TESTS = [
+    "tests/unit/rtp",
+    "tests/unit/media/test_engine_kernels.py",
+    "tests/unit/media/test_media_compiled_dsp.py",
+    "tests/unit/media/test_media_dtmf_detector.py",
+    "tests/unit/media/test_media_dtmf_tones.py",
+    "tests/unit/media/test_media_vad.py",
+]
 
 
 def _env(**extra: str) -> dict[str, str]:

@@ -1,7 +1,8 @@
 """Energy-based voice activity detection for many channels at once, one 20 ms frame per call.
 
-Owns per-channel levels, the adaptive noise floor (minimum statistics), onset and hangover counting.
-Must not read a clock, know about calls or speakers, or keep audio: it sees frame energies only.
+Owns the configuration, the channels' rows and the results; the per-row numbers (levels, the adaptive noise floor by
+minimum statistics, onset and hangover counting) are vadrows.VadRows, which has a compiled twin. Must not read a
+clock, know about calls or speakers, or keep audio: it sees frame energies only.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from .frames import DBFS_FLOOR, FRAME_MS, FULL_SCALE
+from .frames import FRAME_MS
 from .slots import SlotTable
+from .vadrows import SUBWINDOWS, VadRows
 
 __all__ = ["VadBank", "VadConfig", "VadResult"]
 
@@ -56,10 +58,6 @@ class VadResult:
     """Current noise-floor estimate."""
 
 
-_SUBWINDOWS = 8
-_MEAN_SQUARE_0DBFS = FULL_SCALE * FULL_SCALE / 2.0
-
-
 class VadBank:
     """Voice activity for up to `capacity` channels: `process(frames)` takes an `(n, samples)` array (int16 or
     float32) and returns a VadResult of `n` rows. Channels occupy fixed rows, handed out lowest first by
@@ -76,18 +74,15 @@ class VadBank:
     def __init__(self, capacity: int, config: VadConfig | None = None) -> None:
         self.config = cfg = config or VadConfig()
         self._slots = SlotTable(capacity)
-        self._onset = max(1, math.ceil(cfg.onset_ms / cfg.frame_ms))
-        self._hangover = math.ceil(cfg.hangover_ms / cfg.frame_ms)
-        self._sub_len = max(1, math.ceil(cfg.noise_window_ms / cfg.frame_ms / _SUBWINDOWS))
-        self._frame_count = 0
-        self._minima = np.full((_SUBWINDOWS, capacity), np.inf, dtype=np.float32)
-        self._current_min = np.full(capacity, np.inf, dtype=np.float32)
-        self._loud_run = np.zeros(capacity, dtype=np.int32)
-        self._hold = np.zeros(capacity, dtype=np.int32)
-        self._active = np.zeros(capacity, dtype=np.bool_)
-        self._min_floor = np.float32(cfg.noise_floor_min_dbfs)
-        self._threshold = np.float32(cfg.threshold_db)
-        self._min_speech = np.float32(cfg.min_speech_dbfs)
+        self._rows = VadRows(
+            capacity,
+            onset=max(1, math.ceil(cfg.onset_ms / cfg.frame_ms)),
+            hangover=math.ceil(cfg.hangover_ms / cfg.frame_ms),
+            sub_len=max(1, math.ceil(cfg.noise_window_ms / cfg.frame_ms / SUBWINDOWS)),
+            threshold=cfg.threshold_db,
+            min_speech=cfg.min_speech_dbfs,
+            min_floor=cfg.noise_floor_min_dbfs,
+        )
 
     @property
     def capacity(self) -> int:
@@ -102,11 +97,7 @@ class VadBank:
     def add_channel(self) -> int:
         """Claim a free row with fresh state; raises BankFullError when all are in use."""
         row = self._slots.add()
-        self._minima[:, row] = np.inf
-        self._current_min[row] = np.inf
-        self._loud_run[row] = 0
-        self._hold[row] = 0
-        self._active[row] = False
+        self._rows.reset(row)
         return row
 
     def remove_channel(self, row: int) -> None:
@@ -120,29 +111,6 @@ class VadBank:
             raise ValueError(f"expected shape (n, samples), got {frames.shape}")
         n = frames.shape[0]
         self._slots.check_prefix(n)
-        x = frames if frames.dtype == np.float32 else frames.astype(np.float32)
-        mean_square = np.einsum("ij,ij->i", x, x) / np.float32(x.shape[1] * _MEAN_SQUARE_0DBFS)
-        with np.errstate(divide="ignore"):
-            level = np.maximum(np.float32(10.0) * np.log10(mean_square), np.float32(DBFS_FLOOR))
-        level = level.astype(np.float32, copy=False)
-
-        # Minimum statistics: running minimum of this sub-window, plus the last 8 sub-windows' minima.
-        current_min = self._current_min[:n]
-        np.minimum(current_min, np.maximum(level, self._min_floor), out=current_min)
-        floor = np.minimum(self._minima[:, :n].min(axis=0), current_min)
-        self._frame_count += 1
-        if self._frame_count % self._sub_len == 0:
-            self._minima[:, :n] = np.roll(self._minima[:, :n], 1, axis=0)
-            self._minima[0, :n] = current_min
-            current_min.fill(np.inf)
-
-        loud = (level > floor + self._threshold) & (level > self._min_speech)
-        loud_run = np.where(loud, self._loud_run[:n] + 1, 0)
-        onset = loud_run >= self._onset
-        was = self._active[:n].copy()
-        hold = np.where(onset, self._hangover, np.where(loud & was, self._hangover, self._hold[:n] - 1))
-        active = (onset | (was & (hold >= 0))) & self._slots.active[:n]
-        self._loud_run[:n] = loud_run
-        self._hold[:n] = np.maximum(hold, -1)
-        self._active[:n] = active
-        return VadResult(active, active != was, level, floor)
+        x: npt.NDArray[np.float32] = frames.astype(np.float32, copy=False)
+        active, changed, level, floor = self._rows.process(x, self._slots.active[:n])
+        return VadResult(active, changed, level, floor)
