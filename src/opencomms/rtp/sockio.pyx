@@ -11,7 +11,7 @@ import sys
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.errno cimport EAGAIN, EBADF, EINTR, EIO, errno
 from libc.stdint cimport uint16_t, uint32_t, uint64_t
-from libc.stdlib cimport calloc, free
+from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memset
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec
@@ -92,6 +92,7 @@ __all__ = ["MAX_DATAGRAM", "DatagramIO", "Received"]
 MAX_DATAGRAM = 2048
 cdef enum:
     _MAX = 2048
+    _FIRST_CAP = 128  # datagrams the read buffer holds at first; it doubles when a receive fills it
     _CONTROL = 64
     _UNSENDABLE = -1
 _SO_TIMESTAMPNS = getattr(_socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
@@ -194,13 +195,13 @@ cdef class DatagramIO:
         if slots <= 0:
             raise ValueError("slots must be positive")
         self._slots = slots
-        self._cap = max(64, slots)
+        self._cap = _FIRST_CAP
         self._fd = <int*>calloc(slots, sizeof(int))
         self._family = <int*>calloc(slots, sizeof(int))
         self._peer = <_Addr*>calloc(slots, sizeof(_Addr))
         self._last = <_Addr*>calloc(slots, sizeof(_Addr))
         self._events = <epoll_event*>calloc(slots, sizeof(epoll_event))
-        self._slab = <unsigned char*>calloc(self._cap, _MAX)
+        self._slab = <unsigned char*>malloc(<size_t>self._cap * _MAX)
         self._slot_of = <int*>calloc(self._cap, sizeof(int))
         self._length = <int*>calloc(self._cap, sizeof(int))
         self._stamp = <double*>calloc(self._cap, sizeof(double))
@@ -253,6 +254,32 @@ cdef class DatagramIO:
         self._socks[slot] = None
         self._peers[slot] = None
         self._sources[slot] = None
+
+    cdef int _grow(self) noexcept nogil:
+        """Double the read buffer (what it holds is kept): 0, or -1 when memory is short (the reads stop there)."""
+        cdef int cap = self._cap * 2
+        cdef unsigned char* slab = <unsigned char*>realloc(self._slab, <size_t>cap * _MAX)
+        if slab == NULL:
+            return -1
+        self._slab = slab
+        cdef int* slot_of = <int*>realloc(self._slot_of, cap * sizeof(int))
+        if slot_of == NULL:
+            return -1
+        self._slot_of = slot_of
+        cdef int* length = <int*>realloc(self._length, cap * sizeof(int))
+        if length == NULL:
+            return -1
+        self._length = length
+        cdef double* stamp = <double*>realloc(self._stamp, cap * sizeof(double))
+        if stamp == NULL:
+            return -1
+        self._stamp = stamp
+        cdef _Addr* source = <_Addr*>realloc(self._source, cap * sizeof(_Addr))
+        if source == NULL:
+            return -1
+        self._source = source
+        self._cap = cap
+        return 0
 
     cdef int _reserve(self, int n) except -1:
         if n <= self._send_cap:
@@ -337,7 +364,7 @@ cdef class DatagramIO:
                 if ready <= 0:
                     break
                 for j in range(ready):
-                    if k >= self._cap:
+                    if k >= self._cap and self._grow() != 0:
                         full = True
                         break
                     slot = <int>self._events[j].data.u32

@@ -136,3 +136,25 @@ def test_an_ipv6_socket_sends_and_reads_four_tuple_addresses() -> None:
     io.close()
     a.close()
     b.close()
+
+
+def test_a_receive_larger_than_the_first_buffer_keeps_every_datagram() -> None:
+    socks = []
+    for _ in range(40):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    talker = socks.pop()
+    io = DatagramIO(64, False)
+    for slot, s in enumerate(socks):
+        io.register(slot, s)
+    for k in range(5):
+        for s in socks:
+            talker.sendto(bytes([k]) * 12, s.getsockname())
+    time.sleep(0.1)
+    count = io.receive(5)  # 39 sockets x 5 rounds: past the 128 datagrams the compiled buffer starts with
+    got = sorted((slot, data) for slot, data, _, _ in (io.take(i) for i in range(count)))
+    assert got == sorted((slot, bytes([k]) * 12) for slot in range(len(socks)) for k in range(5))
+    io.close()
+    for s in [*socks, talker]:
+        s.close()
