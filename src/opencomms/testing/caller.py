@@ -237,9 +237,10 @@ class VirtualCall:
         await self._listener.until(lambda: len(tones) >= count, timeout, f"waiting for {count} DTMF tones")
         return self.heard_tones
 
-    async def wait_for_speech(self, timeout: float = 10.0) -> float:
+    async def wait_for_speech(self, timeout: float = 20.0) -> float:
         """Wait for sound (a prompt, speech) that starts after the last `wait_for_silence`; returns its start
-        (media time). Sound already going on counts."""
+        (media time). Sound already going on counts. The default allows for a prompt rendered on demand (text to
+        speech) on a loaded machine."""
         listener = self._listener
 
         def found() -> SpeechSegment | None:
