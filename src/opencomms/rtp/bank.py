@@ -60,11 +60,19 @@ class _Outbox:
 
     flip: int
     due: float
+    changes: int
+    """The bank's `_changes` when the batch was built: unchanged at sending time, every stream in it is still in
+    its row and healthy, and the lists below go to the socket layer as they are."""
     events: list[Outgoing]
     streams: list[Stream]
-    rows: list[int]
+    slots: list[int]
+    """Each audio packet's socket slot (its stream's row x 2: the RTP socket)..."""
+    offsets: list[int]
+    """...its place in the packet buffer..."""
     sizes: list[int]
+    """...its length..."""
     peers: list[tuple[str, int]]
+    """...and its destination."""
 
 
 class EngineHost(Protocol):
@@ -168,6 +176,7 @@ class RtpBank:
         only with `measure_lateness`."""
         self.flushes = 0
         self.datagrams = 0
+        self._changes = 0  # streams detached or dropped so far: a batch built before a change is filtered on sending
         self.faults = FaultLog(log, "RTP stream dropped after an error")
         """Streams dropped from the batch after raising (by step and exception type), counted; logged rarely."""
 
@@ -242,6 +251,7 @@ class RtpBank:
         except Exception as exc:
             self.faults.record(f"detach:{type(exc).__name__}", exc, call_id=st.leg_id)
         finally:
+            self._changes += 1
             self._unregister(st)
             row = st.row
             del self._by_leg[st.leg_id]
@@ -267,6 +277,7 @@ class RtpBank:
         if st.fault is not None:
             return
         st.fault = step
+        self._changes += 1
         if st.row >= 0:
             self._egen[st.row] = _FAULTED
         self._unregister(st)
@@ -392,8 +403,15 @@ class RtpBank:
         lengths = opus.lengths
         pack, buf = _HEADER.pack_into, self._txbufs[flip]
         units = round(now * RATE)
-        box = _Outbox(flip, now, [], [], [], [], [])
-        events, streams, rows, sizes, peers = box.events, box.streams, box.rows, box.sizes, box.peers
+        box = _Outbox(flip, now, self._changes, [], [], [], [], [], [])
+        events, streams, slots, offsets, sizes, peers = (
+            box.events,
+            box.streams,
+            box.slots,
+            box.offsets,
+            box.sizes,
+            box.peers,
+        )
         for st in tick:
             p = st.params
             offset = st.ts_offset
@@ -421,8 +439,10 @@ class RtpBank:
             st.was_sending = True
             pack(buf, st.offset, 0x80, p.payload_type | marker, st.seq, ts, st.ssrc)
             st.seq = (st.seq + 1) & 0xFFFF
+            row = st.row
             streams.append(st)
-            rows.append(st.row)
+            slots.append(2 * row)
+            offsets.append(row * PACKET)
             sizes.append(size)
             peers.append(addr)
         if not streams and not events:
@@ -467,20 +487,17 @@ class RtpBank:
                 self.lateness_ms[min(100, max(0, int((time.monotonic() - box.due) * 1000.0)))] += 1
         if not box.streams:
             return
-        sent: list[Stream] = []
-        slots: list[int] = []
-        offsets: list[int] = []
-        lengths: list[int] = []
-        peers: list[tuple[str, int]] = []
-        for j, st in enumerate(box.streams):
-            row = box.rows[j]
-            if st.row != row or st.fault is not None:
-                continue
-            sent.append(st)
-            slots.append(2 * row)
-            offsets.append(row * PACKET)
-            lengths.append(box.sizes[j])
-            peers.append(box.peers[j])
+        sent, slots, offsets, lengths, peers = box.streams, box.slots, box.offsets, box.sizes, box.peers
+        if box.changes != self._changes:  # some stream left its row or failed since: it sends nothing
+            sent, slots, offsets, lengths, peers = [], [], [], [], []
+            for j, st in enumerate(box.streams):
+                if st.row != box.slots[j] >> 1 or st.fault is not None:
+                    continue
+                sent.append(st)
+                slots.append(box.slots[j])
+                offsets.append(box.offsets[j])
+                lengths.append(box.sizes[j])
+                peers.append(box.peers[j])
         failed = self._io.send(
             self._txbufs[box.flip], slots, offsets, lengths, peers, self.lateness_ms if measure else None, box.due
         )

@@ -131,10 +131,34 @@ def test_paced_sending_goes_out_at_the_start_of_the_next_tick(udp: Callable[[], 
     assert detached.result() is None and [p.payload_type for p in received(peer)] == [101]
     host.tick(0.08)
     assert received(peer) == []
-    late = _Outbox(0, 0.1, [(stream, b"late", peer.getsockname())], [stream], [0], [PACKET], [peer.getsockname()])
+    stale = bank._changes - 1  # built before the detach
+    late = _Outbox(
+        0, 0.1, stale, [(stream, b"late", peer.getsockname())], [stream], [0], [0], [PACKET], [peer.getsockname()]
+    )
     bank._transmit(late)  # a batch that outlived its stream's detach
     assert received(peer) == [] and stream.packets_sent == 3
     assert int(bank.lateness_ms.sum()) == 3 and bank.stats()["packets_measured"] == 3
+
+
+def test_a_batch_built_before_its_row_changed_hands_sends_nothing(udp: Callable[[], socket.socket]) -> None:
+    """A paced batch waits for the next tick's start; a stream detached meanwhile and another attached into the
+    same row (its socket registered under the same slot) must not send the first one's packet to its peer."""
+    host, bank, stream, peer = setup(udp, paced=True)
+    host.tick(0.0)
+    host.tick(0.02)
+    assert len(received(peer)) == 1
+    built = bank._changes
+    late = _Outbox(0, 0.04, built, [], [stream], [0], [0], [PACKET], [peer.getsockname()])
+    bank.detach(stream, bye=False)
+    other_peer = udp()
+    other = Stream("bot", udp(), udp(), ssrc=0x7777)
+    other.apply(StreamParams(remote_rtp=other_peer.getsockname()))
+    bank.attach(other)
+    host.tick(0.04)
+    assert other.row == 0 and stream.row == -1
+    received(peer), received(other_peer)
+    bank._transmit(late)
+    assert received(peer) == [] and received(other_peer) == [] and stream.packets_sent == 2
 
 
 def test_alaw_hold_and_resume(udp: Callable[[], socket.socket]) -> None:
