@@ -4,17 +4,16 @@ Owns reordering, duplicate and late-packet handling, timestamp unwrapping, SSRC 
 re-framing any packet size (10, 20, 30 ms...) into 20 ms frames, the playout point and the target delay (adapted
 from the RFC 3550 interarrival jitter estimate and from late arrivals). Must not decode audio, conceal losses
 (the caller repeats/fades or plays silence when told LOST), read a clock or do I/O: times are passed in.
+
+JitterConfig and LOST are defined in jitter_types.py (to be shared with a compiled twin); import them from here.
 """
 
 from __future__ import annotations
 
 import bisect
-import enum
-from dataclasses import dataclass
 from typing import Final, final
 
-from opencomms._compiled.pickling import Reduced, reduce_frozen
-
+from .jitter_types import LOST, JitterConfig, Lost
 from .packet import RtpPacket
 
 __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
@@ -22,48 +21,6 @@ __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
 _TS_MOD: Final = 1 << 32
 _HALF: Final = 1 << 31
 _PEAK_DECAY: Final = 0.998  # per pop
-
-
-class Lost(enum.Enum):
-    """What `pop` returns when audio was expected at the playout point and none is there: conceal it."""
-
-    LOST = "lost"
-
-
-LOST = Lost.LOST
-
-
-@dataclass(frozen=True, slots=True)
-class JitterConfig:
-    """Jitter buffer settings (times in ms of audio)."""
-
-    min_delay_ms: float = 40.0
-    """Lowest target delay: how long the first packet of a talkspurt waits before playout begins."""
-    max_delay_ms: float = 200.0
-    """Highest target delay, however bad the measured jitter."""
-    capacity: int = 64
-    """Most packets held. Overflow rule: the oldest packet is dropped and the playout point moves past it
-    (latency beats completeness), counted in `overflow_dropped`."""
-    clock_rate: int = 8000
-    """RTP clock (samples per second; one payload byte per sample)."""
-    frame_ms: int = 20
-    """Size of the frames `pop` returns."""
-    fill: int = 0xFF
-    """Byte used for the missing samples of a partly received frame (codec silence: 0xFF μ-law, 0xD5 A-law)."""
-    idle_after_frames: int = 5
-    """Consecutive pops with nothing buffered (each reported LOST) before the stream counts as idle (silence
-    suppression, hold, a dead peer): `pop` then returns None and the next packet starts a new talkspurt."""
-    jump_ms: float = 1000.0
-    """A packet further than this before the playout point or beyond the newest audio is a timestamp jump (the
-    sender restarted its clock without a new SSRC): the stream continues from it right after the buffered audio,
-    instead of counting it late or concealing the gap (counted in `jumps`)."""
-    shrink_window_frames: int = 25
-    """Pops over which the lowest buffer level is watched; if even that lowest level exceeds the target by a
-    frame, one frame is dropped to cut the delay (at most one drop per window; the window shrinks to 5 pops while
-    the excess is above 4 frames, so the delay left by a network stall is gone within a second or two)."""
-
-    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
-        return reduce_frozen(self)
 
 
 @final
