@@ -31,6 +31,8 @@ class JitterBuffer:
     - LOST: audio was due and nothing arrived for it: the caller conceals (repeat/fade the last frame);
     - None: nothing to play (buffering the start of a talkspurt, or idle): the caller plays silence.
 
+    `pop_into` is `pop` writing the frame into the caller's buffer (1, 2, 0 for frame, LOST, None).
+
     The playout point only advances on a frame that was played or declared lost because later audio is already
     buffered; when the buffer runs dry it waits (each such pop is an underflow, reported LOST), so a late
     packet still plays and the delay grows by a frame. The target delay is `frame + 4 J` (J the RFC 3550
@@ -40,10 +42,12 @@ class JitterBuffer:
 
     def __init__(self, config: JitterConfig | None = None) -> None:
         self.config = c = config or JitterConfig()
+        self.frame_samples = c.clock_rate * c.frame_ms // 1000
         if not 0 < c.min_delay_ms <= c.max_delay_ms or c.capacity < 2 or c.idle_after_frames < 1:
             raise ValueError("need 0 < min_delay_ms <= max_delay_ms, capacity >= 2, idle_after_frames >= 1")
+        if self.frame_samples < 1:
+            raise ValueError("need a frame of at least one sample (clock_rate * frame_ms >= 1000)")
         self._rate = c.clock_rate
-        self.frame_samples = c.clock_rate * c.frame_ms // 1000
         self._min = c.min_delay_ms * c.clock_rate / 1000.0
         self._max = c.max_delay_ms * c.clock_rate / 1000.0
         self._jump = c.jump_ms * c.clock_rate / 1000.0
@@ -266,6 +270,21 @@ class JitterBuffer:
             return None
         self.lost += 1
         return LOST
+
+    def pop_into(self, now: float, out: bytearray, offset: int) -> int:
+        """`pop`, the frame written into `out[offset : offset + frame_samples]` instead of returned: 1 when a frame
+        was written, 2 for LOST, 0 for None (`out` untouched then). Raises ValueError, before popping, when that
+        slice is not inside `out`."""
+        frame = self.frame_samples
+        if offset < 0 or offset + frame > len(out):
+            raise ValueError(f"out[{offset} : {offset} + {frame}] is outside the buffer of {len(out)} bytes")
+        data = self.pop(now)
+        if data is None:
+            return 0
+        if data is LOST:
+            return 2
+        out[offset : offset + frame] = data
+        return 1
 
     def upcoming(self) -> bytes | None:
         """The frame the next `pop` returns if it is buffered already, without taking it (None otherwise): after a
