@@ -5,7 +5,9 @@ re-framing any packet size (10, 20, 30 ms...) into 20 ms frames, the playout poi
 from the RFC 3550 interarrival jitter estimate and from late arrivals). Must not decode audio, conceal losses
 (the caller repeats/fades or plays silence when told LOST), read a clock or do I/O: times are passed in.
 
-JitterConfig and LOST are defined in jitter_types.py (to be shared with a compiled twin); import them from here.
+This file is the reference (`OPENCOMMS_COMPILED=0`); `jitter.pyx` is the same class compiled with Cython by `make
+compiled` (listed in _compiled/modules.txt), the packets held in C arrays. JitterConfig and LOST live in
+jitter_types.py, shared by both.
 """
 
 from __future__ import annotations
@@ -274,7 +276,7 @@ class JitterBuffer:
     def pop_into(self, now: float, out: bytearray, offset: int) -> int:
         """`pop`, the frame written into `out[offset : offset + frame_samples]` instead of returned: 1 when a frame
         was written, 2 for LOST, 0 for None (`out` untouched then). Raises ValueError, before popping, when that
-        slice is not inside `out`."""
+        slice is not inside `out`. The compiled twin copies the frame without making a bytes object."""
         frame = self.frame_samples
         if offset < 0 or offset + frame > len(out):
             raise ValueError(f"out[{offset} : {offset} + {frame}] is outside the buffer of {len(out)} bytes")

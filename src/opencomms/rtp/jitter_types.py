@@ -1,6 +1,6 @@
-"""The jitter buffer's settings (JitterConfig) and its LOST marker, apart from jitter.py so that a compiled twin of
-it can share them: both import them from here, so `out is LOST` holds whichever JitterBuffer produced `out`, and a
-JitterConfig pickled on one path unpickles on the other. Importers take them from `opencomms.rtp.jitter`.
+"""The jitter buffer's settings (JitterConfig) and its LOST marker, shared by jitter.py (the reference) and its
+Cython twin jitter.pyx: both import them from here, so `out is LOST` holds whichever JitterBuffer produced `out`,
+and a JitterConfig pickled on one path unpickles on the other. Importers take them from `opencomms.rtp.jitter`.
 """
 
 from __future__ import annotations

@@ -1,19 +1,50 @@
-"""The jitter buffer's `pop_into`: the frame written at an offset of the caller's buffer, the same playout as `pop`
-(on random streams: reordering, duplicates, losses, SSRC changes, timestamp jumps and wraps, 10/20/30/40 ms packets,
-overflow, long gaps, network stalls and the latency drops after them)."""
+"""The jitter buffer's `pop_into`, and the compiled twin (jitter.pyx) held to its reference (jitter.py, run from
+source): the same outputs and counters on random streams (reordering, duplicates, losses, SSRC changes, timestamp
+jumps and wraps, 10/20/30/40 ms packets, overflow, long gaps, network stalls and the latency drops after them)."""
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
+from types import ModuleType
 from typing import Any
 
 import pytest
 
+from opencomms import _compiled
+from opencomms._compiled import ENV_SWITCH, compiled_modules, source_path
+from opencomms.rtp import jitter
 from opencomms.rtp.jitter import LOST, JitterBuffer, JitterConfig
 
 F = 160
 TS_MOD = 1 << 32
 Arrival = tuple[float, int, int, bytes]  # (arrival, ssrc, timestamp, payload)
+
+
+def _reference() -> ModuleType:
+    """jitter.py run from its source under a private name (`opencomms.rtp.jitter` is the twin when compiled)."""
+    spec = importlib.util.spec_from_file_location(
+        "opencomms.rtp._reference_jitter", source_path("opencomms.rtp.jitter")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+REFERENCE = _reference()
+COMPILED = "opencomms.rtp.jitter" in compiled_modules()
+
+
+def test_the_twin_under_test_is_not_the_reference() -> None:
+    assert REFERENCE.__file__ is not None and REFERENCE.__file__.endswith("jitter.py")
+    assert REFERENCE.JitterBuffer is not JitterBuffer
+    assert REFERENCE.LOST is LOST and REFERENCE.JitterConfig is JitterConfig  # shared: jitter_types.py
+    assert sorted(REFERENCE.__all__) == sorted(jitter.__all__)
+    if os.environ.get(ENV_SWITCH, "1") != "0":  # the compiled pass: the comparison must be of two implementations
+        assert COMPILED, f"the compiled jitter buffer is not in use: {_compiled.state()}"
+        assert jitter.__file__ is not None and not jitter.__file__.endswith(".py")
 
 
 # -- pop_into --------------------------------------------------------------------------------------------------
@@ -91,7 +122,7 @@ def test_pop_into_agrees_with_pop(seed: int) -> None:
         assert state(popped) == state(written)
 
 
-# -- random streams ---------------------------------------------------------------------------------------------------
+# -- the twin against the reference ----------------------------------------------------------------------------
 
 
 def scenario(rng: random.Random) -> tuple[JitterConfig, list[Arrival], int]:
@@ -161,3 +192,87 @@ def state(jb: Any) -> tuple[object, ...]:
         jb.idle,
         jb.playing,
     )
+
+
+def same(a: object, b: object) -> bool:
+    """The same `pop` result: the same frame (bytes both), or LOST both, or None both."""
+    if a is None or a is LOST:
+        return b is a
+    return type(a) is bytes and type(b) is bytes and a == b
+
+
+@pytest.mark.parametrize("batch", range(25))
+def test_the_active_jitter_buffer_matches_the_reference_on_random_streams(batch: int) -> None:
+    for seed in range(8 * batch, 8 * batch + 8):  # 200 streams in all
+        compare_with_the_reference(random.Random(1000 + seed))
+
+
+def compare_with_the_reference(rng: random.Random) -> None:
+    """One random stream put into both, popped (or idle, skipped and `rest`) every 20 ms: all the same throughout."""
+    config, arrivals, ticks = scenario(rng)
+    tested, reference = JitterBuffer(config), REFERENCE.JitterBuffer(config)
+    assert type(tested) is not type(reference)
+    if COMPILED:
+        assert type(tested).__module__ == "opencomms.rtp.jitter" and not hasattr(tested, "__dict__")
+    pending = sorted(arrivals, key=lambda a: a[0])
+    out_t, out_r = bytearray(2 * F), bytearray(2 * F)
+    i, skipped, frames = 0, 0, 0
+    t0 = rng.uniform(0.0, 0.02)
+    for k in range(ticks):
+        now = t0 + 0.02 * k
+        while i < len(pending) and pending[i][0] <= now:
+            arrival, ssrc, ts, payload = pending[i]
+            tested.put(ssrc, ts, payload, arrival)
+            reference.put(ssrc, ts, payload, arrival)
+            i += 1
+        assert state(tested) == state(reference), (k, "put")
+        if tested.idle and rng.random() < 0.7:  # the bank skips idle buffers, then accounts for the pops skipped
+            skipped += 1
+            continue
+        if skipped:
+            tested.rest(skipped)
+            reference.rest(skipped)
+            skipped = 0
+        assert same(tested.upcoming(), reference.upcoming()), k
+        if rng.random() < 0.5:
+            a, b = tested.pop(now), reference.pop(now)
+            assert same(a, b), (k, a, b)
+            frames += isinstance(a, bytes)
+        else:
+            offset = rng.choice([0, F // 2, F])
+            code = tested.pop_into(now, out_t, offset)
+            assert code == reference.pop_into(now, out_r, offset) and out_t == out_r, k
+            frames += code == 1
+        assert state(tested) == state(reference), (k, "pop")
+        if rng.random() < 0.003:
+            tested.reset()
+            reference.reset()
+    assert frames > 0 and tested.received > 0
+
+
+def test_the_random_streams_reach_every_rule() -> None:
+    """The random streams above do exercise what they are meant to (a check of the test, on the reference)."""
+    totals = dict.fromkeys(
+        ["duplicates", "late", "stale", "lost", "overflow_dropped", "latency_dropped", "ssrc_changes", "jumps"], 0
+    )
+    for seed in range(40):
+        config, arrivals, ticks = scenario(random.Random(1000 + seed))
+        jb = REFERENCE.JitterBuffer(config)
+        pending = sorted(arrivals, key=lambda a: a[0])
+        i = 0
+        for k in range(ticks):
+            while i < len(pending) and pending[i][0] <= 0.02 * k:
+                jb.put(pending[i][1], pending[i][2], pending[i][3], pending[i][0])
+                i += 1
+            jb.pop(0.02 * k)
+        for name in totals:
+            totals[name] += getattr(jb, name)
+    assert all(totals.values()), totals
+
+
+def test_a_bytearray_payload_is_taken_and_other_types_refused() -> None:
+    jb = JitterBuffer()
+    jb.put(1, 1000, bytearray(frame(4)), 0.0)
+    assert jb.pop(0.1) == frame(4)
+    with pytest.raises(TypeError):
+        jb.put(1, 1160, None, 0.02)  # type: ignore[arg-type]
