@@ -4,17 +4,18 @@ Owns reordering, duplicate and late-packet handling, timestamp unwrapping, SSRC 
 re-framing any packet size (10, 20, 30 ms...) into 20 ms frames, the playout point and the target delay (adapted
 from the RFC 3550 interarrival jitter estimate and from late arrivals). Must not decode audio, conceal losses
 (the caller repeats/fades or plays silence when told LOST), read a clock or do I/O: times are passed in.
+
+This file is the reference (`OPENCOMMS_COMPILED=0`); `jitter.pyx` is the same class compiled with Cython by `make
+compiled` (listed in _compiled/modules.txt), the packets held in C arrays. JitterConfig and LOST live in
+jitter_types.py, shared by both.
 """
 
 from __future__ import annotations
 
 import bisect
-import enum
-from dataclasses import dataclass
 from typing import Final, final
 
-from opencomms._compiled.pickling import Reduced, reduce_frozen
-
+from .jitter_types import LOST, JitterConfig, Lost
 from .packet import RtpPacket
 
 __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
@@ -22,48 +23,6 @@ __all__ = ["LOST", "JitterBuffer", "JitterConfig", "Lost"]
 _TS_MOD: Final = 1 << 32
 _HALF: Final = 1 << 31
 _PEAK_DECAY: Final = 0.998  # per pop
-
-
-class Lost(enum.Enum):
-    """What `pop` returns when audio was expected at the playout point and none is there: conceal it."""
-
-    LOST = "lost"
-
-
-LOST = Lost.LOST
-
-
-@dataclass(frozen=True, slots=True)
-class JitterConfig:
-    """Jitter buffer settings (times in ms of audio)."""
-
-    min_delay_ms: float = 40.0
-    """Lowest target delay: how long the first packet of a talkspurt waits before playout begins."""
-    max_delay_ms: float = 200.0
-    """Highest target delay, however bad the measured jitter."""
-    capacity: int = 64
-    """Most packets held. Overflow rule: the oldest packet is dropped and the playout point moves past it
-    (latency beats completeness), counted in `overflow_dropped`."""
-    clock_rate: int = 8000
-    """RTP clock (samples per second; one payload byte per sample)."""
-    frame_ms: int = 20
-    """Size of the frames `pop` returns."""
-    fill: int = 0xFF
-    """Byte used for the missing samples of a partly received frame (codec silence: 0xFF μ-law, 0xD5 A-law)."""
-    idle_after_frames: int = 5
-    """Consecutive pops with nothing buffered (each reported LOST) before the stream counts as idle (silence
-    suppression, hold, a dead peer): `pop` then returns None and the next packet starts a new talkspurt."""
-    jump_ms: float = 1000.0
-    """A packet further than this before the playout point or beyond the newest audio is a timestamp jump (the
-    sender restarted its clock without a new SSRC): the stream continues from it right after the buffered audio,
-    instead of counting it late or concealing the gap (counted in `jumps`)."""
-    shrink_window_frames: int = 25
-    """Pops over which the lowest buffer level is watched; if even that lowest level exceeds the target by a
-    frame, one frame is dropped to cut the delay (at most one drop per window; the window shrinks to 5 pops while
-    the excess is above 4 frames, so the delay left by a network stall is gone within a second or two)."""
-
-    def __reduce__(self) -> Reduced:  # picklable when compiled (see opencomms._compiled.pickling)
-        return reduce_frozen(self)
 
 
 @final
@@ -74,6 +33,8 @@ class JitterBuffer:
     - LOST: audio was due and nothing arrived for it: the caller conceals (repeat/fade the last frame);
     - None: nothing to play (buffering the start of a talkspurt, or idle): the caller plays silence.
 
+    `pop_into` is `pop` writing the frame into the caller's buffer (1, 2, 0 for frame, LOST, None).
+
     The playout point only advances on a frame that was played or declared lost because later audio is already
     buffered; when the buffer runs dry it waits (each such pop is an underflow, reported LOST), so a late
     packet still plays and the delay grows by a frame. The target delay is `frame + 4 J` (J the RFC 3550
@@ -83,10 +44,12 @@ class JitterBuffer:
 
     def __init__(self, config: JitterConfig | None = None) -> None:
         self.config = c = config or JitterConfig()
+        self.frame_samples = c.clock_rate * c.frame_ms // 1000
         if not 0 < c.min_delay_ms <= c.max_delay_ms or c.capacity < 2 or c.idle_after_frames < 1:
             raise ValueError("need 0 < min_delay_ms <= max_delay_ms, capacity >= 2, idle_after_frames >= 1")
+        if self.frame_samples < 1:
+            raise ValueError("need a frame of at least one sample (clock_rate * frame_ms >= 1000)")
         self._rate = c.clock_rate
-        self.frame_samples = c.clock_rate * c.frame_ms // 1000
         self._min = c.min_delay_ms * c.clock_rate / 1000.0
         self._max = c.max_delay_ms * c.clock_rate / 1000.0
         self._jump = c.jump_ms * c.clock_rate / 1000.0
@@ -309,6 +272,21 @@ class JitterBuffer:
             return None
         self.lost += 1
         return LOST
+
+    def pop_into(self, now: float, out: bytearray, offset: int) -> int:
+        """`pop`, the frame written into `out[offset : offset + frame_samples]` instead of returned: 1 when a frame
+        was written, 2 for LOST, 0 for None (`out` untouched then). Raises ValueError, before popping, when that
+        slice is not inside `out`. The compiled twin copies the frame without making a bytes object."""
+        frame = self.frame_samples
+        if offset < 0 or offset + frame > len(out):
+            raise ValueError(f"out[{offset} : {offset} + {frame}] is outside the buffer of {len(out)} bytes")
+        data = self.pop(now)
+        if data is None:
+            return 0
+        if data is LOST:
+            return 2
+        out[offset : offset + frame] = data
+        return 1
 
     def upcoming(self) -> bytes | None:
         """The frame the next `pop` returns if it is buffered already, without taking it (None otherwise): after a

@@ -8,11 +8,13 @@ from __future__ import annotations
 import random
 import socket
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
 from opencomms.media.engine import MediaEngine
 from opencomms.rtp.bank import RtpBank
+from opencomms.rtp.jitter import JitterBuffer
 from opencomms.rtp.packet import pack_header
 from opencomms.rtp.stream import Stream, StreamParams
 from tests.unit.rtp.test_rtp_bank import ManualHost, received
@@ -20,7 +22,8 @@ from tests.unit.rtp.test_rtp_bank import ManualHost, received
 LEGS = ("good1", "bad", "good2")
 
 
-# Faults are injected through state (the media path may be compiled, whose methods cannot be replaced).
+# Faults are injected through state, or by swapping an object a stream holds (the media path may be compiled, whose
+# methods cannot be replaced).
 
 
 class FailingRng(random.Random):
@@ -38,10 +41,24 @@ def break_rtcp(stream: Stream, exc: Exception) -> None:
     stream._rng = FailingRng(exc)
 
 
-def break_buffer(stream: Stream, ssrc: int = 0x1234) -> None:
-    """A jitter buffer whose state got corrupt (as a bug would leave it): its `put` and `pop` raise TypeError."""
-    stream.jb._ssrc = ssrc  # the packets' source already: no restart clears the corrupt state
-    stream.jb._order = ["corrupt"]  # type: ignore[list-item]
+class CorruptBuffer:
+    """A jitter buffer whose state got corrupt (as a bug would leave it): its `put` and `pop` raise TypeError.
+    (A wrapper: the compiled jitter buffer's state is C fields, out of a test's reach.)"""
+
+    def __init__(self, jb: JitterBuffer) -> None:
+        self._jb = jb
+
+    def put(self, *args: object) -> None:
+        raise TypeError("corrupt jitter buffer state")
+
+    pop = pop_into = put
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._jb, name)
+
+
+def break_buffer(stream: Stream) -> None:
+    stream.jb = CorruptBuffer(stream.jb)  # type: ignore[assignment]
 
 
 def three_calls(
