@@ -29,7 +29,6 @@ from ..media.faults import FaultLog
 from ..media.g722 import G722Decoder, G722Encoder
 from ..media.slots import SlotTable
 from .g711rows import G711Rows
-from .jitter import LOST
 from .opus_rows import OpusRows
 from .sockio import DatagramIO
 from .stream import RATE, Outgoing, Stream, StreamParams
@@ -557,26 +556,24 @@ class RtpBank:
                 continue
             jb = st.jb
             try:
-                out = jb.pop(now)
+                got = jb.pop_into(now, rxbuf, row * FRAME)  # the frame, when there is one, into the row's place
             except Exception as exc:
                 self._fault(st, "play", exc)
                 continue
-            if out is None:
+            if got == 0:
                 st.conceal = 0
                 if jb.idle:
                     del hearing[st]
                     self._idle_since[st] = self.flushes
-            elif out is LOST:
+            elif got == 2:  # LOST
                 st.frames_concealed += 1
                 st.lost_run += 1
                 st.conceal += 1
                 if st.conceal < len(_FADE):
-                    state[st.row] = 2
+                    state[row] = 2
                     concealed.append(st)
             else:
-                off = st.row * FRAME
-                rxbuf[off : off + FRAME] = out
-                state[st.row] = 1
+                state[row] = 1
                 st.conceal = st.lost_run = 0
                 st.frames_played += 1
                 played.append(st)
