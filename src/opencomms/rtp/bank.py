@@ -403,14 +403,8 @@ class RtpBank:
         pack, buf = _HEADER.pack_into, self._txbufs[flip]
         units = round(now * RATE)
         box = _Outbox(flip, now, self._changes, [], [], [], [], [], [])
-        events, streams, slots, offsets, sizes, peers = (
-            box.events,
-            box.streams,
-            box.slots,
-            box.offsets,
-            box.sizes,
-            box.peers,
-        )
+        events, streams, slots, offsets = box.events, box.streams, box.slots, box.offsets
+        sizes, peers = box.sizes, box.peers
         for st in tick:
             p = st.params
             offset = st.ts_offset
