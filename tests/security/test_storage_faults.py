@@ -187,10 +187,12 @@ async def test_write_lock_held_elsewhere_does_not_freeze_the_node(tmp_path: Path
                 [
                     sys.executable,
                     "-c",
-                    "import sqlite3, sys, time\n"
+                    "import sqlite3, sys\n"
                     f"db = sqlite3.connect({db!r}, isolation_level=None)\n"
-                    "db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(4); db.execute('ROLLBACK')\n",
+                    "db.execute('BEGIN IMMEDIATE'); print('held', flush=True)\n"
+                    "sys.stdin.readline(); db.execute('ROLLBACK')\n",  # held until told (or the test ends)
                 ],
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
             )
             try:
@@ -214,6 +216,8 @@ async def test_write_lock_held_elsewhere_does_not_freeze_the_node(tmp_path: Path
                 assert slowest < 0.2, f"a request took {slowest * 1000:.0f} ms while the lock was held"
                 assert 503 in outcomes  # writes could not commit while the lock was held
             finally:
+                assert holder.stdin is not None
+                holder.stdin.close()  # the lock is released
                 holder.wait(10)
             status, _, _ = await alice.request("POST", f"/communications/calls/{call['id']}/keepAlive")
             assert status == 200  # and succeed once it is released

@@ -14,6 +14,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -70,9 +71,19 @@ def test_the_expected_scenarios_exist() -> None:
         assert f"{name}.xml" in SCENARIOS
 
 
+@pytest.fixture(scope="module")
+def scenario_checks() -> Iterator[dict[str, Future[str | None]]]:
+    """`check_scenario` of every scenario, all at once: each is a sipp idling for its one-second global timeout."""
+    with ThreadPoolExecutor(max_workers=len(SCENARIOS)) as pool:
+        yield {
+            name: pool.submit(check_scenario, name, keys=KEYS.get(name), server=name.startswith("uas_"))
+            for name in SCENARIOS
+        }
+
+
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_sipp_loads_every_scenario(name: str) -> None:
-    assert check_scenario(name, keys=KEYS.get(name), server=name.startswith("uas_")) is None
+def test_sipp_loads_every_scenario(name: str, scenario_checks: dict[str, Future[str | None]]) -> None:
+    assert scenario_checks[name].result() is None
 
 
 def test_check_scenario_reports_what_is_wrong(tmp_path: Path) -> None:

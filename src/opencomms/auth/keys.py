@@ -20,9 +20,17 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 __all__ = ["KeyRing", "SigningKey", "generate_signing_key"]
 
 
+_GENERATED: dict[str, rsa.RSAPrivateKey] = {}
+"""Keys this process generated, by PEM, until first loaded: a new node's first key is not parsed back from its PEM
+(the RSA checks of a parse take tens of milliseconds of every fresh node's start)."""
+
+
 @lru_cache(maxsize=64)
 def _load_private(pem: str) -> rsa.RSAPrivateKey:
     # Keyed by the PEM itself (not the kid), so a foreign key reusing a kid never hits another key's entry.
+    generated = _GENERATED.pop(pem, None)
+    if generated is not None:
+        return generated
     key = serialization.load_pem_private_key(pem.encode("ascii"), password=None)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ValueError("signing key is not an RSA private key")
@@ -118,6 +126,9 @@ def generate_signing_key(now: float) -> SigningKey:
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ).decode("ascii")
+    while len(_GENERATED) >= 8:  # generated but never used: forgotten, oldest first
+        del _GENERATED[next(iter(_GENERATED))]
+    _GENERATED[pem] = private
     return SigningKey(kid=_thumbprint(private.public_key()), private_pem=pem, created_at=now)
 
 

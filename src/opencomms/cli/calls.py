@@ -6,8 +6,9 @@ media operations: that is what the store keeps today (a call's full timeline com
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeGuard
 
 import typer
 
@@ -15,7 +16,9 @@ from opencomms.cli.common import ConfigOpt, JsonOpt, StoreOpt, fail, open_cli_st
 from opencomms.domain.ids import normalize_id
 from opencomms.logs import mask_value
 from opencomms.store.conversations_sqlite import read_conversations
-from opencomms.store.redis_sync import RedisStore
+
+if TYPE_CHECKING:
+    from opencomms.store.redis_sync import RedisStore
 
 cli = typer.Typer(help="Calls in the store: list them, show one.", no_args_is_help=True)
 
@@ -36,16 +39,23 @@ def party(identity_set: Any) -> str:
     return ""
 
 
+def on_redis(st: Any) -> TypeGuard[RedisStore]:
+    """Whether the store is a cluster's Redis (opened by `open_store`, which alone loads that module and redis: the
+    other commands start without them)."""
+    module = sys.modules.get("opencomms.store.redis_sync")
+    return module is not None and isinstance(st, module.RedisStore)
+
+
 def stored_legs(st: Any) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(call leg, its conversation) for every leg the store holds: legs live inside their conversation's
     document, in the conversation store's table of the same SQLite file (or the same Redis)."""
-    convs = st.conversations() if isinstance(st, RedisStore) else read_conversations(st.path)
+    convs = st.conversations() if on_redis(st) else read_conversations(st.path)
     return [(leg, conv) for conv in convs for leg in conv.get("legs") or ()]
 
 
 def owner(st: Any, conv_id: str) -> dict[str, Any]:
     """Which node serves the conversation: its id and URL on a cluster (Redis), nothing on a single node."""
-    if not isinstance(st, RedisStore):
+    if not on_redis(st):
         return {}
     node, url = st.owner(conv_id)
     return {"owner_node": node or "(none: the next node to touch it takes it)", "owner_url": url}
@@ -81,7 +91,7 @@ def calls_list(
     docs = sorted(stored_legs(st), key=lambda pair: float(pair[0].get("created_at") or 0))
     app_key = normalize_id(app_id) if app_id else None
     rows = [
-        summary(d) | ({"owner_node": st.owner(str(conv.get("id") or ""))[0]} if isinstance(st, RedisStore) else {})
+        summary(d) | ({"owner_node": st.owner(str(conv.get("id") or ""))[0]} if on_redis(st) else {})
         for d, conv in docs
         if (app_key is None or d.get("app_id") == app_key) and (state is None or d.get("state") == state.lower())
     ]

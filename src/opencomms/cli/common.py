@@ -12,7 +12,6 @@ import typer
 
 from opencomms.config import NodeConfig, load_config
 from opencomms.directory import Directory
-from opencomms.net.egress import EgressPolicy, EgressRefused, merge_allow
 from opencomms.store import Store, open_store
 from opencomms.store.redis_common import default_node_id, redis_target
 
@@ -89,6 +88,8 @@ def _text(value: Any) -> str:
 def warn_if_refused(cfg: NodeConfig, url: str) -> None:
     """The operator registers the webhook, so a URL the egress policy refuses is a warning, not an error: the node
     that serves may have another allow list. (Host names are judged when the node connects.)"""
+    from opencomms.net.egress import EgressPolicy, EgressRefused, merge_allow  # and aiohttp: loaded here, not always
+
     mc = cfg.media
     policy = EgressPolicy(merge_allow(cfg.egress.allow, mc.fetch_allow_private, mc.app_hosted_allow_private))
     try:

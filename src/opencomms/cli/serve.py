@@ -33,7 +33,6 @@ def serve(
 ) -> None:
     """Run a node: the Graph-compatible REST API, token service and notification delivery."""
     from opencomms.logs import setup_logging
-    from opencomms.server import Node
 
     try:
         cfg = load_config(
@@ -51,6 +50,7 @@ def serve(
         if file and not os.access(file, os.R_OK):
             fail(f"configuration {key}={file!r}: expected a readable PEM file (it is missing or not readable)")
     setup_logging(cfg.log_level, cfg.log_format)
+    from opencomms.server import Node  # after the configuration's checks: a mistake is reported in a moment
 
     def ready(node: Node) -> None:
         typer.echo(f"opencomms node listening on {node.public_url}", err=True)

@@ -44,9 +44,15 @@ class Feeds:
     """Every feed of one engine (engine side only). `drain()` after each tick gives what they collected."""
 
     def __init__(self, engine: MediaEngine) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)  # weak: the registry's value must not keep its key alive
         self._feeds: dict[str, _Feed] = {}
         self._out: list[tuple[str, object, float, int]] = []
+
+    @property
+    def engine(self) -> MediaEngine:
+        engine = self._engine()
+        assert engine is not None, "the engine is gone"
+        return engine
 
     def __len__(self) -> int:
         return len(self._feeds)

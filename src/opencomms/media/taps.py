@@ -43,10 +43,16 @@ class AppTaps:
     """Every tapped leg of one engine (engine side only). `drain()` after each tick gives what they heard."""
 
     def __init__(self, engine: MediaEngine) -> None:
-        self.engine = engine
+        self._engine = weakref.ref(engine)  # weak: the registry's value must not keep its key alive
         self._taps: dict[str, _Tap] = {}
         self._heard: list[_Heard] = []
         self.trimmed = 0
+
+    @property
+    def engine(self) -> MediaEngine:
+        engine = self._engine()
+        assert engine is not None, "the engine is gone"
+        return engine
 
     def open(self, leg_id: str) -> None:
         """(Re)start tapping `leg_id` for a new connection: its queue starts empty. Nothing if the leg is gone."""

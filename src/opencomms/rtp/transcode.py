@@ -10,6 +10,8 @@ G.711 rows (rtp/g711rows.pyx), which compute exactly that.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 
@@ -68,7 +70,15 @@ class HalfbandPlan:
 
 def halfband_plan(src_rate: int, dst_rate: int, spec: FilterSpec, frame_ms: int = 20) -> HalfbandPlan:
     """The plan of a FrameConverter(src_rate, dst_rate, spec=spec) whose filter is half-band (cut-off at exactly a
-    quarter of the higher rate: every other tap is zero). ValueError for any other filter."""
+    quarter of the higher rate: every other tap is zero). ValueError for any other filter. Designed once per
+    process (tens of milliseconds; every SIP gateway's G.711 rows need both directions), each caller gets its own
+    copy of the taps."""
+    plan = _halfband_plan(src_rate, dst_rate, spec, frame_ms)
+    return dataclasses.replace(plan, taps=plan.taps.copy())
+
+
+@functools.lru_cache(maxsize=8)
+def _halfband_plan(src_rate: int, dst_rate: int, spec: FilterSpec, frame_ms: int) -> HalfbandPlan:
     if sorted((src_rate, dst_rate)) != [8000, 16000]:
         raise ValueError("a half-band plan goes between 8 and 16 kHz")
     dense, hist, _, _, _ = _dense_map(src_rate, dst_rate, frame_ms, spec)
