@@ -87,7 +87,7 @@ async def node_main(
     from opencomms.media.engine.commands import ConnectLeg, Play
     from opencomms.mediahost.remote import MediaProcess
     from opencomms.rtp import PCMU, Direction, NegotiatedAudio, RtpConfig, RtpSession
-    from opencomms.server import Node
+    from opencomms.server import Node, freeze_process_heap
     from opencomms.store import open_store
 
     slice_ms = re.search(r"-slice([0-9.]+)", mode)
@@ -131,6 +131,7 @@ async def node_main(
         node.sip.bank.measure_lateness = True  # type: ignore[union-attr]
     prompt = rtp_sessions._prompt()
     async with node:
+        freeze_process_heap()  # as `opencomms serve` does once its node started
         started = asyncio.Event()
         serving = asyncio.create_task(node.serve(lambda _: started.set()))
         await started.wait()

@@ -79,33 +79,37 @@ KEY_MAINTENANCE_INTERVAL = 30.0
 """Seconds between keyring reloads (picks up `opencomms keys rotate`) and rotation checks."""
 
 
-class _NodeGc:
-    """The collector settings of a process while nodes run in it: start-up objects frozen (out of the collector's
-    view: fewer, shorter pauses of the media thread) and young collections every 10,000 allocations rather than
-    700 (at 200 calls/s the loop allocates so fast that the default ran the collector, GIL held, very often, for
-    objects that mostly die by refcount anyway). Undone when the process's last running node stops: a frozen
-    object is never collected, so a process that starts nodes one after another (a test suite, an app embedding
-    one) would otherwise keep every stopped node, its engine and its calls for good."""
+def freeze_process_heap() -> None:
+    """For a process that runs one node until it exits (`opencomms serve`, a benchmark), once the node has started:
+    collect, then freeze every object alive (the imports, the node's components) out of the collector's view, so
+    that collections, which hold the GIL, scan only what calls create: fewer, shorter pauses of the media thread.
+    Never from a process that starts and stops nodes (a test suite, an app embedding them): a frozen object is
+    never collected, and each stopped node, its engine and its calls would stay for good."""
+    gc.collect()
+    gc.freeze()
+
+
+class _GcThresholds:
+    """Young collections every 10,000 allocations rather than 700 while nodes run in the process: at 200 calls/s
+    the loop allocates so fast that the default ran the collector (GIL held) very often, for objects that mostly
+    die by refcount anyway. The process's own thresholds are back once its last running node stops."""
 
     running = 0
-    threshold: tuple[int, int, int] | None = None
+    saved: tuple[int, int, int] | None = None
 
     @classmethod
     def started(cls) -> None:
         if cls.running == 0:
-            cls.threshold = gc.get_threshold()
+            cls.saved = gc.get_threshold()
         cls.running += 1
-        gc.freeze()
         gc.set_threshold(10_000, 20, 20)
 
     @classmethod
     def stopped(cls) -> None:
         cls.running -= 1
-        if cls.running == 0:
-            gc.unfreeze()
-            if cls.threshold is not None:
-                gc.set_threshold(*cls.threshold)
-                cls.threshold = None
+        if cls.running == 0 and cls.saved is not None:
+            gc.set_threshold(*cls.saved)
+            cls.saved = None
 
 
 class Node:
@@ -405,8 +409,8 @@ class Node:
         deadline = self.calls.next_deadline()
         if deadline is not None:
             self._arm_timer(deadline)
-        _NodeGc.started()  # start-up objects frozen, rarer young collections; undone by the last node's stop
-        self._stack.callback(_NodeGc.stopped)
+        _GcThresholds.started()  # rarer young collections (a process running one node also freezes its start-up
+        self._stack.callback(_GcThresholds.stopped)  # objects: `freeze_process_heap`, the caller's business)
         log.info(
             "node started (open-descriptor limit %d, HTTP connection cap %d, media path %s)",
             self.descriptor_limit,

@@ -28,7 +28,9 @@ async def _run_a_node_with_a_call() -> list[weakref.ref[object]]:
 
 
 async def test_a_stopped_node_leaves_no_node_engine_or_frozen_objects_behind() -> None:
+    frozen, thresholds = gc.get_freeze_count(), gc.get_threshold()
     refs = await _run_a_node_with_a_call()
     gc.collect()
-    assert gc.get_freeze_count() == 0  # the stopped node's start-up objects are back in the collector's view
+    assert gc.get_freeze_count() <= frozen  # an embedded node freezes nothing (`opencomms serve` does, once)
+    assert gc.get_threshold() == thresholds  # and the process's collector settings are its own again
     assert [r() for r in refs] == [None, None, None]

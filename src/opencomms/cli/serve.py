@@ -50,7 +50,7 @@ def serve(
         if file and not os.access(file, os.R_OK):
             fail(f"configuration {key}={file!r}: expected a readable PEM file (it is missing or not readable)")
     setup_logging(cfg.log_level, cfg.log_format)
-    from opencomms.server import Node  # after the configuration's checks: a mistake is reported in a moment
+    from opencomms.server import Node, freeze_process_heap  # after the configuration's checks: reported in a moment
 
     def ready(node: Node) -> None:
         typer.echo(f"opencomms node listening on {node.public_url}", err=True)
@@ -63,6 +63,7 @@ def serve(
         except ValueError as exc:  # a setting the components refuse (the loader's checks let it through)
             raise _Refused(str(exc)) from None
         async with node:
+            freeze_process_heap()  # this process runs this one node until it exits
             await node.serve(ready)
 
     try:

@@ -9,8 +9,8 @@ The engine is numpy-bound and single-threaded by design (one core ticks every le
 before numpy is imported (OPENBLAS_NUM_THREADS=1, OMP_NUM_THREADS=1, MKL_NUM_THREADS=1): the DTMF bank's
 small matrix products only lose to BLAS threads fighting over cores, and the event loop needs the others.
 The thread shares the GIL with the event loop: a full garbage collection anywhere in the process pauses it
-(~7 ms in the benchmark process with 2000 legs, more in a busy node), so a node should `gc.freeze()` once
-started, and keep event-loop work between GIL releases short.
+(~7 ms in the benchmark process with 2000 legs, more in a busy node), so a process that runs a node freezes its
+start-up objects once it started (`server.freeze_process_heap`), and event-loop work between GIL releases is short.
 """
 
 from __future__ import annotations
