@@ -49,6 +49,8 @@ RECEIVE_BUFFER = 24 * 1024
 kernel has dropped what the jitter buffer would drop as too late anyway, instead of the bank reading seconds of stale
 packets tick after tick (with the allocator's 256 KB, 12 s per stream: a stalled bank could not catch up)."""
 _FAULTED: Final = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
+_LANE_PARTS: Final = 12
+"""The lanes' counts are handed back to their streams a twelfth of the rows per tick: each within 0.24 s."""
 
 
 @dataclass(slots=True)
@@ -103,7 +105,13 @@ class RtpBank:
        statistics, keys, jitter buffer; RTCP). Arrival times are the kernel's (SO_TIMESTAMPNS, converted to the
        engine clock, which must then be time.monotonic as EngineThread's is) or, with `kernel_timestamps=False`
        or where unsupported, the tick time. Each RFC 4733 key that starts is pushed into the engine
-       (`push_key`), which reports it as ToneDetected to the legs hearing this one in this same tick;
+       (`push_key`), which reports it as ToneDetected to the legs hearing this one in this same tick. With
+       `lanes` (default), a stream in its common case (a valid source latched, audio of its own codec in sequence,
+       no concealment run open) has its socket's lane armed: the socket layer takes such packets straight to the
+       jitter buffer and counts them (`DatagramIO.arm`); the first other packet goes to the stream as before,
+       which first absorbs the lane's counts. Its figures are then exact on the engine thread and at most one
+       packet stale elsewhere (`Stream.packets_received`, `last_rtp` add the lane's counts), its RFC 3550
+       statistics absorbed within `_LANE_PARTS` ticks and before each RTCP report;
     3. plays out: one frame per stream from its jitter buffer, decoded and converted to 16 kHz in one batch,
        pushed into the legs in one batch (heard by the others at the next tick). LOST frames are concealed by repeating
        the last frame at 1, 1/2, 1/4 gain, then silence;
@@ -126,8 +134,10 @@ class RtpBank:
         paced: bool = True,
         measure_lateness: bool = False,
         window: int = 500,
+        lanes: bool = True,
     ) -> None:
         self.host = host
+        self.lanes = lanes
         self._slots = SlotTable(capacity)
         self._streams: list[Stream | None] = [None] * capacity
         self._by_leg: dict[str, Stream] = {}
@@ -175,6 +185,8 @@ class RtpBank:
         only with `measure_lateness`."""
         self.flushes = 0
         self.datagrams = 0
+        self.laned = 0
+        """Of `datagrams`, those the socket layer's lanes took (the streams' common case)."""
         self._changes = 0  # streams detached or dropped so far: a batch built before a change is filtered on sending
         self.faults = FaultLog(log, "RTP stream dropped after an error")
         """Streams dropped from the batch after raising (by step and exception type), counted; logged rarely."""
@@ -232,6 +244,7 @@ class RtpBank:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             self._io.register(slot, sock)
             st.fds += (slot,)
+        st.lane_io, st.lane_slot = self._io, 2 * row
         st.schedule_rtcp(time.monotonic())
         st.key_sink = self._key_received
         self._out_of_band(engine, st, st.params.telephone_event is not None)
@@ -244,6 +257,7 @@ class RtpBank:
         if self._by_leg.get(st.leg_id) is not st:
             return
         try:
+            self._disarm(st)
             if bye and st.fault is None:
                 st.send_rtcp(time.monotonic(), time.time(), bye=True)
             self._out_of_band(engine, st, False)  # a leg left without RTP hears tones in-band again
@@ -262,6 +276,7 @@ class RtpBank:
             self._opus.set(row, False, st.config.opus)
             self._slots.remove(row)
             st.row, st.key_sink = -1, None
+            st.lane_io, st.lane_slot = None, -1
 
     def _unregister(self, st: Stream) -> None:
         """Stop polling the stream's sockets (idempotent; the owner may have closed them already)."""
@@ -270,11 +285,26 @@ class RtpBank:
                 self._io.unregister(slot)
         st.fds = ()
 
+    def _disarm(self, st: Stream) -> None:
+        """Stop the stream's lane and hand it what the lane consumed."""
+        pending = self._io.disarm(2 * st.row)
+        if pending is not None:
+            st.absorb(pending)
+
+    def _arm(self, st: Stream) -> None:
+        """Let the socket layer's lane take the stream's next packets if they would take `on_rtp`'s common path."""
+        terms = st.lane_terms() if self.lanes else None
+        if terms is not None:
+            source, ssrc, pt, seq = terms
+            self._io.arm(2 * st.row, st.jb.put, source, ssrc, pt, seq, st not in self._hearing)
+
     def _fault(self, st: Stream, step: str, exc: BaseException) -> None:
         """`st` raised in `step` of the batch: drop it from every later batch (its row stays taken until the
         owner detaches it), stop reading its sockets, count and (rarely) log it, and tell the owner once."""
         if st.fault is not None:
             return
+        if st.row >= 0:
+            self._disarm(st)
         st.fault = step
         self._changes += 1
         if st.row >= 0:
@@ -288,6 +318,8 @@ class RtpBank:
                 self.faults.record("on_fault", hand_off)
 
     def _update(self, engine: MediaEngine, st: Stream, params: StreamParams) -> None:
+        if st.row >= 0:
+            self._disarm(st)  # a new codec, direction or address: the stream's own code decides again
         st.apply(params)
         if st.row >= 0:
             self._alaw[st.row] = params.alaw
@@ -368,6 +400,9 @@ class RtpBank:
             if now >= st.rtcp_next and st.fault is None:
                 wall = wall or time.time()
                 try:
+                    pending = self._io.lane(2 * st.row)
+                    if pending is not None:
+                        st.absorb(pending)
                     st.send_rtcp(now, wall)
                 except Exception as exc:
                     self._fault(st, "rtcp", exc)
@@ -504,12 +539,27 @@ class RtpBank:
             st.octets_sent += lengths[i] - 12
 
     def _receive(self, now: float) -> None:
+        """Read every socket: the packets the armed lanes take went to their jitter buffers in the socket layer
+        (counted there; absorbed by their streams before anything of theirs runs here, and a part of the rows per
+        tick); each other datagram goes to its stream's `on_rtp`/`on_rtcp`, after which its lane is armed again
+        when the stream is back in its common case."""
         kernel = self._kernel_ts
         offset = time.time() - time.monotonic() if kernel else 0.0
         io, streams = self._io, self._streams
-        hearing, idle_since = self._hearing, self._idle_since
-        count = 0
-        for i in range(io.receive(_MAX_ROUNDS)):
+        hearing = self._hearing
+        left = io.receive(_MAX_ROUNDS, now, offset)
+        count = io.consumed
+        self.laned += count
+        for slot, exc in io.errors():
+            st = streams[slot >> 1]
+            if st is not None and st.fault is None:
+                st.invalid_packets += 1
+                self._fault(st, "receive", exc)
+        for slot in io.woken():
+            st = streams[slot >> 1]
+            if st is not None and st not in hearing:
+                self._wake(st)
+        for i in range(left):
             slot, data, addr, stamp = io.take(i)
             st = streams[slot >> 1]
             if st is None or st.fault is not None:
@@ -523,16 +573,28 @@ class RtpBank:
                 if slot & 1:
                     st.on_rtcp(data, addr, arrival, stamp if stamp >= 0.0 else time.time())
                 else:
+                    pending = io.lane(slot)
+                    if pending is not None:
+                        st.absorb(pending)
                     st.on_rtp(data, addr, arrival)
                     if st not in hearing:
-                        hearing[st] = None
-                        since = idle_since.pop(st, None)
-                        if since is not None:
-                            st.jb.rest(self.flushes - since - 1)
+                        self._wake(st)
+                    self._arm(st)
             except Exception as exc:  # a datagram our code could not handle: its stream only is dropped
                 st.invalid_packets += 1
                 self._fault(st, "receive", exc)
+        for slot, pending in io.due(self.flushes % _LANE_PARTS, _LANE_PARTS):
+            st = streams[slot >> 1]
+            if st is not None:
+                st.absorb(pending)
         self.datagrams += count
+
+    def _wake(self, st: Stream) -> None:
+        """The stream hears packets again: its buffer is played from this tick on."""
+        self._hearing[st] = None
+        since = self._idle_since.pop(st, None)
+        if since is not None:
+            st.jb.rest(self.flushes - since - 1)
 
     def _play(self, live: npt.NDArray[np.bool_], now: float) -> None:
         """Pop a frame from each hearing stream of a live leg; a stream whose buffer is found idle leaves the set
@@ -559,7 +621,10 @@ class RtpBank:
                 if jb.idle:
                     del hearing[st]
                     self._idle_since[st] = self.flushes
+                    self._io.quiet(2 * row)
             elif got == 2:  # LOST
+                if not st.lost_run:  # the run's next packet may be the peer's DTX ending: `on_rtp` decides
+                    self._disarm(st)
                 st.frames_concealed += 1
                 st.lost_run += 1
                 st.conceal += 1
@@ -568,7 +633,10 @@ class RtpBank:
                     concealed.append(st)
             else:
                 state[row] = 1
-                st.conceal = st.lost_run = 0
+                st.conceal = 0
+                if st.lost_run:
+                    st.lost_run = 0
+                    self._arm(st)
                 st.frames_played += 1
                 played.append(st)
         if not played and not concealed:
@@ -614,6 +682,7 @@ class RtpBank:
             "streams": len(self._by_leg),
             "flushes": self.flushes,
             "datagrams": self.datagrams,
+            "datagrams_laned": self.laned,
             "stream_faults": self.faults.total,
             "stream_fault_kinds": dict(self.faults.counts),
             "flush_p50_ms": round(float(np.percentile(recent, 50)), 3),

@@ -3,7 +3,8 @@
 the API. `send` and `receive` call sendto, epoll_wait and recvmsg themselves, with the GIL released once per batch
 (Python's socket methods release and take it back at every packet, and with the event loop's thread waiting for it,
 each of those hands the GIL over); a packet read costs one bytes object, and a tuple only when its source address
-differs from the last one read on that slot."""
+differs from the last one read on that slot. An armed slot's lane (see sockio.py) checks the RTP fixed header in C
+and hands the payload to the jitter buffer's `put` itself: no tuple, no frame of Python per packet."""
 
 import socket as _socket
 import sys
@@ -87,7 +88,7 @@ cdef extern from "<sys/epoll.h>" nogil:
     int EPOLL_CTL_DEL
     int EPOLLIN
 
-__all__ = ["MAX_DATAGRAM", "DatagramIO", "Received"]
+__all__ = ["MAX_DATAGRAM", "DatagramIO", "Pending", "PutPacket", "Received"]
 
 MAX_DATAGRAM = 2048
 cdef enum:
@@ -98,6 +99,8 @@ cdef enum:
 _SO_TIMESTAMPNS = getattr(_socket, "SO_TIMESTAMPNS", 35 if sys.platform == "linux" else None)
 cdef int _SCM_TIMESTAMPNS = 35 if _SO_TIMESTAMPNS is None else _SO_TIMESTAMPNS
 Received = tuple
+Pending = tuple
+PutPacket = object
 
 
 cdef struct _Addr:
@@ -189,6 +192,24 @@ cdef class DatagramIO:
     cdef size_t* _s_len
     cdef _Addr** _s_addr
     cdef int* _s_err
+    # the lanes, per slot
+    cdef int _armed_count  # slots armed (or holding consumed counts): 0 skips the lane pass
+    cdef char* _l_armed
+    cdef char* _l_quiet
+    cdef char* _l_held  # the slot has a lane entry (armed, or counts not yet taken)
+    cdef int* _l_pt
+    cdef uint32_t* _l_ssrc
+    cdef int* _l_seq
+    cdef long long* _l_count
+    cdef long long* _l_octets
+    cdef uint32_t* _l_ts
+    cdef double* _l_arrival
+    cdef _Addr* _l_src
+    cdef list _puts
+    cdef int* _index  # per datagram left to take: its place in the read buffer
+    cdef public int consumed
+    cdef list _woken
+    cdef list _errors
 
     def __cinit__(self, int slots, bint timestamps):
         self._epfd = -1
@@ -206,6 +227,22 @@ cdef class DatagramIO:
         self._length = <int*>calloc(self._cap, sizeof(int))
         self._stamp = <double*>calloc(self._cap, sizeof(double))
         self._source = <_Addr*>calloc(self._cap, sizeof(_Addr))
+        self._index = <int*>calloc(self._cap, sizeof(int))
+        self._l_armed = <char*>calloc(slots, 1)
+        self._l_quiet = <char*>calloc(slots, 1)
+        self._l_held = <char*>calloc(slots, 1)
+        self._l_pt = <int*>calloc(slots, sizeof(int))
+        self._l_ssrc = <uint32_t*>calloc(slots, sizeof(uint32_t))
+        self._l_seq = <int*>calloc(slots, sizeof(int))
+        self._l_count = <long long*>calloc(slots, sizeof(long long))
+        self._l_octets = <long long*>calloc(slots, sizeof(long long))
+        self._l_ts = <uint32_t*>calloc(slots, sizeof(uint32_t))
+        self._l_arrival = <double*>calloc(slots, sizeof(double))
+        self._l_src = <_Addr*>calloc(slots, sizeof(_Addr))
+        if (not self._index or not self._l_armed or not self._l_quiet or not self._l_held or not self._l_pt
+                or not self._l_ssrc or not self._l_seq or not self._l_count or not self._l_octets or not self._l_ts
+                or not self._l_arrival or not self._l_src):
+            raise MemoryError()
         if (not self._fd or not self._family or not self._peer or not self._last or not self._events or not self._slab
                 or not self._slot_of or not self._length or not self._stamp or not self._source):
             raise MemoryError()
@@ -218,7 +255,11 @@ cdef class DatagramIO:
         self._socks = [None] * slots
         self._peers = [None] * slots
         self._sources = [None] * slots
+        self._puts = [None] * slots
+        self._woken = []
+        self._errors = []
         self._count = 0
+        self.consumed = 0
 
     def __dealloc__(self):
         if self._epfd >= 0:
@@ -226,6 +267,19 @@ cdef class DatagramIO:
         free(self._fd); free(self._family); free(self._peer); free(self._last); free(self._events)
         free(self._slab); free(self._slot_of); free(self._length); free(self._stamp); free(self._source)
         free(self._s_fd); free(self._s_data); free(self._s_len); free(self._s_addr); free(self._s_err)
+        free(self._index); free(self._l_armed); free(self._l_quiet); free(self._l_held); free(self._l_pt)
+        free(self._l_ssrc); free(self._l_seq); free(self._l_count); free(self._l_octets); free(self._l_ts)
+        free(self._l_arrival); free(self._l_src)
+
+    cdef void _drop_lane(self, int slot):
+        if self._l_held[slot]:
+            self._l_held[slot] = 0
+            self._armed_count -= 1
+        self._l_armed[slot] = 0
+        self._l_quiet[slot] = 0
+        self._l_count[slot] = 0
+        self._l_octets[slot] = 0
+        self._puts[slot] = None
 
     def register(self, int slot, sock):
         if not 0 <= slot < self._slots:
@@ -244,6 +298,7 @@ cdef class DatagramIO:
         self._socks[slot] = sock
         self._peers[slot] = None
         self._sources[slot] = None
+        self._drop_lane(slot)
 
     def unregister(self, int slot):
         if not 0 <= slot < self._slots or self._socks[slot] is None:
@@ -254,6 +309,7 @@ cdef class DatagramIO:
         self._socks[slot] = None
         self._peers[slot] = None
         self._sources[slot] = None
+        self._drop_lane(slot)
 
     cdef int _grow(self) noexcept nogil:
         """Double the read buffer (what it holds is kept): 0, or -1 when memory is short (the reads stop there)."""
@@ -278,6 +334,10 @@ cdef class DatagramIO:
         if source == NULL:
             return -1
         self._source = source
+        cdef int* index = <int*>realloc(self._index, cap * sizeof(int))
+        if index == NULL:
+            return -1
+        self._index = index
         self._cap = cap
         return 0
 
@@ -349,7 +409,7 @@ cdef class DatagramIO:
                 failed[i] = self._s_err[i]
         return failed
 
-    def receive(self, int rounds):
+    def receive(self, int rounds, double now=0.0, double offset=0.0):
         cdef int k = 0, r, j, ready, slot, fd
         cdef ssize_t got
         cdef msghdr msg
@@ -400,12 +460,142 @@ cdef class DatagramIO:
                     k += 1
                 if full:
                     break
+        self._woken.clear()
+        self._errors.clear()
+        self.consumed = 0
+        for j in range(k):
+            self._index[j] = j
         self._count = k
-        return k
+        if self._armed_count and k:
+            self._consume(now, offset)
+        return self._count
+
+    cdef int _consume(self, double now, double offset) except -1:
+        """The lane pass (see sockio.py): each datagram an armed lane takes leaves the list to take."""
+        cdef int i, kept = 0, slot, n, seq, consumed = 0
+        cdef const unsigned char* p
+        cdef _Addr* src
+        cdef _Addr* want
+        cdef uint32_t ssrc, ts
+        cdef double arrival
+        for i in range(self._count):
+            slot = self._slot_of[i]
+            n = self._length[i]
+            if not self._l_armed[slot] or n < 0:
+                self._index[kept] = i
+                kept += 1
+                continue
+            p = self._slab + <size_t>i * _MAX
+            src = &self._source[i]
+            want = &self._l_src[slot]
+            if n < 12 or p[0] != 0x80 or src.length != want.length or memcmp(&src.sa, &want.sa, src.length) != 0:
+                self._l_armed[slot] = 0
+                self._index[kept] = i
+                kept += 1
+                continue
+            seq = (p[2] << 8) | p[3]
+            ssrc = (<uint32_t>p[8] << 24) | (<uint32_t>p[9] << 16) | (<uint32_t>p[10] << 8) | p[11]
+            if (p[1] & 0x7F) != self._l_pt[slot] or ssrc != self._l_ssrc[slot] or seq != self._l_seq[slot] + 1:
+                self._l_armed[slot] = 0
+                self._index[kept] = i
+                kept += 1
+                continue
+            ts = (<uint32_t>p[4] << 24) | (<uint32_t>p[5] << 16) | (<uint32_t>p[6] << 8) | p[7]
+            arrival = self._stamp[i] - offset if self._stamp[i] >= 0.0 else now
+            try:
+                self._puts[slot](ssrc, ts, PyBytes_FromStringAndSize(<char*>p + 12, n - 12), arrival)
+            except Exception as exc:  # the stream's own failure: the bank drops it
+                self._l_armed[slot] = 0
+                self._errors.append((slot, exc))
+                continue
+            consumed += 1
+            self._l_seq[slot] = seq
+            self._l_count[slot] += 1
+            self._l_octets[slot] += n - 12
+            self._l_ts[slot] = ts
+            self._l_arrival[slot] = arrival
+            if self._l_quiet[slot]:
+                self._l_quiet[slot] = 0
+                self._woken.append(slot)
+        self._count = kept
+        self.consumed = consumed
+        return 0
+
+    def arm(self, int slot, put, source, uint32_t ssrc, int pt, int seq, bint quiet):
+        if not 0 <= slot < self._slots:
+            raise IndexError(slot)
+        if self._socks[slot] is None or self._sources[slot] is None or self._sources[slot] != source:
+            return False
+        memcpy(&self._l_src[slot], &self._last[slot], sizeof(_Addr))
+        self._puts[slot] = put
+        self._l_ssrc[slot] = ssrc
+        self._l_pt[slot] = pt & 0x7F
+        self._l_seq[slot] = seq
+        self._l_quiet[slot] = quiet
+        self._l_armed[slot] = 1
+        if not self._l_held[slot]:
+            self._l_held[slot] = 1
+            self._armed_count += 1
+        return True
+
+    cdef object _take_counts(self, int slot):
+        if not self._l_held[slot] or not self._l_count[slot]:
+            return None
+        pending = (self._l_count[slot], self._l_octets[slot], self._l_seq[slot], self._l_ts[slot],
+                   self._l_arrival[slot])
+        self._l_count[slot] = 0
+        self._l_octets[slot] = 0
+        if not self._l_armed[slot]:
+            self._drop_lane(slot)
+        return pending
+
+    def lane(self, int slot):
+        if not 0 <= slot < self._slots:
+            raise IndexError(slot)
+        return self._take_counts(slot)
+
+    def disarm(self, int slot):
+        if not 0 <= slot < self._slots:
+            raise IndexError(slot)
+        if not self._l_held[slot]:
+            return None
+        self._l_armed[slot] = 0
+        if not self._l_count[slot]:
+            self._drop_lane(slot)
+            return None
+        return self._take_counts(slot)
+
+    def peek(self, int slot):
+        if not 0 <= slot < self._slots:
+            raise IndexError(slot)
+        if not self._l_held[slot] or not self._l_count[slot]:
+            return (0, 0, float("-inf"))
+        return (self._l_count[slot], self._l_octets[slot], self._l_arrival[slot])
+
+    def quiet(self, int slot):
+        if 0 <= slot < self._slots and self._l_armed[slot]:
+            self._l_quiet[slot] = 1
+
+    def woken(self):
+        return self._woken
+
+    def errors(self):
+        return self._errors
+
+    def due(self, int part, int parts):
+        cdef int slot
+        cdef list out = []
+        if not self._armed_count:
+            return out
+        for slot in range(self._slots):
+            if self._l_held[slot] and self._l_count[slot] and (slot >> 1) % parts == part:
+                out.append((slot, self._take_counts(slot)))
+        return out
 
     def take(self, int i):
         if not 0 <= i < self._count:
             raise IndexError(i)
+        i = self._index[i]
         cdef int slot = self._slot_of[i], n = self._length[i]
         cdef _Addr* src = &self._source[i]
         cdef _Addr* last = &self._last[slot]

@@ -19,7 +19,7 @@ import struct
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Final, final
+from typing import Final, Protocol, final
 
 from opencomms._compiled.pickling import Reduced, reduce_frozen
 
@@ -51,7 +51,7 @@ from .rtcp import (
 )
 from .stats import CallQuality, ReceiverStats, round_trip_time
 
-__all__ = ["Outgoing", "RtpConfig", "Stream", "StreamParams"]
+__all__ = ["LaneCounts", "Outgoing", "RtpConfig", "Stream", "StreamParams"]
 
 log = logging.getLogger("opencomms.rtp")
 
@@ -65,6 +65,13 @@ _FILL = {ULAW: 0xFF, ALAW: 0xD5, WIDE: G722_SILENCE, OPUS: 0}
 OPUS_CLOCK: Final = 6
 """RTP timestamp units of Opus (48 kHz, RFC 7587) per unit of the bank's 8 kHz clock."""
 _FIXED = struct.Struct("!BBHII")
+
+
+class LaneCounts(Protocol):
+    """What a stream reads of the socket layer's lane (rtp/sockio.py): counts consumed and not yet absorbed."""
+
+    def peek(self, slot: int) -> tuple[int, int, float]: ...
+
 
 Outgoing = tuple["Stream", "memoryview | bytes", tuple[str, int]]
 """A packet ready to go: (stream, datagram, destination)."""
@@ -191,8 +198,7 @@ class Stream:
         self.jb = JitterBuffer(_with_fill(config.jitter, _FILL[ULAW]))
         self.stats: ReceiverStats | None = None
         self._te_rx = TelephoneEventReceiver(RATE)
-        self.last_rtp = -math.inf
-        """Engine-clock time of the last accepted RTP packet (-inf: none yet)."""
+        self._last_rtp = -math.inf
         self.last_rtcp = -math.inf
         self._carried_expected = 0
         self._carried_lost = 0
@@ -231,8 +237,14 @@ class Stream:
         no further part, and `on_fault` reported it."""
         self.on_fault: Callable[[str], None] | None = None
         """Called on the engine thread, once, when the bank drops this stream after an error of its own."""
-        self.packets_received = 0
-        self.octets_received = 0
+        self._packets_received = 0
+        self._octets_received = 0
+        self.lane_io: LaneCounts | None = None
+        """Set by the bank while attached: the socket layer whose lane may consume this stream's packets (their
+        counts are added here until `absorb` takes them)."""
+        self.lane_slot = -1
+        self._lane_pt = -1
+        """Payload type of the last audio packet played as it came (the lane's), or -1."""
         self.reported: CallQuality | None = None
         """Set on the node's mirror of a stream that runs in the media process: its figures as last reported
         (`quality()` returns them)."""
@@ -319,7 +331,7 @@ class Stream:
         if addr != self._source and not self._latch(addr, arrival):
             self.foreign_packets += 1
             return
-        self.last_rtp = arrival
+        self._last_rtp = arrival
         kind = self._kinds.get(pt)
         if kind is None:
             self.unknown_payload += 1
@@ -332,8 +344,8 @@ class Stream:
             stats.received += 1
         else:
             stats.update_seq(seq)
-        self.packets_received += 1
-        self.octets_received += end - start
+        self._packets_received += 1
+        self._octets_received += end - start
         if not self.params.receives:
             return
         if kind == EVENT:
@@ -354,15 +366,65 @@ class Stream:
             self.lost_run = 0
         self._prev_seq, self._prev_ts = seq, ts
         if kind != self._law:
+            self._lane_pt = -1
             if WIDE in (kind, self._law) or OPUS in (kind, self._law):  # no byte mapping: not this stream's codec
                 self.unknown_payload += 1
                 return
             payload = (ulaw_to_alaw(payload) if kind == ULAW else alaw_to_ulaw(payload)).tobytes()
         elif kind == OPUS:
+            self._lane_pt = -1
             payload, ts = self._opus_slot(ssrc, ts, payload)
             if not payload:
                 return
+        else:
+            self._lane_pt = pt
         self.jb.put(ssrc, ts, payload, arrival)
+
+    # -- the lane (engine thread) ------------------------------------------------------------------------------
+
+    def lane_terms(self) -> tuple[tuple[str, int], int, int, int] | None:
+        """(source, SSRC, payload type, last sequence number) the socket layer's lane may take this stream's next
+        packets on (`DatagramIO.arm`), or None while they need `on_rtp` (no valid source yet, the last audio
+        packet transcoded or Opus, a concealment run open, not receiving): the packets `on_rtp` would handle in its
+        common case, nothing else."""
+        stats, source = self.stats, self._source
+        if stats is None or stats.probation or source is None or self._lane_pt < 0 or self.lost_run:
+            return None
+        if not self.params.receives or self.fault is not None:
+            return None
+        return source, stats.ssrc, self._lane_pt, stats.max_seq
+
+    def absorb(self, pending: tuple[int, int, int, int, float]) -> None:
+        """Take what the lane consumed (`DatagramIO.lane`): exactly what `on_rtp` would have counted for them."""
+        count, octets, seq, ts, arrival = pending
+        stats = self.stats
+        if stats is not None:
+            stats.max_seq = seq
+            stats.received += count
+        self._packets_received += count
+        self._octets_received += octets
+        self._last_rtp = arrival
+        self._prev_seq, self._prev_ts = seq, ts
+
+    @property
+    def packets_received(self) -> int:
+        io = self.lane_io
+        return self._packets_received + (io.peek(self.lane_slot)[0] if io is not None else 0)
+
+    @property
+    def octets_received(self) -> int:
+        io = self.lane_io
+        return self._octets_received + (io.peek(self.lane_slot)[1] if io is not None else 0)
+
+    @property
+    def last_rtp(self) -> float:
+        """Engine-clock time of the last accepted RTP packet (-inf: none yet)."""
+        io = self.lane_io
+        return max(self._last_rtp, io.peek(self.lane_slot)[2]) if io is not None else self._last_rtp
+
+    @last_rtp.setter
+    def last_rtp(self, value: float) -> None:  # the node's mirror of a media process's stream
+        self._last_rtp = value
 
     def _opus_slot(self, ssrc: int, ts: int, payload: bytes) -> tuple[bytes, int]:
         """An Opus packet as the jitter buffer takes it: a 20 ms slot of 160 bytes (its length, then the payload)
@@ -398,7 +460,7 @@ class Stream:
         return slot[1 : 1 + size] if size else None
 
     def _latch(self, addr: tuple[str, int], now: float) -> bool:
-        if self._source is not None and now - self.last_rtp < self.config.relatch_after:
+        if self._source is not None and now - self._last_rtp < self.config.relatch_after:
             return False
         self._source = addr
         if self.config.symmetric:
