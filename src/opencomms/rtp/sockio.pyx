@@ -125,7 +125,16 @@ cdef object _tuple_of(const _Addr* a):
 
 
 cdef int _pack(object peer, int family, _Addr* out) except -2:
-    """`peer` as a sockaddr of `family` in `out`: 0, or -1 for a destination this socket cannot take."""
+    """`peer` as a sockaddr of `family` in `out`: 0, or -1 for a destination this socket cannot take (`out` is then
+    left as it was: packets of the batch already bound for the slot's previous destination still go there)."""
+    cdef _Addr packed
+    if _pack_into(peer, family, &packed) != 0:
+        return -1
+    memcpy(out, &packed, sizeof(_Addr))
+    return 0
+
+
+cdef int _pack_into(object peer, int family, _Addr* out) except -2:
     cdef sockaddr_in* v4
     cdef sockaddr_in6* v6
     cdef bytes host
