@@ -11,6 +11,7 @@ import socket
 from collections.abc import Callable
 
 from opencomms.media.engine import MediaEngine
+from opencomms.mediahost.streams import ChildStreams, StreamDtmf, register
 from opencomms.rtp.bank import RtpBank
 from opencomms.rtp.packet import RtpPacket, pack_header
 from opencomms.rtp.rtcp import SenderReport, parse_compound
@@ -224,3 +225,19 @@ def test_send_failures_are_counted_and_a_destination_no_socket_takes_drops_the_s
     host.tick(0.06)
     assert faults == ["send"] and stream.fault == "send" and stream.send_errors == 2 and not armed(bank, stream)
     assert stream.packets_sent == 2 and len(received(peer)) == 2
+
+
+def test_keys_queued_in_the_media_process_disarm_the_row_too(udp: Callable[[], socket.socket]) -> None:
+    host, bank, stream, peer = setup(udp, telephone_event=101)
+    children = ChildStreams(bank)
+    children.streams["sip"] = stream
+    register(host.engine, children)
+    host.tick(0.0)
+    host.tick(0.02)
+    assert armed(bank, stream)
+    StreamDtmf("sip", "3", 40.0, 0.0).apply(host.engine)  # what the child runs for the node's send_dtmf
+    assert not armed(bank, stream)
+    for k in range(2, 10):
+        host.tick(0.02 * k)
+    packets = received(peer)
+    assert 101 in [p.payload_type for p in packets] and continuous(packets) and armed(bank, stream)
