@@ -170,7 +170,7 @@ class StreamDtmf:
     gap_ms: float
 
     def apply(self, engine: MediaEngine) -> None:
-        st = streams_of(engine).streams.get(self.leg_id)
+        streams = streams_of(engine)
+        st = streams.streams.get(self.leg_id)
         if st is not None:
-            st.dtmf.append((self.key, self.duration_ms, self.gap_ms))
-            st.events_on = True
+            streams.bank.queue_dtmf(st, self.key, self.duration_ms, self.gap_ms)

@@ -4,9 +4,12 @@ RTCP goes out when due.
 
 Owns the bank rows (one per attached stream), the socket poller, the batched 16 kHz <-> 8 kHz conversion and
 G.711 coding, the G.722 coders of wideband rows (16 kHz straight, one coder per row and direction), RTP numbering
-(sequence, timestamp from the tick time, marker), playout with loss concealment, and all socket I/O of attached
-streams. Must not touch asyncio objects or block (sockets are non-blocking); other
-threads reach it only through `attach`/`detach`/`update`/`send_dtmf`, which are engine commands.
+(sequence, timestamp from the tick time, marker: in Python for streams with RFC 4733 events on, Opus, on hold or
+without a destination; by the send lane, sendlane.py, for every stream in the steady state, which it arms and
+disarms), playout with loss concealment, and all socket I/O of attached streams. Must not touch asyncio objects
+or block (sockets are non-blocking); other threads reach it only through `attach`/`detach`/`update`/`send_dtmf`,
+which are engine commands (on the engine thread, RFC 4733 events are queued through `queue_dtmf`, which takes the
+stream out of the send lane first).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ..media.g722 import G722Decoder, G722Encoder
 from ..media.slots import SlotTable
 from .g711rows import G711Rows
 from .opus_rows import OpusRows
+from .sendlane import SendLane
 from .sockio import DatagramIO
 from .stream import RATE, Outgoing, Stream, StreamParams
 
@@ -49,8 +53,8 @@ RECEIVE_BUFFER = 24 * 1024
 kernel has dropped what the jitter buffer would drop as too late anyway, instead of the bank reading seconds of stale
 packets tick after tick (with the allocator's 256 KB, 12 s per stream: a stalled bank could not catch up)."""
 _FAULTED: Final = -2  # _egen of a row whose stream was dropped after an error of its own: never live again
-_LANE_PARTS: Final = 12
-"""The lanes' counts are handed back to their streams a twelfth of the rows per tick: each within 0.24 s."""
+_FOLD_TICKS: Final = 12
+"""Both lanes hand their counts back to the streams a twelfth of the rows per tick: each within 0.24 s."""
 
 
 @dataclass(slots=True)
@@ -74,6 +78,8 @@ class _Outbox:
     """...its length..."""
     peers: list[tuple[str, int]]
     """...and its destination."""
+    lane: int = 0
+    """Audio packets of the send lane's rows, after those above: the lane's batch `flip` (sendlane.py)."""
 
 
 class EngineHost(Protocol):
@@ -94,7 +100,9 @@ class RtpBank:
     mixing), and the bank, for every stream whose leg is still in the engine:
 
     1. sends: gathers the streams' frames in one indexing, converts them to 8 kHz in one product, encodes G.711
-       in one lookup, stamps each header (sequence + 1, timestamp from the tick time, marker after a pause);
+       in one lookup, stamps each header (sequence + 1, timestamp from the tick time, marker after a pause: the
+       streams in the steady state all in one call of the send lane, which keeps their numbering and counters
+       per row and folds them back into the `Stream` when Python needs them);
        RFC 4733 packets join the batch on the same SSRC while a DTMF event is on (audio held back): keys queued
        with `send_dtmf`, and the keys the other legs of a conversation send (`engine.out_of_band_keys`: a stream
        with telephone-event marks its leg out of band, so the engine keeps their tones out of its audio). With `paced`
@@ -106,12 +114,8 @@ class RtpBank:
        engine clock, which must then be time.monotonic as EngineThread's is) or, with `kernel_timestamps=False`
        or where unsupported, the tick time. Each RFC 4733 key that starts is pushed into the engine
        (`push_key`), which reports it as ToneDetected to the legs hearing this one in this same tick. With
-       `lanes` (default), a stream in its common case (a valid source latched, audio of its own codec in sequence,
-       no concealment run open) has its socket's lane armed: the socket layer takes such packets straight to the
-       jitter buffer and counts them (`DatagramIO.arm`); the first other packet goes to the stream as before,
-       which first absorbs the lane's counts. Its figures are then exact on the engine thread and at most one
-       packet stale elsewhere (`Stream.packets_received`, `last_rtp` add the lane's counts), its RFC 3550
-       statistics absorbed within `_LANE_PARTS` ticks and before each RTCP report;
+       `lanes` (default) a stream in `on_rtp`'s common case has the socket layer's receive lane armed, which takes
+       such packets to the jitter buffer in C and counts them (`DatagramIO.arm`; docs/architecture.md);
     3. plays out: one frame per stream from its jitter buffer, decoded and converted to 16 kHz in one batch,
        pushed into the legs in one batch (heard by the others at the next tick). LOST frames are concealed by repeating
        the last frame at 1, 1/2, 1/4 gain, then silence;
@@ -159,6 +163,8 @@ class RtpBank:
         self._txbufs = (bytearray(capacity * PACKET), bytearray(capacity * PACKET))
         self._tx = tuple(np.frombuffer(b, dtype=np.uint8).reshape(capacity, PACKET) for b in self._txbufs)
         self._flip = 0
+        # The steady-state rows' numbering and counters, and their packets of a tick stamped in one call.
+        self._tx_lane = SendLane(capacity, PACKET, PACKET)
         self.paced = paced
         self._paced: _Outbox | None = None
         first = getattr(host, "before_tick", None)
@@ -218,7 +224,24 @@ class RtpBank:
 
     def send_dtmf(self, stream: Stream, key: str, duration_ms: float, gap_ms: float) -> None:
         """Queue one RFC 4733 event (sent only while the stream has a telephone-event payload type)."""
-        self.host.call(_Dtmf(stream, key, duration_ms, gap_ms))
+        self.host.call(_Dtmf(self, stream, key, duration_ms, gap_ms))
+
+    def queue_dtmf(self, st: Stream, key: str, duration_ms: float, gap_ms: float) -> None:
+        """Engine thread: queue one RFC 4733 event on `st` (its numbering leaves the send lane first: the events
+        take their sequence numbers from the stream). Whoever queues events on an attached stream goes through
+        here."""
+        if st.row >= 0 and self._streams[st.row] is st:
+            self._tx_lane.disarm(st.row)
+        st.dtmf.append((key, duration_ms, gap_ms))
+        st.events_on = True
+
+    def fold_counters(self) -> None:
+        """Engine thread (or a test ticking by hand): every stream's counters from both lanes now (otherwise before
+        RTCP reports, events, updates, faults and detachment, and round robin within `_FOLD_TICKS` ticks)."""
+        for st in self._by_leg.values():
+            if st.row >= 0:
+                self._tx_lane.fold(st.row)
+                self._absorb(st)
 
     def _attach(self, engine: MediaEngine, st: Stream) -> None:
         if st.leg_id in self._by_leg:
@@ -257,7 +280,8 @@ class RtpBank:
         if self._by_leg.get(st.leg_id) is not st:
             return
         try:
-            self._disarm(st)
+            self._tx_lane.release(st.row)  # counters and numbering back into the stream: the BYE's report counts them
+            self._absorb(st, disarm=True)
             if bye and st.fault is None:
                 st.send_rtcp(time.monotonic(), time.time(), bye=True)
             self._out_of_band(engine, st, False)  # a leg left without RTP hears tones in-band again
@@ -285,13 +309,13 @@ class RtpBank:
                 self._io.unregister(slot)
         st.fds = ()
 
-    def _disarm(self, st: Stream) -> None:
-        """Stop the stream's lane and hand it what the lane consumed."""
-        pending = self._io.disarm(2 * st.row)
+    def _absorb(self, st: Stream, disarm: bool = False) -> None:
+        """Hand the stream what its receive lane consumed (and stop the lane, with `disarm`)."""
+        pending = self._io.disarm(2 * st.row) if disarm else self._io.lane(2 * st.row)
         if pending is not None:
             st.absorb(pending)
 
-    def _arm(self, st: Stream) -> None:
+    def _arm_rx(self, st: Stream) -> None:
         """Let the socket layer's lane take the stream's next packets if they would take `on_rtp`'s common path."""
         terms = st.lane_terms() if self.lanes else None
         if terms is not None:
@@ -304,11 +328,12 @@ class RtpBank:
         if st.fault is not None:
             return
         if st.row >= 0:
-            self._disarm(st)
+            self._absorb(st, disarm=True)
         st.fault = step
         self._changes += 1
         if st.row >= 0:
             self._egen[st.row] = _FAULTED
+            self._tx_lane.cancel(st.row)
         self._unregister(st)
         self.faults.record(f"{step}:{type(exc).__name__}", exc, call_id=st.leg_id)
         if st.on_fault is not None:
@@ -318,8 +343,9 @@ class RtpBank:
                 self.faults.record("on_fault", hand_off)
 
     def _update(self, engine: MediaEngine, st: Stream, params: StreamParams) -> None:
-        if st.row >= 0:
-            self._disarm(st)  # a new codec, direction or address: the stream's own code decides again
+        if st.row >= 0 and self._streams[st.row] is st:  # the stream's own code takes the new parameters (both ways)
+            self._absorb(st, disarm=True)
+            self._tx_lane.disarm(st.row)
         st.apply(params)
         if st.row >= 0:
             self._alaw[st.row] = params.alaw
@@ -349,8 +375,7 @@ class RtpBank:
         for item in keys:
             st = self._by_leg.get(item.leg_id)
             if st is not None and st.row >= 0:
-                st.dtmf.append((item.key, float(item.duration_ms), 0.0))
-                st.events_on = True
+                self.queue_dtmf(st, item.key, float(item.duration_ms), 0.0)
 
     def _key_received(self, st: Stream, key: str, arrival: float) -> None:
         """A stream decoded the start of an RFC 4733 event (during `_receive`): pushed to the engine after it."""
@@ -388,7 +413,7 @@ class RtpBank:
         keys = self.host.engine.out_of_band_keys
         if keys:
             self._queue_keys(keys)
-        self._send(tick, inp, erow, live, now)
+        self._send(inp, erow, live, now)
         sent = time.monotonic()
         self._receive(now)
         if self._keys:
@@ -400,9 +425,8 @@ class RtpBank:
             if now >= st.rtcp_next and st.fault is None:
                 wall = wall or time.time()
                 try:
-                    pending = self._io.lane(2 * st.row)
-                    if pending is not None:
-                        st.absorb(pending)
+                    self._absorb(st)
+                    self._tx_lane.fold(st.row)  # the report counts what the send lane sent
                     st.send_rtcp(now, wall)
                 except Exception as exc:
                     self._fault(st, "rtcp", exc)
@@ -414,7 +438,6 @@ class RtpBank:
 
     def _send(
         self,
-        tick: list[Stream],
         inp: npt.NDArray[np.int32],
         erow: npt.NDArray[np.intp],
         live: npt.NDArray[np.bool_],
@@ -440,7 +463,12 @@ class RtpBank:
         box = _Outbox(flip, now, self._changes, [], [], [], [], [], [])
         events, streams, slots, offsets = box.events, box.streams, box.slots, box.offsets
         sizes, peers = box.sizes, box.peers
-        for st in tick:
+        lane = self._tx_lane
+        own = self._streams
+        for row in np.flatnonzero(live & (lane.armed[:n] == 0)).tolist():  # the rest are the lane's
+            st = own[row]
+            if st is None:
+                continue
             p = st.params
             offset = st.ts_offset
             if offset is None:
@@ -457,6 +485,8 @@ class RtpBank:
             if addr is None or not p.sends:
                 st.was_sending = False
                 continue
+            if not p.opus and not st.events_on and lane.arm(row, st):
+                continue  # steady plain audio: numbered and stamped by the lane from this tick on
             size = PACKET
             if p.opus:
                 size = 12 + lengths[st.row]
@@ -473,7 +503,9 @@ class RtpBank:
             offsets.append(row * PACKET)
             sizes.append(size)
             peers.append(addr)
-        if not streams and not events:
+        box.lane = lane.stamp(flip, buf, units, live.view(np.uint8), n)
+        lane.fold_some(n, -(-n // _FOLD_TICKS))
+        if not streams and not events and not box.lane:
             return
         if self.paced:  # at the very start of the next tick, before the engine's own work
             box.due = now + _TICK
@@ -513,8 +545,14 @@ class RtpBank:
             st.octets_sent += len(data) - 12
             if measure:
                 self.lateness_ms[min(100, max(0, int((time.monotonic() - box.due) * 1000.0)))] += 1
-        if not box.streams:
-            return
+        if box.streams:
+            self._transmit_own(box)
+        if box.lane:
+            self._transmit_lane(box)
+
+    def _transmit_own(self, box: _Outbox) -> None:
+        """The audio packets the Python path built."""
+        measure = self.measure_lateness
         sent, slots, offsets, lengths, peers = box.streams, box.slots, box.offsets, box.sizes, box.peers
         if box.changes != self._changes:  # some stream left its row or failed since: it sends nothing
             sent, slots, offsets, lengths, peers = [], [], [], [], []
@@ -538,11 +576,26 @@ class RtpBank:
             st.packets_sent += 1
             st.octets_sent += lengths[i] - 12
 
+    def _transmit_lane(self, box: _Outbox) -> None:
+        """The send lane's packets: those of rows cancelled since (detached, failed) stay unsent, the rest go in
+        one call, and the lane counts them (a destination no socket takes drops its stream)."""
+        lane, flip = self._tx_lane, box.flip
+        count = lane.ready(flip, box.lane)
+        if not count:
+            return
+        slots, offsets, lengths, peers, errors = lane.batch(flip)
+        lateness = self.lateness_ms if self.measure_lateness else None
+        self._io.send_batch(self._txbufs[flip], slots, offsets, lengths, peers, count, errors, lateness, box.due)
+        bad = lane.account(flip, count)
+        for row, peer in bad or ():
+            st = self._streams[row]
+            if st is not None:
+                self._fault(st, "send", ValueError(f"no socket can send to {peer!r}"))
+
     def _receive(self, now: float) -> None:
-        """Read every socket: the packets the armed lanes take went to their jitter buffers in the socket layer
-        (counted there; absorbed by their streams before anything of theirs runs here, and a part of the rows per
-        tick); each other datagram goes to its stream's `on_rtp`/`on_rtcp`, after which its lane is armed again
-        when the stream is back in its common case."""
+        """Read every socket: the armed receive lanes' packets are in their jitter buffers already (their counts
+        absorbed before anything else of their stream runs, and a part of the rows per tick); the rest go to
+        `on_rtp`/`on_rtcp`, after which the stream's lane is armed again if it is back in its common case."""
         kernel = self._kernel_ts
         offset = time.time() - time.monotonic() if kernel else 0.0
         io, streams = self._io, self._streams
@@ -573,17 +626,15 @@ class RtpBank:
                 if slot & 1:
                     st.on_rtcp(data, addr, arrival, stamp if stamp >= 0.0 else time.time())
                 else:
-                    pending = io.lane(slot)
-                    if pending is not None:
-                        st.absorb(pending)
+                    self._absorb(st)
                     st.on_rtp(data, addr, arrival)
                     if st not in hearing:
                         self._wake(st)
-                    self._arm(st)
+                    self._arm_rx(st)
             except Exception as exc:  # a datagram our code could not handle: its stream only is dropped
                 st.invalid_packets += 1
                 self._fault(st, "receive", exc)
-        for slot, pending in io.due(self.flushes % _LANE_PARTS, _LANE_PARTS):
+        for slot, pending in io.due(self.flushes % _FOLD_TICKS, _FOLD_TICKS):
             st = streams[slot >> 1]
             if st is not None:
                 st.absorb(pending)
@@ -624,7 +675,7 @@ class RtpBank:
                     self._io.quiet(2 * row)
             elif got == 2:  # LOST
                 if not st.lost_run:  # the run's next packet may be the peer's DTX ending: `on_rtp` decides
-                    self._disarm(st)
+                    self._absorb(st, disarm=True)
                 st.frames_concealed += 1
                 st.lost_run += 1
                 st.conceal += 1
@@ -636,7 +687,7 @@ class RtpBank:
                 st.conceal = 0
                 if st.lost_run:
                     st.lost_run = 0
-                    self._arm(st)
+                    self._arm_rx(st)
                 st.frames_played += 1
                 played.append(st)
         if not played and not concealed:
@@ -734,11 +785,11 @@ class _Update:
 
 @dataclass(frozen=True, slots=True)
 class _Dtmf:
+    bank: RtpBank
     stream: Stream
     key: str
     duration_ms: float
     gap_ms: float
 
     def apply(self, engine: MediaEngine) -> None:
-        self.stream.dtmf.append((self.key, self.duration_ms, self.gap_ms))
-        self.stream.events_on = True
+        self.bank.queue_dtmf(self.stream, self.key, self.duration_ms, self.gap_ms)

@@ -167,6 +167,37 @@ class DatagramIO:
                 lateness[min(100, max(0, int((time.monotonic() - due) * 1000.0)))] += 1
         return failed
 
+    def send_batch(
+        self,
+        buf: bytearray,
+        slots: npt.NDArray[np.int32],
+        offsets: npt.NDArray[np.int32],
+        lengths: npt.NDArray[np.int32],
+        peers: list[object],
+        count: int,
+        errors: npt.NDArray[np.int32],
+        lateness: npt.NDArray[np.int64] | None,
+        due: float,
+    ) -> int:
+        """`send` for the first `count` packets given as typed arrays (int32; `peers` a list), as the bank's send
+        lane builds them: each packet's outcome goes to `errors[i]` (0 sent, else as `send`'s failures); returns
+        how many failed."""
+        if count < 0 or min(len(slots), len(offsets), len(lengths), len(peers), len(errors)) < count:
+            raise ValueError("fewer slots, offsets, lengths, peers or errors than packets")
+        failed = self.send(
+            buf,
+            slots[:count].tolist(),
+            offsets[:count].tolist(),
+            lengths[:count].tolist(),
+            peers[:count],  # type: ignore[arg-type]  # checked per packet: a destination no socket takes fails
+            lateness,
+            due,
+        )
+        errors[:count] = 0
+        for i, err in (failed or {}).items():
+            errors[i] = err
+        return len(failed or ())
+
     def receive(self, rounds: int, now: float = 0.0, offset: float = 0.0) -> int:
         """Read one datagram from every ready socket, again while some are ready, `rounds` times at most; returns how
         many are left to `take` (the previous reads are forgotten) once the armed lanes consumed theirs

@@ -128,7 +128,16 @@ cdef object _tuple_of(const _Addr* a):
 
 
 cdef int _pack(object peer, int family, _Addr* out) except -2:
-    """`peer` as a sockaddr of `family` in `out`: 0, or -1 for a destination this socket cannot take."""
+    """`peer` as a sockaddr of `family` in `out`: 0, or -1 for a destination this socket cannot take (`out` is then
+    left as it was: packets of the batch already bound for the slot's previous destination still go there)."""
+    cdef _Addr packed
+    if _pack_into(peer, family, &packed) != 0:
+        return -1
+    memcpy(out, &packed, sizeof(_Addr))
+    return 0
+
+
+cdef int _pack_into(object peer, int family, _Addr* out) except -2:
     cdef sockaddr_in* v4
     cdef sockaddr_in6* v6
     cdef bytes host
@@ -360,7 +369,7 @@ cdef class DatagramIO:
         cdef const unsigned char[::1] data = buf
         cdef Py_ssize_t n = len(slots), size = data.shape[0]
         cdef Py_ssize_t i, offset, length
-        cdef int slot, fd, k
+        cdef int slot
         cdef dict failed = None
         cdef list known = self._peers
         cdef long long[::1] late
@@ -392,22 +401,75 @@ cdef class DatagramIO:
             self._s_len[i] = length
             self._s_addr[i] = &self._peer[slot]
         with nogil:
-            for i in range(n):
-                fd = self._s_fd[i]
-                if fd < 0:
-                    continue
-                if sendto(fd, self._s_data[i], self._s_len[i], MSG_DONTWAIT,
-                          <const sockaddr*>&self._s_addr[i].sa, self._s_addr[i].length) < 0:
-                    self._s_err[i] = errno if errno else EIO
-                elif measure:
-                    k = <int>((_monotonic() - due) * 1000.0)
-                    late[0 if k < 0 else (100 if k > 100 else k)] += 1
+            self._sendto_all(n, &late[0] if measure else NULL, due)
         for i in range(n):
             if self._s_err[i]:
                 if failed is None:
                     failed = {}
                 failed[i] = self._s_err[i]
         return failed
+
+    cdef void _sendto_all(self, Py_ssize_t n, long long* late, double due) noexcept nogil:
+        """sendto every prepared packet (`_s_fd` -1: skipped), its errno into `_s_err`; with `late`, each one sent
+        counts in its lateness bucket."""
+        cdef Py_ssize_t i
+        cdef int fd, k
+        for i in range(n):
+            fd = self._s_fd[i]
+            if fd < 0:
+                continue
+            if sendto(fd, self._s_data[i], self._s_len[i], MSG_DONTWAIT,
+                      <const sockaddr*>&self._s_addr[i].sa, self._s_addr[i].length) < 0:
+                self._s_err[i] = errno if errno else EIO
+            elif late != NULL:
+                k = <int>((_monotonic() - due) * 1000.0)
+                late[0 if k < 0 else (100 if k > 100 else k)] += 1
+
+    def send_batch(self, buf, const int[::1] slots, const int[::1] offsets, const int[::1] lengths, list peers,
+                   Py_ssize_t count, int[::1] errors, lateness, double due):
+        cdef const unsigned char[::1] data = buf
+        cdef Py_ssize_t size = data.shape[0]
+        cdef Py_ssize_t i, offset, length
+        cdef int slot, bad = 0
+        cdef list known = self._peers
+        cdef long long[::1] late
+        cdef bint measure = lateness is not None
+        if measure:
+            late = lateness
+            if late.shape[0] < 101:
+                raise ValueError("lateness needs 101 buckets")
+        if (count < 0 or slots.shape[0] < count or offsets.shape[0] < count or lengths.shape[0] < count
+                or len(peers) < count or errors.shape[0] < count):
+            raise ValueError("fewer slots, offsets, lengths, peers or errors than packets")
+        self._reserve(count)
+        for i in range(count):
+            self._s_fd[i] = -1
+            self._s_err[i] = 0
+            slot = slots[i]
+            offset, length = offsets[i], lengths[i]
+            if not 0 <= slot < self._slots or self._fd[slot] < 0:
+                self._s_err[i] = EBADF
+                continue
+            if offset < 0 or length < 0 or offset + length > size:
+                raise ValueError(f"packet {i} lies outside the buffer")
+            peer = peers[i]
+            if peer is not known[slot]:
+                known[slot] = None
+                if _pack(peer, self._family[slot], &self._peer[slot]) != 0:
+                    self._s_err[i] = _UNSENDABLE
+                    continue
+                known[slot] = peer
+            self._s_fd[i] = self._fd[slot]
+            self._s_data[i] = &data[0] + offset if size else NULL
+            self._s_len[i] = length
+            self._s_addr[i] = &self._peer[slot]
+        with nogil:
+            self._sendto_all(count, &late[0] if measure else NULL, due)
+        for i in range(count):
+            errors[i] = self._s_err[i]
+            if self._s_err[i]:
+                bad += 1
+        return bad
 
     def receive(self, int rounds, double now=0.0, double offset=0.0):
         cdef int k = 0, r, j, ready, slot, fd

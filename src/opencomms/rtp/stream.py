@@ -4,7 +4,10 @@ bank sends with.
 
 Owns the per-call receive logic and RTCP, the negotiated `StreamParams` and `RtpConfig`. Must not run DSP in
 batches (bank.py), touch asyncio or block: after attachment every method runs on the engine thread (the bank
-calls them); other threads only read the counters (`quality()`) and `last_rtp`/`last_rtcp`.
+calls them); other threads only read the counters (`quality()`) and `last_rtp`/`last_rtcp`. While a stream sends
+plain audio its numbering and send counters live in the bank's send lane (sendlane.py), which writes them back
+here (`seq`, `was_sending`, `packets_sent`, `octets_sent`, `send_errors`) before anything else reads them on the
+engine thread, and every ~0.25 s for the readers on other threads.
 """
 
 from __future__ import annotations
@@ -583,7 +586,8 @@ class Stream:
     # -- figures (any thread) ----------------------------------------------------------------------------------------
 
     def quality(self) -> CallQuality:
-        """The stream's figures so far (read without locking: at most one packet stale)."""
+        """The stream's figures so far (read without locking: the received ones at most one packet stale; while
+        the bank's send lane numbers the stream, `packets_sent` as of its last fold-back, up to about 0.25 s ago)."""
         if self.reported is not None:
             return self.reported
         stats, block = self.stats, self.remote_block

@@ -134,6 +134,7 @@ def test_playout_and_rtcp_errors_are_per_stream(udp: Callable[[], socket.socket]
     for k in range(2, 11):
         host.tick(0.02 * k)
     assert sorted(faults) == ["play", "rtcp"] and streams["good1"].fault is None
+    bank.fold_counters()  # the send lane's counters reach the stream within 12 ticks, or now
     assert len(received(peers["good1"])) == 11 and streams["good1"].packets_sent == 11
     assert bank.stats()["stream_fault_kinds"] == {"play:TypeError": 1, "rtcp:OverflowError": 1}
 

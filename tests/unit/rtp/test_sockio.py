@@ -158,3 +158,35 @@ def test_a_receive_larger_than_the_first_buffer_keeps_every_datagram() -> None:
     io.close()
     for s in [*socks, talker]:
         s.close()
+
+
+def test_a_typed_batch_leaves_like_a_listed_one_and_writes_each_outcome(socks: list[socket.socket]) -> None:
+    a, b, sink, _ = socks
+    io = DatagramIO(8, False)
+    io.register(2, a)
+    io.register(5, b)
+    buf = bytearray(b"0123456789abcdefghij")
+    peer = sink.getsockname()
+    bad_host = ("example.invalid", 5000)
+    slots = np.array([2, 5, 2, 3, 2, 7], dtype=np.int32)  # the last one is past `count`: not sent
+    offsets = np.array([0, 10, 4, 0, 0, 0], dtype=np.int32)
+    lengths = np.array([4, 10, 2, 1, 1, 1], dtype=np.int32)
+    peers: list[object] = [peer, peer, peer, peer, bad_host, peer]
+    errors = np.full(6, 99, dtype=np.int32)
+    lateness = np.zeros(101, dtype=np.int64)
+    failed = io.send_batch(buf, slots, offsets, lengths, peers, 5, errors, lateness, time.monotonic())
+    assert failed == 2 and errors.tolist() == [0, 0, 0, errno.EBADF, -1, 99] and int(lateness.sum()) == 3
+    assert [(data, src[1]) for data, src in drain(sink)] == [
+        (b"0123", a.getsockname()[1]),
+        (b"abcdefghij", b.getsockname()[1]),
+        (b"45", a.getsockname()[1]),
+    ]
+    peers[0] = peer  # the same destination again after a failure on the slot: packed anew, sent
+    assert io.send_batch(buf, slots, offsets, lengths, peers, 1, errors, None, 0.0) == 0 and errors[0] == 0
+    assert [data for data, _ in drain(sink)] == [b"0123"]
+    with pytest.raises(ValueError):
+        io.send_batch(buf, slots, offsets, lengths, peers, 7, errors, None, 0.0)  # more packets than entries
+    offsets[0] = 18
+    with pytest.raises(ValueError):
+        io.send_batch(buf, slots, offsets, lengths, peers, 1, errors, None, 0.0)  # outside the buffer
+    io.close()
