@@ -33,7 +33,7 @@ class FirstHost(ManualHost):
 
 
 def armed(bank: RtpBank, stream: Stream) -> bool:
-    return bool(bank._lane.armed[stream.row])
+    return bool(bank._tx_lane.armed[stream.row])
 
 
 def continuous(packets: list[RtpPacket]) -> bool:
