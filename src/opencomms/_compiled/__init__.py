@@ -16,6 +16,7 @@ the node's start-up line). Importing this module imports nothing of the media pa
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.machinery
 import importlib.util
 import json
@@ -48,6 +49,23 @@ def modules() -> tuple[str, ...]:
 
 def source_path(name: str, src_root: Path = SRC_ROOT) -> Path:
     return src_root.joinpath(*name.split(".")).with_suffix(".py")
+
+
+def reference(name: str) -> ModuleType:
+    """Module `name`'s pure-Python reference, run from its .py source under a private name (`_reference_<leaf>` in
+    its package; importing `name` gives the compiled twin when the compiled path runs): what the twins' tests hold
+    each twin to. Cached: one reference module per name in a process."""
+    package, leaf = name.rsplit(".", 1)
+    private = f"{package}._reference_{leaf}"
+    if private in sys.modules:
+        return sys.modules[private]
+    importlib.import_module(name)  # the package and the module's own imports first
+    spec = importlib.util.spec_from_file_location(private, source_path(name))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[private] = module  # a dataclass looks its module up while the module runs
+    spec.loader.exec_module(module)
+    return module
 
 
 def cython_source(name: str, src_root: Path = SRC_ROOT) -> Path | None:

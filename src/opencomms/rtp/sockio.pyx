@@ -367,11 +367,10 @@ cdef class DatagramIO:
 
     def send(self, buf, list slots, list offsets, list lengths, list peers, lateness, double due):
         cdef const unsigned char[::1] data = buf
+        cdef const unsigned char* base = &data[0] if data.shape[0] else NULL
         cdef Py_ssize_t n = len(slots), size = data.shape[0]
-        cdef Py_ssize_t i, offset, length
-        cdef int slot
+        cdef Py_ssize_t i
         cdef dict failed = None
-        cdef list known = self._peers
         cdef long long[::1] late
         cdef bint measure = lateness is not None
         if measure:
@@ -380,26 +379,7 @@ cdef class DatagramIO:
             raise ValueError("slots, offsets, lengths and peers must be as long")
         self._reserve(n)
         for i in range(n):
-            self._s_fd[i] = -1
-            self._s_err[i] = 0
-            slot = slots[i]
-            offset, length = offsets[i], lengths[i]
-            if not 0 <= slot < self._slots or self._fd[slot] < 0:
-                self._s_err[i] = EBADF
-                continue
-            if offset < 0 or length < 0 or offset + length > size:
-                raise ValueError(f"packet {i} lies outside the buffer")
-            peer = peers[i]
-            if peer is not known[slot]:
-                known[slot] = None
-                if _pack(peer, self._family[slot], &self._peer[slot]) != 0:
-                    self._s_err[i] = _UNSENDABLE
-                    continue
-                known[slot] = peer
-            self._s_fd[i] = self._fd[slot]
-            self._s_data[i] = &data[0] + offset if size else NULL
-            self._s_len[i] = length
-            self._s_addr[i] = &self._peer[slot]
+            self._prepare(i, slots[i], offsets[i], lengths[i], peers[i], base, size)
         with nogil:
             self._sendto_all(n, &late[0] if measure else NULL, due)
         for i in range(n):
@@ -408,6 +388,28 @@ cdef class DatagramIO:
                     failed = {}
                 failed[i] = self._s_err[i]
         return failed
+
+    cdef int _prepare(self, Py_ssize_t i, int slot, Py_ssize_t offset, Py_ssize_t length, object peer,
+                      const unsigned char* base, Py_ssize_t size) except -1:
+        """Packet `i` of a batch into the send arrays; one that cannot go keeps `_s_fd` -1 and its error."""
+        self._s_fd[i] = -1
+        self._s_err[i] = 0
+        if not 0 <= slot < self._slots or self._fd[slot] < 0:
+            self._s_err[i] = EBADF
+            return 0
+        if offset < 0 or length < 0 or offset + length > size:
+            raise ValueError(f"packet {i} lies outside the buffer")
+        if peer is not self._peers[slot]:
+            self._peers[slot] = None
+            if _pack(peer, self._family[slot], &self._peer[slot]) != 0:
+                self._s_err[i] = _UNSENDABLE
+                return 0
+            self._peers[slot] = peer
+        self._s_fd[i] = self._fd[slot]
+        self._s_data[i] = base + offset
+        self._s_len[i] = length
+        self._s_addr[i] = &self._peer[slot]
+        return 0
 
     cdef void _sendto_all(self, Py_ssize_t n, long long* late, double due) noexcept nogil:
         """sendto every prepared packet (`_s_fd` -1: skipped), its errno into `_s_err`; with `late`, each one sent
@@ -428,10 +430,10 @@ cdef class DatagramIO:
     def send_batch(self, buf, const int[::1] slots, const int[::1] offsets, const int[::1] lengths, list peers,
                    Py_ssize_t count, int[::1] errors, lateness, double due):
         cdef const unsigned char[::1] data = buf
+        cdef const unsigned char* base = &data[0] if data.shape[0] else NULL
         cdef Py_ssize_t size = data.shape[0]
-        cdef Py_ssize_t i, offset, length
-        cdef int slot, bad = 0
-        cdef list known = self._peers
+        cdef Py_ssize_t i
+        cdef int bad = 0
         cdef long long[::1] late
         cdef bint measure = lateness is not None
         if measure:
@@ -443,26 +445,7 @@ cdef class DatagramIO:
             raise ValueError("fewer slots, offsets, lengths, peers or errors than packets")
         self._reserve(count)
         for i in range(count):
-            self._s_fd[i] = -1
-            self._s_err[i] = 0
-            slot = slots[i]
-            offset, length = offsets[i], lengths[i]
-            if not 0 <= slot < self._slots or self._fd[slot] < 0:
-                self._s_err[i] = EBADF
-                continue
-            if offset < 0 or length < 0 or offset + length > size:
-                raise ValueError(f"packet {i} lies outside the buffer")
-            peer = peers[i]
-            if peer is not known[slot]:
-                known[slot] = None
-                if _pack(peer, self._family[slot], &self._peer[slot]) != 0:
-                    self._s_err[i] = _UNSENDABLE
-                    continue
-                known[slot] = peer
-            self._s_fd[i] = self._fd[slot]
-            self._s_data[i] = &data[0] + offset if size else NULL
-            self._s_len[i] = length
-            self._s_addr[i] = &self._peer[slot]
+            self._prepare(i, slots[i], offsets[i], lengths[i], peers[i], base, size)
         with nogil:
             self._sendto_all(count, &late[0] if measure else NULL, due)
         for i in range(count):

@@ -3,15 +3,13 @@ exactly, as a row-by-row loop and as the numpy reference (kernels.py, loaded fro
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
 import pytest
 
-from opencomms.media import engine
+from opencomms._compiled import reference
 from opencomms.media.engine import kernels
 from opencomms.media.engine.clips import ClipBank
 
@@ -19,16 +17,7 @@ RNG = np.random.default_rng(7)
 N = kernels.FRAME
 
 
-def _reference() -> ModuleType:
-    path = Path(engine.__file__).with_name("kernels.py")  # the source, also when `kernels` is compiled
-    spec = importlib.util.spec_from_file_location("kernels_reference", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _reference()
+REFERENCE = reference("opencomms.media.engine.kernels")
 BOTH = [pytest.param(kernels, id="under-test"), pytest.param(REFERENCE, id="reference")]
 
 

@@ -5,11 +5,9 @@ the limits, noise, speech-like audio, silence, prefixes of the rows and resets."
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -17,7 +15,7 @@ import numpy.typing as npt
 import pytest
 from media_signals import speech_like, tone_pair
 
-from opencomms._compiled import source_path
+from opencomms._compiled import reference
 from opencomms.media.dtmf import DtmfDetectorConfig, key_frequencies
 from opencomms.media.dtmf import goertzel as goertzel_module
 from opencomms.media.dtmf.tones import DBM0_IN_DBFS, KEYS
@@ -28,19 +26,6 @@ FRAME = 320
 CONFIG = DtmfDetectorConfig()
 FLOOR_DBFS = CONFIG.min_tone_dbm0 + DBM0_IN_DBFS  # each tone's lowest accepted level
 VAD_ARGS = {"onset": 2, "hangover": 15, "sub_len": 3, "threshold": 9.0, "min_speech": -50.0, "min_floor": -80.0}
-
-
-@functools.cache
-def reference(name: str) -> ModuleType:
-    """The module's numpy reference, run from its .py source under a private name (the module imported as `name`
-    is the compiled twin when the compiled path runs)."""
-    importlib.import_module(name)  # the package and the module's own imports first
-    package, leaf = name.rsplit(".", 1)
-    spec = importlib.util.spec_from_file_location(f"{package}._reference_{leaf}", source_path(name))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def analysers(capacity: int, rate: int = RATE) -> tuple[Any, Any]:

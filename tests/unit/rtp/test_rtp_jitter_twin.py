@@ -4,16 +4,14 @@ jumps and wraps, 10/20/30/40 ms packets, overflow, long gaps, network stalls and
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from opencomms import _compiled
-from opencomms._compiled import ENV_SWITCH, compiled_modules, source_path
+from opencomms._compiled import ENV_SWITCH, compiled_modules, reference
 from opencomms.rtp import jitter
 from opencomms.rtp.jitter import LOST, JitterBuffer, JitterConfig
 
@@ -22,18 +20,7 @@ TS_MOD = 1 << 32
 Arrival = tuple[float, int, int, bytes]  # (arrival, ssrc, timestamp, payload)
 
 
-def _reference() -> ModuleType:
-    """jitter.py run from its source under a private name (`opencomms.rtp.jitter` is the twin when compiled)."""
-    spec = importlib.util.spec_from_file_location(
-        "opencomms.rtp._reference_jitter", source_path("opencomms.rtp.jitter")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _reference()
+REFERENCE = reference("opencomms.rtp.jitter")
 COMPILED = "opencomms.rtp.jitter" in compiled_modules()
 
 

@@ -5,18 +5,16 @@ robin folds, sequence and timestamp wraps, Opus clocks)."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 import pytest
 
 from opencomms import _compiled
-from opencomms._compiled import ENV_SWITCH, compiled_modules, source_path
+from opencomms._compiled import ENV_SWITCH, compiled_modules, reference
 from opencomms.rtp import sendlane
 from opencomms.rtp.sendlane import SendLane
 
@@ -24,18 +22,7 @@ STRIDE = 172
 TS_MOD = 1 << 32
 
 
-def _reference() -> ModuleType:
-    """sendlane.py run from its source under a private name (`opencomms.rtp.sendlane` is the twin when compiled)."""
-    spec = importlib.util.spec_from_file_location(
-        "opencomms.rtp._reference_sendlane", source_path("opencomms.rtp.sendlane")
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _reference()
+REFERENCE = reference("opencomms.rtp.sendlane")
 COMPILED = "opencomms.rtp.sendlane" in compiled_modules()
 
 

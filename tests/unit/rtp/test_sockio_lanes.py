@@ -5,34 +5,20 @@ and is handed out as before, in order; counts come back once (`lane`, `disarm`, 
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
-import sys
 import time
 from collections.abc import Iterator
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from opencomms import _compiled
-from opencomms._compiled import ENV_SWITCH, compiled_modules, source_path
+from opencomms._compiled import ENV_SWITCH, compiled_modules, reference
 from opencomms.rtp import sockio
 from opencomms.rtp.packet import pack_header
 
-
-def _reference() -> ModuleType:
-    path = source_path("opencomms.rtp.sockio")
-    spec = importlib.util.spec_from_file_location("opencomms.rtp._reference_sockio", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up
-    spec.loader.exec_module(module)
-    return module
-
-
-REFERENCE = _reference()
+REFERENCE = reference("opencomms.rtp.sockio")
 IMPLEMENTATIONS = {"module": sockio.DatagramIO, "reference": REFERENCE.DatagramIO}
 
 
