@@ -208,15 +208,16 @@ cdef class SendLane:
         return (self._slots_np[flip], self._offsets_np[flip], self._lengths_np[flip], self._peers[flip],
                 self._failures_np[flip])
 
-    def ready(self, int flip, Py_ssize_t count):
-        cdef Py_ssize_t i, k = 0, row
-        cdef list peers
+    cdef list _batch_peers(self, int flip):
+        """The destinations of buffer `flip`'s batch (IndexError for a buffer that does not exist)."""
         if not 0 <= flip <= 1:
             raise IndexError(flip)
-        if count > self.capacity:
-            count = self.capacity
-        peers = self._peers[flip]
-        for i in range(count):
+        return self._peers[flip]
+
+    def ready(self, int flip, Py_ssize_t count):
+        cdef Py_ssize_t i, k = 0, row
+        cdef list peers = self._batch_peers(flip)
+        for i in range(min(count, self.capacity)):
             row = self._rows[flip, i]
             if self._epochs[flip, i] != self._epoch[row]:
                 continue
@@ -234,13 +235,8 @@ cdef class SendLane:
         cdef Py_ssize_t i, row
         cdef int err
         cdef list bad = None
-        cdef list peers
-        if not 0 <= flip <= 1:
-            raise IndexError(flip)
-        if count > self.capacity:
-            count = self.capacity
-        peers = self._peers[flip]
-        for i in range(count):
+        cdef list peers = self._batch_peers(flip)
+        for i in range(min(count, self.capacity)):
             row = self._rows[flip, i]
             err = self._failures[flip, i]
             if err == 0:
