@@ -312,7 +312,8 @@ class DatagramIO:
         return self.lane(slot)
 
     def peek(self, slot: int) -> tuple[int, int, float]:
-        """(packets, octets, last arrival or -inf) consumed by `slot`'s lane and not yet taken (any thread)."""
+        """(packets, octets, last arrival or -inf) consumed by `slot`'s lane and not yet taken (any thread: a slot
+        that is not one, as a stream being detached may still name, has nothing)."""
         lane = self._lanes.get(slot)
         return (0, 0, float("-inf")) if lane is None or not lane.count else (lane.count, lane.octets, lane.arrival)
 

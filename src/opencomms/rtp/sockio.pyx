@@ -611,9 +611,7 @@ cdef class DatagramIO:
         return self._take_counts(slot)
 
     def peek(self, int slot):
-        if not 0 <= slot < self._slots:
-            raise IndexError(slot)
-        if not self._l_held[slot] or not self._l_count[slot]:
+        if not 0 <= slot < self._slots or not self._l_held[slot] or not self._l_count[slot]:
             return (0, 0, float("-inf"))
         return (self._l_count[slot], self._l_octets[slot], self._l_arrival[slot])
 

@@ -401,9 +401,9 @@ class Stream:
         """Take what the lane consumed (`DatagramIO.lane`): exactly what `on_rtp` would have counted for them."""
         count, octets, seq, ts, arrival = pending
         stats = self.stats
-        if stats is not None:
-            stats.max_seq = seq
+        if stats is not None:  # received first: `quality()` read meanwhile elsewhere never counts them as lost
             stats.received += count
+            stats.max_seq = seq
         self._packets_received += count
         self._octets_received += octets
         self._last_rtp = arrival

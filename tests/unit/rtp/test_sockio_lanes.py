@@ -96,6 +96,7 @@ def test_in_sequence_packets_of_the_source_go_to_put_and_are_counted(io_class: A
     assert io.peek(2) == (4, 640, 7.5)
     assert io.lane(2) == (4, 640, 14, 160 * 14, 7.5)
     assert io.lane(2) is None and io.peek(2) == (0, 0, float("-inf"))  # handed back once
+    assert io.peek(-1) == io.peek(99) == (0, 0, float("-inf"))  # read elsewhere while a stream is detached
     peer.sendto(rtp(15, 160 * 15), sock.getsockname())  # still armed
     assert settle(io, 1)[0] == 1
     io.close()
