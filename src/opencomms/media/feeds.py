@@ -11,11 +11,11 @@ pool or the WebSocket protocol (calling/transcription.py and calling/mediastream
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from .companions import Companions, EngineCompanion
 from .engine import FedFrames, Heard, HeardTalkers, MediaEngine, MediaEvent, Said, Samples, Subscription
 
 __all__ = ["PLAY_QUEUE_FRAMES", "FeedClear", "FeedClose", "FeedKind", "FeedOpen", "FeedPush", "Feeds", "feeds_of"]
@@ -40,19 +40,13 @@ class _Feed:
     quiet: dict[str, int] = field(default_factory=dict)
 
 
-class Feeds:
+class Feeds(EngineCompanion):
     """Every feed of one engine (engine side only). `drain()` after each tick gives what they collected."""
 
     def __init__(self, engine: MediaEngine) -> None:
-        self._engine = weakref.ref(engine)  # weak: the registry's value must not keep its key alive
+        super().__init__(engine)
         self._feeds: dict[str, _Feed] = {}
         self._out: list[tuple[str, object, float, int]] = []
-
-    @property
-    def engine(self) -> MediaEngine:
-        engine = self._engine()
-        assert engine is not None, "the engine is gone"
-        return engine
 
     def __len__(self) -> int:
         return len(self._feeds)
@@ -137,15 +131,12 @@ class Feeds:
             self._out.append((feed.feed_id, tuple(out), now, feed.taken))
 
 
-_FEEDS: weakref.WeakKeyDictionary[MediaEngine, Feeds] = weakref.WeakKeyDictionary()
+_FEEDS: Companions[Feeds] = Companions(Feeds)
 
 
 def feeds_of(engine: MediaEngine) -> Feeds:
     """The engine's feeds (made on first use; engine side only)."""
-    feeds = _FEEDS.get(engine)
-    if feeds is None:
-        feeds = _FEEDS[engine] = Feeds(engine)
-    return feeds
+    return _FEEDS.of(engine)
 
 
 @dataclass(frozen=True, slots=True)

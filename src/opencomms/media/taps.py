@@ -9,10 +9,10 @@ engine's side; must not touch asyncio, sockets or the WebSocket protocol (callin
 
 from __future__ import annotations
 
-import weakref
 from collections import deque
 from dataclasses import dataclass, field
 
+from .companions import Companions, EngineCompanion
 from .engine import HeardFrames, HeardTalkers, MediaEngine, MediaEvent, Samples, Subscription
 
 __all__ = ["BACKLOG_TICKS", "QUEUE_FRAMES", "AppTaps", "TapClose", "TapOpen", "TapPush", "taps_of"]
@@ -39,20 +39,14 @@ class _Tap:
     backlog_ticks: int = 0
 
 
-class AppTaps:
+class AppTaps(EngineCompanion):
     """Every tapped leg of one engine (engine side only). `drain()` after each tick gives what they heard."""
 
     def __init__(self, engine: MediaEngine) -> None:
-        self._engine = weakref.ref(engine)  # weak: the registry's value must not keep its key alive
+        super().__init__(engine)
         self._taps: dict[str, _Tap] = {}
         self._heard: list[_Heard] = []
         self.trimmed = 0
-
-    @property
-    def engine(self) -> MediaEngine:
-        engine = self._engine()
-        assert engine is not None, "the engine is gone"
-        return engine
 
     def open(self, leg_id: str) -> None:
         """(Re)start tapping `leg_id` for a new connection: its queue starts empty. Nothing if the leg is gone."""
@@ -124,15 +118,12 @@ class AppTaps:
         self._heard.append((tap.leg_id, heard.copy(), parts, now))
 
 
-_TAPS: weakref.WeakKeyDictionary[MediaEngine, AppTaps] = weakref.WeakKeyDictionary()
+_TAPS: Companions[AppTaps] = Companions(AppTaps)
 
 
 def taps_of(engine: MediaEngine) -> AppTaps:
     """The engine's taps (made on first use; engine side only)."""
-    taps = _TAPS.get(engine)
-    if taps is None:
-        taps = _TAPS[engine] = AppTaps(engine)
-    return taps
+    return _TAPS.of(engine)
 
 
 @dataclass(frozen=True, slots=True)
