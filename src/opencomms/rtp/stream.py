@@ -7,7 +7,9 @@ batches (bank.py), touch asyncio or block: after attachment every method runs on
 calls them); other threads only read the counters (`quality()`) and `last_rtp`/`last_rtcp`. While a stream sends
 plain audio its numbering and send counters live in the bank's send lane (sendlane.py), which writes them back
 here (`seq`, `was_sending`, `packets_sent`, `octets_sent`, `send_errors`) before anything else reads them on the
-engine thread, and every ~0.25 s for the readers on other threads.
+engine thread, and every ~0.25 s for the readers on other threads. Likewise, once `on_rtp` has seen the stream in
+its common case (`lane_terms`), the socket layer's receive lane takes its in-sequence packets to the jitter buffer
+and counts them (sockio.py); `absorb` takes those counts, and the received figures add what the lane still holds.
 """
 
 from __future__ import annotations
