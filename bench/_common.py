@@ -1,11 +1,13 @@
 """What the meeting benches share (conference_sip, conference_load, webrtc_legs, meeting_join): a node child process
 started and stopped, its ready file, meetings anyone joins, and a process's CPU seconds; and what every
-`results_section` does: run a bench script in a fresh process and read its last (JSON) line.
+`results_section` does: run a bench script in a fresh process and read its last (JSON) line; and the Asterisk
+anchor's RTP timing analysis (tools/rtp_gaps.py), which the benches apply to the node's packets too.
 
 Imported as `_common` (bench scripts run by path, so bench/ is first on sys.path)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -13,7 +15,23 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
+
+ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
+"""The Asterisk anchor's directory (its scripts and tools; `../shared/anchors/asterisk/` of the workspace)."""
+
+
+def rtp_gaps() -> ModuleType:
+    """The anchor's tools/rtp_gaps.py as a module: `analyse(pcap)` gives the % of each stream's RTP packets within
+    5 ms of its 20 ms schedule, as the anchor measures Asterisk."""
+    path = ANCHOR / "tools" / "rtp_gaps.py"
+    spec = importlib.util.spec_from_file_location("anchor_rtp_gaps", path)
+    if spec is None or spec.loader is None or not path.is_file():
+        raise SystemExit(f"{path}: the anchor's RTP analysis is missing")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_ready_file(node: subprocess.Popen[Any], ready: Path, seconds: float = 60.0) -> None:

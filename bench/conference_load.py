@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import array
 import contextlib
-import importlib.util
 import json
 import os
 import random
@@ -48,14 +47,12 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 
-from _common import stop_node, wait_ready_file  # noqa: E402
+from _common import rtp_gaps, stop_node, wait_ready_file  # noqa: E402
 
-ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
 NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
 TARGET_PCT = 99.9
@@ -395,7 +392,7 @@ class Generator:
 
     def analyse(self) -> dict[str, object]:
         """The window's packets through the anchor's rtp_gaps analysis (kernel receive times)."""
-        gaps = _rtp_gaps()
+        gaps = rtp_gaps()
         heads = bytes(self.rx_head)
         times, legs = self.rx_time, self.rx_leg
 
@@ -417,16 +414,6 @@ class Generator:
         self.sip.close()
         for leg in self.legs:
             leg.sock.close()
-
-
-def _rtp_gaps() -> ModuleType:
-    path = ANCHOR / "tools" / "rtp_gaps.py"
-    spec = importlib.util.spec_from_file_location("anchor_rtp_gaps", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"{path}: the anchor's RTP analysis is missing")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _descendants(pid: int) -> list[int]:

@@ -13,8 +13,9 @@ JWT checks, answer over REST, a prompt, SIPp's BYE after --hold-ms): HTTP, SIP, 
 the event loop busy, as in production.
 
 Modes: `thread` (the engine thread), `process` (`[media] process = true`), and suffixes to either, combined in
-any order: `-niceN` (the node's event loop thread lowers its own priority to nice N) and `-sliceX` (`[media]
-latency_slice_ms = X`, 0 = the kernel's slice), e.g. `process-nice5-slice0`. None needs a privilege. With the
+any order: `-niceN` (the node's event loop thread lowers its own priority to nice N), `-sliceX` (`[media]
+latency_slice_ms = X`, 0 = the kernel's slice) and, for `process`, `-spinX` (the engine thread wakes X ms early and
+yields until due), e.g. `process-nice5-slice0`. None needs a privilege. With the
 kernel's autogroups every session is a scheduling group of equal weight: the media child runs in one of its own;
 the node shares this script's session, and so do the bot, the RTP peer and SIPp (the load) unless `--apart` gives
 each a session of its own, as separate programs would have. The placement changes the figures by tens of points
@@ -23,7 +24,10 @@ each a session of its own, as separate programs would have. The placement change
 
 Figures, after --warmup: sent<=5ms and send p99 (the node's view: each packet's sendto against its tick's due
 time, every stream of the bank, SIPp's calls included), rx<=5ms and rx p99 (the peer's view: arrival minus RTP
-timestamp, relative to each stream's best), late/skipped ticks, SIPp's successful/failed calls, node CPU (the
+timestamp, relative to each stream's best), wire<=5ms and its p99 (the Asterisk anchor's own measure, as its
+bench_concurrent.sh takes it for Asterisk: a --capture s tcpdump on lo of the node's RTP through its
+tools/rtp_gaps.py, each stream against its own 20 ms schedule, so the place of a stream in the tick's send batch
+does not count, its variation does), late/skipped ticks, SIPp's successful/failed calls, node CPU (the
 media child's included). The target (issue 16): >= 99.9 % within 5 ms at 500 calls per core. Prints a table and
 one JSON line per mode.
 """
@@ -37,6 +41,7 @@ import json
 import os
 import re
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,7 +78,15 @@ def _pcts(hist: list[int]) -> tuple[float, float]:
 
 
 async def node_main(
-    mode: str, n: int, rate: float, seconds: float, warmup: float, hold_ms: int, rtp_ports: str, apart: bool
+    mode: str,
+    n: int,
+    rate: float,
+    seconds: float,
+    warmup: float,
+    hold_ms: int,
+    rtp_ports: str,
+    apart: bool,
+    capture_s: float,
 ) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
     sys.path.insert(0, str(ROOT))
@@ -126,7 +139,10 @@ async def node_main(
     )
     node = Node(config)
     if isinstance(node.engine, MediaProcess):
-        node.engine.settings = dataclasses.replace(node.engine.settings, measure_lateness=True)
+        spin = re.search(r"-spin([0-9.]+)", mode)
+        node.engine.settings = dataclasses.replace(
+            node.engine.settings, measure_lateness=True, spin=float(spin.group(1)) / 1000.0 if spin else 0.0
+        )
     else:
         node.sip.bank.measure_lateness = True  # type: ignore[union-attr]
     prompt = rtp_sessions._prompt()
@@ -183,7 +199,12 @@ async def node_main(
         media_pid = node.engine.pid if isinstance(node.engine, MediaProcess) else None
         cpu0 = _cpu(os.getpid()) + (_cpu(media_pid) if media_pid else 0.0)
         wall0 = time.monotonic()
-        await asyncio.sleep(max(1.0, seconds - 2.0))
+        window = max(1.0, seconds - 2.0)
+        pcap = tmp / "rtp_out.pcap"
+        capture = await asyncio.to_thread(_capture, pcap, rtp_ports) if capture_s > 0 else None
+        await asyncio.sleep(min(window, capture_s) if capture else 0.0)
+        wire = await asyncio.to_thread(_stop_capture, capture, pcap) if capture else None
+        await asyncio.sleep(max(0.0, window - (time.monotonic() - wall0)))
         wall = time.monotonic() - wall0
         cpu = _cpu(os.getpid()) + (_cpu(media_pid) if media_pid else 0.0) - cpu0
         media_cpu = _cpu(media_pid) if media_pid else None
@@ -205,8 +226,12 @@ async def node_main(
         "rate": rate,
         "sent_within_5ms_pct": within,
         "send_lateness_p99_ms": p99,
+        "send_lateness_hist_ms": hist[:30],
         "packets_measured": sum(hist),
         "rx_within_5ms_pct": rx["rx_within_5ms_pct"],
+        "wire_within_5ms_pct": (wire or {}).get("within_5ms_pct"),
+        "wire_lateness_p99_ms": (wire or {}).get("lateness_ms_p99"),
+        "wire_packets": (wire or {}).get("packets"),
         "rx_lateness_p99_ms": rx["rx_lateness_p99_ms"],
         "late_ticks": stats["late_ticks"] - stats0["late_ticks"],
         "skipped_ticks": stats["skipped_ticks"] - stats0["skipped_ticks"],
@@ -222,6 +247,30 @@ async def node_main(
         "bot_answered": bot_stats.get("answered"),
         "peer_cpu_cores": rx["peer_cpu_cores"],
     }
+
+
+def _capture(pcap: Path, rtp_ports: str) -> subprocess.Popen[bytes]:
+    """tcpdump on lo of the node's RTP (even source ports of its range: RTCP is on the odd ones), as the anchor's
+    bench_concurrent.sh captures Asterisk's."""
+    low, high = rtp_ports.split("-")
+    bpf = f"udp and src host 127.0.0.1 and src portrange {low}-{high} and udp[0:2] & 1 = 0"
+    cmd = ["tcpdump", "-i", "lo", "-n", "-s", "64", "-B", "65536", "-Z", "root", "-w", str(pcap), bpf]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)  # tcpdump's filter in place before the window counts
+    return proc
+
+
+def _stop_capture(proc: subprocess.Popen[bytes], pcap: Path) -> dict[str, Any]:
+    """Stops tcpdump; the anchor's rtp_gaps analysis of what it caught (within_5ms_pct, lateness_ms_p99...)."""
+    from _common import rtp_gaps
+
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    if not pcap.is_file():
+        raise SystemExit(f"tcpdump wrote nothing: {err.decode(errors='replace')[-500:]}")
+    result: dict[str, Any] = rtp_gaps().analyse(str(pcap))
+    pcap.unlink()
+    return result
 
 
 def _lateness(node: Any) -> list[int]:
@@ -245,12 +294,23 @@ def main() -> None:
     ap.add_argument(
         "--apart", action="store_true", help="the bot, the RTP peer and SIPp each in a session of their own"
     )
+    ap.add_argument(
+        "--capture", type=float, default=8.0, help="seconds of tcpdump in the window, for the wire figure (0: none)"
+    )
     ap.add_argument("--node", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.node:
         out = asyncio.run(
             node_main(
-                args.node, args.calls, args.rate, args.seconds, args.warmup, args.hold_ms, args.rtp_ports, args.apart
+                args.node,
+                args.calls,
+                args.rate,
+                args.seconds,
+                args.warmup,
+                args.hold_ms,
+                args.rtp_ports,
+                args.apart,
+                args.capture,
             )
         )
         print(json.dumps(out), flush=True)
@@ -259,7 +319,7 @@ def main() -> None:
     for mode in args.modes.split(",") * args.rounds:
         cmd = [sys.executable, __file__, "--node", mode, "--calls", str(args.calls), "--rate", str(args.rate)]
         cmd += ["--seconds", str(args.seconds), "--warmup", str(args.warmup), "--hold-ms", str(args.hold_ms)]
-        cmd += ["--rtp-ports", args.rtp_ports] + (["--apart"] if args.apart else [])
+        cmd += ["--rtp-ports", args.rtp_ports, "--capture", str(args.capture)] + (["--apart"] if args.apart else [])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
         done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=args.seconds * 4 + 300)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{") and '"rtp_timing"' in line]
@@ -268,13 +328,15 @@ def main() -> None:
             raise SystemExit(f"{mode}: the node run failed")
         rows.append(json.loads(lines[-1]))
     print(
-        f"{'mode':8} {'calls':>5} {'rate':>5} {'sent<=5ms':>10} {'p99 ms':>7} {'rx<=5ms':>8} {'rx p99':>7} "
-        f"{'late':>5} {'sipp ok/fail':>12} {'cpu':>6}"
+        f"{'mode':8} {'calls':>5} {'rate':>5} {'sent<=5ms':>10} {'p99 ms':>7} {'wire<=5ms':>10} {'p99 ms':>7} "
+        f"{'rx<=5ms':>8} {'rx p99':>7} {'late':>5} {'sipp ok/fail':>12} {'cpu':>6}"
     )
     for r in rows:
         print(
             f"{r['mode']:8} {r['calls']:>5} {r['rate']:>5.0f} {r['sent_within_5ms_pct']:>10.3f} "
-            f"{r['send_lateness_p99_ms']:>7.0f} {r['rx_within_5ms_pct']:>8.3f} {r['rx_lateness_p99_ms']:>7.1f} "
+            f"{r['send_lateness_p99_ms']:>7.0f} {r['wire_within_5ms_pct'] or float('nan'):>10.3f} "
+            f"{r['wire_lateness_p99_ms'] or float('nan'):>7.1f} "
+            f"{r['rx_within_5ms_pct']:>8.3f} {r['rx_lateness_p99_ms']:>7.1f} "
             f"{r['late_ticks']:>5} {r['sipp_successful']:>6}/{r['sipp_failed']:<5} {r['node_cpu_cores']:>6.2f}"
         )
     if args.rounds > 1:
