@@ -14,8 +14,10 @@ node); rounds alternate Asterisk, node(s), Asterisk, node(s)... so that both see
 
 The anchor is installed from ../shared/anchors/asterisk/install.sh when /opt/asterisk-anchor is missing; it runs
 with a private run dir and SIP port. --node-src NAME=PATH (repeatable) runs one node per source tree (PYTHONPATH)
-to compare two versions of the node in the same run (default: this checkout's src). CPU is utime+stime from
-/proc: the node's process and its descendants (all threads), the bot's process apart, Asterisk's process.
+to compare two versions of the node in the same run (default: this checkout's src); --node-python NAME=PATH runs
+node NAME on another interpreter (a venv made from another CPython build; its compiled path is built by it first,
+into build/compiled-NAME). CPU is utime+stime from /proc: the node's process and its descendants (all threads), the
+bot's process apart, Asterisk's process.
 Prints one line per round, then one summary line per server, the ratio, and one JSON line last.
 """
 
@@ -116,10 +118,15 @@ class NodeUnderTest:
         bot_script: Path | None = None,
         bot_args: Sequence[str] = (),
         settings: Mapping[str, str] | None = None,
+        python: str = sys.executable,
     ) -> None:
         self.name, self.src, self.workdir = name, src, workdir
         workdir.mkdir(parents=True)
         env = {**os.environ, "PYTHONPATH": str(src)}
+        node_env = dict(env)
+        if python != sys.executable:  # its compiled media path built by that interpreter, in a directory of its own
+            node_env["OPENCOMMS_COMPILED_DIR"] = str(ROOT / "build" / f"compiled-{name}")
+            subprocess.run([python, "-m", "opencomms._compiled.build"], env=node_env, check=True, cwd=ROOT)
         store_url = f"sqlite:///{workdir / 'node.db'}"
         self.http_port, self.sip_port = free_port(), free_port()
         node_url = f"http://127.0.0.1:{self.http_port}"
@@ -151,7 +158,7 @@ class NodeUnderTest:
         )
         ready = workdir / "ready"
         node_env = {
-            **env,
+            **node_env,
             "OPENCOMMS_LOG_LEVEL": "warning",
             "OPENCOMMS_SIP__PORT": str(self.sip_port),
             "OPENCOMMS_SIP__HOST": "127.0.0.1",
@@ -160,7 +167,7 @@ class NodeUnderTest:
             **(settings or {}),
         }
         self.log = (workdir / "node.log").open("wb")
-        cmd = [sys.executable, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(self.http_port)]
+        cmd = [python, "-m", "opencomms.cli.main", "serve", "--store", store_url, "--port", str(self.http_port)]
         self.proc = subprocess.Popen([*cmd, "--ready-file", str(ready)], env=node_env, stderr=self.log, cwd=ROOT)
         deadline = time.monotonic() + 60
         while not ready.exists():
@@ -262,6 +269,7 @@ def _p99(r: dict[str, Any]) -> float:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="opencomms-astratio-"))
     srcs = [s.split("=", 1) for s in args.node_src] or [["node", str(ROOT / "src")]]
+    pythons = dict(s.split("=", 1) for s in args.node_python)
     nodes: list[NodeUnderTest] = []
     ast: Asterisk | None = None
     rounds: dict[str, list[dict[str, Any]]] = {}
@@ -269,7 +277,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if not args.skip_asterisk:
             ast = Asterisk(tmp)
         for name, src in srcs:
-            nodes.append(NodeUnderTest(name, Path(src).resolve(), tmp / name, args.rate * 10))
+            python = pythons.get(name, sys.executable)
+            nodes.append(NodeUnderTest(name, Path(src).resolve(), tmp / name, args.rate * 10, python=python))
         time.sleep(1)
         for i in range(args.rounds):
             targets: list[tuple[str, int, int, str, NodeUnderTest | None]] = []
@@ -416,6 +425,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="how long calls are started, per round")
     parser.add_argument("--rounds", type=int, default=2, help="rounds per server, alternating")
     parser.add_argument("--node-src", action="append", default=[], help="NAME=PATH of a src tree (repeatable)")
+    parser.add_argument(
+        "--node-python",
+        action="append",
+        default=[],
+        help="NAME=PATH: the interpreter (of a venv with the server extras) that runs node NAME (default: this one)",
+    )
     parser.add_argument("--skip-asterisk", action="store_true", help="only the node(s), e.g. to compare two trees")
     parser.add_argument("--profile", default="", help="py-spy path: record each node round (raw) in the workdir")
     parser.add_argument("--keep", action="store_true", help="keep the workdir (SIPp logs, node logs, profiles)")

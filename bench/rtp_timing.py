@@ -156,6 +156,9 @@ async def node_main(
         nice = re.search(r"-nice([0-9]+)", mode)
         if nice:  # the loop (this thread, and threads it starts) yields to the media child
             os.setpriority(os.PRIO_PROCESS, 0, int(nice.group(1)))
+        group = re.search(r"-groupnice([0-9]+)", mode)
+        if group:  # this session's scheduling group (the node's) yields to the media child's
+            Path("/proc/self/autogroup").write_text(group.group(1))
         bot.go()
         rtp = RtpConfig(media_timeout=None)
         sessions = [RtpSession(f"sip{i}", sip.bank, sip.ports, "127.0.0.1", config=rtp) for i in range(n)]
