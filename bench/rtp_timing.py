@@ -13,7 +13,8 @@ JWT checks, answer over REST, a prompt, SIPp's BYE after --hold-ms): HTTP, SIP, 
 the event loop busy, as in production.
 
 Modes: `thread` (the engine thread), `process` (`[media] process = true`), and suffixes to either, combined in
-any order: `-niceN` (the node's event loop thread lowers its own priority to nice N), `-sliceX` (`[media]
+any order: `-niceN` (the node's event loop thread lowers its own priority to nice N), `-groupniceN` (the node's
+session, its scheduling group, at autogroup nice N: /proc/self/autogroup), `-sliceX` (`[media]
 latency_slice_ms = X`, 0 = the kernel's slice) and, for `process`, `-spinX` (the engine thread wakes X ms early and
 yields until due), e.g. `process-nice5-slice0`. None needs a privilege. With the
 kernel's autogroups every session is a scheduling group of equal weight: the media child runs in one of its own;
@@ -158,7 +159,7 @@ async def node_main(
             os.setpriority(os.PRIO_PROCESS, 0, int(nice.group(1)))
         group = re.search(r"-groupnice([0-9]+)", mode)
         if group:  # this session's scheduling group (the node's) yields to the media child's
-            Path("/proc/self/autogroup").write_text(group.group(1))
+            await asyncio.to_thread(Path("/proc/self/autogroup").write_text, group.group(1))
         bot.go()
         rtp = RtpConfig(media_timeout=None)
         sessions = [RtpSession(f"sip{i}", sip.bank, sip.ports, "127.0.0.1", config=rtp) for i in range(n)]
