@@ -16,7 +16,8 @@ The anchor is installed from ../shared/anchors/asterisk/install.sh when /opt/ast
 with a private run dir and SIP port. --node-src NAME=PATH (repeatable) runs one node per source tree (PYTHONPATH)
 to compare two versions of the node in the same run (default: this checkout's src); --node-python NAME=PATH runs
 node NAME on another interpreter (a venv made from another CPython build; its compiled path is built by it first,
-into build/compiled-NAME). CPU is utime+stime from /proc: the node's process and its descendants (all threads), the
+into build/compiled-NAME); --node-env NAME=VARIABLE=VALUE gives node NAME a setting (OPENCOMMS_...), to compare
+settings. CPU is utime+stime from /proc: the node's process and its descendants (all threads), the
 bot's process apart, Asterisk's process.
 Prints one line per round, then one summary line per server, the ratio, and one JSON line last.
 """
@@ -270,6 +271,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="opencomms-astratio-"))
     srcs = [s.split("=", 1) for s in args.node_src] or [["node", str(ROOT / "src")]]
     pythons = dict(s.split("=", 1) for s in args.node_python)
+    envs = [tuple(s.split("=", 2)) for s in args.node_env]
+    if any(len(e) != 3 for e in envs):
+        raise SystemExit("--node-env takes NAME=VARIABLE=VALUE")
     nodes: list[NodeUnderTest] = []
     ast: Asterisk | None = None
     rounds: dict[str, list[dict[str, Any]]] = {}
@@ -278,7 +282,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ast = Asterisk(tmp)
         for name, src in srcs:
             python = pythons.get(name, sys.executable)
-            nodes.append(NodeUnderTest(name, Path(src).resolve(), tmp / name, args.rate * 10, python=python))
+            settings = {key: value for node, key, value in envs if node == name}
+            nodes.append(
+                NodeUnderTest(name, Path(src).resolve(), tmp / name, args.rate * 10, settings=settings, python=python)
+            )
         time.sleep(1)
         for i in range(args.rounds):
             targets: list[tuple[str, int, int, str, NodeUnderTest | None]] = []
@@ -430,6 +437,12 @@ def main() -> None:
         action="append",
         default=[],
         help="NAME=PATH: the interpreter (of a venv with the server extras) that runs node NAME (default: this one)",
+    )
+    parser.add_argument(
+        "--node-env",
+        action="append",
+        default=[],
+        help="NAME=VARIABLE=VALUE: a setting for node NAME's environment, e.g. a=OPENCOMMS_LEDGER__GROUP_COMMIT=0.01",
     )
     parser.add_argument("--skip-asterisk", action="store_true", help="only the node(s), e.g. to compare two trees")
     parser.add_argument("--profile", default="", help="py-spy path: record each node round (raw) in the workdir")
