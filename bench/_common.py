@@ -18,8 +18,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
-"""The Asterisk anchor's directory (its scripts and tools; `../shared/anchors/asterisk/` of the workspace)."""
+ANCHOR = Path(
+    os.environ.get("ASTERISK_ANCHOR")
+    or os.environ.get("ANCHOR_DIR")
+    or Path(__file__).resolve().parent.parent.parent / "shared" / "anchors" / "asterisk"
+)
+"""The Asterisk anchor's directory (its scripts and tools): $ASTERISK_ANCHOR (or $ANCHOR_DIR), else
+`../shared/anchors/asterisk/` beside the checkout, else the workspace's (a clone elsewhere: /tmp, a worktree)."""
+if not ANCHOR.is_dir() and not (os.environ.get("ASTERISK_ANCHOR") or os.environ.get("ANCHOR_DIR")):
+    ANCHOR = Path("/work/shared/anchors/asterisk")
 
 
 def rtp_gaps() -> ModuleType:

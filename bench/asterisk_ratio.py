@@ -42,12 +42,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from _common import run_json  # noqa: E402
+from _common import ANCHOR, run_json  # noqa: E402
 from sip_calls import PERMISSIONS, Bot, _cpu_seconds, _prompt_wav, free_port, stdin_reader  # noqa: E402
 
-ANCHOR = Path(os.environ.get("ANCHOR_DIR", ROOT.parent.parent / "shared" / "anchors" / "asterisk"))
-if not ANCHOR.is_dir():  # worktrees live in /work/wt/<name>; the main checkout in /work/main
-    ANCHOR = Path("/work/shared/anchors/asterisk")
 PREFIX = Path("/opt/asterisk-anchor")
 NUMBER = "+14255550100"
 

@@ -41,9 +41,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-from _common import open_meeting, stop_node, wait_ready_file  # noqa: E402
+from _common import ANCHOR, open_meeting, stop_node, wait_ready_file  # noqa: E402
 
-ANCHOR = Path(os.environ.get("ASTERISK_ANCHOR", "/work/shared/anchors/asterisk"))
 NODE_CPU, LOAD_CPU = 0, 1
 PIN = not os.environ.get("OPENCOMMS_BENCH_NO_PIN") and len(os.sched_getaffinity(0)) >= 2
 MEDIA_PROCESS = os.environ.get("OPENCOMMS_BENCH_MEDIA_PROCESS") == "1"
